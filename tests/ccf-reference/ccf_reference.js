@@ -68,10 +68,13 @@ async function main() {
   const { tagNameToAthenaColumn } = require('@cloud-carbon-footprint/aws/dist/lib/CostAndUsageReports')
   const tagColumns = tagNames.map(tagNameToAthenaColumn)
 
+  const readStartedMs = Date.now()
   const query = new AthenaQueryEmulator(options.groupBy)
   await readCurCsv(options.input, tagColumns[0] || null, tagNameToAthenaColumn, (row, line) => query.add(row, line))
   const rows = query.resultRows()
 
+  const readMs = Date.now() - readStartedMs
+  const ccfStartedMs = Date.now()
   const fakeAthena = new FakeAthena(rows, tagColumns)
   resetUnknownUsageRatios(ccf.aws)
   const reports = buildCostAndUsageReports(ccf, fakeAthena)
@@ -79,12 +82,14 @@ async function main() {
   const end = new Date(`${query.maxPeriod || '1970-01-01'}T00:00:00Z`)
   const results = rows.length === 0 ? [] : await reports.getEstimates(start, end, options.groupBy)
 
-  for (const line of formatResults(results, tagNames[0] || null)) process.stdout.write(`${line}\n`)
+  const ccfMs = Date.now() - ccfStartedMs
+  process.stdout.write(formatResults(results, tagNames[0] || null).map((line) => `${line}\n`).join(''))
 
   const skipped = [...query.skippedByLineItemType].map(([type, n]) => `${type || '(empty)'}=${n}`).join(' ')
   process.stderr.write(
     `ccf-reference: ${query.rowsRead} rows read, ${query.rowsKept} kept, skipped by line item type: ${skipped || 'none'}; ` +
-      `${rows.length} athena rows in ${fakeAthena.pagesServed} pages; ${results.reduce((n, r) => n + r.serviceEstimates.length, 0)} ccf results\n`,
+      `${rows.length} athena rows in ${fakeAthena.pagesServed} pages; ${results.reduce((n, r) => n + r.serviceEstimates.length, 0)} ccf results; ` +
+      `read+group ${readMs} ms, ccf ${ccfMs} ms\n`,
   )
   for (const [message, count] of logs.warnings) process.stderr.write(`ccf-reference: ${count} x ${message}\n`)
 }

@@ -29,37 +29,42 @@ const REQUIRED_COLUMNS = Object.keys(COLUMN_ALIASES).filter((name) => name !== '
 
 /**
  * Splits one CSV record into fields (RFC 4180: double quotes, "" escapes).
- * Fast path for records without quotes.
+ * Scans with indexOf rather than per character; records without quotes take a plain split.
  */
 function splitCsvRecord(record) {
   if (!record.includes('"')) return record.split(',')
   const fields = []
-  let field = ''
-  let inQuotes = false
-  for (let i = 0; i < record.length; i++) {
-    const ch = record[i]
-    if (inQuotes) {
-      if (ch === '"') {
-        if (record[i + 1] === '"') {
-          field += '"'
-          i++
-        } else {
-          inQuotes = false
+  const n = record.length
+  let i = 0
+  for (;;) {
+    let value = ''
+    if (record.charCodeAt(i) === 34 /* " */) {
+      let j = i + 1
+      for (;;) {
+        const q = record.indexOf('"', j)
+        if (q === -1) {
+          value += record.slice(j)
+          i = n
+          break
         }
-      } else {
-        field += ch
+        if (record.charCodeAt(q + 1) === 34) {
+          value += record.slice(j, q + 1)
+          j = q + 2
+          continue
+        }
+        value += record.slice(j, q)
+        i = q + 1
+        break
       }
-    } else if (ch === '"') {
-      inQuotes = true
-    } else if (ch === ',') {
-      fields.push(field)
-      field = ''
-    } else {
-      field += ch
     }
+    const comma = record.indexOf(',', i)
+    if (comma === -1) {
+      fields.push(value + record.slice(i))
+      return fields
+    }
+    fields.push(value + record.slice(i, comma))
+    i = comma + 1
   }
-  fields.push(field)
-  return fields
 }
 
 /** Number of double-quote characters in a string (odd = a quoted field continues on the next line). */
