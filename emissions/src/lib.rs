@@ -9,5 +9,10 @@
 //! `_vcpu_hours`, `_gb_hours`, `_tb_hours`.
 #![forbid(unsafe_code)]
 
+pub mod coefficients;
 pub mod cur;
+pub(crate) mod csv_text;
+pub mod grid;
+pub mod model;
 pub mod time;
+pub mod units;

@@ -1,0 +1,26 @@
+//! Grid carbon intensity: annual location-based factors per AWS region,
+//! configurable market-based factors, hourly intensity sources and the
+//! AWS region → Electricity Maps zone map.
+
+mod error;
+mod hourly;
+mod location;
+mod market;
+mod zones;
+
+pub use error::GridError;
+pub use hourly::{CarbonIntensitySource, HourlyIntensity, HourlyIntensityTable};
+pub use location::{UNKNOWN_REGION, location_factor};
+pub use market::{MarketConfig, MarketRegion};
+pub use zones::zone_for_region;
+
+use crate::model::Provenance;
+
+/// Carbon intensity of electricity, with where it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridFactor {
+    /// Grams of CO2e per kWh consumed.
+    pub g_co2e_per_kwh: f64,
+    /// Data set and vintage.
+    pub provenance: Provenance,
+}

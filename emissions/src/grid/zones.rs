@@ -1,0 +1,44 @@
+//! AWS region → Electricity Maps zone.
+//!
+//! Compiled in from `data/regions/aws_region_zones.csv`: the zone Electricity
+//! Maps assigns to the AWS region where it lists one, else the zone Cloud
+//! Carbon Footprint uses; regions neither names (the China regions) have none.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use crate::csv_text::{column, records};
+
+const REGION_ZONES_CSV: &str = include_str!("../../data/regions/aws_region_zones.csv");
+
+static REGION_ZONES: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+    let mut rows = records(REGION_ZONES_CSV).map(|r| r.unwrap_or_else(|e| panic!("compiled-in table: {e}")));
+    let header = rows.next().expect("compiled-in table has a header");
+    let (region, zone) = (column(&header, "region_code"), column(&header, "em_zone_id"));
+    rows.filter_map(|r| {
+        let text = |i: usize| match r.fields.get(i) {
+            Some(std::borrow::Cow::Borrowed(s)) => *s,
+            _ => "",
+        };
+        let z = text(zone);
+        (!z.is_empty()).then(|| (text(region), z))
+    })
+    .collect()
+});
+
+/// Electricity Maps zone of an AWS region (`us-west-1` → `US-CAL-CISO`);
+/// `None` for regions without a known zone or unknown regions.
+pub fn zone_for_region(region: &str) -> Option<&'static str> {
+    REGION_ZONES.get(region.trim()).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_mapped_regions_load() {
+        // 37 regions, of which the two China regions have no zone
+        assert_eq!(REGION_ZONES.len(), 35);
+    }
+}
