@@ -119,3 +119,23 @@ test('a missing required column is reported with its expected name', () => {
   assert.equal(run.status, 2)
   assert.match(run.stderr, /missing required columns: expected product_region or product\/region/)
 })
+
+test('a NaN CO2e from an unresolvable compute row nulls the CO2e of its whole group', () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ccf-ref-')), 'nan.csv')
+  fs.writeFileSync(
+    file,
+    [
+      'line_item_usage_start_date,line_item_usage_account_id,line_item_line_item_type,line_item_product_code,line_item_usage_type,pricing_unit,product_region,product_vcpu,line_item_usage_amount,line_item_blended_cost',
+      '2023-10-02T00:00:00Z,1,Usage,AmazonEC2,BoxUsage:c6i.metal,Hrs,us-east-1,,2,10.88',
+      '2023-10-02T00:00:00Z,1,Usage,AmazonEC2,BoxUsage:m5.large,Hrs,us-east-1,2,2,0.2',
+      '',
+    ].join('\n'),
+  )
+  const [row] = parseLines(runReference([file]))
+  // m5.large 2 h: compute 4 vCPU-h x 2.455 W x 1.135 / 1000, memory 6.3058333 GB x 2 h x 0.000392 x 1.135,
+  // embodied 1.6103792 x 2 / (35040 x 96) t as kWh-equivalent at 0.000379069 t/kWh; c6i.metal adds 0 kWh.
+  const expectedKwh = (4 * 2.455 * 1.135) / 1000 + (384 - 81.32) * (8 / 384) * 2 * 0.000392 * 1.135 + (1.6103792 * 2) / (35040 * 96) / 0.000379069
+  assertClose(row.energy_kwh, expectedKwh, 1e-12, 'group kWh')
+  assert.equal(row.co2e_location_kg, null)
+  assertClose(row.cost, 11.08, 1e-12, 'group cost includes the NaN row')
+})
