@@ -13,7 +13,7 @@ process.noDeprecation = true
 
 const { installNetworkGuard } = require('./lib/network_guard')
 const { readCurCsv } = require('./lib/cur_csv')
-const { AthenaQueryEmulator } = require('./lib/athena_query')
+const { AthenaQueryEmulator, checkCcfQuery } = require('./lib/athena_query')
 const { FakeAthena } = require('./lib/athena_stub')
 const { loadCcf, LogCollector, resetUnknownUsageRatios, buildCostAndUsageReports } = require('./lib/ccf_setup')
 const { formatResults } = require('./lib/output')
@@ -83,6 +83,7 @@ async function main() {
   const results = rows.length === 0 ? [] : await reports.getEstimates(start, end, options.groupBy)
 
   const ccfMs = Date.now() - ccfStartedMs
+  for (const sql of fakeAthena.queries) checkCcfQuery(sql, options.groupBy, tagColumns)
   process.stdout.write(formatResults(results, tagNames[0] || null).map((line) => `${line}\n`).join(''))
 
   const skipped = [...query.skippedByLineItemType].map(([type, n]) => `${type || '(empty)'}=${n}`).join(' ')

@@ -121,4 +121,33 @@ class AthenaQueryEmulator {
   }
 }
 
-module.exports = { AthenaQueryEmulator, truncateDate, utcDateOf, KEPT_LINE_ITEM_TYPES }
+/**
+ * Checks that the SQL CCF sent groups and filters exactly as this emulation does,
+ * so a CCF version with a different query fails loudly instead of silently
+ * diverging. Throws naming the missing fragment.
+ */
+function checkCcfQuery(sql, granularity, tagColumns) {
+  const flat = sql.replace(/\s+/g, ' ').trim()
+  const fail = (expected) => {
+    throw new Error(`ccf's athena query differs from the emulation: expected ${JSON.stringify(expected)}, found query ${JSON.stringify(flat)}`)
+  }
+  const groupBy = [
+    `DATE(DATE_TRUNC('${granularity}', line_item_usage_start_date))`,
+    'line_item_usage_account_id',
+    'product_region',
+    'line_item_product_code',
+    'line_item_usage_type',
+    'pricing_unit',
+    'product_vcpu',
+    ...tagColumns,
+  ].join(', ')
+  if (!flat.endsWith(`GROUP BY ${groupBy}`)) fail(`... GROUP BY ${groupBy}`)
+  const fragments = [
+    `line_item_line_item_type IN ('${[...KEPT_LINE_ITEM_TYPES].join("', '")}')`,
+    'SUM(line_item_usage_amount) as usageAmount',
+    'SUM(line_item_blended_cost) as cost',
+  ]
+  for (const fragment of fragments) if (!flat.includes(fragment)) fail(fragment)
+}
+
+module.exports = { AthenaQueryEmulator, checkCcfQuery, truncateDate, utcDateOf, KEPT_LINE_ITEM_TYPES }

@@ -91,3 +91,14 @@ test('network guard refuses outgoing connections', () => {
   installNetworkGuard()
   assert.throws(() => http.get('http://127.0.0.1:9/'), /network access is disabled/)
 })
+
+test("the emulation's GROUP BY check accepts CCF's query and rejects a different one", () => {
+  const { checkCcfQuery } = require('../lib/athena_query')
+  const sql = `SELECT x, SUM(line_item_usage_amount) as usageAmount,
+      SUM(line_item_blended_cost) as cost FROM t
+      WHERE line_item_line_item_type IN ('Usage', 'DiscountedUsage', 'SavingsPlanCoveredUsage')
+      GROUP BY DATE(DATE_TRUNC('day', line_item_usage_start_date)), line_item_usage_account_id, product_region, line_item_product_code, line_item_usage_type, pricing_unit, product_vcpu, resource_tags_user_team`
+  checkCcfQuery(sql, 'day', ['resource_tags_user_team'])
+  assert.throws(() => checkCcfQuery(sql, 'day', []), /differs from the emulation/)
+  assert.throws(() => checkCcfQuery(sql.replace('product_vcpu, ', ''), 'day', ['resource_tags_user_team']), /differs from the emulation/)
+})
