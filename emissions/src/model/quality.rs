@@ -60,7 +60,7 @@ impl Bounds {
     }
 
     /// Component-wise sum (bounds of a sum of independent worst cases).
-    pub fn add(self, other: Bounds) -> Bounds {
+    pub fn plus(self, other: Bounds) -> Bounds {
         Bounds { low: self.low + other.low, high: self.high + other.high }
     }
 
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn bounds_arithmetic() {
-        let b = Bounds { low: 2.0, high: 4.0 }.widen(0.5).add(Bounds::exact(1.0)).scale(2.0);
+        let b = Bounds { low: 2.0, high: 4.0 }.widen(0.5).plus(Bounds::exact(1.0)).scale(2.0);
         // low: 2 × 0.5 = 1, +1 = 2, ×2 = 4; high: 4 × 1.5 = 6, +1 = 7, ×2 = 14
         assert_eq!(b, Bounds { low: 4.0, high: 14.0 });
     }

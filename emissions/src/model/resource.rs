@@ -261,7 +261,7 @@ fn serverless_energy(vcpu_hours: f64, memory_gb_hours: f64, architecture: CpuArc
             low: w_hours_to_kwh(low_w, vcpu_hours) * (1.0 - rel),
             high: w_hours_to_kwh(high_w, vcpu_hours) * (1.0 + rel),
         }
-        .add(Bounds::exact(memory).widen(COEFFICIENT_UNCERTAINTY)),
+        .plus(Bounds::exact(memory).widen(COEFFICIENT_UNCERTAINTY)),
         embodied_g_co2e: 0.0,
         embodied_provenance: None,
         power_provenance: Some(provenance),
