@@ -17,7 +17,7 @@ pub use coefficients::{
 pub use embodied::{SERVER_LIFESPAN_HOURS, SERVER_LIFESPAN_YEARS, embodied_g_co2e_per_instance_hour};
 pub use power::{
     CpuArchitecture, DEFAULT_CPU_UTILISATION_HIGH_PCT, DEFAULT_CPU_UTILISATION_LOW_PCT, DEFAULT_CPU_UTILISATION_PCT,
-    InstancePower, MEMORY_W_PER_GB, PowerW, base_instance_type, instance_power, vcpu_power_w,
+    InstancePower, MEMORY_W_PER_GB, PowerW, base_instance_type, instance_power, vcpu_hours_kwh, vcpu_power_w,
 };
 pub use pue::{CCF_PUE, pue};
 pub use quality::{Bounds, Provenance, Quality};

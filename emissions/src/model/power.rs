@@ -25,7 +25,7 @@ use super::catalogue::{
     self, CATALOGUE_2026, CCF_INSTANCES, CPU_NAME_MAP, MicroarchitectureWatts, TEADS, TeadsRow,
 };
 use super::quality::{Provenance, Quality};
-use crate::units::gib_to_gb;
+use crate::units::{gib_to_gb, w_hours_to_kwh};
 
 /// CPU utilisation assumed when none is measured: 50 %, the hyperscale
 /// average projected by the 2016 LBNL US data-centre report (the figure CCF
@@ -265,6 +265,11 @@ impl InstancePower {
         }
     }
 
+    /// IT energy of `instance_hours` at `cpu_utilisation_pct`, kWh, without PUE.
+    pub fn kwh(&self, instance_hours: f64, cpu_utilisation_pct: f64) -> f64 {
+        w_hours_to_kwh(self.power_w(cpu_utilisation_pct).total_w(), instance_hours)
+    }
+
     /// Where the power figures come from.
     pub fn provenance(&self) -> Provenance {
         self.provenance
@@ -318,6 +323,12 @@ pub fn vcpu_power_w(architecture: CpuArchitecture, cpu_utilisation_pct: f64) -> 
     (lerp(arch.min_w, arch.max_w, cpu_utilisation_pct), provenance)
 }
 
+/// IT energy of serverless compute, kWh, without PUE: vCPU-hours × watts per
+/// vCPU at `cpu_utilisation_pct` ([`vcpu_power_w`]).
+pub fn vcpu_hours_kwh(vcpu_hours: f64, architecture: CpuArchitecture, cpu_utilisation_pct: f64) -> f64 {
+    w_hours_to_kwh(vcpu_power_w(architecture, cpu_utilisation_pct).0, vcpu_hours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +345,16 @@ mod tests {
         assert!((interpolate(&p, 5.0) - 5.7).abs() < 1e-12);
         // 75 %: 14.1 + 5.9 × 25/50 = 17.05
         assert!((interpolate(&p, 75.0) - 17.05).abs() < 1e-12);
+    }
+
+    #[test]
+    fn energy_helpers() {
+        // m5.large 50 %: 14.12 W × 2 h = 0.02824 kWh
+        let m5 = instance_power("m5.large").unwrap();
+        assert!((m5.kwh(2.0, 50.0) - 0.02824).abs() < 1e-12);
+        // x86 fleet average at 100 %: 3.5 W × 10 vCPU-h = 0.035 kWh; Arm idle 0.47 W × 10 = 0.0047 kWh
+        assert!((vcpu_hours_kwh(10.0, CpuArchitecture::X86, 100.0) - 0.035).abs() < 1e-12);
+        assert!((vcpu_hours_kwh(10.0, CpuArchitecture::Arm, 0.0) - 0.0047).abs() < 1e-12);
     }
 
     #[test]

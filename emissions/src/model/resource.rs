@@ -384,6 +384,8 @@ pub fn estimate_resource(
 
 /// Estimates `instance_hours` of one instance type (e.g. 3 instances × 2 h =
 /// 6): shorthand for [`estimate_resource`] with [`Resource::Instance`].
+/// An hourly intensity source is looked up over `instance_hours` from the
+/// interval start, so with hourly data pass one instance's hours per call.
 pub fn estimate_instance_hours(
     instance_type: &str,
     instance_hours: f64,
