@@ -145,7 +145,7 @@ pub(crate) fn lambda_energy(usage_type: &str, gb_seconds: f64, pue: f64) -> (f64
     let vcpu_hours = gb_hours * 1024.0 / LAMBDA_MB_PER_VCPU;
     let (cpu_kwh, cpu_bounds) = vcpu_energy(arch_of(usage_type), vcpu_hours, pue);
     let memory_kwh = model::memory_kwh(gb_hours) * pue;
-    (cpu_kwh + memory_kwh, cpu_bounds.add(Bounds::exact(memory_kwh).widen(model::COEFFICIENT_UNCERTAINTY)))
+    (cpu_kwh + memory_kwh, cpu_bounds.plus(Bounds::exact(memory_kwh).widen(model::COEFFICIENT_UNCERTAINTY)))
 }
 
 /// TB-hours of a storage row: every GB-month spelling (ByteHrs usage types
