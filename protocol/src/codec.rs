@@ -62,7 +62,10 @@ pub fn decode_message(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, De
         MessageKind::Batch => Message::Batch(batch_body(&header, &body, limits)?),
         MessageKind::Reply => Message::Reply(reply_body(&header, &body, limits)?),
     };
-    Ok(Decoded { version: header.version, message })
+    Ok(Decoded {
+        version: header.version,
+        message,
+    })
 }
 
 /// Decodes one whole frame that must carry a batch.
@@ -81,19 +84,30 @@ pub fn decode_reply(bytes: &[u8], limits: &DecodeLimits) -> Result<Reply, Decode
 
 fn expect_kind(header: &FrameHeader, expected: MessageKind) -> Result<(), DecodeError> {
     if header.kind != expected {
-        return Err(DecodeError::WrongMessageKind { expected, found: header.kind });
+        return Err(DecodeError::WrongMessageKind {
+            expected,
+            found: header.kind,
+        });
     }
     Ok(())
 }
 
-fn batch_body(header: &FrameHeader, body: &[u8], limits: &DecodeLimits) -> Result<Batch, DecodeError> {
+fn batch_body(
+    header: &FrameHeader,
+    body: &[u8],
+    limits: &DecodeLimits,
+) -> Result<Batch, DecodeError> {
     match header.version {
         1 => v1::batch_from_wire(parse_body(body, header)?, limits),
         other => Err(unsupported(other)),
     }
 }
 
-fn reply_body(header: &FrameHeader, body: &[u8], limits: &DecodeLimits) -> Result<Reply, DecodeError> {
+fn reply_body(
+    header: &FrameHeader,
+    body: &[u8],
+    limits: &DecodeLimits,
+) -> Result<Reply, DecodeError> {
     match header.version {
         1 => v1::reply_from_wire(parse_body(body, header)?, limits),
         other => Err(unsupported(other)),
@@ -104,20 +118,33 @@ fn reply_body(header: &FrameHeader, body: &[u8], limits: &DecodeLimits) -> Resul
 /// decoder handles (kept so adding a version cannot silently misdecode).
 fn unsupported(version: u16) -> DecodeError {
     if version > CURRENT_VERSION {
-        DecodeError::NewerVersion { found: version, newest_supported: CURRENT_VERSION }
+        DecodeError::NewerVersion {
+            found: version,
+            newest_supported: CURRENT_VERSION,
+        }
     } else {
-        DecodeError::OlderVersion { found: version, oldest_supported: MIN_SUPPORTED_VERSION }
+        DecodeError::OlderVersion {
+            found: version,
+            oldest_supported: MIN_SUPPORTED_VERSION,
+        }
     }
 }
 
-fn parse_body<'b, T: Deserialize<'b>>(body: &'b [u8], header: &FrameHeader) -> Result<T, DecodeError> {
-    let (value, rest) = postcard::take_from_bytes::<T>(body).map_err(|source| DecodeError::Body {
-        version: header.version,
-        kind: header.kind,
-        source,
-    })?;
+fn parse_body<'b, T: Deserialize<'b>>(
+    body: &'b [u8],
+    header: &FrameHeader,
+) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|source| DecodeError::Body {
+            version: header.version,
+            kind: header.kind,
+            source,
+        })?;
     if !rest.is_empty() {
-        return Err(DecodeError::TrailingBodyBytes { version: header.version, extra: rest.len() });
+        return Err(DecodeError::TrailingBodyBytes {
+            version: header.version,
+            extra: rest.len(),
+        });
     }
     Ok(value)
 }

@@ -169,12 +169,18 @@ mod tests {
     use super::*;
 
     fn grid(g: f64) -> GridFactorUsed {
-        GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2023".into() }
+        GridFactorUsed {
+            g_co2e_per_kwh: g,
+            source: "ccf".into(),
+            vintage: "2023".into(),
+        }
     }
 
     fn record(revision: u32) -> EmissionRecord {
         EmissionRecord {
-            subject: Subject::Resource { arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into() },
+            subject: Subject::Resource {
+                arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into(),
+            },
             interval_start_unix_s: 1_700_000_000,
             interval_end_unix_s: 1_700_003_600,
             energy_compute_kwh: 0.010,
@@ -218,7 +224,11 @@ mod tests {
 
     #[test]
     fn subject_display_marks_untagged_groups() {
-        let g = Subject::Group(GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: None });
+        let g = Subject::Group(GroupKey {
+            service: "ec2".into(),
+            resource_type: "instance".into(),
+            team: None,
+        });
         assert_eq!(g.to_string(), "group:ec2/instance/-");
     }
 }

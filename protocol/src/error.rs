@@ -94,7 +94,9 @@ pub enum DecodeError {
         found: u64,
     },
     /// An uncompressed frame whose two length fields disagree.
-    #[error("inconsistent lengths in uncompressed frame: body length {body_len}, uncompressed length {uncompressed_len}")]
+    #[error(
+        "inconsistent lengths in uncompressed frame: body length {body_len}, uncompressed length {uncompressed_len}"
+    )]
     LengthMismatch {
         /// Body length field.
         body_len: u32,
@@ -171,7 +173,9 @@ impl DecodeError {
     /// The reply code an aggregator should answer this error with.
     pub fn reply_code(&self) -> ErrorCode {
         match self {
-            DecodeError::NewerVersion { .. } | DecodeError::OlderVersion { .. } => ErrorCode::UnsupportedVersion,
+            DecodeError::NewerVersion { .. } | DecodeError::OlderVersion { .. } => {
+                ErrorCode::UnsupportedVersion
+            }
             DecodeError::FrameTooLarge { .. }
             | DecodeError::BodyTooLarge { .. }
             | DecodeError::LimitExceeded { .. }

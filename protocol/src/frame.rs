@@ -110,42 +110,77 @@ impl FrameHeader {
     /// is newer), flags, message kind, frame and body size limits.
     pub fn parse(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
         if bytes.len() < 6 {
-            return Err(DecodeError::Truncated { expected: HEADER_LEN, found: bytes.len() });
+            return Err(DecodeError::Truncated {
+                expected: HEADER_LEN,
+                found: bytes.len(),
+            });
         }
         let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
         if magic != MAGIC {
-            return Err(DecodeError::BadMagic { expected: MAGIC, found: magic });
+            return Err(DecodeError::BadMagic {
+                expected: MAGIC,
+                found: magic,
+            });
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version > CURRENT_VERSION {
-            return Err(DecodeError::NewerVersion { found: version, newest_supported: CURRENT_VERSION });
+            return Err(DecodeError::NewerVersion {
+                found: version,
+                newest_supported: CURRENT_VERSION,
+            });
         }
         if version < MIN_SUPPORTED_VERSION {
-            return Err(DecodeError::OlderVersion { found: version, oldest_supported: MIN_SUPPORTED_VERSION });
+            return Err(DecodeError::OlderVersion {
+                found: version,
+                oldest_supported: MIN_SUPPORTED_VERSION,
+            });
         }
         if bytes.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated { expected: HEADER_LEN, found: bytes.len() });
+            return Err(DecodeError::Truncated {
+                expected: HEADER_LEN,
+                found: bytes.len(),
+            });
         }
         let flags = bytes[6];
         if flags & !KNOWN_FLAGS != 0 {
-            return Err(DecodeError::UnknownFlags { known: KNOWN_FLAGS, found: flags });
+            return Err(DecodeError::UnknownFlags {
+                known: KNOWN_FLAGS,
+                found: flags,
+            });
         }
-        let kind = MessageKind::from_u8(bytes[7]).ok_or(DecodeError::UnknownMessageKind { found: bytes[7] })?;
+        let kind = MessageKind::from_u8(bytes[7])
+            .ok_or(DecodeError::UnknownMessageKind { found: bytes[7] })?;
         let body_len = read_u32(bytes, 8);
         let uncompressed_len = read_u32(bytes, 12);
         let crc32 = read_u32(bytes, 16);
         let frame_len = HEADER_LEN as u64 + u64::from(body_len);
         if frame_len > limits.max_frame_bytes as u64 {
-            return Err(DecodeError::FrameTooLarge { max: limits.max_frame_bytes, found: frame_len });
+            return Err(DecodeError::FrameTooLarge {
+                max: limits.max_frame_bytes,
+                found: frame_len,
+            });
         }
         if u64::from(uncompressed_len) > limits.max_body_bytes as u64 {
-            return Err(DecodeError::BodyTooLarge { max: limits.max_body_bytes, found: u64::from(uncompressed_len) });
+            return Err(DecodeError::BodyTooLarge {
+                max: limits.max_body_bytes,
+                found: u64::from(uncompressed_len),
+            });
         }
         let compressed = flags & FLAG_LZ4 != 0;
         if !compressed && body_len != uncompressed_len {
-            return Err(DecodeError::LengthMismatch { body_len, uncompressed_len });
+            return Err(DecodeError::LengthMismatch {
+                body_len,
+                uncompressed_len,
+            });
         }
-        Ok(Self { version, compressed, kind, body_len, uncompressed_len, crc32 })
+        Ok(Self {
+            version,
+            compressed,
+            kind,
+            body_len,
+            uncompressed_len,
+            crc32,
+        })
     }
 
     /// Length of the whole frame (header + body) in bytes.
@@ -175,7 +210,9 @@ pub(crate) fn seal(
     let uncompressed_len = to_u32(body.len(), "body length")?;
     let packed = match compression {
         Compression::None => None,
-        Compression::Lz4 => Some(lz4_flex::block::compress(body)).filter(|packed| packed.len() < body.len()),
+        Compression::Lz4 => {
+            Some(lz4_flex::block::compress(body)).filter(|packed| packed.len() < body.len())
+        }
     };
     let (flags, wire_body): (u8, &[u8]) = match &packed {
         Some(packed) => (FLAG_LZ4, packed),
@@ -196,23 +233,39 @@ pub(crate) fn seal(
 }
 
 fn to_u32(len: usize, what: &'static str) -> Result<u32, EncodeError> {
-    u32::try_from(len).map_err(|_| EncodeError::TooLarge { what, max: u64::from(u32::MAX), found: len as u64 })
+    u32::try_from(len).map_err(|_| EncodeError::TooLarge {
+        what,
+        max: u64::from(u32::MAX),
+        found: len as u64,
+    })
 }
 
 /// Checks a whole frame and returns its header and decompressed body.
-pub(crate) fn open<'f>(frame: &'f [u8], limits: &DecodeLimits) -> Result<(FrameHeader, Cow<'f, [u8]>), DecodeError> {
+pub(crate) fn open<'f>(
+    frame: &'f [u8],
+    limits: &DecodeLimits,
+) -> Result<(FrameHeader, Cow<'f, [u8]>), DecodeError> {
     let header = FrameHeader::parse(frame, limits)?;
     let expected = header.frame_len();
     if frame.len() < expected {
-        return Err(DecodeError::Truncated { expected, found: frame.len() });
+        return Err(DecodeError::Truncated {
+            expected,
+            found: frame.len(),
+        });
     }
     if frame.len() > expected {
-        return Err(DecodeError::TrailingBytes { expected, found: frame.len() });
+        return Err(DecodeError::TrailingBytes {
+            expected,
+            found: frame.len(),
+        });
     }
     let wire_body = &frame[HEADER_LEN..];
     let computed = checksum(frame, wire_body);
     if computed != header.crc32 {
-        return Err(DecodeError::ChecksumMismatch { expected: header.crc32, computed });
+        return Err(DecodeError::ChecksumMismatch {
+            expected: header.crc32,
+            computed,
+        });
     }
     if !header.compressed {
         return Ok((header, Cow::Borrowed(wire_body)));
@@ -220,11 +273,17 @@ pub(crate) fn open<'f>(frame: &'f [u8], limits: &DecodeLimits) -> Result<(FrameH
     // The output buffer is exactly the declared size, which the header check
     // bounded by `max_body_bytes`: the decompressor cannot write past it.
     let mut body = vec![0u8; header.uncompressed_len as usize];
-    let written = lz4_flex::block::decompress_into(wire_body, &mut body)
-        .map_err(|e| DecodeError::Decompress { detail: e.to_string() })?;
+    let written = lz4_flex::block::decompress_into(wire_body, &mut body).map_err(|e| {
+        DecodeError::Decompress {
+            detail: e.to_string(),
+        }
+    })?;
     if written != body.len() {
         return Err(DecodeError::Decompress {
-            detail: format!("expected {} bytes after decompression, found {written}", body.len()),
+            detail: format!(
+                "expected {} bytes after decompression, found {written}",
+                body.len()
+            ),
         });
     }
     Ok((header, Cow::Owned(body)))
@@ -262,7 +321,11 @@ mod tests {
         let body = vec![7u8; 10_000];
         let frame = seal(1, MessageKind::Batch, &body, Compression::Lz4).unwrap();
         assert_eq!(frame[6], FLAG_LZ4);
-        assert!(frame.len() < 200, "10,000 equal bytes compressed to {} bytes", frame.len());
+        assert!(
+            frame.len() < 200,
+            "10,000 equal bytes compressed to {} bytes",
+            frame.len()
+        );
         let (header, restored) = open(&frame, &limits()).unwrap();
         assert!(header.compressed);
         assert_eq!(header.uncompressed_len, 10_000);
@@ -279,9 +342,15 @@ mod tests {
     fn declared_decompressed_size_above_limit_is_refused_before_allocating() {
         let body = vec![0u8; 4_096];
         let frame = seal(1, MessageKind::Batch, &body, Compression::Lz4).unwrap();
-        let small = DecodeLimits { max_body_bytes: 1_024, ..limits() };
+        let small = DecodeLimits {
+            max_body_bytes: 1_024,
+            ..limits()
+        };
         match open(&frame, &small) {
-            Err(DecodeError::BodyTooLarge { max: 1_024, found: 4_096 }) => {}
+            Err(DecodeError::BodyTooLarge {
+                max: 1_024,
+                found: 4_096,
+            }) => {}
             other => panic!("expected BodyTooLarge, got {other:?}"),
         }
     }
@@ -292,8 +361,11 @@ mod tests {
         let mut frame = seal(1, MessageKind::Batch, &body, Compression::Lz4).unwrap();
         // Claim 8,192 decompressed bytes and fix the checksum.
         frame[12..16].copy_from_slice(&8_192u32.to_le_bytes());
-        let crc = checksum(&frame, &frame[HEADER_LEN..].to_vec());
+        let crc = checksum(&frame, &frame[HEADER_LEN..]);
         frame[16..20].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(open(&frame, &limits()), Err(DecodeError::Decompress { .. })));
+        assert!(matches!(
+            open(&frame, &limits()),
+            Err(DecodeError::Decompress { .. })
+        ));
     }
 }

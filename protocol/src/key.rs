@@ -35,7 +35,11 @@ impl fmt::Display for RecordKey {
         write!(
             f,
             "{}/{}/{}@{}..{}",
-            self.account_id, self.region, self.subject, self.interval_start_unix_s, self.interval_end_unix_s
+            self.account_id,
+            self.region,
+            self.subject,
+            self.interval_start_unix_s,
+            self.interval_end_unix_s
         )
     }
 }

@@ -33,7 +33,9 @@ mod validate;
 mod version;
 
 pub use batch::{Batch, IdempotencyKey};
-pub use codec::{Decoded, Message, decode_batch, decode_message, decode_reply, encode_batch, encode_reply};
+pub use codec::{
+    Decoded, Message, decode_batch, decode_message, decode_reply, encode_batch, encode_reply,
+};
 pub use emission::{EmissionRecord, GridFactorUsed, GroupKey, Quality, Subject};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{Compression, FLAG_LZ4, FrameHeader, HEADER_LEN, MAGIC, MessageKind};

@@ -95,9 +95,10 @@ impl ErrorCode {
     /// because of a code this build does not understand.
     pub fn disposition(&self) -> Disposition {
         match self {
-            ErrorCode::Throttled | ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Unknown(_) => {
-                Disposition::Retry
-            }
+            ErrorCode::Throttled
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::Unknown(_) => Disposition::Retry,
             ErrorCode::UnsupportedVersion | ErrorCode::Unauthorized => Disposition::KeepAndStop,
             ErrorCode::MalformedFrame | ErrorCode::InvalidBatch => Disposition::Reject,
         }
@@ -154,7 +155,10 @@ mod tests {
     fn unknown_codes_are_retried_not_dropped() {
         assert_eq!(ErrorCode::Unknown(42).disposition(), Disposition::Retry);
         assert_eq!(ErrorCode::InvalidBatch.disposition(), Disposition::Reject);
-        assert_eq!(ErrorCode::UnsupportedVersion.disposition(), Disposition::KeepAndStop);
+        assert_eq!(
+            ErrorCode::UnsupportedVersion.disposition(),
+            Disposition::KeepAndStop
+        );
         assert_eq!(ErrorCode::Unknown(42).to_string(), "unknown_42");
     }
 }

@@ -138,9 +138,15 @@ mod tests {
     #[test]
     fn size_converts_binary_units_to_bytes() {
         // 100 GiB = 100 * 2^30 = 107,374,182,400 bytes.
-        let volume = Size { value: 100, unit: SizeUnit::Gib };
+        let volume = Size {
+            value: 100,
+            unit: SizeUnit::Gib,
+        };
         assert_eq!(volume.bytes(), Some(107_374_182_400));
-        let huge = Size { value: u64::MAX, unit: SizeUnit::Kib };
+        let huge = Size {
+            value: u64::MAX,
+            unit: SizeUnit::Kib,
+        };
         assert_eq!(huge.bytes(), None);
     }
 }

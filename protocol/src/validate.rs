@@ -41,7 +41,9 @@ pub enum ValidationError {
         high: f64,
     },
     /// The interval is empty or reversed.
-    #[error("{record}: expected interval_end_unix_s > interval_start_unix_s, found start {start} and end {end}")]
+    #[error(
+        "{record}: expected interval_end_unix_s > interval_start_unix_s, found start {start} and end {end}"
+    )]
     EmptyInterval {
         /// Where.
         record: RecordRef,
@@ -126,18 +128,38 @@ impl Batch {
     pub fn validate(&self, limits: &DecodeLimits) -> Result {
         let env = RecordRef::Envelope;
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed(env, "account_id", "12 ASCII digits", &self.account_id));
+            return Err(malformed(
+                env,
+                "account_id",
+                "12 ASCII digits",
+                &self.account_id,
+            ));
         }
         text(env, "agent_id", &self.agent_id, limits.max_string_bytes)?;
         text(env, "region", &self.region, limits.max_string_bytes)?;
-        if !self.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(malformed(env, "region", "lowercase letters, digits and '-'", &self.region));
+        if !self
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(malformed(
+                env,
+                "region",
+                "lowercase letters, digits and '-'",
+                &self.region,
+            ));
         }
-        count(env, "records", self.record_count(), limits.max_records_per_batch)?;
+        count(
+            env,
+            "records",
+            self.record_count(),
+            limits.max_records_per_batch,
+        )?;
         for (i, r) in self.resources.iter().enumerate() {
             validate_resource(r, RecordRef::Resource(i), limits)?;
         }
-        let mut seen: HashMap<(&Subject, i64, i64), usize> = HashMap::with_capacity(self.emissions.len());
+        let mut seen: HashMap<(&Subject, i64, i64), usize> =
+            HashMap::with_capacity(self.emissions.len());
         for (i, e) in self.emissions.iter().enumerate() {
             let at = RecordRef::Emission(i);
             validate_emission(e, at, limits)?;
@@ -155,7 +177,12 @@ fn validate_resource(r: &ResourceRecord, at: RecordRef, limits: &DecodeLimits) -
     let max = limits.max_string_bytes;
     text(at, "arn", &r.arn, max)?;
     if !r.arn.starts_with("arn:") {
-        return Err(malformed(at, "arn", "a string starting with \"arn:\"", &r.arn));
+        return Err(malformed(
+            at,
+            "arn",
+            "a string starting with \"arn:\"",
+            &r.arn,
+        ));
     }
     text(at, "service", &r.service, max)?;
     text(at, "resource_type", &r.resource_type, max)?;
@@ -165,7 +192,12 @@ fn validate_resource(r: &ResourceRecord, at: RecordRef, limits: &DecodeLimits) -
     if let Some(vcpus) = r.vcpus {
         at_least(at, "vcpus", vcpus, 0.0)?;
     }
-    count(at, "accelerators", r.accelerators.len(), limits.max_accelerators_per_resource)?;
+    count(
+        at,
+        "accelerators",
+        r.accelerators.len(),
+        limits.max_accelerators_per_resource,
+    )?;
     for a in &r.accelerators {
         text(at, "accelerators.model", &a.model, max)?;
     }
@@ -175,7 +207,11 @@ fn validate_resource(r: &ResourceRecord, at: RecordRef, limits: &DecodeLimits) -
         too_long(at, "tags.value", v, limits.max_tag_value_bytes)?;
     }
     if r.first_seen_unix_s > r.last_seen_unix_s {
-        return Err(ValidationError::SeenOutOfOrder { record: at, first: r.first_seen_unix_s, last: r.last_seen_unix_s });
+        return Err(ValidationError::SeenOutOfOrder {
+            record: at,
+            first: r.first_seen_unix_s,
+            last: r.last_seen_unix_s,
+        });
     }
     Ok(())
 }
@@ -193,7 +229,11 @@ fn validate_emission(e: &EmissionRecord, at: RecordRef, limits: &DecodeLimits) -
         }
     }
     if e.interval_end_unix_s <= e.interval_start_unix_s {
-        return Err(ValidationError::EmptyInterval { record: at, start: e.interval_start_unix_s, end: e.interval_end_unix_s });
+        return Err(ValidationError::EmptyInterval {
+            record: at,
+            start: e.interval_start_unix_s,
+            end: e.interval_end_unix_s,
+        });
     }
     for (field, value) in [
         ("energy_compute_kwh", e.energy_compute_kwh),
@@ -214,7 +254,12 @@ fn validate_emission(e: &EmissionRecord, at: RecordRef, limits: &DecodeLimits) -
     grid(at, GRID_MARKET, &e.grid_market, max)?;
     let central = e.total_location_g_co2e();
     if !(e.low_g_co2e <= central && central <= e.high_g_co2e) {
-        return Err(ValidationError::BoundsExcludeCentral { record: at, low: e.low_g_co2e, central, high: e.high_g_co2e });
+        return Err(ValidationError::BoundsExcludeCentral {
+            record: at,
+            low: e.low_g_co2e,
+            central,
+            high: e.high_g_co2e,
+        });
     }
     text(at, "methodology_version", &e.methodology_version, max)?;
     Ok(())
@@ -223,8 +268,16 @@ fn validate_emission(e: &EmissionRecord, at: RecordRef, limits: &DecodeLimits) -
 /// Field names of one grid factor: factor, source, vintage.
 type GridFields = [&'static str; 3];
 
-const GRID_LOCATION: GridFields = ["grid_location.g_co2e_per_kwh", "grid_location.source", "grid_location.vintage"];
-const GRID_MARKET: GridFields = ["grid_market.g_co2e_per_kwh", "grid_market.source", "grid_market.vintage"];
+const GRID_LOCATION: GridFields = [
+    "grid_location.g_co2e_per_kwh",
+    "grid_location.source",
+    "grid_location.vintage",
+];
+const GRID_MARKET: GridFields = [
+    "grid_market.g_co2e_per_kwh",
+    "grid_market.source",
+    "grid_market.vintage",
+];
 
 fn grid(at: RecordRef, fields: GridFields, g: &GridFactorUsed, max: usize) -> Result {
     let [factor, source, vintage] = fields;
@@ -237,7 +290,12 @@ fn at_least(at: RecordRef, field: &'static str, value: f64, min: f64) -> Result 
     if value.is_finite() && value >= min {
         Ok(())
     } else {
-        Err(ValidationError::OutOfRange { record: at, field, min, found: value })
+        Err(ValidationError::OutOfRange {
+            record: at,
+            field,
+            min,
+            found: value,
+        })
     }
 }
 
@@ -250,18 +308,84 @@ fn text(at: RecordRef, field: &'static str, value: &str, max: usize) -> Result {
 
 fn too_long(at: RecordRef, field: &'static str, value: &str, max: usize) -> Result {
     if value.len() > max {
-        return Err(ValidationError::TooLong { record: at, field, max, found: value.len() });
+        return Err(ValidationError::TooLong {
+            record: at,
+            field,
+            max,
+            found: value.len(),
+        });
     }
     Ok(())
 }
 
 fn count(at: RecordRef, field: &'static str, found: usize, max: usize) -> Result {
     if found > max {
-        return Err(ValidationError::TooMany { record: at, field, max, found });
+        return Err(ValidationError::TooMany {
+            record: at,
+            field,
+            max,
+            found,
+        });
     }
     Ok(())
 }
 
-fn malformed(at: RecordRef, field: &'static str, expected: &'static str, found: &str) -> ValidationError {
-    ValidationError::Malformed { record: at, field, expected, found: found.chars().take(64).collect() }
+fn malformed(
+    at: RecordRef,
+    field: &'static str,
+    expected: &'static str,
+    found: &str,
+) -> ValidationError {
+    ValidationError::Malformed {
+        record: at,
+        field,
+        expected,
+        found: found.chars().take(64).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::IdempotencyKey;
+
+    fn empty_batch() -> Batch {
+        Batch {
+            agent_id: "agent".into(),
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            sequence: 0,
+            idempotency_key: IdempotencyKey::default(),
+            created_at_unix_ms: 0,
+            resources: vec![],
+            emissions: vec![],
+        }
+    }
+
+    #[test]
+    fn empty_batch_is_valid_and_bad_account_is_named() {
+        let limits = DecodeLimits::default();
+        empty_batch().validate(&limits).unwrap();
+        let bad = Batch {
+            account_id: "0000000000000".into(),
+            ..empty_batch()
+        };
+        assert_eq!(
+            bad.validate(&limits).unwrap_err().to_string(),
+            "batch.account_id: expected 12 ASCII digits, found \"0000000000000\""
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_cut_to_64_characters() {
+        let long = "x".repeat(200);
+        let bad = Batch {
+            account_id: long,
+            ..empty_batch()
+        };
+        match bad.validate(&DecodeLimits::default()).unwrap_err() {
+            ValidationError::Malformed { found, .. } => assert_eq!(found.len(), 64),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
 }

@@ -23,42 +23,82 @@ struct Resolver<'w, 'a> {
 }
 
 impl Resolver<'_, '_> {
-    fn get(&mut self, idx: StrIdx, record: RecordRef, field: &'static str, max_len: usize) -> Result<String, DecodeError> {
-        let s = *self.strings.get(idx as usize).ok_or(DecodeError::DanglingString {
-            record,
-            field,
-            index: idx,
-            table_len: self.strings.len(),
-        })?;
+    fn get(
+        &mut self,
+        idx: StrIdx,
+        record: RecordRef,
+        field: &'static str,
+        max_len: usize,
+    ) -> Result<String, DecodeError> {
+        let s = *self
+            .strings
+            .get(idx as usize)
+            .ok_or(DecodeError::DanglingString {
+                record,
+                field,
+                index: idx,
+                table_len: self.strings.len(),
+            })?;
         check_len(s, record, field, max_len)?;
-        self.budget_left = self.budget_left.checked_sub(s.len()).ok_or(DecodeError::LimitExceeded {
-            record,
-            field: "decoded_string_bytes",
-            max: self.budget_max,
-            found: self.budget_max - self.budget_left + s.len(),
-        })?;
+        self.budget_left =
+            self.budget_left
+                .checked_sub(s.len())
+                .ok_or(DecodeError::LimitExceeded {
+                    record,
+                    field: "decoded_string_bytes",
+                    max: self.budget_max,
+                    found: self.budget_max - self.budget_left + s.len(),
+                })?;
         Ok(s.to_owned())
     }
 }
 
-fn check_len(s: &str, record: RecordRef, field: &'static str, max: usize) -> Result<(), DecodeError> {
+fn check_len(
+    s: &str,
+    record: RecordRef,
+    field: &'static str,
+    max: usize,
+) -> Result<(), DecodeError> {
     if s.len() > max {
-        return Err(DecodeError::LimitExceeded { record, field, max, found: s.len() });
+        return Err(DecodeError::LimitExceeded {
+            record,
+            field,
+            max,
+            found: s.len(),
+        });
     }
     Ok(())
 }
 
-fn check_count(found: usize, max: usize, record: RecordRef, field: &'static str) -> Result<(), DecodeError> {
+fn check_count(
+    found: usize,
+    max: usize,
+    record: RecordRef,
+    field: &'static str,
+) -> Result<(), DecodeError> {
     if found > max {
-        return Err(DecodeError::LimitExceeded { record, field, max, found });
+        return Err(DecodeError::LimitExceeded {
+            record,
+            field,
+            max,
+            found,
+        });
     }
     Ok(())
 }
 
 /// Upgrades a decoded v1 batch body to a [`Batch`].
-pub(crate) fn batch_from_wire(wire: BatchV1<'_>, limits: &DecodeLimits) -> Result<Batch, DecodeError> {
+pub(crate) fn batch_from_wire(
+    wire: BatchV1<'_>,
+    limits: &DecodeLimits,
+) -> Result<Batch, DecodeError> {
     let env = RecordRef::Envelope;
-    check_count(wire.resources.len() + wire.emissions.len(), limits.max_records_per_batch, env, "records")?;
+    check_count(
+        wire.resources.len() + wire.emissions.len(),
+        limits.max_records_per_batch,
+        env,
+        "records",
+    )?;
     check_len(wire.agent_id, env, "agent_id", limits.max_string_bytes)?;
     check_len(wire.account_id, env, "account_id", limits.max_string_bytes)?;
     check_len(wire.region, env, "region", limits.max_string_bytes)?;
@@ -99,7 +139,12 @@ fn resource_from_wire(
 ) -> Result<ResourceRecord, DecodeError> {
     let max = limits.max_string_bytes;
     check_count(r.tags.len(), limits.max_tags_per_resource, at, "tags")?;
-    check_count(r.accelerators.len(), limits.max_accelerators_per_resource, at, "accelerators")?;
+    check_count(
+        r.accelerators.len(),
+        limits.max_accelerators_per_resource,
+        at,
+        "accelerators",
+    )?;
     let mut tags = BTreeMap::new();
     for (k, v) in r.tags {
         let key = strings.get(k, at, "tags.key", limits.max_tag_key_bytes)?;
@@ -130,7 +175,10 @@ fn resource_from_wire(
         arn: strings.get(r.arn, at, "arn", max)?,
         service: strings.get(r.service, at, "service", max)?,
         resource_type: strings.get(r.resource_type, at, "resource_type", max)?,
-        class: r.class.map(|c| strings.get(c, at, "class", max)).transpose()?,
+        class: r
+            .class
+            .map(|c| strings.get(c, at, "class", max))
+            .transpose()?,
         size: r.size.map(|s| Size {
             value: s.value,
             unit: match s.unit {
@@ -171,21 +219,36 @@ fn emission_from_wire(
 ) -> Result<EmissionRecord, DecodeError> {
     let max = limits.max_string_bytes;
     let subject = match e.subject {
-        SubjectV1::Resource { arn } => Subject::Resource { arn: strings.get(arn, at, "subject.arn", max)? },
-        SubjectV1::Group { service, resource_type, team } => Subject::Group(GroupKey {
+        SubjectV1::Resource { arn } => Subject::Resource {
+            arn: strings.get(arn, at, "subject.arn", max)?,
+        },
+        SubjectV1::Group {
+            service,
+            resource_type,
+            team,
+        } => Subject::Group(GroupKey {
             service: strings.get(service, at, "subject.service", max)?,
             resource_type: strings.get(resource_type, at, "subject.resource_type", max)?,
-            team: team.map(|t| strings.get(t, at, "subject.team", limits.max_tag_value_bytes)).transpose()?,
+            team: team
+                .map(|t| strings.get(t, at, "subject.team", limits.max_tag_value_bytes))
+                .transpose()?,
         }),
     };
-    let mut grid = |g: GridFactorV1, source: &'static str, vintage: &'static str| -> Result<GridFactorUsed, DecodeError> {
+    let mut grid = |g: GridFactorV1,
+                    source: &'static str,
+                    vintage: &'static str|
+     -> Result<GridFactorUsed, DecodeError> {
         Ok(GridFactorUsed {
             g_co2e_per_kwh: g.g_co2e_per_kwh,
             source: strings.get(g.source, at, source, max)?,
             vintage: strings.get(g.vintage, at, vintage, max)?,
         })
     };
-    let grid_location = grid(e.grid_location, "grid_location.source", "grid_location.vintage")?;
+    let grid_location = grid(
+        e.grid_location,
+        "grid_location.source",
+        "grid_location.vintage",
+    )?;
     let grid_market = grid(e.grid_market, "grid_market.source", "grid_market.vintage")?;
     Ok(EmissionRecord {
         subject,
@@ -215,13 +278,32 @@ fn emission_from_wire(
 }
 
 /// Upgrades a decoded v1 reply body to a [`Reply`].
-pub(crate) fn reply_from_wire(wire: ReplyV1<'_>, limits: &DecodeLimits) -> Result<Reply, DecodeError> {
+pub(crate) fn reply_from_wire(
+    wire: ReplyV1<'_>,
+    limits: &DecodeLimits,
+) -> Result<Reply, DecodeError> {
     Ok(match wire {
-        ReplyV1::Ack { sequence, idempotency_key, duplicate } => {
-            Reply::Ack(Ack { sequence, idempotency_key: IdempotencyKey(idempotency_key), duplicate })
-        }
-        ReplyV1::Error { sequence, code, message, retry_after_s } => {
-            check_len(message, RecordRef::Reply, "message", limits.max_string_bytes)?;
+        ReplyV1::Ack {
+            sequence,
+            idempotency_key,
+            duplicate,
+        } => Reply::Ack(Ack {
+            sequence,
+            idempotency_key: IdempotencyKey(idempotency_key),
+            duplicate,
+        }),
+        ReplyV1::Error {
+            sequence,
+            code,
+            message,
+            retry_after_s,
+        } => {
+            check_len(
+                message,
+                RecordRef::Reply,
+                "message",
+                limits.max_string_bytes,
+            )?;
             Reply::Error(ReplyError {
                 sequence,
                 code: ErrorCode::from_u16(code),
@@ -230,4 +312,82 @@ pub(crate) fn reply_from_wire(wire: ReplyV1<'_>, limits: &DecodeLimits) -> Resul
             })
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(arn: StrIdx, tags: Vec<(StrIdx, StrIdx)>) -> ResourceV1 {
+        ResourceV1 {
+            arn,
+            service: 1,
+            resource_type: 1,
+            class: None,
+            size: None,
+            vcpus: None,
+            memory_mib: None,
+            cpu_architecture: None,
+            accelerators: vec![],
+            tags,
+            lifecycle: LifecycleV1::Running,
+            first_seen_unix_s: 0,
+            last_seen_unix_s: 0,
+        }
+    }
+
+    fn batch(resources: Vec<ResourceV1>) -> BatchV1<'static> {
+        BatchV1 {
+            agent_id: "a",
+            account_id: "123456789012",
+            region: "eu-west-1",
+            sequence: 1,
+            idempotency_key: [0; 16],
+            created_at_unix_ms: 0,
+            strings: vec!["arn:aws:s3:::b", "s3", "team"],
+            resources,
+            emissions: vec![],
+        }
+    }
+
+    #[test]
+    fn index_past_the_string_table_is_named() {
+        let err = batch_from_wire(
+            batch(vec![resource(0, vec![]), resource(5, vec![])]),
+            &DecodeLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resources[1].arn: expected a string index below 3, found 5"
+        );
+    }
+
+    #[test]
+    fn repeated_tag_key_is_refused() {
+        let err = batch_from_wire(
+            batch(vec![resource(0, vec![(2, 1), (2, 0)])]),
+            &DecodeLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resources[0].tags: duplicate tag key \"team\""
+        );
+    }
+
+    #[test]
+    fn strings_resolve_in_place() {
+        let decoded = batch_from_wire(
+            batch(vec![resource(0, vec![(2, 1)])]),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        let r = &decoded.resources[0];
+        assert_eq!(
+            (r.arn.as_str(), r.service.as_str()),
+            ("arn:aws:s3:::b", "s3")
+        );
+        assert_eq!(r.tags.get("team").map(String::as_str), Some("s3"));
+    }
 }

@@ -139,8 +139,14 @@ pub(crate) struct EmissionV1 {
 /// A v1 subject.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum SubjectV1 {
-    Resource { arn: StrIdx },
-    Group { service: StrIdx, resource_type: StrIdx, team: Option<StrIdx> },
+    Resource {
+        arn: StrIdx,
+    },
+    Group {
+        service: StrIdx,
+        resource_type: StrIdx,
+        team: Option<StrIdx>,
+    },
 }
 
 /// A v1 grid factor.

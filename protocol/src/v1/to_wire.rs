@@ -35,7 +35,10 @@ pub(crate) fn batch_to_wire(batch: &Batch) -> Result<BatchV1<'_>, EncodeError> {
     })
 }
 
-fn resource_to_wire<'a>(r: &'a ResourceRecord, strings: &mut Interner<'a>) -> Result<ResourceV1, EncodeError> {
+fn resource_to_wire<'a>(
+    r: &'a ResourceRecord,
+    strings: &mut Interner<'a>,
+) -> Result<ResourceV1, EncodeError> {
     let accelerators = r
         .accelerators
         .iter()
@@ -95,9 +98,14 @@ fn resource_to_wire<'a>(r: &'a ResourceRecord, strings: &mut Interner<'a>) -> Re
     })
 }
 
-fn emission_to_wire<'a>(e: &'a EmissionRecord, strings: &mut Interner<'a>) -> Result<EmissionV1, EncodeError> {
+fn emission_to_wire<'a>(
+    e: &'a EmissionRecord,
+    strings: &mut Interner<'a>,
+) -> Result<EmissionV1, EncodeError> {
     let subject = match &e.subject {
-        Subject::Resource { arn } => SubjectV1::Resource { arn: strings.intern(arn)? },
+        Subject::Resource { arn } => SubjectV1::Resource {
+            arn: strings.intern(arn)?,
+        },
         Subject::Group(g) => SubjectV1::Group {
             service: strings.intern(&g.service)?,
             resource_type: strings.intern(&g.resource_type)?,
@@ -131,7 +139,10 @@ fn emission_to_wire<'a>(e: &'a EmissionRecord, strings: &mut Interner<'a>) -> Re
     })
 }
 
-fn grid_to_wire<'a>(g: &'a GridFactorUsed, strings: &mut Interner<'a>) -> Result<GridFactorV1, EncodeError> {
+fn grid_to_wire<'a>(
+    g: &'a GridFactorUsed,
+    strings: &mut Interner<'a>,
+) -> Result<GridFactorV1, EncodeError> {
     Ok(GridFactorV1 {
         g_co2e_per_kwh: g.g_co2e_per_kwh,
         source: strings.intern(&g.source)?,

@@ -121,10 +121,22 @@ fn newer_version_is_rejected_naming_both_versions() {
     let mut frame = sample_frame(Compression::None);
     frame[4..6].copy_from_slice(&2u16.to_le_bytes());
     let err = decode_batch(&frame, &limits()).unwrap_err();
-    assert!(matches!(err, DecodeError::NewerVersion { found: 2, newest_supported: 1 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::NewerVersion {
+                found: 2,
+                newest_supported: 1
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.reply_code(), ErrorCode::UnsupportedVersion);
     let message = err.to_string();
-    assert!(message.contains("version 2") && message.contains("(1)"), "{message}");
+    assert!(
+        message.contains("version 2") && message.contains("(1)"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -134,7 +146,10 @@ fn newer_version_is_named_even_if_its_header_is_shorter() {
     frame.extend_from_slice(&9u16.to_le_bytes());
     assert!(matches!(
         decode_message(&frame, &limits()),
-        Err(DecodeError::NewerVersion { found: 9, newest_supported: 1 })
+        Err(DecodeError::NewerVersion {
+            found: 9,
+            newest_supported: 1
+        })
     ));
 }
 
@@ -144,7 +159,10 @@ fn version_zero_is_older_than_supported() {
     frame[4..6].copy_from_slice(&0u16.to_le_bytes());
     assert!(matches!(
         decode_batch(&frame, &limits()),
-        Err(DecodeError::OlderVersion { found: 0, oldest_supported: 1 })
+        Err(DecodeError::OlderVersion {
+            found: 0,
+            oldest_supported: 1
+        })
     ));
 }
 
@@ -153,17 +171,26 @@ fn unknown_flags_and_kinds_are_rejected() {
     let mut frame = sample_frame(Compression::None);
     frame[6] = 0x80;
     fix_checksum(&mut frame);
-    assert!(matches!(decode_batch(&frame, &limits()), Err(DecodeError::UnknownFlags { found: 0x80, .. })));
+    assert!(matches!(
+        decode_batch(&frame, &limits()),
+        Err(DecodeError::UnknownFlags { found: 0x80, .. })
+    ));
     let mut frame = sample_frame(Compression::None);
     frame[7] = 9;
     fix_checksum(&mut frame);
-    assert!(matches!(decode_message(&frame, &limits()), Err(DecodeError::UnknownMessageKind { found: 9 })));
+    assert!(matches!(
+        decode_message(&frame, &limits()),
+        Err(DecodeError::UnknownMessageKind { found: 9 })
+    ));
 }
 
 #[test]
 fn oversized_frame_is_rejected_from_the_header_alone() {
     let frame = sample_frame(Compression::None);
-    let tight = DecodeLimits { max_frame_bytes: frame.len() - 1, ..limits() };
+    let tight = DecodeLimits {
+        max_frame_bytes: frame.len() - 1,
+        ..limits()
+    };
     // Only the header is needed to refuse: a stream reader never reads the body.
     match FrameHeader::parse(&frame[..HEADER_LEN], &tight) {
         Err(DecodeError::FrameTooLarge { max, found }) => {
@@ -174,7 +201,10 @@ fn oversized_frame_is_rejected_from_the_header_alone() {
     }
     let mut huge = frame[..HEADER_LEN].to_vec();
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(FrameHeader::parse(&huge, &limits()), Err(DecodeError::FrameTooLarge { .. })));
+    assert!(matches!(
+        FrameHeader::parse(&huge, &limits()),
+        Err(DecodeError::FrameTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -191,16 +221,29 @@ fn zip_bomb_is_refused_by_declared_size() {
     // 16 MiB of zeros compress to a few tens of KiB.
     let bomb = vec![0u8; 16 * 1024 * 1024];
     let packed = lz4_flex::block::compress(&bomb);
-    assert!(packed.len() < 100_000, "bomb compressed to {} bytes", packed.len());
+    assert!(
+        packed.len() < 100_000,
+        "bomb compressed to {} bytes",
+        packed.len()
+    );
     let frame = raw_frame(FLAG_LZ4, 1, &packed, bomb.len() as u32);
-    let limits = DecodeLimits { max_body_bytes: 1024 * 1024, ..limits() };
+    let limits = DecodeLimits {
+        max_body_bytes: 1024 * 1024,
+        ..limits()
+    };
     assert!(matches!(
         decode_batch(&frame, &limits),
-        Err(DecodeError::BodyTooLarge { max: 1_048_576, found: 16_777_216 })
+        Err(DecodeError::BodyTooLarge {
+            max: 1_048_576,
+            found: 16_777_216
+        })
     ));
     // Declaring a small size instead makes decompression stop at that size.
     let frame = raw_frame(FLAG_LZ4, 1, &packed, 1024);
-    assert!(matches!(decode_batch(&frame, &limits), Err(DecodeError::Decompress { .. })));
+    assert!(matches!(
+        decode_batch(&frame, &limits),
+        Err(DecodeError::Decompress { .. })
+    ));
 }
 
 fn raw_frame(flags: u8, kind: u8, body: &[u8], uncompressed_len: u32) -> Vec<u8> {
@@ -220,8 +263,21 @@ fn raw_frame(flags: u8, kind: u8, body: &[u8], uncompressed_len: u32) -> Vec<u8>
 fn a_valid_frame_around_a_garbage_body_is_a_body_error() {
     let frame = raw_frame(0, 1, &[0xFF; 64], 64);
     let err = decode_batch(&frame, &limits()).unwrap_err();
-    assert!(matches!(err, DecodeError::Body { version: 1, kind: MessageKind::Batch, .. }), "{err:?}");
-    assert!(err.to_string().starts_with("malformed v1 batch body"), "{err}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Body {
+                version: 1,
+                kind: MessageKind::Batch,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("malformed v1 batch body"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -230,7 +286,13 @@ fn extra_bytes_after_the_body_message_are_an_error() {
     let mut body = frame[HEADER_LEN..].to_vec();
     body.push(0);
     let frame = raw_frame(0, 1, &body, body.len() as u32);
-    assert!(matches!(decode_batch(&frame, &limits()), Err(DecodeError::TrailingBodyBytes { version: 1, extra: 1 })));
+    assert!(matches!(
+        decode_batch(&frame, &limits()),
+        Err(DecodeError::TrailingBodyBytes {
+            version: 1,
+            extra: 1
+        })
+    ));
 }
 
 proptest! {

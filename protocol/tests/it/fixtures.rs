@@ -9,7 +9,11 @@ pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-1";
 
 pub fn grid(g_co2e_per_kwh: f64, source: &str, vintage: &str) -> GridFactorUsed {
-    GridFactorUsed { g_co2e_per_kwh, source: source.into(), vintage: vintage.into() }
+    GridFactorUsed {
+        g_co2e_per_kwh,
+        source: source.into(),
+        vintage: vintage.into(),
+    }
 }
 
 pub fn instance_arn(n: u32) -> String {
@@ -45,7 +49,11 @@ pub fn sample_gpu_and_volume() -> Vec<ResourceRecord> {
         class: Some("g4dn.xlarge".into()),
         vcpus: Some(4.0),
         memory_mib: Some(16_384),
-        accelerators: vec![Accelerator { kind: AcceleratorKind::Gpu, model: "NVIDIA T4".into(), count: 1 }],
+        accelerators: vec![Accelerator {
+            kind: AcceleratorKind::Gpu,
+            model: "NVIDIA T4".into(),
+            count: 1,
+        }],
         tags: BTreeMap::new(),
         lifecycle: LifecycleState::Stopped,
         ..sample_resource()
@@ -55,7 +63,10 @@ pub fn sample_gpu_and_volume() -> Vec<ResourceRecord> {
         service: "ec2".into(),
         resource_type: "volume".into(),
         class: Some("gp3".into()),
-        size: Some(Size { value: 100, unit: SizeUnit::Gib }),
+        size: Some(Size {
+            value: 100,
+            unit: SizeUnit::Gib,
+        }),
         vcpus: None,
         memory_mib: None,
         cpu_architecture: None,
@@ -76,7 +87,9 @@ pub fn sample_gpu_and_volume() -> Vec<ResourceRecord> {
 /// Embodied 1.2 g. Central location total 5.862807 g, bounds 4.0..9.5 g.
 pub fn sample_emission() -> EmissionRecord {
     EmissionRecord {
-        subject: Subject::Resource { arn: instance_arn(1) },
+        subject: Subject::Resource {
+            arn: instance_arn(1),
+        },
         interval_start_unix_s: 1_700_000_000,
         interval_end_unix_s: 1_700_003_600,
         energy_compute_kwh: 0.00930,
@@ -138,7 +151,11 @@ pub fn sample_batch() -> Batch {
 
 /// The fixed reply the golden reply file encodes.
 pub fn sample_ack() -> Reply {
-    Reply::Ack(Ack { sequence: 42, idempotency_key: IdempotencyKey(*b"0123456789abcdef"), duplicate: false })
+    Reply::Ack(Ack {
+        sequence: 42,
+        idempotency_key: IdempotencyKey(*b"0123456789abcdef"),
+        duplicate: false,
+    })
 }
 
 /// `n` hourly emission records over `n / 24` instances, as an agent would
@@ -154,7 +171,9 @@ pub fn day_of_hourly_records(n: usize) -> Batch {
             let operational = it_kwh * 1.135 * 334.0;
             let embodied = 1.2 + (resource % 5) as f64 * 0.4;
             EmissionRecord {
-                subject: Subject::Resource { arn: instance_arn(resource) },
+                subject: Subject::Resource {
+                    arn: instance_arn(resource),
+                },
                 interval_start_unix_s: 1_700_006_400 + hour * 3_600,
                 interval_end_unix_s: 1_700_006_400 + (hour + 1) * 3_600,
                 energy_compute_kwh: compute_kwh,
@@ -167,5 +186,9 @@ pub fn day_of_hourly_records(n: usize) -> Batch {
             }
         })
         .collect();
-    Batch { resources: vec![], emissions, ..sample_batch() }
+    Batch {
+        resources: vec![],
+        emissions,
+        ..sample_batch()
+    }
 }

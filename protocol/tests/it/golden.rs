@@ -12,7 +12,9 @@ use canopy_protocol::*;
 use crate::fixtures::{sample_ack, sample_batch};
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn read_golden(name: &str) -> Vec<u8> {
@@ -23,8 +25,16 @@ fn read_golden(name: &str) -> Vec<u8> {
 #[test]
 #[ignore = "writes the golden files; run once per new protocol version"]
 fn bless_golden_files() {
-    std::fs::write(golden("v1_batch.bin"), encode_batch(&sample_batch(), Compression::None).unwrap()).unwrap();
-    std::fs::write(golden("v1_reply_ack.bin"), encode_reply(&sample_ack(), 1).unwrap()).unwrap();
+    std::fs::write(
+        golden("v1_batch.bin"),
+        encode_batch(&sample_batch(), Compression::None).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        golden("v1_reply_ack.bin"),
+        encode_reply(&sample_ack(), 1).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -39,7 +49,10 @@ fn committed_v1_batch_decodes_to_the_sample() {
 fn encoding_the_sample_reproduces_the_committed_v1_batch() {
     let bytes = read_golden("v1_batch.bin");
     let encoded = encode_batch(&sample_batch(), Compression::None).unwrap();
-    assert_eq!(encoded, bytes, "v1 batch encoding changed: that needs a new protocol version");
+    assert_eq!(
+        encoded, bytes,
+        "v1 batch encoding changed: that needs a new protocol version"
+    );
 }
 
 #[test]
@@ -63,7 +76,10 @@ fn committed_v1_batch_header_matches_the_documented_layout() {
 #[test]
 fn committed_v1_ack_round_trips() {
     let bytes = read_golden("v1_reply_ack.bin");
-    assert_eq!(decode_reply(&bytes, &DecodeLimits::default()).unwrap(), sample_ack());
+    assert_eq!(
+        decode_reply(&bytes, &DecodeLimits::default()).unwrap(),
+        sample_ack()
+    );
     assert_eq!(encode_reply(&sample_ack(), 1).unwrap(), bytes);
     // Body: variant 0 (ack), sequence varint 42, 16 key bytes, duplicate false.
     assert_eq!(bytes.len(), HEADER_LEN + 1 + 1 + 16 + 1);

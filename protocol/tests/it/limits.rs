@@ -14,7 +14,10 @@ fn check(batch: &Batch, limits: DecodeLimits, expected_message: &str) {
 #[test]
 fn sample_decodes_under_default_limits() {
     let frame = encode_batch(&sample_batch(), Compression::Lz4).unwrap();
-    assert_eq!(decode_batch(&frame, &DecodeLimits::default()).unwrap(), sample_batch());
+    assert_eq!(
+        decode_batch(&frame, &DecodeLimits::default()).unwrap(),
+        sample_batch()
+    );
 }
 
 #[test]
@@ -22,7 +25,10 @@ fn too_many_records() {
     // 3 resources + 2 emissions = 5 records.
     check(
         &sample_batch(),
-        DecodeLimits { max_records_per_batch: 4, ..DecodeLimits::default() },
+        DecodeLimits {
+            max_records_per_batch: 4,
+            ..DecodeLimits::default()
+        },
         "batch.records: expected at most 4, found 5",
     );
 }
@@ -32,7 +38,10 @@ fn too_many_tags() {
     // resources[0] has two tags (env, team).
     check(
         &sample_batch(),
-        DecodeLimits { max_tags_per_resource: 1, ..DecodeLimits::default() },
+        DecodeLimits {
+            max_tags_per_resource: 1,
+            ..DecodeLimits::default()
+        },
         "resources[0].tags: expected at most 1, found 2",
     );
 }
@@ -42,7 +51,10 @@ fn long_tag_value() {
     // "payments" is 8 bytes.
     check(
         &sample_batch(),
-        DecodeLimits { max_tag_value_bytes: 7, ..DecodeLimits::default() },
+        DecodeLimits {
+            max_tag_value_bytes: 7,
+            ..DecodeLimits::default()
+        },
         "resources[0].tags.value: expected at most 7, found 8",
     );
 }
@@ -55,7 +67,10 @@ fn long_string() {
     assert_eq!(arn.len(), 63);
     check(
         &sample_batch(),
-        DecodeLimits { max_string_bytes: 62, ..DecodeLimits::default() },
+        DecodeLimits {
+            max_string_bytes: 62,
+            ..DecodeLimits::default()
+        },
         "resources[0].arn: expected at most 62, found 63",
     );
 }
@@ -64,7 +79,10 @@ fn long_string() {
 fn too_many_accelerators() {
     check(
         &sample_batch(),
-        DecodeLimits { max_accelerators_per_resource: 0, ..DecodeLimits::default() },
+        DecodeLimits {
+            max_accelerators_per_resource: 0,
+            ..DecodeLimits::default()
+        },
         "resources[1].accelerators: expected at most 0, found 1",
     );
 }
@@ -75,13 +93,27 @@ fn decoded_string_budget_stops_string_table_amplification() {
     // "market-config", "2024", "canopy-1" (3+4+13+4+8 = 32 bytes): 95 bytes
     // per record when expanded, sent once in the string table.
     let batch = day_of_hourly_records(240);
-    let limits = DecodeLimits { max_decoded_string_bytes: 95 * 100, ..DecodeLimits::default() };
+    let limits = DecodeLimits {
+        max_decoded_string_bytes: 95 * 100,
+        ..DecodeLimits::default()
+    };
     let frame = encode_batch(&batch, Compression::None).unwrap();
     let err = decode_batch(&frame, &limits).unwrap_err();
     assert!(
-        matches!(err, DecodeError::LimitExceeded { record: RecordRef::Emission(100), field: "decoded_string_bytes", max: 9_500, .. }),
+        matches!(
+            err,
+            DecodeError::LimitExceeded {
+                record: RecordRef::Emission(100),
+                field: "decoded_string_bytes",
+                max: 9_500,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    let enough = DecodeLimits { max_decoded_string_bytes: 95 * 240, ..DecodeLimits::default() };
+    let enough = DecodeLimits {
+        max_decoded_string_bytes: 95 * 240,
+        ..DecodeLimits::default()
+    };
     assert_eq!(decode_batch(&frame, &enough).unwrap(), batch);
 }

@@ -51,48 +51,78 @@ fn lifecycle() -> impl Strategy<Value = LifecycleState> {
 }
 
 fn resource() -> impl Strategy<Value = ResourceRecord> {
-    let arch = prop_oneof![Just(CpuArchitecture::X86_64), Just(CpuArchitecture::Arm64), Just(CpuArchitecture::Other)];
+    let arch = prop_oneof![
+        Just(CpuArchitecture::X86_64),
+        Just(CpuArchitecture::Arm64),
+        Just(CpuArchitecture::Other)
+    ];
     (
         (text(), text(), text(), option::of(text())),
         option::of((any::<u64>(), size_unit()).prop_map(|(value, unit)| Size { value, unit })),
-        (option::of(number()), option::of(any::<u64>()), option::of(arch)),
+        (
+            option::of(number()),
+            option::of(any::<u64>()),
+            option::of(arch),
+        ),
         vec(accelerator(), 0..3),
         btree_map(text(), text(), 0..4),
         (lifecycle(), any::<i64>(), any::<i64>()),
     )
-        .prop_map(|((arn, service, resource_type, class), size, (vcpus, memory_mib, cpu_architecture), accelerators, tags, (lifecycle, first, last))| {
-            ResourceRecord {
-                arn,
-                service,
-                resource_type,
-                class,
+        .prop_map(
+            |(
+                (arn, service, resource_type, class),
                 size,
-                vcpus,
-                memory_mib,
-                cpu_architecture,
+                (vcpus, memory_mib, cpu_architecture),
                 accelerators,
-                tags: tags.into_iter().collect::<BTreeMap<_, _>>(),
-                lifecycle,
-                first_seen_unix_s: first,
-                last_seen_unix_s: last,
-            }
-        })
+                tags,
+                (lifecycle, first, last),
+            )| {
+                ResourceRecord {
+                    arn,
+                    service,
+                    resource_type,
+                    class,
+                    size,
+                    vcpus,
+                    memory_mib,
+                    cpu_architecture,
+                    accelerators,
+                    tags: tags.into_iter().collect::<BTreeMap<_, _>>(),
+                    lifecycle,
+                    first_seen_unix_s: first,
+                    last_seen_unix_s: last,
+                }
+            },
+        )
 }
 
 fn subject() -> impl Strategy<Value = Subject> {
     prop_oneof![
         text().prop_map(|arn| Subject::Resource { arn }),
-        (text(), text(), option::of(text()))
-            .prop_map(|(service, resource_type, team)| Subject::Group(GroupKey { service, resource_type, team })),
+        (text(), text(), option::of(text())).prop_map(|(service, resource_type, team)| {
+            Subject::Group(GroupKey {
+                service,
+                resource_type,
+                team,
+            })
+        }),
     ]
 }
 
 fn grid() -> impl Strategy<Value = GridFactorUsed> {
-    (number(), text(), text()).prop_map(|(g_co2e_per_kwh, source, vintage)| GridFactorUsed { g_co2e_per_kwh, source, vintage })
+    (number(), text(), text()).prop_map(|(g_co2e_per_kwh, source, vintage)| GridFactorUsed {
+        g_co2e_per_kwh,
+        source,
+        vintage,
+    })
 }
 
 fn quality() -> impl Strategy<Value = Quality> {
-    prop_oneof![Just(Quality::Measured), Just(Quality::Estimated), Just(Quality::Default)]
+    prop_oneof![
+        Just(Quality::Measured),
+        Just(Quality::Estimated),
+        Just(Quality::Default)
+    ]
 }
 
 fn emission() -> impl Strategy<Value = EmissionRecord> {
@@ -102,29 +132,36 @@ fn emission() -> impl Strategy<Value = EmissionRecord> {
         (grid(), grid(), quality()),
         (text(), any::<u32>()),
     )
-        .prop_map(|((subject, start, end), n, (grid_location, grid_market, quality), (methodology_version, revision))| {
-            EmissionRecord {
-                subject,
-                interval_start_unix_s: start,
-                interval_end_unix_s: end,
-                energy_compute_kwh: n[0],
-                energy_memory_kwh: n[1],
-                energy_storage_kwh: n[2],
-                energy_networking_kwh: n[3],
-                energy_accelerators_kwh: n[4],
-                pue: n[5],
-                embodied_g_co2e: n[6],
-                operational_location_g_co2e: n[7],
-                operational_market_g_co2e: n[8],
-                grid_location,
-                grid_market,
-                quality,
-                low_g_co2e: n[9],
-                high_g_co2e: n[10],
-                methodology_version,
-                revision,
-            }
-        })
+        .prop_map(
+            |(
+                (subject, start, end),
+                n,
+                (grid_location, grid_market, quality),
+                (methodology_version, revision),
+            )| {
+                EmissionRecord {
+                    subject,
+                    interval_start_unix_s: start,
+                    interval_end_unix_s: end,
+                    energy_compute_kwh: n[0],
+                    energy_memory_kwh: n[1],
+                    energy_storage_kwh: n[2],
+                    energy_networking_kwh: n[3],
+                    energy_accelerators_kwh: n[4],
+                    pue: n[5],
+                    embodied_g_co2e: n[6],
+                    operational_location_g_co2e: n[7],
+                    operational_market_g_co2e: n[8],
+                    grid_location,
+                    grid_market,
+                    quality,
+                    low_g_co2e: n[9],
+                    high_g_co2e: n[10],
+                    methodology_version,
+                    revision,
+                }
+            },
+        )
 }
 
 pub fn batch() -> impl Strategy<Value = Batch> {
@@ -134,33 +171,45 @@ pub fn batch() -> impl Strategy<Value = Batch> {
         vec(resource(), 0..6),
         vec(emission(), 0..8),
     )
-        .prop_map(|((agent_id, account_id, region), (sequence, key, created), resources, emissions)| Batch {
-            agent_id,
-            account_id,
-            region,
-            sequence,
-            idempotency_key: IdempotencyKey(key),
-            created_at_unix_ms: created,
-            resources,
-            emissions,
-        })
+        .prop_map(
+            |((agent_id, account_id, region), (sequence, key, created), resources, emissions)| {
+                Batch {
+                    agent_id,
+                    account_id,
+                    region,
+                    sequence,
+                    idempotency_key: IdempotencyKey(key),
+                    created_at_unix_ms: created,
+                    resources,
+                    emissions,
+                }
+            },
+        )
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
-        (any::<u64>(), any::<[u8; 16]>(), any::<bool>()).prop_map(|(sequence, key, duplicate)| Reply::Ack(Ack {
-            sequence,
-            idempotency_key: IdempotencyKey(key),
-            duplicate
-        })),
-        (option::of(any::<u64>()), any::<u16>(), text(), option::of(any::<u32>())).prop_map(
-            |(sequence, code, message, retry_after_s)| Reply::Error(ReplyError {
+        (any::<u64>(), any::<[u8; 16]>(), any::<bool>()).prop_map(|(sequence, key, duplicate)| {
+            Reply::Ack(Ack {
                 sequence,
-                code: ErrorCode::from_u16(code),
-                message,
-                retry_after_s
+                idempotency_key: IdempotencyKey(key),
+                duplicate,
             })
-        ),
+        }),
+        (
+            option::of(any::<u64>()),
+            any::<u16>(),
+            text(),
+            option::of(any::<u32>())
+        )
+            .prop_map(|(sequence, code, message, retry_after_s)| Reply::Error(
+                ReplyError {
+                    sequence,
+                    code: ErrorCode::from_u16(code),
+                    message,
+                    retry_after_s
+                }
+            )),
     ]
 }
 
@@ -197,7 +246,11 @@ proptest! {
 fn reply_at_an_unknown_version_is_refused() {
     let ack = crate::fixtures::sample_ack();
     match encode_reply(&ack, 2) {
-        Err(EncodeError::UnsupportedVersion { requested: 2, oldest: 1, newest: 1 }) => {}
+        Err(EncodeError::UnsupportedVersion {
+            requested: 2,
+            oldest: 1,
+            newest: 1,
+        }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
 }
@@ -213,7 +266,9 @@ fn unknown_error_codes_survive_the_round_trip() {
     let frame = encode_reply(&reply, 1).unwrap();
     let decoded = decode_reply(&frame, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded, reply);
-    let Reply::Error(err) = decoded else { panic!("expected an error reply") };
+    let Reply::Error(err) = decoded else {
+        panic!("expected an error reply")
+    };
     assert_eq!(err.code.disposition(), Disposition::Retry);
 }
 
@@ -223,8 +278,14 @@ fn batch_decoder_refuses_a_reply_frame_and_vice_versa() {
     let reply = encode_reply(&crate::fixtures::sample_ack(), 1).unwrap();
     assert!(matches!(
         decode_batch(&reply, &limits),
-        Err(DecodeError::WrongMessageKind { expected: MessageKind::Batch, found: MessageKind::Reply })
+        Err(DecodeError::WrongMessageKind {
+            expected: MessageKind::Batch,
+            found: MessageKind::Reply
+        })
     ));
     let batch = encode_batch(&crate::fixtures::sample_batch(), Compression::None).unwrap();
-    assert!(matches!(decode_reply(&batch, &limits), Err(DecodeError::WrongMessageKind { .. })));
+    assert!(matches!(
+        decode_reply(&batch, &limits),
+        Err(DecodeError::WrongMessageKind { .. })
+    ));
 }

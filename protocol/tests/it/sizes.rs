@@ -10,8 +10,15 @@ fn frame_len(batch: &Batch, compression: Compression) -> usize {
 
 #[test]
 fn typical_sizes() {
-    let empty = Batch { resources: vec![], emissions: vec![], ..crate::fixtures::sample_batch() };
-    let one = Batch { emissions: vec![sample_emission()], ..empty.clone() };
+    let empty = Batch {
+        resources: vec![],
+        emissions: vec![],
+        ..crate::fixtures::sample_batch()
+    };
+    let one = Batch {
+        emissions: vec![sample_emission()],
+        ..empty.clone()
+    };
     let empty_len = frame_len(&empty, Compression::None);
     let one_len = frame_len(&one, Compression::None);
     // A lone record also brings its 5 strings into the table; a record whose
@@ -28,12 +35,21 @@ fn typical_sizes() {
     let raw = frame_len(&thousand, Compression::None);
     let lz4 = frame_len(&thousand, Compression::Lz4);
     println!("empty batch frame: {empty_len} bytes");
-    println!("one emission record, strings new: {alone} bytes; strings already in table: {repeat} bytes");
-    println!("1,000 hourly emission records (42 instances): {raw} bytes uncompressed, {lz4} bytes lz4 ({:.1} / {:.1} bytes per record)", raw as f64 / 1000.0, lz4 as f64 / 1000.0);
+    println!(
+        "one emission record, strings new: {alone} bytes; strings already in table: {repeat} bytes"
+    );
+    println!(
+        "1,000 hourly emission records (42 instances): {raw} bytes uncompressed, {lz4} bytes lz4 ({:.1} / {:.1} bytes per record)",
+        raw as f64 / 1000.0,
+        lz4 as f64 / 1000.0
+    );
 
     // Fixed part of a v1 emission record: 13 f64 fields (104 bytes) plus
     // subject, varints, quality and revision: well under 130 bytes.
-    assert!((104..130).contains(&repeat), "repeat record costs {repeat} bytes");
+    assert!(
+        (104..130).contains(&repeat),
+        "repeat record costs {repeat} bytes"
+    );
     assert!(alone > repeat);
     assert!(raw < 1_000 * 130, "{raw}");
     assert!(lz4 < raw, "lz4 {lz4} >= raw {raw}");

@@ -14,14 +14,25 @@ fn check(edit: impl FnOnce(&mut Batch), expected: &str) {
 #[test]
 fn sample_batch_is_valid() {
     sample_batch().validate(&DecodeLimits::default()).unwrap();
-    crate::fixtures::day_of_hourly_records(1_000).validate(&DecodeLimits::default()).unwrap();
+    crate::fixtures::day_of_hourly_records(1_000)
+        .validate(&DecodeLimits::default())
+        .unwrap();
 }
 
 #[test]
 fn envelope_errors() {
-    check(|b| b.account_id = "12345".into(), "batch.account_id: expected 12 ASCII digits, found \"12345\"");
-    check(|b| b.account_id = "12345678901x".into(), "batch.account_id: expected 12 ASCII digits, found \"12345678901x\"");
-    check(|b| b.agent_id.clear(), "batch.agent_id: expected a non-empty string, found an empty one");
+    check(
+        |b| b.account_id = "12345".into(),
+        "batch.account_id: expected 12 ASCII digits, found \"12345\"",
+    );
+    check(
+        |b| b.account_id = "12345678901x".into(),
+        "batch.account_id: expected 12 ASCII digits, found \"12345678901x\"",
+    );
+    check(
+        |b| b.agent_id.clear(),
+        "batch.agent_id: expected a non-empty string, found an empty one",
+    );
     check(
         |b| b.region = "EU West".into(),
         "batch.region: expected lowercase letters, digits and '-', found \"EU West\"",
@@ -34,7 +45,10 @@ fn resource_errors() {
         |b| b.resources[2].arn = "vol-1".into(),
         "resources[2].arn: expected a string starting with \"arn:\", found \"vol-1\"",
     );
-    check(|b| b.resources[0].vcpus = Some(-1.0), "resources[0].vcpus: expected a finite number >= 0, found -1");
+    check(
+        |b| b.resources[0].vcpus = Some(-1.0),
+        "resources[0].vcpus: expected a finite number >= 0, found -1",
+    );
     check(
         |b| b.resources[1].first_seen_unix_s = b.resources[1].last_seen_unix_s + 1,
         "resources[1]: expected first_seen_unix_s <= last_seen_unix_s, found 1700003601 > 1700003600",
@@ -69,7 +83,10 @@ fn emission_number_errors() {
         |b| b.emissions[0].energy_compute_kwh = -0.5,
         "emissions[0].energy_compute_kwh: expected a finite number >= 0, found -0.5",
     );
-    check(|b| b.emissions[0].pue = 0.9, "emissions[0].pue: expected a finite number >= 1, found 0.9");
+    check(
+        |b| b.emissions[0].pue = 0.9,
+        "emissions[0].pue: expected a finite number >= 1, found 0.9",
+    );
     check(
         |b| b.emissions[0].grid_market.g_co2e_per_kwh = -3.0,
         "emissions[0].grid_market.g_co2e_per_kwh: expected a finite number >= 0, found -3",
