@@ -44,3 +44,37 @@ impl Default for GeneratorConfig {
 pub fn sample_config() -> GeneratorConfig {
     GeneratorConfig { seed: 2023_10, rows: 2_000, accounts: 2, start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0), days: 3 }
 }
+
+/// The format of one sample file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFormat {
+    /// Plain CSV in a header style.
+    Csv(CsvStyle),
+    /// Gzipped CSV in a header style.
+    CsvGz(CsvStyle),
+    /// CUR 2.0 Parquet.
+    Cur2Parquet,
+}
+
+/// The sample files committed under `samples/cur/`: name and format. All
+/// hold the rows of [`sample_config`].
+pub const SAMPLE_FILES: &[(&str, SampleFormat)] = &[
+    ("sample-legacy.csv", SampleFormat::Csv(CsvStyle::Legacy)),
+    ("sample-legacy.csv.gz", SampleFormat::CsvGz(CsvStyle::Legacy)),
+    ("sample-athena.csv", SampleFormat::Csv(CsvStyle::Athena)),
+    ("sample-cur2.csv", SampleFormat::Csv(CsvStyle::Cur2)),
+    ("sample-cur2.parquet", SampleFormat::Cur2Parquet),
+];
+
+/// Writes the rows of `config` in `format`; returns the row count.
+pub fn write_format<W: std::io::Write + Send>(
+    config: &GeneratorConfig,
+    format: SampleFormat,
+    out: W,
+) -> std::io::Result<u64> {
+    match format {
+        SampleFormat::Csv(style) => write_csv(config, style, out),
+        SampleFormat::CsvGz(style) => write_csv_gz(config, style, out),
+        SampleFormat::Cur2Parquet => write_cur2_parquet(config, out).map_err(std::io::Error::other),
+    }
+}
