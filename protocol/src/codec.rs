@@ -98,7 +98,7 @@ fn batch_body(
     limits: &DecodeLimits,
 ) -> Result<Batch, DecodeError> {
     match header.version {
-        1 => v1::batch_from_wire(parse_body(body, header)?, limits),
+        1 => v1::batch_from_wire(v1::parse_batch(body, limits)?, limits),
         other => Err(unsupported(other)),
     }
 }

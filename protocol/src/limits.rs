@@ -16,6 +16,8 @@ pub struct DecodeLimits {
     pub max_body_bytes: usize,
     /// Most resource + emission records in one batch (both kinds together).
     pub max_records_per_batch: usize,
+    /// Most entries in a batch's string table (distinct strings).
+    pub max_strings_per_batch: usize,
     /// Longest string that is not a tag key or value (ARNs, names, sources).
     pub max_string_bytes: usize,
     /// Most tags on one resource record.
@@ -39,6 +41,8 @@ impl DecodeLimits {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
     /// Default [`max_records_per_batch`](Self::max_records_per_batch).
     pub const DEFAULT_MAX_RECORDS_PER_BATCH: usize = 20_000;
+    /// Default [`max_strings_per_batch`](Self::max_strings_per_batch).
+    pub const DEFAULT_MAX_STRINGS_PER_BATCH: usize = 262_144;
     /// Default [`max_string_bytes`](Self::max_string_bytes): AWS's ARN maximum.
     pub const DEFAULT_MAX_STRING_BYTES: usize = 2_048;
     /// Default [`max_tags_per_resource`](Self::max_tags_per_resource): AWS's user-tag maximum.
@@ -59,6 +63,7 @@ impl Default for DecodeLimits {
             max_frame_bytes: Self::DEFAULT_MAX_FRAME_BYTES,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             max_records_per_batch: Self::DEFAULT_MAX_RECORDS_PER_BATCH,
+            max_strings_per_batch: Self::DEFAULT_MAX_STRINGS_PER_BATCH,
             max_string_bytes: Self::DEFAULT_MAX_STRING_BYTES,
             max_tags_per_resource: Self::DEFAULT_MAX_TAGS_PER_RESOURCE,
             max_tag_key_bytes: Self::DEFAULT_MAX_TAG_KEY_BYTES,

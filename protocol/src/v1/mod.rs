@@ -8,12 +8,14 @@
 //! sources and methodology versions repeated across records are sent once);
 //! an interval is sent as start and length.
 
+mod bounded;
 mod from_wire;
 mod intern;
 mod to_wire;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use bounded::parse_batch;
 pub(crate) use from_wire::{batch_from_wire, reply_from_wire};
 pub(crate) use to_wire::{batch_to_wire, reply_to_wire};
 

@@ -34,6 +34,21 @@ fn too_many_records() {
 }
 
 #[test]
+fn too_many_distinct_strings() {
+    // The sample's string table: 3 ARNs, ec2, instance, volume, m5.large,
+    // g4dn.xlarge, gp3, NVIDIA T4, env, prod, team, payments, ccf, 2023,
+    // market-config, 2024, canopy-1 = 19 distinct strings.
+    check(
+        &sample_batch(),
+        DecodeLimits {
+            max_strings_per_batch: 18,
+            ..DecodeLimits::default()
+        },
+        "batch.strings: expected at most 18, found 19",
+    );
+}
+
+#[test]
 fn too_many_tags() {
     // resources[0] has two tags (env, team).
     check(
