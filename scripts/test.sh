@@ -9,6 +9,7 @@ if [ -f tests/ccf-reference/package-lock.json ]; then
   if [ ! -d tests/ccf-reference/node_modules ]; then
     npm ci --prefix tests/ccf-reference --no-audit --no-fund --loglevel=error
   fi
+  npm test --prefix tests/ccf-reference
 fi
 
 cargo test --workspace --locked

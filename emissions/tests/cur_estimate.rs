@@ -379,7 +379,8 @@ fn ccf_unknown_usage_by_cost_ratio() {
     let none = e.summary.not_estimated[&NotEstimatedReason::NoCostRatio];
     assert_eq!((none.rows, none.cost), (1, 2.0));
 
-    // Same product and unit preferred over unit-only.
+    // Defect 16: CCF documents "same product and unit first", but its code never passes the
+    // product to the lookup, so the all-services ratio of the pricing unit always serves.
     let e = run(
         Methodology::Ccf,
         &[
@@ -388,7 +389,11 @@ fn ccf_unknown_usage_by_cost_ratio() {
             l("AmazonEC2", "USE1-SnapshotArchiveStorage", "GB-Mo", 1.0, 0.6),
         ],
     );
-    assert!(close(row(&e, "USE1-SnapshotArchiveStorage").energy_kwh.unwrap(), 0.006079968 / 0.3 * 0.6));
+    // S3 SIA 1000 GB-Mo read as byte-hours (defect 1): 1000 / 2^40 TB-h × 0.65 Wh × 1.135 × RF 6 / 1000.
+    let s3_kwh = 1000.0 / 1_099_511_627_776.0 * 0.65 * 1.135 * 6.0 / 1000.0;
+    let expected = (0.006079968 + s3_kwh) / (0.3 + 12.5) * 0.6;
+    assert!(close(row(&e, "USE1-SnapshotArchiveStorage").energy_kwh.unwrap(), expected));
+    assert!(!close(expected, 0.006079968 / 0.3 * 0.6), "the test must tell the two rules apart");
 }
 
 /// Defect 10: exact pricing-unit strings: `Hours` ratio does not serve `Hrs`.

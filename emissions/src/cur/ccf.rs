@@ -169,27 +169,29 @@ fn truthy(x: f64) -> bool {
     x != 0.0 && !x.is_nan()
 }
 
-/// kWh and cost of known rows, per (product code, pricing unit) and per pricing unit.
+/// kWh and cost of known rows, per pricing unit across all services.
+///
+/// Defect 16 (found by running CCF's npm package, not in its documentation):
+/// CCF accumulates a per-(service, pricing unit) table too, but the object it
+/// builds for each unknown row carries no service name, so that lookup always
+/// misses and the all-services ratio for the pricing unit is the one used.
+/// The per-service table is therefore not kept here.
 #[derive(Default)]
 struct RatioTable<'a> {
-    by_service: HashMap<(&'a str, &'a str), (f64, f64)>,
     by_unit: HashMap<&'a str, (f64, f64)>,
 }
 
 impl<'a> RatioTable<'a> {
-    fn add(&mut self, product_code: &'a str, unit: &'a str, kwh: f64, cost: f64) {
-        let e = self.by_service.entry((product_code, unit)).or_default();
-        e.0 += kwh;
-        e.1 += cost;
+    fn add(&mut self, unit: &'a str, kwh: f64, cost: f64) {
         let e = self.by_unit.entry(unit).or_default();
         e.0 += kwh;
         e.1 += cost;
     }
 
-    /// kWh per cost: same product code and unit, else same unit, else none.
+    /// kWh per cost of every known row with the same pricing unit, if any.
     /// Defect 10: exact pricing-unit strings, blended cost.
-    fn ratio(&self, product_code: &str, unit: &str) -> Option<f64> {
-        self.by_service.get(&(product_code, unit)).or_else(|| self.by_unit.get(unit)).map(|(kwh, cost)| kwh / cost)
+    fn ratio(&self, unit: &str) -> Option<f64> {
+        self.by_unit.get(unit).map(|(kwh, cost)| kwh / cost)
     }
 }
 
@@ -301,7 +303,7 @@ pub(crate) fn estimate(rows: &[GroupedRow<'_>], options: &EstimateOptions, summa
                     count(summary, NotEstimatedReason::VcpusUnknown, row.blended_cost);
                 }
                 if feeds_ratio {
-                    ratios.add(row.product_code, c.pricing_unit, kwh, row.blended_cost);
+                    ratios.add(c.pricing_unit, kwh, row.blended_cost);
                 }
                 out.add(row, contribution(kwh, co2e_t, row.blended_cost, average_cpu));
             }
@@ -314,7 +316,7 @@ pub(crate) fn estimate(rows: &[GroupedRow<'_>], options: &EstimateOptions, summa
             count(summary, NotEstimatedReason::NoKnownRows, row.blended_cost);
             continue;
         }
-        let kwh = match ratios.ratio(row.product_code, c.pricing_unit) {
+        let kwh = match ratios.ratio(c.pricing_unit) {
             Some(ratio) => ratio * row.blended_cost,
             None => {
                 count(summary, NotEstimatedReason::NoCostRatio, row.blended_cost);
