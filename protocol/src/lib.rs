@@ -17,6 +17,7 @@
 //! See `README.md` for the byte layout and the evolution rule.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod batch;
 mod codec;
