@@ -5,5 +5,6 @@ mod chunks;
 mod errors;
 mod formats;
 mod inputs;
+mod parquet;
 mod samples;
 mod support;
