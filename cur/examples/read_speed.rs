@@ -14,21 +14,47 @@ use canopy_cur::{ReadOptions, plan_csv_chunks, read_csv_chunk, read_file};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let rows: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let rows: u64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
-    let config = GeneratorConfig { rows, accounts: 20, days: 30, ..GeneratorConfig::default() };
-    let opts = ReadOptions { tag_key: Some("Team".to_owned()), skip_bad_rows: false };
+    let config = GeneratorConfig {
+        rows,
+        accounts: 20,
+        days: 30,
+        ..GeneratorConfig::default()
+    };
+    let opts = ReadOptions {
+        tag_key: Some("Team".to_owned()),
+        skip_bad_rows: false,
+    };
     for (name, format) in [
-        ("canopy-speed-legacy.csv", SampleFormat::Csv(CsvStyle::Legacy)),
-        ("canopy-speed-legacy.csv.gz", SampleFormat::CsvGz(CsvStyle::Legacy)),
+        (
+            "canopy-speed-legacy.csv",
+            SampleFormat::Csv(CsvStyle::Legacy),
+        ),
+        (
+            "canopy-speed-legacy.csv.gz",
+            SampleFormat::CsvGz(CsvStyle::Legacy),
+        ),
         ("canopy-speed-cur2.csv", SampleFormat::Csv(CsvStyle::Cur2)),
         ("canopy-speed-cur2.parquet", SampleFormat::Cur2Parquet),
     ] {
         let path = dir.join(name);
         if !path.exists() {
             let started = Instant::now();
-            write_format(&config, format, std::io::BufWriter::new(std::fs::File::create(&path)?))?;
-            println!("generated {} in {:.2} s", path.display(), started.elapsed().as_secs_f64());
+            write_format(
+                &config,
+                format,
+                std::io::BufWriter::new(std::fs::File::create(&path)?),
+            )?;
+            println!(
+                "generated {} in {:.2} s",
+                path.display(),
+                started.elapsed().as_secs_f64()
+            );
         }
         measure(&format!("{name} sequential"), &path, || {
             let mut cost = 0.0;
@@ -44,12 +70,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .map(|chunk| {
                             scope.spawn(|| {
                                 let mut cost = 0.0;
-                                read_csv_chunk(chunk, &opts, &mut |line| cost += line.unblended_cost)
-                                    .map(|stats| (stats.rows_read, cost))
+                                read_csv_chunk(chunk, &opts, &mut |line| {
+                                    cost += line.unblended_cost
+                                })
+                                .map(|stats| (stats.rows_read, cost))
                             })
                         })
                         .collect();
-                    handles.into_iter().map(|h| h.join().expect("reader thread panicked")).collect::<Vec<_>>()
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("reader thread panicked"))
+                        .collect::<Vec<_>>()
                 });
                 let mut total = (0, 0.0);
                 for result in results {

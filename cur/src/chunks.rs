@@ -46,9 +46,18 @@ pub fn plan_csv_chunks(path: &Path, n: usize) -> Result<Vec<CsvChunk>, CurError>
     let mut file = File::open(path).map_err(|e| CurError::io(path, e))?;
     let len = file.metadata().map_err(|e| CurError::io(path, e))?.len();
     let (data_start, field_count) = header_extent(&mut file, path)?;
-    let chunk = |index, start_byte, end_byte| CsvChunk { path: path.to_path_buf(), index, start_byte, end_byte };
+    let chunk = |index, start_byte, end_byte| CsvChunk {
+        path: path.to_path_buf(),
+        index,
+        start_byte,
+        end_byte,
+    };
     let data_len = len.saturating_sub(data_start);
-    let n = n.max(1).min(usize::try_from(data_len / MIN_CHUNK_BYTES).unwrap_or(usize::MAX).max(1));
+    let n = n.max(1).min(
+        usize::try_from(data_len / MIN_CHUNK_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    );
     if n == 1 {
         return Ok(vec![chunk(0, data_start, len)]);
     }
@@ -62,7 +71,11 @@ pub fn plan_csv_chunks(path: &Path, n: usize) -> Result<Vec<CsvChunk>, CurError>
         }
     }
     boundaries.push(len);
-    Ok(boundaries.windows(2).enumerate().map(|(i, w)| chunk(i, w[0], w[1])).collect())
+    Ok(boundaries
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| chunk(i, w[0], w[1]))
+        .collect())
 }
 
 /// Byte offset where data rows start, and the header's field count.
@@ -71,7 +84,9 @@ fn header_extent(file: &mut File, path: &Path) -> Result<(u64, usize), CurError>
     let mut header = ByteRecord::new();
     let source = Source { path, gzip: false };
     if !source.read(&mut rdr, &mut header, &mut LineBase::Known(0))? {
-        return Err(CurError::EmptyFile { path: path.to_path_buf() });
+        return Err(CurError::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     Ok((rdr.position().byte(), header.len()))
 }
@@ -89,10 +104,15 @@ fn safe_boundary(
     let window_start = target.saturating_sub(WINDOW_BYTES).max(data_start);
     let window_end = (target + WINDOW_BYTES).min(len);
     let mut window = vec![0u8; (window_end - window_start) as usize];
-    file.seek(SeekFrom::Start(window_start)).map_err(|e| CurError::io(path, e))?;
-    file.read_exact(&mut window).map_err(|e| CurError::io(path, e))?;
+    file.seek(SeekFrom::Start(window_start))
+        .map_err(|e| CurError::io(path, e))?;
+    file.read_exact(&mut window)
+        .map_err(|e| CurError::io(path, e))?;
     let at = (target - window_start) as usize;
-    let Some(newline) = window[at.saturating_sub(1)..].iter().position(|&b| b == b'\n') else {
+    let Some(newline) = window[at.saturating_sub(1)..]
+        .iter()
+        .position(|&b| b == b'\n')
+    else {
         return Ok(None);
     };
     let newline = at.saturating_sub(1) + newline;
@@ -140,13 +160,24 @@ pub fn read_csv_chunk(
     {
         let mut rdr = csv_reader(&mut file);
         if !source.read(&mut rdr, &mut header, &mut LineBase::Known(0))? {
-            return Err(CurError::EmptyFile { path: path.to_path_buf() });
+            return Err(CurError::EmptyFile {
+                path: path.to_path_buf(),
+            });
         }
     }
     let mut mapper = CsvRowMapper::new(&header, opts.tag_key.as_deref(), path)?;
-    file.seek(SeekFrom::Start(chunk.start_byte)).map_err(|e| CurError::io(path, e))?;
+    file.seek(SeekFrom::Start(chunk.start_byte))
+        .map_err(|e| CurError::io(path, e))?;
     let mut rdr = csv_reader(file.take(chunk.end_byte.saturating_sub(chunk.start_byte)));
     let mut rec = ByteRecord::new();
     let mut base = LineBase::BeforeByte(chunk.start_byte);
-    read_records(&mut rdr, &mut rec, &mut mapper, &source, opts, &mut base, sink)
+    read_records(
+        &mut rdr,
+        &mut rec,
+        &mut mapper,
+        &source,
+        opts,
+        &mut base,
+        sink,
+    )
 }

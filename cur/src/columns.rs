@@ -41,7 +41,11 @@ impl HeaderStyle {
                 .iter()
                 .any(|c| n.eq_ignore_ascii_case(c))
         });
-        if cur2 { HeaderStyle::Cur2 } else { HeaderStyle::Athena }
+        if cur2 {
+            HeaderStyle::Cur2
+        } else {
+            HeaderStyle::Athena
+        }
     }
 }
 
@@ -51,21 +55,54 @@ struct Names {
     snake: &'static [&'static str],
 }
 
-const START: Names = Names { legacy: &["lineItem/UsageStartDate"], snake: &["line_item_usage_start_date"] };
-const ACCOUNT: Names = Names { legacy: &["lineItem/UsageAccountId"], snake: &["line_item_usage_account_id"] };
-const PRODUCT_CODE: Names = Names { legacy: &["lineItem/ProductCode"], snake: &["line_item_product_code"] };
-const USAGE_TYPE: Names = Names { legacy: &["lineItem/UsageType"], snake: &["line_item_usage_type"] };
-const AMOUNT: Names = Names { legacy: &["lineItem/UsageAmount"], snake: &["line_item_usage_amount"] };
-const LINE_ITEM_TYPE: Names = Names { legacy: &["lineItem/LineItemType"], snake: &["line_item_line_item_type"] };
-const BLENDED: Names = Names { legacy: &["lineItem/BlendedCost"], snake: &["line_item_blended_cost"] };
-const UNBLENDED: Names = Names { legacy: &["lineItem/UnblendedCost"], snake: &["line_item_unblended_cost"] };
+const START: Names = Names {
+    legacy: &["lineItem/UsageStartDate"],
+    snake: &["line_item_usage_start_date"],
+};
+const ACCOUNT: Names = Names {
+    legacy: &["lineItem/UsageAccountId"],
+    snake: &["line_item_usage_account_id"],
+};
+const PRODUCT_CODE: Names = Names {
+    legacy: &["lineItem/ProductCode"],
+    snake: &["line_item_product_code"],
+};
+const USAGE_TYPE: Names = Names {
+    legacy: &["lineItem/UsageType"],
+    snake: &["line_item_usage_type"],
+};
+const AMOUNT: Names = Names {
+    legacy: &["lineItem/UsageAmount"],
+    snake: &["line_item_usage_amount"],
+};
+const LINE_ITEM_TYPE: Names = Names {
+    legacy: &["lineItem/LineItemType"],
+    snake: &["line_item_line_item_type"],
+};
+const BLENDED: Names = Names {
+    legacy: &["lineItem/BlendedCost"],
+    snake: &["line_item_blended_cost"],
+};
+const UNBLENDED: Names = Names {
+    legacy: &["lineItem/UnblendedCost"],
+    snake: &["line_item_unblended_cost"],
+};
 const REGION: Names = Names {
     legacy: &["product/region", "product/regionCode"],
     snake: &["product_region_code", "product_region"],
 };
-const PRICING_UNIT: Names = Names { legacy: &["pricing/unit"], snake: &["pricing_unit"] };
-const VCPU: Names = Names { legacy: &["product/vcpu"], snake: &["product_vcpu"] };
-const INSTANCE_TYPE: Names = Names { legacy: &["product/instanceType"], snake: &["product_instance_type"] };
+const PRICING_UNIT: Names = Names {
+    legacy: &["pricing/unit"],
+    snake: &["pricing_unit"],
+};
+const VCPU: Names = Names {
+    legacy: &["product/vcpu"],
+    snake: &["product_vcpu"],
+};
+const INSTANCE_TYPE: Names = Names {
+    legacy: &["product/instanceType"],
+    snake: &["product_instance_type"],
+};
 
 /// Keys of the CUR 2.0 `product` map used when the plain column is absent.
 pub(crate) const PRODUCT_KEY_REGION: &str = "region";
@@ -101,7 +138,11 @@ pub(crate) struct Columns {
 
 impl Columns {
     /// Resolves every role from the header names. Unknown columns are ignored.
-    pub fn resolve(names: Vec<String>, tag_key: Option<&str>, path: &Path) -> Result<Columns, CurError> {
+    pub fn resolve(
+        names: Vec<String>,
+        tag_key: Option<&str>,
+        path: &Path,
+    ) -> Result<Columns, CurError> {
         let mut names = names;
         if let Some(first) = names.first_mut()
             && let Some(stripped) = first.strip_prefix('\u{feff}')
@@ -110,14 +151,23 @@ impl Columns {
         }
         let style = HeaderStyle::detect(names.iter().map(String::as_str));
         let find = |role: &Names| -> Option<usize> {
-            let candidates = if style == HeaderStyle::Legacy { role.legacy } else { role.snake };
+            let candidates = if style == HeaderStyle::Legacy {
+                role.legacy
+            } else {
+                role.snake
+            };
             candidates
                 .iter()
                 .find_map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
         };
         let missing = |role: &Names| CurError::MissingColumn {
             path: path.to_path_buf(),
-            column: if style == HeaderStyle::Legacy { role.legacy[0] } else { role.snake[0] }.to_owned(),
+            column: if style == HeaderStyle::Legacy {
+                role.legacy[0]
+            } else {
+                role.snake[0]
+            }
+            .to_owned(),
             style: style.as_str(),
         };
         let require = |role: &Names| find(role).ok_or_else(|| missing(role));
@@ -134,7 +184,11 @@ impl Columns {
         if blended.is_none() && unblended.is_none() {
             return Err(missing(&UNBLENDED));
         }
-        let product_map = if style == HeaderStyle::Legacy { None } else { position_of("product") };
+        let product_map = if style == HeaderStyle::Legacy {
+            None
+        } else {
+            position_of("product")
+        };
         let region = find(&REGION);
         if region.is_none() && product_map.is_none() {
             // Athena-style files name it product_region, CUR 2.0 product_region_code.
@@ -143,7 +197,11 @@ impl Columns {
                 HeaderStyle::Athena => REGION.snake[1],
                 HeaderStyle::Cur2 => REGION.snake[0],
             };
-            return Err(CurError::MissingColumn { path: path.to_path_buf(), column: column.to_owned(), style: style.as_str() });
+            return Err(CurError::MissingColumn {
+                path: path.to_path_buf(),
+                column: column.to_owned(),
+                style: style.as_str(),
+            });
         }
 
         let mut tag = None;
@@ -156,7 +214,9 @@ impl Columns {
                     .position(|n| *n == key.legacy_column)
                     .or_else(|| position_of(&key.legacy_column));
             } else {
-                tag = names.iter().position(|n| snake_case(n) == key.athena_column);
+                tag = names
+                    .iter()
+                    .position(|n| snake_case(n) == key.athena_column);
                 if tag.is_none() {
                     tag_map = position_of("resource_tags").map(|i| (i, key.cur2_key.clone()));
                 }
@@ -240,10 +300,22 @@ mod tests {
 
     #[test]
     fn detects_styles() {
-        assert_eq!(HeaderStyle::detect(["lineItem/UsageType", "x"]), HeaderStyle::Legacy);
-        assert_eq!(HeaderStyle::detect(["line_item_usage_type", "product_region"]), HeaderStyle::Athena);
-        assert_eq!(HeaderStyle::detect(["line_item_usage_type", "product"]), HeaderStyle::Cur2);
-        assert_eq!(HeaderStyle::detect(["line_item_usage_type", "product_region_code"]), HeaderStyle::Cur2);
+        assert_eq!(
+            HeaderStyle::detect(["lineItem/UsageType", "x"]),
+            HeaderStyle::Legacy
+        );
+        assert_eq!(
+            HeaderStyle::detect(["line_item_usage_type", "product_region"]),
+            HeaderStyle::Athena
+        );
+        assert_eq!(
+            HeaderStyle::detect(["line_item_usage_type", "product"]),
+            HeaderStyle::Cur2
+        );
+        assert_eq!(
+            HeaderStyle::detect(["line_item_usage_type", "product_region_code"]),
+            HeaderStyle::Cur2
+        );
     }
 
     #[test]
@@ -270,7 +342,11 @@ mod tests {
 
     #[test]
     fn missing_cost_is_named() {
-        let list: Vec<&str> = SNAKE[..6].iter().copied().chain(["product_region"]).collect();
+        let list: Vec<&str> = SNAKE[..6]
+            .iter()
+            .copied()
+            .chain(["product_region"])
+            .collect();
         let err = Columns::resolve(names(&list), None, Path::new("f.csv")).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -283,7 +359,8 @@ mod tests {
         let mut list = SNAKE.to_vec();
         list[0] = "\u{feff}line_item_usage_start_date";
         list.extend(["product_region", "resource_tags_user_cost_center"]);
-        let cols = Columns::resolve(names(&list), Some("user:CostCenter"), Path::new("f.csv")).unwrap();
+        let cols =
+            Columns::resolve(names(&list), Some("user:CostCenter"), Path::new("f.csv")).unwrap();
         assert_eq!(cols.start, 0);
         assert_eq!(cols.tag, Some(8));
         assert_eq!(cols.used(), vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);

@@ -53,10 +53,20 @@ fn read_stream<R: Read>(
     let mut rec = ByteRecord::new();
     let source = Source { path, gzip };
     if !source.read(&mut rdr, &mut rec, &mut LineBase::Known(0))? {
-        return Err(CurError::EmptyFile { path: path.to_path_buf() });
+        return Err(CurError::EmptyFile {
+            path: path.to_path_buf(),
+        });
     }
     let mut mapper = CsvRowMapper::new(&rec, opts.tag_key.as_deref(), path)?;
-    read_records(&mut rdr, &mut rec, &mut mapper, &source, opts, &mut LineBase::Known(0), sink)
+    read_records(
+        &mut rdr,
+        &mut rec,
+        &mut mapper,
+        &source,
+        opts,
+        &mut LineBase::Known(0),
+        sink,
+    )
 }
 
 pub(crate) fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
@@ -116,7 +126,7 @@ impl Source<'_> {
         rec: &mut ByteRecord,
         base: &mut LineBase,
     ) -> Result<bool, CurError> {
-        rdr.read_byte_record(rec).or_else(|err| Err(self.csv_error(err, base)))
+        rdr.read_byte_record(rec).map_err(|err| self.csv_error(err, base))
     }
 
     fn csv_error(&self, err: csv::Error, base: &mut LineBase) -> CurError {
@@ -133,7 +143,10 @@ impl Source<'_> {
             };
         }
         match err.into_kind() {
-            csv::ErrorKind::Io(source) if self.gzip => CurError::Gzip { path: self.path.to_path_buf(), source },
+            csv::ErrorKind::Io(source) if self.gzip => CurError::Gzip {
+                path: self.path.to_path_buf(),
+                source,
+            },
             csv::ErrorKind::Io(source) => CurError::io(self.path, source),
             other => CurError::Csv {
                 path: self.path.to_path_buf(),
@@ -154,7 +167,10 @@ pub(crate) fn read_records<R: Read>(
     base: &mut LineBase,
     sink: &mut dyn FnMut(&CurLine<'_>),
 ) -> Result<FileStats, CurError> {
-    let mut stats = FileStats { header_style: Some(mapper.style()), ..FileStats::default() };
+    let mut stats = FileStats {
+        header_style: Some(mapper.style()),
+        ..FileStats::default()
+    };
     // Examples are collected with chunk-relative lines, fixed up at the end.
     let mut relative_examples: Vec<BadRow> = Vec::new();
     while source.read(rdr, rec, base)? {
@@ -172,7 +188,10 @@ pub(crate) fn read_records<R: Read>(
                 };
                 if !opts.skip_bad_rows {
                     let before = base.lines_before(source.path)?;
-                    return Err(CurError::BadRow { path: source.path.to_path_buf(), row: shift(row, before) });
+                    return Err(CurError::BadRow {
+                        path: source.path.to_path_buf(),
+                        row: shift(row, before),
+                    });
                 }
                 stats.bad_rows_skipped += 1;
                 if relative_examples.len() < crate::options::MAX_BAD_ROW_EXAMPLES {
@@ -183,7 +202,10 @@ pub(crate) fn read_records<R: Read>(
     }
     if !relative_examples.is_empty() {
         let before = base.lines_before(source.path)?;
-        stats.bad_row_examples = relative_examples.into_iter().map(|r| shift(r, before)).collect();
+        stats.bad_row_examples = relative_examples
+            .into_iter()
+            .map(|r| shift(r, before))
+            .collect();
     }
     Ok(stats)
 }

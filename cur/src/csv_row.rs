@@ -7,7 +7,9 @@ use std::path::Path;
 use canopy_emissions::cur::CurLine;
 use csv::ByteRecord;
 
-use crate::columns::{Columns, HeaderStyle, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU};
+use crate::columns::{
+    Columns, HeaderStyle, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU,
+};
 use crate::error::CurError;
 use crate::json_map;
 use crate::parse::{parse_number, parse_timestamp, quoted_excerpt};
@@ -32,7 +34,10 @@ pub(crate) struct CsvRowMapper {
 impl CsvRowMapper {
     /// Resolves the columns from the header record.
     pub fn new(header: &ByteRecord, tag_key: Option<&str>, path: &Path) -> Result<Self, CurError> {
-        let names = header.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+        let names = header
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
         let cols = Columns::resolve(names, tag_key, path)?;
         Ok(CsvRowMapper {
             field_count: header.len(),
@@ -51,22 +56,35 @@ impl CsvRowMapper {
 
     /// Maps one record; the result borrows the record and this mapper.
     pub fn map<'r>(&'r mut self, rec: &'r ByteRecord) -> Result<CurLine<'r>, FieldError> {
-        let CsvRowMapper { cols, field_count, scratch_region, scratch_instance, scratch_vcpu, scratch_tag } =
-            self;
+        let CsvRowMapper {
+            cols,
+            field_count,
+            scratch_region,
+            scratch_instance,
+            scratch_vcpu,
+            scratch_tag,
+        } = self;
         let cols: &'r Columns = cols;
         if rec.len() != *field_count {
             return Err(FieldError {
                 column: "(row)".to_owned(),
-                message: format!("expected {field_count} fields as in the header, found {}", rec.len()),
+                message: format!(
+                    "expected {field_count} fields as in the header, found {}",
+                    rec.len()
+                ),
             });
         }
         let text = move |i: usize| -> Result<&'r str, FieldError> {
             std::str::from_utf8(&rec[i]).map_err(|_| FieldError {
                 column: cols.name(i).to_owned(),
-                message: format!("expected UTF-8 text, found invalid bytes {}", quoted_excerpt(&rec[i])),
+                message: format!(
+                    "expected UTF-8 text, found invalid bytes {}",
+                    quoted_excerpt(&rec[i])
+                ),
             })
         };
-        let opt_text = move |i: Option<usize>| -> Result<&'r str, FieldError> { i.map_or(Ok(""), text) };
+        let opt_text =
+            move |i: Option<usize>| -> Result<&'r str, FieldError> { i.map_or(Ok(""), text) };
         let number_error = move |i: usize, cell: &[u8]| FieldError {
             column: cols.name(i).to_owned(),
             message: if cell.is_empty() {
@@ -94,7 +112,8 @@ impl CsvRowMapper {
         })?;
         // Usage amount: every usage line has one, so an empty cell is a bad row.
         let amount_cell = &rec[cols.amount];
-        let usage_amount = parse_number(amount_cell).ok_or_else(|| number_error(cols.amount, amount_cell))?;
+        let usage_amount =
+            parse_number(amount_cell).ok_or_else(|| number_error(cols.amount, amount_cell))?;
         let blended_cost = cost(cols.blended)?;
         let unblended_cost = cost(cols.unblended)?;
 
@@ -104,14 +123,20 @@ impl CsvRowMapper {
         };
         let product_error = move || FieldError {
             column: cols.name(cols.product_map.unwrap_or(0)).to_owned(),
-            message: format!("expected a JSON object of strings, found {}", quoted_excerpt(product.as_bytes())),
+            message: format!(
+                "expected a JSON object of strings, found {}",
+                quoted_excerpt(product.as_bytes())
+            ),
         };
-        let from_product = move |key: &str, scratch: &'r mut String| -> Result<&'r str, FieldError> {
-            if product.is_empty() {
-                return Ok("");
-            }
-            json_map::lookup(product, key, scratch).map(Option::unwrap_or_default).map_err(|()| product_error())
-        };
+        let from_product =
+            move |key: &str, scratch: &'r mut String| -> Result<&'r str, FieldError> {
+                if product.is_empty() {
+                    return Ok("");
+                }
+                json_map::lookup(product, key, scratch)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|()| product_error())
+            };
 
         let region = match cols.region {
             Some(i) => text(i)?,
@@ -123,7 +148,10 @@ impl CsvRowMapper {
         };
         let (vcpu_cell, vcpu_column): (&[u8], usize) = match cols.vcpu {
             Some(i) => (&rec[i], i),
-            None => (from_product(PRODUCT_KEY_VCPU, scratch_vcpu)?.as_bytes(), cols.product_map.unwrap_or(0)),
+            None => (
+                from_product(PRODUCT_KEY_VCPU, scratch_vcpu)?.as_bytes(),
+                cols.product_map.unwrap_or(0),
+            ),
         };
         // vcpu: blank for non-instance rows, so empty means unknown.
         let product_vcpu = if vcpu_cell.is_empty() {
@@ -136,12 +164,15 @@ impl CsvRowMapper {
             (Some(i), _) => text(*i)?,
             (None, Some((i, key))) => {
                 let tags = text(*i)?;
-                json_map::lookup(tags, key, scratch_tag).map(Option::unwrap_or_default).map_err(|()| {
-                    FieldError {
+                json_map::lookup(tags, key, scratch_tag)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|()| FieldError {
                         column: cols.name(*i).to_owned(),
-                        message: format!("expected a JSON object of strings, found {}", quoted_excerpt(tags.as_bytes())),
-                    }
-                })?
+                        message: format!(
+                            "expected a JSON object of strings, found {}",
+                            quoted_excerpt(tags.as_bytes())
+                        ),
+                    })?
             }
             (None, None) => "",
         };

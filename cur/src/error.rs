@@ -128,6 +128,9 @@ pub enum CurError {
 
 impl CurError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        CurError::Io { path: path.into(), source }
+        CurError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -84,8 +84,14 @@ mod tests {
 
     #[test]
     fn kinds_from_names() {
-        assert_eq!(FileKind::of(Path::new("a/cur-00001.csv.gz")), Some(FileKind::CsvGz));
-        assert_eq!(FileKind::of(Path::new("x.snappy.parquet")), Some(FileKind::Parquet));
+        assert_eq!(
+            FileKind::of(Path::new("a/cur-00001.csv.gz")),
+            Some(FileKind::CsvGz)
+        );
+        assert_eq!(
+            FileKind::of(Path::new("x.snappy.parquet")),
+            Some(FileKind::Parquet)
+        );
         assert_eq!(FileKind::of(Path::new("X.CSV")), Some(FileKind::Csv));
         assert_eq!(FileKind::of(Path::new("cur-Manifest.json")), None);
         assert_eq!(FileKind::of(Path::new("data.csv.zip")), None);

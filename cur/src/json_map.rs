@@ -51,11 +51,17 @@ pub(crate) fn lookup<'a>(
             Some(b'{' | b'[') | None => return Err(()),
             Some(_) => {
                 let start = pos;
-                while pos < bytes.len() && !matches!(bytes[pos], b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n') {
+                while pos < bytes.len()
+                    && !matches!(bytes[pos], b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n')
+                {
                     pos += 1;
                 }
                 let literal = &text[start..pos];
-                value = if literal == "null" { None } else { Some((start, pos, false)) };
+                value = if literal == "null" {
+                    None
+                } else {
+                    Some((start, pos, false))
+                };
             }
         }
         if found {
@@ -183,7 +189,11 @@ mod tests {
 
     #[test]
     fn decodes_escapes() {
-        check(r#"{"user_team":"a\"b\\c\u00e9\ud83d\ude00"}"#, "user_team", Ok(Some("a\"b\\cé😀")));
+        check(
+            r#"{"user_team":"a\"b\\c\u00e9\ud83d\ude00"}"#,
+            "user_team",
+            Ok(Some("a\"b\\cé😀")),
+        );
         check(r#"{"us\u0065r_team":"x"}"#, "user_team", Ok(Some("x")));
     }
 

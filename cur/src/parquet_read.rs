@@ -11,7 +11,8 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{
-    Array, RecordBatchReader, ArrayRef, Decimal128Array, GenericStringArray, MapArray, PrimitiveArray, RecordBatch, StringViewArray,
+    Array, ArrayRef, Decimal128Array, GenericStringArray, MapArray, PrimitiveArray, RecordBatch,
+    RecordBatchReader, StringViewArray,
 };
 use arrow_schema::{DataType, TimeUnit};
 use canopy_emissions::cur::CurLine;
@@ -32,11 +33,19 @@ pub(crate) fn read_parquet_file(
     opts: &ReadOptions,
     sink: &mut dyn FnMut(&CurLine<'_>),
 ) -> Result<FileStats, CurError> {
-    let parquet_error = |e: &dyn std::fmt::Display| CurError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let parquet_error = |e: &dyn std::fmt::Display| CurError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = File::open(path).map_err(|e| CurError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(&e))?;
     let tag_key = opts.tag_key.as_deref();
-    let names = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let full = Columns::resolve(names, tag_key, path)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), full.used());
     let reader = builder
@@ -44,10 +53,18 @@ pub(crate) fn read_parquet_file(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| parquet_error(&e))?;
-    let names = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let cols = Columns::resolve(names, tag_key, path)?;
 
-    let mut stats = FileStats { header_style: Some(cols.style), ..FileStats::default() };
+    let mut stats = FileStats {
+        header_style: Some(cols.style),
+        ..FileStats::default()
+    };
     let mut row_number = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| parquet_error(&e))?;
@@ -60,9 +77,16 @@ pub(crate) fn read_parquet_file(
                     stats.rows_read += 1;
                 }
                 Err(field) => {
-                    let row = BadRow { position: RowPosition::Row(row_number), column: field.column, message: field.message };
+                    let row = BadRow {
+                        position: RowPosition::Row(row_number),
+                        column: field.column,
+                        message: field.message,
+                    };
                     if !opts.skip_bad_rows {
-                        return Err(CurError::BadRow { path: path.to_path_buf(), row });
+                        return Err(CurError::BadRow {
+                            path: path.to_path_buf(),
+                            row,
+                        });
                     }
                     stats.record_bad_row(row);
                 }
@@ -136,7 +160,11 @@ impl<'a> Map<'a> {
         }
         let offsets = self.array.value_offsets();
         (offsets[i] as usize..offsets[i + 1] as usize)
-            .find(|&j| self.keys.get(j).is_some_and(|k| k.eq_ignore_ascii_case(key)))
+            .find(|&j| {
+                self.keys
+                    .get(j)
+                    .is_some_and(|k| k.eq_ignore_ascii_case(key))
+            })
             .and_then(|j| self.values.get(j))
     }
 }
@@ -162,14 +190,19 @@ struct BatchView<'a> {
 }
 
 impl<'a> BatchView<'a> {
-    fn new(batch: &'a RecordBatch, cols: &'a Columns, path: &Path) -> Result<BatchView<'a>, CurError> {
+    fn new(
+        batch: &'a RecordBatch,
+        cols: &'a Columns,
+        path: &Path,
+    ) -> Result<BatchView<'a>, CurError> {
         let type_error = |i: usize, expected: &'static str| CurError::ColumnType {
             path: path.to_path_buf(),
             column: cols.name(i).to_owned(),
             expected,
             found: batch.column(i).data_type().to_string(),
         };
-        let text = |i: usize| Text::of(batch.column(i)).ok_or_else(|| type_error(i, "a string column"));
+        let text =
+            |i: usize| Text::of(batch.column(i)).ok_or_else(|| type_error(i, "a string column"));
         let num = |i: usize| -> Result<Num<'a>, CurError> {
             let a = batch.column(i);
             Ok(match a.data_type() {
@@ -178,24 +211,40 @@ impl<'a> BatchView<'a> {
                 DataType::Int64 => Num::I64(a.as_primitive()),
                 DataType::Int32 => Num::I32(a.as_primitive()),
                 DataType::Decimal128(_, scale) => Num::Decimal(a.as_primitive(), i32::from(*scale)),
-                _ => Num::Text(Text::of(a).ok_or_else(|| type_error(i, "a number or string column"))?),
+                _ => Num::Text(
+                    Text::of(a).ok_or_else(|| type_error(i, "a number or string column"))?,
+                ),
             })
         };
         let map = |i: usize| -> Result<Map<'a>, CurError> {
             let expected = "a map<string, string> column";
-            let array = batch.column(i).as_map_opt().ok_or_else(|| type_error(i, expected))?;
+            let array = batch
+                .column(i)
+                .as_map_opt()
+                .ok_or_else(|| type_error(i, expected))?;
             let keys = Text::of(array.keys()).ok_or_else(|| type_error(i, expected))?;
             let values = Text::of(array.values()).ok_or_else(|| type_error(i, expected))?;
-            Ok(Map { array, keys, values })
+            Ok(Map {
+                array,
+                keys,
+                values,
+            })
         };
         let start_array = batch.column(cols.start);
         let start = match start_array.data_type() {
             DataType::Timestamp(TimeUnit::Second, _) => Time::Seconds(start_array.as_primitive()),
-            DataType::Timestamp(TimeUnit::Millisecond, _) => Time::Millis(start_array.as_primitive()),
-            DataType::Timestamp(TimeUnit::Microsecond, _) => Time::Micros(start_array.as_primitive()),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                Time::Millis(start_array.as_primitive())
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                Time::Micros(start_array.as_primitive())
+            }
             DataType::Timestamp(TimeUnit::Nanosecond, _) => Time::Nanos(start_array.as_primitive()),
             DataType::Date32 => Time::Date(start_array.as_primitive()),
-            _ => Time::Text(Text::of(start_array).ok_or_else(|| type_error(cols.start, "a timestamp or string column"))?),
+            _ => Time::Text(
+                Text::of(start_array)
+                    .ok_or_else(|| type_error(cols.start, "a timestamp or string column"))?,
+            ),
         };
         Ok(BatchView {
             cols,
@@ -224,15 +273,23 @@ impl<'a> BatchView<'a> {
         let cols = self.cols;
         let text = |t: &Text<'a>| t.get(i).unwrap_or("");
         let opt_text = |t: &Option<Text<'a>>| t.as_ref().map_or("", text);
-        let product = |key: &str| self.product.as_ref().and_then(|m| m.get(i, key)).unwrap_or("");
+        let product = |key: &str| {
+            self.product
+                .as_ref()
+                .and_then(|m| m.get(i, key))
+                .unwrap_or("")
+        };
 
         let usage_start_unix_s = self.start_at(i).map_err(|found| FieldError {
             column: cols.name(cols.start).to_owned(),
             message: format!("expected a timestamp like 2023-10-01T00:00:00Z, found {found}"),
         })?;
         // Usage amount is required on every row; costs and vcpu may be null.
-        let usage_amount = number(&self.amount, i, cols.name(cols.amount))?
-            .ok_or_else(|| FieldError { column: cols.name(cols.amount).to_owned(), message: "expected a number, found an empty or null cell".to_owned() })?;
+        let usage_amount =
+            number(&self.amount, i, cols.name(cols.amount))?.ok_or_else(|| FieldError {
+                column: cols.name(cols.amount).to_owned(),
+                message: "expected a number, found an empty or null cell".to_owned(),
+            })?;
         let cost = |column: &Option<Num<'a>>, index: Option<usize>| -> Result<f64, FieldError> {
             match (column, index) {
                 (Some(c), Some(index)) => Ok(number(c, i, cols.name(index))?.unwrap_or(0.0)),
@@ -248,7 +305,10 @@ impl<'a> BatchView<'a> {
                 } else {
                     Some(parse_number(cell.as_bytes()).ok_or_else(|| FieldError {
                         column: cols.name(cols.product_map.unwrap_or(0)).to_owned(),
-                        message: format!("expected a number for key vcpu, found {}", quoted_excerpt(cell.as_bytes())),
+                        message: format!(
+                            "expected a number for key vcpu, found {}",
+                            quoted_excerpt(cell.as_bytes())
+                        ),
                     })?)
                 }
             }
@@ -261,12 +321,18 @@ impl<'a> BatchView<'a> {
         Ok(CurLine {
             usage_start_unix_s,
             account_id: text(&self.account),
-            region: self.region.as_ref().map_or_else(|| product(PRODUCT_KEY_REGION), text),
+            region: self
+                .region
+                .as_ref()
+                .map_or_else(|| product(PRODUCT_KEY_REGION), text),
             product_code: text(&self.product_code),
             usage_type: text(&self.usage_type),
             pricing_unit: opt_text(&self.pricing_unit),
             line_item_type: text(&self.line_item_type),
-            instance_type: self.instance_type.as_ref().map_or_else(|| product(PRODUCT_KEY_INSTANCE_TYPE), text),
+            instance_type: self
+                .instance_type
+                .as_ref()
+                .map_or_else(|| product(PRODUCT_KEY_INSTANCE_TYPE), text),
             product_vcpu,
             usage_amount,
             blended_cost: cost(&self.blended, cols.blended)?,
@@ -277,8 +343,16 @@ impl<'a> BatchView<'a> {
 
     /// Start time in Unix seconds, or a description of what was found.
     fn start_at(&self, i: usize) -> Result<i64, String> {
-        fn prim<T: arrow_array::ArrowPrimitiveType<Native = i64>>(a: &PrimitiveArray<T>, i: usize, per_s: i64) -> Result<i64, String> {
-            if a.is_null(i) { Err("null".to_owned()) } else { Ok(a.value(i).div_euclid(per_s)) }
+        fn prim<T: arrow_array::ArrowPrimitiveType<Native = i64>>(
+            a: &PrimitiveArray<T>,
+            i: usize,
+            per_s: i64,
+        ) -> Result<i64, String> {
+            if a.is_null(i) {
+                Err("null".to_owned())
+            } else {
+                Ok(a.value(i).div_euclid(per_s))
+            }
         }
         match &self.start {
             Time::Seconds(a) => prim(*a, i, 1),
@@ -286,11 +360,17 @@ impl<'a> BatchView<'a> {
             Time::Micros(a) => prim(*a, i, 1_000_000),
             Time::Nanos(a) => prim(*a, i, 1_000_000_000),
             Time::Date(a) => {
-                if a.is_null(i) { Err("null".to_owned()) } else { Ok(i64::from(a.value(i)) * 86_400) }
+                if a.is_null(i) {
+                    Err("null".to_owned())
+                } else {
+                    Ok(i64::from(a.value(i)) * 86_400)
+                }
             }
             Time::Text(t) => match t.get(i) {
                 None => Err("null".to_owned()),
-                Some(s) => parse_timestamp(s.as_bytes()).ok_or_else(|| quoted_excerpt(s.as_bytes())),
+                Some(s) => {
+                    parse_timestamp(s.as_bytes()).ok_or_else(|| quoted_excerpt(s.as_bytes()))
+                }
             },
         }
     }

@@ -147,6 +147,9 @@ mod tests {
     fn excerpt_is_bounded() {
         assert_eq!(quoted_excerpt(b"abc"), "\"abc\"");
         let long = "x".repeat(100);
-        assert_eq!(quoted_excerpt(long.as_bytes()), format!("\"{}...\"", "x".repeat(40)));
+        assert_eq!(
+            quoted_excerpt(long.as_bytes()),
+            format!("\"{}...\"", "x".repeat(40))
+        );
     }
 }

@@ -25,6 +25,8 @@ pub fn read_file(
         Some(FileKind::Csv) => read_csv_file(path, false, opts, sink),
         Some(FileKind::CsvGz) => read_csv_file(path, true, opts, sink),
         Some(FileKind::Parquet) => read_parquet_file(path, opts, sink),
-        None => Err(CurError::UnknownFormat { path: path.to_path_buf() }),
+        None => Err(CurError::UnknownFormat {
+            path: path.to_path_buf(),
+        }),
     }
 }

@@ -83,8 +83,18 @@ mod tests {
 
     #[test]
     fn maps_typed_keys_to_every_format() {
-        check("Team", "resourceTags/user:Team", "resource_tags_user_team", "user_team");
-        check("user:Team", "resourceTags/user:Team", "resource_tags_user_team", "user_team");
+        check(
+            "Team",
+            "resourceTags/user:Team",
+            "resource_tags_user_team",
+            "user_team",
+        );
+        check(
+            "user:Team",
+            "resourceTags/user:Team",
+            "resource_tags_user_team",
+            "user_team",
+        );
         check(
             "CostCenter",
             "resourceTags/user:CostCenter",
@@ -97,7 +107,12 @@ mod tests {
             "resource_tags_aws_created_by",
             "aws_created_by",
         );
-        check("cost-center", "resourceTags/user:cost-center", "resource_tags_user_cost_center", "user_cost_center");
+        check(
+            "cost-center",
+            "resourceTags/user:cost-center",
+            "resource_tags_user_cost_center",
+            "user_cost_center",
+        );
     }
 
     #[test]

@@ -36,13 +36,25 @@ pub struct GeneratorConfig {
 impl Default for GeneratorConfig {
     /// 1,000 rows over three days of October 2023 in two accounts.
     fn default() -> Self {
-        GeneratorConfig { seed: 1, rows: 1_000, accounts: 2, start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0), days: 3 }
+        GeneratorConfig {
+            seed: 1,
+            rows: 1_000,
+            accounts: 2,
+            start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0),
+            days: 3,
+        }
     }
 }
 
 /// The configuration of the sample files under `samples/cur/`.
 pub fn sample_config() -> GeneratorConfig {
-    GeneratorConfig { seed: 2023_10, rows: 2_000, accounts: 2, start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0), days: 3 }
+    GeneratorConfig {
+        seed: 202_310,
+        rows: 2_000,
+        accounts: 2,
+        start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0),
+        days: 3,
+    }
 }
 
 /// The format of one sample file.
@@ -60,7 +72,10 @@ pub enum SampleFormat {
 /// hold the rows of [`sample_config`].
 pub const SAMPLE_FILES: &[(&str, SampleFormat)] = &[
     ("sample-legacy.csv", SampleFormat::Csv(CsvStyle::Legacy)),
-    ("sample-legacy.csv.gz", SampleFormat::CsvGz(CsvStyle::Legacy)),
+    (
+        "sample-legacy.csv.gz",
+        SampleFormat::CsvGz(CsvStyle::Legacy),
+    ),
     ("sample-athena.csv", SampleFormat::Csv(CsvStyle::Athena)),
     ("sample-cur2.csv", SampleFormat::Csv(CsvStyle::Cur2)),
     ("sample-cur2.parquet", SampleFormat::Cur2Parquet),

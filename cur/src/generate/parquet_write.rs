@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{
+    Float64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -21,7 +23,10 @@ use super::write::{CUR2_COLUMNS, product_map, tag_map};
 const BATCH_ROWS: usize = 8_192;
 
 /// Writes the rows of `config` as CUR 2.0 Parquet (Snappy); returns the row count.
-pub fn write_cur2_parquet<W: Write + Send>(config: &GeneratorConfig, out: W) -> Result<u64, ParquetError> {
+pub fn write_cur2_parquet<W: Write + Send>(
+    config: &GeneratorConfig,
+    out: W,
+) -> Result<u64, ParquetError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_created_by("canopy-cur generator".to_owned())
@@ -56,7 +61,10 @@ pub fn write_cur2_parquet<W: Write + Send>(config: &GeneratorConfig, out: W) -> 
             b.text[8].append_value(row.instance_type);
             b.text[9].append_value(row.region);
             b.text[10].append_value(row.pricing_unit);
-            for (map, entries) in [(&mut b.product, product_map(&row)), (&mut b.tags, tag_map(&row))] {
+            for (map, entries) in [
+                (&mut b.product, product_map(&row)),
+                (&mut b.tags, tag_map(&row)),
+            ] {
                 for (key, value) in entries {
                     map.keys().append_value(key);
                     map.values().append_value(value);
@@ -68,8 +76,14 @@ pub fn write_cur2_parquet<W: Write + Send>(config: &GeneratorConfig, out: W) -> 
         count += in_batch as u64;
         let batch = b.finish()?;
         if writer.is_none() {
-            let sink = out.take().ok_or_else(|| ParquetError::General("writer already created".to_owned()))?;
-            writer = Some(ArrowWriter::try_new(sink, batch.schema(), Some(props.clone()))?);
+            let sink = out
+                .take()
+                .ok_or_else(|| ParquetError::General("writer already created".to_owned()))?;
+            writer = Some(ArrowWriter::try_new(
+                sink,
+                batch.schema(),
+                Some(props.clone()),
+            )?);
         }
         if let Some(w) = writer.as_mut() {
             w.write(&batch)?;
@@ -113,8 +127,14 @@ impl Default for Builders {
 
 impl Builders {
     fn finish(mut self) -> Result<RecordBatch, ParquetError> {
-        let mut text = self.text.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
-        let mut next_text = || text.next().ok_or_else(|| ParquetError::General("missing text column".to_owned()));
+        let mut text = self
+            .text
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef);
+        let mut next_text = || {
+            text.next()
+                .ok_or_else(|| ParquetError::General("missing text column".to_owned()))
+        };
         let arrays: Vec<ArrayRef> = vec![
             next_text()?,
             next_text()?,

@@ -4,7 +4,8 @@ use canopy_emissions::time::days_in_month_of;
 
 use super::GeneratorConfig;
 use super::catalog::{
-    Amount, CHARGE_TYPES, COST_CENTERS, EC2, Instance, Prefix, REGIONS, Region, TEAMS, TEMPLATES, Template,
+    Amount, CHARGE_TYPES, COST_CENTERS, EC2, Instance, Prefix, REGIONS, Region, TEAMS, TEMPLATES,
+    Template,
 };
 use super::rng::SplitMix64;
 
@@ -104,9 +105,12 @@ impl Generator {
     /// A generator for `config`.
     pub fn new(config: &GeneratorConfig) -> Generator {
         let mut rng = SplitMix64::new(config.seed);
-        let account = |rng: &mut SplitMix64| format!("{}", 100_000_000_000 + rng.below(900_000_000_000));
+        let account =
+            |rng: &mut SplitMix64| format!("{}", 100_000_000_000 + rng.below(900_000_000_000));
         let payer = account(&mut rng);
-        let accounts = (0..config.accounts.max(1)).map(|_| account(&mut rng)).collect();
+        let accounts = (0..config.accounts.max(1))
+            .map(|_| account(&mut rng))
+            .collect();
         Generator {
             rows: config.rows,
             next: 0,
@@ -125,12 +129,19 @@ impl Generator {
         let mut id = String::with_capacity(prefix.len() + len);
         id.push_str(prefix);
         for _ in 0..len {
-            id.push(char::from(alphabet[self.rng.below(alphabet.len() as u64) as usize]));
+            id.push(char::from(
+                alphabet[self.rng.below(alphabet.len() as u64) as usize],
+            ));
         }
         id
     }
 
-    fn tag(&mut self, values: &'static [&'static str], value_share: f64, empty_share: f64) -> TagValue {
+    fn tag(
+        &mut self,
+        values: &'static [&'static str],
+        value_share: f64,
+        empty_share: f64,
+    ) -> TagValue {
         let r = self.rng.unit();
         if r < value_share {
             TagValue::Value(values[self.rng.below(values.len() as u64) as usize])
@@ -169,7 +180,9 @@ impl Generator {
                 let hours_in_month = f64::from(days_in_month_of(row.usage_start_unix_s)) * 24.0;
                 round_to(size_gb / hours_in_month, 10)
             }
-            Amount::Range(low, high, decimals) => round_to(self.rng.range(low, high), decimals).max(low),
+            Amount::Range(low, high, decimals) => {
+                round_to(self.rng.range(low, high), decimals).max(low)
+            }
         };
         let usd_per_unit = instance.map_or(template.usd_per_unit, |i| i.usd_per_hour);
         let list_cost = round_to(usage_amount * usd_per_unit, 10);
@@ -186,7 +199,11 @@ impl Generator {
             row.blended_cost = round_to(list_cost * 0.6, 10);
         } else {
             row.unblended_cost = list_cost;
-            row.blended_cost = if self.rng.chance(0.2) { round_to(list_cost * 0.97, 10) } else { list_cost };
+            row.blended_cost = if self.rng.chance(0.2) {
+                round_to(list_cost * 0.97, 10)
+            } else {
+                list_cost
+            };
         }
         row.product_code = template.product_code;
         row.usage_type = usage_type;
@@ -213,33 +230,85 @@ impl Generator {
         row.line_item_type = kind;
         let region = self.region();
         let regional = |usage: &str| {
-            if region.code == "us-east-1" { usage.to_owned() } else { format!("{}-{usage}", region.prefix) }
+            if region.code == "us-east-1" {
+                usage.to_owned()
+            } else {
+                format!("{}-{usage}", region.prefix)
+            }
         };
-        let (product_code, usage_type, unit, amount, cost, region_code): (&str, String, &str, f64, f64, &str) =
-            match kind {
-                "Tax" => {
-                    let products = ["AmazonEC2", "AmazonS3", "AmazonRDS", "AWSLambda"];
-                    let product = products[self.rng.below(4) as usize];
-                    (product, String::new(), "", 0.0, round_to(self.rng.range(0.01, 50.0), 2), "")
-                }
-                "Fee" => ("AmazonRoute53", "HostedZone".to_owned(), "", 1.0, 0.5, ""),
-                "Credit" => ("AmazonEC2", String::new(), "", 0.0, -round_to(self.rng.range(1.0, 100.0), 2), ""),
-                "Refund" => ("AmazonS3", String::new(), "", 0.0, -round_to(self.rng.range(0.1, 20.0), 2), ""),
-                "RIFee" => ("AmazonEC2", regional("HeavyUsage:m5.large"), "Hrs", 1.0, 0.062, region.code),
-                "SavingsPlanRecurringFee" => (
-                    "ComputeSavingsPlans",
-                    "ComputeSP:1yrNoUpfront".to_owned(),
-                    "Hrs",
-                    1.0,
-                    round_to(self.rng.range(0.5, 5.0), 4),
+        let (product_code, usage_type, unit, amount, cost, region_code): (
+            &str,
+            String,
+            &str,
+            f64,
+            f64,
+            &str,
+        ) = match kind {
+            "Tax" => {
+                let products = ["AmazonEC2", "AmazonS3", "AmazonRDS", "AWSLambda"];
+                let product = products[self.rng.below(4) as usize];
+                (
+                    product,
+                    String::new(),
                     "",
-                ),
-                "SavingsPlanNegation" => ("AmazonEC2", regional("BoxUsage:m5.large"), "Hrs", 1.0, -0.096, region.code),
-                _ => {
-                    let gb = round_to(self.rng.range(0.0, 10.0), 6);
-                    ("AmazonCloudFront", "US-DataTransfer-Out-Bytes".to_owned(), "GB", gb, -round_to(gb * 0.085, 10), "")
-                }
-            };
+                    0.0,
+                    round_to(self.rng.range(0.01, 50.0), 2),
+                    "",
+                )
+            }
+            "Fee" => ("AmazonRoute53", "HostedZone".to_owned(), "", 1.0, 0.5, ""),
+            "Credit" => (
+                "AmazonEC2",
+                String::new(),
+                "",
+                0.0,
+                -round_to(self.rng.range(1.0, 100.0), 2),
+                "",
+            ),
+            "Refund" => (
+                "AmazonS3",
+                String::new(),
+                "",
+                0.0,
+                -round_to(self.rng.range(0.1, 20.0), 2),
+                "",
+            ),
+            "RIFee" => (
+                "AmazonEC2",
+                regional("HeavyUsage:m5.large"),
+                "Hrs",
+                1.0,
+                0.062,
+                region.code,
+            ),
+            "SavingsPlanRecurringFee" => (
+                "ComputeSavingsPlans",
+                "ComputeSP:1yrNoUpfront".to_owned(),
+                "Hrs",
+                1.0,
+                round_to(self.rng.range(0.5, 5.0), 4),
+                "",
+            ),
+            "SavingsPlanNegation" => (
+                "AmazonEC2",
+                regional("BoxUsage:m5.large"),
+                "Hrs",
+                1.0,
+                -0.096,
+                region.code,
+            ),
+            _ => {
+                let gb = round_to(self.rng.range(0.0, 10.0), 6);
+                (
+                    "AmazonCloudFront",
+                    "US-DataTransfer-Out-Bytes".to_owned(),
+                    "GB",
+                    gb,
+                    -round_to(gb * 0.085, 10),
+                    "",
+                )
+            }
+        };
         let cost = if cost == 0.0 { 0.0 } else { cost };
         row.product_code = product_code;
         row.usage_type = usage_type;
@@ -264,7 +333,8 @@ impl Iterator for Generator {
         if self.next >= self.rows {
             return None;
         }
-        let hour = (u128::from(self.next) * u128::from(self.total_hours) / u128::from(self.rows)) as i64;
+        let hour =
+            (u128::from(self.next) * u128::from(self.total_hours) / u128::from(self.rows)) as i64;
         self.next += 1;
         let usage_start_unix_s = self.start_unix_s + hour * 3_600;
         let account = self.accounts[self.rng.below(self.accounts.len() as u64) as usize].clone();
@@ -313,14 +383,21 @@ mod tests {
 
     #[test]
     fn same_seed_same_rows_and_rows_stay_in_window() {
-        let config = GeneratorConfig { rows: 500, ..GeneratorConfig::default() };
+        let config = GeneratorConfig {
+            rows: 500,
+            ..GeneratorConfig::default()
+        };
         let a: Vec<_> = Generator::new(&config).collect();
         let b: Vec<_> = Generator::new(&config).collect();
         assert_eq!(a.len(), 500);
         assert_eq!(a, b);
         let end = config.start_unix_s + i64::from(config.days) * 86_400;
-        assert!(a.iter().all(|r| r.usage_start_unix_s >= config.start_unix_s && r.usage_start_unix_s < end));
-        let accounts: std::collections::BTreeSet<_> = a.iter().map(|r| r.usage_account_id.as_str()).collect();
+        assert!(
+            a.iter()
+                .all(|r| r.usage_start_unix_s >= config.start_unix_s && r.usage_start_unix_s < end)
+        );
+        let accounts: std::collections::BTreeSet<_> =
+            a.iter().map(|r| r.usage_account_id.as_str()).collect();
         assert_eq!(accounts.len(), 2);
         let other = GeneratorConfig { seed: 2, ..config };
         assert_ne!(a, Generator::new(&other).collect::<Vec<_>>());
@@ -328,7 +405,10 @@ mod tests {
 
     #[test]
     fn hourly_amounts_are_at_most_one_hour() {
-        let config = GeneratorConfig { rows: 5_000, ..GeneratorConfig::default() };
+        let config = GeneratorConfig {
+            rows: 5_000,
+            ..GeneratorConfig::default()
+        };
         for row in Generator::new(&config) {
             if row.pricing_unit == "Hrs" {
                 assert!(row.usage_amount > 0.0 && row.usage_amount <= 1.0, "{row:?}");
@@ -339,11 +419,24 @@ mod tests {
 
     #[test]
     fn mix_covers_every_line_item_type() {
-        let config = GeneratorConfig { rows: 20_000, ..GeneratorConfig::default() };
-        let types: std::collections::BTreeSet<_> = Generator::new(&config).map(|r| r.line_item_type).collect();
+        let config = GeneratorConfig {
+            rows: 20_000,
+            ..GeneratorConfig::default()
+        };
+        let types: std::collections::BTreeSet<_> =
+            Generator::new(&config).map(|r| r.line_item_type).collect();
         let expected = [
-            "BundledDiscount", "Credit", "DiscountedUsage", "Fee", "RIFee", "Refund", "SavingsPlanCoveredUsage",
-            "SavingsPlanNegation", "SavingsPlanRecurringFee", "Tax", "Usage",
+            "BundledDiscount",
+            "Credit",
+            "DiscountedUsage",
+            "Fee",
+            "RIFee",
+            "Refund",
+            "SavingsPlanCoveredUsage",
+            "SavingsPlanNegation",
+            "SavingsPlanRecurringFee",
+            "Tax",
+            "Usage",
         ];
         assert_eq!(types.into_iter().collect::<Vec<_>>(), expected);
     }

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use canopy_emissions::time::{civil_date, format_rfc3339};
 
-use super::row::{GeneratedRow, Generator, TagValue};
 use super::GeneratorConfig;
+use super::row::{GeneratedRow, Generator, TagValue};
 use crate::tag::snake_case;
 
 pub use super::parquet_write::write_cur2_parquet;
@@ -95,8 +95,14 @@ pub fn write_csv<W: Write>(config: &GeneratorConfig, style: CsvStyle, out: W) ->
 }
 
 /// Same as [`write_csv`], gzip-compressed (header mtime 0 for reproducibility).
-pub fn write_csv_gz<W: Write>(config: &GeneratorConfig, style: CsvStyle, out: W) -> io::Result<u64> {
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::default());
+pub fn write_csv_gz<W: Write>(
+    config: &GeneratorConfig,
+    style: CsvStyle,
+    out: W,
+) -> io::Result<u64> {
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(out, flate2::Compression::default());
     let count = write_csv(config, style, &mut encoder)?;
     encoder.finish()?;
     Ok(count)
@@ -167,7 +173,10 @@ pub(crate) fn product_map(row: &GeneratedRow) -> Vec<(&'static str, String)> {
 /// Entries of the CUR 2.0 `resource_tags` map: missing tags have no key.
 pub(crate) fn tag_map(row: &GeneratedRow) -> Vec<(&'static str, String)> {
     let mut entries = Vec::new();
-    for (key, tag) in [("user_cost_center", row.cost_center), ("user_team", row.team)] {
+    for (key, tag) in [
+        ("user_cost_center", row.cost_center),
+        ("user_team", row.team),
+    ] {
         if tag != TagValue::Missing {
             entries.push((key, tag.as_cell().to_owned()));
         }
@@ -220,7 +229,10 @@ mod tests {
         let mut out = String::new();
         json_string("a\"b\\c\n", &mut out);
         assert_eq!(out, r#""a\"b\\c\u000a""#);
-        assert_eq!(json_object(&[("k", "v".to_owned()), ("x", String::new())]), r#"{"k":"v","x":""}"#);
+        assert_eq!(
+            json_object(&[("k", "v".to_owned()), ("x", String::new())]),
+            r#"{"k":"v","x":""}"#
+        );
         // 2023-10-01T13:00:00Z = 1_696_118_400 + 13 * 3_600.
         assert_eq!(athena_timestamp(1_696_165_200), "2023-10-01 13:00:00.000");
     }

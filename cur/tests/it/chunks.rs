@@ -14,7 +14,8 @@ fn read_chunks(chunks: &[CsvChunk], opts: &ReadOptions) -> Result<Vec<Owned>, Cu
             .map(|chunk| {
                 scope.spawn(move || {
                     let mut rows = Vec::new();
-                    read_csv_chunk(chunk, opts, &mut |line| rows.push(Owned::of(line))).map(|_| rows)
+                    read_csv_chunk(chunk, opts, &mut |line| rows.push(Owned::of(line)))
+                        .map(|_| rows)
                 })
             })
             .collect();
@@ -28,8 +29,17 @@ fn read_chunks(chunks: &[CsvChunk], opts: &ReadOptions) -> Result<Vec<Owned>, Cu
 }
 
 fn write_legacy(path: &Path, rows: u64) {
-    let config = GeneratorConfig { seed: 11, rows, ..GeneratorConfig::default() };
-    write_format(&config, SampleFormat::Csv(CsvStyle::Legacy), std::fs::File::create(path).unwrap()).unwrap();
+    let config = GeneratorConfig {
+        seed: 11,
+        rows,
+        ..GeneratorConfig::default()
+    };
+    write_format(
+        &config,
+        SampleFormat::Csv(CsvStyle::Legacy),
+        std::fs::File::create(path).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -81,15 +91,24 @@ fn errors_in_chunks_carry_whole_file_line_numbers() {
     let err = read_chunks(&chunks, &opts(None)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: line 25001: lineItem/UsageAmount: expected a number, found \"abc\"", path.display())
+        format!(
+            "{}: line 25001: lineItem/UsageAmount: expected a number, found \"abc\"",
+            path.display()
+        )
     );
-    let skipping = ReadOptions { skip_bad_rows: true, ..ReadOptions::default() };
+    let skipping = ReadOptions {
+        skip_bad_rows: true,
+        ..ReadOptions::default()
+    };
     let mut positions = Vec::new();
     for chunk in &chunks {
         let stats = read_csv_chunk(chunk, &skipping, &mut |_| {}).unwrap();
         positions.extend(stats.bad_row_examples.iter().map(|b| b.position));
     }
-    assert_eq!(positions, vec![RowPosition::Line(25_001), RowPosition::Line(28_000)]);
+    assert_eq!(
+        positions,
+        vec![RowPosition::Line(25_001), RowPosition::Line(28_000)]
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@ use canopy_cur::{BadRow, CurError, ReadOptions, RowPosition};
 use crate::support::{opts, read_path, read_text, temp_dir};
 
 const HEADER: &str = "line_item_usage_start_date,line_item_usage_account_id,line_item_line_item_type,line_item_product_code,line_item_usage_type,line_item_usage_amount,line_item_unblended_cost,product_region,product_vcpu\n";
-const GOOD: &str = "2023-10-01 00:00:00.000,111122223333,Usage,AmazonEC2,BoxUsage:m5.large,1,0.096,us-east-1,2\n";
+const GOOD: &str =
+    "2023-10-01 00:00:00.000,111122223333,Usage,AmazonEC2,BoxUsage:m5.large,1,0.096,us-east-1,2\n";
 
 fn check_err(text: &str, expected: &str) {
     match read_text(text, &opts(None)) {
@@ -59,7 +60,10 @@ fn bad_cells_name_line_and_column() {
 fn bad_json_map_is_named() {
     let text = "line_item_usage_start_date,line_item_usage_account_id,line_item_line_item_type,line_item_product_code,line_item_usage_type,line_item_usage_amount,line_item_unblended_cost,product\n\
 2023-10-01 00:00:00.000,1,Usage,AmazonEC2,BoxUsage:m5.large,1,0.1,\"{\"\"region\"\":\"\"us\"\n";
-    check_err(text, r#"t.csv: line 2: product: expected a JSON object of strings, found "{\"region\":\"us""#);
+    check_err(
+        text,
+        r#"t.csv: line 2: product: expected a JSON object of strings, found "{\"region\":\"us""#,
+    );
 }
 
 #[test]
@@ -87,10 +91,15 @@ fn empty_file_is_an_error() {
 fn skip_bad_rows_counts_and_keeps_examples() {
     let mut text = format!("{HEADER}{GOOD}");
     for _ in 0..12 {
-        text.push_str("2023-10-01 00:00:00.000,1,Usage,AmazonEC2,BoxUsage:m5.large,x,0.1,us-east-1,\n");
+        text.push_str(
+            "2023-10-01 00:00:00.000,1,Usage,AmazonEC2,BoxUsage:m5.large,x,0.1,us-east-1,\n",
+        );
     }
     text.push_str(GOOD);
-    let options = ReadOptions { skip_bad_rows: true, ..ReadOptions::default() };
+    let options = ReadOptions {
+        skip_bad_rows: true,
+        ..ReadOptions::default()
+    };
     let (rows, stats) = read_text(&text, &options).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(stats.rows_read, 2);
@@ -110,14 +119,21 @@ fn skip_bad_rows_counts_and_keeps_examples() {
 #[test]
 fn truncated_gzip_is_reported() {
     let dir = temp_dir("gz");
-    let config = GeneratorConfig { rows: 2_000, ..GeneratorConfig::default() };
+    let config = GeneratorConfig {
+        rows: 2_000,
+        ..GeneratorConfig::default()
+    };
     let mut bytes = Vec::new();
     write_format(&config, SampleFormat::CsvGz(CsvStyle::Legacy), &mut bytes).unwrap();
     let path = dir.join("cut.csv.gz");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = read_path(&path, &opts(None)).unwrap_err();
     assert!(matches!(err, CurError::Gzip { .. }), "{err:?}");
-    assert!(err.to_string().contains("cut.csv.gz: gzip stream is truncated or corrupt"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cut.csv.gz: gzip stream is truncated or corrupt"),
+        "{err}"
+    );
 
     let path = dir.join("plain-text.gz");
     std::fs::write(&path, b"this is not gzip").unwrap();
@@ -129,13 +145,22 @@ fn truncated_gzip_is_reported() {
 fn garbage_and_truncated_parquet_are_reported() {
     let dir = temp_dir("parquet");
     let path = dir.join("garbage.parquet");
-    std::fs::File::create(&path).unwrap().write_all(b"definitely not a parquet file").unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(b"definitely not a parquet file")
+        .unwrap();
     let err = read_path(&path, &opts(None)).unwrap_err();
     assert!(matches!(err, CurError::Parquet { .. }), "{err:?}");
-    assert!(err.to_string().starts_with(&format!("{}: expected a readable parquet file", path.display())));
+    assert!(err.to_string().starts_with(&format!(
+        "{}: expected a readable parquet file",
+        path.display()
+    )));
 
     let mut bytes = Vec::new();
-    let config = GeneratorConfig { rows: 500, ..GeneratorConfig::default() };
+    let config = GeneratorConfig {
+        rows: 500,
+        ..GeneratorConfig::default()
+    };
     write_format(&config, SampleFormat::Cur2Parquet, &mut bytes).unwrap();
     for cut in [bytes.len() / 2, bytes.len() - 3] {
         let path = dir.join(format!("cut-{cut}.parquet"));
@@ -161,6 +186,9 @@ fn unknown_extension_is_reported() {
     let err = read_path(&path, &opts(None)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: unknown file type, expected .csv, .csv.gz, .gz or .parquet", path.display())
+        format!(
+            "{}: unknown file type, expected .csv, .csv.gz, .gz or .parquet",
+            path.display()
+        )
     );
 }

@@ -6,15 +6,41 @@ use canopy_cur::generate::{CsvStyle, GeneratorConfig, SampleFormat, write_format
 use crate::support::{Owned, cost_center, generated, opts, read_path, read_text, team, temp_dir};
 
 fn config() -> GeneratorConfig {
-    GeneratorConfig { seed: 7, rows: 3_000, accounts: 3, days: 2, ..GeneratorConfig::default() }
+    GeneratorConfig {
+        seed: 7,
+        rows: 3_000,
+        accounts: 3,
+        days: 2,
+        ..GeneratorConfig::default()
+    }
 }
 
 const FORMATS: &[(&str, SampleFormat, HeaderStyle)] = &[
-    ("legacy.csv", SampleFormat::Csv(CsvStyle::Legacy), HeaderStyle::Legacy),
-    ("legacy.csv.gz", SampleFormat::CsvGz(CsvStyle::Legacy), HeaderStyle::Legacy),
-    ("athena.csv", SampleFormat::Csv(CsvStyle::Athena), HeaderStyle::Athena),
-    ("athena.gz", SampleFormat::CsvGz(CsvStyle::Athena), HeaderStyle::Athena),
-    ("cur2.csv", SampleFormat::Csv(CsvStyle::Cur2), HeaderStyle::Cur2),
+    (
+        "legacy.csv",
+        SampleFormat::Csv(CsvStyle::Legacy),
+        HeaderStyle::Legacy,
+    ),
+    (
+        "legacy.csv.gz",
+        SampleFormat::CsvGz(CsvStyle::Legacy),
+        HeaderStyle::Legacy,
+    ),
+    (
+        "athena.csv",
+        SampleFormat::Csv(CsvStyle::Athena),
+        HeaderStyle::Athena,
+    ),
+    (
+        "athena.gz",
+        SampleFormat::CsvGz(CsvStyle::Athena),
+        HeaderStyle::Athena,
+    ),
+    (
+        "cur2.csv",
+        SampleFormat::Csv(CsvStyle::Cur2),
+        HeaderStyle::Cur2,
+    ),
     ("cur2.parquet", SampleFormat::Cur2Parquet, HeaderStyle::Cur2),
 ];
 
@@ -22,10 +48,15 @@ const FORMATS: &[(&str, SampleFormat, HeaderStyle)] = &[
 fn every_format_yields_the_generated_rows() {
     let config = config();
     let dir = temp_dir("formats");
-    for (tag, pick) in [("Team", team as fn(&_) -> _), ("user:CostCenter", cost_center)] {
+    for (tag, pick) in [
+        ("Team", team as fn(&_) -> _),
+        ("user:CostCenter", cost_center),
+    ] {
         let expected = generated(&config, pick);
         assert_eq!(expected.len(), 3_000);
-        assert!(expected.iter().any(|r| r.tag.is_some()) && expected.iter().any(|r| r.tag.is_none()));
+        assert!(
+            expected.iter().any(|r| r.tag.is_some()) && expected.iter().any(|r| r.tag.is_none())
+        );
         for (name, format, style) in FORMATS {
             let path = dir.join(name);
             if !path.exists() {
@@ -44,7 +75,10 @@ fn every_format_yields_the_generated_rows() {
 
 #[test]
 fn without_a_tag_key_every_tag_is_none() {
-    let config = GeneratorConfig { rows: 200, ..config() };
+    let config = GeneratorConfig {
+        rows: 200,
+        ..config()
+    };
     let dir = temp_dir("no-tag");
     for (name, format, _) in FORMATS {
         let path = dir.join(name);
@@ -55,7 +89,17 @@ fn without_a_tag_key_every_tag_is_none() {
     }
 }
 
-fn row(start: i64, region: &str, instance: &str, vcpu: Option<f64>, amount: f64, blended: f64, unblended: f64, tag: Option<&str>) -> Owned {
+#[allow(clippy::too_many_arguments)]
+fn row(
+    start: i64,
+    region: &str,
+    instance: &str,
+    vcpu: Option<f64>,
+    amount: f64,
+    blended: f64,
+    unblended: f64,
+    tag: Option<&str>,
+) -> Owned {
     Owned {
         start,
         account: "111122223333".to_owned(),
@@ -88,9 +132,27 @@ b,2023-10-01T01:00:00Z,111122223333,Usage,AmazonEC2,USE2-BoxUsage:m5.large,0.5,,
     assert_eq!(
         rows,
         vec![
-            row(OCT1, "us-east-2", "m5.large", Some(2.0), 1.0, 0.096, 0.096, Some("web")),
+            row(
+                OCT1,
+                "us-east-2",
+                "m5.large",
+                Some(2.0),
+                1.0,
+                0.096,
+                0.096,
+                Some("web")
+            ),
             // Empty blended cost reads as 0, empty vcpu as unknown, empty tag as untagged.
-            row(OCT1 + 3_600, "us-east-2", "m5.large", None, 0.5, 0.0, 0.01, None),
+            row(
+                OCT1 + 3_600,
+                "us-east-2",
+                "m5.large",
+                None,
+                0.5,
+                0.0,
+                0.01,
+                None
+            ),
         ]
     );
 }
@@ -104,7 +166,19 @@ line_item_usage_start_date,line_item_usage_account_id,line_item_line_item_type,l
     let (rows, stats) = read_text(text, &opts(Some("CostCenter"))).unwrap();
     assert_eq!(stats.header_style, Some(HeaderStyle::Athena));
     // No blended column: blended cost is 0.
-    assert_eq!(rows, vec![row(OCT1, "us-east-2", "m5.large", Some(2.0), 1.0, 0.0, 0.096, Some("cc-1"))]);
+    assert_eq!(
+        rows,
+        vec![row(
+            OCT1,
+            "us-east-2",
+            "m5.large",
+            Some(2.0),
+            1.0,
+            0.0,
+            0.096,
+            Some("cc-1")
+        )]
+    );
 }
 
 #[test]
@@ -118,7 +192,16 @@ fn cur2_csv_reads_region_instance_and_vcpu_from_the_product_map() {
     assert_eq!(
         rows,
         vec![
-            row(OCT1, "us-east-2", "m5.large", Some(2.0), 1.0, 0.096, 0.096, Some("we\"b")),
+            row(
+                OCT1,
+                "us-east-2",
+                "m5.large",
+                Some(2.0),
+                1.0,
+                0.096,
+                0.096,
+                Some("we\"b")
+            ),
             row(OCT1, "", "", None, 1.0, 0.096, 0.096, None),
         ]
     );

@@ -42,7 +42,7 @@ fn folders_expand_recursively_sorted_skipping_manifests() {
 fn empty_folder_and_unknown_files_are_errors() {
     let dir = temp_dir("expand-empty");
     std::fs::write(dir.join("only-Manifest.json"), b"{}").unwrap();
-    let err = expand_inputs(&[dir.clone()]).unwrap_err();
+    let err = expand_inputs(std::slice::from_ref(&dir)).unwrap_err();
     assert!(matches!(err, CurError::NoInputFiles { .. }), "{err:?}");
     let err = expand_inputs(&[dir.join("only-Manifest.json")]).unwrap_err();
     assert!(matches!(err, CurError::UnknownFormat { .. }), "{err:?}");

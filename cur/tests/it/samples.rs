@@ -13,7 +13,9 @@ fn samples_dir() -> PathBuf {
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -25,15 +27,22 @@ fn committed_samples_match_the_generator() {
     let mut total_bytes = 0;
     for (name, format) in SAMPLE_FILES {
         let committed_path = samples_dir().join(name);
-        let committed = std::fs::read(&committed_path)
-            .unwrap_or_else(|e| panic!("{name}: {e}; run `cargo run -p canopy-cur --example write_samples`"));
+        let committed = std::fs::read(&committed_path).unwrap_or_else(|e| {
+            panic!("{name}: {e}; run `cargo run -p canopy-cur --example write_samples`")
+        });
         total_bytes += committed.len();
         let mut fresh = Vec::new();
         write_format(&config, *format, &mut fresh).unwrap();
         match format {
-            SampleFormat::Csv(_) => assert!(committed == fresh, "{name} differs from the generator output"),
+            SampleFormat::Csv(_) => assert!(
+                committed == fresh,
+                "{name} differs from the generator output"
+            ),
             // Compressed bytes may change with the compressor version; the CSV inside may not.
-            SampleFormat::CsvGz(_) => assert!(gunzip(&committed) == gunzip(&fresh), "{name} content differs"),
+            SampleFormat::CsvGz(_) => assert!(
+                gunzip(&committed) == gunzip(&fresh),
+                "{name} content differs"
+            ),
             // Parquet bytes may change with the writer version; compare what a reader sees.
             SampleFormat::Cur2Parquet => {
                 let fresh_path = dir.join(name);
@@ -46,5 +55,8 @@ fn committed_samples_match_the_generator() {
         assert_eq!(stats.rows_read, 2_000, "{name}");
         assert!(rows == expected, "{name}: rows differ from the generator");
     }
-    assert!(total_bytes < 2 * 1024 * 1024, "samples too large: {total_bytes} bytes");
+    assert!(
+        total_bytes < 2 * 1024 * 1024,
+        "samples too large: {total_bytes} bytes"
+    );
 }

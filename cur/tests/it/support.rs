@@ -72,12 +72,20 @@ pub fn cost_center(row: &GeneratedRow) -> Option<&'static str> {
     row.cost_center.as_line_tag()
 }
 
-pub fn generated(config: &GeneratorConfig, tag: fn(&GeneratedRow) -> Option<&'static str>) -> Vec<Owned> {
-    Generator::new(config).map(|row| Owned::expected(&row, tag)).collect()
+pub fn generated(
+    config: &GeneratorConfig,
+    tag: fn(&GeneratedRow) -> Option<&'static str>,
+) -> Vec<Owned> {
+    Generator::new(config)
+        .map(|row| Owned::expected(&row, tag))
+        .collect()
 }
 
 pub fn opts(tag: Option<&str>) -> ReadOptions {
-    ReadOptions { tag_key: tag.map(str::to_owned), skip_bad_rows: false }
+    ReadOptions {
+        tag_key: tag.map(str::to_owned),
+        skip_bad_rows: false,
+    }
 }
 
 pub fn read_path(path: &Path, opts: &ReadOptions) -> Result<(Vec<Owned>, FileStats), CurError> {
@@ -88,7 +96,9 @@ pub fn read_path(path: &Path, opts: &ReadOptions) -> Result<(Vec<Owned>, FileSta
 
 pub fn read_text(text: &str, opts: &ReadOptions) -> Result<(Vec<Owned>, FileStats), CurError> {
     let mut rows = Vec::new();
-    let stats = read_reader(text.as_bytes(), Path::new("t.csv"), opts, &mut |line| rows.push(Owned::of(line)))?;
+    let stats = read_reader(text.as_bytes(), Path::new("t.csv"), opts, &mut |line| {
+        rows.push(Owned::of(line))
+    })?;
     Ok((rows, stats))
 }
 
