@@ -141,6 +141,8 @@ pub struct RunStats {
     pub rows_read: u64,
     pub bad_rows_skipped: u64,
     pub output_rows: usize,
+    /// Distinct (period, account, region, product, usage type, pricing unit, vCPU, tag) groups held in memory.
+    pub groups: usize,
     pub seconds: f64,
     pub rows_per_s: f64,
     pub peak_rss_bytes: Option<u64>,
@@ -157,7 +159,7 @@ pub fn run(request: &EstimateRequest, out: &mut dyn Write, err: &mut dyn Write) 
     let options = estimate_options(request)?;
     let read_options = ReadOptions { tag_key: request.tag_key.clone(), skip_bad_rows: request.skip_bad_rows };
     let work = plan_work(&files, request.threads, request.parallel_csv_min_bytes)?;
-    let (estimate, stats) = read_all(&work, &read_options, &options, request.threads)?;
+    let (estimate, stats, groups) = read_all(&work, &read_options, &options, request.threads)?;
     let seconds = started.elapsed().as_secs_f64();
 
     let shape = OutputShape {
@@ -175,6 +177,7 @@ pub fn run(request: &EstimateRequest, out: &mut dyn Write, err: &mut dyn Write) 
         rows_read,
         bad_rows_skipped,
         output_rows: estimate.rows.len(),
+        groups,
         seconds,
         rows_per_s: rows_read as f64 / seconds.max(1e-9),
         peak_rss_bytes: process_stats::peak_rss_bytes(),
@@ -238,7 +241,7 @@ fn read_all(
     read_options: &ReadOptions,
     options: &EstimateOptions,
     threads: usize,
-) -> Result<(CurEstimate, Vec<FileStats>)> {
+) -> Result<(CurEstimate, Vec<FileStats>, usize)> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let threads = threads.min(work.len()).max(1);
@@ -281,7 +284,8 @@ fn read_all(
         stats.push(result?);
     }
     let estimator = merged.expect("at least one reader thread");
-    Ok((estimator.finish(), stats))
+    let groups = estimator.group_count();
+    Ok((estimator.finish(), stats, groups))
 }
 
 fn write_summary(
@@ -292,8 +296,8 @@ fn write_summary(
 ) -> Result<()> {
     writeln!(
         err,
-        "canopy estimate: {} file(s), {} rows read in {:.2} s ({:.0} rows/s), {} output rows",
-        run.files, summary.rows_read, run.seconds, run.rows_per_s, run.output_rows
+        "canopy estimate: {} file(s), {} rows read in {:.2} s ({:.0} rows/s), {} groups, {} output rows",
+        run.files, summary.rows_read, run.seconds, run.rows_per_s, run.groups, run.output_rows
     )?;
     let skipped: u64 = summary.rows_skipped_by_line_item_type.values().sum();
     write!(err, "  rows skipped by line-item type: {skipped}")?;
