@@ -1,0 +1,128 @@
+# The aggregator service: Fargate on ARM64 (Graviton), read-only root
+# filesystem, secrets injected by ECS, rolled back automatically when a
+# deployment does not become healthy.
+
+resource "aws_ecs_cluster" "this" {
+  name = "${var.name}-aggregator"
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+  tags = local.tags
+}
+
+locals {
+  container_secrets = concat(
+    [
+      { name = "CANOPY_DATABASE_URL", valueFrom = local.database_url_secret_arn },
+      { name = "CANOPY_CA_KEY_PEM", valueFrom = local.ca_key_secret_arn },
+    ],
+    var.management_role_external_id_secret_arn == null ? [] : [
+      { name = "CANOPY_MANAGEMENT_EXTERNAL_ID", valueFrom = var.management_role_external_id_secret_arn },
+    ],
+  )
+  container_environment = concat(
+    [
+      { name = "CANOPY_QUIC_LISTEN", value = "0.0.0.0:${var.quic_port}" },
+      { name = "CANOPY_GRPC_LISTEN", value = "0.0.0.0:${var.grpc_port}" },
+      { name = "CANOPY_METRICS_LISTEN", value = "0.0.0.0:${var.metrics_port}" },
+      { name = "RUST_LOG", value = "info" },
+    ],
+    var.management_role_arn == null ? [] : [
+      { name = "CANOPY_MANAGEMENT_ROLE_ARN", value = var.management_role_arn },
+    ],
+  )
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = "${var.name}-aggregator"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.cpu
+  memory                   = var.memory_mib
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task.arn
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "ARM64"
+  }
+  volume {
+    name = "tmp"
+  }
+  container_definitions = jsonencode([
+    {
+      name                   = "aggregator"
+      image                  = var.image
+      essential              = true
+      readonlyRootFilesystem = true
+      user                   = "65532:65532"
+      command                = ["serve", "--http-listen", "0.0.0.0:${var.http_port}"]
+      portMappings = [
+        { containerPort = var.quic_port, protocol = "udp" },
+        { containerPort = var.http_port, protocol = "tcp" },
+        { containerPort = var.grpc_port, protocol = "tcp" },
+        { containerPort = var.metrics_port, protocol = "tcp" },
+      ]
+      environment = local.container_environment
+      secrets     = local.container_secrets
+      mountPoints = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+      linuxParameters = {
+        capabilities = { drop = ["ALL"] }
+        initProcessEnabled = true
+      }
+      stopTimeout = 60
+      logConfiguration = {
+        logDriver = "awslogs"
+        options = {
+          "awslogs-group"         = aws_cloudwatch_log_group.this.name
+          "awslogs-region"        = local.region
+          "awslogs-stream-prefix" = "aggregator"
+        }
+      }
+    }
+  ])
+  tags = local.tags
+}
+
+resource "aws_ecs_service" "this" {
+  name                              = "${var.name}-aggregator"
+  cluster                           = aws_ecs_cluster.this.id
+  task_definition                   = aws_ecs_task_definition.this.arn
+  desired_count                     = var.min_tasks
+  launch_type                       = "FARGATE"
+  platform_version                  = "LATEST"
+  health_check_grace_period_seconds = 60
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  propagate_tags                    = "SERVICE"
+  enable_execute_command            = false
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+  network_configuration {
+    subnets          = var.private_subnet_ids
+    security_groups  = [aws_security_group.tasks.id]
+    assign_public_ip = false
+  }
+  load_balancer {
+    target_group_arn = aws_lb_target_group.quic.arn
+    container_name   = "aggregator"
+    container_port   = var.quic_port
+  }
+  load_balancer {
+    target_group_arn = aws_lb_target_group.http.arn
+    container_name   = "aggregator"
+    container_port   = var.http_port
+  }
+  load_balancer {
+    target_group_arn = aws_lb_target_group.grpc.arn
+    container_name   = "aggregator"
+    container_port   = var.grpc_port
+  }
+  lifecycle {
+    ignore_changes = [desired_count]
+  }
+  depends_on = [aws_lb_listener.quic, aws_lb_listener.https, aws_lb_listener.grpc]
+  tags       = local.tags
+}

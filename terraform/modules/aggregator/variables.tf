@@ -1,0 +1,201 @@
+variable "name" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "canopy"
+}
+
+variable "image" {
+  description = "Aggregator container image pinned to a version tag or digest (ARM64 or multi-arch)."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC the aggregator runs in."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Subnets of the ECS tasks and the database (at least two availability zones)."
+  type        = list(string)
+}
+
+variable "public_subnet_ids" {
+  description = "Subnets of the Network Load Balancer (public for agents reaching it over the internet)."
+  type        = list(string)
+}
+
+variable "internal" {
+  description = "Make the load balancer internal (agents reach it over Transit Gateway, peering or PrivateLink)."
+  type        = bool
+  default     = false
+}
+
+variable "quic_port" {
+  description = "UDP port of the QUIC listener the agents send batches to."
+  type        = number
+  default     = 4433
+}
+
+variable "http_port" {
+  description = "TCP port of the HTTP API and dashboard."
+  type        = number
+  default     = 8080
+}
+
+variable "grpc_port" {
+  description = "TCP port of the gRPC API."
+  type        = number
+  default     = 50051
+}
+
+variable "metrics_port" {
+  description = "TCP port of the Prometheus metrics endpoint (not behind the load balancer)."
+  type        = number
+  default     = 9090
+}
+
+variable "agent_cidr_blocks" {
+  description = "Source CIDRs allowed to reach the QUIC port (agents' egress addresses, or 0.0.0.0/0: agents are authenticated in QUIC)."
+  type        = list(string)
+}
+
+variable "api_cidr_blocks" {
+  description = "Source CIDRs allowed to reach the HTTP and gRPC APIs."
+  type        = list(string)
+}
+
+variable "metrics_cidr_blocks" {
+  description = "Source CIDRs allowed to scrape the metrics port inside the VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "api_certificate_arn" {
+  description = "ACM certificate for TLS on the HTTP and gRPC listeners."
+  type        = string
+}
+
+variable "access_logs_bucket" {
+  description = "S3 bucket receiving the load balancer's access logs."
+  type        = string
+}
+
+variable "cpu" {
+  description = "Task CPU units (1024 = 1 vCPU)."
+  type        = number
+  default     = 512
+}
+
+variable "memory_mib" {
+  description = "Task memory in MiB."
+  type        = number
+  default     = 1024
+}
+
+variable "min_tasks" {
+  description = "Minimum number of aggregator tasks."
+  type        = number
+  default     = 2
+}
+
+variable "max_tasks" {
+  description = "Maximum number of aggregator tasks."
+  type        = number
+  default     = 6
+}
+
+variable "cpu_target_percent" {
+  description = "Average CPU utilisation the autoscaling policy keeps the service at."
+  type        = number
+  default     = 60
+}
+
+variable "external_database_url_secret_arn" {
+  description = "Secrets Manager secret holding a postgres:// URL of an external PostgreSQL/TimescaleDB; null creates an RDS instance."
+  type        = string
+  default     = null
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class (Graviton)."
+  type        = string
+  default     = "db.t4g.medium"
+}
+
+variable "db_allocated_storage_gb" {
+  description = "Initial RDS storage in GB (grows automatically up to 10x)."
+  type        = number
+  default     = 50
+}
+
+variable "db_multi_az" {
+  description = "Run RDS in two availability zones."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_retention_days" {
+  description = "Days of automated RDS backups."
+  type        = number
+  default     = 14
+}
+
+variable "deletion_protection" {
+  description = "Protect the load balancer and database against deletion (set false before `terraform destroy`)."
+  type        = bool
+  default     = true
+}
+
+variable "ca_key_secret_arn" {
+  description = "Existing secret holding the PEM private key of the CA that signs agent certificates; null creates an empty secret to fill."
+  type        = string
+  default     = null
+}
+
+variable "management_role_arn" {
+  description = "Role created by deploy-stackset/management-account.yaml, assumed for Organizations, CUR and Sustainability API reads; null disables those reads."
+  type        = string
+  default     = null
+}
+
+variable "management_role_external_id_secret_arn" {
+  description = "Secret holding the external ID of management_role_arn."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Days the aggregator's logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic for alarms; null creates an encrypted topic."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "https_listener_port" {
+  description = "TLS port of the load balancer in front of the HTTP API and dashboard."
+  type        = number
+  default     = 443
+}
+
+variable "database_port" {
+  description = "TCP port of the database (RDS or external)."
+  type        = number
+  default     = 5432
+}
+
+variable "database_cidr_blocks" {
+  description = "Where an external database lives, for the tasks' egress rule; empty means inside the VPC."
+  type        = list(string)
+  default     = []
+}
