@@ -1,0 +1,73 @@
+"""The agent's IAM role allows exactly the actions the agent's collectors
+declare in code (`canopy-agent iam-actions`): a collector added without a
+policy update, or a policy action no collector needs, fails here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import REPO, STACKSET_DIR, load_template
+
+
+def declared_by_agent() -> list[str]:
+    run = subprocess.run(
+        ["cargo", "run", "-q", "-p", "canopy-agent", "--bin", "canopy-agent", "--", "iam-actions"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert run.returncode == 0, f"`canopy-agent iam-actions` failed:\n{run.stderr}"
+    actions = json.loads(run.stdout)
+    assert isinstance(actions, list) and all(isinstance(a, str) for a in actions), run.stdout
+    return actions
+
+
+def policy_statements(resources: dict) -> list[dict]:
+    return resources["AgentCollectorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def granted_actions(statements: list[dict]) -> list[str]:
+    out = []
+    for s in statements:
+        assert s["Effect"] == "Allow"
+        out += [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+    return out
+
+
+def test_agent_role_allows_exactly_the_declared_actions():
+    declared = declared_by_agent()
+    assert declared == sorted(set(declared)), "iam-actions must print a sorted list without duplicates"
+    resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
+    granted = granted_actions(policy_statements(resources))
+    assert len(granted) == len(set(granted)), "an action is granted twice"
+    assert sorted(granted) == declared, (
+        f"missing from the policy: {sorted(set(declared) - set(granted))}; "
+        f"granted but not declared: {sorted(set(granted) - set(declared))}"
+    )
+
+
+def test_agent_role_has_no_other_permissions():
+    resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
+    role = resources["AgentRole"]["Properties"]
+    assert "Policies" not in role and "ManagedPolicyArns" not in role
+    attached = [
+        name for name, r in resources.items()
+        if r["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy", "AWS::IAM::RolePolicy")
+        and {"Ref": "AgentRole"} in r["Properties"].get("Roles", [r["Properties"].get("RoleName")])
+    ]
+    assert attached == ["AgentCollectorPolicy"]
+    # Read-only: no action beyond the Describe/List/Get families, the SQS
+    # consumer actions on its own queue, and the identity call.
+    for action in granted_actions(policy_statements(resources)):
+        service, name = action.split(":")
+        assert "*" not in action, action
+        assert name.startswith(("Describe", "List", "Get")) or action in (
+            "sqs:ReceiveMessage", "sqs:DeleteMessage"
+        ), action
+    queue_statement = [s for s in policy_statements(resources) if any("sqs:" in a for a in granted_actions([s]))]
+    assert [s["Resource"] for s in queue_statement] == [{"Fn::GetAtt": ["ChangeQueue", "Arn"]}]
+
+
+def test_agent_role_is_assumable_only_by_the_agent_host():
+    resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
+    (statement,) = resources["AgentRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"AWS": {"Fn::GetAtt": ["HostRole", "Arn"]}}
