@@ -1,0 +1,278 @@
+//! Aggregator side of enrolment: challenge, local checks, STS, account and
+//! role checks, certificate issuance.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::ca::{CertificateAuthority, random_bytes};
+use crate::error::{Refusal, RefusalCode, TransportError};
+use crate::identity::{PeerIdentity, check_account_id, parse_caller_arn};
+use crate::sts::StsForwarder;
+use crate::verify::{ReplayCache, RequestPolicy, check_signed_request};
+use crate::wire::{
+    Challenge, ENROLL_WIRE_VERSION, EnrollRequest, EnrollResponse, Hello, read_message,
+    write_message,
+};
+
+/// Who may enrol, and how.
+#[derive(Debug, Clone)]
+pub struct EnrollmentPolicy {
+    /// This aggregator deployment's id, part of the signed challenge
+    /// (as Vault's `iam_server_id_header_value`). Same on all replicas.
+    pub server_id: String,
+    /// Accounts of the organisation allowed to enrol (12-digit ids).
+    pub allowed_accounts: BTreeSet<String>,
+    /// Role name the agent must run as, e.g. `CanopyAgent`.
+    pub expected_role_name: String,
+    /// STS endpoint requests are forwarded to, e.g.
+    /// `https://sts.us-east-1.amazonaws.com` (moto's URL in tests).
+    pub sts_url: String,
+    /// SigV4 region agents sign for.
+    pub sts_region: String,
+    /// Largest allowed distance between `x-amz-date` and this clock.
+    pub max_clock_skew: Duration,
+    /// Lifetime of issued client certificates.
+    pub client_cert_lifetime: Duration,
+    /// Time allowed for one STS call.
+    pub sts_timeout: Duration,
+    /// Time allowed for a whole enrolment exchange.
+    pub exchange_timeout: Duration,
+}
+
+impl EnrollmentPolicy {
+    /// A policy with the defaults: ±5 min skew, 24 h certificates, 10 s STS
+    /// timeout, 30 s exchange timeout.
+    pub fn new(
+        server_id: impl Into<String>,
+        allowed_accounts: impl IntoIterator<Item = String>,
+        expected_role_name: impl Into<String>,
+        sts_url: impl Into<String>,
+        sts_region: impl Into<String>,
+    ) -> Self {
+        Self {
+            server_id: server_id.into(),
+            allowed_accounts: allowed_accounts.into_iter().collect(),
+            expected_role_name: expected_role_name.into(),
+            sts_url: sts_url.into(),
+            sts_region: sts_region.into(),
+            max_clock_skew: Duration::from_secs(300),
+            client_cert_lifetime: Duration::from_secs(24 * 3600),
+            sts_timeout: Duration::from_secs(10),
+            exchange_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves enrolment connections.
+#[derive(Debug)]
+pub(crate) struct Enroller {
+    policy: EnrollmentPolicy,
+    request_policy: RequestPolicy,
+    forwarder: StsForwarder,
+    replay: ReplayCache,
+    ca: Arc<CertificateAuthority>,
+}
+
+/// Upper bound on remembered signatures (each a 64-byte key).
+const REPLAY_CACHE_ENTRIES: usize = 200_000;
+
+impl Enroller {
+    pub(crate) fn new(
+        policy: EnrollmentPolicy,
+        ca: Arc<CertificateAuthority>,
+    ) -> Result<Self, Refusal> {
+        let uri: http::Uri = policy.sts_url.parse().map_err(|e| {
+            Refusal::new(
+                RefusalCode::Internal,
+                format!("sts url {:?}: {e}", policy.sts_url),
+            )
+        })?;
+        let sts_host = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .ok_or_else(|| {
+                Refusal::new(
+                    RefusalCode::Internal,
+                    format!("expected a host in sts url {:?}", policy.sts_url),
+                )
+            })?;
+        for account in &policy.allowed_accounts {
+            check_account_id(account)
+                .map_err(|e| Refusal::new(RefusalCode::Internal, e.to_string()))?;
+        }
+        let request_policy = RequestPolicy {
+            sts_host,
+            sts_region: policy.sts_region.clone(),
+            max_clock_skew: policy.max_clock_skew,
+        };
+        let forwarder = StsForwarder::new(&policy.sts_url, policy.sts_timeout)?;
+        let replay = ReplayCache::new(policy.max_clock_skew * 2, REPLAY_CACHE_ENTRIES);
+        Ok(Self {
+            policy,
+            request_policy,
+            forwarder,
+            replay,
+            ca,
+        })
+    }
+
+    /// Runs one enrolment exchange on the first stream of `conn`.
+    pub(crate) async fn serve(&self, conn: quinn::Connection) {
+        let remote = conn.remote_address();
+        let outcome =
+            tokio::time::timeout(self.policy.exchange_timeout, self.exchange(&conn)).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(%remote, error = %e, "enrolment exchange failed"),
+            Err(_) => tracing::warn!(%remote, "enrolment exchange timed out"),
+        }
+        conn.close(0u32.into(), b"enrolment done");
+    }
+
+    async fn exchange(&self, conn: &quinn::Connection) -> Result<(), TransportError> {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let hello: Hello = read_message(&mut recv).await?;
+        let mut nonce = [0u8; 16];
+        random_bytes(&mut nonce);
+        let nonce_hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let challenge = Challenge {
+            server_id_header: format!("{}/{nonce_hex}", self.policy.server_id),
+            sts_url: self.policy.sts_url.clone(),
+            sts_region: self.policy.sts_region.clone(),
+            server_time_unix_s: unix_s(SystemTime::now()),
+        };
+        write_message(&mut send, &challenge).await?;
+        let request: EnrollRequest = read_message(&mut recv).await?;
+        let response = match self
+            .decide(&hello, &challenge.server_id_header, &request)
+            .await
+        {
+            Ok((identity, cert_der)) => {
+                tracing::info!(
+                    agent_id = %identity.agent_id,
+                    account_id = %identity.account_id,
+                    role = %identity.role_name,
+                    "enrolled agent"
+                );
+                EnrollResponse::Issued {
+                    cert_der,
+                    lifetime_s: self.policy.client_cert_lifetime.as_secs(),
+                }
+            }
+            Err(refusal) => {
+                tracing::warn!(
+                    agent_id = %hello.agent_id,
+                    code = ?refusal.code,
+                    reason = %refusal.message,
+                    "enrolment refused"
+                );
+                EnrollResponse::Refused(refusal)
+            }
+        };
+        write_message(&mut send, &response).await?;
+        send.finish()
+            .map_err(|e| TransportError::Protocol(e.to_string()))?;
+        // Wait until the agent has read the answer (it closes the connection).
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        Ok(())
+    }
+
+    async fn decide(
+        &self,
+        hello: &Hello,
+        server_id_header: &str,
+        request: &EnrollRequest,
+    ) -> Result<(PeerIdentity, Vec<u8>), Refusal> {
+        if hello.version != ENROLL_WIRE_VERSION {
+            return Err(Refusal::new(
+                RefusalCode::BadRequest,
+                format!(
+                    "expected enrolment version {ENROLL_WIRE_VERSION}, found {}",
+                    hello.version
+                ),
+            ));
+        }
+        if hello.agent_id.is_empty()
+            || hello.agent_id.len() > 128
+            || !hello
+                .agent_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return Err(Refusal::new(
+                RefusalCode::BadRequest,
+                format!(
+                    "expected an agent id of 1-128 characters [A-Za-z0-9-_.:], found {:?}",
+                    hello.agent_id
+                ),
+            ));
+        }
+        let now = SystemTime::now();
+        let auth = check_signed_request(
+            &request.sts_request,
+            server_id_header,
+            &self.request_policy,
+            now,
+        )?;
+        self.replay.check_and_insert(&auth.signature, now)?;
+        let caller = self
+            .forwarder
+            .get_caller_identity(&request.sts_request)
+            .await?;
+        let arn = parse_caller_arn(&caller.arn)
+            .map_err(|e| Refusal::new(RefusalCode::WrongRole, e.to_string()))?;
+        if arn.account_id != caller.account {
+            return Err(Refusal::new(
+                RefusalCode::StsRejected,
+                format!(
+                    "expected the caller arn's account {} to equal sts account {}",
+                    arn.account_id, caller.account
+                ),
+            ));
+        }
+        if !self.policy.allowed_accounts.contains(&caller.account) {
+            return Err(Refusal::new(
+                RefusalCode::AccountNotAllowed,
+                format!(
+                    "expected one of the organisation's {} allowed accounts, found {}",
+                    self.policy.allowed_accounts.len(),
+                    caller.account
+                ),
+            ));
+        }
+        if arn.role_name != self.policy.expected_role_name {
+            return Err(Refusal::new(
+                RefusalCode::WrongRole,
+                format!(
+                    "expected role {}, found {}",
+                    self.policy.expected_role_name, arn.role_name
+                ),
+            ));
+        }
+        let identity = PeerIdentity {
+            agent_id: hello.agent_id.clone(),
+            account_id: caller.account.clone(),
+            role_name: arn.role_name,
+            caller_arn: caller.arn,
+            not_after_unix_s: unix_s(now + self.policy.client_cert_lifetime),
+        };
+        let cert = self
+            .ca
+            .issue_client_certificate(
+                &request.csr_der,
+                &identity,
+                now,
+                self.policy.client_cert_lifetime,
+            )
+            .map_err(|e| Refusal::new(RefusalCode::BadCsr, e.to_string()))?;
+        Ok((identity, cert.to_vec()))
+    }
+}
+
+pub(crate) fn unix_s(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
