@@ -198,12 +198,12 @@ impl Enroller {
             || !hello
                 .agent_id
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@".contains(&b))
         {
             return Err(Refusal::new(
                 RefusalCode::BadRequest,
                 format!(
-                    "expected an agent id of 1-128 characters [A-Za-z0-9-_.:], found {:?}",
+                    "expected an agent id of 1-128 characters [A-Za-z0-9-_.:/@], found {:?}",
                     hello.agent_id
                 ),
             ));

@@ -36,14 +36,16 @@ pub struct InboundBatch {
     pub frame: Vec<u8>,
     /// Protocol version of the frame; the reply is written in it.
     pub version: u16,
-    /// The decoded batch; its `account_id` equals the peer's.
+    /// The decoded batch; its `account_id` and `agent_id` equal the peer's.
     pub batch: Batch,
 }
 
 /// What the aggregator does with batches. Implemented by the ingest layer.
 pub trait BatchHandler: Send + Sync + 'static {
     /// Stores `batch` from `peer` and answers it. Called only after the
-    /// library checked that the batch names the certificate's account.
+    /// library checked that the batch names the certificate's account and
+    /// agent id (so the (agent id, sequence) idempotency key cannot be
+    /// claimed by another agent).
     /// Return an ack only once the batch is durable.
     fn handle(
         &self,
@@ -290,7 +292,17 @@ fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, String> {
     let leaf = certs
         .first()
         .ok_or_else(|| "expected a client certificate, found an empty chain".to_owned())?;
-    identity_from_certificate(leaf).map_err(|e| e.to_string())
+    let identity = identity_from_certificate(leaf).map_err(|e| e.to_string())?;
+    // TLS checked the validity period at the full handshake; a resumed
+    // session would skip that, so expiry is enforced here as well.
+    let now = unix_s(SystemTime::now());
+    if identity.not_after_unix_s <= now {
+        return Err(format!(
+            "expected an unexpired client certificate, found one that expired {} s ago",
+            now - identity.not_after_unix_s
+        ));
+    }
+    Ok(identity)
 }
 
 async fn serve_connection<H: BatchHandler>(conn: quinn::Connection, shared: Arc<Shared<H>>) {
@@ -397,18 +409,19 @@ fn refusal(sequence: Option<u64>, code: ErrorCode, message: String) -> ReplyErro
 async fn read_frame(
     recv: &mut quinn::RecvStream,
     limits: &DecodeLimits,
-) -> Result<(u16, Vec<u8>), (u16, ReplyError)> {
+) -> Result<(u16, Vec<u8>), (u16, ReplyError, Vec<u8>)> {
     let mut frame = vec![0u8; HEADER_LEN];
-    recv.read_exact(&mut frame).await.map_err(|e| {
-        (
+    if let Err(e) = recv.read_exact(&mut frame).await {
+        return Err((
             CURRENT_VERSION,
             refusal(
                 None,
                 ErrorCode::MalformedFrame,
                 format!("expected a {HEADER_LEN}-byte frame header, read failed: {e}"),
             ),
-        )
-    })?;
+            Vec::new(),
+        ));
+    }
     let header = FrameHeader::parse(&frame, limits).map_err(|e| {
         let version = u16::from_le_bytes([frame[4], frame[5]]);
         let reply_version = if is_supported(version) {
@@ -416,21 +429,25 @@ async fn read_frame(
         } else {
             CURRENT_VERSION
         };
-        (reply_version, refusal(None, e.reply_code(), e.to_string()))
+        (
+            reply_version,
+            refusal(None, e.reply_code(), e.to_string()),
+            frame.clone(),
+        )
     })?;
     frame.resize(header.frame_len(), 0);
-    recv.read_exact(&mut frame[HEADER_LEN..])
-        .await
-        .map_err(|e| {
-            (
-                header.version,
-                refusal(
-                    None,
-                    ErrorCode::MalformedFrame,
-                    format!("expected {} body bytes, read failed: {e}", header.body_len),
-                ),
-            )
-        })?;
+    if let Err(e) = recv.read_exact(&mut frame[HEADER_LEN..]).await {
+        frame.truncate(HEADER_LEN);
+        return Err((
+            header.version,
+            refusal(
+                None,
+                ErrorCode::MalformedFrame,
+                format!("expected {} body bytes, read failed: {e}", header.body_len),
+            ),
+            frame,
+        ));
+    }
     Ok((header.version, frame))
 }
 
@@ -456,16 +473,36 @@ async fn serve_stream<H: BatchHandler>(
                     shared.frame_read_timeout.as_millis()
                 ),
             ),
+            Vec::new(),
         ))
     });
     let (version, reply, refused_frame) = match read {
-        Err((version, error)) => (version, Reply::Error(error), Some(Vec::new())),
+        Err((version, error, partial)) => (version, Reply::Error(error), Some(partial)),
         Ok((version, frame)) => match decode_batch(&frame, &shared.limits) {
             Err(e) => (
                 version,
                 Reply::Error(refusal(None, e.reply_code(), e.to_string())),
                 Some(frame),
             ),
+            Ok(batch) if batch.agent_id != peer.agent_id => {
+                shared
+                    .counters
+                    .batches_unauthorized_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "expected agent id {:?} (the client certificate's), found {:?}",
+                    peer.agent_id, batch.agent_id
+                );
+                (
+                    version,
+                    Reply::Error(refusal(
+                        Some(batch.sequence),
+                        ErrorCode::Unauthorized,
+                        message,
+                    )),
+                    Some(frame),
+                )
+            }
             Ok(batch) if batch.account_id != peer.account_id => {
                 shared
                     .counters

@@ -94,6 +94,10 @@ pub fn server_config(
         .with_single_cert(vec![server.cert_der.clone()], server.private_key())?;
     crypto.alpn_protocols = vec![ALPN_BATCH.to_vec(), ALPN_ENROLL.to_vec()];
     crypto.max_early_data_size = 0;
+    // No resumption: every connection presents and verifies its client
+    // certificate in full (and replicas share no ticket keys anyway).
+    crypto.send_tls13_tickets = 0;
+    crypto.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let quic = QuicServerConfig::try_from(crypto)
         .map_err(|e| CaError::Verifier(format!("quic server config: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));

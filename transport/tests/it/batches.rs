@@ -55,6 +55,28 @@ async fn batch_naming_another_account_is_refused_and_connection_stays_usable() {
 }
 
 #[tokio::test]
+async fn batch_claiming_another_agent_id_is_refused() {
+    let ca = new_ca();
+    let handler = Arc::new(AckHandler::default());
+    let server = start_server(server_config(loopback()), &ca, &handler).await;
+    let cert = direct_cert(&ca, ALLOWED_ACCOUNT, Duration::from_secs(600));
+    let client = Client::new(client_config(&ca, server.local_addr()), cert).expect("client");
+    let mut other = batch(ALLOWED_ACCOUNT, 1, 2);
+    other.agent_id = "agent-2".into();
+    let frame =
+        canopy_protocol::encode_batch(&other, canopy_protocol::Compression::None).expect("encode");
+    match client.send(&frame).await.expect("reply") {
+        Reply::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Unauthorized);
+            assert!(e.message.contains("agent-2"), "{}", e.message);
+        }
+        Reply::Ack(_) => panic!("expected unauthorized, found an ack"),
+    }
+    assert_eq!(handler.handled.load(Ordering::SeqCst), 0);
+    assert_eq!(handler.rejected.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn garbage_frame_gets_a_malformed_reply() {
     let ca = new_ca();
     let handler = Arc::new(AckHandler::default());
@@ -229,4 +251,36 @@ async fn futures_join_all<F: std::future::Future<Output = u64> + Send + 'static>
         out.push(h.await.expect("task"));
     }
     out
+}
+
+#[tokio::test]
+async fn expired_certificate_closes_the_connection_and_cannot_reconnect() {
+    let ca = new_ca();
+    let handler = Arc::new(AckHandler::default());
+    let server = start_server(server_config(loopback()), &ca, &handler).await;
+    let cert = direct_cert(&ca, ALLOWED_ACCOUNT, Duration::from_secs(3));
+    let client = Client::new(client_config(&ca, server.local_addr()), cert).expect("client");
+    assert_eq!(
+        ack_sequence(
+            &client
+                .send_once(&frame(ALLOWED_ACCOUNT, 1, 1))
+                .await
+                .expect("reply")
+        ),
+        1
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let result = client.send_once(&frame(ALLOWED_ACCOUNT, 2, 1)).await;
+    assert!(
+        result.is_err(),
+        "expected a refused handshake, found {result:?}"
+    );
+    let stats = server.stats();
+    assert_eq!(stats.connections_opened_total, 1);
+    assert_eq!(
+        stats.connections_closed_total, 1,
+        "server did not close the expired connection"
+    );
+    assert_eq!(stats.batches_in_total, 1);
+    assert_eq!(handler.handled.load(Ordering::SeqCst), 1);
 }
