@@ -38,11 +38,15 @@ pub struct EnrollmentPolicy {
     pub sts_timeout: Duration,
     /// Time allowed for a whole enrolment exchange.
     pub exchange_timeout: Duration,
+    /// Enrolment exchanges served at once; more are closed at once (the
+    /// agent retries with backoff). Bounds the STS calls unauthenticated
+    /// peers can cause.
+    pub max_concurrent_enrollments: usize,
 }
 
 impl EnrollmentPolicy {
     /// A policy with the defaults: ±5 min skew, 24 h certificates, 10 s STS
-    /// timeout, 30 s exchange timeout.
+    /// timeout, 30 s exchange timeout, 64 concurrent enrolments.
     pub fn new(
         server_id: impl Into<String>,
         allowed_accounts: impl IntoIterator<Item = String>,
@@ -60,6 +64,7 @@ impl EnrollmentPolicy {
             client_cert_lifetime: Duration::from_secs(24 * 3600),
             sts_timeout: Duration::from_secs(10),
             exchange_timeout: Duration::from_secs(30),
+            max_concurrent_enrollments: 64,
         }
     }
 }
@@ -72,7 +77,11 @@ pub(crate) struct Enroller {
     forwarder: StsForwarder,
     replay: ReplayCache,
     ca: Arc<CertificateAuthority>,
+    slots: tokio::sync::Semaphore,
 }
+
+/// QUIC application close code: too many enrolments in progress.
+pub const ENROLL_BUSY: u32 = 0x20;
 
 /// Upper bound on remembered signatures (each a 64-byte key).
 const REPLAY_CACHE_ENTRIES: usize = 200_000;
@@ -108,18 +117,28 @@ impl Enroller {
         };
         let forwarder = StsForwarder::new(&policy.sts_url, policy.sts_timeout)?;
         let replay = ReplayCache::new(policy.max_clock_skew * 2, REPLAY_CACHE_ENTRIES);
+        let slots = tokio::sync::Semaphore::new(policy.max_concurrent_enrollments.max(1));
         Ok(Self {
             policy,
             request_policy,
             forwarder,
             replay,
             ca,
+            slots,
         })
     }
 
     /// Runs one enrolment exchange on the first stream of `conn`.
     pub(crate) async fn serve(&self, conn: quinn::Connection) {
         let remote = conn.remote_address();
+        let Ok(_slot) = self.slots.try_acquire() else {
+            tracing::warn!(%remote, "enrolment refused: too many enrolments in progress");
+            conn.close(
+                ENROLL_BUSY.into(),
+                b"too many enrolments in progress; retry later",
+            );
+            return;
+        };
         let outcome =
             tokio::time::timeout(self.policy.exchange_timeout, self.exchange(&conn)).await;
         match outcome {

@@ -171,7 +171,8 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.listen`, issues the server certificate from `ca`, and
-    /// starts accepting connections; batches go to `handler`.
+    /// starts accepting connections; batches go to `handler`. Must be
+    /// called inside a tokio runtime (it spawns the accept loop).
     pub fn start<H: BatchHandler>(
         config: ServerConfig,
         ca: Arc<CertificateAuthority>,

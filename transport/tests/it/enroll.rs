@@ -286,3 +286,45 @@ async fn certificate_is_renewed_before_expiry_and_batches_keep_flowing() {
     assert!(sequence >= 20);
     client.close().await;
 }
+
+#[tokio::test]
+async fn enrolments_beyond_the_limit_are_turned_away_until_a_slot_frees() {
+    let moto = Moto::start();
+    let ca = new_ca();
+    let handler = Arc::new(AckHandler::default());
+    let mut policy = EnrollmentPolicy::new(
+        "canopy-test",
+        [ALLOWED_ACCOUNT.to_owned()],
+        ROLE,
+        moto.url.clone(),
+        "us-east-1",
+    );
+    policy.max_concurrent_enrollments = 1;
+    let mut config = server_config(loopback());
+    config.enrollment = Some(policy);
+    let server = start_server(config, &ca, &handler).await;
+    let env_config = EnrollConfig {
+        server_addr: server.local_addr(),
+        server_name: SERVER_NAME.into(),
+        ca_cert_der: ca.cert_der().clone(),
+        agent_id: "agent-1".into(),
+        timeout: Duration::from_secs(5),
+    };
+    let creds = moto.assume_role(ALLOWED_ACCOUNT, ROLE).await;
+    let holding = EnrollmentSession::open(&env_config)
+        .await
+        .expect("first session");
+    match EnrollmentSession::open(&env_config).await {
+        Err(EnrollError::Transport(e)) => assert!(e.is_retryable(), "{e}"),
+        Err(other) => panic!("expected a transport error, found {other}"),
+        Ok(_) => panic!("expected the second enrolment to be turned away"),
+    }
+    let request = holding.sign(&creds).expect("sign");
+    holding.submit(request).await.expect("first enrols");
+    // The slot is free again.
+    let again = EnrollmentSession::open(&env_config)
+        .await
+        .expect("slot freed");
+    let request = again.sign(&creds).expect("sign");
+    again.submit(request).await.expect("enrols");
+}
