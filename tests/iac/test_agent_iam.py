@@ -71,3 +71,34 @@ def test_agent_role_is_assumable_only_by_the_agent_host():
     resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
     (statement,) = resources["AgentRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"AWS": {"Fn::GetAtt": ["HostRole", "Arn"]}}
+
+
+def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
+    """The agent.toml and CANOPY_AGENT_* variables the host passes to the
+    container pass `canopy-agent validate`."""
+    import os
+    import re
+
+    resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
+    user_data = resources["AgentInstance"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
+    (fmt,) = re.findall(r"printf '(config_version = 1[^']*)'", user_data)
+    config = fmt.replace("\\n", "\n") % ("canopy-agent-123456789012-eu-west-1", "eu-west-1")
+    (tmp_path / "agent.toml").write_text(config)
+    env = dict(os.environ)
+    samples = {
+        "$CANOPY_REGION": "eu-west-1",
+        "$CANOPY_EVENTS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/canopy-agent-changes",
+        "$CANOPY_AGGREGATOR_ENDPOINT": "canopy.example.com:4433",
+    }
+    passed = re.findall(r'-e (CANOPY_AGENT_[A-Z_]+)=("?[^ "]+"?)', user_data)
+    assert {name for name, _ in passed} >= {"CANOPY_AGENT_REGION", "CANOPY_AGENT_QUEUE_URL", "CANOPY_AGENT_SPOOL_PATH"}
+    for name, value in passed:
+        value = value.strip('"')
+        env[name] = samples.get(value, value)
+    env["CANOPY_AGENT_SPOOL_PATH"] = str(tmp_path / "spool.jsonl")
+    run = subprocess.run(
+        ["cargo", "run", "-q", "-p", "canopy-agent", "--bin", "canopy-agent", "--", "validate", "--config", str(tmp_path / "agent.toml")],
+        capture_output=True, text=True, cwd=REPO, env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "config ok: agent canopy-agent-123456789012-eu-west-1 in eu-west-1" in run.stdout
