@@ -1,0 +1,103 @@
+//! ECS tasks (ListClusters, ListTasks, DescribeTasks with tags). Fargate
+//! tasks are estimated from their reserved vCPU and memory; tasks on EC2
+//! capacity are inventory only (their instance is counted by `ec2`).
+
+use aws_sdk_ecs::types::{LaunchType, TaskField};
+use canopy_protocol::{CpuArchitecture, LifecycleState};
+
+use super::{BoxFuture, CollectContext, CollectError, Collector, tag_map};
+use crate::aws::AwsContext;
+use crate::inventory::{Basis, Resource};
+
+/// IAM actions this collector calls.
+pub const IAM_ACTIONS: &[&str] = &["ecs:ListClusters", "ecs:ListTasks", "ecs:DescribeTasks"];
+
+/// The ECS task collector.
+#[derive(Debug)]
+pub struct EcsCollector {
+    client: aws_sdk_ecs::Client,
+}
+
+impl EcsCollector {
+    /// A collector using the shared AWS configuration.
+    pub fn new(aws: &AwsContext) -> EcsCollector {
+        let config = aws_sdk_ecs::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        EcsCollector { client: aws_sdk_ecs::Client::from_conf(config) }
+    }
+}
+
+/// Lifecycle from an ECS task status.
+pub fn task_lifecycle(status: &str) -> LifecycleState {
+    match status {
+        "PROVISIONING" | "PENDING" | "ACTIVATING" => LifecycleState::Pending,
+        "RUNNING" => LifecycleState::Running,
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => LifecycleState::Stopping,
+        "STOPPED" | "DELETED" => LifecycleState::Terminated,
+        _ => LifecycleState::Unknown,
+    }
+}
+
+impl Collector for EcsCollector {
+    fn name(&self) -> &'static str {
+        "ecs"
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        IAM_ACTIONS
+    }
+
+    fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+        Box::pin(async move {
+            let mut clusters = Vec::new();
+            let mut pages = self.client.list_clusters().into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| CollectError::api("ecs", "ListClusters", e))?;
+                clusters.extend(page.cluster_arns().iter().cloned());
+            }
+            let mut found = Vec::new();
+            for cluster in &clusters {
+                let mut task_arns = Vec::new();
+                let mut pages = self.client.list_tasks().cluster(cluster).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| CollectError::api("ecs", "ListTasks", e))?;
+                    task_arns.extend(page.task_arns().iter().cloned());
+                }
+                // DescribeTasks takes up to 100 tasks per request.
+                for chunk in task_arns.chunks(100) {
+                    let out = self
+                        .client
+                        .describe_tasks()
+                        .cluster(cluster)
+                        .set_tasks(Some(chunk.to_vec()))
+                        .include(TaskField::Tags)
+                        .send()
+                        .await
+                        .map_err(|e| CollectError::api("ecs", "DescribeTasks", e))?;
+                    for task in out.tasks() {
+                        let Some(arn) = task.task_arn() else { continue };
+                        let vcpus = task.cpu().and_then(|c| c.parse::<f64>().ok()).map(|units| units / 1024.0);
+                        let memory_mib = task.memory().and_then(|m| m.parse::<u64>().ok());
+                        let arm = task.attributes().iter().any(|a| a.name() == "ecs.cpu-architecture" && a.value() == Some("arm64"));
+                        let architecture = if arm { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 };
+                        let fargate = task.launch_type() == Some(&LaunchType::Fargate);
+                        let basis = match (fargate, vcpus, memory_mib) {
+                            (true, Some(vcpus), Some(memory_mib)) => Basis::Container { vcpus, memory_mib, architecture },
+                            _ => Basis::CountedElsewhere,
+                        };
+                        let id = arn.rsplit('/').next().unwrap_or(arn).to_owned();
+                        let mut r = Resource::new("ecs", "ecs", "task", arn.to_owned(), id, basis);
+                        r.class = Some(if fargate { "FARGATE".to_owned() } else { "EC2".to_owned() });
+                        r.vcpus = vcpus;
+                        r.memory_mib = memory_mib;
+                        r.architecture = Some(architecture);
+                        r.tags = tag_map(task.tags().iter().map(|t| (t.key(), t.value())));
+                        r.lifecycle = task_lifecycle(task.last_status().unwrap_or_default());
+                        r.attributes.insert("cluster", cluster.clone());
+                        found.push(r);
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+}

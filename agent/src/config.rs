@@ -1,0 +1,512 @@
+//! The agent's configuration: one typed struct read from `agent.toml`,
+//! overridden by environment variables, validated at start.
+//!
+//! Precedence: environment > file > default. Unknown keys are rejected.
+//! Every error names the key (`intervals.cycle_s`) or the variable
+//! (`CANOPY_AGENT_CYCLE_S`) that is wrong, what was expected and what was
+//! found.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cost::CostModel;
+use crate::env::Env;
+use crate::rates::RateConfig;
+
+/// The only configuration format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// File path or `<text>`.
+        origin: String,
+        /// Parser message (names the key).
+        message: String,
+    },
+    /// An environment variable has a value of the wrong type.
+    #[error("environment variable {var} (overrides {key}): expected {expected}, found {found:?}")]
+    Env {
+        /// Variable name.
+        var: &'static str,
+        /// Config key it overrides.
+        key: &'static str,
+        /// What the value should look like.
+        expected: &'static str,
+        /// The value given.
+        found: String,
+    },
+    /// A value parsed but is out of range or inconsistent.
+    #[error("config key {key}: expected {expected}, found {found}")]
+    Invalid {
+        /// Dotted key path.
+        key: &'static str,
+        /// What is acceptable.
+        expected: String,
+        /// What was given.
+        found: String,
+    },
+}
+
+/// Where resources and metrics come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The AWS APIs of the agent's account and region.
+    #[default]
+    Aws,
+    /// Synthetic resources and metrics (demos, load tests).
+    Simulated,
+}
+
+/// `[source]`: the collector backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `aws` or `simulated`.
+    pub kind: SourceKind,
+    /// Seed of the simulated source.
+    pub seed: u64,
+    /// Number of simulated resources.
+    pub resources: u32,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig { kind: SourceKind::Aws, seed: 1, resources: 1_000 }
+    }
+}
+
+/// `[intervals]`: cadences.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntervalsConfig {
+    /// Length of one precompute cycle, seconds (5 minutes).
+    pub cycle_s: u32,
+    /// How often utilisation is fetched from CloudWatch, seconds; each fetch
+    /// covers the whole interval at 5-minute resolution.
+    pub utilisation_s: u32,
+    /// Hours between full inventories (change events fill the gaps).
+    pub full_inventory_h: u32,
+}
+
+impl Default for IntervalsConfig {
+    fn default() -> Self {
+        IntervalsConfig { cycle_s: 300, utilisation_s: 7_200, full_inventory_h: 6 }
+    }
+}
+
+/// `[budget]`: API and cost budgets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// Ceiling of the agent's own estimated AWS API cost, USD per resource per month.
+    pub max_cost_usd_per_resource_month: f64,
+    /// In-flight AWS calls per service.
+    pub max_concurrency: u32,
+    /// Attempts per call, including the first (SDK standard retry mode).
+    pub max_attempts: u32,
+    /// First retry back-off, milliseconds (exponential with full jitter after).
+    pub initial_backoff_ms: u64,
+    /// Per-API request rates, requests per second.
+    pub rates: RateConfig,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            max_cost_usd_per_resource_month: 0.005,
+            max_concurrency: 4,
+            max_attempts: 5,
+            initial_backoff_ms: 200,
+            rates: RateConfig::default(),
+        }
+    }
+}
+
+/// `[attribution]`: how resources are attributed to teams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributionConfig {
+    /// Tag keys tried in order; the first present non-empty value is the team.
+    pub team_tag_keys: Vec<String>,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        AttributionConfig { team_tag_keys: vec!["Team".into(), "team".into(), "team-name".into()] }
+    }
+}
+
+/// `[change_queue]`: the SQS queue EventBridge resource-change events land in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeQueueConfig {
+    /// Queue URL; no queue → full inventories only.
+    pub queue_url: Option<String>,
+    /// Long-polling wait, seconds (0..=20).
+    pub wait_time_s: u32,
+    /// Messages per receive (1..=10).
+    pub max_messages: u32,
+}
+
+impl Default for ChangeQueueConfig {
+    fn default() -> Self {
+        ChangeQueueConfig { queue_url: None, wait_time_s: 20, max_messages: 10 }
+    }
+}
+
+/// `[output]`: where `run` puts its records and metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// JSON-lines spool file each cycle's records are appended to.
+    pub spool_path: PathBuf,
+    /// Prometheus text-exposition file rewritten after every cycle.
+    pub metrics_path: Option<PathBuf>,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { spool_path: PathBuf::from("canopy-agent-spool.jsonl"), metrics_path: None }
+    }
+}
+
+/// The whole configuration (`agent.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Format version; must be [`CONFIG_VERSION`].
+    pub config_version: u32,
+    /// Stable identifier of this agent.
+    pub agent_id: String,
+    /// AWS region the agent collects in.
+    pub region: String,
+    /// 12-digit account id; asked from STS when absent.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Endpoint override for every AWS client (tests, VPC endpoints).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Collectors to run, by name; empty = all.
+    #[serde(default)]
+    pub collectors: Vec<String>,
+    /// Collector backend.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Cadences.
+    #[serde(default)]
+    pub intervals: IntervalsConfig,
+    /// Budgets.
+    #[serde(default)]
+    pub budget: BudgetConfig,
+    /// Team attribution.
+    #[serde(default)]
+    pub attribution: AttributionConfig,
+    /// Change-event queue.
+    #[serde(default)]
+    pub change_queue: ChangeQueueConfig,
+    /// Outputs.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// Type of an environment override's value.
+#[derive(Clone, Copy)]
+enum EnvKind {
+    Text,
+    Integer,
+    Float,
+    List,
+}
+
+/// Environment variables and the keys they override.
+const ENV_OVERRIDES: &[(&str, &[&str], EnvKind)] = &[
+    ("CANOPY_AGENT_AGENT_ID", &["agent_id"], EnvKind::Text),
+    ("CANOPY_AGENT_REGION", &["region"], EnvKind::Text),
+    ("CANOPY_AGENT_ACCOUNT_ID", &["account_id"], EnvKind::Text),
+    ("CANOPY_AGENT_ENDPOINT_URL", &["endpoint_url"], EnvKind::Text),
+    ("CANOPY_AGENT_SOURCE", &["source", "kind"], EnvKind::Text),
+    ("CANOPY_AGENT_CYCLE_S", &["intervals", "cycle_s"], EnvKind::Integer),
+    ("CANOPY_AGENT_UTILISATION_S", &["intervals", "utilisation_s"], EnvKind::Integer),
+    ("CANOPY_AGENT_FULL_INVENTORY_H", &["intervals", "full_inventory_h"], EnvKind::Integer),
+    ("CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH", &["budget", "max_cost_usd_per_resource_month"], EnvKind::Float),
+    ("CANOPY_AGENT_TEAM_TAG_KEYS", &["attribution", "team_tag_keys"], EnvKind::List),
+    ("CANOPY_AGENT_QUEUE_URL", &["change_queue", "queue_url"], EnvKind::Text),
+    ("CANOPY_AGENT_SPOOL_PATH", &["output", "spool_path"], EnvKind::Text),
+    ("CANOPY_AGENT_METRICS_PATH", &["output", "metrics_path"], EnvKind::Text),
+];
+
+/// Names of the environment variables that override config keys.
+pub fn env_variables() -> impl Iterator<Item = (&'static str, String)> {
+    ENV_OVERRIDES.iter().map(|(var, path, _)| (*var, path.join(".")))
+}
+
+fn env_value(var: &'static str, path: &'static [&'static str], kind: EnvKind, raw: &str) -> Result<toml::Value, ConfigError> {
+    let key = match path {
+        [one] => *one,
+        _ => ENV_KEYS.iter().find(|(v, _)| *v == var).map_or("?", |(_, k)| k),
+    };
+    let bad = |expected: &'static str| ConfigError::Env { var, key, expected, found: raw.to_owned() };
+    Ok(match kind {
+        EnvKind::Text => toml::Value::String(raw.to_owned()),
+        EnvKind::Integer => toml::Value::Integer(raw.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
+        EnvKind::Float => toml::Value::Float(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
+        EnvKind::List => toml::Value::Array(
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_owned())).collect(),
+        ),
+    })
+}
+
+/// Dotted key names of the nested overrides, for error messages.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("CANOPY_AGENT_SOURCE", "source.kind"),
+    ("CANOPY_AGENT_CYCLE_S", "intervals.cycle_s"),
+    ("CANOPY_AGENT_UTILISATION_S", "intervals.utilisation_s"),
+    ("CANOPY_AGENT_FULL_INVENTORY_H", "intervals.full_inventory_h"),
+    ("CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH", "budget.max_cost_usd_per_resource_month"),
+    ("CANOPY_AGENT_TEAM_TAG_KEYS", "attribution.team_tag_keys"),
+    ("CANOPY_AGENT_QUEUE_URL", "change_queue.queue_url"),
+    ("CANOPY_AGENT_SPOOL_PATH", "output.spool_path"),
+    ("CANOPY_AGENT_METRICS_PATH", "output.metrics_path"),
+];
+
+fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
+    for (var, path, kind) in ENV_OVERRIDES {
+        let Some(raw) = env.var(var) else { continue };
+        let value = env_value(var, path, *kind, &raw)?;
+        let (last, parents) = path.split_last().expect("override paths are non-empty");
+        let mut node = &mut *table;
+        for part in parents {
+            let entry = node.entry((*part).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry {
+                toml::Value::Table(t) => t,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: path[0],
+                        expected: "a table".into(),
+                        found: other.type_str().into(),
+                    });
+                }
+            };
+        }
+        node.insert((*last).to_owned(), value);
+    }
+    Ok(())
+}
+
+impl AgentConfig {
+    /// Reads `path`, applies environment overrides and validates.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        AgentConfig::from_toml(&text, &path.display().to_string(), env)
+    }
+
+    /// Parses TOML `text` (named `origin` in errors), applies environment
+    /// overrides and validates.
+    pub fn from_toml(text: &str, origin: &str, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
+        let parse = |message: String| ConfigError::Parse { origin: origin.to_owned(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse(e.message().to_owned() + &span_hint(text, e.span())))?;
+        apply_env(&mut table, env)?;
+        let config: AgentConfig = table.try_into().map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, expected: &str, found: String| {
+            Err(ConfigError::Invalid { key, expected: expected.to_owned(), found })
+        };
+        if self.config_version != CONFIG_VERSION {
+            return invalid("config_version", "1", self.config_version.to_string());
+        }
+        if self.agent_id.trim().is_empty() {
+            return invalid("agent_id", "a non-empty identifier", format!("{:?}", self.agent_id));
+        }
+        if !is_region(&self.region) {
+            return invalid("region", "an AWS region code such as eu-west-1", format!("{:?}", self.region));
+        }
+        if let Some(account) = &self.account_id
+            && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return invalid("account_id", "12 digits", format!("{account:?}"));
+        }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("endpoint_url", "an http:// or https:// URL", format!("{url:?}"));
+        }
+        for name in &self.collectors {
+            if !crate::collectors::COLLECTOR_NAMES.contains(&name.as_str()) {
+                let expected = format!("one of {}", crate::collectors::COLLECTOR_NAMES.join(", "));
+                return invalid("collectors", &expected, format!("{name:?}"));
+            }
+        }
+        if self.source.kind == SourceKind::Simulated && self.source.resources == 0 {
+            return invalid("source.resources", "at least 1 simulated resource", "0".into());
+        }
+        let i = &self.intervals;
+        if !(60..=3600).contains(&i.cycle_s) || i.cycle_s % 300 != 0 && 300 % i.cycle_s != 0 {
+            return invalid("intervals.cycle_s", "60..=3600 seconds, a divisor or multiple of 300", i.cycle_s.to_string());
+        }
+        if i.utilisation_s < 3600 || i.utilisation_s % 3600 != 0 || i.utilisation_s > 86_400 {
+            return invalid("intervals.utilisation_s", "a whole number of hours between 3600 and 86400 seconds", i.utilisation_s.to_string());
+        }
+        if !(1..=168).contains(&i.full_inventory_h) {
+            return invalid("intervals.full_inventory_h", "1..=168 hours", i.full_inventory_h.to_string());
+        }
+        let b = &self.budget;
+        if !(b.max_cost_usd_per_resource_month.is_finite() && b.max_cost_usd_per_resource_month > 0.0) {
+            return invalid("budget.max_cost_usd_per_resource_month", "a positive number of USD", b.max_cost_usd_per_resource_month.to_string());
+        }
+        if !(1..=64).contains(&b.max_concurrency) {
+            return invalid("budget.max_concurrency", "1..=64 in-flight calls", b.max_concurrency.to_string());
+        }
+        if !(1..=10).contains(&b.max_attempts) {
+            return invalid("budget.max_attempts", "1..=10 attempts", b.max_attempts.to_string());
+        }
+        if !(1..=60_000).contains(&b.initial_backoff_ms) {
+            return invalid("budget.initial_backoff_ms", "1..=60000 milliseconds", b.initial_backoff_ms.to_string());
+        }
+        b.rates.validate()?;
+        let cost = CostModel::from_config(self).max_usd_per_resource_month();
+        if cost > b.max_cost_usd_per_resource_month {
+            return invalid(
+                "intervals.utilisation_s",
+                &format!(
+                    "a cadence whose API cost stays within budget.max_cost_usd_per_resource_month = {} USD",
+                    b.max_cost_usd_per_resource_month
+                ),
+                format!("{} s, costing {cost:.5} USD per resource per month", i.utilisation_s),
+            );
+        }
+        if self.attribution.team_tag_keys.iter().any(|k| k.trim().is_empty() || k.len() > 128) {
+            return invalid("attribution.team_tag_keys", "tag keys of 1..=128 characters", format!("{:?}", self.attribution.team_tag_keys));
+        }
+        let q = &self.change_queue;
+        if let Some(url) = &q.queue_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("change_queue.queue_url", "an SQS queue URL", format!("{url:?}"));
+        }
+        if q.wait_time_s > 20 {
+            return invalid("change_queue.wait_time_s", "0..=20 seconds (SQS long-poll maximum)", q.wait_time_s.to_string());
+        }
+        if !(1..=10).contains(&q.max_messages) {
+            return invalid("change_queue.max_messages", "1..=10 (SQS maximum per receive)", q.max_messages.to_string());
+        }
+        if self.output.spool_path.as_os_str().is_empty() {
+            return invalid("output.spool_path", "a file path", "\"\"".into());
+        }
+        Ok(())
+    }
+
+    /// Team tag keys, in the order they are tried.
+    pub fn team_tag_keys(&self) -> &[String] {
+        &self.attribution.team_tag_keys
+    }
+}
+
+/// `" at line L"` for a parse error span, or empty.
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(range) => format!(" at line {}", text[..range.start.min(text.len())].matches('\n').count() + 1),
+        None => String::new(),
+    }
+}
+
+/// `xx-name-N` style AWS region codes (also `us-gov-west-1`, `cn-north-1`).
+pub fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::MapEnv;
+
+    const MINIMAL: &str = "config_version = 1\nagent_id = \"a1\"\nregion = \"eu-west-1\"\n";
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::from_toml(text, "agent.toml", &MapEnv::from_pairs(env))
+    }
+
+    #[test]
+    fn defaults_fill_missing_sections() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.intervals.cycle_s, 300);
+        assert_eq!(c.intervals.utilisation_s, 7_200);
+        assert_eq!(c.attribution.team_tag_keys, ["Team", "team", "team-name"]);
+        assert_eq!(c.budget.max_cost_usd_per_resource_month, 0.005);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let text = format!("{MINIMAL}[intervals]\ncycle_s = 600\n");
+        let c = load(&text, &[("CANOPY_AGENT_CYCLE_S", "900"), ("CANOPY_AGENT_TEAM_TAG_KEYS", "Owner, CostCentre")]).unwrap();
+        assert_eq!(c.intervals.cycle_s, 900);
+        assert_eq!(c.attribution.team_tag_keys, ["Owner", "CostCentre"]);
+    }
+
+    fn check_error(text: &str, env: &[(&str, &str)], expected: &str) {
+        let err = load(text, env).unwrap_err().to_string();
+        assert_eq!(err, expected);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        check_error(
+            &format!("{MINIMAL}[intervals]\ncycle_s = 7\n"),
+            &[],
+            "config key intervals.cycle_s: expected 60..=3600 seconds, a divisor or multiple of 300, found 7",
+        );
+        check_error(
+            &MINIMAL.replace("eu-west-1", "Ireland"),
+            &[],
+            "config key region: expected an AWS region code such as eu-west-1, found \"Ireland\"",
+        );
+        check_error(
+            MINIMAL,
+            &[("CANOPY_AGENT_CYCLE_S", "five")],
+            "environment variable CANOPY_AGENT_CYCLE_S (overrides intervals.cycle_s): expected an integer, found \"five\"",
+        );
+        // Hourly utilisation: 730 GetMetricData metrics/month × $0.00001 = $0.0073 > $0.005.
+        check_error(
+            &format!("{MINIMAL}[intervals]\nutilisation_s = 3600\n"),
+            &[],
+            "config key intervals.utilisation_s: expected a cadence whose API cost stays within budget.max_cost_usd_per_resource_month = 0.005 USD, found 3600 s, costing 0.00760 USD per resource per month",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = load(&format!("{MINIMAL}[intervals]\ncycle_seconds = 300\n"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("config agent.toml: unknown field `cycle_seconds`"), "{err}");
+        let err = load(&format!("{MINIMAL}colour = \"green\"\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn region_codes() {
+        assert!(is_region("us-gov-west-1"));
+        assert!(is_region("ap-southeast-3"));
+        assert!(!is_region("eu-west"));
+        assert!(!is_region("EU-WEST-1"));
+    }
+}

@@ -1,0 +1,342 @@
+//! One agent cycle: inventory (full or incremental), utilisation (when
+//! due), emission records (provisional for the latest interval, measured
+//! for the window a utilisation fetch covered).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use canopy_protocol::{EmissionRecord, LifecycleState, ResourceRecord};
+
+use crate::changes::{Change, ChangeSource};
+use crate::collectors::{CollectContext, Collector};
+use crate::cost::{CostMeter, CostModel, CostReading, CostedKind};
+use crate::estimate::{Estimator, REVISION_MEASURED, REVISION_PROVISIONAL};
+use crate::inventory::{Basis, Inventory, Resource};
+use crate::metrics::Metrics;
+use crate::utilisation::{MAX_QUERIES_PER_CALL, MetricSource, PERIOD_S, UtilisationStore, UtilisationValue, utilisation_query};
+
+/// Cadences the cycle follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cadence {
+    /// Cycle length, seconds.
+    pub cycle_s: i64,
+    /// Utilisation window, seconds (whole hours).
+    pub utilisation_s: i64,
+    /// Seconds between full inventories.
+    pub full_inventory_s: i64,
+}
+
+/// What a cycle produced.
+#[derive(Debug, Clone, Default)]
+pub struct CycleOutput {
+    /// Inventory records (all after a full inventory, else the changed ones),
+    /// with the domain attributes that have no protocol field.
+    pub resources: Vec<(ResourceRecord, BTreeMap<&'static str, String>)>,
+    /// Emission records.
+    pub emissions: Vec<EmissionRecord>,
+    /// Figures about the cycle.
+    pub stats: CycleStats,
+}
+
+/// Figures about one cycle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CycleStats {
+    /// End of the cycle's interval, Unix seconds.
+    pub cycle_end_unix_s: i64,
+    /// A full inventory ran.
+    pub full_inventory: bool,
+    /// Collectors that failed (their previous resources are kept).
+    pub collector_failures: usize,
+    /// Change events applied / malformed / ignored.
+    pub changes_applied: usize,
+    /// Malformed change messages.
+    pub changes_malformed: usize,
+    /// The utilisation window fetched, if any.
+    pub utilisation_window: Option<(i64, i64)>,
+    /// Billed calls during the cycle.
+    pub cost: CostReading,
+    /// Resources in the inventory.
+    pub inventory_resources: usize,
+    /// Estimates that failed (unknown type and no vCPU count).
+    pub estimate_failures: usize,
+}
+
+/// The agent's state between cycles.
+pub struct Agent {
+    context: CollectContext,
+    cadence: Cadence,
+    collectors: Vec<Box<dyn Collector>>,
+    metric_source: Box<dyn MetricSource>,
+    changes: Option<Box<dyn ChangeSource>>,
+    inventory: Inventory,
+    utilisation: UtilisationStore,
+    estimator: Estimator,
+    cost_model: CostModel,
+    metrics: Arc<Metrics>,
+    meter: Arc<CostMeter>,
+    last_full_unix_s: Option<i64>,
+    measured_until_unix_s: Option<i64>,
+}
+
+/// Everything an [`Agent`] is made of.
+pub struct AgentParts {
+    /// Account id and region (the context's `now_unix_s` is ignored).
+    pub context: CollectContext,
+    /// Cadences.
+    pub cadence: Cadence,
+    /// Enabled collectors.
+    pub collectors: Vec<Box<dyn Collector>>,
+    /// Utilisation source.
+    pub metric_source: Box<dyn MetricSource>,
+    /// Change-event source, if configured.
+    pub changes: Option<Box<dyn ChangeSource>>,
+    /// Estimator.
+    pub estimator: Estimator,
+    /// Cost model of the configuration.
+    pub cost_model: CostModel,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Billed-call meter.
+    pub meter: Arc<CostMeter>,
+}
+
+fn costed_kind(r: &Resource) -> CostedKind {
+    match (&r.basis, r.service) {
+        (Basis::Function { .. }, _) => CostedKind::Function,
+        (_, "s3") => CostedKind::Bucket,
+        _ if utilisation_query(r).is_some() => CostedKind::CpuMetric,
+        _ => CostedKind::Free,
+    }
+}
+
+impl Agent {
+    /// An agent with an empty inventory.
+    pub fn new(parts: AgentParts) -> Agent {
+        Agent {
+            context: parts.context,
+            cadence: parts.cadence,
+            collectors: parts.collectors,
+            metric_source: parts.metric_source,
+            changes: parts.changes,
+            inventory: Inventory::new(),
+            utilisation: UtilisationStore::new(),
+            estimator: parts.estimator,
+            cost_model: parts.cost_model,
+            metrics: parts.metrics,
+            meter: parts.meter,
+            last_full_unix_s: None,
+            measured_until_unix_s: None,
+        }
+    }
+
+    /// The current inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The utilisation store.
+    pub fn utilisation(&self) -> &UtilisationStore {
+        &self.utilisation
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Account id the agent reports for.
+    pub fn account_id(&self) -> &str {
+        &self.context.account_id
+    }
+
+    /// Estimated monthly API cost at the current inventory, USD.
+    pub fn estimated_usd_per_month(&self) -> f64 {
+        let mut counts: BTreeMap<CostedKind, usize> = BTreeMap::new();
+        for r in self.inventory.iter().filter(|r| r.is_active()) {
+            *counts.entry(costed_kind(r)).or_default() += 1;
+        }
+        self.cost_model.usd_per_month(&counts.into_iter().collect::<Vec<_>>())
+    }
+
+    async fn run_collector(&mut self, index: usize, now_unix_s: i64, stats: &mut CycleStats) -> bool {
+        let ctx = CollectContext { now_unix_s, ..self.context.clone() };
+        let collector = &self.collectors[index];
+        let name = collector.name();
+        match collector.collect(&ctx).await {
+            Ok(found) => {
+                let summary = self.inventory.reconcile(name, found, now_unix_s);
+                tracing::info!(collector = name, added = summary.added, kept = summary.kept, terminated = summary.terminated, "collected");
+                true
+            }
+            Err(e) => {
+                stats.collector_failures += 1;
+                self.metrics.inc("canopy_agent_api_failures_total", &[("service", name)]);
+                tracing::warn!(collector = name, error = %e, "collector failed; keeping its previous resources");
+                false
+            }
+        }
+    }
+
+    /// Runs one cycle at `now_unix_s`.
+    pub async fn run_cycle(&mut self, now_unix_s: i64) -> CycleOutput {
+        let started = std::time::Instant::now();
+        let before = self.meter.reading();
+        let cycle_end = now_unix_s - now_unix_s.rem_euclid(self.cadence.cycle_s);
+        let mut stats = CycleStats { cycle_end_unix_s: cycle_end, ..CycleStats::default() };
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+
+        let full_due = self.last_full_unix_s.is_none_or(|t| now_unix_s - t >= self.cadence.full_inventory_s);
+        if full_due {
+            for i in 0..self.collectors.len() {
+                self.run_collector(i, now_unix_s, &mut stats).await;
+            }
+            self.last_full_unix_s = Some(now_unix_s);
+            stats.full_inventory = true;
+        } else if let Some(source) = &self.changes {
+            match source.poll().await {
+                Ok(batch) => {
+                    self.metrics.add("canopy_agent_change_events_total", &[("outcome", "malformed")], batch.malformed as f64);
+                    self.metrics.add("canopy_agent_change_events_total", &[("outcome", "ignored")], batch.ignored as f64);
+                    stats.changes_malformed = batch.malformed;
+                    let mut refresh = BTreeSet::new();
+                    for change in batch.changes {
+                        stats.changes_applied += 1;
+                        self.metrics.inc("canopy_agent_change_events_total", &[("outcome", "applied")]);
+                        match change {
+                            Change::Terminated { arn } => {
+                                if self.inventory.terminate(&arn, now_unix_s) {
+                                    touched.insert(arn);
+                                }
+                            }
+                            Change::Refresh { collector } => {
+                                refresh.insert(collector);
+                            }
+                        }
+                    }
+                    for i in 0..self.collectors.len() {
+                        let name = self.collectors[i].name();
+                        if refresh.contains(name) && self.run_collector(i, now_unix_s, &mut stats).await {
+                            touched.extend(self.inventory.iter().filter(|r| r.collector == name).map(|r| r.arn.clone()));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "change queue poll failed; the next full inventory reconciles"),
+            }
+        }
+
+        let mut output = CycleOutput::default();
+        // Utilisation window ends on the last whole hour.
+        let hour_end = cycle_end - cycle_end.rem_euclid(3_600);
+        let fetch_due = self.measured_until_unix_s.is_none_or(|m| hour_end - m >= self.cadence.utilisation_s);
+        if fetch_due {
+            let window = (hour_end - self.cadence.utilisation_s, hour_end);
+            self.fetch_utilisation(window).await;
+            self.measured_until_unix_s = Some(hour_end);
+            stats.utilisation_window = Some(window);
+            self.measured_records(window, &mut output.emissions, &mut stats);
+        }
+        self.provisional_records(cycle_end, &mut output.emissions, &mut stats);
+
+        // Inventory records: everything after a full inventory, else what changed.
+        for r in self.inventory.iter().filter(|r| stats.full_inventory || touched.contains(&r.arn)) {
+            output.resources.push((crate::records::resource_record(r), r.attributes.clone()));
+        }
+        self.inventory.prune_terminated(now_unix_s - 2 * self.cadence.utilisation_s.max(3_600));
+        let keep: BTreeSet<&str> = self.inventory.iter().map(|r| r.arn.as_str()).collect();
+        self.utilisation.prune(now_unix_s - 2 * self.cadence.utilisation_s - 3_600, &|arn| keep.contains(arn));
+
+        stats.inventory_resources = self.inventory.len();
+        stats.cost = self.meter.reading().since(&before);
+        let m = &self.metrics;
+        m.inc("canopy_agent_cycles_total", &[]);
+        let elapsed = started.elapsed().as_secs_f64();
+        m.set("canopy_agent_cycle_duration_seconds", &[], elapsed);
+        m.add("canopy_agent_cycle_duration_seconds_total", &[], elapsed);
+        m.add("canopy_agent_api_cost_usd_total", &[], stats.cost.usd());
+        m.add("canopy_agent_cloudwatch_metrics_requested_total", &[], stats.cost.metrics_requested as f64);
+        m.set("canopy_agent_estimated_api_cost_usd_per_month", &[], self.estimated_usd_per_month());
+        m.set("canopy_agent_inventory_resources", &[], stats.inventory_resources as f64);
+        m.add("canopy_agent_records_total", &[("kind", "resource")], output.resources.len() as f64);
+        m.add("canopy_agent_records_total", &[("kind", "emission")], output.emissions.len() as f64);
+        output.stats = stats;
+        output
+    }
+
+    async fn fetch_utilisation(&mut self, (start, end): (i64, i64)) {
+        let queries: Vec<_> = self.inventory.iter().filter_map(utilisation_query).collect();
+        let mut points = Vec::new();
+        for (chunk_index, chunk) in queries.chunks(MAX_QUERIES_PER_CALL).enumerate() {
+            match self.metric_source.fetch(chunk, start, end, PERIOD_S).await {
+                Ok(found) => points.extend(found.into_iter().map(|mut p| {
+                    p.query += chunk_index * MAX_QUERIES_PER_CALL;
+                    p
+                })),
+                Err(e) => tracing::warn!(error = %e, "utilisation fetch failed; records of this window use defaults"),
+            }
+        }
+        self.utilisation.record(&queries, points, start, end);
+    }
+
+    fn present(r: &Resource, start: i64) -> bool {
+        !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s <= start)
+    }
+
+    fn measured_records(&self, (start, end): (i64, i64), out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
+        let mut hour = start;
+        while hour < end {
+            for r in self.inventory.iter().filter(|r| Self::present(r, hour)) {
+                let util = self.utilisation.measured(r, hour, hour + 3_600);
+                match self.estimator.estimate(r, hour, hour + 3_600, util, REVISION_MEASURED) {
+                    Ok(Some(rec)) => out.push(rec),
+                    Ok(None) => {}
+                    Err(_) => stats.estimate_failures += 1,
+                }
+            }
+            hour += 3_600;
+        }
+        let mut t = start;
+        while t < end {
+            self.group_interval(t, true, out, stats);
+            t += PERIOD_S;
+        }
+    }
+
+    fn group_interval(&self, start: i64, measured: bool, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
+        let end = start + PERIOD_S;
+        let mut items = Vec::new();
+        for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
+            let (util, revision) = if measured {
+                (self.utilisation.measured(r, start, end), REVISION_MEASURED)
+            } else {
+                (self.utilisation.provisional(r, PERIOD_S), REVISION_PROVISIONAL)
+            };
+            match self.estimator.estimate(r, start, end, util, revision) {
+                Ok(Some(rec)) => items.push((self.estimator.group_key(r), rec)),
+                Ok(None) => {}
+                Err(_) => stats.estimate_failures += 1,
+            }
+        }
+        out.extend(self.estimator.group(items));
+    }
+
+    fn provisional_records(&self, cycle_end: i64, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
+        let mut t = cycle_end - self.cadence.cycle_s;
+        while t < cycle_end {
+            if !self.utilisation.is_measured(t, t + PERIOD_S) {
+                self.group_interval(t, false, out, stats);
+            }
+            t += PERIOD_S;
+        }
+        if cycle_end.rem_euclid(3_600) == 0 && !self.utilisation.is_measured(cycle_end - 3_600, cycle_end) {
+            let start = cycle_end - 3_600;
+            for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
+                let util: UtilisationValue = self.utilisation.provisional(r, 3_600);
+                match self.estimator.estimate(r, start, cycle_end, util, REVISION_PROVISIONAL) {
+                    Ok(Some(rec)) => out.push(rec),
+                    Ok(None) => {}
+                    Err(_) => stats.estimate_failures += 1,
+                }
+            }
+        }
+    }
+}
