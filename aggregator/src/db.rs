@@ -1,0 +1,58 @@
+//! Connection pool and the embedded migrations (from the workspace's
+//! `migrations/` folder).
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+/// The workspace's `migrations/*.sql`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// How time series are stored, as decided by the migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// Native range partitions; rollups maintained by the aggregator.
+    Native,
+    /// TimescaleDB hypertable and continuous aggregates.
+    TimescaleDb,
+}
+
+/// Errors from connecting, migrating or reading settings.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached or a statement failed.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A migration failed to apply.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `canopy_settings.storage_mode` held something unexpected.
+    #[error("expected storage mode 'native' or 'timescaledb', found {0:?}")]
+    UnknownStorageMode(String),
+}
+
+/// Opens a pool of at most `max_connections` connections to `database_url`.
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    Ok(PgPoolOptions::new().max_connections(max_connections).connect(database_url).await?)
+}
+
+/// Applies every pending migration; a no-op when all are applied.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Reads the storage mode chosen by the migrations.
+pub async fn storage_mode<'e, E>(executor: E) -> Result<StorageMode, DbError>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings")
+        .fetch_one(executor)
+        .await?;
+    match mode.as_str() {
+        "native" => Ok(StorageMode::Native),
+        "timescaledb" => Ok(StorageMode::TimescaleDb),
+        _ => Err(DbError::UnknownStorageMode(mode)),
+    }
+}

@@ -1,0 +1,175 @@
+//! HTTP/JSON API (axum) over the query layer. Documented in
+//! `aggregator/openapi.yaml`, which is also served at `/openapi.yaml`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::query::params::{self, ParamError};
+use crate::query::{
+    Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse,
+    TotalsResponse,
+};
+
+/// The OpenAPI document of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Source of "now" for real-time queries and rollup planning.
+pub type Clock = fn() -> i64;
+
+/// The system clock in Unix seconds.
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct AppState {
+    engine: QueryEngine,
+    clock: Clock,
+}
+
+/// The API's routes.
+pub fn router(engine: QueryEngine, clock: Clock) -> Router {
+    let state = Arc::new(AppState { engine, clock });
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.yaml", get(openapi))
+        .route("/v1/totals", get(totals))
+        .route("/v1/series", get(series))
+        .route("/v1/realtime", get(realtime))
+        .route("/v1/top-resources", get(top_resources))
+        .with_state(state)
+}
+
+/// An error answer.
+enum ApiError {
+    BadParameter(ParamError),
+    Query(QueryError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadParameter(e) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
+            )
+                .into_response(),
+            ApiError::Query(e) => {
+                tracing::warn!(error = %e, "query failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
+            }
+        }
+    }
+}
+
+type Pairs = Query<Vec<(String, String)>>;
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
+
+async fn totals(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+    let req = params::parse_totals(&pairs).map_err(ApiError::BadParameter)?;
+    let resp = s.engine.totals(&req, (s.clock)()).await.map_err(ApiError::Query)?;
+    Ok(Json(totals_json(&resp)))
+}
+
+async fn series(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+    let req = params::parse_series(&pairs).map_err(ApiError::BadParameter)?;
+    let resp = s.engine.series(&req, (s.clock)()).await.map_err(ApiError::Query)?;
+    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+}
+
+async fn realtime(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+    let now = (s.clock)();
+    let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
+    let resp = s.engine.series(&req, now).await.map_err(ApiError::Query)?;
+    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+}
+
+async fn top_resources(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+    let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
+    let resp = s.engine.top_resources(&req).await.map_err(ApiError::Query)?;
+    Ok(Json(top_json(&resp)))
+}
+
+fn metrics_json(m: &Metrics) -> Value {
+    json!({
+        "energy_kwh": m.energy_kwh,
+        "location_kg_co2e": m.location_kg_co2e,
+        "market_kg_co2e": m.market_kg_co2e,
+        "low_kg_co2e": m.low_kg_co2e,
+        "high_kg_co2e": m.high_kg_co2e,
+        "fact_count": m.fact_count,
+    })
+}
+
+fn dims_json(dims: &[(Dimension, String)]) -> Value {
+    Value::Object(dims.iter().map(|(d, v)| (d.name().to_owned(), Value::String(v.clone()))).collect())
+}
+
+fn segments_json(segments: &[Segment]) -> Value {
+    segments
+        .iter()
+        .map(|s| json!({ "source": s.source.name(), "from_unix_s": s.from_unix_s, "to_unix_s": s.to_unix_s }))
+        .collect()
+}
+
+fn group_json(row: &GroupRow) -> Value {
+    json!({ "dims": dims_json(&row.dims), "metrics": metrics_json(&row.metrics) })
+}
+
+/// JSON body of a totals answer.
+pub fn totals_json(resp: &TotalsResponse) -> Value {
+    json!({
+        "sources": segments_json(&resp.segments),
+        "total": metrics_json(&resp.total),
+        "by_quality": resp.by_quality.iter().map(|q| json!({
+            "quality": q.quality,
+            "metrics": metrics_json(&q.metrics),
+            "share_of_location_co2e": q.share_of_location_co2e,
+        })).collect::<Vec<_>>(),
+        "rows": resp.rows.iter().map(group_json).collect::<Vec<_>>(),
+        "next_offset": resp.next_offset,
+    })
+}
+
+/// JSON body of a series answer.
+pub fn series_json(step: &str, from_unix_s: i64, to_unix_s: i64, resp: &SeriesResponse) -> Value {
+    json!({
+        "step": step,
+        "from_unix_s": from_unix_s,
+        "to_unix_s": to_unix_s,
+        "sources": segments_json(&resp.segments),
+        "rows": resp.rows.iter().map(|r| json!({
+            "bucket_start_unix_s": r.bucket_start_unix_s,
+            "dims": dims_json(&r.dims),
+            "metrics": metrics_json(&r.metrics),
+        })).collect::<Vec<_>>(),
+        "next_offset": resp.next_offset,
+    })
+}
+
+/// JSON body of a top-resources answer.
+pub fn top_json(resp: &TopResourcesResponse) -> Value {
+    json!({
+        "rows": resp.rows.iter().map(|r| json!({
+            "account_id": r.account_id,
+            "region": r.region,
+            "resource_id": r.resource_id,
+            "service": r.service,
+            "resource_type": r.resource_type,
+            "team": r.team,
+            "metrics": metrics_json(&r.metrics),
+        })).collect::<Vec<_>>(),
+        "next_offset": resp.next_offset,
+    })
+}

@@ -1,0 +1,493 @@
+//! Writing one batch: idempotent per (agent id, sequence), facts upserted by
+//! (period_start, account, region, record key) where a higher revision
+//! replaces a lower one, and (native mode) every rollup corrected by the
+//! difference between the new and the replaced facts in the same statement.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::db::{self, DbError, StorageMode};
+use crate::model::{Batch, FactRow, InventoryRow};
+use crate::time::HOUR_S;
+
+/// Errors from [`store_batch`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A fact failed validation; nothing of the batch was written.
+    #[error("fact {index} of batch ({agent_id}, {sequence}): {reason}")]
+    InvalidFact {
+        /// Agent of the batch.
+        agent_id: String,
+        /// Sequence of the batch.
+        sequence: u64,
+        /// Position of the fact in the batch.
+        index: usize,
+        /// What was expected and what was found.
+        reason: String,
+    },
+    /// An inventory row failed validation; nothing of the batch was written.
+    #[error("inventory row {index} of batch ({agent_id}, {sequence}): {reason}")]
+    InvalidInventory {
+        /// Agent of the batch.
+        agent_id: String,
+        /// Sequence of the batch.
+        sequence: u64,
+        /// Position of the row in the batch.
+        index: usize,
+        /// What was expected and what was found.
+        reason: String,
+    },
+    /// The batch identity itself is unusable.
+    #[error("batch identity: {0}")]
+    InvalidBatch(String),
+    /// A statement failed (retryable unless the database reports otherwise).
+    #[error("database error while storing a batch: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Reading the storage settings failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What [`store_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// (agent id, sequence) was stored before; nothing was written.
+    Duplicate,
+    /// The batch was written.
+    Stored(StoreSummary),
+}
+
+/// Counts of a stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSummary {
+    /// Facts in the batch.
+    pub facts_received: u64,
+    /// Facts inserted or replacing a lower revision.
+    pub facts_written: u64,
+    /// Of those, facts that replaced a stored lower revision.
+    pub facts_replaced: u64,
+    /// Facts not written: an equal or higher revision was already stored, or
+    /// the batch held the same key twice (the highest revision is kept).
+    pub facts_stale: u64,
+    /// Inventory rows in the batch.
+    pub inventory_received: u64,
+    /// Time partitions created for this batch (late or far-future data).
+    pub partitions_created: u64,
+}
+
+/// Stores `batch` inside `tx` (the caller commits, then acknowledges).
+///
+/// Idempotent: a second call with the same (agent id, sequence) returns
+/// [`StoreOutcome::Duplicate`] and writes nothing. Facts are validated first
+/// and a bad fact rejects the whole batch.
+pub async fn store_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+) -> Result<StoreOutcome, StoreError> {
+    validate(batch)?;
+    let sequence = i64::try_from(batch.sequence).map_err(|_| {
+        StoreError::InvalidBatch(format!("expected a sequence below 2^63, found {}", batch.sequence))
+    })?;
+
+    let first_time: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO ingested_batches (agent_id, sequence, fact_count, inventory_count)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+    )
+    .bind(&batch.agent_id)
+    .bind(sequence)
+    .bind(count_i32(batch.facts.len()))
+    .bind(count_i32(batch.inventory.len()))
+    .fetch_optional(&mut **tx)
+    .await?;
+    if first_time.is_none() {
+        return Ok(StoreOutcome::Duplicate);
+    }
+
+    lock_scopes(tx, batch).await?;
+    let mode = db::storage_mode(&mut **tx).await?;
+    let partitions_created = ensure_partitions(tx, &batch.facts).await?;
+    upsert_inventory(tx, batch, sequence).await?;
+    let (written, replaced) = upsert_facts(tx, batch, sequence, mode).await?;
+
+    let received = batch.facts.len() as u64;
+    Ok(StoreOutcome::Stored(StoreSummary {
+        facts_received: received,
+        facts_written: written,
+        facts_replaced: replaced,
+        facts_stale: received.saturating_sub(written),
+        inventory_received: batch.inventory.len() as u64,
+        partitions_created,
+    }))
+}
+
+fn count_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn validate(batch: &Batch) -> Result<(), StoreError> {
+    if batch.agent_id.is_empty() {
+        return Err(StoreError::InvalidBatch("expected a non-empty agent id, found an empty one".into()));
+    }
+    for (index, fact) in batch.facts.iter().enumerate() {
+        if let Err(reason) = validate_fact(fact) {
+            return Err(StoreError::InvalidFact {
+                agent_id: batch.agent_id.clone(),
+                sequence: batch.sequence,
+                index,
+                reason,
+            });
+        }
+    }
+    for (index, row) in batch.inventory.iter().enumerate() {
+        if let Err(reason) = validate_inventory(row) {
+            return Err(StoreError::InvalidInventory {
+                agent_id: batch.agent_id.clone(),
+                sequence: batch.sequence,
+                index,
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True for a 12-digit AWS account id.
+pub fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn validate_fact(fact: &FactRow) -> Result<(), String> {
+    if !is_account_id(&fact.account_id) {
+        return Err(format!("expected a 12-digit account id, found {:?}", fact.account_id));
+    }
+    for (name, value) in [
+        ("record_key", &fact.record_key),
+        ("region", &fact.region),
+        ("resource_id", &fact.resource_id),
+        ("resource_type", &fact.resource_type),
+        ("service", &fact.service),
+    ] {
+        if value.is_empty() {
+            return Err(format!("expected a non-empty {name}, found an empty one"));
+        }
+    }
+    let offset_in_hour = fact.period_start_unix_s.rem_euclid(HOUR_S);
+    if fact.period_s == 0 || offset_in_hour + i64::from(fact.period_s) > HOUR_S {
+        return Err(format!(
+            "expected an interval within one UTC hour, found {} s starting {} s into the hour",
+            fact.period_s, offset_in_hour
+        ));
+    }
+    for (name, value) in [
+        ("energy_kwh", fact.energy_kwh),
+        ("location_g_co2e", fact.location_g_co2e),
+        ("market_g_co2e", fact.market_g_co2e),
+        ("low_g_co2e", fact.low_g_co2e),
+        ("high_g_co2e", fact.high_g_co2e),
+    ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("expected a finite non-negative {name}, found {value}"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_inventory(row: &InventoryRow) -> Result<(), String> {
+    if !is_account_id(&row.account_id) {
+        return Err(format!("expected a 12-digit account id, found {:?}", row.account_id));
+    }
+    if row.resource_id.is_empty() || row.region.is_empty() {
+        return Err("expected a non-empty region and resource_id, found an empty one".into());
+    }
+    Ok(())
+}
+
+/// Serialises writers of the same (account, region): every record key lives
+/// in one such scope, so the replaced-row read and the upsert below see the
+/// same rows. Locks are taken in sorted order to avoid deadlocks.
+async fn lock_scopes(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> Result<(), StoreError> {
+    let scopes: BTreeSet<String> =
+        batch.facts.iter().map(|f| format!("{}/{}", f.account_id, f.region)).collect();
+    for scope in scopes {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("canopy_scope:{scope}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn ensure_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[FactRow]) -> Result<u64, StoreError> {
+    let days: BTreeSet<i64> =
+        facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
+    if days.is_empty() {
+        return Ok(0);
+    }
+    let days: Vec<i64> = days.into_iter().collect();
+    let created: i32 = sqlx::query_scalar("SELECT canopy_ensure_time_partitions($1)")
+        .bind(days)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u64::try_from(created).unwrap_or(0))
+}
+
+/// Tags as a JSON object (a later duplicate key wins).
+fn tags_json(tags: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The team expression: tag value under the configured key, else the
+/// account's default rule, else 'untagged'. `i` is the incoming row, `s` the
+/// settings row, `r` the account rule.
+const TEAM_SQL: &str = "COALESCE(NULLIF(i.tags::jsonb ->> s.team_tag_key, ''), r.default_team, 'untagged')";
+
+async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, sequence: i64) -> Result<(), StoreError> {
+    if batch.inventory.is_empty() {
+        return Ok(());
+    }
+    let inv = &batch.inventory;
+    let sql = format!(
+        "WITH i AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bool[])
+                AS t(account_id, region, resource_id, resource_type, service, tags, observed_unix_s, deleted)
+         ),
+         inc AS (
+            SELECT DISTINCT ON (i.account_id, i.region, i.resource_id)
+                   i.account_id, i.region, i.resource_id, i.resource_type, i.service, i.tags::jsonb AS tags,
+                   {TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted
+            FROM i CROSS JOIN canopy_settings s
+            LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            ORDER BY i.account_id, i.region, i.resource_id, i.observed_unix_s DESC
+         ),
+         prev AS (
+            SELECT p.* FROM resources p JOIN inc USING (account_id, region, resource_id)
+         ),
+         up AS (
+            INSERT INTO resources AS cur (account_id, region, resource_id, resource_type, service, tags, team,
+                                          first_seen, last_seen, deleted, agent_id, batch_sequence)
+            SELECT account_id, region, resource_id, resource_type, service, tags, team,
+                   observed, observed, deleted, $9, $10 FROM inc
+            ON CONFLICT (account_id, region, resource_id) DO UPDATE SET
+                resource_type = excluded.resource_type, service = excluded.service, tags = excluded.tags,
+                team = excluded.team, last_seen = excluded.last_seen, deleted = excluded.deleted,
+                agent_id = excluded.agent_id, batch_sequence = excluded.batch_sequence,
+                first_seen = LEAST(cur.first_seen, excluded.first_seen)
+            WHERE cur.last_seen <= excluded.last_seen
+            RETURNING account_id, region, resource_id, resource_type, service, tags, team, last_seen, deleted
+         )
+         INSERT INTO resource_history (account_id, region, resource_id, valid_from, resource_type, service,
+                                       tags, team, deleted, agent_id, batch_sequence)
+         SELECT up.account_id, up.region, up.resource_id, up.last_seen, up.resource_type, up.service,
+                up.tags, up.team, up.deleted, $9, $10
+         FROM up LEFT JOIN prev USING (account_id, region, resource_id)
+         WHERE prev.account_id IS NULL
+            OR (prev.resource_type, prev.service, prev.tags, prev.deleted)
+               IS DISTINCT FROM (up.resource_type, up.service, up.tags, up.deleted)
+         ON CONFLICT DO NOTHING"
+    );
+    sqlx::query(&sql)
+        .bind(inv.iter().map(|r| r.account_id.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.region.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.resource_id.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.resource_type.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.service.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| tags_json(&r.tags)).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.observed_unix_s).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.deleted).collect::<Vec<_>>())
+        .bind(&batch.agent_id)
+        .bind(sequence)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The rollup maintenance CTEs for one rollup table and bucket width.
+fn rollup_cte(name: &str, table: &str, stride: &str) -> String {
+    format!(
+        "{name} AS (
+            INSERT INTO {table} AS t (bucket_start, account_id, region, service, resource_type, team, quality,
+                                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
+            SELECT date_bin(interval '{stride}', period_start, timestamptz 'epoch'),
+                   account_id, region, service, resource_type, team, quality,
+                   sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
+            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+            ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
+                energy_kwh = t.energy_kwh + excluded.energy_kwh,
+                location_g_co2e = t.location_g_co2e + excluded.location_g_co2e,
+                market_g_co2e = t.market_g_co2e + excluded.market_g_co2e,
+                low_g_co2e = t.low_g_co2e + excluded.low_g_co2e,
+                high_g_co2e = t.high_g_co2e + excluded.high_g_co2e,
+                fact_count = t.fact_count + excluded.fact_count
+            RETURNING 1
+         )"
+    )
+}
+
+fn facts_sql(mode: StorageMode) -> String {
+    let rollups = match mode {
+        StorageMode::Native => format!(
+            ",\n delta AS (
+                SELECT period_start, account_id, region, service, resource_type, team, quality,
+                       energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint AS n FROM up
+                UNION ALL
+                SELECT period_start, account_id, region, service, resource_type, team, quality,
+                       -energy_kwh, -location_g_co2e, -market_g_co2e, -low_g_co2e, -high_g_co2e, -1::bigint FROM old
+             ),\n{},\n{},\n{}",
+            rollup_cte("r5", "rollup_5m", "5 minutes"),
+            rollup_cte("rh", "rollup_hourly", "1 hour"),
+            rollup_cte("rd", "rollup_daily", "1 day"),
+        ),
+        // Continuous aggregates follow the facts by themselves.
+        StorageMode::TimescaleDb => String::new(),
+    };
+    format!(
+        "WITH i AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
+                                 $17::text[], $18::text[], $19::text[])
+                AS t(start_unix_s, period_s, account_id, region, record_key, revision,
+                     resource_id, resource_type, service, tags, quality,
+                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                     methodology_version, factor_source, factor_vintage)
+         ),
+         inc AS (
+            SELECT DISTINCT ON (1, 3, 4, 5)
+                   to_timestamp(i.start_unix_s) AS period_start, i.period_s, i.account_id, i.region, i.record_key,
+                   i.revision, i.resource_id, i.resource_type, i.service, {TEAM_SQL} AS team, i.quality,
+                   i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
+                   i.methodology_version, i.factor_source, i.factor_vintage
+            FROM i CROSS JOIN canopy_settings s
+            LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            ORDER BY 1, 3, 4, 5, i.revision DESC
+         ),
+         old AS (
+            SELECT f.* FROM emission_facts f
+            JOIN inc USING (period_start, account_id, region, record_key)
+            WHERE f.revision < inc.revision
+         ),
+         up AS (
+            INSERT INTO emission_facts AS f (period_start, period_s, account_id, region, record_key, revision,
+                   resource_id, resource_type, service, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
+            SELECT period_start, period_s, account_id, region, record_key, revision,
+                   resource_id, resource_type, service, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   methodology_version, factor_source, factor_vintage, $20, $21
+            FROM inc
+            ON CONFLICT (period_start, account_id, region, record_key) DO UPDATE SET
+                period_s = excluded.period_s, revision = excluded.revision,
+                resource_id = excluded.resource_id, resource_type = excluded.resource_type,
+                service = excluded.service, team = excluded.team, quality = excluded.quality,
+                energy_kwh = excluded.energy_kwh, location_g_co2e = excluded.location_g_co2e,
+                market_g_co2e = excluded.market_g_co2e, low_g_co2e = excluded.low_g_co2e,
+                high_g_co2e = excluded.high_g_co2e, methodology_version = excluded.methodology_version,
+                factor_source = excluded.factor_source, factor_vintage = excluded.factor_vintage,
+                agent_id = excluded.agent_id, batch_sequence = excluded.batch_sequence
+            WHERE f.revision < excluded.revision
+            RETURNING period_start, account_id, region, service, resource_type, team, quality,
+                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e
+         ){rollups}
+         SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced"
+    )
+}
+
+async fn upsert_facts(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+    sequence: i64,
+    mode: StorageMode,
+) -> Result<(u64, u64), StoreError> {
+    if batch.facts.is_empty() {
+        return Ok((0, 0));
+    }
+    let f = &batch.facts;
+    let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
+    let floats = |get: fn(&FactRow) -> f64| f.iter().map(get).collect::<Vec<f64>>();
+    let row = sqlx::query(&facts_sql(mode))
+        .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
+        .bind(texts(|x| &x.account_id))
+        .bind(texts(|x| &x.region))
+        .bind(texts(|x| &x.record_key))
+        .bind(f.iter().map(|x| i64::from(x.revision)).collect::<Vec<i64>>())
+        .bind(texts(|x| &x.resource_id))
+        .bind(texts(|x| &x.resource_type))
+        .bind(texts(|x| &x.service))
+        .bind(f.iter().map(|x| tags_json(&x.tags)).collect::<Vec<String>>())
+        .bind(texts(|x| x.quality.as_str()))
+        .bind(floats(|x| x.energy_kwh))
+        .bind(floats(|x| x.location_g_co2e))
+        .bind(floats(|x| x.market_g_co2e))
+        .bind(floats(|x| x.low_g_co2e))
+        .bind(floats(|x| x.high_g_co2e))
+        .bind(texts(|x| &x.methodology_version))
+        .bind(texts(|x| &x.factor_source))
+        .bind(texts(|x| &x.factor_vintage))
+        .bind(&batch.agent_id)
+        .bind(sequence)
+        .fetch_one(&mut **tx)
+        .await?;
+    let written: i64 = row.try_get("written")?;
+    let replaced: i64 = row.try_get("replaced")?;
+    Ok((written as u64, replaced as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quality;
+
+    fn fact(start: i64, period_s: u32) -> FactRow {
+        FactRow {
+            record_key: "i-1/cpu".into(),
+            revision: 1,
+            period_start_unix_s: start,
+            period_s,
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            resource_id: "i-1".into(),
+            resource_type: "ec2:instance".into(),
+            service: "AmazonEC2".into(),
+            tags: vec![],
+            quality: Quality::Measured,
+            energy_kwh: 1.0,
+            location_g_co2e: 1.0,
+            market_g_co2e: 1.0,
+            low_g_co2e: 1.0,
+            high_g_co2e: 1.0,
+            methodology_version: "canopy-1".into(),
+            factor_source: "ccf".into(),
+            factor_vintage: "2024".into(),
+        }
+    }
+
+    #[test]
+    fn fact_intervals_stay_within_an_hour() {
+        assert!(validate_fact(&fact(3_600, 3_600)).is_ok());
+        assert!(validate_fact(&fact(3_300, 300)).is_ok());
+        let err = validate_fact(&fact(3_400, 300)).unwrap_err();
+        assert_eq!(err, "expected an interval within one UTC hour, found 300 s starting 3400 s into the hour");
+        assert!(validate_fact(&fact(0, 0)).is_err());
+    }
+
+    #[test]
+    fn fact_values_and_ids_are_checked() {
+        let mut f = fact(0, 300);
+        f.energy_kwh = f64::NAN;
+        assert!(validate_fact(&f).unwrap_err().contains("energy_kwh"));
+        let mut f = fact(0, 300);
+        f.account_id = "12345".into();
+        assert_eq!(validate_fact(&f).unwrap_err(), "expected a 12-digit account id, found \"12345\"");
+    }
+
+    #[test]
+    fn tags_become_a_json_object() {
+        let tags = vec![("team".to_owned(), "web".to_owned()), ("env".to_owned(), "prod\"x".to_owned())];
+        assert_eq!(tags_json(&tags), r#"{"env":"prod\"x","team":"web"}"#);
+    }
+}

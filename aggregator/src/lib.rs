@@ -1,0 +1,20 @@
+//! The Canopy aggregator's storage and query layer.
+//!
+//! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
+//! - [`model`]: the aggregator's own view of an ingested batch (facts and
+//!   inventory), independent of the wire format.
+//! - [`ingest`]: [`ingest::store_batch`], idempotent per (agent, sequence),
+//!   revision-aware upsert of facts with incremental rollup maintenance.
+//! - [`maintenance`]: partitions ahead of time and retention.
+//! - [`query`]: the query layer (validated parameters, exact rollup choice,
+//!   parameterised SQL).
+//! - [`http`]: the HTTP/JSON API over [`query`].
+#![forbid(unsafe_code)]
+
+pub mod db;
+pub mod http;
+pub mod ingest;
+pub mod maintenance;
+pub mod model;
+pub mod query;
+pub mod time;

@@ -1,0 +1,171 @@
+//! Native-mode housekeeping: partitions created ahead of time, and retention
+//! by dropping whole partitions whose entire range has expired. In
+//! TimescaleDB mode both are the extension's policies and this does nothing.
+
+use sqlx::PgPool;
+
+use crate::db::{self, DbError, StorageMode};
+use crate::time::{DAY_S, floor_to, month_start_shifted, parse_yyyymmdd, yyyymmdd};
+
+/// How long each kind of data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// 5-minute group rollups, days (default 35).
+    pub five_minute_days: u32,
+    /// Hourly group rollups, months (default 13).
+    pub hourly_months: u32,
+    /// Per-resource facts, months (default 13).
+    pub facts_months: u32,
+    /// Daily rollups, months; `None` keeps them forever (default).
+    pub daily_months: Option<u32>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy { five_minute_days: 35, hourly_months: 13, facts_months: 13, daily_months: None }
+    }
+}
+
+impl RetentionPolicy {
+    /// Oldest instant from which 5-minute rollups are guaranteed complete:
+    /// the start of the oldest day partition retention keeps at `now_unix_s`.
+    pub fn five_minute_horizon_unix_s(&self, now_unix_s: i64) -> i64 {
+        floor_to(now_unix_s, DAY_S) - i64::from(self.five_minute_days) * DAY_S
+    }
+}
+
+/// What [`run`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Partitions created ahead.
+    pub partitions_created: u64,
+    /// Names of the partitions dropped by retention.
+    pub partitions_dropped: Vec<String>,
+    /// Daily rollup rows deleted by retention (only with `daily_months`).
+    pub daily_rows_deleted: u64,
+}
+
+/// Days of 5-minute partitions and months of monthly partitions created ahead.
+const DAYS_AHEAD: i64 = 7;
+const MONTHS_AHEAD: i64 = 2;
+
+/// Creates partitions ahead (the past 5-minute retention window, the current
+/// and next months) and applies `policy` at `now_unix_s`.
+pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<MaintenanceReport, DbError> {
+    let mut report = MaintenanceReport::default();
+    if db::storage_mode(pool).await? != StorageMode::Native {
+        return Ok(report);
+    }
+    report.partitions_created = create_ahead(pool, policy, now_unix_s).await?;
+    let five_min_cutoff = policy.five_minute_horizon_unix_s(now_unix_s);
+    let hourly_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.hourly_months));
+    let facts_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.facts_months));
+    report.partitions_dropped.extend(drop_expired(pool, "rollup_5m", Unit::Day, five_min_cutoff).await?);
+    report.partitions_dropped.extend(drop_expired(pool, "rollup_hourly", Unit::Month, hourly_cutoff).await?);
+    report.partitions_dropped.extend(drop_expired(pool, "emission_facts", Unit::Month, facts_cutoff).await?);
+    if let Some(months) = policy.daily_months {
+        let cutoff = month_start_shifted(now_unix_s, -i64::from(months));
+        let done = sqlx::query("DELETE FROM rollup_daily WHERE bucket_start < to_timestamp($1)")
+            .bind(cutoff)
+            .execute(pool)
+            .await?;
+        report.daily_rows_deleted = done.rows_affected();
+    }
+    if !report.partitions_dropped.is_empty() {
+        tracing::info!(dropped = ?report.partitions_dropped, "retention dropped expired partitions");
+    }
+    Ok(report)
+}
+
+async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<u64, DbError> {
+    let today = floor_to(now_unix_s, DAY_S);
+    let first_day = policy.five_minute_horizon_unix_s(now_unix_s);
+    let days: Vec<i64> = (0..)
+        .map(|i| first_day + i * DAY_S)
+        .take_while(|d| *d <= today + DAYS_AHEAD * DAY_S)
+        .collect();
+    let months: Vec<i64> = (0..=MONTHS_AHEAD).map(|m| month_start_shifted(now_unix_s, m)).collect();
+    let created: i32 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FILTER (WHERE canopy_ensure_partition('rollup_5m', 'day', to_timestamp(d)))
+                 FROM unnest($1::bigint[]) d)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('rollup_hourly', 'month', to_timestamp(m)))
+                 FROM unnest($2::bigint[]) m)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('emission_facts', 'month', to_timestamp(m)))
+                 FROM unnest($2::bigint[]) m)::int",
+    )
+    .bind(days)
+    .bind(months)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(created).unwrap_or(0))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Day,
+    Month,
+}
+
+/// Upper bound (exclusive) of the partition named `<parent>_pYYYYMMDD`.
+fn partition_end_unix_s(parent: &str, child: &str, unit: Unit) -> Option<i64> {
+    let suffix = child.strip_prefix(parent)?.strip_prefix("_p")?;
+    let start = parse_yyyymmdd(suffix)?;
+    Some(match unit {
+        Unit::Day => start + DAY_S,
+        Unit::Month => month_start_shifted(start, 1),
+    })
+}
+
+/// Drops the partitions of `parent` whose whole range ends at or before
+/// `cutoff_unix_s`.
+async fn drop_expired(pool: &PgPool, parent: &str, unit: Unit, cutoff_unix_s: i64) -> Result<Vec<String>, DbError> {
+    let children: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i
+         JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = to_regclass($1) ORDER BY 1",
+    )
+    .bind(parent)
+    .fetch_all(pool)
+    .await?;
+    let mut dropped = Vec::new();
+    for child in children {
+        let Some(end) = partition_end_unix_s(parent, &child, unit) else { continue };
+        if end <= cutoff_unix_s {
+            // The name comes from the catalogue and matched `<parent>_pYYYYMMDD`;
+            // it is quoted as an identifier all the same.
+            let statement = format!("DROP TABLE IF EXISTS \"{}\"", child.replace('"', "\"\""));
+            sqlx::query(&statement).execute(pool).await?;
+            dropped.push(child);
+        }
+    }
+    Ok(dropped)
+}
+
+/// Partition name for `parent` starting at `start_unix_s` (exposed for tests
+/// and operators' scripts).
+pub fn partition_name(parent: &str, start_unix_s: i64) -> String {
+    format!("{parent}_p{}", yyyymmdd(start_unix_s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_ends_follow_their_unit() {
+        // 2026-02-01 = 20_485 days; March 1st is 28 days later (2026 is not a leap year).
+        assert_eq!(partition_end_unix_s("rollup_5m", "rollup_5m_p20260201", Unit::Day), Some((20_485 + 1) * DAY_S));
+        assert_eq!(
+            partition_end_unix_s("emission_facts", "emission_facts_p20260201", Unit::Month),
+            Some((20_485 + 28) * DAY_S)
+        );
+        assert_eq!(partition_end_unix_s("rollup_5m", "rollup_hourly_p20260201", Unit::Day), None);
+        assert_eq!(partition_name("rollup_5m", 20_485 * DAY_S + 5), "rollup_5m_p20260201");
+    }
+
+    #[test]
+    fn five_minute_horizon_is_35_whole_days_back() {
+        let now = 20_485 * DAY_S + 3_600;
+        assert_eq!(RetentionPolicy::default().five_minute_horizon_unix_s(now), (20_485 - 35) * DAY_S);
+    }
+}

@@ -1,0 +1,111 @@
+//! The aggregator's domain view of one agent batch. The delivery layer
+//! converts the protocol crate's decoded batch into these types at the edge;
+//! they are deliberately not `Serialize`.
+
+/// How an estimate was obtained, stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Quality {
+    /// Utilisation measured (CloudWatch) for the resource and interval.
+    Measured,
+    /// Modelled from partial measurements or usage (e.g. CUR usage amounts).
+    Modelled,
+    /// Estimated from defaults (average utilisation, fallback coefficients).
+    Estimated,
+}
+
+impl Quality {
+    /// Every quality flag, in storage order.
+    pub const ALL: [Quality; 3] = [Quality::Measured, Quality::Modelled, Quality::Estimated];
+
+    /// Lowercase name as stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Measured => "measured",
+            Quality::Modelled => "modelled",
+            Quality::Estimated => "estimated",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<Quality> {
+        Quality::ALL.into_iter().find(|q| q.as_str() == text)
+    }
+}
+
+/// One emission fact: energy and CO2e of one record (typically one resource's
+/// component) over one interval that lies within a single UTC hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactRow {
+    /// Identity of the record within (account, region, period start).
+    pub record_key: String,
+    /// Revision; a higher revision replaces a lower one.
+    pub revision: u32,
+    /// Start of the interval, Unix seconds.
+    pub period_start_unix_s: i64,
+    /// Length of the interval in seconds (1..=3600, not crossing an hour).
+    pub period_s: u32,
+    /// 12-digit AWS account id.
+    pub account_id: String,
+    /// AWS region code.
+    pub region: String,
+    /// Resource id or ARN.
+    pub resource_id: String,
+    /// Resource type, e.g. `ec2:instance`.
+    pub resource_type: String,
+    /// Service, e.g. `AmazonEC2`.
+    pub service: String,
+    /// Resource tags as observed for this interval (for team attribution).
+    pub tags: Vec<(String, String)>,
+    /// Quality flag.
+    pub quality: Quality,
+    /// Energy, kWh.
+    pub energy_kwh: f64,
+    /// Location-based CO2e, grams.
+    pub location_g_co2e: f64,
+    /// Market-based CO2e, grams.
+    pub market_g_co2e: f64,
+    /// Lower bound of the location-based CO2e, grams.
+    pub low_g_co2e: f64,
+    /// Upper bound of the location-based CO2e, grams.
+    pub high_g_co2e: f64,
+    /// Version of the methodology that produced the figures.
+    pub methodology_version: String,
+    /// Source of the grid factor (e.g. `ccf`, `electricity-maps`).
+    pub factor_source: String,
+    /// Vintage of the grid factor (e.g. `2024`).
+    pub factor_vintage: String,
+}
+
+/// One inventory observation of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRow {
+    /// 12-digit AWS account id.
+    pub account_id: String,
+    /// AWS region code.
+    pub region: String,
+    /// Resource id or ARN.
+    pub resource_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Service.
+    pub service: String,
+    /// Tags at observation time.
+    pub tags: Vec<(String, String)>,
+    /// When the agent observed the resource, Unix seconds.
+    pub observed_unix_s: i64,
+    /// The resource no longer exists.
+    pub deleted: bool,
+}
+
+/// A decoded agent batch, identified by (agent id, sequence).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// Agent identity.
+    pub agent_id: String,
+    /// The agent's monotonic batch sequence number.
+    pub sequence: u64,
+    /// Emission facts.
+    pub facts: Vec<FactRow>,
+    /// Inventory observations.
+    pub inventory: Vec<InventoryRow>,
+}

@@ -1,0 +1,336 @@
+//! Building and running the parameterised SQL of each query. Only relation,
+//! column and interval names chosen from fixed lists are written into the
+//! statement text; every value is a bind parameter.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use super::plan::{self, Segment, Source, TOTALS_LEVELS};
+use super::{
+    Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
+    Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
+};
+use crate::maintenance::RetentionPolicy;
+
+/// A query that failed in the database.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement failed or the database is unreachable.
+    #[error("database error while querying: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Runs validated requests against one database.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    pool: PgPool,
+    retention: RetentionPolicy,
+}
+
+/// The dimension columns every segment carries, in this order.
+const CARRIED: [&str; 6] = ["account_id", "region", "service", "resource_type", "team", "quality"];
+
+fn outer_expr(dim: Dimension) -> &'static str {
+    match dim {
+        Dimension::Account => "u.account_id",
+        Dimension::Ou => "COALESCE(a.ou_path, '')",
+        Dimension::Region => "u.region",
+        Dimension::Service => "u.service",
+        Dimension::ResourceType => "u.resource_type",
+        Dimension::Team => "u.team",
+        Dimension::Quality => "u.quality",
+    }
+}
+
+fn column(dim: Dimension) -> Option<&'static str> {
+    match dim {
+        Dimension::Account => Some("account_id"),
+        Dimension::Ou => None,
+        Dimension::Region => Some("region"),
+        Dimension::Service => Some("service"),
+        Dimension::ResourceType => Some("resource_type"),
+        Dimension::Team => Some("team"),
+        Dimension::Quality => Some("quality"),
+    }
+}
+
+fn step_interval(step: Step) -> &'static str {
+    match step {
+        Step::FiveMinutes => "5 minutes",
+        Step::Hour => "1 hour",
+        Step::Day => "1 day",
+    }
+}
+
+/// Appends `AND ...` for every non-empty filter; `prefix` qualifies columns.
+fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &Filters, prefix: &str) {
+    for dim in Dimension::ALL {
+        let values = filters.values(dim);
+        if values.is_empty() {
+            continue;
+        }
+        match column(dim) {
+            Some(col) => {
+                qb.push(format!(" AND {prefix}{col} = ANY("));
+                qb.push_bind(values.to_vec());
+                qb.push(")");
+            }
+            None => {
+                qb.push(format!(" AND {prefix}account_id IN (SELECT acc.account_id FROM accounts acc WHERE acc.ou_path = ANY("));
+                qb.push_bind(values.to_vec());
+                qb.push(") OR EXISTS (SELECT 1 FROM unnest(");
+                qb.push_bind(values.to_vec());
+                qb.push("::text[]) o WHERE starts_with(acc.ou_path, o || '/')))");
+            }
+        }
+    }
+}
+
+fn push_range(qb: &mut QueryBuilder<'_, Postgres>, time_column: &str, from_unix_s: i64, to_unix_s: i64) {
+    qb.push(format!(" WHERE {time_column} >= to_timestamp("));
+    qb.push_bind(from_unix_s);
+    qb.push(format!("::bigint) AND {time_column} < to_timestamp("));
+    qb.push_bind(to_unix_s);
+    qb.push("::bigint)");
+}
+
+/// One segment as a sub-select with uniform columns.
+fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option<Step>, filters: &Filters) {
+    let time = seg.source.time_column();
+    qb.push("SELECT ");
+    if let Some(step) = step {
+        qb.push(format!(
+            "extract(epoch FROM date_bin(interval '{}', {time}, timestamptz 'epoch'))::bigint AS bucket_unix_s, ",
+            step_interval(step)
+        ));
+    }
+    qb.push(CARRIED.join(", "));
+    qb.push(", energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, ");
+    qb.push(if seg.source == Source::Facts { "1::bigint AS fact_count" } else { "fact_count" });
+    qb.push(format!(" FROM {}", seg.source.table()));
+    push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
+    push_filters(qb, filters, "");
+}
+
+const METRIC_SUMS: &str = "COALESCE(sum(u.energy_kwh), 0)::float8, COALESCE(sum(u.location_g_co2e), 0)::float8, \
+     COALESCE(sum(u.market_g_co2e), 0)::float8, COALESCE(sum(u.low_g_co2e), 0)::float8, \
+     COALESCE(sum(u.high_g_co2e), 0)::float8, COALESCE(sum(u.fact_count), 0)::bigint";
+
+/// Builds the grouped query over `segments`. Columns: [bucket], dims, metrics.
+fn grouped_query<'a>(
+    segments: &[Segment],
+    step: Option<Step>,
+    group_by: &[Dimension],
+    filters: &Filters,
+    page: Option<Page>,
+) -> QueryBuilder<'a, Postgres> {
+    let mut qb = QueryBuilder::new("SELECT ");
+    let mut keys: Vec<String> = Vec::new();
+    if step.is_some() {
+        keys.push("u.bucket_unix_s".into());
+    }
+    keys.extend(group_by.iter().map(|d| outer_expr(*d).to_owned()));
+    for key in &keys {
+        qb.push(key);
+        qb.push(", ");
+    }
+    qb.push(METRIC_SUMS);
+    qb.push(" FROM (");
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        push_segment(&mut qb, seg, step, filters);
+    }
+    qb.push(") u");
+    if group_by.contains(&Dimension::Ou) {
+        qb.push(" LEFT JOIN accounts a ON a.account_id = u.account_id");
+    }
+    if !keys.is_empty() {
+        qb.push(" GROUP BY ");
+        qb.push(keys.join(", "));
+        // Groups whose facts were all superseded into other groups remain in
+        // the rollups with a zero count; they are not part of the answer.
+        qb.push(" HAVING COALESCE(sum(u.fact_count), 0) > 0");
+    }
+    if let Some(page) = page {
+        let n = keys.len();
+        let bucket_first = if step.is_some() { "1, " } else { "" };
+        let location_col = n + 2;
+        let dim_cols: Vec<String> = (usize::from(step.is_some()) + 1..=n).map(|i| i.to_string()).collect();
+        qb.push(format!(" ORDER BY {bucket_first}{location_col} DESC"));
+        for c in dim_cols {
+            qb.push(format!(", {c}"));
+        }
+        qb.push(" LIMIT ");
+        qb.push_bind(i64::from(page.limit) + 1);
+        qb.push(" OFFSET ");
+        qb.push_bind(page.offset as i64);
+    }
+    qb
+}
+
+fn metrics_at(row: &PgRow, first: usize) -> Result<Metrics, sqlx::Error> {
+    Ok(Metrics {
+        energy_kwh: row.try_get(first)?,
+        location_kg_co2e: row.try_get::<f64, _>(first + 1)? / 1_000.0,
+        market_kg_co2e: row.try_get::<f64, _>(first + 2)? / 1_000.0,
+        low_kg_co2e: row.try_get::<f64, _>(first + 3)? / 1_000.0,
+        high_kg_co2e: row.try_get::<f64, _>(first + 4)? / 1_000.0,
+        fact_count: row.try_get(first + 5)?,
+    })
+}
+
+fn dims_at(row: &PgRow, first: usize, group_by: &[Dimension]) -> Result<Vec<(Dimension, String)>, sqlx::Error> {
+    group_by.iter().enumerate().map(|(i, d)| Ok((*d, row.try_get::<String, _>(first + i)?))).collect()
+}
+
+/// Trims the look-ahead row and computes the next offset.
+fn paginate<T>(mut rows: Vec<T>, page: Page) -> (Vec<T>, Option<u64>) {
+    if rows.len() > page.limit as usize {
+        rows.truncate(page.limit as usize);
+        (rows, Some(page.offset + u64::from(page.limit)))
+    } else {
+        (rows, None)
+    }
+}
+
+impl QueryEngine {
+    /// An engine over `pool`; `retention` tells which 5-minute rollups exist.
+    pub fn new(pool: PgPool, retention: RetentionPolicy) -> Self {
+        QueryEngine { pool, retention }
+    }
+
+    /// The pool queries run on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Plans a totals range at `now_unix_s`.
+    pub fn plan_totals(&self, from_unix_s: i64, to_unix_s: i64, now_unix_s: i64) -> Vec<Segment> {
+        plan::plan(from_unix_s, to_unix_s, &TOTALS_LEVELS, self.retention.five_minute_horizon_unix_s(now_unix_s))
+    }
+
+    /// Totals over a range, grouped, paginated, with the overall total and
+    /// its breakdown by quality flag.
+    pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
+        let segments = self.plan_totals(req.from_unix_s, req.to_unix_s, now_unix_s);
+        let mut qb = grouped_query(&segments, None, &req.group_by, &req.filters, Some(req.page));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let n = req.group_by.len();
+        let rows = rows
+            .iter()
+            .map(|r| Ok(GroupRow { dims: dims_at(r, 0, &req.group_by)?, metrics: metrics_at(r, n)? }))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let (rows, next_offset) = paginate(rows, req.page);
+
+        let mut qb = grouped_query(&segments, None, &[Dimension::Quality], &req.filters, None);
+        let quality_rows = qb.build().fetch_all(&self.pool).await?;
+        let mut by_quality = Vec::new();
+        let mut total = Metrics::default();
+        for r in &quality_rows {
+            let quality: String = r.try_get(0)?;
+            let metrics = metrics_at(r, 1)?;
+            total.energy_kwh += metrics.energy_kwh;
+            total.location_kg_co2e += metrics.location_kg_co2e;
+            total.market_kg_co2e += metrics.market_kg_co2e;
+            total.low_kg_co2e += metrics.low_kg_co2e;
+            total.high_kg_co2e += metrics.high_kg_co2e;
+            total.fact_count += metrics.fact_count;
+            by_quality.push(QualityShare { quality, metrics, share_of_location_co2e: 0.0 });
+        }
+        by_quality.sort_by(|a, b| a.quality.cmp(&b.quality));
+        for share in &mut by_quality {
+            share.share_of_location_co2e = if total.location_kg_co2e > 0.0 {
+                share.metrics.location_kg_co2e / total.location_kg_co2e
+            } else {
+                0.0
+            };
+        }
+        Ok(TotalsResponse { segments, rows, total, by_quality, next_offset })
+    }
+
+    /// A time series at the request's step, read from the rollup of that
+    /// step (raw facts where 5-minute rollups have expired).
+    pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
+        let horizon = self.retention.five_minute_horizon_unix_s(now_unix_s);
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &[req.step.source()], horizon);
+        let mut qb = grouped_query(&segments, Some(req.step), &req.group_by, &req.filters, Some(req.page));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let n = req.group_by.len();
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(SeriesRow {
+                    bucket_start_unix_s: r.try_get(0)?,
+                    dims: dims_at(r, 1, &req.group_by)?,
+                    metrics: metrics_at(r, n + 1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let (rows, next_offset) = paginate(rows, req.page);
+        Ok(SeriesResponse { segments, rows, next_offset })
+    }
+
+    /// The resources with the largest location-based CO2e over a range,
+    /// from the per-resource facts.
+    pub async fn top_resources(&self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
+        let mut qb = QueryBuilder::new(
+            "SELECT account_id, region, resource_id, \
+             (array_agg(service ORDER BY period_start DESC))[1], \
+             (array_agg(resource_type ORDER BY period_start DESC))[1], \
+             (array_agg(team ORDER BY period_start DESC))[1], \
+             sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(market_g_co2e)::float8, \
+             sum(low_g_co2e)::float8, sum(high_g_co2e)::float8, count(*)::bigint FROM emission_facts",
+        );
+        push_range(&mut qb, "period_start", req.from_unix_s, req.to_unix_s);
+        push_filters(&mut qb, &req.filters, "");
+        qb.push(" GROUP BY account_id, region, resource_id ORDER BY 8 DESC, 1, 2, 3 LIMIT ");
+        qb.push_bind(i64::from(req.page.limit) + 1);
+        qb.push(" OFFSET ");
+        qb.push_bind(req.page.offset as i64);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(ResourceRow {
+                    account_id: r.try_get(0)?,
+                    region: r.try_get(1)?,
+                    resource_id: r.try_get(2)?,
+                    service: r.try_get(3)?,
+                    resource_type: r.try_get(4)?,
+                    team: r.try_get(5)?,
+                    metrics: metrics_at(r, 6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let (rows, next_offset) = paginate(rows, req.page);
+        Ok(TopResourcesResponse { rows, next_offset })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_text_holds_no_values() {
+        let filters = Filters {
+            account: vec!["123456789012".into()],
+            ou: vec!["r-1/ou-x".into()],
+            team: vec!["web'; DROP TABLE accounts; --".into()],
+            ..Filters::default()
+        };
+        let segments = [
+            Segment { source: Source::Facts, from_unix_s: 150, to_unix_s: 300 },
+            Segment { source: Source::Daily, from_unix_s: 86_400, to_unix_s: 172_800 },
+        ];
+        let qb = grouped_query(&segments, None, &[Dimension::Ou, Dimension::Team], &filters, Some(Page::default()));
+        let sql = qb.sql();
+        assert!(!sql.contains("DROP TABLE"), "{sql}");
+        assert!(!sql.contains("123456789012"), "{sql}");
+        assert!(!sql.contains("86400"), "{sql}");
+        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts"), "{sql}");
+        assert!(sql.contains("ORDER BY 4 DESC, 1, 2"), "{sql}");
+    }
+}

@@ -1,0 +1,141 @@
+use canopy_aggregator::ingest::{StoreOutcome, StoreSummary, store_batch};
+use canopy_aggregator::model::{Batch, InventoryRow};
+use sqlx::Row;
+
+use crate::support::{T0, TestDb, fact, store};
+
+async fn rollup_sums(pool: &sqlx::PgPool, table: &str) -> (f64, f64, i64) {
+    let row = sqlx::query(&format!(
+        "SELECT COALESCE(sum(energy_kwh), 0)::float8, COALESCE(sum(location_g_co2e), 0)::float8,
+                COALESCE(sum(fact_count), 0)::bigint FROM {table}"
+    ))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test]
+async fn same_agent_and_sequence_is_stored_once() {
+    let t = TestDb::migrated().await;
+    let batch = Batch { agent_id: "agent-a".into(), sequence: 7, facts: vec![fact(1, T0, 300, 1)], inventory: vec![] };
+    let first = store(&t.pool, &batch).await;
+    assert_eq!(
+        first,
+        StoreOutcome::Stored(StoreSummary {
+            facts_received: 1,
+            facts_written: 1,
+            facts_replaced: 0,
+            facts_stale: 0,
+            inventory_received: 0,
+            // facts month, hourly month and 5-minute day did not exist yet.
+            partitions_created: 3,
+        })
+    );
+    assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);
+    let f = fact(1, T0, 300, 1);
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily"] {
+        let (e, l, n) = rollup_sums(&t.pool, table).await;
+        assert_eq!((e, l, n), (f.energy_kwh, f.location_g_co2e, 1), "{table}");
+    }
+}
+
+#[tokio::test]
+async fn higher_revisions_replace_and_rollups_follow_the_difference() {
+    let t = TestDb::migrated().await;
+    let r1 = fact(4, T0 + 600, 300, 1);
+    let mut r2 = fact(4, T0 + 600, 300, 2);
+    // Revision 2 also moves the resource to another team.
+    r2.tags = vec![("team".into(), "finance".into())];
+    r2.energy_kwh = 3.0;
+    r2.location_g_co2e = 800.0;
+    let mut r1b = r1.clone();
+    r1b.energy_kwh = 99.0;
+
+    let b = |seq: u64, f: &canopy_aggregator::model::FactRow| Batch {
+        agent_id: "agent-a".into(),
+        sequence: seq,
+        facts: vec![f.clone()],
+        inventory: vec![],
+    };
+    store(&t.pool, &b(1, &r1)).await;
+    let StoreOutcome::Stored(s2) = store(&t.pool, &b(2, &r2)).await else { panic!("duplicate") };
+    assert_eq!((s2.facts_written, s2.facts_replaced, s2.facts_stale), (1, 1, 0));
+    // A late copy of revision 1 with other figures is ignored.
+    let StoreOutcome::Stored(s3) = store(&t.pool, &b(3, &r1b)).await else { panic!("duplicate") };
+    assert_eq!((s3.facts_written, s3.facts_replaced, s3.facts_stale), (0, 0, 1));
+
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily"] {
+        let (e, l, n) = rollup_sums(&t.pool, table).await;
+        assert!((e - 3.0).abs() < 1e-12 && (l - 800.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
+        // The old team's group is emptied, the new one holds the figures.
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(&format!(
+            "SELECT team, fact_count, energy_kwh FROM {table} ORDER BY team"
+        ))
+        .fetch_all(&t.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 2, "{table}");
+        assert_eq!((rows[0].0.as_str(), rows[0].1), ("finance", 1));
+        assert_eq!((rows[1].0.as_str(), rows[1].1), ("untagged", 0));
+        assert!(rows[1].2.abs() < 1e-12);
+    }
+    let (rev, agent_seq): (i64, i64) =
+        sqlx::query_as("SELECT revision, batch_sequence FROM emission_facts").fetch_one(&t.pool).await.unwrap();
+    assert_eq!((rev, agent_seq), (2, 2));
+}
+
+#[tokio::test]
+async fn in_batch_duplicates_keep_the_highest_revision() {
+    let t = TestDb::migrated().await;
+    let batch = Batch {
+        agent_id: "agent-a".into(),
+        sequence: 1,
+        facts: vec![fact(2, T0, 300, 2), fact(2, T0, 300, 5), fact(2, T0, 300, 3)],
+        inventory: vec![],
+    };
+    let StoreOutcome::Stored(s) = store(&t.pool, &batch).await else { panic!("duplicate") };
+    assert_eq!((s.facts_received, s.facts_written, s.facts_stale), (3, 1, 2));
+    let (e, _, n) = rollup_sums(&t.pool, "rollup_hourly").await;
+    assert_eq!((e, n), (fact(2, T0, 300, 5).energy_kwh, 1));
+}
+
+#[tokio::test]
+async fn invalid_fact_rejects_the_whole_batch() {
+    let t = TestDb::migrated().await;
+    let mut bad = fact(3, T0 + 3_500, 300, 1);
+    bad.period_s = 300;
+    let batch = Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![fact(1, T0, 300, 1), bad], inventory: vec![] };
+    let mut tx = t.pool.begin().await.unwrap();
+    let err = store_batch(&mut tx, &batch).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fact 1 of batch (agent-a, 1): expected an interval within one UTC hour, found 300 s starting 3500 s into the hour"
+    );
+}
+
+#[tokio::test]
+async fn inventory_keeps_current_state_and_history_of_changes() {
+    let t = TestDb::migrated().await;
+    let row = |observed: i64, team: &str| InventoryRow {
+        account_id: "111111111111".into(),
+        region: "eu-west-1".into(),
+        resource_id: "i-1".into(),
+        resource_type: "ec2:instance".into(),
+        service: "AmazonEC2".into(),
+        tags: vec![("team".into(), team.into())],
+        observed_unix_s: observed,
+        deleted: false,
+    };
+    let b = |seq: u64, r: InventoryRow| Batch { agent_id: "a".into(), sequence: seq, facts: vec![], inventory: vec![r] };
+    store(&t.pool, &b(1, row(T0, "web"))).await;
+    store(&t.pool, &b(2, row(T0 + 60, "web"))).await; // unchanged: no history row
+    store(&t.pool, &b(3, row(T0 + 120, "data"))).await; // changed tags
+    store(&t.pool, &b(4, row(T0 + 30, "ml"))).await; // older observation: ignored
+    let (team, last_seen): (String, i64) =
+        sqlx::query_as("SELECT team, extract(epoch FROM last_seen)::bigint FROM resources").fetch_one(&t.pool).await.unwrap();
+    assert_eq!((team.as_str(), last_seen), ("data", T0 + 120));
+    let history: Vec<(String,)> =
+        sqlx::query_as("SELECT team FROM resource_history ORDER BY valid_from").fetch_all(&t.pool).await.unwrap();
+    assert_eq!(history, vec![("web".to_owned(),), ("data".to_owned(),)]);
+}

@@ -1,0 +1,11 @@
+//! Integration tests against the real PostgreSQL (one throwaway database per
+//! test). Set CANOPY_TEST_ADMIN_URL to point elsewhere than
+//! postgres://postgres@127.0.0.1:5432/postgres.
+
+mod attribution;
+mod http_api;
+mod ingest;
+mod migrations;
+mod queries;
+mod retention;
+mod support;

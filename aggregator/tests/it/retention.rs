@@ -1,0 +1,56 @@
+use canopy_aggregator::maintenance::{self, RetentionPolicy, partition_name};
+use canopy_aggregator::model::Batch;
+use canopy_aggregator::time::{DAY_S, month_start_shifted};
+
+use crate::support::{T0, TestDb, fact, store};
+
+async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn retention_drops_only_expired_partitions() {
+    let t = TestDb::migrated().await;
+    // T0 = 2026-11-02. Facts on 2025-09-15 (old), 2026-10-20 and 2026-11-02.
+    let old = T0 - 413 * DAY_S; // 2025-09-15
+    let recent = T0 - 13 * DAY_S; // 2026-10-20
+    let facts = vec![fact(1, old, 300, 1), fact(2, recent, 300, 1), fact(3, T0, 300, 1)];
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
+
+    // now = 2026-11-20T12:00Z: 5-minute horizon = 2026-10-16 (35 days back from
+    // 2026-11-20); hourly and facts cutoff = 2025-10-01 (13 months back).
+    let now = T0 + 18 * DAY_S + 43_200;
+    let report = maintenance::run(&t.pool, &RetentionPolicy::default(), now).await.unwrap();
+    let mut dropped = report.partitions_dropped.clone();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        vec![
+            partition_name("emission_facts", month_start_shifted(old, 0)),
+            partition_name("rollup_5m", old - old % DAY_S),
+            partition_name("rollup_hourly", month_start_shifted(old, 0)),
+        ]
+    );
+    assert_eq!(dropped[1], "rollup_5m_p20250915");
+    assert_eq!(count(&t.pool, "emission_facts").await, 2);
+    assert_eq!(count(&t.pool, "rollup_5m").await, 2);
+    assert_eq!(count(&t.pool, "rollup_hourly").await, 2);
+    // Daily rollups are kept forever by default.
+    assert_eq!(count(&t.pool, "rollup_daily").await, 3);
+    // 5-minute partitions were created ahead for the window: 35 days back to
+    // 7 days ahead of 2026-11-20 = 43 days, minus the 2 that already existed
+    // (2026-10-20 and 2026-11-02); months Nov, Dec, Jan for two monthly
+    // tables, minus Nov which existed for both: 4.
+    assert_eq!(report.partitions_created, 41 + 4);
+
+    // A second run changes nothing.
+    let again = maintenance::run(&t.pool, &RetentionPolicy::default(), now).await.unwrap();
+    assert_eq!((again.partitions_created, again.partitions_dropped.len()), (0, 0));
+
+    // A shorter daily retention deletes rows older than its cutoff only.
+    let policy = RetentionPolicy { daily_months: Some(1), ..RetentionPolicy::default() };
+    let r = maintenance::run(&t.pool, &policy, now).await.unwrap();
+    // cutoff 2026-10-01: removes 2025-09-15 only.
+    assert_eq!(r.daily_rows_deleted, 1);
+    assert_eq!(count(&t.pool, "rollup_daily").await, 2);
+}
