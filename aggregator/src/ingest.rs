@@ -239,10 +239,17 @@ fn tags_json(tags: &[(String, String)]) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-/// The team expression: tag value under the configured key, else the
+/// Team of an inventory row: tag value under the configured key, else the
 /// account's default rule, else 'untagged'. `i` is the incoming row, `s` the
 /// settings row, `r` the account rule.
-const TEAM_SQL: &str = "COALESCE(NULLIF(i.tags::jsonb ->> s.team_tag_key, ''), r.default_team, 'untagged')";
+const INVENTORY_TEAM_SQL: &str = "COALESCE(NULLIF(i.tags::jsonb ->> s.team_tag_key, ''), r.default_team, 'untagged')";
+
+/// Team of a fact: the agent's explicit team (group records), else the tag
+/// value under the configured key from the fact's own tags or, when it
+/// carried none, from the stored inventory (`res`), else the account's
+/// default rule, else 'untagged'.
+const FACT_TEAM_SQL: &str = "COALESCE(NULLIF(i.team, ''), \
+     NULLIF(COALESCE(i.tags::jsonb, res.tags) ->> s.team_tag_key, ''), r.default_team, 'untagged')";
 
 async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, sequence: i64) -> Result<(), StoreError> {
     if batch.inventory.is_empty() {
@@ -257,7 +264,7 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
          inc AS (
             SELECT DISTINCT ON (i.account_id, i.region, i.resource_id)
                    i.account_id, i.region, i.resource_id, i.resource_type, i.service, i.tags::jsonb AS tags,
-                   {TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted
+                   {INVENTORY_TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted
             FROM i CROSS JOIN canopy_settings s
             LEFT JOIN account_team_rules r ON r.account_id = i.account_id
             ORDER BY i.account_id, i.region, i.resource_id, i.observed_unix_s DESC
@@ -348,20 +355,22 @@ fn facts_sql(mode: StorageMode) -> String {
             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
                                  $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
-                                 $17::text[], $18::text[], $19::text[])
+                                 $17::text[], $18::text[], $19::text[], $22::text[])
                 AS t(start_unix_s, period_s, account_id, region, record_key, revision,
                      resource_id, resource_type, service, tags, quality,
                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                     methodology_version, factor_source, factor_vintage)
+                     methodology_version, factor_source, factor_vintage, team)
          ),
          inc AS (
             SELECT DISTINCT ON (1, 3, 4, 5)
                    to_timestamp(i.start_unix_s) AS period_start, i.period_s, i.account_id, i.region, i.record_key,
-                   i.revision, i.resource_id, i.resource_type, i.service, {TEAM_SQL} AS team, i.quality,
+                   i.revision, i.resource_id, i.resource_type, i.service, {FACT_TEAM_SQL} AS team, i.quality,
                    i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
                    i.methodology_version, i.factor_source, i.factor_vintage
             FROM i CROSS JOIN canopy_settings s
             LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            LEFT JOIN resources res
+                   ON res.account_id = i.account_id AND res.region = i.region AND res.resource_id = i.resource_id
             ORDER BY 1, 3, 4, 5, i.revision DESC
          ),
          old AS (
@@ -418,7 +427,7 @@ async fn upsert_facts(
         .bind(texts(|x| &x.resource_id))
         .bind(texts(|x| &x.resource_type))
         .bind(texts(|x| &x.service))
-        .bind(f.iter().map(|x| tags_json(&x.tags)).collect::<Vec<String>>())
+        .bind(f.iter().map(|x| x.tags.as_deref().map(tags_json)).collect::<Vec<Option<String>>>())
         .bind(texts(|x| x.quality.as_str()))
         .bind(floats(|x| x.energy_kwh))
         .bind(floats(|x| x.location_g_co2e))
@@ -430,6 +439,7 @@ async fn upsert_facts(
         .bind(texts(|x| &x.factor_vintage))
         .bind(&batch.agent_id)
         .bind(sequence)
+        .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
         .fetch_one(&mut **tx)
         .await?;
     let written: i64 = row.try_get("written")?;
@@ -453,7 +463,8 @@ mod tests {
             resource_id: "i-1".into(),
             resource_type: "ec2:instance".into(),
             service: "AmazonEC2".into(),
-            tags: vec![],
+            team: None,
+            tags: None,
             quality: Quality::Measured,
             energy_kwh: 1.0,
             location_g_co2e: 1.0,

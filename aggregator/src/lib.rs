@@ -3,6 +3,7 @@
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
 //!   inventory), independent of the wire format.
+//! - [`from_protocol`]: the wire batch to [`model::Batch`].
 //! - [`ingest`]: [`ingest::store_batch`], idempotent per (agent, sequence),
 //!   revision-aware upsert of facts with incremental rollup maintenance.
 //! - [`maintenance`]: partitions ahead of time and retention.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod from_protocol;
 pub mod http;
 pub mod ingest;
 pub mod maintenance;

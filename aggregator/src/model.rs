@@ -2,27 +2,28 @@
 //! converts the protocol crate's decoded batch into these types at the edge;
 //! they are deliberately not `Serialize`.
 
-/// How an estimate was obtained, stored as its lowercase name.
+/// How an estimate was obtained (the protocol's flags), stored as its
+/// lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Quality {
-    /// Utilisation measured (CloudWatch) for the resource and interval.
+    /// From measured utilisation and a measured power curve.
     Measured,
-    /// Modelled from partial measurements or usage (e.g. CUR usage amounts).
-    Modelled,
-    /// Estimated from defaults (average utilisation, fallback coefficients).
+    /// From modelled inputs (e.g. a microarchitecture fallback).
     Estimated,
+    /// From documented defaults only.
+    Default,
 }
 
 impl Quality {
     /// Every quality flag, in storage order.
-    pub const ALL: [Quality; 3] = [Quality::Measured, Quality::Modelled, Quality::Estimated];
+    pub const ALL: [Quality; 3] = [Quality::Measured, Quality::Estimated, Quality::Default];
 
     /// Lowercase name as stored and served.
     pub fn as_str(self) -> &'static str {
         match self {
             Quality::Measured => "measured",
-            Quality::Modelled => "modelled",
             Quality::Estimated => "estimated",
+            Quality::Default => "default",
         }
     }
 
@@ -54,8 +55,11 @@ pub struct FactRow {
     pub resource_type: String,
     /// Service, e.g. `AmazonEC2`.
     pub service: String,
-    /// Resource tags as observed for this interval (for team attribution).
-    pub tags: Vec<(String, String)>,
+    /// Team decided by the agent (group records); takes precedence.
+    pub team: Option<String>,
+    /// Resource tags for this interval; `None` when the batch did not carry
+    /// them, in which case the stored inventory's tags are used.
+    pub tags: Option<Vec<(String, String)>>,
     /// Quality flag.
     pub quality: Quality,
     /// Energy, kWh.

@@ -138,7 +138,7 @@ fn check_filter_value(dim: Dimension, value: &str) -> Result<(), ParamError> {
             Err(err(name, format!("expected 12-digit account ids, found {value:?}")))
         }
         Dimension::Quality if crate::model::Quality::parse(value).is_none() => {
-            Err(err(name, format!("expected measured, modelled or estimated, found {value:?}")))
+            Err(err(name, format!("expected measured, estimated or default, found {value:?}")))
         }
         _ => Ok(()),
     }

@@ -12,16 +12,16 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
         .unwrap();
     let mut a_tagged = fact(1, T0, 300, 1);
     a_tagged.account_id = "111111111111".into();
-    a_tagged.tags = vec![("team".into(), "web".into())];
+    a_tagged.tags = Some(vec![("team".into(), "web".into())]);
     let mut a_untagged = fact(2, T0, 300, 1);
     a_untagged.account_id = "111111111111".into();
-    a_untagged.tags = vec![("owner".into(), "alice".into())];
+    a_untagged.tags = Some(vec![("owner".into(), "alice".into())]);
     let mut b_untagged = fact(3, T0, 300, 1);
     b_untagged.account_id = "222222222222".into();
-    b_untagged.tags = vec![("team".into(), "".into())];
+    b_untagged.tags = Some(vec![("team".into(), "".into())]);
     let mut b_tagged = fact(4, T0, 300, 1);
     b_tagged.account_id = "222222222222".into();
-    b_tagged.tags = vec![("team".into(), "data".into())];
+    b_tagged.tags = Some(vec![("team".into(), "data".into())]);
     let batch = Batch {
         agent_id: "a".into(),
         sequence: 1,
@@ -34,15 +34,37 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
     sqlx::query("UPDATE canopy_settings SET team_tag_key = 'cost-centre'").execute(&t.pool).await.unwrap();
     let mut c = fact(5, T0, 300, 1);
     c.account_id = "111111111111".into();
-    c.tags = vec![("team".into(), "web".into()), ("cost-centre".into(), "cc-42".into())];
+    c.tags = Some(vec![("team".into(), "web".into()), ("cost-centre".into(), "cc-42".into())]);
     store(&t.pool, &Batch { agent_id: "a".into(), sequence: 2, facts: vec![c], inventory: vec![] }).await;
+
+    // A fact without tags takes them from the stored inventory; an explicit
+    // team (group records) wins over tags.
+    let inventory = canopy_aggregator::model::InventoryRow {
+        account_id: "111111111111".into(),
+        region: "eu-west-1".into(),
+        resource_id: "r6".into(),
+        resource_type: "ec2:instance".into(),
+        service: "AmazonEC2".into(),
+        tags: vec![("cost-centre".into(), "cc-7".into())],
+        observed_unix_s: T0,
+        deleted: false,
+    };
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 3, facts: vec![], inventory: vec![inventory] }).await;
+    let mut d = fact(6, T0, 300, 1);
+    d.account_id = "111111111111".into();
+    d.region = "eu-west-1".into();
+    d.tags = None;
+    let mut e = fact(7, T0, 300, 1);
+    e.team = Some("search".into());
+    e.tags = Some(vec![("cost-centre".into(), "cc-1".into())]);
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 4, facts: vec![d, e], inventory: vec![] }).await;
 
     let got: Vec<(String, String)> =
         sqlx::query_as("SELECT resource_id, team FROM emission_facts ORDER BY resource_id").fetch_all(&t.pool).await.unwrap();
     let got: Vec<(&str, &str)> = got.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
-    assert_eq!(got, vec![("r1", "web"), ("r2", "untagged"), ("r3", "platform"), ("r4", "data"), ("r5", "cc-42")]);
+    assert_eq!(got, vec![("r1", "web"), ("r2", "untagged"), ("r3", "platform"), ("r4", "data"), ("r5", "cc-42"), ("r6", "cc-7"), ("r7", "search")]);
     let teams: Vec<(String, i64)> =
         sqlx::query_as("SELECT team, fact_count FROM rollup_daily ORDER BY team").fetch_all(&t.pool).await.unwrap();
     let teams: Vec<(&str, i64)> = teams.iter().map(|(t, n)| (t.as_str(), *n)).collect();
-    assert_eq!(teams, vec![("cc-42", 1), ("data", 1), ("platform", 1), ("untagged", 1), ("web", 1)]);
+    assert_eq!(teams, vec![("cc-42", 1), ("cc-7", 1), ("data", 1), ("platform", 1), ("search", 1), ("untagged", 1), ("web", 1)]);
 }

@@ -46,7 +46,7 @@ async fn higher_revisions_replace_and_rollups_follow_the_difference() {
     let r1 = fact(4, T0 + 600, 300, 1);
     let mut r2 = fact(4, T0 + 600, 300, 2);
     // Revision 2 also moves the resource to another team.
-    r2.tags = vec![("team".into(), "finance".into())];
+    r2.tags = Some(vec![("team".into(), "finance".into())]);
     r2.energy_kwh = 3.0;
     r2.location_g_co2e = 800.0;
     let mut r1b = r1.clone();

@@ -79,7 +79,7 @@ fn random_filters(rng: &mut Rng) -> Filters {
         (Dimension::Service, &["AmazonEC2", "AmazonS3"]),
         (Dimension::ResourceType, &["ec2:instance", "s3:bucket"]),
         (Dimension::Team, &["web", "data", "ml", "untagged"]),
-        (Dimension::Quality, &["measured", "modelled", "estimated"]),
+        (Dimension::Quality, &["measured", "estimated", "default"]),
     ];
     for _ in 0..rng.below(3) {
         let (dim, values) = rng.pick(&choices);

@@ -1,0 +1,220 @@
+//! The edge between the wire and storage: converts the protocol crate's
+//! decoded [`canopy_protocol::Batch`] into the aggregator's [`Batch`].
+//!
+//! - Energy stored is facility energy: the sum of the component (IT)
+//!   energies times the record's PUE.
+//! - Location-based CO2e is embodied + operational location-based (the value
+//!   the protocol's low/high bounds bracket); market-based is embodied +
+//!   operational market-based.
+//! - The factor lineage stored is the location-based factor's source and
+//!   vintage.
+//! - A resource record's service, type and tags come from the batch's
+//!   inventory when it lists the ARN; otherwise service and type are read
+//!   from the ARN and the tags from the stored inventory at ingest.
+//! - Group records keep the agent's team; an untagged group (no team) gets
+//!   the account's default rule, else `untagged`.
+
+use std::collections::HashMap;
+
+use canopy_protocol as wire;
+
+use crate::model::{Batch, FactRow, InventoryRow, Quality};
+
+/// Converts a decoded wire batch.
+pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
+    let by_arn: HashMap<&str, &wire::ResourceRecord> = batch.resources.iter().map(|r| (r.arn.as_str(), r)).collect();
+    let facts = batch.emissions.iter().map(|e| fact_from_record(batch, e, &by_arn)).collect();
+    let inventory = batch
+        .resources
+        .iter()
+        .map(|r| InventoryRow {
+            account_id: batch.account_id.clone(),
+            region: batch.region.clone(),
+            resource_id: r.arn.clone(),
+            resource_type: r.resource_type.clone(),
+            service: r.service.clone(),
+            tags: r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            observed_unix_s: r.last_seen_unix_s,
+            deleted: r.lifecycle == wire::LifecycleState::Terminated,
+        })
+        .collect();
+    Batch { agent_id: batch.agent_id.clone(), sequence: batch.sequence, facts, inventory }
+}
+
+fn quality(q: wire::Quality) -> Quality {
+    match q {
+        wire::Quality::Measured => Quality::Measured,
+        wire::Quality::Estimated => Quality::Estimated,
+        wire::Quality::Default => Quality::Default,
+    }
+}
+
+/// (service, resource type) from an ARN `arn:partition:service:region:account:resource`,
+/// where resource is `type/id`, `type:id` or a bare id (type `resource`).
+pub fn service_and_type_from_arn(arn: &str) -> (String, String) {
+    let mut parts = arn.splitn(6, ':');
+    let service = parts.nth(2).filter(|s| !s.is_empty()).unwrap_or("unknown");
+    let resource = parts.nth(2).unwrap_or("");
+    let resource_type = match resource.find(['/', ':']) {
+        Some(i) if i > 0 => &resource[..i],
+        _ => "resource",
+    };
+    (service.to_owned(), resource_type.to_owned())
+}
+
+fn fact_from_record(
+    batch: &wire::Batch,
+    e: &wire::EmissionRecord,
+    by_arn: &HashMap<&str, &wire::ResourceRecord>,
+) -> FactRow {
+    let (resource_id, service, resource_type, team, tags) = match &e.subject {
+        wire::Subject::Resource { arn } => match by_arn.get(arn.as_str()) {
+            Some(r) => (
+                arn.clone(),
+                r.service.clone(),
+                r.resource_type.clone(),
+                None,
+                Some(r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ),
+            None => {
+                let (service, resource_type) = service_and_type_from_arn(arn);
+                (arn.clone(), service, resource_type, None, None)
+            }
+        },
+        wire::Subject::Group(g) => (
+            e.subject.to_string(),
+            g.service.clone(),
+            g.resource_type.clone(),
+            g.team.clone(),
+            Some(Vec::new()),
+        ),
+    };
+    let length_s = e.interval_end_unix_s.saturating_sub(e.interval_start_unix_s);
+    FactRow {
+        record_key: format!("{}@{}s", e.subject, length_s),
+        revision: e.revision,
+        period_start_unix_s: e.interval_start_unix_s,
+        // Out-of-range lengths become 0 or u32::MAX and are rejected by
+        // validation with the interval named.
+        period_s: u32::try_from(length_s).unwrap_or(if length_s < 0 { 0 } else { u32::MAX }),
+        account_id: batch.account_id.clone(),
+        region: batch.region.clone(),
+        resource_id,
+        resource_type,
+        service,
+        team,
+        tags,
+        quality: quality(e.quality),
+        energy_kwh: e.energy_total_kwh() * e.pue,
+        location_g_co2e: e.total_location_g_co2e(),
+        market_g_co2e: e.embodied_g_co2e + e.operational_market_g_co2e,
+        low_g_co2e: e.low_g_co2e,
+        high_g_co2e: e.high_g_co2e,
+        methodology_version: e.methodology_version.clone(),
+        factor_source: e.grid_location.source.clone(),
+        factor_vintage: e.grid_location.vintage.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn grid(g: f64, source: &str) -> wire::GridFactorUsed {
+        wire::GridFactorUsed { g_co2e_per_kwh: g, source: source.into(), vintage: "2024".into() }
+    }
+
+    fn record(subject: wire::Subject) -> wire::EmissionRecord {
+        wire::EmissionRecord {
+            subject,
+            interval_start_unix_s: 1_795_896_000,
+            interval_end_unix_s: 1_795_899_600,
+            energy_compute_kwh: 0.010,
+            energy_memory_kwh: 0.002,
+            energy_storage_kwh: 0.0,
+            energy_networking_kwh: 0.001,
+            energy_accelerators_kwh: 0.0,
+            pue: 1.135,
+            embodied_g_co2e: 1.5,
+            operational_location_g_co2e: 4.4,
+            operational_market_g_co2e: 0.5,
+            grid_location: grid(334.0, "ccf"),
+            grid_market: grid(0.0, "residual-mix"),
+            quality: wire::Quality::Estimated,
+            low_g_co2e: 3.0,
+            high_g_co2e: 9.0,
+            methodology_version: "canopy-1".into(),
+            revision: 2,
+        }
+    }
+
+    #[test]
+    fn converts_records_and_inventory() {
+        let arn = "arn:aws:ec2:eu-west-1:123456789012:instance/i-1";
+        let batch = wire::Batch {
+            agent_id: "agent-1".into(),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            sequence: 9,
+            idempotency_key: wire::IdempotencyKey([0; 16]),
+            created_at_unix_ms: 0,
+            resources: vec![wire::ResourceRecord {
+                arn: arn.into(),
+                service: "ec2".into(),
+                resource_type: "instance".into(),
+                class: None,
+                size: None,
+                vcpus: None,
+                memory_mib: None,
+                cpu_architecture: None,
+                accelerators: vec![],
+                tags: BTreeMap::from([("team".to_owned(), "web".to_owned())]),
+                lifecycle: wire::LifecycleState::Terminated,
+                first_seen_unix_s: 1,
+                last_seen_unix_s: 2,
+            }],
+            emissions: vec![
+                record(wire::Subject::Resource { arn: arn.into() }),
+                record(wire::Subject::Resource { arn: "arn:aws:s3:::my-bucket".into() }),
+                record(wire::Subject::Group(wire::GroupKey {
+                    service: "lambda".into(),
+                    resource_type: "function".into(),
+                    team: None,
+                })),
+            ],
+        };
+        let b = batch_from_protocol(&batch);
+        assert_eq!((b.agent_id.as_str(), b.sequence), ("agent-1", 9));
+        let f = &b.facts[0];
+        // (0.010 + 0.002 + 0.001) kWh x 1.135 = 0.014755 kWh
+        assert!((f.energy_kwh - 0.014_755).abs() < 1e-15);
+        // location 1.5 + 4.4 = 5.9 g; market 1.5 + 0.5 = 2.0 g
+        assert!((f.location_g_co2e - 5.9).abs() < 1e-12);
+        assert!((f.market_g_co2e - 2.0).abs() < 1e-12);
+        assert_eq!((f.period_s, f.revision, f.quality), (3_600, 2, Quality::Estimated));
+        assert_eq!((f.service.as_str(), f.resource_type.as_str()), ("ec2", "instance"));
+        assert_eq!(f.tags, Some(vec![("team".to_owned(), "web".to_owned())]));
+        assert_eq!(f.record_key, format!("resource:{arn}@3600s"));
+        assert_eq!((f.factor_source.as_str(), f.factor_vintage.as_str()), ("ccf", "2024"));
+        let s3 = &b.facts[1];
+        assert_eq!((s3.service.as_str(), s3.resource_type.as_str(), s3.tags.clone()), ("s3", "resource", None));
+        let g = &b.facts[2];
+        assert_eq!((g.resource_id.as_str(), g.team.clone()), ("group:lambda/function/-", None));
+        assert_eq!(b.inventory.len(), 1);
+        assert!(b.inventory[0].deleted);
+        assert_eq!(b.inventory[0].observed_unix_s, 2);
+    }
+
+    #[test]
+    fn arn_parts() {
+        let check = |arn: &str, service: &str, ty: &str| {
+            assert_eq!(service_and_type_from_arn(arn), (service.to_owned(), ty.to_owned()), "{arn}");
+        };
+        check("arn:aws:ec2:eu-west-1:123456789012:volume/vol-1", "ec2", "volume");
+        check("arn:aws:rds:eu-west-1:123456789012:db:prod", "rds", "db");
+        check("arn:aws:s3:::bucket", "s3", "resource");
+        check("not-an-arn", "unknown", "resource");
+    }
+}
