@@ -1,0 +1,7 @@
+//! Integration tests of canopy-outbox, against both stores.
+
+mod basic;
+mod crash;
+mod model;
+mod policy;
+mod support;
