@@ -193,9 +193,25 @@ async fn slow_handler_bounds_work_in_flight() {
             )
         }
     });
-    let acked = futures_join_all(sends).await;
+    let all = tokio::spawn(futures_join_all(sends.collect::<Vec<_>>().into_iter()));
+    // While the handler is the bottleneck, the server holds at most the 4
+    // permitted batches plus the one stream its accept loop waits with:
+    // frames beyond that stay unsent in the agent (QUIC stream credit and
+    // flow control), so server memory does not grow with the backlog.
+    let mut max_accepted_unfinished = 0;
+    while !all.is_finished() {
+        let accepted = server.stats().batches_in_total;
+        let handled = handler.handled.load(Ordering::SeqCst);
+        max_accepted_unfinished = max_accepted_unfinished.max(accepted.saturating_sub(handled));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked = all.await.expect("task");
     let elapsed = started.elapsed();
     assert_eq!(acked.len(), 40);
+    assert!(
+        (4..=5).contains(&max_accepted_unfinished),
+        "server held {max_accepted_unfinished} unfinished batches, expected 4 or 5"
+    );
     // 40 batches, 4 at a time, 200 ms each: at least 10 × 200 ms = 2 s.
     assert!(
         elapsed >= Duration::from_millis(2000),
