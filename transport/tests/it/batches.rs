@@ -274,7 +274,7 @@ async fn expired_certificate_closes_the_connection_and_cannot_reconnect() {
     let ca = new_ca();
     let handler = Arc::new(AckHandler::default());
     let server = start_server(server_config(loopback()), &ca, &handler).await;
-    let cert = direct_cert(&ca, ALLOWED_ACCOUNT, Duration::from_secs(3));
+    let cert = direct_cert(&ca, ALLOWED_ACCOUNT, Duration::from_secs(5));
     let client = Client::new(client_config(&ca, server.local_addr()), cert).expect("client");
     assert_eq!(
         ack_sequence(
@@ -285,7 +285,7 @@ async fn expired_certificate_closes_the_connection_and_cannot_reconnect() {
         ),
         1
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let result = client.send_once(&frame(ALLOWED_ACCOUNT, 2, 1)).await;
     assert!(
         result.is_err(),
