@@ -10,7 +10,12 @@
 //!    arrive one by one from the aggregator;
 //! 4. the same volume again as 10,000-record cycles (10 batches per fsync),
 //!    drained with `ack_all` of 100 acks at a time;
-//! and the on-disk size when full and after each drain.
+//! 5. steady state, as a connected agent runs: `5 x cycles` appends of a
+//!    1,000-record cycle, each followed by the ack of the oldest batch once
+//!    50 are pending;
+//! and the on-disk size when full and after each phase (the byte cap
+//! counts frame bytes, so disk size over frame bytes is what the cap does
+//! not see).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,7 +39,7 @@ fn main() {
         base.display()
     );
     println!(
-        "{:<5} {:<28} {:>12} {:>10} {:>10} {:>12}",
+        "{:<5} {:<32} {:>12} {:>10} {:>10} {:>12}",
         "store", "phase", "records/s", "batches/s", "seconds", "disk MiB"
     );
     for result in [
@@ -165,6 +170,33 @@ fn run<S: OutboxStore>(dir: &Path, config: OutboxConfig, cycles: usize) -> Resul
         secs,
         outbox.disk_bytes().map_err(e)?,
     );
+
+    let t = Instant::now();
+    let steady = 5 * cycles;
+    for h in 0..steady {
+        outbox.append(&small[h % small.len()]).map_err(e)?;
+        if outbox.stats().pending_batches > 50 {
+            let oldest = outbox.pending(0, 1).map_err(e)?;
+            let (seq, key) = (oldest[0].sequence, oldest[0].idempotency_key);
+            outbox.ack(&ack(seq, key)).map_err(e)?;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let stats = outbox.stats();
+    let disk = outbox.disk_bytes().map_err(e)?;
+    row::<S>(
+        "steady append + ack, 50 pending",
+        steady * 1_000,
+        steady,
+        secs,
+        disk,
+    );
+    println!(
+        "{:<5} steady state: {} frame bytes pending, {:.2} MiB on disk",
+        S::NAME,
+        stats.pending_bytes,
+        disk as f64 / (1024.0 * 1024.0)
+    );
     Ok(())
 }
 
@@ -178,7 +210,7 @@ fn ack(sequence: u64, idempotency_key: canopy_protocol::IdempotencyKey) -> Ack {
 
 fn row<S: OutboxStore>(phase: &str, records: usize, batches: usize, secs: f64, disk_bytes: u64) {
     println!(
-        "{:<5} {:<28} {:>12.0} {:>10.1} {:>10.3} {:>12.2}",
+        "{:<5} {:<32} {:>12.0} {:>10.1} {:>10.3} {:>12.2}",
         S::NAME,
         phase,
         records as f64 / secs,
