@@ -10,10 +10,12 @@
 //! - [`query`]: the query layer (validated parameters, exact rollup choice,
 //!   parameterised SQL).
 //! - [`http`]: the HTTP/JSON API over [`query`].
+//! - [`grpc`]: the gRPC API (tonic), same semantics.
 #![forbid(unsafe_code)]
 
 pub mod db;
 pub mod from_protocol;
+pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod maintenance;

@@ -1,14 +1,16 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
 //! `migrate`, `serve` (applies migrations, runs maintenance periodically and
-//! serves the HTTP API) and `maintain` (partitions ahead and retention once).
+//! serves the HTTP and gRPC APIs) and `maintain` (partitions ahead and retention once).
 #![forbid(unsafe_code)]
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
+use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::{db, http};
 use clap::{Args, Parser, Subcommand};
 
@@ -76,6 +78,9 @@ enum Command {
         /// Address of the HTTP API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http_listen: SocketAddr,
+        /// Address of the gRPC API.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        grpc_listen: SocketAddr,
         /// Connections in the pool.
         #[arg(long, default_value_t = 16)]
         max_connections: u32,
@@ -100,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
                 report.partitions_created, report.partitions_dropped, report.daily_rows_deleted
             );
         }
-        Command::Serve { db, retention, http_listen, max_connections } => {
+        Command::Serve { db, retention, http_listen, grpc_listen, max_connections } => {
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             db::migrate(&pool).await?;
@@ -116,16 +121,23 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             });
-            let app = http::router(QueryEngine::new(pool, policy), http::system_clock);
+            let engine = QueryEngine::new(pool, policy);
+            let app = http::router(engine.clone(), http::system_clock);
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
-            tracing::info!(%http_listen, "serving the query API");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            let grpc = tonic::transport::Server::builder()
+                .add_service(GrpcQuery::new(engine, http::system_clock).into_server())
+                .serve_with_shutdown(grpc_listen, async {
                     let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+                });
+            tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
+            let http = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            let (http_result, grpc_result) = tokio::join!(http.into_future(), grpc);
+            http_result.context("HTTP API")?;
+            grpc_result.context("gRPC API")?;
         }
     }
     Ok(())

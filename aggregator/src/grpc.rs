@@ -1,0 +1,224 @@
+//! gRPC (tonic) over the query layer, with the HTTP API's semantics: each
+//! request is turned into the same named parameters and validated by
+//! [`crate::query::params`], so both APIs accept and reject alike.
+
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::http::Clock;
+use crate::query::params::{self, ParamError};
+use crate::query::{
+    Dimension, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse, TotalsResponse,
+};
+
+/// Generated protobuf types and service stubs of `proto/canopy_query.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("canopy.query.v1");
+}
+
+pub use pb::canopy_query_client::CanopyQueryClient;
+pub use pb::canopy_query_server::CanopyQueryServer;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct GrpcQuery {
+    engine: QueryEngine,
+    clock: Clock,
+}
+
+impl GrpcQuery {
+    /// A service over `engine`; `clock` gives "now".
+    pub fn new(engine: QueryEngine, clock: Clock) -> Self {
+        GrpcQuery { engine, clock }
+    }
+
+    /// Wrapped as a tonic server.
+    pub fn into_server(self) -> CanopyQueryServer<GrpcQuery> {
+        CanopyQueryServer::new(self)
+    }
+}
+
+/// Named parameters built from a message; empty fields are left out.
+#[derive(Default)]
+struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    fn text(&mut self, name: &str, value: &str) {
+        if !value.is_empty() {
+            self.0.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    fn list(&mut self, name: &str, values: &[String]) {
+        if !values.is_empty() {
+            self.0.push((name.to_owned(), values.join(",")));
+        }
+    }
+    fn number(&mut self, name: &str, value: u64) {
+        if value != 0 {
+            self.0.push((name.to_owned(), value.to_string()));
+        }
+    }
+    fn filters(&mut self, f: Option<&pb::Filters>) {
+        let Some(f) = f else { return };
+        self.list("account", &f.account);
+        self.list("ou", &f.ou);
+        self.list("region", &f.region);
+        self.list("service", &f.service);
+        self.list("resource_type", &f.resource_type);
+        self.list("team", &f.team);
+        self.list("quality", &f.quality);
+    }
+}
+
+fn invalid(e: ParamError) -> Status {
+    let mut status = Status::invalid_argument(e.to_string());
+    if let Ok(value) = MetadataValue::try_from(e.parameter.as_str()) {
+        status.metadata_mut().insert("canopy-parameter", value);
+    }
+    status
+}
+
+fn internal(e: QueryError) -> Status {
+    tracing::warn!(error = %e, "grpc query failed");
+    Status::internal(e.to_string())
+}
+
+fn metrics(m: &Metrics) -> pb::Metrics {
+    pb::Metrics {
+        energy_kwh: m.energy_kwh,
+        location_kg_co2e: m.location_kg_co2e,
+        market_kg_co2e: m.market_kg_co2e,
+        low_kg_co2e: m.low_kg_co2e,
+        high_kg_co2e: m.high_kg_co2e,
+        fact_count: m.fact_count,
+    }
+}
+
+fn dims(d: &[(Dimension, String)]) -> Vec<pb::DimValue> {
+    d.iter().map(|(k, v)| pb::DimValue { dimension: k.name().to_owned(), value: v.clone() }).collect()
+}
+
+fn sources(s: &[Segment]) -> Vec<pb::Source> {
+    s.iter()
+        .map(|s| pb::Source { source: s.source.name().to_owned(), from_unix_s: s.from_unix_s, to_unix_s: s.to_unix_s })
+        .collect()
+}
+
+fn totals_message(r: &TotalsResponse) -> pb::TotalsResponse {
+    pb::TotalsResponse {
+        sources: sources(&r.segments),
+        total: Some(metrics(&r.total)),
+        by_quality: r
+            .by_quality
+            .iter()
+            .map(|q| pb::QualityShare {
+                quality: q.quality.clone(),
+                metrics: Some(metrics(&q.metrics)),
+                share_of_location_co2e: q.share_of_location_co2e,
+            })
+            .collect(),
+        rows: r.rows.iter().map(|g| pb::GroupRow { dims: dims(&g.dims), metrics: Some(metrics(&g.metrics)) }).collect(),
+        next_offset: r.next_offset,
+    }
+}
+
+fn series_message(step: &str, from: i64, to: i64, r: &SeriesResponse) -> pb::SeriesResponse {
+    pb::SeriesResponse {
+        step: step.to_owned(),
+        from_unix_s: from,
+        to_unix_s: to,
+        sources: sources(&r.segments),
+        rows: r
+            .rows
+            .iter()
+            .map(|s| pb::SeriesRow {
+                bucket_start_unix_s: s.bucket_start_unix_s,
+                dims: dims(&s.dims),
+                metrics: Some(metrics(&s.metrics)),
+            })
+            .collect(),
+        next_offset: r.next_offset,
+    }
+}
+
+fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
+    pb::TopResourcesResponse {
+        rows: r
+            .rows
+            .iter()
+            .map(|x| pb::ResourceRow {
+                account_id: x.account_id.clone(),
+                region: x.region.clone(),
+                resource_id: x.resource_id.clone(),
+                service: x.service.clone(),
+                resource_type: x.resource_type.clone(),
+                team: x.team.clone(),
+                metrics: Some(metrics(&x.metrics)),
+            })
+            .collect(),
+        next_offset: r.next_offset,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
+    async fn totals(&self, request: Request<pb::TotalsRequest>) -> Result<Response<pb::TotalsResponse>, Status> {
+        let m = request.into_inner();
+        let mut p = Pairs::default();
+        p.text("from", &m.from);
+        p.text("to", &m.to);
+        p.list("group_by", &m.group_by);
+        p.filters(m.filters.as_ref());
+        p.number("limit", u64::from(m.limit));
+        p.number("offset", m.offset);
+        let req = params::parse_totals(&p.0).map_err(invalid)?;
+        let resp = self.engine.totals(&req, (self.clock)()).await.map_err(internal)?;
+        Ok(Response::new(totals_message(&resp)))
+    }
+
+    async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+        let m = request.into_inner();
+        let mut p = Pairs::default();
+        p.text("from", &m.from);
+        p.text("to", &m.to);
+        p.text("step", &m.step);
+        p.list("group_by", &m.group_by);
+        p.filters(m.filters.as_ref());
+        p.number("limit", u64::from(m.limit));
+        p.number("offset", m.offset);
+        let req = params::parse_series(&p.0).map_err(invalid)?;
+        let resp = self.engine.series(&req, (self.clock)()).await.map_err(internal)?;
+        Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+    }
+
+    async fn realtime(&self, request: Request<pb::RealtimeRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+        let m = request.into_inner();
+        let mut p = Pairs::default();
+        p.text("now", &m.now);
+        p.list("group_by", &m.group_by);
+        p.filters(m.filters.as_ref());
+        p.number("limit", u64::from(m.limit));
+        p.number("offset", m.offset);
+        let now = (self.clock)();
+        let req = params::parse_realtime(&p.0, now).map_err(invalid)?;
+        let resp = self.engine.series(&req, now).await.map_err(internal)?;
+        Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+    }
+
+    async fn top_resources(
+        &self,
+        request: Request<pb::TopResourcesRequest>,
+    ) -> Result<Response<pb::TopResourcesResponse>, Status> {
+        let m = request.into_inner();
+        let mut p = Pairs::default();
+        p.text("from", &m.from);
+        p.text("to", &m.to);
+        p.filters(m.filters.as_ref());
+        p.number("limit", u64::from(m.limit));
+        p.number("offset", m.offset);
+        let req = params::parse_top_resources(&p.0).map_err(invalid)?;
+        let resp = self.engine.top_resources(&req).await.map_err(internal)?;
+        Ok(Response::new(top_message(&resp)))
+    }
+}
