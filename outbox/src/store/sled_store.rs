@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{FrameIndexEntry, OutboxStore, StoreMeta, path_bytes};
 use crate::error::StoreError;
@@ -79,18 +80,40 @@ impl SledStore {
     }
 }
 
+/// How long [`open_db`] waits for a previous handle's file lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database, waiting while a handle dropped in this process
+/// still holds the file lock: sled releases it when its background
+/// flusher thread lets go of the last reference, which can be a moment
+/// after `Db` is dropped.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = Instant::now();
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(StoreError::Sled {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
 impl OutboxStore for SledStore {
     const NAME: &'static str = "sled";
 
     fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("sled");
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|source| StoreError::Sled {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_db(&path)?;
         let log_path = path.join("db");
         let log = File::open(&log_path).map_err(|source| StoreError::Io {
             path: log_path,
