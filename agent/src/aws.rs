@@ -50,8 +50,14 @@ pub struct AwsContext {
     pub s3_force_path_style: bool,
 }
 
-/// Builds the shared SDK configuration for `config`.
-pub async fn aws_context(config: &AgentConfig, limiter: Arc<RateLimiter>, metrics: Arc<Metrics>) -> AwsContext {
+/// Builds the shared SDK configuration for `config`; credentials come from
+/// `credentials` when given (tests), else the SDK's default chain.
+pub async fn aws_context(
+    config: &AgentConfig,
+    limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
+    credentials: Option<aws_sdk_sts::config::Credentials>,
+) -> AwsContext {
     let inner = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https();
     let http = SharedHttpClient::new(BudgetedHttpClient {
         inner,
@@ -72,6 +78,9 @@ pub async fn aws_context(config: &AgentConfig, limiter: Arc<RateLimiter>, metric
         .retry_config(retry);
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
     }
     AwsContext { sdk: loader.load().await, interceptor: BudgetInterceptor, s3_force_path_style: config.endpoint_url.is_some() }
 }

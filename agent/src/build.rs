@@ -78,8 +78,14 @@ pub async fn caller_account(aws: &AwsContext) -> Result<String, CollectError> {
     })
 }
 
-/// Builds the agent `config` describes, with a fresh metrics registry.
+/// Builds the agent `config` describes, with a fresh metrics registry and
+/// the SDK's default credential chain.
 pub async fn build_agent(config: &AgentConfig) -> Result<Agent, StartError> {
+    build_agent_with_credentials(config, None).await
+}
+
+/// [`build_agent`] with explicit credentials (tests against emulators).
+pub async fn build_agent_with_credentials(config: &AgentConfig, credentials: Option<aws_sdk_sts::config::Credentials>) -> Result<Agent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let meter = Arc::new(CostMeter::new());
     let estimator = Estimator::new(&config.region, MarketConfig::new(), config.attribution.team_tag_keys.clone());
@@ -100,7 +106,7 @@ pub async fn build_agent(config: &AgentConfig) -> Result<Agent, StartError> {
         }));
     }
     let limiter = Arc::new(RateLimiter::new(config.budget.rates.clone()));
-    let aws = aws_context(config, limiter, metrics.clone()).await;
+    let aws = aws_context(config, limiter, metrics.clone(), credentials).await;
     let account_id = match &config.account_id {
         Some(a) => a.clone(),
         None => caller_account(&aws).await?,

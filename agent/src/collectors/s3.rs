@@ -97,10 +97,12 @@ impl S3Collector {
     async fn storage_metrics(&self, buckets: &[String], now_unix_s: i64) -> Result<HashMap<String, Sizes>, CollectError> {
         let series = self.cloudwatch.list_metrics("AWS/S3", "BucketSizeBytes").await?;
         let mut queries = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for dims in series {
             let get = |k: &str| dims.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             let (Some(bucket), Some(storage_type)) = (get("BucketName"), get("StorageType")) else { continue };
-            if buckets.contains(&bucket) {
+            // ListMetrics may list one series once per dimension order.
+            if buckets.contains(&bucket) && seen.insert((bucket.clone(), storage_type.clone())) {
                 queries.push(MetricQuery {
                     arn: bucket.clone(),
                     namespace: "AWS/S3",
