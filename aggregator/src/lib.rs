@@ -1,5 +1,6 @@
 //! The Canopy aggregator's storage and query layer.
 //!
+//! - [`bench`]: the storage scale benchmark.
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
 //!   inventory), independent of the wire format.
@@ -13,6 +14,7 @@
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod db;
 pub mod from_protocol;
 pub mod grpc;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
+use canopy_aggregator::bench::{self, BenchConfig};
 use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::{db, http};
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +70,33 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArgs,
     },
+    /// Load a synthetic organisation into an empty database and print query
+    /// latency percentiles, load time and size on disk.
+    BenchStorage {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Accounts in the organisation.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u32,
+        /// Distinct (region, service, type, team, quality) series per account.
+        #[arg(long, default_value_t = 3)]
+        series_per_account: u32,
+        /// Days of hourly rollups (13 months).
+        #[arg(long, default_value_t = 395)]
+        hourly_days: u32,
+        /// Days of 5-minute rollups and per-resource facts.
+        #[arg(long, default_value_t = 35)]
+        five_minute_days: u32,
+        /// Accounts with per-resource hourly facts.
+        #[arg(long, default_value_t = 20)]
+        sample_accounts: u32,
+        /// Resources per sampled account.
+        #[arg(long, default_value_t = 200)]
+        resources_per_sample_account: u32,
+        /// Timed runs per query type.
+        #[arg(long, default_value_t = 50)]
+        runs: u32,
+    },
     /// Migrate, then serve the HTTP query API.
     Serve {
         #[command(flatten)]
@@ -104,6 +132,39 @@ async fn main() -> anyhow::Result<()> {
                 "partitions created: {}; dropped: {:?}; daily rows deleted: {}",
                 report.partitions_created, report.partitions_dropped, report.daily_rows_deleted
             );
+        }
+        Command::BenchStorage {
+            db,
+            accounts,
+            series_per_account,
+            hourly_days,
+            five_minute_days,
+            sample_accounts,
+            resources_per_sample_account,
+            runs,
+        } => {
+            let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
+            let cfg = BenchConfig {
+                accounts,
+                series_per_account,
+                hourly_days,
+                five_minute_days,
+                sample_accounts,
+                resources_per_sample_account,
+                runs,
+                now_unix_s: http::system_clock(),
+            };
+            let report = bench::run(&pool, &cfg).await?;
+            println!("dataset: {cfg:?}");
+            for (table, rows) in &report.rows_loaded {
+                println!("  {table:<16} {rows:>12} rows");
+            }
+            println!("load time: {:.1} s", report.load_s);
+            println!("size on disk: {:.1} MiB", report.database_bytes as f64 / (1024.0 * 1024.0));
+            println!("{:<52} {:>9} {:>9} {:>9} {:>6}", "query", "p50 ms", "p95 ms", "p99 ms", "rows");
+            for q in &report.queries {
+                println!("{:<52} {:>9.1} {:>9.1} {:>9.1} {:>6}", q.name, q.p50_ms, q.p95_ms, q.p99_ms, q.rows);
+            }
         }
         Command::Serve { db, retention, http_listen, grpc_listen, max_connections } => {
             let pool =
