@@ -2,6 +2,7 @@
 //!
 //! - [`bench`]: the storage scale benchmark.
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
+//! - [`directory`]: organisations, accounts and attribution settings.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
 //!   inventory), independent of the wire format.
 //! - [`from_protocol`]: the wire batch to [`model::Batch`].
@@ -16,6 +17,7 @@
 
 pub mod bench;
 pub mod db;
+pub mod directory;
 pub mod from_protocol;
 pub mod grpc;
 pub mod http;

@@ -1,3 +1,4 @@
+use canopy_aggregator::directory::{self, AccountRow};
 use canopy_aggregator::model::Batch;
 
 use crate::support::{T0, TestDb, fact, store};
@@ -6,10 +7,7 @@ use crate::support::{T0, TestDb, fact, store};
 async fn team_comes_from_tag_then_account_rule_then_untagged() {
     let t = TestDb::migrated().await;
     // Account 222222222222 has a default team; 111111111111 has none.
-    sqlx::query("INSERT INTO account_team_rules (account_id, default_team) VALUES ('222222222222', 'platform')")
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    directory::set_account_default_team(&t.pool, "222222222222", Some("platform")).await.unwrap();
     let mut a_tagged = fact(1, T0, 300, 1);
     a_tagged.account_id = "111111111111".into();
     a_tagged.tags = Some(vec![("team".into(), "web".into())]);
@@ -31,7 +29,11 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
     store(&t.pool, &batch).await;
 
     // The tag key is configurable; later facts use the new key.
-    sqlx::query("UPDATE canopy_settings SET team_tag_key = 'cost-centre'").execute(&t.pool).await.unwrap();
+    directory::set_team_tag_key(&t.pool, "cost-centre").await.unwrap();
+    assert_eq!(
+        directory::set_team_tag_key(&t.pool, "").await.unwrap_err().to_string(),
+        "team_tag_key: expected 1 to 128 bytes, found 0 bytes"
+    );
     let mut c = fact(5, T0, 300, 1);
     c.account_id = "111111111111".into();
     c.tags = Some(vec![("team".into(), "web".into()), ("cost-centre".into(), "cc-42".into())]);
@@ -67,4 +69,32 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
         sqlx::query_as("SELECT team, fact_count FROM rollup_daily ORDER BY team").fetch_all(&t.pool).await.unwrap();
     let teams: Vec<(&str, i64)> = teams.iter().map(|(t, n)| (t.as_str(), *n)).collect();
     assert_eq!(teams, vec![("cc-42", 1), ("cc-7", 1), ("data", 1), ("platform", 1), ("search", 1), ("untagged", 1), ("web", 1)]);
+}
+
+#[tokio::test]
+async fn account_refresh_updates_ou_paths_used_by_queries() {
+    let t = TestDb::migrated().await;
+    directory::upsert_organisation(&t.pool, "o-abc", "999999999999", "Example").await.unwrap();
+    let row = |id: &str, ou: &str| AccountRow {
+        account_id: id.into(),
+        organisation_id: Some("o-abc".into()),
+        name: format!("acct {id}"),
+        ou_path: ou.into(),
+        tags: vec![("env".into(), "prod".into())],
+        status: "ACTIVE".into(),
+    };
+    let n = directory::upsert_accounts(&t.pool, &[row("111111111111", "r-1/ou-a"), row("222222222222", "r-1/ou-b")])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // The account moved to another OU.
+    directory::upsert_accounts(&t.pool, &[row("111111111111", "r-1/ou-b/ou-c")]).await.unwrap();
+    let paths: Vec<(String, String)> =
+        sqlx::query_as("SELECT account_id, ou_path FROM accounts ORDER BY 1").fetch_all(&t.pool).await.unwrap();
+    assert_eq!(
+        paths,
+        vec![("111111111111".into(), "r-1/ou-b/ou-c".into()), ("222222222222".into(), "r-1/ou-b".into())]
+    );
+    let err = directory::upsert_accounts(&t.pool, &[row("12", "r-1")]).await.unwrap_err();
+    assert_eq!(err.to_string(), "account_id: expected a 12-digit account id, found \"12\"");
 }
