@@ -98,6 +98,9 @@ pub struct GenerateCurArgs {
     /// Number of days covered (from 2023-10-01).
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Number of billed resources (default: about one line per resource and hour).
+    #[arg(long, default_value_t = 0)]
+    pub resources: u32,
     /// Gzip the CSV output.
     #[arg(long)]
     pub gzip: bool,

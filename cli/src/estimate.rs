@@ -336,6 +336,7 @@ pub fn generate_cur(args: &GenerateCurArgs) -> Result<()> {
         rows: args.rows,
         accounts: args.accounts,
         days: args.days,
+        resources: args.resources,
         ..GeneratorConfig::default()
     };
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

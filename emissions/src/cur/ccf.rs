@@ -59,12 +59,51 @@ pub(crate) fn clean<'a>(row: &GroupedRow<'a>) -> CleanRow<'a> {
     CleanRow { usage_type, pricing_unit, usage_amount, vcpu_hours, gpu_hours, replication }
 }
 
+/// Names of the GPU and burstable instance types in CCF's table, listed once.
+struct SpecialTypes {
+    gpu: Vec<&'static str>,
+    burstable: Vec<&'static str>,
+}
+
+static SPECIAL_TYPES: std::sync::LazyLock<SpecialTypes> = std::sync::LazyLock::new(|| {
+    let instances = &tables().instances;
+    SpecialTypes {
+        gpu: instances.iter().filter(|(_, i)| i.gpu_count.is_some()).map(|(n, _)| n.as_str()).collect(),
+        burstable: instances.iter().filter(|(_, i)| i.burstable_baseline_pct.is_some()).map(|(n, _)| n.as_str()).collect(),
+    }
+});
+
+thread_local! {
+    /// Usage type → (contains a GPU type, contains a burstable type). Usage
+    /// types repeat across days, accounts and regions, so each is scanned once.
+    static USAGE_TYPE_FLAGS: std::cell::RefCell<HashMap<Box<str>, (bool, bool)>> = std::cell::RefCell::new(HashMap::new());
+}
+
+fn usage_type_flags(usage_type: &str) -> (bool, bool) {
+    USAGE_TYPE_FLAGS.with(|cache| {
+        if let Some(flags) = cache.borrow().get(usage_type) {
+            return *flags;
+        }
+        let special = &*SPECIAL_TYPES;
+        let flags = (
+            special.gpu.iter().any(|name| usage_type.contains(name)),
+            special.burstable.iter().any(|name| usage_type.contains(name)),
+        );
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(usage_type.into(), flags);
+        flags
+    })
+}
+
 fn is_gpu_usage_type(usage_type: &str) -> bool {
-    tables().instances.iter().any(|(name, i)| i.gpu_count.is_some() && usage_type.contains(name.as_str()))
+    usage_type_flags(usage_type).0
 }
 
 fn burstable_baseline_in(usage_type: &str) -> bool {
-    tables().instances.iter().any(|(name, i)| i.burstable_baseline_pct.is_some() && usage_type.contains(name.as_str()))
+    usage_type_flags(usage_type).1
 }
 
 /// CCF's vCPU-hours rules, first match wins.
