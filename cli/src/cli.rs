@@ -69,6 +69,9 @@ pub struct EstimateArgs {
     /// Worker threads (default: available cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Groups held in memory before known ones are estimated (bounds memory; results do not change).
+    #[arg(long, hide = true, default_value_t = canopy_emissions::cur::DEFAULT_MAX_GROUPS_IN_MEMORY)]
+    pub max_groups: usize,
     /// Plain CSV files at least this large are split into chunks read in parallel.
     #[arg(long, hide = true, default_value_t = crate::estimate::PARALLEL_CSV_MIN_BYTES)]
     pub parallel_csv_min_bytes: u64,
@@ -98,6 +101,9 @@ pub struct GenerateCurArgs {
     /// Number of days covered (from 2023-10-01).
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Number of billed resources (default: about one line per resource and hour).
+    #[arg(long, default_value_t = 0)]
+    pub resources: u32,
     /// Gzip the CSV output.
     #[arg(long)]
     pub gzip: bool,

@@ -41,6 +41,7 @@ pub struct EstimateRequest {
     pub market: MarketConfig,
     pub threads: usize,
     pub parallel_csv_min_bytes: u64,
+    pub max_groups: usize,
     pub stats_json: Option<PathBuf>,
     pub files: Vec<PathBuf>,
 }
@@ -90,6 +91,7 @@ impl EstimateRequest {
             market,
             threads,
             parallel_csv_min_bytes: args.parallel_csv_min_bytes,
+            max_groups: args.max_groups,
             stats_json: args.stats_json,
             files: args.files,
         })
@@ -141,7 +143,7 @@ pub struct RunStats {
     pub rows_read: u64,
     pub bad_rows_skipped: u64,
     pub output_rows: usize,
-    /// Distinct (period, account, region, product, usage type, pricing unit, vCPU, tag) groups held in memory.
+    /// Distinct (period, account, region, product, usage type, pricing unit, vCPU, tag) groups held in memory at the end.
     pub groups: usize,
     pub seconds: f64,
     pub rows_per_s: f64,
@@ -196,6 +198,7 @@ fn estimate_options(request: &EstimateRequest) -> Result<EstimateOptions> {
         methodology: request.methodology,
         period: request.period,
         by_usage_type: request.by_usage_type,
+        max_groups_in_memory: request.max_groups,
         ..EstimateOptions::default()
     };
     options.canopy.market = request.market.clone();
@@ -336,6 +339,7 @@ pub fn generate_cur(args: &GenerateCurArgs) -> Result<()> {
         rows: args.rows,
         accounts: args.accounts,
         days: args.days,
+        resources: args.resources,
         ..GeneratorConfig::default()
     };
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

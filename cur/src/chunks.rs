@@ -17,6 +17,7 @@ use canopy_emissions::cur::CurLine;
 use csv::ByteRecord;
 
 use crate::csv_read::{LineBase, Source, csv_reader, read_records};
+use crate::records::RecordReader;
 use crate::csv_row::CsvRowMapper;
 use crate::error::CurError;
 use crate::options::{FileStats, ReadOptions};
@@ -165,15 +166,14 @@ pub fn read_csv_chunk(
             });
         }
     }
-    let mut mapper = CsvRowMapper::new(&header, opts.tag_key.as_deref(), path)?;
+    let names = header.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
+    let mut mapper = CsvRowMapper::new(names, opts.tag_key.as_deref(), path)?;
     file.seek(SeekFrom::Start(chunk.start_byte))
         .map_err(|e| CurError::io(path, e))?;
-    let mut rdr = csv_reader(file.take(chunk.end_byte.saturating_sub(chunk.start_byte)));
-    let mut rec = ByteRecord::new();
+    let mut records = RecordReader::new(file.take(chunk.end_byte.saturating_sub(chunk.start_byte)));
     let mut base = LineBase::BeforeByte(chunk.start_byte);
     read_records(
-        &mut rdr,
-        &mut rec,
+        &mut records,
         &mut mapper,
         &source,
         opts,

@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use canopy_emissions::cur::CurLine;
-use csv::ByteRecord;
+use crate::records::RecordReader;
 
 use crate::csv_row::CsvRowMapper;
 use crate::error::{BadRow, CurError, RowPosition};
@@ -49,24 +49,18 @@ fn read_stream<R: Read>(
     opts: &ReadOptions,
     sink: &mut dyn FnMut(&CurLine<'_>),
 ) -> Result<FileStats, CurError> {
-    let mut rdr = csv_reader(reader);
-    let mut rec = ByteRecord::new();
+    let mut records = RecordReader::new(reader);
     let source = Source { path, gzip };
-    if !source.read(&mut rdr, &mut rec, &mut LineBase::Known(0))? {
-        return Err(CurError::EmptyFile {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut mapper = CsvRowMapper::new(&rec, opts.tag_key.as_deref(), path)?;
-    read_records(
-        &mut rdr,
-        &mut rec,
-        &mut mapper,
-        &source,
-        opts,
-        &mut LineBase::Known(0),
-        sink,
-    )
+    let names = match records.next_record().map_err(|e| source.io_error(e))? {
+        Some(header) => header.to_strings(),
+        None => {
+            return Err(CurError::EmptyFile {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    let mut mapper = CsvRowMapper::new(names, opts.tag_key.as_deref(), path)?;
+    read_records(&mut records, &mut mapper, &source, opts, &mut LineBase::Known(0), sink)
 }
 
 pub(crate) fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
@@ -119,11 +113,20 @@ fn count_newlines(path: &Path, end: u64) -> Result<u64, CurError> {
 }
 
 impl Source<'_> {
+    /// An I/O error while reading records (a gzip error when the file is gzipped).
+    pub fn io_error(&self, source: std::io::Error) -> CurError {
+        if self.gzip {
+            CurError::Gzip { path: self.path.to_path_buf(), source }
+        } else {
+            CurError::io(self.path, source)
+        }
+    }
+
     /// Reads the next record; `Ok(false)` at the end.
     pub fn read<R: Read>(
         &self,
         rdr: &mut csv::Reader<R>,
-        rec: &mut ByteRecord,
+        rec: &mut csv::ByteRecord,
         base: &mut LineBase,
     ) -> Result<bool, CurError> {
         rdr.read_byte_record(rec).map_err(|err| self.csv_error(err, base))
@@ -159,8 +162,7 @@ impl Source<'_> {
 
 /// Reads every remaining record into the sink.
 pub(crate) fn read_records<R: Read>(
-    rdr: &mut csv::Reader<R>,
-    rec: &mut ByteRecord,
+    records: &mut RecordReader<R>,
     mapper: &mut CsvRowMapper,
     source: &Source<'_>,
     opts: &ReadOptions,
@@ -173,14 +175,14 @@ pub(crate) fn read_records<R: Read>(
     };
     // Examples are collected with chunk-relative lines, fixed up at the end.
     let mut relative_examples: Vec<BadRow> = Vec::new();
-    while source.read(rdr, rec, base)? {
-        match mapper.map(rec) {
+    while let Some(rec) = records.next_record().map_err(|e| source.io_error(e))? {
+        let relative_line = rec.line();
+        match mapper.map(&rec) {
             Ok(line) => {
                 sink(&line);
                 stats.rows_read += 1;
             }
             Err(field) => {
-                let relative_line = rec.position().map_or(0, csv::Position::line);
                 let row = BadRow {
                     position: RowPosition::Line(relative_line),
                     column: field.column,

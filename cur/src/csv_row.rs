@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use canopy_emissions::cur::CurLine;
-use csv::ByteRecord;
+use crate::records::Record;
 
 use crate::columns::{
     Columns, HeaderStyle, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU,
@@ -33,14 +33,11 @@ pub(crate) struct CsvRowMapper {
 
 impl CsvRowMapper {
     /// Resolves the columns from the header record.
-    pub fn new(header: &ByteRecord, tag_key: Option<&str>, path: &Path) -> Result<Self, CurError> {
-        let names = header
-            .iter()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .collect();
+    pub fn new(names: Vec<String>, tag_key: Option<&str>, path: &Path) -> Result<Self, CurError> {
+        let field_count = names.len();
         let cols = Columns::resolve(names, tag_key, path)?;
         Ok(CsvRowMapper {
-            field_count: header.len(),
+            field_count,
             cols,
             scratch_region: String::new(),
             scratch_instance: String::new(),
@@ -55,7 +52,7 @@ impl CsvRowMapper {
     }
 
     /// Maps one record; the result borrows the record and this mapper.
-    pub fn map<'r>(&'r mut self, rec: &'r ByteRecord) -> Result<CurLine<'r>, FieldError> {
+    pub fn map<'r>(&'r mut self, rec: &'r Record<'r>) -> Result<CurLine<'r>, FieldError> {
         let CsvRowMapper {
             cols,
             field_count,
@@ -75,11 +72,11 @@ impl CsvRowMapper {
             });
         }
         let text = move |i: usize| -> Result<&'r str, FieldError> {
-            std::str::from_utf8(&rec[i]).map_err(|_| FieldError {
+            rec.field_str(i).ok_or_else(|| FieldError {
                 column: cols.name(i).to_owned(),
                 message: format!(
                     "expected UTF-8 text, found invalid bytes {}",
-                    quoted_excerpt(&rec[i])
+                    quoted_excerpt(rec.field(i))
                 ),
             })
         };
@@ -97,12 +94,12 @@ impl CsvRowMapper {
         let cost = move |i: Option<usize>| -> Result<f64, FieldError> {
             match i {
                 None => Ok(0.0),
-                Some(i) if rec[i].is_empty() => Ok(0.0),
-                Some(i) => parse_number(&rec[i]).ok_or_else(|| number_error(i, &rec[i])),
+                Some(i) if rec.field(i).is_empty() => Ok(0.0),
+                Some(i) => parse_number(rec.field(i)).ok_or_else(|| number_error(i, rec.field(i))),
             }
         };
 
-        let start_cell = &rec[cols.start];
+        let start_cell = rec.field(cols.start);
         let usage_start_unix_s = parse_timestamp(start_cell).ok_or_else(|| FieldError {
             column: cols.name(cols.start).to_owned(),
             message: format!(
@@ -111,7 +108,7 @@ impl CsvRowMapper {
             ),
         })?;
         // Usage amount: every usage line has one, so an empty cell is a bad row.
-        let amount_cell = &rec[cols.amount];
+        let amount_cell = rec.field(cols.amount);
         let usage_amount =
             parse_number(amount_cell).ok_or_else(|| number_error(cols.amount, amount_cell))?;
         let blended_cost = cost(cols.blended)?;
@@ -147,7 +144,7 @@ impl CsvRowMapper {
             None => from_product(PRODUCT_KEY_INSTANCE_TYPE, scratch_instance)?,
         };
         let (vcpu_cell, vcpu_column): (&[u8], usize) = match cols.vcpu {
-            Some(i) => (&rec[i], i),
+            Some(i) => (rec.field(i), i),
             None => (
                 from_product(PRODUCT_KEY_VCPU, scratch_vcpu)?.as_bytes(),
                 cols.product_map.unwrap_or(0),

@@ -28,6 +28,7 @@ mod options;
 mod parquet_read;
 pub mod parse;
 mod read;
+mod records;
 pub mod tag;
 
 pub use chunks::{CsvChunk, plan_csv_chunks, read_csv_chunk};

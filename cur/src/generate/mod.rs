@@ -31,6 +31,25 @@ pub struct GeneratorConfig {
     pub start_unix_s: i64,
     /// Number of days covered; rows are spread evenly over its hours.
     pub days: u32,
+    /// Number of billed resources (instances, volumes, buckets, functions …);
+    /// every usage line belongs to one of them, as in a real CUR, where a
+    /// resource bills a line per hour. `0` picks [`GeneratorConfig::fleet_size`]'s
+    /// default.
+    pub resources: u32,
+}
+
+impl GeneratorConfig {
+    /// Resources billed: `resources`, or by default enough for about one line
+    /// per resource and hour, at least 400 (or one per 10 rows in small files)
+    /// so that small files still show every kind of usage.
+    pub fn fleet_size(&self) -> usize {
+        if self.resources > 0 {
+            return self.resources as usize;
+        }
+        let hours = u64::from(self.days.max(1)) * 24;
+        let per_hour = self.rows.div_ceil(hours);
+        per_hour.max(400.min(self.rows / 10)).max(1) as usize
+    }
 }
 
 impl Default for GeneratorConfig {
@@ -42,6 +61,7 @@ impl Default for GeneratorConfig {
             accounts: 2,
             start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0),
             days: 3,
+            resources: 0,
         }
     }
 }
@@ -54,6 +74,7 @@ pub fn sample_config() -> GeneratorConfig {
         accounts: 2,
         start_unix_s: unix_seconds(2023, 10, 1, 0, 0, 0),
         days: 3,
+        resources: 0,
     }
 }
 

@@ -96,9 +96,23 @@ pub struct Generator {
     rng: SplitMix64,
     accounts: Vec<String>,
     payer: String,
-    template_weights: Vec<u32>,
-    region_weights: Vec<u32>,
     charge_weights: Vec<u32>,
+    region_weights: Vec<u32>,
+    /// The resources whose usage the file bills; every usage line belongs to one.
+    fleet: Vec<Resource>,
+}
+
+/// One billed resource: everything that stays the same from hour to hour.
+struct Resource {
+    template: &'static Template,
+    region: &'static Region,
+    usage_type: String,
+    instance: Option<&'static Instance>,
+    account: usize,
+    vcpu_in_cur: bool,
+    resource_id: String,
+    team: TagValue,
+    cost_center: TagValue,
 }
 
 impl Generator {
@@ -111,18 +125,54 @@ impl Generator {
         let accounts = (0..config.accounts.max(1))
             .map(|_| account(&mut rng))
             .collect();
-        Generator {
+        let total_hours = u64::from(config.days.max(1)) * 24;
+        let mut generator = Generator {
             rows: config.rows,
             next: 0,
             start_unix_s: config.start_unix_s,
-            total_hours: u64::from(config.days.max(1)) * 24,
+            total_hours,
             rng,
             accounts,
             payer,
-            template_weights: TEMPLATES.iter().map(|t| t.weight).collect(),
-            region_weights: REGIONS.iter().map(|r| r.weight).collect(),
             charge_weights: CHARGE_TYPES.iter().map(|c| c.1).collect(),
+            region_weights: REGIONS.iter().map(|r| r.weight).collect(),
+            fleet: Vec::new(),
+        };
+        let size = config.fleet_size();
+        let template_weights: Vec<u32> = TEMPLATES.iter().map(|t| t.weight).collect();
+        generator.fleet = (0..size).map(|_| generator.resource(&template_weights)).collect();
+        generator
+    }
+
+    /// Draws one resource of the fleet.
+    fn resource(&mut self, template_weights: &[u32]) -> Resource {
+        let template: &'static Template = &TEMPLATES[self.rng.weighted(template_weights)];
+        let region = self.region();
+        let mut usage_type = match template.prefix {
+            Prefix::Regional if region.code == "us-east-1" => String::new(),
+            Prefix::Regional | Prefix::Always => format!("{}-", region.prefix),
+            Prefix::InterRegion => format!("{}-{}-", region.prefix, self.region().prefix),
+            Prefix::Edge => format!("{}-", EDGES[self.rng.below(EDGES.len() as u64) as usize]),
+            Prefix::Global => String::new(),
+        };
+        usage_type.push_str(template.usage);
+        let instance: Option<&'static Instance> = (!template.instances.is_empty())
+            .then(|| &template.instances[self.rng.below(template.instances.len() as u64) as usize]);
+        if let Some(instance) = instance {
+            usage_type.push_str(instance.name);
         }
+        let account = self.rng.below(self.accounts.len() as u64) as usize;
+        let vcpu_in_cur = self.rng.chance(0.9);
+        let resource_id = if instance.is_some() && template.product_code == "AmazonEC2" {
+            self.id("i-", 17, b"0123456789abcdef")
+        } else if template.usage.starts_with("EBS:VolumeUsage") {
+            self.id("vol-", 17, b"0123456789abcdef")
+        } else {
+            String::new()
+        };
+        let team = self.tag(TEAMS, 0.55, 0.15);
+        let cost_center = self.tag(COST_CENTERS, 0.4, 0.05);
+        Resource { template, region, usage_type, instance, account, vcpu_in_cur, resource_id, team, cost_center }
     }
 
     fn id(&mut self, prefix: &str, len: usize, alphabet: &[u8]) -> String {
@@ -157,21 +207,14 @@ impl Generator {
     }
 
     fn usage_row(&mut self, row: &mut GeneratedRow) {
-        let template: &'static Template = &TEMPLATES[self.rng.weighted(&self.template_weights)];
-        let region = self.region();
-        let mut usage_type = match template.prefix {
-            Prefix::Regional if region.code == "us-east-1" => String::new(),
-            Prefix::Regional | Prefix::Always => format!("{}-", region.prefix),
-            Prefix::InterRegion => format!("{}-{}-", region.prefix, self.region().prefix),
-            Prefix::Edge => format!("{}-", EDGES[self.rng.below(EDGES.len() as u64) as usize]),
-            Prefix::Global => String::new(),
-        };
-        usage_type.push_str(template.usage);
-        let instance: Option<&'static Instance> = (!template.instances.is_empty())
-            .then(|| &template.instances[self.rng.below(template.instances.len() as u64) as usize]);
-        if let Some(instance) = instance {
-            usage_type.push_str(instance.name);
-        }
+        let member = &self.fleet[self.rng.below(self.fleet.len() as u64) as usize];
+        let (template, region, instance) = (member.template, member.region, member.instance);
+        row.usage_account_id.clone_from(&self.accounts[member.account]);
+        row.usage_type.clone_from(&member.usage_type);
+        row.resource_id.clone_from(&member.resource_id);
+        row.team = member.team;
+        row.cost_center = member.cost_center;
+        let vcpu_in_cur = member.vcpu_in_cur;
         let usage_amount = match template.amount {
             Amount::Hours if self.rng.chance(0.85) => 1.0,
             Amount::Hours => round_to((1 + self.rng.below(11)) as f64 / 12.0, 6),
@@ -206,7 +249,6 @@ impl Generator {
             };
         }
         row.product_code = template.product_code;
-        row.usage_type = usage_type;
         row.operation = template.operation;
         row.pricing_unit = template.unit;
         row.usage_amount = usage_amount;
@@ -215,14 +257,7 @@ impl Generator {
             _ => region.code,
         };
         row.instance_type = instance.map_or("", |i| i.name);
-        row.vcpu = instance.filter(|_| self.rng.chance(0.9)).map(|i| i.vcpu);
-        row.resource_id = if instance.is_some() && template.product_code == "AmazonEC2" {
-            self.id("i-", 17, b"0123456789abcdef")
-        } else if template.usage.starts_with("EBS:VolumeUsage") {
-            self.id("vol-", 17, b"0123456789abcdef")
-        } else {
-            String::new()
-        };
+        row.vcpu = instance.filter(|_| vcpu_in_cur).map(|i| i.vcpu);
     }
 
     fn charge_row(&mut self, row: &mut GeneratedRow) {
@@ -337,11 +372,10 @@ impl Iterator for Generator {
             (u128::from(self.next) * u128::from(self.total_hours) / u128::from(self.rows)) as i64;
         self.next += 1;
         let usage_start_unix_s = self.start_unix_s + hour * 3_600;
-        let account = self.accounts[self.rng.below(self.accounts.len() as u64) as usize].clone();
         let mut row = GeneratedRow {
             line_item_id: self.id("", 20, b"abcdefghijklmnopqrstuvwxyz234567"),
             payer_account_id: self.payer.clone(),
-            usage_account_id: account,
+            usage_account_id: String::new(),
             line_item_type: "Usage",
             usage_start_unix_s,
             usage_end_unix_s: usage_start_unix_s + 3_600,
@@ -360,11 +394,11 @@ impl Iterator for Generator {
             cost_center: TagValue::Missing,
         };
         if self.rng.chance(CHARGE_SHARE) {
+            let account = self.rng.below(self.accounts.len() as u64) as usize;
+            row.usage_account_id.clone_from(&self.accounts[account]);
             self.charge_row(&mut row);
         } else {
             self.usage_row(&mut row);
-            row.team = self.tag(TEAMS, 0.55, 0.15);
-            row.cost_center = self.tag(COST_CENTERS, 0.4, 0.05);
         }
         Some(row)
     }

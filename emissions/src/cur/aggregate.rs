@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::engine::GroupedRow;
+use super::intern::{Interner, NONE_ID};
 use super::options::Period;
 use super::output::{EstimateRow, EstimateSummary, NotEstimatedReason, ReasonTotals};
 use super::sum::NeumaierSum;
@@ -20,9 +21,10 @@ pub(crate) struct Contribution {
     pub quality: Quality,
 }
 
-type OutKey<'a> = (i64, &'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+/// (period start, account, region, product, usage type or `NONE_ID`, tag or `NONE_ID`), text interned.
+type OutKey = (i64, u32, u32, u32, u32, u32);
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct OutSums {
     energy_kwh: NeumaierSum,
     location_kg: NeumaierSum,
@@ -34,13 +36,13 @@ struct OutSums {
 }
 
 /// Collects contributions into rows keyed by (period, account, region, service, [usage type], tag).
-pub(crate) struct Aggregator<'a> {
+pub(crate) struct Aggregator {
     period: Period,
     by_usage_type: bool,
-    rows: BTreeMap<OutKey<'a>, OutSums>,
+    rows: BTreeMap<OutKey, OutSums>,
 }
 
-impl<'a> Aggregator<'a> {
+impl Aggregator {
     pub(crate) fn new(period: Period, by_usage_type: bool) -> Self {
         Self { period, by_usage_type, rows: BTreeMap::new() }
     }
@@ -50,14 +52,15 @@ impl<'a> Aggregator<'a> {
         self.rows.is_empty()
     }
 
-    pub(crate) fn add(&mut self, row: &GroupedRow<'a>, c: Contribution) {
+    pub(crate) fn add(&mut self, row: &GroupedRow<'_>, c: Contribution) {
+        let ids = &row.key;
         let key = (
             self.period.start_of(row.period_start_unix_s),
-            row.account_id,
-            row.region,
-            row.product_code,
-            self.by_usage_type.then_some(row.usage_type),
-            row.tag,
+            ids.account,
+            ids.region,
+            ids.product,
+            if self.by_usage_type { ids.usage_type } else { NONE_ID },
+            ids.tag,
         );
         let sums = self.rows.entry(key).or_default();
         sums.energy_kwh.add(c.energy_kwh);
@@ -69,20 +72,40 @@ impl<'a> Aggregator<'a> {
         sums.quality = Some(sums.quality.map_or(c.quality, |q| q.worst(c.quality)));
     }
 
-    pub(crate) fn finish(self) -> Vec<EstimateRow> {
+    /// Adds the rows of `other`, whose text ids are translated by `translate`.
+    pub(crate) fn merge(&mut self, other: Aggregator, mut translate: impl FnMut(u32) -> u32) {
+        for ((period, account, region, product, usage_type, tag), s) in other.rows {
+            let key = (period, translate(account), translate(region), translate(product), translate(usage_type), translate(tag));
+            let sums = self.rows.entry(key).or_default();
+            sums.energy_kwh.merge(s.energy_kwh);
+            sums.location_kg.merge(s.location_kg);
+            sums.market_kg.merge(s.market_kg);
+            sums.low_kg.merge(s.low_kg);
+            sums.high_kg.merge(s.high_kg);
+            sums.cost.merge(s.cost);
+            sums.quality = match (sums.quality, s.quality) {
+                (Some(a), Some(b)) => Some(a.worst(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Output rows, sorted by (period, account, region, service, usage type, tag).
+    pub(crate) fn finish(self, interner: &Interner) -> Vec<EstimateRow> {
         let finite = |s: NeumaierSum| {
             let v = s.value();
             (!v.is_nan()).then_some(v)
         };
-        self.rows
+        let mut rows: Vec<EstimateRow> = self
+            .rows
             .into_iter()
             .map(|((period_start_unix_s, account, region, service, usage_type, tag), s)| EstimateRow {
                 period_start_unix_s,
-                account_id: account.to_owned(),
-                region: region.to_owned(),
-                service: service.to_owned(),
-                usage_type: usage_type.map(str::to_owned),
-                tag: tag.map(str::to_owned),
+                account_id: interner.text(account).to_owned(),
+                region: interner.text(region).to_owned(),
+                service: interner.text(service).to_owned(),
+                usage_type: interner.optional(usage_type).map(str::to_owned),
+                tag: interner.optional(tag).map(str::to_owned),
                 energy_kwh: finite(s.energy_kwh),
                 co2e_location_kg: finite(s.location_kg),
                 co2e_market_kg: finite(s.market_kg),
@@ -91,13 +114,24 @@ impl<'a> Aggregator<'a> {
                 cost: s.cost.value(),
                 quality: s.quality.unwrap_or_default(),
             })
-            .collect()
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.period_start_unix_s, &a.account_id, &a.region, &a.service, &a.usage_type, &a.tag).cmp(&(
+                b.period_start_unix_s,
+                &b.account_id,
+                &b.region,
+                &b.service,
+                &b.usage_type,
+                &b.tag,
+            ))
+        });
+        rows
     }
 }
 
-/// Counts one grouped row under `reason` with its cost.
-pub(crate) fn count(summary: &mut EstimateSummary, reason: NotEstimatedReason, cost: f64) {
+/// Counts the line items of one grouped row under `reason`, with their cost.
+pub(crate) fn count(summary: &mut EstimateSummary, reason: NotEstimatedReason, cost: f64, line_items: u64) {
     let totals = summary.not_estimated.entry(reason).or_insert_with(ReasonTotals::default);
-    totals.rows += 1;
+    totals.rows += line_items;
     totals.cost += cost;
 }

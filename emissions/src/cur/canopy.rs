@@ -12,7 +12,8 @@ use super::classify::{
 };
 use super::engine::GroupedRow;
 use super::options::EstimateOptions;
-use super::output::{EstimateRow, EstimateSummary, NotEstimatedReason};
+use super::output::{EstimateSummary, NotEstimatedReason};
+use super::sum::NeumaierSum;
 use crate::grid::{self, GridFactor};
 use crate::model::{
     self, Bounds, CpuArchitecture, DEFAULT_CPU_UTILISATION_HIGH_PCT, DEFAULT_CPU_UTILISATION_LOW_PCT,
@@ -234,73 +235,119 @@ fn contribution(row: &GroupedRow<'_>, e: &RowEnergy, options: &EstimateOptions) 
 #[derive(Default)]
 struct Similar {
     /// (kWh, usage amount) per (product, unit).
-    by_usage: HashMap<(String, String), (f64, f64)>,
+    by_usage: HashMap<(String, String), (NeumaierSum, NeumaierSum)>,
     /// (kWh, cost) per (product, unit) and per unit.
-    by_cost: HashMap<(String, String), (f64, f64)>,
-    by_cost_unit: HashMap<String, (f64, f64)>,
+    by_cost: HashMap<(String, String), (NeumaierSum, NeumaierSum)>,
+    by_cost_unit: HashMap<String, (NeumaierSum, NeumaierSum)>,
+}
+
+fn add_pair(e: &mut (NeumaierSum, NeumaierSum), a: f64, b: f64) {
+    e.0.add(a);
+    e.1.add(b);
+}
+
+fn merge_pairs<K: std::hash::Hash + Eq>(into: &mut HashMap<K, (NeumaierSum, NeumaierSum)>, from: HashMap<K, (NeumaierSum, NeumaierSum)>) {
+    for (key, (a, b)) in from {
+        let e = into.entry(key).or_default();
+        e.0.merge(a);
+        e.1.merge(b);
+    }
 }
 
 impl Similar {
     fn add(&mut self, row: &GroupedRow<'_>, kwh: f64) {
         let key = (row.product_code.to_owned(), row.pricing_unit.to_ascii_lowercase());
-        let e = self.by_usage.entry(key.clone()).or_default();
-        e.0 += kwh;
-        e.1 += row.usage_amount;
-        let e = self.by_cost.entry(key.clone()).or_default();
-        e.0 += kwh;
-        e.1 += row.unblended_cost;
-        let e = self.by_cost_unit.entry(key.1).or_default();
-        e.0 += kwh;
-        e.1 += row.unblended_cost;
+        add_pair(self.by_usage.entry(key.clone()).or_default(), kwh, row.usage_amount);
+        add_pair(self.by_cost.entry(key.clone()).or_default(), kwh, row.unblended_cost);
+        add_pair(self.by_cost_unit.entry(key.1).or_default(), kwh, row.unblended_cost);
+    }
+
+    fn merge(&mut self, other: Similar) {
+        merge_pairs(&mut self.by_usage, other.by_usage);
+        merge_pairs(&mut self.by_cost, other.by_cost);
+        merge_pairs(&mut self.by_cost_unit, other.by_cost_unit);
     }
 
     /// kWh of an unknown row and its quality: per unit of usage of the same
     /// product and unit; else per cost (same product and unit, else same unit).
     fn estimate(&self, row: &GroupedRow<'_>) -> Option<(f64, Bounds, Quality)> {
         let key = (row.product_code.to_owned(), row.pricing_unit.to_ascii_lowercase());
+        let value = |(kwh, base): &(NeumaierSum, NeumaierSum)| (kwh.value(), base.value());
         let usable = |(kwh, base): &(f64, f64)| *base > 0.0 && kwh.is_finite();
-        if let Some((kwh, amount)) = self.by_usage.get(&key).filter(|v| usable(v)) {
+        if let Some((kwh, amount)) = self.by_usage.get(&key).map(value).filter(usable) {
             let central = kwh / amount * row.usage_amount;
             return Some((central, Bounds::exact(central).widen(model::COEFFICIENT_UNCERTAINTY), Quality::Estimated));
         }
-        let (kwh, cost) = self.by_cost.get(&key).filter(|v| usable(v)).or_else(|| self.by_cost_unit.get(&key.1).filter(|v| usable(v)))?;
+        let (kwh, cost) = self
+            .by_cost
+            .get(&key)
+            .map(value)
+            .filter(usable)
+            .or_else(|| self.by_cost_unit.get(&key.1).map(value).filter(usable))?;
         let central = kwh / cost * row.unblended_cost.max(0.0);
         Some((central, Bounds { low: 0.0, high: central * COST_RATIO_HIGH_FACTOR }, Quality::Default))
     }
 }
 
-/// Runs the canopy methodology over the grouped rows.
-pub(crate) fn estimate(rows: &[GroupedRow<'_>], options: &EstimateOptions, summary: &mut EstimateSummary) -> Vec<EstimateRow> {
-    let mut out = Aggregator::new(options.period, options.by_usage_type);
-    let mut similar = Similar::default();
-    let mut unknown = Vec::new();
-    for row in rows {
-        if contains_any(UNSUPPORTED_USAGE_TYPES, row.usage_type) {
-            count(summary, NotEstimatedReason::UnsupportedUsageType, row.unblended_cost);
-            continue;
-        }
-        if contains_any(UNKNOWN_USAGE_TYPES, row.usage_type) {
-            unknown.push(row);
-            continue;
-        }
-        match estimate_known(row) {
-            Outcome::Estimated(e) => {
-                similar.add(row, e.kwh);
-                out.add(row, contribution(row, &e, options));
-            }
-            Outcome::Deferred => unknown.push(row),
-            Outcome::Dropped(reason) => count(summary, reason, row.unblended_cost),
+/// The canopy methodology, fed grouped rows in batches: known rows are
+/// estimated as they come; unknown ones wait for the sums of similar known rows.
+pub(crate) struct CanopyState {
+    options: EstimateOptions,
+    out: Aggregator,
+    similar: Similar,
+}
+
+impl CanopyState {
+    pub(crate) fn new(options: &EstimateOptions) -> Self {
+        Self {
+            options: options.clone(),
+            out: Aggregator::new(options.period, options.by_usage_type),
+            similar: Similar::default(),
         }
     }
-    for row in unknown {
-        let e = match similar.estimate(row) {
-            Some((kwh, kwh_bounds, quality)) => RowEnergy::operational(kwh, kwh_bounds, quality),
-            None => {
-                count(summary, NotEstimatedReason::NoCostRatio, row.unblended_cost);
-                RowEnergy::operational(0.0, Bounds::exact(0.0), Quality::Default)
+
+    /// Estimates the known rows; returns the indexes of the rows deferred to [`CanopyState::finish`].
+    pub(crate) fn known(&mut self, rows: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Vec<usize> {
+        let mut deferred = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            if contains_any(UNSUPPORTED_USAGE_TYPES, row.usage_type) {
+                count(summary, NotEstimatedReason::UnsupportedUsageType, row.unblended_cost, row.line_items);
+                continue;
             }
-        };
-        out.add(row, contribution(row, &e, options));
+            if contains_any(UNKNOWN_USAGE_TYPES, row.usage_type) {
+                deferred.push(index);
+                continue;
+            }
+            match estimate_known(row) {
+                Outcome::Estimated(e) => {
+                    self.similar.add(row, e.kwh);
+                    self.out.add(row, contribution(row, &e, &self.options));
+                }
+                Outcome::Deferred => deferred.push(index),
+                Outcome::Dropped(reason) => count(summary, reason, row.unblended_cost, row.line_items),
+            }
+        }
+        deferred
     }
-    out.finish()
+
+    /// Adds another state built over a disjoint part of the input.
+    pub(crate) fn merge(&mut self, other: CanopyState, translate: impl FnMut(u32) -> u32) {
+        self.out.merge(other.out, translate);
+        self.similar.merge(other.similar);
+    }
+
+    /// Estimates the deferred rows from similar known rows.
+    pub(crate) fn finish(mut self, unknown: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Aggregator {
+        for row in unknown {
+            let e = match self.similar.estimate(row) {
+                Some((kwh, kwh_bounds, quality)) => RowEnergy::operational(kwh, kwh_bounds, quality),
+                None => {
+                    count(summary, NotEstimatedReason::NoCostRatio, row.unblended_cost, row.line_items);
+                    RowEnergy::operational(0.0, Bounds::exact(0.0), Quality::Default)
+                }
+            };
+            self.out.add(row, contribution(row, &e, &self.options));
+        }
+        self.out
+    }
 }

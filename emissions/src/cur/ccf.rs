@@ -12,7 +12,8 @@ use super::classify::{
 };
 use super::engine::GroupedRow;
 use super::options::EstimateOptions;
-use super::output::{EstimateRow, EstimateSummary, NotEstimatedReason};
+use super::output::{EstimateSummary, NotEstimatedReason};
+use super::sum::NeumaierSum;
 use crate::coefficients::ccf::{self as k, tables};
 use crate::model::Quality;
 use crate::time;
@@ -59,12 +60,51 @@ pub(crate) fn clean<'a>(row: &GroupedRow<'a>) -> CleanRow<'a> {
     CleanRow { usage_type, pricing_unit, usage_amount, vcpu_hours, gpu_hours, replication }
 }
 
+/// Names of the GPU and burstable instance types in CCF's table, listed once.
+struct SpecialTypes {
+    gpu: Vec<&'static str>,
+    burstable: Vec<&'static str>,
+}
+
+static SPECIAL_TYPES: std::sync::LazyLock<SpecialTypes> = std::sync::LazyLock::new(|| {
+    let instances = &tables().instances;
+    SpecialTypes {
+        gpu: instances.iter().filter(|(_, i)| i.gpu_count.is_some()).map(|(n, _)| n.as_str()).collect(),
+        burstable: instances.iter().filter(|(_, i)| i.burstable_baseline_pct.is_some()).map(|(n, _)| n.as_str()).collect(),
+    }
+});
+
+thread_local! {
+    /// Usage type → (contains a GPU type, contains a burstable type). Usage
+    /// types repeat across days, accounts and regions, so each is scanned once.
+    static USAGE_TYPE_FLAGS: std::cell::RefCell<HashMap<Box<str>, (bool, bool)>> = std::cell::RefCell::new(HashMap::new());
+}
+
+fn usage_type_flags(usage_type: &str) -> (bool, bool) {
+    USAGE_TYPE_FLAGS.with(|cache| {
+        if let Some(flags) = cache.borrow().get(usage_type) {
+            return *flags;
+        }
+        let special = &*SPECIAL_TYPES;
+        let flags = (
+            special.gpu.iter().any(|name| usage_type.contains(name)),
+            special.burstable.iter().any(|name| usage_type.contains(name)),
+        );
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(usage_type.into(), flags);
+        flags
+    })
+}
+
 fn is_gpu_usage_type(usage_type: &str) -> bool {
-    tables().instances.iter().any(|(name, i)| i.gpu_count.is_some() && usage_type.contains(name.as_str()))
+    usage_type_flags(usage_type).0
 }
 
 fn burstable_baseline_in(usage_type: &str) -> bool {
-    tables().instances.iter().any(|(name, i)| i.burstable_baseline_pct.is_some() && usage_type.contains(name.as_str()))
+    usage_type_flags(usage_type).1
 }
 
 /// CCF's vCPU-hours rules, first match wins.
@@ -177,21 +217,32 @@ fn truthy(x: f64) -> bool {
 /// misses and the all-services ratio for the pricing unit is the one used.
 /// The per-service table is therefore not kept here.
 #[derive(Default)]
-struct RatioTable<'a> {
-    by_unit: HashMap<&'a str, (f64, f64)>,
+struct RatioTable {
+    by_unit: HashMap<Box<str>, (NeumaierSum, NeumaierSum)>,
 }
 
-impl<'a> RatioTable<'a> {
-    fn add(&mut self, unit: &'a str, kwh: f64, cost: f64) {
-        let e = self.by_unit.entry(unit).or_default();
-        e.0 += kwh;
-        e.1 += cost;
+impl RatioTable {
+    fn add(&mut self, unit: &str, kwh: f64, cost: f64) {
+        if !self.by_unit.contains_key(unit) {
+            self.by_unit.insert(unit.into(), Default::default());
+        }
+        let e = self.by_unit.get_mut(unit).expect("inserted above");
+        e.0.add(kwh);
+        e.1.add(cost);
+    }
+
+    fn merge(&mut self, other: RatioTable) {
+        for (unit, (kwh, cost)) in other.by_unit {
+            let e = self.by_unit.entry(unit).or_default();
+            e.0.merge(kwh);
+            e.1.merge(cost);
+        }
     }
 
     /// kWh per cost of every known row with the same pricing unit, if any.
     /// Defect 10: exact pricing-unit strings, blended cost.
     fn ratio(&self, unit: &str) -> Option<f64> {
-        self.by_unit.get(unit).map(|(kwh, cost)| kwh / cost)
+        self.by_unit.get(unit).map(|(kwh, cost)| kwh.value() / cost.value())
     }
 }
 
@@ -282,49 +333,74 @@ fn contribution(kwh: f64, co2e_t: f64, cost: f64, average_cpu: bool) -> Contribu
     }
 }
 
-/// Runs CCF's pipeline over the grouped rows (in their sorted order).
-pub(crate) fn estimate(rows: &[GroupedRow<'_>], options: &EstimateOptions, summary: &mut EstimateSummary) -> Vec<EstimateRow> {
-    let mut out = Aggregator::new(options.period, options.by_usage_type);
-    let mut ratios = RatioTable::default();
-    let mut unknown = Vec::new();
-    let cleaned: Vec<CleanRow<'_>> = rows.iter().map(clean).collect();
-    for (row, c) in rows.iter().zip(&cleaned) {
-        if contains_any(UNSUPPORTED_USAGE_TYPES, &c.usage_type) {
-            count(summary, NotEstimatedReason::UnsupportedUsageType, row.blended_cost);
-            continue;
-        }
-        if contains_any(UNKNOWN_USAGE_TYPES, &c.usage_type) || !is_known_unit(c.pricing_unit) {
-            unknown.push((row, c));
-            continue;
-        }
-        match estimate_known(row, c) {
-            Outcome::Estimated { kwh, co2e_t, average_cpu, feeds_ratio } => {
-                if co2e_t.is_nan() {
-                    count(summary, NotEstimatedReason::VcpusUnknown, row.blended_cost);
-                }
-                if feeds_ratio {
-                    ratios.add(c.pricing_unit, kwh, row.blended_cost);
-                }
-                out.add(row, contribution(kwh, co2e_t, row.blended_cost, average_cpu));
-            }
-            Outcome::Dropped(reason) => count(summary, reason, row.blended_cost),
-        }
+/// CCF's pipeline, fed grouped rows in batches: known rows are estimated as
+/// they come (their estimates are linear in usage and cost, so a group split
+/// over several batches sums to the same result); unknown rows wait for the
+/// final kWh-per-cost ratios.
+pub(crate) struct CcfState {
+    out: Aggregator,
+    ratios: RatioTable,
+}
+
+impl CcfState {
+    pub(crate) fn new(options: &EstimateOptions) -> Self {
+        Self { out: Aggregator::new(options.period, options.by_usage_type), ratios: RatioTable::default() }
     }
-    let any_known = !out.is_empty();
-    for (row, c) in unknown {
-        if !any_known {
-            count(summary, NotEstimatedReason::NoKnownRows, row.blended_cost);
-            continue;
-        }
-        let kwh = match ratios.ratio(c.pricing_unit) {
-            Some(ratio) => ratio * row.blended_cost,
-            None => {
-                count(summary, NotEstimatedReason::NoCostRatio, row.blended_cost);
-                0.0
+
+    /// Estimates the known rows; returns the indexes of the rows deferred to [`CcfState::finish`].
+    pub(crate) fn known(&mut self, rows: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Vec<usize> {
+        let mut deferred = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            let c = clean(row);
+            if contains_any(UNSUPPORTED_USAGE_TYPES, &c.usage_type) {
+                count(summary, NotEstimatedReason::UnsupportedUsageType, row.blended_cost, row.line_items);
+                continue;
             }
-        };
-        let co2e_t = kwh * k::region_t_co2e_per_kwh(row.region);
-        out.add(row, contribution(kwh, co2e_t, row.blended_cost, false));
+            if contains_any(UNKNOWN_USAGE_TYPES, &c.usage_type) || !is_known_unit(c.pricing_unit) {
+                deferred.push(index);
+                continue;
+            }
+            match estimate_known(row, &c) {
+                Outcome::Estimated { kwh, co2e_t, average_cpu, feeds_ratio } => {
+                    if co2e_t.is_nan() {
+                        count(summary, NotEstimatedReason::VcpusUnknown, row.blended_cost, row.line_items);
+                    }
+                    if feeds_ratio {
+                        self.ratios.add(c.pricing_unit, kwh, row.blended_cost);
+                    }
+                    self.out.add(row, contribution(kwh, co2e_t, row.blended_cost, average_cpu));
+                }
+                Outcome::Dropped(reason) => count(summary, reason, row.blended_cost, row.line_items),
+            }
+        }
+        deferred
     }
-    out.finish()
+
+    /// Adds another state built over a disjoint part of the input.
+    pub(crate) fn merge(&mut self, other: CcfState, translate: impl FnMut(u32) -> u32) {
+        self.out.merge(other.out, translate);
+        self.ratios.merge(other.ratios);
+    }
+
+    /// Estimates the deferred (unknown) rows from the ratios of all known rows.
+    pub(crate) fn finish(mut self, unknown: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Aggregator {
+        let any_known = !self.out.is_empty();
+        for row in unknown {
+            let c = clean(row);
+            if !any_known {
+                count(summary, NotEstimatedReason::NoKnownRows, row.blended_cost, row.line_items);
+                continue;
+            }
+            let kwh = match self.ratios.ratio(c.pricing_unit) {
+                Some(ratio) => ratio * row.blended_cost,
+                None => {
+                    count(summary, NotEstimatedReason::NoCostRatio, row.blended_cost, row.line_items);
+                    0.0
+                }
+            };
+            let co2e_t = kwh * k::region_t_co2e_per_kwh(row.region);
+            self.out.add(row, contribution(kwh, co2e_t, row.blended_cost, false));
+        }
+        self.out
+    }
 }

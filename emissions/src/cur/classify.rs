@@ -78,8 +78,27 @@ pub(crate) fn ends_with_any(list: &[&str], text: &str) -> bool {
 }
 
 /// Whether `text` contains any entry of `list`.
-pub(crate) fn contains_any(list: &[&str], text: &str) -> bool {
-    list.iter().any(|s| text.contains(s))
+pub(crate) fn contains_any(list: &'static [&'static str], text: &str) -> bool {
+    type Memo = std::collections::HashMap<usize, std::collections::HashMap<Box<str>, bool>>;
+    thread_local! {
+        /// list identity → text → answer. Usage types repeat across days,
+        /// accounts and regions, so each (list, usage type) pair is scanned once.
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::new());
+    }
+    let list_id = list.as_ptr() as usize;
+    MEMO.with(|memo| {
+        if let Some(&hit) = memo.borrow().get(&list_id).and_then(|m| m.get(text)) {
+            return hit;
+        }
+        let answer = list.iter().any(|s| text.contains(s));
+        let mut memo = memo.borrow_mut();
+        let per_list = memo.entry(list_id).or_default();
+        if per_list.len() > 100_000 {
+            per_list.clear();
+        }
+        per_list.insert(text.into(), answer);
+        answer
+    })
 }
 
 /// Storage medium by CCF's rules (first match wins): SSD usage type; SSD

@@ -6,25 +6,32 @@ use std::collections::BTreeMap;
 use super::intern::{FastMap, Interner, NONE_ID};
 use super::line::CurLine;
 use super::options::{EstimateOptions, Methodology};
+use super::aggregate::Aggregator;
+use super::canopy::CanopyState;
+use super::ccf::CcfState;
 use super::output::{CurEstimate, EstimateSummary};
 use super::sum::NeumaierSum;
-use super::{canopy, ccf};
+
+// Groups are held up to `EstimateOptions::max_groups_in_memory`, then the known
+// ones are estimated and dropped. Estimates are linear in usage and cost, so
+// estimating a group in several parts gives the same sums; the bound keeps
+// memory independent of the number of groups in the input.
 
 /// Line item types that carry usage (CCF's Athena filter, case-sensitive).
 pub(crate) const USAGE_LINE_ITEM_TYPES: [&str; 3] = ["Usage", "DiscountedUsage", "SavingsPlanCoveredUsage"];
 
 /// Group key of the Athena-style grouping, with interned text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct GroupKey {
-    period_start_unix_s: i64,
-    account: u32,
-    region: u32,
-    product: u32,
-    usage_type: u32,
-    pricing_unit: u32,
+pub(crate) struct GroupKey {
+    pub period_start_unix_s: i64,
+    pub account: u32,
+    pub region: u32,
+    pub product: u32,
+    pub usage_type: u32,
+    pub pricing_unit: u32,
     /// `product_vcpu` bits, `u64::MAX` when absent.
-    product_vcpu_bits: u64,
-    tag: u32,
+    pub product_vcpu_bits: u64,
+    pub tag: u32,
 }
 
 /// Sums of one group.
@@ -48,6 +55,10 @@ impl GroupSums {
 /// One grouped row handed to a methodology: the equivalent of a row of CCF's Athena result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct GroupedRow<'a> {
+    /// The interned key (output rows are keyed by its ids).
+    pub key: GroupKey,
+    /// Line items summed into this row.
+    pub line_items: u64,
     pub period_start_unix_s: i64,
     pub account_id: &'a str,
     pub region: &'a str,
@@ -72,13 +83,49 @@ struct LastIds([u32; 6]);
 /// [`CurEstimator::merge`]; sums are compensated, so the result does not depend
 /// on row or merge order beyond ~1e-15 relative.
 pub struct CurEstimator {
-    options: EstimateOptions,
     grouping_period: super::Period,
+    max_groups: usize,
     interner: Interner,
+    /// Groups not yet estimated (at most `max_groups`).
     groups: FastMap<GroupKey, GroupSums>,
+    /// Groups the methodology defers to the end (unknown usage).
+    deferred: FastMap<GroupKey, GroupSums>,
+    state: MethodState,
+    /// Rows not estimated, counted as groups are estimated.
+    not_estimated: EstimateSummary,
     rows_read: u64,
     skipped: Vec<(Box<str>, u64)>,
     last: LastIds,
+}
+
+/// The running state of the chosen methodology.
+enum MethodState {
+    Ccf(CcfState),
+    Canopy(CanopyState),
+}
+
+impl MethodState {
+    fn known(&mut self, rows: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Vec<usize> {
+        match self {
+            MethodState::Ccf(s) => s.known(rows, summary),
+            MethodState::Canopy(s) => s.known(rows, summary),
+        }
+    }
+
+    fn finish(self, deferred: &[GroupedRow<'_>], summary: &mut EstimateSummary) -> Aggregator {
+        match self {
+            MethodState::Ccf(s) => s.finish(deferred, summary),
+            MethodState::Canopy(s) => s.finish(deferred, summary),
+        }
+    }
+
+    fn merge(&mut self, other: MethodState, translate: impl FnMut(u32) -> u32) {
+        match (self, other) {
+            (MethodState::Ccf(a), MethodState::Ccf(b)) => a.merge(b, translate),
+            (MethodState::Canopy(a), MethodState::Canopy(b)) => a.merge(b, translate),
+            _ => panic!("merged estimators must use the same methodology"),
+        }
+    }
 }
 
 impl CurEstimator {
@@ -90,11 +137,18 @@ impl CurEstimator {
         } else {
             options.period
         };
+        let state = match options.methodology {
+            Methodology::Ccf => MethodState::Ccf(CcfState::new(&options)),
+            Methodology::Canopy => MethodState::Canopy(CanopyState::new(&options)),
+        };
         Self {
-            options,
             grouping_period,
+            max_groups: options.max_groups_in_memory.max(1),
             interner: Interner::default(),
             groups: FastMap::default(),
+            deferred: FastMap::default(),
+            state,
+            not_estimated: EstimateSummary::default(),
             rows_read: 0,
             skipped: Vec::new(),
             last: LastIds([NONE_ID; 6]),
@@ -129,52 +183,18 @@ impl CurEstimator {
         sums.blended_cost.add(line.blended_cost);
         sums.unblended_cost.add(line.unblended_cost);
         sums.line_items += 1;
-    }
-
-    fn count_skipped(&mut self, line_item_type: &str, count: u64) {
-        if let Some(entry) = self.skipped.iter_mut().find(|(name, _)| **name == *line_item_type) {
-            entry.1 += count;
-        } else {
-            self.skipped.push((line_item_type.into(), count));
+        if self.groups.len() >= self.max_groups {
+            self.flush();
         }
     }
 
-    /// Combines a partial estimator built over a disjoint part of the input
-    /// (with the same options).
-    pub fn merge(&mut self, other: CurEstimator) {
-        self.rows_read += other.rows_read;
-        for (name, count) in &other.skipped {
-            self.count_skipped(name, *count);
-        }
-        let map = |id: u32, interner: &mut Interner| {
-            if id == NONE_ID { NONE_ID } else { interner.intern(other.interner.text(id)) }
-        };
-        for (key, sums) in &other.groups {
-            let key = GroupKey {
-                account: map(key.account, &mut self.interner),
-                region: map(key.region, &mut self.interner),
-                product: map(key.product, &mut self.interner),
-                usage_type: map(key.usage_type, &mut self.interner),
-                pricing_unit: map(key.pricing_unit, &mut self.interner),
-                tag: map(key.tag, &mut self.interner),
-                ..*key
-            };
-            self.groups.entry(key).or_default().merge(sums);
-        }
-    }
-
-    /// Number of distinct groups held (memory is proportional to it).
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
-    }
-
-    /// Classifies and estimates every group.
-    pub fn finish(self) -> CurEstimate {
-        let interner = &self.interner;
-        let mut rows: Vec<GroupedRow<'_>> = self
-            .groups
+    /// Rows for the methodology, in a fixed order so floating-point sums are reproducible.
+    fn grouped_rows<'i>(interner: &'i Interner, groups: &FastMap<GroupKey, GroupSums>) -> Vec<GroupedRow<'i>> {
+        let mut rows: Vec<GroupedRow<'_>> = groups
             .iter()
             .map(|(key, sums)| GroupedRow {
+                key: *key,
+                line_items: sums.line_items,
                 period_start_unix_s: key.period_start_unix_s,
                 account_id: interner.text(key.account),
                 region: interner.text(key.region),
@@ -188,21 +208,94 @@ impl CurEstimator {
                 unblended_cost: sums.unblended_cost.value(),
             })
             .collect();
-        // A fixed order makes every floating-point sum below reproducible.
         rows.sort_by(|a, b| {
             (a.period_start_unix_s, a.account_id, a.region, a.product_code, a.usage_type, a.pricing_unit, a.tag)
                 .cmp(&(b.period_start_unix_s, b.account_id, b.region, b.product_code, b.usage_type, b.pricing_unit, b.tag))
                 .then(a.product_vcpu.partial_cmp(&b.product_vcpu).unwrap_or(std::cmp::Ordering::Equal))
         });
-        let mut summary = EstimateSummary {
-            rows_read: self.rows_read,
-            rows_skipped_by_line_item_type: self.skipped.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>(),
-            not_estimated: BTreeMap::new(),
+        rows
+    }
+
+    /// Estimates the groups held so far (known usage) and drops them; groups
+    /// the methodology defers move to `deferred`.
+    fn flush(&mut self) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let rows = Self::grouped_rows(&self.interner, &self.groups);
+        let deferred = self.state.known(&rows, &mut self.not_estimated);
+        for index in deferred {
+            let key = rows[index].key;
+            if let Some(sums) = self.groups.get(&key) {
+                self.deferred.entry(key).or_default().merge(sums);
+            }
+        }
+        drop(rows);
+        self.groups.clear();
+        if self.groups.capacity() > 4 * self.max_groups {
+            self.groups.shrink_to(2 * self.max_groups);
+        }
+    }
+
+    fn count_skipped(&mut self, line_item_type: &str, count: u64) {
+        if let Some(entry) = self.skipped.iter_mut().find(|(name, _)| **name == *line_item_type) {
+            entry.1 += count;
+        } else {
+            self.skipped.push((line_item_type.into(), count));
+        }
+    }
+
+    /// Combines a partial estimator built over a disjoint part of the input
+    /// (with the same options).
+    pub fn merge(&mut self, mut other: CurEstimator) {
+        other.flush();
+        self.rows_read += other.rows_read;
+        for (name, count) in &other.skipped {
+            self.count_skipped(name, *count);
+        }
+        for (reason, totals) in &other.not_estimated.not_estimated {
+            let mine = self.not_estimated.not_estimated.entry(*reason).or_default();
+            mine.rows += totals.rows;
+            mine.cost += totals.cost;
+        }
+        let mut ids: FastMap<u32, u32> = FastMap::default();
+        let interner = &mut self.interner;
+        let mut map = |id: u32| -> u32 {
+            if id == NONE_ID {
+                return NONE_ID;
+            }
+            *ids.entry(id).or_insert_with(|| interner.intern(other.interner.text(id)))
         };
-        let estimated_rows = match self.options.methodology {
-            Methodology::Ccf => ccf::estimate(&rows, &self.options, &mut summary),
-            Methodology::Canopy => canopy::estimate(&rows, &self.options, &mut summary),
+        let translate_key = |key: &GroupKey, map: &mut dyn FnMut(u32) -> u32| GroupKey {
+            account: map(key.account),
+            region: map(key.region),
+            product: map(key.product),
+            usage_type: map(key.usage_type),
+            pricing_unit: map(key.pricing_unit),
+            tag: map(key.tag),
+            ..*key
         };
-        CurEstimate { rows: estimated_rows, summary }
+        for (key, sums) in &other.deferred {
+            self.deferred.entry(translate_key(key, &mut map)).or_default().merge(sums);
+        }
+        self.state.merge(other.state, &mut map);
+    }
+
+    /// Number of distinct groups held now (at most `max_groups_in_memory` plus deferred ones).
+    pub fn group_count(&self) -> usize {
+        self.groups.len() + self.deferred.len()
+    }
+
+    /// Estimates every group and returns the output rows and summary.
+    pub fn finish(mut self) -> CurEstimate {
+        self.flush();
+        let mut summary = self.not_estimated;
+        summary.rows_read = self.rows_read;
+        summary.rows_skipped_by_line_item_type =
+            self.skipped.iter().map(|(n, c)| (n.to_string(), *c)).collect::<BTreeMap<_, _>>();
+        let deferred = Self::grouped_rows(&self.interner, &self.deferred);
+        let out = self.state.finish(&deferred, &mut summary);
+        drop(deferred);
+        CurEstimate { rows: out.finish(&self.interner), summary }
     }
 }

@@ -18,5 +18,5 @@ mod sum;
 
 pub use engine::CurEstimator;
 pub use line::CurLine;
-pub use options::{CanopySettings, EstimateOptions, Methodology, ParseOptionError, Period};
+pub use options::{CanopySettings, DEFAULT_MAX_GROUPS_IN_MEMORY, EstimateOptions, Methodology, ParseOptionError, Period};
 pub use output::{CurEstimate, EstimateRow, EstimateSummary, NotEstimatedReason, ReasonTotals};

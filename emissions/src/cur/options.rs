@@ -126,7 +126,7 @@ impl fmt::Debug for CanopySettings {
 }
 
 /// Everything [`super::CurEstimator`] needs to know.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EstimateOptions {
     /// `ccf` or `canopy`.
     pub methodology: Methodology,
@@ -136,6 +136,24 @@ pub struct EstimateOptions {
     pub by_usage_type: bool,
     /// Market-based and hourly-intensity configuration for `canopy`.
     pub canopy: CanopySettings,
+    /// Groups held in memory before the known ones are estimated and dropped
+    /// (memory is about 100 bytes a group; results do not depend on it).
+    pub max_groups_in_memory: usize,
+}
+
+/// Default of [`EstimateOptions::max_groups_in_memory`].
+pub const DEFAULT_MAX_GROUPS_IN_MEMORY: usize = 1 << 16;
+
+impl Default for EstimateOptions {
+    fn default() -> Self {
+        Self {
+            methodology: Methodology::default(),
+            period: Period::default(),
+            by_usage_type: false,
+            canopy: CanopySettings::default(),
+            max_groups_in_memory: DEFAULT_MAX_GROUPS_IN_MEMORY,
+        }
+    }
 }
 
 #[cfg(test)]
