@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Runs every test of the project. Works on a fresh clone: installs what it needs.
+# Runs every test of the project. Works on a fresh clone: installs what it needs
+# (npm and pip packages into project-local folders) and needs PostgreSQL at
+# 127.0.0.1:5432 (trust auth) for the aggregator's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Cloud Carbon Footprint's own npm package, used as the reference that the
-# `ccf` methodology is compared against (pinned in package-lock.json).
-if [ -f tests/ccf-reference/package-lock.json ]; then
-  if [ ! -d tests/ccf-reference/node_modules ]; then
-    npm ci --prefix tests/ccf-reference --no-audit --no-fund --loglevel=error
-  fi
-  npm test --prefix tests/ccf-reference
+# moto in server mode stands in for AWS (agent collectors, enrolment via STS).
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 
+# Cloud Carbon Footprint's own npm package: the reference the `ccf` methodology
+# is compared against (pinned in package-lock.json).
+if [ ! -d tests/ccf-reference/node_modules ]; then
+  npm ci --prefix tests/ccf-reference --no-audit --no-fund --loglevel=error
+fi
+npm test --prefix tests/ccf-reference
+
 cargo test --workspace --locked
+
+# Infrastructure as code: cfn-lint, checkov, HCL reference checks, agent IAM policy.
+bash tests/iac/run.sh
