@@ -311,13 +311,14 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
     Ok(())
 }
 
-/// The rollup maintenance CTEs for one rollup table and bucket width.
-fn rollup_cte(name: &str, table: &str, stride: &str) -> String {
+/// The rollup maintenance CTE for one rollup table; `bucket` is the SQL
+/// expression of a fact's bucket start.
+fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     format!(
         "{name} AS (
             INSERT INTO {table} AS t (bucket_start, account_id, region, service, resource_type, team, quality,
                                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
-            SELECT date_bin(interval '{stride}', period_start, timestamptz 'epoch'),
+            SELECT {bucket},
                    account_id, region, service, resource_type, team, quality,
                    sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
             FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -342,10 +343,11 @@ fn facts_sql(mode: StorageMode) -> String {
                 UNION ALL
                 SELECT period_start, account_id, region, service, resource_type, team, quality,
                        -energy_kwh, -location_g_co2e, -market_g_co2e, -low_g_co2e, -high_g_co2e, -1::bigint FROM old
-             ),\n{},\n{},\n{}",
-            rollup_cte("r5", "rollup_5m", "5 minutes"),
-            rollup_cte("rh", "rollup_hourly", "1 hour"),
-            rollup_cte("rd", "rollup_daily", "1 day"),
+             ),\n{},\n{},\n{},\n{}",
+            rollup_cte("r5", "rollup_5m", "date_bin(interval '5 minutes', period_start, timestamptz 'epoch')"),
+            rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', period_start, timestamptz 'epoch')"),
+            rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', period_start, timestamptz 'epoch')"),
+            rollup_cte("rm", "rollup_monthly", "date_trunc('month', period_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
         ),
         // Continuous aggregates follow the facts by themselves.
         StorageMode::TimescaleDb => String::new(),

@@ -16,7 +16,7 @@ pub struct RetentionPolicy {
     pub hourly_months: u32,
     /// Per-resource facts, months (default 13).
     pub facts_months: u32,
-    /// Daily rollups, months; `None` keeps them forever (default).
+    /// Daily and monthly rollups, months; `None` keeps them forever (default).
     pub daily_months: Option<u32>,
 }
 
@@ -41,7 +41,8 @@ pub struct MaintenanceReport {
     pub partitions_created: u64,
     /// Names of the partitions dropped by retention.
     pub partitions_dropped: Vec<String>,
-    /// Daily rollup rows deleted by retention (only with `daily_months`).
+    /// Daily and monthly rollup rows deleted by retention (only with
+    /// `daily_months`).
     pub daily_rows_deleted: u64,
 }
 
@@ -65,11 +66,13 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     report.partitions_dropped.extend(drop_expired(pool, "emission_facts", Unit::Month, facts_cutoff).await?);
     if let Some(months) = policy.daily_months {
         let cutoff = month_start_shifted(now_unix_s, -i64::from(months));
-        let done = sqlx::query("DELETE FROM rollup_daily WHERE bucket_start < to_timestamp($1)")
-            .bind(cutoff)
-            .execute(pool)
-            .await?;
-        report.daily_rows_deleted = done.rows_affected();
+        for table in ["rollup_daily", "rollup_monthly"] {
+            let done = sqlx::query(&format!("DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"))
+                .bind(cutoff)
+                .execute(pool)
+                .await?;
+            report.daily_rows_deleted += done.rows_affected();
+        }
     }
     if !report.partitions_dropped.is_empty() {
         tracing::info!(dropped = ?report.partitions_dropped, "retention dropped expired partitions");

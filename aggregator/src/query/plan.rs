@@ -2,15 +2,17 @@
 //!
 //! A rollup bucket `[b, b + step)` holds exactly the facts whose
 //! `period_start` lies in it, so a range `[from, to)` is answered exactly by
-//! daily buckets for its whole days, hourly buckets for the whole hours
+//! monthly buckets for its whole UTC months, daily buckets for its whole days, hourly buckets for the whole hours
 //! around them, 5-minute buckets for the whole 5-minute slots left (only
 //! where 5-minute rollups are still retained) and raw facts for the rest.
 
-use crate::time::{DAY_S, FIVE_MINUTES_S, HOUR_S, ceil_to, floor_to};
+use crate::time::{DAY_S, FIVE_MINUTES_S, HOUR_S, ceil_to, floor_to, month_start_shifted};
 
 /// Where a segment of a range is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
+    /// `rollup_monthly` (UTC calendar months).
+    Monthly,
     /// `rollup_daily`.
     Daily,
     /// `rollup_hourly`.
@@ -25,6 +27,7 @@ impl Source {
     /// Relation name.
     pub fn table(self) -> &'static str {
         match self {
+            Source::Monthly => "rollup_monthly",
             Source::Daily => "rollup_daily",
             Source::Hourly => "rollup_hourly",
             Source::FiveMinute => "rollup_5m",
@@ -40,9 +43,10 @@ impl Source {
         }
     }
 
-    /// Bucket width in seconds (None for raw facts).
+    /// Bucket width in seconds (None for calendar months and raw facts).
     pub fn step_s(self) -> Option<i64> {
         match self {
+            Source::Monthly => None,
             Source::Daily => Some(DAY_S),
             Source::Hourly => Some(HOUR_S),
             Source::FiveMinute => Some(FIVE_MINUTES_S),
@@ -53,6 +57,7 @@ impl Source {
     /// Name as reported by the API.
     pub fn name(self) -> &'static str {
         match self {
+            Source::Monthly => "monthly",
             Source::Daily => "daily",
             Source::Hourly => "hourly",
             Source::FiveMinute => "5m",
@@ -82,7 +87,19 @@ pub fn plan(from_unix_s: i64, to_unix_s: i64, levels: &[Source], five_minute_hor
 }
 
 /// The levels a totals query may use.
-pub const TOTALS_LEVELS: [Source; 3] = [Source::Daily, Source::Hourly, Source::FiveMinute];
+pub const TOTALS_LEVELS: [Source; 4] = [Source::Monthly, Source::Daily, Source::Hourly, Source::FiveMinute];
+
+/// The whole buckets of `level` inside `[from, to)`, as `(lo, hi)`.
+fn inner_bounds(level: Source, from: i64, to: i64) -> (i64, i64) {
+    match level.step_s() {
+        Some(step) => (ceil_to(from, step), floor_to(to, step)),
+        None => {
+            let start = month_start_shifted(from, 0);
+            let lo = if start == from { from } else { month_start_shifted(from, 1) };
+            (lo, month_start_shifted(to, 0))
+        }
+    }
+}
 
 fn cover(from: i64, to: i64, levels: &[Source], horizon: i64, out: &mut Vec<Segment>) {
     if from >= to {
@@ -92,11 +109,9 @@ fn cover(from: i64, to: i64, levels: &[Source], horizon: i64, out: &mut Vec<Segm
         out.push(Segment { source: Source::Facts, from_unix_s: from, to_unix_s: to });
         return;
     };
-    let step = level.step_s().unwrap_or(1);
-    let mut lo = ceil_to(from, step);
-    let hi = floor_to(to, step);
+    let (mut lo, hi) = inner_bounds(level, from, to);
     if level == Source::FiveMinute {
-        lo = lo.max(ceil_to(horizon, step));
+        lo = lo.max(ceil_to(horizon, FIVE_MINUTES_S));
     }
     if lo >= hi {
         cover(from, to, rest, horizon, out);
@@ -150,6 +165,25 @@ mod tests {
         let to = 5 * DAY_S + HOUR_S;
         check(from, to, 10 * DAY_S, &[(Source::Facts, from, to)]);
         check(from, to, 0, &[(Source::FiveMinute, from, to)]);
+    }
+
+    #[test]
+    fn whole_months_use_monthly() {
+        // 2026-10-15T12:00Z .. 2027-01-01: Nov and Dec from monthly, the rest
+        // of October from daily (Oct 16..Nov 1) and hourly (Oct 15 12:00..24:00).
+        let oct_15 = 20_741 * DAY_S; // 2026-10-15
+        let nov_1 = 20_758 * DAY_S;
+        let jan_1 = 20_819 * DAY_S;
+        check(
+            oct_15 + 12 * HOUR_S,
+            jan_1,
+            0,
+            &[
+                (Source::Hourly, oct_15 + 12 * HOUR_S, oct_15 + DAY_S),
+                (Source::Daily, oct_15 + DAY_S, nov_1),
+                (Source::Monthly, nov_1, jan_1),
+            ],
+        );
     }
 
     #[test]

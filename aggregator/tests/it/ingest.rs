@@ -34,7 +34,7 @@ async fn same_agent_and_sequence_is_stored_once() {
     );
     assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);
     let f = fact(1, T0, 300, 1);
-    for table in ["rollup_5m", "rollup_hourly", "rollup_daily"] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
         assert_eq!((e, l, n), (f.energy_kwh, f.location_g_co2e, 1), "{table}");
     }
@@ -65,7 +65,7 @@ async fn higher_revisions_replace_and_rollups_follow_the_difference() {
     let StoreOutcome::Stored(s3) = store(&t.pool, &b(3, &r1b)).await else { panic!("duplicate") };
     assert_eq!((s3.facts_written, s3.facts_replaced, s3.facts_stale), (0, 0, 1));
 
-    for table in ["rollup_5m", "rollup_hourly", "rollup_daily"] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
         assert!((e - 3.0).abs() < 1e-12 && (l - 800.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
         // The old team's group is emptied, the new one holds the figures.

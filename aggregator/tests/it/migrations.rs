@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
@@ -26,7 +26,7 @@ async fn migrations_apply_from_empty_and_rerun() {
     // The expected relations exist, facts and two rollups partitioned.
     let kinds: Vec<(String, String)> = sqlx::query_as(
         "SELECT relname::text, relkind::text FROM pg_class
-         WHERE relname IN ('emission_facts', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'accounts',
+         WHERE relname IN ('emission_facts', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly', 'accounts',
                            'organisations', 'resources', 'resource_history', 'ingested_batches',
                            'account_team_rules')
          ORDER BY 1",
@@ -45,6 +45,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         ("rollup_5m", "p"),
         ("rollup_daily", "r"),
         ("rollup_hourly", "p"),
+        ("rollup_monthly", "r"),
     ];
     let got: Vec<(&str, &str)> = kinds.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(got, expect);

@@ -116,7 +116,7 @@ async fn rollups_sum_to_the_raw_facts() {
     assert!(facts.len() > 1_500, "{} facts", facts.len());
     let all = brute_group(&facts, |_| true, |_| vec![]);
     let want = &all[&Vec::<String>::new()];
-    for table in ["rollup_5m", "rollup_hourly", "rollup_daily"] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, m, lo, hi, n): (f64, f64, f64, f64, f64, i64) = sqlx::query_as(&format!(
             "SELECT sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e),
                     sum(fact_count)::bigint FROM {table}"
@@ -162,6 +162,11 @@ async fn totals_equal_brute_force_for_random_ranges_and_filters() {
             from = T0;
             to = T0 + 2 * DAY_S;
         }
+        if i % 10 == 5 {
+            // The whole of November 2026 (T0 is Nov 2) plus a ragged head.
+            from = T0 - DAY_S - 7_000;
+            to = T0 + 29 * DAY_S;
+        }
         let req = TotalsRequest {
             from_unix_s: from,
             to_unix_s: to,
@@ -199,7 +204,7 @@ async fn totals_equal_brute_force_for_random_ranges_and_filters() {
             assert!((share_sum - 1.0).abs() < 1e-9, "{context}: shares sum to {share_sum}");
         }
     }
-    for s in [Source::Daily, Source::Hourly, Source::FiveMinute, Source::Facts] {
+    for s in [Source::Monthly, Source::Daily, Source::Hourly, Source::FiveMinute, Source::Facts] {
         assert!(sources_seen.contains(&s), "source {s:?} never used");
     }
 }

@@ -50,7 +50,9 @@ async fn retention_drops_only_expired_partitions() {
     // A shorter daily retention deletes rows older than its cutoff only.
     let policy = RetentionPolicy { daily_months: Some(1), ..RetentionPolicy::default() };
     let r = maintenance::run(&t.pool, &policy, now).await.unwrap();
-    // cutoff 2026-10-01: removes 2025-09-15 only.
-    assert_eq!(r.daily_rows_deleted, 1);
+    // cutoff 2026-10-01: removes 2025-09-15 from daily and September 2025
+    // from monthly.
+    assert_eq!(r.daily_rows_deleted, 2);
     assert_eq!(count(&t.pool, "rollup_daily").await, 2);
+    assert_eq!(count(&t.pool, "rollup_monthly").await, 2);
 }
