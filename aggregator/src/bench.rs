@@ -18,6 +18,7 @@ use sqlx::PgPool;
 
 use crate::db::{self, DbError};
 use crate::maintenance::RetentionPolicy;
+use crate::model::{Batch, FactRow, Quality};
 use crate::query::{Dimension, Filters, Page, QueryEngine, SeriesRequest, Step, TopResourcesRequest, TotalsRequest};
 use crate::time::{DAY_S, HOUR_S, floor_to};
 
@@ -68,6 +69,68 @@ pub struct BenchReport {
     pub database_bytes: i64,
     /// Per query type.
     pub queries: Vec<QueryFigures>,
+    /// Ingest through `store_batch` after the load: facts per second over
+    /// `ingest_batches` batches of `ingest_batch_facts` new facts each, then
+    /// the same again as superseding revisions.
+    pub ingest_new_facts_per_s: f64,
+    /// Facts per second for the superseding pass.
+    pub ingest_revised_facts_per_s: f64,
+}
+
+/// Batches in the ingest measurement.
+const INGEST_BATCHES: u32 = 20;
+/// Facts per batch in the ingest measurement.
+const INGEST_BATCH_FACTS: u32 = 1_000;
+
+/// Times `store_batch` on `INGEST_BATCHES` batches of new facts, then on the
+/// same keys with a higher revision; returns facts per second for each pass.
+async fn time_ingest(pool: &PgPool, now_unix_s: i64) -> Result<(f64, f64), BenchError> {
+    let hour = floor_to(now_unix_s, HOUR_S) + HOUR_S; // the next hour: no overlap with loaded facts
+    let mut rates = Vec::new();
+    for revision in [1u32, 2] {
+        let started = Instant::now();
+        for b in 0..INGEST_BATCHES {
+            let facts = (0..INGEST_BATCH_FACTS)
+                .map(|i| {
+                    let r = b * INGEST_BATCH_FACTS + i;
+                    let e = 0.001 * f64::from(1 + r % 50) * f64::from(revision);
+                    FactRow {
+                        record_key: format!("ingest-{r}/total"),
+                        revision,
+                        period_start_unix_s: hour + i64::from(r % 12) * 300,
+                        period_s: 300,
+                        account_id: account_id(0),
+                        region: "region-0".into(),
+                        resource_id: format!("arn:bench:ingest:{r}"),
+                        resource_type: format!("type-{}-0", r % 30),
+                        service: format!("service-{}", r % 30),
+                        team: None,
+                        tags: Some(vec![("team".into(), format!("team-{}", r % 50))]),
+                        quality: Quality::Measured,
+                        energy_kwh: e,
+                        location_g_co2e: e * 400.0,
+                        market_g_co2e: e * 150.0,
+                        low_g_co2e: e * 320.0,
+                        high_g_co2e: e * 500.0,
+                        methodology_version: "bench".into(),
+                        factor_source: "bench".into(),
+                        factor_vintage: "2024".into(),
+                    }
+                })
+                .collect();
+            let batch = Batch {
+                agent_id: "bench-agent".into(),
+                sequence: u64::from(revision) * 1_000 + u64::from(b),
+                facts,
+                inventory: vec![],
+            };
+            let mut tx = pool.begin().await?;
+            crate::ingest::store_batch(&mut tx, &batch).await.map_err(BenchError::Ingest)?;
+            tx.commit().await?;
+        }
+        rates.push(f64::from(INGEST_BATCHES * INGEST_BATCH_FACTS) / started.elapsed().as_secs_f64());
+    }
+    Ok((rates[0], rates[1]))
 }
 
 /// Errors of the benchmark.
@@ -85,6 +148,9 @@ pub enum BenchError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] crate::query::QueryError),
+    /// Storing a batch failed.
+    #[error(transparent)]
+    Ingest(crate::ingest::StoreError),
 }
 
 const REGIONS: u32 = 15;
@@ -114,7 +180,8 @@ pub async fn run(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, BenchE
     let database_bytes: i64 =
         sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(pool).await?;
     let queries = time_queries(pool, cfg).await?;
-    Ok(BenchReport { rows_loaded, load_s, database_bytes, queries })
+    let (ingest_new_facts_per_s, ingest_revised_facts_per_s) = time_ingest(pool, cfg.now_unix_s).await?;
+    Ok(BenchReport { rows_loaded, load_s, database_bytes, queries, ingest_new_facts_per_s, ingest_revised_facts_per_s })
 }
 
 async fn load(pool: &PgPool, cfg: &BenchConfig) -> Result<(), BenchError> {

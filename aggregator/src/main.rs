@@ -165,6 +165,10 @@ async fn main() -> anyhow::Result<()> {
             for q in &report.queries {
                 println!("{:<52} {:>9.1} {:>9.1} {:>9.1} {:>6}", q.name, q.p50_ms, q.p95_ms, q.p99_ms, q.rows);
             }
+            println!(
+                "ingest (store_batch, 20 x 1000 facts): new {:.0} facts/s, superseding revisions {:.0} facts/s",
+                report.ingest_new_facts_per_s, report.ingest_revised_facts_per_s
+            );
         }
         Command::Serve { db, retention, http_listen, grpc_listen, max_connections } => {
             let pool =
