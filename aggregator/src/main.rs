@@ -193,17 +193,30 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
                 .add_service(GrpcQuery::new(engine, http::system_clock).into_server())
-                .serve_with_shutdown(grpc_listen, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                });
+                .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
-            let http = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
+            let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
             let (http_result, grpc_result) = tokio::join!(http.into_future(), grpc);
             http_result.context("HTTP API")?;
             grpc_result.context("gRPC API")?;
         }
     }
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (container stop), for an orderly shutdown.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
 }
