@@ -139,3 +139,58 @@ async fn inventory_keeps_current_state_and_history_of_changes() {
         sqlx::query_as("SELECT team FROM resource_history ORDER BY valid_from").fetch_all(&t.pool).await.unwrap();
     assert_eq!(history, vec![("web".to_owned(),), ("data".to_owned(),)]);
 }
+
+/// The delivery path: a decoded wire batch converted at the edge and stored;
+/// a re-estimate with a higher revision replaces it in every rollup.
+#[tokio::test]
+async fn protocol_batches_store_and_supersede() {
+    use canopy_protocol as wire;
+    let t = TestDb::migrated().await;
+    let record = |revision: u32, operational: f64| wire::EmissionRecord {
+        subject: wire::Subject::Group(wire::GroupKey {
+            service: "lambda".into(),
+            resource_type: "function".into(),
+            team: Some("web".into()),
+        }),
+        interval_start_unix_s: T0 + 3_600,
+        interval_end_unix_s: T0 + 7_200,
+        energy_compute_kwh: 0.5,
+        energy_memory_kwh: 0.1,
+        energy_storage_kwh: 0.0,
+        energy_networking_kwh: 0.0,
+        energy_accelerators_kwh: 0.0,
+        pue: 1.2,
+        embodied_g_co2e: 10.0,
+        operational_location_g_co2e: operational,
+        operational_market_g_co2e: 50.0,
+        grid_location: wire::GridFactorUsed { g_co2e_per_kwh: 300.0, source: "ccf".into(), vintage: "2024".into() },
+        grid_market: wire::GridFactorUsed { g_co2e_per_kwh: 70.0, source: "residual-mix".into(), vintage: "2024".into() },
+        quality: wire::Quality::Measured,
+        low_g_co2e: 150.0,
+        high_g_co2e: 300.0,
+        methodology_version: "canopy-1".into(),
+        revision,
+    };
+    let batch = |sequence: u64, r: wire::EmissionRecord| wire::Batch {
+        agent_id: "agent-9".into(),
+        account_id: "444444444444".into(),
+        region: "eu-west-1".into(),
+        sequence,
+        idempotency_key: wire::IdempotencyKey([0; 16]),
+        created_at_unix_ms: 0,
+        resources: vec![],
+        emissions: vec![r],
+    };
+    let b1 = canopy_aggregator::from_protocol::batch_from_protocol(&batch(1, record(1, 216.0)));
+    let b2 = canopy_aggregator::from_protocol::batch_from_protocol(&batch(2, record(2, 180.0)));
+    store(&t.pool, &b1).await;
+    store(&t.pool, &b2).await;
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
+        let (e, l, n) = rollup_sums(&t.pool, table).await;
+        // energy (0.5 + 0.1) kWh x 1.2 = 0.72 kWh; location 10 + 180 = 190 g (revision 2).
+        assert!((e - 0.72).abs() < 1e-12 && (l - 190.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
+    }
+    let (team, key): (String, String) =
+        sqlx::query_as("SELECT team, record_key FROM emission_facts").fetch_one(&t.pool).await.unwrap();
+    assert_eq!((team.as_str(), key.as_str()), ("web", "group:lambda/function/web@3600s"));
+}
