@@ -198,7 +198,8 @@ fn estimate_options(request: &EstimateRequest) -> Result<EstimateOptions> {
         methodology: request.methodology,
         period: request.period,
         by_usage_type: request.by_usage_type,
-        max_groups_in_memory: request.max_groups,
+        // The bound is for the whole run: each reader thread holds its share.
+        max_groups_in_memory: (request.max_groups / request.threads.max(1)).max(1),
         ..EstimateOptions::default()
     };
     options.canopy.market = request.market.clone();

@@ -116,15 +116,15 @@ fn text_cells(shape: OutputShape, row: &EstimateRow, number: fn(f64) -> String) 
     let opt = |v: Option<f64>| v.map(number).unwrap_or_default();
     let mut cells = vec![
         format_period_start(shape.period, row.period_start_unix_s),
-        row.account_id.clone(),
-        row.region.clone(),
-        row.service.clone(),
+        row.account_id.to_string(),
+        row.region.to_string(),
+        row.service.to_string(),
     ];
     if shape.by_usage_type {
-        cells.push(row.usage_type.clone().unwrap_or_default());
+        cells.push(row.usage_type.as_deref().unwrap_or_default().to_string());
     }
     if shape.with_tag {
-        cells.push(row.tag.clone().unwrap_or_default());
+        cells.push(row.tag.as_deref().unwrap_or_default().to_string());
     }
     cells.extend([
         opt(row.energy_kwh),

@@ -1,6 +1,7 @@
 //! Summing per-row estimates into output rows, and counting rows that got none.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::engine::GroupedRow;
 use super::intern::{Interner, NONE_ID};
@@ -24,14 +25,17 @@ pub(crate) struct Contribution {
 /// (period start, account, region, product, usage type or `NONE_ID`, tag or `NONE_ID`), text interned.
 type OutKey = (i64, u32, u32, u32, u32, u32);
 
+/// Sums of one output row. Energy, location-based CO2e and cost are
+/// compensated (they are compared with CCF to 1e-9); the derived figures are
+/// plain sums, to keep an output row small.
 #[derive(Default, Clone, Copy)]
 struct OutSums {
     energy_kwh: NeumaierSum,
     location_kg: NeumaierSum,
-    market_kg: NeumaierSum,
-    low_kg: NeumaierSum,
-    high_kg: NeumaierSum,
     cost: NeumaierSum,
+    market_kg: f64,
+    low_kg: f64,
+    high_kg: f64,
     quality: Option<Quality>,
 }
 
@@ -65,9 +69,9 @@ impl Aggregator {
         let sums = self.rows.entry(key).or_default();
         sums.energy_kwh.add(c.energy_kwh);
         sums.location_kg.add(c.co2e_location_kg);
-        sums.market_kg.add(c.co2e_market_kg);
-        sums.low_kg.add(c.co2e_low_kg);
-        sums.high_kg.add(c.co2e_high_kg);
+        sums.market_kg += c.co2e_market_kg;
+        sums.low_kg += c.co2e_low_kg;
+        sums.high_kg += c.co2e_high_kg;
         sums.cost.add(c.cost);
         sums.quality = Some(sums.quality.map_or(c.quality, |q| q.worst(c.quality)));
     }
@@ -79,9 +83,9 @@ impl Aggregator {
             let sums = self.rows.entry(key).or_default();
             sums.energy_kwh.merge(s.energy_kwh);
             sums.location_kg.merge(s.location_kg);
-            sums.market_kg.merge(s.market_kg);
-            sums.low_kg.merge(s.low_kg);
-            sums.high_kg.merge(s.high_kg);
+            sums.market_kg += s.market_kg;
+            sums.low_kg += s.low_kg;
+            sums.high_kg += s.high_kg;
             sums.cost.merge(s.cost);
             sums.quality = match (sums.quality, s.quality) {
                 (Some(a), Some(b)) => Some(a.worst(b)),
@@ -91,23 +95,29 @@ impl Aggregator {
     }
 
     /// Output rows, sorted by (period, account, region, service, usage type, tag).
+    /// Text is shared: one `Arc<str>` per distinct value, not one string per row.
     pub(crate) fn finish(self, interner: &Interner) -> Vec<EstimateRow> {
-        let finite = |s: NeumaierSum| {
-            let v = s.value();
-            (!v.is_nan()).then_some(v)
+        let finite = |v: f64| (!v.is_nan()).then_some(v);
+        let mut shared: Vec<Option<Arc<str>>> = Vec::new();
+        let mut text = |id: u32| -> Arc<str> {
+            let index = id as usize;
+            if shared.len() <= index {
+                shared.resize(index + 1, None);
+            }
+            shared[index].get_or_insert_with(|| Arc::from(interner.text(id))).clone()
         };
         let mut rows: Vec<EstimateRow> = self
             .rows
             .into_iter()
             .map(|((period_start_unix_s, account, region, service, usage_type, tag), s)| EstimateRow {
                 period_start_unix_s,
-                account_id: interner.text(account).to_owned(),
-                region: interner.text(region).to_owned(),
-                service: interner.text(service).to_owned(),
-                usage_type: interner.optional(usage_type).map(str::to_owned),
-                tag: interner.optional(tag).map(str::to_owned),
-                energy_kwh: finite(s.energy_kwh),
-                co2e_location_kg: finite(s.location_kg),
+                account_id: text(account),
+                region: text(region),
+                service: text(service),
+                usage_type: (usage_type != NONE_ID).then(|| text(usage_type)),
+                tag: (tag != NONE_ID).then(|| text(tag)),
+                energy_kwh: finite(s.energy_kwh.value()),
+                co2e_location_kg: finite(s.location_kg.value()),
                 co2e_market_kg: finite(s.market_kg),
                 co2e_low_kg: finite(s.low_kg),
                 co2e_high_kg: finite(s.high_kg),

@@ -289,6 +289,8 @@ impl CurEstimator {
     /// Estimates every group and returns the output rows and summary.
     pub fn finish(mut self) -> CurEstimate {
         self.flush();
+        // The group map keeps its capacity after a flush; it is not needed any more.
+        self.groups = FastMap::default();
         let mut summary = self.not_estimated;
         summary.rows_read = self.rows_read;
         summary.rows_skipped_by_line_item_type =

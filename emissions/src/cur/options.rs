@@ -142,7 +142,7 @@ pub struct EstimateOptions {
 }
 
 /// Default of [`EstimateOptions::max_groups_in_memory`].
-pub const DEFAULT_MAX_GROUPS_IN_MEMORY: usize = 1 << 16;
+pub const DEFAULT_MAX_GROUPS_IN_MEMORY: usize = 1 << 15;
 
 impl Default for EstimateOptions {
     fn default() -> Self {

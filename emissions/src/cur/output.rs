@@ -1,6 +1,7 @@
 //! What [`super::CurEstimator::finish`] returns.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::fmt;
 
 use crate::model::Quality;
@@ -21,15 +22,15 @@ pub struct EstimateRow {
     /// Start of the period (UTC, Unix seconds).
     pub period_start_unix_s: i64,
     /// `line_item_usage_account_id`.
-    pub account_id: String,
+    pub account_id: Arc<str>,
     /// `product_region`.
-    pub region: String,
+    pub region: Arc<str>,
     /// `line_item_product_code`.
-    pub service: String,
+    pub service: Arc<str>,
     /// Usage type; `Some` only when grouping by usage type.
-    pub usage_type: Option<String>,
+    pub usage_type: Option<Arc<str>>,
     /// Value of the requested tag; `None` when untagged.
-    pub tag: Option<String>,
+    pub tag: Option<Arc<str>>,
     /// Energy; `None` where CCF's result is NaN (ccf mode only).
     pub energy_kwh: Option<f64>,
     /// Location-based CO2e (kg).
