@@ -13,6 +13,7 @@
 //! 5. steady state, as a connected agent runs: `5 x cycles` appends of a
 //!    1,000-record cycle, each followed by the ack of the oldest batch once
 //!    50 are pending;
+//!
 //! and the on-disk size when full and after each phase (the byte cap
 //! counts frame bytes, so disk size over frame bytes is what the cap does
 //! not see).

@@ -173,3 +173,61 @@ fn new_outbox_without_first_sequence_starts_at_the_clock<S: OutboxStore>() {
     ));
 }
 for_both_stores!(new_outbox_without_first_sequence_starts_at_the_clock);
+
+/// Two collectors append while a sender acks: every sequence is handed out
+/// once, and what was acked plus what is pending is everything appended.
+fn concurrent_appends_and_acks_lose_nothing<S: OutboxStore + 'static>() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(open::<S>(dir.path(), config(5)));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let o = Arc::clone(&outbox);
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for hour in 0..15 {
+                    // 12 records in batches of 5 -> 3 batches per append
+                    let cycle = sample::emissions_only(12, w * 100 + hour, 2);
+                    seqs.extend(o.append(&cycle).unwrap().sequences);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let acker = {
+        let o = Arc::clone(&outbox);
+        std::thread::spawn(move || {
+            let mut acked = BTreeSet::new();
+            for _ in 0..40 {
+                for p in o.pending(0, 4).unwrap() {
+                    o.ack(&ack_of(&o, p.sequence)).unwrap();
+                    acked.insert(p.sequence);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            acked
+        })
+    };
+    let mut appended = BTreeSet::new();
+    for w in writers {
+        for seq in w.join().unwrap() {
+            assert!(appended.insert(seq), "sequence {seq} handed out twice");
+        }
+    }
+    let acked = acker.join().unwrap();
+    // 2 writers x 15 appends x 3 batches
+    assert_eq!(appended.len(), 90);
+    assert_eq!(appended, (1..=90).collect::<BTreeSet<u64>>());
+    let pending: BTreeSet<u64> = outbox
+        .pending(0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|p| p.sequence)
+        .collect();
+    assert!(pending.is_disjoint(&acked));
+    let union: BTreeSet<u64> = pending.union(&acked).copied().collect();
+    assert_eq!(union, appended);
+    assert_eq!(outbox.stats().pending_batches, pending.len());
+}
+for_both_stores!(concurrent_appends_and_acks_lose_nothing);

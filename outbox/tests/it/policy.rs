@@ -67,9 +67,9 @@ fn coarsens_when_the_cycle_does_not_fit_and_keeps_totals<S: OutboxStore>() {
     // embodied: 80 x 1.5 g = 120 g
     close(embodied, 120.0);
     // operational location: 16.56 kWh x 1.135 x 334 g/kWh = 6,277.7304 g
-    close(location, 6_277.7304);
+    close(location, 6277.7304);
     // high bound = 2 x central = 2 x (120 + 6,277.7304) = 12,795.4608 g
-    close(high, 12_795.4608);
+    close(high, 12795.4608);
     // Team 0 holds i = 0, 4, ..., 36: compute 0.010 x (1 + 5 + ... + 37)
     // = 0.010 x 190 = 1.90 kWh per hour.
     let team0 = groups
