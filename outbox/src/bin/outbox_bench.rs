@@ -43,6 +43,7 @@ fn main() {
         "{:<5} {:<32} {:>12} {:>10} {:>10} {:>12}",
         "store", "phase", "records/s", "batches/s", "seconds", "disk MiB"
     );
+    encode_only(cycles);
     for result in [
         bench::<RedbStore>(&base, cycles),
         bench::<SledStore>(&base, cycles),
@@ -199,6 +200,43 @@ fn run<S: OutboxStore>(dir: &Path, config: OutboxConfig, cycles: usize) -> Resul
         disk as f64 / (1024.0 * 1024.0)
     );
     Ok(())
+}
+
+/// The CPU part of an append without any store: building, validating and
+/// encoding the same 1,000-record batches.
+fn encode_only(cycles: usize) {
+    let limits = canopy_protocol::DecodeLimits::default();
+    let cycles_data: Vec<_> = (0..cycles)
+        .map(|h| sample::emissions_only(1_000, h as i64, 8))
+        .collect();
+    let t = Instant::now();
+    let mut bytes = 0;
+    for (seq, cycle) in cycles_data.iter().enumerate() {
+        let batch = canopy_protocol::Batch {
+            agent_id: "bench-agent".into(),
+            account_id: cycle.account_id.clone(),
+            region: cycle.region.clone(),
+            sequence: seq as u64,
+            idempotency_key: canopy_outbox::idempotency_key(1, seq as u64),
+            created_at_unix_ms: cycle.created_at_unix_ms,
+            resources: Vec::new(),
+            emissions: cycle.emissions.iter().map(|e| e.record.clone()).collect(),
+        };
+        batch.validate(&limits).expect("sample batch is valid");
+        bytes += canopy_protocol::encode_batch(&batch, canopy_protocol::Compression::Lz4)
+            .expect("sample batch encodes")
+            .len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{:<5} {:<32} {:>12.0} {:>10.1} {:>10.3} {:>12.2}",
+        "none",
+        "clone + validate + encode only",
+        (cycles * 1_000) as f64 / secs,
+        cycles as f64 / secs,
+        secs,
+        bytes as f64 / (1024.0 * 1024.0)
+    );
 }
 
 fn ack(sequence: u64, idempotency_key: canopy_protocol::IdempotencyKey) -> Ack {
