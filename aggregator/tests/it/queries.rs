@@ -44,6 +44,9 @@ async fn loaded() -> TestDb {
     t
 }
 
+/// Brute-force sums and count of one group.
+type Sums = ([f64; 5], i64);
+
 fn dim_value(f: &Stored, d: Dimension) -> String {
     match d {
         Dimension::Account => f.account.clone(),
@@ -103,8 +106,8 @@ fn random_group_by(rng: &mut Rng) -> Vec<Dimension> {
 
 fn assert_metrics(got: &Metrics, want: &([f64; 5], i64), context: &str) {
     let g = [got.energy_kwh, got.location_kg_co2e * 1e3, got.market_kg_co2e * 1e3, got.low_kg_co2e * 1e3, got.high_kg_co2e * 1e3];
-    for i in 0..5 {
-        assert!(close(g[i], want.0[i]), "{context}: metric {i}: got {} want {}", g[i], want.0[i]);
+    for (i, (got, want)) in g.iter().zip(want.0.iter()).enumerate() {
+        assert!(close(*got, *want), "{context}: metric {i}: got {got} want {want}");
     }
     assert_eq!(got.fact_count, want.1, "{context}: fact count");
 }
@@ -259,7 +262,7 @@ async fn series_top_resources_and_pages_equal_brute_force() {
         let want = brute_group(&facts, |f| matches(f, &filters, T0, T0 + 2 * DAY_S), |f| {
             vec![f.account.clone(), f.region.clone(), f.resource_id.clone()]
         });
-        let mut ranked: Vec<(&Vec<String>, &([f64; 5], i64))> = want.iter().collect();
+        let mut ranked: Vec<(&Vec<String>, &Sums)> = want.iter().collect();
         ranked.sort_by(|a, b| b.1.0[1].total_cmp(&a.1.0[1]).then(a.0.cmp(b.0)));
         assert_eq!(resp.rows.len(), 5);
         assert!(resp.next_offset == Some(5));
