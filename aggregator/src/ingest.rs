@@ -49,6 +49,34 @@ pub enum StoreError {
     Db(#[from] DbError),
 }
 
+impl StoreError {
+    /// True when retrying the same batch later may succeed (connection
+    /// trouble, deadlock or serialisation failure, server shutting down);
+    /// false for bad input and other database errors. The delivery layer
+    /// answers retryable errors with a retry-later reply and the rest with a
+    /// rejection.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => false,
+            StoreError::Sql(e) | StoreError::Db(DbError::Sql(e)) => sql_is_retryable(e),
+            StoreError::Db(_) => false,
+        }
+    }
+}
+
+fn sql_is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
+        // 57P01..57P03 admin/crash shutdown and cannot_connect_now, 53300 too_many_connections.
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300")
+        ),
+        _ => false,
+    }
+}
+
 /// What [`store_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOutcome {
@@ -81,6 +109,14 @@ pub struct StoreSummary {
 /// Idempotent: a second call with the same (agent id, sequence) returns
 /// [`StoreOutcome::Duplicate`] and writes nothing. Facts are validated first
 /// and a bad fact rejects the whole batch.
+///
+/// Concurrency: writers of the same (account, region) are serialised by a
+/// transaction advisory lock held until commit, so keep one batch per
+/// transaction. A batch whose time partitions do not exist yet creates them
+/// in this transaction (`maintenance::run` creates them ahead, so this is
+/// rare: late data older than the window, or far-future data); two such
+/// batches can deadlock, which PostgreSQL breaks by failing one with a
+/// [`StoreError::is_retryable`] error.
 pub async fn store_batch(
     tx: &mut Transaction<'_, Postgres>,
     batch: &Batch,
@@ -496,6 +532,14 @@ mod tests {
         let mut f = fact(0, 300);
         f.account_id = "12345".into();
         assert_eq!(validate_fact(&f).unwrap_err(), "expected a 12-digit account id, found \"12345\"");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let bad = StoreError::InvalidBatch("expected a non-empty agent id, found an empty one".into());
+        assert!(!bad.is_retryable());
+        assert!(StoreError::Sql(sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(!StoreError::Sql(sqlx::Error::RowNotFound).is_retryable());
     }
 
     #[test]
