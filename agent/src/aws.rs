@@ -82,7 +82,11 @@ pub async fn aws_context(
     if let Some(credentials) = credentials {
         loader = loader.credentials_provider(credentials);
     }
-    AwsContext { sdk: loader.load().await, interceptor: BudgetInterceptor, s3_force_path_style: config.endpoint_url.is_some() }
+    AwsContext {
+        sdk: loader.load().await,
+        interceptor: BudgetInterceptor,
+        s3_force_path_style: config.endpoint_url.is_some(),
+    }
 }
 
 /// Tags each attempt with its API and attempt number for the budgeted connector.
@@ -100,7 +104,10 @@ impl Intercept for BudgetInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let api = cfg.load::<Metadata>().map(|m| format!("{}/{}", m.service(), m.name())).unwrap_or_else(|| "unknown/unknown".into());
+        let api = cfg
+            .load::<Metadata>()
+            .map(|m| format!("{}/{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown/unknown".into());
         let attempt = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
         let headers = context.request_mut().headers_mut();
         headers.insert(API_HEADER, api);
@@ -176,7 +183,9 @@ pub fn is_throttle(status: u16, error_type_header: Option<&str>, body: &[u8]) ->
     }
     let text = String::from_utf8_lossy(body);
     THROTTLE_CODES.iter().any(|code| {
-        text.contains(&format!("<Code>{code}</Code>")) || text.contains(&format!("\"{code}\"")) || text.contains(&format!("#{code}\""))
+        text.contains(&format!("<Code>{code}</Code>"))
+            || text.contains(&format!("\"{code}\""))
+            || text.contains(&format!("#{code}\""))
     })
 }
 
@@ -203,7 +212,8 @@ impl HttpConnector for BudgetedConnector {
             }
             // Error bodies are small: buffer to classify, then hand back.
             let error_type = response.headers().get("x-amzn-ErrorType").map(str::to_owned);
-            let bytes = ByteStream::new(response.take_body()).collect().await.map(|b| b.into_bytes()).unwrap_or_default();
+            let bytes =
+                ByteStream::new(response.take_body()).collect().await.map(|b| b.into_bytes()).unwrap_or_default();
             let throttled = is_throttle(status, error_type.as_deref(), &bytes);
             if throttled {
                 metrics.inc("canopy_agent_api_throttles_total", &[("service", &service)]);

@@ -8,7 +8,8 @@ use crate::aws::{AwsContext, aws_context};
 use crate::changes::{ChangeSource, SqsChangeSource};
 use crate::collectors::cloudwatch::CloudWatchSource;
 use crate::collectors::{
-    COLLECTOR_NAMES, CollectContext, CollectError, Collector, dynamodb, ebs, ec2, ecs, efs, eks, elasticache, lambda, rds, s3,
+    COLLECTOR_NAMES, CollectContext, CollectError, Collector, dynamodb, ebs, ec2, ecs, efs, eks, elasticache, lambda,
+    rds, s3,
 };
 use crate::config::{AgentConfig, SourceKind};
 use crate::cost::{CostMeter, CostModel};
@@ -85,7 +86,10 @@ pub async fn build_agent(config: &AgentConfig) -> Result<Agent, StartError> {
 }
 
 /// [`build_agent`] with explicit credentials (tests against emulators).
-pub async fn build_agent_with_credentials(config: &AgentConfig, credentials: Option<aws_sdk_sts::config::Credentials>) -> Result<Agent, StartError> {
+pub async fn build_agent_with_credentials(
+    config: &AgentConfig,
+    credentials: Option<aws_sdk_sts::config::Credentials>,
+) -> Result<Agent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let meter = Arc::new(CostMeter::new());
     let estimator = Estimator::new(&config.region, MarketConfig::new(), config.attribution.team_tag_keys.clone());
@@ -112,8 +116,13 @@ pub async fn build_agent_with_credentials(config: &AgentConfig, credentials: Opt
         None => caller_account(&aws).await?,
     };
     let changes: Option<Box<dyn ChangeSource>> = config.change_queue.queue_url.as_ref().map(|url| {
-        Box::new(SqsChangeSource::new(&aws, url, config.change_queue.wait_time_s, config.change_queue.max_messages, meter.clone()))
-            as Box<dyn ChangeSource>
+        Box::new(SqsChangeSource::new(
+            &aws,
+            url,
+            config.change_queue.wait_time_s,
+            config.change_queue.max_messages,
+            meter.clone(),
+        )) as Box<dyn ChangeSource>
     });
     Ok(Agent::new(AgentParts {
         context: CollectContext { account_id, region: config.region.clone(), now_unix_s: 0 },

@@ -62,10 +62,18 @@ pub enum EventError {
 /// Parses one EventBridge event: `Ok(None)` for a well-formed event no
 /// collector handles.
 pub fn parse_event(body: &str) -> Result<Option<Vec<Change>>, EventError> {
-    let v: Value = serde_json::from_str(body).map_err(|_| EventError::NotJson { found: body.chars().take(40).collect() })?;
-    let source = v.get("source").and_then(Value::as_str).ok_or(EventError::Field { field: "source", expected: "a string" })?;
-    let detail_type = v.get("detail-type").and_then(Value::as_str).ok_or(EventError::Field { field: "detail-type", expected: "a string" })?;
-    let detail = v.get("detail").filter(|d| d.is_object()).ok_or(EventError::Field { field: "detail", expected: "an object" })?;
+    let v: Value =
+        serde_json::from_str(body).map_err(|_| EventError::NotJson { found: body.chars().take(40).collect() })?;
+    let source =
+        v.get("source").and_then(Value::as_str).ok_or(EventError::Field { field: "source", expected: "a string" })?;
+    let detail_type = v
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .ok_or(EventError::Field { field: "detail-type", expected: "a string" })?;
+    let detail = v
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or(EventError::Field { field: "detail", expected: "an object" })?;
     let resources: Vec<String> = match v.get("resources") {
         None => Vec::new(),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
@@ -111,7 +119,13 @@ pub struct SqsChangeSource {
 
 impl SqsChangeSource {
     /// A source reading `queue_url`.
-    pub fn new(aws: &AwsContext, queue_url: &str, wait_time_s: u32, max_messages: u32, meter: Arc<CostMeter>) -> SqsChangeSource {
+    pub fn new(
+        aws: &AwsContext,
+        queue_url: &str,
+        wait_time_s: u32,
+        max_messages: u32,
+        meter: Arc<CostMeter>,
+    ) -> SqsChangeSource {
         let config = aws_sdk_sqs::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
         SqsChangeSource {
             client: aws_sdk_sqs::Client::from_conf(config),
@@ -177,8 +191,14 @@ mod tests {
     fn events_become_changes() {
         let arn = "arn:aws:ec2:eu-west-1:123456789012:instance/i-1";
         check(
-            &format!(r#"{{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","resources":["{arn}"],"detail":{{"instance-id":"i-1","state":"terminated"}}}}"#),
-            Ok(Some(vec![Change::Terminated { arn: arn.into() }, Change::Refresh { collector: "ec2" }, Change::Refresh { collector: "ebs" }])),
+            &format!(
+                r#"{{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","resources":["{arn}"],"detail":{{"instance-id":"i-1","state":"terminated"}}}}"#
+            ),
+            Ok(Some(vec![
+                Change::Terminated { arn: arn.into() },
+                Change::Refresh { collector: "ec2" },
+                Change::Refresh { collector: "ebs" },
+            ])),
         );
         check(
             r#"{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","resources":[],"detail":{"state":"running"}}"#,
@@ -190,7 +210,13 @@ mod tests {
         );
         check(r#"{"source":"aws.kms","detail-type":"x","detail":{}}"#, Ok(None));
         check("not json", Err(EventError::NotJson { found: "not json".into() }));
-        check(r#"{"source":"aws.ec2","detail":{}}"#, Err(EventError::Field { field: "detail-type", expected: "a string" }));
-        check(r#"{"source":"aws.ec2","detail-type":"x","detail":[]}"#, Err(EventError::Field { field: "detail", expected: "an object" }));
+        check(
+            r#"{"source":"aws.ec2","detail":{}}"#,
+            Err(EventError::Field { field: "detail-type", expected: "a string" }),
+        );
+        check(
+            r#"{"source":"aws.ec2","detail-type":"x","detail":[]}"#,
+            Err(EventError::Field { field: "detail", expected: "an object" }),
+        );
     }
 }

@@ -254,7 +254,12 @@ pub fn env_variables() -> impl Iterator<Item = (&'static str, String)> {
     ENV_OVERRIDES.iter().map(|(var, path, _)| (*var, path.join(".")))
 }
 
-fn env_value(var: &'static str, path: &'static [&'static str], kind: EnvKind, raw: &str) -> Result<toml::Value, ConfigError> {
+fn env_value(
+    var: &'static str,
+    path: &'static [&'static str],
+    kind: EnvKind,
+    raw: &str,
+) -> Result<toml::Value, ConfigError> {
     let key = match path {
         [one] => *one,
         _ => ENV_KEYS.iter().find(|(v, _)| *v == var).map_or("?", |(_, k)| k),
@@ -265,7 +270,11 @@ fn env_value(var: &'static str, path: &'static [&'static str], kind: EnvKind, ra
         EnvKind::Integer => toml::Value::Integer(raw.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
         EnvKind::Float => toml::Value::Float(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
         EnvKind::List => toml::Value::Array(
-            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_owned())).collect(),
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
         ),
     })
 }
@@ -310,7 +319,8 @@ fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> 
 impl AgentConfig {
     /// Reads `path`, applies environment overrides and validates.
     pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         AgentConfig::from_toml(&text, &path.display().to_string(), env)
     }
 
@@ -318,7 +328,8 @@ impl AgentConfig {
     /// overrides and validates.
     pub fn from_toml(text: &str, origin: &str, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
         let parse = |message: String| ConfigError::Parse { origin: origin.to_owned(), message };
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse(e.message().to_owned() + &span_hint(text, e.span())))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse(e.message().to_owned() + &span_hint(text, e.span())))?;
         apply_env(&mut table, env)?;
         let config: AgentConfig = table.try_into().map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
         config.validate()?;
@@ -360,17 +371,29 @@ impl AgentConfig {
         }
         let i = &self.intervals;
         if !(60..=3600).contains(&i.cycle_s) || i.cycle_s % 300 != 0 && 300 % i.cycle_s != 0 {
-            return invalid("intervals.cycle_s", "60..=3600 seconds, a divisor or multiple of 300", i.cycle_s.to_string());
+            return invalid(
+                "intervals.cycle_s",
+                "60..=3600 seconds, a divisor or multiple of 300",
+                i.cycle_s.to_string(),
+            );
         }
         if i.utilisation_s < 3600 || i.utilisation_s % 3600 != 0 || i.utilisation_s > 86_400 {
-            return invalid("intervals.utilisation_s", "a whole number of hours between 3600 and 86400 seconds", i.utilisation_s.to_string());
+            return invalid(
+                "intervals.utilisation_s",
+                "a whole number of hours between 3600 and 86400 seconds",
+                i.utilisation_s.to_string(),
+            );
         }
         if !(1..=168).contains(&i.full_inventory_h) {
             return invalid("intervals.full_inventory_h", "1..=168 hours", i.full_inventory_h.to_string());
         }
         let b = &self.budget;
         if !(b.max_cost_usd_per_resource_month.is_finite() && b.max_cost_usd_per_resource_month > 0.0) {
-            return invalid("budget.max_cost_usd_per_resource_month", "a positive number of USD", b.max_cost_usd_per_resource_month.to_string());
+            return invalid(
+                "budget.max_cost_usd_per_resource_month",
+                "a positive number of USD",
+                b.max_cost_usd_per_resource_month.to_string(),
+            );
         }
         if !(1..=64).contains(&b.max_concurrency) {
             return invalid("budget.max_concurrency", "1..=64 in-flight calls", b.max_concurrency.to_string());
@@ -394,7 +417,11 @@ impl AgentConfig {
             );
         }
         if self.attribution.team_tag_keys.iter().any(|k| k.trim().is_empty() || k.len() > 128) {
-            return invalid("attribution.team_tag_keys", "tag keys of 1..=128 characters", format!("{:?}", self.attribution.team_tag_keys));
+            return invalid(
+                "attribution.team_tag_keys",
+                "tag keys of 1..=128 characters",
+                format!("{:?}", self.attribution.team_tag_keys),
+            );
         }
         let q = &self.change_queue;
         if let Some(url) = &q.queue_url
@@ -403,10 +430,18 @@ impl AgentConfig {
             return invalid("change_queue.queue_url", "an SQS queue URL", format!("{url:?}"));
         }
         if q.wait_time_s > 20 {
-            return invalid("change_queue.wait_time_s", "0..=20 seconds (SQS long-poll maximum)", q.wait_time_s.to_string());
+            return invalid(
+                "change_queue.wait_time_s",
+                "0..=20 seconds (SQS long-poll maximum)",
+                q.wait_time_s.to_string(),
+            );
         }
         if !(1..=10).contains(&q.max_messages) {
-            return invalid("change_queue.max_messages", "1..=10 (SQS maximum per receive)", q.max_messages.to_string());
+            return invalid(
+                "change_queue.max_messages",
+                "1..=10 (SQS maximum per receive)",
+                q.max_messages.to_string(),
+            );
         }
         if self.output.spool_path.as_os_str().is_empty() {
             return invalid("output.spool_path", "a file path", "\"\"".into());
@@ -459,7 +494,8 @@ mod tests {
     #[test]
     fn environment_overrides_file() {
         let text = format!("{MINIMAL}[intervals]\ncycle_s = 600\n");
-        let c = load(&text, &[("CANOPY_AGENT_CYCLE_S", "900"), ("CANOPY_AGENT_TEAM_TAG_KEYS", "Owner, CostCentre")]).unwrap();
+        let c = load(&text, &[("CANOPY_AGENT_CYCLE_S", "900"), ("CANOPY_AGENT_TEAM_TAG_KEYS", "Owner, CostCentre")])
+            .unwrap();
         assert_eq!(c.intervals.cycle_s, 900);
         assert_eq!(c.attribution.team_tag_keys, ["Owner", "CostCentre"]);
     }

@@ -163,7 +163,8 @@ impl CostModel {
 
     /// Whole-agent monthly cost for an inventory of `counts` per kind.
     pub fn usd_per_month(&self, counts: &[(CostedKind, usize)]) -> f64 {
-        self.fixed_usd_per_month() + counts.iter().map(|(k, n)| self.usd_per_resource_month(*k) * *n as f64).sum::<f64>()
+        self.fixed_usd_per_month()
+            + counts.iter().map(|(k, n)| self.usd_per_resource_month(*k) * *n as f64).sum::<f64>()
     }
 }
 

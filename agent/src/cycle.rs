@@ -13,7 +13,9 @@ use crate::cost::{CostMeter, CostModel, CostReading, CostedKind};
 use crate::estimate::{Estimator, REVISION_MEASURED, REVISION_PROVISIONAL};
 use crate::inventory::{Basis, Inventory, Resource};
 use crate::metrics::Metrics;
-use crate::utilisation::{MAX_QUERIES_PER_CALL, MetricSource, PERIOD_S, UtilisationStore, UtilisationValue, utilisation_query};
+use crate::utilisation::{
+    MAX_QUERIES_PER_CALL, MetricSource, PERIOD_S, UtilisationStore, UtilisationValue, utilisation_query,
+};
 
 /// Cadences the cycle follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -165,7 +167,13 @@ impl Agent {
         match collector.collect(&ctx).await {
             Ok(found) => {
                 let summary = self.inventory.reconcile(name, found, now_unix_s);
-                tracing::info!(collector = name, added = summary.added, kept = summary.kept, terminated = summary.terminated, "collected");
+                tracing::info!(
+                    collector = name,
+                    added = summary.added,
+                    kept = summary.kept,
+                    terminated = summary.terminated,
+                    "collected"
+                );
                 true
             }
             Err(e) => {
@@ -195,8 +203,16 @@ impl Agent {
         } else if let Some(source) = &self.changes {
             match source.poll().await {
                 Ok(batch) => {
-                    self.metrics.add("canopy_agent_change_events_total", &[("outcome", "malformed")], batch.malformed as f64);
-                    self.metrics.add("canopy_agent_change_events_total", &[("outcome", "ignored")], batch.ignored as f64);
+                    self.metrics.add(
+                        "canopy_agent_change_events_total",
+                        &[("outcome", "malformed")],
+                        batch.malformed as f64,
+                    );
+                    self.metrics.add(
+                        "canopy_agent_change_events_total",
+                        &[("outcome", "ignored")],
+                        batch.ignored as f64,
+                    );
                     stats.changes_malformed = batch.malformed;
                     let mut refresh = BTreeSet::new();
                     for change in batch.changes {
@@ -216,7 +232,8 @@ impl Agent {
                     for i in 0..self.collectors.len() {
                         let name = self.collectors[i].name();
                         if refresh.contains(name) && self.run_collector(i, now_unix_s, &mut stats).await {
-                            touched.extend(self.inventory.iter().filter(|r| r.collector == name).map(|r| r.arn.clone()));
+                            touched
+                                .extend(self.inventory.iter().filter(|r| r.collector == name).map(|r| r.arn.clone()));
                         }
                     }
                 }

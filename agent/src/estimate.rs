@@ -107,7 +107,11 @@ impl Estimator {
 
     /// The group a resource's group records go to.
     pub fn group_key(&self, r: &Resource) -> GroupKey {
-        GroupKey { service: r.service.to_owned(), resource_type: r.resource_type.to_owned(), team: r.team(&self.team_tag_keys).map(str::to_owned) }
+        GroupKey {
+            service: r.service.to_owned(),
+            resource_type: r.resource_type.to_owned(),
+            team: r.team(&self.team_tag_keys).map(str::to_owned),
+        }
     }
 
     fn ctx(&self, start: i64) -> EstimateContext<'_> {
@@ -118,7 +122,11 @@ impl Estimator {
         parts
             .iter()
             .map(|p| {
-                let resource = model::Resource::Storage { gb: p.bytes as f64 / BYTES_PER_GB, medium: p.medium, replication: p.replication };
+                let resource = model::Resource::Storage {
+                    gb: p.bytes as f64 / BYTES_PER_GB,
+                    medium: p.medium,
+                    replication: p.replication,
+                };
                 model::estimate_resource(&resource, hours, None, &self.ctx(start))
             })
             .collect()
@@ -135,7 +143,8 @@ impl Estimator {
         util: UtilisationValue,
         revision: u32,
     ) -> Result<Option<EmissionRecord>, EstimateError> {
-        if !r.is_active() && !(r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated) {
+        if !r.is_active() && !(r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated)
+        {
             return Ok(None);
         }
         let hours = (end - start) as f64 / 3_600.0;
@@ -146,7 +155,8 @@ impl Estimator {
         let estimates: Vec<ResourceEstimate> = match &r.basis {
             Basis::Instance { instance_type, count, storage } => {
                 let resource = model::Resource::Instance { instance_type, vcpus_if_unknown: r.vcpus };
-                let mut all = vec![model::estimate_resource(&resource, hours * f64::from(*count), cpu, &self.ctx(start))?];
+                let mut all =
+                    vec![model::estimate_resource(&resource, hours * f64::from(*count), cpu, &self.ctx(start))?];
                 all.extend(self.storage(storage, hours, start)?);
                 all
             }
@@ -159,8 +169,11 @@ impl Estimator {
                 vec![model::estimate_resource(&resource, hours, Some(DEFAULT_CPU_UTILISATION_PCT), &self.ctx(start))?]
             }
             Basis::Container { vcpus, memory_mib, architecture } => {
-                let resource =
-                    model::Resource::Container { vcpus: *vcpus, memory_gb: *memory_mib as f64 / 1_024.0, architecture: model_arch(*architecture) };
+                let resource = model::Resource::Container {
+                    vcpus: *vcpus,
+                    memory_gb: *memory_mib as f64 / 1_024.0,
+                    architecture: model_arch(*architecture),
+                };
                 vec![model::estimate_resource(&resource, hours, cpu, &self.ctx(start))?]
             }
             Basis::CountedElsewhere => return Ok(None),
@@ -220,7 +233,10 @@ mod tests {
     #[test]
     fn instance_hour_matches_power_curve() {
         let e = estimator();
-        let rec = e.estimate(&instance("m5.large"), T0, T0 + 3_600, UtilisationValue::CpuPct(Some(25.0)), REVISION_MEASURED).unwrap().unwrap();
+        let rec = e
+            .estimate(&instance("m5.large"), T0, T0 + 3_600, UtilisationValue::CpuPct(Some(25.0)), REVISION_MEASURED)
+            .unwrap()
+            .unwrap();
         // Independent: power curve at 25 % × 1 h, PUE of 2026, eu-west-1 factor.
         let p = instance_power("m5.large").unwrap().power_w(25.0);
         let compute_kwh = (p.cpu_w + p.other_w) / 1_000.0;
@@ -230,7 +246,11 @@ mod tests {
         let (pue_2026, _) = pue(2026);
         let g = canopy_emissions::grid::location_factor("eu-west-1").g_co2e_per_kwh;
         let expected = (compute_kwh + memory_kwh) * pue_2026 * g;
-        assert!((rec.operational_location_g_co2e - expected).abs() < 1e-9, "{} vs {expected}", rec.operational_location_g_co2e);
+        assert!(
+            (rec.operational_location_g_co2e - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            rec.operational_location_g_co2e
+        );
         assert_eq!(rec.quality, Quality::Measured.max(rec.quality));
         assert_eq!(rec.revision, 2);
         assert!(rec.low_g_co2e <= rec.total_location_g_co2e() && rec.total_location_g_co2e() <= rec.high_g_co2e);
@@ -239,7 +259,10 @@ mod tests {
     #[test]
     fn missing_cpu_is_flagged_default() {
         let e = estimator();
-        let rec = e.estimate(&instance("m5.large"), T0, T0 + 300, UtilisationValue::CpuPct(None), REVISION_PROVISIONAL).unwrap().unwrap();
+        let rec = e
+            .estimate(&instance("m5.large"), T0, T0 + 300, UtilisationValue::CpuPct(None), REVISION_PROVISIONAL)
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.quality, Quality::Default);
         let p = instance_power("m5.large").unwrap().power_w(DEFAULT_CPU_UTILISATION_PCT);
         // 5 minutes = 1/12 h.
@@ -249,8 +272,16 @@ mod tests {
     #[test]
     fn storage_and_groups() {
         let e = estimator();
-        let part = StoragePart { class: "gp3".into(), bytes: 100 * (1 << 30), medium: StorageMedium::Ssd, replication: 2.0 };
-        let mut vol = Resource::new("ebs", "ec2", "volume", "arn:aws:ec2:eu-west-1:123456789012:volume/vol-1".into(), "vol-1".into(), Basis::Storage(vec![part]));
+        let part =
+            StoragePart { class: "gp3".into(), bytes: 100 * (1 << 30), medium: StorageMedium::Ssd, replication: 2.0 };
+        let mut vol = Resource::new(
+            "ebs",
+            "ec2",
+            "volume",
+            "arn:aws:ec2:eu-west-1:123456789012:volume/vol-1".into(),
+            "vol-1".into(),
+            Basis::Storage(vec![part]),
+        );
         vol.lifecycle = LifecycleState::Running;
         vol.tags.insert("Team".into(), "data".into());
         let rec = e.estimate(&vol, T0, T0 + 3_600, UtilisationValue::CpuPct(None), 1).unwrap().unwrap();

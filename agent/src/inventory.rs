@@ -221,7 +221,8 @@ impl Inventory {
 
     /// Drops resources terminated before `before_unix_s`.
     pub fn prune_terminated(&mut self, before_unix_s: i64) {
-        self.resources.retain(|_, r| !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s < before_unix_s));
+        self.resources
+            .retain(|_, r| !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s < before_unix_s));
     }
 
     /// Resources in ARN order.

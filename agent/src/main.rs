@@ -51,7 +51,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<AgentConfig> {
     Ok(match path {
         Some(p) => AgentConfig::load(p, &env)?,
         None => {
-            let region = env.var("AWS_REGION").or_else(|| env.var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+            let region =
+                env.var("AWS_REGION").or_else(|| env.var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
             let text = format!("config_version = 1\nagent_id = \"canopy-agent\"\nregion = \"{region}\"\n");
             AgentConfig::from_toml(&text, "<environment>", &env)?
         }
@@ -62,7 +63,9 @@ fn init_logs() {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CANOPY_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CANOPY_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .init();
 }
 

@@ -22,16 +22,32 @@ pub enum MetricKind {
 
 /// Families the agent exports: name, kind, help.
 pub const FAMILIES: &[(&str, MetricKind, &str)] = &[
-    ("canopy_agent_api_calls_total", MetricKind::Counter, "AWS API attempts sent (retries included), by service and operation"),
+    (
+        "canopy_agent_api_calls_total",
+        MetricKind::Counter,
+        "AWS API attempts sent (retries included), by service and operation",
+    ),
     ("canopy_agent_api_throttles_total", MetricKind::Counter, "AWS API attempts answered with a throttling error"),
     ("canopy_agent_api_server_errors_total", MetricKind::Counter, "AWS API attempts answered with a 5xx status"),
     ("canopy_agent_api_retries_total", MetricKind::Counter, "AWS API attempts that were retries of an earlier attempt"),
     ("canopy_agent_api_failures_total", MetricKind::Counter, "AWS API operations that failed after all attempts"),
     ("canopy_agent_api_cost_usd_total", MetricKind::Counter, "Estimated AWS charges of the agent's own API calls, USD"),
-    ("canopy_agent_cloudwatch_metrics_requested_total", MetricKind::Counter, "Metrics requested from CloudWatch GetMetricData (the billed unit)"),
-    ("canopy_agent_estimated_api_cost_usd_per_month", MetricKind::Gauge, "Estimated monthly AWS API cost of the agent at its current inventory, USD"),
+    (
+        "canopy_agent_cloudwatch_metrics_requested_total",
+        MetricKind::Counter,
+        "Metrics requested from CloudWatch GetMetricData (the billed unit)",
+    ),
+    (
+        "canopy_agent_estimated_api_cost_usd_per_month",
+        MetricKind::Gauge,
+        "Estimated monthly AWS API cost of the agent at its current inventory, USD",
+    ),
     ("canopy_agent_cycles_total", MetricKind::Counter, "Completed precompute cycles"),
-    ("canopy_agent_cycles_carried_over_total", MetricKind::Counter, "Cycle ticks skipped because the previous cycle overran"),
+    (
+        "canopy_agent_cycles_carried_over_total",
+        MetricKind::Counter,
+        "Cycle ticks skipped because the previous cycle overran",
+    ),
     ("canopy_agent_cycle_duration_seconds", MetricKind::Gauge, "Wall time of the last cycle, seconds"),
     ("canopy_agent_cycle_duration_seconds_total", MetricKind::Counter, "Wall time of all cycles, seconds"),
     ("canopy_agent_change_events_total", MetricKind::Counter, "Change events received, by outcome"),
@@ -75,7 +91,9 @@ impl Metrics {
         let values = self.values.lock().expect("metrics lock");
         values
             .iter()
-            .find(|((n, l), _)| *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d))
+            .find(|((n, l), _)| {
+                *n == name && l.len() == labels.len() && l.iter().zip(labels).all(|((a, b), (c, d))| a == c && b == d)
+            })
             .map_or(0.0, |(_, v)| *v)
     }
 
@@ -128,7 +146,10 @@ mod tests {
         assert!(text.contains("# TYPE canopy_agent_api_calls_total counter\n"));
         assert!(text.contains("canopy_agent_api_calls_total{service=\"ec2\",operation=\"DescribeInstances\"} 3\n"));
         assert!(text.contains("canopy_agent_inventory_resources 42\n"));
-        assert_eq!(m.get("canopy_agent_api_calls_total", &[("service", "ec2"), ("operation", "DescribeInstances")]), 3.0);
+        assert_eq!(
+            m.get("canopy_agent_api_calls_total", &[("service", "ec2"), ("operation", "DescribeInstances")]),
+            3.0
+        );
         assert_eq!(m.sum("canopy_agent_api_calls_total"), 3.0);
     }
 }

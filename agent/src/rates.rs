@@ -60,19 +60,67 @@ pub struct DocumentedRate {
 
 /// AWS's documented rates behind the defaults.
 pub const DOCUMENTED_RATES: &[DocumentedRate] = &[
-    DocumentedRate { key: "ec2_per_s", documented_per_s: Some(20.0), source: "EC2 API reference, request throttling: non-mutating actions refill 20 tokens/s (bucket 100)" },
-    DocumentedRate { key: "rds_per_s", documented_per_s: None, source: "no per-API rate published; conservative default" },
-    DocumentedRate { key: "s3_per_s", documented_per_s: None, source: "no rate published for bucket-configuration APIs; conservative default" },
-    DocumentedRate { key: "lambda_per_s", documented_per_s: Some(15.0), source: "Lambda quotas: control-plane API requests 15/s" },
-    DocumentedRate { key: "cloudwatch_get_metric_data_per_s", documented_per_s: Some(50.0), source: "CloudWatch service quotas: GetMetricData 50 TPS" },
-    DocumentedRate { key: "cloudwatch_list_metrics_per_s", documented_per_s: Some(25.0), source: "CloudWatch service quotas: ListMetrics 25 TPS" },
-    DocumentedRate { key: "sqs_per_s", documented_per_s: None, source: "SQS standard queues: nearly unlimited API rate; conservative default" },
+    DocumentedRate {
+        key: "ec2_per_s",
+        documented_per_s: Some(20.0),
+        source: "EC2 API reference, request throttling: non-mutating actions refill 20 tokens/s (bucket 100)",
+    },
+    DocumentedRate {
+        key: "rds_per_s",
+        documented_per_s: None,
+        source: "no per-API rate published; conservative default",
+    },
+    DocumentedRate {
+        key: "s3_per_s",
+        documented_per_s: None,
+        source: "no rate published for bucket-configuration APIs; conservative default",
+    },
+    DocumentedRate {
+        key: "lambda_per_s",
+        documented_per_s: Some(15.0),
+        source: "Lambda quotas: control-plane API requests 15/s",
+    },
+    DocumentedRate {
+        key: "cloudwatch_get_metric_data_per_s",
+        documented_per_s: Some(50.0),
+        source: "CloudWatch service quotas: GetMetricData 50 TPS",
+    },
+    DocumentedRate {
+        key: "cloudwatch_list_metrics_per_s",
+        documented_per_s: Some(25.0),
+        source: "CloudWatch service quotas: ListMetrics 25 TPS",
+    },
+    DocumentedRate {
+        key: "sqs_per_s",
+        documented_per_s: None,
+        source: "SQS standard queues: nearly unlimited API rate; conservative default",
+    },
     DocumentedRate { key: "sts_per_s", documented_per_s: None, source: "called once per start; conservative default" },
-    DocumentedRate { key: "ecs_per_s", documented_per_s: Some(20.0), source: "ECS API request throttling: cluster read actions 20/s sustained" },
-    DocumentedRate { key: "eks_per_s", documented_per_s: None, source: "no per-API rate published; conservative default" },
-    DocumentedRate { key: "dynamodb_per_s", documented_per_s: Some(10.0), source: "DynamoDB quotas: control-plane API requests 10/s (ListTables, DescribeTable class)" },
-    DocumentedRate { key: "elasticache_per_s", documented_per_s: None, source: "no per-API rate published; conservative default" },
-    DocumentedRate { key: "efs_per_s", documented_per_s: None, source: "no per-API rate published; conservative default" },
+    DocumentedRate {
+        key: "ecs_per_s",
+        documented_per_s: Some(20.0),
+        source: "ECS API request throttling: cluster read actions 20/s sustained",
+    },
+    DocumentedRate {
+        key: "eks_per_s",
+        documented_per_s: None,
+        source: "no per-API rate published; conservative default",
+    },
+    DocumentedRate {
+        key: "dynamodb_per_s",
+        documented_per_s: Some(10.0),
+        source: "DynamoDB quotas: control-plane API requests 10/s (ListTables, DescribeTable class)",
+    },
+    DocumentedRate {
+        key: "elasticache_per_s",
+        documented_per_s: None,
+        source: "no per-API rate published; conservative default",
+    },
+    DocumentedRate {
+        key: "efs_per_s",
+        documented_per_s: None,
+        source: "no per-API rate published; conservative default",
+    },
 ];
 
 /// Fraction of a documented rate the defaults use.
@@ -265,7 +313,10 @@ mod tests {
     fn rate_above_documented_is_rejected() {
         let r = RateConfig { ec2_per_s: 25.0, ..RateConfig::default() };
         let err = r.validate().unwrap_err().to_string();
-        assert_eq!(err, "config key budget.rates.ec2_per_s: expected a rate above 0 and at most 20 requests per second, found 25");
+        assert_eq!(
+            err,
+            "config key budget.rates.ec2_per_s: expected a rate above 0 and at most 20 requests per second, found 25"
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! the JSON-lines debug format (`collect --once`, the spool file).
 
 use canopy_protocol::{
-    AcceleratorKind, CpuArchitecture, EmissionRecord, GridFactorUsed, LifecycleState, Quality, ResourceRecord, Size, SizeUnit, Subject,
+    AcceleratorKind, CpuArchitecture, EmissionRecord, GridFactorUsed, LifecycleState, Quality, ResourceRecord, Size,
+    SizeUnit, Subject,
 };
 use serde_json::{Value, json};
 

@@ -19,7 +19,8 @@ use crate::cost::CostMeter;
 use crate::inventory::{Basis, Resource, StoragePart};
 use crate::utilisation::{MetricKind, MetricPoint, MetricQuery, MetricSource};
 
-const INSTANCE_TYPES: &[&str] = &["m5.large", "m5.xlarge", "c5.2xlarge", "r5.large", "t3.medium", "m6g.large", "c6g.xlarge", "g4dn.xlarge"];
+const INSTANCE_TYPES: &[&str] =
+    &["m5.large", "m5.xlarge", "c5.2xlarge", "r5.large", "t3.medium", "m6g.large", "c6g.xlarge", "g4dn.xlarge"];
 const DB_CLASSES: &[&str] = &["db.r5.large", "db.m5.large", "db.t3.medium"];
 const TEAMS: &[Option<&str>] = &[Some("payments"), Some("search"), Some("data"), Some("platform"), None];
 
@@ -57,25 +58,37 @@ impl SimulatedSource {
             0..=7 => {
                 let t = INSTANCE_TYPES[(h >> 8) as usize % INSTANCE_TYPES.len()];
                 let id = format!("i-{:017x}", h & 0xFFFF_FFFF_FFFF);
-                let mut r = Resource::new("simulated", "ec2", "instance", ctx.arn("ec2", &format!("instance/{id}")), id, Basis::Instance {
-                    instance_type: t.into(),
-                    count: 1,
-                    storage: Vec::new(),
-                });
+                let mut r = Resource::new(
+                    "simulated",
+                    "ec2",
+                    "instance",
+                    ctx.arn("ec2", &format!("instance/{id}")),
+                    id,
+                    Basis::Instance { instance_type: t.into(), count: 1, storage: Vec::new() },
+                );
                 r.class = Some(t.into());
-                r.architecture = Some(if t.contains('g') && t.starts_with(['m', 'c']) && t.chars().nth(2) == Some('g') {
-                    CpuArchitecture::Arm64
-                } else {
-                    CpuArchitecture::X86_64
-                });
+                r.architecture =
+                    Some(if t.contains('g') && t.starts_with(['m', 'c']) && t.chars().nth(2) == Some('g') {
+                        CpuArchitecture::Arm64
+                    } else {
+                        CpuArchitecture::X86_64
+                    });
                 r
             }
             8..=11 => {
                 let id = format!("vol-{:017x}", h & 0xFFFF_FFFF_FFFF);
                 let gib = 8 + (h >> 16) % 1_000;
-                let (class, medium) = if h % 7 == 0 { ("st1", StorageMedium::Hdd) } else { ("gp3", StorageMedium::Ssd) };
+                let (class, medium) =
+                    if h % 7 == 0 { ("st1", StorageMedium::Hdd) } else { ("gp3", StorageMedium::Ssd) };
                 let part = StoragePart { class: class.into(), bytes: gib << 30, medium, replication: 2.0 };
-                let mut r = Resource::new("simulated", "ec2", "volume", ctx.arn("ec2", &format!("volume/{id}")), id, Basis::Storage(vec![part]));
+                let mut r = Resource::new(
+                    "simulated",
+                    "ec2",
+                    "volume",
+                    ctx.arn("ec2", &format!("volume/{id}")),
+                    id,
+                    Basis::Storage(vec![part]),
+                );
                 r.class = Some(class.into());
                 r.size_bytes = Some(gib << 30);
                 r
@@ -83,20 +96,40 @@ impl SimulatedSource {
             12 | 13 => {
                 let class = DB_CLASSES[(h >> 8) as usize % DB_CLASSES.len()];
                 let id = format!("db-{i}");
-                let part = StoragePart { class: "gp3".into(), bytes: (20 + (h >> 20) % 500) << 30, medium: StorageMedium::Ssd, replication: 1.0 };
-                let mut r = Resource::new("simulated", "rds", "db", ctx.arn("rds", &format!("db:{id}")), id, Basis::Instance {
-                    instance_type: class.into(),
-                    count: 1,
-                    storage: vec![part],
-                });
+                let part = StoragePart {
+                    class: "gp3".into(),
+                    bytes: (20 + (h >> 20) % 500) << 30,
+                    medium: StorageMedium::Ssd,
+                    replication: 1.0,
+                };
+                let mut r = Resource::new(
+                    "simulated",
+                    "rds",
+                    "db",
+                    ctx.arn("rds", &format!("db:{id}")),
+                    id,
+                    Basis::Instance { instance_type: class.into(), count: 1, storage: vec![part] },
+                );
                 r.class = Some(class.into());
                 r
             }
             14 | 15 => {
                 let name = format!("sim-bucket-{}-{i}", self.seed);
                 let bytes = (h >> 12) % (5 << 40);
-                let part = StoragePart { class: "StandardStorage".into(), bytes, medium: StorageMedium::Hdd, replication: 6.0 };
-                let mut r = Resource::new("simulated", "s3", "bucket", format!("arn:aws:s3:::{name}"), name, Basis::Storage(vec![part]));
+                let part = StoragePart {
+                    class: "StandardStorage".into(),
+                    bytes,
+                    medium: StorageMedium::Hdd,
+                    replication: 6.0,
+                };
+                let mut r = Resource::new(
+                    "simulated",
+                    "s3",
+                    "bucket",
+                    format!("arn:aws:s3:::{name}"),
+                    name,
+                    Basis::Storage(vec![part]),
+                );
                 r.class = Some("StandardStorage".into());
                 r.size_bytes = Some(bytes);
                 r
@@ -106,7 +139,14 @@ impl SimulatedSource {
                 let memory_mb = [128u32, 256, 512, 1024, 1769][(h >> 8) as usize % 5];
                 let architecture = if h % 2 == 0 { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 };
                 let arn = ctx.arn("lambda", &format!("function:{name}"));
-                let mut r = Resource::new("simulated", "lambda", "function", arn, name, Basis::Function { memory_mb, architecture });
+                let mut r = Resource::new(
+                    "simulated",
+                    "lambda",
+                    "function",
+                    arn,
+                    name,
+                    Basis::Function { memory_mb, architecture },
+                );
                 r.memory_mib = Some(u64::from(memory_mb));
                 r.architecture = Some(architecture);
                 r
@@ -114,11 +154,14 @@ impl SimulatedSource {
             _ => {
                 let id = format!("{:032x}", h);
                 let arn = ctx.arn("ecs", &format!("task/sim/{id}"));
-                let mut r = Resource::new("simulated", "ecs", "task", arn, id, Basis::Container {
-                    vcpus: 0.5,
-                    memory_mib: 1_024,
-                    architecture: CpuArchitecture::X86_64,
-                });
+                let mut r = Resource::new(
+                    "simulated",
+                    "ecs",
+                    "task",
+                    arn,
+                    id,
+                    Basis::Container { vcpus: 0.5, memory_mib: 1_024, architecture: CpuArchitecture::X86_64 },
+                );
                 r.class = Some("FARGATE".into());
                 r.vcpus = Some(0.5);
                 r.memory_mib = Some(1_024);
@@ -194,7 +237,10 @@ mod tests {
         assert_eq!(a.len(), 40);
         // Per 20: 8 instances, 4 volumes, 2 DBs, 2 buckets, 3 functions, 1 task.
         let count = |t: &str| a.iter().filter(|r| r.resource_type == t).count();
-        assert_eq!((count("instance"), count("volume"), count("db"), count("bucket"), count("function"), count("task")), (16, 8, 4, 4, 6, 2));
+        assert_eq!(
+            (count("instance"), count("volume"), count("db"), count("bucket"), count("function"), count("task")),
+            (16, 8, 4, 4, 6, 2)
+        );
         let c = SimulatedSource::new(8, 40, Arc::new(CostMeter::new())).collect(&ctx).await.unwrap();
         assert_ne!(a, c);
     }

@@ -82,13 +82,18 @@ pub fn utilisation_query(resource: &Resource) -> Option<MetricQuery> {
     if !resource.is_active() {
         return None;
     }
-    let (namespace, metric_name, dimension, stat, kind) = match (resource.service, resource.resource_type, &resource.basis) {
-        ("ec2", "instance", _) => ("AWS/EC2", "CPUUtilization", "InstanceId", "Average", MetricKind::CpuPct),
-        ("rds", "db", _) => ("AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", "Average", MetricKind::CpuPct),
-        ("elasticache", "cluster", _) => ("AWS/ElastiCache", "CPUUtilization", "CacheClusterId", "Average", MetricKind::CpuPct),
-        ("lambda", "function", Basis::Function { .. }) => ("AWS/Lambda", "Duration", "FunctionName", "Sum", MetricKind::DurationMs),
-        _ => return None,
-    };
+    let (namespace, metric_name, dimension, stat, kind) =
+        match (resource.service, resource.resource_type, &resource.basis) {
+            ("ec2", "instance", _) => ("AWS/EC2", "CPUUtilization", "InstanceId", "Average", MetricKind::CpuPct),
+            ("rds", "db", _) => ("AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", "Average", MetricKind::CpuPct),
+            ("elasticache", "cluster", _) => {
+                ("AWS/ElastiCache", "CPUUtilization", "CacheClusterId", "Average", MetricKind::CpuPct)
+            }
+            ("lambda", "function", Basis::Function { .. }) => {
+                ("AWS/Lambda", "Duration", "FunctionName", "Sum", MetricKind::DurationMs)
+            }
+            _ => return None,
+        };
     Some(MetricQuery {
         arn: resource.arn.clone(),
         namespace,
@@ -193,11 +198,16 @@ impl UtilisationStore {
     /// points; sum of duration points, zero when none).
     pub fn measured(&self, resource: &Resource, start_unix_s: i64, end_unix_s: i64) -> UtilisationValue {
         let series = self.series.get(&resource.arn);
-        let values: Vec<f64> = series.map(|s| s.points.range(start_unix_s..end_unix_s).map(|(_, v)| *v).collect()).unwrap_or_default();
+        let values: Vec<f64> =
+            series.map(|s| s.points.range(start_unix_s..end_unix_s).map(|(_, v)| *v).collect()).unwrap_or_default();
         match &resource.basis {
             Basis::Function { .. } => {
                 // Queried but silent = no invocations; never queried = unknown.
-                if series.is_some() { UtilisationValue::DurationMs(Some(values.iter().sum())) } else { UtilisationValue::DurationMs(None) }
+                if series.is_some() {
+                    UtilisationValue::DurationMs(Some(values.iter().sum()))
+                } else {
+                    UtilisationValue::DurationMs(None)
+                }
             }
             _ if values.is_empty() => UtilisationValue::CpuPct(None),
             _ => UtilisationValue::CpuPct(Some(values.iter().sum::<f64>() / values.len() as f64)),
@@ -210,7 +220,9 @@ impl UtilisationStore {
     pub fn provisional(&self, resource: &Resource, interval_s: i64) -> UtilisationValue {
         let last = self.series.get(&resource.arn).and_then(|s| s.last_known);
         match &resource.basis {
-            Basis::Function { .. } => UtilisationValue::DurationMs(last.map(|ms_per_hour| ms_per_hour * interval_s as f64 / 3600.0)),
+            Basis::Function { .. } => {
+                UtilisationValue::DurationMs(last.map(|ms_per_hour| ms_per_hour * interval_s as f64 / 3600.0))
+            }
             _ => UtilisationValue::CpuPct(last),
         }
     }

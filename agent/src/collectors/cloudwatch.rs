@@ -33,7 +33,11 @@ impl CloudWatchSource {
     }
 
     /// Dimension sets of every series of `namespace`/`metric_name`, all pages.
-    pub async fn list_metrics(&self, namespace: &str, metric_name: &str) -> Result<Vec<Vec<(String, String)>>, CollectError> {
+    pub async fn list_metrics(
+        &self,
+        namespace: &str,
+        metric_name: &str,
+    ) -> Result<Vec<Vec<(String, String)>>, CollectError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -48,7 +52,12 @@ impl CloudWatchSource {
                 .await
                 .map_err(|e| CollectError::api("cloudwatch", "ListMetrics", e))?;
             for m in page.metrics() {
-                out.push(m.dimensions().iter().map(|d| (d.name().unwrap_or_default().to_owned(), d.value().unwrap_or_default().to_owned())).collect());
+                out.push(
+                    m.dimensions()
+                        .iter()
+                        .map(|d| (d.name().unwrap_or_default().to_owned(), d.value().unwrap_or_default().to_owned()))
+                        .collect(),
+                );
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_owned()),
@@ -96,7 +105,8 @@ impl MetricSource for CloudWatchSource {
                     found: queries.len().to_string(),
                 });
             }
-            let sdk_queries: Vec<MetricDataQuery> = queries.iter().enumerate().map(|(i, q)| to_sdk_query(i, q, period_s)).collect();
+            let sdk_queries: Vec<MetricDataQuery> =
+                queries.iter().enumerate().map(|(i, q)| to_sdk_query(i, q, period_s)).collect();
             let mut points = Vec::new();
             let mut token: Option<String> = None;
             loop {
@@ -113,7 +123,9 @@ impl MetricSource for CloudWatchSource {
                     .await
                     .map_err(|e| CollectError::api("cloudwatch", "GetMetricData", e))?;
                 for result in page.metric_data_results() {
-                    let Some(index) = result.id().and_then(|id| id.strip_prefix('q')).and_then(|i| i.parse::<usize>().ok()) else {
+                    let Some(index) =
+                        result.id().and_then(|id| id.strip_prefix('q')).and_then(|i| i.parse::<usize>().ok())
+                    else {
                         continue;
                     };
                     if index >= queries.len() {

@@ -47,12 +47,30 @@ impl Collector for DynamoDbCollector {
             }
             let mut found = Vec::new();
             for name in names {
-                let out = self.client.describe_table().table_name(&name).send().await.map_err(|e| CollectError::api("dynamodb", "DescribeTable", e))?;
+                let out = self
+                    .client
+                    .describe_table()
+                    .table_name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| CollectError::api("dynamodb", "DescribeTable", e))?;
                 let Some(table) = out.table() else { continue };
                 let Some(arn) = table.table_arn() else { continue };
                 let bytes = table.table_size_bytes().unwrap_or(0).max(0) as u64;
-                let part = StoragePart { class: "dynamodb".into(), bytes, medium: StorageMedium::Ssd, replication: DYNAMODB_REPLICATION };
-                let mut r = Resource::new("dynamodb", "dynamodb", "table", arn.to_owned(), name.clone(), Basis::Storage(vec![part]));
+                let part = StoragePart {
+                    class: "dynamodb".into(),
+                    bytes,
+                    medium: StorageMedium::Ssd,
+                    replication: DYNAMODB_REPLICATION,
+                };
+                let mut r = Resource::new(
+                    "dynamodb",
+                    "dynamodb",
+                    "table",
+                    arn.to_owned(),
+                    name.clone(),
+                    Basis::Storage(vec![part]),
+                );
                 r.size_bytes = Some(bytes);
                 r.lifecycle = match table.table_status().map(|s| s.as_str()) {
                     Some("CREATING") => LifecycleState::Pending,

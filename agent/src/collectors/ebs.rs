@@ -56,8 +56,20 @@ impl Collector for EbsCollector {
                     let Some(id) = v.volume_id() else { continue };
                     let volume_type = v.volume_type().map_or("gp2", VolumeType::as_str).to_owned();
                     let bytes = v.size().unwrap_or(0).max(0) as u64 * GIB;
-                    let part = StoragePart { class: volume_type.clone(), bytes, medium: volume_medium(&volume_type), replication: EBS_REPLICATION };
-                    let mut r = Resource::new("ebs", "ec2", "volume", ctx.arn("ec2", &format!("volume/{id}")), id.to_owned(), Basis::Storage(vec![part]));
+                    let part = StoragePart {
+                        class: volume_type.clone(),
+                        bytes,
+                        medium: volume_medium(&volume_type),
+                        replication: EBS_REPLICATION,
+                    };
+                    let mut r = Resource::new(
+                        "ebs",
+                        "ec2",
+                        "volume",
+                        ctx.arn("ec2", &format!("volume/{id}")),
+                        id.to_owned(),
+                        Basis::Storage(vec![part]),
+                    );
                     r.class = Some(volume_type);
                     r.size_bytes = Some(bytes);
                     r.tags = tag_map(v.tags().iter().map(|t| (t.key(), t.value())));

@@ -79,7 +79,11 @@ pub fn type_facts(info: &InstanceTypeInfo) -> TypeFacts {
     if let Some(gpu) = info.gpu_info() {
         for d in gpu.gpus() {
             let model = [d.manufacturer(), d.name()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            accelerators.push(Accelerator { kind: AcceleratorKind::Gpu, model, count: d.count().unwrap_or(0).max(0) as u32 });
+            accelerators.push(Accelerator {
+                kind: AcceleratorKind::Gpu,
+                model,
+                count: d.count().unwrap_or(0).max(0) as u32,
+            });
         }
     }
     if let Some(inf) = info.inference_accelerator_info() {
@@ -92,7 +96,10 @@ pub fn type_facts(info: &InstanceTypeInfo) -> TypeFacts {
     TypeFacts {
         vcpus: info.v_cpu_info().and_then(|v| v.default_v_cpus()).map(f64::from),
         memory_mib: info.memory_info().and_then(|m| m.size_in_mib()).map(|m| m.max(0) as u64),
-        architecture: info.processor_info().and_then(|p| p.supported_architectures().first()).map(|a| architecture(a.as_str())),
+        architecture: info
+            .processor_info()
+            .and_then(|p| p.supported_architectures().first())
+            .map(|a| architecture(a.as_str())),
         accelerators,
     }
 }
@@ -150,7 +157,8 @@ impl Collector for Ec2Collector {
                     found.push(r);
                 }
             }
-            let wanted: BTreeSet<String> = found.iter().filter_map(|r| r.class.clone()).filter(|c| !c.is_empty()).collect();
+            let wanted: BTreeSet<String> =
+                found.iter().filter_map(|r| r.class.clone()).filter(|c| !c.is_empty()).collect();
             self.describe_types(wanted).await?;
             let cache = self.types.lock().expect("type cache lock");
             for r in &mut found {

@@ -77,11 +77,16 @@ impl Collector for EcsCollector {
                         let Some(arn) = task.task_arn() else { continue };
                         let vcpus = task.cpu().and_then(|c| c.parse::<f64>().ok()).map(|units| units / 1024.0);
                         let memory_mib = task.memory().and_then(|m| m.parse::<u64>().ok());
-                        let arm = task.attributes().iter().any(|a| a.name() == "ecs.cpu-architecture" && a.value() == Some("arm64"));
+                        let arm = task
+                            .attributes()
+                            .iter()
+                            .any(|a| a.name() == "ecs.cpu-architecture" && a.value() == Some("arm64"));
                         let architecture = if arm { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 };
                         let fargate = task.launch_type() == Some(&LaunchType::Fargate);
                         let basis = match (fargate, vcpus, memory_mib) {
-                            (true, Some(vcpus), Some(memory_mib)) => Basis::Container { vcpus, memory_mib, architecture },
+                            (true, Some(vcpus), Some(memory_mib)) => {
+                                Basis::Container { vcpus, memory_mib, architecture }
+                            }
                             _ => Basis::CountedElsewhere,
                         };
                         let id = arn.rsplit('/').next().unwrap_or(arn).to_owned();

@@ -49,8 +49,15 @@ impl Collector for EfsCollector {
                     let bytes = fs.size_in_bytes().map_or(0, |s| s.value().max(0) as u64);
                     let one_zone = fs.availability_zone_name().is_some();
                     let class = if one_zone { "one-zone" } else { "regional" };
-                    let part = StoragePart { class: class.into(), bytes, medium: StorageMedium::Ssd, replication: efs_replication(one_zone) };
-                    let arn = fs.file_system_arn().map_or_else(|| ctx.arn("elasticfilesystem", &format!("file-system/{id}")), str::to_owned);
+                    let part = StoragePart {
+                        class: class.into(),
+                        bytes,
+                        medium: StorageMedium::Ssd,
+                        replication: efs_replication(one_zone),
+                    };
+                    let arn = fs
+                        .file_system_arn()
+                        .map_or_else(|| ctx.arn("elasticfilesystem", &format!("file-system/{id}")), str::to_owned);
                     let mut r = Resource::new("efs", "efs", "file-system", arn, id, Basis::Storage(vec![part]));
                     r.class = Some(class.into());
                     r.size_bytes = Some(bytes);

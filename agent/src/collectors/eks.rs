@@ -61,9 +61,11 @@ impl Collector for EksCollector {
                         .map_err(|e| CollectError::api("eks", "DescribeNodegroup", e))?;
                     let Some(ng) = out.nodegroup() else { continue };
                     let Some(arn) = ng.nodegroup_arn() else { continue };
-                    let mut r = Resource::new("eks", "eks", "nodegroup", arn.to_owned(), name.clone(), Basis::CountedElsewhere);
+                    let mut r =
+                        Resource::new("eks", "eks", "nodegroup", arn.to_owned(), name.clone(), Basis::CountedElsewhere);
                     r.class = ng.instance_types().first().cloned();
-                    r.tags = ng.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+                    r.tags =
+                        ng.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
                     r.lifecycle = match ng.status().map(|s| s.as_str()) {
                         Some("ACTIVE") | Some("UPDATING") | Some("DEGRADED") => LifecycleState::Running,
                         Some("CREATING") => LifecycleState::Pending,

@@ -86,7 +86,14 @@ impl Collector for LambdaCollector {
                         _ => CpuArchitecture::X86_64,
                     };
                     let memory_mb = f.memory_size().unwrap_or(128).max(0) as u32;
-                    let mut r = Resource::new("lambda", "lambda", "function", arn.to_owned(), name.to_owned(), Basis::Function { memory_mb, architecture });
+                    let mut r = Resource::new(
+                        "lambda",
+                        "lambda",
+                        "function",
+                        arn.to_owned(),
+                        name.to_owned(),
+                        Basis::Function { memory_mb, architecture },
+                    );
                     r.memory_mib = Some(u64::from(memory_mb));
                     r.architecture = Some(architecture);
                     r.lifecycle = LifecycleState::Running;
@@ -97,8 +104,15 @@ impl Collector for LambdaCollector {
                 }
             }
             for r in &mut found {
-                let out = self.client.list_tags().resource(r.arn.clone()).send().await.map_err(|e| CollectError::api("lambda", "ListTags", e))?;
-                r.tags = out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+                let out = self
+                    .client
+                    .list_tags()
+                    .resource(r.arn.clone())
+                    .send()
+                    .await
+                    .map_err(|e| CollectError::api("lambda", "ListTags", e))?;
+                r.tags =
+                    out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
             }
             let day = ctx.now_unix_s.div_euclid(DAY_S);
             let names: Vec<String> = found.iter().map(|r| r.id.clone()).collect();

@@ -107,7 +107,8 @@ pub trait Collector: Send + Sync {
 }
 
 /// Names of all AWS collectors.
-pub const COLLECTOR_NAMES: &[&str] = &["ec2", "ebs", "rds", "s3", "lambda", "ecs", "eks", "dynamodb", "elasticache", "efs"];
+pub const COLLECTOR_NAMES: &[&str] =
+    &["ec2", "ebs", "rds", "s3", "lambda", "ecs", "eks", "dynamodb", "elasticache", "efs"];
 
 /// IAM actions the agent itself needs beyond its collectors: its identity,
 /// the change queue, and utilisation fetches.
@@ -155,7 +156,9 @@ pub fn collectors_for_event_source(source: &str) -> &'static [&'static str] {
 }
 
 /// Tags from any SDK tag list as `(key, value)` pairs, skipping keyless tags.
-pub fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>) -> std::collections::BTreeMap<String, String> {
+pub fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> std::collections::BTreeMap<String, String> {
     pairs.into_iter().filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned()))).collect()
 }
 
@@ -176,7 +179,10 @@ mod tests {
         }
         assert!(actions.contains("ec2:DescribeInstanceTypes"));
         assert!(actions.contains("cloudwatch:GetMetricData"));
-        assert!(actions.iter().all(|a| a.split_once(':').is_some_and(|(s, n)| !s.is_empty() && n.chars().next().is_some_and(|c| c.is_ascii_uppercase()))));
+        assert!(actions.iter().all(|a| {
+            a.split_once(':')
+                .is_some_and(|(s, n)| !s.is_empty() && n.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+        }));
     }
 
     #[test]

@@ -76,11 +76,23 @@ impl Collector for RdsCollector {
                         Vec::new()
                     } else {
                         let replication = if multi_az { MULTI_AZ_REPLICATION } else { 1.0 };
-                        vec![StoragePart { class: storage_type.clone(), bytes, medium: rds_medium(&storage_type), replication }]
+                        vec![StoragePart {
+                            class: storage_type.clone(),
+                            bytes,
+                            medium: rds_medium(&storage_type),
+                            replication,
+                        }]
                     };
                     let count = if multi_az && !aurora { 2 } else { 1 };
                     let arn = db.db_instance_arn().map_or_else(|| ctx.arn("rds", &format!("db:{id}")), str::to_owned);
-                    let mut r = Resource::new("rds", "rds", "db", arn, id.to_owned(), Basis::Instance { instance_type: class.clone(), count, storage });
+                    let mut r = Resource::new(
+                        "rds",
+                        "rds",
+                        "db",
+                        arn,
+                        id.to_owned(),
+                        Basis::Instance { instance_type: class.clone(), count, storage },
+                    );
                     r.class = Some(class);
                     if !aurora {
                         r.size_bytes = Some(bytes);
@@ -104,8 +116,14 @@ impl Collector for RdsCollector {
                     }
                     let bytes = c.allocated_storage().unwrap_or(0).max(0) as u64 * GIB;
                     let class = c.storage_type().unwrap_or("aurora").to_owned();
-                    let part = StoragePart { class: class.clone(), bytes, medium: StorageMedium::Ssd, replication: AURORA_REPLICATION };
-                    let arn = c.db_cluster_arn().map_or_else(|| ctx.arn("rds", &format!("cluster:{id}")), str::to_owned);
+                    let part = StoragePart {
+                        class: class.clone(),
+                        bytes,
+                        medium: StorageMedium::Ssd,
+                        replication: AURORA_REPLICATION,
+                    };
+                    let arn =
+                        c.db_cluster_arn().map_or_else(|| ctx.arn("rds", &format!("cluster:{id}")), str::to_owned);
                     let mut r = Resource::new("rds", "rds", "cluster", arn, id.to_owned(), Basis::Storage(vec![part]));
                     r.class = Some(class);
                     r.size_bytes = Some(bytes);

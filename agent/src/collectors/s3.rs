@@ -65,7 +65,11 @@ impl S3Collector {
             .interceptor(aws.interceptor)
             .force_path_style(aws.s3_force_path_style)
             .build();
-        S3Collector { client: aws_sdk_s3::Client::from_conf(config), cloudwatch: CloudWatchSource::new(aws, meter), cache: Mutex::new(Cache::default()) }
+        S3Collector {
+            client: aws_sdk_s3::Client::from_conf(config),
+            cloudwatch: CloudWatchSource::new(aws, meter),
+            cache: Mutex::new(Cache::default()),
+        }
     }
 
     async fn bucket_region(&self, name: &str, listed: Option<&str>) -> Result<String, CollectError> {
@@ -75,7 +79,13 @@ impl S3Collector {
         if let Some(region) = self.cache.lock().expect("s3 cache lock").regions.get(name) {
             return Ok(region.clone());
         }
-        let out = self.client.get_bucket_location().bucket(name).send().await.map_err(|e| CollectError::api("s3", "GetBucketLocation", e))?;
+        let out = self
+            .client
+            .get_bucket_location()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| CollectError::api("s3", "GetBucketLocation", e))?;
         // An empty constraint means us-east-1; `EU` is the legacy name of eu-west-1.
         let region = match out.location_constraint().map(|c| c.as_str()) {
             None | Some("") => "us-east-1".to_owned(),
@@ -94,7 +104,11 @@ impl S3Collector {
         }
     }
 
-    async fn storage_metrics(&self, buckets: &[String], now_unix_s: i64) -> Result<HashMap<String, Sizes>, CollectError> {
+    async fn storage_metrics(
+        &self,
+        buckets: &[String],
+        now_unix_s: i64,
+    ) -> Result<HashMap<String, Sizes>, CollectError> {
         let series = self.cloudwatch.list_metrics("AWS/S3", "BucketSizeBytes").await?;
         let mut queries = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -208,10 +222,22 @@ impl Collector for S3Collector {
                 let parts: Vec<StoragePart> = sizes
                     .by_storage_type
                     .iter()
-                    .map(|(t, bytes)| StoragePart { class: t.clone(), bytes: *bytes, medium: StorageMedium::Hdd, replication: s3_replication(t) })
+                    .map(|(t, bytes)| StoragePart {
+                        class: t.clone(),
+                        bytes: *bytes,
+                        medium: StorageMedium::Hdd,
+                        replication: s3_replication(t),
+                    })
                     .collect();
                 let total: u64 = parts.iter().map(|p| p.bytes).sum();
-                let mut r = Resource::new("s3", "s3", "bucket", format!("arn:{}:s3:::{name}", ctx.partition()), name.clone(), Basis::Storage(parts));
+                let mut r = Resource::new(
+                    "s3",
+                    "s3",
+                    "bucket",
+                    format!("arn:{}:s3:::{name}", ctx.partition()),
+                    name.clone(),
+                    Basis::Storage(parts),
+                );
                 r.class = sizes.by_storage_type.iter().max_by_key(|(_, b)| *b).map(|(t, _)| t.clone());
                 r.size_bytes = Some(total);
                 r.tags = tags;

@@ -6,7 +6,9 @@ use canopy_agent::build::build_agent_with_credentials;
 use canopy_agent::config::AgentConfig;
 use canopy_agent::cycle::CycleOutput;
 use canopy_agent::env::MapEnv;
-use canopy_emissions::model::{CpuArchitecture as ModelArch, DEFAULT_CPU_UTILISATION_PCT, LAMBDA_GB_PER_VCPU, instance_power, pue, vcpu_power_w};
+use canopy_emissions::model::{
+    CpuArchitecture as ModelArch, DEFAULT_CPU_UTILISATION_PCT, LAMBDA_GB_PER_VCPU, instance_power, pue, vcpu_power_w,
+};
 use canopy_protocol::{EmissionRecord, LifecycleState, Quality, Subject};
 
 use crate::moto::{Moto, credentials, zip_one_file};
@@ -14,7 +16,8 @@ use crate::moto::{Moto, credentials, zip_one_file};
 pub const REGION: &str = "eu-west-1";
 
 pub fn config(endpoint: &str, extra: &str) -> AgentConfig {
-    let text = format!("config_version = 1\nagent_id = \"it\"\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n{extra}");
+    let text =
+        format!("config_version = 1\nagent_id = \"it\"\nregion = \"{REGION}\"\nendpoint_url = \"{endpoint}\"\n{extra}");
     AgentConfig::from_toml(&text, "it", &MapEnv::default()).unwrap()
 }
 
@@ -31,7 +34,8 @@ pub fn window(now: i64) -> (i64, i64) {
 
 pub async fn run_instances(ec2: &aws_sdk_ec2::Client, ami: &str, instance_type: &str, tags: &[(&str, &str)]) -> String {
     use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
-    let mut req = ec2.run_instances().image_id(ami).instance_type(InstanceType::from(instance_type)).min_count(1).max_count(1);
+    let mut req =
+        ec2.run_instances().image_id(ami).instance_type(InstanceType::from(instance_type)).min_count(1).max_count(1);
     if !tags.is_empty() {
         let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
         for (k, v) in tags {
@@ -48,7 +52,13 @@ pub async fn any_ami(ec2: &aws_sdk_ec2::Client) -> String {
     images.images()[0].image_id().unwrap().to_owned()
 }
 
-async fn put_points(cw: &aws_sdk_cloudwatch::Client, namespace: &str, metric: &str, dim: (&str, &str), points: &[(i64, f64)]) {
+async fn put_points(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    dim: (&str, &str),
+    points: &[(i64, f64)],
+) {
     for chunk in points.chunks(20) {
         let data = chunk
             .iter()
@@ -68,7 +78,11 @@ async fn put_points(cw: &aws_sdk_cloudwatch::Client, namespace: &str, metric: &s
 fn find<'a>(out: &'a CycleOutput, arn: &str, start: i64, end: i64) -> &'a EmissionRecord {
     out.emissions
         .iter()
-        .find(|e| e.subject == Subject::Resource { arn: arn.to_owned() } && e.interval_start_unix_s == start && e.interval_end_unix_s == end)
+        .find(|e| {
+            e.subject == Subject::Resource { arn: arn.to_owned() }
+                && e.interval_start_unix_s == start
+                && e.interval_end_unix_s == end
+        })
         .unwrap_or_else(|| panic!("no record for {arn} over {start}..{end}"))
 }
 
@@ -151,7 +165,8 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
         .await
         .unwrap();
     let us_sdk = crate::moto::sdk_for(&moto.url(), "us-east-1").await;
-    let s3_us = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&us_sdk).force_path_style(true).build());
+    let s3_us =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&us_sdk).force_path_style(true).build());
     s3_us.create_bucket().bucket("elsewhere-bucket").send().await.unwrap();
     // Daily storage metrics: 5 GB Standard, 1,234 objects, yesterday.
     let yesterday = now - 20 * 3_600;
@@ -187,7 +202,11 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
         .handler("index.handler")
         .memory_size(512)
         .architectures(aws_sdk_lambda::types::Architecture::Arm64)
-        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(zip_one_file("index.py", b"def handler(e, c):\n    return 1\n").into()).build())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(zip_one_file("index.py", b"def handler(e, c):\n    return 1\n").into())
+                .build(),
+        )
         .tags("Team", "search")
         .send()
         .await
@@ -200,9 +219,17 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
     // of the second; `idle` has no datapoints. Lambda: 1,000 ms per 5 minutes.
     let first_hour: Vec<(i64, f64)> = (0..12).map(|i| (w0 + i * 300, 20.0)).collect();
     let second_hour: Vec<(i64, f64)> = (0..6).map(|i| (w0 + 3_600 + i * 300, 40.0)).collect();
-    put_points(&cw, "AWS/EC2", "CPUUtilization", ("InstanceId", &web), &[first_hour.clone(), second_hour].concat()).await;
+    put_points(&cw, "AWS/EC2", "CPUUtilization", ("InstanceId", &web), &[first_hour.clone(), second_hour].concat())
+        .await;
     put_points(&cw, "AWS/EC2", "CPUUtilization", ("InstanceId", &search), &[(w0, 60.0), (w0 + 300, 80.0)]).await;
-    put_points(&cw, "AWS/Lambda", "Duration", ("FunctionName", "resize"), &(0..12).map(|i| (w0 + i * 300, 1_000.0)).collect::<Vec<_>>()).await;
+    put_points(
+        &cw,
+        "AWS/Lambda",
+        "Duration",
+        ("FunctionName", "resize"),
+        &(0..12).map(|i| (w0 + i * 300, 1_000.0)).collect::<Vec<_>>(),
+    )
+    .await;
 
     let config = config(&moto.url(), "");
     let mut agent = build_agent_with_credentials(&config, Some(credentials())).await.unwrap();
@@ -214,7 +241,8 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
 
     // Inventory.
     let arn = |kind: &str, id: &str| format!("arn:aws:ec2:{REGION}:123456789012:{kind}/{id}");
-    let resource = |a: &str| out.resources.iter().map(|(r, _)| r).find(|r| r.arn == a).unwrap_or_else(|| panic!("missing {a}"));
+    let resource =
+        |a: &str| out.resources.iter().map(|(r, _)| r).find(|r| r.arn == a).unwrap_or_else(|| panic!("missing {a}"));
     let instances: Vec<_> = out.resources.iter().filter(|(r, _)| r.resource_type == "instance").collect();
     assert_eq!(instances.len(), 4);
     let w = resource(&arn("instance", &web));
@@ -244,7 +272,11 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
         let p = m5.power_w(cpu);
         close(rec.energy_compute_kwh, (p.cpu_w + p.other_w) / 1_000.0, "compute kWh");
         close(rec.energy_memory_kwh, p.memory_w / 1_000.0, "memory kWh");
-        close(rec.operational_location_g_co2e, (p.cpu_w + p.other_w + p.memory_w + p.gpu_w) / 1_000.0 * pue * grid, "location gCO2e");
+        close(
+            rec.operational_location_g_co2e,
+            (p.cpu_w + p.other_w + p.memory_w + p.gpu_w) / 1_000.0 * pue * grid,
+            "location gCO2e",
+        );
         assert_eq!(rec.quality, quality, "{a}");
         assert_eq!(rec.revision, 2);
     };
@@ -269,7 +301,11 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
     // vCPU-h = GB-h / 1.769; Graviton watts at the serverless default CPU.
     let gb_hours = 6.0 / 3_600.0;
     let lambda_rec = find(&out, &function_arn, w0, w0 + 3_600);
-    close(lambda_rec.energy_compute_kwh, vcpu_power_w(ModelArch::Arm, DEFAULT_CPU_UTILISATION_PCT).0 * gb_hours / LAMBDA_GB_PER_VCPU / 1_000.0, "Lambda compute kWh");
+    close(
+        lambda_rec.energy_compute_kwh,
+        vcpu_power_w(ModelArch::Arm, DEFAULT_CPU_UTILISATION_PCT).0 * gb_hours / LAMBDA_GB_PER_VCPU / 1_000.0,
+        "Lambda compute kWh",
+    );
     close(lambda_rec.energy_memory_kwh, gb_hours * 0.000_392, "Lambda memory kWh");
     // Second hour: no datapoints = no invocations = zero energy.
     close(find(&out, &function_arn, w0 + 3_600, w1).energy_total_kwh(), 0.0, "idle Lambda hour");

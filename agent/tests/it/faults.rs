@@ -61,7 +61,10 @@ async fn cycle_completes_under_throttling_within_rate_budget() {
     assert_eq!(m.sum("canopy_agent_api_throttles_total") as usize, throttled);
     assert_eq!(m.sum("canopy_agent_api_server_errors_total") as usize, errors);
     assert_eq!(m.sum("canopy_agent_api_calls_total") as usize, sent);
-    println!("calls {sent}, throttled {throttled}, 5xx {errors}, worst 1-s window per API {:?}", proxy.max_in_window(1.0));
+    println!(
+        "calls {sent}, throttled {throttled}, 5xx {errors}, worst 1-s window per API {:?}",
+        proxy.max_in_window(1.0)
+    );
     // Budget: one token per 1/rate s, so at most rate + 1 calls of one API in any second.
     for (api, n) in proxy.max_in_window(1.0) {
         assert!(n as f64 <= rate + 1.0, "{api}: {n} calls within one second, budget {rate}/s");

@@ -47,9 +47,14 @@ fn api_key(req: &hyper::http::request::Parts, body: &[u8]) -> (String, String) {
     } else if let Some(action) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
         action.to_owned()
     } else {
-        let query_keys: Vec<&str> = req.uri.query().unwrap_or_default().split('&').map(|kv| kv.split('=').next().unwrap_or_default()).collect();
+        let query_keys: Vec<&str> =
+            req.uri.query().unwrap_or_default().split('&').map(|kv| kv.split('=').next().unwrap_or_default()).collect();
         let segments: Vec<&str> = req.uri.path().split('/').filter(|s| !s.is_empty()).take(2).collect();
-        let shape = if service == "s3" { if segments.is_empty() { "root" } else { "bucket" }.to_owned() } else { segments.join("/") };
+        let shape = if service == "s3" {
+            if segments.is_empty() { "root" } else { "bucket" }.to_owned()
+        } else {
+            segments.join("/")
+        };
         format!("{} {shape} {}", req.method, query_keys.join(","))
     };
     (service, operation)
@@ -63,14 +68,19 @@ fn throttle_response(service: &str, parts: &hyper::http::request::Parts, body: &
     } else if service == "lambda" {
         (429, "application/json", r#"{"Type":"User","message":"Rate exceeded"}"#.to_owned())
     } else if service == "s3" {
-        (503, "application/xml", "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_owned())
+        (
+            503,
+            "application/xml",
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_owned(),
+        )
     } else if service == "ec2" {
         (503, "text/xml", "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>".to_owned())
     } else {
         let _ = body;
         (400, "text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>".to_owned())
     };
-    let mut builder = Response::builder().status(StatusCode::from_u16(status).unwrap()).header("content-type", content_type);
+    let mut builder =
+        Response::builder().status(StatusCode::from_u16(status).unwrap()).header("content-type", content_type);
     if json || service == "lambda" {
         let code = if service == "lambda" { "TooManyRequestsException" } else { "ThrottlingException" };
         builder = builder.header("x-amzn-ErrorType", code);
@@ -99,7 +109,8 @@ impl FaultProxy {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let (service, operation) = api_key(&parts, &body);
-                            let roll = splitmix(seed ^ counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 100;
+                            let roll =
+                                splitmix(seed ^ counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 100;
                             {
                                 let mut l = log.lock().unwrap();
                                 l.arrivals.entry(format!("{service} {operation}")).or_default().push(Instant::now());
@@ -110,7 +121,10 @@ impl FaultProxy {
                             }
                             if roll < throttle_pct + error_pct {
                                 log.lock().unwrap().server_errors += 1;
-                                return Ok(Response::builder().status(500).body(Full::new(Bytes::from_static(b"internal error"))).unwrap());
+                                return Ok(Response::builder()
+                                    .status(500)
+                                    .body(Full::new(Bytes::from_static(b"internal error")))
+                                    .unwrap());
                             }
                             let mut forward = Request::builder().method(parts.method.clone()).uri(format!(
                                 "http://127.0.0.1:{upstream_port}{}",

@@ -26,12 +26,27 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
         let out = agent.run_cycle(H + i * 300).await;
         assert_eq!(out.stats.utilisation_window, None, "no fetch before two hours have passed");
         // Every cycle gives the dashboards one provisional 5-minute record per group.
-        assert!(out.emissions.iter().any(|e| matches!(e.subject, Subject::Group(_)) && e.interval_start_unix_s == H + (i - 1) * 300));
+        assert!(
+            out.emissions
+                .iter()
+                .any(|e| matches!(e.subject, Subject::Group(_)) && e.interval_start_unix_s == H + (i - 1) * 300)
+        );
         provisional.extend(out.emissions.into_iter().filter(|e| matches!(e.subject, Subject::Resource { .. })));
     }
     // The cycle ending at H + 1 h gives provisional hourly records for [H, H + 1 h).
-    assert_eq!(provisional.len(), agent.inventory().iter().filter(|r| !matches!(r.basis, canopy_agent::inventory::Basis::CountedElsewhere)).count());
-    assert!(provisional.iter().all(|e| e.revision == 1 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600));
+    assert_eq!(
+        provisional.len(),
+        agent
+            .inventory()
+            .iter()
+            .filter(|r| !matches!(r.basis, canopy_agent::inventory::Basis::CountedElsewhere))
+            .count()
+    );
+    assert!(
+        provisional
+            .iter()
+            .all(|e| e.revision == 1 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600)
+    );
     let mut measured = Vec::new();
     for i in 13..=24 {
         let out = agent.run_cycle(H + i * 300).await;
@@ -40,10 +55,17 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
             // 40 utilisation queries: one GetMetricData call.
             assert_eq!(out.stats.cost.get_metric_data_calls, 1);
         }
-        measured.extend(out.emissions.into_iter().filter(|e| e.revision == 2 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600));
+        measured.extend(
+            out.emissions
+                .into_iter()
+                .filter(|e| e.revision == 2 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600),
+        );
     }
     for p in &provisional {
-        let m = measured.iter().find(|m| m.subject == p.subject).unwrap_or_else(|| panic!("no measured record for {}", p.subject));
+        let m = measured
+            .iter()
+            .find(|m| m.subject == p.subject)
+            .unwrap_or_else(|| panic!("no measured record for {}", p.subject));
         assert!(m.supersedes(p));
     }
     // The simulated source leaves every tenth metered resource without datapoints.
@@ -57,10 +79,12 @@ async fn sqs_create_and_terminate_events_are_reflected_within_one_cycle() {
     let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs.create_queue().queue_name("canopy-changes").send().await.unwrap().queue_url().unwrap().to_owned();
+    let queue_url =
+        sqs.create_queue().queue_name("canopy-changes").send().await.unwrap().queue_url().unwrap().to_owned();
     let ami = any_ami(&ec2).await;
     let old = run_instances(&ec2, &ami, "m5.large", &[]).await;
-    let extra = format!("collectors = [\"ec2\", \"ebs\"]\n[change_queue]\nqueue_url = \"{queue_url}\"\nwait_time_s = 1\n");
+    let extra =
+        format!("collectors = [\"ec2\", \"ebs\"]\n[change_queue]\nqueue_url = \"{queue_url}\"\nwait_time_s = 1\n");
     let config = config(&moto.url(), &extra);
     let mut agent = build_agent_with_credentials(&config, Some(credentials())).await.unwrap();
     let now = now_unix_s();
@@ -78,7 +102,11 @@ async fn sqs_create_and_terminate_events_are_reflected_within_one_cycle() {
             state.as_str()
         )
     };
-    for body in [event(&new, InstanceStateName::Running), event(&old, InstanceStateName::Terminated), "{not an event".to_owned()] {
+    for body in [
+        event(&new, InstanceStateName::Running),
+        event(&old, InstanceStateName::Terminated),
+        "{not an event".to_owned(),
+    ] {
         sqs.send_message().queue_url(&queue_url).message_body(body).send().await.unwrap();
     }
     let second = agent.run_cycle(now + 300).await;
