@@ -1,6 +1,8 @@
 //! The Canopy aggregator's storage and query layer.
 //!
 //! - [`bench`]: the storage scale benchmark.
+//! - [`delivery`]: batch ingest over QUIC (validate, store in one
+//!   transaction, commit, then acknowledge; quarantine what is refused).
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
@@ -17,6 +19,7 @@
 
 pub mod bench;
 pub mod db;
+pub mod delivery;
 pub mod directory;
 pub mod from_protocol;
 pub mod grpc;

@@ -5,6 +5,8 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +14,9 @@ use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
 use canopy_aggregator::bench::{self, BenchConfig};
 use canopy_aggregator::grpc::GrpcQuery;
+use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_aggregator::{db, http};
+use canopy_transport::{CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -112,7 +116,51 @@ enum Command {
         /// Connections in the pool.
         #[arg(long, default_value_t = 16)]
         max_connections: u32,
+        #[command(flatten)]
+        ingest: IngestArgs,
     },
+}
+
+/// Batch ingest over QUIC; enabled when a CA is given (files, environment or `--dev-ca-dir`).
+#[derive(Args)]
+struct IngestArgs {
+    /// UDP address of the QUIC batch and enrolment endpoint.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    quic_listen: SocketAddr,
+    /// CA certificate PEM file (else the PEM text in CANOPY_CA_CERT_PEM).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// CA private key PEM file (else the PEM text in CANOPY_CA_KEY_PEM).
+    #[arg(long)]
+    ca_key: Option<PathBuf>,
+    /// Development only: use `ca-cert.pem` / `ca-key.pem` in this folder,
+    /// generating them first when missing.
+    #[arg(long)]
+    dev_ca_dir: Option<PathBuf>,
+    /// Names in the server certificate (DNS names or IP addresses).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    server_name: Vec<String>,
+    /// Accounts allowed to enrol (comma-separated); none disables enrolment.
+    #[arg(long, value_delimiter = ',')]
+    allowed_account: Vec<String>,
+    /// IAM role name an enrolling agent must use.
+    #[arg(long, default_value = "CanopyAgent")]
+    expected_role_name: String,
+    /// STS endpoint enrolment requests are forwarded to.
+    #[arg(long, default_value = "https://sts.amazonaws.com")]
+    sts_url: String,
+    /// Region of the STS endpoint's signing scope.
+    #[arg(long, default_value = "us-east-1")]
+    sts_region: String,
+    /// This deployment's id, bound into enrolment challenges.
+    #[arg(long, default_value = "canopy-aggregator")]
+    server_id: String,
+    /// Batches read or stored at once across all agent connections.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight_batches: usize,
+    /// Address of the Prometheus `/metrics` endpoint (off when absent).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -170,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
                 report.ingest_new_facts_per_s, report.ingest_revised_facts_per_s
             );
         }
-        Command::Serve { db, retention, http_listen, grpc_listen, max_connections } => {
+        Command::Serve { db, retention, http_listen, grpc_listen, max_connections, ingest } => {
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             db::migrate(&pool).await?;
@@ -186,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             });
+            let quic = start_ingest(&ingest, pool.clone(), retention.retain_facts_months).await?;
             let engine = QueryEngine::new(pool, policy);
             let app = http::router(engine.clone(), http::system_clock);
             let listener = tokio::net::TcpListener::bind(http_listen)
@@ -197,11 +246,90 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
             let (http_result, grpc_result) = tokio::join!(http.into_future(), grpc);
+            if let Some(server) = quic.and_then(|s| s.try_lock().ok().and_then(|mut g| g.take())) {
+                server.shutdown(Duration::from_secs(10)).await;
+            }
             http_result.context("HTTP API")?;
             grpc_result.context("gRPC API")?;
         }
     }
     Ok(())
+}
+
+/// The QUIC server, shared with the metrics endpoint until shutdown takes it.
+type SharedServer = Arc<tokio::sync::Mutex<Option<Server>>>;
+
+/// The CA from files, the environment or the development folder; `None` when none is configured.
+fn load_ca(args: &IngestArgs) -> anyhow::Result<Option<CertificateAuthority>> {
+    if let Some(dir) = &args.dev_ca_dir {
+        let (cert_path, key_path) = (dir.join("ca-cert.pem"), dir.join("ca-key.pem"));
+        if !cert_path.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let ca = CertificateAuthority::generate("canopy development ca")?;
+            std::fs::write(&key_path, ca.key_pem()).with_context(|| format!("writing {}", key_path.display()))?;
+            std::fs::write(&cert_path, ca.cert_pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+            tracing::warn!(dir = %dir.display(), "generated a development CA; do not use it in production");
+        }
+        let cert = std::fs::read_to_string(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
+        let key = std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+        return Ok(Some(CertificateAuthority::from_pem(&cert, &key)?));
+    }
+    let read = |path: &Option<PathBuf>, var: &str| -> anyhow::Result<Option<String>> {
+        match path {
+            Some(p) => Ok(Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)),
+            None => Ok(std::env::var(var).ok()),
+        }
+    };
+    match (read(&args.ca_cert, "CANOPY_CA_CERT_PEM")?, read(&args.ca_key, "CANOPY_CA_KEY_PEM")?) {
+        (Some(cert), Some(key)) => Ok(Some(CertificateAuthority::from_pem(&cert, &key)?)),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("expected both a CA certificate and a CA key (--ca-cert/--ca-key or CANOPY_CA_CERT_PEM/CANOPY_CA_KEY_PEM), found one"),
+    }
+}
+
+/// Starts the QUIC ingest server (and the metrics endpoint) when a CA is configured.
+async fn start_ingest(args: &IngestArgs, pool: sqlx::PgPool, facts_months: u32) -> anyhow::Result<Option<SharedServer>> {
+    let Some(ca) = load_ca(args)? else {
+        tracing::info!("no CA configured; QUIC batch ingest is off");
+        return Ok(None);
+    };
+    let mut config = ServerConfig::new(args.quic_listen, args.server_name.clone());
+    config.max_in_flight_batches = args.max_in_flight_batches;
+    if !args.allowed_account.is_empty() {
+        config.enrollment = Some(EnrollmentPolicy::new(
+            args.server_id.clone(),
+            args.allowed_account.clone(),
+            args.expected_role_name.clone(),
+            args.sts_url.clone(),
+            args.sts_region.clone(),
+        ));
+    }
+    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::new(facts_months), http::system_clock));
+    let metrics = handler.metrics();
+    let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
+    tracing::info!(quic_listen = %server.local_addr(), "serving QUIC batch ingest");
+    let server: SharedServer = Arc::new(tokio::sync::Mutex::new(Some(server)));
+    if let Some(addr) = args.metrics_listen {
+        let shared = server.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (metrics, shared) = (metrics.clone(), shared.clone());
+                async move {
+                    let stats = shared.lock().await.as_ref().map(Server::stats);
+                    metrics.render(stats.as_ref())
+                }
+            }),
+        );
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+                tracing::warn!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    Ok(Some(server))
 }
 
 /// Resolves on Ctrl-C or SIGTERM (container stop), for an orderly shutdown.

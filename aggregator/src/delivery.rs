@@ -1,0 +1,403 @@
+//! Batch ingest over QUIC: the [`BatchHandler`] the transport server calls
+//! for every batch an agent sends.
+//!
+//! For each batch: validate (protocol version, limits, finite non-negative
+//! values through [`canopy_protocol::Batch::validate`], interval lengths,
+//! timestamps within the retention window and at most
+//! [`DeliveryConfig::max_future_s`] ahead), convert with
+//! [`batch_from_protocol`], write in **one** transaction with
+//! [`store_batch`], commit, and **only then** answer
+//! `Ack { sequence, idempotency_key, duplicate }`.
+//!
+//! - A retryable database error is answered `Unavailable` with
+//!   `retry_after_s`; the agent keeps the batch and sends it again (a resend
+//!   is a no-op once stored, keyed by (agent id, sequence)).
+//! - An invalid batch is answered `InvalidBatch` with a message naming the
+//!   field, logged, and its raw frame stored in `quarantined_batches`.
+//!   Frames the transport refused before the handler are quarantined too.
+//! - Flow control: the database pool is bounded and the transport holds a
+//!   semaphore of batches in flight; a slow database holds both, the
+//!   transport stops accepting streams and agents wait.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use canopy_protocol::{self as wire, Ack, DecodeLimits, ErrorCode, Reply, ReplyError};
+use canopy_transport::{BatchHandler, InboundBatch, PeerIdentity, ServerStats};
+use sqlx::PgPool;
+
+use crate::from_protocol::batch_from_protocol;
+use crate::ingest::{StoreError, StoreOutcome, store_batch};
+
+/// Longest interval of one emission record, seconds (facts lie within one hour).
+pub const MAX_INTERVAL_S: i64 = 3_600;
+
+/// Ingest settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Oldest accepted interval start, as an age in seconds (the facts'
+    /// retention window: older data would be dropped by retention anyway).
+    pub max_age_s: i64,
+    /// Latest accepted interval end, seconds after the aggregator's clock.
+    pub max_future_s: i64,
+    /// Limits re-checked on every batch (the transport decodes with its own).
+    pub limits: DecodeLimits,
+    /// Delay suggested to agents when the database is unavailable.
+    pub retry_after_s: u32,
+}
+
+impl DeliveryConfig {
+    /// Defaults for a facts retention of `facts_months` months (counted as
+    /// 31 days each, so nothing retention keeps is refused), 15 minutes of
+    /// clock skew into the future, default decode limits, retry after 2 s.
+    pub fn new(facts_months: u32) -> Self {
+        Self {
+            max_age_s: i64::from(facts_months) * 31 * 86_400,
+            max_future_s: 15 * 60,
+            limits: DecodeLimits::default(),
+            retry_after_s: 2,
+        }
+    }
+}
+
+/// Upper bounds (milliseconds) of the acknowledgement latency histogram.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+
+/// Monotonic ingest counters, rendered in the Prometheus text format.
+#[derive(Debug, Default)]
+pub struct DeliveryMetrics {
+    /// Batches handed to the handler, plus frames refused by the transport.
+    pub batches_received_total: AtomicU64,
+    /// Batches acknowledged (stored or duplicate).
+    pub batches_acked_total: AtomicU64,
+    /// Of those, re-sent batches that were already stored.
+    pub batches_duplicate_total: AtomicU64,
+    /// Batches refused as invalid, malformed or unauthorized (quarantined).
+    pub batches_rejected_total: AtomicU64,
+    /// Batches answered "unavailable" (database trouble; the agent retries).
+    pub batches_unavailable_total: AtomicU64,
+    /// Emission records written (new or replacing a lower revision).
+    pub records_stored_total: AtomicU64,
+    /// Quarantine writes that failed (the frame is lost for inspection only).
+    pub quarantine_failures_total: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl DeliveryMetrics {
+    /// Records one acknowledgement latency.
+    pub fn observe_ack_latency(&self, elapsed: std::time::Duration) {
+        let ms = elapsed.as_millis() as u64;
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            if ms <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of these counters and, when given, the
+    /// transport server's counters.
+    pub fn render(&self, transport: Option<&ServerStats>) -> String {
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for (name, help, value) in [
+            ("canopy_aggregator_batches_received_total", "Batch frames received.", get(&self.batches_received_total)),
+            ("canopy_aggregator_batches_acked_total", "Batches acknowledged.", get(&self.batches_acked_total)),
+            (
+                "canopy_aggregator_batches_duplicate_total",
+                "Acknowledged batches that were already stored.",
+                get(&self.batches_duplicate_total),
+            ),
+            (
+                "canopy_aggregator_batches_rejected_total",
+                "Batches refused and quarantined.",
+                get(&self.batches_rejected_total),
+            ),
+            (
+                "canopy_aggregator_batches_unavailable_total",
+                "Batches answered unavailable (agent retries).",
+                get(&self.batches_unavailable_total),
+            ),
+            (
+                "canopy_aggregator_records_stored_total",
+                "Emission records written.",
+                get(&self.records_stored_total),
+            ),
+            (
+                "canopy_aggregator_quarantine_failures_total",
+                "Refused frames that could not be quarantined.",
+                get(&self.quarantine_failures_total),
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+        let name = "canopy_aggregator_ack_latency_seconds";
+        out.push_str(&format!(
+            "# HELP {name} Time from receiving a batch to its reply.\n# TYPE {name} histogram\n"
+        ));
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
+            out.push_str(&format!("{name}_bucket{{le=\"{}\"}} {}\n", bound as f64 / 1_000.0, get(bucket)));
+        }
+        let count = get(&self.latency_count);
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n"));
+        out.push_str(&format!("{name}_sum {}\n", get(&self.latency_sum_us) as f64 / 1e6));
+        out.push_str(&format!("{name}_count {count}\n"));
+        if let Some(s) = transport {
+            for (name, value) in [
+                ("canopy_transport_connections_opened_total", s.connections_opened_total),
+                ("canopy_transport_connections_closed_total", s.connections_closed_total),
+                ("canopy_transport_connections_refused_total", s.connections_refused_total),
+                ("canopy_transport_enrollments_total", s.enrollments_total),
+                ("canopy_transport_batches_in_total", s.batches_in_total),
+                ("canopy_transport_batches_out_total", s.batches_out_total),
+            ] {
+                out.push_str(&format!("# TYPE {name} counter\n{name} {value}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Checks a decoded batch before storage. `Err` is the message sent to the
+/// agent; it names the record and field, what was expected and what was found.
+pub fn validate_batch(batch: &wire::Batch, version: u16, now_unix_s: i64, config: &DeliveryConfig) -> Result<(), String> {
+    if !wire::is_supported(version) {
+        return Err(format!(
+            "protocol version: expected {}..={}, found {version}",
+            wire::MIN_SUPPORTED_VERSION,
+            wire::CURRENT_VERSION
+        ));
+    }
+    batch.validate(&config.limits).map_err(|e| e.to_string())?;
+    let oldest = now_unix_s - config.max_age_s;
+    let latest = now_unix_s + config.max_future_s;
+    for (i, e) in batch.emissions.iter().enumerate() {
+        if e.interval_start_unix_s < oldest {
+            return Err(format!(
+                "emissions[{i}].interval_start_unix_s: expected at or after {oldest} (retention window), found {}",
+                e.interval_start_unix_s
+            ));
+        }
+        if e.interval_end_unix_s > latest {
+            return Err(format!(
+                "emissions[{i}].interval_end_unix_s: expected at most {latest} (15 min ahead of the aggregator clock), found {}",
+                e.interval_end_unix_s
+            ));
+        }
+        let length_s = e.interval_end_unix_s - e.interval_start_unix_s;
+        if length_s > MAX_INTERVAL_S {
+            return Err(format!(
+                "emissions[{i}]: expected an interval of at most {MAX_INTERVAL_S} s, found {length_s} s"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The ingest handler: validates, stores in one transaction, commits, then acks.
+pub struct Ingest {
+    pool: PgPool,
+    config: DeliveryConfig,
+    metrics: Arc<DeliveryMetrics>,
+    clock: fn() -> i64,
+}
+
+impl Ingest {
+    /// A handler writing to `pool`; `clock` gives the current Unix seconds.
+    pub fn new(pool: PgPool, config: DeliveryConfig, clock: fn() -> i64) -> Self {
+        Self { pool, config, metrics: Arc::new(DeliveryMetrics::default()), clock }
+    }
+
+    /// The handler's counters (shared; read them while it runs).
+    pub fn metrics(&self) -> Arc<DeliveryMetrics> {
+        self.metrics.clone()
+    }
+
+    async fn store(&self, batch: &wire::Batch) -> Result<StoreOutcome, StoreError> {
+        let model = batch_from_protocol(batch);
+        let mut tx = self.pool.begin().await?;
+        let outcome = store_batch(&mut tx, &model).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn refuse(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
+        self.metrics.batches_rejected_total.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            agent_id = %peer.agent_id,
+            account_id = %peer.account_id,
+            sequence = ?error.sequence,
+            code = %error.code,
+            error = %error.message,
+            "batch refused and quarantined"
+        );
+        if let Err(e) = quarantine(&self.pool, peer, frame, error).await {
+            self.metrics.quarantine_failures_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(agent_id = %peer.agent_id, error = %e, "quarantining a refused frame failed");
+        }
+    }
+}
+
+/// Stores a refused frame with its reason in `quarantined_batches`.
+pub async fn quarantine(pool: &PgPool, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO quarantined_batches (agent_id, account_id, sequence, error_code, error, frame)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&peer.agent_id)
+    .bind(&peer.account_id)
+    .bind(error.sequence.and_then(|s| i64::try_from(s).ok()))
+    .bind(error.code.name())
+    .bind(&error.message)
+    .bind(frame)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+impl BatchHandler for Ingest {
+    async fn handle(&self, peer: &PeerIdentity, inbound: InboundBatch) -> Reply {
+        let started = Instant::now();
+        self.metrics.batches_received_total.fetch_add(1, Ordering::Relaxed);
+        let batch = &inbound.batch;
+        let invalid = |message: String| ReplyError {
+            sequence: Some(batch.sequence),
+            code: ErrorCode::InvalidBatch,
+            message,
+            retry_after_s: None,
+        };
+        if let Err(message) = validate_batch(batch, inbound.version, (self.clock)(), &self.config) {
+            let error = invalid(message);
+            self.refuse(peer, &inbound.frame, &error).await;
+            return Reply::Error(error);
+        }
+        let reply = match self.store(batch).await {
+            Ok(outcome) => {
+                let duplicate = outcome == StoreOutcome::Duplicate;
+                self.metrics.batches_acked_total.fetch_add(1, Ordering::Relaxed);
+                match outcome {
+                    StoreOutcome::Duplicate => {
+                        self.metrics.batches_duplicate_total.fetch_add(1, Ordering::Relaxed);
+                    }
+                    StoreOutcome::Stored(summary) => {
+                        self.metrics.records_stored_total.fetch_add(summary.facts_written, Ordering::Relaxed);
+                    }
+                }
+                Reply::Ack(Ack { sequence: batch.sequence, idempotency_key: batch.idempotency_key, duplicate })
+            }
+            Err(e) if e.is_retryable() => {
+                self.metrics.batches_unavailable_total.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(agent_id = %peer.agent_id, sequence = batch.sequence, error = %e, "storing a batch failed; agent will retry");
+                Reply::Error(ReplyError {
+                    sequence: Some(batch.sequence),
+                    code: ErrorCode::Unavailable,
+                    message: format!("database unavailable: {e}"),
+                    retry_after_s: Some(self.config.retry_after_s),
+                })
+            }
+            Err(e) => {
+                let error = invalid(e.to_string());
+                self.refuse(peer, &inbound.frame, &error).await;
+                Reply::Error(error)
+            }
+        };
+        self.metrics.observe_ack_latency(started.elapsed());
+        reply
+    }
+
+    async fn rejected(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
+        self.metrics.batches_received_total.fetch_add(1, Ordering::Relaxed);
+        self.refuse(peer, frame, error).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(start: i64, end: i64, compute_kwh: f64) -> wire::EmissionRecord {
+        wire::EmissionRecord {
+            subject: wire::Subject::Resource { arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into() },
+            interval_start_unix_s: start,
+            interval_end_unix_s: end,
+            energy_compute_kwh: compute_kwh,
+            energy_memory_kwh: 0.0,
+            energy_storage_kwh: 0.0,
+            energy_networking_kwh: 0.0,
+            energy_accelerators_kwh: 0.0,
+            pue: 1.0,
+            embodied_g_co2e: 0.0,
+            operational_location_g_co2e: 0.0,
+            operational_market_g_co2e: 0.0,
+            grid_location: wire::GridFactorUsed { g_co2e_per_kwh: 0.0, source: "ccf".into(), vintage: "2024".into() },
+            grid_market: wire::GridFactorUsed { g_co2e_per_kwh: 0.0, source: "ccf".into(), vintage: "2024".into() },
+            quality: wire::Quality::Estimated,
+            low_g_co2e: 0.0,
+            high_g_co2e: 0.0,
+            methodology_version: "m".into(),
+            revision: 0,
+        }
+    }
+
+    fn batch(records: Vec<wire::EmissionRecord>) -> wire::Batch {
+        wire::Batch {
+            agent_id: "a".into(),
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            sequence: 1,
+            idempotency_key: wire::IdempotencyKey([0; 16]),
+            created_at_unix_ms: 0,
+            resources: vec![],
+            emissions: records,
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    /// One case per rule: `None` = accepted, `Some(text)` = refused with a
+    /// message containing `text`.
+    fn check(records: Vec<wire::EmissionRecord>, version: u16, expected: Option<&str>) {
+        let config = DeliveryConfig::new(13);
+        let found = validate_batch(&batch(records), version, NOW, &config);
+        match (found, expected) {
+            (Ok(()), None) => {}
+            (Err(message), Some(text)) => assert!(message.contains(text), "{message:?} lacks {text:?}"),
+            (found, expected) => panic!("expected {expected:?}, found {found:?}"),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let hour = NOW - NOW % 3_600 - 3_600;
+        check(vec![record(hour, hour + 3_600, 1.0)], 1, None);
+        check(vec![record(hour, hour + 3_600, 1.0)], 9, Some("protocol version: expected 1..=1, found 9"));
+        check(vec![record(hour, hour + 3_600, -1.0)], 1, Some("energy_compute_kwh"));
+        check(vec![record(hour, hour + 3_600, f64::NAN)], 1, Some("energy_compute_kwh"));
+        // 13 months x 31 days = 34,819,200 s; one second older is refused.
+        let oldest = NOW - 34_819_200;
+        check(vec![record(oldest, oldest + 60, 1.0)], 1, None);
+        check(vec![record(oldest - 1, oldest + 60, 1.0)], 1, Some("emissions[0].interval_start_unix_s: expected at or after 1765180800"));
+        // 15 min ahead: end at NOW + 900 is accepted, NOW + 901 is not.
+        check(vec![record(NOW, NOW + 900, 1.0)], 1, None);
+        check(vec![record(NOW, NOW + 901, 1.0)], 1, Some("interval_end_unix_s: expected at most 1800000900"));
+        check(vec![record(hour - 3_600, hour + 1, 1.0)], 1, Some("at most 3600 s, found 3601 s"));
+    }
+
+    #[test]
+    fn latency_histogram_is_cumulative() {
+        let m = DeliveryMetrics::default();
+        m.observe_ack_latency(std::time::Duration::from_millis(3));
+        m.observe_ack_latency(std::time::Duration::from_millis(700));
+        let text = m.render(None);
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.001\"} 0\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.5\"} 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_count 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_sum 0.703\n"), "{text}");
+    }
+}
