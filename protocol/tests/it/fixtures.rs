@@ -1,5 +1,5 @@
 //! Fixed sample values shared by the tests. Changing `sample_batch` changes
-//! the golden bytes: re-bless only together with a new protocol version.
+//! the golden bytes: change them only together with a new protocol version.
 
 use std::collections::BTreeMap;
 

@@ -1,9 +1,5 @@
 //! Golden bytes: the committed v1 frames must keep decoding to the fixed
 //! sample values, and encoding the samples must keep giving those bytes.
-//!
-//! The files were written once by `bless_golden_files` (ignored; run it only
-//! when adding a new protocol version's golden files:
-//! `cargo test -p canopy-protocol --test it -- --ignored bless_golden_files`).
 
 use std::path::PathBuf;
 
@@ -22,20 +18,10 @@ fn read_golden(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-#[test]
-#[ignore = "writes the golden files; run once per new protocol version"]
-fn bless_golden_files() {
-    std::fs::write(
-        golden("v1_batch.bin"),
-        encode_batch(&sample_batch(), Compression::None).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        golden("v1_reply_ack.bin"),
-        encode_reply(&sample_ack(), 1).unwrap(),
-    )
-    .unwrap();
-}
+// The v1 golden files are frozen: they were written once from `sample_batch()`
+// and `sample_ack()` with `encode_batch(.., Compression::None)` and
+// `encode_reply(.., 1)`. A new protocol version adds its own files the same way
+// (see protocol/README.md) and never rewrites these.
 
 #[test]
 fn committed_v1_batch_decodes_to_the_sample() {

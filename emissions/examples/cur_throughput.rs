@@ -1,13 +1,11 @@
-//! Throughput of `CurEstimator::add` (the hot path). Ignored by default; run with
-//! `cargo test --release -p canopy-emissions --test cur_throughput -- --ignored --nocapture`.
+//! Throughput of `CurEstimator::add` (the hot path), printed as figures; run with
+//! `cargo run --release -p canopy-emissions --example cur_throughput`.
 
 use std::time::Instant;
 
 use canopy_emissions::cur::{CurEstimator, CurLine, EstimateOptions, Methodology};
 
-#[test]
-#[ignore = "timing measurement; run in release"]
-fn add_throughput() {
+fn main() {
     let usage_types: Vec<String> = (0..200).map(|i| format!("USE1-BoxUsage:m5.{}xlarge", i % 24)).collect();
     let accounts: Vec<String> = (0..20).map(|i| format!("{:012}", 100_000_000_000u64 + i)).collect();
     let regions = ["us-east-1", "eu-west-1", "ap-southeast-2"];
