@@ -45,7 +45,7 @@ pub fn router(engine: QueryEngine, clock: Clock) -> Router {
         .route("/v1/series", get(series))
         .route("/v1/realtime", get(realtime))
         .route("/v1/top-resources", get(top_resources))
-        .with_state(state)
+        .with_state(state.clone()).merge(crate::dashboard::routes(state.engine.clone(), state.clock))
 }
 
 /// An error answer.

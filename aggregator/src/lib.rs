@@ -14,10 +14,12 @@
 //! - [`query`]: the query layer (validated parameters, exact rollup choice,
 //!   parameterised SQL).
 //! - [`http`]: the HTTP/JSON API over [`query`].
+//! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod dashboard;
 pub mod db;
 pub mod delivery;
 pub mod directory;

@@ -1,0 +1,100 @@
+//! `GET /v1/fleet`: fleet health for the platform team rolling agents out.
+//!
+//! One row per (account, region, agent) seen in the directory, the inventory
+//! or the last `window_days` (default 7) of facts, with the agent's last batch
+//! and lag; accounts of the directory with no agent at all come first.
+//! Agent version, outbox backlog and error counts are not stored by the
+//! aggregator yet, so they are answered as null.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::{DashboardError, DashboardState, bad};
+use crate::query::params::parse_instant;
+use crate::time::DAY_S;
+
+const FLEET_SQL: &str = r#"
+WITH agents AS (
+    SELECT agent_id, max(received_at) AS last_batch_at, max(sequence) AS last_sequence, count(*) AS batches
+    FROM ingested_batches GROUP BY agent_id
+), cells AS (
+    SELECT account_id, region, agent_id, max(t) AS last_data_at
+    FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts
+          WHERE period_start >= to_timestamp($1) AND period_start < to_timestamp($2)
+          UNION ALL
+          SELECT account_id, region, agent_id, last_seen FROM resources) x
+    GROUP BY account_id, region, agent_id
+), known AS (
+    SELECT account_id FROM accounts UNION SELECT account_id FROM cells
+)
+SELECT k.account_id, COALESCE(acc.name, '') AS name, COALESCE(acc.ou_path, '') AS ou_path,
+       c.region, c.agent_id,
+       extract(epoch FROM c.last_data_at)::bigint AS last_data_unix_s,
+       extract(epoch FROM ag.last_batch_at)::bigint AS last_batch_unix_s,
+       ag.last_sequence, ag.batches
+FROM known k
+LEFT JOIN accounts acc ON acc.account_id = k.account_id
+LEFT JOIN cells c ON c.account_id = k.account_id
+LEFT JOIN agents ag ON ag.agent_id = c.agent_id
+ORDER BY (c.agent_id IS NULL) DESC, k.account_id, c.region, c.agent_id
+"#;
+
+/// The handler. Parameters: `now` (default the server clock), `window_days`.
+pub async fn handler(
+    State(s): State<DashboardState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, DashboardError> {
+    let mut now = (s.clock)();
+    let mut window_days = 7_i64;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "now" => now = parse_instant(&value).map_err(|m| bad("now", m))?,
+            "window_days" => {
+                window_days = value.parse::<i64>().ok().filter(|d| (1..=90).contains(d)).ok_or_else(|| {
+                    bad("window_days", format!("expected a whole number from 1 to 90, found {value:?}"))
+                })?;
+            }
+            _ => return Err(bad(&key, "unknown parameter; expected now or window_days")),
+        }
+    }
+    let rows = sqlx::query(FLEET_SQL)
+        .bind((now - window_days * DAY_S) as f64)
+        .bind(now as f64)
+        .fetch_all(s.engine.pool())
+        .await?;
+    let mut without_agent = 0_u64;
+    let cells: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let agent: Option<String> = r.get("agent_id");
+            if agent.is_none() {
+                without_agent += 1;
+            }
+            let last_batch: Option<i64> = r.get("last_batch_unix_s");
+            json!({
+                "account_id": r.get::<String, _>("account_id"),
+                "account_name": r.get::<String, _>("name"),
+                "ou_path": r.get::<String, _>("ou_path"),
+                "region": r.get::<Option<String>, _>("region"),
+                "agent_id": agent,
+                "last_data_unix_s": r.get::<Option<i64>, _>("last_data_unix_s"),
+                "last_batch_unix_s": last_batch,
+                "lag_s": last_batch.map(|t| (now - t).max(0)),
+                "last_sequence": r.get::<Option<i64>, _>("last_sequence"),
+                "batches": r.get::<Option<i64>, _>("batches"),
+                "agent_version": Value::Null,
+                "outbox_backlog": Value::Null,
+                "error_count": Value::Null,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "now_unix_s": now,
+        "window_days": window_days,
+        "accounts_without_agent": without_agent,
+        "not_reported": ["agent_version", "outbox_backlog", "error_count"],
+        "cells": cells,
+    })))
+}

@@ -1,0 +1,79 @@
+//! The web dashboard served by the aggregator: the page and its assets
+//! (embedded in the binary, no CDN) and the few JSON endpoints the page needs
+//! beyond the query API (`/v1/overview`, `/v1/fleet`, `/v1/resource-history`).
+//!
+//! - [`assets`]: the embedded HTML, CSS and JavaScript.
+//! - [`overview`]: now, this month and the trend against last month.
+//! - [`fleet`]: agents and the accounts × regions they cover.
+//! - [`history`]: one resource's figures over time.
+
+pub mod assets;
+pub mod fleet;
+pub mod history;
+pub mod overview;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::http::Clock;
+use crate::query::params::ParamError;
+use crate::query::{QueryEngine, QueryError};
+
+/// Shared by the dashboard's handlers.
+#[derive(Clone)]
+pub struct DashboardState {
+    /// The query engine (and its pool).
+    pub engine: QueryEngine,
+    /// Source of "now".
+    pub clock: Clock,
+}
+
+/// The dashboard's routes: `/`, `/assets/*` and its JSON endpoints.
+pub fn routes(engine: QueryEngine, clock: Clock) -> Router {
+    let state = DashboardState { engine, clock };
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{name}", get(assets::asset))
+        .route("/v1/overview", get(overview::handler))
+        .route("/v1/fleet", get(fleet::handler))
+        .route("/v1/resource-history", get(history::handler))
+        .with_state(state)
+}
+
+/// An error answer of a dashboard endpoint (same shape as the query API's).
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// A parameter is missing, unknown or invalid.
+    #[error(transparent)]
+    BadParameter(#[from] ParamError),
+    /// The query layer failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A dashboard query failed.
+    #[error("database error while reading dashboard data: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+impl IntoResponse for DashboardError {
+    fn into_response(self) -> Response {
+        match self {
+            DashboardError::BadParameter(e) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
+            other => {
+                tracing::warn!(error = %other, "dashboard query failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": other.to_string() }))).into_response()
+            }
+        }
+    }
+}
+
+/// A parameter error naming `parameter`.
+pub(crate) fn bad(parameter: &str, message: impl Into<String>) -> DashboardError {
+    DashboardError::BadParameter(ParamError { parameter: parameter.to_owned(), message: message.into() })
+}

@@ -1,0 +1,122 @@
+//! `GET /v1/overview`: CO2e and energy for the last hour, this month so far,
+//! last month to the same elapsed time and all of last month, each with its
+//! breakdown by quality flag, under the same filters as `/v1/totals`.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+
+use super::{DashboardError, DashboardState, bad};
+use crate::http::totals_json;
+use crate::query::params::{parse_instant, parse_totals};
+use crate::time::{FIVE_MINUTES_S, HOUR_S, floor_to, month_start_shifted};
+
+/// The ranges of one overview, `[from, to)` in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverviewRanges {
+    /// The hour ending with the 5-minute bucket containing now.
+    pub last_hour: (i64, i64),
+    /// From the start of this UTC month to the end of the current 5-minute bucket.
+    pub this_month: (i64, i64),
+    /// Last month from its start, as long as this month has run so far.
+    pub last_month_same_elapsed: (i64, i64),
+    /// All of last month.
+    pub last_month: (i64, i64),
+}
+
+/// The ranges at `now_unix_s`.
+pub fn ranges(now_unix_s: i64) -> OverviewRanges {
+    let end = floor_to(now_unix_s, FIVE_MINUTES_S) + FIVE_MINUTES_S;
+    let month = month_start_shifted(now_unix_s, 0);
+    let previous = month_start_shifted(now_unix_s, -1);
+    let same = (previous + (end - month)).min(month);
+    OverviewRanges {
+        last_hour: (end - HOUR_S, end),
+        this_month: (month, end),
+        last_month_same_elapsed: (previous, same),
+        last_month: (previous, month),
+    }
+}
+
+/// Relative change of `current` against `previous` (None when previous is 0).
+pub fn trend_ratio(current: f64, previous: f64) -> Option<f64> {
+    (previous > 0.0).then(|| (current - previous) / previous)
+}
+
+/// The handler.
+pub async fn handler(
+    State(s): State<DashboardState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, DashboardError> {
+    let mut now = (s.clock)();
+    let mut filters = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "now" => now = parse_instant(&value).map_err(|m| bad("now", m))?,
+            "from" | "to" | "group_by" | "limit" | "offset" => {
+                return Err(bad(&key, "not accepted here; the overview chooses its own ranges"));
+            }
+            _ => filters.push((key, value)),
+        }
+    }
+    let r = ranges(now);
+    let mut out = serde_json::Map::new();
+    out.insert("now_unix_s".into(), json!(now));
+    let mut location = [0.0; 2];
+    for (i, (name, (from, to))) in [
+        ("last_hour", r.last_hour),
+        ("this_month", r.this_month),
+        ("last_month_same_elapsed", r.last_month_same_elapsed),
+        ("last_month", r.last_month),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = if to > from {
+            let mut p = filters.clone();
+            p.push(("from".into(), from.to_string()));
+            p.push(("to".into(), to.to_string()));
+            let req = parse_totals(&p)?;
+            let resp = s.engine.totals(&req, now).await?;
+            if i == 1 || i == 2 {
+                location[i - 1] = resp.total.location_kg_co2e;
+            }
+            totals_json(&resp)
+        } else {
+            Value::Null
+        };
+        out.insert(name.into(), json!({ "from_unix_s": from, "to_unix_s": to, "totals": body }));
+    }
+    out.insert("trend_ratio".into(), json!(trend_ratio(location[0], location[1])));
+    Ok(Json(Value::Object(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_the_calendar() {
+        // 2026-03-31T10:02:00Z: March started 2026-03-01 (day 20_513), February
+        // 2026-02-01 (day 20_485) and has 28 days.
+        let march = 20_513 * 86_400;
+        let feb = 20_485 * 86_400;
+        let now = march + 30 * 86_400 + 10 * 3_600 + 120;
+        let r = ranges(now);
+        let end = march + 30 * 86_400 + 10 * 3_600 + 300;
+        assert_eq!(r.last_hour, (end - 3_600, end));
+        assert_eq!(r.this_month, (march, end));
+        // 30 days and 10h05 into March is beyond February's 28 days: capped.
+        assert_eq!(r.last_month_same_elapsed, (feb, march));
+        assert_eq!(r.last_month, (feb, march));
+        let early = ranges(march + 86_400);
+        assert_eq!(early.last_month_same_elapsed, (feb, feb + 86_400 + 300));
+    }
+
+    #[test]
+    fn trend_is_relative_and_undefined_without_a_baseline() {
+        assert_eq!(trend_ratio(150.0, 100.0), Some(0.5));
+        assert_eq!(trend_ratio(50.0, 200.0), Some(-0.75));
+        assert_eq!(trend_ratio(5.0, 0.0), None);
+    }
+}

@@ -1,0 +1,165 @@
+//! The dashboard page and assets are served, and its JSON endpoints answer the
+//! same numbers as the query API and a brute-force sum over the stored facts.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use canopy_aggregator::http::router;
+use canopy_aggregator::maintenance::RetentionPolicy;
+use canopy_aggregator::query::QueryEngine;
+use canopy_aggregator::time::month_start_shifted;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::org::{self, NOW};
+use crate::support::{TestDb, close, stored_facts};
+
+fn clock() -> i64 {
+    NOW
+}
+
+async fn get_raw(app: &axum::Router, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let content_type =
+        resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body = to_bytes(resp.into_body(), 1 << 24).await.unwrap().to_vec();
+    (status, content_type, body)
+}
+
+async fn get_json(app: &axum::Router, uri: &str) -> Value {
+    let (status, content_type, body) = get_raw(app, uri).await;
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "{uri}: {value}");
+    assert_eq!(content_type, "application/json", "{uri}");
+    value
+}
+
+fn assert_metrics_eq(a: &Value, b: &Value, what: &str) {
+    for key in ["energy_kwh", "location_kg_co2e", "market_kg_co2e", "low_kg_co2e", "high_kg_co2e"] {
+        let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+        assert!(close(x, y), "{what} {key}: {x} vs {y}");
+    }
+    assert_eq!(a["fact_count"], b["fact_count"], "{what}");
+}
+
+#[tokio::test]
+async fn page_and_assets_are_served() {
+    let t = TestDb::migrated().await;
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+    let (status, content_type, body) = get_raw(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "text/html; charset=utf-8");
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\">"), "{html}");
+    assert!(!html.contains("http://") && !html.contains("https://"), "the page must not load anything remote");
+    for (path, expected_type, marker) in [
+        ("/assets/app.js", "text/javascript; charset=utf-8", "/v1/overview"),
+        ("/assets/charts.js", "text/javascript; charset=utf-8", "export function lineChart"),
+        ("/assets/style.css", "text/css; charset=utf-8", ".panel"),
+    ] {
+        let (status, content_type, body) = get_raw(&app, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(content_type, expected_type, "{path}");
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains(marker), "{path} lacks {marker:?}");
+        assert!(!text.contains("https://"), "{path} must not load anything remote");
+    }
+    let (status, _, _) = get_raw(&app, "/assets/missing.js").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The query API is still there next to the page.
+    let (status, _, body) = get_raw(&app, "/healthz").await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"ok".as_slice()));
+}
+
+#[tokio::test]
+async fn dashboard_endpoints_match_the_query_api() {
+    let t = TestDb::migrated().await;
+    org::load(&t.pool).await;
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+
+    // Overview with a team filter against /v1/totals over the same ranges.
+    let overview = get_json(&app, &format!("/v1/overview?now={NOW}&team=web")).await;
+    let month = month_start_shifted(NOW, 0);
+    let previous = month_start_shifted(NOW, -1);
+    // NOW is 12:00:00, so the current 5-minute bucket ends at 12:05:00.
+    let end = NOW + 300;
+    assert_eq!(overview["this_month"]["from_unix_s"], month);
+    assert_eq!(overview["this_month"]["to_unix_s"], end);
+    assert_eq!(overview["last_month"]["from_unix_s"], previous);
+    assert_eq!(overview["last_month_same_elapsed"]["to_unix_s"], previous + (end - month));
+    assert_eq!(overview["last_hour"]["from_unix_s"], end - 3_600);
+    for (name, from, to) in [
+        ("this_month", month, end),
+        ("last_month", previous, month),
+        ("last_month_same_elapsed", previous, previous + (end - month)),
+        ("last_hour", end - 3_600, end),
+    ] {
+        let api = get_json(&app, &format!("/v1/totals?from={from}&to={to}&team=web")).await;
+        let mine = &overview[name]["totals"];
+        assert_metrics_eq(&mine["total"], &api["total"], name);
+        assert_eq!(mine["by_quality"], api["by_quality"], "{name}");
+        assert!(api["total"]["fact_count"].as_i64().unwrap() > 0, "{name}: the data covers every range");
+    }
+
+    // And against a brute-force sum over the stored facts (team web, this month).
+    let facts = stored_facts(&t.pool).await;
+    let web: Vec<_> = facts.iter().filter(|f| f.team == "web" && f.start >= month && f.start < end).collect();
+    let location_kg: f64 = web.iter().map(|f| f.sums[1]).sum::<f64>() / 1e3;
+    let energy_kwh: f64 = web.iter().map(|f| f.sums[0]).sum();
+    let this_month = &overview["this_month"]["totals"]["total"];
+    assert!(close(this_month["location_kg_co2e"].as_f64().unwrap(), location_kg));
+    assert!(close(this_month["energy_kwh"].as_f64().unwrap(), energy_kwh));
+    assert_eq!(this_month["fact_count"].as_i64().unwrap(), web.len() as i64);
+    let last_elapsed = overview["last_month_same_elapsed"]["totals"]["total"]["location_kg_co2e"].as_f64().unwrap();
+    let trend = overview["trend_ratio"].as_f64().unwrap();
+    assert!(close(trend, (location_kg - last_elapsed) / last_elapsed), "trend {trend}");
+
+    // The overview refuses parameters that would change its ranges.
+    let (status, _, body) = get_raw(&app, "/v1/overview?from=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["parameter"], "from");
+
+    // Fleet: the account without an agent first, then 4 accounts × 3 regions.
+    let fleet = get_json(&app, &format!("/v1/fleet?now={NOW}")).await;
+    let cells = fleet["cells"].as_array().unwrap();
+    assert_eq!(fleet["accounts_without_agent"], 1);
+    assert_eq!(cells[0]["account_id"], org::ACCOUNT_WITHOUT_AGENT);
+    assert_eq!(cells[0]["agent_id"], Value::Null);
+    assert_eq!(cells.len(), 1 + 4 * 3);
+    for cell in &cells[1..] {
+        let account = cell["account_id"].as_str().unwrap();
+        assert_eq!(cell["agent_id"], format!("agent-{account}"));
+        // 62 daily batches of hourly facts and one of 5-minute facts.
+        assert_eq!(cell["batches"], 63);
+        assert_eq!(cell["last_sequence"], 63);
+        assert_eq!(cell["last_data_unix_s"], NOW - 60, "inventory observed a minute before now");
+        assert!(cell["lag_s"].as_i64().is_some());
+    }
+
+    // Resource history per day against the facts of that resource.
+    let (resource_id, region, ..) = org::resource(0, 0);
+    let account = org::ACCOUNTS[0].0;
+    let day_end = NOW - NOW.rem_euclid(86_400) + 86_400;
+    let from = day_end - 10 * 86_400;
+    let history = get_json(
+        &app,
+        &format!("/v1/resource-history?account={account}&region={region}&resource={resource_id}&from={from}&to={day_end}&step=1d"),
+    )
+    .await;
+    assert_eq!(history["resource"]["team"], "web"); // resource 0 of account 0 carries team=web
+    let rows = history["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    for row in rows {
+        let b = row["bucket_start_unix_s"].as_i64().unwrap();
+        let mine: Vec<_> = facts
+            .iter()
+            .filter(|f| f.resource_id == resource_id && f.account == account && f.start >= b && f.start < b + 86_400)
+            .collect();
+        assert_eq!(row["fact_count"].as_i64().unwrap(), mine.len() as i64);
+        let location: f64 = mine.iter().map(|f| f.sums[1]).sum::<f64>() / 1e3;
+        assert!(close(row["location_kg_co2e"].as_f64().unwrap(), location), "bucket {b}");
+    }
+    // The last day: hourly facts every third hour ending by 10:00 (00, 03, 06
+    // and 09: 4 facts), then 5-minute facts from 10:00 to 12:00 (24 facts).
+    assert_eq!(rows[9]["fact_count"], 4 + 24);
+}
