@@ -158,7 +158,7 @@ async function loadOverview(state) {
   const trendText = trend === null ? "no data last month" : `${trend >= 0 ? "+" : ""}${(trend * 100).toFixed(1)}% vs last month to date`;
   $("overview-cards").replaceChildren(
     card("Last hour, location-based", hour.location_kg_co2e, "kg CO2e", `${fmt(hour.energy_kwh)} kWh`),
-    card("This month, location-based", month.location_kg_co2e, "kg CO2e", trendText, trend > 0 ? "up" : "down"),
+    card("This month, location-based", month.location_kg_co2e, "kg CO2e", trendText, trend === null ? "" : trend > 0 ? "up" : "down"),
     card("This month, market-based", month.market_kg_co2e, "kg CO2e", "with supplier factors"),
     card("This month, energy", month.energy_kwh, "kWh", "facility energy (incl. PUE)"),
     card("Last month, location-based", last.location_kg_co2e, "kg CO2e", `market ${fmt(last.market_kg_co2e)} kg`),

@@ -119,6 +119,20 @@ async fn dashboard_endpoints_match_the_query_api() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["parameter"], "from");
 
+    // The requests app.js builds (rangeBounds: the 7-day range ends at the
+    // next whole hour, steps 1h; breakdown limit 500; top 20) are accepted.
+    let hour_end = NOW + 3_600;
+    let week = hour_end - 7 * 86_400;
+    for uri in [
+        format!("/v1/series?team=web&from={week}&to={hour_end}&step=1h&limit=10000"),
+        format!("/v1/totals?region=eu-west-1&from={week}&to={hour_end}&group_by=ou&limit=500"),
+        format!("/v1/top-resources?account=100000000001&from={week}&to={hour_end}&limit=20"),
+        "/v1/realtime?service=AmazonEC2".to_owned(),
+    ] {
+        let body = get_json(&app, &uri).await;
+        assert!(!body["rows"].as_array().unwrap().is_empty(), "{uri}: {body}");
+    }
+
     // Fleet: the account without an agent first, then 4 accounts × 3 regions.
     let fleet = get_json(&app, &format!("/v1/fleet?now={NOW}")).await;
     let cells = fleet["cells"].as_array().unwrap();
