@@ -19,5 +19,6 @@ npm test --prefix tests/ccf-reference
 
 cargo test --workspace --locked
 
-# Infrastructure as code: cfn-lint, checkov, HCL reference checks, agent IAM policy.
-bash tests/iac/run.sh
+# Infrastructure as code: cfn-lint, checkov, HCL reference checks, agent IAM
+# policy (against the agent binary the workspace tests just built).
+CANOPY_AGENT_BIN=target/debug/canopy-agent bash tests/iac/run.sh

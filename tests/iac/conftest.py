@@ -19,6 +19,20 @@ TEMPLATES = sorted(STACKSET_DIR.glob("*.yaml"))
 BIN_DIR = Path(sys.executable).parent
 
 
+def agent_command(*args: str) -> list[str]:
+    """`canopy-agent ARGS`: the binary named by CANOPY_AGENT_BIN (scripts/test.sh
+    points it at the one `cargo test --workspace` just built), else `cargo run`.
+    Building the agent alone would resolve different dependency features than
+    the workspace build and compile the AWS SDK a second time."""
+    binary = os.environ.get("CANOPY_AGENT_BIN")
+    if binary:
+        path = Path(binary)
+        if not path.is_absolute():
+            path = REPO / path
+        return [str(path), *args]
+    return ["cargo", "run", "-q", "-p", "canopy-agent", "--bin", "canopy-agent", "--", *args]
+
+
 def tool(name: str) -> str:
     """A command installed next to this Python (the suite's venv), else on PATH."""
     local = BIN_DIR / name

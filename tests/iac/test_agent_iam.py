@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import REPO, STACKSET_DIR, load_template
+from conftest import REPO, STACKSET_DIR, agent_command, load_template
 
 
 def declared_by_agent() -> list[str]:
     run = subprocess.run(
-        ["cargo", "run", "-q", "-p", "canopy-agent", "--bin", "canopy-agent", "--", "iam-actions"],
+        agent_command("iam-actions"),
         capture_output=True, text=True, cwd=REPO,
     )
     assert run.returncode == 0, f"`canopy-agent iam-actions` failed:\n{run.stderr}"
@@ -97,7 +97,7 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
         env[name] = samples.get(value, value)
     env["CANOPY_AGENT_SPOOL_PATH"] = str(tmp_path / "spool.jsonl")
     run = subprocess.run(
-        ["cargo", "run", "-q", "-p", "canopy-agent", "--bin", "canopy-agent", "--", "validate", "--config", str(tmp_path / "agent.toml")],
+        agent_command("validate", "--config", str(tmp_path / "agent.toml")),
         capture_output=True, text=True, cwd=REPO, env=env,
     )
     assert run.returncode == 0, run.stderr
