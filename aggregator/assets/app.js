@@ -220,6 +220,7 @@ async function loadBreakdown(state, b) {
   table($("breakdown-table"), [{ key: "key", label: state.group }, ...METRIC_COLUMNS], rows, `canopy-by-${state.group}`, (row) => {
     const next = structuredClone(state);
     next.filters[state.group] = row.key;
+    next.resource = "";
     const deeper = { team: "service", account: "region", ou: "account", region: "service", service: "team" }[state.group];
     if (deeper) next.group = deeper;
     go(next);
