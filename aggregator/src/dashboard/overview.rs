@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{DashboardError, DashboardState, bad};
 use crate::http::totals_json;
+use crate::query::TotalsResponse;
 use crate::query::params::{parse_instant, parse_totals};
 use crate::time::{FIVE_MINUTES_S, HOUR_S, floor_to, month_start_shifted};
 
@@ -60,35 +61,42 @@ pub async fn handler(
         }
     }
     let r = ranges(now);
-    let mut out = serde_json::Map::new();
-    out.insert("now_unix_s".into(), json!(now));
-    let mut location = [0.0; 2];
-    for (i, (name, (from, to))) in [
-        ("last_hour", r.last_hour),
-        ("this_month", r.this_month),
-        ("last_month_same_elapsed", r.last_month_same_elapsed),
-        ("last_month", r.last_month),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let body = if to > from {
-            let mut p = filters.clone();
-            p.push(("from".into(), from.to_string()));
-            p.push(("to".into(), to.to_string()));
-            let req = parse_totals(&p)?;
-            let resp = s.engine.totals(&req, now).await?;
-            if i == 1 || i == 2 {
-                location[i - 1] = resp.total.location_kg_co2e;
-            }
-            totals_json(&resp)
-        } else {
-            Value::Null
-        };
-        out.insert(name.into(), json!({ "from_unix_s": from, "to_unix_s": to, "totals": body }));
+    // The four ranges run concurrently, each on its own pooled connection.
+    let (hour, month, same, last) = tokio::join!(
+        period(&s, &filters, r.last_hour, now),
+        period(&s, &filters, r.this_month, now),
+        period(&s, &filters, r.last_month_same_elapsed, now),
+        period(&s, &filters, r.last_month, now),
+    );
+    let (hour, month, same, last) = (hour?, month?, same?, last?);
+    let location = |p: &Option<TotalsResponse>| p.as_ref().map_or(0.0, |t| t.total.location_kg_co2e);
+    let trend = trend_ratio(location(&month), location(&same));
+    let body = |(from, to): (i64, i64), p: &Option<TotalsResponse>| json!({ "from_unix_s": from, "to_unix_s": to, "totals": p.as_ref().map(totals_json) });
+    Ok(Json(json!({
+        "now_unix_s": now,
+        "last_hour": body(r.last_hour, &hour),
+        "this_month": body(r.this_month, &month),
+        "last_month_same_elapsed": body(r.last_month_same_elapsed, &same),
+        "last_month": body(r.last_month, &last),
+        "trend_ratio": trend,
+    })))
+}
+
+/// Totals of `[from, to)` under `filters` (None for an empty range).
+async fn period(
+    s: &DashboardState,
+    filters: &[(String, String)],
+    (from, to): (i64, i64),
+    now: i64,
+) -> Result<Option<TotalsResponse>, DashboardError> {
+    if to <= from {
+        return Ok(None);
     }
-    out.insert("trend_ratio".into(), json!(trend_ratio(location[0], location[1])));
-    Ok(Json(Value::Object(out)))
+    let mut pairs = filters.to_vec();
+    pairs.push(("from".into(), from.to_string()));
+    pairs.push(("to".into(), to.to_string()));
+    let req = parse_totals(&pairs)?;
+    Ok(Some(s.engine.totals(&req, now).await?))
 }
 
 #[cfg(test)]
