@@ -1,7 +1,8 @@
 //! `GET /v1/fleet`: fleet health for the platform team rolling agents out.
 //!
 //! One row per (account, region, agent) seen in the directory, the inventory
-//! or the last `window_days` (default 7) of facts, with the agent's last batch
+//! or the facts of the last `window_hours` (default 2, at most 168; the
+//! facts scan grows with it), with the agent's last batch
 //! and lag; accounts of the directory with no agent at all come first.
 //! Agent version, outbox backlog and error counts are not stored by the
 //! aggregator yet, so they are answered as null.
@@ -13,7 +14,7 @@ use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
 use crate::query::params::parse_instant;
-use crate::time::DAY_S;
+use crate::time::HOUR_S;
 
 const FLEET_SQL: &str = r#"
 WITH agents AS (
@@ -41,26 +42,26 @@ LEFT JOIN agents ag ON ag.agent_id = c.agent_id
 ORDER BY (c.agent_id IS NULL) DESC, k.account_id, c.region, c.agent_id
 "#;
 
-/// The handler. Parameters: `now` (default the server clock), `window_days`.
+/// The handler. Parameters: `now` (default the server clock), `window_hours`.
 pub async fn handler(
     State(s): State<DashboardState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let mut now = (s.clock)();
-    let mut window_days = 7_i64;
+    let mut window_hours = 2_i64;
     for (key, value) in pairs {
         match key.as_str() {
             "now" => now = parse_instant(&value).map_err(|m| bad("now", m))?,
-            "window_days" => {
-                window_days = value.parse::<i64>().ok().filter(|d| (1..=90).contains(d)).ok_or_else(|| {
-                    bad("window_days", format!("expected a whole number from 1 to 90, found {value:?}"))
+            "window_hours" => {
+                window_hours = value.parse::<i64>().ok().filter(|h| (1..=168).contains(h)).ok_or_else(|| {
+                    bad("window_hours", format!("expected a whole number from 1 to 168, found {value:?}"))
                 })?;
             }
-            _ => return Err(bad(&key, "unknown parameter; expected now or window_days")),
+            _ => return Err(bad(&key, "unknown parameter; expected now or window_hours")),
         }
     }
     let rows = sqlx::query(FLEET_SQL)
-        .bind((now - window_days * DAY_S) as f64)
+        .bind((now - window_hours * HOUR_S) as f64)
         .bind(now as f64)
         .fetch_all(s.engine.pool())
         .await?;
@@ -92,7 +93,7 @@ pub async fn handler(
         .collect();
     Ok(Json(json!({
         "now_unix_s": now,
-        "window_days": window_days,
+        "window_hours": window_hours,
         "accounts_without_agent": without_agent,
         "not_reported": ["agent_version", "outbox_backlog", "error_count"],
         "cells": cells,

@@ -115,9 +115,16 @@ async fn dashboard_endpoints_match_the_query_api() {
     assert!(close(trend, (location_kg - last_elapsed) / last_elapsed), "trend {trend}");
 
     // The overview refuses parameters that would change its ranges.
-    let (status, _, body) = get_raw(&app, "/v1/overview?from=0").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["parameter"], "from");
+    for (uri, parameter) in [
+        ("/v1/overview?from=0", "from"),
+        ("/v1/overview?account=1;drop", "account"),
+        ("/v1/fleet?window_hours=0", "window_hours"),
+        ("/v1/resource-history?account=100000000001&region=eu-west-1&from=0&to=3600", "resource"),
+    ] {
+        let (status, _, body) = get_raw(&app, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["parameter"], parameter, "{uri}");
+    }
 
     // The requests app.js builds (rangeBounds: the 7-day range ends at the
     // next whole hour, steps 1h; breakdown limit 500; top 20) are accepted.
