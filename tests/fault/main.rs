@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 mod delivery;
+mod proxy;
 mod scenarios;
 mod support;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use crate::proxy::UdpProxy;
 use crate::support::{Aggregator, AgentSpec, Outcome, TestDb, compare, free_port, now_unix_s, print_table, read_produced, wait_all};
 
 const AGENTS: usize = 20;
@@ -115,12 +116,50 @@ async fn kill_aggregator() -> Outcome {
     finish(s, "(b) kill -9 + restart the aggregator", agents).await
 }
 
+/// Agents reach the aggregator through a [`UdpProxy`].
+async fn setup_proxied(name: &str) -> (Setup, UdpProxy) {
+    let mut s = setup(name, 100, 20, 30).await;
+    let proxy = UdpProxy::start(s.aggregator.quic);
+    s.spec.aggregator = proxy.addr;
+    (s, proxy)
+}
+
+/// (d) the network between agents and aggregator cut for 5 s mid-stream.
+async fn network_cut() -> Outcome {
+    let (s, proxy) = setup_proxied("network-cut").await;
+    let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.set_drop_per_mille(1_000);
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.set_drop_per_mille(0);
+    let mut outcome = finish(s, "(d) network cut 5 s (UDP proxy drops all)", agents).await;
+    let (packets, dropped) = proxy.counts();
+    outcome.scenario.push_str(&format!(" [{dropped}/{packets} pkts dropped]"));
+    assert!(dropped > 0, "the cut dropped nothing");
+    outcome
+}
+
+/// (e) 10 % packet loss in both directions for the whole run.
+async fn packet_loss() -> Outcome {
+    let (s, proxy) = setup_proxied("packet-loss").await;
+    proxy.set_drop_per_mille(100);
+    let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
+    let mut outcome = finish(s, "(e) 10 % packet loss", agents).await;
+    let (packets, dropped) = proxy.counts();
+    outcome.scenario.push_str(&format!(" [{dropped}/{packets} pkts dropped]"));
+    // 10 % of the packets: with ~4,000 packets one standard deviation is
+    // sqrt(0.1 x 0.9 / 4000) = 0.47 %, so 8..12 % is over 4 deviations.
+    let share = dropped as f64 / packets.max(1) as f64;
+    assert!(packets > 1_000 && (0.08..0.12).contains(&share), "dropped {dropped} of {packets} packets");
+    outcome
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_suite() {
     let seed = std::env::var("CANOPY_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_cafe_u64);
     println!("fault suite seed {seed:#x} (set CANOPY_FAULT_SEED to repeat)");
     let started = Instant::now();
-    let rows = vec![kill_agents(seed).await, kill_aggregator().await];
+    let rows = vec![kill_agents(seed).await, kill_aggregator().await, network_cut().await, packet_loss().await];
     print_table(&rows);
     println!("fault suite took {:.1} s", started.elapsed().as_secs_f64());
     for r in &rows {

@@ -339,12 +339,12 @@ pub async fn compare(pool: &PgPool, scenario: &str, expected: &Expected) -> Outc
 /// Prints the outcome table.
 pub fn print_table(rows: &[Outcome]) {
     println!(
-        "{:<44} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  shed",
+        "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  shed",
         "scenario", "produced", "stored", "duplicates", "lost", "corrupted", "unexpected"
     );
     for r in rows {
         println!(
-            "{:<44} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  {}",
+            "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  {}",
             r.scenario, r.produced, r.stored, r.duplicates, r.lost, r.corrupted, r.unexpected, r.shed
         );
     }
