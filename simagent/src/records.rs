@@ -73,7 +73,7 @@ impl Spec {
     /// Cycle `c` (always the same content for the same spec and `c`).
     pub fn cycle(&self, c: u64) -> Cycle {
         let mut emissions: Vec<GroupedEmission> = (0..self.records_per_cycle).map(|i| self.record(c, i, 0)).collect();
-        if c >= 1 && c % 5 == 0 && self.records_per_cycle > 0 {
+        if c >= 1 && c.is_multiple_of(5) && self.records_per_cycle > 0 {
             emissions.push(self.record(c - 1, 0, 1));
         }
         Cycle {
@@ -117,7 +117,8 @@ mod tests {
             region: "eu-west-1".into(),
             agent_id: "a1".into(),
             records_per_cycle: 3,
-            base_unix_s: 1_800_000_000 - 1_800_000_000 % 3_600,
+            // 1,800,000,000 = 500,000 whole hours.
+            base_unix_s: 1_800_000_000,
         }
     }
 

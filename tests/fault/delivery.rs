@@ -119,6 +119,9 @@ async fn stored_once_resend_is_a_no_op_and_a_revision_replaces() {
     f.server.shutdown(std::time::Duration::from_secs(1)).await;
 }
 
+/// (agent id, account id, sequence, error code, error, frame).
+type QuarantineRow = (String, String, Option<i64>, String, String, Vec<u8>);
+
 #[tokio::test]
 async fn bad_batches_are_refused_and_quarantined() {
     let f = fixture().await;
@@ -142,7 +145,7 @@ async fn bad_batches_are_refused_and_quarantined() {
     let good = frame(ACCOUNT, 3, vec![record(1, hour_ago(), 0, 1.0)]);
     assert!(matches!(f.client.send(&good).await.expect("send"), Reply::Ack(_)));
 
-    let rows: Vec<(String, String, Option<i64>, String, String, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<QuarantineRow> = sqlx::query_as(
         "SELECT agent_id, account_id, sequence, error_code, error, frame FROM quarantined_batches ORDER BY id",
     )
     .fetch_all(&f.db.pool)
