@@ -137,10 +137,17 @@ async fn main() -> anyhow::Result<()> {
     let sent = send_until_drained(&client, &outbox, &producer, Duration::from_secs(cli.give_up_after_s)).await;
     client.close().await;
     let produced = producer.await.context("producer task")??;
-    let (acked, duplicates) = sent?;
+    let sent = sent?;
     println!(
         "{}",
-        serde_json::json!({"agent_id": cli.agent_id, "cycles_produced_now": produced, "batches_acked": acked, "duplicates_acked": duplicates})
+        serde_json::json!({
+            "agent_id": cli.agent_id,
+            "cycles_produced_now": produced,
+            "batches_acked": sent.acked,
+            "duplicates_acked": sent.duplicates,
+            "send_failures": sent.send_failures,
+            "retry_replies": sent.retry_replies,
+        })
     );
     Ok(())
 }
@@ -233,15 +240,28 @@ async fn produce(
     Ok(cycles.saturating_sub(start))
 }
 
-/// Sends pending frames until the producer finished and the outbox is
-/// empty. Returns (batches acked, of which duplicates).
+/// What the sender saw.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Batches acknowledged.
+    acked: u64,
+    /// Of those, already stored before (a resend).
+    duplicates: u64,
+    /// Sends that failed after the transport's own retries (the agent then
+    /// waits and sends again): batches that failed from the agent's view.
+    send_failures: u64,
+    /// Replies asking to retry later (database unavailable, throttled).
+    retry_replies: u64,
+}
+
+/// Sends pending frames until the producer finished and the outbox is empty.
 async fn send_until_drained(
     client: &Client,
     outbox: &Arc<Outbox>,
     producer: &tokio::task::JoinHandle<anyhow::Result<u64>>,
     give_up_after: Duration,
-) -> anyhow::Result<(u64, u64)> {
-    let (mut acked, mut duplicates) = (0u64, 0u64);
+) -> anyhow::Result<Sent> {
+    let mut sent = Sent::default();
     let mut last_progress = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -252,7 +272,7 @@ async fn send_until_drained(
                 let ob = outbox.clone();
                 let again = tokio::task::spawn_blocking(move || ob.pending(0, 1)).await??;
                 if again.is_empty() {
-                    return Ok((acked, duplicates));
+                    return Ok(sent);
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -269,24 +289,26 @@ async fn send_until_drained(
             let (sequence, result) = joined?;
             match result {
                 Ok(Reply::Ack(ack)) => {
-                    duplicates += u64::from(ack.duplicate);
+                    sent.duplicates += u64::from(ack.duplicate);
                     acks.push(ack);
                 }
                 Ok(Reply::Error(e)) => match e.code {
                     ErrorCode::Unavailable | ErrorCode::Throttled | ErrorCode::Internal => {
+                        sent.retry_replies += 1;
                         tracing::warn!(sequence, code = %e.code, message = %e.message, "aggregator asked to retry");
                         wait = Some(Duration::from_secs(u64::from(e.retry_after_s.unwrap_or(1)).min(5)));
                     }
                     _ => bail!("batch {sequence} refused: {} ({})", e.message, e.code),
                 },
                 Err(e) => {
+                    sent.send_failures += 1;
                     tracing::warn!(sequence, error = %e, "sending failed; will retry");
                     wait = Some(backoff);
                 }
             }
         }
         if !acks.is_empty() {
-            acked += acks.len() as u64;
+            sent.acked += acks.len() as u64;
             let ob = outbox.clone();
             tokio::task::spawn_blocking(move || ob.ack_all(&acks)).await?.context("acknowledging the outbox")?;
             last_progress = Instant::now();

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
 
 /// Drop decisions and counters shared by both directions.
 struct Shared {
+    upstream: Mutex<SocketAddr>,
     drop_per_mille: AtomicU32,
     packets: AtomicU64,
     dropped: AtomicU64,
@@ -43,9 +44,10 @@ pub struct UdpProxy {
 
 impl UdpProxy {
     /// Forwards datagrams between clients and `upstream` (one upstream
-    /// socket per client address).
+    /// socket per client address; replies are accepted from any upstream,
+    /// so a replica switched away from can still close its connections).
     pub fn start(upstream: SocketAddr) -> UdpProxy {
-        let shared = Arc::new(Shared { drop_per_mille: AtomicU32::new(0), packets: AtomicU64::new(0), dropped: AtomicU64::new(0) });
+        let shared = Arc::new(Shared { upstream: Mutex::new(upstream), drop_per_mille: AtomicU32::new(0), packets: AtomicU64::new(0), dropped: AtomicU64::new(0) });
         let (tx, rx) = std::sync::mpsc::channel();
         let task_shared = shared.clone();
         std::thread::spawn(move || {
@@ -61,12 +63,11 @@ impl UdpProxy {
                         Some(up) => up.clone(),
                         None => {
                             let up = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("upstream bind"));
-                            up.connect(upstream).await.expect("upstream connect");
                             clients.insert(client, up.clone());
                             let (up2, front2, shared2) = (up.clone(), front.clone(), task_shared.clone());
                             tokio::spawn(async move {
                                 let mut back = vec![0u8; 65_536];
-                                while let Ok(m) = up2.recv(&mut back).await {
+                                while let Ok((m, _)) = up2.recv_from(&mut back).await {
                                     if !shared2.drop_next() {
                                         let _ = front2.send_to(&back[..m], client).await;
                                     }
@@ -76,13 +77,20 @@ impl UdpProxy {
                         }
                     };
                     if !task_shared.drop_next() {
-                        let _ = up.send(&buf[..n]).await;
+                        let to = *task_shared.upstream.lock().expect("upstream lock");
+                        let _ = up.send_to(&buf[..n], to).await;
                     }
                 }
             });
         });
         let addr = rx.recv().expect("proxy started");
         UdpProxy { addr, shared }
+    }
+
+    /// Sends clients' packets to `upstream` from now on (a load balancer
+    /// moving traffic to another replica).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.shared.upstream.lock().expect("upstream lock") = upstream;
     }
 
     /// Drops this share of packets from now on (1000 = everything).

@@ -68,7 +68,9 @@ async fn finish(s: Setup, name: &str, mut agents: Vec<(usize, Child)>) -> Outcom
     wait_all(&s.spec, &mut agents, Duration::from_secs(150));
     let logs: Vec<PathBuf> = (0..AGENTS).map(|a| s.spec.produced_log(a)).collect();
     let (expected, _) = read_produced(&logs);
-    let outcome = compare(&s.db.pool, name, &expected).await;
+    let mut outcome = compare(&s.db.pool, name, &expected).await;
+    outcome.send_failures = s.spec.summary_sum(AGENTS, "send_failures");
+    outcome.duplicate_acks = s.spec.summary_sum(AGENTS, "duplicates_acked");
     drop(s.aggregator);
     let _ = std::fs::remove_dir_all(&s.dir);
     outcome
@@ -105,7 +107,7 @@ async fn kill_agents(seed: u64) -> Outcome {
 
 /// (b) kill -9 the aggregator mid-stream and start it again.
 async fn kill_aggregator() -> Outcome {
-    let mut s = setup("kill-aggregator", 100, 20, 30).await;
+    let mut s = setup("kill-aggregator", 100, 20, 150).await;
     let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
     std::thread::sleep(Duration::from_millis(800));
     s.aggregator.kill();
@@ -117,8 +119,8 @@ async fn kill_aggregator() -> Outcome {
 }
 
 /// Agents reach the aggregator through a [`UdpProxy`].
-async fn setup_proxied(name: &str) -> (Setup, UdpProxy) {
-    let mut s = setup(name, 100, 20, 30).await;
+async fn setup_proxied(name: &str, cycle_ms: u64) -> (Setup, UdpProxy) {
+    let mut s = setup(name, 100, 20, cycle_ms).await;
     let proxy = UdpProxy::start(s.aggregator.quic);
     s.spec.aggregator = proxy.addr;
     (s, proxy)
@@ -126,7 +128,7 @@ async fn setup_proxied(name: &str) -> (Setup, UdpProxy) {
 
 /// (d) the network between agents and aggregator cut for 5 s mid-stream.
 async fn network_cut() -> Outcome {
-    let (s, proxy) = setup_proxied("network-cut").await;
+    let (s, proxy) = setup_proxied("network-cut", 150).await;
     let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
     std::thread::sleep(Duration::from_millis(800));
     proxy.set_drop_per_mille(1_000);
@@ -141,7 +143,7 @@ async fn network_cut() -> Outcome {
 
 /// (e) 10 % packet loss in both directions for the whole run.
 async fn packet_loss() -> Outcome {
-    let (s, proxy) = setup_proxied("packet-loss").await;
+    let (s, proxy) = setup_proxied("packet-loss", 30).await;
     proxy.set_drop_per_mille(100);
     let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
     let mut outcome = finish(s, "(e) 10 % packet loss", agents).await;
@@ -154,12 +156,32 @@ async fn packet_loss() -> Outcome {
     outcome
 }
 
+/// (g) rolling restart of two replicas on one database under load: the
+/// proxy (the load balancer) moves traffic to the other replica, then the
+/// first gets SIGTERM and restarts; then the same the other way round.
+/// Agents produce for ~3 s (20 cycles, 150 ms apart), so both restarts
+/// happen while they send.
+async fn rolling_restart() -> Outcome {
+    let (mut s, proxy) = setup_proxied("rolling-restart", 150).await;
+    let mut b = Aggregator::start(&s.db.url(), &s.spec.ca_dir, free_port());
+    let agents: Vec<(usize, Child)> = (0..AGENTS).map(|a| (a, s.spec.spawn(a))).collect();
+    std::thread::sleep(Duration::from_millis(700));
+    proxy.set_upstream(b.quic);
+    s.aggregator.terminate_and_restart();
+    std::thread::sleep(Duration::from_millis(700));
+    proxy.set_upstream(s.aggregator.quic);
+    b.terminate_and_restart();
+    let outcome = finish(s, "(g) rolling restart of 2 replicas", agents).await;
+    assert_eq!(outcome.send_failures, 0, "batches failed from the agents' view: {outcome:?}");
+    outcome
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_suite() {
     let seed = std::env::var("CANOPY_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_cafe_u64);
     println!("fault suite seed {seed:#x} (set CANOPY_FAULT_SEED to repeat)");
     let started = Instant::now();
-    let rows = vec![kill_agents(seed).await, kill_aggregator().await, network_cut().await, packet_loss().await];
+    let rows = vec![kill_agents(seed).await, kill_aggregator().await, network_cut().await, packet_loss().await, rolling_restart().await];
     print_table(&rows);
     println!("fault suite took {:.1} s", started.elapsed().as_secs_f64());
     for r in &rows {

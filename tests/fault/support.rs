@@ -174,6 +174,18 @@ impl Aggregator {
         self.wait_ready();
     }
 
+    /// SIGTERM (orderly shutdown), wait for the exit, start again.
+    pub fn terminate_and_restart(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        self.child = spawn_aggregator(&self.args);
+        self.wait_ready();
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -240,8 +252,8 @@ impl AgentSpec {
             .args(["--produced-log", &self.produced_log(agent).display().to_string()])
             .args(["--give-up-after-s", "120"])
             .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(self.stderr(agent))
+            .stdout(self.append_file(self.stdout_path(agent)))
+            .stderr(self.append_file(self.stderr_path(agent)))
             .spawn()
             .expect("spawn a simulated agent")
     }
@@ -251,9 +263,22 @@ impl AgentSpec {
         self.dir.join(format!("agent-{agent}.stderr"))
     }
 
-    fn stderr(&self, agent: usize) -> Stdio {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(self.stderr_path(agent)).expect("stderr log");
-        Stdio::from(file)
+    /// The agent's stdout (one summary JSON line per completed run).
+    pub fn stdout_path(&self, agent: usize) -> PathBuf {
+        self.dir.join(format!("agent-{agent}.stdout"))
+    }
+
+    fn append_file(&self, path: PathBuf) -> Stdio {
+        Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("agent log"))
+    }
+
+    /// Sum of a numeric field over every agent's summary lines.
+    pub fn summary_sum(&self, agents: usize, field: &str) -> u64 {
+        (0..agents)
+            .flat_map(|a| std::fs::read_to_string(self.stdout_path(a)).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .filter_map(|v| v[field].as_u64())
+            .sum()
     }
 }
 
@@ -302,6 +327,10 @@ pub struct Outcome {
     pub corrupted: usize,
     pub unexpected: usize,
     pub shed: String,
+    /// Sends that failed from the agents' view (after the transport's retries).
+    pub send_failures: u64,
+    /// Acks of batches already stored (resends absorbed by deduplication).
+    pub duplicate_acks: u64,
 }
 
 /// Compares the stored facts with the expected ones.
@@ -339,13 +368,13 @@ pub async fn compare(pool: &PgPool, scenario: &str, expected: &Expected) -> Outc
 /// Prints the outcome table.
 pub fn print_table(rows: &[Outcome]) {
     println!(
-        "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  shed",
-        "scenario", "produced", "stored", "duplicates", "lost", "corrupted", "unexpected"
+        "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9}  shed",
+        "scenario", "produced", "stored", "duplicates", "lost", "corrupted", "unexpected", "send fails", "dup acks"
     );
     for r in rows {
         println!(
-            "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10}  {}",
-            r.scenario, r.produced, r.stored, r.duplicates, r.lost, r.corrupted, r.unexpected, r.shed
+            "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9}  {}",
+            r.scenario, r.produced, r.stored, r.duplicates, r.lost, r.corrupted, r.unexpected, r.send_failures, r.duplicate_acks, r.shed
         );
     }
 }
