@@ -41,6 +41,9 @@ impl OutboxStore for RedbStore {
             source,
         })?;
         let path = dir.join("outbox.redb");
+        if !path.exists() {
+            create_atomically(dir, &path)?;
+        }
         let db = Database::create(&path).map_err(|source| StoreError::Redb {
             path: path.clone(),
             source: source.into(),
@@ -141,4 +144,35 @@ impl OutboxStore for RedbStore {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))
     }
+}
+
+/// Creates a new, empty outbox database as `path` without ever leaving a
+/// half-written file under that name: it is built and committed under a
+/// temporary name, synced, then renamed into place and the folder synced. A
+/// process killed during creation leaves at most the temporary file, which
+/// the next open replaces (found by the fault suite: kill -9 during the first
+/// `Database::create` left a file redb could never open again).
+fn create_atomically(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    let tmp = dir.join("outbox.redb.creating");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&tmp)(e)),
+    }
+    {
+        let db = Database::create(&tmp).map_err(|source| StoreError::Redb { path: tmp.clone(), source: source.into() })?;
+        let redb_err = |source: redb::Error| StoreError::Redb { path: tmp.clone(), source };
+        let txn = db.begin_write().map_err(|e| redb_err(e.into()))?;
+        txn.open_table(FRAMES).map_err(|e| redb_err(e.into()))?;
+        txn.open_table(META).map_err(|e| redb_err(e.into()))?;
+        txn.commit().map_err(|e| redb_err(e.into()))?;
+    }
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))?;
+    Ok(())
 }

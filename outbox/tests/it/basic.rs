@@ -231,3 +231,24 @@ fn concurrent_appends_and_acks_lose_nothing<S: OutboxStore + 'static>() {
     assert_eq!(outbox.stats().pending_batches, pending.len());
 }
 for_both_stores!(concurrent_appends_and_acks_lose_nothing);
+
+/// Regression (fault suite): a process killed while the redb file was first
+/// being created left a file redb could never open. Creation now happens under
+/// a temporary name; a leftover temporary file is replaced, while a damaged
+/// real store is still reported, never silently recreated.
+#[test]
+fn interrupted_first_creation_does_not_block_the_next_open() {
+    use canopy_outbox::{OutboxStore, RedbStore};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("outbox.redb.creating"), b"half-written by a killed process").unwrap();
+    let store = RedbStore::open(dir.path()).expect("a leftover temporary file is replaced");
+    assert_eq!(store.meta().unwrap(), None);
+    drop(store);
+    assert!(!dir.path().join("outbox.redb.creating").exists());
+    assert!(dir.path().join("outbox.redb").exists());
+
+    let damaged = tempfile::tempdir().unwrap();
+    std::fs::write(damaged.path().join("outbox.redb"), b"not a database").unwrap();
+    let err = RedbStore::open(damaged.path()).err().expect("a damaged store is an error");
+    assert!(err.to_string().contains("outbox.redb"), "{err}");
+}
