@@ -10,7 +10,7 @@ use canopy_protocol::{EmissionRecord, LifecycleState, ResourceRecord};
 use crate::changes::{Change, ChangeSource};
 use crate::collectors::{CollectContext, Collector};
 use crate::cost::{CostMeter, CostModel, CostReading, CostedKind};
-use crate::estimate::{Estimator, REVISION_MEASURED, REVISION_PROVISIONAL};
+use crate::estimate::{Estimator, REVISION_MEASURED, REVISION_PROVISIONAL, group_estimates};
 use crate::inventory::{Basis, Inventory, Resource};
 use crate::metrics::Metrics;
 use crate::utilisation::{
@@ -320,20 +320,22 @@ impl Agent {
 
     fn group_interval(&self, start: i64, measured: bool, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
         let end = start + PERIOD_S;
+        let keys = self.estimator.team_tag_keys();
         let mut items = Vec::new();
         for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
-            let (util, revision) = if measured {
-                (self.utilisation.measured(r, start, end), REVISION_MEASURED)
+            let util = if measured {
+                self.utilisation.measured(r, start, end)
             } else {
-                (self.utilisation.provisional(r, PERIOD_S), REVISION_PROVISIONAL)
+                self.utilisation.provisional(r, PERIOD_S)
             };
-            match self.estimator.estimate(r, start, end, util, revision) {
-                Ok(Some(rec)) => items.push((self.estimator.group_key(r), rec)),
+            match self.estimator.estimates(r, start, end, util) {
+                Ok(Some(estimates)) => items.push(((r.service, r.resource_type, r.team(keys)), estimates)),
                 Ok(None) => {}
                 Err(_) => stats.estimate_failures += 1,
             }
         }
-        out.extend(self.estimator.group(items));
+        let revision = if measured { REVISION_MEASURED } else { REVISION_PROVISIONAL };
+        out.extend(group_estimates(start, end, revision, items));
     }
 
     fn provisional_records(&self, cycle_end: i64, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {

@@ -83,6 +83,49 @@ fn record_from(subject: Subject, start: i64, end: i64, e: &ResourceEstimate, rev
     }
 }
 
+/// Adds one library estimate's quantities into `a` (same interval);
+/// quality is the worst.
+pub fn add_estimate(a: &mut EmissionRecord, e: &ResourceEstimate) {
+    a.energy_compute_kwh += e.it_energy.compute_kwh;
+    a.energy_memory_kwh += e.it_energy.memory_kwh;
+    a.energy_storage_kwh += e.it_energy.storage_kwh;
+    a.energy_networking_kwh += e.it_energy.networking_kwh;
+    a.energy_accelerators_kwh += e.it_energy.accelerators_kwh;
+    a.embodied_g_co2e += e.embodied_g_co2e;
+    a.operational_location_g_co2e += e.operational_location_g_co2e;
+    a.operational_market_g_co2e += e.operational_market_g_co2e;
+    a.low_g_co2e += e.embodied_g_co2e + e.operational_location_bounds_g_co2e.low;
+    a.high_g_co2e += e.embodied_g_co2e + e.operational_location_bounds_g_co2e.high;
+    a.quality = a.quality.max(protocol_quality(e.quality));
+}
+
+/// Sums the estimates of one interval into group records without building
+/// a record per resource: `items` are (service, resource type, team, estimates).
+pub fn group_estimates<'a>(
+    start: i64,
+    end: i64,
+    revision: u32,
+    items: impl IntoIterator<Item = ((&'a str, &'a str, Option<&'a str>), Vec<ResourceEstimate>)>,
+) -> Vec<EmissionRecord> {
+    let mut groups: BTreeMap<(&'a str, &'a str, Option<&'a str>), EmissionRecord> = BTreeMap::new();
+    for (key, estimates) in items {
+        for e in &estimates {
+            match groups.get_mut(&key) {
+                Some(g) => add_estimate(g, e),
+                None => {
+                    let subject = Subject::Group(GroupKey {
+                        service: key.0.to_owned(),
+                        resource_type: key.1.to_owned(),
+                        team: key.2.map(str::to_owned),
+                    });
+                    groups.insert(key, record_from(subject, start, end, e, revision));
+                }
+            }
+        }
+    }
+    groups.into_values().collect()
+}
+
 /// Adds `b`'s quantities into `a` (same interval); quality is the worst.
 pub fn accumulate(a: &mut EmissionRecord, b: &EmissionRecord) {
     a.energy_compute_kwh += b.energy_compute_kwh;
@@ -103,6 +146,11 @@ impl Estimator {
     /// An estimator for `region` with market configuration `market`.
     pub fn new(region: &str, market: MarketConfig, team_tag_keys: Vec<String>) -> Estimator {
         Estimator { region: region.to_owned(), market, team_tag_keys }
+    }
+
+    /// Team tag keys, in the order they are tried.
+    pub fn team_tag_keys(&self) -> &[String] {
+        &self.team_tag_keys
     }
 
     /// The group a resource's group records go to.
@@ -143,6 +191,24 @@ impl Estimator {
         util: UtilisationValue,
         revision: u32,
     ) -> Result<Option<EmissionRecord>, EstimateError> {
+        let Some(estimates) = self.estimates(r, start, end, util)? else { return Ok(None) };
+        let subject = Subject::Resource { arn: r.arn.clone() };
+        let mut record = record_from(subject, start, end, &estimates[0], revision);
+        for e in &estimates[1..] {
+            add_estimate(&mut record, e);
+        }
+        Ok(Some(record))
+    }
+
+    /// The library estimates behind [`Estimator::estimate`] (one per
+    /// component: instance, attached storage parts), or `None` as there.
+    pub fn estimates(
+        &self,
+        r: &Resource,
+        start: i64,
+        end: i64,
+        util: UtilisationValue,
+    ) -> Result<Option<Vec<ResourceEstimate>>, EstimateError> {
         if !r.is_active() && !(r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated)
         {
             return Ok(None);
@@ -178,13 +244,7 @@ impl Estimator {
             }
             Basis::CountedElsewhere => return Ok(None),
         };
-        let subject = Subject::Resource { arn: r.arn.clone() };
-        let mut parts = estimates.iter().map(|e| record_from(subject.clone(), start, end, e, revision));
-        let Some(mut record) = parts.next() else { return Ok(None) };
-        for p in parts {
-            accumulate(&mut record, &p);
-        }
-        Ok(Some(record))
+        Ok(if estimates.is_empty() { None } else { Some(estimates) })
     }
 
     /// Sums per-resource records of one interval into group records.

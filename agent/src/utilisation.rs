@@ -8,7 +8,7 @@
 //! inventory, with S3's daily storage metrics, to keep the cost per resource
 //! within budget (see `cost`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::collectors::{BoxFuture, CollectError};
 use crate::inventory::{Basis, Resource};
@@ -110,11 +110,20 @@ pub fn get_metric_data_calls(metrics: usize) -> usize {
     metrics.div_ceil(MAX_QUERIES_PER_CALL)
 }
 
+/// One resource's measured points, sorted by start time (a sorted vector:
+/// a third of a B-tree's memory for these small series).
 #[derive(Debug, Default, Clone)]
 struct Series {
     kind: Option<MetricKind>,
-    points: BTreeMap<i64, f64>,
+    points: Vec<(i64, f64)>,
     last_known: Option<f64>,
+}
+
+impl Series {
+    fn range(&self, start: i64, end: i64) -> impl Iterator<Item = f64> + '_ {
+        let from = self.points.partition_point(|(t, _)| *t < start);
+        self.points[from..].iter().take_while(move |(t, _)| *t < end).map(|(_, v)| *v)
+    }
 }
 
 /// Measured 5-minute points per resource and the windows they cover.
@@ -154,14 +163,18 @@ impl UtilisationStore {
                 continue;
             }
             if let Some(s) = self.series.get_mut(&q.arn) {
-                s.points.insert(p.start_unix_s, p.value);
+                s.points.push((p.start_unix_s, p.value));
             }
         }
         for q in queries {
             let s = self.series.get_mut(&q.arn).expect("inserted above");
+            // Sort by time; a later fetch of the same period replaces the earlier value.
+            s.points.reverse();
+            s.points.sort_by_key(|(t, _)| *t);
+            s.points.dedup_by_key(|(t, _)| *t);
             let mut hour = end_unix_s - 3600;
             while hour >= start_unix_s {
-                let in_hour: Vec<f64> = s.points.range(hour..hour + 3600).map(|(_, v)| *v).collect();
+                let in_hour: Vec<f64> = s.range(hour, hour + 3600).collect();
                 if !in_hour.is_empty() {
                     s.last_known = Some(match q.kind {
                         MetricKind::CpuPct => in_hour.iter().sum::<f64>() / in_hour.len() as f64,
@@ -198,8 +211,7 @@ impl UtilisationStore {
     /// points; sum of duration points, zero when none).
     pub fn measured(&self, resource: &Resource, start_unix_s: i64, end_unix_s: i64) -> UtilisationValue {
         let series = self.series.get(&resource.arn);
-        let values: Vec<f64> =
-            series.map(|s| s.points.range(start_unix_s..end_unix_s).map(|(_, v)| *v).collect()).unwrap_or_default();
+        let values: Vec<f64> = series.map(|s| s.range(start_unix_s, end_unix_s).collect()).unwrap_or_default();
         match &resource.basis {
             Basis::Function { .. } => {
                 // Queried but silent = no invocations; never queried = unknown.
@@ -236,7 +248,7 @@ impl UtilisationStore {
     pub fn prune(&mut self, before_unix_s: i64, keep: &dyn Fn(&str) -> bool) {
         self.series.retain(|arn, _| keep(arn));
         for s in self.series.values_mut() {
-            s.points = s.points.split_off(&before_unix_s);
+            s.points.retain(|(t, _)| *t >= before_unix_s);
         }
         self.windows.retain(|(_, e)| *e > before_unix_s);
     }

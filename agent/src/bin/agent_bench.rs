@@ -18,6 +18,17 @@ fn cpu_s() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Current resident set size, KiB (VmRSS).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Peak resident set size, KiB (VmHWM).
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -40,6 +51,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let mut agent = build_agent(&config).await.expect("simulated agent");
+        if std::env::var_os("CANOPY_BENCH_RSS").is_some() {
+            println!("before the first cycle: rss {:.1} MiB", rss_kib() as f64 / 1024.0);
+        }
         // Start on an hour boundary so the run sees fetch, hourly and plain cycles.
         let start = 1_767_225_600 + 3_600;
         let (cpu0, wall0) = (cpu_s(), std::time::Instant::now());
@@ -50,6 +64,9 @@ fn main() {
             let out = agent.run_cycle(start + i * 300).await;
             if i == 0 {
                 first_cycle_cpu = cpu_s() - c0;
+                if std::env::var_os("CANOPY_BENCH_RSS").is_some() {
+                    println!("after first cycle (output held): rss {:.1} MiB, {} resources + {} emissions", rss_kib() as f64 / 1024.0, out.resources.len(), out.emissions.len());
+                }
             }
             records += out.resources.len() + out.emissions.len();
             calls += out.stats.cost.get_metric_data_calls;
