@@ -407,13 +407,34 @@ fn refusal(sequence: Option<u64>, code: ErrorCode, message: String) -> ReplyErro
     }
 }
 
+/// Why a frame could not be read.
+enum ReadFailure {
+    /// The frame itself is bad (short, over a limit, unparsable header): refuse
+    /// it and keep it for inspection.
+    Refused(u16, ReplyError, Vec<u8>),
+    /// The stream or connection went away mid-frame (peer reset, connection
+    /// lost, server shutting down): nothing to refuse, the agent resends.
+    Interrupted(String),
+}
+
+/// A read error that is the transport going away rather than a bad frame.
+fn interruption(e: &quinn::ReadExactError) -> Option<String> {
+    match e {
+        quinn::ReadExactError::FinishedEarly(_) => None,
+        quinn::ReadExactError::ReadError(read) => Some(read.to_string()),
+    }
+}
+
 async fn read_frame(
     recv: &mut quinn::RecvStream,
     limits: &DecodeLimits,
-) -> Result<(u16, Vec<u8>), (u16, ReplyError, Vec<u8>)> {
+) -> Result<(u16, Vec<u8>), ReadFailure> {
     let mut frame = vec![0u8; HEADER_LEN];
     if let Err(e) = recv.read_exact(&mut frame).await {
-        return Err((
+        if let Some(reason) = interruption(&e) {
+            return Err(ReadFailure::Interrupted(reason));
+        }
+        return Err(ReadFailure::Refused(
             CURRENT_VERSION,
             refusal(
                 None,
@@ -430,7 +451,7 @@ async fn read_frame(
         } else {
             CURRENT_VERSION
         };
-        (
+        ReadFailure::Refused(
             reply_version,
             refusal(None, e.reply_code(), e.to_string()),
             frame.clone(),
@@ -438,8 +459,11 @@ async fn read_frame(
     })?;
     frame.resize(header.frame_len(), 0);
     if let Err(e) = recv.read_exact(&mut frame[HEADER_LEN..]).await {
+        if let Some(reason) = interruption(&e) {
+            return Err(ReadFailure::Interrupted(reason));
+        }
         frame.truncate(HEADER_LEN);
-        return Err((
+        return Err(ReadFailure::Refused(
             header.version,
             refusal(
                 None,
@@ -464,7 +488,7 @@ async fn serve_stream<H: BatchHandler>(
     )
     .await
     .unwrap_or_else(|_| {
-        Err((
+        Err(ReadFailure::Refused(
             CURRENT_VERSION,
             refusal(
                 None,
@@ -478,7 +502,11 @@ async fn serve_stream<H: BatchHandler>(
         ))
     });
     let (version, reply, refused_frame) = match read {
-        Err((version, error, partial)) => (version, Reply::Error(error), Some(partial)),
+        Err(ReadFailure::Interrupted(reason)) => {
+            tracing::debug!(agent_id = %peer.agent_id, %reason, "batch stream interrupted before a whole frame");
+            return;
+        }
+        Err(ReadFailure::Refused(version, error, partial)) => (version, Reply::Error(error), Some(partial)),
         Ok((version, frame)) => match decode_batch(&frame, &shared.limits) {
             Err(e) => (
                 version,
