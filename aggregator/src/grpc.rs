@@ -11,7 +11,7 @@ use crate::query::{
     Dimension, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse, TotalsResponse,
 };
 
-/// Generated protobuf types and service stubs of `proto/canopy_query.proto`.
+/// Generated protobuf types and the service trait of `proto/canopy_query.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     tonic::include_proto!("canopy.query.v1");
