@@ -1,7 +1,6 @@
 //! The `ccf` methodology: Cloud Carbon Footprint's AWS CUR pipeline (commit
 //! b7a049c, March 2024) reproduced step by step, defects included. Each
-//! reproduced defect names its number in `/work/shared/reference/ccf/METHODOLOGY.md` §11
-//! and in `docs/methodology.md`.
+//! reproduced defect names its number in the defect table of `docs/methodology.md`.
 
 use std::collections::HashMap;
 
