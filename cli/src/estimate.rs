@@ -59,10 +59,8 @@ impl EstimateRequest {
             Some("usage-type") => true,
             Some(other) => bail!("--by: expected \"usage-type\", found {other:?}"),
         };
-        if let Some(tag) = &args.tag {
-            if tag.trim().is_empty() {
-                bail!("--tag: expected a tag key such as \"Team\", found an empty string");
-            }
+        if args.tag.as_deref().is_some_and(|tag| tag.trim().is_empty()) {
+            bail!("--tag: expected a tag key such as \"Team\", found an empty string");
         }
         if !args.grid_csv.is_empty() && methodology == Methodology::Ccf {
             bail!("--grid-csv: hourly grid intensity is only used by --methodology canopy, not ccf");
@@ -239,6 +237,9 @@ fn plan_work(files: &[PathBuf], threads: usize, parallel_csv_min_bytes: u64) -> 
     Ok(work)
 }
 
+/// What one reader thread returns: its estimator and each work item's outcome by index.
+type ThreadOutcome = (CurEstimator, Vec<(usize, Result<FileStats>)>);
+
 /// Reads every work item on `threads` threads; returns the merged estimate.
 fn read_all(
     work: &[WorkItem],
@@ -249,7 +250,7 @@ fn read_all(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let threads = threads.min(work.len()).max(1);
-    let outcomes: Vec<(CurEstimator, Vec<(usize, Result<FileStats>)>)> = std::thread::scope(|scope| {
+    let outcomes: Vec<ThreadOutcome> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {

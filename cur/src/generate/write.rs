@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use canopy_emissions::time::{civil_date, format_rfc3339};
+use canopy_emissions::time::format_rfc3339;
 
 use super::GeneratorConfig;
 use super::row::{GeneratedRow, Generator, TagValue};
@@ -146,19 +146,10 @@ fn csv_fields(row: &GeneratedRow, style: CsvStyle, fields: &mut Vec<String>) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS.000`, the Athena / CUR 2.0 CSV timestamp shape.
+/// `YYYY-MM-DD HH:MM:SS.000`, the Athena / CUR 2.0 CSV timestamp shape
+/// (RFC 3339 with a space for the `T` and milliseconds for the `Z`).
 fn athena_timestamp(unix_s: i64) -> String {
-    let d = civil_date(unix_s);
-    let secs = unix_s.rem_euclid(86_400);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.000",
-        d.year,
-        d.month,
-        d.day,
-        secs / 3_600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format_rfc3339(unix_s).replace('T', " ").replace('Z', ".000")
 }
 
 /// Entries of the CUR 2.0 `product` map for a row.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::engine::GroupedRow;
 use super::intern::{Interner, NONE_ID};
 use super::options::Period;
-use super::output::{EstimateRow, EstimateSummary, NotEstimatedReason, ReasonTotals};
+use super::output::{EstimateRow, EstimateSummary, NotEstimatedReason};
 use super::sum::NeumaierSum;
 use crate::model::Quality;
 
@@ -141,7 +141,7 @@ impl Aggregator {
 
 /// Counts the line items of one grouped row under `reason`, with their cost.
 pub(crate) fn count(summary: &mut EstimateSummary, reason: NotEstimatedReason, cost: f64, line_items: u64) {
-    let totals = summary.not_estimated.entry(reason).or_insert_with(ReasonTotals::default);
+    let totals = summary.not_estimated.entry(reason).or_default();
     totals.rows += line_items;
     totals.cost += cost;
 }

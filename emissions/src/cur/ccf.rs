@@ -73,37 +73,14 @@ static SPECIAL_TYPES: std::sync::LazyLock<SpecialTypes> = std::sync::LazyLock::n
     }
 });
 
-thread_local! {
-    /// Usage type → (contains a GPU type, contains a burstable type). Usage
-    /// types repeat across days, accounts and regions, so each is scanned once.
-    static USAGE_TYPE_FLAGS: std::cell::RefCell<HashMap<Box<str>, (bool, bool)>> = std::cell::RefCell::new(HashMap::new());
-}
-
-fn usage_type_flags(usage_type: &str) -> (bool, bool) {
-    USAGE_TYPE_FLAGS.with(|cache| {
-        if let Some(flags) = cache.borrow().get(usage_type) {
-            return *flags;
-        }
-        let special = &*SPECIAL_TYPES;
-        let flags = (
-            special.gpu.iter().any(|name| usage_type.contains(name)),
-            special.burstable.iter().any(|name| usage_type.contains(name)),
-        );
-        let mut cache = cache.borrow_mut();
-        if cache.len() > 100_000 {
-            cache.clear();
-        }
-        cache.insert(usage_type.into(), flags);
-        flags
-    })
-}
-
+/// Whether the usage type names a GPU instance type (memoised per usage type).
 fn is_gpu_usage_type(usage_type: &str) -> bool {
-    usage_type_flags(usage_type).0
+    contains_any(&SPECIAL_TYPES.gpu, usage_type)
 }
 
+/// Whether the usage type names a burstable instance type (memoised per usage type).
 fn burstable_baseline_in(usage_type: &str) -> bool {
-    usage_type_flags(usage_type).1
+    contains_any(&SPECIAL_TYPES.burstable, usage_type)
 }
 
 /// CCF's vCPU-hours rules, first match wins.
