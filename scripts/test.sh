@@ -21,4 +21,4 @@ cargo test --workspace --locked
 
 # Infrastructure as code: cfn-lint, checkov, HCL reference checks, agent IAM
 # policy (against the agent binary the workspace tests just built).
-CANOPY_AGENT_BIN=target/debug/canopy-agent bash tests/iac/run.sh
+CANOPY_AGENT_BIN=target/debug/canopy-agent CANOPY_AGGREGATOR_BIN=target/debug/canopy-aggregator bash tests/iac/run.sh

@@ -11,6 +11,8 @@
 //! - [`ingest`]: [`ingest::store_batch`], idempotent per (agent, sequence),
 //!   revision-aware upsert of facts with incremental rollup maintenance.
 //! - [`maintenance`]: partitions ahead of time and retention.
+//! - [`organizations`]: the AWS Organizations refresh of the directory and
+//!   of the enrolment allow-list.
 //! - [`query`]: the query layer (validated parameters, exact rollup choice,
 //!   parameterised SQL).
 //! - [`http`]: the HTTP/JSON API over [`query`].
@@ -29,5 +31,6 @@ pub mod http;
 pub mod ingest;
 pub mod maintenance;
 pub mod model;
+pub mod organizations;
 pub mod query;
 pub mod time;

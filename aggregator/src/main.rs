@@ -15,8 +15,9 @@ use canopy_aggregator::query::QueryEngine;
 use canopy_aggregator::bench::{self, BenchConfig};
 use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
+use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
 use canopy_aggregator::{db, http};
-use canopy_transport::{CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
+use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -64,6 +65,10 @@ impl RetentionArgs {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Print, as a JSON list, the AWS API actions the aggregator calls with
+    /// the management-account role (the IAM test compares them with the
+    /// template).
+    IamActions,
     /// Apply pending schema migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -110,16 +115,18 @@ enum Command {
         #[command(flatten)]
         retention: RetentionArgs,
         /// Address of the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "CANOPY_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
         http_listen: SocketAddr,
         /// Address of the gRPC API.
-        #[arg(long, default_value = "127.0.0.1:8081")]
+        #[arg(long, env = "CANOPY_GRPC_LISTEN", default_value = "127.0.0.1:8081")]
         grpc_listen: SocketAddr,
         /// Connections in the pool.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, env = "CANOPY_MAX_CONNECTIONS", default_value_t = 16)]
         max_connections: u32,
         #[command(flatten)]
         ingest: IngestArgs,
+        #[command(flatten)]
+        organisation: OrganisationArgs,
     },
 }
 
@@ -127,7 +134,7 @@ enum Command {
 #[derive(Args)]
 struct IngestArgs {
     /// UDP address of the QUIC batch and enrolment endpoint.
-    #[arg(long, default_value = "127.0.0.1:4433")]
+    #[arg(long, env = "CANOPY_QUIC_LISTEN", default_value = "127.0.0.1:4433")]
     quic_listen: SocketAddr,
     /// CA certificate PEM file (else the PEM text in CANOPY_CA_CERT_PEM).
     #[arg(long)]
@@ -140,35 +147,63 @@ struct IngestArgs {
     #[arg(long)]
     dev_ca_dir: Option<PathBuf>,
     /// Names in the server certificate (DNS names or IP addresses).
-    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    #[arg(long, env = "CANOPY_SERVER_NAMES", value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     server_name: Vec<String>,
-    /// Accounts allowed to enrol (comma-separated); none disables enrolment.
-    #[arg(long, value_delimiter = ',')]
+    /// Accounts allowed to enrol (comma-separated), in addition to the
+    /// organisation's active accounts when the organisation refresh is on;
+    /// with neither, enrolment is off.
+    #[arg(long, env = "CANOPY_ALLOWED_ACCOUNTS", value_delimiter = ',')]
     allowed_account: Vec<String>,
     /// IAM role name an enrolling agent must use.
-    #[arg(long, default_value = "CanopyAgent")]
+    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "CanopyAgent")]
     expected_role_name: String,
     /// STS endpoint enrolment requests are forwarded to.
-    #[arg(long, default_value = "https://sts.amazonaws.com")]
+    #[arg(long, env = "CANOPY_STS_URL", default_value = "https://sts.amazonaws.com")]
     sts_url: String,
     /// Region of the STS endpoint's signing scope.
-    #[arg(long, default_value = "us-east-1")]
+    #[arg(long, env = "CANOPY_STS_REGION", default_value = "us-east-1")]
     sts_region: String,
     /// This deployment's id, bound into enrolment challenges.
-    #[arg(long, default_value = "canopy-aggregator")]
+    #[arg(long, env = "CANOPY_SERVER_ID", default_value = "canopy-aggregator")]
     server_id: String,
     /// Batches read or stored at once across all agent connections.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "CANOPY_MAX_IN_FLIGHT_BATCHES", default_value_t = 256)]
     max_in_flight_batches: usize,
     /// Address of the Prometheus `/metrics` endpoint (off when absent).
-    #[arg(long)]
+    #[arg(long, env = "CANOPY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+}
+
+/// The AWS Organizations refresh of accounts, OUs and tags (and of the
+/// enrolment allow-list); on when a management role is given.
+#[derive(Args)]
+struct OrganisationArgs {
+    /// Role in the management account to read AWS Organizations through
+    /// (deploy-stackset/management-account.yaml); unset: no refresh.
+    #[arg(long, env = "CANOPY_MANAGEMENT_ROLE_ARN")]
+    management_role_arn: Option<String>,
+    /// External id required by that role's trust policy.
+    #[arg(long, env = "CANOPY_MANAGEMENT_EXTERNAL_ID", hide_env_values = true)]
+    management_external_id: Option<String>,
+    /// Hours between organisation refreshes.
+    #[arg(long, env = "CANOPY_ORG_REFRESH_HOURS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=168))]
+    org_refresh_hours: u32,
+    /// Milliseconds between AWS Organizations calls (its API throttles at a
+    /// few calls per second).
+    #[arg(long, env = "CANOPY_ORG_CALL_INTERVAL_MS", default_value_t = 200)]
+    org_call_interval_ms: u64,
+    /// Endpoint override for Organizations and STS (tests: moto).
+    #[arg(long, env = "CANOPY_AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     match Cli::parse().command {
+        Command::IamActions => {
+            println!("{}", serde_json::to_string(organizations::IAM_ACTIONS)?);
+        }
         Command::Migrate { db } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             db::migrate(&pool).await?;
@@ -219,8 +254,9 @@ async fn main() -> anyhow::Result<()> {
                 "ingest (store_batch, 20 x 1000 facts): new {:.0} facts/s, superseding revisions {:.0} facts/s",
                 report.ingest_new_facts_per_s, report.ingest_revised_facts_per_s
             );
+            println!("org rollup drain after ingest: {} pending rows in {:.3} s", report.org_drain_rows, report.org_drain_s);
         }
-        Command::Serve { db, retention, http_listen, grpc_listen, max_connections, ingest } => {
+        Command::Serve { db, retention, http_listen, grpc_listen, max_connections, ingest, organisation } => {
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             db::migrate(&pool).await?;
@@ -236,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             });
-            let quic = start_ingest(&ingest, pool.clone(), retention.retain_facts_months).await?;
+            let quic = start_ingest(&ingest, &organisation, pool.clone(), retention.retain_facts_months).await?;
             let engine = QueryEngine::new(pool, policy);
             let app = http::router(engine.clone(), http::system_clock);
             let listener = tokio::net::TcpListener::bind(http_listen)
@@ -290,21 +326,45 @@ fn load_ca(args: &IngestArgs) -> anyhow::Result<Option<CertificateAuthority>> {
 }
 
 /// Starts the QUIC ingest server (and the metrics endpoint) when a CA is configured.
-async fn start_ingest(args: &IngestArgs, pool: sqlx::PgPool, facts_months: u32) -> anyhow::Result<Option<SharedServer>> {
+async fn start_ingest(
+    args: &IngestArgs,
+    org_args: &OrganisationArgs,
+    pool: sqlx::PgPool,
+    facts_months: u32,
+) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
         tracing::info!("no CA configured; QUIC batch ingest is off");
         return Ok(None);
     };
     let mut config = ServerConfig::new(args.quic_listen, args.server_name.clone());
     config.max_in_flight_batches = args.max_in_flight_batches;
-    if !args.allowed_account.is_empty() {
+    let allowed = AllowedAccounts::new(args.allowed_account.iter().cloned())
+        .context("--allowed-account / CANOPY_ALLOWED_ACCOUNTS")?;
+    let refresh_metrics = Arc::new(RefreshMetrics::default());
+    if let Some(role_arn) = &org_args.management_role_arn {
+        let base = organizations::base_config(org_args.aws_endpoint_url.as_deref()).await;
+        let refresher = OrganisationRefresher {
+            client: organizations::management_client(&base, Some(role_arn), org_args.management_external_id.as_deref())
+                .await,
+            pool: pool.clone(),
+            allowed: allowed.clone(),
+            always_allowed: args.allowed_account.iter().cloned().collect(),
+            min_call_interval: Duration::from_millis(org_args.org_call_interval_ms),
+            metrics: refresh_metrics.clone(),
+        };
+        tracing::info!(role_arn, hours = org_args.org_refresh_hours, "organisation refresh on");
+        tokio::spawn(refresher.run(Duration::from_secs(u64::from(org_args.org_refresh_hours) * 3_600)));
+    }
+    if !args.allowed_account.is_empty() || org_args.management_role_arn.is_some() {
         config.enrollment = Some(EnrollmentPolicy::new(
             args.server_id.clone(),
-            args.allowed_account.clone(),
+            allowed,
             args.expected_role_name.clone(),
             args.sts_url.clone(),
             args.sts_region.clone(),
         ));
+    } else {
+        tracing::info!("no allowed accounts and no organisation refresh; enrolment is off");
     }
     let handler = Arc::new(Ingest::new(pool, DeliveryConfig::new(facts_months), http::system_clock));
     let metrics = handler.metrics();
@@ -316,10 +376,10 @@ async fn start_ingest(args: &IngestArgs, pool: sqlx::PgPool, facts_months: u32) 
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let (metrics, shared) = (metrics.clone(), shared.clone());
+                let (metrics, shared, refresh_metrics) = (metrics.clone(), shared.clone(), refresh_metrics.clone());
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
-                    metrics.render(stats.as_ref())
+                    metrics.render(stats.as_ref()) + &refresh_metrics.render()
                 }
             }),
         );

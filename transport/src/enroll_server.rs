@@ -1,13 +1,13 @@
 //! Aggregator side of enrolment: challenge, local checks, STS, account and
 //! role checks, certificate issuance.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::allowed::AllowedAccounts;
 use crate::ca::{CertificateAuthority, random_bytes};
 use crate::error::{Refusal, RefusalCode, TransportError};
-use crate::identity::{PeerIdentity, check_account_id, parse_caller_arn};
+use crate::identity::{PeerIdentity, parse_caller_arn};
 use crate::sts::StsForwarder;
 use crate::verify::{ReplayCache, RequestPolicy, check_signed_request};
 use crate::wire::{
@@ -21,8 +21,9 @@ pub struct EnrollmentPolicy {
     /// This aggregator deployment's id, part of the signed challenge
     /// (as Vault's `iam_server_id_header_value`). Same on all replicas.
     pub server_id: String,
-    /// Accounts of the organisation allowed to enrol (12-digit ids).
-    pub allowed_accounts: BTreeSet<String>,
+    /// Accounts of the organisation allowed to enrol (12-digit ids); shared,
+    /// so an organisation refresh can replace it while the server runs.
+    pub allowed_accounts: AllowedAccounts,
     /// Role name the agent must run as, e.g. `CanopyAgent`.
     pub expected_role_name: String,
     /// STS endpoint requests are forwarded to, e.g.
@@ -49,14 +50,14 @@ impl EnrollmentPolicy {
     /// timeout, 30 s exchange timeout, 64 concurrent enrolments.
     pub fn new(
         server_id: impl Into<String>,
-        allowed_accounts: impl IntoIterator<Item = String>,
+        allowed_accounts: AllowedAccounts,
         expected_role_name: impl Into<String>,
         sts_url: impl Into<String>,
         sts_region: impl Into<String>,
     ) -> Self {
         Self {
             server_id: server_id.into(),
-            allowed_accounts: allowed_accounts.into_iter().collect(),
+            allowed_accounts,
             expected_role_name: expected_role_name.into(),
             sts_url: sts_url.into(),
             sts_region: sts_region.into(),
@@ -106,10 +107,6 @@ impl Enroller {
                     format!("expected a host in sts url {:?}", policy.sts_url),
                 )
             })?;
-        for account in &policy.allowed_accounts {
-            check_account_id(account)
-                .map_err(|e| Refusal::new(RefusalCode::Internal, e.to_string()))?;
-        }
         let request_policy = RequestPolicy {
             sts_host,
             sts_region: policy.sts_region.clone(),

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod allowed;
 pub mod ca;
 pub mod client;
 pub mod enroll_client;
@@ -28,6 +29,7 @@ pub mod tls;
 pub mod verify;
 pub mod wire;
 
+pub use allowed::AllowedAccounts;
 pub use ca::{CertificateAuthority, CertifiedKey};
 pub use client::{Client, ClientConfig, RetryPolicy};
 pub use enroll_client::{AgentCertificate, EnrollConfig, EnrollmentSession, enroll};

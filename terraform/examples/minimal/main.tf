@@ -29,6 +29,11 @@ module "aggregator" {
   api_certificate_arn = var.certificate_arn
   access_logs_bucket  = var.access_logs_bucket
 
+  ca_certificate_pem = file(var.aggregator_ca_certificate_file)
+  server_names       = [var.aggregator_dns_name]
+  # No management role in the evaluation setup: the agents' account enrols by id.
+  allowed_account_ids = var.agent_account_ids
+
   min_tasks                = 1
   max_tasks                = 2
   db_instance_class        = "db.t4g.micro"

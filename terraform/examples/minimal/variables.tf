@@ -57,3 +57,8 @@ variable "aggregator_ca_certificate_file" {
   description = "Path of the PEM file of the CA that signed the aggregator's certificate."
   type        = string
 }
+
+variable "agent_account_ids" {
+  description = "Accounts in agent_ou_id whose agents may enrol (the minimal setup has no management role to list the organisation)."
+  type        = list(string)
+}

@@ -35,6 +35,9 @@ module "aggregator" {
   api_certificate_arn = var.certificate_arn
   access_logs_bucket  = var.access_logs_bucket
 
+  ca_certificate_pem = file(var.aggregator_ca_certificate_file)
+  server_names       = [var.aggregator_dns_name]
+
   cpu                = 1024
   memory_mib         = 2048
   min_tasks          = 2

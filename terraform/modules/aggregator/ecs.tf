@@ -24,12 +24,18 @@ locals {
   container_environment = concat(
     [
       { name = "CANOPY_QUIC_LISTEN", value = "0.0.0.0:${var.quic_port}" },
+      { name = "CANOPY_HTTP_LISTEN", value = "0.0.0.0:${var.http_port}" },
+      { name = "CANOPY_CA_CERT_PEM", value = var.ca_certificate_pem },
+      { name = "CANOPY_SERVER_NAMES", value = join(",", concat(var.server_names, [aws_lb.this.dns_name])) },
       { name = "CANOPY_GRPC_LISTEN", value = "0.0.0.0:${var.grpc_port}" },
       { name = "CANOPY_METRICS_LISTEN", value = "0.0.0.0:${var.metrics_port}" },
       { name = "RUST_LOG", value = "info" },
     ],
     var.management_role_arn == null ? [] : [
       { name = "CANOPY_MANAGEMENT_ROLE_ARN", value = var.management_role_arn },
+    ],
+    length(var.allowed_account_ids) == 0 ? [] : [
+      { name = "CANOPY_ALLOWED_ACCOUNTS", value = join(",", var.allowed_account_ids) },
     ],
   )
 }
@@ -56,7 +62,7 @@ resource "aws_ecs_task_definition" "this" {
       essential              = true
       readonlyRootFilesystem = true
       user                   = "65532:65532"
-      command                = ["serve", "--http-listen", "0.0.0.0:${var.http_port}"]
+      command                = ["serve"]
       portMappings = [
         { containerPort = var.quic_port, protocol = "udp" },
         { containerPort = var.http_port, protocol = "tcp" },

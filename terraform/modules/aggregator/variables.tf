@@ -152,6 +152,27 @@ variable "ca_key_secret_arn" {
   default     = null
 }
 
+variable "ca_certificate_pem" {
+  description = "PEM certificate of the CA that signs agent certificates (public; the same one the agent StackSet gets as aggregator_ca_certificate)."
+  type        = string
+}
+
+variable "server_names" {
+  description = "DNS names agents reach the aggregator by (the CNAME pointed at the load balancer); written into the QUIC server certificate together with the load balancer's own name."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_account_ids" {
+  description = "Accounts allowed to enrol in addition to the organisation's active accounts (which need management_role_arn); with neither, agents cannot enrol."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for a in var.allowed_account_ids : can(regex("^[0-9]{12}$", a))])
+    error_message = "allowed_account_ids must be 12-digit AWS account ids."
+  }
+}
+
 variable "management_role_arn" {
   description = "Role created by deploy-stackset/management-account.yaml, assumed for Organizations, CUR and Sustainability API reads; null disables those reads."
   type        = string

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use canopy_transport::sigv4::{SERVER_ID_HEADER, sign_get_caller_identity};
 use canopy_transport::{
-    Client, EnrollConfig, EnrollError, EnrollmentPolicy, EnrollmentSession, RefusalCode, Server,
+    AllowedAccounts, Client, EnrollConfig, EnrollError, EnrollmentPolicy, EnrollmentSession, RefusalCode, Server,
     enroll,
 };
 
@@ -16,15 +16,17 @@ struct Env {
     ca: Arc<canopy_transport::CertificateAuthority>,
     handler: Arc<AckHandler>,
     server: Server,
+    allowed: AllowedAccounts,
 }
 
 async fn env(lifetime: Duration) -> Env {
     let moto = Moto::start();
     let ca = new_ca();
     let handler = Arc::new(AckHandler::default());
+    let allowed = AllowedAccounts::new([ALLOWED_ACCOUNT.to_owned()]).unwrap();
     let mut policy = EnrollmentPolicy::new(
         "canopy-test",
-        [ALLOWED_ACCOUNT.to_owned()],
+        allowed.clone(),
         ROLE,
         moto.url.clone(),
         "us-east-1",
@@ -38,6 +40,7 @@ async fn env(lifetime: Duration) -> Env {
         ca,
         handler,
         server,
+        allowed,
     }
 }
 
@@ -104,6 +107,29 @@ async fn account_outside_the_organisation_is_refused() {
     let env = env(Duration::from_secs(3600)).await;
     let creds = env.moto.assume_role(OTHER_ACCOUNT, ROLE).await;
     let provider = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
+    assert_eq!(
+        refusal_code(enroll(&enroll_config(&env), &provider).await),
+        RefusalCode::AccountNotAllowed
+    );
+}
+
+#[tokio::test]
+async fn an_account_added_to_the_allowed_set_while_serving_can_enrol() {
+    let env = env(Duration::from_secs(3600)).await;
+    let creds = env.moto.assume_role(OTHER_ACCOUNT, ROLE).await;
+    let provider = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
+    assert_eq!(
+        refusal_code(enroll(&enroll_config(&env), &provider).await),
+        RefusalCode::AccountNotAllowed
+    );
+    // What an organisation refresh does when the account joins.
+    env.allowed
+        .replace([ALLOWED_ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()])
+        .unwrap();
+    let cert = enroll(&enroll_config(&env), &provider).await.unwrap();
+    assert_eq!(cert.identity.account_id, OTHER_ACCOUNT);
+    // And when it leaves, it can no longer enrol.
+    env.allowed.replace([ALLOWED_ACCOUNT.to_owned()]).unwrap();
     assert_eq!(
         refusal_code(enroll(&enroll_config(&env), &provider).await),
         RefusalCode::AccountNotAllowed
@@ -294,7 +320,7 @@ async fn enrolments_beyond_the_limit_are_turned_away_until_a_slot_frees() {
     let handler = Arc::new(AckHandler::default());
     let mut policy = EnrollmentPolicy::new(
         "canopy-test",
-        [ALLOWED_ACCOUNT.to_owned()],
+        AllowedAccounts::new([ALLOWED_ACCOUNT.to_owned()]).unwrap(),
         ROLE,
         moto.url.clone(),
         "us-east-1",
