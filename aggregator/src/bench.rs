@@ -4,13 +4,18 @@
 //! [`QueryEngine`] the APIs use and reports p50 / p95 / p99, load time and
 //! size on disk.
 //!
-//! Dataset: `accounts` accounts, each with `series_per_account` distinct
-//! (region, service, resource type, team, quality) series drawn from 15
-//! regions, 30 services and 50 teams; hourly rollups over `hourly_days`,
-//! 5-minute rollups over `five_minute_days`, daily rollups derived from the
-//! hourly ones, and hourly per-resource facts for `sample_accounts` accounts
-//! × `resources_per_sample_account` resources over `five_minute_days`.
-//! The rollup figures are synthetic; only latency and size are measured.
+//! Dataset: `accounts` accounts in 20 OUs (under 4 parent OUs), each with
+//! `series_per_account` (region, service, resource type, team, quality)
+//! series drawn from 15 regions, 30 services and 50 teams. Teams belong to
+//! one OU each and work in 3 home regions with 6 services, so the org has at
+//! most 50 × 3 × 6 × 2 types × 3 quality flags = 5,400 distinct groups per
+//! bucket, however many accounts it has. Hourly rollups over `hourly_days`,
+//! 5-minute rollups over `five_minute_days`, daily and monthly rollups
+//! derived from the hourly ones, the org rollups (no account dimension)
+//! derived from the account-level ones, and hourly per-resource facts for
+//! `sample_accounts` accounts × `resources_per_sample_account` resources
+//! over `five_minute_days`. The figures are synthetic; only latency and size
+//! are measured.
 
 use std::time::Instant;
 
@@ -75,6 +80,10 @@ pub struct BenchReport {
     pub ingest_new_facts_per_s: f64,
     /// Facts per second for the superseding pass.
     pub ingest_revised_facts_per_s: f64,
+    /// Pending org-rollup rows the ingest passes queued, drained at once.
+    pub org_drain_rows: u64,
+    /// Wall time of that drain, seconds.
+    pub org_drain_s: f64,
 }
 
 /// Batches in the ingest measurement.
@@ -173,7 +182,18 @@ pub async fn run(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, BenchE
     load(pool, cfg).await?;
     let load_s = started.elapsed().as_secs_f64();
     let mut rows_loaded = Vec::new();
-    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly", "emission_facts", "accounts"] {
+    for table in [
+        "rollup_5m",
+        "rollup_hourly",
+        "rollup_daily",
+        "rollup_monthly",
+        "org_rollup_5m",
+        "org_rollup_hourly",
+        "org_rollup_daily",
+        "org_rollup_monthly",
+        "emission_facts",
+        "accounts",
+    ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?;
         rows_loaded.push((table, n));
     }
@@ -181,7 +201,19 @@ pub async fn run(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, BenchE
         sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(pool).await?;
     let queries = time_queries(pool, cfg).await?;
     let (ingest_new_facts_per_s, ingest_revised_facts_per_s) = time_ingest(pool, cfg.now_unix_s).await?;
-    Ok(BenchReport { rows_loaded, load_s, database_bytes, queries, ingest_new_facts_per_s, ingest_revised_facts_per_s })
+    let drain_started = Instant::now();
+    let org_drain_rows = crate::maintenance::drain_org_rollups(pool).await?;
+    let org_drain_s = drain_started.elapsed().as_secs_f64();
+    Ok(BenchReport {
+        rows_loaded,
+        load_s,
+        database_bytes,
+        queries,
+        ingest_new_facts_per_s,
+        ingest_revised_facts_per_s,
+        org_drain_rows,
+        org_drain_s,
+    })
 }
 
 async fn load(pool: &PgPool, cfg: &BenchConfig) -> Result<(), BenchError> {
@@ -201,23 +233,27 @@ async fn load(pool: &PgPool, cfg: &BenchConfig) -> Result<(), BenchError> {
     .execute(pool)
     .await?;
 
-    // The group series.
+    // The group series: team t belongs to OU t % 20 (so an account of OU o
+    // has teams o, o + 20 and, below 50, o + 40), works in regions
+    // 3t .. 3t + 2 and services 7t .. 7t + 5 (mod 15 and 30); the rest is
+    // spread by a multiplicative hash of (account, series).
     sqlx::query(
         "CREATE UNLOGGED TABLE bench_series AS
          SELECT lpad((100000000000 + a)::text, 12, '0') AS account_id,
-                'region-' || ((a + g * 7) % $3) AS region,
-                'service-' || ((a * 7 + g * 3) % $4) AS service,
-                'type-' || ((a * 7 + g * 3) % $4) || '-' || (g % 2) AS resource_type,
-                'team-' || ((a + g * 11) % $5) AS team,
-                (ARRAY['measured', 'estimated', 'default'])[1 + (a + g) % 3] AS quality,
+                'region-' || ((t * 3 + h % 3) % $3) AS region,
+                'service-' || ((t * 7 + (h / 3) % 6) % $4) AS service,
+                'type-' || ((t * 7 + (h / 3) % 6) % $4) || '-' || ((h / 18) % 2) AS resource_type,
+                'team-' || t AS team,
+                (ARRAY['measured', 'estimated', 'default'])[1 + (h / 36) % 3] AS quality,
                 0.05 + ((a * 31 + g * 17) % 100) / 100.0 AS base_kwh
-         FROM generate_series(0, $1 - 1) a, generate_series(0, $2 - 1) g",
+         FROM generate_series(0, $1 - 1) a, generate_series(0, $2 - 1) g,
+              LATERAL (SELECT (a % 20) + 20 * ((a / 20 + g) % CASE WHEN a % 20 < 10 THEN 3 ELSE 2 END) AS t,
+                              ((a::bigint * 2654435761 + g::bigint * 40503) % 1000003) AS h) k",
     )
     .bind(i64::from(cfg.accounts))
     .bind(i64::from(cfg.series_per_account))
     .bind(i64::from(REGIONS))
     .bind(i64::from(SERVICES))
-    .bind(i64::from(TEAMS))
     .execute(pool)
     .await?;
 
@@ -232,14 +268,21 @@ async fn load(pool: &PgPool, cfg: &BenchConfig) -> Result<(), BenchError> {
             .bind(t)
             .execute(pool)
             .await?;
+        sqlx::query("SELECT canopy_ensure_partition('org_rollup_hourly', 'month', to_timestamp($1::bigint))")
+            .bind(t)
+            .execute(pool)
+            .await?;
         t += DAY_S;
     }
     let mut d = five_from;
     while d < end {
-        sqlx::query("SELECT canopy_ensure_partition('rollup_5m', 'day', to_timestamp($1::bigint))")
-            .bind(d)
-            .execute(pool)
-            .await?;
+        for parent in ["rollup_5m", "org_rollup_5m"] {
+            sqlx::query("SELECT canopy_ensure_partition($1, 'day', to_timestamp($2::bigint))")
+                .bind(parent)
+                .bind(d)
+                .execute(pool)
+                .await?;
+        }
         d += DAY_S;
     }
 
@@ -318,6 +361,24 @@ async fn load(pool: &PgPool, cfg: &BenchConfig) -> Result<(), BenchError> {
         .await?;
         day += DAY_S;
     }
+    // Org rollups: the account-level ones grouped by the account's OU path,
+    // what draining the ingest deltas would have produced.
+    for (org, account) in [
+        ("org_rollup_hourly", "rollup_hourly"),
+        ("org_rollup_daily", "rollup_daily"),
+        ("org_rollup_monthly", "rollup_monthly"),
+        ("org_rollup_5m", "rollup_5m"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO {org}
+             SELECT r.bucket_start, COALESCE(a.ou_path, ''), r.region, r.service, r.resource_type, r.team, r.quality,
+                    sum(r.energy_kwh), sum(r.location_g_co2e), sum(r.market_g_co2e), sum(r.low_g_co2e),
+                    sum(r.high_g_co2e), sum(r.fact_count)
+             FROM {account} r LEFT JOIN accounts a ON a.account_id = r.account_id GROUP BY 1, 2, 3, 4, 5, 6, 7"
+        ))
+        .execute(pool)
+        .await?;
+    }
     sqlx::query("DROP TABLE bench_series").execute(pool).await?;
     sqlx::raw_sql("ANALYZE").execute(pool).await?;
     Ok(())
@@ -376,6 +437,16 @@ async fn time_queries(pool: &PgPool, cfg: &BenchConfig) -> Result<Vec<QueryFigur
                 to_unix_s: today,
                 group_by: vec![Dimension::Team],
                 filters: Filters { ou: vec![format!("r-root/ou-p{}", rng.below(4))], ..Filters::default() },
+                page,
+            })),
+        ),
+        (
+            "totals 13 months by OU, one team",
+            Box::new(move |rng| Query::Totals(TotalsRequest {
+                from_unix_s: months_13,
+                to_unix_s: today,
+                group_by: vec![Dimension::Ou],
+                filters: filters_team(rng),
                 page,
             })),
         ),

@@ -272,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             });
+            tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let quic = start_ingest(&ingest, &organisation, pool.clone(), retention.retain_facts_months).await?;
             let engine = QueryEngine::new(pool, policy);
             let app = http::router(engine.clone(), http::system_clock);

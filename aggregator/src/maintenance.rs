@@ -1,6 +1,7 @@
-//! Native-mode housekeeping: partitions created ahead of time, and retention
-//! by dropping whole partitions whose entire range has expired. In
-//! TimescaleDB mode both are the extension's policies and this does nothing.
+//! Native-mode housekeeping: partitions created ahead of time, retention by
+//! dropping whole partitions whose entire range has expired, and draining
+//! the org rollups' pending deltas (migration 0006). In TimescaleDB mode the
+//! first two are the extension's policies and the last has nothing to do.
 
 use sqlx::PgPool;
 
@@ -42,8 +43,36 @@ pub struct MaintenanceReport {
     /// Names of the partitions dropped by retention.
     pub partitions_dropped: Vec<String>,
     /// Daily and monthly rollup rows deleted by retention (only with
-    /// `daily_months`).
+    /// `daily_months`), account-level and org.
     pub daily_rows_deleted: u64,
+    /// Pending org-rollup deltas moved into the org rollups.
+    pub org_rows_drained: u64,
+}
+
+/// Moves every pending org-rollup delta into the org rollups (one
+/// statement under an advisory lock; see migration 0006) and returns how
+/// many pending rows it moved. Queries are exact with or without it; it
+/// keeps the pending table, which queries also read, small.
+pub async fn drain_org_rollups(pool: &PgPool) -> Result<u64, DbError> {
+    let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()").fetch_one(pool).await?;
+    Ok(u64::try_from(moved).unwrap_or(0))
+}
+
+/// How often `serve` drains the org rollups' pending deltas.
+pub const ORG_DRAIN_INTERVAL_S: u64 = 5;
+
+/// Drains the org rollups every [`ORG_DRAIN_INTERVAL_S`] seconds, forever
+/// (spawned by `serve`). Failures are logged and retried on the next tick.
+pub async fn drain_org_rollups_forever(pool: PgPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(ORG_DRAIN_INTERVAL_S));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match drain_org_rollups(&pool).await {
+            Ok(moved) => tracing::debug!(moved, "drained org rollup deltas"),
+            Err(e) => tracing::warn!(error = %e, "draining org rollup deltas failed; retrying next tick"),
+        }
+    }
 }
 
 /// Days of 5-minute partitions and months of monthly partitions created ahead.
@@ -58,15 +87,23 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
         return Ok(report);
     }
     report.partitions_created = create_ahead(pool, policy, now_unix_s).await?;
+    // Drain first, so no pending delta needs a partition dropped below.
+    report.org_rows_drained = drain_org_rollups(pool).await?;
     let five_min_cutoff = policy.five_minute_horizon_unix_s(now_unix_s);
     let hourly_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.hourly_months));
     let facts_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.facts_months));
-    report.partitions_dropped.extend(drop_expired(pool, "rollup_5m", Unit::Day, five_min_cutoff).await?);
-    report.partitions_dropped.extend(drop_expired(pool, "rollup_hourly", Unit::Month, hourly_cutoff).await?);
+    for (table, unit, cutoff) in [
+        ("rollup_5m", Unit::Day, five_min_cutoff),
+        ("org_rollup_5m", Unit::Day, five_min_cutoff),
+        ("rollup_hourly", Unit::Month, hourly_cutoff),
+        ("org_rollup_hourly", Unit::Month, hourly_cutoff),
+    ] {
+        report.partitions_dropped.extend(drop_expired(pool, table, unit, cutoff).await?);
+    }
     report.partitions_dropped.extend(drop_expired(pool, "emission_facts", Unit::Month, facts_cutoff).await?);
     if let Some(months) = policy.daily_months {
         let cutoff = month_start_shifted(now_unix_s, -i64::from(months));
-        for table in ["rollup_daily", "rollup_monthly"] {
+        for table in ["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly"] {
             let done = sqlx::query(&format!("DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"))
                 .bind(cutoff)
                 .execute(pool)
@@ -94,6 +131,10 @@ async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) 
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('rollup_hourly', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('emission_facts', 'month', to_timestamp(m)))
+                 FROM unnest($2::bigint[]) m)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('org_rollup_5m', 'day', to_timestamp(d)))
+                 FROM unnest($1::bigint[]) d)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('org_rollup_hourly', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int",
     )
     .bind(days)

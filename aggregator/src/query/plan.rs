@@ -5,6 +5,10 @@
 //! monthly buckets for its whole UTC months, daily buckets for its whole days, hourly buckets for the whole hours
 //! around them, 5-minute buckets for the whole 5-minute slots left (only
 //! where 5-minute rollups are still retained) and raw facts for the rest.
+//!
+//! A query that neither filters nor groups by account reads the org rollups
+//! (migration 0006: the same buckets without the account dimension, keyed by
+//! OU path instead), whose size does not grow with the number of accounts.
 
 use crate::time::{DAY_S, FIVE_MINUTES_S, HOUR_S, ceil_to, floor_to, month_start_shifted};
 
@@ -21,6 +25,14 @@ pub enum Source {
     FiveMinute,
     /// `emission_facts` (per-resource detail).
     Facts,
+    /// `org_rollup_monthly` (no account dimension; plus pending deltas).
+    OrgMonthly,
+    /// `org_rollup_daily`.
+    OrgDaily,
+    /// `org_rollup_hourly`.
+    OrgHourly,
+    /// `org_rollup_5m`.
+    OrgFiveMinute,
 }
 
 impl Source {
@@ -32,6 +44,10 @@ impl Source {
             Source::Hourly => "rollup_hourly",
             Source::FiveMinute => "rollup_5m",
             Source::Facts => "emission_facts",
+            Source::OrgMonthly => "org_rollup_monthly",
+            Source::OrgDaily => "org_rollup_daily",
+            Source::OrgHourly => "org_rollup_hourly",
+            Source::OrgFiveMinute => "org_rollup_5m",
         }
     }
 
@@ -46,10 +62,10 @@ impl Source {
     /// Bucket width in seconds (None for calendar months and raw facts).
     pub fn step_s(self) -> Option<i64> {
         match self {
-            Source::Monthly => None,
-            Source::Daily => Some(DAY_S),
-            Source::Hourly => Some(HOUR_S),
-            Source::FiveMinute => Some(FIVE_MINUTES_S),
+            Source::Monthly | Source::OrgMonthly => None,
+            Source::Daily | Source::OrgDaily => Some(DAY_S),
+            Source::Hourly | Source::OrgHourly => Some(HOUR_S),
+            Source::FiveMinute | Source::OrgFiveMinute => Some(FIVE_MINUTES_S),
             Source::Facts => None,
         }
     }
@@ -62,6 +78,31 @@ impl Source {
             Source::Hourly => "hourly",
             Source::FiveMinute => "5m",
             Source::Facts => "facts",
+            Source::OrgMonthly => "org_monthly",
+            Source::OrgDaily => "org_daily",
+            Source::OrgHourly => "org_hourly",
+            Source::OrgFiveMinute => "org_5m",
+        }
+    }
+
+    /// True for the org rollups (no account dimension, OU path instead).
+    pub fn is_org(self) -> bool {
+        matches!(self, Source::OrgMonthly | Source::OrgDaily | Source::OrgHourly | Source::OrgFiveMinute)
+    }
+
+    /// True for the 5-minute levels, which exist only within retention.
+    pub fn is_five_minute(self) -> bool {
+        matches!(self, Source::FiveMinute | Source::OrgFiveMinute)
+    }
+
+    /// The org counterpart of an account-level rollup (itself otherwise).
+    pub fn org(self) -> Source {
+        match self {
+            Source::Monthly => Source::OrgMonthly,
+            Source::Daily => Source::OrgDaily,
+            Source::Hourly => Source::OrgHourly,
+            Source::FiveMinute => Source::OrgFiveMinute,
+            other => other,
         }
     }
 }
@@ -89,6 +130,10 @@ pub fn plan(from_unix_s: i64, to_unix_s: i64, levels: &[Source], five_minute_hor
 /// The levels a totals query may use.
 pub const TOTALS_LEVELS: [Source; 4] = [Source::Monthly, Source::Daily, Source::Hourly, Source::FiveMinute];
 
+/// The levels a totals query without the account dimension may use.
+pub const ORG_TOTALS_LEVELS: [Source; 4] =
+    [Source::OrgMonthly, Source::OrgDaily, Source::OrgHourly, Source::OrgFiveMinute];
+
 /// The whole buckets of `level` inside `[from, to)`, as `(lo, hi)`.
 fn inner_bounds(level: Source, from: i64, to: i64) -> (i64, i64) {
     match level.step_s() {
@@ -110,7 +155,7 @@ fn cover(from: i64, to: i64, levels: &[Source], horizon: i64, out: &mut Vec<Segm
         return;
     };
     let (mut lo, hi) = inner_bounds(level, from, to);
-    if level == Source::FiveMinute {
+    if level.is_five_minute() {
         lo = lo.max(ceil_to(horizon, FIVE_MINUTES_S));
     }
     if lo >= hi {
@@ -184,6 +229,23 @@ mod tests {
                 (Source::Monthly, nov_1, jan_1),
             ],
         );
+    }
+
+    #[test]
+    fn org_levels_plan_like_account_levels() {
+        let from = DAY_S + 150;
+        let to = 3 * DAY_S + HOUR_S + 600;
+        let account: Vec<Segment> = plan(from, to, &TOTALS_LEVELS, 0);
+        let org: Vec<Segment> = plan(from, to, &ORG_TOTALS_LEVELS, 0);
+        assert_eq!(org.len(), 6);
+        for (a, o) in account.iter().zip(&org) {
+            assert_eq!((a.source.org(), a.from_unix_s, a.to_unix_s), (o.source, o.from_unix_s, o.to_unix_s));
+        }
+        assert_eq!(org[0].source, Source::Facts);
+        assert_eq!(org[1].source.name(), "org_5m");
+        // Expired 5-minute org rollups fall back to facts as well.
+        let expired = plan(5 * DAY_S + 600, 5 * DAY_S + HOUR_S, &ORG_TOTALS_LEVELS, 10 * DAY_S);
+        assert_eq!(expired, vec![Segment { source: Source::Facts, from_unix_s: 5 * DAY_S + 600, to_unix_s: 5 * DAY_S + HOUR_S }]);
     }
 
     #[test]

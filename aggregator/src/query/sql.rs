@@ -5,7 +5,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use super::plan::{self, Segment, Source, TOTALS_LEVELS};
+use super::plan::{self, ORG_TOTALS_LEVELS, Segment, Source, TOTALS_LEVELS};
 use super::{
     Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
     Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
@@ -30,9 +30,31 @@ pub struct QueryEngine {
 /// The dimension columns every segment carries, in this order.
 const CARRIED: [&str; 6] = ["account_id", "region", "service", "resource_type", "team", "quality"];
 
-fn outer_expr(dim: Dimension) -> &'static str {
+/// The same for org queries (no account dimension): the OU path instead.
+const ORG_CARRIED: [&str; 6] = ["ou_path", "region", "service", "resource_type", "team", "quality"];
+
+/// Which family of rollups a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    /// Account-level rollups (`rollup_*`).
+    Account,
+    /// Org rollups (`org_rollup_*` plus pending deltas): used when the query
+    /// neither filters nor groups by account.
+    Org,
+}
+
+fn grain(group_by: &[Dimension], filters: &Filters) -> Grain {
+    if group_by.contains(&Dimension::Account) || !filters.account.is_empty() {
+        Grain::Account
+    } else {
+        Grain::Org
+    }
+}
+
+fn outer_expr(dim: Dimension, grain: Grain) -> &'static str {
     match dim {
         Dimension::Account => "u.account_id",
+        Dimension::Ou if grain == Grain::Org => "u.ou_path",
         Dimension::Ou => "COALESCE(a.ou_path, '')",
         Dimension::Region => "u.region",
         Dimension::Service => "u.service",
@@ -63,10 +85,21 @@ fn step_interval(step: Step) -> &'static str {
 }
 
 /// Appends `AND ...` for every non-empty filter; `prefix` qualifies columns.
-fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &Filters, prefix: &str) {
+/// `ou_expr` is the SQL expression of the row's OU path when the row carries
+/// it (org rollups, or joined to `accounts`); otherwise OU filters select
+/// the accounts below the OU.
+fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &Filters, prefix: &str, ou_expr: Option<&str>) {
     for dim in Dimension::ALL {
         let values = filters.values(dim);
         if values.is_empty() {
+            continue;
+        }
+        if let (Dimension::Ou, Some(expr)) = (dim, ou_expr) {
+            qb.push(format!(" AND ({expr} = ANY("));
+            qb.push_bind(values.to_vec());
+            qb.push(") OR EXISTS (SELECT 1 FROM unnest(");
+            qb.push_bind(values.to_vec());
+            qb.push(format!("::text[]) o WHERE starts_with({expr}, o || '/')))"));
             continue;
         }
         match column(dim) {
@@ -94,22 +127,65 @@ fn push_range(qb: &mut QueryBuilder<'_, Postgres>, time_column: &str, from_unix_
     qb.push("::bigint)");
 }
 
-/// One segment as a sub-select with uniform columns.
-fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option<Step>, filters: &Filters) {
-    let time = seg.source.time_column();
-    qb.push("SELECT ");
+fn push_bucket(qb: &mut QueryBuilder<'_, Postgres>, step: Option<Step>, time: &str) {
     if let Some(step) = step {
         qb.push(format!(
             "extract(epoch FROM date_bin(interval '{}', {time}, timestamptz 'epoch'))::bigint AS bucket_unix_s, ",
             step_interval(step)
         ));
     }
-    qb.push(CARRIED.join(", "));
-    qb.push(", energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, ");
-    qb.push(if seg.source == Source::Facts { "1::bigint AS fact_count" } else { "fact_count" });
-    qb.push(format!(" FROM {}", seg.source.table()));
-    push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
-    push_filters(qb, filters, "");
+}
+
+const METRIC_COLUMNS: &str = "energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e";
+
+/// One segment as a sub-select with uniform columns.
+fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option<Step>, filters: &Filters, grain: Grain) {
+    let time = seg.source.time_column();
+    let count = if seg.source == Source::Facts { "1::bigint AS fact_count" } else { "fact_count" };
+    match grain {
+        Grain::Account => {
+            qb.push("SELECT ");
+            push_bucket(qb, step, time);
+            qb.push(format!("{}, {METRIC_COLUMNS}, {count} FROM {}", CARRIED.join(", "), seg.source.table()));
+            push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
+            push_filters(qb, filters, "", None);
+        }
+        Grain::Org if seg.source.is_org() => {
+            qb.push("SELECT ");
+            push_bucket(qb, step, time);
+            qb.push(format!("{}, {METRIC_COLUMNS}, fact_count FROM {}", ORG_CARRIED.join(", "), seg.source.table()));
+            push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
+            push_filters(qb, filters, "", Some("ou_path"));
+            // Deltas not yet drained into the org rollups: read in the same
+            // statement, so each is counted exactly once.
+            qb.push(" UNION ALL ");
+            push_joined(qb, "org_rollup_pending", "bucket_start", "x.fact_count", seg, step, filters);
+        }
+        Grain::Org => push_joined(qb, seg.source.table(), time, count, seg, step, filters),
+    }
+}
+
+/// A segment of an account-level relation with its account's OU path.
+fn push_joined(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    table: &str,
+    time: &str,
+    count: &str,
+    seg: &Segment,
+    step: Option<Step>,
+    filters: &Filters,
+) {
+    const OU: &str = "COALESCE(acc_ou.ou_path, '')";
+    qb.push("SELECT ");
+    push_bucket(qb, step, &format!("x.{time}"));
+    qb.push(format!(
+        "{OU} AS ou_path, x.region, x.service, x.resource_type, x.team, x.quality, x.energy_kwh, \
+         x.location_g_co2e, x.market_g_co2e, x.low_g_co2e, x.high_g_co2e, {} \
+         FROM {table} x LEFT JOIN accounts acc_ou ON acc_ou.account_id = x.account_id",
+        count
+    ));
+    push_range(qb, &format!("x.{time}"), seg.from_unix_s, seg.to_unix_s);
+    push_filters(qb, filters, "x.", Some(OU));
 }
 
 const METRIC_SUMS: &str = "COALESCE(sum(u.energy_kwh), 0)::float8, COALESCE(sum(u.location_g_co2e), 0)::float8, \
@@ -124,12 +200,13 @@ fn grouped_query<'a>(
     filters: &Filters,
     page: Option<Page>,
 ) -> QueryBuilder<'a, Postgres> {
+    let grain = grain(group_by, filters);
     let mut qb = QueryBuilder::new("SELECT ");
     let mut keys: Vec<String> = Vec::new();
     if step.is_some() {
         keys.push("u.bucket_unix_s".into());
     }
-    keys.extend(group_by.iter().map(|d| outer_expr(*d).to_owned()));
+    keys.extend(group_by.iter().map(|d| outer_expr(*d, grain).to_owned()));
     for key in &keys {
         qb.push(key);
         qb.push(", ");
@@ -140,10 +217,10 @@ fn grouped_query<'a>(
         if i > 0 {
             qb.push(" UNION ALL ");
         }
-        push_segment(&mut qb, seg, step, filters);
+        push_segment(&mut qb, seg, step, filters, grain);
     }
     qb.push(") u");
-    if group_by.contains(&Dimension::Ou) {
+    if grain == Grain::Account && group_by.contains(&Dimension::Ou) {
         qb.push(" LEFT JOIN accounts a ON a.account_id = u.account_id");
     }
     if !keys.is_empty() {
@@ -206,15 +283,25 @@ impl QueryEngine {
         &self.pool
     }
 
-    /// Plans a totals range at `now_unix_s`.
+    /// Plans a totals range at `now_unix_s` over the account-level rollups.
     pub fn plan_totals(&self, from_unix_s: i64, to_unix_s: i64, now_unix_s: i64) -> Vec<Segment> {
         plan::plan(from_unix_s, to_unix_s, &TOTALS_LEVELS, self.retention.five_minute_horizon_unix_s(now_unix_s))
+    }
+
+    /// Plans a totals request: org rollups unless it filters or groups by
+    /// account.
+    fn plan_request(&self, req: &TotalsRequest, now_unix_s: i64) -> Vec<Segment> {
+        let levels: &[Source] = match grain(&req.group_by, &req.filters) {
+            Grain::Account => &TOTALS_LEVELS,
+            Grain::Org => &ORG_TOTALS_LEVELS,
+        };
+        plan::plan(req.from_unix_s, req.to_unix_s, levels, self.retention.five_minute_horizon_unix_s(now_unix_s))
     }
 
     /// Totals over a range, grouped, paginated, with the overall total and
     /// its breakdown by quality flag.
     pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
-        let segments = self.plan_totals(req.from_unix_s, req.to_unix_s, now_unix_s);
+        let segments = self.plan_request(req, now_unix_s);
         let mut qb = grouped_query(&segments, None, &req.group_by, &req.filters, Some(req.page));
         let rows = qb.build().fetch_all(&self.pool).await?;
         let n = req.group_by.len();
@@ -224,7 +311,11 @@ impl QueryEngine {
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
 
-        let mut qb = grouped_query(&segments, None, &[Dimension::Quality], &req.filters, None);
+        // The quality breakdown needs no account dimension unless filtered
+        // by account, so it may read other (org) rollups than the rows.
+        let quality_req = TotalsRequest { group_by: vec![Dimension::Quality], ..req.clone() };
+        let quality_segments = self.plan_request(&quality_req, now_unix_s);
+        let mut qb = grouped_query(&quality_segments, None, &[Dimension::Quality], &req.filters, None);
         let quality_rows = qb.build().fetch_all(&self.pool).await?;
         let mut by_quality = Vec::new();
         let mut total = Metrics::default();
@@ -254,7 +345,11 @@ impl QueryEngine {
     /// step (raw facts where 5-minute rollups have expired).
     pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
         let horizon = self.retention.five_minute_horizon_unix_s(now_unix_s);
-        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &[req.step.source()], horizon);
+        let source = match grain(&req.group_by, &req.filters) {
+            Grain::Account => req.step.source(),
+            Grain::Org => req.step.source().org(),
+        };
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &[source], horizon);
         let mut qb = grouped_query(&segments, Some(req.step), &req.group_by, &req.filters, Some(req.page));
         let rows = qb.build().fetch_all(&self.pool).await?;
         let n = req.group_by.len();
@@ -284,7 +379,7 @@ impl QueryEngine {
              sum(low_g_co2e)::float8, sum(high_g_co2e)::float8, count(*)::bigint FROM emission_facts",
         );
         push_range(&mut qb, "period_start", req.from_unix_s, req.to_unix_s);
-        push_filters(&mut qb, &req.filters, "");
+        push_filters(&mut qb, &req.filters, "", None);
         qb.push(" GROUP BY account_id, region, resource_id ORDER BY 8 DESC, 1, 2, 3 LIMIT ");
         qb.push_bind(i64::from(req.page.limit) + 1);
         qb.push(" OFFSET ");

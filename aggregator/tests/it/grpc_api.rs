@@ -41,7 +41,7 @@ async fn grpc_matches_http_semantics() {
     assert_eq!(total.fact_count, 2);
     assert!((total.location_kg_co2e - (f1.location_g_co2e + f2.location_g_co2e) / 1e3).abs() < 1e-12);
     assert_eq!(resp.rows.len(), 2);
-    assert_eq!(resp.sources[0].source, "hourly");
+    assert_eq!(resp.sources[0].source, "org_hourly");
 
     let series = client
         .realtime(pb::RealtimeRequest { group_by: vec!["account".into()], ..Default::default() })

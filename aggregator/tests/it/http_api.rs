@@ -36,7 +36,7 @@ async fn http_answers_and_rejects_bad_parameters() {
     let total = body["total"]["location_kg_co2e"].as_f64().unwrap();
     assert!((total - (f1.location_g_co2e + f2.location_g_co2e) / 1e3).abs() < 1e-12);
     assert_eq!(body["total"]["fact_count"], 2);
-    assert_eq!(body["sources"][0]["source"], "hourly");
+    assert_eq!(body["sources"][0]["source"], "org_hourly");
     let teams: Vec<&str> = body["rows"].as_array().unwrap().iter().map(|r| r["dims"]["team"].as_str().unwrap()).collect();
     let mut sorted = teams.clone();
     sorted.sort();

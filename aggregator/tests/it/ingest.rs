@@ -28,8 +28,9 @@ async fn same_agent_and_sequence_is_stored_once() {
             facts_replaced: 0,
             facts_stale: 0,
             inventory_received: 0,
-            // facts month, hourly month and 5-minute day did not exist yet.
-            partitions_created: 3,
+            // facts month, hourly month and 5-minute day, and the org rollups'
+            // hourly month and 5-minute day, did not exist yet.
+            partitions_created: 5,
         })
     );
     assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);

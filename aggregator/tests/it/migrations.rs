@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 5);
+    assert_eq!(applied, 6);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
@@ -28,7 +28,8 @@ async fn migrations_apply_from_empty_and_rerun() {
         "SELECT relname::text, relkind::text FROM pg_class
          WHERE relname IN ('emission_facts', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly', 'accounts',
                            'organisations', 'resources', 'resource_history', 'ingested_batches',
-                           'account_team_rules')
+                           'account_team_rules', 'org_rollup_5m', 'org_rollup_hourly', 'org_rollup_daily',
+                           'org_rollup_monthly', 'org_rollup_pending')
          ORDER BY 1",
     )
     .fetch_all(&t.pool)
@@ -39,6 +40,11 @@ async fn migrations_apply_from_empty_and_rerun() {
         ("accounts", "r"),
         ("emission_facts", "p"),
         ("ingested_batches", "r"),
+        ("org_rollup_5m", "p"),
+        ("org_rollup_daily", "r"),
+        ("org_rollup_hourly", "p"),
+        ("org_rollup_monthly", "r"),
+        ("org_rollup_pending", "r"),
         ("organisations", "r"),
         ("resource_history", "r"),
         ("resources", "r"),

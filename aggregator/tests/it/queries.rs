@@ -13,7 +13,9 @@ use crate::support::{
 };
 
 /// Loads ~2 400 facts over three days in shuffled batches (late data) with
-/// superseding revisions, and returns the database.
+/// superseding revisions, and returns the database. The org rollups are
+/// drained once half-way, so org queries read both drained rows and
+/// pending deltas.
 async fn loaded() -> TestDb {
     let t = TestDb::migrated().await;
     seed_accounts(&t.pool).await;
@@ -37,7 +39,11 @@ async fn loaded() -> TestDb {
         let j = rng.below(i as u64 + 1) as usize;
         facts.swap(i, j);
     }
-    for (seq, chunk) in facts.chunks(150).enumerate() {
+    let chunks: Vec<&[FactRow]> = facts.chunks(150).collect();
+    for (seq, chunk) in chunks.iter().enumerate() {
+        if seq == chunks.len() / 2 {
+            canopy_aggregator::maintenance::drain_org_rollups(&t.pool).await.unwrap();
+        }
         let batch = Batch { agent_id: "agent-a".into(), sequence: seq as u64, facts: chunk.to_vec(), inventory: vec![] };
         store(&t.pool, &batch).await;
     }
@@ -207,7 +213,17 @@ async fn totals_equal_brute_force_for_random_ranges_and_filters() {
             assert!((share_sum - 1.0).abs() < 1e-9, "{context}: shares sum to {share_sum}");
         }
     }
-    for s in [Source::Monthly, Source::Daily, Source::Hourly, Source::FiveMinute, Source::Facts] {
+    for s in [
+        Source::Monthly,
+        Source::Daily,
+        Source::Hourly,
+        Source::FiveMinute,
+        Source::Facts,
+        Source::OrgMonthly,
+        Source::OrgDaily,
+        Source::OrgHourly,
+        Source::OrgFiveMinute,
+    ] {
         assert!(sources_seen.contains(&s), "source {s:?} never used");
     }
 }
@@ -320,6 +336,6 @@ async fn realtime_is_the_last_hour_at_five_minutes() {
             (T0 + 10 * HOUR_S + 55 * 60, facts[2].energy_kwh),
         ]
     );
-    assert_eq!(resp.segments.iter().map(|s| s.source).collect::<Vec<_>>(), vec![Source::FiveMinute]);
+    assert_eq!(resp.segments.iter().map(|s| s.source).collect::<Vec<_>>(), vec![Source::OrgFiveMinute]);
     let _ = TEAMS;
 }

@@ -27,11 +27,19 @@ async fn retention_drops_only_expired_partitions() {
         dropped,
         vec![
             partition_name("emission_facts", month_start_shifted(old, 0)),
+            partition_name("org_rollup_5m", old - old % DAY_S),
+            partition_name("org_rollup_hourly", month_start_shifted(old, 0)),
             partition_name("rollup_5m", old - old % DAY_S),
             partition_name("rollup_hourly", month_start_shifted(old, 0)),
         ]
     );
-    assert_eq!(dropped[1], "rollup_5m_p20250915");
+    assert_eq!(dropped[3], "rollup_5m_p20250915");
+    // The run drained the org rollups' pending deltas before dropping.
+    assert_eq!(report.org_rows_drained, 3);
+    assert_eq!(count(&t.pool, "org_rollup_pending").await, 0);
+    assert_eq!(count(&t.pool, "org_rollup_5m").await, 2);
+    assert_eq!(count(&t.pool, "org_rollup_hourly").await, 2);
+    assert_eq!(count(&t.pool, "org_rollup_daily").await, 3);
     assert_eq!(count(&t.pool, "emission_facts").await, 2);
     assert_eq!(count(&t.pool, "rollup_5m").await, 2);
     assert_eq!(count(&t.pool, "rollup_hourly").await, 2);
@@ -40,8 +48,9 @@ async fn retention_drops_only_expired_partitions() {
     // 5-minute partitions were created ahead for the window: 35 days back to
     // 7 days ahead of 2026-11-20 = 43 days, minus the 2 that already existed
     // (2026-10-20 and 2026-11-02); months Nov, Dec, Jan for two monthly
-    // tables, minus Nov which existed for both: 4.
-    assert_eq!(report.partitions_created, 41 + 4);
+    // tables, minus Nov which existed for both: 4; the same again for the
+    // org rollups' 5-minute days (41) and hourly months (2).
+    assert_eq!(report.partitions_created, 41 + 4 + 41 + 2);
 
     // A second run changes nothing.
     let again = maintenance::run(&t.pool, &RetentionPolicy::default(), now).await.unwrap();
@@ -51,8 +60,10 @@ async fn retention_drops_only_expired_partitions() {
     let policy = RetentionPolicy { daily_months: Some(1), ..RetentionPolicy::default() };
     let r = maintenance::run(&t.pool, &policy, now).await.unwrap();
     // cutoff 2026-10-01: removes 2025-09-15 from daily and September 2025
-    // from monthly.
-    assert_eq!(r.daily_rows_deleted, 2);
+    // from monthly, account-level and org.
+    assert_eq!(r.daily_rows_deleted, 4);
     assert_eq!(count(&t.pool, "rollup_daily").await, 2);
     assert_eq!(count(&t.pool, "rollup_monthly").await, 2);
+    assert_eq!(count(&t.pool, "org_rollup_daily").await, 2);
+    assert_eq!(count(&t.pool, "org_rollup_monthly").await, 2);
 }
