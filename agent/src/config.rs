@@ -104,7 +104,7 @@ pub struct IntervalsConfig {
 
 impl Default for IntervalsConfig {
     fn default() -> Self {
-        IntervalsConfig { cycle_s: 300, utilisation_s: 7_200, full_inventory_h: 6 }
+        IntervalsConfig { cycle_s: 300, utilisation_s: 3_600, full_inventory_h: 6 }
     }
 }
 
@@ -405,15 +405,14 @@ impl AgentConfig {
             return invalid("budget.initial_backoff_ms", "1..=60000 milliseconds", b.initial_backoff_ms.to_string());
         }
         b.rates.validate()?;
-        let cost = CostModel::from_config(self).max_usd_per_resource_month();
-        if cost > b.max_cost_usd_per_resource_month {
+        // The agent lengthens the cadence to keep its inventory's average
+        // within the budget; a budget even a daily cadence cannot meet is refused.
+        let floor = CostModel::from_config(self).at_cadence(crate::cost::MAX_UTILISATION_S).worst_kind_usd_per_resource_month();
+        if b.max_cost_usd_per_resource_month < floor {
             return invalid(
-                "intervals.utilisation_s",
-                &format!(
-                    "a cadence whose API cost stays within budget.max_cost_usd_per_resource_month = {} USD",
-                    b.max_cost_usd_per_resource_month
-                ),
-                format!("{} s, costing {cost:.5} USD per resource per month", i.utilisation_s),
+                "budget.max_cost_usd_per_resource_month",
+                &format!("at least {floor:.5} USD, what a Lambda function costs at the longest cadence (86400 s)"),
+                b.max_cost_usd_per_resource_month.to_string(),
             );
         }
         if self.attribution.team_tag_keys.iter().any(|k| k.trim().is_empty() || k.len() > 128) {
@@ -486,7 +485,7 @@ mod tests {
     fn defaults_fill_missing_sections() {
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.intervals.cycle_s, 300);
-        assert_eq!(c.intervals.utilisation_s, 7_200);
+        assert_eq!(c.intervals.utilisation_s, 3_600);
         assert_eq!(c.attribution.team_tag_keys, ["Team", "team", "team-name"]);
         assert_eq!(c.budget.max_cost_usd_per_resource_month, 0.005);
     }
@@ -522,11 +521,11 @@ mod tests {
             &[("CANOPY_AGENT_CYCLE_S", "five")],
             "environment variable CANOPY_AGENT_CYCLE_S (overrides intervals.cycle_s): expected an integer, found \"five\"",
         );
-        // Hourly utilisation: 730 GetMetricData metrics/month × $0.00001 = $0.0073 > $0.005.
+        // Even daily, a Lambda function requests 2 × 30.42 metrics a month = $0.00061.
         check_error(
-            &format!("{MINIMAL}[intervals]\nutilisation_s = 3600\n"),
+            &format!("{MINIMAL}[budget]\nmax_cost_usd_per_resource_month = 0.0005\n"),
             &[],
-            "config key intervals.utilisation_s: expected a cadence whose API cost stays within budget.max_cost_usd_per_resource_month = 0.005 USD, found 3600 s, costing 0.00760 USD per resource per month",
+            "config key budget.max_cost_usd_per_resource_month: expected at least 0.00061 USD, what a Lambda function costs at the longest cadence (86400 s), found 0.0005",
         );
     }
 

@@ -78,6 +78,8 @@ pub struct Agent {
     meter: Arc<CostMeter>,
     last_full_unix_s: Option<i64>,
     measured_until_unix_s: Option<i64>,
+    /// Utilisation cadence in effect, seconds (see [`Agent::utilisation_interval_s`]).
+    utilisation_s: i64,
 }
 
 /// Everything an [`Agent`] is made of.
@@ -128,6 +130,7 @@ impl Agent {
             meter: parts.meter,
             last_full_unix_s: None,
             measured_until_unix_s: None,
+            utilisation_s: parts.cadence.utilisation_s,
         }
     }
 
@@ -151,13 +154,31 @@ impl Agent {
         &self.context.account_id
     }
 
-    /// Estimated monthly API cost at the current inventory, USD.
-    pub fn estimated_usd_per_month(&self) -> f64 {
+    /// Active resources per cost kind.
+    fn cost_counts(&self) -> Vec<(CostedKind, usize)> {
         let mut counts: BTreeMap<CostedKind, usize> = BTreeMap::new();
         for r in self.inventory.iter().filter(|r| r.is_active()) {
             *counts.entry(costed_kind(r)).or_default() += 1;
         }
-        self.cost_model.usd_per_month(&counts.into_iter().collect::<Vec<_>>())
+        counts.into_iter().collect()
+    }
+
+    /// Utilisation cadence in effect, seconds: the configured one, or
+    /// longer (whole hours) while the inventory's average API cost per
+    /// resource would exceed `budget.max_cost_usd_per_resource_month`.
+    pub fn utilisation_interval_s(&self) -> i64 {
+        self.utilisation_s
+    }
+
+    /// Estimated monthly API cost at the current inventory and cadence, USD.
+    pub fn estimated_usd_per_month(&self) -> f64 {
+        self.cost_model.at_cadence(self.utilisation_s).usd_per_month(&self.cost_counts())
+    }
+
+    /// Estimated monthly API cost per active resource at the current
+    /// inventory and cadence, USD (what the budget caps).
+    pub fn estimated_usd_per_resource_month(&self) -> f64 {
+        self.cost_model.at_cadence(self.utilisation_s).average_usd_per_resource_month(&self.cost_counts())
     }
 
     async fn run_collector(&mut self, index: usize, now_unix_s: i64, stats: &mut CycleStats) -> bool {
@@ -242,25 +263,40 @@ impl Agent {
         }
 
         let mut output = CycleOutput::default();
+        let cadence = self.cost_model.cadence_within_budget(&self.cost_counts());
+        if cadence != self.utilisation_s {
+            tracing::info!(
+                configured_s = self.cadence.utilisation_s,
+                effective_s = cadence,
+                budget_usd_per_resource_month = self.cost_model.budget_usd_per_resource_month,
+                "utilisation cadence set to keep the average API cost per resource within budget"
+            );
+            self.utilisation_s = cadence;
+        }
         // Utilisation window ends on the last whole hour.
         let hour_end = cycle_end - cycle_end.rem_euclid(3_600);
-        let fetch_due = self.measured_until_unix_s.is_none_or(|m| hour_end - m >= self.cadence.utilisation_s);
-        if fetch_due {
-            let window = (hour_end - self.cadence.utilisation_s, hour_end);
+        let fetch_due = self.measured_until_unix_s.is_none_or(|m| hour_end - m >= self.utilisation_s);
+        let window = fetch_due.then_some((hour_end - self.utilisation_s, hour_end));
+        output.emissions.reserve_exact(self.emission_capacity(window, cycle_end));
+        if let Some(window) = window {
             self.fetch_utilisation(window).await;
             self.measured_until_unix_s = Some(hour_end);
             stats.utilisation_window = Some(window);
             self.measured_records(window, &mut output.emissions, &mut stats);
+            // The window's records are made: only each resource's last known value is needed now.
+            self.utilisation.drop_points();
         }
         self.provisional_records(cycle_end, &mut output.emissions, &mut stats);
 
         // Inventory records: everything after a full inventory, else what changed.
-        for r in self.inventory.iter().filter(|r| stats.full_inventory || touched.contains(&r.arn)) {
+        let reported = |r: &&Resource| stats.full_inventory || touched.contains(&r.arn);
+        output.resources.reserve_exact(self.inventory.iter().filter(reported).count());
+        for r in self.inventory.iter().filter(reported) {
             output.resources.push((crate::records::resource_record(r), r.attributes.clone()));
         }
-        self.inventory.prune_terminated(now_unix_s - 2 * self.cadence.utilisation_s.max(3_600));
+        self.inventory.prune_terminated(now_unix_s - 2 * self.utilisation_s.max(3_600));
         let keep: BTreeSet<&str> = self.inventory.iter().map(|r| r.arn.as_str()).collect();
-        self.utilisation.prune(now_unix_s - 2 * self.cadence.utilisation_s - 3_600, &|arn| keep.contains(arn));
+        self.utilisation.prune(now_unix_s - 2 * self.utilisation_s - 3_600, &|arn| keep.contains(arn));
 
         stats.inventory_resources = self.inventory.len();
         stats.cost = self.meter.reading().since(&before);
@@ -272,6 +308,8 @@ impl Agent {
         m.add("canopy_agent_api_cost_usd_total", &[], stats.cost.usd());
         m.add("canopy_agent_cloudwatch_metrics_requested_total", &[], stats.cost.metrics_requested as f64);
         m.set("canopy_agent_estimated_api_cost_usd_per_month", &[], self.estimated_usd_per_month());
+        m.set("canopy_agent_estimated_api_cost_usd_per_resource_month", &[], self.estimated_usd_per_resource_month());
+        m.set("canopy_agent_utilisation_interval_seconds", &[], self.utilisation_s as f64);
         m.set("canopy_agent_inventory_resources", &[], stats.inventory_resources as f64);
         m.add("canopy_agent_records_total", &[("kind", "resource")], output.resources.len() as f64);
         m.add("canopy_agent_records_total", &[("kind", "emission")], output.emissions.len() as f64);
@@ -279,19 +317,31 @@ impl Agent {
         output
     }
 
+    /// Fetches the window chunk by chunk (one GetMetricData request per
+    /// 500 queries) and stores each chunk's points as it arrives, so no more
+    /// than one chunk's queries and points are held at once.
     async fn fetch_utilisation(&mut self, (start, end): (i64, i64)) {
-        let queries: Vec<_> = self.inventory.iter().filter_map(utilisation_query).collect();
-        let mut points = Vec::new();
-        for (chunk_index, chunk) in queries.chunks(MAX_QUERIES_PER_CALL).enumerate() {
-            match self.metric_source.fetch(chunk, start, end, PERIOD_S).await {
-                Ok(found) => points.extend(found.into_iter().map(|mut p| {
-                    p.query += chunk_index * MAX_QUERIES_PER_CALL;
-                    p
-                })),
-                Err(e) => tracing::warn!(error = %e, "utilisation fetch failed; records of this window use defaults"),
+        let mut metered = self.inventory.iter().filter_map(utilisation_query);
+        let mut chunks = 0;
+        loop {
+            let chunk: Vec<_> = metered.by_ref().take(MAX_QUERIES_PER_CALL).collect();
+            if chunk.is_empty() {
+                break;
             }
+            chunks += 1;
+            let points = match self.metric_source.fetch(&chunk, start, end, PERIOD_S).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "utilisation fetch failed; records of this window use defaults");
+                    Vec::new()
+                }
+            };
+            self.utilisation.record(&chunk, points, start, end);
         }
-        self.utilisation.record(&queries, points, start, end);
+        if chunks == 0 {
+            // Nothing metered (storage only): the window is measured all the same.
+            self.utilisation.record(&[], Vec::new(), start, end);
+        }
     }
 
     fn present(r: &Resource, start: i64) -> bool {
@@ -321,21 +371,49 @@ impl Agent {
     fn group_interval(&self, start: i64, measured: bool, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
         let end = start + PERIOD_S;
         let keys = self.estimator.team_tag_keys();
-        let mut items = Vec::new();
-        for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
+        let mut failures = 0;
+        // Estimates are summed into their group as they are made, one resource at a time.
+        let items = self.inventory.iter().filter(|r| Self::present(r, start)).filter_map(|r| {
             let util = if measured {
                 self.utilisation.measured(r, start, end)
             } else {
                 self.utilisation.provisional(r, PERIOD_S)
             };
             match self.estimator.estimates(r, start, end, util) {
-                Ok(Some(estimates)) => items.push(((r.service, r.resource_type, r.team(keys)), estimates)),
-                Ok(None) => {}
-                Err(_) => stats.estimate_failures += 1,
+                Ok(Some(estimates)) => Some(((r.service, r.resource_type, r.team(keys)), estimates)),
+                Ok(None) => None,
+                Err(_) => {
+                    failures += 1;
+                    None
+                }
             }
-        }
+        });
         let revision = if measured { REVISION_MEASURED } else { REVISION_PROVISIONAL };
         out.extend(group_estimates(start, end, revision, items));
+        stats.estimate_failures += failures;
+    }
+
+    /// An upper bound of the emission records a cycle makes (per-resource
+    /// hourly records and 5-minute group records), so the output vector is
+    /// allocated once instead of doubling (which held old and new buffers
+    /// at once at the cycle's memory peak).
+    fn emission_capacity(&self, window: Option<(i64, i64)>, cycle_end: i64) -> usize {
+        let keys = self.estimator.team_tag_keys();
+        let mut groups = BTreeSet::new();
+        let mut per_resource = 0;
+        for r in self.inventory.iter().filter(|r| !matches!(r.basis, Basis::CountedElsewhere)) {
+            per_resource += 1;
+            groups.insert((r.service, r.resource_type, r.team(keys)));
+        }
+        let groups = groups.len();
+        let mut n = groups * (self.cadence.cycle_s / PERIOD_S) as usize + per_resource;
+        if let Some((start, end)) = window {
+            n += per_resource * ((end - start) / 3_600) as usize + groups * ((end - start) / PERIOD_S) as usize;
+        }
+        if cycle_end.rem_euclid(3_600) != 0 {
+            n -= per_resource;
+        }
+        n
     }
 
     fn provisional_records(&self, cycle_end: i64, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
@@ -357,5 +435,100 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::{BoxFuture, CollectError};
+    use crate::config::AgentConfig;
+    use crate::env::MapEnv;
+    use crate::utilisation::{MetricPoint, MetricQuery};
+    use canopy_emissions::grid::MarketConfig;
+    use canopy_protocol::CpuArchitecture;
+
+    const H: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    /// `functions` Lambda functions and nothing else.
+    struct Functions(usize);
+
+    impl Collector for Functions {
+        fn name(&self) -> &'static str {
+            "lambda"
+        }
+        fn iam_actions(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+            Box::pin(async move {
+                Ok((0..self.0)
+                    .map(|i| {
+                        let basis = Basis::Function { memory_mb: 512, architecture: CpuArchitecture::Arm64 };
+                        let mut r = Resource::new("lambda", "lambda", "function", format!("arn:f{i}"), format!("f{i}"), basis);
+                        r.lifecycle = LifecycleState::Running;
+                        r
+                    })
+                    .collect())
+            })
+        }
+    }
+
+    /// Counts requested metrics; returns no datapoints.
+    struct Silent(Arc<CostMeter>);
+
+    impl MetricSource for Silent {
+        fn fetch<'a>(
+            &'a self,
+            queries: &'a [MetricQuery],
+            _start_unix_s: i64,
+            _end_unix_s: i64,
+            _period_s: i64,
+        ) -> BoxFuture<'a, Result<Vec<MetricPoint>, CollectError>> {
+            self.0.get_metric_data(queries.len());
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    fn agent(functions: usize) -> Agent {
+        let text = "config_version = 1\nagent_id = \"t\"\nregion = \"eu-west-1\"\n";
+        let config = AgentConfig::from_toml(text, "t", &MapEnv::default()).unwrap();
+        let meter = Arc::new(CostMeter::new());
+        Agent::new(AgentParts {
+            context: CollectContext { account_id: "123456789012".into(), region: "eu-west-1".into(), now_unix_s: 0 },
+            cadence: Cadence { cycle_s: 300, utilisation_s: 3_600, full_inventory_s: 6 * 3_600 },
+            collectors: vec![Box::new(Functions(functions))],
+            metric_source: Box::new(Silent(meter.clone())),
+            changes: None,
+            estimator: Estimator::new("eu-west-1", MarketConfig::new(), vec!["Team".into()]),
+            cost_model: CostModel::from_config(&config),
+            metrics: Arc::new(Metrics::new()),
+            meter,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lambda_only_account_lengthens_the_cadence_to_stay_within_budget() {
+        let mut a = agent(600);
+        let out = a.run_cycle(H).await;
+        // Hourly would be (730 + 30.42) metrics × $0.00001 = $0.0076 per function; 2 h is $0.00395.
+        assert_eq!(a.utilisation_interval_s(), 7_200);
+        assert_eq!(out.stats.utilisation_window, Some((H - 7_200, H)));
+        // 600 queries: two GetMetricData requests (500 + 100).
+        assert_eq!((out.stats.cost.get_metric_data_calls, out.stats.cost.metrics_requested), (2, 600));
+        let per_resource = a.estimated_usd_per_resource_month();
+        assert!((per_resource - 0.003_954_166_7).abs() < 1e-9, "{per_resource}");
+        assert!((a.estimated_usd_per_month() - 600.0 * per_resource).abs() < 1e-9);
+        assert_eq!(a.metrics().get("canopy_agent_utilisation_interval_seconds", &[]), 7_200.0);
+        // No fetch an hour later; the next one two hours after the first.
+        assert_eq!(a.run_cycle(H + 3_600).await.stats.utilisation_window, None);
+        assert_eq!(a.run_cycle(H + 7_200).await.stats.utilisation_window, Some((H, H + 7_200)));
+        // Measured records for every function and hour of the window; no
+        // datapoint for a queried function = no invocation = zero energy.
+        let measured: Vec<_> = out.emissions.iter().filter(|e| matches!(e.subject, canopy_protocol::Subject::Resource { .. })).collect();
+        assert_eq!(measured.len(), 1_200);
+        assert!(measured.iter().all(|e| e.energy_total_kwh() == 0.0 && e.revision == REVISION_MEASURED));
+        // The output vector was sized once: no more than the bound.
+        assert!(out.emissions.capacity() >= out.emissions.len());
     }
 }

@@ -211,18 +211,16 @@ impl UtilisationStore {
     /// points; sum of duration points, zero when none).
     pub fn measured(&self, resource: &Resource, start_unix_s: i64, end_unix_s: i64) -> UtilisationValue {
         let series = self.series.get(&resource.arn);
-        let values: Vec<f64> = series.map(|s| s.range(start_unix_s, end_unix_s).collect()).unwrap_or_default();
+        let sum = || series.map_or(0.0, |s| s.range(start_unix_s, end_unix_s).sum::<f64>());
         match &resource.basis {
             Basis::Function { .. } => {
                 // Queried but silent = no invocations; never queried = unknown.
-                if series.is_some() {
-                    UtilisationValue::DurationMs(Some(values.iter().sum()))
-                } else {
-                    UtilisationValue::DurationMs(None)
-                }
+                UtilisationValue::DurationMs(series.map(|_| sum()))
             }
-            _ if values.is_empty() => UtilisationValue::CpuPct(None),
-            _ => UtilisationValue::CpuPct(Some(values.iter().sum::<f64>() / values.len() as f64)),
+            _ => match series.map_or(0, |s| s.range(start_unix_s, end_unix_s).count()) {
+                0 => UtilisationValue::CpuPct(None),
+                n => UtilisationValue::CpuPct(Some(sum() / n as f64)),
+            },
         }
     }
 
@@ -242,6 +240,15 @@ impl UtilisationStore {
     /// Last known hourly value of `arn` (CPU percent, or duration ms per hour).
     pub fn last_known(&self, arn: &str) -> Option<f64> {
         self.series.get(arn).and_then(|s| s.last_known)
+    }
+
+    /// Drops every stored point, keeping each resource's last known value
+    /// and the measured windows: once a window's records are made, its
+    /// points are not needed again.
+    pub fn drop_points(&mut self) {
+        for s in self.series.values_mut() {
+            s.points = Vec::new();
+        }
     }
 
     /// Drops points before `before_unix_s` and series of resources not in `keep`.

@@ -1,5 +1,6 @@
 //! Benchmark of the agent's cycle on the simulated source (prints figures;
-//! not a timed test). `cargo run --release -p canopy-agent --bin agent_bench [resources] [cycles]`
+//! not a timed test), at the default settings.
+//! `cargo run --release -p canopy-agent --bin agent_bench [resources] [cycles] [utilisation_s]`
 #![forbid(unsafe_code)]
 
 use canopy_agent::build::build_agent;
@@ -44,16 +45,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let resources: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let cycles: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(48);
+    // Optional: a utilisation cadence other than the default, seconds.
+    let intervals = args.next().map_or(String::new(), |s| format!("[intervals]\nutilisation_s = {s}\n"));
     let text = format!(
-        "config_version = 1\nagent_id = \"bench\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 42\nresources = {resources}\n"
+        "config_version = 1\nagent_id = \"bench\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 42\nresources = {resources}\n{intervals}"
     );
     let config = AgentConfig::from_toml(&text, "bench", &MapEnv::default()).expect("bench config is valid");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The runtime `canopy-agent` itself uses (main.rs): two worker threads.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         let mut agent = build_agent(&config).await.expect("simulated agent");
-        if std::env::var_os("CANOPY_BENCH_RSS").is_some() {
-            println!("before the first cycle: rss {:.1} MiB", rss_kib() as f64 / 1024.0);
-        }
+        println!("before the first cycle: rss {:.1} MiB", rss_kib() as f64 / 1024.0);
         // Start on an hour boundary so the run sees fetch, hourly and plain cycles.
         let start = 1_767_225_600 + 3_600;
         let (cpu0, wall0) = (cpu_s(), std::time::Instant::now());
@@ -64,9 +67,13 @@ fn main() {
             let out = agent.run_cycle(start + i * 300).await;
             if i == 0 {
                 first_cycle_cpu = cpu_s() - c0;
-                if std::env::var_os("CANOPY_BENCH_RSS").is_some() {
-                    println!("after first cycle (output held): rss {:.1} MiB, {} resources + {} emissions", rss_kib() as f64 / 1024.0, out.resources.len(), out.emissions.len());
-                }
+                println!(
+                    "after the first cycle (output held): rss {:.1} MiB, peak {:.1} MiB; {} resources + {} emissions",
+                    rss_kib() as f64 / 1024.0,
+                    peak_rss_kib() as f64 / 1024.0,
+                    out.resources.len(),
+                    out.emissions.len()
+                );
             }
             records += out.resources.len() + out.emissions.len();
             calls += out.stats.cost.get_metric_data_calls;
@@ -83,7 +90,11 @@ fn main() {
         println!("resources: {resources}, cycles: {cycles} (simulated {} min), utilisation fetches: {fetches}", cycles * 5);
         println!("records produced: {records}");
         println!("CPU: {cpu:.3} s total, {:.2} ms per cycle, {per_cycle_per_1000_ms:.2} ms per 1,000 resources per cycle (target <= 20)", cpu * 1_000.0 / cycles as f64);
-        println!("first cycle (full inventory + 2 h utilisation fetch + measured records): {:.1} ms CPU", first_cycle_cpu * 1_000.0);
+        println!(
+            "first cycle (full inventory + {} h utilisation fetch + measured records): {:.1} ms CPU",
+            agent.utilisation_interval_s() / 3_600,
+            first_cycle_cpu * 1_000.0
+        );
         println!("wall: {wall:.3} s");
         println!("peak RSS: {:.1} MiB (target <= 25)", peak_rss_kib() as f64 / 1_024.0);
         println!(
@@ -91,6 +102,11 @@ fn main() {
             calls as f64 / cycles as f64
         );
         println!("estimated API cost: {usd:.5} USD over the run, {:.6} USD per cycle", usd / cycles as f64);
-        println!("estimated API cost at this inventory: {:.4} USD per month", agent.estimated_usd_per_month());
+        println!(
+            "settings: utilisation every {} s; estimated API cost at this inventory {:.4} USD per month = {:.6} USD per resource per month (ceiling 0.005)",
+            agent.utilisation_interval_s(),
+            agent.estimated_usd_per_month(),
+            agent.estimated_usd_per_resource_month()
+        );
     });
 }

@@ -28,6 +28,25 @@ impl DynamoDbCollector {
     }
 }
 
+/// The inventory resource of one described table (tags are added by the
+/// caller): `TableSizeBytes` as SSD storage with DynamoDB's replication.
+pub fn table_resource(name: &str, table: &aws_sdk_dynamodb::types::TableDescription) -> Resource {
+    let arn = table.table_arn().unwrap_or_default();
+    let bytes = table.table_size_bytes().unwrap_or(0).max(0) as u64;
+    let part =
+        StoragePart { class: "dynamodb".into(), bytes, medium: StorageMedium::Ssd, replication: DYNAMODB_REPLICATION };
+    let mut r =
+        Resource::new("dynamodb", "dynamodb", "table", arn.to_owned(), name.to_owned(), Basis::Storage(vec![part]));
+    r.size_bytes = Some(bytes);
+    r.lifecycle = match table.table_status().map(|s| s.as_str()) {
+        Some("CREATING") => LifecycleState::Pending,
+        Some("DELETING") => LifecycleState::Stopping,
+        Some(_) => LifecycleState::Running,
+        None => LifecycleState::Unknown,
+    };
+    r
+}
+
 impl Collector for DynamoDbCollector {
     fn name(&self) -> &'static str {
         "dynamodb"
@@ -56,28 +75,7 @@ impl Collector for DynamoDbCollector {
                     .map_err(|e| CollectError::api("dynamodb", "DescribeTable", e))?;
                 let Some(table) = out.table() else { continue };
                 let Some(arn) = table.table_arn() else { continue };
-                let bytes = table.table_size_bytes().unwrap_or(0).max(0) as u64;
-                let part = StoragePart {
-                    class: "dynamodb".into(),
-                    bytes,
-                    medium: StorageMedium::Ssd,
-                    replication: DYNAMODB_REPLICATION,
-                };
-                let mut r = Resource::new(
-                    "dynamodb",
-                    "dynamodb",
-                    "table",
-                    arn.to_owned(),
-                    name.clone(),
-                    Basis::Storage(vec![part]),
-                );
-                r.size_bytes = Some(bytes);
-                r.lifecycle = match table.table_status().map(|s| s.as_str()) {
-                    Some("CREATING") => LifecycleState::Pending,
-                    Some("DELETING") => LifecycleState::Stopping,
-                    Some(_) => LifecycleState::Running,
-                    None => LifecycleState::Unknown,
-                };
+                let mut r = table_resource(&name, table);
                 let mut token: Option<String> = None;
                 loop {
                     let tags = self
@@ -98,5 +96,34 @@ impl Collector for DynamoDbCollector {
             }
             Ok(found)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::{TableDescription, TableStatus};
+
+    #[test]
+    fn table_size_becomes_replicated_ssd_storage() {
+        // moto always reports TableSizeBytes = 0; real tables report their size.
+        let table = TableDescription::builder()
+            .table_arn("arn:aws:dynamodb:eu-west-1:123456789012:table/orders")
+            .table_size_bytes(25_000_000_000)
+            .table_status(TableStatus::Active)
+            .build();
+        let r = table_resource("orders", &table);
+        assert_eq!((r.arn.as_str(), r.id.as_str()), ("arn:aws:dynamodb:eu-west-1:123456789012:table/orders", "orders"));
+        assert_eq!(r.size_bytes, Some(25_000_000_000));
+        assert_eq!(r.lifecycle, LifecycleState::Running);
+        assert_eq!(
+            r.basis,
+            Basis::Storage(vec![StoragePart {
+                class: "dynamodb".into(),
+                bytes: 25_000_000_000,
+                medium: StorageMedium::Ssd,
+                replication: 2.0
+            }])
+        );
     }
 }

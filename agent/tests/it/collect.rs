@@ -25,7 +25,7 @@ pub fn now_unix_s() -> i64 {
     canopy_agent::run::now_unix_s()
 }
 
-/// `[hour_end - 7200, hour_end)`: the window the first cycle at `now` measures.
+/// `[hour_end - 7200, hour_end)`: the window the first cycle at `now` measures at a 2-hour cadence.
 pub fn window(now: i64) -> (i64, i64) {
     let cycle_end = now - now % 300;
     let hour_end = cycle_end - cycle_end % 3_600;
@@ -231,7 +231,8 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
     )
     .await;
 
-    let config = config(&moto.url(), "");
+    // Two hours, so one fetch covers an hour of 20 % and one of 40 %.
+    let config = config(&moto.url(), "[intervals]\nutilisation_s = 7200\n");
     let mut agent = build_agent_with_credentials(&config, Some(credentials())).await.unwrap();
     assert_eq!(agent.account_id(), "123456789012");
     let out = agent.run_cycle(now).await;

@@ -8,3 +8,4 @@ mod faults;
 mod moto;
 mod proxy;
 mod revisions;
+mod services;

@@ -129,3 +129,22 @@ pub fn zip_one_file(name: &str, content: &[u8]) -> Vec<u8> {
     out.extend(0u16.to_le_bytes());
     out
 }
+
+impl Moto {
+    /// Keeps moto's ECS tasks in their current state (moto advances a task
+    /// one status per DescribeTasks by default: RUNNING → DEACTIVATING …).
+    pub async fn freeze_ecs_tasks(&self) {
+        let body = r#"{"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000000}}"#;
+        let request = format!(
+            "POST /moto-api/state-manager/set-transition HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.0 201"), "set-transition: {response}");
+    }
+}

@@ -88,10 +88,53 @@ fn throttle_response(service: &str, parts: &hyper::http::request::Parts, body: &
     builder.body(Full::new(Bytes::from(text))).unwrap()
 }
 
+/// Rewrites a forwarded response body, given the call's operation.
+pub type Rewrite = fn(&str, Bytes) -> Bytes;
+
+/// moto 5.2 answers ECS RunTask/DescribeTasks with `containers[].cpu` and
+/// `memory` as JSON numbers where the API (and aws-sdk-ecs) has strings:
+/// quote them, changing nothing else.
+pub fn quote_ecs_container_numbers(operation: &str, body: Bytes) -> Bytes {
+    let tasks = ["AmazonEC2ContainerServiceV20141113.RunTask", "AmazonEC2ContainerServiceV20141113.DescribeTasks"];
+    if !tasks.contains(&operation) {
+        return body;
+    }
+    let mut text = String::from_utf8_lossy(&body).into_owned();
+    for key in ["\"cpu\": ", "\"memory\": "] {
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(key) {
+            let (head, tail) = rest.split_at(at + key.len());
+            out.push_str(head);
+            let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 {
+                out.push('"');
+                out.push_str(&tail[..digits]);
+                out.push('"');
+            }
+            rest = &tail[digits..];
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    Bytes::from(text)
+}
+
 impl FaultProxy {
     /// Starts a proxy to `upstream_port`, throttling `throttle_pct` % and
     /// failing `error_pct` % of calls (deterministic from `seed`).
     pub async fn start(upstream_port: u16, throttle_pct: u64, error_pct: u64, seed: u64) -> FaultProxy {
+        FaultProxy::start_with(upstream_port, throttle_pct, error_pct, seed, None).await
+    }
+
+    /// [`FaultProxy::start`] with an optional rewrite of forwarded responses.
+    pub async fn start_with(
+        upstream_port: u16,
+        throttle_pct: u64,
+        error_pct: u64,
+        seed: u64,
+        rewrite: Option<Rewrite>,
+    ) -> FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Log::default()));
@@ -134,8 +177,12 @@ impl FaultProxy {
                                 forward = forward.header(k, v);
                             }
                             let response = client.request(forward.body(Full::new(body)).unwrap()).await.unwrap();
-                            let (rparts, rbody) = response.into_parts();
-                            let rbody = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let (mut rparts, rbody) = response.into_parts();
+                            let mut rbody = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            if let Some(rewrite) = rewrite {
+                                rbody = rewrite(&operation, rbody);
+                                rparts.headers.insert("content-length", rbody.len().into());
+                            }
                             log.lock().unwrap().forwarded += 1;
                             Ok(Response::from_parts(rparts, Full::new(rbody)))
                         }

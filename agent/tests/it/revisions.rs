@@ -14,7 +14,8 @@ const H: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
 #[tokio::test]
 async fn provisional_hour_is_superseded_by_the_measured_one() {
-    let text = "config_version = 1\nagent_id = \"sim\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 3\nresources = 40\n";
+    // A 2-hour cadence, so that an hour ends before its measurement lands.
+    let text = "config_version = 1\nagent_id = \"sim\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 3\nresources = 40\n[intervals]\nutilisation_s = 7200\n";
     let config = AgentConfig::from_toml(text, "t", &MapEnv::default()).unwrap();
     let mut agent = build_agent(&config).await.unwrap();
     // Start: window [H - 2 h, H) measured.
@@ -71,6 +72,43 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
     // The simulated source leaves every tenth metered resource without datapoints.
     assert!(measured.iter().any(|m| m.quality == Quality::Default));
     assert!(measured.iter().any(|m| m.quality != Quality::Default));
+}
+
+#[tokio::test]
+async fn hourly_default_supersedes_provisional_groups_within_the_cost_ceiling() {
+    let text = "config_version = 1\nagent_id = \"sim\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 5\nresources = 1000\n";
+    let config = AgentConfig::from_toml(text, "t", &MapEnv::default()).unwrap();
+    let mut agent = build_agent(&config).await.unwrap();
+    let first = agent.run_cycle(H).await;
+    assert_eq!(first.stats.utilisation_window, Some((H - 3_600, H)));
+    // The simulated mix averages (10 × 730 + 3 × 760.42 + 2 × 60.83) / 20 = 485.15 metrics per
+    // resource per month = $0.0048515: within the $0.005 ceiling at the hourly default.
+    assert_eq!(agent.utilisation_interval_s(), 3_600);
+    let per_resource = agent.estimated_usd_per_resource_month();
+    assert!((per_resource - 0.004_851_458_3).abs() < 1e-9, "{per_resource}");
+    assert_eq!(agent.metrics().get("canopy_agent_estimated_api_cost_usd_per_resource_month", &[]), per_resource);
+    // 650 metered resources (8 + 2 + 3 per 20): 2 requests.
+    assert_eq!((first.stats.cost.get_metric_data_calls, first.stats.cost.metrics_requested), (2, 650));
+    let mut provisional = Vec::new();
+    for i in 1..=11 {
+        let out = agent.run_cycle(H + i * 300).await;
+        assert_eq!(out.stats.utilisation_window, None);
+        assert!(out.emissions.iter().all(|e| e.revision == 1 && matches!(e.subject, Subject::Group(_))));
+        provisional.extend(out.emissions);
+    }
+    let out = agent.run_cycle(H + 3_600).await;
+    assert_eq!(out.stats.utilisation_window, Some((H, H + 3_600)));
+    // The hour is measured in the cycle that ends it: no provisional hourly records.
+    assert!(out.emissions.iter().all(|e| e.revision == 2 || e.interval_start_unix_s >= H + 3_600));
+    assert_eq!(provisional.len(), 11 * provisional.iter().filter(|e| e.interval_start_unix_s == H).count());
+    for p in &provisional {
+        let m = out
+            .emissions
+            .iter()
+            .find(|m| m.subject == p.subject && m.interval_start_unix_s == p.interval_start_unix_s && m.revision == 2)
+            .unwrap_or_else(|| panic!("no measured group record for {} at {}", p.subject, p.interval_start_unix_s));
+        assert!(m.supersedes(p));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
