@@ -1,9 +1,12 @@
-//! The edge: agent domain types → protocol records, and protocol records →
-//! the JSON-lines debug format (`collect --once`, the spool file).
+//! The edge: agent domain types → protocol records (resources with their
+//! attributes, the agent's own status), and protocol records → the
+//! JSON-lines debug format (`collect --once`, the spool file).
+
+use std::collections::BTreeMap;
 
 use canopy_protocol::{
-    AcceleratorKind, CpuArchitecture, EmissionRecord, GridFactorUsed, LifecycleState, Quality, ResourceRecord, Size,
-    SizeUnit, Subject,
+    AcceleratorKind, AgentStatus, CpuArchitecture, DecodeLimits, EmissionRecord, GridFactorUsed, LifecycleState,
+    Quality, ResourceRecord, Size, SizeUnit, Subject,
 };
 use serde_json::{Value, json};
 
@@ -22,9 +25,74 @@ pub fn resource_record(r: &Resource) -> ResourceRecord {
         cpu_architecture: r.architecture,
         accelerators: r.accelerators.clone(),
         tags: r.tags.clone(),
+        attributes: wire_attributes(&r.attributes),
         lifecycle: r.lifecycle,
         first_seen_unix_s: r.first_seen_unix_s,
         last_seen_unix_s: r.last_seen_unix_s,
+    }
+}
+
+/// A resource's attributes as the protocol carries them, within the
+/// protocol's default limits so a batch is never refused for them: at most
+/// `max_attributes_per_resource` names (the first in name order) and values
+/// cut at a character boundary to `max_attribute_value_bytes` (names are the
+/// collectors' own short constants).
+pub fn wire_attributes(attributes: &BTreeMap<&'static str, String>) -> BTreeMap<String, String> {
+    let limits = DecodeLimits::default();
+    attributes
+        .iter()
+        .filter(|(k, _)| !k.is_empty() && k.len() <= limits.max_attribute_key_bytes)
+        .take(limits.max_attributes_per_resource)
+        .map(|(k, v)| ((*k).to_owned(), cut_to(v, limits.max_attribute_value_bytes).to_owned()))
+        .collect()
+}
+
+fn cut_to(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Agent metric families an [`AgentStatus`] is read from (the delivery
+/// layer copies the outbox's and the sender's counters into the agent's
+/// metrics each cycle).
+pub mod status_metrics {
+    /// Failed AWS API operations (after retries), all labels summed.
+    pub const COLLECTION_ERRORS: &str = "canopy_agent_api_failures_total";
+    /// Batches in the outbox not yet acknowledged.
+    pub const BACKLOG_BATCHES: &str = "canopy_agent_delivery_backlog_batches";
+    /// Bytes of those batches.
+    pub const BACKLOG_BYTES: &str = "canopy_agent_delivery_backlog_bytes";
+    /// Failed batch sends.
+    pub const SEND_FAILURES: &str = "canopy_agent_delivery_send_failures_total";
+    /// Outbox counters of records shed, folded into groups or refused.
+    pub const SHED: [&str; 3] = [
+        "canopy_outbox_shed_resource_records_total",
+        "canopy_outbox_coarsened_records_total",
+        "canopy_outbox_refused_records_total",
+    ];
+}
+
+/// The agent's status as the protocol carries it (protocol v2, shown in the
+/// aggregator's fleet view), read from the agent's metrics: this build's
+/// version, the outbox backlog, records shed by the outbox, collection
+/// errors and send failures since the process started.
+pub fn agent_status(metrics: &crate::metrics::Metrics, taken_at_unix_ms: i64) -> AgentStatus {
+    use status_metrics::*;
+    let count = |name: &str| metrics.sum(name).max(0.0) as u64;
+    AgentStatus {
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        outbox_backlog_frames: count(BACKLOG_BATCHES),
+        outbox_backlog_bytes: count(BACKLOG_BYTES),
+        records_shed_total: SHED.iter().map(|name| count(name)).sum(),
+        collection_errors_total: count(COLLECTION_ERRORS),
+        send_failures_total: count(SEND_FAILURES),
+        taken_at_unix_ms,
     }
 }
 
@@ -115,4 +183,50 @@ pub fn emission_json(record: &EmissionRecord) -> Value {
         "methodology_version": record.methodology_version,
         "revision": record.revision,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn attributes_go_on_the_wire_within_the_limits() {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("iops", "3000".to_owned());
+        attributes.insert("engine", "é".repeat(600)); // 1,200 bytes
+        let wire = wire_attributes(&attributes);
+        assert_eq!(wire["iops"], "3000");
+        // Cut to 1,024 bytes at a character boundary: 512 two-byte characters.
+        assert_eq!((wire["engine"].len(), wire["engine"].chars().count()), (1_024, 512));
+        let many: BTreeMap<&'static str, String> =
+            (0..70).map(|i| (&*format!("a{i:02}").leak(), "1".to_owned())).collect();
+        assert_eq!(wire_attributes(&many).len(), 64);
+    }
+
+    #[test]
+    fn status_is_read_from_the_metrics() {
+        let metrics = Metrics::new();
+        metrics.add(status_metrics::COLLECTION_ERRORS, &[("service", "ec2"), ("operation", "DescribeVolumes")], 2.0);
+        metrics.add(status_metrics::COLLECTION_ERRORS, &[("service", "rds"), ("operation", "DescribeDBInstances")], 1.0);
+        metrics.set(status_metrics::BACKLOG_BATCHES, &[], 4.0);
+        metrics.set(status_metrics::BACKLOG_BYTES, &[], 81_920.0);
+        metrics.set(status_metrics::SEND_FAILURES, &[], 6.0);
+        metrics.set(status_metrics::SHED[0], &[], 10.0);
+        metrics.set(status_metrics::SHED[1], &[], 20.0);
+        let status = agent_status(&metrics, 1_700_000_000_000);
+        assert_eq!(
+            status,
+            AgentStatus {
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                outbox_backlog_frames: 4,
+                outbox_backlog_bytes: 81_920,
+                records_shed_total: 30,
+                collection_errors_total: 3,
+                send_failures_total: 6,
+                taken_at_unix_ms: 1_700_000_000_000,
+            }
+        );
+        assert!(!status.agent_version.is_empty());
+    }
 }

@@ -27,8 +27,8 @@ use canopy_protocol::{self as wire, Ack, DecodeLimits, ErrorCode, Reply, ReplyEr
 use canopy_transport::{BatchHandler, InboundBatch, PeerIdentity, ServerStats};
 use sqlx::PgPool;
 
-use crate::from_protocol::batch_from_protocol;
-use crate::ingest::{StoreError, StoreOutcome, store_batch};
+use crate::from_protocol::{agent_status_from_protocol, batch_from_protocol};
+use crate::ingest::{StoreError, StoreOutcome, store_agent_status, store_batch};
 
 /// Longest interval of one emission record, seconds (facts lie within one hour).
 pub const MAX_INTERVAL_S: i64 = 3_600;
@@ -221,6 +221,10 @@ impl Ingest {
         let model = batch_from_protocol(batch);
         let mut tx = self.pool.begin().await?;
         let outcome = store_batch(&mut tx, &model).await?;
+        // Protocol v2: the agent's status, in the batch's transaction.
+        if let (StoreOutcome::Stored(_), Some(status)) = (outcome, agent_status_from_protocol(batch)) {
+            store_agent_status(&mut tx, &status).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -353,6 +357,7 @@ mod tests {
             created_at_unix_ms: 0,
             resources: vec![],
             emissions: records,
+            agent_status: None,
         }
     }
 

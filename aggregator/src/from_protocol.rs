@@ -13,12 +13,15 @@
 //!   from the ARN and the tags from the stored inventory at ingest.
 //! - Group records keep the agent's team; an untagged group (no team) gets
 //!   the account's default rule, else `untagged`.
+//! - Resource attributes (protocol v2) go with the inventory row; a v1
+//!   batch has none. The agent status (v2) becomes an [`AgentStatusRow`]
+//!   for the batch's agent, account and region ([`agent_status_from_protocol`]).
 
 use std::collections::HashMap;
 
 use canopy_protocol as wire;
 
-use crate::model::{Batch, FactRow, InventoryRow, Quality};
+use crate::model::{AgentStatusRow, Batch, FactRow, InventoryRow, Quality};
 
 /// Converts a decoded wire batch.
 pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
@@ -34,11 +37,29 @@ pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
             resource_type: r.resource_type.clone(),
             service: r.service.clone(),
             tags: r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            attributes: r.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             observed_unix_s: r.last_seen_unix_s,
             deleted: r.lifecycle == wire::LifecycleState::Terminated,
         })
         .collect();
     Batch { agent_id: batch.agent_id.clone(), sequence: batch.sequence, facts, inventory }
+}
+
+/// The agent status a wire batch carries, if any.
+pub fn agent_status_from_protocol(batch: &wire::Batch) -> Option<AgentStatusRow> {
+    batch.agent_status.as_ref().map(|s| AgentStatusRow {
+        agent_id: batch.agent_id.clone(),
+        account_id: batch.account_id.clone(),
+        region: batch.region.clone(),
+        agent_version: s.agent_version.clone(),
+        outbox_backlog_frames: s.outbox_backlog_frames,
+        outbox_backlog_bytes: s.outbox_backlog_bytes,
+        records_shed_total: s.records_shed_total,
+        collection_errors_total: s.collection_errors_total,
+        send_failures_total: s.send_failures_total,
+        taken_at_unix_ms: s.taken_at_unix_ms,
+        batch_sequence: batch.sequence,
+    })
 }
 
 fn quality(q: wire::Quality) -> Quality {
@@ -171,6 +192,7 @@ mod tests {
                 cpu_architecture: None,
                 accelerators: vec![],
                 tags: BTreeMap::from([("team".to_owned(), "web".to_owned())]),
+                attributes: BTreeMap::from([("engine".to_owned(), "postgres".to_owned())]),
                 lifecycle: wire::LifecycleState::Terminated,
                 first_seen_unix_s: 1,
                 last_seen_unix_s: 2,
@@ -184,6 +206,7 @@ mod tests {
                     team: None,
                 })),
             ],
+            agent_status: None,
         };
         let b = batch_from_protocol(&batch);
         assert_eq!((b.agent_id.as_str(), b.sequence), ("agent-1", 9));
@@ -205,6 +228,29 @@ mod tests {
         assert_eq!(b.inventory.len(), 1);
         assert!(b.inventory[0].deleted);
         assert_eq!(b.inventory[0].observed_unix_s, 2);
+        assert_eq!(b.inventory[0].attributes, vec![("engine".to_owned(), "postgres".to_owned())]);
+        assert_eq!(agent_status_from_protocol(&batch), None);
+        let with_status = wire::Batch {
+            agent_status: Some(wire::AgentStatus {
+                agent_version: "0.2.0".into(),
+                outbox_backlog_frames: 3,
+                outbox_backlog_bytes: 4_096,
+                records_shed_total: 1,
+                collection_errors_total: 2,
+                send_failures_total: 5,
+                taken_at_unix_ms: 1_795_899_700_000,
+            }),
+            ..batch
+        };
+        let s = agent_status_from_protocol(&with_status).unwrap();
+        assert_eq!(
+            (s.agent_id.as_str(), s.account_id.as_str(), s.region.as_str(), s.batch_sequence),
+            ("agent-1", "123456789012", "eu-west-1", 9)
+        );
+        assert_eq!(
+            (s.outbox_backlog_frames, s.outbox_backlog_bytes, s.collection_errors_total, s.send_failures_total),
+            (3, 4_096, 2, 5)
+        );
     }
 
     #[test]

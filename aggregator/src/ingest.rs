@@ -1,15 +1,14 @@
 //! Writing one batch: idempotent per (agent id, sequence), facts upserted by
 //! (period_start, account, region, record key) where a higher revision
 //! replaces a lower one, and (native mode) every rollup corrected by the
-//! difference between the new and the replaced facts in the same statement;
-//! the same difference is queued for the org rollups (no account dimension).
+//! difference between the new and the replaced facts in the same statement.
 
 use std::collections::BTreeSet;
 
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::db::{self, DbError, StorageMode};
-use crate::model::{Batch, FactRow, InventoryRow};
+use crate::model::{AgentStatusRow, Batch, FactRow, InventoryRow};
 use crate::time::HOUR_S;
 
 /// Errors from [`store_batch`].
@@ -269,7 +268,7 @@ async fn ensure_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[FactRow]
     Ok(u64::try_from(created).unwrap_or(0))
 }
 
-/// Tags as a JSON object (a later duplicate key wins).
+/// Tags or attributes as a JSON object (a later duplicate key wins).
 fn tags_json(tags: &[(String, String)]) -> String {
     let map: serde_json::Map<String, serde_json::Value> =
         tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
@@ -295,13 +294,15 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
     let inv = &batch.inventory;
     let sql = format!(
         "WITH i AS (
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bool[])
-                AS t(account_id, region, resource_id, resource_type, service, tags, observed_unix_s, deleted)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bool[],
+                                 $11::text[])
+                AS t(account_id, region, resource_id, resource_type, service, tags, observed_unix_s, deleted, attributes)
          ),
          inc AS (
             SELECT DISTINCT ON (i.account_id, i.region, i.resource_id)
                    i.account_id, i.region, i.resource_id, i.resource_type, i.service, i.tags::jsonb AS tags,
-                   {INVENTORY_TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted
+                   {INVENTORY_TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted,
+                   i.attributes::jsonb AS attributes
             FROM i CROSS JOIN canopy_settings s
             LEFT JOIN account_team_rules r ON r.account_id = i.account_id
             ORDER BY i.account_id, i.region, i.resource_id, i.observed_unix_s DESC
@@ -311,14 +312,14 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
          ),
          up AS (
             INSERT INTO resources AS cur (account_id, region, resource_id, resource_type, service, tags, team,
-                                          first_seen, last_seen, deleted, agent_id, batch_sequence)
+                                          first_seen, last_seen, deleted, agent_id, batch_sequence, attributes)
             SELECT account_id, region, resource_id, resource_type, service, tags, team,
-                   observed, observed, deleted, $9, $10 FROM inc
+                   observed, observed, deleted, $9, $10, attributes FROM inc
             ON CONFLICT (account_id, region, resource_id) DO UPDATE SET
                 resource_type = excluded.resource_type, service = excluded.service, tags = excluded.tags,
                 team = excluded.team, last_seen = excluded.last_seen, deleted = excluded.deleted,
                 agent_id = excluded.agent_id, batch_sequence = excluded.batch_sequence,
-                first_seen = LEAST(cur.first_seen, excluded.first_seen)
+                first_seen = LEAST(cur.first_seen, excluded.first_seen), attributes = excluded.attributes
             WHERE cur.last_seen <= excluded.last_seen
             RETURNING account_id, region, resource_id, resource_type, service, tags, team, last_seen, deleted
          )
@@ -343,6 +344,7 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
         .bind(inv.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(&batch.agent_id)
         .bind(sequence)
+        .bind(inv.iter().map(|r| tags_json(&r.attributes)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -371,21 +373,6 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     )
 }
 
-/// Appends the same delta, per 5-minute bucket and account, to
-/// `org_rollup_pending` for the org rollups (migration 0006): an append-only
-/// insert, so batches of different accounts never wait on a shared row;
-/// `canopy_drain_org_rollups()` moves it on and queries read both.
-const ORG_PENDING_CTE: &str = "rp AS (
-            INSERT INTO org_rollup_pending (bucket_start, account_id, region, service, resource_type, team, quality,
-                                            energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                                            fact_count)
-            SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch'),
-                   account_id, region, service, resource_type, team, quality,
-                   sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
-            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
-            RETURNING 1
-         )";
-
 fn facts_sql(mode: StorageMode) -> String {
     let rollups = match mode {
         StorageMode::Native => format!(
@@ -395,12 +382,11 @@ fn facts_sql(mode: StorageMode) -> String {
                 UNION ALL
                 SELECT period_start, account_id, region, service, resource_type, team, quality,
                        -energy_kwh, -location_g_co2e, -market_g_co2e, -low_g_co2e, -high_g_co2e, -1::bigint FROM old
-             ),\n{},\n{},\n{},\n{},\n{}",
+             ),\n{},\n{},\n{},\n{}",
             rollup_cte("r5", "rollup_5m", "date_bin(interval '5 minutes', period_start, timestamptz 'epoch')"),
             rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', period_start, timestamptz 'epoch')"),
             rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', period_start, timestamptz 'epoch')"),
             rollup_cte("rm", "rollup_monthly", "date_trunc('month', period_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
-            ORG_PENDING_CTE,
         ),
         // Continuous aggregates follow the facts by themselves.
         StorageMode::TimescaleDb => String::new(),
@@ -500,6 +486,48 @@ async fn upsert_facts(
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;
     Ok((written as u64, replaced as u64))
+}
+
+/// Stores an agent's status snapshot inside `tx` (the batch's transaction):
+/// one row per agent, replaced only by a snapshot taken at the same time or
+/// later, so a delayed resend never overwrites newer figures. Returns true
+/// when the row was written.
+pub async fn store_agent_status(
+    tx: &mut Transaction<'_, Postgres>,
+    status: &AgentStatusRow,
+) -> Result<bool, StoreError> {
+    if status.agent_version.is_empty() {
+        return Err(StoreError::InvalidBatch("agent_status.agent_version: expected a non-empty string, found an empty one".into()));
+    }
+    let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let written = sqlx::query(
+        "INSERT INTO agent_status AS cur (agent_id, account_id, region, agent_version, outbox_backlog_frames,
+                outbox_backlog_bytes, records_shed_total, collection_errors_total, send_failures_total,
+                taken_at, batch_sequence, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::float8 / 1000), $11, now())
+         ON CONFLICT (agent_id) DO UPDATE SET
+             account_id = excluded.account_id, region = excluded.region, agent_version = excluded.agent_version,
+             outbox_backlog_frames = excluded.outbox_backlog_frames, outbox_backlog_bytes = excluded.outbox_backlog_bytes,
+             records_shed_total = excluded.records_shed_total, collection_errors_total = excluded.collection_errors_total,
+             send_failures_total = excluded.send_failures_total, taken_at = excluded.taken_at,
+             batch_sequence = excluded.batch_sequence, received_at = excluded.received_at
+         WHERE cur.taken_at <= excluded.taken_at",
+    )
+    .bind(&status.agent_id)
+    .bind(&status.account_id)
+    .bind(&status.region)
+    .bind(&status.agent_version)
+    .bind(big(status.outbox_backlog_frames))
+    .bind(big(status.outbox_backlog_bytes))
+    .bind(big(status.records_shed_total))
+    .bind(big(status.collection_errors_total))
+    .bind(big(status.send_failures_total))
+    .bind(status.taken_at_unix_ms as f64)
+    .bind(big(status.batch_sequence))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
 }
 
 #[cfg(test)]

@@ -95,6 +95,9 @@ pub struct InventoryRow {
     pub service: String,
     /// Tags at observation time.
     pub tags: Vec<(String, String)>,
+    /// Service-specific attributes (name, value), e.g. `("iops", "3000")`;
+    /// empty for protocol v1 batches.
+    pub attributes: Vec<(String, String)>,
     /// When the agent observed the resource, Unix seconds.
     pub observed_unix_s: i64,
     /// The resource no longer exists.
@@ -112,4 +115,31 @@ pub struct Batch {
     pub facts: Vec<FactRow>,
     /// Inventory observations.
     pub inventory: Vec<InventoryRow>,
+}
+
+/// The newest health snapshot an agent reported (protocol v2 batches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatusRow {
+    /// Agent identity.
+    pub agent_id: String,
+    /// 12-digit AWS account id the agent collects in.
+    pub account_id: String,
+    /// AWS region code.
+    pub region: String,
+    /// The agent's version.
+    pub agent_version: String,
+    /// Batches in the agent's outbox not yet acknowledged.
+    pub outbox_backlog_frames: u64,
+    /// Bytes of those batches.
+    pub outbox_backlog_bytes: u64,
+    /// Records the agent's outbox shed or coarsened away.
+    pub records_shed_total: u64,
+    /// Collection errors since the agent started.
+    pub collection_errors_total: u64,
+    /// Failed batch sends since the agent started.
+    pub send_failures_total: u64,
+    /// When the snapshot was taken, Unix milliseconds.
+    pub taken_at_unix_ms: i64,
+    /// Sequence of the batch that carried it.
+    pub batch_sequence: u64,
 }

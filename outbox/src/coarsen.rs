@@ -84,6 +84,7 @@ pub fn coarsen(cycle: &Cycle) -> (Cycle, CoarsenReport) {
         created_at_unix_ms: cycle.created_at_unix_ms,
         resources: Vec::new(),
         emissions,
+        agent_status: cycle.agent_status.clone(),
     };
     (coarse, report)
 }

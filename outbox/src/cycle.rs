@@ -1,6 +1,6 @@
 //! What one collection cycle hands to the outbox.
 
-use canopy_protocol::{EmissionRecord, GroupKey, ResourceRecord};
+use canopy_protocol::{AgentStatus, EmissionRecord, GroupKey, ResourceRecord};
 
 /// One emission record with the group its subject belongs to.
 ///
@@ -33,6 +33,9 @@ pub struct Cycle {
     pub resources: Vec<ResourceRecord>,
     /// Emission records with their groups.
     pub emissions: Vec<GroupedEmission>,
+    /// The agent's health when the cycle finished; every batch of the cycle
+    /// carries it (protocol v2), so the aggregator's fleet view shows it.
+    pub agent_status: Option<AgentStatus>,
 }
 
 impl Cycle {

@@ -387,6 +387,7 @@ impl<S: OutboxStore> Outbox<S> {
                     .iter()
                     .map(|e| e.record.clone())
                     .collect(),
+                agent_status: cycle.agent_status.clone(),
             };
             batch
                 .validate(&self.limits)

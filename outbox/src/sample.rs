@@ -92,6 +92,7 @@ pub fn resource(i: usize, teams: usize) -> ResourceRecord {
         cpu_architecture: Some(CpuArchitecture::X86_64),
         accelerators: Vec::new(),
         tags,
+        attributes: BTreeMap::new(),
         lifecycle: LifecycleState::Running,
         first_seen_unix_s: BASE_UNIX_S,
         last_seen_unix_s: BASE_UNIX_S,
@@ -117,6 +118,7 @@ pub fn cycle(resources: usize, hours: i64, teams: usize) -> Cycle {
         created_at_unix_ms: BASE_UNIX_S * 1_000,
         resources: (0..resources).map(|i| resource(i, teams)).collect(),
         emissions,
+        agent_status: None,
     }
 }
 
@@ -134,5 +136,6 @@ pub fn emissions_only(records: usize, hour: i64, teams: usize) -> Cycle {
                 group: group(i, teams),
             })
             .collect(),
+        agent_status: None,
     }
 }

@@ -64,6 +64,7 @@ fn main() {
         created_at_unix_ms: 1_700_100_000_000,
         resources: vec![],
         emissions: (0..RECORDS).map(record).collect(),
+        agent_status: None,
     };
     let limits = DecodeLimits::default();
     for compression in [Compression::None, Compression::Lz4] {

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::emission::EmissionRecord;
 use crate::key::RecordKey;
 use crate::resource::ResourceRecord;
+use crate::status::AgentStatus;
 
 /// 128 random bits chosen by the agent when it first builds a batch.
 ///
@@ -47,6 +48,9 @@ pub struct Batch {
     pub resources: Vec<ResourceRecord>,
     /// Emission estimates.
     pub emissions: Vec<EmissionRecord>,
+    /// The agent's own health when it built the batch (protocol v2; `None`
+    /// when decoded from a v1 frame or when the sender had none to report).
+    pub agent_status: Option<AgentStatus>,
 }
 
 impl Batch {

@@ -8,7 +8,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::frame::{self, Compression, FrameHeader, MessageKind};
 use crate::limits::DecodeLimits;
 use crate::reply::Reply;
-use crate::v1;
+use crate::{v1, v2};
 use crate::version::{CURRENT_VERSION, MIN_SUPPORTED_VERSION};
 
 /// A decoded message of either kind.
@@ -35,15 +35,39 @@ pub struct Decoded {
 /// Encoding does not validate: call [`Batch::validate`] first to make sure
 /// the receiver will accept it.
 pub fn encode_batch(batch: &Batch, compression: Compression) -> Result<Vec<u8>, EncodeError> {
-    let body = postcard::to_allocvec(&v1::batch_to_wire(batch)?)?;
-    frame::seal(CURRENT_VERSION, MessageKind::Batch, &body, compression)
+    encode_batch_at_version(batch, CURRENT_VERSION, compression)
+}
+
+/// Encodes `batch` as one frame at an older supported `version`, as an agent
+/// of that version would (for tests of mixed fleets and for staged
+/// roll-outs). A batch holding data `version` has no field for (resource
+/// attributes or an agent status at v1) is refused with
+/// [`EncodeError::NotInVersion`] rather than encoded without it.
+pub fn encode_batch_at_version(
+    batch: &Batch,
+    version: u16,
+    compression: Compression,
+) -> Result<Vec<u8>, EncodeError> {
+    let body = match version {
+        1 => postcard::to_allocvec(&v1::batch_to_wire(batch)?)?,
+        2 => postcard::to_allocvec(&v2::batch_to_wire(batch)?)?,
+        requested => {
+            return Err(EncodeError::UnsupportedVersion {
+                requested,
+                oldest: MIN_SUPPORTED_VERSION,
+                newest: CURRENT_VERSION,
+            });
+        }
+    };
+    frame::seal(version, MessageKind::Batch, &body, compression)
 }
 
 /// Encodes `reply` as one uncompressed frame at `version`, which should be
 /// the version of the batch frame it answers so an older agent can read it.
+/// v2 replies have v1's body layout.
 pub fn encode_reply(reply: &Reply, version: u16) -> Result<Vec<u8>, EncodeError> {
     let body = match version {
-        1 => postcard::to_allocvec(&v1::reply_to_wire(reply))?,
+        1 | 2 => postcard::to_allocvec(&v1::reply_to_wire(reply))?,
         requested => {
             return Err(EncodeError::UnsupportedVersion {
                 requested,
@@ -99,6 +123,7 @@ fn batch_body(
 ) -> Result<Batch, DecodeError> {
     match header.version {
         1 => v1::batch_from_wire(v1::parse_batch(body, limits)?, limits),
+        2 => v2::batch_from_wire(v2::parse_batch(body, limits)?, limits),
         other => Err(unsupported(other)),
     }
 }
@@ -109,7 +134,7 @@ fn reply_body(
     limits: &DecodeLimits,
 ) -> Result<Reply, DecodeError> {
     match header.version {
-        1 => v1::reply_from_wire(parse_body(body, header)?, limits),
+        1 | 2 => v1::reply_from_wire(parse_body(body, header)?, limits),
         other => Err(unsupported(other)),
     }
 }

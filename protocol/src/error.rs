@@ -167,6 +167,14 @@ pub enum DecodeError {
         /// The repeated key.
         key: String,
     },
+    /// A resource carries the same attribute name twice.
+    #[error("{record}.attributes: duplicate attribute key {key:?}")]
+    DuplicateAttributeKey {
+        /// Where.
+        record: RecordRef,
+        /// The repeated name.
+        key: String,
+    },
 }
 
 impl DecodeError {
@@ -179,7 +187,8 @@ impl DecodeError {
             DecodeError::FrameTooLarge { .. }
             | DecodeError::BodyTooLarge { .. }
             | DecodeError::LimitExceeded { .. }
-            | DecodeError::DuplicateTagKey { .. } => ErrorCode::InvalidBatch,
+            | DecodeError::DuplicateTagKey { .. }
+            | DecodeError::DuplicateAttributeKey { .. } => ErrorCode::InvalidBatch,
             _ => ErrorCode::MalformedFrame,
         }
     }
@@ -207,6 +216,17 @@ pub enum EncodeError {
         max: u64,
         /// Actual amount.
         found: u64,
+    },
+    /// The batch holds data the requested (older) version has no field for;
+    /// encoding it there would drop it silently.
+    #[error("cannot encode at protocol version {version}: {what} has no field before version {since}")]
+    NotInVersion {
+        /// Version asked for.
+        version: u16,
+        /// What could not be represented, e.g. `resources[2].attributes`.
+        what: String,
+        /// First version with that field.
+        since: u16,
     },
     /// The serialiser failed.
     #[error("cannot serialise message: {0}")]

@@ -28,6 +28,12 @@ pub struct DecodeLimits {
     pub max_tag_value_bytes: usize,
     /// Most accelerator entries on one resource record.
     pub max_accelerators_per_resource: usize,
+    /// Most attributes on one resource record (protocol v2).
+    pub max_attributes_per_resource: usize,
+    /// Longest attribute name.
+    pub max_attribute_key_bytes: usize,
+    /// Longest attribute value.
+    pub max_attribute_value_bytes: usize,
     /// Most string bytes a decoded batch may materialise in memory in total.
     /// Records refer to a shared string table, so a small frame could
     /// otherwise expand into a very large in-memory value.
@@ -53,6 +59,12 @@ impl DecodeLimits {
     pub const DEFAULT_MAX_TAG_VALUE_BYTES: usize = 1_024;
     /// Default [`max_accelerators_per_resource`](Self::max_accelerators_per_resource).
     pub const DEFAULT_MAX_ACCELERATORS_PER_RESOURCE: usize = 16;
+    /// Default [`max_attributes_per_resource`](Self::max_attributes_per_resource).
+    pub const DEFAULT_MAX_ATTRIBUTES_PER_RESOURCE: usize = 64;
+    /// Default [`max_attribute_key_bytes`](Self::max_attribute_key_bytes).
+    pub const DEFAULT_MAX_ATTRIBUTE_KEY_BYTES: usize = 128;
+    /// Default [`max_attribute_value_bytes`](Self::max_attribute_value_bytes).
+    pub const DEFAULT_MAX_ATTRIBUTE_VALUE_BYTES: usize = 1_024;
     /// Default [`max_decoded_string_bytes`](Self::max_decoded_string_bytes): 64 MiB.
     pub const DEFAULT_MAX_DECODED_STRING_BYTES: usize = 64 * 1024 * 1024;
 }
@@ -69,6 +81,9 @@ impl Default for DecodeLimits {
             max_tag_key_bytes: Self::DEFAULT_MAX_TAG_KEY_BYTES,
             max_tag_value_bytes: Self::DEFAULT_MAX_TAG_VALUE_BYTES,
             max_accelerators_per_resource: Self::DEFAULT_MAX_ACCELERATORS_PER_RESOURCE,
+            max_attributes_per_resource: Self::DEFAULT_MAX_ATTRIBUTES_PER_RESOURCE,
+            max_attribute_key_bytes: Self::DEFAULT_MAX_ATTRIBUTE_KEY_BYTES,
+            max_attribute_value_bytes: Self::DEFAULT_MAX_ATTRIBUTE_VALUE_BYTES,
             max_decoded_string_bytes: Self::DEFAULT_MAX_DECODED_STRING_BYTES,
         }
     }

@@ -25,6 +25,10 @@ pub struct ResourceRecord {
     pub accelerators: Vec<Accelerator>,
     /// User tags, key → value.
     pub tags: BTreeMap<String, String>,
+    /// Service-specific details the agent discovered, name → value as text,
+    /// e.g. `iops` → `3000`, `engine` → `postgres`, `multi_az` → `true`
+    /// (protocol v2; empty when decoded from a v1 frame).
+    pub attributes: BTreeMap<String, String>,
     /// Lifecycle state when last seen.
     pub lifecycle: LifecycleState,
     /// First time the agent saw the resource, Unix seconds.

@@ -106,6 +106,16 @@ pub enum ValidationError {
         /// Entries found.
         found: usize,
     },
+    /// A timestamp or count that must not be negative is.
+    #[error("{record}.{field}: expected a value >= 0, found {found}")]
+    Negative {
+        /// Where.
+        record: RecordRef,
+        /// Which field.
+        field: &'static str,
+        /// Value found.
+        found: i64,
+    },
     /// Two emission records in one batch share a record key.
     #[error("{record}: expected a unique record key, found the same key as emissions[{first}]")]
     DuplicateRecordKey {
@@ -120,9 +130,10 @@ type Result<T = ()> = std::result::Result<T, ValidationError>;
 
 impl Batch {
     /// Checks what the protocol guarantees about every batch: a 12-digit
-    /// account id; non-empty, limit-respecting strings; record, tag and
-    /// accelerator counts within `limits`; finite non-negative vCPUs,
-    /// energies, emissions and grid factors; PUE >= 1; `low <= embodied +
+    /// account id; non-empty, limit-respecting strings; record, tag,
+    /// accelerator and attribute counts within `limits`; a non-empty agent
+    /// version and a non-negative status time when a status is present;
+    /// finite non-negative vCPUs, energies, emissions and grid factors; PUE >= 1; `low <= embodied +
     /// operational location <= high`; non-empty intervals; first seen <=
     /// last seen; unique emission record keys. Returns the first problem.
     pub fn validate(&self, limits: &DecodeLimits) -> Result {
@@ -157,6 +168,21 @@ impl Batch {
         )?;
         for (i, r) in self.resources.iter().enumerate() {
             validate_resource(r, RecordRef::Resource(i), limits)?;
+        }
+        if let Some(status) = &self.agent_status {
+            text(
+                env,
+                "agent_status.agent_version",
+                &status.agent_version,
+                limits.max_string_bytes,
+            )?;
+            if status.taken_at_unix_ms < 0 {
+                return Err(ValidationError::Negative {
+                    record: env,
+                    field: "agent_status.taken_at_unix_ms",
+                    found: status.taken_at_unix_ms,
+                });
+            }
         }
         let mut seen: HashMap<(&Subject, i64, i64), usize> =
             HashMap::with_capacity(self.emissions.len());
@@ -205,6 +231,16 @@ fn validate_resource(r: &ResourceRecord, at: RecordRef, limits: &DecodeLimits) -
     for (k, v) in &r.tags {
         text(at, "tags.key", k, limits.max_tag_key_bytes)?;
         too_long(at, "tags.value", v, limits.max_tag_value_bytes)?;
+    }
+    count(
+        at,
+        "attributes",
+        r.attributes.len(),
+        limits.max_attributes_per_resource,
+    )?;
+    for (k, v) in &r.attributes {
+        text(at, "attributes.key", k, limits.max_attribute_key_bytes)?;
+        too_long(at, "attributes.value", v, limits.max_attribute_value_bytes)?;
     }
     if r.first_seen_unix_s > r.last_seen_unix_s {
         return Err(ValidationError::SeenOutOfOrder {
@@ -359,6 +395,7 @@ mod tests {
             created_at_unix_ms: 0,
             resources: vec![],
             emissions: vec![],
+            agent_status: None,
         }
     }
 

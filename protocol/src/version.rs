@@ -8,7 +8,7 @@
 //! written at the version the peer spoke.
 
 /// The version this build writes batches in, and the newest it can read.
-pub const CURRENT_VERSION: u16 = 1;
+pub const CURRENT_VERSION: u16 = 2;
 
 /// The oldest version this build can still read.
 pub const MIN_SUPPORTED_VERSION: u16 = 1;

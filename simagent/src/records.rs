@@ -82,6 +82,7 @@ impl Spec {
             created_at_unix_ms: (self.base_unix_s + (c % 24) as i64 * 3_600) * 1_000,
             resources: Vec::new(),
             emissions,
+            agent_status: None,
         }
     }
 }
@@ -151,6 +152,7 @@ mod tests {
             created_at_unix_ms: cycle.created_at_unix_ms,
             resources: vec![],
             emissions: cycle.emissions.iter().map(|g| g.record.clone()).collect(),
+            agent_status: None,
         };
         batch.validate(&canopy_protocol::DecodeLimits::default()).expect("valid");
         // Hour 10 of the base.

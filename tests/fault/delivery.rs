@@ -51,6 +51,7 @@ fn frame(account: &str, sequence: u64, emissions: Vec<wire::EmissionRecord>) -> 
         created_at_unix_ms: now_unix_s() * 1_000,
         resources: vec![],
         emissions,
+        agent_status: None,
     };
     encode_batch(&batch, Compression::Lz4).expect("encode")
 }

@@ -347,6 +347,7 @@ async fn full_cycle_against_moto_reports_inventory_and_exact_emissions() {
         created_at_unix_ms: now * 1_000,
         resources: out.resources.iter().map(|(r, _)| r.clone()).collect(),
         emissions: out.emissions.clone(),
+        agent_status: None,
     };
     batch.validate(&canopy_protocol::DecodeLimits::default()).unwrap();
 

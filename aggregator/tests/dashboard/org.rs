@@ -134,6 +134,7 @@ pub async fn load(pool: &PgPool) {
                     resource_type: resource_type.to_owned(),
                     service: service.to_owned(),
                     tags,
+                    attributes: vec![],
                     observed_unix_s: NOW - 60,
                     deleted: false,
                 }

@@ -48,6 +48,7 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
         resource_type: "ec2:instance".into(),
         service: "AmazonEC2".into(),
         tags: vec![("cost-centre".into(), "cc-7".into())],
+        attributes: vec![],
         observed_unix_s: T0,
         deleted: false,
     };

@@ -125,6 +125,7 @@ async fn inventory_keeps_current_state_and_history_of_changes() {
         resource_type: "ec2:instance".into(),
         service: "AmazonEC2".into(),
         tags: vec![("team".into(), team.into())],
+        attributes: vec![],
         observed_unix_s: observed,
         deleted: false,
     };
@@ -181,6 +182,7 @@ async fn protocol_batches_store_and_supersede() {
         created_at_unix_ms: 0,
         resources: vec![],
         emissions: vec![r],
+        agent_status: None,
     };
     let b1 = canopy_aggregator::from_protocol::batch_from_protocol(&batch(1, record(1, 216.0)));
     let b2 = canopy_aggregator::from_protocol::batch_from_protocol(&batch(2, record(2, 180.0)));

@@ -221,6 +221,7 @@ fn encode_only(cycles: usize) {
             created_at_unix_ms: cycle.created_at_unix_ms,
             resources: Vec::new(),
             emissions: cycle.emissions.iter().map(|e| e.record.clone()).collect(),
+            agent_status: None,
         };
         batch.validate(&limits).expect("sample batch is valid");
         bytes += canopy_protocol::encode_batch(&batch, canopy_protocol::Compression::Lz4)

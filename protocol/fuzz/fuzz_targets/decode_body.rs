@@ -1,8 +1,9 @@
-//! Arbitrary bytes as the body of an otherwise valid v1 frame (correct
+//! Arbitrary bytes as the body of an otherwise valid frame (correct
 //! lengths and checksum), so the fuzzer reaches the postcard decoder, the
 //! string-table resolution and the limit checks instead of stopping at the
 //! checksum. First byte: bit 0 = reply instead of batch, bit 1 = the body
-//! is an LZ4 block (then the next 2 bytes are the declared size).
+//! is an LZ4 block (then the next 2 bytes are the declared size), bit 2 =
+//! protocol version 2 instead of 1.
 #![no_main]
 
 use canopy_protocol::{DecodeLimits, FLAG_LZ4, MAGIC, decode_message};
@@ -25,8 +26,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (0, rest.len() as u32, rest)
     };
+    let version: u16 = if control & 4 == 4 { 2 } else { 1 };
     let mut frame = MAGIC.to_vec();
-    frame.extend_from_slice(&1u16.to_le_bytes());
+    frame.extend_from_slice(&version.to_le_bytes());
     frame.push(flags);
     frame.push(kind);
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());

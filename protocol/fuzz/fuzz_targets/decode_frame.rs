@@ -4,7 +4,7 @@
 #![no_main]
 
 use canopy_protocol::{
-    Compression, DecodeLimits, Message, decode_message, encode_batch, encode_reply,
+    Compression, DecodeLimits, Message, decode_message, encode_batch_at_version, encode_reply,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let first = match &decoded.message {
         Message::Batch(batch) => {
-            encode_batch(batch, Compression::None).expect("a decoded batch re-encodes")
+            encode_batch_at_version(batch, decoded.version, Compression::None)
+                .expect("a decoded batch re-encodes at its version")
         }
         Message::Reply(reply) => {
             encode_reply(reply, decoded.version).expect("a decoded reply re-encodes")
@@ -29,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let again = decode_message(&first, &roomy).expect("a re-encoded message decodes");
     let second = match &again.message {
-        Message::Batch(batch) => encode_batch(batch, Compression::None).expect("re-encodes"),
+        Message::Batch(batch) => encode_batch_at_version(batch, again.version, Compression::None)
+            .expect("re-encodes"),
         Message::Reply(reply) => encode_reply(reply, again.version).expect("re-encodes"),
     };
     assert_eq!(first, second, "encoding is not stable across a decode");

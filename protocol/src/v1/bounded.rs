@@ -22,7 +22,7 @@ use super::{BatchV1, EmissionV1, ResourceV1};
 /// The limit a body broke, recorded beside the deserialiser's own error so
 /// the caller can report it precisely.
 #[derive(Clone, Copy)]
-struct Breach {
+pub(crate) struct Breach {
     field: &'static str,
     max: usize,
     found: usize,
@@ -34,13 +34,29 @@ pub(crate) fn parse_batch<'b>(
     limits: &DecodeLimits,
 ) -> Result<BatchV1<'b>, DecodeError> {
     let breach = Cell::new(None);
+    parse_bounded(
+        body,
+        1,
+        &breach,
+        BatchSeed {
+            limits,
+            breach: &breach,
+        },
+    )
+}
+
+/// Parses a whole batch body of `version` with `seed`, which records any
+/// limit it enforces in `breach`; the body must be consumed exactly. A limit
+/// breach is reported as [`DecodeError::LimitExceeded`], anything else as a
+/// body error of that version.
+pub(crate) fn parse_bounded<'b, S: DeserializeSeed<'b>>(
+    body: &'b [u8],
+    version: u16,
+    breach: &Cell<Option<Breach>>,
+    seed: S,
+) -> Result<S::Value, DecodeError> {
     let mut deserializer = postcard::Deserializer::from_bytes(body);
-    let parsed = BatchSeed {
-        limits,
-        breach: &breach,
-    }
-    .deserialize(&mut deserializer);
-    let batch = match parsed {
+    let batch = match seed.deserialize(&mut deserializer) {
         Ok(batch) => batch,
         Err(source) => {
             return Err(match breach.get() {
@@ -51,7 +67,7 @@ pub(crate) fn parse_batch<'b>(
                     found: b.found,
                 },
                 None => DecodeError::Body {
-                    version: 1,
+                    version,
                     kind: MessageKind::Batch,
                     source,
                 },
@@ -61,13 +77,13 @@ pub(crate) fn parse_batch<'b>(
     let rest = deserializer
         .finalize()
         .map_err(|source| DecodeError::Body {
-            version: 1,
+            version,
             kind: MessageKind::Batch,
             source,
         })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBodyBytes {
-            version: 1,
+            version,
             extra: rest.len(),
         });
     }
@@ -163,18 +179,12 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
 
 impl<'s> BatchSeed<'s> {
     fn bounded<T>(&self, field: &'static str, max: usize, already: usize) -> BoundedVec<'s, T> {
-        BoundedVec {
-            field,
-            max,
-            already,
-            breach: self.breach,
-            element: PhantomData,
-        }
+        BoundedVec::new(field, max, already, self.breach)
     }
 }
 
 /// A `Vec<T>` whose declared length plus `already` must not exceed `max`.
-struct BoundedVec<'s, T> {
+pub(crate) struct BoundedVec<'s, T> {
     field: &'static str,
     max: usize,
     already: usize,
@@ -217,7 +227,24 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVec<'_, T> {
     }
 }
 
-impl<T> BoundedVec<'_, T> {
+impl<'s, T> BoundedVec<'s, T> {
+    /// A bounded vector named `field` (in errors) of at most `max` elements
+    /// counting `already` elements read elsewhere, recording a breach.
+    pub(crate) fn new(
+        field: &'static str,
+        max: usize,
+        already: usize,
+        breach: &'s Cell<Option<Breach>>,
+    ) -> Self {
+        BoundedVec {
+            field,
+            max,
+            already,
+            breach,
+            element: PhantomData,
+        }
+    }
+
     /// Errors (recording the breach) when `found` exceeds the limit.
     fn check<E: de::Error>(&self, found: usize) -> Result<(), E> {
         if found <= self.max {

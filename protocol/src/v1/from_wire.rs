@@ -1,4 +1,8 @@
 //! v1 wire types → current in-memory types, enforcing [`DecodeLimits`].
+//!
+//! Fields added after v1 get their documented defaults: no resource
+//! attributes, no agent status. The resolver and record conversions are
+//! shared with v2, whose records extend v1's.
 
 use std::collections::BTreeMap;
 
@@ -16,14 +20,24 @@ use super::*;
 
 /// Resolves string-table indices into owned strings, checking per-field
 /// length limits and the batch's total decoded-string budget.
-struct Resolver<'w, 'a> {
+pub(crate) struct Resolver<'w, 'a> {
     strings: &'w [&'a str],
     budget_left: usize,
     budget_max: usize,
 }
 
-impl Resolver<'_, '_> {
-    fn get(
+impl<'w, 'a> Resolver<'w, 'a> {
+    /// A resolver over `strings` with the batch's decoded-string budget.
+    pub(crate) fn new(strings: &'w [&'a str], limits: &DecodeLimits) -> Self {
+        Resolver {
+            strings,
+            budget_left: limits.max_decoded_string_bytes,
+            budget_max: limits.max_decoded_string_bytes,
+        }
+    }
+
+    /// The string at `idx`, checked against `max_len` and the budget.
+    pub(crate) fn get(
         &mut self,
         idx: StrIdx,
         record: RecordRef,
@@ -53,7 +67,7 @@ impl Resolver<'_, '_> {
     }
 }
 
-fn check_len(
+pub(crate) fn check_len(
     s: &str,
     record: RecordRef,
     field: &'static str,
@@ -70,7 +84,7 @@ fn check_len(
     Ok(())
 }
 
-fn check_count(
+pub(crate) fn check_count(
     found: usize,
     max: usize,
     record: RecordRef,
@@ -102,11 +116,7 @@ pub(crate) fn batch_from_wire(
     check_len(wire.agent_id, env, "agent_id", limits.max_string_bytes)?;
     check_len(wire.account_id, env, "account_id", limits.max_string_bytes)?;
     check_len(wire.region, env, "region", limits.max_string_bytes)?;
-    let mut strings = Resolver {
-        strings: &wire.strings,
-        budget_left: limits.max_decoded_string_bytes,
-        budget_max: limits.max_decoded_string_bytes,
-    };
+    let mut strings = Resolver::new(&wire.strings, limits);
     let resources = wire
         .resources
         .into_iter()
@@ -128,10 +138,11 @@ pub(crate) fn batch_from_wire(
         created_at_unix_ms: wire.created_at_unix_ms,
         resources,
         emissions,
+        agent_status: None,
     })
 }
 
-fn resource_from_wire(
+pub(crate) fn resource_from_wire(
     r: ResourceV1,
     at: RecordRef,
     strings: &mut Resolver<'_, '_>,
@@ -198,6 +209,7 @@ fn resource_from_wire(
         }),
         accelerators,
         tags,
+        attributes: BTreeMap::new(),
         lifecycle: match r.lifecycle {
             LifecycleV1::Pending => LifecycleState::Pending,
             LifecycleV1::Running => LifecycleState::Running,
@@ -211,7 +223,7 @@ fn resource_from_wire(
     })
 }
 
-fn emission_from_wire(
+pub(crate) fn emission_from_wire(
     e: EmissionV1,
     at: RecordRef,
     strings: &mut Resolver<'_, '_>,

@@ -15,9 +15,13 @@ mod to_wire;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use bounded::parse_batch;
-pub(crate) use from_wire::{batch_from_wire, reply_from_wire};
-pub(crate) use to_wire::{batch_to_wire, reply_to_wire};
+pub(crate) use bounded::{BoundedVec, Breach, parse_batch, parse_bounded};
+pub(crate) use from_wire::{
+    Resolver, batch_from_wire, check_count, check_len, emission_from_wire, reply_from_wire,
+    resource_from_wire,
+};
+pub(crate) use intern::Interner;
+pub(crate) use to_wire::{batch_to_wire, emission_to_wire, reply_to_wire, resource_to_wire};
 
 /// Index into [`BatchV1::strings`].
 pub(crate) type StrIdx = u32;

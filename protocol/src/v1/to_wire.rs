@@ -9,8 +9,21 @@ use crate::resource::{AcceleratorKind, CpuArchitecture, LifecycleState, Resource
 use super::intern::Interner;
 use super::*;
 
-/// Builds the v1 body of `batch`, interning every record string.
+/// Builds the v1 body of `batch`, interning every record string. A batch
+/// carrying what v1 cannot express (resource attributes, an agent status)
+/// is refused rather than sent without it.
 pub(crate) fn batch_to_wire(batch: &Batch) -> Result<BatchV1<'_>, EncodeError> {
+    let not_in_v1 = |what: String| EncodeError::NotInVersion {
+        version: 1,
+        what,
+        since: 2,
+    };
+    if let Some(i) = batch.resources.iter().position(|r| !r.attributes.is_empty()) {
+        return Err(not_in_v1(format!("resources[{i}].attributes")));
+    }
+    if batch.agent_status.is_some() {
+        return Err(not_in_v1("batch.agent_status".to_owned()));
+    }
     let mut strings = Interner::default();
     let resources = batch
         .resources
@@ -35,7 +48,7 @@ pub(crate) fn batch_to_wire(batch: &Batch) -> Result<BatchV1<'_>, EncodeError> {
     })
 }
 
-fn resource_to_wire<'a>(
+pub(crate) fn resource_to_wire<'a>(
     r: &'a ResourceRecord,
     strings: &mut Interner<'a>,
 ) -> Result<ResourceV1, EncodeError> {
@@ -98,7 +111,7 @@ fn resource_to_wire<'a>(
     })
 }
 
-fn emission_to_wire<'a>(
+pub(crate) fn emission_to_wire<'a>(
     e: &'a EmissionRecord,
     strings: &mut Interner<'a>,
 ) -> Result<EmissionV1, EncodeError> {

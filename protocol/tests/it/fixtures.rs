@@ -36,6 +36,7 @@ pub fn sample_resource() -> ResourceRecord {
         cpu_architecture: Some(CpuArchitecture::X86_64),
         accelerators: vec![],
         tags,
+        attributes: BTreeMap::new(),
         lifecycle: LifecycleState::Running,
         first_seen_unix_s: 1_700_000_000,
         last_seen_unix_s: 1_700_003_600,
@@ -72,6 +73,7 @@ pub fn sample_gpu_and_volume() -> Vec<ResourceRecord> {
         cpu_architecture: None,
         accelerators: vec![],
         tags: BTreeMap::new(),
+        attributes: BTreeMap::new(),
         lifecycle: LifecycleState::Running,
         first_seen_unix_s: 1_699_000_000,
         last_seen_unix_s: 1_700_003_600,
@@ -146,6 +148,32 @@ pub fn sample_batch() -> Batch {
         created_at_unix_ms: 1_700_003_700_123,
         resources,
         emissions: vec![sample_emission(), sample_group_emission()],
+        agent_status: None,
+    }
+}
+
+/// The fixed batch the v2 golden file encodes: the v1 sample plus
+/// attributes on the volume (IOPS, attachment) and an agent status.
+pub fn sample_v2_batch() -> Batch {
+    let mut batch = sample_batch();
+    batch.resources[2].attributes = BTreeMap::from([
+        ("iops".to_owned(), "3000".to_owned()),
+        ("attached_to".to_owned(), "i-0abc0000000000002".to_owned()),
+    ]);
+    batch.agent_status = Some(sample_status());
+    batch
+}
+
+/// The agent status of [`sample_v2_batch`].
+pub fn sample_status() -> AgentStatus {
+    AgentStatus {
+        agent_version: "0.2.0".into(),
+        outbox_backlog_frames: 3,
+        outbox_backlog_bytes: 123_456,
+        records_shed_total: 7,
+        collection_errors_total: 2,
+        send_failures_total: 5,
+        taken_at_unix_ms: 1_700_003_700_000,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use canopy_protocol::*;
 
-use crate::fixtures::{day_of_hourly_records, sample_batch};
+use crate::fixtures::{day_of_hourly_records, sample_batch, sample_v2_batch};
 
 fn check(batch: &Batch, limits: DecodeLimits, expected_message: &str) {
     let frame = encode_batch(batch, Compression::Lz4).unwrap();
@@ -131,4 +131,53 @@ fn decoded_string_budget_stops_string_table_amplification() {
         ..DecodeLimits::default()
     };
     assert_eq!(decode_batch(&frame, &enough).unwrap(), batch);
+}
+
+#[test]
+fn too_many_attributes() {
+    // resources[2] of the v2 sample has two attributes (attached_to, iops).
+    check(
+        &sample_v2_batch(),
+        DecodeLimits {
+            max_attributes_per_resource: 1,
+            ..DecodeLimits::default()
+        },
+        "resources[2].attributes: expected at most 1, found 2",
+    );
+}
+
+#[test]
+fn long_attribute_key_and_value() {
+    // "attached_to" is 11 bytes; its value "i-0abc0000000000002" 19.
+    check(
+        &sample_v2_batch(),
+        DecodeLimits {
+            max_attribute_key_bytes: 10,
+            ..DecodeLimits::default()
+        },
+        "resources[2].attributes.key: expected at most 10, found 11",
+    );
+    check(
+        &sample_v2_batch(),
+        DecodeLimits {
+            max_attribute_value_bytes: 18,
+            ..DecodeLimits::default()
+        },
+        "resources[2].attributes.value: expected at most 18, found 19",
+    );
+}
+
+#[test]
+fn long_agent_version() {
+    let mut batch = sample_v2_batch();
+    batch.agent_status.as_mut().unwrap().agent_version = "v".repeat(40);
+    check(
+        &batch,
+        DecodeLimits {
+            max_string_bytes: 39,
+            max_tag_value_bytes: 1_024,
+            ..DecodeLimits::default()
+        },
+        "batch.agent_status.agent_version: expected at most 39, found 40",
+    );
 }

@@ -65,7 +65,7 @@ fn resource() -> impl Strategy<Value = ResourceRecord> {
             option::of(arch),
         ),
         vec(accelerator(), 0..3),
-        btree_map(text(), text(), 0..4),
+        (btree_map(text(), text(), 0..4), btree_map(text(), text(), 0..4)),
         (lifecycle(), any::<i64>(), any::<i64>()),
     )
         .prop_map(
@@ -74,7 +74,7 @@ fn resource() -> impl Strategy<Value = ResourceRecord> {
                 size,
                 (vcpus, memory_mib, cpu_architecture),
                 accelerators,
-                tags,
+                (tags, attributes),
                 (lifecycle, first, last),
             )| {
                 ResourceRecord {
@@ -88,6 +88,7 @@ fn resource() -> impl Strategy<Value = ResourceRecord> {
                     cpu_architecture,
                     accelerators,
                     tags: tags.into_iter().collect::<BTreeMap<_, _>>(),
+                    attributes,
                     lifecycle,
                     first_seen_unix_s: first,
                     last_seen_unix_s: last,
@@ -164,15 +165,39 @@ fn emission() -> impl Strategy<Value = EmissionRecord> {
         )
 }
 
+fn status() -> impl Strategy<Value = AgentStatus> {
+    (
+        text(),
+        any::<[u64; 5]>(),
+        any::<i64>(),
+    )
+        .prop_map(|(agent_version, n, taken_at_unix_ms)| AgentStatus {
+            agent_version,
+            outbox_backlog_frames: n[0],
+            outbox_backlog_bytes: n[1],
+            records_shed_total: n[2],
+            collection_errors_total: n[3],
+            send_failures_total: n[4],
+            taken_at_unix_ms,
+        })
+}
+
 pub fn batch() -> impl Strategy<Value = Batch> {
     (
         (text(), "[0-9]{12}", text()),
         (any::<u64>(), any::<[u8; 16]>(), any::<i64>()),
         vec(resource(), 0..6),
         vec(emission(), 0..8),
+        option::of(status()),
     )
         .prop_map(
-            |((agent_id, account_id, region), (sequence, key, created), resources, emissions)| {
+            |(
+                (agent_id, account_id, region),
+                (sequence, key, created),
+                resources,
+                emissions,
+                agent_status,
+            )| {
                 Batch {
                     agent_id,
                     account_id,
@@ -182,9 +207,19 @@ pub fn batch() -> impl Strategy<Value = Batch> {
                     created_at_unix_ms: created,
                     resources,
                     emissions,
+                    agent_status,
                 }
             },
         )
+}
+
+/// `b` without what v1 cannot carry, as a v1 agent would have built it.
+fn as_v1(mut b: Batch) -> Batch {
+    for r in &mut b.resources {
+        r.attributes.clear();
+    }
+    b.agent_status = None;
+    b
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
@@ -236,8 +271,17 @@ proptest! {
     }
 
     #[test]
-    fn any_reply_round_trips(r in reply()) {
-        let frame = encode_reply(&r, 1).unwrap();
+    fn any_v1_batch_still_decodes(b in batch()) {
+        let b = as_v1(b);
+        let frame = encode_batch_at_version(&b, 1, Compression::Lz4).unwrap();
+        let decoded = decode_message(&frame, &DecodeLimits::default()).unwrap();
+        prop_assert_eq!(decoded.version, 1);
+        prop_assert_eq!(decoded.message, Message::Batch(b));
+    }
+
+    #[test]
+    fn any_reply_round_trips(r in reply(), version in 1u16..=2) {
+        let frame = encode_reply(&r, version).unwrap();
         prop_assert_eq!(decode_reply(&frame, &DecodeLimits::default()).unwrap(), r);
     }
 }
@@ -245,11 +289,11 @@ proptest! {
 #[test]
 fn reply_at_an_unknown_version_is_refused() {
     let ack = crate::fixtures::sample_ack();
-    match encode_reply(&ack, 2) {
+    match encode_reply(&ack, 3) {
         Err(EncodeError::UnsupportedVersion {
-            requested: 2,
+            requested: 3,
             oldest: 1,
-            newest: 1,
+            newest: 2,
         }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
@@ -288,4 +332,23 @@ fn batch_decoder_refuses_a_reply_frame_and_vice_versa() {
         decode_reply(&batch, &limits),
         Err(DecodeError::WrongMessageKind { .. })
     ));
+}
+
+#[test]
+fn v2_data_is_refused_at_v1_rather_than_dropped() {
+    let b = crate::fixtures::sample_v2_batch();
+    let err = encode_batch_at_version(&b, 1, Compression::None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot encode at protocol version 1: resources[2].attributes has no field before version 2"
+    );
+    let status_only = Batch {
+        resources: vec![],
+        ..b
+    };
+    let err = encode_batch_at_version(&status_only, 1, Compression::None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot encode at protocol version 1: batch.agent_status has no field before version 2"
+    );
 }

@@ -149,3 +149,42 @@ fn record_key_ignores_revision_and_values_but_not_interval() {
         "123456789012/eu-west-1/resource:arn:aws:ec2:eu-west-1:123456789012:instance/i-0abc0000000000001@1700000000..1700003600"
     );
 }
+
+#[test]
+fn attribute_and_status_errors() {
+    let limits = DecodeLimits::default();
+    crate::fixtures::sample_v2_batch().validate(&limits).unwrap();
+    let check_v2 = |edit: &dyn Fn(&mut Batch), expected: &str| {
+        let mut batch = crate::fixtures::sample_v2_batch();
+        edit(&mut batch);
+        assert_eq!(batch.validate(&limits).unwrap_err().to_string(), expected);
+    };
+    check_v2(
+        &|b| {
+            b.resources[0].attributes.insert(String::new(), "x".into());
+        },
+        "resources[0].attributes.key: expected a non-empty string, found an empty one",
+    );
+    check_v2(
+        &|b| {
+            b.resources[1].attributes.insert("engine".into(), "x".repeat(1_025));
+        },
+        "resources[1].attributes.value: expected at most 1024 bytes, found 1025",
+    );
+    check_v2(
+        &|b| {
+            for i in 0..65 {
+                b.resources[0].attributes.insert(format!("a{i}"), "1".into());
+            }
+        },
+        "resources[0].attributes: expected at most 64 entries, found 65",
+    );
+    check_v2(
+        &|b| b.agent_status.as_mut().unwrap().agent_version.clear(),
+        "batch.agent_status.agent_version: expected a non-empty string, found an empty one",
+    );
+    check_v2(
+        &|b| b.agent_status.as_mut().unwrap().taken_at_unix_ms = -1,
+        "batch.agent_status.taken_at_unix_ms: expected a value >= 0, found -1",
+    );
+}

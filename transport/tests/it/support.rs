@@ -273,6 +273,7 @@ pub fn batch(account: &str, sequence: u64, records: usize) -> Batch {
         created_at_unix_ms: 1_700_003_600_000,
         resources: Vec::new(),
         emissions,
+        agent_status: None,
     }
 }
 
