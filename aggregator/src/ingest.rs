@@ -1,7 +1,8 @@
 //! Writing one batch: idempotent per (agent id, sequence), facts upserted by
 //! (period_start, account, region, record key) where a higher revision
 //! replaces a lower one, and (native mode) every rollup corrected by the
-//! difference between the new and the replaced facts in the same statement.
+//! difference between the new and the replaced facts in the same statement;
+//! the same difference is queued for the org rollups (no account dimension).
 
 use std::collections::BTreeSet;
 
@@ -373,6 +374,21 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     )
 }
 
+/// Appends the same delta, per 5-minute bucket and account, to
+/// `org_rollup_pending` for the org rollups (migration 0006): an append-only
+/// insert, so batches of different accounts never wait on a shared row;
+/// `canopy_drain_org_rollups()` moves it on and queries read both.
+const ORG_PENDING_CTE: &str = "rp AS (
+            INSERT INTO org_rollup_pending (bucket_start, account_id, region, service, resource_type, team, quality,
+                                            energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                                            fact_count)
+            SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch'),
+                   account_id, region, service, resource_type, team, quality,
+                   sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
+            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+            RETURNING 1
+         )";
+
 fn facts_sql(mode: StorageMode) -> String {
     let rollups = match mode {
         StorageMode::Native => format!(
@@ -382,11 +398,12 @@ fn facts_sql(mode: StorageMode) -> String {
                 UNION ALL
                 SELECT period_start, account_id, region, service, resource_type, team, quality,
                        -energy_kwh, -location_g_co2e, -market_g_co2e, -low_g_co2e, -high_g_co2e, -1::bigint FROM old
-             ),\n{},\n{},\n{},\n{}",
+             ),\n{},\n{},\n{},\n{},\n{}",
             rollup_cte("r5", "rollup_5m", "date_bin(interval '5 minutes', period_start, timestamptz 'epoch')"),
             rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', period_start, timestamptz 'epoch')"),
             rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', period_start, timestamptz 'epoch')"),
             rollup_cte("rm", "rollup_monthly", "date_trunc('month', period_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
+            ORG_PENDING_CTE,
         ),
         // Continuous aggregates follow the facts by themselves.
         StorageMode::TimescaleDb => String::new(),
