@@ -272,7 +272,11 @@ async function loadFleet() {
     { key: "region", label: "Region" }, { key: "agent_id", label: "Agent" }, { key: "last_batch", label: "Last batch (UTC)" },
     { key: "lag_s", label: "Lag s", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
     { key: "batches", label: "Batches", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
-    { key: "agent_version", label: "Version" }, { key: "outbox_backlog", label: "Backlog" }, { key: "error_count", label: "Errors" },
+    { key: "agent_version", label: "Version", fmt: (v) => v ?? "–" },
+    { key: "outbox_backlog", label: "Backlog batches", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
+    { key: "outbox_backlog_bytes", label: "Backlog bytes", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
+    { key: "error_count", label: "Errors", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
+    { key: "records_shed", label: "Shed", num: true, fmt: (v) => (v === null ? "–" : String(v)) },
   ], rows, "canopy-fleet");
   return rows.length === 0;
 }

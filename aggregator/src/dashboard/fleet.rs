@@ -4,8 +4,9 @@
 //! or the facts of the last `window_hours` (default 2, at most 168; the
 //! facts scan grows with it), with the agent's last batch
 //! and lag; accounts of the directory with no agent at all come first.
-//! Agent version, outbox backlog and error counts are not stored by the
-//! aggregator yet, so they are answered as null.
+//! Agent version, outbox backlog and error counts come from the newest
+//! status the agent sent (protocol v2, table `agent_status`); they are null
+//! for an agent that never sent one (a v1 agent).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -34,11 +35,15 @@ SELECT k.account_id, COALESCE(acc.name, '') AS name, COALESCE(acc.ou_path, '') A
        c.region, c.agent_id,
        extract(epoch FROM c.last_data_at)::bigint AS last_data_unix_s,
        extract(epoch FROM ag.last_batch_at)::bigint AS last_batch_unix_s,
-       ag.last_sequence, ag.batches
+       ag.last_sequence, ag.batches,
+       st.agent_version, st.outbox_backlog_frames, st.outbox_backlog_bytes, st.records_shed_total,
+       st.collection_errors_total, st.send_failures_total,
+       (extract(epoch FROM st.taken_at) * 1000)::bigint AS status_taken_at_unix_ms
 FROM known k
 LEFT JOIN accounts acc ON acc.account_id = k.account_id
 LEFT JOIN cells c ON c.account_id = k.account_id
 LEFT JOIN agents ag ON ag.agent_id = c.agent_id
+LEFT JOIN agent_status st ON st.agent_id = c.agent_id
 ORDER BY (c.agent_id IS NULL) DESC, k.account_id, c.region, c.agent_id
 "#;
 
@@ -74,6 +79,8 @@ pub async fn handler(
                 without_agent += 1;
             }
             let last_batch: Option<i64> = r.get("last_batch_unix_s");
+            let collection_errors: Option<i64> = r.get("collection_errors_total");
+            let send_failures: Option<i64> = r.get("send_failures_total");
             json!({
                 "account_id": r.get::<String, _>("account_id"),
                 "account_name": r.get::<String, _>("name"),
@@ -85,9 +92,14 @@ pub async fn handler(
                 "lag_s": last_batch.map(|t| (now - t).max(0)),
                 "last_sequence": r.get::<Option<i64>, _>("last_sequence"),
                 "batches": r.get::<Option<i64>, _>("batches"),
-                "agent_version": Value::Null,
-                "outbox_backlog": Value::Null,
-                "error_count": Value::Null,
+                "agent_version": r.get::<Option<String>, _>("agent_version"),
+                "outbox_backlog": r.get::<Option<i64>, _>("outbox_backlog_frames"),
+                "outbox_backlog_bytes": r.get::<Option<i64>, _>("outbox_backlog_bytes"),
+                "records_shed": r.get::<Option<i64>, _>("records_shed_total"),
+                "collection_errors": collection_errors,
+                "send_failures": send_failures,
+                "error_count": collection_errors.zip(send_failures).map(|(c, f)| c.saturating_add(f)),
+                "status_taken_at_unix_ms": r.get::<Option<i64>, _>("status_taken_at_unix_ms"),
             })
         })
         .collect();
@@ -95,7 +107,6 @@ pub async fn handler(
         "now_unix_s": now,
         "window_hours": window_hours,
         "accounts_without_agent": without_agent,
-        "not_reported": ["agent_version", "outbox_backlog", "error_count"],
         "cells": cells,
     })))
 }

@@ -3,6 +3,7 @@
 //! CANOPY_TEST_ADMIN_URL to point elsewhere than
 //! postgres://postgres@127.0.0.1:5432/postgres.
 
+mod agent_status;
 mod grafana_sql;
 mod org;
 mod served;
