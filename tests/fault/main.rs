@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod delivery;
+mod private_pg;
 mod proxy;
 mod scenarios;
+mod small_disk;
 mod support;

@@ -18,10 +18,9 @@ pub fn admin_url() -> String {
     std::env::var("CANOPY_TEST_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// URL of database `name` on the admin URL's server.
-pub fn url_for(name: &str) -> String {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+/// URL of database `name` on the server of `admin`.
+pub fn url_on(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin.to_owned());
     format!("{base}/{name}")
 }
 
@@ -31,31 +30,38 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct TestDb {
     pub pool: PgPool,
     pub name: String,
+    admin: String,
 }
 
 impl TestDb {
+    /// A new migrated database on the shared server ([`admin_url`]).
     pub async fn migrated() -> TestDb {
+        TestDb::migrated_on(&admin_url()).await
+    }
+
+    /// A new migrated database on the server of the admin URL `admin`.
+    pub async fn migrated_on(admin: &str) -> TestDb {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("canopy_fault_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create database");
-        let pool = canopy_aggregator::db::connect(&url_for(&name), 8).await.expect("connect to the test database");
+        let mut conn = PgConnection::connect(admin).await.expect("connect to the admin database");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("create database");
+        let pool = canopy_aggregator::db::connect(&url_on(admin, &name), 8).await.expect("connect to the test database");
         canopy_aggregator::db::migrate(&pool).await.expect("migrations apply");
-        TestDb { pool, name }
+        TestDb { pool, name, admin: admin.to_owned() }
     }
 
     pub fn url(&self) -> String {
-        url_for(&self.name)
+        url_on(&self.admin, &self.name)
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin_url) = (self.name.clone(), self.admin.clone());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await;
                 }
             });
@@ -191,6 +197,19 @@ impl Aggregator {
         let _ = self.child.wait();
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// The value of counter `name` on the metrics endpoint (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
     /// The Prometheus text of the metrics endpoint.
     pub fn metrics_text(&self) -> String {
         use std::io::{Read, Write};
@@ -229,6 +248,12 @@ pub struct AgentSpec {
     pub cycles: u64,
     pub cycle_ms: u64,
     pub base_unix_s: i64,
+    /// Agents whose outbox lives elsewhere (a small disk) instead of `dir`.
+    pub outbox_dirs: BTreeMap<usize, PathBuf>,
+    /// Agents run with this `RUST_LOG` instead of `error`.
+    pub log_filters: BTreeMap<usize, String>,
+    /// Agents that produce this many cycles instead of `cycles`.
+    pub cycles_for: BTreeMap<usize, u64>,
 }
 
 impl AgentSpec {
@@ -244,18 +269,23 @@ impl AgentSpec {
             .args(["--dev-cert-from-ca-key", &self.ca_dir.join("ca-key.pem").display().to_string()])
             .args(["--account", &self.account])
             .args(["--agent-id", &format!("sim-{agent:02}")])
-            .args(["--outbox", &self.dir.join(format!("agent-{agent}.outbox")).display().to_string()])
+            .args(["--outbox", &self.outbox_dir(agent).display().to_string()])
             .args(["--records-per-cycle", &self.records_per_cycle.to_string()])
-            .args(["--cycles", &self.cycles.to_string()])
+            .args(["--cycles", &self.cycles_for.get(&agent).unwrap_or(&self.cycles).to_string()])
             .args(["--cycle-ms", &self.cycle_ms.to_string()])
             .args(["--base-unix-s", &self.base_unix_s.to_string()])
             .args(["--produced-log", &self.produced_log(agent).display().to_string()])
             .args(["--give-up-after-s", "120"])
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", self.log_filters.get(&agent).map(String::as_str).unwrap_or("error"))
             .stdout(self.append_file(self.stdout_path(agent)))
             .stderr(self.append_file(self.stderr_path(agent)))
             .spawn()
             .expect("spawn a simulated agent")
+    }
+
+    /// Folder of agent `agent`'s outbox.
+    pub fn outbox_dir(&self, agent: usize) -> PathBuf {
+        self.outbox_dirs.get(&agent).cloned().unwrap_or_else(|| self.dir.join(format!("agent-{agent}.outbox")))
     }
 
     /// The agent's stderr log (appended across restarts).
@@ -331,6 +361,8 @@ pub struct Outcome {
     pub send_failures: u64,
     /// Acks of batches already stored (resends absorbed by deduplication).
     pub duplicate_acks: u64,
+    /// Wall-clock seconds the scenario took.
+    pub seconds: f64,
 }
 
 /// Compares the stored facts with the expected ones.
@@ -368,13 +400,13 @@ pub async fn compare(pool: &PgPool, scenario: &str, expected: &Expected) -> Outc
 /// Prints the outcome table.
 pub fn print_table(rows: &[Outcome]) {
     println!(
-        "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9}  shed",
-        "scenario", "produced", "stored", "duplicates", "lost", "corrupted", "unexpected", "send fails", "dup acks"
+        "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9} {:>6}  shed",
+        "scenario", "produced", "stored", "duplicates", "lost", "corrupted", "unexpected", "send fails", "dup acks", "s"
     );
     for r in rows {
         println!(
-            "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9}  {}",
-            r.scenario, r.produced, r.stored, r.duplicates, r.lost, r.corrupted, r.unexpected, r.send_failures, r.duplicate_acks, r.shed
+            "{:<70} {:>9} {:>9} {:>10} {:>6} {:>9} {:>10} {:>12} {:>9} {:>6.1}  {}",
+            r.scenario, r.produced, r.stored, r.duplicates, r.lost, r.corrupted, r.unexpected, r.send_failures, r.duplicate_acks, r.seconds, r.shed
         );
     }
 }
