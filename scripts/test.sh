@@ -19,6 +19,13 @@ npm test --prefix tests/ccf-reference
 
 cargo test --workspace --locked
 
+# Browser test of the dashboard on a running `canopy demo`: Debian's Chromium
+# driven by playwright-core (pinned in tests/browser/package-lock.json).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+bash tests/browser/run.sh
+
 # Infrastructure as code: cfn-lint, checkov, HCL reference checks, agent IAM
 # policy (against the agent binary the workspace tests just built).
 CANOPY_AGENT_BIN=target/debug/canopy-agent CANOPY_AGGREGATOR_BIN=target/debug/canopy-aggregator bash tests/iac/run.sh

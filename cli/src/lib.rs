@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod demo;
 pub mod estimate;
 pub mod output;
 pub mod process_stats;
+pub mod simulate;
