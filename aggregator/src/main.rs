@@ -380,7 +380,7 @@ async fn start_ingest(
                 let (metrics, shared, refresh_metrics) = (metrics.clone(), shared.clone(), refresh_metrics.clone());
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
-                    metrics.render(stats.as_ref()) + &refresh_metrics.render()
+                    metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                 }
             }),
         );

@@ -3,6 +3,8 @@
 //! the org rollups' pending deltas (migration 0006). In TimescaleDB mode the
 //! first two are the extension's policies and the last has nothing to do.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sqlx::PgPool;
 
 use crate::db::{self, DbError, StorageMode};
@@ -61,6 +63,62 @@ pub async fn drain_org_rollups(pool: &PgPool) -> Result<u64, DbError> {
 /// How often `serve` drains the org rollups' pending deltas.
 pub const ORG_DRAIN_INTERVAL_S: u64 = 5;
 
+/// Counters of the org-rollup drain loop, rendered in the Prometheus text
+/// format by the `/metrics` endpoint.
+#[derive(Debug, Default)]
+pub struct OrgDrainMetrics {
+    drains_total: AtomicU64,
+    drained_rows_total: AtomicU64,
+    failures_total: AtomicU64,
+    drain_micros_total: AtomicU64,
+}
+
+/// The process's drain counters (one drain loop per process).
+pub static ORG_DRAIN_METRICS: OrgDrainMetrics = OrgDrainMetrics {
+    drains_total: AtomicU64::new(0),
+    drained_rows_total: AtomicU64::new(0),
+    failures_total: AtomicU64::new(0),
+    drain_micros_total: AtomicU64::new(0),
+};
+
+impl OrgDrainMetrics {
+    fn observe(&self, outcome: &Result<u64, DbError>, elapsed: std::time::Duration) {
+        self.drains_total.fetch_add(1, Ordering::Relaxed);
+        self.drain_micros_total.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        match outcome {
+            Ok(rows) => self.drained_rows_total.fetch_add(*rows, Ordering::Relaxed),
+            Err(_) => self.failures_total.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, help, value) in [
+            ("canopy_aggregator_org_rollup_drains_total", "Org rollup drain runs.", get(&self.drains_total).to_string()),
+            (
+                "canopy_aggregator_org_rollup_drained_rows_total",
+                "Pending org rollup deltas moved into the org rollups.",
+                get(&self.drained_rows_total).to_string(),
+            ),
+            (
+                "canopy_aggregator_org_rollup_drain_failures_total",
+                "Org rollup drain runs that failed (retried next tick).",
+                get(&self.failures_total).to_string(),
+            ),
+            (
+                "canopy_aggregator_org_rollup_drain_seconds_total",
+                "Time spent draining org rollup deltas.",
+                format!("{:.6}", get(&self.drain_micros_total) as f64 / 1e6),
+            ),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        }
+        out
+    }
+}
+
 /// Drains the org rollups every [`ORG_DRAIN_INTERVAL_S`] seconds, forever
 /// (spawned by `serve`). Failures are logged and retried on the next tick.
 pub async fn drain_org_rollups_forever(pool: PgPool) {
@@ -68,7 +126,10 @@ pub async fn drain_org_rollups_forever(pool: PgPool) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match drain_org_rollups(&pool).await {
+        let started = std::time::Instant::now();
+        let outcome = drain_org_rollups(&pool).await;
+        ORG_DRAIN_METRICS.observe(&outcome, started.elapsed());
+        match outcome {
             Ok(moved) => tracing::debug!(moved, "drained org rollup deltas"),
             Err(e) => tracing::warn!(error = %e, "draining org rollup deltas failed; retrying next tick"),
         }
@@ -205,6 +266,19 @@ mod tests {
         );
         assert_eq!(partition_end_unix_s("rollup_5m", "rollup_hourly_p20260201", Unit::Day), None);
         assert_eq!(partition_name("rollup_5m", 20_485 * DAY_S + 5), "rollup_5m_p20260201");
+    }
+
+    #[test]
+    fn drain_counters_render_as_prometheus_counters() {
+        let m = OrgDrainMetrics::default();
+        m.observe(&Ok(12), std::time::Duration::from_millis(250));
+        m.observe(&Err(DbError::Sql(sqlx::Error::PoolTimedOut)), std::time::Duration::from_millis(50));
+        let text = m.render();
+        assert!(text.contains("canopy_aggregator_org_rollup_drains_total 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drained_rows_total 12\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drain_failures_total 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drain_seconds_total 0.300000\n"), "{text}");
+        assert!(text.contains("# TYPE canopy_aggregator_org_rollup_drains_total counter"), "{text}");
     }
 
     #[test]
