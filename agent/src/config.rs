@@ -168,19 +168,77 @@ impl Default for ChangeQueueConfig {
     }
 }
 
-/// `[output]`: where `run` puts its records and metrics.
-#[derive(Debug, Clone, Deserialize)]
+/// `[output]`: debugging output of `run` and its metrics file.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
-    /// JSON-lines spool file each cycle's records are appended to.
-    pub spool_path: PathBuf,
+    /// JSON-lines spool file each cycle's records are also appended to
+    /// (debugging; grows without bound). Off when absent.
+    pub spool_path: Option<PathBuf>,
     /// Prometheus text-exposition file rewritten after every cycle.
     pub metrics_path: Option<PathBuf>,
 }
 
-impl Default for OutputConfig {
+/// `[delivery]`: the durable outbox and the aggregator it is shipped to.
+/// Delivery is on when `aggregator_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Aggregator QUIC endpoint, `host:port` (a DNS name or an IP address).
+    pub aggregator_endpoint: Option<String>,
+    /// Name the aggregator's server certificate is checked against; the
+    /// endpoint's host when absent.
+    pub server_name: Option<String>,
+    /// PEM file of the aggregator's CA certificate (the only trust anchor).
+    pub ca_file: Option<PathBuf>,
+    /// Folder of the durable outbox.
+    pub outbox_path: PathBuf,
+    /// Byte cap of the outbox's pending frames (1 GiB).
+    pub max_outbox_bytes: u64,
+    /// Batches sent and awaiting a reply at once.
+    pub max_in_flight: u32,
+    /// Time allowed for one enrolment exchange, seconds.
+    pub enroll_timeout_s: u32,
+    /// Longest wait between attempts after failed sends or enrolments,
+    /// seconds (exponential backoff with jitter up to this).
+    pub max_backoff_s: u32,
+    /// Renew the client certificate this fraction of its lifetime after
+    /// receiving it (the transport's `AgentCertificate::renew_at` is 2/3).
+    pub renew_at_lifetime_fraction: f64,
+    /// At shutdown, time allowed to send what is pending, seconds.
+    pub drain_timeout_s: u32,
+}
+
+impl Default for DeliveryConfig {
     fn default() -> Self {
-        OutputConfig { spool_path: PathBuf::from("canopy-agent-spool.jsonl"), metrics_path: None }
+        DeliveryConfig {
+            aggregator_endpoint: None,
+            server_name: None,
+            ca_file: None,
+            outbox_path: PathBuf::from("canopy-outbox"),
+            max_outbox_bytes: 1 << 30,
+            max_in_flight: 16,
+            enroll_timeout_s: 30,
+            max_backoff_s: 30,
+            renew_at_lifetime_fraction: 2.0 / 3.0,
+            drain_timeout_s: 90,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The endpoint split into host (without IPv6 brackets) and port.
+    pub fn endpoint_host_port(&self) -> Option<(String, u16)> {
+        let endpoint = self.aggregator_endpoint.as_deref()?;
+        let (host, port) = endpoint.rsplit_once(':')?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+        (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_owned(), port))
+    }
+
+    /// The server name to check: [`server_name`](Self::server_name), else the endpoint's host.
+    pub fn effective_server_name(&self) -> Option<String> {
+        self.server_name.clone().or_else(|| self.endpoint_host_port().map(|(h, _)| h))
     }
 }
 
@@ -221,6 +279,9 @@ pub struct AgentConfig {
     /// Outputs.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Durable outbox and aggregator.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
 }
 
 /// Type of an environment override's value.
@@ -247,6 +308,12 @@ const ENV_OVERRIDES: &[(&str, &[&str], EnvKind)] = &[
     ("CANOPY_AGENT_QUEUE_URL", &["change_queue", "queue_url"], EnvKind::Text),
     ("CANOPY_AGENT_SPOOL_PATH", &["output", "spool_path"], EnvKind::Text),
     ("CANOPY_AGENT_METRICS_PATH", &["output", "metrics_path"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", &["delivery", "aggregator_endpoint"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", &["delivery", "server_name"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_CA_FILE", &["delivery", "ca_file"], EnvKind::Text),
+    ("CANOPY_AGENT_OUTBOX_PATH", &["delivery", "outbox_path"], EnvKind::Text),
+    ("CANOPY_AGENT_MAX_OUTBOX_BYTES", &["delivery", "max_outbox_bytes"], EnvKind::Integer),
+    ("CANOPY_AGENT_MAX_IN_FLIGHT", &["delivery", "max_in_flight"], EnvKind::Integer),
 ];
 
 /// Names of the environment variables that override config keys.
@@ -290,6 +357,12 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CANOPY_AGENT_QUEUE_URL", "change_queue.queue_url"),
     ("CANOPY_AGENT_SPOOL_PATH", "output.spool_path"),
     ("CANOPY_AGENT_METRICS_PATH", "output.metrics_path"),
+    ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "delivery.aggregator_endpoint"),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", "delivery.server_name"),
+    ("CANOPY_AGENT_AGGREGATOR_CA_FILE", "delivery.ca_file"),
+    ("CANOPY_AGENT_OUTBOX_PATH", "delivery.outbox_path"),
+    ("CANOPY_AGENT_MAX_OUTBOX_BYTES", "delivery.max_outbox_bytes"),
+    ("CANOPY_AGENT_MAX_IN_FLIGHT", "delivery.max_in_flight"),
 ];
 
 fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
@@ -442,8 +515,64 @@ impl AgentConfig {
                 q.max_messages.to_string(),
             );
         }
-        if self.output.spool_path.as_os_str().is_empty() {
+        if self.output.spool_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return invalid("output.spool_path", "a file path", "\"\"".into());
+        }
+        self.validate_delivery()
+    }
+
+    /// Checks `[delivery]`; only when an aggregator endpoint is set.
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, expected: &str, found: String| {
+            Err(ConfigError::Invalid { key, expected: expected.to_owned(), found })
+        };
+        let d = &self.delivery;
+        let Some(endpoint) = &d.aggregator_endpoint else { return Ok(()) };
+        if d.endpoint_host_port().is_none() {
+            return invalid(
+                "delivery.aggregator_endpoint",
+                "host:port, e.g. canopy.example.com:4433",
+                format!("{endpoint:?}"),
+            );
+        }
+        if d.server_name.as_ref().is_some_and(|n| n.trim().is_empty()) {
+            return invalid("delivery.server_name", "a DNS name or IP address", "\"\"".into());
+        }
+        match &d.ca_file {
+            None => {
+                return invalid(
+                    "delivery.ca_file",
+                    "the aggregator CA certificate's PEM file when delivery.aggregator_endpoint is set",
+                    "none".into(),
+                );
+            }
+            Some(p) if p.as_os_str().is_empty() => return invalid("delivery.ca_file", "a file path", "\"\"".into()),
+            Some(_) => {}
+        }
+        if d.outbox_path.as_os_str().is_empty() {
+            return invalid("delivery.outbox_path", "a folder path", "\"\"".into());
+        }
+        if d.max_outbox_bytes < 1 << 20 {
+            return invalid("delivery.max_outbox_bytes", "at least 1048576 bytes (1 MiB)", d.max_outbox_bytes.to_string());
+        }
+        if !(1..=256).contains(&d.max_in_flight) {
+            return invalid("delivery.max_in_flight", "1..=256 batches", d.max_in_flight.to_string());
+        }
+        if !(1..=600).contains(&d.enroll_timeout_s) {
+            return invalid("delivery.enroll_timeout_s", "1..=600 seconds", d.enroll_timeout_s.to_string());
+        }
+        if !(1..=3600).contains(&d.max_backoff_s) {
+            return invalid("delivery.max_backoff_s", "1..=3600 seconds", d.max_backoff_s.to_string());
+        }
+        if !(d.renew_at_lifetime_fraction > 0.0 && d.renew_at_lifetime_fraction < 1.0) {
+            return invalid(
+                "delivery.renew_at_lifetime_fraction",
+                "a fraction strictly between 0 and 1",
+                d.renew_at_lifetime_fraction.to_string(),
+            );
+        }
+        if d.drain_timeout_s > 3600 {
+            return invalid("delivery.drain_timeout_s", "0..=3600 seconds", d.drain_timeout_s.to_string());
         }
         Ok(())
     }
@@ -535,6 +664,50 @@ mod tests {
         assert!(err.starts_with("config agent.toml: unknown field `cycle_seconds`"), "{err}");
         let err = load(&format!("{MINIMAL}colour = \"green\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn delivery_from_environment_and_its_errors() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com:4433"),
+                ("CANOPY_AGENT_AGGREGATOR_CA_FILE", "/etc/canopy/aggregator-ca.pem"),
+                ("CANOPY_AGENT_OUTBOX_PATH", "/var/lib/canopy/outbox"),
+                ("CANOPY_AGENT_MAX_OUTBOX_BYTES", "2147483648"),
+            ],
+        )
+        .unwrap();
+        let d = &c.delivery;
+        assert_eq!(d.endpoint_host_port(), Some(("canopy.example.com".to_owned(), 4433)));
+        assert_eq!(d.effective_server_name().as_deref(), Some("canopy.example.com"));
+        assert_eq!(d.outbox_path, PathBuf::from("/var/lib/canopy/outbox"));
+        assert_eq!(d.max_outbox_bytes, 2_147_483_648);
+        assert_eq!(d.max_in_flight, 16);
+        let v6 = format!("{MINIMAL}[delivery]\naggregator_endpoint = \"[::1]:4433\"\nca_file = \"ca.pem\"\n");
+        assert_eq!(load(&v6, &[]).unwrap().delivery.endpoint_host_port(), Some(("::1".to_owned(), 4433)));
+        // Off by default: no endpoint, no outbox.
+        assert_eq!(load(MINIMAL, &[]).unwrap().delivery.aggregator_endpoint, None);
+        check_error(
+            MINIMAL,
+            &[("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com")],
+            "config key delivery.aggregator_endpoint: expected host:port, e.g. canopy.example.com:4433, found \"canopy.example.com\"",
+        );
+        check_error(
+            MINIMAL,
+            &[("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com:4433")],
+            "config key delivery.ca_file: expected the aggregator CA certificate's PEM file when delivery.aggregator_endpoint is set, found none",
+        );
+        check_error(
+            MINIMAL,
+            &[("CANOPY_AGENT_MAX_IN_FLIGHT", "many")],
+            "environment variable CANOPY_AGENT_MAX_IN_FLIGHT (overrides delivery.max_in_flight): expected an integer, found \"many\"",
+        );
+        check_error(
+            &format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\nmax_outbox_bytes = 1000\n"),
+            &[],
+            "config key delivery.max_outbox_bytes: expected at least 1048576 bytes (1 MiB), found 1000",
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! (CloudWatch GetMetricData batching and the measured-point store),
 //! [`estimate`] (records), [`cycle`] (one cycle), [`changes`] (SQS
 //! change events), [`simulated`] (synthetic source), [`sink`] and
-//! [`records`] (the edge to protocol types and JSON lines), [`run`].
+//! [`records`] (the edge to protocol types and JSON lines), [`deliver`]
+//! (outbox sink, enrolment, QUIC sender), [`run`].
 //!
 //! **Agent domain types are not `Serialize`**: only protocol records and the
 //! JSON debug lines built from them leave the process.
@@ -22,6 +23,7 @@ pub mod collectors;
 pub mod config;
 pub mod cost;
 pub mod cycle;
+pub mod deliver;
 pub mod env;
 pub mod estimate;
 pub mod inventory;

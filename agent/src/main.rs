@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use canopy_agent::config::AgentConfig;
+use canopy_agent::deliver::Delivery;
+use canopy_agent::sink::{JsonlSpool, Sinks};
 use canopy_agent::env::{Env, ProcessEnv};
 use clap::{Parser, Subcommand};
 
@@ -18,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run cycles until interrupted, appending records to the spool file.
+    /// Run cycles until SIGTERM or Ctrl-C: records go to the durable outbox
+    /// and the aggregator (`[delivery]`), and/or to the JSON-lines spool.
     Run {
         /// Path of agent.toml.
         #[arg(long)]
@@ -89,6 +92,16 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 cost.max_usd_per_resource_month(),
                 c.budget.max_cost_usd_per_resource_month
             );
+            match (&c.delivery.aggregator_endpoint, &c.delivery.ca_file) {
+                (Some(endpoint), Some(ca)) => println!(
+                    "delivery: outbox {} (cap {} bytes) → aggregator {endpoint} (server name {}, CA {})",
+                    c.delivery.outbox_path.display(),
+                    c.delivery.max_outbox_bytes,
+                    c.delivery.effective_server_name().unwrap_or_default(),
+                    ca.display()
+                ),
+                _ => println!("delivery: off (no delivery.aggregator_endpoint)"),
+            }
         }
         Command::Collect { once, out, config } => {
             anyhow::ensure!(once, "collect needs --once (use `run` for continuous collection)");
@@ -113,13 +126,40 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             init_logs();
             let c = load_config(Some(&config))?;
+            anyhow::ensure!(
+                c.delivery.aggregator_endpoint.is_some() || c.output.spool_path.is_some(),
+                "run needs somewhere to put records: expected delivery.aggregator_endpoint \
+                 (CANOPY_AGENT_AGGREGATOR_ENDPOINT) or output.spool_path (CANOPY_AGENT_SPOOL_PATH), found neither"
+            );
             let mut agent = canopy_agent::build::build_agent(&c).await?;
-            let mut sink = canopy_agent::sink::JsonlSpool::new(&c.output.spool_path);
-            let cycle = std::time::Duration::from_secs(u64::from(c.intervals.cycle_s));
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
+            let delivery = match c.delivery.aggregator_endpoint {
+                Some(_) => Some(Delivery::start(&c, agent.metrics().clone(), None).await?),
+                None => None,
             };
-            canopy_agent::run::run(&mut agent, &mut sink, cycle, c.output.metrics_path.as_deref(), shutdown).await?;
+            let mut sinks = Sinks::default();
+            if let Some(d) = &delivery {
+                sinks.0.push(Box::new(d.sink()));
+            }
+            if let Some(path) = &c.output.spool_path {
+                sinks.0.push(Box::new(JsonlSpool::new(path)));
+            }
+            let cycle = std::time::Duration::from_secs(u64::from(c.intervals.cycle_s));
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
+            let shutdown = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutdown requested");
+            };
+            let metrics_path = c.output.metrics_path.as_deref();
+            let result = canopy_agent::run::run(&mut agent, &mut sinks, cycle, metrics_path, shutdown).await;
+            if let Some(d) = delivery {
+                d.shutdown().await;
+            }
+            canopy_agent::run::write_metrics(&agent, &sinks, metrics_path);
+            result?;
         }
     }
     Ok(())

@@ -53,6 +53,47 @@ pub const FAMILIES: &[(&str, MetricKind, &str)] = &[
     ("canopy_agent_change_events_total", MetricKind::Counter, "Change events received, by outcome"),
     ("canopy_agent_inventory_resources", MetricKind::Gauge, "Resources in the inventory"),
     ("canopy_agent_records_total", MetricKind::Counter, "Records handed to the sink, by kind"),
+    ("canopy_agent_delivery_backlog_batches", MetricKind::Gauge, "Batches in the outbox awaiting an acknowledgement"),
+    ("canopy_agent_delivery_backlog_bytes", MetricKind::Gauge, "Frame bytes in the outbox awaiting an acknowledgement"),
+    ("canopy_agent_delivery_acked_batches_total", MetricKind::Counter, "Batches acknowledged and removed from the outbox"),
+    ("canopy_agent_delivery_acked_bytes_total", MetricKind::Counter, "Frame bytes removed from the outbox after acknowledgement"),
+    (
+        "canopy_agent_delivery_duplicate_acks_total",
+        MetricKind::Counter,
+        "Acknowledgements of batches the aggregator had already stored (resends)",
+    ),
+    (
+        "canopy_agent_delivery_send_failures_total",
+        MetricKind::Counter,
+        "Batch sends that failed in the transport after its retries",
+    ),
+    (
+        "canopy_agent_delivery_retry_replies_total",
+        MetricKind::Counter,
+        "Aggregator replies asking to retry later (unavailable, throttled)",
+    ),
+    (
+        "canopy_agent_delivery_refused_batches_total",
+        MetricKind::Counter,
+        "Batches the aggregator refused permanently (kept in the outbox, not resent)",
+    ),
+    ("canopy_agent_delivery_enrolments_total", MetricKind::Counter, "Enrolment attempts, by outcome"),
+    (
+        "canopy_agent_delivery_certificate_expiry_timestamp_seconds",
+        MetricKind::Gauge,
+        "Expiry of the current client certificate, Unix seconds",
+    ),
+    ("canopy_outbox_appended_batches_total", MetricKind::Counter, "Batches written durably to the outbox"),
+    ("canopy_outbox_appended_records_total", MetricKind::Counter, "Records in batches written to the outbox"),
+    ("canopy_outbox_appended_bytes_total", MetricKind::Counter, "Frame bytes written to the outbox"),
+    ("canopy_outbox_acked_batches_total", MetricKind::Counter, "Batches removed from the outbox after an acknowledgement"),
+    ("canopy_outbox_acked_bytes_total", MetricKind::Counter, "Frame bytes removed after an acknowledgement"),
+    ("canopy_outbox_acks_not_pending_total", MetricKind::Counter, "Acknowledgements of batches no longer pending"),
+    ("canopy_outbox_coarsened_cycles_total", MetricKind::Counter, "Cycles coarsened to fit under the outbox cap"),
+    ("canopy_outbox_coarsened_records_total", MetricKind::Counter, "Per-resource records folded into group records"),
+    ("canopy_outbox_shed_resource_records_total", MetricKind::Counter, "Inventory records dropped while coarsening"),
+    ("canopy_outbox_refused_cycles_total", MetricKind::Counter, "Cycles refused because the outbox was full"),
+    ("canopy_outbox_refused_records_total", MetricKind::Counter, "Records in cycles refused because the outbox was full"),
 ];
 
 type Key = (&'static str, Vec<(&'static str, String)>);

@@ -38,7 +38,7 @@ pub async fn run(
         }
         let started = tokio::time::Instant::now();
         let output = agent.run_cycle(now_unix_s()).await;
-        sink.accept(&output)?;
+        sink.accept(&output, agent)?;
         let elapsed = started.elapsed();
         let skipped = carried_over_ticks(elapsed, cycle);
         if skipped > 0 {
@@ -52,11 +52,17 @@ pub async fn run(
             elapsed_s = elapsed.as_secs_f64(),
             "cycle done"
         );
-        if let Some(path) = metrics_path
-            && let Err(e) = std::fs::write(path, agent.metrics().render())
-        {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write metrics file");
-        }
+        write_metrics(agent, sink, metrics_path);
+    }
+}
+
+/// Rewrites the metrics file (when configured) with the agent's and the
+/// sink's current figures.
+pub fn write_metrics(agent: &Agent, sink: &dyn Sink, metrics_path: Option<&std::path::Path>) {
+    let Some(path) = metrics_path else { return };
+    sink.export_metrics(agent.metrics());
+    if let Err(e) = std::fs::write(path, agent.metrics().render()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write metrics file");
     }
 }
 

@@ -1,11 +1,12 @@
-//! Where a cycle's records go. For now a JSON-lines spool file; the durable
-//! outbox plugs in behind the same trait.
+//! Where a cycle's records go: the durable outbox ([`crate::deliver`]),
+//! and for debugging a JSON-lines spool file; [`Sinks`] feeds several.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cycle::CycleOutput;
+use crate::cycle::{Agent, CycleOutput};
+use crate::metrics::Metrics;
 use crate::records::{emission_json, resource_json};
 
 /// Why a sink could not take a cycle's records.
@@ -19,12 +20,40 @@ pub enum SinkError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The outbox could not store the cycle.
+    #[error("cannot append to the outbox at {path}: {source}")]
+    Outbox {
+        /// Outbox folder.
+        path: PathBuf,
+        /// The outbox's error.
+        source: canopy_outbox::OutboxError,
+    },
 }
 
 /// Takes each cycle's records.
 pub trait Sink {
-    /// Accepts one cycle's output; returns once it is durably handed over.
-    fn accept(&mut self, output: &CycleOutput) -> Result<(), SinkError>;
+    /// Accepts one cycle's output (`agent` gives the inventory and account
+    /// the records belong to); returns once it is durably handed over.
+    fn accept(&mut self, output: &CycleOutput, agent: &Agent) -> Result<(), SinkError>;
+
+    /// Copies the sink's own figures into `metrics` (before they are rendered).
+    fn export_metrics(&self, _metrics: &Metrics) {}
+}
+
+/// Several sinks fed in order; the first failure stops the cycle.
+#[derive(Default)]
+pub struct Sinks(pub Vec<Box<dyn Sink + Send>>);
+
+impl Sink for Sinks {
+    fn accept(&mut self, output: &CycleOutput, agent: &Agent) -> Result<(), SinkError> {
+        self.0.iter_mut().try_for_each(|s| s.accept(output, agent))
+    }
+
+    fn export_metrics(&self, metrics: &Metrics) {
+        for s in &self.0 {
+            s.export_metrics(metrics);
+        }
+    }
 }
 
 /// Writes `output` as JSON lines (inventory records, then emission records).
@@ -54,7 +83,7 @@ impl JsonlSpool {
 }
 
 impl Sink for JsonlSpool {
-    fn accept(&mut self, output: &CycleOutput) -> Result<(), SinkError> {
+    fn accept(&mut self, output: &CycleOutput, _agent: &Agent) -> Result<(), SinkError> {
         let io = |source| SinkError::Io { path: self.path.clone(), source };
         let file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
         let mut w = BufWriter::new(file);

@@ -18,6 +18,9 @@
 //!   fit, the cycle is refused with [`OutboxError::Full`] and the caller keeps
 //!   it. Everything coarsened, shed or refused is counted in
 //!   [`OutboxMetrics`] and logged.
+//! - [`send_pending`] is the loop that ships pending frames through the
+//!   caller's transport until they are acknowledged (backoff with jitter,
+//!   permanently refused frames kept but not resent).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +33,7 @@ mod idempotency;
 mod metrics;
 mod outbox;
 pub mod sample;
+pub mod sender;
 mod store;
 
 pub use coarsen::{CoarsenReport, coarsen};
@@ -39,6 +43,7 @@ pub use error::{OutboxError, StoreError};
 pub use idempotency::idempotency_key;
 pub use metrics::OutboxMetrics;
 pub use outbox::{AckOutcome, Appended, Outbox, OutboxStats, PendingFrame};
+pub use sender::{SenderConfig, SenderControl, SenderError, SenderStats, send_pending};
 pub use store::{FrameIndexEntry, OutboxStore, RedbStore, SledStore, StoreMeta};
 
 /// The store the agent uses unless told otherwise.

@@ -5,9 +5,11 @@
 //! each cycle to the real durable outbox, and only after the append returned
 //! (fsync done) logs the cycle's records to `--produced-log` (one JSON line
 //! per record key + revision, then a `cycle_done` line, fsynced). It sends
-//! pending frames over the real QUIC transport, acknowledges the outbox on
-//! each `Ack`, retries with backoff through aggregator and database outages,
-//! and exits 0 once every cycle is produced and the outbox is empty.
+//! pending frames over the real QUIC transport with the outbox's shared
+//! sender loop ([`canopy_outbox::send_pending`], the one the real agent
+//! runs): acknowledges the outbox on each `Ack`, retries with backoff and
+//! jitter through aggregator and database outages, and exits 0 once every
+//! cycle is produced and the outbox is empty.
 //!
 //! Restart after `kill -9`: the log's last `cycle_done` says where to resume;
 //! a cycle appended but not yet logged is appended again with the same
@@ -20,11 +22,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use canopy_outbox::{Outbox, OutboxConfig};
-use canopy_protocol::{ErrorCode, Reply};
+use canopy_outbox::{Outbox, OutboxConfig, SenderConfig, SenderControl, SenderStats, send_pending};
 use canopy_transport::ca::{first_certificate_der, generate_agent_key_and_csr};
 use canopy_transport::{AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity};
 use clap::Parser;
@@ -122,8 +123,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let start_cycle = completed_cycles(&cli.produced_log)?;
+    let control = Arc::new(SenderControl::new());
     let producer = {
         let outbox = outbox.clone();
+        let control = control.clone();
         let spec = records::Spec {
             account_id: cli.account.clone(),
             region: cli.region.clone(),
@@ -132,21 +135,43 @@ async fn main() -> anyhow::Result<()> {
             base_unix_s,
         };
         let (log, cycles, pause) = (cli.produced_log.clone(), cli.cycles, Duration::from_millis(cli.cycle_ms));
-        tokio::spawn(async move { produce(outbox, spec, log, start_cycle, cycles, pause).await })
+        tokio::spawn(async move {
+            let produced = produce(outbox, spec, log, start_cycle, cycles, pause, &control).await;
+            // Whatever the outcome, nothing more is coming: send what is there.
+            control.drain();
+            produced
+        })
     };
-    let sent = send_until_drained(&client, &outbox, &producer, Duration::from_secs(cli.give_up_after_s)).await;
+    let sender_config = SenderConfig {
+        frames_per_round: 64,
+        idle_poll: Duration::from_millis(20),
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        max_retry_after: Duration::from_secs(5),
+        give_up_after: Some(Duration::from_secs(cli.give_up_after_s)),
+    };
+    let stats = SenderStats::default();
+    let send = |frame: Vec<u8>| {
+        let client = client.clone();
+        async move { client.send(&frame).await }
+    };
+    let sent = send_pending(outbox.clone(), send, &sender_config, &stats, &control).await;
     client.close().await;
     let produced = producer.await.context("producer task")??;
-    let sent = sent?;
+    sent.context("sending the outbox")?;
+    let refused = SenderStats::get(&stats.refused_batches);
+    if refused > 0 {
+        bail!("{refused} batches refused by the aggregator (kept in the outbox)");
+    }
     println!(
         "{}",
         serde_json::json!({
             "agent_id": cli.agent_id,
             "cycles_produced_now": produced,
-            "batches_acked": sent.acked,
-            "duplicates_acked": sent.duplicates,
-            "send_failures": sent.send_failures,
-            "retry_replies": sent.retry_replies,
+            "batches_acked": SenderStats::get(&stats.acked_batches),
+            "duplicates_acked": SenderStats::get(&stats.duplicate_acks),
+            "send_failures": SenderStats::get(&stats.send_failures),
+            "retry_replies": SenderStats::get(&stats.retry_replies),
         })
     );
     Ok(())
@@ -206,6 +231,7 @@ async fn produce(
     start: u64,
     cycles: u64,
     pause: Duration,
+    control: &SenderControl,
 ) -> anyhow::Result<u64> {
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -231,6 +257,7 @@ async fn produce(
                 Err(e) => return Err(e).context("appending a cycle"),
             }
         }
+        control.wake();
         log.write_all(lines.as_bytes())?;
         log.sync_data()?;
         if !pause.is_zero() {
@@ -238,88 +265,4 @@ async fn produce(
         }
     }
     Ok(cycles.saturating_sub(start))
-}
-
-/// What the sender saw.
-#[derive(Debug, Default)]
-struct Sent {
-    /// Batches acknowledged.
-    acked: u64,
-    /// Of those, already stored before (a resend).
-    duplicates: u64,
-    /// Sends that failed after the transport's own retries (the agent then
-    /// waits and sends again): batches that failed from the agent's view.
-    send_failures: u64,
-    /// Replies asking to retry later (database unavailable, throttled).
-    retry_replies: u64,
-}
-
-/// Sends pending frames until the producer finished and the outbox is empty.
-async fn send_until_drained(
-    client: &Client,
-    outbox: &Arc<Outbox>,
-    producer: &tokio::task::JoinHandle<anyhow::Result<u64>>,
-    give_up_after: Duration,
-) -> anyhow::Result<Sent> {
-    let mut sent = Sent::default();
-    let mut last_progress = Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let ob = outbox.clone();
-        let pending = tokio::task::spawn_blocking(move || ob.pending(0, 64)).await?.context("reading the outbox")?;
-        if pending.is_empty() {
-            if producer.is_finished() {
-                let ob = outbox.clone();
-                let again = tokio::task::spawn_blocking(move || ob.pending(0, 1)).await??;
-                if again.is_empty() {
-                    return Ok(sent);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        let mut sends = tokio::task::JoinSet::new();
-        for frame in pending {
-            let client = client.clone();
-            sends.spawn(async move { (frame.sequence, client.send(&frame.frame).await) });
-        }
-        let mut acks = Vec::new();
-        let mut wait = None;
-        while let Some(joined) = sends.join_next().await {
-            let (sequence, result) = joined?;
-            match result {
-                Ok(Reply::Ack(ack)) => {
-                    sent.duplicates += u64::from(ack.duplicate);
-                    acks.push(ack);
-                }
-                Ok(Reply::Error(e)) => match e.code {
-                    ErrorCode::Unavailable | ErrorCode::Throttled | ErrorCode::Internal => {
-                        sent.retry_replies += 1;
-                        tracing::warn!(sequence, code = %e.code, message = %e.message, "aggregator asked to retry");
-                        wait = Some(Duration::from_secs(u64::from(e.retry_after_s.unwrap_or(1)).min(5)));
-                    }
-                    _ => bail!("batch {sequence} refused: {} ({})", e.message, e.code),
-                },
-                Err(e) => {
-                    sent.send_failures += 1;
-                    tracing::warn!(sequence, error = %e, "sending failed; will retry");
-                    wait = Some(backoff);
-                }
-            }
-        }
-        if !acks.is_empty() {
-            sent.acked += acks.len() as u64;
-            let ob = outbox.clone();
-            tokio::task::spawn_blocking(move || ob.ack_all(&acks)).await?.context("acknowledging the outbox")?;
-            last_progress = Instant::now();
-            backoff = Duration::from_millis(100);
-        }
-        if let Some(w) = wait {
-            if last_progress.elapsed() > give_up_after {
-                bail!("nothing delivered for {} s; giving up", give_up_after.as_secs());
-            }
-            tokio::time::sleep(w).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    }
 }
