@@ -77,6 +77,9 @@ pub struct DeliveryMetrics {
     pub batches_rejected_total: AtomicU64,
     /// Batches answered "unavailable" (database trouble; the agent retries).
     pub batches_unavailable_total: AtomicU64,
+    /// Batches answered "internal" after a database error that is neither
+    /// transient nor caused by the batch (the agent retries; not quarantined).
+    pub batches_internal_error_total: AtomicU64,
     /// Emission records written (new or replacing a lower revision).
     pub records_stored_total: AtomicU64,
     /// Quarantine writes that failed (the frame is lost for inspection only).
@@ -121,6 +124,11 @@ impl DeliveryMetrics {
                 "canopy_aggregator_batches_unavailable_total",
                 "Batches answered unavailable (agent retries).",
                 get(&self.batches_unavailable_total),
+            ),
+            (
+                "canopy_aggregator_batches_internal_error_total",
+                "Batches answered internal error after a database error not caused by the batch (agent retries).",
+                get(&self.batches_internal_error_total),
             ),
             (
                 "canopy_aggregator_records_stored_total",
@@ -246,6 +254,22 @@ impl Ingest {
     }
 }
 
+/// True when the batch itself is at fault: a fact, inventory row or batch
+/// identity failed validation, or PostgreSQL refused its values (SQLSTATE
+/// class 22, data exception, or 23, integrity constraint violation). Such a
+/// batch is quarantined. Any other non-retryable error (a full database
+/// disk, a permissions or schema problem) is the server's: a valid batch
+/// must not be quarantined and refused for good because of it.
+fn is_bad_input(e: &StoreError) -> bool {
+    match e {
+        StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => true,
+        StoreError::Sql(sqlx::Error::Database(db)) | StoreError::Db(crate::db::DbError::Sql(sqlx::Error::Database(db))) => {
+            db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        }
+        _ => false,
+    }
+}
+
 /// Stores a refused frame with its reason in `quarantined_batches`.
 pub async fn quarantine(pool: &PgPool, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -303,10 +327,20 @@ impl BatchHandler for Ingest {
                     retry_after_s: Some(self.config.retry_after_s),
                 })
             }
-            Err(e) => {
+            Err(e) if is_bad_input(&e) => {
                 let error = invalid(e.to_string());
                 self.refuse(peer, &inbound.frame, &error).await;
                 Reply::Error(error)
+            }
+            Err(e) => {
+                self.metrics.batches_internal_error_total.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(agent_id = %peer.agent_id, sequence = batch.sequence, error = %e, "storing a batch failed with a database error not caused by the batch; agent will retry");
+                Reply::Error(ReplyError {
+                    sequence: Some(batch.sequence),
+                    code: ErrorCode::Internal,
+                    message: format!("storing the batch failed: {e}"),
+                    retry_after_s: Some(self.config.retry_after_s),
+                })
             }
         };
         self.metrics.observe_ack_latency(started.elapsed());
@@ -379,7 +413,8 @@ mod tests {
     fn validation_names_the_problem() {
         let hour = NOW - NOW % 3_600 - 3_600;
         check(vec![record(hour, hour + 3_600, 1.0)], 1, None);
-        check(vec![record(hour, hour + 3_600, 1.0)], 9, Some("protocol version: expected 1..=1, found 9"));
+        let version_message = format!("protocol version: expected 1..={}, found 9", wire::CURRENT_VERSION);
+        check(vec![record(hour, hour + 3_600, 1.0)], 9, Some(&version_message));
         check(vec![record(hour, hour + 3_600, -1.0)], 1, Some("energy_compute_kwh"));
         check(vec![record(hour, hour + 3_600, f64::NAN)], 1, Some("energy_compute_kwh"));
         // 13 months x 31 days = 34,819,200 s; one second older is refused.
@@ -390,6 +425,17 @@ mod tests {
         check(vec![record(NOW, NOW + 900, 1.0)], 1, None);
         check(vec![record(NOW, NOW + 901, 1.0)], 1, Some("interval_end_unix_s: expected at most 1800000900"));
         check(vec![record(hour - 3_600, hour + 1, 1.0)], 1, Some("at most 3600 s, found 3601 s"));
+    }
+
+    #[test]
+    fn only_batch_faults_are_quarantined() {
+        let fact = StoreError::InvalidFact { agent_id: "a".into(), sequence: 1, index: 0, reason: "r".into() };
+        assert!(is_bad_input(&fact));
+        assert!(is_bad_input(&StoreError::InvalidBatch("empty agent id".into())));
+        // A database error the batch did not cause (here a query that found
+        // no row) is the server's problem: answered `Internal`, not quarantined.
+        assert!(!is_bad_input(&StoreError::Sql(sqlx::Error::RowNotFound)));
+        assert!(!is_bad_input(&StoreError::Db(crate::db::DbError::UnknownStorageMode("x".into()))));
     }
 
     #[test]
