@@ -94,7 +94,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             );
             match (&c.delivery.aggregator_endpoint, &c.delivery.ca_file) {
                 (Some(endpoint), Some(ca)) => println!(
-                    "delivery: outbox {} (cap {} bytes) → aggregator {endpoint} (server name {}, CA {})",
+                    "delivery: outbox {} (cap {} bytes) -> aggregator {endpoint} (server name {}, CA {})",
                     c.delivery.outbox_path.display(),
                     c.delivery.max_outbox_bytes,
                     c.delivery.effective_server_name().unwrap_or_default(),

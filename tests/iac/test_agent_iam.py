@@ -75,7 +75,7 @@ def test_agent_role_is_assumable_only_by_the_agent_host():
 
 def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
     """The agent.toml and CANOPY_AGENT_* variables the host passes to the
-    container pass `canopy-agent validate`."""
+    container pass `canopy-agent validate` and configure delivery."""
     import os
     import re
 
@@ -91,14 +91,26 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
         "$CANOPY_AGGREGATOR_ENDPOINT": "canopy.example.com:4433",
     }
     passed = re.findall(r'-e (CANOPY_AGENT_[A-Z_]+)=("?[^ "]+"?)', user_data)
-    assert {name for name, _ in passed} >= {"CANOPY_AGENT_REGION", "CANOPY_AGENT_QUEUE_URL", "CANOPY_AGENT_SPOOL_PATH"}
+    assert {name for name, _ in passed} >= {
+        "CANOPY_AGENT_REGION",
+        "CANOPY_AGENT_QUEUE_URL",
+        "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
+        "CANOPY_AGENT_AGGREGATOR_CA_FILE",
+        "CANOPY_AGENT_OUTBOX_PATH",
+    }
+    # The debugging spool grows without bound: never on the outbox volume.
+    assert "CANOPY_AGENT_SPOOL_PATH" not in {name for name, _ in passed}
     for name, value in passed:
         value = value.strip('"')
         env[name] = samples.get(value, value)
-    env["CANOPY_AGENT_SPOOL_PATH"] = str(tmp_path / "spool.jsonl")
     run = subprocess.run(
         agent_command("validate", "--config", str(tmp_path / "agent.toml")),
         capture_output=True, text=True, cwd=REPO, env=env,
     )
     assert run.returncode == 0, run.stderr
     assert "config ok: agent canopy-agent-123456789012-eu-west-1 in eu-west-1" in run.stdout
+    # The variables reach the agent's [delivery] section.
+    assert (
+        "delivery: outbox /var/lib/canopy/outbox (cap 1073741824 bytes) -> aggregator canopy.example.com:4433 "
+        "(server name canopy.example.com, CA /etc/canopy/aggregator-ca.pem)"
+    ) in run.stdout, run.stdout
