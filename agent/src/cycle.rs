@@ -406,12 +406,22 @@ impl Agent {
             groups.insert((r.service, r.resource_type, r.team(keys)));
         }
         let groups = groups.len();
-        let mut n = groups * (self.cadence.cycle_s / PERIOD_S) as usize + per_resource;
+        let measured = |s: i64, e: i64| {
+            self.utilisation.is_measured(s, e) || window.is_some_and(|(ws, we)| ws <= s && e <= we)
+        };
+        let mut n = 0;
         if let Some((start, end)) = window {
             n += per_resource * ((end - start) / 3_600) as usize + groups * ((end - start) / PERIOD_S) as usize;
         }
-        if cycle_end.rem_euclid(3_600) != 0 {
-            n -= per_resource;
+        let mut t = cycle_end - self.cadence.cycle_s;
+        while t < cycle_end {
+            if !measured(t, t + PERIOD_S) {
+                n += groups;
+            }
+            t += PERIOD_S;
+        }
+        if cycle_end.rem_euclid(3_600) == 0 && !measured(cycle_end - 3_600, cycle_end) {
+            n += per_resource;
         }
         n
     }
@@ -528,7 +538,8 @@ mod tests {
         let measured: Vec<_> = out.emissions.iter().filter(|e| matches!(e.subject, canopy_protocol::Subject::Resource { .. })).collect();
         assert_eq!(measured.len(), 1_200);
         assert!(measured.iter().all(|e| e.energy_total_kwh() == 0.0 && e.revision == REVISION_MEASURED));
-        // The output vector was sized once: no more than the bound.
-        assert!(out.emissions.capacity() >= out.emissions.len());
+        // The output vector was sized once, to the bound: 1,200 hourly records
+        // + 24 five-minute intervals × 1 group (no provisional interval: all measured).
+        assert_eq!((out.emissions.len(), out.emissions.capacity()), (1_224, 1_224));
     }
 }

@@ -60,6 +60,81 @@ pub struct StoragePart {
     pub replication: f64,
 }
 
+/// A resource's tags, sorted by key, keys unique. A vector rather than a
+/// `BTreeMap`: a B-tree's first node of `String` pairs takes 540 bytes
+/// whatever the count, and resources carry a handful of tags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    /// True when `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, returning the previous value.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Tags in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Number of tags.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tags as the protocol carries them.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl Extend<(String, String)> for Tags {
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, pairs: I) {
+        for (k, v) in pairs {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl FromIterator<(String, String)> for Tags {
+    /// As a `BTreeMap` would: the last value of a repeated key wins.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Tags {
+        let mut tags: Vec<(String, String)> = pairs.into_iter().collect();
+        // Stable sort keeps the input order among equal keys; keep the last.
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, String)> = Vec::with_capacity(tags.len());
+        for pair in tags {
+            match out.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => out.push(pair),
+            }
+        }
+        out.shrink_to_fit();
+        Tags(out)
+    }
+}
+
 /// One resource in the inventory (agent domain type; converted to
 /// [`canopy_protocol::ResourceRecord`] at the edge).
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +162,7 @@ pub struct Resource {
     /// Accelerators.
     pub accelerators: Vec<Accelerator>,
     /// All tags.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// Service-specific facts without a protocol field (IOPS, attachment,
     /// engine, Multi-AZ …); in the JSON debug output only.
     pub attributes: BTreeMap<&'static str, String>,
@@ -123,7 +198,7 @@ impl Resource {
             memory_mib: None,
             architecture: None,
             accelerators: Vec::new(),
-            tags: BTreeMap::new(),
+            tags: Tags::default(),
             attributes: BTreeMap::new(),
             lifecycle: LifecycleState::Unknown,
             basis,
@@ -203,6 +278,12 @@ impl Inventory {
             summary.terminated += 1;
             true
         });
+        if summary.added > 0 {
+            // One-by-one inserts leave B-tree nodes about half full; a bulk
+            // build from the sorted entries fills them (a 5,000-resource
+            // inventory drops from about 2.9 to 1.6 MiB of nodes).
+            self.resources = std::mem::take(&mut self.resources).into_iter().collect();
+        }
         summary
     }
 
@@ -271,6 +352,23 @@ mod tests {
         inv.reconcile("ebs", vec![vol("b"), vol("c")], 300);
         assert!(inv.get("a").is_none());
         assert_eq!(inv.len(), 2);
+    }
+
+    #[test]
+    fn tags_keep_keys_sorted_and_unique() {
+        let tags: Tags = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(), ["a=2", "b=3"]);
+        let mut tags = tags;
+        assert_eq!(tags.insert("a".into(), "9".into()), Some("2".into()));
+        assert_eq!(tags.insert("0".into(), "x".into()), None);
+        assert_eq!(tags.get("a").map(String::as_str), Some("9"));
+        assert!(tags.contains_key("0") && !tags.contains_key("c"));
+        assert_eq!(tags.len(), 3);
+        assert_eq!(tags.to_map().into_iter().collect::<Vec<_>>(), [
+            ("0".to_owned(), "x".to_owned()),
+            ("a".to_owned(), "9".to_owned()),
+            ("b".to_owned(), "3".to_owned())
+        ]);
     }
 
     #[test]

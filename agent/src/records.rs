@@ -24,7 +24,7 @@ pub fn resource_record(r: &Resource) -> ResourceRecord {
         memory_mib: r.memory_mib,
         cpu_architecture: r.architecture,
         accelerators: r.accelerators.clone(),
-        tags: r.tags.clone(),
+        tags: r.tags.to_map(),
         attributes: wire_attributes(&r.attributes),
         lifecycle: r.lifecycle,
         first_seen_unix_s: r.first_seen_unix_s,

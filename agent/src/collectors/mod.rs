@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::inventory::Resource;
+use crate::inventory::{Resource, Tags};
 
 pub mod cloudwatch;
 pub mod dynamodb;
@@ -156,9 +156,7 @@ pub fn collectors_for_event_source(source: &str) -> &'static [&'static str] {
 }
 
 /// Tags from any SDK tag list as `(key, value)` pairs, skipping keyless tags.
-pub fn tag_map<'a>(
-    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
-) -> std::collections::BTreeMap<String, String> {
+pub fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Tags {
     pairs.into_iter().filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned()))).collect()
 }
 

@@ -96,7 +96,7 @@ impl S3Collector {
         Ok(region)
     }
 
-    async fn tags(&self, name: &str) -> Result<std::collections::BTreeMap<String, String>, CollectError> {
+    async fn tags(&self, name: &str) -> Result<crate::inventory::Tags, CollectError> {
         match self.client.get_bucket_tagging().bucket(name).send().await {
             Ok(out) => Ok(tag_map(out.tag_set().iter().map(|t| (Some(t.key()), Some(t.value()))))),
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchTagSet") => Ok(Default::default()),
