@@ -154,8 +154,9 @@ struct IngestArgs {
     /// with neither, enrolment is off.
     #[arg(long, env = "CANOPY_ALLOWED_ACCOUNTS", value_delimiter = ',')]
     allowed_account: Vec<String>,
-    /// IAM role name an enrolling agent must use.
-    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "CanopyAgent")]
+    /// IAM role name an enrolling agent must use; a trailing `*` matches any
+    /// suffix (the default matches the StackSet's `canopy-agent-<region>` roles).
+    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-*")]
     expected_role_name: String,
     /// STS endpoint enrolment requests are forwarded to.
     #[arg(long, env = "CANOPY_STS_URL", default_value = "https://sts.amazonaws.com")]

@@ -24,7 +24,9 @@ pub struct EnrollmentPolicy {
     /// Accounts of the organisation allowed to enrol (12-digit ids); shared,
     /// so an organisation refresh can replace it while the server runs.
     pub allowed_accounts: AllowedAccounts,
-    /// Role name the agent must run as, e.g. `CanopyAgent`.
+    /// Role name the agent must run as, e.g. `CanopyAgent`; a trailing `*`
+    /// matches any suffix (`canopy-agent-*`: the StackSet's per-region
+    /// roles `canopy-agent-<region>`, IAM names being account-global).
     pub expected_role_name: String,
     /// STS endpoint requests are forwarded to, e.g.
     /// `https://sts.us-east-1.amazonaws.com` (moto's URL in tests).
@@ -257,7 +259,7 @@ impl Enroller {
                 ),
             ));
         }
-        if arn.role_name != self.policy.expected_role_name {
+        if !role_name_matches(&self.policy.expected_role_name, &arn.role_name) {
             return Err(Refusal::new(
                 RefusalCode::WrongRole,
                 format!(
@@ -286,9 +288,32 @@ impl Enroller {
     }
 }
 
+/// `found` equals `expected`, or starts with its text before a trailing `*`.
+pub fn role_name_matches(expected: &str, found: &str) -> bool {
+    match expected.strip_suffix('*') {
+        Some(prefix) => found.starts_with(prefix) && found.len() > prefix.len(),
+        None => found == expected,
+    }
+}
+
 pub(crate) fn unix_s(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::role_name_matches;
+
+    #[test]
+    fn role_names_match_exactly_or_by_prefix() {
+        assert!(role_name_matches("CanopyAgent", "CanopyAgent"));
+        assert!(!role_name_matches("CanopyAgent", "CanopyAgent2"));
+        assert!(role_name_matches("canopy-agent-*", "canopy-agent-eu-west-1"));
+        assert!(!role_name_matches("canopy-agent-*", "canopy-agent-"));
+        assert!(!role_name_matches("canopy-agent-*", "canopy-agent"));
+        assert!(!role_name_matches("canopy-agent-*", "other-canopy-agent-eu-west-1"));
     }
 }

@@ -1,6 +1,7 @@
 //! `canopy-agent run` delivering through its durable outbox and QUIC into
 //! PostgreSQL: moto for AWS and STS (the agent enrols with assumed-role
-//! credentials of `CanopyAgent` in moto's account), the aggregator's real
+//! credentials of the StackSet's role `canopy-agent-eu-west-1` in moto's
+//! account, the aggregator expecting `canopy-agent-*`), the aggregator's real
 //! ingest (transport server with STS enrolment + `Ingest`), a fresh
 //! database per test. Two cycles each (cycle_s = 60).
 
@@ -22,7 +23,10 @@ use crate::collect::{REGION, any_ami, run_instances};
 use crate::moto::Moto;
 
 const ACCOUNT: &str = "123456789012";
-const ROLE: &str = "CanopyAgent";
+/// The StackSet's agent role in eu-west-1, and the aggregator's default
+/// expectation, which matches every region's role.
+const ROLE: &str = "canopy-agent-eu-west-1";
+const EXPECTED_ROLE: &str = "canopy-agent-*";
 const MEASURED: i64 = canopy_agent::estimate::REVISION_MEASURED as i64;
 
 fn admin_url() -> String {
@@ -77,7 +81,7 @@ impl Drop for TestDb {
 fn start_aggregator(listen: SocketAddr, ca: &Arc<CertificateAuthority>, pool: &PgPool, sts_url: &str) -> Server {
     let mut config = ServerConfig::new(listen, vec!["localhost".into()]);
     config.enrollment =
-        Some(EnrollmentPolicy::new("canopy-agent-it", AllowedAccounts::new([ACCOUNT.to_owned()]).unwrap(), ROLE, sts_url, "us-east-1"));
+        Some(EnrollmentPolicy::new("canopy-agent-it", AllowedAccounts::new([ACCOUNT.to_owned()]).unwrap(), EXPECTED_ROLE, sts_url, "us-east-1"));
     let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::new(13), canopy_aggregator::http::system_clock));
     Server::start(config, ca.clone(), handler).expect("aggregator QUIC server starts")
 }
