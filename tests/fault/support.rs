@@ -101,16 +101,22 @@ fn workspace_root() -> PathBuf {
 
 static BUILD: Once = Once::new();
 
-/// Path of a workspace binary, built once per test run with `cargo build`.
+/// Path of a workspace binary, built once per test run.
+///
+/// The build is `cargo test --workspace --locked --no-run`, exactly the
+/// selection of `cargo test --workspace`, which builds every workspace
+/// binary too: inside that run it is a no-op, and no dependency (the
+/// aggregator pulls in the AWS SDK) is ever rebuilt with another feature
+/// set, as a `-p` or `--all-targets` build would.
 pub fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "-q", "-p", "canopy-aggregator", "-p", "canopy-simagent"])
+            .args(["test", "-q", "--workspace", "--locked", "--no-run"])
             .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of the aggregator and simagent failed");
+            .expect("run cargo test --no-run");
+        assert!(status.success(), "cargo test --workspace --no-run (for the aggregator and simagent binaries) failed");
     });
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("target"));
     let path = target.join("debug").join(name);
