@@ -124,6 +124,7 @@ async fn time_ingest(pool: &PgPool, now_unix_s: i64) -> Result<(f64, f64), Bench
                         methodology_version: "bench".into(),
                         factor_source: "bench".into(),
                         factor_vintage: "2024".into(),
+                        realtime: false,
                     }
                 })
                 .collect();

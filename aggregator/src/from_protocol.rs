@@ -13,6 +13,9 @@
 //!   from the ARN and the tags from the stored inventory at ingest.
 //! - Group records keep the agent's team; an untagged group (no team) gets
 //!   the account's default rule, else `untagged`.
+//! - 5-minute group records are the real-time path ([`is_realtime`]): the
+//!   same energy as the hourly per-resource records, so they are marked and
+//!   stored apart from the totals.
 //! - Resource attributes (protocol v2) go with the inventory row; a v1
 //!   batch has none. The agent status (v2) becomes an [`AgentStatusRow`]
 //!   for the batch's agent, account and region ([`agent_status_from_protocol`]).
@@ -134,7 +137,15 @@ fn fact_from_record(
         methodology_version: e.methodology_version.clone(),
         factor_source: e.grid_location.source.clone(),
         factor_vintage: e.grid_location.vintage.clone(),
+        realtime: is_realtime(&e.subject, length_s),
     }
+}
+
+/// True for the real-time path's records: a group subject over less than an
+/// hour. A group record over a whole hour (an outbox that coarsened
+/// per-resource records) replaces those records and counts in the totals.
+pub fn is_realtime(subject: &wire::Subject, length_s: i64) -> bool {
+    matches!(subject, wire::Subject::Group(_)) && length_s < 3_600
 }
 
 #[cfg(test)]
@@ -225,6 +236,13 @@ mod tests {
         assert_eq!((s3.service.as_str(), s3.resource_type.as_str(), s3.tags.clone()), ("s3", "resource", None));
         let g = &b.facts[2];
         assert_eq!((g.resource_id.as_str(), g.team.clone()), ("group:lambda/function/-", None));
+        // An hour-long group record (coarsened by a full outbox) counts in
+        // the totals; only shorter group records are the real-time path.
+        assert!(!f.realtime && !s3.realtime && !g.realtime);
+        let group = wire::Subject::Group(wire::GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: None });
+        assert!(is_realtime(&group, 300));
+        assert!(!is_realtime(&group, 3_600));
+        assert!(!is_realtime(&wire::Subject::Resource { arn: arn.into() }, 300));
         assert_eq!(b.inventory.len(), 1);
         assert!(b.inventory[0].deleted);
         assert_eq!(b.inventory[0].observed_unix_s, 2);

@@ -202,7 +202,7 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("offset", m.offset);
         let now = (self.clock)();
         let req = params::parse_realtime(&p.0, now).map_err(invalid)?;
-        let resp = self.engine.series(&req, now).await.map_err(internal)?;
+        let resp = self.engine.realtime(&req).await.map_err(internal)?;
         Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 

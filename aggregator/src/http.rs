@@ -91,7 +91,7 @@ async fn series(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<J
 async fn realtime(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
     let now = (s.clock)();
     let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.series(&req, now).await.map_err(ApiError::Query)?;
+    let resp = s.engine.realtime(&req).await.map_err(ApiError::Query)?;
     Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 

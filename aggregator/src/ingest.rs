@@ -143,9 +143,16 @@ pub async fn store_batch(
 
     lock_scopes(tx, batch).await?;
     let mode = db::storage_mode(&mut **tx).await?;
-    let partitions_created = ensure_partitions(tx, &batch.facts).await?;
+    let (realtime, totals): (Vec<&FactRow>, Vec<&FactRow>) = batch.facts.iter().partition(|f| f.realtime);
+    let mut partitions_created = ensure_partitions(tx, &totals).await?;
+    if mode == StorageMode::Native {
+        partitions_created += ensure_realtime_partitions(tx, &realtime).await?;
+    }
     upsert_inventory(tx, batch, sequence).await?;
-    let (written, replaced) = upsert_facts(tx, batch, sequence, mode).await?;
+    let (mut written, mut replaced) = upsert_facts(tx, batch, &totals, sequence, mode).await?;
+    let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
+    written += rt_written;
+    replaced += rt_replaced;
 
     let received = batch.facts.len() as u64;
     Ok(StoreOutcome::Stored(StoreSummary {
@@ -255,7 +262,7 @@ async fn lock_scopes(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> Resul
     Ok(())
 }
 
-async fn ensure_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[FactRow]) -> Result<u64, StoreError> {
+async fn ensure_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[&FactRow]) -> Result<u64, StoreError> {
     let days: BTreeSet<i64> =
         facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
     if days.is_empty() {
@@ -466,15 +473,15 @@ fn facts_sql(mode: StorageMode) -> String {
 async fn upsert_facts(
     tx: &mut Transaction<'_, Postgres>,
     batch: &Batch,
+    f: &[&FactRow],
     sequence: i64,
     mode: StorageMode,
 ) -> Result<(u64, u64), StoreError> {
-    if batch.facts.is_empty() {
+    if f.is_empty() {
         return Ok((0, 0));
     }
-    let f = &batch.facts;
     let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
-    let floats = |get: fn(&FactRow) -> f64| f.iter().map(get).collect::<Vec<f64>>();
+    let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
     let row = sqlx::query(&facts_sql(mode))
         .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
         .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
@@ -500,6 +507,116 @@ async fn upsert_facts(
         .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
         .fetch_one(&mut **tx)
         .await?;
+    let written: i64 = row.try_get("written")?;
+    let replaced: i64 = row.try_get("replaced")?;
+    Ok((written as u64, replaced as u64))
+}
+
+/// Creates the daily partitions of `realtime_group_facts` these facts need
+/// (native mode; maintenance creates them ahead, so this is rare).
+async fn ensure_realtime_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[&FactRow]) -> Result<u64, StoreError> {
+    let days: BTreeSet<i64> =
+        facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
+    if days.is_empty() {
+        return Ok(0);
+    }
+    let created: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE canopy_ensure_partition('realtime_group_facts', 'day', to_timestamp(d)))
+         FROM unnest($1::bigint[]) d",
+    )
+    .bind(days.into_iter().collect::<Vec<i64>>())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u64::try_from(created).unwrap_or(0))
+}
+
+/// Revision-aware upsert of the real-time path's 5-minute group records into
+/// `realtime_group_facts` (migration 0009): no rollup sees them, so they
+/// never add to the totals the hourly per-resource records make. Returns
+/// (written, replaced).
+async fn upsert_realtime(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+    f: &[&FactRow],
+    sequence: i64,
+) -> Result<(u64, u64), StoreError> {
+    if f.is_empty() {
+        return Ok((0, 0));
+    }
+    let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
+    let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
+    let row = sqlx::query(
+        "WITH i AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[],
+                                 $11::float8[], $12::float8[], $13::float8[], $14::float8[], $15::float8[],
+                                 $16::text[], $17::text[], $18::text[])
+                AS t(start_unix_s, period_s, account_id, region, record_key, revision,
+                     resource_type, service, team, quality,
+                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                     methodology_version, factor_source, factor_vintage)
+         ),
+         inc AS (
+            SELECT DISTINCT ON (1, 3, 4, 5)
+                   to_timestamp(i.start_unix_s) AS bucket_start, i.period_s, i.account_id, i.region, i.record_key,
+                   i.revision, i.resource_type, i.service,
+                   COALESCE(NULLIF(i.team, ''), r.default_team, 'untagged') AS team, i.quality,
+                   i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
+                   i.methodology_version, i.factor_source, i.factor_vintage
+            FROM i LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            ORDER BY 1, 3, 4, 5, i.revision DESC
+         ),
+         old AS (
+            SELECT 1 FROM realtime_group_facts f
+            JOIN inc USING (bucket_start, account_id, region, record_key)
+            WHERE f.revision < inc.revision
+         ),
+         up AS (
+            INSERT INTO realtime_group_facts AS f (bucket_start, period_s, account_id, region, record_key, revision,
+                   resource_type, service, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
+            SELECT bucket_start, period_s, account_id, region, record_key, revision,
+                   resource_type, service, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   methodology_version, factor_source, factor_vintage, $19, $20
+            FROM inc
+            ON CONFLICT (bucket_start, account_id, region, record_key) DO UPDATE SET
+                period_s = excluded.period_s, revision = excluded.revision,
+                resource_type = excluded.resource_type, service = excluded.service, team = excluded.team,
+                quality = excluded.quality, energy_kwh = excluded.energy_kwh,
+                location_g_co2e = excluded.location_g_co2e, market_g_co2e = excluded.market_g_co2e,
+                low_g_co2e = excluded.low_g_co2e, high_g_co2e = excluded.high_g_co2e,
+                methodology_version = excluded.methodology_version, factor_source = excluded.factor_source,
+                factor_vintage = excluded.factor_vintage, agent_id = excluded.agent_id,
+                batch_sequence = excluded.batch_sequence
+            WHERE f.revision < excluded.revision
+            RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced",
+    )
+    .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
+    .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
+    .bind(texts(|x| &x.account_id))
+    .bind(texts(|x| &x.region))
+    .bind(texts(|x| &x.record_key))
+    .bind(f.iter().map(|x| i64::from(x.revision)).collect::<Vec<i64>>())
+    .bind(texts(|x| &x.resource_type))
+    .bind(texts(|x| &x.service))
+    .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
+    .bind(texts(|x| x.quality.as_str()))
+    .bind(floats(|x| x.energy_kwh))
+    .bind(floats(|x| x.location_g_co2e))
+    .bind(floats(|x| x.market_g_co2e))
+    .bind(floats(|x| x.low_g_co2e))
+    .bind(floats(|x| x.high_g_co2e))
+    .bind(texts(|x| &x.methodology_version))
+    .bind(texts(|x| &x.factor_source))
+    .bind(texts(|x| &x.factor_vintage))
+    .bind(&batch.agent_id)
+    .bind(sequence)
+    .fetch_one(&mut **tx)
+    .await?;
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;
     Ok((written as u64, replaced as u64))
@@ -574,6 +691,7 @@ mod tests {
             methodology_version: "canopy-1".into(),
             factor_source: "ccf".into(),
             factor_vintage: "2024".into(),
+            realtime: false,
         }
     }
 

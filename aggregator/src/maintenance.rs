@@ -156,6 +156,7 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     for (table, unit, cutoff) in [
         ("rollup_5m", Unit::Day, five_min_cutoff),
         ("org_rollup_5m", Unit::Day, five_min_cutoff),
+        ("realtime_group_facts", Unit::Day, five_min_cutoff),
         ("rollup_hourly", Unit::Month, hourly_cutoff),
         ("org_rollup_hourly", Unit::Month, hourly_cutoff),
     ] {
@@ -194,6 +195,8 @@ async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) 
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('emission_facts', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('org_rollup_5m', 'day', to_timestamp(d)))
+                 FROM unnest($1::bigint[]) d)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('realtime_group_facts', 'day', to_timestamp(d)))
                  FROM unnest($1::bigint[]) d)::int
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('org_rollup_hourly', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int",

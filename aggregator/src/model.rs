@@ -78,6 +78,11 @@ pub struct FactRow {
     pub factor_source: String,
     /// Vintage of the grid factor (e.g. `2024`).
     pub factor_vintage: String,
+    /// A 5-minute group record of the agent's real-time path: the same
+    /// energy as the per-resource hourly records, sent early. Stored in
+    /// `realtime_group_facts` only, never in the facts or rollups (migration
+    /// 0009), so nothing is counted twice.
+    pub realtime: bool,
 }
 
 /// One inventory observation of a resource.

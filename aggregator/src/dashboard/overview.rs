@@ -1,4 +1,5 @@
-//! `GET /v1/overview`: CO2e and energy for the last hour, this month so far,
+//! `GET /v1/overview`: CO2e and energy for the last hour (the real-time view:
+//! the agents' 5-minute group records), this month so far,
 //! last month to the same elapsed time and all of last month, each with its
 //! breakdown by quality flag, under the same filters as `/v1/totals`.
 
@@ -63,7 +64,7 @@ pub async fn handler(
     let r = ranges(now);
     // The four ranges run concurrently, each on its own pooled connection.
     let (hour, month, same, last) = tokio::join!(
-        period(&s, &filters, r.last_hour, now),
+        last_hour(&s, &filters, r.last_hour),
         period(&s, &filters, r.this_month, now),
         period(&s, &filters, r.last_month_same_elapsed, now),
         period(&s, &filters, r.last_month, now),
@@ -80,6 +81,22 @@ pub async fn handler(
         "last_month": body(r.last_month, &last),
         "trend_ratio": trend,
     })))
+}
+
+/// The last hour from the real-time view (the agents' 5-minute group
+/// records), which is complete within one agent cycle; the hourly
+/// per-resource records that make the other totals arrive only after the
+/// hour.
+async fn last_hour(
+    s: &DashboardState,
+    filters: &[(String, String)],
+    (from, to): (i64, i64),
+) -> Result<Option<TotalsResponse>, DashboardError> {
+    let mut pairs = filters.to_vec();
+    pairs.push(("from".into(), from.to_string()));
+    pairs.push(("to".into(), to.to_string()));
+    let req = parse_totals(&pairs)?;
+    Ok(Some(s.engine.realtime_totals(&req).await?))
 }
 
 /// Totals of `[from, to)` under `filters` (None for an empty range).

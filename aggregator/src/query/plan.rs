@@ -33,6 +33,9 @@ pub enum Source {
     OrgHourly,
     /// `org_rollup_5m`.
     OrgFiveMinute,
+    /// `realtime_group_facts`: the agents' 5-minute group records, the
+    /// real-time view of the last hour (not part of any total).
+    Realtime,
 }
 
 impl Source {
@@ -48,6 +51,7 @@ impl Source {
             Source::OrgDaily => "org_rollup_daily",
             Source::OrgHourly => "org_rollup_hourly",
             Source::OrgFiveMinute => "org_rollup_5m",
+            Source::Realtime => "realtime_group_facts",
         }
     }
 
@@ -65,7 +69,7 @@ impl Source {
             Source::Monthly | Source::OrgMonthly => None,
             Source::Daily | Source::OrgDaily => Some(DAY_S),
             Source::Hourly | Source::OrgHourly => Some(HOUR_S),
-            Source::FiveMinute | Source::OrgFiveMinute => Some(FIVE_MINUTES_S),
+            Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => Some(FIVE_MINUTES_S),
             Source::Facts => None,
         }
     }
@@ -82,6 +86,7 @@ impl Source {
             Source::OrgDaily => "org_daily",
             Source::OrgHourly => "org_hourly",
             Source::OrgFiveMinute => "org_5m",
+            Source::Realtime => "realtime",
         }
     }
 

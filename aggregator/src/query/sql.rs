@@ -301,7 +301,26 @@ impl QueryEngine {
     /// Totals over a range, grouped, paginated, with the overall total and
     /// its breakdown by quality flag.
     pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
-        let segments = self.plan_request(req, now_unix_s);
+        self.totals_over(req, |r| self.plan_request(r, now_unix_s)).await
+    }
+
+    /// Totals of the real-time view: the range read from the agents'
+    /// 5-minute group records (`realtime_group_facts`) instead of the
+    /// rollups; for "the last hour", which the hourly per-resource records
+    /// have not reached yet.
+    pub async fn realtime_totals(&self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
+        self.totals_over(req, |r| {
+            vec![Segment { source: Source::Realtime, from_unix_s: r.from_unix_s, to_unix_s: r.to_unix_s }]
+        })
+        .await
+    }
+
+    async fn totals_over(
+        &self,
+        req: &TotalsRequest,
+        plan_request: impl Fn(&TotalsRequest) -> Vec<Segment>,
+    ) -> Result<TotalsResponse, QueryError> {
+        let segments = plan_request(req);
         let mut qb = grouped_query(&segments, None, &req.group_by, &req.filters, Some(req.page));
         let rows = qb.build().fetch_all(&self.pool).await?;
         let n = req.group_by.len();
@@ -314,7 +333,7 @@ impl QueryEngine {
         // The quality breakdown needs no account dimension unless filtered
         // by account, so it may read other (org) rollups than the rows.
         let quality_req = TotalsRequest { group_by: vec![Dimension::Quality], ..req.clone() };
-        let quality_segments = self.plan_request(&quality_req, now_unix_s);
+        let quality_segments = plan_request(&quality_req);
         let mut qb = grouped_query(&quality_segments, None, &[Dimension::Quality], &req.filters, None);
         let quality_rows = qb.build().fetch_all(&self.pool).await?;
         let mut by_quality = Vec::new();
@@ -350,6 +369,19 @@ impl QueryEngine {
             Grain::Org => req.step.source().org(),
         };
         let segments = plan::plan(req.from_unix_s, req.to_unix_s, &[source], horizon);
+        self.series_over(segments, req).await
+    }
+
+    /// The real-time view: `req`'s range at 5-minute resolution from the
+    /// agents' 5-minute group records (`realtime_group_facts`), which arrive
+    /// within one agent cycle, instead of the rollups of the hourly
+    /// per-resource records.
+    pub async fn realtime(&self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
+        let segments = vec![Segment { source: Source::Realtime, from_unix_s: req.from_unix_s, to_unix_s: req.to_unix_s }];
+        self.series_over(segments, req).await
+    }
+
+    async fn series_over(&self, segments: Vec<Segment>, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
         let mut qb = grouped_query(&segments, Some(req.step), &req.group_by, &req.filters, Some(req.page));
         let rows = qb.build().fetch_all(&self.pool).await?;
         let n = req.group_by.len();

@@ -77,7 +77,48 @@ fn fact(a: usize, i: u64, start_unix_s: i64, period_s: u32) -> FactRow {
         methodology_version: "canopy-1".to_owned(),
         factor_source: "ccf".to_owned(),
         factor_vintage: "2024".to_owned(),
+        realtime: false,
     }
+}
+
+/// The 5-minute group records of the real-time path for `facts`: summed per
+/// (start, region, service, resource type, team under the `team` key,
+/// quality), so the real-time view carries the same energy, CO2e and
+/// quality split as the facts.
+pub fn group_facts(facts: &[FactRow]) -> Vec<FactRow> {
+    let mut groups: std::collections::BTreeMap<(i64, String, String, String, Option<String>, &'static str), FactRow> =
+        std::collections::BTreeMap::new();
+    for f in facts {
+        let team = f.tags.as_ref().and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
+        let key = (
+            f.period_start_unix_s,
+            f.region.clone(),
+            f.service.clone(),
+            f.resource_type.clone(),
+            team.clone(),
+            f.quality.as_str(),
+        );
+        let subject = format!("group:{}/{}/{}/{}", f.service, f.resource_type, team.as_deref().unwrap_or("-"), f.quality.as_str());
+        let g = groups.entry(key).or_insert_with(|| FactRow {
+            record_key: format!("{subject}@{}s", f.period_s),
+            resource_id: subject,
+            team,
+            tags: Some(vec![]),
+            energy_kwh: 0.0,
+            location_g_co2e: 0.0,
+            market_g_co2e: 0.0,
+            low_g_co2e: 0.0,
+            high_g_co2e: 0.0,
+            realtime: true,
+            ..f.clone()
+        });
+        g.energy_kwh += f.energy_kwh;
+        g.location_g_co2e += f.location_g_co2e;
+        g.market_g_co2e += f.market_g_co2e;
+        g.low_g_co2e += f.low_g_co2e;
+        g.high_g_co2e += f.high_g_co2e;
+    }
+    groups.into_values().collect()
 }
 
 /// Loads the organisation: the directory, then one agent per account sending
@@ -124,6 +165,10 @@ pub async fn load(pool: &PgPool) {
             }
             start += 300;
         }
+        // The real-time path, as an agent sends it: the same energy again as
+        // 5-minute group records, which the aggregator keeps apart.
+        let groups = group_facts(&facts);
+        facts.extend(groups);
         let inventory = (0..RESOURCES_PER_ACCOUNT)
             .map(|i| {
                 let (resource_id, region, service, resource_type, tags) = resource(a, i);

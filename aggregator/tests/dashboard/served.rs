@@ -92,13 +92,44 @@ async fn dashboard_endpoints_match_the_query_api() {
         ("this_month", month, end),
         ("last_month", previous, month),
         ("last_month_same_elapsed", previous, previous + (end - month)),
-        ("last_hour", end - 3_600, end),
     ] {
         let api = get_json(&app, &format!("/v1/totals?from={from}&to={to}&team=web")).await;
         let mine = &overview[name]["totals"];
         assert_metrics_eq(&mine["total"], &api["total"], name);
         assert_eq!(mine["by_quality"], api["by_quality"], "{name}");
         assert!(api["total"]["fact_count"].as_i64().unwrap() > 0, "{name}: the data covers every range");
+    }
+    // The last hour is the real-time view (5-minute group records): equal to
+    // the /v1/realtime series summed, and the same energy and CO2e as the
+    // per-resource facts of that hour (the organisation's group records sum
+    // them), counted once, not twice.
+    let realtime = get_json(&app, &format!("/v1/realtime?now={NOW}&team=web")).await;
+    let rows = realtime["rows"].as_array().unwrap();
+    // Twelve buckets 11:05-12:05; the organisation's data ends at NOW
+    // (12:00), so eleven hold rows.
+    assert_eq!(rows.len(), 11, "{realtime}");
+    let sum = |key: &str| rows.iter().map(|r| r["metrics"][key].as_f64().unwrap()).sum::<f64>();
+    let last_hour = &overview["last_hour"]["totals"]["total"];
+    for key in ["energy_kwh", "location_kg_co2e", "market_kg_co2e", "low_kg_co2e", "high_kg_co2e"] {
+        assert!(close(last_hour[key].as_f64().unwrap(), sum(key)), "last_hour {key} vs /v1/realtime");
+    }
+    let hour_totals = get_json(&app, &format!("/v1/totals?from={}&to={end}&team=web", end - 3_600)).await;
+    for key in ["energy_kwh", "location_kg_co2e", "market_kg_co2e"] {
+        let (x, y) = (last_hour[key].as_f64().unwrap(), hour_totals["total"][key].as_f64().unwrap());
+        assert!(y > 0.0 && close(x, y), "last_hour {key}: real-time {x} vs totals {y}");
+    }
+    let shares = |v: &Value| -> Vec<(String, f64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|q| (q["quality"].as_str().unwrap().to_owned(), q["share_of_location_co2e"].as_f64().unwrap()))
+            .collect()
+    };
+    let (rt_shares, total_shares) =
+        (shares(&overview["last_hour"]["totals"]["by_quality"]), shares(&hour_totals["by_quality"]));
+    assert_eq!(rt_shares.len(), total_shares.len());
+    for ((qa, a), (qb, b)) in rt_shares.iter().zip(&total_shares) {
+        assert!(qa == qb && close(*a, *b), "quality share {qa} {a} vs {qb} {b}");
     }
 
     // And against a brute-force sum over the stored facts (team web, this month).

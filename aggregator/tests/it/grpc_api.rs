@@ -4,7 +4,7 @@ use canopy_aggregator::model::Batch;
 use canopy_aggregator::query::QueryEngine;
 use tonic::transport::server::TcpIncoming;
 
-use crate::support::{T0, TestDb, fact, seed_accounts, store};
+use crate::support::{T0, TestDb, as_group_record, fact, seed_accounts, store};
 
 fn fixed_now() -> i64 {
     T0 + 3_600
@@ -16,7 +16,10 @@ async fn grpc_matches_http_semantics() {
     seed_accounts(&t.pool).await;
     let f1 = fact(1, T0, 300, 1);
     let f2 = fact(2, T0 + 900, 300, 1);
-    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts: vec![f1.clone(), f2.clone()], inventory: vec![] }).await;
+    // With the real-time path's group records of the same energy, which
+    // answer /realtime and must not change any total.
+    let facts = vec![f1.clone(), f2.clone(), as_group_record(&f1), as_group_record(&f2)];
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
 
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();

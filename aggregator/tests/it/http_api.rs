@@ -7,7 +7,7 @@ use canopy_aggregator::query::QueryEngine;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::support::{T0, TestDb, fact, seed_accounts, store};
+use crate::support::{T0, TestDb, as_group_record, fact, seed_accounts, store};
 
 fn fixed_now() -> i64 {
     T0 + 3_600
@@ -28,7 +28,10 @@ async fn http_answers_and_rejects_bad_parameters() {
     // Resource 2 -> account 333333333333, region eu-west-1, team data.
     let f1 = fact(1, T0, 300, 1);
     let f2 = fact(2, T0 + 900, 300, 1);
-    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts: vec![f1.clone(), f2.clone()], inventory: vec![] }).await;
+    // With the real-time path's group records of the same energy, which
+    // answer /realtime and must not change any total.
+    let facts = vec![f1.clone(), f2.clone(), as_group_record(&f1), as_group_record(&f2)];
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
     let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now);
 
     let (status, body) = get(&app, &format!("/v1/totals?from={}&to={}&group_by=team", T0, T0 + 3_600)).await;

@@ -49,8 +49,9 @@ async fn retention_drops_only_expired_partitions() {
     // 7 days ahead of 2026-11-20 = 43 days, minus the 2 that already existed
     // (2026-10-20 and 2026-11-02); months Nov, Dec, Jan for two monthly
     // tables, minus Nov which existed for both: 4; the same again for the
-    // org rollups' 5-minute days (41) and hourly months (2).
-    assert_eq!(report.partitions_created, 41 + 4 + 41 + 2);
+    // org rollups' 5-minute days (41) and hourly months (2); and the 43
+    // days of the real-time group records (none existed).
+    assert_eq!(report.partitions_created, 41 + 4 + 41 + 2 + 43);
 
     // A second run changes nothing.
     let again = maintenance::run(&t.pool, &RetentionPolicy::default(), now).await.unwrap();

@@ -144,6 +144,22 @@ pub fn fact(resource: u64, start_unix_s: i64, period_s: u32, revision: u32) -> F
         methodology_version: "canopy-1".to_owned(),
         factor_source: "ccf".to_owned(),
         factor_vintage: "2024".to_owned(),
+        realtime: false,
+    }
+}
+
+/// The real-time path's copy of `f`: the 5-minute group record an agent
+/// sends for the same energy (group of `f`'s service, type and `team` tag).
+pub fn as_group_record(f: &FactRow) -> FactRow {
+    let team = f.tags.as_ref().and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
+    let subject = format!("group:{}/{}/{}", f.service, f.resource_type, team.as_deref().unwrap_or("-"));
+    FactRow {
+        record_key: format!("{subject}@{}s", f.period_s),
+        resource_id: subject,
+        team,
+        tags: Some(vec![]),
+        realtime: true,
+        ..f.clone()
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 
 use super::clock::SimClock;
 use super::deliver::{DeliveryCounters, send_until_drained};
-use super::records::{backfill_cycle, live_cycle};
+use super::records::outbox_cycle;
 
 /// Frames allowed to wait in an outbox before the producer pauses (keeps the
 /// backfill in step with the aggregator's acknowledgements).
@@ -208,7 +208,7 @@ async fn produce(
     let mut t = clock.backfill_from_unix_s + 3_600;
     while t <= clock.live_from_unix_s && !*stop.borrow() {
         let output = agent.run_cycle(t).await;
-        let cycle = backfill_cycle(&estimator, &agent, &spec.region, output);
+        let cycle = outbox_cycle(&estimator, &agent, &spec.region, output);
         append(spec, outbox, appended, cycle, progress).await?;
         progress.backfill_cycles.fetch_add(1, Ordering::Relaxed);
         wait_for_backlog(outbox, MAX_BACKLOG_BATCHES, stop).await;
@@ -231,7 +231,7 @@ async fn produce(
             return Ok(());
         }
         let output = agent.run_cycle(cycle_end).await;
-        let cycle = live_cycle(&estimator, &agent, &spec.region, output, clock.live_from_unix_s);
+        let cycle = outbox_cycle(&estimator, &agent, &spec.region, output);
         append(spec, outbox, appended, cycle, progress).await?;
         progress.live_cycles.fetch_add(1, Ordering::Relaxed);
         if clock.live_cycles.is_some_and(|n| k >= n) {
