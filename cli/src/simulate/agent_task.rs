@@ -175,10 +175,23 @@ async fn append(
     spec: &AgentSpec,
     outbox: &Arc<Outbox>,
     appended: &Notify,
-    cycle: Cycle,
+    mut cycle: Cycle,
     progress: &FleetProgress,
 ) -> Result<(), AgentTaskError> {
     let records = cycle.emissions.len() as u64;
+    // The status a real agent reports with each cycle, for fleet health.
+    // Simulated collection cannot fail, and send failures are counted for
+    // the whole fleet (`FleetProgress::delivery`), not per agent.
+    let backlog = outbox.stats();
+    cycle.agent_status = Some(canopy_protocol::AgentStatus {
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        outbox_backlog_frames: backlog.pending_batches as u64,
+        outbox_backlog_bytes: backlog.pending_bytes,
+        records_shed_total: 0,
+        collection_errors_total: 0,
+        send_failures_total: 0,
+        taken_at_unix_ms: cycle.created_at_unix_ms,
+    });
     let ob = outbox.clone();
     tokio::task::spawn_blocking(move || ob.append(&cycle))
         .await
