@@ -193,7 +193,10 @@ fn expected_facts(lines: &str) -> (BTreeMap<(i64, String), Fact>, BTreeSet<Strin
 async fn stored_facts(pool: &PgPool) -> BTreeMap<(i64, String), Fact> {
     let rows: Vec<(i64, String, i64, f64, f64)> = sqlx::query_as(
         "SELECT extract(epoch FROM period_start)::bigint, record_key, revision, location_g_co2e, energy_kwh \
-         FROM emission_facts WHERE account_id = $1",
+         FROM emission_facts WHERE account_id = $1 \
+         UNION ALL \
+         SELECT extract(epoch FROM bucket_start)::bigint, record_key, revision, location_g_co2e, energy_kwh \
+         FROM realtime_group_facts WHERE account_id = $1",
     )
     .bind(ACCOUNT)
     .fetch_all(pool)
@@ -340,6 +343,25 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
     for (key, fact) in &expected {
         assert_eq!(stored[key].revision, fact.revision, "revision of {key:?}");
     }
+    // The 5-minute group records (the real-time view) were kept apart from
+    // the totals: the rollups hold the per-resource energy once.
+    let (realtime_rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM realtime_group_facts WHERE account_id = $1 AND record_key LIKE 'group:%@300s'")
+            .bind(ACCOUNT)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let expected_groups = expected.keys().filter(|(_, k)| k.starts_with("group:") && k.ends_with("@300s")).count();
+    assert!(expected_groups > 0, "the agent sends 5-minute group records");
+    assert_eq!(realtime_rows as usize, expected_groups);
+    let resource_kwh: f64 = expected.iter().filter(|((_, k), _)| k.starts_with("resource:")).map(|(_, f)| f.energy_kwh).sum();
+    let (rollup_kwh,): (f64,) =
+        sqlx::query_as("SELECT COALESCE(sum(energy_kwh), 0)::float8 FROM rollup_hourly WHERE account_id = $1")
+            .bind(ACCOUNT)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_close(rollup_kwh, resource_kwh, "hourly rollup kWh (per-resource records only)");
     let resources: Vec<(String,)> =
         sqlx::query_as("SELECT resource_id FROM resources WHERE account_id = $1 ORDER BY resource_id")
             .bind(ACCOUNT)
