@@ -12,19 +12,18 @@ use std::time::Duration;
 use canopy_agent::collectors::CollectContext;
 use canopy_agent::config::AgentConfig;
 use canopy_agent::cost::{CostMeter, CostModel};
-use canopy_agent::cycle::{Agent, AgentParts, Cadence};
+use canopy_agent::cycle::{Agent, AgentParts, Cadence, CycleOutput};
 use canopy_agent::env::MapEnv;
+use canopy_agent::deliver::outbox_cycle;
 use canopy_agent::estimate::Estimator;
 use canopy_agent::metrics::Metrics;
 use canopy_agent::simulated::{SimulatedSource, TEAM_TAG_KEYS};
 use canopy_emissions::grid::MarketConfig;
-use canopy_outbox::{Cycle, Outbox, OutboxConfig};
+use canopy_outbox::{Cycle, Outbox, OutboxConfig, SenderConfig, SenderControl, SenderError, SenderStats, send_pending};
 use canopy_transport::Client;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::clock::SimClock;
-use super::deliver::{DeliveryCounters, send_until_drained};
-use super::records::outbox_cycle;
 
 /// Frames allowed to wait in an outbox before the producer pauses (keeps the
 /// backfill in step with the aggregator's acknowledgements).
@@ -59,7 +58,7 @@ pub struct FleetProgress {
     /// Agents whose backfill is acknowledged in full.
     pub agents_backfilled: AtomicU64,
     /// Deliveries.
-    pub delivery: DeliveryCounters,
+    pub delivery: SenderStats,
 }
 
 /// Why a simulated agent stopped.
@@ -87,7 +86,7 @@ pub enum AgentTaskError {
         /// Agent id.
         agent_id: String,
         /// The error.
-        source: super::deliver::DeliverError,
+        source: SenderError,
     },
     /// A task panicked.
     #[error("agent {agent_id}: task failed: {message}")]
@@ -99,7 +98,7 @@ pub enum AgentTaskError {
     },
 }
 
-fn build_agent(spec: &AgentSpec, cadence: Cadence) -> Result<(Agent, Estimator), AgentTaskError> {
+fn build_agent(spec: &AgentSpec, cadence: Cadence) -> Result<Agent, AgentTaskError> {
     let text = format!(
         "config_version = 1\nagent_id = \"{}\"\naccount_id = \"{}\"\nregion = \"{}\"\n[source]\nkind = \"simulated\"\nseed = 0\nresources = {}\n",
         spec.agent_id,
@@ -111,8 +110,7 @@ fn build_agent(spec: &AgentSpec, cadence: Cadence) -> Result<(Agent, Estimator),
         .map_err(|e| AgentTaskError::Config { agent_id: spec.agent_id.clone(), message: e.to_string() })?;
     let meter = Arc::new(CostMeter::new());
     let source = SimulatedSource::new(spec.seed, spec.resources, meter.clone()).with_churn(true);
-    let keys: Vec<String> = TEAM_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect();
-    let estimator = Estimator::new(&spec.region, MarketConfig::new(), keys.clone());
+    let keys = team_tag_keys();
     let agent = Agent::new(AgentParts {
         context: CollectContext { account_id: spec.account_id.clone(), region: spec.region.clone(), now_unix_s: 0 },
         cadence,
@@ -124,7 +122,18 @@ fn build_agent(spec: &AgentSpec, cadence: Cadence) -> Result<(Agent, Estimator),
         metrics: Arc::new(Metrics::new()),
         meter,
     });
-    Ok((agent, estimator))
+    Ok(agent)
+}
+
+fn team_tag_keys() -> Vec<String> {
+    TEAM_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect()
+}
+
+/// The outbox cycle of one agent cycle: what the real agent appends (its
+/// inventory, per-resource hourly records and 5-minute group records).
+fn cycle_for_outbox(agent: &Agent, region: &str, output: &CycleOutput) -> Cycle {
+    let created_at_unix_ms = output.stats.cycle_end_unix_s * 1_000;
+    outbox_cycle(output, agent.inventory(), agent.account_id(), region, &team_tag_keys(), created_at_unix_ms)
 }
 
 /// Hourly cycles: every cycle fetches the hour before it (measured records).
@@ -150,17 +159,27 @@ pub async fn run_agent(
             .map_err(|e| AgentTaskError::Task { agent_id: agent_id.clone(), message: e.to_string() })?
             .map_err(outbox_err)?,
     );
-    let appended = Arc::new(Notify::new());
-    let (done_tx, done_rx) = watch::channel(false);
+    // The outbox's shared sender loop, the one the real agent runs.
+    let control = Arc::new(SenderControl::new());
     let sender = {
-        let (outbox, appended, progress) = (outbox.clone(), appended.clone(), progress.clone());
+        let (outbox, control, progress) = (outbox.clone(), control.clone(), progress.clone());
         let client = client.clone();
+        let config = SenderConfig {
+            frames_per_round: 32,
+            idle_poll: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+            ..SenderConfig::default()
+        };
         tokio::spawn(async move {
-            send_until_drained(&client, &outbox, &appended, done_rx, &progress.delivery).await
+            let send = |frame: Vec<u8>| {
+                let client = client.clone();
+                async move { client.send(&frame).await }
+            };
+            send_pending(outbox, send, &config, &progress.delivery, &control).await
         })
     };
-    let produced = produce(&spec, &outbox, &appended, &mut clock, &progress, &mut stop).await;
-    let _ = done_tx.send(true);
+    let produced = produce(&spec, &outbox, &control, &mut clock, &progress, &mut stop).await;
+    control.drain();
     let sent = sender.await;
     client.close().await;
     produced?;
@@ -174,7 +193,7 @@ pub async fn run_agent(
 async fn append(
     spec: &AgentSpec,
     outbox: &Arc<Outbox>,
-    appended: &Notify,
+    control: &SenderControl,
     mut cycle: Cycle,
     progress: &FleetProgress,
 ) -> Result<(), AgentTaskError> {
@@ -198,7 +217,7 @@ async fn append(
         .map_err(|e| AgentTaskError::Task { agent_id: spec.agent_id.clone(), message: e.to_string() })?
         .map_err(|source| AgentTaskError::Outbox { agent_id: spec.agent_id.clone(), source })?;
     progress.records.fetch_add(records, Ordering::Relaxed);
-    appended.notify_one();
+    control.wake();
     Ok(())
 }
 
@@ -212,17 +231,17 @@ async fn wait_for_backlog(outbox: &Outbox, max: usize, stop: &watch::Receiver<bo
 async fn produce(
     spec: &AgentSpec,
     outbox: &Arc<Outbox>,
-    appended: &Notify,
+    control: &SenderControl,
     clock: &mut SimClock,
     progress: &FleetProgress,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), AgentTaskError> {
-    let (mut agent, estimator) = build_agent(spec, BACKFILL_CADENCE)?;
+    let mut agent = build_agent(spec, BACKFILL_CADENCE)?;
     let mut t = clock.backfill_from_unix_s + 3_600;
     while t <= clock.live_from_unix_s && !*stop.borrow() {
         let output = agent.run_cycle(t).await;
-        let cycle = outbox_cycle(&estimator, &agent, &spec.region, output);
-        append(spec, outbox, appended, cycle, progress).await?;
+        let cycle = cycle_for_outbox(&agent, &spec.region, &output);
+        append(spec, outbox, control, cycle, progress).await?;
         progress.backfill_cycles.fetch_add(1, Ordering::Relaxed);
         wait_for_backlog(outbox, MAX_BACKLOG_BATCHES, stop).await;
         t += 3_600;
@@ -232,7 +251,7 @@ async fn produce(
     if clock.live_cycles == Some(0) {
         return Ok(());
     }
-    let (mut agent, estimator) = build_agent(spec, LIVE_CADENCE)?;
+    let mut agent = build_agent(spec, LIVE_CADENCE)?;
     let mut k: u64 = 1;
     loop {
         let cycle_end = clock.live_from_unix_s + k as i64 * LIVE_CADENCE.cycle_s;
@@ -244,8 +263,8 @@ async fn produce(
             return Ok(());
         }
         let output = agent.run_cycle(cycle_end).await;
-        let cycle = outbox_cycle(&estimator, &agent, &spec.region, output);
-        append(spec, outbox, appended, cycle, progress).await?;
+        let cycle = cycle_for_outbox(&agent, &spec.region, &output);
+        append(spec, outbox, control, cycle, progress).await?;
         progress.live_cycles.fetch_add(1, Ordering::Relaxed);
         if clock.live_cycles.is_some_and(|n| k >= n) {
             return Ok(());

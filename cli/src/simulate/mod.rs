@@ -8,15 +8,11 @@
 //!
 //! - [`clock`]: backfill range and the live phase's simulated clock.
 //! - [`agent_task`]: one agent (backfill, then live cycles).
-//! - [`records`]: agent cycle output → outbox cycle.
-//! - [`deliver`]: outbox → QUIC sender.
 //! - [`certs`]: TEST-ONLY client certificates.
 
 pub mod agent_task;
 pub mod certs;
 pub mod clock;
-pub mod deliver;
-pub mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use canopy_agent::simulated::{SimulatedOrganisation, organisation};
 use canopy_aggregator::directory::{self, AccountRow};
+use canopy_outbox::SenderStats;
 use canopy_transport::ca::first_certificate_der;
 use canopy_transport::{CertificateAuthority, Client, ClientConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -190,7 +187,7 @@ pub async fn run(opts: &SimulateOptions, stop: watch::Receiver<bool>) -> anyhow:
         let done = progress.agents_backfilled.load(Ordering::Relaxed);
         if let Some(bar) = &bar {
             bar.set_position(progress.backfill_cycles.load(Ordering::Relaxed).min(total));
-            bar.set_message(format!("{} batches acked", progress.delivery.batches_acked.load(Ordering::Relaxed)));
+            bar.set_message(format!("{} batches acked", SenderStats::get(&progress.delivery.acked_batches)));
         }
         if backfill_s.is_none() && done == agents {
             let s = started.elapsed().as_secs_f64();
@@ -212,12 +209,16 @@ pub async fn run(opts: &SimulateOptions, stop: watch::Receiver<bool>) -> anyhow:
     if let Some(e) = first_error {
         return Err(e);
     }
+    let refused = SenderStats::get(&progress.delivery.refused_batches);
+    if refused > 0 {
+        anyhow::bail!("the aggregator refused {refused} batches (kept in the agents' outboxes; see its quarantine)");
+    }
     Ok(SimulateReport {
         agents: specs.len(),
         backfill_cycles: progress.backfill_cycles.load(Ordering::Relaxed),
         live_cycles: progress.live_cycles.load(Ordering::Relaxed),
         records: progress.records.load(Ordering::Relaxed),
-        batches_acked: progress.delivery.batches_acked.load(Ordering::Relaxed),
+        batches_acked: SenderStats::get(&progress.delivery.acked_batches),
         backfill_s: backfill_s.unwrap_or_else(|| started.elapsed().as_secs_f64()),
     })
 }
