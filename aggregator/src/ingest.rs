@@ -480,9 +480,29 @@ async fn upsert_facts(
     if f.is_empty() {
         return Ok((0, 0));
     }
+    let sql = facts_sql(mode);
+    let row = bind_facts(sqlx::query(&sql), f, &batch.agent_id, sequence)
+        .fetch_one(&mut **tx)
+        .await?;
+    let written: i64 = row.try_get("written")?;
+    let replaced: i64 = row.try_get("replaced")?;
+    Ok((written as u64, replaced as u64))
+}
+
+/// Binds the columns of `f` as arrays in the order both fact statements
+/// unnest them: $1 start, $2 period, $3 account, $4 region, $5 record key,
+/// $6 revision, $7 resource id, $8 resource type, $9 service, $10 tags,
+/// $11 quality, $12-$16 energy and CO2e, $17-$19 lineage, $20 agent id,
+/// $21 batch sequence, $22 team.
+fn bind_facts<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    f: &[&FactRow],
+    agent_id: &'q str,
+    sequence: i64,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
     let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
     let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
-    let row = sqlx::query(&facts_sql(mode))
+    query
         .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
         .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
         .bind(texts(|x| &x.account_id))
@@ -502,14 +522,9 @@ async fn upsert_facts(
         .bind(texts(|x| &x.methodology_version))
         .bind(texts(|x| &x.factor_source))
         .bind(texts(|x| &x.factor_vintage))
-        .bind(&batch.agent_id)
+        .bind(agent_id)
         .bind(sequence)
         .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
-        .fetch_one(&mut **tx)
-        .await?;
-    let written: i64 = row.try_get("written")?;
-    let replaced: i64 = row.try_get("replaced")?;
-    Ok((written as u64, replaced as u64))
 }
 
 /// Creates the daily partitions of `realtime_group_facts` these facts need
@@ -543,18 +558,17 @@ async fn upsert_realtime(
     if f.is_empty() {
         return Ok((0, 0));
     }
-    let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
-    let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
-    let row = sqlx::query(
+    let row = bind_facts(
+        sqlx::query(
         "WITH i AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[],
-                                 $11::float8[], $12::float8[], $13::float8[], $14::float8[], $15::float8[],
-                                 $16::text[], $17::text[], $18::text[])
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
+                                 $17::text[], $18::text[], $19::text[], $22::text[])
                 AS t(start_unix_s, period_s, account_id, region, record_key, revision,
-                     resource_type, service, team, quality,
+                     resource_id, resource_type, service, tags, quality,
                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                     methodology_version, factor_source, factor_vintage)
+                     methodology_version, factor_source, factor_vintage, team)
          ),
          inc AS (
             SELECT DISTINCT ON (1, 3, 4, 5)
@@ -579,7 +593,7 @@ async fn upsert_realtime(
             SELECT bucket_start, period_s, account_id, region, record_key, revision,
                    resource_type, service, team, quality,
                    energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                   methodology_version, factor_source, factor_vintage, $19, $20
+                   methodology_version, factor_source, factor_vintage, $20, $21
             FROM inc
             ON CONFLICT (bucket_start, account_id, region, record_key) DO UPDATE SET
                 period_s = excluded.period_s, revision = excluded.revision,
@@ -594,27 +608,11 @@ async fn upsert_realtime(
             RETURNING 1
          )
          SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced",
+        ),
+        f,
+        &batch.agent_id,
+        sequence,
     )
-    .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
-    .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
-    .bind(texts(|x| &x.account_id))
-    .bind(texts(|x| &x.region))
-    .bind(texts(|x| &x.record_key))
-    .bind(f.iter().map(|x| i64::from(x.revision)).collect::<Vec<i64>>())
-    .bind(texts(|x| &x.resource_type))
-    .bind(texts(|x| &x.service))
-    .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
-    .bind(texts(|x| x.quality.as_str()))
-    .bind(floats(|x| x.energy_kwh))
-    .bind(floats(|x| x.location_g_co2e))
-    .bind(floats(|x| x.market_g_co2e))
-    .bind(floats(|x| x.low_g_co2e))
-    .bind(floats(|x| x.high_g_co2e))
-    .bind(texts(|x| &x.methodology_version))
-    .bind(texts(|x| &x.factor_source))
-    .bind(texts(|x| &x.factor_vintage))
-    .bind(&batch.agent_id)
-    .bind(sequence)
     .fetch_one(&mut **tx)
     .await?;
     let written: i64 = row.try_get("written")?;
