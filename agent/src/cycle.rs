@@ -413,32 +413,31 @@ impl Agent {
         if let Some((start, end)) = window {
             n += per_resource * ((end - start) / 3_600) as usize + groups * ((end - start) / PERIOD_S) as usize;
         }
-        let mut t = cycle_end - self.cadence.cycle_s;
-        while t < cycle_end {
+        for t in provisional_buckets(cycle_end, self.cadence.cycle_s) {
             if !measured(t, t + PERIOD_S) {
                 n += groups;
             }
-            t += PERIOD_S;
         }
-        if cycle_end.rem_euclid(3_600) == 0 && !measured(cycle_end - 3_600, cycle_end) {
+        if let Some(hour) = provisional_hour(cycle_end, self.cadence.cycle_s)
+            && !measured(hour, hour + 3_600)
+        {
             n += per_resource;
         }
         n
     }
 
     fn provisional_records(&self, cycle_end: i64, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
-        let mut t = cycle_end - self.cadence.cycle_s;
-        while t < cycle_end {
+        for t in provisional_buckets(cycle_end, self.cadence.cycle_s) {
             if !self.utilisation.is_measured(t, t + PERIOD_S) {
                 self.group_interval(t, false, out, stats);
             }
-            t += PERIOD_S;
         }
-        if cycle_end.rem_euclid(3_600) == 0 && !self.utilisation.is_measured(cycle_end - 3_600, cycle_end) {
-            let start = cycle_end - 3_600;
+        if let Some(start) = provisional_hour(cycle_end, self.cadence.cycle_s)
+            && !self.utilisation.is_measured(start, start + 3_600)
+        {
             for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
                 let util: UtilisationValue = self.utilisation.provisional(r, 3_600);
-                match self.estimator.estimate(r, start, cycle_end, util, REVISION_PROVISIONAL) {
+                match self.estimator.estimate(r, start, start + 3_600, util, REVISION_PROVISIONAL) {
                     Ok(Some(rec)) => out.push(rec),
                     Ok(None) => {}
                     Err(_) => stats.estimate_failures += 1,
@@ -448,10 +447,43 @@ impl Agent {
     }
 }
 
+/// Starts of the 5-minute buckets (aligned to the epoch, so none crosses an
+/// hour) that ended during the cycle `(cycle_end - cycle_s, cycle_end]`: the
+/// run loop's clock is not aligned, and over successive cycles every bucket
+/// falls in exactly one cycle.
+fn provisional_buckets(cycle_end: i64, cycle_s: i64) -> impl Iterator<Item = i64> {
+    let last_end = cycle_end - cycle_end.rem_euclid(PERIOD_S);
+    let first_end = (cycle_end - cycle_s).div_euclid(PERIOD_S) * PERIOD_S + PERIOD_S;
+    (first_end..=last_end).step_by(PERIOD_S as usize).map(|end| end - PERIOD_S)
+}
+
+/// Start of the UTC hour that ended during the cycle, if one did.
+fn provisional_hour(cycle_end: i64, cycle_s: i64) -> Option<i64> {
+    let hour_end = cycle_end - cycle_end.rem_euclid(3_600);
+    (hour_end > cycle_end - cycle_s).then_some(hour_end - 3_600)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collectors::{BoxFuture, CollectError};
+
+    #[test]
+    fn provisional_intervals_are_aligned_whatever_the_cycle_clock() {
+        // Aligned 5-minute cycle: the bucket that just ended.
+        assert_eq!(provisional_buckets(3_600, 300).collect::<Vec<_>>(), vec![3_300]);
+        // Unaligned: 56 min 30 s ends the 55-minute bucket; nothing crosses
+        // the hour.
+        assert_eq!(provisional_buckets(3_390, 300).collect::<Vec<_>>(), vec![3_000]);
+        // 60-second cycles: each bucket in exactly one cycle.
+        let all: Vec<i64> = (1..=15).flat_map(|k| provisional_buckets(k * 60 + 7, 60)).collect();
+        assert_eq!(all, vec![0, 300, 600]);
+        // An hour cycle covers its twelve buckets.
+        assert_eq!(provisional_buckets(7_200, 3_600).count(), 12);
+        assert_eq!(provisional_hour(7_200, 300), Some(3_600));
+        assert_eq!(provisional_hour(7_230, 60), Some(3_600));
+        assert_eq!(provisional_hour(7_290, 60), None);
+    }
     use crate::config::AgentConfig;
     use crate::env::MapEnv;
     use crate::utilisation::{MetricPoint, MetricQuery};

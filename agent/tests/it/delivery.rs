@@ -326,7 +326,8 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
     // The outbox is empty: every batch was acknowledged and removed.
     let outbox = Outbox::<canopy_outbox::DefaultStore>::open(&dir.join("outbox"), OutboxConfig::new(agent_id)).unwrap();
     let left = outbox.stats();
-    assert_eq!((left.pending_batches, left.pending_bytes), (0, 0), "outbox not empty after shutdown");
+    let quarantined: Vec<(String,)> = sqlx::query_as("SELECT error FROM quarantined_batches").fetch_all(&db.pool).await.unwrap_or_default();
+    assert_eq!((left.pending_batches, left.pending_bytes), (0, 0), "outbox not empty after shutdown; quarantined: {quarantined:?}; agent log: {log}");
     drop(outbox);
 
     // PostgreSQL holds exactly what the agent produced in its two cycles.
