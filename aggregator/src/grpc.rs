@@ -101,7 +101,12 @@ fn dims(d: &[(Dimension, String)]) -> Vec<pb::DimValue> {
 
 fn sources(s: &[Segment]) -> Vec<pb::Source> {
     s.iter()
-        .map(|s| pb::Source { source: s.source.name().to_owned(), from_unix_s: s.from_unix_s, to_unix_s: s.to_unix_s })
+        .map(|s| pb::Source {
+            source: s.source.name().to_owned(),
+            from_unix_s: s.from_unix_s,
+            to_unix_s: s.to_unix_s,
+            subtract: s.subtract,
+        })
         .collect()
 }
 

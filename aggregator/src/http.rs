@@ -119,7 +119,12 @@ fn dims_json(dims: &[(Dimension, String)]) -> Value {
 fn segments_json(segments: &[Segment]) -> Value {
     segments
         .iter()
-        .map(|s| json!({ "source": s.source.name(), "from_unix_s": s.from_unix_s, "to_unix_s": s.to_unix_s }))
+        .map(|s| json!({
+                "source": s.source.name(),
+                "from_unix_s": s.from_unix_s,
+                "to_unix_s": s.to_unix_s,
+                "subtract": s.subtract,
+            }))
         .collect()
 }
 

@@ -33,6 +33,10 @@ pub enum Source {
     OrgHourly,
     /// `org_rollup_5m`.
     OrgFiveMinute,
+    /// `org_team_rollup_daily` (only team and quality flag; plus pending).
+    OrgTeamDaily,
+    /// `org_team_rollup_monthly`.
+    OrgTeamMonthly,
     /// `realtime_group_facts`: the agents' 5-minute group records, the
     /// real-time view of the last hour (not part of any total).
     Realtime,
@@ -51,6 +55,8 @@ impl Source {
             Source::OrgDaily => "org_rollup_daily",
             Source::OrgHourly => "org_rollup_hourly",
             Source::OrgFiveMinute => "org_rollup_5m",
+            Source::OrgTeamDaily => "org_team_rollup_daily",
+            Source::OrgTeamMonthly => "org_team_rollup_monthly",
             Source::Realtime => "realtime_group_facts",
         }
     }
@@ -66,8 +72,8 @@ impl Source {
     /// Bucket width in seconds (None for calendar months and raw facts).
     pub fn step_s(self) -> Option<i64> {
         match self {
-            Source::Monthly | Source::OrgMonthly => None,
-            Source::Daily | Source::OrgDaily => Some(DAY_S),
+            Source::Monthly | Source::OrgMonthly | Source::OrgTeamMonthly => None,
+            Source::Daily | Source::OrgDaily | Source::OrgTeamDaily => Some(DAY_S),
             Source::Hourly | Source::OrgHourly => Some(HOUR_S),
             Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => Some(FIVE_MINUTES_S),
             Source::Facts => None,
@@ -86,6 +92,8 @@ impl Source {
             Source::OrgDaily => "org_daily",
             Source::OrgHourly => "org_hourly",
             Source::OrgFiveMinute => "org_5m",
+            Source::OrgTeamDaily => "org_team_daily",
+            Source::OrgTeamMonthly => "org_team_monthly",
             Source::Realtime => "realtime",
         }
     }
@@ -93,6 +101,11 @@ impl Source {
     /// True for the org rollups (no account dimension, OU path instead).
     pub fn is_org(self) -> bool {
         matches!(self, Source::OrgMonthly | Source::OrgDaily | Source::OrgHourly | Source::OrgFiveMinute)
+    }
+
+    /// True for the team rollups (team and quality flag only).
+    pub fn is_team(self) -> bool {
+        matches!(self, Source::OrgTeamDaily | Source::OrgTeamMonthly)
     }
 
     /// True for the 5-minute levels, which exist only within retention.
@@ -112,7 +125,10 @@ impl Source {
     }
 }
 
-/// One piece of a planned range.
+/// One piece of a planned range. A planned range is the signed sum of its
+/// segments: a segment with `subtract` set is taken away from the others,
+/// which lets a ragged edge be read as one coarse bucket minus the small
+/// piece of it that lies outside the range when that reads fewer rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     /// Where to read.
@@ -121,15 +137,30 @@ pub struct Segment {
     pub from_unix_s: i64,
     /// Exclusive end, Unix seconds.
     pub to_unix_s: i64,
+    /// True when this piece is subtracted (it lies outside the range but
+    /// inside a coarser bucket the plan reads whole).
+    pub subtract: bool,
+}
+
+impl Segment {
+    /// A segment added to the answer.
+    pub fn add(source: Source, from_unix_s: i64, to_unix_s: i64) -> Segment {
+        Segment { source, from_unix_s, to_unix_s, subtract: false }
+    }
+
+    fn negated(self) -> Segment {
+        Segment { subtract: !self.subtract, ..self }
+    }
 }
 
 /// Plans `[from, to)` over `levels` (coarsest first), falling back to raw
-/// facts. 5-minute rollups are used only at or after
-/// `five_minute_horizon_unix_s`. Segments are returned in time order.
+/// facts, choosing for every edge whichever reads fewer buckets: the finer
+/// levels inside the range, or the enclosing coarse bucket minus the finer
+/// levels outside it. 5-minute rollups are used only at or after
+/// `five_minute_horizon_unix_s`. Segments are returned in time order of
+/// the pieces added, subtracted pieces next to the bucket they cut.
 pub fn plan(from_unix_s: i64, to_unix_s: i64, levels: &[Source], five_minute_horizon_unix_s: i64) -> Vec<Segment> {
-    let mut out = Vec::new();
-    cover(from_unix_s, to_unix_s, levels, five_minute_horizon_unix_s, &mut out);
-    out
+    cover(from_unix_s, to_unix_s, levels, five_minute_horizon_unix_s)
 }
 
 /// The levels a totals query may use.
@@ -139,58 +170,161 @@ pub const TOTALS_LEVELS: [Source; 4] = [Source::Monthly, Source::Daily, Source::
 pub const ORG_TOTALS_LEVELS: [Source; 4] =
     [Source::OrgMonthly, Source::OrgDaily, Source::OrgHourly, Source::OrgFiveMinute];
 
-/// The whole buckets of `level` inside `[from, to)`, as `(lo, hi)`.
-fn inner_bounds(level: Source, from: i64, to: i64) -> (i64, i64) {
+/// The levels a totals query that only groups and filters by team and
+/// quality flag may use: team rollups for days and months, org rollups below.
+pub const TEAM_TOTALS_LEVELS: [Source; 4] =
+    [Source::OrgTeamMonthly, Source::OrgTeamDaily, Source::OrgHourly, Source::OrgFiveMinute];
+
+/// Start of the bucket of `level` containing `t`.
+fn bucket_floor(level: Source, t: i64) -> i64 {
     match level.step_s() {
-        Some(step) => (ceil_to(from, step), floor_to(to, step)),
-        None => {
-            let start = month_start_shifted(from, 0);
-            let lo = if start == from { from } else { month_start_shifted(from, 1) };
-            (lo, month_start_shifted(to, 0))
+        Some(step) => floor_to(t, step),
+        None => month_start_shifted(t, 0),
+    }
+}
+
+/// Smallest bucket boundary of `level` at or after `t`.
+fn bucket_ceil(level: Source, t: i64) -> i64 {
+    let floor = bucket_floor(level, t);
+    if floor == t {
+        t
+    } else {
+        match level.step_s() {
+            Some(step) => floor + step,
+            None => month_start_shifted(t, 1),
         }
     }
 }
 
-fn cover(from: i64, to: i64, levels: &[Source], horizon: i64, out: &mut Vec<Segment>) {
+/// Rows a raw-facts segment is weighted at per second, relative to one
+/// rollup bucket: a 5-minute slot of per-resource facts holds about as many
+/// rows as the resources of a group, taken here as 100.
+const FACT_COST_PER_5_MINUTES: f64 = 100.0;
+
+/// Estimated rows read per group series, plus a small charge per segment so
+/// that of two equally large plans the one with fewer statements wins.
+pub fn cost(segments: &[Segment]) -> f64 {
+    segments
+        .iter()
+        .map(|s| {
+            let span = (s.to_unix_s - s.from_unix_s) as f64;
+            let buckets = match s.source.step_s() {
+                Some(step) => span / step as f64,
+                None if s.source == Source::Facts => span / FIVE_MINUTES_S as f64 * FACT_COST_PER_5_MINUTES,
+                None => (span / (30.0 * DAY_S as f64)).round().max(1.0),
+            };
+            buckets + 0.25
+        })
+        .sum()
+}
+
+fn cover(from: i64, to: i64, levels: &[Source], horizon: i64) -> Vec<Segment> {
     if from >= to {
-        return;
+        return Vec::new();
     }
     let Some((&level, rest)) = levels.split_first() else {
-        out.push(Segment { source: Source::Facts, from_unix_s: from, to_unix_s: to });
-        return;
+        return vec![Segment::add(Source::Facts, from, to)];
     };
-    let (mut lo, hi) = inner_bounds(level, from, to);
-    if level.is_five_minute() {
-        lo = lo.max(ceil_to(horizon, FIVE_MINUTES_S));
+    // Without this level at all.
+    let mut best = cover(from, to, rest, horizon);
+    let mut best_cost = cost(&best);
+
+    let usable_from = if level.is_five_minute() { ceil_to(horizon, FIVE_MINUTES_S) } else { i64::MIN };
+    let (lo_in, hi_in) = (bucket_ceil(level, from), bucket_floor(level, to));
+    let (lo_out, hi_out) = (bucket_floor(level, from), bucket_ceil(level, to));
+    // Signed tiling: [from, start) + [start, end) + [end, to) = [from, to)
+    // for any start and end, reading [b, a) as minus [a, b). The left edge is
+    // [from, lo_in) from finer levels, or minus [lo_out, from) (the enclosing
+    // bucket is then read whole); likewise the right edge.
+    let mut lefts = vec![(lo_in, cover(from, lo_in, rest, horizon))];
+    if usable_from > lo_in && usable_from < to {
+        // Only the part after the 5-minute horizon may use this level.
+        lefts.push((usable_from, cover(from, usable_from, rest, horizon)));
     }
-    if lo >= hi {
-        cover(from, to, rest, horizon, out);
-        return;
+    if lo_out < from {
+        lefts.push((lo_out, cover(lo_out, from, rest, horizon).into_iter().map(Segment::negated).collect()));
     }
-    cover(from, lo, rest, horizon, out);
-    out.push(Segment { source: level, from_unix_s: lo, to_unix_s: hi });
-    cover(hi, to, rest, horizon, out);
+    let mut rights = vec![(hi_in, cover(hi_in, to, rest, horizon))];
+    if hi_out > to {
+        rights.push((hi_out, cover(to, hi_out, rest, horizon).into_iter().map(Segment::negated).collect()));
+    }
+    for (start, left) in &lefts {
+        for (end, right) in &rights {
+            let middle = match start.cmp(end) {
+                std::cmp::Ordering::Less => Some(Segment::add(level, *start, *end)),
+                std::cmp::Ordering::Greater => Some(Segment::add(level, *end, *start).negated()),
+                std::cmp::Ordering::Equal => None,
+            };
+            if middle.is_some_and(|m| m.from_unix_s < usable_from) {
+                continue;
+            }
+            let mut candidate = left.clone();
+            candidate.extend(middle);
+            candidate.extend(right.iter().copied());
+            let c = cost(&candidate);
+            if c < best_cost {
+                best = candidate;
+                best_cost = c;
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(from: i64, to: i64, horizon: i64, expected: &[(Source, i64, i64)]) {
-        let got: Vec<(Source, i64, i64)> =
-            plan(from, to, &TOTALS_LEVELS, horizon).into_iter().map(|s| (s.source, s.from_unix_s, s.to_unix_s)).collect();
-        assert_eq!(got, expected);
+    fn plain(segments: &[Segment]) -> Vec<(Source, i64, i64, bool)> {
+        segments.iter().map(|s| (s.source, s.from_unix_s, s.to_unix_s, s.subtract)).collect()
+    }
+
+    fn check(from: i64, to: i64, horizon: i64, expected: &[(Source, i64, i64, bool)]) {
+        let got = plan(from, to, &TOTALS_LEVELS, horizon);
+        assert_tiles(&got, from, to, horizon);
+        assert_eq!(plain(&got), expected);
+    }
+
+    /// The signed segments cover every instant of [from, to) exactly once
+    /// and nothing outside it; every rollup segment is whole buckets of its
+    /// level; no 5-minute segment starts before the horizon.
+    fn assert_tiles(segments: &[Segment], from: i64, to: i64, horizon: i64) {
+        let mut points: Vec<i64> = segments.iter().flat_map(|s| [s.from_unix_s, s.to_unix_s]).collect();
+        points.extend([from, to]);
+        points.sort_unstable();
+        points.dedup();
+        for w in points.windows(2) {
+            let probe = w[0];
+            let covered: i32 = segments
+                .iter()
+                .filter(|s| s.from_unix_s <= probe && probe < s.to_unix_s)
+                .map(|s| if s.subtract { -1 } else { 1 })
+                .sum();
+            let expected = i32::from(from <= probe && probe < to);
+            assert_eq!(covered, expected, "instant {probe} of [{from}, {to}) in {segments:?}");
+        }
+        for s in segments {
+            assert!(s.from_unix_s < s.to_unix_s, "empty segment {s:?}");
+            if s.source != Source::Facts {
+                assert_eq!(bucket_floor(s.source, s.from_unix_s), s.from_unix_s, "{s:?} starts inside a bucket");
+                assert_eq!(bucket_floor(s.source, s.to_unix_s), s.to_unix_s, "{s:?} ends inside a bucket");
+            }
+            if s.source.is_five_minute() {
+                assert!(s.from_unix_s >= horizon, "{s:?} reads 5-minute rollups before the horizon {horizon}");
+            }
+        }
     }
 
     #[test]
     fn whole_days_use_daily_only() {
-        check(DAY_S, 3 * DAY_S, 0, &[(Source::Daily, DAY_S, 3 * DAY_S)]);
+        check(DAY_S, 3 * DAY_S, 0, &[(Source::Daily, DAY_S, 3 * DAY_S, false)]);
     }
 
     #[test]
-    fn ragged_edges_step_down_to_facts() {
-        // [00:02:30 day1, 01:10 day3): facts 150..300, 5m 300..3600, hourly 1h..24h,
-        // daily day1..day3 (= 2 days), hourly day3..day3+1h, 5m up to +1h10.
+    fn ragged_edges_read_the_smaller_side() {
+        // [00:02:30 day1, 01:10 day3): the left edge is 2.5 minutes from the
+        // start of day 1, so day 1 is read whole minus facts 0..150 s; the
+        // right edge 1h10 into day 3 is one hour plus two 5-minute slots.
         let from = DAY_S + 150;
         let to = 3 * DAY_S + HOUR_S + 600;
         check(
@@ -198,42 +332,127 @@ mod tests {
             to,
             0,
             &[
-                (Source::Facts, DAY_S + 150, DAY_S + 300),
-                (Source::FiveMinute, DAY_S + 300, DAY_S + HOUR_S),
-                (Source::Hourly, DAY_S + HOUR_S, 2 * DAY_S),
-                (Source::Daily, 2 * DAY_S, 3 * DAY_S),
-                (Source::Hourly, 3 * DAY_S, 3 * DAY_S + HOUR_S),
-                (Source::FiveMinute, 3 * DAY_S + HOUR_S, 3 * DAY_S + HOUR_S + 600),
+                (Source::Facts, DAY_S, DAY_S + 150, true),
+                (Source::Daily, DAY_S, 3 * DAY_S, false),
+                (Source::Hourly, 3 * DAY_S, 3 * DAY_S + HOUR_S, false),
+                (Source::FiveMinute, 3 * DAY_S + HOUR_S, 3 * DAY_S + HOUR_S + 600, false),
             ],
         );
     }
 
     #[test]
-    fn expired_five_minute_data_falls_back_to_facts() {
-        // Horizon at day 10: the 5-minute part before it is read from facts.
+    fn late_edges_subtract_the_rest_of_the_day() {
+        // [03:00 day1, 22:50 day3): 21 hours of day 1 read as the day minus
+        // three hours; day 3 as the day minus 22:50..24:00 (two 5-minute
+        // slots and one hour) instead of 22 hours and ten slots.
+        let from = DAY_S + 3 * HOUR_S;
+        let to = 3 * DAY_S + 22 * HOUR_S + 3_000;
+        check(
+            from,
+            to,
+            0,
+            &[
+                (Source::Hourly, DAY_S, DAY_S + 3 * HOUR_S, true),
+                (Source::Daily, DAY_S, 4 * DAY_S, false),
+                (Source::FiveMinute, 3 * DAY_S + 22 * HOUR_S + 3_000, 3 * DAY_S + 23 * HOUR_S, true),
+                (Source::Hourly, 3 * DAY_S + 23 * HOUR_S, 4 * DAY_S, true),
+            ],
+        );
+    }
+
+    #[test]
+    fn expired_five_minute_data_is_never_read() {
+        // Horizon at day 10: [00:10, 01:00) of day 5 cannot use 5-minute
+        // rollups; the hour minus ten minutes of facts reads fewer rows than
+        // fifty minutes of facts.
         let from = 5 * DAY_S + 600;
         let to = 5 * DAY_S + HOUR_S;
-        check(from, to, 10 * DAY_S, &[(Source::Facts, from, to)]);
-        check(from, to, 0, &[(Source::FiveMinute, from, to)]);
+        check(from, to, 10 * DAY_S, &[(Source::Facts, 5 * DAY_S, from, true), (Source::Hourly, 5 * DAY_S, to, false)]);
+        // With 5-minute rollups: the hour minus two slots.
+        check(from, to, 0, &[(Source::FiveMinute, 5 * DAY_S, from, true), (Source::Hourly, 5 * DAY_S, to, false)]);
+        // Without the hourly level either, only facts remain.
+        let facts_only = plan(from, to, &[Source::FiveMinute], 10 * DAY_S);
+        assert_eq!(plain(&facts_only), [(Source::Facts, from, to, false)]);
     }
 
     #[test]
     fn whole_months_use_monthly() {
-        // 2026-10-15T12:00Z .. 2027-01-01: Nov and Dec from monthly, the rest
-        // of October from daily (Oct 16..Nov 1) and hourly (Oct 15 12:00..24:00).
-        let oct_15 = 20_741 * DAY_S; // 2026-10-15
-        let nov_1 = 20_758 * DAY_S;
+        // 2026-10-15T12:00Z .. 2027-01-01: October to December from monthly
+        // (3 buckets) minus Oct 1..15 from daily (14) and Oct 15 00:00..12:00
+        // from hourly (12): 29 buckets against 12 + 16 + 2 = 30 for reading
+        // the rest of October upwards.
+        let oct_1 = 20_727 * DAY_S; // 2026-10-01
+        let oct_15 = 20_741 * DAY_S;
         let jan_1 = 20_819 * DAY_S;
         check(
             oct_15 + 12 * HOUR_S,
             jan_1,
             0,
             &[
-                (Source::Hourly, oct_15 + 12 * HOUR_S, oct_15 + DAY_S),
-                (Source::Daily, oct_15 + DAY_S, nov_1),
-                (Source::Monthly, nov_1, jan_1),
+                (Source::Daily, oct_1, oct_15, true),
+                (Source::Hourly, oct_15, oct_15 + 12 * HOUR_S, true),
+                (Source::Monthly, oct_1, jan_1, false),
             ],
         );
+        // From the 20th on, the rest of the month is read upwards.
+        let oct_20 = 20_746 * DAY_S;
+        check(
+            oct_20,
+            jan_1,
+            0,
+            &[(Source::Daily, oct_20, 20_758 * DAY_S, false), (Source::Monthly, 20_758 * DAY_S, jan_1, false)],
+        );
+    }
+
+    #[test]
+    fn random_ranges_tile_exactly() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: i64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % n as u64) as i64
+        };
+        let base = 20_741 * DAY_S;
+        let mut subtracted = 0;
+        for _ in 0..2_000 {
+            // Boundaries on seconds, 5-minute slots, hours or days, mixed.
+            let mut at = |next: &mut dyn FnMut(i64) -> i64| {
+                let unit = [1, FIVE_MINUTES_S, HOUR_S, DAY_S][next(4) as usize];
+                base + next(70 * DAY_S / unit) * unit
+            };
+            let (a, b) = (at(&mut next), at(&mut next));
+            let (from, to) = (a.min(b), a.max(b));
+            let horizon = base + next(40) * DAY_S + next(DAY_S);
+            for levels in [&TOTALS_LEVELS[..], &ORG_TOTALS_LEVELS[..], &TOTALS_LEVELS[1..], &TOTALS_LEVELS[2..]] {
+                let segments = plan(from, to, levels, horizon);
+                assert_tiles(&segments, from, to, horizon);
+                subtracted += segments.iter().filter(|s| s.subtract).count();
+                // Never more rows than the plan without subtraction would read.
+                assert!(cost(&segments) <= cost(&additive_plan(from, to, levels, horizon)) + 1e-9);
+            }
+        }
+        assert!(subtracted > 100, "the random ranges should exercise subtraction, found {subtracted} subtracted segments");
+    }
+
+    /// The plan before subtraction existed: finer levels inside the range only.
+    fn additive_plan(from: i64, to: i64, levels: &[Source], horizon: i64) -> Vec<Segment> {
+        if from >= to {
+            return Vec::new();
+        }
+        let Some((&level, rest)) = levels.split_first() else {
+            return vec![Segment::add(Source::Facts, from, to)];
+        };
+        let mut lo = bucket_ceil(level, from);
+        let hi = bucket_floor(level, to);
+        if level.is_five_minute() {
+            lo = lo.max(ceil_to(horizon, FIVE_MINUTES_S));
+        }
+        if lo >= hi {
+            return additive_plan(from, to, rest, horizon);
+        }
+        let mut out = additive_plan(from, lo, rest, horizon);
+        out.push(Segment::add(level, lo, hi));
+        out.extend(additive_plan(hi, to, rest, horizon));
+        out
     }
 
     #[test]
@@ -242,20 +461,19 @@ mod tests {
         let to = 3 * DAY_S + HOUR_S + 600;
         let account: Vec<Segment> = plan(from, to, &TOTALS_LEVELS, 0);
         let org: Vec<Segment> = plan(from, to, &ORG_TOTALS_LEVELS, 0);
-        assert_eq!(org.len(), 6);
+        assert_eq!(org.len(), account.len());
         for (a, o) in account.iter().zip(&org) {
-            assert_eq!((a.source.org(), a.from_unix_s, a.to_unix_s), (o.source, o.from_unix_s, o.to_unix_s));
+            assert_eq!((a.source.org(), a.from_unix_s, a.to_unix_s, a.subtract), (o.source, o.from_unix_s, o.to_unix_s, o.subtract));
         }
-        assert_eq!(org[0].source, Source::Facts);
-        assert_eq!(org[1].source.name(), "org_5m");
-        // Expired 5-minute org rollups fall back to facts as well.
+        // Expired 5-minute org rollups are not read either.
         let expired = plan(5 * DAY_S + 600, 5 * DAY_S + HOUR_S, &ORG_TOTALS_LEVELS, 10 * DAY_S);
-        assert_eq!(expired, vec![Segment { source: Source::Facts, from_unix_s: 5 * DAY_S + 600, to_unix_s: 5 * DAY_S + HOUR_S }]);
+        assert!(expired.iter().all(|s| !s.source.is_five_minute()), "{expired:?}");
+        assert_eq!(expired[1], Segment::add(Source::OrgHourly, 5 * DAY_S, 5 * DAY_S + HOUR_S));
     }
 
     #[test]
     fn empty_and_sub_slot_ranges() {
         check(100, 100, 0, &[]);
-        check(100, 200, 0, &[(Source::Facts, 100, 200)]);
+        check(100, 200, 0, &[(Source::Facts, 100, 200, false)]);
     }
 }

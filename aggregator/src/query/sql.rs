@@ -5,7 +5,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use super::plan::{self, ORG_TOTALS_LEVELS, Segment, Source, TOTALS_LEVELS};
+use super::plan::{self, ORG_TOTALS_LEVELS, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS};
 use super::{
     Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
     Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
@@ -41,20 +41,38 @@ enum Grain {
     /// Org rollups (`org_rollup_*` plus pending deltas): used when the query
     /// neither filters nor groups by account.
     Org,
+    /// Team rollups for whole days and months (`org_team_rollup_*` plus
+    /// pending deltas), org rollups below: used when the query groups and
+    /// filters by team and quality flag only.
+    Team,
 }
 
 fn grain(group_by: &[Dimension], filters: &Filters) -> Grain {
+    let team_only = |d: &Dimension| matches!(d, Dimension::Team | Dimension::Quality);
     if group_by.contains(&Dimension::Account) || !filters.account.is_empty() {
         Grain::Account
+    } else if group_by.iter().all(team_only)
+        && Dimension::ALL.iter().filter(|d| !team_only(d)).all(|d| filters.values(*d).is_empty())
+    {
+        Grain::Team
     } else {
         Grain::Org
+    }
+}
+
+/// The levels a totals query of `grain` may use.
+fn totals_levels(grain: Grain) -> &'static [Source] {
+    match grain {
+        Grain::Account => &TOTALS_LEVELS,
+        Grain::Org => &ORG_TOTALS_LEVELS,
+        Grain::Team => &TEAM_TOTALS_LEVELS,
     }
 }
 
 fn outer_expr(dim: Dimension, grain: Grain) -> &'static str {
     match dim {
         Dimension::Account => "u.account_id",
-        Dimension::Ou if grain == Grain::Org => "u.ou_path",
+        Dimension::Ou if grain != Grain::Account => "u.ou_path",
         Dimension::Ou => "COALESCE(a.ou_path, '')",
         Dimension::Region => "u.region",
         Dimension::Service => "u.service",
@@ -136,24 +154,58 @@ fn push_bucket(qb: &mut QueryBuilder<'_, Postgres>, step: Option<Step>, time: &s
     }
 }
 
-const METRIC_COLUMNS: &str = "energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e";
+/// The metric columns of a segment, negated when the segment is subtracted;
+/// `prefix` qualifies the columns, `count` is the fact count expression.
+fn metric_columns(prefix: &str, count: &str, subtract: bool) -> String {
+    let sign = if subtract { "-" } else { "" };
+    let mut cols: Vec<String> = ["energy_kwh", "location_g_co2e", "market_g_co2e", "low_g_co2e", "high_g_co2e"]
+        .iter()
+        .map(|c| format!("{sign}{prefix}{c} AS {c}"))
+        .collect();
+    cols.push(format!("{sign}{count} AS fact_count"));
+    cols.join(", ")
+}
 
 /// One segment as a sub-select with uniform columns.
 fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option<Step>, filters: &Filters, grain: Grain) {
     let time = seg.source.time_column();
-    let count = if seg.source == Source::Facts { "1::bigint AS fact_count" } else { "fact_count" };
+    let count = if seg.source == Source::Facts { "1::bigint" } else { "fact_count" };
     match grain {
         Grain::Account => {
             qb.push("SELECT ");
             push_bucket(qb, step, time);
-            qb.push(format!("{}, {METRIC_COLUMNS}, {count} FROM {}", CARRIED.join(", "), seg.source.table()));
+            qb.push(format!(
+                "{}, {} FROM {}",
+                CARRIED.join(", "),
+                metric_columns("", count, seg.subtract),
+                seg.source.table()
+            ));
             push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
             push_filters(qb, filters, "", None);
         }
-        Grain::Org if seg.source.is_org() => {
+        _ if seg.source.is_team() => {
             qb.push("SELECT ");
             push_bucket(qb, step, time);
-            qb.push(format!("{}, {METRIC_COLUMNS}, fact_count FROM {}", ORG_CARRIED.join(", "), seg.source.table()));
+            qb.push(format!(
+                "NULL::text AS ou_path, NULL::text AS region, NULL::text AS service, NULL::text AS resource_type, \
+                 team, quality, {} FROM {}",
+                metric_columns("", "fact_count", seg.subtract),
+                seg.source.table()
+            ));
+            push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
+            push_filters(qb, filters, "", None);
+            qb.push(" UNION ALL ");
+            push_joined(qb, "org_rollup_pending", "bucket_start", "x.fact_count", seg, step, filters);
+        }
+        Grain::Org | Grain::Team if seg.source.is_org() => {
+            qb.push("SELECT ");
+            push_bucket(qb, step, time);
+            qb.push(format!(
+                "{}, {} FROM {}",
+                ORG_CARRIED.join(", "),
+                metric_columns("", "fact_count", seg.subtract),
+                seg.source.table()
+            ));
             push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
             push_filters(qb, filters, "", Some("ou_path"));
             // Deltas not yet drained into the org rollups: read in the same
@@ -161,7 +213,7 @@ fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option
             qb.push(" UNION ALL ");
             push_joined(qb, "org_rollup_pending", "bucket_start", "x.fact_count", seg, step, filters);
         }
-        Grain::Org => push_joined(qb, seg.source.table(), time, count, seg, step, filters),
+        Grain::Org | Grain::Team => push_joined(qb, seg.source.table(), time, count, seg, step, filters),
     }
 }
 
@@ -179,10 +231,9 @@ fn push_joined(
     qb.push("SELECT ");
     push_bucket(qb, step, &format!("x.{time}"));
     qb.push(format!(
-        "{OU} AS ou_path, x.region, x.service, x.resource_type, x.team, x.quality, x.energy_kwh, \
-         x.location_g_co2e, x.market_g_co2e, x.low_g_co2e, x.high_g_co2e, {} \
+        "{OU} AS ou_path, x.region, x.service, x.resource_type, x.team, x.quality, {} \
          FROM {table} x LEFT JOIN accounts acc_ou ON acc_ou.account_id = x.account_id",
-        count
+        metric_columns("x.", count, seg.subtract)
     ));
     push_range(qb, &format!("x.{time}"), seg.from_unix_s, seg.to_unix_s);
     push_filters(qb, filters, "x.", Some(OU));
@@ -291,10 +342,7 @@ impl QueryEngine {
     /// Plans a totals request: org rollups unless it filters or groups by
     /// account.
     fn plan_request(&self, req: &TotalsRequest, now_unix_s: i64) -> Vec<Segment> {
-        let levels: &[Source] = match grain(&req.group_by, &req.filters) {
-            Grain::Account => &TOTALS_LEVELS,
-            Grain::Org => &ORG_TOTALS_LEVELS,
-        };
+        let levels = totals_levels(grain(&req.group_by, &req.filters));
         plan::plan(req.from_unix_s, req.to_unix_s, levels, self.retention.five_minute_horizon_unix_s(now_unix_s))
     }
 
@@ -310,7 +358,7 @@ impl QueryEngine {
     /// have not reached yet.
     pub async fn realtime_totals(&self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
         self.totals_over(req, |r| {
-            vec![Segment { source: Source::Realtime, from_unix_s: r.from_unix_s, to_unix_s: r.to_unix_s }]
+            vec![Segment::add(Source::Realtime, r.from_unix_s, r.to_unix_s)]
         })
         .await
     }
@@ -364,11 +412,15 @@ impl QueryEngine {
     /// step (raw facts where 5-minute rollups have expired).
     pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
         let horizon = self.retention.five_minute_horizon_unix_s(now_unix_s);
-        let source = match grain(&req.group_by, &req.filters) {
-            Grain::Account => req.step.source(),
-            Grain::Org => req.step.source().org(),
-        };
-        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &[source], horizon);
+        // The step's rollup, and the finer ones for ragged edges: every
+        // finer bucket lies inside one bucket of the step.
+        let step_s = req.step.source().step_s().unwrap_or(i64::MAX);
+        let levels: Vec<Source> = totals_levels(grain(&req.group_by, &req.filters))
+            .iter()
+            .copied()
+            .filter(|l| l.step_s().is_some_and(|s| s <= step_s))
+            .collect();
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &levels, horizon);
         self.series_over(segments, req).await
     }
 
@@ -377,7 +429,7 @@ impl QueryEngine {
     /// within one agent cycle, instead of the rollups of the hourly
     /// per-resource records.
     pub async fn realtime(&self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
-        let segments = vec![Segment { source: Source::Realtime, from_unix_s: req.from_unix_s, to_unix_s: req.to_unix_s }];
+        let segments = vec![Segment::add(Source::Realtime, req.from_unix_s, req.to_unix_s)];
         self.series_over(segments, req).await
     }
 
@@ -449,8 +501,8 @@ mod tests {
             ..Filters::default()
         };
         let segments = [
-            Segment { source: Source::Facts, from_unix_s: 150, to_unix_s: 300 },
-            Segment { source: Source::Daily, from_unix_s: 86_400, to_unix_s: 172_800 },
+            Segment::add(Source::Facts, 150, 300),
+            Segment::add(Source::Daily, 86_400, 172_800),
         ];
         let qb = grouped_query(&segments, None, &[Dimension::Ou, Dimension::Team], &filters, Some(Page::default()));
         let sql = qb.sql();

@@ -7,6 +7,7 @@ mod grpc_api;
 mod http_api;
 mod ingest;
 mod migrations;
+mod org_rollups;
 mod organizations;
 mod queries;
 mod realtime;

@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 8);
+    assert_eq!(applied, 9);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
@@ -29,7 +29,8 @@ async fn migrations_apply_from_empty_and_rerun() {
          WHERE relname IN ('emission_facts', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly', 'accounts',
                            'organisations', 'resources', 'resource_history', 'ingested_batches',
                            'account_team_rules', 'org_rollup_5m', 'org_rollup_hourly', 'org_rollup_daily',
-                           'org_rollup_monthly', 'org_rollup_pending', 'realtime_group_facts')
+                           'org_rollup_monthly', 'org_rollup_pending', 'realtime_group_facts',
+                           'org_team_rollup_daily', 'org_team_rollup_monthly')
          ORDER BY 1",
     )
     .fetch_all(&t.pool)
@@ -45,6 +46,8 @@ async fn migrations_apply_from_empty_and_rerun() {
         ("org_rollup_hourly", "p"),
         ("org_rollup_monthly", "r"),
         ("org_rollup_pending", "r"),
+        ("org_team_rollup_daily", "r"),
+        ("org_team_rollup_monthly", "r"),
         ("organisations", "r"),
         ("realtime_group_facts", "p"),
         ("resource_history", "r"),

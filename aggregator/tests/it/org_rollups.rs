@@ -55,7 +55,39 @@ async fn assert_invariant(pool: &sqlx::PgPool, context: &str) -> i64 {
             hourly_groups = groups;
         }
     }
+    assert_team_invariant(pool, context).await;
     hourly_groups
+}
+
+/// Team rollups (migration 0011): team rollup + pending = account-level
+/// rollup grouped by (bucket, team, quality), at the daily and monthly level.
+async fn assert_team_invariant(pool: &sqlx::PgPool, context: &str) {
+    for (team_table, account, pending_bucket) in [
+        ("org_team_rollup_daily", "rollup_daily", LEVELS[2].2),
+        ("org_team_rollup_monthly", "rollup_monthly", LEVELS[3].2),
+    ] {
+        let (mismatched, groups): (i64, i64) = sqlx::query_as(&format!(
+            "WITH o AS (
+                SELECT bucket_start AS b, team, quality, energy_kwh AS e, location_g_co2e AS l, fact_count AS n
+                FROM {team_table}
+                UNION ALL
+                SELECT {pending_bucket}, p.team, p.quality, p.energy_kwh, p.location_g_co2e, p.fact_count
+                FROM org_rollup_pending p
+                UNION ALL
+                SELECT r.bucket_start, r.team, r.quality, -r.energy_kwh, -r.location_g_co2e, -r.fact_count
+                FROM {account} r
+             )
+             SELECT count(*) FILTER (WHERE abs(e) > 1e-9 OR abs(l) > 1e-6 OR n <> 0),
+                    count(*) FILTER (WHERE n_account <> 0)
+             FROM (SELECT sum(e) AS e, sum(l) AS l, sum(n) AS n, sum(n) FILTER (WHERE n < 0) AS n_account
+                   FROM o GROUP BY b, team, quality) g"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(mismatched, 0, "{context}: {team_table} differs from {account} by team in {mismatched} groups");
+        assert!(groups > 0, "{context}: {account} is empty");
+    }
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
@@ -157,6 +189,7 @@ async fn org_queries_equal_brute_force_drained_or_not() {
     let all = batches(23, 0, 0);
     let engine = QueryEngine::new(t.pool.clone(), RetentionPolicy::default());
     let mut rng = Rng::new(3);
+    let mut team_rollup_reads = 0;
     for (round, chunk) in all.chunks(all.len() / 3 + 1).enumerate() {
         for b in chunk {
             store(&t.pool, b).await;
@@ -184,7 +217,12 @@ async fn org_queries_equal_brute_force_drained_or_not() {
                 page: Page { limit: 10_000, offset: 0 },
             };
             let resp = engine.totals(&req, T0 + 3 * DAY_S).await.unwrap();
-            assert!(resp.segments.iter().all(|s| s.source.is_org() || s.source == Source::Facts), "{:?}", resp.segments);
+            assert!(
+                resp.segments.iter().all(|s| s.source.is_org() || s.source.is_team() || s.source == Source::Facts),
+                "{:?}",
+                resp.segments
+            );
+            team_rollup_reads += resp.segments.iter().filter(|s| s.source.is_team()).count();
             let keep = |f: &crate::support::Stored| {
                 f.start >= from
                     && f.start < to
@@ -231,4 +269,6 @@ async fn org_queries_equal_brute_force_drained_or_not() {
     let resp = engine.totals(&by_account, T0 + 3 * DAY_S).await.unwrap();
     assert_eq!(resp.segments.iter().map(|s| s.source).collect::<Vec<_>>(), vec![Source::Daily]);
     assert_eq!(resp.rows.len(), 3);
+    // Queries by team and quality only read the team rollups for whole days.
+    assert!(team_rollup_reads >= 3, "expected team rollup reads, found {team_rollup_reads}");
 }
