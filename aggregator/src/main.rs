@@ -92,12 +92,24 @@ enum Command {
         /// Distinct (region, service, type, team, quality) series per account.
         #[arg(long, default_value_t = 3)]
         series_per_account: u32,
-        /// Days of hourly rollups (13 months).
+        /// Days of daily and monthly rollups (13 months), account-level and org.
+        #[arg(long, default_value_t = 395)]
+        history_days: u32,
+        /// Days of hourly rollups, the newest ones (at most --history-days);
+        /// fewer than the history limits the depth, and the bench checks
+        /// that no query reads beyond it.
         #[arg(long, default_value_t = 395)]
         hourly_days: u32,
-        /// Days of 5-minute rollups and per-resource facts.
+        /// Days of 5-minute rollups (the full dataset: 35).
         #[arg(long, default_value_t = 35)]
         five_minute_days: u32,
+        /// Days of 5-minute group records in realtime_group_facts (the full
+        /// dataset: 35).
+        #[arg(long, default_value_t = 35)]
+        realtime_days: u32,
+        /// Days of per-resource hourly facts for the sampled accounts.
+        #[arg(long, default_value_t = 35)]
+        facts_days: u32,
         /// Accounts with per-resource hourly facts.
         #[arg(long, default_value_t = 20)]
         sample_accounts: u32,
@@ -107,6 +119,9 @@ enum Command {
         /// Timed runs per query type.
         #[arg(long, default_value_t = 50)]
         runs: u32,
+        /// Batches of 1,000 facts in the store_batch measurement (0: none).
+        #[arg(long, default_value_t = 20)]
+        ingest_batches: u32,
     },
     /// Migrate, then serve the HTTP query API.
     Serve {
@@ -223,39 +238,33 @@ async fn main() -> anyhow::Result<()> {
             db,
             accounts,
             series_per_account,
+            history_days,
             hourly_days,
             five_minute_days,
+            realtime_days,
+            facts_days,
             sample_accounts,
             resources_per_sample_account,
             runs,
+            ingest_batches,
         } => {
             let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
             let cfg = BenchConfig {
                 accounts,
                 series_per_account,
+                history_days,
                 hourly_days,
                 five_minute_days,
+                realtime_days,
+                facts_days,
                 sample_accounts,
                 resources_per_sample_account,
                 runs,
+                ingest_batches,
                 now_unix_s: http::system_clock(),
             };
             let report = bench::run(&pool, &cfg).await?;
-            println!("dataset: {cfg:?}");
-            for (table, rows) in &report.rows_loaded {
-                println!("  {table:<16} {rows:>12} rows");
-            }
-            println!("load time: {:.1} s", report.load_s);
-            println!("size on disk: {:.1} MiB", report.database_bytes as f64 / (1024.0 * 1024.0));
-            println!("{:<52} {:>9} {:>9} {:>9} {:>6}", "query", "p50 ms", "p95 ms", "p99 ms", "rows");
-            for q in &report.queries {
-                println!("{:<52} {:>9.1} {:>9.1} {:>9.1} {:>6}", q.name, q.p50_ms, q.p95_ms, q.p99_ms, q.rows);
-            }
-            println!(
-                "ingest (store_batch, 20 x 1000 facts): new {:.0} facts/s, superseding revisions {:.0} facts/s",
-                report.ingest_new_facts_per_s, report.ingest_revised_facts_per_s
-            );
-            println!("org rollup drain after ingest: {} pending rows in {:.3} s", report.org_drain_rows, report.org_drain_s);
+            print!("{}", report.render());
         }
         Command::Serve { db, retention, http_listen, grpc_listen, max_connections, ingest, organisation } => {
             let pool =

@@ -3,6 +3,7 @@
 //! postgres://postgres@127.0.0.1:5432/postgres.
 
 mod attribution;
+mod bench;
 mod grpc_api;
 mod http_api;
 mod ingest;

@@ -1,0 +1,242 @@
+//! `bench-storage` at a tiny size: the loaded rows follow the formula
+//! (series × buckets per table), the levels agree with each other, the depth
+//! check refuses configurations whose queries would read beyond the loaded
+//! depth, and every query type runs and reports what it read.
+
+use canopy_aggregator::bench::{self, BenchConfig, BenchError, Layout};
+use sqlx::Row;
+
+use crate::support::TestDb;
+
+/// 2026-11-09T12:34:56Z: the newest hour ends at 13:00, the month started
+/// 8 days before, so 10 days of hourly rollups make November's partition
+/// complete.
+const NOW: i64 = 1_794_227_696;
+
+fn tiny() -> BenchConfig {
+    BenchConfig {
+        accounts: 30,
+        series_per_account: 3,
+        history_days: 40,
+        hourly_days: 10,
+        five_minute_days: 8,
+        realtime_days: 2,
+        facts_days: 8,
+        sample_accounts: 3,
+        resources_per_sample_account: 5,
+        runs: 2,
+        ingest_batches: 1,
+        now_unix_s: NOW,
+    }
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.expect(sql)
+}
+
+/// Largest relative difference between two columns of `sql`'s rows, and
+/// the number of rows.
+async fn max_rel_diff(db: &TestDb, sql: &str) -> (f64, usize) {
+    let rows = sqlx::query(sql).fetch_all(&db.pool).await.expect(sql);
+    let worst = rows
+        .iter()
+        .map(|r| {
+            let (a, b): (f64, f64) = (r.get(0), r.get(1));
+            ((a - b) / b).abs()
+        })
+        .fold(0.0, f64::max);
+    (worst, rows.len())
+}
+
+#[tokio::test]
+async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
+    let db = TestDb::empty().await;
+    let cfg = tiny();
+    assert_eq!(bench::account_id(0), "100000000000");
+    let layout = Layout::loaded(&cfg);
+    assert_eq!(layout.end_unix_s, NOW - NOW % 3_600 + 3_600);
+
+    // Refused before anything is loaded: 3 days of 5-minute rollups, while
+    // the ragged 7-day total reads 5-minute buckets 7 days back.
+    let err = bench::load_dataset(&db.pool, &BenchConfig { five_minute_days: 3, ..cfg }).await.unwrap_err();
+    match &err {
+        BenchError::DepthChangesQuery { query, detail } => {
+            assert_eq!(*query, "totals ragged 7 days by account (daily+hourly+5m)");
+            assert!(detail.contains("rollup_5m") && detail.contains("2026-11-06"), "{detail}");
+        }
+        other => panic!("expected a depth refusal, got {other}"),
+    }
+    // Also refused: hourly rollups from 2026-11-10 (11 days before 2026-11-20)
+    // leave November's partition partly loaded, and the 7-day queries read it.
+    let later = BenchConfig { now_unix_s: NOW + 11 * 86_400, hourly_days: 11, ..cfg };
+    let err = bench::load_dataset(&db.pool, &later).await.unwrap_err();
+    assert!(err.to_string().contains("partly loaded month partition"), "{err}");
+    assert!(matches!(bench::load_dataset(&db.pool, &BenchConfig { hourly_days: 41, ..cfg }).await, Err(BenchError::Config(_))));
+
+    let loaded = bench::load_dataset(&db.pool, &cfg).await.expect("load");
+    assert_eq!(loaded.groups.series, 90);
+    assert_eq!(loaded.accounts, 30);
+    let org_groups = count(
+        &db,
+        "SELECT count(*) FROM (SELECT DISTINCT a.ou_path, r.region, r.service, r.resource_type, r.team, r.quality
+         FROM rollup_daily r JOIN accounts a USING (account_id)) g",
+    )
+    .await;
+    assert_eq!(loaded.groups.org, org_groups);
+    let team_groups = count(&db, "SELECT count(*) FROM (SELECT DISTINCT team, quality FROM rollup_daily) g").await;
+    assert_eq!(loaded.groups.team, team_groups);
+    assert!(team_groups > 3 && team_groups < org_groups, "{team_groups}");
+    assert!(org_groups > 30 && org_groups <= 90, "{org_groups}");
+
+    // Buckets: data ends 2026-11-09 13:00. Hourly from 10-30 (10 days +
+    // 13 hours), 5-minute and facts from 11-01 (8 days + 13 hours), group
+    // records from 11-07, daily from 09-01 (the first of the month 40 days
+    // back: 70 days), months Sep..Nov.
+    let hourly = 10 * 24 + 13;
+    let five = 8 * 288 + 13 * 12;
+    let realtime = 2 * 288 + 13 * 12;
+    let expected = [
+        ("rollup_hourly", 90 * hourly),
+        ("rollup_5m", 90 * five),
+        ("realtime_group_facts", 90 * realtime),
+        ("rollup_daily", 90 * 70),
+        ("rollup_monthly", 90 * 3),
+        ("org_rollup_hourly", org_groups * hourly),
+        ("org_rollup_5m", org_groups * five),
+        ("org_rollup_daily", org_groups * 70),
+        ("org_rollup_monthly", org_groups * 3),
+        ("org_team_rollup_daily", team_groups * 70),
+        ("org_team_rollup_monthly", team_groups * 3),
+        ("emission_facts", 3 * 5 * (8 * 24 + 13)),
+    ];
+    for (table, rows) in expected {
+        assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")).await, rows, "{table}");
+        let reported = loaded.tables.iter().find(|t| t.0 == table).map(|t| t.1);
+        assert_eq!(reported, Some(rows), "{table}");
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM accounts").await, 30);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM rollup_hourly WHERE bucket_start < timestamptz '2026-10-30'").await,
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(DISTINCT record_key) FROM realtime_group_facts").await, 3);
+
+    // Daily = sum of its 24 hourly rows, hourly = sum of its 12 five-minute
+    // rows, monthly = sum of its daily rows, org = account-level by OU.
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT d.energy_kwh, sum(h.energy_kwh) FROM rollup_daily d
+         JOIN rollup_hourly h ON h.account_id = d.account_id AND h.region = d.region AND h.service = d.service
+              AND h.resource_type = d.resource_type AND h.team = d.team AND h.quality = d.quality
+              AND h.bucket_start >= d.bucket_start AND h.bucket_start < d.bucket_start + interval '1 day'
+         WHERE d.bucket_start = timestamptz '2026-11-03'
+         GROUP BY d.account_id, d.region, d.service, d.resource_type, d.team, d.quality, d.energy_kwh
+         HAVING count(*) = 24 AND sum(h.fact_count) = max(d.fact_count)",
+    )
+    .await;
+    assert_eq!(n, 90);
+    assert!(diff < 1e-12, "daily vs hourly: {diff}");
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT h.location_g_co2e, sum(m.location_g_co2e) FROM rollup_hourly h
+         JOIN rollup_5m m ON m.account_id = h.account_id AND m.region = h.region AND m.service = h.service
+              AND m.resource_type = h.resource_type AND m.team = h.team AND m.quality = h.quality
+              AND m.bucket_start >= h.bucket_start AND m.bucket_start < h.bucket_start + interval '1 hour'
+         WHERE h.bucket_start = timestamptz '2026-11-05 07:00Z'
+         GROUP BY h.account_id, h.region, h.service, h.resource_type, h.team, h.quality, h.location_g_co2e
+         HAVING count(*) = 12 AND sum(m.fact_count) = max(h.fact_count)",
+    )
+    .await;
+    assert_eq!(n, 90);
+    assert!(diff < 1e-12, "hourly vs 5-minute: {diff}");
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT mo.energy_kwh, d.e FROM rollup_monthly mo
+         JOIN (SELECT account_id, region, service, resource_type, team, quality, sum(energy_kwh) AS e,
+                      sum(fact_count) AS c
+               FROM rollup_daily WHERE bucket_start >= timestamptz '2026-10-01' AND bucket_start < timestamptz '2026-11-01'
+               GROUP BY 1, 2, 3, 4, 5, 6) d USING (account_id, region, service, resource_type, team, quality)
+         WHERE mo.bucket_start = timestamptz '2026-10-01' AND mo.fact_count = d.c AND mo.fact_count = 31 * 288",
+    )
+    .await;
+    assert_eq!(n, 90);
+    assert!(diff < 1e-12, "monthly vs daily: {diff}");
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT o.market_g_co2e, a.m FROM org_rollup_hourly o
+         JOIN (SELECT r.bucket_start, acc.ou_path, r.region, r.service, r.resource_type, r.team, r.quality,
+                      sum(r.market_g_co2e) AS m, sum(r.fact_count) AS c
+               FROM rollup_hourly r JOIN accounts acc USING (account_id)
+               WHERE r.bucket_start >= timestamptz '2026-11-04' AND r.bucket_start < timestamptz '2026-11-05'
+               GROUP BY 1, 2, 3, 4, 5, 6, 7) a
+           USING (bucket_start, ou_path, region, service, resource_type, team, quality)
+         WHERE o.fact_count = a.c",
+    )
+    .await;
+    assert_eq!(n as i64, org_groups * 24);
+    assert!(diff < 1e-12, "org vs account hourly: {diff}");
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT t.high_g_co2e, o.h FROM org_team_rollup_monthly t
+         JOIN (SELECT bucket_start, team, quality, sum(high_g_co2e) AS h, sum(fact_count) AS c
+               FROM org_rollup_monthly GROUP BY 1, 2, 3) o USING (bucket_start, team, quality)
+         WHERE t.fact_count = o.c",
+    )
+    .await;
+    assert_eq!(n as i64, team_groups * 3);
+    assert!(diff < 1e-12, "team vs org monthly: {diff}");
+    // The group records carry the 5-minute rollups' figures.
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT g.energy_kwh, m.energy_kwh FROM realtime_group_facts g
+         JOIN rollup_5m m USING (bucket_start, account_id, region, service, resource_type, team, quality)
+         WHERE g.bucket_start >= timestamptz '2026-11-09 12:00Z'",
+    )
+    .await;
+    assert_eq!(n, 90 * 12);
+    assert!(diff < 1e-15, "group records vs 5-minute rollups: {diff}");
+
+    let report = bench::measure(&db.pool, &cfg, &loaded).await.expect("measure");
+    let text = report.render();
+    println!("{text}");
+    assert_eq!(report.queries.len(), 10);
+    // Served by the team rollups (no OU, region, service or type).
+    let org_daily_series = report.queries.iter().find(|q| q.name == "series daily 13 months org").expect("daily series");
+    assert!(org_daily_series.relations_read.iter().any(|r| r.table == "org_team_rollup_daily"), "{org_daily_series:?}");
+    let q = |name: &str| report.queries.iter().find(|q| q.name == name).unwrap_or_else(|| panic!("{name}"));
+    let regions = count(&db, "SELECT count(DISTINCT region) FROM realtime_group_facts").await;
+    let realtime = q("realtime last hour 5m by region");
+    assert_eq!(realtime.rows as i64, 12 * regions);
+    let realtime_tables: Vec<(&str, u32, Option<i64>)> = realtime
+        .relations_read
+        .iter()
+        .map(|r| (r.table.as_str(), r.relations, r.oldest_partition_from_unix_s))
+        .collect();
+    assert!(
+        realtime_tables.contains(&("realtime_group_facts", 1, Some(1_794_182_400))),
+        "one day partition, 2026-11-09: {realtime_tables:?}"
+    );
+    assert!(!realtime_tables.iter().any(|t| t.0.contains("rollup")), "{realtime_tables:?}");
+    // One row per day from 10-01 (the day after the history starts) to 11-08.
+    assert_eq!(q("series daily 13 months org").rows, 39);
+    for query in &report.queries {
+        assert!(query.relation_count() >= 1, "{}: {:?}", query.name, query.relations_read);
+        assert!(query.p50_ms > 0.0 && query.p50_ms <= query.p95_ms && query.p95_ms <= query.p99_ms, "{}", query.name);
+        // Nothing older than the loaded depth of a depth-limited level.
+        for r in &query.relations_read {
+            if r.table.ends_with("_hourly") {
+                assert_eq!(r.oldest_partition_from_unix_s, Some(1_793_491_200), "{}: {r:?}", query.name); // 2026-11-01
+            }
+        }
+    }
+    let one_account = q("totals 13 months one account by region");
+    assert!((1..=3).contains(&one_account.rows), "3 series in at most 3 regions: {}", one_account.rows);
+    assert_eq!(one_account.relations_read.iter().map(|r| r.table.as_str()).collect::<Vec<_>>(), ["rollup_daily", "rollup_monthly"]);
+    assert_eq!(q("top 10 resources 7 days one sampled account").rows, 5);
+    assert!(text.contains("MEASURED load") && text.contains("PROJECTED full-depth dataset"), "{text}");
+    let hourly_table = report.tables.iter().find(|t| t.table == "rollup_hourly").expect("rollup_hourly");
+    assert_eq!(hourly_table.full_depth_rows, 90 * (40 * 24 + 13));
+    assert!(hourly_table.bytes > 0);
+    // Plain tables (no partitions) are sized too.
+    assert!(report.tables.iter().all(|t| t.bytes > 0), "{:?}", report.tables);
+}
