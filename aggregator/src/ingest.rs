@@ -69,10 +69,13 @@ fn sql_is_retryable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
         // 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
-        // 57P01..57P03 admin/crash shutdown and cannot_connect_now, 53300 too_many_connections.
+        // 57P01..57P03 admin/crash shutdown and cannot_connect_now, 53300 too_many_connections,
+        // 23505 unique_violation: only the facts INSERT can raise it (every other insert of a
+        // batch has ON CONFLICT), when a writer outside store_batch's advisory lock stored one
+        // of the batch's keys between the lookup and the insert; a retry updates that row.
         sqlx::Error::Database(db) => matches!(
             db.code().as_deref(),
-            Some("40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300")
+            Some("40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" | "23505")
         ),
         _ => false,
     }
@@ -284,16 +287,22 @@ fn tags_json(tags: &[(String, String)]) -> String {
 }
 
 /// Team of an inventory row: tag value under the configured key, else the
-/// account's default rule, else 'untagged'. `i` is the incoming row, `s` the
-/// settings row, `r` the account rule.
-const INVENTORY_TEAM_SQL: &str = "COALESCE(NULLIF(i.tags::jsonb ->> s.team_tag_key, ''), r.default_team, 'untagged')";
+/// account's default rule, else 'untagged'. `i` is the incoming row, `r` the
+/// account rule. The key is read by a scalar subquery of the one-row
+/// settings table rather than a join: a join with a table that was never
+/// analysed is estimated at hundreds of rows, which multiplied the batch's
+/// estimate past `jit_above_cost`, and every statement then spent more time
+/// compiling itself than running.
+const INVENTORY_TEAM_SQL: &str =
+    "COALESCE(NULLIF(i.tags::jsonb ->> (SELECT team_tag_key FROM canopy_settings), ''), r.default_team, 'untagged')";
 
 /// Team of a fact: the agent's explicit team (group records), else the tag
 /// value under the configured key from the fact's own tags or, when it
 /// carried none, from the stored inventory (`res`), else the account's
-/// default rule, else 'untagged'.
+/// default rule, else 'untagged' (settings read as in [`INVENTORY_TEAM_SQL`]).
 const FACT_TEAM_SQL: &str = "COALESCE(NULLIF(i.team, ''), \
-     NULLIF(COALESCE(i.tags::jsonb, res.tags) ->> s.team_tag_key, ''), r.default_team, 'untagged')";
+     NULLIF(COALESCE(i.tags::jsonb, res.tags) ->> (SELECT team_tag_key FROM canopy_settings), ''), \
+     r.default_team, 'untagged')";
 
 async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, sequence: i64) -> Result<(), StoreError> {
     if batch.inventory.is_empty() {
@@ -311,8 +320,7 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
                    i.account_id, i.region, i.resource_id, i.resource_type, i.service, i.tags::jsonb AS tags,
                    {INVENTORY_TEAM_SQL} AS team, to_timestamp(i.observed_unix_s) AS observed, i.deleted,
                    i.attributes::jsonb AS attributes
-            FROM i CROSS JOIN canopy_settings s
-            LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            FROM i LEFT JOIN account_team_rules r ON r.account_id = i.account_id
             ORDER BY i.account_id, i.region, i.resource_id, i.observed_unix_s DESC
          ),
          prev AS (
@@ -358,59 +366,91 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
     Ok(())
 }
 
-/// The rollup maintenance CTE for one rollup table; `bucket` is the SQL
-/// expression of a fact's bucket start.
-fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
-    format!(
-        "{name} AS (
-            INSERT INTO {table} AS t (bucket_start, account_id, region, service, resource_type, team, quality,
-                                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
-            SELECT {bucket},
-                   account_id, region, service, resource_type, team, quality,
-                   sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
-            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
-            ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
+/// Columns of a rollup row, in the order of the rollup tables.
+const ROLLUP_COLUMNS: &str = "bucket_start, account_id, region, service, resource_type, team, quality, \
+     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count";
+
+/// Sums of the metrics of a group of `delta5` rows, named as the columns.
+const ROLLUP_SUMS: &str = "sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) AS location_g_co2e, \
+     sum(market_g_co2e) AS market_g_co2e, sum(low_g_co2e) AS low_g_co2e, sum(high_g_co2e) AS high_g_co2e, \
+     sum(fact_count) AS fact_count";
+
+/// Adds rows of (bucket_start, group, metrics, fact_count) to `table`.
+const ROLLUP_ADD: &str = "ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
                 energy_kwh = t.energy_kwh + excluded.energy_kwh,
                 location_g_co2e = t.location_g_co2e + excluded.location_g_co2e,
                 market_g_co2e = t.market_g_co2e + excluded.market_g_co2e,
                 low_g_co2e = t.low_g_co2e + excluded.low_g_co2e,
                 high_g_co2e = t.high_g_co2e + excluded.high_g_co2e,
-                fact_count = t.fact_count + excluded.fact_count
-            RETURNING 1
+                fact_count = t.fact_count + excluded.fact_count";
+
+/// The rollup maintenance CTE for a coarser rollup table: the 5-minute
+/// deltas (`delta5`) regrouped by `bucket`, the SQL expression of the
+/// coarser bucket start of a 5-minute bucket start (every 5-minute bucket
+/// lies inside one hour, day and month).
+fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
+    format!(
+        "{name} AS (
+            INSERT INTO {table} AS t ({ROLLUP_COLUMNS})
+            SELECT {bucket}, account_id, region, service, resource_type, team, quality, {ROLLUP_SUMS}
+            FROM delta5 GROUP BY 1, 2, 3, 4, 5, 6, 7
+            {ROLLUP_ADD}
          )"
     )
 }
 
-/// Appends the same delta, per 5-minute bucket and account, to
-/// `org_rollup_pending` for the org rollups (migration 0006): an append-only
-/// insert, so batches of different accounts never wait on a shared row;
-/// `canopy_drain_org_rollups()` moves it on and queries read both.
-const ORG_PENDING_CTE: &str = "rp AS (
-            INSERT INTO org_rollup_pending (bucket_start, account_id, region, service, resource_type, team, quality,
-                                            energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                                            fact_count)
-            SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch'),
-                   account_id, region, service, resource_type, team, quality,
-                   sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(n)
-            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
-            RETURNING 1
-         )";
-
+/// The facts statement. `inc` holds the batch's facts (one per key, see
+/// [`highest_revision_per_key`]) with their team; `cmp` looks each key up
+/// once through the primary key. Keys not stored yet are inserted with a
+/// plain INSERT (no speculative insertion: nothing else writes a key of
+/// this (account, region) while the batch holds its advisory lock; a
+/// writer that ignores the lock makes the INSERT fail with a unique
+/// violation, which is retryable), keys stored with a lower revision are
+/// updated, and the rest (equal or higher revision stored) are stale.
+///
+/// Native mode: the difference (new facts, updated facts minus the values
+/// they replaced) is summed once per 5-minute bucket and group (`delta5`,
+/// a handful of rows) and added from there to every rollup and to
+/// `org_rollup_pending` (migration 0006: an append-only insert, so batches
+/// of different accounts never wait on a shared row;
+/// `canopy_drain_org_rollups()` moves it on and queries read both).
 fn facts_sql(mode: StorageMode) -> String {
     let rollups = match mode {
         StorageMode::Native => format!(
-            ",\n delta AS (
-                SELECT period_start, account_id, region, service, resource_type, team, quality,
-                       energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint AS n FROM up
-                UNION ALL
-                SELECT period_start, account_id, region, service, resource_type, team, quality,
-                       -energy_kwh, -location_g_co2e, -market_g_co2e, -low_g_co2e, -high_g_co2e, -1::bigint FROM old
-             ),\n{},\n{},\n{},\n{},\n{}",
-            rollup_cte("r5", "rollup_5m", "date_bin(interval '5 minutes', period_start, timestamptz 'epoch')"),
-            rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', period_start, timestamptz 'epoch')"),
-            rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', period_start, timestamptz 'epoch')"),
-            rollup_cte("rm", "rollup_monthly", "date_trunc('month', period_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
-            ORG_PENDING_CTE,
+            ",
+         delta AS (
+            SELECT period_start, account_id, region, service, resource_type, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint AS n
+            FROM cmp WHERE old_revision IS NULL
+            UNION ALL
+            SELECT period_start, account_id, region, service, resource_type, team, quality,
+                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint FROM upd
+            UNION ALL
+            SELECT period_start, account_id, region, old_service, old_resource_type, old_team, old_quality,
+                   -old_energy_kwh, -old_location_g_co2e, -old_market_g_co2e, -old_low_g_co2e, -old_high_g_co2e,
+                   -1::bigint FROM upd
+         ),
+         delta5 AS (
+            SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch') AS bucket_start,
+                   account_id, region, service, resource_type, team, quality,
+                   sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) AS location_g_co2e,
+                   sum(market_g_co2e) AS market_g_co2e, sum(low_g_co2e) AS low_g_co2e,
+                   sum(high_g_co2e) AS high_g_co2e, sum(n) AS fact_count
+            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+         ),
+         r5 AS (
+            INSERT INTO rollup_5m AS t ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
+            {ROLLUP_ADD}
+         ),
+         {},
+         {},
+         {},
+         rp AS (
+            INSERT INTO org_rollup_pending ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
+         )",
+            rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
+            rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
+            rollup_cte("rm", "rollup_monthly", "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
         ),
         // Continuous aggregates follow the facts by themselves.
         StorageMode::TimescaleDb => String::new(),
@@ -427,24 +467,25 @@ fn facts_sql(mode: StorageMode) -> String {
                      methodology_version, factor_source, factor_vintage, team)
          ),
          inc AS (
-            SELECT DISTINCT ON (1, 3, 4, 5)
-                   to_timestamp(i.start_unix_s) AS period_start, i.period_s, i.account_id, i.region, i.record_key,
+            SELECT to_timestamp(i.start_unix_s) AS period_start, i.period_s, i.account_id, i.region, i.record_key,
                    i.revision, i.resource_id, i.resource_type, i.service, {FACT_TEAM_SQL} AS team, i.quality,
                    i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
                    i.methodology_version, i.factor_source, i.factor_vintage
-            FROM i CROSS JOIN canopy_settings s
+            FROM i
             LEFT JOIN account_team_rules r ON r.account_id = i.account_id
             LEFT JOIN resources res
                    ON res.account_id = i.account_id AND res.region = i.region AND res.resource_id = i.resource_id
-            ORDER BY 1, 3, 4, 5, i.revision DESC
          ),
-         old AS (
-            SELECT f.* FROM emission_facts f
-            JOIN inc USING (period_start, account_id, region, record_key)
-            WHERE f.revision < inc.revision
+         cmp AS (
+            SELECT inc.*, f.revision AS old_revision, f.service AS old_service,
+                   f.resource_type AS old_resource_type, f.team AS old_team, f.quality AS old_quality,
+                   f.energy_kwh AS old_energy_kwh, f.location_g_co2e AS old_location_g_co2e,
+                   f.market_g_co2e AS old_market_g_co2e, f.low_g_co2e AS old_low_g_co2e,
+                   f.high_g_co2e AS old_high_g_co2e
+            FROM inc LEFT JOIN emission_facts f USING (period_start, account_id, region, record_key)
          ),
-         up AS (
-            INSERT INTO emission_facts AS f (period_start, period_s, account_id, region, record_key, revision,
+         ins AS (
+            INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision,
                    resource_id, resource_type, service, team, quality,
                    energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
                    methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
@@ -452,22 +493,44 @@ fn facts_sql(mode: StorageMode) -> String {
                    resource_id, resource_type, service, team, quality,
                    energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
                    methodology_version, factor_source, factor_vintage, $20, $21
-            FROM inc
-            ON CONFLICT (period_start, account_id, region, record_key) DO UPDATE SET
-                period_s = excluded.period_s, revision = excluded.revision,
-                resource_id = excluded.resource_id, resource_type = excluded.resource_type,
-                service = excluded.service, team = excluded.team, quality = excluded.quality,
-                energy_kwh = excluded.energy_kwh, location_g_co2e = excluded.location_g_co2e,
-                market_g_co2e = excluded.market_g_co2e, low_g_co2e = excluded.low_g_co2e,
-                high_g_co2e = excluded.high_g_co2e, methodology_version = excluded.methodology_version,
-                factor_source = excluded.factor_source, factor_vintage = excluded.factor_vintage,
-                agent_id = excluded.agent_id, batch_sequence = excluded.batch_sequence
-            WHERE f.revision < excluded.revision
-            RETURNING period_start, account_id, region, service, resource_type, team, quality,
-                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e
+            FROM cmp WHERE old_revision IS NULL
+         ),
+         upd AS (
+            UPDATE emission_facts AS f SET
+                period_s = c.period_s, revision = c.revision, resource_id = c.resource_id,
+                resource_type = c.resource_type, service = c.service, team = c.team, quality = c.quality,
+                energy_kwh = c.energy_kwh, location_g_co2e = c.location_g_co2e, market_g_co2e = c.market_g_co2e,
+                low_g_co2e = c.low_g_co2e, high_g_co2e = c.high_g_co2e,
+                methodology_version = c.methodology_version, factor_source = c.factor_source,
+                factor_vintage = c.factor_vintage, agent_id = $20, batch_sequence = $21
+            FROM cmp c
+            WHERE c.old_revision < c.revision
+              AND f.period_start = c.period_start AND f.account_id = c.account_id
+              AND f.region = c.region AND f.record_key = c.record_key
+            RETURNING c.*
          ){rollups}
-         SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced"
+         SELECT (SELECT count(*) FROM cmp WHERE old_revision IS NULL) + (SELECT count(*) FROM upd) AS written,
+                (SELECT count(*) FROM upd) AS replaced"
     )
+}
+
+/// The facts of `f` to write, one per (period start, account, region,
+/// record key): the highest revision (the first of equal ones), in key
+/// order. A batch holding a key twice counts the dropped ones as stale.
+fn highest_revision_per_key<'a>(f: &[&'a FactRow]) -> Vec<&'a FactRow> {
+    let mut by_key: std::collections::BTreeMap<(i64, &str, &str, &str), &'a FactRow> = std::collections::BTreeMap::new();
+    for fact in f {
+        let key = (fact.period_start_unix_s, fact.account_id.as_str(), fact.region.as_str(), fact.record_key.as_str());
+        by_key
+            .entry(key)
+            .and_modify(|kept| {
+                if fact.revision > kept.revision {
+                    *kept = fact;
+                }
+            })
+            .or_insert(fact);
+    }
+    by_key.into_values().collect()
 }
 
 async fn upsert_facts(
@@ -480,8 +543,9 @@ async fn upsert_facts(
     if f.is_empty() {
         return Ok((0, 0));
     }
+    let unique = highest_revision_per_key(f);
     let sql = facts_sql(mode);
-    let row = bind_facts(sqlx::query(&sql), f, &batch.agent_id, sequence)
+    let row = bind_facts(sqlx::query(&sql), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
         .await?;
     let written: i64 = row.try_get("written")?;
@@ -718,6 +782,24 @@ mod tests {
         assert!(!bad.is_retryable());
         assert!(StoreError::Sql(sqlx::Error::PoolTimedOut).is_retryable());
         assert!(!StoreError::Sql(sqlx::Error::RowNotFound).is_retryable());
+    }
+
+    #[test]
+    fn one_fact_per_key_with_the_highest_revision_in_key_order() {
+        let at = |key: &str, start: i64, revision: u32, energy_kwh: f64| FactRow {
+            record_key: key.into(),
+            revision,
+            energy_kwh,
+            ..fact(start, 300)
+        };
+        let facts = [at("b", 0, 1, 1.0), at("a", 0, 2, 2.0), at("b", 0, 3, 3.0), at("b", 0, 3, 4.0), at("a", 300, 1, 5.0)];
+        let refs: Vec<&FactRow> = facts.iter().collect();
+        let kept: Vec<(i64, &str, u32, f64)> = highest_revision_per_key(&refs)
+            .iter()
+            .map(|f| (f.period_start_unix_s, f.record_key.as_str(), f.revision, f.energy_kwh))
+            .collect();
+        // Equal revisions keep the first one; keys sort by start, then account, region, record key.
+        assert_eq!(kept, vec![(0, "a", 2, 2.0), (0, "b", 3, 3.0), (300, "a", 1, 5.0)]);
     }
 
     #[test]

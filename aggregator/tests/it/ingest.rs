@@ -243,3 +243,83 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
         .unwrap();
     assert_eq!(max_rev, 6);
 }
+
+/// One batch mixing every case of the facts statement: keys not stored yet
+/// (inserted), stored with a lower revision (updated, in another team and
+/// with other figures), stored with an equal or higher revision (stale), and
+/// a key twice in the batch; the facts span several 5-minute buckets. Every
+/// rollup group and the org pending deltas equal the stored facts.
+#[tokio::test]
+async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
+    let t = TestDb::migrated().await;
+    // Resources 3, 6, 9, ... are in account 111111111111 (one advisory-lock scope per region).
+    let first: Vec<_> = (1..=6u64).map(|r| fact(3 * r, T0 + 300 * r as i64, 300, 2)).collect();
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts: first, inventory: vec![] }).await;
+
+    let mut replacing = fact(3, T0 + 300, 300, 3);
+    replacing.tags = Some(vec![("team".into(), "finance".into())]);
+    replacing.energy_kwh = 7.5;
+    let facts = vec![
+        replacing,                        // replaces revision 2
+        fact(6, T0 + 600, 300, 2),        // equal revision: stale
+        fact(9, T0 + 900, 300, 1),        // lower revision: stale
+        fact(30, T0 + 1_200, 300, 1),     // new
+        fact(33, T0 + 3_600, 300, 1),     // new, next hour
+        fact(33, T0 + 3_600, 300, 4),     // same key, higher revision: this one is kept
+    ];
+    let StoreOutcome::Stored(s) = store(&t.pool, &Batch { agent_id: "a".into(), sequence: 2, facts, inventory: vec![] }).await
+    else {
+        panic!("duplicate")
+    };
+    assert_eq!((s.facts_received, s.facts_written, s.facts_replaced, s.facts_stale), (6, 3, 1, 3));
+
+    let revisions: Vec<(String, i64)> =
+        sqlx::query_as("SELECT resource_id, revision FROM emission_facts ORDER BY resource_id")
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
+    let expected: Vec<(String, i64)> = [(12, 2), (15, 2), (18, 2), (3, 3), (30, 1), (33, 4), (6, 2), (9, 2)]
+        .iter()
+        .map(|(r, rev)| (format!("r{r}"), *rev))
+        .collect();
+    assert_eq!(revisions, expected);
+
+    let facts = crate::support::stored_facts(&t.pool).await;
+    for (table, bucket_s) in [("rollup_5m", 300), ("rollup_hourly", 3_600), ("rollup_daily", 86_400), ("org_rollup_pending", 300)] {
+        let want = crate::support::brute_group(
+            &facts,
+            |_| true,
+            |f| {
+                vec![
+                    (f.start - f.start.rem_euclid(bucket_s)).to_string(),
+                    f.account.clone(),
+                    f.region.clone(),
+                    f.service.clone(),
+                    f.resource_type.clone(),
+                    f.team.clone(),
+                    f.quality.clone(),
+                ]
+            },
+        );
+        let rows = sqlx::query(&format!(
+            "SELECT extract(epoch FROM bucket_start)::bigint, account_id, region, service, resource_type, team, quality,
+                    sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(fact_count)::bigint
+             FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(fact_count) <> 0"
+        ))
+        .fetch_all(&t.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), want.len(), "{table}: groups");
+        for row in rows {
+            let key: Vec<String> = std::iter::once(row.get::<i64, _>(0).to_string())
+                .chain((1..7).map(|i| row.get::<String, _>(i)))
+                .collect();
+            let (sums, count) = want.get(&key).unwrap_or_else(|| panic!("{table}: unexpected group {key:?}"));
+            let (e, l, n): (f64, f64, i64) = (row.get(7), row.get(8), row.get(9));
+            assert!(
+                crate::support::close(e, sums[0]) && crate::support::close(l, sums[1]) && n == *count,
+                "{table} {key:?}: {e} {l} {n} vs {sums:?} {count}"
+            );
+        }
+    }
+}
