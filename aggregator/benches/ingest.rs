@@ -8,12 +8,18 @@
 //! keeping `--in-flight` batches of `--batch-records` new emission records
 //! in flight for `--seconds`. An acknowledgement is sent only after the
 //! batch's transaction committed, so acked records are stored records; the
-//! run checks that by counting the facts table at the end.
+//! run checks that by counting the facts table at the end, and that the
+//! hourly rollups hold the facts' count and energy. `--supersede` makes
+//! every second batch replace the records of the one before with a higher
+//! revision (an agent's measured hour replacing its provisional one).
 //!
 //! Prints records/s (after `--warmup-s`) and the acknowledgement latency
 //! (send start → `Ack`, as the agent sees it) at p50/p95/p99/max.
 //!
 //!     cargo bench -p canopy-aggregator --bench ingest -- --agents 20 --batch-records 1000
+//!
+//! `CANOPY_BENCH_AGGREGATOR=/path/to/canopy-aggregator` runs another build
+//! of the aggregator (e.g. a copy of the previous release binary) instead.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -67,6 +73,12 @@ struct Args {
     /// instead of the primary key).
     #[arg(long)]
     analyze_after_warmup: bool,
+    /// Every second batch of an agent re-sends the records of the batch
+    /// before it with a higher revision (as an agent's measured hour
+    /// replaces its provisional one), so half the batches replace stored
+    /// facts instead of adding new ones.
+    #[arg(long)]
+    supersede: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -93,7 +105,10 @@ impl Drop for Aggregator {
 fn start_aggregator(database_url: &str, ca_dir: &Path, quic: SocketAddr, pool: u32) -> anyhow::Result<Aggregator> {
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let log = std::fs::File::create(ca_dir.with_extension("aggregator.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_canopy-aggregator"))
+    // CANOPY_BENCH_AGGREGATOR: another build of the aggregator (a copy of an
+    // earlier binary), to compare two versions under the same load.
+    let binary = std::env::var("CANOPY_BENCH_AGGREGATOR").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canopy-aggregator").into());
+    let child = Command::new(&binary)
         .args(["serve", "--database-url", database_url])
         .args(["--http-listen", &format!("127.0.0.1:{}", free_port()?)])
         .args(["--grpc-listen", &format!("127.0.0.1:{}", free_port()?)])
@@ -105,7 +120,7 @@ fn start_aggregator(database_url: &str, ca_dir: &Path, quic: SocketAddr, pool: u
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
         .spawn()
-        .context("spawning canopy-aggregator serve")?;
+        .with_context(|| format!("spawning {binary} serve"))?;
     let agg = Aggregator(child);
     for _ in 0..300 {
         if std::net::TcpStream::connect(metrics).is_ok() {
@@ -132,17 +147,21 @@ fn agent_certificate(ca: &CertificateAuthority, agent_id: &str, account: &str) -
 }
 
 /// One agent's batch `sequence`: `records` new hourly records of distinct
-/// instances, spread over the 24 hours starting at `base_unix_s`.
-fn batch(agent: usize, account: &str, sequence: u64, records: usize, base_unix_s: i64) -> Batch {
+/// instances, spread over the 24 hours starting at `base_unix_s`. With
+/// `supersede`, an even sequence carries the records of the odd one before
+/// it at revision 2 (and other values) instead of new records at revision 1.
+fn batch(agent: usize, account: &str, sequence: u64, records: usize, base_unix_s: i64, supersede: bool) -> Batch {
     let grid = |g: f64| GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2024".into() };
-    let start = base_unix_s + (sequence % 24) as i64 * 3_600;
+    let replaces = supersede && sequence % 2 == 0;
+    let (key_sequence, revision) = if replaces { (sequence - 1, 2) } else { (sequence, u32::from(supersede)) };
+    let start = base_unix_s + (key_sequence % 24) as i64 * 3_600;
     let emissions = (0..records)
         .map(|i| {
-            let compute_kwh = 0.001 * (i % 97 + 1) as f64;
+            let compute_kwh = 0.001 * ((i + usize::from(replaces)) % 97 + 1) as f64;
             let operational = (compute_kwh + 0.0005) * 1.135 * 334.0;
             EmissionRecord {
                 subject: Subject::Resource {
-                    arn: format!("arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-b{sequence}-r{i}"),
+                    arn: format!("arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-b{key_sequence}-r{i}"),
                 },
                 interval_start_unix_s: start,
                 interval_end_unix_s: start + 3_600,
@@ -161,7 +180,7 @@ fn batch(agent: usize, account: &str, sequence: u64, records: usize, base_unix_s
                 low_g_co2e: (1.0 + operational) * 0.5,
                 high_g_co2e: (1.0 + operational) * 2.0,
                 methodology_version: "canopy-bench-1".into(),
-                revision: 0,
+                revision,
             }
         })
         .collect();
@@ -221,6 +240,8 @@ struct Sample {
 #[derive(Default)]
 struct Counts {
     acked_batches: AtomicU64,
+    /// Acked batches whose records were new (all of them without `--supersede`).
+    acked_new_batches: AtomicU64,
     error_replies: AtomicU64,
     send_failures: AtomicU64,
 }
@@ -288,17 +309,20 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         for _ in 0..args.in_flight {
             let (client, account, next_sequence, counts) =
                 (client.clone(), account.clone(), next_sequence.clone(), counts.clone());
-            let records = args.batch_records;
+            let (records, supersede) = (args.batch_records, args.supersede);
             workers.spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < stop_at {
                     let sequence = next_sequence.fetch_add(1, Ordering::Relaxed);
-                    let frame = encode_batch(&batch(agent, &account, sequence, records, base_unix_s), Compression::Lz4)
+                    let frame = encode_batch(&batch(agent, &account, sequence, records, base_unix_s, supersede), Compression::Lz4)
                         .expect("encode a bench batch");
                     let sent = Instant::now();
                     match client.send(&frame).await {
                         Ok(Reply::Ack(_)) => {
                             counts.acked_batches.fetch_add(1, Ordering::Relaxed);
+                            if !supersede || sequence % 2 == 1 {
+                                counts.acked_new_batches.fetch_add(1, Ordering::Relaxed);
+                            }
                             samples.push(Sample {
                                 done_us: started.elapsed().as_micros() as u64,
                                 latency_us: sent.elapsed().as_micros() as u64,
@@ -343,6 +367,15 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let pool = canopy_aggregator::db::connect(database_url, 2).await?;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts").fetch_one(&pool).await?;
     let acked_records = counts.acked_batches.load(Ordering::Relaxed) * args.batch_records as u64;
+    let acked_new_records = counts.acked_new_batches.load(Ordering::Relaxed) * args.batch_records as u64;
+    // The hourly rollups must hold the sum of the facts (superseded values subtracted).
+    let (fact_kwh, rollup_kwh, rollup_count): (f64, f64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(energy_kwh), 0) FROM emission_facts),
+                (SELECT COALESCE(sum(energy_kwh), 0) FROM rollup_hourly),
+                (SELECT COALESCE(sum(fact_count), 0)::bigint FROM rollup_hourly)",
+    )
+    .fetch_one(&pool)
+    .await?;
     let ms = |us: u64| us as f64 / 1_000.0;
     println!(
         "ingest bench: {} agents x {} in flight, {} records/batch, {:.1} s measured after {} s warm-up, pool {}",
@@ -373,8 +406,14 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     // A batch committed whose reply was lost is stored but not acked, so
     // stored may exceed acked; never the other way round.
-    if stored < acked_records as i64 {
-        bail!("expected at least {acked_records} stored facts (every acked record), found {stored}");
+    if stored < acked_new_records as i64 {
+        bail!("expected at least {acked_new_records} stored facts (every acked new record), found {stored}");
+    }
+    if rollup_count != stored || (rollup_kwh - fact_kwh).abs() > 1e-9 * fact_kwh.max(1.0) {
+        bail!(
+            "expected the hourly rollups to hold the facts ({stored} facts, {fact_kwh} kWh), \
+             found {rollup_count} facts and {rollup_kwh} kWh"
+        );
     }
     Ok(())
 }
