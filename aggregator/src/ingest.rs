@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::db::{self, DbError, StorageMode};
+use crate::db::{DbError, StorageMode};
 use crate::model::{AgentStatusRow, Batch, FactRow, InventoryRow};
 use crate::time::HOUR_S;
 
@@ -130,27 +130,10 @@ pub async fn store_batch(
         StoreError::InvalidBatch(format!("expected a sequence below 2^63, found {}", batch.sequence))
     })?;
 
-    let first_time: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO ingested_batches (agent_id, sequence, fact_count, inventory_count)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
-    )
-    .bind(&batch.agent_id)
-    .bind(sequence)
-    .bind(count_i32(batch.facts.len()))
-    .bind(count_i32(batch.inventory.len()))
-    .fetch_optional(&mut **tx)
-    .await?;
-    if first_time.is_none() {
-        return Ok(StoreOutcome::Duplicate);
-    }
-
-    lock_scopes(tx, batch).await?;
-    let mode = db::storage_mode(&mut **tx).await?;
     let (realtime, totals): (Vec<&FactRow>, Vec<&FactRow>) = batch.facts.iter().partition(|f| f.realtime);
-    let mut partitions_created = ensure_partitions(tx, &totals).await?;
-    if mode == StorageMode::Native {
-        partitions_created += ensure_realtime_partitions(tx, &realtime).await?;
-    }
+    let Some((mode, partitions_created)) = begin_batch(tx, batch, sequence, &totals, &realtime).await? else {
+        return Ok(StoreOutcome::Duplicate);
+    };
     upsert_inventory(tx, batch, sequence).await?;
     let (mut written, mut replaced) = upsert_facts(tx, batch, &totals, sequence, mode).await?;
     let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
@@ -250,33 +233,80 @@ fn validate_inventory(row: &InventoryRow) -> Result<(), String> {
     Ok(())
 }
 
-/// Serialises writers of the same (account, region): every record key lives
-/// in one such scope, so the replaced-row read and the upsert below see the
-/// same rows. Locks are taken in sorted order to avoid deadlocks.
-async fn lock_scopes(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> Result<(), StoreError> {
-    let scopes: BTreeSet<String> =
-        batch.facts.iter().map(|f| format!("{}/{}", f.account_id, f.region)).collect();
-    for scope in scopes {
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!("canopy_scope:{scope}"))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn ensure_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[&FactRow]) -> Result<u64, StoreError> {
+/// Days (Unix seconds of their start) the facts start on.
+fn days_of(facts: &[&FactRow]) -> Vec<i64> {
     let days: BTreeSet<i64> =
         facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
-    if days.is_empty() {
-        return Ok(0);
+    days.into_iter().collect()
+}
+
+/// The batch's first statement, one round trip: records (agent id,
+/// sequence) and, the first time only, takes the advisory locks and creates
+/// the missing partitions. Returns `None` for a batch stored before, else
+/// the storage mode and how many partitions were created.
+///
+/// The locks serialise writers of the same (account, region): every record
+/// key lives in one such scope, so the facts statement's lookup of the
+/// stored revisions and its INSERT and UPDATE see the same rows. They are
+/// taken in sorted order (volatile functions are evaluated after the sort)
+/// to avoid deadlocks, before the partitions are created. Partitions:
+/// facts, rollups and org rollups of the days the totals start on
+/// (`canopy_ensure_time_partitions`), and in native mode the daily
+/// partitions of `realtime_group_facts` the real-time records need.
+/// `maintenance::run` creates them ahead, so this is rare: late data older
+/// than the window, or far-future data.
+async fn begin_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+    sequence: i64,
+    totals: &[&FactRow],
+    realtime: &[&FactRow],
+) -> Result<Option<(StorageMode, u64)>, StoreError> {
+    let scopes: BTreeSet<String> =
+        batch.facts.iter().map(|f| format!("canopy_scope:{}/{}", f.account_id, f.region)).collect();
+    let row = sqlx::query(
+        "WITH batch AS (
+            INSERT INTO ingested_batches (agent_id, sequence, fact_count, inventory_count)
+            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1
+         ),
+         b AS (SELECT EXISTS (SELECT FROM batch) AS first_time)
+         SELECT b.first_time,
+                CASE WHEN b.first_time THEN
+                    (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+                                           FROM unnest($5::text[]) AS k ORDER BY k) AS locked)
+                END AS scopes_locked,
+                s.storage_mode,
+                CASE WHEN b.first_time THEN
+                    canopy_ensure_time_partitions($6::bigint[])
+                    + CASE WHEN s.storage_mode = 'native' THEN
+                          (SELECT count(*) FILTER (WHERE canopy_ensure_partition('realtime_group_facts', 'day',
+                                                                                 to_timestamp(d)))
+                           FROM unnest($7::bigint[]) AS d)::int
+                      ELSE 0 END
+                END AS partitions_created
+         FROM b CROSS JOIN canopy_settings s",
+    )
+    .bind(&batch.agent_id)
+    .bind(sequence)
+    .bind(count_i32(batch.facts.len()))
+    .bind(count_i32(batch.inventory.len()))
+    .bind(scopes.into_iter().collect::<Vec<String>>())
+    .bind(days_of(totals))
+    .bind(days_of(realtime))
+    .fetch_one(&mut **tx)
+    .await?;
+    let first_time: bool = row.try_get("first_time")?;
+    if !first_time {
+        return Ok(None);
     }
-    let days: Vec<i64> = days.into_iter().collect();
-    let created: i32 = sqlx::query_scalar("SELECT canopy_ensure_time_partitions($1)")
-        .bind(days)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(u64::try_from(created).unwrap_or(0))
+    let mode: String = row.try_get("storage_mode")?;
+    let mode = match mode.as_str() {
+        "native" => StorageMode::Native,
+        "timescaledb" => StorageMode::TimescaleDb,
+        _ => return Err(DbError::UnknownStorageMode(mode).into()),
+    };
+    let created: i32 = row.try_get("partitions_created")?;
+    Ok(Some((mode, u64::try_from(created).unwrap_or(0))))
 }
 
 /// Tags or attributes as a JSON object (a later duplicate key wins).
@@ -589,24 +619,6 @@ fn bind_facts<'q>(
         .bind(agent_id)
         .bind(sequence)
         .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
-}
-
-/// Creates the daily partitions of `realtime_group_facts` these facts need
-/// (native mode; maintenance creates them ahead, so this is rare).
-async fn ensure_realtime_partitions(tx: &mut Transaction<'_, Postgres>, facts: &[&FactRow]) -> Result<u64, StoreError> {
-    let days: BTreeSet<i64> =
-        facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
-    if days.is_empty() {
-        return Ok(0);
-    }
-    let created: i64 = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE canopy_ensure_partition('realtime_group_facts', 'day', to_timestamp(d)))
-         FROM unnest($1::bigint[]) d",
-    )
-    .bind(days.into_iter().collect::<Vec<i64>>())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(u64::try_from(created).unwrap_or(0))
 }
 
 /// Revision-aware upsert of the real-time path's 5-minute group records into
