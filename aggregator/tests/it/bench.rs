@@ -239,4 +239,21 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
     assert!(hourly_table.bytes > 0);
     // Plain tables (no partitions) are sized too.
     assert!(report.tables.iter().all(|t| t.bytes > 0), "{:?}", report.tables);
+
+    // Timing again on the loaded dataset checks the same row counts and
+    // reads the same relations.
+    let again = bench::remeasure(&db.pool, &BenchConfig { ingest_batches: 0, ..cfg }).await.expect("remeasure");
+    assert_eq!(
+        again.tables.iter().map(|t| (t.table, t.rows)).collect::<Vec<_>>(),
+        report.tables.iter().map(|t| (t.table, t.rows)).collect::<Vec<_>>()
+    );
+    assert_eq!(again.load_s, 0.0);
+    assert_eq!(again.groups, report.groups);
+    let again_realtime = again.queries.iter().find(|q| q.name == "realtime last hour 5m by region").expect("realtime");
+    assert_eq!(again_realtime.rows, realtime.rows);
+    // Other flags than the loading run's expect other row counts: refused,
+    // naming the table.
+    let more_accounts = BenchConfig { accounts: cfg.accounts + 1, ingest_batches: 0, ..cfg };
+    let err = bench::remeasure(&db.pool, &more_accounts).await.expect_err("another dataset's row counts");
+    assert!(matches!(err, BenchError::RowCount { table: "rollup_5m", .. }), "{err}");
 }
