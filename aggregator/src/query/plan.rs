@@ -415,7 +415,7 @@ mod tests {
         let mut subtracted = 0;
         for _ in 0..2_000 {
             // Boundaries on seconds, 5-minute slots, hours or days, mixed.
-            let mut at = |next: &mut dyn FnMut(i64) -> i64| {
+            let at = |next: &mut dyn FnMut(i64) -> i64| {
                 let unit = [1, FIVE_MINUTES_S, HOUR_S, DAY_S][next(4) as usize];
                 base + next(70 * DAY_S / unit) * unit
             };
