@@ -721,6 +721,97 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     Ok(Loaded { layout, groups, tables, accounts, load_s, vacuum_analyze_s })
 }
 
+/// A family of rollup tables and the generated series feeding it (all
+/// aliased `s`): its table prefix, its group columns and the fact count one
+/// of its series rows stands for per hour.
+struct Family {
+    prefix: &'static str,
+    series: &'static str,
+    groups: &'static str,
+    hourly_facts: &'static str,
+}
+
+/// Account-level, org (OU instead of account) and team rollups.
+const FAMILIES: [Family; 3] = [
+    Family {
+        prefix: "rollup",
+        series: "bench_series",
+        groups: "s.account_id, s.region, s.service, s.resource_type, s.team, s.quality",
+        hourly_facts: "12",
+    },
+    Family {
+        prefix: "org_rollup",
+        series: "bench_org_series",
+        groups: "s.ou_path, s.region, s.service, s.resource_type, s.team, s.quality",
+        hourly_facts: "12 * s.series",
+    },
+    Family {
+        prefix: "org_team_rollup",
+        series: "bench_team_series",
+        groups: "s.team, s.quality",
+        hourly_facts: "12 * s.series",
+    },
+];
+
+/// Rollup levels the loader generates.
+#[derive(Clone, Copy)]
+enum Level {
+    /// One statement per day (`$1` the day), from `bench_days`.
+    Daily,
+    /// One statement for every month, from `bench_months`.
+    Monthly,
+    /// `$1 ..$2` in hours.
+    Hourly,
+    /// `$1 ..$2` in 5-minute slots (a twelfth of the hour's energy and facts).
+    FiveMinutes,
+}
+
+/// The INSERT of one level of one family: every row from the same formula
+/// (`base_kwh` × the hour factor, summed over the bucket's hours), so the
+/// levels of a family sum to each other and the families to each other.
+fn rollup_insert(family: Family, level: Level) -> String {
+    let Family { prefix, series, groups, hourly_facts } = family;
+    let (suffix, time, from, energy, facts, tail) = match level {
+        Level::Daily => (
+            "daily",
+            "d.d",
+            "bench_days d",
+            "s.base_kwh * d.f".to_owned(),
+            format!("d.hours * {hourly_facts}"),
+            "WHERE d.d = $1",
+        ),
+        Level::Monthly => (
+            "monthly",
+            "mo.m",
+            "bench_months mo",
+            "s.base_kwh * mo.f".to_owned(),
+            format!("mo.hours * {hourly_facts}"),
+            "ORDER BY 1",
+        ),
+        Level::Hourly => (
+            "hourly",
+            "h",
+            "generate_series($1::bigint, $2::bigint - 3600, 3600) h",
+            format!("s.base_kwh * {}", hour_factor("h")),
+            hourly_facts.to_owned(),
+            "",
+        ),
+        Level::FiveMinutes => (
+            "5m",
+            "m",
+            "generate_series($1::bigint, $2::bigint - 300, 300) m",
+            format!("s.base_kwh * {} / 12", hour_factor("m")),
+            format!("{hourly_facts} / 12"),
+            "",
+        ),
+    };
+    format!(
+        "INSERT INTO {prefix}_{suffix}
+         SELECT to_timestamp({time}), {groups}, v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, {facts}
+         FROM {from}, {series} s, LATERAL (SELECT {energy} AS e) v {tail}"
+    )
+}
+
 async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) -> Result<LoadTimes, BenchError> {
     let mut times = LoadTimes::default();
     let end = layout.end_unix_s;
@@ -812,48 +903,10 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
         ensure_partitions(conn, parent, unit, from, end).await?;
     }
 
-    let g_h = hour_factor("h");
+    let [daily, org_daily, team_daily] = FAMILIES.map(|f| rollup_insert(f, Level::Daily));
+    let [hourly, org_hourly, _] = FAMILIES.map(|f| rollup_insert(f, Level::Hourly));
+    let [five, org_five, _] = FAMILIES.map(|f| rollup_insert(f, Level::FiveMinutes));
     let g_m = hour_factor("m");
-    let daily = "INSERT INTO rollup_daily
-         SELECT to_timestamp(d.d), s.account_id, s.region, s.service, s.resource_type, s.team, s.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * d.hours
-         FROM bench_days d, bench_series s, LATERAL (SELECT s.base_kwh * d.f AS e) v WHERE d.d = $1";
-    let org_daily = "INSERT INTO org_rollup_daily
-         SELECT to_timestamp(d.d), o.ou_path, o.region, o.service, o.resource_type, o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * d.hours * o.series
-         FROM bench_days d, bench_org_series o, LATERAL (SELECT o.base_kwh * d.f AS e) v WHERE d.d = $1";
-    let team_daily = "INSERT INTO org_team_rollup_daily
-         SELECT to_timestamp(d.d), o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * d.hours * o.series
-         FROM bench_days d, bench_team_series o, LATERAL (SELECT o.base_kwh * d.f AS e) v WHERE d.d = $1";
-    let hourly = format!(
-        "INSERT INTO rollup_hourly
-         SELECT to_timestamp(h), s.account_id, s.region, s.service, s.resource_type, s.team, s.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12
-         FROM generate_series($1::bigint, $2::bigint - 3600, 3600) h, bench_series s,
-              LATERAL (SELECT s.base_kwh * {g_h} AS e) v"
-    );
-    let org_hourly = format!(
-        "INSERT INTO org_rollup_hourly
-         SELECT to_timestamp(h), o.ou_path, o.region, o.service, o.resource_type, o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * o.series
-         FROM generate_series($1::bigint, $2::bigint - 3600, 3600) h, bench_org_series o,
-              LATERAL (SELECT o.base_kwh * {g_h} AS e) v"
-    );
-    let five = format!(
-        "INSERT INTO rollup_5m
-         SELECT to_timestamp(m), s.account_id, s.region, s.service, s.resource_type, s.team, s.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 1
-         FROM generate_series($1::bigint, $2::bigint - 300, 300) m, bench_series s,
-              LATERAL (SELECT s.base_kwh * {g_m} / 12 AS e) v"
-    );
-    let org_five = format!(
-        "INSERT INTO org_rollup_5m
-         SELECT to_timestamp(m), o.ou_path, o.region, o.service, o.resource_type, o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, o.series
-         FROM generate_series($1::bigint, $2::bigint - 300, 300) m, bench_org_series o,
-              LATERAL (SELECT o.base_kwh * {g_m} / 12 AS e) v"
-    );
     let realtime = format!(
         "INSERT INTO realtime_group_facts (bucket_start, period_s, account_id, region, record_key, revision, service,
                 resource_type, team, quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
@@ -890,9 +943,9 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
     while day < end {
         let to = (day + DAY_S).min(end);
         if day >= layout.history_from_unix_s {
-            insert(conn, &mut times, "rollup_daily", daily, &[day]).await?;
-            insert(conn, &mut times, "org_rollup_daily", org_daily, &[day]).await?;
-            insert(conn, &mut times, "org_team_rollup_daily", team_daily, &[day]).await?;
+            insert(conn, &mut times, "rollup_daily", &daily, &[day]).await?;
+            insert(conn, &mut times, "org_rollup_daily", &org_daily, &[day]).await?;
+            insert(conn, &mut times, "org_team_rollup_daily", &team_daily, &[day]).await?;
         }
         if day >= layout.hourly_from_unix_s {
             insert(conn, &mut times, "rollup_hourly", &hourly, &[day, to]).await?;
@@ -911,39 +964,10 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
         }
         day += DAY_S;
     }
-    insert(
-        conn,
-        &mut times,
-        "rollup_monthly",
-        "INSERT INTO rollup_monthly
-         SELECT to_timestamp(mo.m), s.account_id, s.region, s.service, s.resource_type, s.team, s.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * mo.hours
-         FROM bench_months mo, bench_series s, LATERAL (SELECT s.base_kwh * mo.f AS e) v ORDER BY 1",
-        &[],
-    )
-    .await?;
-    insert(
-        conn,
-        &mut times,
-        "org_rollup_monthly",
-        "INSERT INTO org_rollup_monthly
-         SELECT to_timestamp(mo.m), o.ou_path, o.region, o.service, o.resource_type, o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * mo.hours * o.series
-         FROM bench_months mo, bench_org_series o, LATERAL (SELECT o.base_kwh * mo.f AS e) v ORDER BY 1",
-        &[],
-    )
-    .await?;
-    insert(
-        conn,
-        &mut times,
-        "org_team_rollup_monthly",
-        "INSERT INTO org_team_rollup_monthly
-         SELECT to_timestamp(mo.m), o.team, o.quality,
-                v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, 12 * mo.hours * o.series
-         FROM bench_months mo, bench_team_series o, LATERAL (SELECT o.base_kwh * mo.f AS e) v ORDER BY 1",
-        &[],
-    )
-    .await?;
+    let [monthly, org_monthly, team_monthly] = FAMILIES.map(|f| rollup_insert(f, Level::Monthly));
+    insert(conn, &mut times, "rollup_monthly", &monthly, &[]).await?;
+    insert(conn, &mut times, "org_rollup_monthly", &org_monthly, &[]).await?;
+    insert(conn, &mut times, "org_team_rollup_monthly", &team_monthly, &[]).await?;
     Ok(times)
 }
 

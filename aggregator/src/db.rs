@@ -59,6 +59,11 @@ where
     let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings")
         .fetch_one(executor)
         .await?;
+    parse_storage_mode(mode)
+}
+
+/// The storage mode named by a `canopy_settings.storage_mode` value.
+pub fn parse_storage_mode(mode: String) -> Result<StorageMode, DbError> {
     match mode.as_str() {
         "native" => Ok(StorageMode::Native),
         "timescaledb" => Ok(StorageMode::TimescaleDb),

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::db::{DbError, StorageMode};
+use crate::db::{self, DbError, StorageMode};
 use crate::model::{AgentStatusRow, Batch, FactRow, InventoryRow};
 use crate::time::HOUR_S;
 
@@ -299,12 +299,7 @@ async fn begin_batch(
     if !first_time {
         return Ok(None);
     }
-    let mode: String = row.try_get("storage_mode")?;
-    let mode = match mode.as_str() {
-        "native" => StorageMode::Native,
-        "timescaledb" => StorageMode::TimescaleDb,
-        _ => return Err(DbError::UnknownStorageMode(mode).into()),
-    };
+    let mode = db::parse_storage_mode(row.try_get("storage_mode")?)?;
     let created: i32 = row.try_get("partitions_created")?;
     Ok(Some((mode, u64::try_from(created).unwrap_or(0))))
 }
