@@ -365,12 +365,12 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     latencies.sort_unstable();
 
     let pool = canopy_aggregator::db::connect(database_url, 2).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts").fetch_one(&pool).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all").fetch_one(&pool).await?;
     let acked_records = counts.acked_batches.load(Ordering::Relaxed) * args.batch_records as u64;
     let acked_new_records = counts.acked_new_batches.load(Ordering::Relaxed) * args.batch_records as u64;
     // The hourly rollups must hold the sum of the facts (superseded values subtracted).
     let (fact_kwh, rollup_kwh, rollup_count): (f64, f64, i64) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(sum(energy_kwh), 0) FROM emission_facts),
+        "SELECT (SELECT COALESCE(sum(energy_kwh), 0) FROM emission_facts_all),
                 (SELECT COALESCE(sum(energy_kwh), 0) FROM rollup_hourly),
                 (SELECT COALESCE(sum(fact_count), 0)::bigint FROM rollup_hourly)",
     )

@@ -131,11 +131,11 @@ pub async fn store_batch(
     })?;
 
     let (realtime, totals): (Vec<&FactRow>, Vec<&FactRow>) = batch.facts.iter().partition(|f| f.realtime);
-    let Some((mode, partitions_created)) = begin_batch(tx, batch, sequence, &totals, &realtime).await? else {
+    let Some(started) = begin_batch(tx, batch, sequence, &totals, &realtime).await? else {
         return Ok(StoreOutcome::Duplicate);
     };
     upsert_inventory(tx, batch, sequence).await?;
-    let (mut written, mut replaced) = upsert_facts(tx, batch, &totals, sequence, mode).await?;
+    let (mut written, mut replaced) = upsert_facts(tx, batch, &totals, sequence, &started).await?;
     let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
     written += rt_written;
     replaced += rt_replaced;
@@ -147,7 +147,7 @@ pub async fn store_batch(
         facts_replaced: replaced,
         facts_stale: received.saturating_sub(written),
         inventory_received: batch.inventory.len() as u64,
-        partitions_created,
+        partitions_created: started.partitions_created,
     }))
 }
 
@@ -240,10 +240,20 @@ fn days_of(facts: &[&FactRow]) -> Vec<i64> {
     days.into_iter().collect()
 }
 
+/// What the first statement of a batch found.
+struct BatchStart {
+    /// The database's storage mode.
+    mode: StorageMode,
+    /// Tag key whose value names a resource's team.
+    team_tag_key: String,
+    /// Time partitions created for this batch.
+    partitions_created: u64,
+}
+
 /// The batch's first statement, one round trip: records (agent id,
 /// sequence) and, the first time only, takes the advisory locks and creates
 /// the missing partitions. Returns `None` for a batch stored before, else
-/// the storage mode and how many partitions were created.
+/// the storage settings and how many partitions were created.
 ///
 /// The locks serialise writers of the same (account, region): every record
 /// key lives in one such scope, so the facts statement's lookup of the
@@ -261,7 +271,7 @@ async fn begin_batch(
     sequence: i64,
     totals: &[&FactRow],
     realtime: &[&FactRow],
-) -> Result<Option<(StorageMode, u64)>, StoreError> {
+) -> Result<Option<BatchStart>, StoreError> {
     let scopes: BTreeSet<String> =
         batch.facts.iter().map(|f| format!("canopy_scope:{}/{}", f.account_id, f.region)).collect();
     let row = sqlx::query(
@@ -275,7 +285,7 @@ async fn begin_batch(
                     (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
                                            FROM unnest($5::text[]) AS k ORDER BY k) AS locked)
                 END AS scopes_locked,
-                s.storage_mode,
+                s.storage_mode, s.team_tag_key,
                 CASE WHEN b.first_time THEN
                     canopy_ensure_time_partitions($6::bigint[])
                     + CASE WHEN s.storage_mode = 'native' THEN
@@ -299,9 +309,12 @@ async fn begin_batch(
     if !first_time {
         return Ok(None);
     }
-    let mode = db::parse_storage_mode(row.try_get("storage_mode")?)?;
     let created: i32 = row.try_get("partitions_created")?;
-    Ok(Some((mode, u64::try_from(created).unwrap_or(0))))
+    Ok(Some(BatchStart {
+        mode: db::parse_storage_mode(row.try_get("storage_mode")?)?,
+        team_tag_key: row.try_get("team_tag_key")?,
+        partitions_created: u64::try_from(created).unwrap_or(0),
+    }))
 }
 
 /// Tags or attributes as a JSON object (a later duplicate key wins).
@@ -424,46 +437,17 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     )
 }
 
-/// The facts statement. `inc` holds the batch's facts (one per key, see
-/// [`highest_revision_per_key`]) with their team; `cmp` looks each key up
-/// once through the primary key. Keys not stored yet are inserted with a
-/// plain INSERT (no speculative insertion: nothing else writes a key of
-/// this (account, region) while the batch holds its advisory lock; a
-/// writer that ignores the lock makes the INSERT fail with a unique
-/// violation, which is retryable), keys stored with a lower revision are
-/// updated, and the rest (equal or higher revision stored) are stale.
-///
-/// Native mode: the difference (new facts, updated facts minus the values
-/// they replaced) is summed once per 5-minute bucket and group (`delta5`,
-/// a handful of rows) and added from there to every rollup and to
+/// The rollup maintenance CTEs `r5`, `rh`, `rd`, `rm` and `rp` (native
+/// mode), fed by a CTE `delta5` of the statement that includes them: the
+/// difference a batch makes (new facts, and replacing facts minus the
+/// values they replaced), summed once per 5-minute bucket and group (a
+/// handful of rows), added to every rollup and appended to
 /// `org_rollup_pending` (migration 0006: an append-only insert, so batches
 /// of different accounts never wait on a shared row;
 /// `canopy_drain_org_rollups()` moves it on and queries read both).
-fn facts_sql(mode: StorageMode) -> String {
-    let rollups = match mode {
-        StorageMode::Native => format!(
-            ",
-         delta AS (
-            SELECT period_start, account_id, region, service, resource_type, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint AS n
-            FROM cmp WHERE old_revision IS NULL
-            UNION ALL
-            SELECT period_start, account_id, region, service, resource_type, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, 1::bigint FROM upd
-            UNION ALL
-            SELECT period_start, account_id, region, old_service, old_resource_type, old_team, old_quality,
-                   -old_energy_kwh, -old_location_g_co2e, -old_market_g_co2e, -old_low_g_co2e, -old_high_g_co2e,
-                   -1::bigint FROM upd
-         ),
-         delta5 AS (
-            SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch') AS bucket_start,
-                   account_id, region, service, resource_type, team, quality,
-                   sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) AS location_g_co2e,
-                   sum(market_g_co2e) AS market_g_co2e, sum(low_g_co2e) AS low_g_co2e,
-                   sum(high_g_co2e) AS high_g_co2e, sum(n) AS fact_count
-            FROM delta GROUP BY 1, 2, 3, 4, 5, 6, 7
-         ),
-         r5 AS (
+pub(crate) fn rollup_ctes() -> String {
+    format!(
+        "r5 AS (
             INSERT INTO rollup_5m AS t ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
             {ROLLUP_ADD}
          ),
@@ -473,13 +457,23 @@ fn facts_sql(mode: StorageMode) -> String {
          rp AS (
             INSERT INTO org_rollup_pending ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
          )",
-            rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
-            rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
-            rollup_cte("rm", "rollup_monthly", "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
-        ),
-        // Continuous aggregates follow the facts by themselves.
-        StorageMode::TimescaleDb => String::new(),
-    };
+        rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
+        rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
+        rollup_cte("rm", "rollup_monthly", "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
+    )
+}
+
+/// The facts statement of TimescaleDB mode, which keeps one row per fact
+/// (its compression makes columnar chunks itself and its continuous
+/// aggregates follow the rows). `inc` holds the batch's facts (one per key,
+/// see [`highest_revision_per_key`]) with their team; `cmp` looks each key
+/// up once through the primary key. Keys not stored yet are inserted with a
+/// plain INSERT (no speculative insertion: nothing else writes a key of
+/// this (account, region) while the batch holds its advisory lock; a
+/// writer that ignores the lock makes the INSERT fail with a unique
+/// violation, which is retryable), keys stored with a lower revision are
+/// updated, and the rest (equal or higher revision stored) are stale.
+fn facts_sql() -> String {
     format!(
         "WITH i AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
@@ -533,7 +527,7 @@ fn facts_sql(mode: StorageMode) -> String {
               AND f.period_start = c.period_start AND f.account_id = c.account_id
               AND f.region = c.region AND f.record_key = c.record_key
             RETURNING c.*
-         ){rollups}
+         )
          SELECT (SELECT count(*) FROM cmp WHERE old_revision IS NULL) + (SELECT count(*) FROM upd) AS written,
                 (SELECT count(*) FROM upd) AS replaced"
     )
@@ -542,7 +536,7 @@ fn facts_sql(mode: StorageMode) -> String {
 /// The facts of `f` to write, one per (period start, account, region,
 /// record key): the highest revision (the first of equal ones), in key
 /// order. A batch holding a key twice counts the dropped ones as stale.
-fn highest_revision_per_key<'a>(f: &[&'a FactRow]) -> Vec<&'a FactRow> {
+pub(crate) fn highest_revision_per_key<'a>(f: &[&'a FactRow]) -> Vec<&'a FactRow> {
     let mut by_key: std::collections::BTreeMap<(i64, &str, &str, &str), &'a FactRow> = std::collections::BTreeMap::new();
     for fact in f {
         let key = (fact.period_start_unix_s, fact.account_id.as_str(), fact.region.as_str(), fact.record_key.as_str());
@@ -563,13 +557,16 @@ async fn upsert_facts(
     batch: &Batch,
     f: &[&FactRow],
     sequence: i64,
-    mode: StorageMode,
+    started: &BatchStart,
 ) -> Result<(u64, u64), StoreError> {
     if f.is_empty() {
         return Ok((0, 0));
     }
     let unique = highest_revision_per_key(f);
-    let sql = facts_sql(mode);
+    if started.mode == StorageMode::Native {
+        return crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await;
+    }
+    let sql = facts_sql();
     let row = bind_facts(sqlx::query(&sql), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
         .await?;

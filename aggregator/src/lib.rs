@@ -5,6 +5,8 @@
 //!   transaction, commit, then acknowledge; quarantine what is refused).
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
+//! - [`fact_segments`]: native-mode storage of a batch's facts as columnar
+//!   segments, revision-aware, with the rollup difference.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
 //!   inventory), independent of the wire format.
 //! - [`from_protocol`]: the wire batch to [`model::Batch`].
@@ -25,6 +27,7 @@ pub mod dashboard;
 pub mod db;
 pub mod delivery;
 pub mod directory;
+pub mod fact_segments;
 pub mod from_protocol;
 pub mod grpc;
 pub mod http;

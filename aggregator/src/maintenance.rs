@@ -162,7 +162,9 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     ] {
         report.partitions_dropped.extend(drop_expired(pool, table, unit, cutoff).await?);
     }
-    report.partitions_dropped.extend(drop_expired(pool, "emission_facts", Unit::Month, facts_cutoff).await?);
+    for table in ["emission_facts", "emission_fact_segments"] {
+        report.partitions_dropped.extend(drop_expired(pool, table, Unit::Month, facts_cutoff).await?);
+    }
     if let Some(months) = policy.daily_months {
         let cutoff = month_start_shifted(now_unix_s, -i64::from(months));
         for table in ["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly"] {
@@ -193,6 +195,8 @@ async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) 
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('rollup_hourly', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('emission_facts', 'month', to_timestamp(m)))
+                 FROM unnest($2::bigint[]) m)::int
+              + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('emission_fact_segments', 'month', to_timestamp(m)))
                  FROM unnest($2::bigint[]) m)::int
               + (SELECT count(*) FILTER (WHERE canopy_ensure_partition('org_rollup_5m', 'day', to_timestamp(d)))
                  FROM unnest($1::bigint[]) d)::int

@@ -74,7 +74,7 @@ async fn fixture() -> Fixture {
 }
 
 async fn facts(pool: &sqlx::PgPool) -> Vec<(String, i64, f64)> {
-    sqlx::query_as("SELECT record_key, revision, energy_kwh FROM emission_facts ORDER BY record_key")
+    sqlx::query_as("SELECT record_key, revision, energy_kwh FROM emission_facts_all ORDER BY record_key")
         .fetch_all(pool)
         .await
         .expect("facts")

@@ -374,7 +374,7 @@ pub struct Outcome {
 /// Compares the stored facts with the expected ones.
 pub async fn compare(pool: &PgPool, scenario: &str, expected: &Expected) -> Outcome {
     let rows: Vec<(i64, String, i64, f64)> = sqlx::query_as(
-        "SELECT extract(epoch FROM period_start)::bigint, record_key, revision, energy_kwh FROM emission_facts",
+        "SELECT extract(epoch FROM period_start)::bigint, record_key, revision, energy_kwh FROM emission_facts_all",
     )
     .fetch_all(pool)
     .await

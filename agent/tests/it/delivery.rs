@@ -193,7 +193,7 @@ fn expected_facts(lines: &str) -> (BTreeMap<(i64, String), Fact>, BTreeSet<Strin
 async fn stored_facts(pool: &PgPool) -> BTreeMap<(i64, String), Fact> {
     let rows: Vec<(i64, String, i64, f64, f64)> = sqlx::query_as(
         "SELECT extract(epoch FROM period_start)::bigint, record_key, revision, location_g_co2e, energy_kwh \
-         FROM emission_facts WHERE account_id = $1 \
+         FROM emission_facts_all WHERE account_id = $1 \
          UNION ALL \
          SELECT extract(epoch FROM bucket_start)::bigint, record_key, revision, location_g_co2e, energy_kwh \
          FROM realtime_group_facts WHERE account_id = $1",

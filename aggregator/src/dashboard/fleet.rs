@@ -23,7 +23,7 @@ WITH agents AS (
     FROM ingested_batches GROUP BY agent_id
 ), cells AS (
     SELECT account_id, region, agent_id, max(t) AS last_data_at
-    FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts
+    FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts_all
           WHERE period_start >= to_timestamp($1) AND period_start < to_timestamp($2)
           UNION ALL
           SELECT account_id, region, agent_id, last_seen FROM resources) x

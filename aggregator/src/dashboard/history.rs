@@ -14,7 +14,7 @@ const HISTORY_SQL: &str = "
 SELECT extract(epoch FROM date_bin(make_interval(secs => $4), period_start, to_timestamp(0)))::bigint AS bucket,
        sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) / 1000.0 AS location_kg,
        sum(market_g_co2e) / 1000.0 AS market_kg, count(*) AS facts
-FROM emission_facts
+FROM emission_facts_all
 WHERE account_id = $1 AND region = $2 AND resource_id = $3
   AND period_start >= to_timestamp($5) AND period_start < to_timestamp($6)
 GROUP BY 1 ORDER BY 1";

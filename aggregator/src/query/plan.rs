@@ -23,7 +23,7 @@ pub enum Source {
     Hourly,
     /// `rollup_5m`.
     FiveMinute,
-    /// `emission_facts` (per-resource detail).
+    /// `emission_facts_all` (per-resource detail: rows and segments).
     Facts,
     /// `org_rollup_monthly` (no account dimension; plus pending deltas).
     OrgMonthly,
@@ -50,7 +50,7 @@ impl Source {
             Source::Daily => "rollup_daily",
             Source::Hourly => "rollup_hourly",
             Source::FiveMinute => "rollup_5m",
-            Source::Facts => "emission_facts",
+            Source::Facts => "emission_facts_all",
             Source::OrgMonthly => "org_rollup_monthly",
             Source::OrgDaily => "org_rollup_daily",
             Source::OrgHourly => "org_rollup_hourly",

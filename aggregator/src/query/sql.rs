@@ -460,7 +460,7 @@ impl QueryEngine {
              (array_agg(resource_type ORDER BY period_start DESC))[1], \
              (array_agg(team ORDER BY period_start DESC))[1], \
              sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(market_g_co2e)::float8, \
-             sum(low_g_co2e)::float8, sum(high_g_co2e)::float8, count(*)::bigint FROM emission_facts",
+             sum(low_g_co2e)::float8, sum(high_g_co2e)::float8, count(*)::bigint FROM emission_facts_all",
         );
         push_range(&mut qb, "period_start", req.from_unix_s, req.to_unix_s);
         push_filters(&mut qb, &req.filters, "", None);
@@ -509,7 +509,7 @@ mod tests {
         assert!(!sql.contains("DROP TABLE"), "{sql}");
         assert!(!sql.contains("123456789012"), "{sql}");
         assert!(!sql.contains("86400"), "{sql}");
-        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts"), "{sql}");
+        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts_all"), "{sql}");
         assert!(sql.contains("ORDER BY 4 DESC, 1, 2"), "{sql}");
     }
 }

@@ -63,7 +63,7 @@ async fn team_comes_from_tag_then_account_rule_then_untagged() {
     store(&t.pool, &Batch { agent_id: "a".into(), sequence: 4, facts: vec![d, e], inventory: vec![] }).await;
 
     let got: Vec<(String, String)> =
-        sqlx::query_as("SELECT resource_id, team FROM emission_facts ORDER BY resource_id").fetch_all(&t.pool).await.unwrap();
+        sqlx::query_as("SELECT resource_id, team FROM emission_facts_all ORDER BY resource_id").fetch_all(&t.pool).await.unwrap();
     let got: Vec<(&str, &str)> = got.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
     assert_eq!(got, vec![("r1", "web"), ("r2", "untagged"), ("r3", "platform"), ("r4", "data"), ("r5", "cc-42"), ("r6", "cc-7"), ("r7", "search")]);
     let teams: Vec<(String, i64)> =

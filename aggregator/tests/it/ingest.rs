@@ -1,5 +1,5 @@
 use canopy_aggregator::ingest::{StoreOutcome, StoreSummary, store_batch};
-use canopy_aggregator::model::{Batch, InventoryRow};
+use canopy_aggregator::model::{Batch, FactRow, InventoryRow};
 use sqlx::Row;
 
 use crate::support::{T0, TestDb, fact, store};
@@ -28,9 +28,10 @@ async fn same_agent_and_sequence_is_stored_once() {
             facts_replaced: 0,
             facts_stale: 0,
             inventory_received: 0,
-            // facts month, hourly month and 5-minute day, and the org rollups'
-            // hourly month and 5-minute day, did not exist yet.
-            partitions_created: 5,
+            // facts month, fact segments month, hourly month and 5-minute
+            // day, and the org rollups' hourly month and 5-minute day, did
+            // not exist yet.
+            partitions_created: 6,
         })
     );
     assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);
@@ -82,7 +83,7 @@ async fn higher_revisions_replace_and_rollups_follow_the_difference() {
         assert!(rows[1].2.abs() < 1e-12);
     }
     let (rev, agent_seq): (i64, i64) =
-        sqlx::query_as("SELECT revision, batch_sequence FROM emission_facts").fetch_one(&t.pool).await.unwrap();
+        sqlx::query_as("SELECT revision, batch_sequence FROM emission_facts_all").fetch_one(&t.pool).await.unwrap();
     assert_eq!((rev, agent_seq), (2, 2));
 }
 
@@ -194,7 +195,7 @@ async fn protocol_batches_store_and_supersede() {
         assert!((e - 0.72).abs() < 1e-12 && (l - 190.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
     }
     let (team, key): (String, String) =
-        sqlx::query_as("SELECT team, record_key FROM emission_facts").fetch_one(&t.pool).await.unwrap();
+        sqlx::query_as("SELECT team, record_key FROM emission_facts_all").fetch_one(&t.pool).await.unwrap();
     assert_eq!((team.as_str(), key.as_str()), ("web", "group:lambda/function/web@3600s"));
 }
 
@@ -225,7 +226,7 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
         task.await.unwrap();
     }
     let (fe, fl, fnum): (f64, f64, i64) = sqlx::query_as(
-        "SELECT sum(energy_kwh), sum(location_g_co2e), count(*) FROM emission_facts",
+        "SELECT sum(energy_kwh), sum(location_g_co2e), count(*) FROM emission_facts_all",
     )
     .fetch_one(&t.pool)
     .await
@@ -237,7 +238,7 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
         assert!((e - fe).abs() < 1e-9 && (l - fl).abs() < 1e-6 && n == fnum, "{table}: {e} vs {fe}, {l} vs {fl}, {n}");
     }
     // Every key holds the highest revision any writer sent: 6 where reachable.
-    let max_rev: i64 = sqlx::query_scalar("SELECT min(revision) FROM emission_facts")
+    let max_rev: i64 = sqlx::query_scalar("SELECT min(revision) FROM emission_facts_all")
         .fetch_one(&t.pool)
         .await
         .unwrap();
@@ -274,7 +275,7 @@ async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
     assert_eq!((s.facts_received, s.facts_written, s.facts_replaced, s.facts_stale), (6, 3, 1, 3));
 
     let revisions: Vec<(String, i64)> =
-        sqlx::query_as("SELECT resource_id, revision FROM emission_facts ORDER BY resource_id")
+        sqlx::query_as("SELECT resource_id, revision FROM emission_facts_all ORDER BY resource_id")
             .fetch_all(&t.pool)
             .await
             .unwrap();
@@ -322,4 +323,150 @@ async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
             );
         }
     }
+}
+
+/// The segments of (account, region, start) in insertion order: (record
+/// keys, revisions, superseded positions).
+async fn segments_of(pool: &sqlx::PgPool, f: &FactRow) -> Vec<(Vec<String>, Vec<i64>, Vec<i32>)> {
+    sqlx::query_as(
+        "SELECT record_keys, revisions, superseded FROM emission_fact_segments
+         WHERE account_id = $1 AND region = $2 AND period_start = to_timestamp($3::bigint) ORDER BY segment_id",
+    )
+    .bind(&f.account_id)
+    .bind(&f.region)
+    .bind(f.period_start_unix_s)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn with_key(mut f: FactRow, key: &str, revision: u32, energy_kwh: f64) -> FactRow {
+    f.record_key = key.into();
+    f.revision = revision;
+    f.energy_kwh = energy_kwh;
+    f
+}
+
+#[tokio::test]
+async fn a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions() {
+    let t = TestDb::migrated().await;
+    let base = fact(3, T0, 3_600, 1);
+    let first = vec![with_key(base.clone(), "a", 1, 1.0), with_key(base.clone(), "b", 1, 2.0)];
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: first, inventory: vec![] }).await;
+    // a replaced, b stale (equal revision), c new.
+    let second =
+        vec![with_key(base.clone(), "a", 2, 10.0), with_key(base.clone(), "b", 1, 50.0), with_key(base.clone(), "c", 1, 4.0)];
+    let StoreOutcome::Stored(s) =
+        store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 2, facts: second, inventory: vec![] }).await
+    else {
+        panic!("duplicate")
+    };
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (2, 1, 1));
+    let segments = segments_of(&t.pool, &base).await;
+    assert_eq!(
+        segments,
+        vec![
+            (vec!["a".to_owned(), "b".to_owned()], vec![1, 1], vec![1]),
+            (vec!["a".to_owned(), "c".to_owned()], vec![2, 1], vec![]),
+        ]
+    );
+    let facts: Vec<(String, i64, f64)> =
+        sqlx::query_as("SELECT record_key, revision, energy_kwh FROM emission_facts_all ORDER BY record_key")
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
+    assert_eq!(facts, vec![("a".into(), 2, 10.0), ("b".into(), 1, 2.0), ("c".into(), 1, 4.0)]);
+    // A third revision of a finds it in the second segment, not the first.
+    let third = vec![with_key(base.clone(), "a", 3, 0.5)];
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 3, facts: third, inventory: vec![] }).await;
+    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base).await.into_iter().map(|s| s.2).collect();
+    assert_eq!(marks, vec![vec![1], vec![1], vec![]]);
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
+        let (e, _, n) = rollup_sums(&t.pool, table).await;
+        assert!((e - 6.5).abs() < 1e-12 && n == 3, "{table}: {e} kWh, {n} facts");
+    }
+}
+
+#[tokio::test]
+async fn a_hash_match_with_another_stored_key_is_not_a_match() {
+    let t = TestDb::migrated().await;
+    let base = fact(3, T0, 3_600, 1);
+    // Partitions for the hand-made segment.
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![with_key(base.clone(), "x", 1, 1.0)], inventory: vec![] })
+        .await;
+    // A segment whose hash of "a" belongs to the key "zz" (what a collision looks like).
+    sqlx::query(
+        "INSERT INTO emission_fact_segments (period_start, account_id, region, agent_id, batch_sequence, record_count,
+                key_hashes, period_s, record_keys, revisions, resource_ids, resource_types, services, teams, qualities,
+                energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, methodology_versions,
+                factor_sources, factor_vintages)
+         VALUES (to_timestamp($1::bigint), $2, $3, 'other', 1, 1, ARRAY[$4::bigint], '{3600}', '{zz}', '{9}', '{r3}',
+                 '{ec2:instance}', '{AmazonEC2}', '{web}', '{measured}', '{7}', '{7}', '{7}', '{7}', '{7}',
+                 '{canopy-1}', '{ccf}', '{2024}')",
+    )
+    .bind(base.period_start_unix_s)
+    .bind(&base.account_id)
+    .bind(&base.region)
+    .bind(canopy_aggregator::fact_segments::key_hash("a"))
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let StoreOutcome::Stored(s) = store(
+        &t.pool,
+        &Batch { agent_id: "agent-a".into(), sequence: 2, facts: vec![with_key(base.clone(), "a", 1, 2.0)], inventory: vec![] },
+    )
+    .await
+    else {
+        panic!("duplicate")
+    };
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (1, 0, 0));
+    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base).await.into_iter().map(|s| s.2).collect();
+    assert_eq!(marks, vec![Vec::<i32>::new(); 3]);
+}
+
+#[tokio::test]
+async fn rows_of_the_row_layout_are_replaced_and_their_values_subtracted() {
+    let t = TestDb::migrated().await;
+    let base = fact(3, T0, 3_600, 1);
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![with_key(base.clone(), "x", 1, 1.0)], inventory: vec![] })
+        .await;
+    // Rows written before migration 0012 (no rollups added here: only the difference is checked).
+    for (key, revision, energy_kwh) in [("old", 1_i64, 5.0_f64), ("kept", 4, 6.0)] {
+        sqlx::query(
+            "INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision, resource_id,
+                    resource_type, service, team, quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e,
+                    high_g_co2e, methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
+             VALUES (to_timestamp($1::bigint), 3600, $2, $3, $4, $5, 'r3', 'ec2:instance', 'AmazonEC2', 'web',
+                     'measured', $6, 0, 0, 0, 0, 'canopy-1', 'ccf', '2024', 'old-agent', 1)",
+        )
+        .bind(base.period_start_unix_s)
+        .bind(&base.account_id)
+        .bind(&base.region)
+        .bind(key)
+        .bind(revision)
+        .bind(energy_kwh)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    }
+    let (before, _, n_before) = rollup_sums(&t.pool, "rollup_hourly").await;
+    let batch = vec![with_key(base.clone(), "old", 2, 0.25), with_key(base.clone(), "kept", 3, 100.0)];
+    let StoreOutcome::Stored(s) =
+        store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 2, facts: batch, inventory: vec![] }).await
+    else {
+        panic!("duplicate")
+    };
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (1, 1, 1));
+    let (after, _, n_after) = rollup_sums(&t.pool, "rollup_hourly").await;
+    assert!((after - before - (0.25 - 5.0)).abs() < 1e-12, "{before} -> {after}");
+    assert_eq!(n_after, n_before);
+    let facts: Vec<(String, i64, f64)> = sqlx::query_as(
+        "SELECT record_key, revision, energy_kwh FROM emission_facts_all WHERE record_key <> 'x' ORDER BY record_key",
+    )
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
+    assert_eq!(facts, vec![("kept".into(), 4, 6.0), ("old".into(), 2, 0.25)]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(rows, 1);
 }

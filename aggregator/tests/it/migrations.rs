@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 9);
+    assert_eq!(applied, 10);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
@@ -26,7 +26,7 @@ async fn migrations_apply_from_empty_and_rerun() {
     // The expected relations exist, facts and two rollups partitioned.
     let kinds: Vec<(String, String)> = sqlx::query_as(
         "SELECT relname::text, relkind::text FROM pg_class
-         WHERE relname IN ('emission_facts', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly', 'accounts',
+         WHERE relname IN ('emission_facts', 'emission_fact_segments', 'emission_facts_all', 'rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly', 'accounts',
                            'organisations', 'resources', 'resource_history', 'ingested_batches',
                            'account_team_rules', 'org_rollup_5m', 'org_rollup_hourly', 'org_rollup_daily',
                            'org_rollup_monthly', 'org_rollup_pending', 'realtime_group_facts',
@@ -39,7 +39,9 @@ async fn migrations_apply_from_empty_and_rerun() {
     let expect = [
         ("account_team_rules", "r"),
         ("accounts", "r"),
+        ("emission_fact_segments", "p"),
         ("emission_facts", "p"),
+        ("emission_facts_all", "v"),
         ("ingested_batches", "r"),
         ("org_rollup_5m", "p"),
         ("org_rollup_daily", "r"),

@@ -138,7 +138,7 @@ async fn rollups_sum_to_the_raw_facts() {
     }
     // Every stored fact holds the highest revision generated for its key.
     let max_rev: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM emission_facts f WHERE f.revision <> (SELECT max(g.revision) FROM emission_facts g
+        "SELECT count(*) FROM emission_facts_all f WHERE f.revision <> (SELECT max(g.revision) FROM emission_facts_all g
          WHERE g.record_key = f.record_key AND g.period_start = f.period_start)",
     )
     .fetch_one(&t.pool)

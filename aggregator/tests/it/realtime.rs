@@ -65,7 +65,7 @@ async fn group_records_answer_the_real_time_view_and_never_add_to_totals() {
     let StoreOutcome::Stored(summary) = store(&t.pool, &batch).await else { panic!("first delivery stores") };
     assert_eq!((summary.facts_received, summary.facts_written, summary.facts_replaced), (13, 13, 0));
 
-    assert_eq!(count(&t.pool, "emission_facts").await, 1);
+    assert_eq!(count(&t.pool, "emission_facts_all").await, 1);
     assert_eq!(count(&t.pool, "realtime_group_facts").await, 12);
     // Every rollup holds the hourly record once: not 1.9 times it.
     for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
@@ -122,6 +122,6 @@ async fn group_records_answer_the_real_time_view_and_never_add_to_totals() {
         report.partitions_dropped
     );
     assert_eq!(count(&t.pool, "realtime_group_facts").await, 0);
-    assert_eq!(count(&t.pool, "emission_facts").await, 1);
+    assert_eq!(count(&t.pool, "emission_facts_all").await, 1);
     assert!(close(energy_sum(&t.pool, "rollup_hourly").await, hourly.energy_kwh));
 }

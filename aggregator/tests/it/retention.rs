@@ -26,6 +26,7 @@ async fn retention_drops_only_expired_partitions() {
     assert_eq!(
         dropped,
         vec![
+            partition_name("emission_fact_segments", month_start_shifted(old, 0)),
             partition_name("emission_facts", month_start_shifted(old, 0)),
             partition_name("org_rollup_5m", old - old % DAY_S),
             partition_name("org_rollup_hourly", month_start_shifted(old, 0)),
@@ -33,25 +34,27 @@ async fn retention_drops_only_expired_partitions() {
             partition_name("rollup_hourly", month_start_shifted(old, 0)),
         ]
     );
-    assert_eq!(dropped[3], "rollup_5m_p20250915");
+    assert_eq!(dropped[4], "rollup_5m_p20250915");
     // The run drained the org rollups' pending deltas before dropping.
     assert_eq!(report.org_rows_drained, 3);
     assert_eq!(count(&t.pool, "org_rollup_pending").await, 0);
     assert_eq!(count(&t.pool, "org_rollup_5m").await, 2);
     assert_eq!(count(&t.pool, "org_rollup_hourly").await, 2);
     assert_eq!(count(&t.pool, "org_rollup_daily").await, 3);
-    assert_eq!(count(&t.pool, "emission_facts").await, 2);
+    assert_eq!(count(&t.pool, "emission_facts_all").await, 2);
+    assert_eq!(count(&t.pool, "emission_fact_segments").await, 2);
     assert_eq!(count(&t.pool, "rollup_5m").await, 2);
     assert_eq!(count(&t.pool, "rollup_hourly").await, 2);
     // Daily rollups are kept forever by default.
     assert_eq!(count(&t.pool, "rollup_daily").await, 3);
     // 5-minute partitions were created ahead for the window: 35 days back to
     // 7 days ahead of 2026-11-20 = 43 days, minus the 2 that already existed
-    // (2026-10-20 and 2026-11-02); months Nov, Dec, Jan for two monthly
-    // tables, minus Nov which existed for both: 4; the same again for the
+    // (2026-10-20 and 2026-11-02); months Nov, Dec, Jan for three monthly
+    // tables (facts, fact segments, hourly rollups), minus Nov which existed
+    // for all three: 6; the same again for the
     // org rollups' 5-minute days (41) and hourly months (2); and the 43
     // days of the real-time group records (none existed).
-    assert_eq!(report.partitions_created, 41 + 4 + 41 + 2 + 43);
+    assert_eq!(report.partitions_created, 41 + 6 + 41 + 2 + 43);
 
     // A second run changes nothing.
     let again = maintenance::run(&t.pool, &RetentionPolicy::default(), now).await.unwrap();

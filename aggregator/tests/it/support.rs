@@ -200,7 +200,7 @@ pub async fn stored_facts(pool: &PgPool) -> Vec<Stored> {
         "SELECT extract(epoch FROM period_start)::bigint, f.account_id, COALESCE(a.ou_path, ''), region, service,
                 resource_type, team, quality, resource_id,
                 energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e
-         FROM emission_facts f LEFT JOIN accounts a ON a.account_id = f.account_id",
+         FROM emission_facts_all f LEFT JOIN accounts a ON a.account_id = f.account_id",
     )
     .fetch_all(pool)
     .await

@@ -1,0 +1,692 @@
+//! Native-mode storage of a batch's facts as columnar segments (migration
+//! 0012): one `emission_fact_segments` row per (period start, account,
+//! region) of the batch, holding that group's records as parallel arrays.
+//!
+//! The revision rules are those of the row layout: a record is identified by
+//! (period start, account, region, record key); a higher revision replaces
+//! the stored one and an equal or lower one is stale. The aggregator does
+//! the per-record work PostgreSQL used to do per row:
+//!
+//! 1. [`lookup_groups`] reads, per group, the key hashes of its earlier
+//!    segments, whether rows of the pre-segment layout exist there, and the
+//!    account's default team (one round trip).
+//! 2. Hash matches are confirmed against the stored record keys
+//!    ([`stored_in_segments`]), and keys of groups with rows are looked up in
+//!    `emission_facts` ([`stored_in_rows`]).
+//! 3. Teams are resolved as [`crate::ingest`]'s row statement did: the
+//!    record's own team, else the team tag of its own tags or (when it
+//!    carried none) of the stored inventory, else the account's default
+//!    team, else `untagged`.
+//! 4. One statement ([`WRITE_SQL`]) inserts the segments, marks replaced
+//!    positions in `superseded` (or deletes replaced rows), and adds the
+//!    difference, summed here per 5-minute bucket and group, to every rollup
+//!    and to `org_rollup_pending`.
+//!
+//! The caller holds the (account, region) advisory locks of the batch, so no
+//! other writer changes a group between the lookup and the write.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::ingest::{StoreError, rollup_ctes};
+use crate::model::FactRow;
+use crate::time::{FIVE_MINUTES_S, floor_to};
+
+/// 64-bit FNV-1a of the record key's UTF-8 bytes, as stored in
+/// `emission_fact_segments.key_hashes`. Fixed for all time: stored hashes
+/// are compared with it. A match is only a candidate; the stored key
+/// decides.
+pub fn key_hash(record_key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in record_key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Consecutive facts (of a list sorted by start, account, region, key) that
+/// share (period start, account, region): one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group<'a> {
+    start_unix_s: i64,
+    account_id: &'a str,
+    region: &'a str,
+    /// Positions in the fact list.
+    range: std::ops::Range<usize>,
+}
+
+fn groups_of<'a>(facts: &[&'a FactRow]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    for (i, f) in facts.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if g.start_unix_s == f.period_start_unix_s && g.account_id == f.account_id && g.region == f.region => {
+                g.range.end = i + 1;
+            }
+            _ => groups.push(Group {
+                start_unix_s: f.period_start_unix_s,
+                account_id: &f.account_id,
+                region: &f.region,
+                range: i..i + 1,
+            }),
+        }
+    }
+    groups
+}
+
+/// What one group already holds, from [`lookup_groups`].
+#[derive(Debug, Default)]
+struct GroupState {
+    /// (segment id, key hashes, superseded positions) of earlier segments.
+    segments: Vec<(i64, Vec<i64>, Vec<i32>)>,
+    /// Rows of the row layout exist for this group.
+    has_rows: bool,
+    /// The account's default team rule.
+    default_team: Option<String>,
+}
+
+async fn lookup_groups(tx: &mut Transaction<'_, Postgres>, groups: &[Group<'_>]) -> Result<Vec<GroupState>, StoreError> {
+    let rows = sqlx::query(
+        "WITH g AS (
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
+                AS g(start_unix_s, account_id, region, gi)
+         )
+         SELECT g.gi::int AS gi, s.segment_id, s.key_hashes, s.superseded,
+                EXISTS (SELECT FROM emission_facts f
+                        WHERE f.period_start = to_timestamp(g.start_unix_s) AND f.account_id = g.account_id
+                          AND f.region = g.region) AS has_rows,
+                (SELECT r.default_team FROM account_team_rules r WHERE r.account_id = g.account_id) AS default_team
+         FROM g LEFT JOIN emission_fact_segments s
+                ON s.account_id = g.account_id AND s.region = g.region
+               AND s.period_start = to_timestamp(g.start_unix_s)",
+    )
+    .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
+    .bind(groups.iter().map(|g| g.account_id.to_owned()).collect::<Vec<String>>())
+    .bind(groups.iter().map(|g| g.region.to_owned()).collect::<Vec<String>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut states: Vec<GroupState> = groups.iter().map(|_| GroupState::default()).collect();
+    for row in rows {
+        let gi: i32 = row.try_get("gi")?;
+        let Some(state) = usize::try_from(gi).ok().and_then(|gi| states.get_mut(gi.wrapping_sub(1))) else {
+            continue;
+        };
+        state.has_rows = row.try_get("has_rows")?;
+        state.default_team = row.try_get("default_team")?;
+        if let Some(segment_id) = row.try_get::<Option<i64>, _>("segment_id")? {
+            state.segments.push((segment_id, row.try_get("key_hashes")?, row.try_get("superseded")?));
+        }
+    }
+    Ok(states)
+}
+
+/// Where a stored record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Position `ord` (1-based) of segment `segment_id`.
+    Segment { segment_id: i64, ord: i32 },
+    /// A row of `emission_facts`.
+    Row,
+}
+
+/// The stored record of a key: its revision, group and values.
+#[derive(Debug, Clone)]
+struct Stored {
+    place: Place,
+    revision: i64,
+    group: RollupGroup,
+    values: [f64; 5],
+}
+
+/// The rollup dimensions besides time, account and region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RollupGroup {
+    service: String,
+    resource_type: String,
+    team: String,
+    quality: String,
+}
+
+const STORED_COLUMNS: &str = "record_key, revision, service, resource_type, team, quality, \
+     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e";
+
+/// [`STORED_COLUMNS`], each prefixed with `alias.`.
+fn qualified(alias: &str) -> String {
+    STORED_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<(String, Stored), sqlx::Error> {
+    Ok((
+        row.try_get("record_key")?,
+        Stored {
+            place,
+            revision: row.try_get("revision")?,
+            group: RollupGroup {
+                service: row.try_get("service")?,
+                resource_type: row.try_get("resource_type")?,
+                team: row.try_get("team")?,
+                quality: row.try_get("quality")?,
+            },
+            values: [
+                row.try_get("energy_kwh")?,
+                row.try_get("location_g_co2e")?,
+                row.try_get("market_g_co2e")?,
+                row.try_get("low_g_co2e")?,
+                row.try_get("high_g_co2e")?,
+            ],
+        },
+    ))
+}
+
+/// A hash match: fact `fi` may be stored at (segment, ord) of its group.
+struct Candidate {
+    fi: usize,
+    segment_id: i64,
+    ord: i32,
+}
+
+/// Hash matches between the facts of each group and the live positions of
+/// the group's earlier segments.
+fn candidates(facts: &[&FactRow], groups: &[Group<'_>], states: &[GroupState]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for (g, state) in groups.iter().zip(states) {
+        if state.segments.is_empty() {
+            continue;
+        }
+        let mut by_hash: HashMap<i64, Vec<usize>> = HashMap::with_capacity(g.range.len());
+        for fi in g.range.clone() {
+            by_hash.entry(key_hash(&facts[fi].record_key)).or_default().push(fi);
+        }
+        for (segment_id, hashes, superseded) in &state.segments {
+            let superseded: HashSet<i32> = superseded.iter().copied().collect();
+            for (i, hash) in hashes.iter().enumerate() {
+                let Some(fis) = by_hash.get(hash) else { continue };
+                let ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                if superseded.contains(&ord) {
+                    continue;
+                }
+                out.extend(fis.iter().map(|&fi| Candidate { fi, segment_id: *segment_id, ord }));
+            }
+        }
+    }
+    out
+}
+
+/// The stored records of the candidates whose stored key equals the fact's
+/// key, by fact position.
+async fn stored_in_segments(
+    tx: &mut Transaction<'_, Postgres>,
+    facts: &[&FactRow],
+    found: &[Candidate],
+    into: &mut HashMap<usize, Stored>,
+) -> Result<(), StoreError> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(&format!(
+        "WITH c AS (
+            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[])
+                AS c(start_unix_s, account_id, region, segment_id, ord, fi)
+         ),
+         segs AS (SELECT DISTINCT start_unix_s, account_id, region, segment_id FROM c)
+         SELECT c.fi, c.segment_id, c.ord, {}
+         FROM segs
+         JOIN emission_fact_segments s
+           ON s.account_id = segs.account_id AND s.region = segs.region
+          AND s.period_start = to_timestamp(segs.start_unix_s) AND s.segment_id = segs.segment_id
+         CROSS JOIN LATERAL unnest(s.record_keys, s.revisions, s.services, s.resource_types, s.teams, s.qualities,
+                                   s.energy_kwh, s.location_g_co2e, s.market_g_co2e, s.low_g_co2e, s.high_g_co2e)
+             WITH ORDINALITY AS u({STORED_COLUMNS}, ord)
+         JOIN c ON c.segment_id = s.segment_id AND c.ord = u.ord",
+        qualified("u")
+    ))
+    .bind(found.iter().map(|c| facts[c.fi].period_start_unix_s).collect::<Vec<i64>>())
+    .bind(found.iter().map(|c| facts[c.fi].account_id.clone()).collect::<Vec<String>>())
+    .bind(found.iter().map(|c| facts[c.fi].region.clone()).collect::<Vec<String>>())
+    .bind(found.iter().map(|c| c.segment_id).collect::<Vec<i64>>())
+    .bind(found.iter().map(|c| c.ord).collect::<Vec<i32>>())
+    .bind(found.iter().map(|c| i32::try_from(c.fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let fi: i32 = row.try_get("fi")?;
+        let place = Place::Segment { segment_id: row.try_get("segment_id")?, ord: row.try_get("ord")? };
+        let (key, stored) = stored_from_row(&row, place)?;
+        let fi = usize::try_from(fi).unwrap_or(usize::MAX);
+        // A hash collision with another key is no match.
+        if facts.get(fi).is_some_and(|f| f.record_key == key) {
+            into.insert(fi, stored);
+        }
+    }
+    Ok(())
+}
+
+/// The stored rows (row layout) of the facts of groups that have rows.
+async fn stored_in_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    facts: &[&FactRow],
+    groups: &[Group<'_>],
+    states: &[GroupState],
+    into: &mut HashMap<usize, Stored>,
+) -> Result<(), StoreError> {
+    let fis: Vec<usize> =
+        groups.iter().zip(states).filter(|(_, s)| s.has_rows).flat_map(|(g, _)| g.range.clone()).collect();
+    if fis.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(&format!(
+        "SELECT k.fi, {}
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[])
+             AS k(start_unix_s, account_id, region, key, fi)
+         JOIN emission_facts f
+           ON f.period_start = to_timestamp(k.start_unix_s) AND f.account_id = k.account_id
+          AND f.region = k.region AND f.record_key = k.key",
+        qualified("f")
+    ))
+    .bind(fis.iter().map(|&fi| facts[fi].period_start_unix_s).collect::<Vec<i64>>())
+    .bind(fis.iter().map(|&fi| facts[fi].account_id.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].region.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].record_key.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let fi: i32 = row.try_get("fi")?;
+        let (_, stored) = stored_from_row(&row, Place::Row)?;
+        into.insert(usize::try_from(fi).unwrap_or(usize::MAX), stored);
+    }
+    Ok(())
+}
+
+/// The value under `key` of a tag list (the last one wins, as in the JSON
+/// object the row layout built), or `None`.
+fn tag_value<'t>(tags: &'t [(String, String)], key: &str) -> Option<&'t str> {
+    tags.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The team tag of the stored inventory of each fact that carries neither
+/// a team nor tags, by fact position (absent: no inventory or no such tag).
+async fn inventory_teams(
+    tx: &mut Transaction<'_, Postgres>,
+    facts: &[&FactRow],
+    written: &[usize],
+    team_tag_key: &str,
+) -> Result<HashMap<usize, String>, StoreError> {
+    let fis: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|&fi| facts[fi].team.as_deref().is_none_or(str::is_empty) && facts[fi].tags.is_none())
+        .collect();
+    if fis.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT k.fi, r.tags ->> $5 AS team
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS k(account_id, region, resource_id, fi)
+         JOIN resources r USING (account_id, region, resource_id)",
+    )
+    .bind(fis.iter().map(|&fi| facts[fi].account_id.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].region.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].resource_id.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
+    .bind(team_tag_key)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut teams = HashMap::new();
+    for row in rows {
+        let fi: i32 = row.try_get("fi")?;
+        if let Some(team) = row.try_get::<Option<String>, _>("team")? {
+            teams.insert(usize::try_from(fi).unwrap_or(usize::MAX), team);
+        }
+    }
+    Ok(teams)
+}
+
+/// The team of a fact, in the order of the row layout's rule.
+fn team_of(fact: &FactRow, team_tag_key: &str, inventory_team: Option<&str>, default_team: Option<&str>) -> String {
+    fn non_empty(t: Option<&str>) -> Option<&str> {
+        t.filter(|t| !t.is_empty())
+    }
+    let tagged = match &fact.tags {
+        Some(tags) => tag_value(tags, team_tag_key),
+        None => inventory_team,
+    };
+    non_empty(fact.team.as_deref())
+        .or(non_empty(tagged))
+        .or(default_team)
+        .unwrap_or("untagged")
+        .to_owned()
+}
+
+/// A 5-minute rollup delta key: (bucket start, account, region, group).
+type DeltaKey = (i64, String, String, RollupGroup);
+
+/// Sums of energy, location, market, low and high CO2e, and the fact count.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DeltaSums {
+    values: [f64; 5],
+    count: i64,
+}
+
+impl DeltaSums {
+    fn add(&mut self, values: &[f64; 5], sign: f64) {
+        for (sum, v) in self.values.iter_mut().zip(values) {
+            *sum += sign * v;
+        }
+        self.count += if sign < 0.0 { -1 } else { 1 };
+    }
+}
+
+fn values_of(f: &FactRow) -> [f64; 5] {
+    [f.energy_kwh, f.location_g_co2e, f.market_g_co2e, f.low_g_co2e, f.high_g_co2e]
+}
+
+/// Counts of [`write`]: (written, replaced).
+pub(crate) type Written = (u64, u64);
+
+/// Stores `facts` (one per key, sorted by start, account, region, key, as
+/// `ingest::highest_revision_per_key` returns them) as segments of batch
+/// (`agent_id`, `sequence`) with the rollup difference. Returns (written,
+/// replaced).
+pub(crate) async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    facts: &[&FactRow],
+    agent_id: &str,
+    sequence: i64,
+    team_tag_key: &str,
+) -> Result<Written, StoreError> {
+    if facts.is_empty() {
+        return Ok((0, 0));
+    }
+    let groups = groups_of(facts);
+    let states = lookup_groups(tx, &groups).await?;
+    let mut stored: HashMap<usize, Stored> = HashMap::new();
+    stored_in_segments(tx, facts, &candidates(facts, &groups, &states), &mut stored).await?;
+    stored_in_rows(tx, facts, &groups, &states, &mut stored).await?;
+
+    // Which facts are written, and what they replace.
+    let mut written: Vec<usize> = Vec::with_capacity(facts.len());
+    let mut replaced: Vec<(usize, Stored)> = Vec::new();
+    for (fi, fact) in facts.iter().enumerate() {
+        match stored.remove(&fi) {
+            None => written.push(fi),
+            Some(old) if i64::from(fact.revision) > old.revision => {
+                written.push(fi);
+                replaced.push((fi, old));
+            }
+            Some(_) => {}
+        }
+    }
+    if written.is_empty() {
+        return Ok((0, 0));
+    }
+
+    let inventory = inventory_teams(tx, facts, &written, team_tag_key).await?;
+    let default_team_of = |fi: usize| {
+        groups
+            .iter()
+            .zip(&states)
+            .find(|(g, _)| g.range.contains(&fi))
+            .and_then(|(_, s)| s.default_team.as_deref())
+    };
+    let teams: Vec<String> = written
+        .iter()
+        .map(|&fi| team_of(facts[fi], team_tag_key, inventory.get(&fi).map(String::as_str), default_team_of(fi)))
+        .collect();
+
+    // The rollup difference, per 5-minute bucket and group.
+    let mut delta: BTreeMap<DeltaKey, DeltaSums> = BTreeMap::new();
+    let key_of = |f: &FactRow, group: RollupGroup| -> DeltaKey {
+        (floor_to(f.period_start_unix_s, FIVE_MINUTES_S), f.account_id.clone(), f.region.clone(), group)
+    };
+    for (&fi, team) in written.iter().zip(&teams) {
+        let f = facts[fi];
+        let group = RollupGroup {
+            service: f.service.clone(),
+            resource_type: f.resource_type.clone(),
+            team: team.clone(),
+            quality: f.quality.as_str().to_owned(),
+        };
+        delta.entry(key_of(f, group)).or_default().add(&values_of(f), 1.0);
+    }
+    for (fi, old) in &replaced {
+        delta.entry(key_of(facts[*fi], old.group.clone())).or_default().add(&old.values, -1.0);
+    }
+
+    execute_write(tx, facts, &written, &teams, &replaced, &delta, agent_id, sequence).await?;
+    Ok((written.len() as u64, replaced.len() as u64))
+}
+
+/// The write statement: `$1`-`$5` segment groups (start, account, region,
+/// first and last position, exclusive, in the written arrays), `$6` agent
+/// id, `$7` batch sequence, `$8`-`$24` the written records' columns, `$25`-
+/// `$29` superseded positions (start, account, region, segment id, ord),
+/// `$30`-`$33` replaced rows (start, account, region, record key), `$34`-
+/// `$46` the 5-minute rollup difference.
+fn write_sql() -> String {
+    let rollups = rollup_ctes();
+    format!(
+        "WITH seg AS (
+            INSERT INTO emission_fact_segments (period_start, account_id, region, agent_id, batch_sequence,
+                   record_count, key_hashes, period_s, record_keys, revisions, resource_ids, resource_types,
+                   services, teams, qualities, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e,
+                   high_g_co2e, methodology_versions, factor_sources, factor_vintages)
+            SELECT to_timestamp(g.start_unix_s), g.account_id, g.region, $6, $7, g.hi - g.lo,
+                   ($8::bigint[])[g.lo + 1 : g.hi], ($9::int[])[g.lo + 1 : g.hi], ($10::text[])[g.lo + 1 : g.hi],
+                   ($11::bigint[])[g.lo + 1 : g.hi], ($12::text[])[g.lo + 1 : g.hi], ($13::text[])[g.lo + 1 : g.hi],
+                   ($14::text[])[g.lo + 1 : g.hi], ($15::text[])[g.lo + 1 : g.hi], ($16::text[])[g.lo + 1 : g.hi],
+                   ($17::float8[])[g.lo + 1 : g.hi], ($18::float8[])[g.lo + 1 : g.hi],
+                   ($19::float8[])[g.lo + 1 : g.hi], ($20::float8[])[g.lo + 1 : g.hi],
+                   ($21::float8[])[g.lo + 1 : g.hi], ($22::text[])[g.lo + 1 : g.hi],
+                   ($23::text[])[g.lo + 1 : g.hi], ($24::text[])[g.lo + 1 : g.hi]
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[])
+                AS g(start_unix_s, account_id, region, lo, hi)
+            RETURNING 1
+         ),
+         sup AS (
+            UPDATE emission_fact_segments AS s SET superseded = s.superseded || m.ords
+            FROM (SELECT start_unix_s, account_id, region, segment_id, array_agg(ord ORDER BY ord) AS ords
+                  FROM unnest($25::bigint[], $26::text[], $27::text[], $28::bigint[], $29::int[])
+                      AS t(start_unix_s, account_id, region, segment_id, ord)
+                  GROUP BY 1, 2, 3, 4) AS m
+            WHERE s.account_id = m.account_id AND s.region = m.region
+              AND s.period_start = to_timestamp(m.start_unix_s) AND s.segment_id = m.segment_id
+            RETURNING 1
+         ),
+         del AS (
+            DELETE FROM emission_facts AS f
+            USING unnest($30::bigint[], $31::text[], $32::text[], $33::text[]) AS d(start_unix_s, account_id, region, key)
+            WHERE f.period_start = to_timestamp(d.start_unix_s) AND f.account_id = d.account_id
+              AND f.region = d.region AND f.record_key = d.key
+            RETURNING 1
+         ),
+         delta5 AS (
+            SELECT to_timestamp(bucket_unix_s) AS bucket_start, account_id, region, service, resource_type, team,
+                   quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count
+            FROM unnest($34::bigint[], $35::text[], $36::text[], $37::text[], $38::text[], $39::text[], $40::text[],
+                        $41::float8[], $42::float8[], $43::float8[], $44::float8[], $45::float8[], $46::bigint[])
+                AS t(bucket_unix_s, account_id, region, service, resource_type, team, quality,
+                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
+         ),
+         {rollups}
+         SELECT (SELECT count(*) FROM seg) AS segments, (SELECT count(*) FROM sup) AS segments_superseded,
+                (SELECT count(*) FROM del) AS rows_replaced"
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_write(
+    tx: &mut Transaction<'_, Postgres>,
+    facts: &[&FactRow],
+    written: &[usize],
+    teams: &[String],
+    replaced: &[(usize, Stored)],
+    delta: &BTreeMap<DeltaKey, DeltaSums>,
+    agent_id: &str,
+    sequence: i64,
+) -> Result<(), StoreError> {
+    let w: Vec<&FactRow> = written.iter().map(|&fi| facts[fi]).collect();
+    // Segment groups over the written facts (still sorted by group).
+    let groups = groups_of(&w);
+    let pos = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let texts = |get: fn(&FactRow) -> &str| w.iter().map(|f| get(f).to_owned()).collect::<Vec<String>>();
+    let floats = |i: usize| w.iter().map(|f| values_of(f)[i]).collect::<Vec<f64>>();
+    let marks: Vec<(&FactRow, i64, i32)> = replaced
+        .iter()
+        .filter_map(|(fi, old)| match old.place {
+            Place::Segment { segment_id, ord } => Some((facts[*fi], segment_id, ord)),
+            Place::Row => None,
+        })
+        .collect();
+    let rows: Vec<&FactRow> =
+        replaced.iter().filter(|(_, old)| old.place == Place::Row).map(|(fi, _)| facts[*fi]).collect();
+    let delta: Vec<(&DeltaKey, &DeltaSums)> = delta.iter().collect();
+    let sql = write_sql();
+    sqlx::query(&sql)
+        .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
+        .bind(groups.iter().map(|g| g.account_id.to_owned()).collect::<Vec<String>>())
+        .bind(groups.iter().map(|g| g.region.to_owned()).collect::<Vec<String>>())
+        .bind(groups.iter().map(|g| pos(g.range.start)).collect::<Vec<i32>>())
+        .bind(groups.iter().map(|g| pos(g.range.end)).collect::<Vec<i32>>())
+        .bind(agent_id)
+        .bind(sequence)
+        .bind(w.iter().map(|f| key_hash(&f.record_key)).collect::<Vec<i64>>())
+        .bind(w.iter().map(|f| i32::try_from(f.period_s).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
+        .bind(texts(|f| &f.record_key))
+        .bind(w.iter().map(|f| i64::from(f.revision)).collect::<Vec<i64>>())
+        .bind(texts(|f| &f.resource_id))
+        .bind(texts(|f| &f.resource_type))
+        .bind(texts(|f| &f.service))
+        .bind(teams)
+        .bind(texts(|f| f.quality.as_str()))
+        .bind(floats(0))
+        .bind(floats(1))
+        .bind(floats(2))
+        .bind(floats(3))
+        .bind(floats(4))
+        .bind(texts(|f| &f.methodology_version))
+        .bind(texts(|f| &f.factor_source))
+        .bind(texts(|f| &f.factor_vintage))
+        .bind(marks.iter().map(|(f, _, _)| f.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(marks.iter().map(|(f, _, _)| f.account_id.clone()).collect::<Vec<String>>())
+        .bind(marks.iter().map(|(f, _, _)| f.region.clone()).collect::<Vec<String>>())
+        .bind(marks.iter().map(|(_, s, _)| *s).collect::<Vec<i64>>())
+        .bind(marks.iter().map(|(_, _, o)| *o).collect::<Vec<i32>>())
+        .bind(rows.iter().map(|f| f.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|f| f.account_id.clone()).collect::<Vec<String>>())
+        .bind(rows.iter().map(|f| f.region.clone()).collect::<Vec<String>>())
+        .bind(rows.iter().map(|f| f.record_key.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.0).collect::<Vec<i64>>())
+        .bind(delta.iter().map(|(k, _)| k.1.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.2.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.3.service.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.3.resource_type.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.3.team.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.3.quality.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(_, s)| s.values[0]).collect::<Vec<f64>>())
+        .bind(delta.iter().map(|(_, s)| s.values[1]).collect::<Vec<f64>>())
+        .bind(delta.iter().map(|(_, s)| s.values[2]).collect::<Vec<f64>>())
+        .bind(delta.iter().map(|(_, s)| s.values[3]).collect::<Vec<f64>>())
+        .bind(delta.iter().map(|(_, s)| s.values[4]).collect::<Vec<f64>>())
+        .bind(delta.iter().map(|(_, s)| s.count).collect::<Vec<i64>>())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Quality;
+
+    fn fact(start: i64, key: &str) -> FactRow {
+        FactRow {
+            record_key: key.into(),
+            revision: 1,
+            period_start_unix_s: start,
+            period_s: 3_600,
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            resource_id: "i-1".into(),
+            resource_type: "ec2:instance".into(),
+            service: "AmazonEC2".into(),
+            team: None,
+            tags: None,
+            quality: Quality::Measured,
+            energy_kwh: 1.0,
+            location_g_co2e: 2.0,
+            market_g_co2e: 3.0,
+            low_g_co2e: 4.0,
+            high_g_co2e: 5.0,
+            methodology_version: "canopy-1".into(),
+            factor_source: "ccf".into(),
+            factor_vintage: "2024".into(),
+            realtime: false,
+        }
+    }
+
+    #[test]
+    fn key_hash_is_64_bit_fnv_1a() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(key_hash(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(key_hash("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+        assert_eq!(key_hash("foobar"), 0x8594_4171_f739_67e8_u64 as i64);
+    }
+
+    #[test]
+    fn consecutive_facts_of_one_start_account_and_region_form_a_group() {
+        let mut other_region = fact(0, "c");
+        other_region.region = "us-east-1".into();
+        let facts = [fact(0, "a"), fact(0, "b"), other_region, fact(3_600, "a")];
+        let refs: Vec<&FactRow> = facts.iter().collect();
+        let groups: Vec<(i64, &str, std::ops::Range<usize>)> =
+            groups_of(&refs).into_iter().map(|g| (g.start_unix_s, g.region, g.range)).collect();
+        assert_eq!(groups, vec![(0, "eu-west-1", 0..2), (0, "us-east-1", 2..3), (3_600, "eu-west-1", 3..4)]);
+    }
+
+    #[test]
+    fn candidates_skip_superseded_positions_and_other_hashes() {
+        let facts = [fact(0, "a"), fact(0, "b")];
+        let refs: Vec<&FactRow> = facts.iter().collect();
+        let groups = groups_of(&refs);
+        let state = GroupState {
+            // Positions: 1 = "b" (live), 2 = "a" (superseded), 3 = "x", 4 = "a" (live).
+            segments: vec![(7, vec![key_hash("b"), key_hash("a"), key_hash("x"), key_hash("a")], vec![2])],
+            has_rows: false,
+            default_team: None,
+        };
+        let found: Vec<(usize, i64, i32)> =
+            candidates(&refs, &groups, &[state]).iter().map(|c| (c.fi, c.segment_id, c.ord)).collect();
+        assert_eq!(found, vec![(1, 7, 1), (0, 7, 4)]);
+    }
+
+    #[test]
+    fn team_follows_the_row_layout_rule() {
+        let key = "team";
+        let mut f = fact(0, "a");
+        // Nothing anywhere: the account default, else untagged.
+        assert_eq!(team_of(&f, key, None, Some("platform")), "platform");
+        assert_eq!(team_of(&f, key, None, None), "untagged");
+        // No tags of its own: the inventory's tag.
+        assert_eq!(team_of(&f, key, Some("web"), Some("platform")), "web");
+        // Tags of its own win over the inventory, even without the key; an empty value counts as none.
+        f.tags = Some(vec![("env".into(), "prod".into())]);
+        assert_eq!(team_of(&f, key, Some("web"), Some("platform")), "platform");
+        f.tags = Some(vec![("team".into(), "data".into()), ("team".into(), "ml".into())]);
+        assert_eq!(team_of(&f, key, Some("web"), None), "ml");
+        f.tags = Some(vec![("team".into(), String::new())]);
+        assert_eq!(team_of(&f, key, Some("web"), None), "untagged");
+        // The agent's own team comes first.
+        f.team = Some("search".into());
+        assert_eq!(team_of(&f, key, Some("web"), Some("platform")), "search");
+    }
+
+    #[test]
+    fn delta_sums_add_and_subtract_with_a_count() {
+        let mut d = DeltaSums::default();
+        d.add(&[1.0, 2.0, 3.0, 4.0, 5.0], 1.0);
+        d.add(&[0.5, 0.5, 0.5, 0.5, 0.5], -1.0);
+        assert_eq!(d, DeltaSums { values: [0.5, 1.5, 2.5, 3.5, 4.5], count: 0 });
+    }
+}
