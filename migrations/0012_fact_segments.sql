@@ -112,3 +112,46 @@ BEGIN
     RETURN created;
 END
 $fn$;
+
+-- As in 0003, except that a partition another transaction created first is
+-- not an error. The advisory lock makes a second creator wait until the
+-- first commits, but its re-check can still miss the new table: name
+-- lookups go through the catalogue cache, which an advisory lock does not
+-- refresh. Concurrent batches needing the same new partition (late data,
+-- an agent's first batch of a new month, two replicas) then failed with
+-- "relation ... already exists"; the ingest bench showed it when 20 agents
+-- started in a month without partitions.
+CREATE OR REPLACE FUNCTION canopy_ensure_partition(parent text, unit text, at timestamptz)
+RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+    lo     timestamptz;
+    hi     timestamptz;
+    child  text;
+BEGIN
+    IF unit = 'day' THEN
+        lo := date_bin(interval '1 day', at, timestamptz 'epoch');
+        hi := lo + interval '1 day';
+    ELSIF unit = 'month' THEN
+        lo := date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+        hi := (date_trunc('month', at AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
+    ELSE
+        RAISE EXCEPTION 'partition unit must be day or month, found %', unit;
+    END IF;
+    child := parent || '_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD');
+    IF to_regclass(child) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- Serialise concurrent creators of the same partition.
+    PERFORM pg_advisory_xact_lock(hashtext('canopy_partition:' || child));
+    IF to_regclass(child) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                       child, parent, lo, hi);
+    EXCEPTION WHEN duplicate_table OR unique_violation THEN
+        RETURN false;
+    END;
+    RETURN true;
+END
+$fn$;

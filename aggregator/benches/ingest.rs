@@ -6,7 +6,8 @@
 //! development CA, and runs `--agents` QUIC clients in this process, each in
 //! its own account (one agent per account and region, as deployed), each
 //! keeping `--in-flight` batches of `--batch-records` new emission records
-//! in flight for `--seconds`. An acknowledgement is sent only after the
+//! in flight for `--seconds`; each agent reports `--resources-per-agent`
+//! resources hour after hour. An acknowledgement is sent only after the
 //! batch's transaction committed, so acked records are stored records; the
 //! run checks that by counting the facts table at the end, and that the
 //! hourly rollups hold the facts' count and energy. `--supersede` makes
@@ -79,6 +80,15 @@ struct Args {
     /// facts instead of adding new ones.
     #[arg(long)]
     supersede: bool,
+    /// Resources each agent reports on, every hour: its batches fill one
+    /// hour after the other (`resources / batch-records` batches per hour)
+    /// over the 30 days before the current hour, as a deployed agent
+    /// reports an account's resources hour by hour. 0: every batch holds
+    /// new instances, spread over 24 hours in turn (so every hour of every
+    /// agent keeps gaining batches: the worst case for the revision
+    /// lookup, which reads the earlier segments of the same hour).
+    #[arg(long, default_value_t = 5_000)]
+    resources_per_agent: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -146,22 +156,53 @@ fn agent_certificate(ca: &CertificateAuthority, agent_id: &str, account: &str) -
     Ok(AgentCertificate { key: CertifiedKey { cert_der, key_pkcs8_der: key_der }, identity, received_at: now, lifetime })
 }
 
-/// One agent's batch `sequence`: `records` new hourly records of distinct
-/// instances, spread over the 24 hours starting at `base_unix_s`. With
-/// `supersede`, an even sequence carries the records of the odd one before
-/// it at revision 2 (and other values) instead of new records at revision 1.
-fn batch(agent: usize, account: &str, sequence: u64, records: usize, base_unix_s: i64, supersede: bool) -> Batch {
+/// Hours the `--resources-per-agent` pattern fills before it starts again
+/// (with new instance names) at the first.
+const PATTERN_HOURS: u64 = 30 * 24;
+
+/// Start of the first hour of the `--resources-per-agent` pattern.
+fn pattern_base_unix_s(now_unix_s: i64) -> i64 {
+    now_unix_s - now_unix_s % 3_600 - PATTERN_HOURS as i64 * 3_600
+}
+
+/// Where the records of batch `index` (0-based, counting batches of new
+/// records) go: (hour start, instance name prefix, first instance number).
+fn placement(index: u64, records: usize, resources_per_agent: usize, base_unix_s: i64) -> (i64, String, usize) {
+    if resources_per_agent == 0 {
+        // Every batch new instances, over 24 hours in turn.
+        return (base_unix_s + (index % 24) as i64 * 3_600, format!("b{index}"), 0);
+    }
+    let per_hour = resources_per_agent.div_ceil(records).max(1) as u64;
+    let (cycle, within) = (index / (per_hour * PATTERN_HOURS), index % (per_hour * PATTERN_HOURS));
+    let (hour, slice) = (within / per_hour, within % per_hour);
+    (base_unix_s + hour as i64 * 3_600, format!("c{cycle}"), slice as usize * records)
+}
+
+/// One agent's batch `sequence`: `records` hourly records of distinct
+/// instances placed by [`placement`]. With `supersede`, an even sequence
+/// carries the records of the odd one before it at revision 2 (and other
+/// values) instead of new records at revision 1.
+fn batch(
+    agent: usize,
+    account: &str,
+    sequence: u64,
+    records: usize,
+    (resources_per_agent, base_unix_s): (usize, i64),
+    supersede: bool,
+) -> Batch {
     let grid = |g: f64| GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2024".into() };
     let replaces = supersede && sequence % 2 == 0;
     let (key_sequence, revision) = if replaces { (sequence - 1, 2) } else { (sequence, u32::from(supersede)) };
-    let start = base_unix_s + (key_sequence % 24) as i64 * 3_600;
+    // Batches of new records: every one without --supersede, the odd ones with it.
+    let index = if supersede { (key_sequence - 1) / 2 } else { key_sequence - 1 };
+    let (start, prefix, first) = placement(index, records, resources_per_agent, base_unix_s);
     let emissions = (0..records)
         .map(|i| {
             let compute_kwh = 0.001 * ((i + usize::from(replaces)) % 97 + 1) as f64;
             let operational = (compute_kwh + 0.0005) * 1.135 * 334.0;
             EmissionRecord {
                 subject: Subject::Resource {
-                    arn: format!("arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-b{key_sequence}-r{i}"),
+                    arn: format!("arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-{prefix}-r{}", first + i),
                 },
                 interval_start_unix_s: start,
                 interval_end_unix_s: start + 3_600,
@@ -292,7 +333,11 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let ca = CertificateAuthority::from_pem(&ca_pem, &std::fs::read_to_string(ca_dir.join("ca-key.pem"))?)?;
     let ca_der = first_certificate_der(&ca_pem)?;
     let now = unix_s();
-    let base_unix_s = now - now % 3_600 - 2 * 86_400;
+    let pattern = if args.resources_per_agent == 0 {
+        (0, now - now % 3_600 - 2 * 86_400)
+    } else {
+        (args.resources_per_agent, pattern_base_unix_s(now))
+    };
 
     let started = Instant::now();
     let stop_at = started + Duration::from_secs(args.warmup_s + args.seconds);
@@ -314,7 +359,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
                 let mut samples = Vec::new();
                 while Instant::now() < stop_at {
                     let sequence = next_sequence.fetch_add(1, Ordering::Relaxed);
-                    let frame = encode_batch(&batch(agent, &account, sequence, records, base_unix_s, supersede), Compression::Lz4)
+                    let frame = encode_batch(&batch(agent, &account, sequence, records, pattern, supersede), Compression::Lz4)
                         .expect("encode a bench batch");
                     let sent = Instant::now();
                     match client.send(&frame).await {
@@ -378,8 +423,15 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     .await?;
     let ms = |us: u64| us as f64 / 1_000.0;
     println!(
-        "ingest bench: {} agents x {} in flight, {} records/batch, {:.1} s measured after {} s warm-up, pool {}",
-        args.agents, args.in_flight, args.batch_records, window_s, args.warmup_s, args.pool
+        "ingest bench: {} agents x {} in flight, {} records/batch, {} resources/agent{}, {:.1} s measured after {} s warm-up, pool {}",
+        args.agents,
+        args.in_flight,
+        args.batch_records,
+        args.resources_per_agent,
+        if args.supersede { ", every second batch superseding" } else { "" },
+        window_s,
+        args.warmup_s,
+        args.pool
     );
     println!(
         "  records/s {:.0}   batches/s {:.1}   ack latency ms p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",

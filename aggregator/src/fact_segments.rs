@@ -25,7 +25,7 @@
 //! The caller holds the (account, region) advisory locks of the batch, so no
 //! other writer changes a group between the lookup and the write.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Row, Transaction};
 
@@ -102,8 +102,8 @@ async fn lookup_groups(tx: &mut Transaction<'_, Postgres>, groups: &[Group<'_>])
                AND s.period_start = to_timestamp(g.start_unix_s)",
     )
     .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
-    .bind(groups.iter().map(|g| g.account_id.to_owned()).collect::<Vec<String>>())
-    .bind(groups.iter().map(|g| g.region.to_owned()).collect::<Vec<String>>())
+    .bind(groups.iter().map(|g| g.account_id).collect::<Vec<&str>>())
+    .bind(groups.iter().map(|g| g.region).collect::<Vec<&str>>())
     .fetch_all(&mut **tx)
     .await?;
     let mut states: Vec<GroupState> = groups.iter().map(|_| GroupState::default()).collect();
@@ -140,7 +140,7 @@ struct Stored {
 }
 
 /// The rollup dimensions besides time, account and region.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct RollupGroup {
     service: String,
     resource_type: String,
@@ -194,19 +194,20 @@ fn candidates(facts: &[&FactRow], groups: &[Group<'_>], states: &[GroupState]) -
         if state.segments.is_empty() {
             continue;
         }
-        let mut by_hash: HashMap<i64, Vec<usize>> = HashMap::with_capacity(g.range.len());
-        for fi in g.range.clone() {
-            by_hash.entry(key_hash(&facts[fi].record_key)).or_default().push(fi);
-        }
+        // (hash, fact position), sorted: matched by binary search, no allocation per entry.
+        let mut by_hash: Vec<(i64, usize)> = g.range.clone().map(|fi| (key_hash(&facts[fi].record_key), fi)).collect();
+        by_hash.sort_unstable();
         for (segment_id, hashes, superseded) in &state.segments {
-            let superseded: HashSet<i32> = superseded.iter().copied().collect();
+            let mut superseded = superseded.clone();
+            superseded.sort_unstable();
             for (i, hash) in hashes.iter().enumerate() {
-                let Some(fis) = by_hash.get(hash) else { continue };
+                let first = by_hash.partition_point(|(h, _)| h < hash);
+                let matches = by_hash[first..].iter().take_while(|(h, _)| h == hash);
                 let ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
-                if superseded.contains(&ord) {
+                if matches.clone().next().is_none() || superseded.binary_search(&ord).is_ok() {
                     continue;
                 }
-                out.extend(fis.iter().map(|&fi| Candidate { fi, segment_id: *segment_id, ord }));
+                out.extend(matches.map(|&(_, fi)| Candidate { fi, segment_id: *segment_id, ord }));
             }
         }
     }
@@ -242,8 +243,8 @@ async fn stored_in_segments(
         qualified("u")
     ))
     .bind(found.iter().map(|c| facts[c.fi].period_start_unix_s).collect::<Vec<i64>>())
-    .bind(found.iter().map(|c| facts[c.fi].account_id.clone()).collect::<Vec<String>>())
-    .bind(found.iter().map(|c| facts[c.fi].region.clone()).collect::<Vec<String>>())
+    .bind(found.iter().map(|c| facts[c.fi].account_id.as_str()).collect::<Vec<&str>>())
+    .bind(found.iter().map(|c| facts[c.fi].region.as_str()).collect::<Vec<&str>>())
     .bind(found.iter().map(|c| c.segment_id).collect::<Vec<i64>>())
     .bind(found.iter().map(|c| c.ord).collect::<Vec<i32>>())
     .bind(found.iter().map(|c| i32::try_from(c.fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
@@ -285,9 +286,9 @@ async fn stored_in_rows(
         qualified("f")
     ))
     .bind(fis.iter().map(|&fi| facts[fi].period_start_unix_s).collect::<Vec<i64>>())
-    .bind(fis.iter().map(|&fi| facts[fi].account_id.clone()).collect::<Vec<String>>())
-    .bind(fis.iter().map(|&fi| facts[fi].region.clone()).collect::<Vec<String>>())
-    .bind(fis.iter().map(|&fi| facts[fi].record_key.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].account_id.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].region.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].record_key.as_str()).collect::<Vec<&str>>())
     .bind(fis.iter().map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
     .fetch_all(&mut **tx)
     .await?;
@@ -326,9 +327,9 @@ async fn inventory_teams(
          FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS k(account_id, region, resource_id, fi)
          JOIN resources r USING (account_id, region, resource_id)",
     )
-    .bind(fis.iter().map(|&fi| facts[fi].account_id.clone()).collect::<Vec<String>>())
-    .bind(fis.iter().map(|&fi| facts[fi].region.clone()).collect::<Vec<String>>())
-    .bind(fis.iter().map(|&fi| facts[fi].resource_id.clone()).collect::<Vec<String>>())
+    .bind(fis.iter().map(|&fi| facts[fi].account_id.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].region.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].resource_id.as_str()).collect::<Vec<&str>>())
     .bind(fis.iter().map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
     .bind(team_tag_key)
     .fetch_all(&mut **tx)
@@ -344,7 +345,12 @@ async fn inventory_teams(
 }
 
 /// The team of a fact, in the order of the row layout's rule.
-fn team_of(fact: &FactRow, team_tag_key: &str, inventory_team: Option<&str>, default_team: Option<&str>) -> String {
+fn team_of<'a>(
+    fact: &'a FactRow,
+    team_tag_key: &str,
+    inventory_team: Option<&'a str>,
+    default_team: Option<&'a str>,
+) -> &'a str {
     fn non_empty(t: Option<&str>) -> Option<&str> {
         t.filter(|t| !t.is_empty())
     }
@@ -356,11 +362,11 @@ fn team_of(fact: &FactRow, team_tag_key: &str, inventory_team: Option<&str>, def
         .or(non_empty(tagged))
         .or(default_team)
         .unwrap_or("untagged")
-        .to_owned()
 }
 
-/// A 5-minute rollup delta key: (bucket start, account, region, group).
-type DeltaKey = (i64, String, String, RollupGroup);
+/// A 5-minute rollup delta key: (bucket start, account, region, service,
+/// resource type, team, quality).
+type DeltaKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// Sums of energy, location, market, low and high CO2e, and the fact count.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -376,6 +382,11 @@ impl DeltaSums {
         }
         self.count += if sign < 0.0 { -1 } else { 1 };
     }
+}
+
+/// Start of the 5-minute rollup bucket of a fact.
+fn bucket_of(f: &FactRow) -> i64 {
+    floor_to(f.period_start_unix_s, FIVE_MINUTES_S)
 }
 
 fn values_of(f: &FactRow) -> [f64; 5] {
@@ -430,28 +441,22 @@ pub(crate) async fn write(
             .find(|(g, _)| g.range.contains(&fi))
             .and_then(|(_, s)| s.default_team.as_deref())
     };
-    let teams: Vec<String> = written
+    let teams: Vec<&str> = written
         .iter()
         .map(|&fi| team_of(facts[fi], team_tag_key, inventory.get(&fi).map(String::as_str), default_team_of(fi)))
         .collect();
 
     // The rollup difference, per 5-minute bucket and group.
-    let mut delta: BTreeMap<DeltaKey, DeltaSums> = BTreeMap::new();
-    let key_of = |f: &FactRow, group: RollupGroup| -> DeltaKey {
-        (floor_to(f.period_start_unix_s, FIVE_MINUTES_S), f.account_id.clone(), f.region.clone(), group)
-    };
+    let mut delta: BTreeMap<DeltaKey<'_>, DeltaSums> = BTreeMap::new();
     for (&fi, team) in written.iter().zip(&teams) {
         let f = facts[fi];
-        let group = RollupGroup {
-            service: f.service.clone(),
-            resource_type: f.resource_type.clone(),
-            team: team.clone(),
-            quality: f.quality.as_str().to_owned(),
-        };
-        delta.entry(key_of(f, group)).or_default().add(&values_of(f), 1.0);
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), f.service.as_str(), f.resource_type.as_str(), *team, f.quality.as_str());
+        delta.entry(key).or_default().add(&values_of(f), 1.0);
     }
     for (fi, old) in &replaced {
-        delta.entry(key_of(facts[*fi], old.group.clone())).or_default().add(&old.values, -1.0);
+        let (f, g) = (facts[*fi], &old.group);
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), g.service.as_str(), g.resource_type.as_str(), g.team.as_str(), g.quality.as_str());
+        delta.entry(key).or_default().add(&old.values, -1.0);
     }
 
     execute_write(tx, facts, &written, &teams, &replaced, &delta, agent_id, sequence).await?;
@@ -520,9 +525,9 @@ async fn execute_write(
     tx: &mut Transaction<'_, Postgres>,
     facts: &[&FactRow],
     written: &[usize],
-    teams: &[String],
+    teams: &[&str],
     replaced: &[(usize, Stored)],
-    delta: &BTreeMap<DeltaKey, DeltaSums>,
+    delta: &BTreeMap<DeltaKey<'_>, DeltaSums>,
     agent_id: &str,
     sequence: i64,
 ) -> Result<(), StoreError> {
@@ -530,7 +535,7 @@ async fn execute_write(
     // Segment groups over the written facts (still sorted by group).
     let groups = groups_of(&w);
     let pos = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let texts = |get: fn(&FactRow) -> &str| w.iter().map(|f| get(f).to_owned()).collect::<Vec<String>>();
+    let texts = |get: for<'f> fn(&'f FactRow) -> &'f str| w.iter().map(|f| get(f)).collect::<Vec<&str>>();
     let floats = |i: usize| w.iter().map(|f| values_of(f)[i]).collect::<Vec<f64>>();
     let marks: Vec<(&FactRow, i64, i32)> = replaced
         .iter()
@@ -545,8 +550,8 @@ async fn execute_write(
     let sql = write_sql();
     sqlx::query(&sql)
         .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
-        .bind(groups.iter().map(|g| g.account_id.to_owned()).collect::<Vec<String>>())
-        .bind(groups.iter().map(|g| g.region.to_owned()).collect::<Vec<String>>())
+        .bind(groups.iter().map(|g| g.account_id).collect::<Vec<&str>>())
+        .bind(groups.iter().map(|g| g.region).collect::<Vec<&str>>())
         .bind(groups.iter().map(|g| pos(g.range.start)).collect::<Vec<i32>>())
         .bind(groups.iter().map(|g| pos(g.range.end)).collect::<Vec<i32>>())
         .bind(agent_id)
@@ -569,21 +574,21 @@ async fn execute_write(
         .bind(texts(|f| &f.factor_source))
         .bind(texts(|f| &f.factor_vintage))
         .bind(marks.iter().map(|(f, _, _)| f.period_start_unix_s).collect::<Vec<i64>>())
-        .bind(marks.iter().map(|(f, _, _)| f.account_id.clone()).collect::<Vec<String>>())
-        .bind(marks.iter().map(|(f, _, _)| f.region.clone()).collect::<Vec<String>>())
+        .bind(marks.iter().map(|(f, _, _)| f.account_id.as_str()).collect::<Vec<&str>>())
+        .bind(marks.iter().map(|(f, _, _)| f.region.as_str()).collect::<Vec<&str>>())
         .bind(marks.iter().map(|(_, s, _)| *s).collect::<Vec<i64>>())
         .bind(marks.iter().map(|(_, _, o)| *o).collect::<Vec<i32>>())
         .bind(rows.iter().map(|f| f.period_start_unix_s).collect::<Vec<i64>>())
-        .bind(rows.iter().map(|f| f.account_id.clone()).collect::<Vec<String>>())
-        .bind(rows.iter().map(|f| f.region.clone()).collect::<Vec<String>>())
-        .bind(rows.iter().map(|f| f.record_key.clone()).collect::<Vec<String>>())
+        .bind(rows.iter().map(|f| f.account_id.as_str()).collect::<Vec<&str>>())
+        .bind(rows.iter().map(|f| f.region.as_str()).collect::<Vec<&str>>())
+        .bind(rows.iter().map(|f| f.record_key.as_str()).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(k, _)| k.0).collect::<Vec<i64>>())
-        .bind(delta.iter().map(|(k, _)| k.1.clone()).collect::<Vec<String>>())
-        .bind(delta.iter().map(|(k, _)| k.2.clone()).collect::<Vec<String>>())
-        .bind(delta.iter().map(|(k, _)| k.3.service.clone()).collect::<Vec<String>>())
-        .bind(delta.iter().map(|(k, _)| k.3.resource_type.clone()).collect::<Vec<String>>())
-        .bind(delta.iter().map(|(k, _)| k.3.team.clone()).collect::<Vec<String>>())
-        .bind(delta.iter().map(|(k, _)| k.3.quality.clone()).collect::<Vec<String>>())
+        .bind(delta.iter().map(|(k, _)| k.1).collect::<Vec<&str>>())
+        .bind(delta.iter().map(|(k, _)| k.2).collect::<Vec<&str>>())
+        .bind(delta.iter().map(|(k, _)| k.3).collect::<Vec<&str>>())
+        .bind(delta.iter().map(|(k, _)| k.4).collect::<Vec<&str>>())
+        .bind(delta.iter().map(|(k, _)| k.5).collect::<Vec<&str>>())
+        .bind(delta.iter().map(|(k, _)| k.6).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(_, s)| s.values[0]).collect::<Vec<f64>>())
         .bind(delta.iter().map(|(_, s)| s.values[1]).collect::<Vec<f64>>())
         .bind(delta.iter().map(|(_, s)| s.values[2]).collect::<Vec<f64>>())

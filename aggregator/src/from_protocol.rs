@@ -115,7 +115,7 @@ fn fact_from_record(
     };
     let length_s = e.interval_end_unix_s.saturating_sub(e.interval_start_unix_s);
     FactRow {
-        record_key: format!("{}@{}s", e.subject, length_s),
+        record_key: record_key(&e.subject, length_s),
         revision: e.revision,
         period_start_unix_s: e.interval_start_unix_s,
         // Out-of-range lengths become 0 or u32::MAX and are rejected by
@@ -138,6 +138,24 @@ fn fact_from_record(
         factor_source: e.grid_location.source.clone(),
         factor_vintage: e.grid_location.vintage.clone(),
         realtime: is_realtime(&e.subject, length_s),
+    }
+}
+
+/// `<subject>@<length>s`, the record's key within (account, region,
+/// period start). Written without the formatting machinery for a
+/// resource subject (its ARN): this runs for every record of every batch.
+fn record_key(subject: &wire::Subject, length_s: i64) -> String {
+    use std::fmt::Write as _;
+    match subject {
+        wire::Subject::Resource { arn } => {
+            let mut key = String::with_capacity(arn.len() + 18);
+            key.push_str("resource:");
+            key.push_str(arn);
+            key.push('@');
+            let _ = write!(key, "{length_s}s");
+            key
+        }
+        wire::Subject::Group(_) => format!("{subject}@{length_s}s"),
     }
 }
 
@@ -179,6 +197,16 @@ mod tests {
             high_g_co2e: 9.0,
             methodology_version: "canopy-1".into(),
             revision: 2,
+        }
+    }
+
+    #[test]
+    fn record_keys_are_the_subject_and_the_length() {
+        let resource = wire::Subject::Resource { arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into() };
+        assert_eq!(record_key(&resource, 3_600), "resource:arn:aws:ec2:eu-west-1:123456789012:instance/i-1@3600s");
+        let group = wire::Subject::Group(wire::GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: None });
+        for subject in [resource, group] {
+            assert_eq!(record_key(&subject, 300), format!("{subject}@300s"));
         }
     }
 

@@ -537,19 +537,24 @@ fn facts_sql() -> String {
 /// record key): the highest revision (the first of equal ones), in key
 /// order. A batch holding a key twice counts the dropped ones as stale.
 pub(crate) fn highest_revision_per_key<'a>(f: &[&'a FactRow]) -> Vec<&'a FactRow> {
-    let mut by_key: std::collections::BTreeMap<(i64, &str, &str, &str), &'a FactRow> = std::collections::BTreeMap::new();
-    for fact in f {
-        let key = (fact.period_start_unix_s, fact.account_id.as_str(), fact.region.as_str(), fact.record_key.as_str());
-        by_key
-            .entry(key)
-            .and_modify(|kept| {
-                if fact.revision > kept.revision {
-                    *kept = fact;
-                }
-            })
-            .or_insert(fact);
+    fn key(x: &FactRow) -> (i64, &str, &str, &str) {
+        (x.period_start_unix_s, x.account_id.as_str(), x.region.as_str(), x.record_key.as_str())
     }
-    by_key.into_values().collect()
+    let mut sorted: Vec<&'a FactRow> = f.to_vec();
+    // A stable sort: equal keys stay in batch order, so the first of equal revisions is kept.
+    sorted.sort_by(|a, b| key(a).cmp(&key(b)));
+    let mut kept: Vec<&'a FactRow> = Vec::with_capacity(sorted.len());
+    for fact in sorted {
+        match kept.last_mut() {
+            Some(last) if key(last) == key(fact) => {
+                if fact.revision > last.revision {
+                    *last = fact;
+                }
+            }
+            _ => kept.push(fact),
+        }
+    }
+    kept
 }
 
 async fn upsert_facts(

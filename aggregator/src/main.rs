@@ -20,6 +20,13 @@ use canopy_aggregator::{db, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: ingest allocates and frees every
+/// record's strings, and glibc's allocator (with its per-thread arena
+/// consolidation) took over a third of the aggregator's CPU in the ingest
+/// bench (`aggregator/benches/ingest.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "canopy-aggregator", version, about = "Canopy aggregator: storage and query API")]
 struct Cli {

@@ -71,3 +71,35 @@ async fn retention_drops_only_expired_partitions() {
     assert_eq!(count(&t.pool, "org_rollup_daily").await, 2);
     assert_eq!(count(&t.pool, "org_rollup_monthly").await, 2);
 }
+
+/// Two transactions creating the same partition: the second waits for the
+/// first and then finds it, instead of failing with "already exists" (its
+/// catalogue cache still said the table was missing).
+#[tokio::test]
+async fn concurrent_creators_of_one_partition_both_succeed() {
+    let t = TestDb::migrated().await;
+    let at = T0 + 400 * DAY_S;
+    let mut first = t.pool.begin().await.unwrap();
+    let created: bool = sqlx::query_scalar("SELECT canopy_ensure_partition('rollup_5m', 'day', to_timestamp($1::bigint))")
+        .bind(at)
+        .fetch_one(&mut *first)
+        .await
+        .unwrap();
+    assert!(created);
+    let pool = t.pool.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let created: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT canopy_ensure_partition('rollup_5m', 'day', to_timestamp($1::bigint))")
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await;
+        tx.commit().await.unwrap();
+        created
+    });
+    // Let the second creator reach the advisory lock, then commit the first.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    first.commit().await.unwrap();
+    assert!(!second.await.unwrap().expect("the second creator must not fail"));
+    assert_eq!(count(&t.pool, &partition_name("rollup_5m", at - at % DAY_S)).await, 0);
+}
