@@ -23,8 +23,13 @@ WITH agents AS (
     FROM ingested_batches GROUP BY agent_id
 ), cells AS (
     SELECT account_id, region, agent_id, max(t) AS last_data_at
-    FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts_all
+    FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts
           WHERE period_start >= to_timestamp($1) AND period_start < to_timestamp($2)
+          UNION ALL
+          -- Segments carry account, region, agent and start themselves: no unnesting.
+          SELECT account_id, region, agent_id, period_start FROM emission_fact_segments
+          WHERE period_start >= to_timestamp($1) AND period_start < to_timestamp($2)
+            AND cardinality(superseded) < record_count
           UNION ALL
           SELECT account_id, region, agent_id, last_seen FROM resources) x
     GROUP BY account_id, region, agent_id

@@ -10,13 +10,23 @@ use super::{DashboardError, DashboardState, bad};
 use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::time::{DAY_S, HOUR_S};
 
+/// The resource's facts from both layouts (see `emission_facts_all`): in
+/// segments, only the resource's own positions are read
+/// (`array_positions`), instead of unnesting every record of the account's
+/// segments in the range.
 const HISTORY_SQL: &str = "
 SELECT extract(epoch FROM date_bin(make_interval(secs => $4), period_start, to_timestamp(0)))::bigint AS bucket,
        sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) / 1000.0 AS location_kg,
        sum(market_g_co2e) / 1000.0 AS market_kg, count(*) AS facts
-FROM emission_facts_all
-WHERE account_id = $1 AND region = $2 AND resource_id = $3
-  AND period_start >= to_timestamp($5) AND period_start < to_timestamp($6)
+FROM (SELECT period_start, energy_kwh, location_g_co2e, market_g_co2e FROM emission_facts
+      WHERE account_id = $1 AND region = $2 AND resource_id = $3
+        AND period_start >= to_timestamp($5) AND period_start < to_timestamp($6)
+      UNION ALL
+      SELECT s.period_start, s.energy_kwh[p], s.location_g_co2e[p], s.market_g_co2e[p]
+      FROM emission_fact_segments s CROSS JOIN LATERAL unnest(array_positions(s.resource_ids, $3::text)) AS p
+      WHERE s.account_id = $1 AND s.region = $2
+        AND s.period_start >= to_timestamp($5) AND s.period_start < to_timestamp($6)
+        AND p <> ALL (s.superseded)) AS f
 GROUP BY 1 ORDER BY 1";
 
 const RESOURCE_SQL: &str = "
