@@ -191,7 +191,7 @@ fn batch(
     supersede: bool,
 ) -> Batch {
     let grid = |g: f64| GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2024".into() };
-    let replaces = supersede && sequence % 2 == 0;
+    let replaces = supersede && sequence.is_multiple_of(2);
     let (key_sequence, revision) = if replaces { (sequence - 1, 2) } else { (sequence, u32::from(supersede)) };
     // Batches of new records: every one without --supersede, the odd ones with it.
     let index = if supersede { (key_sequence - 1) / 2 } else { key_sequence - 1 };

@@ -86,8 +86,9 @@ fn fact(a: usize, i: u64, start_unix_s: i64, period_s: u32) -> FactRow {
 /// quality), so the real-time view carries the same energy, CO2e and
 /// quality split as the facts.
 pub fn group_facts(facts: &[FactRow]) -> Vec<FactRow> {
-    let mut groups: std::collections::BTreeMap<(i64, String, String, String, Option<String>, &'static str), FactRow> =
-        std::collections::BTreeMap::new();
+    /// (start, region, service, resource type, team, quality).
+    type GroupKey = (i64, String, String, String, Option<String>, &'static str);
+    let mut groups: std::collections::BTreeMap<GroupKey, FactRow> = std::collections::BTreeMap::new();
     for f in facts {
         let team = f.tags.as_ref().and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
         let key = (
