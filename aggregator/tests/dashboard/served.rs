@@ -215,3 +215,49 @@ async fn dashboard_endpoints_match_the_query_api() {
     // and 09: 4 facts), then 5-minute facts from 10:00 to 12:00 (24 facts).
     assert_eq!(rows[9]["fact_count"], 4 + 24);
 }
+
+/// Resource history and the fleet read the fact segments directly (not
+/// through `emission_facts_all`): a superseded position must not count.
+#[tokio::test]
+async fn resource_history_counts_only_the_newest_revision() {
+    use canopy_aggregator::model::Batch;
+
+    let t = TestDb::migrated().await;
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+    let hour = NOW - NOW.rem_euclid(3_600) - 3 * 3_600;
+    // Resource 0: two hourly facts, the first replaced by revision 2 in a later batch.
+    let first = vec![crate::support::fact(0, hour, 3_600, 1), crate::support::fact(0, hour + 3_600, 3_600, 1)];
+    let replacement = crate::support::fact(0, hour, 3_600, 2);
+    for (sequence, facts) in [(1, first.clone()), (2, vec![replacement.clone()])] {
+        crate::support::store(&t.pool, &Batch { agent_id: "agent-x".into(), sequence, facts, inventory: vec![] }).await;
+    }
+    let f = &first[0];
+    let history = get_json(
+        &app,
+        &format!(
+            "/v1/resource-history?account={}&region={}&resource={}&from={hour}&to={}&step=1h",
+            f.account_id,
+            f.region,
+            f.resource_id,
+            hour + 2 * 3_600
+        ),
+    )
+    .await;
+    let rows = history["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert_eq!(rows[0]["fact_count"], 1);
+    assert!(close(rows[0]["energy_kwh"].as_f64().unwrap(), replacement.energy_kwh), "{history}");
+    assert!(close(rows[1]["energy_kwh"].as_f64().unwrap(), first[1].energy_kwh), "{history}");
+    assert!((replacement.energy_kwh - f.energy_kwh).abs() > 1e-9, "the revisions must differ for the test to mean anything");
+
+    // The fleet sees the agent's newest data hour through the segments.
+    let fleet = get_json(&app, &format!("/v1/fleet?now={NOW}")).await;
+    let cell = fleet["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["agent_id"] == "agent-x")
+        .unwrap_or_else(|| panic!("{fleet}"))
+        .clone();
+    assert_eq!(cell["last_data_unix_s"], hour + 3_600, "{cell}");
+}
