@@ -19,7 +19,13 @@
 //! `hourly_days`, 5-minute rollups over `five_minute_days`, the agents'
 //! 5-minute group records (`realtime_group_facts`) over `realtime_days`, and
 //! hourly per-resource facts for `sample_accounts` accounts ×
-//! `resources_per_sample_account` resources over `facts_days`. Each level is
+//! `resources_per_sample_account` resources over `facts_days`, stored as
+//! native mode stores them ([`FactsLayout::Segments`], the default: one
+//! `emission_fact_segments` row per (hour, account, region) holding that
+//! group's records as arrays) or, to compare, as the rows of
+//! `emission_facts` that native mode wrote before migration 0012
+//! ([`FactsLayout::Rows`]); queries read both through the view
+//! `emission_facts_all`. Each level is
 //! generated directly from one formula per series (hour `h`: `base_kwh ×
 //! (1 + 0.3 sin(h / 3600))`), so a daily row equals the sum of its 24 hourly
 //! rows and an hourly row the sum of its 12 five-minute rows wherever both
@@ -84,6 +90,77 @@ pub struct BenchConfig {
     /// "Now" of the dataset (its newest hour ends at the next whole hour),
     /// Unix seconds.
     pub now_unix_s: i64,
+    /// How the per-resource facts are stored.
+    pub facts_layout: FactsLayout,
+}
+
+/// How the bench stores the per-resource facts. Queries read them through
+/// the view `emission_facts_all` (rows of `emission_facts`, then the live
+/// positions of `emission_fact_segments`) either way; the partitions of both
+/// tables are created over the facts' months, as native mode's maintenance
+/// and ingest create them, and the data goes into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FactsLayout {
+    /// One `emission_facts` row per record: native mode before migration
+    /// 0012 (and TimescaleDB mode).
+    Rows,
+    /// One `emission_fact_segments` row per (hour, account, region) holding
+    /// that group's records as parallel arrays, sorted by record key, none
+    /// superseded: what native-mode ingest writes since migration 0012. The
+    /// key hashes are PostgreSQL's `hashtextextended(record_key, 0)`, not the
+    /// aggregator's FNV-1a ([`crate::fact_segments::key_hash`]): the bench's
+    /// records never go through ingest, and no query reads the hashes (only
+    /// ingest's revision check, which confirms every hash match against the
+    /// stored key).
+    #[default]
+    Segments,
+}
+
+impl FactsLayout {
+    /// The table the facts are loaded into.
+    pub fn table(self) -> &'static str {
+        match self {
+            FactsLayout::Rows => "emission_facts",
+            FactsLayout::Segments => "emission_fact_segments",
+        }
+    }
+
+    /// Name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FactsLayout::Rows => "rows",
+            FactsLayout::Segments => "segments",
+        }
+    }
+
+    /// SQL counting the records the layout's table holds: its rows, or the
+    /// live (not superseded) positions of its segments.
+    fn count_records_sql(self) -> &'static str {
+        match self {
+            FactsLayout::Rows => "SELECT count(*) FROM emission_facts",
+            FactsLayout::Segments => {
+                "SELECT COALESCE(sum(record_count - cardinality(superseded)), 0)::bigint FROM emission_fact_segments"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FactsLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FactsLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rows" => Ok(FactsLayout::Rows),
+            "segments" => Ok(FactsLayout::Segments),
+            other => Err(format!("facts layout must be rows or segments, found {other:?}")),
+        }
+    }
 }
 
 /// Days of 5-minute data (rollups and group records) the full-depth
@@ -108,12 +185,14 @@ pub enum Depth {
 }
 
 impl Depth {
-    /// The depth of a table by its name (`*_5m`, `*_hourly`, `*_daily`,
-    /// `*_monthly`, the group records, the facts); None for other tables.
+    /// The depth of a relation by its name (`*_5m`, `*_hourly`, `*_daily`,
+    /// `*_monthly`, the group records, the facts: the view
+    /// `emission_facts_all` queries read and the two tables under it); None
+    /// for other relations.
     pub fn of_table(table: &str) -> Option<Depth> {
         if table == "realtime_group_facts" {
             Some(Depth::Realtime)
-        } else if table == "emission_facts" || table == "emission_facts_all" {
+        } else if matches!(table, "emission_facts_all" | "emission_facts" | "emission_fact_segments") {
             Some(Depth::Facts)
         } else if table.ends_with("_5m") {
             Some(Depth::FiveMinute)
@@ -143,8 +222,8 @@ enum Partitioning {
     Month,
 }
 
-/// The time-series tables the benchmark loads, with their depth.
-pub const TABLES: [(&str, Depth); 12] = [
+/// The rollup and group-record tables the benchmark loads, with their depth.
+pub const ROLLUP_TABLES: [(&str, Depth); 11] = [
     ("rollup_5m", Depth::FiveMinute),
     ("rollup_hourly", Depth::Hourly),
     ("rollup_daily", Depth::History),
@@ -156,8 +235,25 @@ pub const TABLES: [(&str, Depth); 12] = [
     ("org_team_rollup_daily", Depth::History),
     ("org_team_rollup_monthly", Depth::History),
     ("realtime_group_facts", Depth::Realtime),
-    ("emission_facts", Depth::Facts),
 ];
+
+/// The time-series tables the benchmark loads with `facts`, with their
+/// depth: the rollups, the group records and the facts' table.
+pub fn tables(facts: FactsLayout) -> Vec<(&'static str, Depth)> {
+    let mut all = ROLLUP_TABLES.to_vec();
+    all.push((facts.table(), Depth::Facts));
+    all
+}
+
+/// The relation the bench loads the data of `source` into: the facts' table
+/// of the layout for the view `emission_facts_all`, the source's own table
+/// otherwise.
+pub fn loaded_table(source: Source, facts: FactsLayout) -> &'static str {
+    match source {
+        Source::Facts => facts.table(),
+        other => other.table(),
+    }
+}
 
 /// Where each level's data starts (inclusive) and ends (exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +339,10 @@ pub struct Groups {
     pub team: i64,
 }
 
-/// Rows of each table for `layout` with `groups` per bucket.
+/// Rows of each table for `layout` with `groups` per bucket. For the facts'
+/// table this counts records whatever the layout: rows of `emission_facts`,
+/// or the records of `emission_fact_segments` (the sum of `record_count`, all
+/// live after a load); [`expected_fact_segments`] counts the segments.
 pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<(&'static str, i64)> {
     let end = layout.end_unix_s;
     let slots = |from: i64, step: i64| (end - from).max(0) / step;
@@ -255,9 +354,9 @@ pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<
         m = month_start_shifted(m, 1);
     }
     let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts)) * i64::from(cfg.resources_per_sample_account);
-    TABLES
-        .iter()
-        .map(|&(table, depth)| {
+    tables(cfg.facts_layout)
+        .into_iter()
+        .map(|(table, depth)| {
             let from = layout.from_unix_s(depth);
             let per_group = match depth {
                 Depth::FiveMinute | Depth::Realtime => slots(from, 300),
@@ -265,7 +364,7 @@ pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<
                 Depth::History if table.ends_with("_daily") => days(from),
                 Depth::History => months,
             };
-            let n = if table == "emission_facts" {
+            let n = if depth == Depth::Facts {
                 sampled
             } else if table.starts_with("org_team_") {
                 groups.team
@@ -277,6 +376,18 @@ pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<
             (table, n * per_group)
         })
         .collect()
+}
+
+/// Segments of `emission_fact_segments` after loading `layout` with the
+/// segment layout (0 with rows): one per (hour, sampled account, region of
+/// its resources); resource `r` is in region `r % 15`.
+pub fn expected_fact_segments(cfg: &BenchConfig, layout: &Layout) -> i64 {
+    if cfg.facts_layout != FactsLayout::Segments {
+        return 0;
+    }
+    let hours = (layout.end_unix_s - layout.facts_from_unix_s).max(0) / HOUR_S;
+    let regions = i64::from(cfg.resources_per_sample_account.min(REGIONS));
+    i64::from(cfg.sample_accounts.min(cfg.accounts)) * regions * hours
 }
 
 /// A time range of one source a query read (a plan segment).
@@ -305,6 +416,8 @@ pub struct RelationsRead {
     pub relations: u32,
     /// Lower bound of the oldest partition scanned (None for a plain table).
     pub oldest_partition_from_unix_s: Option<i64>,
+    /// Lower bound of the newest partition scanned (None for a plain table).
+    pub newest_partition_from_unix_s: Option<i64>,
 }
 
 /// Latency percentiles of one query type, milliseconds.
@@ -379,8 +492,12 @@ pub struct Loaded {
     pub layout: Layout,
     /// Groups per bucket of each family.
     pub groups: Groups,
-    /// Rows inserted per table, and the seconds its inserts took.
+    /// Rows inserted per table (records for `emission_fact_segments`), and
+    /// the seconds its inserts took.
     pub tables: Vec<(&'static str, i64, f64)>,
+    /// Segments (rows) of `emission_fact_segments` holding those records
+    /// (0 with the row layout).
+    pub fact_segments: i64,
     /// Accounts inserted.
     pub accounts: i64,
     /// Wall time of the inserts (with the partitions and helper tables).
@@ -402,8 +519,11 @@ pub struct BenchReport {
     pub groups: Groups,
     /// Accounts loaded.
     pub accounts: i64,
-    /// Per table: rows, load time, size, full-depth rows.
+    /// Per table: rows (records for `emission_fact_segments`), load time,
+    /// size, full-depth rows.
     pub tables: Vec<TableFigures>,
+    /// Segments of `emission_fact_segments` loaded (0 with the row layout).
+    pub fact_segments: i64,
     /// Wall time of the inserts, seconds.
     pub load_s: f64,
     /// Wall time of VACUUM (ANALYZE) after them, seconds.
@@ -600,18 +720,41 @@ pub async fn remeasure(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, 
     let groups = Groups { series, org, team };
     let mut tables = Vec::new();
     for (table, expected) in expected_rows(cfg, &layout, groups) {
-        let found: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?;
+        // Records for the facts' table (live segment positions, or rows).
+        let sql = if table == cfg.facts_layout.table() {
+            cfg.facts_layout.count_records_sql().to_owned()
+        } else {
+            format!("SELECT count(*) FROM {table}")
+        };
+        let found: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await?;
         // The first run's ingest measurement (at most MAX_INGEST_BATCHES
-        // batches of INGEST_BATCH_FACTS facts, all in the hour after the
-        // dataset) may have added rows; nothing else may differ.
+        // batches of INGEST_BATCH_FACTS new facts, then the same keys at a
+        // higher revision, all in the hour after the dataset) may have added
+        // rows and live records; nothing else may differ.
         let surplus = found - expected;
         if !(0..=i64::from(MAX_INGEST_BATCHES) * i64::from(INGEST_BATCH_FACTS)).contains(&surplus) {
             return Err(BenchError::RowCount { table, expected, found });
         }
         tables.push((table, expected, 0.0));
     }
+    // Segments of the loaded hours (the ingest measurement's lie after them).
+    let fact_segments = if cfg.facts_layout == FactsLayout::Segments {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM emission_fact_segments WHERE period_start < to_timestamp($1::bigint)",
+        )
+        .bind(layout.end_unix_s)
+        .fetch_one(pool)
+        .await?;
+        let expected = expected_fact_segments(cfg, &layout);
+        if found != expected {
+            return Err(BenchError::RowCount { table: "emission_fact_segments (segments)", expected, found });
+        }
+        found
+    } else {
+        0
+    };
     let accounts = count("SELECT count(*) FROM accounts").await?;
-    let loaded = Loaded { layout, groups, tables, accounts, load_s: 0.0, vacuum_analyze_s: 0.0 };
+    let loaded = Loaded { layout, groups, tables, fact_segments, accounts, load_s: 0.0, vacuum_analyze_s: 0.0 };
     measure(pool, cfg, &loaded).await
 }
 
@@ -622,13 +765,17 @@ fn hour_factor(t: &str) -> String {
     format!("(1 + 0.3 * sin((({t}) / 3600)::float8))")
 }
 
-/// Accumulates rows and seconds per table.
+/// Accumulates rows (records for `emission_fact_segments`) and seconds per
+/// table, and the segments written.
 #[derive(Default)]
-struct LoadTimes(BTreeMap<&'static str, (i64, f64)>);
+struct LoadTimes {
+    tables: BTreeMap<&'static str, (i64, f64)>,
+    fact_segments: i64,
+}
 
 impl LoadTimes {
     fn add(&mut self, table: &'static str, rows: u64, started: Instant) {
-        let e = self.0.entry(table).or_default();
+        let e = self.tables.entry(table).or_default();
         e.0 += rows as i64;
         e.1 += started.elapsed().as_secs_f64();
     }
@@ -677,7 +824,7 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     // Refuse before loading when a query would read beyond the loaded depth.
     for (name, requests) in query_cases(cfg) {
         for q in &requests {
-            check_ranges(name, &predicted_ranges(q, cfg.now_unix_s), &layout, &full)?;
+            check_ranges(name, &predicted_ranges(q, cfg.now_unix_s), cfg.facts_layout, &layout, &full)?;
         }
     }
     db::migrate(pool).await?;
@@ -705,20 +852,28 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     conn.close().await?;
     let groups = Groups { series, org, team };
 
-    let accounts = times.0.get("accounts").map_or(0, |e| e.0);
+    let accounts = times.tables.get("accounts").map_or(0, |e| e.0);
     let mut tables = Vec::new();
     for (table, expected) in expected_rows(cfg, &layout, groups) {
-        let (found, secs) = times.0.get(table).copied().unwrap_or_default();
+        let (found, secs) = times.tables.get(table).copied().unwrap_or_default();
         if found != expected {
             return Err(BenchError::RowCount { table, expected, found });
         }
         tables.push((table, found, secs));
     }
+    let expected_segments = expected_fact_segments(cfg, &layout);
+    if times.fact_segments != expected_segments {
+        return Err(BenchError::RowCount {
+            table: "emission_fact_segments (segments)",
+            expected: expected_segments,
+            found: times.fact_segments,
+        });
+    }
     let expected_series = i64::from(cfg.accounts) * i64::from(cfg.series_per_account);
     if series != expected_series {
         return Err(BenchError::RowCount { table: "bench_series", expected: expected_series, found: series });
     }
-    Ok(Loaded { layout, groups, tables, accounts, load_s, vacuum_analyze_s })
+    Ok(Loaded { layout, groups, tables, fact_segments: times.fact_segments, accounts, load_s, vacuum_analyze_s })
 }
 
 /// A family of rollup tables and the generated series feeding it (all
@@ -812,6 +967,76 @@ fn rollup_insert(family: Family, level: Level) -> String {
     )
 }
 
+/// The sampled accounts' per-resource facts of the hours `$1 .. $2`
+/// (Unix seconds): accounts `0 .. $3`, resources `0 .. $4` each, resource
+/// `r` in region `r % $5`; one row per record, with the columns of
+/// `emission_facts` in its order.
+const FACT_RECORDS: &str = "SELECT to_timestamp(h) AS period_start, 3600 AS period_s,
+                lpad((100000000000 + a)::text, 12, '0') AS account_id, 'region-' || (r % $5) AS region,
+                'res-' || r || '/total' AS record_key, 1::bigint AS revision,
+                'arn:bench:' || a || ':' || r AS resource_id, 'type-' || (r % 30) || '-0' AS resource_type,
+                'service-' || (r % 30) AS service, 'team-' || (r % 50) AS team, 'measured' AS quality,
+                e AS energy_kwh, e * 400 AS location_g_co2e, e * 150 AS market_g_co2e, e * 320 AS low_g_co2e,
+                e * 500 AS high_g_co2e, 'bench' AS methodology_version, 'bench' AS factor_source,
+                '2024' AS factor_vintage, 'bench' AS agent_id, 0::bigint AS batch_sequence
+         FROM generate_series($1::bigint, $2::bigint - 3600, 3600) h,
+              generate_series(0, $3 - 1) a, generate_series(0, $4 - 1) r,
+              LATERAL (SELECT 0.001 * (1 + (r * 13 + a) % 50) * (1.0 + 0.3 * sin(h / 3600.0)) AS e) v";
+
+/// Each array of `emission_fact_segments` and the record column it holds.
+/// The key hashes are PostgreSQL's `hashtextextended`, not the aggregator's
+/// FNV-1a: see [`FactsLayout::Segments`].
+const SEGMENT_ARRAYS: [(&str, &str); 17] = [
+    ("key_hashes", "hashtextextended(f.record_key, 0)"),
+    ("period_s", "f.period_s"),
+    ("record_keys", "f.record_key"),
+    ("revisions", "f.revision"),
+    ("resource_ids", "f.resource_id"),
+    ("resource_types", "f.resource_type"),
+    ("services", "f.service"),
+    ("teams", "f.team"),
+    ("qualities", "f.quality"),
+    ("energy_kwh", "f.energy_kwh"),
+    ("location_g_co2e", "f.location_g_co2e"),
+    ("market_g_co2e", "f.market_g_co2e"),
+    ("low_g_co2e", "f.low_g_co2e"),
+    ("high_g_co2e", "f.high_g_co2e"),
+    ("methodology_versions", "f.methodology_version"),
+    ("factor_sources", "f.factor_source"),
+    ("factor_vintages", "f.factor_vintage"),
+];
+
+/// The statement loading [`FACT_RECORDS`] in `layout`: a plain INSERT of the
+/// rows, or one segment per (hour, account, region) with the group's records
+/// in record-key order (bytewise, as ingest sorts them), `superseded` empty;
+/// the segment statement returns (segments, records) written.
+fn facts_insert(layout: FactsLayout) -> String {
+    match layout {
+        FactsLayout::Rows => format!("INSERT INTO emission_facts {FACT_RECORDS}"),
+        FactsLayout::Segments => {
+            let columns: Vec<&str> = SEGMENT_ARRAYS.iter().map(|(c, _)| *c).collect();
+            let arrays: Vec<String> = SEGMENT_ARRAYS
+                .iter()
+                .map(|(_, e)| format!("array_agg({e} ORDER BY f.record_key COLLATE \"C\")"))
+                .collect();
+            format!(
+                "WITH f AS ({FACT_RECORDS}),
+                 ins AS (
+                    INSERT INTO emission_fact_segments (period_start, account_id, region, agent_id, batch_sequence,
+                           record_count, {columns})
+                    SELECT f.period_start, f.account_id, f.region, f.agent_id, f.batch_sequence, count(*)::int,
+                           {arrays}
+                    FROM f GROUP BY f.period_start, f.account_id, f.region, f.agent_id, f.batch_sequence
+                    RETURNING record_count
+                 )
+                 SELECT count(*)::bigint, COALESCE(sum(record_count), 0)::bigint FROM ins",
+                columns = columns.join(", "),
+                arrays = arrays.join(",\n                           ")
+            )
+        }
+    }
+}
+
 async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) -> Result<LoadTimes, BenchError> {
     let mut times = LoadTimes::default();
     let end = layout.end_unix_s;
@@ -891,11 +1116,14 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
     .await?;
 
     // Partitions: months for hourly rollups and facts, days for 5-minute
-    // rollups and group records.
+    // rollups and group records. Both facts tables get theirs, as native
+    // mode creates them (maintenance, `canopy_ensure_time_partitions`), so
+    // the view reads the empty one's partitions as a server would.
     for (parent, unit, from) in [
         ("rollup_hourly", "month", layout.hourly_from_unix_s),
         ("org_rollup_hourly", "month", layout.hourly_from_unix_s),
         ("emission_facts", "month", layout.facts_from_unix_s),
+        ("emission_fact_segments", "month", layout.facts_from_unix_s),
         ("rollup_5m", "day", layout.five_minute_from_unix_s),
         ("org_rollup_5m", "day", layout.five_minute_from_unix_s),
         ("realtime_group_facts", "day", layout.realtime_from_unix_s),
@@ -917,14 +1145,7 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
          FROM generate_series($1::bigint, $2::bigint - 300, 300) m, bench_series s,
               LATERAL (SELECT s.base_kwh * {g_m} / 12 AS e) v"
     );
-    let facts = "INSERT INTO emission_facts
-         SELECT to_timestamp(h), 3600, lpad((100000000000 + a)::text, 12, '0'), 'region-' || (r % $5),
-                'res-' || r || '/total', 1, 'arn:bench:' || a || ':' || r, 'type-' || (r % 30) || '-0',
-                'service-' || (r % 30), 'team-' || (r % 50), 'measured',
-                e, e * 400, e * 150, e * 320, e * 500, 'bench', 'bench', '2024', 'bench', 0
-         FROM generate_series($1::bigint, $2::bigint - 3600, 3600) h,
-              generate_series(0, $3 - 1) a, generate_series(0, $4 - 1) r,
-              LATERAL (SELECT 0.001 * (1 + (r * 13 + a) % 50) * (1.0 + 0.3 * sin(h / 3600.0)) AS e) v";
+    let facts = facts_insert(cfg.facts_layout);
     let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts));
 
     // Day by day, oldest first (the order data arrives in), one statement
@@ -960,7 +1181,17 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
         }
         if day >= layout.facts_from_unix_s && sampled > 0 {
             let binds = [day, to, sampled, i64::from(cfg.resources_per_sample_account), i64::from(REGIONS)];
-            insert(conn, &mut times, "emission_facts", facts, &binds).await?;
+            let table = cfg.facts_layout.table();
+            match cfg.facts_layout {
+                FactsLayout::Rows => insert(conn, &mut times, table, &facts, &binds).await?,
+                FactsLayout::Segments => {
+                    let started = Instant::now();
+                    let (segments, records): (i64, i64) =
+                        binds.iter().fold(sqlx::query_as(&facts), |q, b| q.bind(*b)).fetch_one(&mut *conn).await?;
+                    times.add(table, u64::try_from(records).unwrap_or(0), started);
+                    times.fact_segments += segments;
+                }
+            }
         }
         day += DAY_S;
     }
@@ -1178,15 +1409,19 @@ fn describe(ranges: &[ReadRange]) -> String {
 }
 
 /// Checks that `ranges` read only what the depth-limited dataset holds
-/// exactly as the full-depth one would.
-pub fn check_ranges(query: &'static str, ranges: &[ReadRange], loaded: &Layout, full: &Layout) -> Result<(), BenchError> {
+/// exactly as the full-depth one would. The engine reads the facts through
+/// the view `emission_facts_all`; their data is in the table of `facts`.
+pub fn check_ranges(
+    query: &'static str,
+    ranges: &[ReadRange],
+    facts: FactsLayout,
+    loaded: &Layout,
+    full: &Layout,
+) -> Result<(), BenchError> {
+    let loaded_tables = tables(facts);
     for r in ranges {
-        // The engine reads the facts through their view; the bench loads the rows under it.
-        let table = match r.source.table() {
-            "emission_facts_all" => "emission_facts",
-            other => other,
-        };
-        let Some(depth) = Depth::of_table(table).filter(|_| TABLES.iter().any(|(t, _)| *t == table)) else {
+        let table = loaded_table(r.source, facts);
+        let Some(depth) = Depth::of_table(table).filter(|_| loaded_tables.iter().any(|(t, _)| *t == table)) else {
             return Err(BenchError::DepthChangesQuery {
                 query,
                 detail: format!("reads {table}, which the bench does not load (extend bench.rs to load it)"),
@@ -1331,22 +1566,68 @@ async fn probe(
             table: parent.clone(),
             relations: 0,
             oldest_partition_from_unix_s: None,
+            newest_partition_from_unix_s: None,
         });
         entry.relations += 1;
         let lower = if relname == parent { None } else { partition_from_unix_s(relname) };
         if let Some(lo) = lower {
             entry.oldest_partition_from_unix_s = Some(entry.oldest_partition_from_unix_s.map_or(lo, |o: i64| o.min(lo)));
+            entry.newest_partition_from_unix_s = Some(entry.newest_partition_from_unix_s.map_or(lo, |n: i64| n.max(lo)));
         }
     }
     Ok((ranges, by_table.into_values().collect()))
 }
 
-/// Checks that no scanned partition of a depth-limited table is older than
-/// its completely loaded partitions.
-fn check_relations(query: &'static str, read: &[RelationsRead], loaded: &Layout, full: &Layout) -> Result<(), BenchError> {
+/// Checks what a query's probe scanned: every partition of a time-series
+/// table lies within the loaded days of its level (from the partition
+/// holding the level's first loaded instant, before the end of the data),
+/// none of a depth-limited table is older than its completely loaded
+/// partitions, and a query that read the facts (the view
+/// `emission_facts_all`) scanned partitions of the table the facts are loaded
+/// into.
+fn check_relations(
+    query: &'static str,
+    ranges: &[ReadRange],
+    read: &[RelationsRead],
+    facts: FactsLayout,
+    loaded: &Layout,
+    full: &Layout,
+) -> Result<(), BenchError> {
+    if ranges.iter().any(|r| r.source == Source::Facts)
+        && !read.iter().any(|r| r.table == facts.table() && r.oldest_partition_from_unix_s.is_some())
+    {
+        return Err(BenchError::DepthChangesQuery {
+            query,
+            detail: format!(
+                "reads the facts (emission_facts_all) but scanned no partition of {}, where they are loaded \
+                 ({} layout); scanned: {read:?}",
+                facts.table(),
+                facts
+            ),
+        });
+    }
     for r in read {
         let Some(depth) = Depth::of_table(&r.table) else { continue };
-        let Some(lo) = r.oldest_partition_from_unix_s else { continue };
+        let (Some(lo), Some(hi)) = (r.oldest_partition_from_unix_s, r.newest_partition_from_unix_s) else { continue };
+        let first = loaded.from_unix_s(depth);
+        let first_partition = match depth.partitioning() {
+            Partitioning::Plain => first,
+            Partitioning::Day => floor_to(first, DAY_S),
+            Partitioning::Month => month_start_shifted(first, 0),
+        };
+        if lo < first_partition || hi >= loaded.end_unix_s {
+            return Err(BenchError::DepthChangesQuery {
+                query,
+                detail: format!(
+                    "scanned partitions of {} from {} to {}, outside the loaded days of that level ({} to {})",
+                    r.table,
+                    date(lo),
+                    date(hi),
+                    date(first),
+                    date(loaded.end_unix_s - 1)
+                ),
+            });
+        }
         let limited = loaded.from_unix_s(depth) > full.from_unix_s(depth);
         let complete = loaded.complete_from_unix_s(depth);
         if limited && lo < complete {
@@ -1387,8 +1668,8 @@ async fn time_queries(pool: &PgPool, cfg: &BenchConfig, loaded: &Layout, full: &
         if !same {
             return Err(BenchError::PlanMismatch { query: name, planned: describe(&segments), predicted: describe(&predicted) });
         }
-        check_ranges(name, &segments, loaded, full)?;
-        check_relations(name, &relations_read, loaded, full)?;
+        check_ranges(name, &segments, cfg.facts_layout, loaded, full)?;
+        check_relations(name, &segments, &relations_read, cfg.facts_layout, loaded, full)?;
         let mut times = Vec::new();
         let mut rows = 0;
         for q in &requests {
@@ -1456,6 +1737,7 @@ pub async fn measure(pool: &PgPool, cfg: &BenchConfig, loaded: &Loaded) -> Resul
         groups: loaded.groups,
         accounts: loaded.accounts,
         tables,
+        fact_segments: loaded.fact_segments,
         load_s: loaded.load_s,
         vacuum_analyze_s: loaded.vacuum_analyze_s,
         database_bytes,
@@ -1506,6 +1788,22 @@ impl BenchReport {
                     String::new()
                 }
             );
+        }
+        let records = self.tables.iter().find(|t| t.table == self.config.facts_layout.table()).map_or(0, |t| t.rows);
+        match self.config.facts_layout {
+            FactsLayout::Rows => {
+                let _ = writeln!(s, "per-resource facts: rows layout, {records} rows of emission_facts");
+            }
+            FactsLayout::Segments => {
+                let _ = writeln!(
+                    s,
+                    "per-resource facts: segments layout, {records} records in {} segments of emission_fact_segments \
+                     ({:.1} records per segment); its 'rows' below count records (sum of record_count), its \
+                     bytes/row are bytes per record; key hashes by hashtextextended (the bench bypasses ingest)",
+                    self.fact_segments,
+                    if self.fact_segments > 0 { records as f64 / self.fact_segments as f64 } else { 0.0 }
+                );
+            }
         }
         if self.load_s > 0.0 {
             let _ = writeln!(

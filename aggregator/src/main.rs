@@ -134,6 +134,12 @@ enum Command {
         /// nothing and measures no ingest.
         #[arg(long)]
         reuse_loaded_at: Option<i64>,
+        /// How the per-resource facts are stored: `segments` (one
+        /// emission_fact_segments row per hour, account and region, as
+        /// native-mode ingest writes them) or `rows` (one emission_facts row
+        /// per record, the layout before migration 0012).
+        #[arg(long, default_value_t = bench::FactsLayout::Segments)]
+        facts_layout: bench::FactsLayout,
     },
     /// Migrate, then serve the HTTP query API.
     Serve {
@@ -260,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
             runs,
             ingest_batches,
             reuse_loaded_at,
+            facts_layout,
         } => {
             let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
             let cfg = BenchConfig {
@@ -275,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 runs,
                 ingest_batches: if reuse_loaded_at.is_some() { 0 } else { ingest_batches },
                 now_unix_s: reuse_loaded_at.unwrap_or_else(http::system_clock),
+                facts_layout,
             };
             let report = match reuse_loaded_at {
                 Some(_) => bench::remeasure(&pool, &cfg).await?,

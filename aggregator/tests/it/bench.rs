@@ -3,7 +3,9 @@
 //! check refuses configurations whose queries would read beyond the loaded
 //! depth, and every query type runs and reports what it read.
 
-use canopy_aggregator::bench::{self, BenchConfig, BenchError, Layout};
+use canopy_aggregator::bench::{self, BenchConfig, BenchError, FactsLayout, Layout};
+use canopy_aggregator::maintenance::RetentionPolicy;
+use canopy_aggregator::query::{Filters, Page, QueryEngine, TopResourcesRequest};
 use sqlx::Row;
 
 use crate::support::TestDb;
@@ -27,6 +29,7 @@ fn tiny() -> BenchConfig {
         runs: 2,
         ingest_batches: 1,
         now_unix_s: NOW,
+        facts_layout: FactsLayout::Segments,
     }
 }
 
@@ -107,13 +110,23 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
         ("org_rollup_monthly", org_groups * 3),
         ("org_team_rollup_daily", team_groups * 70),
         ("org_team_rollup_monthly", team_groups * 3),
-        ("emission_facts", 3 * 5 * (8 * 24 + 13)),
     ];
     for (table, rows) in expected {
         assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")).await, rows, "{table}");
         let reported = loaded.tables.iter().find(|t| t.0 == table).map(|t| t.1);
         assert_eq!(reported, Some(rows), "{table}");
     }
+    // The facts as segments: 3 accounts × 5 resources (each in its own
+    // region) × 205 hours, one record per segment; the facts' table reports
+    // records (the sum of record_count), and the row table stays empty.
+    let fact_records = 3 * 5 * (8 * 24 + 13);
+    assert_eq!(count(&db, "SELECT sum(record_count) FROM emission_fact_segments").await, fact_records);
+    assert_eq!(count(&db, "SELECT count(*) FROM emission_fact_segments").await, fact_records);
+    assert_eq!(loaded.fact_segments, fact_records);
+    assert_eq!(loaded.tables.iter().find(|t| t.0 == "emission_fact_segments").map(|t| t.1), Some(fact_records));
+    assert!(!loaded.tables.iter().any(|t| t.0 == "emission_facts"), "{:?}", loaded.tables);
+    assert_eq!(count(&db, "SELECT count(*) FROM emission_facts").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM emission_facts_all").await, fact_records);
     assert_eq!(count(&db, "SELECT count(*) FROM accounts").await, 30);
     assert_eq!(
         count(&db, "SELECT count(*) FROM rollup_hourly WHERE bucket_start < timestamptz '2026-10-30'").await,
@@ -232,7 +245,16 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
     let one_account = q("totals 13 months one account by region");
     assert!((1..=3).contains(&one_account.rows), "3 series in at most 3 regions: {}", one_account.rows);
     assert_eq!(one_account.relations_read.iter().map(|r| r.table.as_str()).collect::<Vec<_>>(), ["rollup_daily", "rollup_monthly"]);
-    assert_eq!(q("top 10 resources 7 days one sampled account").rows, 5);
+    let top = q("top 10 resources 7 days one sampled account");
+    assert_eq!(top.rows, 5);
+    // The view's data is in the segment partition of November (the 7 days
+    // lie in it), which the probe saw scanned; the row table's partition is
+    // empty but exists, as native mode creates both.
+    let top_tables: Vec<(&str, u32, Option<i64>)> =
+        top.relations_read.iter().map(|r| (r.table.as_str(), r.relations, r.oldest_partition_from_unix_s)).collect();
+    assert!(top_tables.contains(&("emission_fact_segments", 1, Some(1_793_491_200))), "{top_tables:?}");
+    assert!(top_tables.iter().all(|t| t.0.starts_with("emission_fact")), "{top_tables:?}");
+    assert!(text.contains("segments layout"), "{text}");
     assert!(text.contains("MEASURED load") && text.contains("PROJECTED full-depth dataset"), "{text}");
     let hourly_table = report.tables.iter().find(|t| t.table == "rollup_hourly").expect("rollup_hourly");
     assert_eq!(hourly_table.full_depth_rows, 90 * (40 * 24 + 13));
@@ -256,4 +278,124 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
     let more_accounts = BenchConfig { accounts: cfg.accounts + 1, ingest_batches: 0, ..cfg };
     let err = bench::remeasure(&db.pool, &more_accounts).await.expect_err("another dataset's row counts");
     assert!(matches!(err, BenchError::RowCount { table: "rollup_5m", .. }), "{err}");
+    // So is the other facts layout: its table holds no records.
+    let rows_layout = BenchConfig { facts_layout: FactsLayout::Rows, ingest_batches: 0, ..cfg };
+    let err = bench::remeasure(&db.pool, &rows_layout).await.expect_err("the rows layout's row counts");
+    assert!(matches!(err, BenchError::RowCount { table: "emission_facts", found: 0, .. }), "{err}");
+}
+
+type Fact = (i64, i32, String, String, String, i64, String, String, String, String, Vec<f64>, String);
+
+/// The facts of a loaded database as the view reads them, in key order.
+async fn facts_of(db: &TestDb) -> Vec<Fact> {
+    let rows = sqlx::query(
+        "SELECT extract(epoch FROM period_start)::bigint, period_s, account_id, region, record_key, revision,
+                resource_id, resource_type, service, team,
+                ARRAY[energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e],
+                concat_ws('/', quality, methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
+         FROM emission_facts_all ORDER BY 1, 3, 4, 5",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("facts");
+    rows.iter()
+        .map(|r| {
+            (
+                r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9),
+                r.get(10), r.get(11),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_and_segments_layouts_hold_the_same_facts_and_answer_alike() {
+    // 20 resources per sampled account: regions 0..4 hold two each, so
+    // segments hold one or two records.
+    let cfg = BenchConfig { resources_per_sample_account: 20, runs: 1, ingest_batches: 0, ..tiny() };
+    let (rows_db, segments_db) = (TestDb::empty().await, TestDb::empty().await);
+    let rows_cfg = BenchConfig { facts_layout: FactsLayout::Rows, ..cfg };
+    let from_rows = bench::load_dataset(&rows_db.pool, &rows_cfg).await.expect("load rows");
+    let from_segments = bench::load_dataset(&segments_db.pool, &cfg).await.expect("load segments");
+
+    let hours = 8 * 24 + 13;
+    let records = 3 * 20 * hours;
+    assert_eq!(from_rows.tables.iter().find(|t| t.0 == "emission_facts").map(|t| t.1), Some(records));
+    assert_eq!(from_rows.fact_segments, 0);
+    assert_eq!(count(&rows_db, "SELECT count(*) FROM emission_fact_segments").await, 0);
+    assert_eq!(from_segments.tables.iter().find(|t| t.0 == "emission_fact_segments").map(|t| t.1), Some(records));
+    assert_eq!(from_segments.fact_segments, 3 * 15 * hours);
+    assert_eq!(count(&segments_db, "SELECT count(*) FROM emission_fact_segments").await, 3 * 15 * hours);
+    let pairs = count(&segments_db, "SELECT count(*) FROM emission_fact_segments WHERE record_count = 2").await;
+    assert_eq!(pairs, 3 * 5 * hours);
+    // Every array as long as record_count, nothing superseded, keys sorted,
+    // hashes by hashtextextended, one segment per (hour, account, region).
+    assert_eq!(
+        count(
+            &segments_db,
+            "SELECT count(*) FROM emission_fact_segments
+             WHERE cardinality(record_keys) <> record_count OR cardinality(energy_kwh) <> record_count
+                OR cardinality(key_hashes) <> record_count OR cardinality(factor_vintages) <> record_count
+                OR superseded <> '{}'
+                OR key_hashes <> ARRAY(SELECT hashtextextended(k, 0) FROM unnest(record_keys) k)
+                OR record_keys <> ARRAY(SELECT k FROM unnest(record_keys) k ORDER BY k COLLATE \"C\")",
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &segments_db,
+            "SELECT count(*) FROM (SELECT DISTINCT period_start, account_id, region FROM emission_fact_segments) g"
+        )
+        .await,
+        3 * 15 * hours
+    );
+    // The same records with the same values.
+    let (a, b) = (facts_of(&rows_db).await, facts_of(&segments_db).await);
+    assert_eq!(a.len() as i64, records);
+    assert!(a == b, "the layouts differ");
+
+    // The same answers, top resources over 7 days of every sampled account.
+    for account in 0..3 {
+        let req = TopResourcesRequest {
+            from_unix_s: NOW - NOW % 86_400 - 7 * 86_400,
+            to_unix_s: NOW - NOW % 86_400,
+            filters: Filters { account: vec![bench::account_id(account)], ..Filters::default() },
+            page: Page { limit: 10, offset: 0 },
+        };
+        let on = |db: &TestDb| QueryEngine::new(db.pool.clone(), RetentionPolicy::default());
+        let x = on(&rows_db).top_resources(&req).await.expect("rows");
+        let y = on(&segments_db).top_resources(&req).await.expect("segments");
+        assert_eq!(x.rows.len(), 10);
+        assert_eq!(x.rows.len(), y.rows.len());
+        for (r, s) in x.rows.iter().zip(&y.rows) {
+            let ids = |r: &canopy_aggregator::query::ResourceRow| {
+                (r.account_id.clone(), r.region.clone(), r.resource_id.clone(), r.service.clone(), r.team.clone())
+            };
+            assert_eq!(ids(r), ids(s), "account {account}");
+            assert_eq!(r.metrics.fact_count, s.metrics.fact_count);
+            assert_eq!(r.metrics.fact_count, 7 * 24);
+            // Sums of the same values, perhaps added in another order.
+            for (u, v) in [
+                (r.metrics.energy_kwh, s.metrics.energy_kwh),
+                (r.metrics.location_kg_co2e, s.metrics.location_kg_co2e),
+                (r.metrics.high_kg_co2e, s.metrics.high_kg_co2e),
+            ] {
+                assert!(u > 0.0 && ((u - v) / u).abs() < 1e-12, "account {account}: {u} vs {v}");
+            }
+        }
+    }
+
+    // The rows layout's probe sees the rows' partition scanned.
+    let report = bench::measure(&rows_db.pool, &rows_cfg, &from_rows).await.expect("measure rows");
+    let top = report.queries.iter().find(|q| q.name == "top 10 resources 7 days one sampled account").expect("top");
+    assert!(
+        top.relations_read
+            .iter()
+            .any(|r| r.table == "emission_facts" && r.oldest_partition_from_unix_s == Some(1_793_491_200)),
+        "{:?}",
+        top.relations_read
+    );
+    assert!(report.render().contains("rows layout"));
 }
