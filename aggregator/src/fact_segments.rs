@@ -472,16 +472,14 @@ pub(crate) async fn write(
     }
 
     let inventory = inventory_teams(tx, facts, &written, team_tag_key).await?;
-    let default_team_of = |fi: usize| {
-        groups
-            .iter()
-            .zip(&states)
-            .find(|(g, _)| g.range.contains(&fi))
-            .and_then(|(_, s)| s.default_team.as_deref())
-    };
+    // The account's default team of each fact, through its group.
+    let mut default_teams: Vec<Option<&str>> = vec![None; facts.len()];
+    for (g, state) in groups.iter().zip(&states) {
+        default_teams[g.range.clone()].fill(state.default_team.as_deref());
+    }
     let teams: Vec<&str> = written
         .iter()
-        .map(|&fi| team_of(facts[fi], team_tag_key, inventory.get(&fi).map(String::as_str), default_team_of(fi)))
+        .map(|&fi| team_of(facts[fi], team_tag_key, inventory.get(&fi).map(String::as_str), default_teams[fi]))
         .collect();
 
     // The rollup difference, per 5-minute bucket and group.
