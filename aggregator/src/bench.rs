@@ -99,7 +99,7 @@ pub struct BenchConfig {
 /// positions of `emission_fact_segments`) either way; the partitions of both
 /// tables are created over the facts' months, as native mode's maintenance
 /// and ingest create them, and the data goes into one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FactsLayout {
     /// One `emission_facts` row per record: native mode before migration
     /// 0012 (and TimescaleDB mode).
@@ -125,14 +125,6 @@ impl FactsLayout {
         }
     }
 
-    /// Name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            FactsLayout::Rows => "rows",
-            FactsLayout::Segments => "segments",
-        }
-    }
-
     /// SQL counting the records the layout's table holds: its rows, or the
     /// live (not superseded) positions of its segments.
     fn count_records_sql(self) -> &'static str {
@@ -141,24 +133,6 @@ impl FactsLayout {
             FactsLayout::Segments => {
                 "SELECT COALESCE(sum(record_count - cardinality(superseded)), 0)::bigint FROM emission_fact_segments"
             }
-        }
-    }
-}
-
-impl std::fmt::Display for FactsLayout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for FactsLayout {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rows" => Ok(FactsLayout::Rows),
-            "segments" => Ok(FactsLayout::Segments),
-            other => Err(format!("facts layout must be rows or segments, found {other:?}")),
         }
     }
 }
@@ -1600,9 +1574,8 @@ fn check_relations(
             query,
             detail: format!(
                 "reads the facts (emission_facts_all) but scanned no partition of {}, where they are loaded \
-                 ({} layout); scanned: {read:?}",
-                facts.table(),
-                facts
+                 ({facts:?} layout); scanned: {read:?}",
+                facts.table()
             ),
         });
     }

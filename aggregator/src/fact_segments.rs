@@ -7,17 +7,17 @@
 //! the stored one and an equal or lower one is stale. The aggregator does
 //! the per-record work PostgreSQL used to do per row:
 //!
-//! 1. [`lookup_groups`] reads, per group, the key hashes of its earlier
+//! 1. `lookup_groups` reads, per group, the key hashes of its earlier
 //!    segments, whether rows of the pre-segment layout exist there, and the
 //!    account's default team (one round trip).
 //! 2. Hash matches are confirmed against the stored record keys
-//!    ([`stored_in_segments`]), and keys of groups with rows are looked up in
-//!    `emission_facts` ([`stored_in_rows`]).
+//!    (`stored_in_segments`), and keys of groups with rows are looked up in
+//!    `emission_facts` (`stored_in_rows`).
 //! 3. Teams are resolved as [`crate::ingest`]'s row statement did: the
 //!    record's own team, else the team tag of its own tags or (when it
 //!    carried none) of the stored inventory, else the account's default
 //!    team, else `untagged`.
-//! 4. One statement ([`WRITE_SQL`]) inserts the segments, marks replaced
+//! 4. One statement (`WRITE_SQL`, built once) inserts the segments, marks replaced
 //!    positions in `superseded` (or deletes replaced rows), and adds the
 //!    difference, summed here per 5-minute bucket and group, to every rollup
 //!    and to `org_rollup_pending`.
@@ -148,7 +148,8 @@ struct RollupGroup {
     quality: String,
 }
 
-const STORED_COLUMNS: &str = "record_key, revision, service, resource_type, team, quality, \
+/// Columns of a stored row [`stored_from_row`] reads.
+const STORED_COLUMNS: &str = "revision, service, resource_type, team, quality, \
      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e";
 
 /// [`STORED_COLUMNS`], each prefixed with `alias.`.
@@ -156,10 +157,8 @@ fn qualified(alias: &str) -> String {
     STORED_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<(String, Stored), sqlx::Error> {
-    Ok((
-        row.try_get("record_key")?,
-        Stored {
+fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<Stored, sqlx::Error> {
+    Ok(Stored {
             place,
             revision: row.try_get("revision")?,
             group: RollupGroup {
@@ -175,8 +174,7 @@ fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<(String,
                 row.try_get("low_g_co2e")?,
                 row.try_get("high_g_co2e")?,
             ],
-        },
-    ))
+    })
 }
 
 /// A hash match: fact `fi` may be stored at (segment, ord) of its group.
@@ -332,8 +330,7 @@ async fn stored_in_rows(
     .await?;
     for row in rows {
         let fi: i32 = row.try_get("fi")?;
-        let (_, stored) = stored_from_row(&row, Place::Row)?;
-        into.insert(usize::try_from(fi).unwrap_or(usize::MAX), stored);
+        into.insert(usize::try_from(fi).unwrap_or(usize::MAX), stored_from_row(&row, Place::Row)?);
     }
     Ok(())
 }
@@ -431,7 +428,7 @@ fn values_of(f: &FactRow) -> [f64; 5] {
     [f.energy_kwh, f.location_g_co2e, f.market_g_co2e, f.low_g_co2e, f.high_g_co2e]
 }
 
-/// Counts of [`write`]: (written, replaced).
+/// Counts of [`write()`]: (written, replaced).
 pub(crate) type Written = (u64, u64);
 
 /// Stores `facts` (one per key, sorted by start, account, region, key, as
@@ -499,13 +496,13 @@ pub(crate) async fn write(
     Ok((written.len() as u64, replaced.len() as u64))
 }
 
-/// The write statement: `$1`-`$5` segment groups (start, account, region,
+/// The write statement (built once): `$1`-`$5` segment groups (start, account, region,
 /// first and last position, exclusive, in the written arrays), `$6` agent
 /// id, `$7` batch sequence, `$8`-`$24` the written records' columns, `$25`-
 /// `$29` superseded positions (start, account, region, segment id, ord),
 /// `$30`-`$33` replaced rows (start, account, region, record key), `$34`-
 /// `$46` the 5-minute rollup difference.
-fn write_sql() -> String {
+static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rollups = rollup_ctes();
     format!(
         "WITH seg AS (
@@ -551,10 +548,9 @@ fn write_sql() -> String {
                      energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
          ),
          {rollups}
-         SELECT (SELECT count(*) FROM seg) AS segments, (SELECT count(*) FROM sup) AS segments_superseded,
-                (SELECT count(*) FROM del) AS rows_replaced"
+         SELECT 1"
     )
-}
+});
 
 #[allow(clippy::too_many_arguments)]
 async fn execute_write(
@@ -583,8 +579,7 @@ async fn execute_write(
     let rows: Vec<&FactRow> =
         replaced.iter().filter(|(_, old)| old.place == Place::Row).map(|(fi, _)| facts[*fi]).collect();
     let delta: Vec<(&DeltaKey, &DeltaSums)> = delta.iter().collect();
-    let sql = write_sql();
-    sqlx::query(&sql)
+    sqlx::query(WRITE_SQL.as_str())
         .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
         .bind(groups.iter().map(|g| g.account_id).collect::<Vec<&str>>())
         .bind(groups.iter().map(|g| g.region).collect::<Vec<&str>>())
@@ -639,32 +634,9 @@ async fn execute_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Quality;
 
     fn fact(start: i64, key: &str) -> FactRow {
-        FactRow {
-            record_key: key.into(),
-            revision: 1,
-            period_start_unix_s: start,
-            period_s: 3_600,
-            account_id: "123456789012".into(),
-            region: "eu-west-1".into(),
-            resource_id: "i-1".into(),
-            resource_type: "ec2:instance".into(),
-            service: "AmazonEC2".into(),
-            team: None,
-            tags: None,
-            quality: Quality::Measured,
-            energy_kwh: 1.0,
-            location_g_co2e: 2.0,
-            market_g_co2e: 3.0,
-            low_g_co2e: 4.0,
-            high_g_co2e: 5.0,
-            methodology_version: "canopy-1".into(),
-            factor_source: "ccf".into(),
-            factor_vintage: "2024".into(),
-            realtime: false,
-        }
+        FactRow { record_key: key.into(), period_s: 3_600, ..FactRow::sample(start, 3_600) }
     }
 
     #[test]

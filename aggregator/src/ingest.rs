@@ -482,7 +482,7 @@ pub(crate) fn rollup_ctes() -> String {
 /// writer that ignores the lock makes the INSERT fail with a unique
 /// violation, which is retryable), keys stored with a lower revision are
 /// updated, and the rest (equal or higher revision stored) are stale.
-fn facts_sql() -> String {
+static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH i AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
@@ -540,7 +540,7 @@ fn facts_sql() -> String {
          SELECT (SELECT count(*) FROM cmp WHERE old_revision IS NULL) + (SELECT count(*) FROM upd) AS written,
                 (SELECT count(*) FROM upd) AS replaced"
     )
-}
+});
 
 /// The facts of `f` to write, one per (period start, account, region,
 /// record key): the highest revision (the first of equal ones), in key
@@ -580,8 +580,7 @@ async fn upsert_facts(
     if started.mode == StorageMode::Native {
         return crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await;
     }
-    let sql = facts_sql();
-    let row = bind_facts(sqlx::query(&sql), &unique, &batch.agent_id, sequence)
+    let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
         .await?;
     let written: i64 = row.try_get("written")?;
@@ -747,32 +746,9 @@ pub async fn store_agent_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Quality;
 
     fn fact(start: i64, period_s: u32) -> FactRow {
-        FactRow {
-            record_key: "i-1/cpu".into(),
-            revision: 1,
-            period_start_unix_s: start,
-            period_s,
-            account_id: "123456789012".into(),
-            region: "eu-west-1".into(),
-            resource_id: "i-1".into(),
-            resource_type: "ec2:instance".into(),
-            service: "AmazonEC2".into(),
-            team: None,
-            tags: None,
-            quality: Quality::Measured,
-            energy_kwh: 1.0,
-            location_g_co2e: 1.0,
-            market_g_co2e: 1.0,
-            low_g_co2e: 1.0,
-            high_g_co2e: 1.0,
-            methodology_version: "canopy-1".into(),
-            factor_source: "ccf".into(),
-            factor_vintage: "2024".into(),
-            realtime: false,
-        }
+        FactRow::sample(start, period_s)
     }
 
     #[test]

@@ -138,7 +138,7 @@ enum Command {
         /// emission_fact_segments row per hour, account and region, as
         /// native-mode ingest writes them) or `rows` (one emission_facts row
         /// per record, the layout before migration 0012).
-        #[arg(long, default_value_t = bench::FactsLayout::Segments)]
+        #[arg(long, value_enum, default_value_t = bench::FactsLayout::Segments)]
         facts_layout: bench::FactsLayout,
     },
     /// Migrate, then serve the HTTP query API.

@@ -148,3 +148,34 @@ pub struct AgentStatusRow {
     /// Sequence of the batch that carried it.
     pub batch_sequence: u64,
 }
+
+#[cfg(test)]
+impl FactRow {
+    /// A valid measured fact of instance `i-1` in `123456789012`/`eu-west-1`
+    /// (record key `i-1/cpu`, revision 1, 1.0 of every metric), for unit tests.
+    pub(crate) fn sample(period_start_unix_s: i64, period_s: u32) -> FactRow {
+        FactRow {
+            record_key: "i-1/cpu".into(),
+            revision: 1,
+            period_start_unix_s,
+            period_s,
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+            resource_id: "i-1".into(),
+            resource_type: "ec2:instance".into(),
+            service: "AmazonEC2".into(),
+            team: None,
+            tags: None,
+            quality: Quality::Measured,
+            energy_kwh: 1.0,
+            location_g_co2e: 1.0,
+            market_g_co2e: 1.0,
+            low_g_co2e: 1.0,
+            high_g_co2e: 1.0,
+            methodology_version: "canopy-1".into(),
+            factor_source: "ccf".into(),
+            factor_vintage: "2024".into(),
+            realtime: false,
+        }
+    }
+}
