@@ -3,18 +3,31 @@
 //!
 //! For each batch: validate (protocol version, limits, finite non-negative
 //! values through [`canopy_protocol::Batch::validate`], interval lengths,
-//! timestamps within the retention window and at most
+//! record starts at or after the retention horizon
+//! ([`RetentionPolicy::accept_horizon_unix_s`]) and ends at most
 //! [`DeliveryConfig::max_future_s`] ahead), convert with
 //! [`batch_from_protocol`], write in **one** transaction with
 //! [`store_batch`], commit, and **only then** answer
 //! `Ack { sequence, idempotency_key, duplicate }`.
 //!
+//! The transaction first takes the retention lock shared (see
+//! [`crate::maintenance`]) and checks the horizon again with the clock read
+//! after the lock was granted: retention cannot drop a partition the batch
+//! writes, and a batch cannot write a record retention has already expired
+//! (it would be dropped again while its share stayed in the daily rollups,
+//! and a later revision would be counted on top of it).
+//!
 //! - A retryable database error is answered `Unavailable` with
 //!   `retry_after_s`; the agent keeps the batch and sends it again (a resend
-//!   is a no-op once stored, keyed by (agent id, sequence)).
+//!   is a no-op once stored, keyed by (agent id, sequence)). Retryable means
+//!   [`StoreError::is_retryable`] or any condition of the server, not of the
+//!   batch (see [`classify`]).
 //! - An invalid batch is answered `InvalidBatch` with a message naming the
 //!   field, logged, and its raw frame stored in `quarantined_batches`.
 //!   Frames the transport refused before the handler are quarantined too.
+//!   Only errors that the batch's own values provably caused are classed
+//!   so; a record older than the horizon refuses the whole batch, as every
+//!   other invalid record does (the agent counts it as refused).
 //! - Flow control: the database pool is bounded and the transport holds a
 //!   semaphore of batches in flight; a slow database holds both, the
 //!   transport stops accepting streams and agents wait.
@@ -29,6 +42,8 @@ use sqlx::PgPool;
 
 use crate::from_protocol::{agent_status_from_protocol, batch_from_protocol};
 use crate::ingest::{StoreError, StoreOutcome, store_agent_status, store_batch};
+use crate::maintenance::{RETENTION_LOCK_SQL, RetentionPolicy};
+use crate::time::{DAY_S, civil_from_days};
 
 /// Longest interval of one emission record, seconds (facts lie within one hour).
 pub const MAX_INTERVAL_S: i64 = 3_600;
@@ -36,9 +51,9 @@ pub const MAX_INTERVAL_S: i64 = 3_600;
 /// Ingest settings.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
-    /// Oldest accepted interval start, as an age in seconds (the facts'
-    /// retention window: older data would be dropped by retention anyway).
-    pub max_age_s: i64,
+    /// The retention applied by maintenance: records older than
+    /// [`RetentionPolicy::accept_horizon_unix_s`] are refused.
+    pub retention: RetentionPolicy,
     /// Latest accepted interval end, seconds after the aggregator's clock.
     pub max_future_s: i64,
     /// Limits re-checked on every batch (the transport decodes with its own).
@@ -48,15 +63,42 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    /// Defaults for a facts retention of `facts_months` months (counted as
-    /// 31 days each, so nothing retention keeps is refused), 15 minutes of
-    /// clock skew into the future, default decode limits, retry after 2 s.
+    /// [`Self::for_retention`] with the default retention except facts kept
+    /// `facts_months` months.
     pub fn new(facts_months: u32) -> Self {
-        Self {
-            max_age_s: i64::from(facts_months) * 31 * 86_400,
-            max_future_s: 15 * 60,
-            limits: DecodeLimits::default(),
-            retry_after_s: 2,
+        Self::for_retention(RetentionPolicy { facts_months, ..RetentionPolicy::default() })
+    }
+
+    /// Defaults for the retention maintenance applies: records accepted only
+    /// from the horizon that retention keeps, 15 minutes of clock skew into
+    /// the future, default decode limits, retry after 2 s.
+    pub fn for_retention(retention: RetentionPolicy) -> Self {
+        Self { retention, max_future_s: 15 * 60, limits: DecodeLimits::default(), retry_after_s: 2 }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix second (for messages).
+fn rfc3339(t_unix_s: i64) -> String {
+    let (y, m, d) = civil_from_days(t_unix_s.div_euclid(DAY_S));
+    let s = t_unix_s.rem_euclid(DAY_S);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3_600, s / 60 % 60, s % 60)
+}
+
+/// Refuses a batch holding a record that starts before the retention
+/// horizon at `now_unix_s`; the message names the record, the horizon and
+/// what was found.
+pub fn check_horizon(batch: &wire::Batch, now_unix_s: i64, retention: &RetentionPolicy) -> Result<(), String> {
+    let oldest = retention.accept_horizon_unix_s(now_unix_s);
+    match batch.emissions.iter().position(|e| e.interval_start_unix_s < oldest) {
+        None => Ok(()),
+        Some(i) => {
+            let found = batch.emissions[i].interval_start_unix_s;
+            Err(format!(
+                "emissions[{i}].interval_start_unix_s: expected at or after {oldest} ({}, the start of the oldest \
+                 month retention keeps), found {found} ({}); data past retention is not stored",
+                rfc3339(oldest),
+                rfc3339(found)
+            ))
         }
     }
 }
@@ -181,15 +223,9 @@ pub fn validate_batch(batch: &wire::Batch, version: u16, now_unix_s: i64, config
         ));
     }
     batch.validate(&config.limits).map_err(|e| e.to_string())?;
-    let oldest = now_unix_s - config.max_age_s;
+    check_horizon(batch, now_unix_s, &config.retention)?;
     let latest = now_unix_s + config.max_future_s;
     for (i, e) in batch.emissions.iter().enumerate() {
-        if e.interval_start_unix_s < oldest {
-            return Err(format!(
-                "emissions[{i}].interval_start_unix_s: expected at or after {oldest} (retention window), found {}",
-                e.interval_start_unix_s
-            ));
-        }
         if e.interval_end_unix_s > latest {
             return Err(format!(
                 "emissions[{i}].interval_end_unix_s: expected at most {latest} (15 min ahead of the aggregator clock), found {}",
@@ -225,16 +261,23 @@ impl Ingest {
         self.metrics.clone()
     }
 
-    async fn store(&self, batch: &wire::Batch) -> Result<StoreOutcome, StoreError> {
+    /// Stores `batch` in one transaction; `Ok(Err(message))` when, once the
+    /// retention lock was granted, the batch turned out older than the
+    /// horizon (retention ran since [`validate_batch`]).
+    async fn store(&self, batch: &wire::Batch) -> Result<Result<StoreOutcome, String>, StoreError> {
         let model = batch_from_protocol(batch);
         let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+        if let Err(message) = check_horizon(batch, (self.clock)(), &self.config.retention) {
+            return Ok(Err(message));
+        }
         let outcome = store_batch(&mut tx, &model).await?;
         // Protocol v2: the agent's status, in the batch's transaction.
         if let (StoreOutcome::Stored(_), Some(status)) = (outcome, agent_status_from_protocol(batch)) {
             store_agent_status(&mut tx, &status).await?;
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(Ok(outcome))
     }
 
     async fn refuse(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
@@ -254,20 +297,63 @@ impl Ingest {
     }
 }
 
-/// True when the batch itself is at fault: a fact, inventory row or batch
-/// identity failed validation, or PostgreSQL refused its values (SQLSTATE
-/// class 22, data exception, or 23, integrity constraint violation). Such a
-/// batch is quarantined. Any other non-retryable error (a full database
-/// disk, a permissions or schema problem) is the server's: a valid batch
-/// must not be quarantined and refused for good because of it.
-fn is_bad_input(e: &StoreError) -> bool {
+/// What a failed store means for the batch and the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The batch's own values caused it: refuse and quarantine.
+    BadInput,
+    /// A transient condition of the server (connection, lock, concurrent
+    /// retention, resources, shutdown): `Unavailable`, the agent retries.
+    Transient,
+    /// Any other server-side error (schema, permissions, a bug): `Internal`,
+    /// logged at ERROR, the agent retries; never quarantined.
+    Server,
+}
+
+/// Classes a failed store. Bad input only when the batch is provably at
+/// fault: a fact, inventory row or batch identity failed validation, or
+/// PostgreSQL refused a value of the batch ([`sqlstate_is_bad_input`]).
+/// Everything else is the server's, whatever the batch held.
+fn classify(e: &StoreError) -> Failure {
     match e {
-        StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => true,
-        StoreError::Sql(sqlx::Error::Database(db)) | StoreError::Db(crate::db::DbError::Sql(sqlx::Error::Database(db))) => {
-            db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => {
+            Failure::BadInput
         }
-        _ => false,
+        _ if e.is_retryable() => Failure::Transient,
+        StoreError::Sql(sqlx::Error::Database(db)) | StoreError::Db(crate::db::DbError::Sql(sqlx::Error::Database(db))) => {
+            match db.code() {
+                Some(code) if sqlstate_is_bad_input(&code) => Failure::BadInput,
+                Some(code) if sqlstate_is_transient(&code) => Failure::Transient,
+                _ => Failure::Server,
+            }
+        }
+        _ => Failure::Server,
     }
+}
+
+/// SQLSTATEs only a value carried by the batch can raise in the ingest
+/// statements: text PostgreSQL cannot store (22021 a NUL byte or invalid
+/// encoding, 22P05 `\u0000` in a JSON tag or attribute) and an instant
+/// outside PostgreSQL's timestamp range (22008, an inventory row's
+/// `observed` time). The rest of classes 22 and 23 is not provable: 23514
+/// is also "no partition of relation found for row" (a partition dropped
+/// by retention or not yet created), 23505/23P01 come from concurrent
+/// writers, 23502/23503 from the schema or rows the batch does not
+/// control, 22003/22012 from sums over stored rows.
+fn sqlstate_is_bad_input(code: &str) -> bool {
+    matches!(code, "22021" | "22P05" | "22008")
+}
+
+/// SQLSTATEs of conditions that pass: 08 connection exceptions, 40
+/// transaction rollback (serialisation failure, deadlock), 53 insufficient
+/// resources (disk full, out of memory, too many connections), 57 operator
+/// intervention (shutdown, cancel, crash recovery), 55P03 lock not
+/// available, 55006 object in use, 58 system errors (I/O) and 23514 a row
+/// with no partition (the retention lock keeps retention from causing it;
+/// should a partition be missing anyway, it is the server's state, not the
+/// batch's). Other errors (42P01 a missing table, XX000) are `Server`.
+fn sqlstate_is_transient(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || matches!(code, "55P03" | "55006" | "23514")
 }
 
 /// Stores a refused frame with its reason in `quarantined_batches`.
@@ -304,7 +390,12 @@ impl BatchHandler for Ingest {
             return Reply::Error(error);
         }
         let reply = match self.store(batch).await {
-            Ok(outcome) => {
+            Ok(Err(message)) => {
+                let error = invalid(message);
+                self.refuse(peer, &inbound.frame, &error).await;
+                Reply::Error(error)
+            }
+            Ok(Ok(outcome)) => {
                 let duplicate = outcome == StoreOutcome::Duplicate;
                 self.metrics.batches_acked_total.fetch_add(1, Ordering::Relaxed);
                 match outcome {
@@ -317,7 +408,7 @@ impl BatchHandler for Ingest {
                 }
                 Reply::Ack(Ack { sequence: batch.sequence, idempotency_key: batch.idempotency_key, duplicate })
             }
-            Err(e) if e.is_retryable() => {
+            Err(e) if classify(&e) == Failure::Transient => {
                 self.metrics.batches_unavailable_total.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(agent_id = %peer.agent_id, sequence = batch.sequence, error = %e, "storing a batch failed; agent will retry");
                 Reply::Error(ReplyError {
@@ -327,7 +418,7 @@ impl BatchHandler for Ingest {
                     retry_after_s: Some(self.config.retry_after_s),
                 })
             }
-            Err(e) if is_bad_input(&e) => {
+            Err(e) if classify(&e) == Failure::BadInput => {
                 let error = invalid(e.to_string());
                 self.refuse(peer, &inbound.frame, &error).await;
                 Reply::Error(error)
@@ -417,25 +508,72 @@ mod tests {
         check(vec![record(hour, hour + 3_600, 1.0)], 9, Some(&version_message));
         check(vec![record(hour, hour + 3_600, -1.0)], 1, Some("energy_compute_kwh"));
         check(vec![record(hour, hour + 3_600, f64::NAN)], 1, Some("energy_compute_kwh"));
-        // 13 months x 31 days = 34,819,200 s; one second older is refused.
-        let oldest = NOW - 34_819_200;
+        // NOW = 2027-01-15T08:00Z: retention keeps facts and hourly rollups
+        // from 2025-12-01 (13 months back); one second older is refused.
+        let oldest = 1_764_547_200;
         check(vec![record(oldest, oldest + 60, 1.0)], 1, None);
-        check(vec![record(oldest - 1, oldest + 60, 1.0)], 1, Some("emissions[0].interval_start_unix_s: expected at or after 1765180800"));
+        check(
+            vec![record(hour, hour + 3_600, 1.0), record(oldest - 60, oldest, 1.0)],
+            1,
+            Some(
+                "emissions[1].interval_start_unix_s: expected at or after 1764547200 (2025-12-01T00:00:00Z, \
+                 the start of the oldest month retention keeps), found 1764547140 (2025-11-30T23:59:00Z)",
+            ),
+        );
         // 15 min ahead: end at NOW + 900 is accepted, NOW + 901 is not.
         check(vec![record(NOW, NOW + 900, 1.0)], 1, None);
         check(vec![record(NOW, NOW + 901, 1.0)], 1, Some("interval_end_unix_s: expected at most 1800000900"));
         check(vec![record(hour - 3_600, hour + 1, 1.0)], 1, Some("at most 3600 s, found 3601 s"));
     }
 
+    /// Issue 13, case 5: the horizon is the start of the month retention
+    /// keeps, as retention computes it, one day ahead.
+    #[test]
+    fn the_horizon_is_the_oldest_month_retention_keeps() {
+        let day = |y, m, d| crate::time::days_from_civil(y, m, d) * DAY_S;
+        let policy = RetentionPolicy::default();
+        // 2026-12-07: retention drops October 2025, so 30-31 Oct 2025 are refused.
+        let now = day(2026, 12, 7) + 12 * 3_600;
+        assert_eq!(policy.accept_horizon_unix_s(now), day(2025, 11, 1));
+        assert_eq!(policy.facts_cutoff_unix_s(now), day(2025, 11, 1));
+        // Half an hour before December, October 2025 is refused already: a
+        // run a moment later drops it.
+        let eve = day(2026, 12, 1) - 1_800;
+        assert_eq!(policy.facts_cutoff_unix_s(eve), day(2025, 10, 1));
+        assert_eq!(policy.accept_horizon_unix_s(eve), day(2025, 11, 1));
+        // Shorter hourly or daily retention moves the horizon with it.
+        let short = RetentionPolicy { hourly_months: 3, daily_months: Some(6), ..policy };
+        assert_eq!(short.accept_horizon_unix_s(now), day(2026, 9, 1));
+        let daily = RetentionPolicy { daily_months: Some(6), ..policy };
+        assert_eq!(daily.accept_horizon_unix_s(now), day(2026, 6, 1));
+        assert_eq!(rfc3339(day(2025, 10, 30) + 3_661), "2025-10-30T01:01:01Z");
+    }
+
     #[test]
     fn only_batch_faults_are_quarantined() {
         let fact = StoreError::InvalidFact { agent_id: "a".into(), sequence: 1, index: 0, reason: "r".into() };
-        assert!(is_bad_input(&fact));
-        assert!(is_bad_input(&StoreError::InvalidBatch("empty agent id".into())));
+        assert_eq!(classify(&fact), Failure::BadInput);
+        assert_eq!(classify(&StoreError::InvalidBatch("empty agent id".into())), Failure::BadInput);
         // A database error the batch did not cause (here a query that found
         // no row) is the server's problem: answered `Internal`, not quarantined.
-        assert!(!is_bad_input(&StoreError::Sql(sqlx::Error::RowNotFound)));
-        assert!(!is_bad_input(&StoreError::Db(crate::db::DbError::UnknownStorageMode("x".into()))));
+        assert_eq!(classify(&StoreError::Sql(sqlx::Error::RowNotFound)), Failure::Server);
+        assert_eq!(classify(&StoreError::Db(crate::db::DbError::UnknownStorageMode("x".into()))), Failure::Server);
+        assert_eq!(classify(&StoreError::Sql(sqlx::Error::PoolTimedOut)), Failure::Transient);
+    }
+
+    #[test]
+    fn sqlstates_quarantine_only_values_of_the_batch() {
+        for code in ["22021", "22P05", "22008"] {
+            assert!(sqlstate_is_bad_input(code), "{code}");
+        }
+        // 23514 is also "no partition of relation found for row": a partition
+        // retention dropped is the server's doing, so the batch is retried.
+        for code in ["23514", "40001", "40P01", "53100", "53200", "53300", "57014", "57P01", "08006", "55P03", "58030"] {
+            assert!(!sqlstate_is_bad_input(code) && sqlstate_is_transient(code), "{code}");
+        }
+        for code in ["23502", "23503", "23P01", "22003", "22012", "42P01", "42501", "XX000", "2"] {
+            assert!(!sqlstate_is_bad_input(code) && !sqlstate_is_transient(code), "{code}");
+        }
     }
 
     #[test]

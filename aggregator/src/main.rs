@@ -307,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
-            let quic = start_ingest(&ingest, &organisation, pool.clone(), retention.retain_facts_months).await?;
+            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy).await?;
             let engine = QueryEngine::new(pool, policy);
             let app = http::router(engine.clone(), http::system_clock);
             let listener = tokio::net::TcpListener::bind(http_listen)
@@ -365,7 +365,7 @@ async fn start_ingest(
     args: &IngestArgs,
     org_args: &OrganisationArgs,
     pool: sqlx::PgPool,
-    facts_months: u32,
+    retention: RetentionPolicy,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
         tracing::info!("no CA configured; QUIC batch ingest is off");
@@ -401,7 +401,7 @@ async fn start_ingest(
     } else {
         tracing::info!("no allowed accounts and no organisation refresh; enrolment is off");
     }
-    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::new(facts_months), http::system_clock));
+    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::for_retention(retention), http::system_clock));
     let metrics = handler.metrics();
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     tracing::info!(quic_listen = %server.local_addr(), "serving QUIC batch ingest");

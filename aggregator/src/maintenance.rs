@@ -2,6 +2,15 @@
 //! dropping whole partitions whose entire range has expired, and draining
 //! the org rollups' pending deltas (migration 0006). In TimescaleDB mode the
 //! first two are the extension's policies and the last has nothing to do.
+//!
+//! Retention and ingest never race: every drop and every deletion of
+//! retention holds the retention lock ([`RETENTION_LOCK_SQL`]) exclusively,
+//! and every ingest transaction (`delivery::Ingest`) and org-rollup drain
+//! holds it shared from its first statement. A batch therefore either
+//! commits before a partition it writes is dropped, or starts after and is
+//! checked against the acceptance horizon ([`RetentionPolicy::accept_horizon_unix_s`])
+//! with the clock read after the lock was granted, so it never writes into
+//! a partition retention has dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,11 +38,56 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// How far ahead of the clock ingest applies the retention horizon: a
+/// record is accepted only if retention still keeps it at `now +` this
+/// margin. Horizons only move at UTC month starts, so this refuses the
+/// oldest retained month one day early; it covers clock skew between
+/// aggregator processes (a `maintain` run on another host) of up to a day.
+pub const ACCEPT_HORIZON_MARGIN_S: i64 = DAY_S;
+
+/// The retention lock: taken exclusively by retention around each drop or
+/// deletion and shared by ingest and the org-rollup drain, always as the
+/// first lock of their transactions (so lock order is the same everywhere).
+pub const RETENTION_LOCK_SQL: &str = "hashtextextended('canopy_retention', 0)";
+
 impl RetentionPolicy {
     /// Oldest instant from which 5-minute rollups are guaranteed complete:
     /// the start of the oldest day partition retention keeps at `now_unix_s`.
     pub fn five_minute_horizon_unix_s(&self, now_unix_s: i64) -> i64 {
         floor_to(now_unix_s, DAY_S) - i64::from(self.five_minute_days) * DAY_S
+    }
+
+    /// Start of the oldest month retention keeps per-resource facts for at
+    /// `now_unix_s` (what [`run`] drops before).
+    pub fn facts_cutoff_unix_s(&self, now_unix_s: i64) -> i64 {
+        month_start_shifted(now_unix_s, -i64::from(self.facts_months))
+    }
+
+    /// Start of the oldest month retention keeps hourly rollups for.
+    pub fn hourly_cutoff_unix_s(&self, now_unix_s: i64) -> i64 {
+        month_start_shifted(now_unix_s, -i64::from(self.hourly_months))
+    }
+
+    /// Start of the oldest month retention keeps daily and monthly rollups
+    /// for; `None` when they are kept forever.
+    pub fn daily_cutoff_unix_s(&self, now_unix_s: i64) -> Option<i64> {
+        self.daily_months.map(|months| month_start_shifted(now_unix_s, -i64::from(months)))
+    }
+
+    /// Oldest record start ingest accepts at `now_unix_s`: the start of the
+    /// oldest month that facts, hourly and (when limited) daily retention
+    /// all still keep at `now_unix_s + ACCEPT_HORIZON_MARGIN_S`, computed
+    /// exactly as [`run`] computes its cutoffs. A record older than that
+    /// could be stored and then dropped at the next run while its share
+    /// stays in the daily and monthly rollups, and a later revision would
+    /// then find no stored copy to replace and be counted again. The
+    /// 5-minute level is not part of it: late data past 35 days is normal
+    /// (measured billing data), and queries read 5-minute rollups only from
+    /// [`Self::five_minute_horizon_unix_s`] on.
+    pub fn accept_horizon_unix_s(&self, now_unix_s: i64) -> i64 {
+        let at = now_unix_s + ACCEPT_HORIZON_MARGIN_S;
+        let months = self.facts_cutoff_unix_s(at).max(self.hourly_cutoff_unix_s(at));
+        self.daily_cutoff_unix_s(at).map_or(months, |daily| months.max(daily))
     }
 }
 
@@ -45,7 +99,7 @@ pub struct MaintenanceReport {
     /// Names of the partitions dropped by retention.
     pub partitions_dropped: Vec<String>,
     /// Daily and monthly rollup rows deleted by retention (only with
-    /// `daily_months`), account-level and org.
+    /// `daily_months`), account-level, org and team.
     pub daily_rows_deleted: u64,
     /// Pending org-rollup deltas moved into the org rollups.
     pub org_rows_drained: u64,
@@ -54,9 +108,14 @@ pub struct MaintenanceReport {
 /// Moves every pending org-rollup delta into the org rollups (one
 /// statement under an advisory lock; see migration 0006) and returns how
 /// many pending rows it moved. Queries are exact with or without it; it
-/// keeps the pending table, which queries also read, small.
+/// keeps the pending table, which queries also read, small. It holds the
+/// retention lock shared, so retention never drops a partition between the
+/// drain creating it and writing into it.
 pub async fn drain_org_rollups(pool: &PgPool) -> Result<u64, DbError> {
-    let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()").fetch_one(pool).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+    let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()").fetch_one(&mut *tx).await?;
+    tx.commit().await?;
     Ok(u64::try_from(moved).unwrap_or(0))
 }
 
@@ -151,8 +210,8 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     // Drain first, so no pending delta needs a partition dropped below.
     report.org_rows_drained = drain_org_rollups(pool).await?;
     let five_min_cutoff = policy.five_minute_horizon_unix_s(now_unix_s);
-    let hourly_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.hourly_months));
-    let facts_cutoff = month_start_shifted(now_unix_s, -i64::from(policy.facts_months));
+    let hourly_cutoff = policy.hourly_cutoff_unix_s(now_unix_s);
+    let facts_cutoff = policy.facts_cutoff_unix_s(now_unix_s);
     for (table, unit, cutoff) in [
         ("rollup_5m", Unit::Day, five_min_cutoff),
         ("org_rollup_5m", Unit::Day, five_min_cutoff),
@@ -165,20 +224,45 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     for table in ["emission_facts", "emission_fact_segments"] {
         report.partitions_dropped.extend(drop_expired(pool, table, Unit::Month, facts_cutoff).await?);
     }
-    if let Some(months) = policy.daily_months {
-        let cutoff = month_start_shifted(now_unix_s, -i64::from(months));
-        for table in ["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly"] {
-            let done = sqlx::query(&format!("DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"))
-                .bind(cutoff)
-                .execute(pool)
-                .await?;
-            report.daily_rows_deleted += done.rows_affected();
-        }
+    if let Some(cutoff) = policy.daily_cutoff_unix_s(now_unix_s) {
+        report.daily_rows_deleted = delete_expired_daily(pool, cutoff).await?;
     }
     if !report.partitions_dropped.is_empty() {
         tracing::info!(dropped = ?report.partitions_dropped, "retention dropped expired partitions");
     }
     Ok(report)
+}
+
+/// The daily and monthly rollups, account-level, org and team: every table
+/// `--retain-daily-months` applies to, so queries at every grain keep
+/// agreeing.
+const DAILY_TABLES: [&str; 6] = [
+    "rollup_daily",
+    "rollup_monthly",
+    "org_rollup_daily",
+    "org_rollup_monthly",
+    "org_team_rollup_daily",
+    "org_team_rollup_monthly",
+];
+
+/// Deletes the daily and monthly rollup rows before `cutoff_unix_s` in one
+/// transaction holding the retention lock: pending org deltas are drained
+/// first, in the same transaction, so none older than the cutoff is moved
+/// into the org or team rollups afterwards. Returns the rows deleted.
+async fn delete_expired_daily(pool: &PgPool, cutoff_unix_s: i64) -> Result<u64, DbError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+    sqlx::query("SELECT canopy_drain_org_rollups()").execute(&mut *tx).await?;
+    let mut deleted = 0;
+    for table in DAILY_TABLES {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"))
+            .bind(cutoff_unix_s)
+            .execute(&mut *tx)
+            .await?;
+        deleted += done.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<u64, DbError> {
@@ -229,7 +313,9 @@ fn partition_end_unix_s(parent: &str, child: &str, unit: Unit) -> Option<i64> {
 }
 
 /// Drops the partitions of `parent` whose whole range ends at or before
-/// `cutoff_unix_s`.
+/// `cutoff_unix_s`, each in its own transaction holding the retention lock
+/// exclusively (so it waits for the ingest transactions in progress, and
+/// blocks new ones only for the time of one drop).
 async fn drop_expired(pool: &PgPool, parent: &str, unit: Unit, cutoff_unix_s: i64) -> Result<Vec<String>, DbError> {
     let children: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_inherits i
@@ -246,7 +332,10 @@ async fn drop_expired(pool: &PgPool, parent: &str, unit: Unit, cutoff_unix_s: i6
             // The name comes from the catalogue and matched `<parent>_pYYYYMMDD`;
             // it is quoted as an identifier all the same.
             let statement = format!("DROP TABLE IF EXISTS \"{}\"", child.replace('"', "\"\""));
-            sqlx::query(&statement).execute(pool).await?;
+            let mut tx = pool.begin().await?;
+            sqlx::query(&format!("SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+            sqlx::query(&statement).execute(&mut *tx).await?;
+            tx.commit().await?;
             dropped.push(child);
         }
     }

@@ -13,4 +13,5 @@ mod organizations;
 mod queries;
 mod realtime;
 mod retention;
+mod retention_ingest;
 mod support;

@@ -1,6 +1,7 @@
 use canopy_aggregator::maintenance::{self, RetentionPolicy, partition_name};
 use canopy_aggregator::model::Batch;
-use canopy_aggregator::time::{DAY_S, month_start_shifted};
+use canopy_aggregator::query::{Dimension, Filters, Page, QueryEngine, TotalsRequest};
+use canopy_aggregator::time::{DAY_S, HOUR_S, days_from_civil, month_start_shifted};
 
 use crate::support::{T0, TestDb, fact, store};
 
@@ -64,8 +65,8 @@ async fn retention_drops_only_expired_partitions() {
     let policy = RetentionPolicy { daily_months: Some(1), ..RetentionPolicy::default() };
     let r = maintenance::run(&t.pool, &policy, now).await.unwrap();
     // cutoff 2026-10-01: removes 2025-09-15 from daily and September 2025
-    // from monthly, account-level and org.
-    assert_eq!(r.daily_rows_deleted, 4);
+    // from monthly, account-level, org and team.
+    assert_eq!(r.daily_rows_deleted, 6);
     assert_eq!(count(&t.pool, "rollup_daily").await, 2);
     assert_eq!(count(&t.pool, "rollup_monthly").await, 2);
     assert_eq!(count(&t.pool, "org_rollup_daily").await, 2);
@@ -102,4 +103,79 @@ async fn concurrent_creators_of_one_partition_both_succeed() {
     first.commit().await.unwrap();
     assert!(!second.await.unwrap().expect("the second creator must not fail"));
     assert_eq!(count(&t.pool, &partition_name("rollup_5m", at - at % DAY_S)).await, 0);
+}
+
+/// Bucket starts (Unix seconds) present in `table`.
+async fn buckets(pool: &sqlx::PgPool, table: &str) -> Vec<i64> {
+    sqlx::query_scalar(&format!(
+        "SELECT DISTINCT extract(epoch FROM bucket_start)::bigint FROM {table} ORDER BY 1"
+    ))
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Issue 13, case 6: `--retain-daily-months` deleted the account and org
+/// daily and monthly rollups but left the team rollups, so a team-only query
+/// (which reads `org_team_rollup_*`) still counted the deleted months while
+/// an account-level one did not. After retention all three hold exactly the
+/// same days and months, and both queries give the same totals.
+#[tokio::test]
+async fn daily_retention_applies_to_the_team_rollups_too() {
+    let t = TestDb::migrated().await;
+    let day = |y, m, d| days_from_civil(y, m, d) * DAY_S;
+    // Resources 1..=8 (teams web, data, ml and untagged) on 15 Aug, 15 Sep
+    // and 15 Oct 2026, one hour each.
+    let starts = [day(2026, 8, 15), day(2026, 9, 15), day(2026, 10, 15)];
+    let facts = starts.iter().flat_map(|s| (1..=8).map(move |r| fact(r, s + 10 * HOUR_S, 3_600, 1))).collect();
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
+
+    // 2026-11-20 with two months of daily retention: cutoff 2026-09-01.
+    let now = day(2026, 11, 20) + 12 * HOUR_S;
+    let policy = RetentionPolicy { daily_months: Some(2), ..RetentionPolicy::default() };
+    let report = maintenance::run(&t.pool, &policy, now).await.unwrap();
+    // August's rows of the daily and of the monthly rollups, account-level,
+    // org (no OU: grouped without the account) and team, from August's
+    // facts (kept 13 months).
+    let august: i64 = sqlx::query_scalar(
+        "WITH f AS (SELECT * FROM emission_facts_all WHERE period_start < '2026-09-01T00:00:00Z')
+         SELECT 2 * ((SELECT count(DISTINCT (account_id, region, service, resource_type, team, quality)) FROM f)
+                   + (SELECT count(DISTINCT (region, service, resource_type, team, quality)) FROM f)
+                   + (SELECT count(DISTINCT (team, quality)) FROM f))",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert!(august >= 6);
+    assert_eq!(report.daily_rows_deleted, august as u64);
+
+    let kept_days = vec![starts[1], starts[2]];
+    let kept_months = vec![day(2026, 9, 1), day(2026, 10, 1)];
+    for table in ["rollup_daily", "org_rollup_daily", "org_team_rollup_daily"] {
+        assert_eq!(buckets(&t.pool, table).await, kept_days, "{table}");
+    }
+    for table in ["rollup_monthly", "org_rollup_monthly", "org_team_rollup_monthly"] {
+        assert_eq!(buckets(&t.pool, table).await, kept_months, "{table}");
+    }
+
+    // August to October, whole months: by team (team rollups) and by account
+    // (account-level rollups) both see September and October only.
+    let engine = QueryEngine::new(t.pool.clone(), RetentionPolicy::default());
+    let totals = |group_by: Vec<Dimension>| TotalsRequest {
+        from_unix_s: day(2026, 8, 1),
+        to_unix_s: day(2026, 11, 1),
+        group_by,
+        filters: Filters::default(),
+        page: Page::default(),
+    };
+    let by_team = engine.totals(&totals(vec![Dimension::Team]), now).await.unwrap();
+    let by_account = engine.totals(&totals(vec![Dimension::Account]), now).await.unwrap();
+    assert!(by_team.segments.iter().any(|s| s.source.table() == "org_team_rollup_monthly"), "{:?}", by_team.segments);
+    let expected_kwh: f64 =
+        starts[1..].iter().flat_map(|s| (1..=8).map(move |r| fact(r, s + 10 * HOUR_S, 3_600, 1).energy_kwh)).sum();
+    assert_eq!(by_team.total.fact_count, 16);
+    assert_eq!(by_account.total.fact_count, 16);
+    assert!((by_team.total.energy_kwh - expected_kwh).abs() < 1e-9, "{} vs {expected_kwh}", by_team.total.energy_kwh);
+    assert!((by_account.total.energy_kwh - by_team.total.energy_kwh).abs() < 1e-9);
+    assert!((by_account.total.location_kg_co2e - by_team.total.location_kg_co2e).abs() < 1e-9);
 }
