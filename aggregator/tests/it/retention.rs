@@ -134,21 +134,6 @@ async fn daily_retention_applies_to_the_team_rollups_too() {
     let now = day(2026, 11, 20) + 12 * HOUR_S;
     let policy = RetentionPolicy { daily_months: Some(2), ..RetentionPolicy::default() };
     let report = maintenance::run(&t.pool, &policy, now).await.unwrap();
-    // August's rows of the daily and of the monthly rollups, account-level,
-    // org (no OU: grouped without the account) and team, from August's
-    // facts (kept 13 months).
-    let august: i64 = sqlx::query_scalar(
-        "WITH f AS (SELECT * FROM emission_facts_all WHERE period_start < '2026-09-01T00:00:00Z')
-         SELECT 2 * ((SELECT count(DISTINCT (account_id, region, service, resource_type, team, quality)) FROM f)
-                   + (SELECT count(DISTINCT (region, service, resource_type, team, quality)) FROM f)
-                   + (SELECT count(DISTINCT (team, quality)) FROM f))",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
-    assert!(august >= 6);
-    assert_eq!(report.daily_rows_deleted, august as u64);
-
     let kept_days = vec![starts[1], starts[2]];
     let kept_months = vec![day(2026, 9, 1), day(2026, 10, 1)];
     for table in ["rollup_daily", "org_rollup_daily", "org_team_rollup_daily"] {
@@ -178,4 +163,18 @@ async fn daily_retention_applies_to_the_team_rollups_too() {
     assert!((by_team.total.energy_kwh - expected_kwh).abs() < 1e-9, "{} vs {expected_kwh}", by_team.total.energy_kwh);
     assert!((by_account.total.energy_kwh - by_team.total.energy_kwh).abs() < 1e-9);
     assert!((by_account.total.location_kg_co2e - by_team.total.location_kg_co2e).abs() < 1e-9);
+    // August's rows of the daily and of the monthly rollups, account-level,
+    // org (no OU: grouped without the account) and team, from August's
+    // facts (kept 13 months).
+    let august: i64 = sqlx::query_scalar(
+        "WITH f AS (SELECT * FROM emission_facts_all WHERE period_start < '2026-09-01T00:00:00Z')
+         SELECT 2 * ((SELECT count(DISTINCT (account_id, region, service, resource_type, team, quality)) FROM f)
+                   + (SELECT count(DISTINCT (region, service, resource_type, team, quality)) FROM f)
+                   + (SELECT count(DISTINCT (team, quality)) FROM f))",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert!(august >= 6);
+    assert_eq!(report.daily_rows_deleted, august as u64);
 }

@@ -232,20 +232,6 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
     let kept_again = send(&ingest, &batch(4, vec![record("i-2", nov1, 1.5, 2)], vec![])).await;
     maintenance::drain_org_rollups(&t.pool).await.unwrap();
 
-    for reply in [&old_first, &old_again] {
-        let Reply::Error(e) = reply else { panic!("expected a refusal, found {reply:?}") };
-        assert_eq!(e.code, ErrorCode::InvalidBatch);
-        assert!(
-            e.message.starts_with(&format!(
-                "emissions[0].interval_start_unix_s: expected at or after {} (2025-11-01T00:00:00Z, the start of the oldest month retention keeps), found {oct30} (2025-10-30T12:00:00Z)",
-                day(2025, 11, 1)
-            )),
-            "{}",
-            e.message
-        );
-    }
-    assert!(matches!(kept_first, Reply::Ack(_)) && matches!(kept_again, Reply::Ack(_)));
-    assert_eq!(quarantined(&t.pool).await, 2);
     // October 2025 holds nothing at any level; 1 Nov 2025 holds revision 2 only.
     let oct = format!("bucket_start >= to_timestamp({}) AND bucket_start < to_timestamp({})", day(2025, 10, 1), nov1);
     let nov = format!("bucket_start >= to_timestamp({nov1}) AND bucket_start < to_timestamp({})", day(2025, 12, 1));
@@ -262,4 +248,18 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
         );
     }
     assert_eq!(scalar_f64(&t.pool, "SELECT sum(energy_kwh) FROM emission_facts_all").await, 1.5);
+    for reply in [&old_first, &old_again] {
+        let Reply::Error(e) = reply else { panic!("expected a refusal, found {reply:?}") };
+        assert_eq!(e.code, ErrorCode::InvalidBatch);
+        assert!(
+            e.message.starts_with(&format!(
+                "emissions[0].interval_start_unix_s: expected at or after {} (2025-11-01T00:00:00Z, the start of the oldest month retention keeps), found {oct30} (2025-10-30T12:00:00Z)",
+                day(2025, 11, 1)
+            )),
+            "{}",
+            e.message
+        );
+    }
+    assert!(matches!(kept_first, Reply::Ack(_)) && matches!(kept_again, Reply::Ack(_)));
+    assert_eq!(quarantined(&t.pool).await, 2);
 }
