@@ -52,7 +52,7 @@ struct RetentionArgs {
     /// Months of per-resource facts kept.
     #[arg(long, default_value_t = 13)]
     retain_facts_months: u32,
-    /// Months of daily rollups kept (default: forever).
+    /// Months of daily and monthly rollups kept, account-level, org and team (default: forever).
     #[arg(long)]
     retain_daily_months: Option<u32>,
 }

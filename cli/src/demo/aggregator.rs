@@ -45,7 +45,7 @@ pub async fn start(
     let policy = retention();
     maintenance::run(&pool, &policy, http::system_clock()).await.context("creating partitions")?;
     let config = ServerConfig::new(quic_listen, vec!["localhost".into(), "127.0.0.1".into()]);
-    let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::new(policy.facts_months), http::system_clock));
+    let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::for_retention(policy), http::system_clock));
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     let quic_addr = server.local_addr();
     let app = http::router(QueryEngine::new(pool.clone(), policy), http::system_clock);

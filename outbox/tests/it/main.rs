@@ -4,4 +4,5 @@ mod basic;
 mod crash;
 mod model;
 mod policy;
+mod sender;
 mod support;
