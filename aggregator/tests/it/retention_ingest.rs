@@ -47,7 +47,7 @@ fn record(resource: &str, start_unix_s: i64, compute_kwh: f64, revision: u32) ->
         low_g_co2e: compute_kwh * 240.0,
         high_g_co2e: compute_kwh * 375.0,
         methodology_version: "canopy-1".into(),
-        revision: revision.into(),
+        revision,
     }
 }
 
