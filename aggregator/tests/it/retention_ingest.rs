@@ -263,3 +263,43 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
     assert!(matches!(kept_first, Reply::Ack(_)) && matches!(kept_again, Reply::Ack(_)));
     assert_eq!(quarantined(&t.pool).await, 2);
 }
+
+/// Issue 13, case 4, the classification: a partition dropped under a batch
+/// by hand (plain SQL, without the retention lock) fails the batch with
+/// 23514 "no partition of relation found for row". That is the server's
+/// doing, so the batch is answered `Unavailable` with a retry delay, not
+/// quarantined; the agent's resend is stored once. Before the fix SQLSTATE
+/// class 23 counted as bad input: `InvalidBatch`, quarantined for good.
+#[tokio::test]
+async fn a_partition_dropped_by_hand_under_a_batch_is_retried_not_quarantined() {
+    let t = TestDb::migrated().await;
+    maintenance::run(&t.pool, &RetentionPolicy::default(), RACE_NOW).await.unwrap();
+    let late = RACE_NOW - RACE_NOW % DAY_S - 36 * DAY_S + 10 * HOUR_S; // 2026-10-15T10:00Z
+    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])").bind(late).execute(&t.pool).await.unwrap();
+
+    let mut blocker: PgConnection = t.pool.acquire().await.unwrap().detach();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE resources IN SHARE MODE").execute(&mut blocker).await.unwrap();
+    let ingest = std::sync::Arc::new(Ingest::new(t.pool.clone(), DeliveryConfig::new(13), race_clock));
+    let b = batch(1, vec![record("i-1", late, 2.5, 1)], vec![instance("i-1", RACE_NOW - 60)]);
+    let sender = {
+        let (ingest, b) = (ingest.clone(), b.clone());
+        tokio::spawn(async move { send(&ingest, &b).await })
+    };
+    wait_until(&t.pool, &format!("{HERE} AND relation = 'resources'::regclass"), || false).await;
+    sqlx::query(&format!("DROP TABLE {}", partition_name("rollup_5m", late))).execute(&t.pool).await.unwrap();
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+
+    let reply = sender.await.unwrap();
+    let Reply::Error(e) = &reply else { panic!("expected a retry reply, found {reply:?}") };
+    assert_eq!((e.code, e.retry_after_s), (ErrorCode::Unavailable, Some(2)), "{}", e.message);
+    assert!(e.message.contains("no partition of relation"), "{}", e.message);
+    assert_eq!(quarantined(&t.pool).await, 0);
+
+    // The resend finds the day missing, creates it and stores the batch once.
+    let resent = send(&ingest, &b).await;
+    assert!(matches!(&resent, Reply::Ack(ack) if !ack.duplicate), "{resent:?}");
+    for table in ["emission_facts_all", "rollup_5m", "rollup_hourly", "rollup_daily"] {
+        assert_eq!(scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table}")).await, 2.5, "{table}");
+    }
+}
