@@ -117,6 +117,9 @@ pub struct DeliveryMetrics {
     pub batches_duplicate_total: AtomicU64,
     /// Batches refused as invalid, malformed or unauthorized (quarantined).
     pub batches_rejected_total: AtomicU64,
+    /// Of the rejected batches, those refused for a record older than the
+    /// retention horizon.
+    pub batches_past_retention_total: AtomicU64,
     /// Batches answered "unavailable" (database trouble; the agent retries).
     pub batches_unavailable_total: AtomicU64,
     /// Batches answered "internal" after a database error that is neither
@@ -161,6 +164,11 @@ impl DeliveryMetrics {
                 "canopy_aggregator_batches_rejected_total",
                 "Batches refused and quarantined.",
                 get(&self.batches_rejected_total),
+            ),
+            (
+                "canopy_aggregator_batches_past_retention_total",
+                "Refused batches holding a record older than the retention horizon.",
+                get(&self.batches_past_retention_total),
             ),
             (
                 "canopy_aggregator_batches_unavailable_total",
@@ -384,13 +392,18 @@ impl BatchHandler for Ingest {
             message,
             retry_after_s: None,
         };
-        if let Err(message) = validate_batch(batch, inbound.version, (self.clock)(), &self.config) {
+        let now_unix_s = (self.clock)();
+        if let Err(message) = validate_batch(batch, inbound.version, now_unix_s, &self.config) {
+            if check_horizon(batch, now_unix_s, &self.config.retention).is_err() {
+                self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
+            }
             let error = invalid(message);
             self.refuse(peer, &inbound.frame, &error).await;
             return Reply::Error(error);
         }
         let reply = match self.store(batch).await {
             Ok(Err(message)) => {
+                self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
                 let error = invalid(message);
                 self.refuse(peer, &inbound.frame, &error).await;
                 Reply::Error(error)

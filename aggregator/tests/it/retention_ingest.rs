@@ -262,6 +262,9 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
     }
     assert!(matches!(kept_first, Reply::Ack(_)) && matches!(kept_again, Reply::Ack(_)));
     assert_eq!(quarantined(&t.pool).await, 2);
+    let metrics = ingest.metrics().render(None);
+    assert!(metrics.contains("canopy_aggregator_batches_past_retention_total 2\n"), "{metrics}");
+    assert!(metrics.contains("canopy_aggregator_batches_rejected_total 2\n"), "{metrics}");
 }
 
 /// Issue 13, case 4, the classification: a partition dropped under a batch
