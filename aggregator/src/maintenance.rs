@@ -40,9 +40,11 @@ impl Default for RetentionPolicy {
 
 /// How far ahead of the clock ingest applies the retention horizon: a
 /// record is accepted only if retention still keeps it at `now +` this
-/// margin. Horizons only move at UTC month starts, so this refuses the
-/// oldest retained month one day early; it covers clock skew between
-/// aggregator processes (a `maintain` run on another host) of up to a day.
+/// margin. Horizons only move at UTC month starts, so the margin only
+/// matters on a month's last day, when records of the month about to expire
+/// are refused a day early; it covers clock skew of up to a day between
+/// aggregator processes (a `maintain` run on another host). Within one
+/// clock the re-check under the retention lock alone is exact.
 pub const ACCEPT_HORIZON_MARGIN_S: i64 = DAY_S;
 
 /// The retention lock: taken exclusively by retention around each drop or
