@@ -229,9 +229,9 @@ impl Generator {
         };
         let usd_per_unit = instance.map_or(template.usd_per_unit, |i| i.usd_per_hour);
         let list_cost = round_to(usage_amount * usd_per_unit, 10);
-        row.line_item_type = if template.reserved_only {
-            "DiscountedUsage"
-        } else if template.reservable && self.rng.chance(0.1) {
+        // A reserved-only template (OpenSearch `HeavyUsage:`) draws no random number here.
+        let reserved = template.reserved_only || (template.reservable && self.rng.chance(0.1));
+        row.line_item_type = if reserved {
             "DiscountedUsage"
         } else if template.savings_plan && self.rng.chance(0.12) {
             "SavingsPlanCoveredUsage"

@@ -164,7 +164,7 @@ pub(crate) fn extra_memory_gb_hours(parsed_type: &str, instance_hours: f64) -> f
     }
     // CCF's calculateGigabyteHours, in its order of operations.
     let delta = f.reference_memory_gib / f.physical_chips - k::MEMORY_AVG_GB_PER_CHIP;
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return 0.0;
     }
     let type_memory =
