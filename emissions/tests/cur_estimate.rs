@@ -251,6 +251,50 @@ fn ccf_unknown_instance_type_without_product_vcpu() {
     assert!(c.rows[0].co2e_location_kg.unwrap() > 0.0);
 }
 
+/// Issue 13 case 7: usage types naming an instance type with a managed-service
+/// suffix (OpenSearch `<type>.search` / `<type>.elasticsearch`, on-demand
+/// `ESInstance:` and reserved `HeavyUsage:`). CCF reads vCPUs from the first two
+/// dot parts (`t3.medium`), so the burstable baseline is found too, and its memory
+/// step looks the processor up by the whole suffixed name, which misses, so the
+/// memory per chip is the unknown-processor average 80.69 GB. The expected
+/// figures are CCF 0.15.0's own output for these rows (`ccf_reference.js`), to
+/// the last bit.
+#[test]
+fn issue_13_case_7_ccf_managed_service_suffix_types() {
+    let es = |usage_type| l("AmazonES", usage_type, "Hrs", 2.0, 0.5);
+    let e = run(
+        Methodology::Ccf,
+        &[
+            // t3.medium: 2 vCPU × 20 / 50 × 2 h = 1.6 vCPU-h × 2.12 W × 1.135; t3's
+            // largest size has 32 GB < 80.69 → no memory; no embodied (`medium.search`).
+            es("USE1-ESInstance:t3.medium.search"),
+            // product_vcpu is ignored for burstables.
+            es("USE1-ESInstance:t2.micro.elasticsearch").vcpu(1.0),
+            // 4 vCPU-h × 2.12 W × 1.135 + (768 − 80.69) / (768 / 16) × 2 GB-h × 0.000392 × 1.135.
+            es("USE1-ESInstance:r5.large.elasticsearch"),
+            es("USE1-HeavyUsage:r6g.large.search").vcpu(2.0).kind("DiscountedUsage"),
+            es("USE1-ESInstance:m5.xlarge.elasticsearch").vcpu(4.0),
+            // Not in any CCF table: 0 kWh and NaN CO2e in CCF too.
+            es("USE1-ESInstance:ultrawarm1.medium.search"),
+        ],
+    );
+    let cases: [(&str, f64, Option<f64>); 6] = [
+        ("USE1-ESInstance:t3.medium.search", 0.0038499200000000006, Some(0.0014593853244800003)),
+        ("USE1-ESInstance:t2.micro.elasticsearch", 0.0009624800000000001, Some(0.00036484633112000007)),
+        ("USE1-ESInstance:r5.large.elasticsearch", 0.022366381883333335, Some(0.008478402014133284)),
+        ("USE1-HeavyUsage:r6g.large.search", 0.021618452825000002, Some(0.008194885293919926)),
+        ("USE1-ESInstance:m5.xlarge.elasticsearch", 0.03049532376666667, Some(0.011559831884906568)),
+        ("USE1-ESInstance:ultrawarm1.medium.search", 0.0, None),
+    ];
+    for (usage_type, kwh, co2e_kg) in cases {
+        let r = row(&e, usage_type);
+        assert_eq!((r.energy_kwh, r.co2e_location_kg), (Some(kwh), co2e_kg), "{usage_type}");
+    }
+    // By hand for the two that were wrong before: null CO2e, and memory with r5's own processors.
+    assert!(close(0.0038499200000000006, 1.6 * 2.12 * PUE / 1000.0));
+    assert!(close(0.022366381883333335, 4.0 * 2.12 * PUE / 1000.0 + (768.0 - 80.69) / 48.0 * 2.0 * 0.000392 * PUE));
+}
+
 /// Defect 4: Redshift seconds → vCPUs divided by 3600 a second time.
 #[test]
 fn ccf_redshift_seconds_quirk() {

@@ -91,17 +91,22 @@ fn assert_same(expected: &str, actual: &str) {
     );
 }
 
-fn generated_cur(dir: &TempDir, seed: u64, rows: u64, style: CsvStyle) -> std::path::PathBuf {
-    let path = dir.join(&format!("cur-{seed}.csv"));
-    let config = GeneratorConfig { seed, rows, accounts: 6, days: 35, ..GeneratorConfig::default() };
+fn generated_cur(dir: &TempDir, config: &GeneratorConfig, style: CsvStyle) -> std::path::PathBuf {
+    let path = dir.join(&format!("cur-{}.csv", config.seed));
     let file = std::fs::File::create(&path).expect("create CUR file");
-    write_csv(&config, style, std::io::BufWriter::new(file)).expect("write CUR file");
+    write_csv(config, style, std::io::BufWriter::new(file)).expect("write CUR file");
     path
 }
 
 fn compare_on_generated(seed: u64, rows: u64, style: CsvStyle, flags: &[&str]) {
+    let config = GeneratorConfig { seed, rows, accounts: 6, days: 35, ..GeneratorConfig::default() };
+    compare_on(&config, style, flags);
+}
+
+/// Runs CCF and Canopy on the CUR `config` generates; returns CCF's output.
+fn compare_on(config: &GeneratorConfig, style: CsvStyle, flags: &[&str]) -> String {
     let dir = TempDir::new("ccf");
-    let cur = generated_cur(&dir, seed, rows, style);
+    let cur = generated_cur(&dir, config, style);
     let expected = run_ccf(&cur, flags);
     let mut args = vec!["--methodology", "ccf"];
     args.extend_from_slice(flags);
@@ -109,6 +114,7 @@ fn compare_on_generated(seed: u64, rows: u64, style: CsvStyle, flags: &[&str]) {
     args.push(path);
     let actual = canopy_estimate(&args).unwrap_ok();
     assert_same(&expected, &actual.stdout);
+    expected
 }
 
 #[test]
@@ -126,6 +132,34 @@ fn ccf_mode_equals_ccf_package_by_month_on_legacy_headers() {
     compare_on_generated(13, 20_000, CsvStyle::Legacy, &["--group-by", "month"]);
 }
 
+/// Issue 13 case 7: instance types named with a managed-service suffix
+/// (OpenSearch `USE1-ESInstance:r5.large.elasticsearch`, reserved
+/// `USE1-HeavyUsage:t3.medium.search`), with and without `product_vcpu`, and
+/// the DAX, DMS and MemoryDB prefixes. CCF resolves them from its tables; a
+/// file with many of these resources must agree row for row.
+#[test]
+fn ccf_mode_equals_ccf_package_on_managed_service_instance_names() {
+    let config = GeneratorConfig { seed: 17, rows: 20_000, accounts: 3, days: 10, resources: 3_000, ..GeneratorConfig::default() };
+    // What the file holds: suffixed OpenSearch rows of each kind, many without product_vcpu.
+    let (mut suffixed, mut without_vcpu, mut burstable_without_vcpu) = (0, 0, 0);
+    for row in canopy_cur::generate::Generator::new(&config) {
+        if row.product_code == "AmazonES" && (row.instance_type.ends_with(".search") || row.instance_type.ends_with(".elasticsearch")) {
+            suffixed += 1;
+            if row.vcpu.is_none() {
+                without_vcpu += 1;
+                burstable_without_vcpu += usize::from(row.instance_type.starts_with('t'));
+            }
+        }
+    }
+    assert!(suffixed > 500 && without_vcpu > 200 && burstable_without_vcpu > 20, "{suffixed} {without_vcpu} {burstable_without_vcpu}");
+    let expected = compare_on(&config, CsvStyle::Athena, &[]);
+    // CCF estimates most (day, account, region, AmazonES) groups; those holding an
+    // UltraWarm size, which no CCF table lists, have null CO2e in CCF and Canopy alike.
+    let es: Vec<Value> = keyed(&expected).into_values().filter(|v| v["service"] == "AmazonES").collect();
+    let estimated = es.iter().filter(|v| v["co2e_location_kg"].as_f64().is_some_and(|kg| kg > 0.0)).count();
+    assert!(es.len() > 50 && estimated * 2 > es.len(), "{estimated} of {} AmazonES rows estimated", es.len());
+}
+
 #[test]
 fn ccf_mode_equals_committed_ccf_output_for_hand_made_rows() {
     let dir = harness_dir().join("fixtures");
@@ -134,6 +168,27 @@ fn ccf_mode_equals_committed_ccf_output_for_hand_made_rows() {
     assert_same(&std::fs::read_to_string(dir.join("small.expected.jsonl")).unwrap(), &actual.stdout);
     let tagged = canopy_estimate(&["--methodology", "ccf", "--tag", "team", cur.to_str().unwrap()]).unwrap_ok();
     assert_same(&std::fs::read_to_string(dir.join("small.team.expected.jsonl")).unwrap(), &tagged.stdout);
+}
+
+/// Issue 13 case 7 on hand-made rows, one per (account, service) so each value
+/// is compared on its own: OpenSearch suffixed names (burstable, reserved, with
+/// and without product_vcpu, UltraWarm), DAX, DMS, MemoryDB, RDS, ElastiCache,
+/// Redshift, SageMaker and MSK without product_vcpu. CCF's output is committed
+/// (`fixtures/managed_suffix.expected.jsonl`); Canopy must equal it to the last bit.
+#[test]
+fn ccf_mode_equals_committed_ccf_output_for_managed_service_instance_names() {
+    let dir = harness_dir().join("fixtures");
+    let cur = dir.join("managed_suffix.csv");
+    let actual = canopy_estimate(&["--methodology", "ccf", cur.to_str().unwrap()]).unwrap_ok();
+    let expected = std::fs::read_to_string(dir.join("managed_suffix.expected.jsonl")).unwrap();
+    assert_same(&expected, &actual.stdout);
+    let (expected, actual) = (keyed(&expected), keyed(&actual.stdout));
+    assert_eq!(expected.len(), 14);
+    for (key, e) in &expected {
+        for field in ["energy_kwh", "co2e_location_kg"] {
+            assert_eq!(e[field].as_f64(), actual[key][field].as_f64(), "{key:?} {field}");
+        }
+    }
 }
 
 #[test]

@@ -143,6 +143,32 @@ pub(crate) const CACHE: &[Instance] = &[
 /// Redshift node sizes.
 pub(crate) const REDSHIFT: &[Instance] = &[i("ra3.xlplus", 4, 1.086), i("dc2.large", 2, 0.25)];
 
+/// OpenSearch (formerly Elasticsearch) Service instance sizes, named as AWS
+/// names them, with the managed-service suffix: `.elasticsearch` for the older
+/// generations, `.search` for the newer ones. Burstable sizes (`t2`, `t3`) and
+/// an UltraWarm size no CCF table lists are included.
+pub(crate) const OPENSEARCH: &[Instance] = &[
+    i("r5.large.elasticsearch", 2, 0.186),
+    i("m5.xlarge.elasticsearch", 4, 0.283),
+    i("i3.large.elasticsearch", 2, 0.249),
+    i("c5.2xlarge.elasticsearch", 8, 0.408),
+    i("t3.small.elasticsearch", 2, 0.036),
+    i("t2.micro.elasticsearch", 1, 0.018),
+    i("r6g.large.search", 2, 0.167),
+    i("r6g.2xlarge.search", 8, 0.669),
+    i("m6g.large.search", 2, 0.128),
+    i("c6g.xlarge.search", 4, 0.226),
+    i("t3.medium.search", 2, 0.073),
+    i("ultrawarm1.medium.search", 2, 0.238),
+];
+/// DynamoDB Accelerator node sizes.
+pub(crate) const DAX: &[Instance] = &[i("dax.r5.large", 2, 0.269), i("dax.t3.small", 2, 0.04)];
+/// Database Migration Service replication instance sizes.
+pub(crate) const DMS: &[Instance] = &[i("dms.c5.large", 2, 0.154), i("dms.t3.medium", 2, 0.078)];
+/// MemoryDB node sizes (AWS writes them with the `db.` prefix).
+pub(crate) const MEMORYDB: &[Instance] =
+    &[i("db.r6g.large", 2, 0.309), i("db.t4g.small", 2, 0.047)];
+
 /// How a usage type is prefixed with its region.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Prefix {
@@ -187,6 +213,11 @@ pub(crate) struct Template {
     pub reservable: bool,
     /// Can be covered by a Savings Plan (`SavingsPlanCoveredUsage`).
     pub savings_plan: bool,
+    /// Every line is reserved usage (`DiscountedUsage`), e.g. OpenSearch's
+    /// `HeavyUsage:` reservation usage types.
+    pub reserved_only: bool,
+    /// Share of instance resources whose lines carry `product/vcpu`.
+    pub vcpu_share: f64,
 }
 
 #[allow(clippy::too_many_arguments)] // one row of the table below, read positionally
@@ -212,6 +243,8 @@ const fn t(
         weight,
         reservable: false,
         savings_plan: false,
+        reserved_only: false,
+        vcpu_share: 0.9,
     }
 }
 
@@ -236,6 +269,36 @@ const fn instances(
         weight,
         reservable,
         savings_plan,
+        reserved_only: false,
+        vcpu_share: 0.9,
+    }
+}
+
+/// Instance usage of a managed service whose usage types always carry the
+/// region prefix (`USE1-ESInstance:r5.large.elasticsearch`). Half of these
+/// resources bill without `product/vcpu`, so both cases are common.
+const fn managed_instances(
+    product_code: &'static str,
+    usage: &'static str,
+    operation: &'static str,
+    instances: &'static [Instance],
+    weight: u32,
+    reserved_only: bool,
+) -> Template {
+    Template {
+        product_code,
+        usage,
+        prefix: Prefix::Always,
+        operation,
+        unit: "Hrs",
+        amount: Amount::Hours,
+        usd_per_unit: 0.0,
+        instances,
+        weight,
+        reservable: reserved_only,
+        savings_plan: false,
+        reserved_only,
+        vcpu_share: 0.5,
     }
 }
 
@@ -314,6 +377,25 @@ pub(crate) const TEMPLATES: &[Template] = &[
         REDSHIFT,
         8,
         true,
+        false,
+    ),
+    managed_instances("AmazonES", "ESInstance:", "ESDomain", OPENSEARCH, 30, false),
+    managed_instances("AmazonES", "HeavyUsage:", "ESDomain", OPENSEARCH, 10, true),
+    managed_instances("AmazonDAX", "NodeUsage:", "CreateCluster", DAX, 4, false),
+    managed_instances(
+        "AWSDatabaseMigrationSvc",
+        "InstanceUsg:",
+        "CreateReplicationInstance",
+        DMS,
+        4,
+        false,
+    ),
+    managed_instances(
+        "AmazonMemoryDB",
+        "NodeUsage:",
+        "CreateCluster",
+        MEMORYDB,
+        4,
         false,
     ),
     t(

@@ -162,7 +162,7 @@ impl Generator {
             usage_type.push_str(instance.name);
         }
         let account = self.rng.below(self.accounts.len() as u64) as usize;
-        let vcpu_in_cur = self.rng.chance(0.9);
+        let vcpu_in_cur = self.rng.chance(template.vcpu_share);
         let resource_id = if instance.is_some() && template.product_code == "AmazonEC2" {
             self.id("i-", 17, b"0123456789abcdef")
         } else if template.usage.starts_with("EBS:VolumeUsage") {
@@ -229,7 +229,9 @@ impl Generator {
         };
         let usd_per_unit = instance.map_or(template.usd_per_unit, |i| i.usd_per_hour);
         let list_cost = round_to(usage_amount * usd_per_unit, 10);
-        row.line_item_type = if template.reservable && self.rng.chance(0.1) {
+        // A reserved-only template (OpenSearch `HeavyUsage:`) draws no random number here.
+        let reserved = template.reserved_only || (template.reservable && self.rng.chance(0.1));
+        row.line_item_type = if reserved {
             "DiscountedUsage"
         } else if template.savings_plan && self.rng.chance(0.12) {
             "SavingsPlanCoveredUsage"
@@ -473,6 +475,62 @@ mod tests {
             "Usage",
         ];
         assert_eq!(types.into_iter().collect::<Vec<_>>(), expected);
+    }
+
+    /// Issue 13 case 7: the mix bills OpenSearch instances by their suffixed
+    /// names (`.elasticsearch`, `.search`), on demand and reserved, with and
+    /// without `product/vcpu`, and the other managed-service prefixes.
+    #[test]
+    fn mix_covers_managed_service_instance_names() {
+        let config = GeneratorConfig {
+            rows: 20_000,
+            resources: 2_000,
+            ..GeneratorConfig::default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for row in Generator::new(&config) {
+            if row.product_code != "AmazonES" {
+                seen.insert((row.product_code, "", "", false));
+                continue;
+            }
+            let kind = row.usage_type.split(':').next().unwrap();
+            let kind = &kind[kind.find('-').unwrap() + 1..];
+            let suffix = if row.instance_type.ends_with(".elasticsearch") {
+                ".elasticsearch"
+            } else {
+                assert!(row.instance_type.ends_with(".search"), "{row:?}");
+                ".search"
+            };
+            assert!(row.usage_type.ends_with(row.instance_type), "{row:?}");
+            assert_eq!(
+                row.line_item_type == "DiscountedUsage",
+                kind == "HeavyUsage",
+                "{row:?}"
+            );
+            let kind = if kind == "HeavyUsage" {
+                "HeavyUsage"
+            } else {
+                "ESInstance"
+            };
+            seen.insert(("AmazonES", kind, suffix, row.vcpu.is_some()));
+            if row.instance_type.starts_with("t3.medium") && row.vcpu.is_none() {
+                seen.insert(("AmazonES", "burstable", "", false));
+            }
+        }
+        for kind in ["ESInstance", "HeavyUsage"] {
+            for suffix in [".elasticsearch", ".search"] {
+                for vcpu in [false, true] {
+                    assert!(
+                        seen.contains(&("AmazonES", kind, suffix, vcpu)),
+                        "{kind} {suffix} vcpu {vcpu}"
+                    );
+                }
+            }
+        }
+        assert!(seen.contains(&("AmazonES", "burstable", "", false)));
+        for product in ["AmazonDAX", "AWSDatabaseMigrationSvc", "AmazonMemoryDB"] {
+            assert!(seen.contains(&(product, "", "", false)), "{product}");
+        }
     }
 
     #[test]

@@ -100,8 +100,11 @@ pub(crate) fn vcpu_hours(row: &GroupedRow<'_>, usage_amount: f64) -> f64 {
         return usage_amount;
     }
     if burstable_baseline_in(usage_type) {
-        // Burstables: table vCPUs × baseline / 50; product_vcpu is ignored.
-        let baseline = k::instance(table_type).and_then(|i| i.burstable_baseline_pct).unwrap_or(f64::NAN);
+        // Burstables: table vCPUs × baseline / 50; product_vcpu is ignored. The
+        // baseline is looked up by the first two dot parts (CCF's
+        // `split('.', 2).join('.')`), so `t3.medium.search` finds t3.medium's.
+        let key = classify::first_two_parts_key(table_type).unwrap_or(table_type);
+        let baseline = k::instance(key).and_then(|i| i.burstable_baseline_pct).unwrap_or(f64::NAN);
         return table_vcpus(row, table_type) * (baseline / k::AVG_CPU_UTILISATION_PCT) * usage_amount;
     }
     match row.product_vcpu {
@@ -117,12 +120,12 @@ fn table_vcpus(row: &GroupedRow<'_>, table_type: &str) -> f64 {
     if let Some(i) = row.usage_type.rfind("Kafka") {
         return t.msk_vcpus.get(&format!("Kafka{}", &row.usage_type[i + "Kafka".len()..])).copied().unwrap_or(f64::NAN);
     }
-    let Some((family, size)) = classify::first_two_parts(table_type) else { return f64::NAN };
-    let key = format!("{family}.{size}");
+    // `family.size` from the first two dot parts: `r5.large.elasticsearch` → r5.large.
+    let Some(key) = classify::first_two_parts_key(table_type) else { return f64::NAN };
     if row.product_code == "AmazonRedshift" {
-        return t.redshift_vcpus.get(&key).map_or(f64::NAN, |v| v / 3600.0);
+        return t.redshift_vcpus.get(key).map_or(f64::NAN, |v| v / 3600.0);
     }
-    k::instance(&key).and_then(|i| i.ec2_table_vcpus).unwrap_or(f64::NAN)
+    k::instance(key).and_then(|i| i.ec2_table_vcpus).unwrap_or(f64::NAN)
 }
 
 /// (min, max) watts per vCPU CCF uses for a compute row.
@@ -139,20 +142,34 @@ fn cpu_watts(product_code: &str, usage_type: &str) -> (f64, f64) {
         .map_or((k::MIN_WATTS_AVG, k::MAX_WATTS_AVG), |i| (i.min_watts_per_vcpu, i.max_watts_per_vcpu))
 }
 
-/// Memory GB-hours above SPECpower's baseline (NaN where CCF's table lacks the size).
+/// Memory GB-hours above SPECpower's baseline, CCF's memory step
+/// (`AWSMemoryEstimatesBuilder`): 0 unless the family (first dot part) is in
+/// CCF's EC2 or Redshift table; NaN where the table lacks the size.
+///
+/// A listed type (`r5.large`) uses its precomputed figure, i.e. the memory per
+/// chip of its own processors. Any other name (`r5.large.elasticsearch`,
+/// `t3.medium.search`) misses CCF's processor map, which CCF looks up by the
+/// whole name, so the memory per chip is the unknown-processor 80.69 GB, and it
+/// is not in CCF's burstable list either (that check also takes the whole name).
 pub(crate) fn extra_memory_gb_hours(parsed_type: &str, instance_hours: f64) -> f64 {
     let t = tables();
-    let Some((family, size)) = classify::first_two_parts(parsed_type) else { return 0.0 };
-    if !t.memory_families.contains(family) {
+    let family = parsed_type.split('.').next().unwrap_or(parsed_type);
+    let Some(f) = t.families.get(family) else { return 0.0 };
+    if let Some(i) = t.instances.get(parsed_type) {
+        if i.burstable_baseline_pct.is_some() {
+            return 0.0;
+        }
+        // Defect 6: t1.micro's 613 GB memory flows through here unchanged.
+        return i.extra_memory_gb_per_instance_hour.map_or(f64::NAN, |gb| gb * instance_hours);
+    }
+    // CCF's calculateGigabyteHours, in its order of operations.
+    let delta = f.reference_memory_gib / f.physical_chips - k::MEMORY_AVG_GB_PER_CHIP;
+    if delta.is_nan() || delta <= 0.0 {
         return 0.0;
     }
-    let key = format!("{family}.{size}");
-    match t.instances.get(&key) {
-        Some(i) if i.burstable_baseline_pct.is_some() => 0.0,
-        // Defect 6: t1.micro's 613 GB memory flows through here unchanged.
-        Some(i) => i.extra_memory_gb_per_instance_hour.map_or(f64::NAN, |gb| gb * instance_hours),
-        None => f64::NAN,
-    }
+    let type_memory =
+        classify::first_two_parts_key(parsed_type).and_then(|key| t.memory_gib.get(key)).copied().unwrap_or(f64::NAN);
+    delta / (f.reference_memory_gib / type_memory) * instance_hours
 }
 
 /// Embodied t CO2e as coded: `TE × hours / (35040 × vCPU_ref)` (defect 2), with

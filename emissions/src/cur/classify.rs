@@ -181,10 +181,13 @@ fn after_last_colon(usage_type: &str) -> &str {
     usage_type.rsplit(':').next().unwrap_or(usage_type)
 }
 
-/// First two dot-separated parts (`family.size`), as CCF's `split('.')` destructuring reads them.
-pub(crate) fn first_two_parts(instance_type: &str) -> Option<(&str, &str)> {
-    let mut parts = instance_type.split('.');
-    Some((parts.next()?, parts.next()?))
+/// The first two dot-separated parts as one slice (`r5.large.elasticsearch` →
+/// `r5.large`): the key CCF builds with `` `${family}.${size}` `` or
+/// `split('.', 2).join('.')`, without allocating. `None` without a dot.
+pub(crate) fn first_two_parts_key(instance_type: &str) -> Option<&str> {
+    let first = instance_type.find('.')?;
+    let end = instance_type[first + 1..].find('.').map_or(instance_type.len(), |second| first + 1 + second);
+    Some(&instance_type[..end])
 }
 
 /// Last two dot-separated parts, CCF's embodied lookup key (`ml.m5.xlarge` → `m5.xlarge`).
@@ -214,8 +217,16 @@ mod tests {
             assert_eq!(table_instance_type(usage_type), table, "{usage_type}");
         }
         assert_eq!(last_two_parts("ml.m5.xlarge"), Some(("m5", "xlarge")));
-        assert_eq!(first_two_parts("ml.m5.xlarge"), Some(("ml", "m5")));
-        assert_eq!(first_two_parts("BoxUsage"), None);
+        for (text, key) in [
+            ("r5.large.elasticsearch", Some("r5.large")),
+            ("t3.medium.search", Some("t3.medium")),
+            ("m5.xlarge", Some("m5.xlarge")),
+            ("ml.m5.xlarge", Some("ml.m5")),
+            ("a.", Some("a.")),
+            ("BoxUsage", None),
+        ] {
+            assert_eq!(first_two_parts_key(text), key, "{text}");
+        }
     }
 
     #[test]

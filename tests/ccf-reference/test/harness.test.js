@@ -30,6 +30,33 @@ test('small fixture reproduces the committed CCF output exactly', () => {
   assert.equal(runReference(['--tag', 'team', FIXTURE]), fs.readFileSync(path.join(ROOT, 'fixtures', 'small.team.expected.jsonl'), 'utf8'))
 })
 
+test('managed-service instance names (issue 13 case 7): committed CCF output and hand checks', () => {
+  const fixture = path.join(ROOT, 'fixtures', 'managed_suffix.csv')
+  const out = runReference([fixture])
+  assert.equal(out, fs.readFileSync(path.join(ROOT, 'fixtures', 'managed_suffix.expected.jsonl'), 'utf8'))
+  const rows = parseLines(out)
+  const row = (account, region, service) => find(rows, '2023-10-02', account, region, service)
+  const PUE = 1.135
+  const AVG_W = 0.74 + 0.5 * (3.5 - 0.74) // 2.12 W: a suffixed name is not in CCF's processor map
+  const US_EAST_1 = 0.000379069
+  const MEMORY_KWH_PER_GB_HOUR = 0.000392
+  // t3.medium.search, 2 h, no product_vcpu: vCPUs and baseline of t3.medium (2 x 20/50 = 0.8 vCPU);
+  // memory: t3's last size has 32 GB < 80.69 GB per chip -> none; embodied key `medium.search` -> none.
+  const t3 = row('333333333301', 'us-east-1', 'AmazonES')
+  assertClose(t3.energy_kwh, 0.8 * 2 * AVG_W * PUE / 1000, 1e-12, 't3.medium.search kWh')
+  assertClose(t3.co2e_location_kg, 0.8 * 2 * AVG_W * PUE / 1000 * US_EAST_1 * 1000, 1e-12, 't3.medium.search kg')
+  // Reserved r5.large.elasticsearch, 2 h, no product_vcpu: 2 vCPU from r5.large; memory with the
+  // unknown-processor 80.69 GB per chip: (768 - 80.69) / (768 / 16) GB per hour.
+  const r5 = row('333333333302', 'us-east-1', 'AmazonES')
+  const r5Kwh = 2 * 2 * AVG_W * PUE / 1000 + ((768 - 80.69) / (768 / 16)) * 2 * MEMORY_KWH_PER_GB_HOUR * PUE
+  assertClose(r5.energy_kwh, r5Kwh, 1e-12, 'r5.large.elasticsearch kWh')
+  // t2.micro.elasticsearch: product_vcpu 1 ignored, 1 vCPU x 10/50 = 0.2 vCPU.
+  assertClose(row('333333333304', 'us-east-1', 'AmazonES').energy_kwh, 0.2 * 2 * AVG_W * PUE / 1000, 1e-12, 't2.micro kWh')
+  // UltraWarm is in no CCF table: 0 kWh, NaN CO2e (printed null), cost kept.
+  const warm = row('333333333305', 'us-east-1', 'AmazonES')
+  assert.deepEqual([warm.energy_kwh, warm.co2e_location_kg, warm.cost], [0, null, 0.238])
+})
+
 test('CCF values match hand computations from METHODOLOGY.md', () => {
   const rows = parseLines(fs.readFileSync(path.join(ROOT, 'fixtures', 'small.expected.jsonl'), 'utf8'))
   const PUE = 1.135

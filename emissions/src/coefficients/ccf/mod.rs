@@ -10,7 +10,7 @@
 mod csv;
 mod tables;
 
-pub use tables::{CcfEmbodied, CcfInstance, CcfTables, tables};
+pub use tables::{CcfEmbodied, CcfFamily, CcfInstance, CcfTables, tables};
 
 /// Where every figure in this module comes from.
 pub const SOURCE: &str = "Cloud Carbon Footprint (Apache-2.0, © 2021 Thoughtworks, Inc.)";
@@ -31,6 +31,10 @@ pub const MEMORY_KWH_PER_GB_HOUR: f64 = 0.000392;
 pub const MIN_WATTS_AVG: f64 = 0.74;
 /// Full-load watts per vCPU for an unknown microarchitecture (AWS average).
 pub const MAX_WATTS_AVG: f64 = 3.5;
+/// SPECpower memory per physical chip (GB) CCF's memory step uses when the
+/// instance type is not in its processor map (`MEMORY_AVG`), e.g. every
+/// suffixed OpenSearch type such as `r5.large.elasticsearch`.
+pub const MEMORY_AVG_GB_PER_CHIP: f64 = 80.69;
 /// Constant CPU (and GPU) utilisation CCF assumes for CUR data, percent.
 pub const AVG_CPU_UTILISATION_PCT: f64 = 50.0;
 /// Server lifespan for embodied amortisation, hours (4 years).
@@ -81,5 +85,27 @@ mod tests {
         assert_eq!(region_t_co2e_per_kwh("mars-north-1"), 0.00039278188);
         assert_eq!(t.embodied["u-6tb1.metal"].total_used_by_code_t_co2e, Some(6144.0));
         assert_eq!(t.microarchitecture_watts["AWS Graviton2"], (GRAVITON2_MIN_WATTS, GRAVITON2_MAX_WATTS));
+    }
+
+    #[test]
+    fn families_and_memory_as_ccf_memory_step_reads_them() {
+        let t = tables();
+        // CCF's 87 EC2 families plus dc1, which only the Redshift table lists.
+        assert_eq!(t.families.len(), 88);
+        assert!(t.families.values().all(|f| f.reference_vcpus > 0.0 && f.reference_memory_gib > 0.0 && f.physical_chips >= 1.0));
+        let family = |name: &str| {
+            let f = t.families[name];
+            (f.reference_vcpus, f.reference_memory_gib, f.physical_chips)
+        };
+        assert_eq!(family("r5"), (96.0, 768.0, 1.0));
+        assert_eq!(family("m5zn"), (48.0, 192.0, 2.0));
+        assert!(!t.families.contains_key("u-6tb1"), "u-* is only in the embodied mapping");
+        assert_eq!(family("dc1"), (32.0, 244.0, 1.0));
+        assert_eq!(family("ra3"), (48.0, 384.0, 1.0), "EC2's ra3 list wins over Redshift's");
+        assert_eq!(t.memory_gib.get("r5.large"), Some(&16.0));
+        assert_eq!(t.memory_gib.get("ra3.xlplus"), Some(&32.0), "Redshift fallback");
+        assert_eq!(t.memory_gib.get("dc1.large"), Some(&15.0));
+        assert_eq!(t.memory_gib.get("d3.xlarge"), None, "TAB in CCF's key");
+        assert_eq!(t.memory_gib.get("c6i.metal"), None);
     }
 }

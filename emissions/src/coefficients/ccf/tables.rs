@@ -1,6 +1,6 @@
 //! The CCF tables compiled in from `emissions/data/ccf/*.csv`, parsed once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::csv::{Table, number};
@@ -48,13 +48,31 @@ pub struct CcfEmbodied {
     pub reference_vcpus: f64,
 }
 
+/// An instance family as CCF's memory step sees it: the last-listed size of
+/// `EC2_INSTANCE_TYPES[family]`, or of `REDSHIFT_INSTANCE_TYPES[family]` for
+/// families only Redshift lists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CcfFamily {
+    /// vCPUs of the last-listed size.
+    pub reference_vcpus: f64,
+    /// Memory (GB) of the last-listed size.
+    pub reference_memory_gib: f64,
+    /// Physical chips CCF assumes for that size (`ceil(vCPUs / 96)`, 2 for m5zn and z1d).
+    pub physical_chips: f64,
+}
+
 /// All CCF tables, parsed once.
 #[derive(Debug)]
 pub struct CcfTables {
     /// Instance types by name (`m5.xlarge`).
     pub instances: HashMap<String, CcfInstance>,
-    /// Families present in CCF's EC2 or Redshift tables (the memory step's validity test).
-    pub memory_families: HashSet<String>,
+    /// Families present in CCF's EC2 or Redshift tables (the memory step's
+    /// validity test), with the figures of their last-listed size.
+    pub families: HashMap<String, CcfFamily>,
+    /// Memory (GB) by `family.size` as CCF's memory step reads it:
+    /// `EC2_INSTANCE_TYPES[family][size][1] || REDSHIFT_INSTANCE_TYPES[family][size][1]`
+    /// (so no entry for d3.xlarge, whose EC2 key carries a TAB).
+    pub memory_gib: HashMap<String, f64>,
     /// Embodied data by instance type.
     pub embodied: HashMap<String, CcfEmbodied>,
     /// MSK vCPUs by `Kafka.<type>`.
@@ -76,11 +94,14 @@ pub fn tables() -> &'static CcfTables {
 
 fn load() -> CcfTables {
     let mut instances = HashMap::new();
-    let mut memory_families = HashSet::new();
+    let mut families = HashMap::new();
+    let mut memory_gib = HashMap::new();
     let t = Table::new(include_str!("../../../data/ccf/instance_types.csv"));
     let c = |name: &str| t.column(name);
     let (ty, fam, src, vc, mem, burst, gpus) =
         (c("instance_type"), c("family"), c("source_table"), c("vcpus"), c("memory_gib"), c("burstable_baseline_pct"), c("gpu_count"));
+    let (ref_vcpus, ref_memory, chips) =
+        (c("ccf_family_reference_vcpus"), c("ccf_family_reference_memory_gib"), c("ccf_physical_chips"));
     let (minw, maxw, gmin, gmax, per_hour, extra) = (
         c("ccf_effective_min_watts_per_vcpu"),
         c("ccf_effective_max_watts_per_vcpu"),
@@ -92,10 +113,20 @@ fn load() -> CcfTables {
     for row in t.rows() {
         let in_ec2 = row[src] == "EC2_INSTANCE_TYPES";
         if in_ec2 {
-            memory_families.insert(row[fam].clone());
+            // Every EC2 row carries its family's figures (checked by the unit tests).
+            let figure = |column: usize| number(&row[column]).unwrap_or(f64::NAN);
+            let family = CcfFamily {
+                reference_vcpus: figure(ref_vcpus),
+                reference_memory_gib: figure(ref_memory),
+                physical_chips: figure(chips),
+            };
+            families.insert(row[fam].clone(), family);
         }
         let vcpus = number(&row[vc]);
         let ec2_table_vcpus = if in_ec2 && !row[per_hour].is_empty() { vcpus } else { None };
+        if let (Some(_), Some(memory)) = (ec2_table_vcpus, number(&row[mem])) {
+            memory_gib.insert(row[ty].clone(), memory);
+        }
         instances.insert(
             row[ty].clone(),
             CcfInstance {
@@ -116,8 +147,10 @@ fn load() -> CcfTables {
 
     let mut msk_vcpus = HashMap::new();
     let mut redshift_vcpus = HashMap::new();
+    // Families only Redshift lists: their last-listed size, in table order.
+    let mut redshift_only: HashMap<String, CcfFamily> = HashMap::new();
     let t = Table::new(include_str!("../../../data/ccf/service_instance_types.csv"));
-    let (table, ty, vc) = (t.column("table"), t.column("instance_type"), t.column("vcpus"));
+    let (table, ty, vc, mem) = (t.column("table"), t.column("instance_type"), t.column("vcpus"), t.column("memory_gib"));
     for row in t.rows() {
         let Some(v) = number(&row[vc]) else { continue };
         match row[table].as_str() {
@@ -126,13 +159,25 @@ fn load() -> CcfTables {
             }
             "REDSHIFT_INSTANCE_TYPES" => {
                 redshift_vcpus.insert(row[ty].clone(), v);
-                if let Some((family, _)) = row[ty].split_once('.') {
-                    memory_families.insert(family.to_owned());
+                let memory = number(&row[mem]);
+                if let Some(memory) = memory {
+                    memory_gib.entry(row[ty].clone()).or_insert(memory);
+                }
+                if let (Some((family, _)), Some(memory)) = (row[ty].split_once('.'), memory)
+                    && !families.contains_key(family)
+                {
+                    let physical_chips = (v / 96.0).ceil();
+                    redshift_only.insert(
+                        family.to_owned(),
+                        CcfFamily { reference_vcpus: v, reference_memory_gib: memory, physical_chips },
+                    );
                 }
             }
             _ => {}
         }
     }
+
+    families.extend(redshift_only);
 
     let mut embodied = HashMap::new();
     let t = Table::new(include_str!("../../../data/ccf/embodied_emissions.csv"));
@@ -164,5 +209,5 @@ fn load() -> CcfTables {
     let microarchitecture_watts =
         t.rows().iter().filter_map(|row| Some((row[name].clone(), (number(&row[min])?, number(&row[max])?)))).collect();
 
-    CcfTables { instances, memory_families, embodied, msk_vcpus, redshift_vcpus, region_t_co2e_per_kwh, microarchitecture_watts }
+    CcfTables { instances, families, memory_gib, embodied, msk_vcpus, redshift_vcpus, region_t_co2e_per_kwh, microarchitecture_watts }
 }
