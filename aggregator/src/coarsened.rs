@@ -149,10 +149,23 @@ pub(crate) async fn resolve<'a>(
     }
     let to_supersede: Vec<(&Scope<'a>, &Decision)> = decisions.iter().filter(|(_, d)| d.supersede_stored).collect();
     let displaced = supersede_stored(tx, &to_supersede, mode).await?;
-    let kept = facts
+    let received = facts.len();
+    let kept: Vec<&'a FactRow> = facts
         .into_iter()
         .filter(|f| decisions.get(&scope_of(f)).is_none_or(|d| survives(f, d)))
         .collect();
+    if !to_supersede.is_empty() || kept.len() < received {
+        let (hour_unix_s, account_id, region) = *to_supersede.first().map_or(&scopes[0], |(s, _)| *s);
+        tracing::info!(
+            hours = to_supersede.len(),
+            first_hour_unix_s = hour_unix_s,
+            account_id,
+            region,
+            stored_superseded = displaced,
+            arriving_superseded = received - kept.len(),
+            "hour-long group records and per-resource records of the same hours reconciled; each hour counts once"
+        );
+    }
     Ok((kept, displaced))
 }
 
