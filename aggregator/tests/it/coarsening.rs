@@ -471,18 +471,7 @@ async fn sums(pool: &PgPool, sql: &str, bind: &str) -> Sums {
 
 async fn check_case(pool: &PgPool, n: u64, batches: &[Vec<Rec>]) -> Result<(), String> {
     let case = Case::new(n);
-    sqlx::query("INSERT INTO accounts (account_id, name, ou_path) VALUES ($1, $1, $2)")
-        .bind(&case.account)
-        .bind(&case.ou)
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO account_team_rules (account_id, default_team) VALUES ($1, $2)")
-        .bind(&case.account)
-        .bind(&case.none)
-        .execute(pool)
-        .await
-        .unwrap();
+    case.register(pool).await;
     for (sequence, records) in batches.iter().enumerate() {
         let facts = records.iter().map(|&r| case.fact(r)).collect();
         store(
@@ -496,10 +485,33 @@ async fn check_case(pool: &PgPool, n: u64, batches: &[Vec<Rec>]) -> Result<(), S
         )
         .await;
     }
-    drain_org_rollups(pool).await.unwrap();
+    verify(pool, &case, &batches.concat(), &format!("batches {batches:?}")).await
+}
 
-    let arrived: Vec<Rec> = batches.concat();
-    let live = model(&arrived);
+impl Case {
+    /// The case's account with its OU path and default team rule.
+    async fn register(&self, pool: &PgPool) {
+        let case = self;
+        sqlx::query("INSERT INTO accounts (account_id, name, ou_path) VALUES ($1, $1, $2)")
+            .bind(&case.account)
+            .bind(&case.ou)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO account_team_rules (account_id, default_team) VALUES ($1, $2)")
+            .bind(&case.account)
+            .bind(&case.none)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// The case's live facts and every rollup level (account, org after the
+/// drain, team) against the model of `arrived`.
+async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> Result<(), String> {
+    drain_org_rollups(pool).await.unwrap();
+    let live = model(arrived);
     let stored: BTreeSet<Rec> = sqlx::query(
         "SELECT (extract(epoch FROM period_start)::bigint - $2) / 3600, record_key, revision
          FROM emission_facts_all WHERE account_id = $1",
@@ -517,7 +529,7 @@ async fn check_case(pool: &PgPool, n: u64, batches: &[Vec<Rec>]) -> Result<(), S
     })
     .collect();
     if stored != live {
-        return Err(format!("live records: stored {stored:?}, model {live:?}"));
+        return Err(format!("live records: stored {stored:?}, model {live:?} ({context})"));
     }
 
     let month = T0 - 86_400; // 2026-11-01
@@ -580,7 +592,7 @@ async fn check_case(pool: &PgPool, n: u64, batches: &[Vec<Rec>]) -> Result<(), S
             .await
         };
         if got != want {
-            return Err(format!("{table}: stored {got:?}, model {want:?} (batches {batches:?})"));
+            return Err(format!("{table}: stored {got:?}, model {want:?} ({context})"));
         }
     }
     Ok(())
@@ -636,4 +648,99 @@ fn the_model_follows_the_rule() {
     );
     // A group beaten by a per-resource record still beats per-resource records up to its revision.
     assert_eq!(model(&[(4, 0, 2), (0, 0, 3), (1, 0, 2)]), BTreeSet::from([(0, 0, 3)]));
+}
+
+/// Hours stored before migration 0013, when a group record and the
+/// per-resource records of its hour both counted: the repair function
+/// supersedes what the rule supersedes and corrects every rollup level.
+/// The double-counted state is made by storing the group records under a
+/// key ingest does not take for a group, then renaming it as it was.
+#[tokio::test]
+async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
+    let t = TestDb::migrated().await;
+    let case = Case::new(1_000_000);
+    case.register(&t.pool).await;
+    // Hour 0: per resource (1), then a group of each team (2): the groups
+    // win. Hour 1: a data group (1), then instance 2 measured (2): the
+    // per-resource records win, and instance 3 (untagged, revision 1) goes
+    // with the group it is below.
+    let arrived: Vec<Rec> = vec![
+        (0, 0, 1),
+        (1, 0, 1),
+        (2, 0, 1),
+        (4, 0, 2),
+        (5, 0, 2),
+        (5, 1, 1),
+        (2, 1, 2),
+        (3, 1, 1),
+    ];
+    let disguise = |key: String| key.replacen("group:", "grp:", 1);
+    let facts: Vec<FactRow> = arrived
+        .iter()
+        .map(|&r| {
+            let f = case.fact(r);
+            FactRow {
+                record_key: disguise(f.record_key.clone()),
+                ..f
+            }
+        })
+        .collect();
+    store(
+        &t.pool,
+        &Batch {
+            agent_id: "repair".into(),
+            sequence: 1,
+            facts,
+            inventory: vec![],
+        },
+    )
+    .await;
+    for kind in 4..KINDS {
+        let (from, to) = (disguise(case.record_key(kind)), case.record_key(kind));
+        sqlx::query("UPDATE emission_fact_segments SET record_keys = array_replace(record_keys, $1, $2)")
+            .bind(&from)
+            .bind(&to)
+            .execute(&t.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE emission_facts SET record_key = $2 WHERE record_key = $1")
+            .bind(&from)
+            .bind(&to)
+            .execute(&t.pool)
+            .await
+            .unwrap();
+    }
+    // Everything counts twice over before the repair.
+    assert!(verify(&t.pool, &case, &arrived, "before").await.is_err());
+    let repaired: i64 =
+        sqlx::query_scalar("SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))")
+            .bind(T0 as f64)
+            .bind((T0 + 2 * 3_600) as f64)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    // Hour 0: the three per-resource records; hour 1: the group and instance 3.
+    assert_eq!(repaired, 5);
+    verify(&t.pool, &case, &arrived, "after the repair").await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))")
+        .bind(T0 as f64)
+        .bind((T0 + 2 * 3_600) as f64)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    // Ingest follows the repaired hours: a late provisional instance 0 of hour 0 stays out.
+    store(
+        &t.pool,
+        &Batch {
+            agent_id: "repair".into(),
+            sequence: 2,
+            facts: vec![case.fact((0, 0, 2))],
+            inventory: vec![],
+        },
+    )
+    .await;
+    let mut with_late = arrived.clone();
+    with_late.push((0, 0, 2));
+    verify(&t.pool, &case, &with_late, "after a late record").await.unwrap();
 }
