@@ -106,7 +106,7 @@ fn fact_from_record(
             }
         },
         wire::Subject::Group(g) => (
-            e.subject.to_string(),
+            group_subject(g),
             g.service.clone(),
             g.resource_type.clone(),
             g.team.clone(),
@@ -155,8 +155,24 @@ fn record_key(subject: &wire::Subject, length_s: i64) -> String {
             let _ = write!(key, "{length_s}s");
             key
         }
-        wire::Subject::Group(_) => format!("{subject}@{length_s}s"),
+        wire::Subject::Group(g) => format!("{}@{length_s}s", group_subject(g)),
     }
+}
+
+/// `group:<service>/<type>/<team>`, the text of a group subject in record
+/// keys and as the fact's resource id. An untagged group (no team) is `-`;
+/// a team that is `-` itself, or starts with `%`, is written with a `%`
+/// in front, so no team's text equals another's (`-` alone used to name
+/// both an untagged group and a team called `-`, and the two replaced each
+/// other). Every other team is written as is, so the keys already stored
+/// for them stay the same.
+pub fn group_subject(g: &wire::GroupKey) -> String {
+    let team = match g.team.as_deref() {
+        None => "-".to_owned(),
+        Some(t) if t == "-" || t.starts_with('%') => format!("%{t}"),
+        Some(t) => t.to_owned(),
+    };
+    format!("group:{}/{}/{team}", g.service, g.resource_type)
 }
 
 /// True for the real-time path's records: a group subject over less than an
@@ -208,6 +224,33 @@ mod tests {
         for subject in [resource, group] {
             assert_eq!(record_key(&subject, 300), format!("{subject}@300s"));
         }
+    }
+
+    #[test]
+    fn no_two_teams_share_a_group_key() {
+        let group = |team: Option<&str>| {
+            wire::Subject::Group(wire::GroupKey {
+                service: "ec2".into(),
+                resource_type: "instance".into(),
+                team: team.map(str::to_owned),
+            })
+        };
+        let keys: Vec<String> = [None, Some("-"), Some("%-"), Some("%%-"), Some("%"), Some("web"), Some("")]
+            .into_iter()
+            .map(|t| record_key(&group(t), 3_600))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "group:ec2/instance/-@3600s",
+                "group:ec2/instance/%-@3600s",
+                "group:ec2/instance/%%-@3600s",
+                "group:ec2/instance/%%%-@3600s",
+                "group:ec2/instance/%%@3600s",
+                "group:ec2/instance/web@3600s",
+                "group:ec2/instance/@3600s",
+            ]
+        );
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct StoreSummary {
     /// Facts not written: an equal or higher revision was already stored, or
     /// the batch held the same key twice (the highest revision is kept).
     pub facts_stale: u64,
+    /// Stored facts the batch's facts superseded across keys (an hour-long
+    /// group record replacing the per-resource records of its hour, or the
+    /// reverse; see [`crate::coarsened`]). Batch facts superseded on arrival
+    /// that way count as stale.
+    pub facts_displaced: u64,
     /// Inventory rows in the batch.
     pub inventory_received: u64,
     /// Time partitions created for this batch (late or far-future data).
@@ -135,7 +140,7 @@ pub async fn store_batch(
         return Ok(StoreOutcome::Duplicate);
     };
     upsert_inventory(tx, batch, sequence).await?;
-    let (mut written, mut replaced) = upsert_facts(tx, batch, &totals, sequence, &started).await?;
+    let (mut written, mut replaced, displaced) = upsert_facts(tx, batch, &totals, sequence, &started).await?;
     let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
     written += rt_written;
     replaced += rt_replaced;
@@ -146,6 +151,7 @@ pub async fn store_batch(
         facts_written: written,
         facts_replaced: replaced,
         facts_stale: received.saturating_sub(written),
+        facts_displaced: displaced,
         inventory_received: batch.inventory.len() as u64,
         partitions_created: started.partitions_created,
     }))
@@ -572,20 +578,27 @@ async fn upsert_facts(
     f: &[&FactRow],
     sequence: i64,
     started: &BatchStart,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<(u64, u64, u64), StoreError> {
     if f.is_empty() {
-        return Ok((0, 0));
+        return Ok((0, 0, 0));
     }
-    let unique = highest_revision_per_key(f);
+    // Hour-long group records against the per-resource records of their hour
+    // first: what they supersede is gone before the per-key revision check.
+    let (unique, displaced) = crate::coarsened::resolve(tx, highest_revision_per_key(f), started.mode).await?;
+    if unique.is_empty() {
+        return Ok((0, 0, displaced));
+    }
     if started.mode == StorageMode::Native {
-        return crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await;
+        let (written, replaced) =
+            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await?;
+        return Ok((written, replaced, displaced));
     }
     let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
         .await?;
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;
-    Ok((written as u64, replaced as u64))
+    Ok((written as u64, replaced as u64, displaced))
 }
 
 /// Binds the columns of `f` as arrays in the order both fact statements

@@ -5,6 +5,8 @@
 //!   transaction, commit, then acknowledge; quarantine what is refused).
 //! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
+//! - [`coarsened`]: hour-long group records (outbox coarsening) against the
+//!   per-resource records of their hour, so each kWh counts once.
 //! - [`fact_segments`]: native-mode storage of a batch's facts as columnar
 //!   segments, revision-aware, with the rollup difference.
 //! - [`model`]: the aggregator's own view of an ingested batch (facts and
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod coarsened;
 pub mod dashboard;
 pub mod db;
 pub mod delivery;

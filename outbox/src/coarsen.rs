@@ -35,6 +35,11 @@ pub struct CoarsenReport {
 /// record already in the cycle is a member of its own (group, interval)
 /// like any other, and passes through unchanged when it is the only one.
 /// Output order follows each (group, interval)'s first appearance.
+///
+/// Always the whole cycle: the aggregator lets an hour's group records
+/// replace every per-resource record of that hour (of a lower or equal
+/// revision), which is exact only because a coarsened cycle's group records
+/// hold every resource the cycle reported for the hour.
 pub fn coarsen(cycle: &Cycle) -> (Cycle, CoarsenReport) {
     let mut order: Vec<(GroupKey, i64, i64)> = Vec::new();
     let mut members: HashMap<(GroupKey, i64, i64), Vec<&EmissionRecord>> = HashMap::new();

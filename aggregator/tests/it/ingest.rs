@@ -27,6 +27,7 @@ async fn same_agent_and_sequence_is_stored_once() {
             facts_written: 1,
             facts_replaced: 0,
             facts_stale: 0,
+            facts_displaced: 0,
             inventory_received: 0,
             // facts month, fact segments month, hourly month and 5-minute
             // day, and the org rollups' hourly month and 5-minute day, did

@@ -4,6 +4,7 @@
 
 mod attribution;
 mod bench;
+mod coarsening;
 mod grpc_api;
 mod http_api;
 mod ingest;

@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 10);
+    assert_eq!(applied, 11);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
@@ -30,7 +30,7 @@ async fn migrations_apply_from_empty_and_rerun() {
                            'organisations', 'resources', 'resource_history', 'ingested_batches',
                            'account_team_rules', 'org_rollup_5m', 'org_rollup_hourly', 'org_rollup_daily',
                            'org_rollup_monthly', 'org_rollup_pending', 'realtime_group_facts',
-                           'org_team_rollup_daily', 'org_team_rollup_monthly')
+                           'org_team_rollup_daily', 'org_team_rollup_monthly', 'coarsened_hours')
          ORDER BY 1",
     )
     .fetch_all(&t.pool)
@@ -39,6 +39,7 @@ async fn migrations_apply_from_empty_and_rerun() {
     let expect = [
         ("account_team_rules", "r"),
         ("accounts", "r"),
+        ("coarsened_hours", "r"),
         ("emission_fact_segments", "p"),
         ("emission_facts", "p"),
         ("emission_facts_all", "v"),

@@ -1,0 +1,184 @@
+-- Hour-long group records (an agent's outbox coarsening per-resource records
+-- when full) replace the per-resource records of their hour, and the other
+-- way round, so each kWh is counted once.
+--
+-- Before this migration a record replaced only a record of the same key:
+-- `group:ec2/instance/web@3600s` and `resource:<arn>@3600s` of the same hour
+-- both counted, and an hour sent provisional per resource and measured as a
+-- coarsened group (or the reverse) was counted about twice.
+--
+-- The rule, per scope (account, region, UTC hour); "group record" = a group
+-- subject over a whole hour, "per-resource record" = every other fact:
+--   * a group record supersedes every per-resource record of its hour with a
+--     revision lower than or equal to its own, and every group record of its
+--     hour with a lower revision;
+--   * a per-resource record supersedes every group record of its hour with a
+--     lower revision;
+--   * within one key, the higher revision wins as before.
+-- A record counts when nothing that has arrived for its scope supersedes it.
+-- So an hour counts either its group records (all of the highest group
+-- revision) or its per-resource records, never both. It relies on the
+-- outbox coarsening a cycle whole: a coarsened cycle's group records carry
+-- every resource of the hour at that revision.
+--
+-- Superseding is final (what has been superseded never counts again), so
+-- the aggregator marks superseded segment positions / deletes superseded
+-- rows and corrects the rollups by the difference, as for revisions. What it
+-- must remember beyond the live facts is the highest revision of any group
+-- record the hour ever received, including group records that were
+-- themselves superseded: that is this table. A row exists only for hours
+-- that received a group record (coarsening is rare), so ingest reads it for
+-- every batch with one index lookup and writes it only for group records.
+CREATE TABLE IF NOT EXISTS coarsened_hours (
+    account_id      text NOT NULL,
+    region          text NOT NULL,
+    hour_start      timestamptz NOT NULL,
+    -- Highest revision of any hour-long group record received for the hour.
+    group_revision  bigint NOT NULL,
+    PRIMARY KEY (account_id, region, hour_start)
+);
+
+-- Repair of hours stored before this migration, when both kinds counted.
+-- Applies the rule above to the hours in [from_ts, to_ts) that hold live
+-- hour-long group records (their highest live revision, or the one in
+-- coarsened_hours if higher): superseded segment positions are marked,
+-- superseded rows deleted, and in native mode the rollups and
+-- org_rollup_pending corrected (TimescaleDB's continuous aggregates follow
+-- the rows). Returns the number of facts superseded; a second run finds
+-- nothing. Not run by the migration: it reads every fact of the range, so
+-- run it by hand, a range at a time, e.g.
+--   SELECT canopy_reconcile_coarsened_hours('2026-11-01', '2026-12-01');
+-- It takes ingest's (account, region) advisory locks first, so it can run
+-- while agents deliver.
+CREATE OR REPLACE FUNCTION canopy_reconcile_coarsened_hours(from_ts timestamptz, to_ts timestamptz)
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    superseded bigint;
+BEGIN
+    -- Ingest's locks of every (account, region) with facts in the range, in
+    -- sorted order as ingest takes them (evaluated after the sort).
+    PERFORM count(*) FROM (
+        SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+        FROM (SELECT DISTINCT 'canopy_scope:' || account_id || '/' || region AS k
+              FROM emission_facts_all WHERE period_start >= from_ts AND period_start < to_ts) AS d
+        ORDER BY k
+    ) AS locked;
+    CREATE TEMP TABLE canopy_reconcile_scopes ON COMMIT DROP AS
+    WITH f AS (
+        SELECT account_id, region, date_bin(interval '1 hour', period_start, timestamptz 'epoch') AS hour_start,
+               (period_s = 3600 AND starts_with(record_key, 'group:')) AS is_group, revision
+        FROM emission_facts_all
+        WHERE period_start >= from_ts AND period_start < to_ts
+    ),
+    s AS (
+        SELECT account_id, region, hour_start,
+               max(revision) FILTER (WHERE is_group) AS group_max,
+               max(revision) FILTER (WHERE NOT is_group) AS resource_max
+        FROM f GROUP BY 1, 2, 3
+        HAVING bool_or(is_group)
+    )
+    SELECT s.account_id, s.region, s.hour_start,
+           GREATEST(s.group_max, c.group_revision) AS group_revision, s.resource_max
+    FROM s LEFT JOIN coarsened_hours c
+      ON c.account_id = s.account_id AND c.region = s.region AND c.hour_start = s.hour_start;
+    ALTER TABLE canopy_reconcile_scopes
+        ADD COLUMN group_below bigint, ADD COLUMN resource_upto bigint;
+    UPDATE canopy_reconcile_scopes SET
+        group_below = CASE WHEN resource_max IS NULL OR resource_max <= group_revision
+                           THEN group_revision ELSE 9223372036854775807 END,
+        resource_upto = group_revision;
+
+    CREATE TEMP TABLE canopy_reconcile_gone ON COMMIT DROP AS
+    WITH pos AS (
+        SELECT s.period_start, s.account_id, s.region, s.segment_id, u.ord::int AS ord, u.service,
+               u.resource_type, u.team, u.quality, u.energy_kwh, u.location_g_co2e, u.market_g_co2e,
+               u.low_g_co2e, u.high_g_co2e
+        FROM canopy_reconcile_scopes k
+        JOIN emission_fact_segments s
+          ON s.account_id = k.account_id AND s.region = k.region
+         AND s.period_start >= k.hour_start AND s.period_start < k.hour_start + interval '1 hour'
+        CROSS JOIN LATERAL unnest(s.period_s, s.record_keys, s.revisions, s.services, s.resource_types, s.teams,
+                                  s.qualities, s.energy_kwh, s.location_g_co2e, s.market_g_co2e, s.low_g_co2e,
+                                  s.high_g_co2e) WITH ORDINALITY
+            AS u(period_s, record_key, revision, service, resource_type, team, quality, energy_kwh,
+                 location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, ord)
+        WHERE u.ord::int <> ALL (s.superseded)
+          AND CASE WHEN u.period_s = 3600 AND starts_with(u.record_key, 'group:')
+                   THEN u.revision < k.group_below ELSE u.revision <= k.resource_upto END
+    ),
+    sup AS (
+        UPDATE emission_fact_segments AS s SET superseded = s.superseded || m.ords
+        FROM (SELECT period_start, account_id, region, segment_id, array_agg(ord ORDER BY ord) AS ords
+              FROM pos GROUP BY 1, 2, 3, 4) AS m
+        WHERE s.account_id = m.account_id AND s.region = m.region AND s.period_start = m.period_start
+          AND s.segment_id = m.segment_id
+        RETURNING 1
+    ),
+    del AS (
+        DELETE FROM emission_facts AS f USING canopy_reconcile_scopes k
+        WHERE f.account_id = k.account_id AND f.region = k.region
+          AND f.period_start >= k.hour_start AND f.period_start < k.hour_start + interval '1 hour'
+          AND CASE WHEN f.period_s = 3600 AND starts_with(f.record_key, 'group:')
+                   THEN f.revision < k.group_below ELSE f.revision <= k.resource_upto END
+        RETURNING f.period_start, f.account_id, f.region, f.service, f.resource_type, f.team, f.quality,
+                  f.energy_kwh, f.location_g_co2e, f.market_g_co2e, f.low_g_co2e, f.high_g_co2e
+    )
+    SELECT period_start, account_id, region, service, resource_type, team, quality,
+           energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e FROM pos
+    UNION ALL
+    SELECT * FROM del;
+
+    INSERT INTO coarsened_hours AS c (account_id, region, hour_start, group_revision)
+    SELECT account_id, region, hour_start, group_revision FROM canopy_reconcile_scopes
+    ON CONFLICT (account_id, region, hour_start) DO UPDATE
+        SET group_revision = GREATEST(c.group_revision, excluded.group_revision);
+
+    SELECT count(*) INTO superseded FROM canopy_reconcile_gone;
+    IF superseded > 0 AND (SELECT storage_mode FROM canopy_settings) = 'native' THEN
+        CREATE TEMP TABLE canopy_reconcile_delta ON COMMIT DROP AS
+        SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch') AS bucket_start,
+               account_id, region, service, resource_type, team, quality,
+               -sum(energy_kwh) AS energy_kwh, -sum(location_g_co2e) AS location_g_co2e,
+               -sum(market_g_co2e) AS market_g_co2e, -sum(low_g_co2e) AS low_g_co2e,
+               -sum(high_g_co2e) AS high_g_co2e, -count(*) AS fact_count
+        FROM canopy_reconcile_gone GROUP BY 1, 2, 3, 4, 5, 6, 7;
+        PERFORM canopy_reconcile_add_delta('rollup_5m', 'bucket_start');
+        PERFORM canopy_reconcile_add_delta('rollup_hourly', $b$date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')$b$);
+        PERFORM canopy_reconcile_add_delta('rollup_daily', $b$date_bin(interval '1 day', bucket_start, timestamptz 'epoch')$b$);
+        PERFORM canopy_reconcile_add_delta('rollup_monthly',
+            $b$date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'$b$);
+        INSERT INTO org_rollup_pending (bucket_start, account_id, region, service, resource_type, team, quality,
+                                        energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                                        fact_count)
+        SELECT bucket_start, account_id, region, service, resource_type, team, quality,
+               energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count
+        FROM canopy_reconcile_delta;
+        DROP TABLE canopy_reconcile_delta;
+    END IF;
+    DROP TABLE canopy_reconcile_gone;
+    DROP TABLE canopy_reconcile_scopes;
+    RETURN superseded;
+END
+$fn$;
+
+-- Adds canopy_reconcile_delta (5-minute buckets), regrouped by `bucket`
+-- (an SQL expression of bucket_start), to the account rollup `rollup`.
+CREATE OR REPLACE FUNCTION canopy_reconcile_add_delta(rollup text, bucket text)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format(
+        'INSERT INTO %I AS t (bucket_start, account_id, region, service, resource_type, team, quality,
+                              energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
+         SELECT %s, account_id, region, service, resource_type, team, quality, sum(energy_kwh),
+                sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e), sum(fact_count)
+         FROM canopy_reconcile_delta GROUP BY 1, 2, 3, 4, 5, 6, 7
+         ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
+             energy_kwh = t.energy_kwh + excluded.energy_kwh,
+             location_g_co2e = t.location_g_co2e + excluded.location_g_co2e,
+             market_g_co2e = t.market_g_co2e + excluded.market_g_co2e,
+             low_g_co2e = t.low_g_co2e + excluded.low_g_co2e,
+             high_g_co2e = t.high_g_co2e + excluded.high_g_co2e,
+             fact_count = t.fact_count + excluded.fact_count',
+        rollup, bucket);
+END
+$fn$;
