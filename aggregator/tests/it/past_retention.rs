@@ -159,12 +159,36 @@ async fn http_and_grpc_refuse_with_the_boundary() {
     let http_message = body["error"].as_str().unwrap().to_owned();
     assert!(http_message.contains("round from to 2025-10-05T00:00:00Z or 2025-10-06T00:00:00Z"), "{http_message}");
     let resp = app
+        .clone()
         .oneshot(Request::get("/v1/totals?from=2025-10-05&to=2025-10-06").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(body["total"]["energy_kwh"], 24.0);
+
+    // Per-resource answers and series past their horizons: 400 naming `from`.
+    for uri in [
+        "/v1/top-resources?from=2025-10-05&to=2025-10-06",
+        "/v1/resource-history?account=222222222222&region=eu-west-1&resource=r1&from=2025-10-05&to=2025-10-06&step=1h",
+        "/v1/series?from=2025-10-05&to=2025-10-06&step=1h",
+    ] {
+        let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!((status, &body["parameter"]), (StatusCode::BAD_REQUEST, &Value::from("from")), "{uri}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("expected an instant at or after 2025-11-01T00:00:00Z"),
+            "{body}"
+        );
+    }
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/v1/series?from=2025-10-05&to=2025-10-07&step=1d").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["rows"][0]["metrics"]["energy_kwh"], 24.0, "{body}");
 
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
@@ -186,4 +210,36 @@ async fn http_and_grpc_refuse_with_the_boundary() {
     assert_eq!(status.message(), http_message);
     assert_eq!(status.metadata().get("canopy-parameter").unwrap(), "from");
     server.abort();
+}
+
+/// Maintenance raises the stored horizons before it drops, and that waits
+/// for the answers in flight: an answer that planned with the old horizons
+/// still reads the hourly rollups it planned on, and the next answer plans
+/// with the new horizons.
+#[tokio::test]
+async fn retention_waits_for_answers_in_flight() {
+    let t = TestDb::migrated().await;
+    let facts: Vec<FactRow> = (0..24).map(hourly_kwh).collect();
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
+    // The engine's own configuration would keep everything: only the
+    // stored horizons can refuse.
+    let engine = QueryEngine::new(
+        t.pool.clone(),
+        RetentionPolicy { hourly_months: 100, facts_months: 100, ..RetentionPolicy::default() },
+    );
+    let ragged = totals(DAY + 3 * HOUR_S, DAY + DAY_S, vec![]);
+    let mut in_flight = engine.snapshot(NOW).await.unwrap();
+    let maintenance = {
+        let pool = t.pool.clone();
+        tokio::spawn(async move { maintenance::run(&pool, &RetentionPolicy::default(), NOW).await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!maintenance.is_finished(), "maintenance must wait for the answer in flight");
+    // The answer in flight still reads the October hourly rollups: exact.
+    assert_eq!(in_flight.totals(&ragged).await.unwrap().total.energy_kwh, 21.0);
+    in_flight.finish().await.unwrap();
+    let report = maintenance.await.unwrap();
+    assert!(report.partitions_dropped.contains(&"rollup_hourly_p20251001".to_owned()), "{report:?}");
+    let message = engine.totals(&ragged, NOW).await.unwrap_err().to_string();
+    assert!(message.contains("round from to 2025-10-05T00:00:00Z or 2025-10-06T00:00:00Z"), "{message}");
 }
