@@ -368,7 +368,7 @@ impl QueryEngine {
         {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
-        let stored = horizons::read(&mut *tx).await?;
+        let stored = horizons::read(&mut tx).await?;
         let horizons = stored.max(Horizons::of_policy(&self.retention, now_unix_s));
         Ok(Snapshot { tx, horizons })
     }

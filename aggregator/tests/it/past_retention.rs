@@ -10,7 +10,7 @@ use canopy_aggregator::http::router;
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::model::{Batch, FactRow};
 use canopy_aggregator::query::{
-    Dimension, Filters, Page, QueryEngine, SeriesRequest, Step, TopResourcesRequest, TotalsRequest,
+    Dimension, Filters, Horizons, Page, QueryEngine, SeriesRequest, Step, TopResourcesRequest, TotalsRequest,
 };
 use canopy_aggregator::time::{DAY_S, HOUR_S};
 use serde_json::Value;
@@ -242,4 +242,82 @@ async fn retention_waits_for_answers_in_flight() {
     assert!(report.partitions_dropped.contains(&"rollup_hourly_p20251001".to_owned()), "{report:?}");
     let message = engine.totals(&ragged, NOW).await.unwrap_err().to_string();
     assert!(message.contains("round from to 2025-10-05T00:00:00Z or 2025-10-06T00:00:00Z"), "{message}");
+}
+
+/// The horizons maintenance stores are exactly what it keeps: every row at
+/// or after a level's stored horizon survives the run, for each table of
+/// the level, with the default policy and with daily retention.
+#[tokio::test]
+async fn stored_horizons_are_what_maintenance_keeps() {
+    use canopy_aggregator::query::horizons;
+    let levels: [(&str, &[&str], &str); 4] = [
+        ("five_minute", &["rollup_5m", "org_rollup_5m"], "bucket_start"),
+        ("hourly", &["rollup_hourly", "org_rollup_hourly"], "bucket_start"),
+        ("facts", &["emission_facts_all"], "period_start"),
+        ("daily", &["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly"], "bucket_start"),
+    ];
+    for policy in [RetentionPolicy::default(), RetentionPolicy { daily_months: Some(14), ..RetentionPolicy::default() }]
+    {
+        let t = TestDb::migrated().await;
+        // Facts on both sides of every horizon: every 7 hours from two days
+        // before it to two days after, and 40 days either side.
+        let expected = Horizons::of_policy(&policy, NOW);
+        let mut facts = Vec::new();
+        for h in [expected.five_minute_unix_s, expected.hourly_unix_s, expected.facts_unix_s, expected.daily_unix_s] {
+            if h == i64::MIN {
+                continue;
+            }
+            let mut at: Vec<i64> = (0..14).map(|i| h - 2 * DAY_S + i * 7 * HOUR_S).collect();
+            at.extend([h - 40 * DAY_S, h + 40 * DAY_S]);
+            facts.extend(at.into_iter().enumerate().map(|(i, t)| fact(i as u64 % 7, t, 300, 1)));
+        }
+        for (seq, chunk) in facts.chunks(200).enumerate() {
+            store(
+                &t.pool,
+                &Batch { agent_id: "a".into(), sequence: seq as u64, facts: chunk.to_vec(), inventory: vec![] },
+            )
+            .await;
+        }
+        maintenance::drain_org_rollups(&t.pool).await.unwrap();
+        let at_or_after = |table: &str, column: &str, h: i64| {
+            format!("SELECT count(*) FROM {table} WHERE {column} >= to_timestamp({h})")
+        };
+        let mut before = Vec::new();
+        for (level, tables, column) in levels {
+            let h = match level {
+                "five_minute" => expected.five_minute_unix_s,
+                "hourly" => expected.hourly_unix_s,
+                "facts" => expected.facts_unix_s,
+                _ => expected.daily_unix_s.max(0),
+            };
+            for table in tables {
+                let n: i64 = sqlx::query_scalar(&at_or_after(table, column, h)).fetch_one(&t.pool).await.unwrap();
+                before.push((table.to_string(), h, n));
+            }
+        }
+        let report = maintenance::run(&t.pool, &policy, NOW).await.unwrap();
+        assert!(!report.partitions_dropped.is_empty());
+        let stored = horizons::read(&mut *t.pool.acquire().await.unwrap()).await.unwrap();
+        assert_eq!(stored, expected, "{policy:?}");
+        for (table, h, n) in before {
+            assert!(n > 0, "{table}: no data after {h} to check");
+            let after: i64 = sqlx::query_scalar(&at_or_after(
+                &table,
+                if table.contains("facts") { "period_start" } else { "bucket_start" },
+                h,
+            ))
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+            assert_eq!(after, n, "{table}: rows at or after the stored horizon {h} must all survive ({policy:?})");
+            // And the horizon is no later than needed: nothing older remains.
+            let column = if table.contains("facts") { "period_start" } else { "bucket_start" };
+            let older: i64 =
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE {column} < to_timestamp({h})"))
+                    .fetch_one(&t.pool)
+                    .await
+                    .unwrap();
+            assert_eq!(older, 0, "{table}: rows before the stored horizon {h} remain ({policy:?})");
+        }
+    }
 }
