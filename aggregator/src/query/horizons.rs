@@ -7,13 +7,21 @@
 //! drops anything older ([`publish`]). Every answer reads the stored
 //! horizons in its snapshot and plans with the later of them and its own
 //! configured retention's, so a query node cannot read a level that another
-//! process's retention has dropped.
+//! process's retention has dropped. In TimescaleDB mode the extension's
+//! retention policies drop chunks themselves and store nothing; the engine
+//! then also applies [`Horizons::of_timescale_policies`].
 
 use sqlx::{PgConnection, PgPool};
 
 use super::plan::Horizons;
 use crate::maintenance::RetentionPolicy;
-use crate::time::month_start_shifted;
+use crate::time::{DAY_S, floor_to, month_start_shifted};
+
+/// The retention policies the TimescaleDB path installs (migrations 0002
+/// and 0009): 5-minute rollups and real-time records 35 days, facts and
+/// hourly rollups 13 months, daily and monthly forever.
+const TIMESCALE_POLICIES: RetentionPolicy =
+    RetentionPolicy { five_minute_days: 35, hourly_months: 13, facts_months: 13, daily_months: None };
 
 /// The level names of `retention_horizons.level`.
 const LEVELS: [&str; 4] = ["five_minute", "hourly", "facts", "daily"];
@@ -31,6 +39,21 @@ impl Horizons {
             hourly_unix_s: months_back(policy.hourly_months),
             facts_unix_s: months_back(policy.facts_months),
             daily_unix_s: policy.daily_months.map_or(i64::MIN, months_back),
+        }
+    }
+
+    /// The horizons TimescaleDB's retention policies leave at `now_unix_s`.
+    /// A policy drops, whenever its job runs, the chunks whose whole range
+    /// lies before `now - interval`; what is at or after that instant is
+    /// kept. Rounded up to the next whole day (5-minute level) or month
+    /// (facts, hourly) so the boundaries a refusal names stay calendar ones.
+    pub fn of_timescale_policies(now_unix_s: i64) -> Horizons {
+        let p = TIMESCALE_POLICIES;
+        Horizons {
+            five_minute_unix_s: floor_to(now_unix_s, DAY_S) - (i64::from(p.five_minute_days) - 1) * DAY_S,
+            hourly_unix_s: month_start_shifted(now_unix_s, 1 - i64::from(p.hourly_months)),
+            facts_unix_s: month_start_shifted(now_unix_s, 1 - i64::from(p.facts_months)),
+            daily_unix_s: i64::MIN,
         }
     }
 
@@ -90,7 +113,6 @@ pub async fn publish(pool: &PgPool, horizons: &Horizons) -> Result<bool, sqlx::E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::DAY_S;
 
     #[test]
     fn policy_horizons_are_the_retention_cutoffs() {
@@ -102,5 +124,11 @@ mod tests {
         assert_eq!(h.daily_unix_s, i64::MIN);
         let h = Horizons::of_policy(&RetentionPolicy { daily_months: Some(2), ..RetentionPolicy::default() }, now);
         assert_eq!(h.daily_unix_s, 20_727 * DAY_S); // 2026-10-01
+        // TimescaleDB keeps at least what is newer than now - 35 days
+        // (2026-11-02T12:00Z) and now - 13 months (2025-11-07T12:00Z).
+        let h = Horizons::of_timescale_policies(now);
+        assert_eq!(h.five_minute_unix_s, 20_760 * DAY_S); // 2026-11-03
+        assert_eq!((h.hourly_unix_s, h.facts_unix_s), (20_423 * DAY_S, 20_423 * DAY_S)); // 2025-12-01
+        assert_eq!(h.daily_unix_s, i64::MIN);
     }
 }

@@ -369,7 +369,11 @@ impl QueryEngine {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
         let stored = horizons::read(&mut tx).await?;
-        let horizons = stored.max(Horizons::of_policy(&self.retention, now_unix_s));
+        let mut horizons = stored.max(Horizons::of_policy(&self.retention, now_unix_s));
+        let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings").fetch_one(&mut *tx).await?;
+        if mode == "timescaledb" {
+            horizons = horizons.max(Horizons::of_timescale_policies(now_unix_s));
+        }
         Ok(Snapshot { tx, horizons })
     }
 
