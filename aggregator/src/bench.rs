@@ -1455,8 +1455,8 @@ async fn execute(engine: &QueryEngine, q: &Query, now_unix_s: i64) -> Result<(us
 }
 
 /// Scan counters (sequential + index scans) of every user relation, with
-/// its partitioned parent; not of `retention_horizons`, which every answer
-/// reads (four rows) to plan, and which holds no data.
+/// its partitioned parent; not of `retention_horizons` and `canopy_settings`,
+/// which every answer reads (five rows) to plan, and which hold no data.
 async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT s.relname::text, COALESCE(p.relname::text, s.relname::text),
@@ -1464,7 +1464,7 @@ async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, 
          FROM pg_stat_user_tables s
          LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
          LEFT JOIN pg_class p ON p.oid = i.inhparent
-         WHERE s.relname <> 'retention_horizons'",
+         WHERE s.relname NOT IN ('retention_horizons', 'canopy_settings')",
     )
     .fetch_all(pool)
     .await?;
