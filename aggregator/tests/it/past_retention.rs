@@ -297,7 +297,7 @@ async fn stored_horizons_are_what_maintenance_keeps() {
         }
         let report = maintenance::run(&t.pool, &policy, NOW).await.unwrap();
         assert!(!report.partitions_dropped.is_empty());
-        let stored = horizons::read(&mut *t.pool.acquire().await.unwrap()).await.unwrap();
+        let stored = horizons::read(&mut t.pool.acquire().await.unwrap()).await.unwrap();
         assert_eq!(stored, expected, "{policy:?}");
         for (table, h, n) in before {
             assert!(n > 0, "{table}: no data after {h} to check");
