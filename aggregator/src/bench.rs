@@ -1350,15 +1350,13 @@ fn engine_for(pool: &PgPool) -> QueryEngine {
 /// What the engine plans to read for `q` at `now` (account-level sources;
 /// the engine may read the org counterparts, of the same depth).
 pub fn predicted_ranges(q: &Query, now_unix_s: i64) -> Vec<ReadRange> {
-    let horizon = RetentionPolicy::default().five_minute_horizon_unix_s(now_unix_s);
+    let horizons = plan::Horizons::of_policy(&RetentionPolicy::default(), now_unix_s);
     let whole = |source, from_unix_s, to_unix_s| vec![ReadRange { source, from_unix_s, to_unix_s }];
+    // A range the retention refuses reads nothing (the engine's answer is the refusal).
+    let planned = |p: Result<Vec<Segment>, plan::RetentionError>| p.map(|p| p.iter().map(ReadRange::of).collect()).unwrap_or_default();
     match q {
-        Query::Totals(r) => {
-            plan::plan(r.from_unix_s, r.to_unix_s, &TOTALS_LEVELS, horizon).iter().map(ReadRange::of).collect()
-        }
-        Query::Series(r) => {
-            plan::plan(r.from_unix_s, r.to_unix_s, &[r.step.source()], horizon).iter().map(ReadRange::of).collect()
-        }
+        Query::Totals(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &TOTALS_LEVELS, &horizons)),
+        Query::Series(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &[r.step.source()], &horizons)),
         Query::Realtime(r) => whole(Source::Realtime, r.from_unix_s, r.to_unix_s),
         Query::Top(r) => whole(Source::Facts, r.from_unix_s, r.to_unix_s),
     }
@@ -1446,25 +1444,27 @@ async fn execute(engine: &QueryEngine, q: &Query, now_unix_s: i64) -> Result<(us
             (resp.rows.len(), ranges(&resp.segments))
         }
         Query::Realtime(r) => {
-            let resp = engine.realtime(r).await?;
+            let resp = engine.realtime(r, now_unix_s).await?;
             (resp.rows.len(), ranges(&resp.segments))
         }
         Query::Top(r) => {
-            let resp = engine.top_resources(r).await?;
+            let resp = engine.top_resources(r, now_unix_s).await?;
             (resp.rows.len(), vec![ReadRange { source: Source::Facts, from_unix_s: r.from_unix_s, to_unix_s: r.to_unix_s }])
         }
     })
 }
 
 /// Scan counters (sequential + index scans) of every user relation, with
-/// its partitioned parent.
+/// its partitioned parent; not of `retention_horizons` and `canopy_settings`,
+/// which every answer reads (five rows) to plan, and which hold no data.
 async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT s.relname::text, COALESCE(p.relname::text, s.relname::text),
                 (COALESCE(s.seq_scan, 0) + COALESCE(s.idx_scan, 0))::bigint
          FROM pg_stat_user_tables s
          LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
-         LEFT JOIN pg_class p ON p.oid = i.inhparent",
+         LEFT JOIN pg_class p ON p.oid = i.inhparent
+         WHERE s.relname NOT IN ('retention_horizons', 'canopy_settings')",
     )
     .fetch_all(pool)
     .await?;

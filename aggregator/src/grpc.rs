@@ -79,7 +79,13 @@ fn invalid(e: ParamError) -> Status {
     status
 }
 
+/// A failed query: INVALID_ARGUMENT (with the HTTP API's message and the
+/// parameter in `canopy-parameter`) for a range retention no longer
+/// answers, INTERNAL otherwise.
 fn internal(e: QueryError) -> Status {
+    if let QueryError::OutsideRetention(e) = e {
+        return invalid(ParamError { parameter: e.parameter.to_owned(), message: e.message });
+    }
     tracing::warn!(error = %e, "grpc query failed");
     Status::internal(e.to_string())
 }
@@ -207,7 +213,7 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("offset", m.offset);
         let now = (self.clock)();
         let req = params::parse_realtime(&p.0, now).map_err(invalid)?;
-        let resp = self.engine.realtime(&req).await.map_err(internal)?;
+        let resp = self.engine.realtime(&req, now).await.map_err(internal)?;
         Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 
@@ -223,7 +229,7 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_top_resources(&p.0).map_err(invalid)?;
-        let resp = self.engine.top_resources(&req).await.map_err(internal)?;
+        let resp = self.engine.top_resources(&req, (self.clock)()).await.map_err(internal)?;
         Ok(Response::new(top_message(&resp)))
     }
 }

@@ -62,6 +62,12 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
             )
                 .into_response(),
+            // A range retention no longer answers exactly: the caller's to fix.
+            ApiError::Query(QueryError::OutsideRetention(e)) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
+            )
+                .into_response(),
             ApiError::Query(e) => {
                 tracing::warn!(error = %e, "query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
@@ -91,13 +97,13 @@ async fn series(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<J
 async fn realtime(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
     let now = (s.clock)();
     let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.realtime(&req).await.map_err(ApiError::Query)?;
+    let resp = s.engine.realtime(&req, now).await.map_err(ApiError::Query)?;
     Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 
 async fn top_resources(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
     let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.top_resources(&req).await.map_err(ApiError::Query)?;
+    let resp = s.engine.top_resources(&req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(top_json(&resp)))
 }
 

@@ -211,6 +211,9 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     report.partitions_created = create_ahead(pool, policy, now_unix_s).await?;
     // Drain first, so no pending delta needs a partition dropped below.
     report.org_rows_drained = drain_org_rollups(pool).await?;
+    // Raise the stored retention horizons before dropping anything: answers
+    // in flight finish first, later ones no longer read what goes below.
+    crate::query::horizons::publish(pool, &crate::query::Horizons::of_policy(policy, now_unix_s)).await?;
     let five_min_cutoff = policy.five_minute_horizon_unix_s(now_unix_s);
     let hourly_cutoff = policy.hourly_cutoff_unix_s(now_unix_s);
     let facts_cutoff = policy.facts_cutoff_unix_s(now_unix_s);

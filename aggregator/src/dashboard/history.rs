@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
+use crate::query::QueryError;
 use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::time::{DAY_S, HOUR_S};
 
@@ -95,7 +96,9 @@ pub async fn handler(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let req = parse(&pairs)?;
-    let pool = s.engine.pool();
+    // Both statements in one snapshot; refused where the facts have expired.
+    let mut snapshot = s.engine.snapshot((s.clock)()).await?;
+    snapshot.check_facts(req.from_unix_s, req.to_unix_s).map_err(QueryError::from)?;
     let rows = sqlx::query(HISTORY_SQL)
         .bind(&req.account)
         .bind(&req.region)
@@ -103,13 +106,13 @@ pub async fn handler(
         .bind(req.step_s as f64)
         .bind(req.from_unix_s as f64)
         .bind(req.to_unix_s as f64)
-        .fetch_all(pool)
+        .fetch_all(snapshot.conn())
         .await?;
     let resource = sqlx::query(RESOURCE_SQL)
         .bind(&req.account)
         .bind(&req.region)
         .bind(&req.resource)
-        .fetch_optional(pool)
+        .fetch_optional(snapshot.conn())
         .await?
         .map(|r| {
             let tags: String = r.get("tags");
@@ -123,6 +126,7 @@ pub async fn handler(
                 "last_seen_unix_s": r.get::<i64, _>("last_seen"),
             })
         });
+    snapshot.finish().await?;
     Ok(Json(json!({
         "account_id": req.account,
         "region": req.region,

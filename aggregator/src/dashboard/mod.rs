@@ -65,6 +65,10 @@ impl IntoResponse for DashboardError {
                 (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
                     .into_response()
             }
+            DashboardError::Query(QueryError::OutsideRetention(e)) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
             other => {
                 tracing::warn!(error = %other, "dashboard query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": other.to_string() }))).into_response()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{DashboardError, DashboardState, bad};
 use crate::http::totals_json;
-use crate::query::TotalsResponse;
+use crate::query::{QueryError, Snapshot, TotalsResponse};
 use crate::query::params::{parse_instant, parse_totals};
 use crate::time::{FIVE_MINUTES_S, HOUR_S, floor_to, month_start_shifted};
 
@@ -62,14 +62,26 @@ pub async fn handler(
         }
     }
     let r = ranges(now);
-    // The four ranges run concurrently, each on its own pooled connection.
-    let (hour, month, same, last) = tokio::join!(
-        last_hour(&s, &filters, r.last_hour),
-        period(&s, &filters, r.this_month, now),
-        period(&s, &filters, r.last_month_same_elapsed, now),
-        period(&s, &filters, r.last_month, now),
-    );
-    let (hour, month, same, last) = (hour?, month?, same?, last?);
+    // The four ranges in one snapshot, so they agree with each other (and
+    // each answer's rows with its total) under concurrent ingest; the
+    // retention horizons are taken at the server's clock, not at `now`.
+    let mut snapshot = s.engine.snapshot((s.clock)()).await?;
+    let outcome = async {
+        let hour = last_hour(&mut snapshot, &filters, r.last_hour).await?;
+        let month = period(&mut snapshot, &filters, r.this_month).await?;
+        let same = period(&mut snapshot, &filters, r.last_month_same_elapsed).await?;
+        let last = period(&mut snapshot, &filters, r.last_month).await?;
+        Ok::<_, DashboardError>((hour, month, same, last))
+    }
+    .await;
+    let (hour, month, same, last) = outcome.map_err(|e| match e {
+        // The overview's ranges derive from `now`: that is the parameter to change.
+        DashboardError::Query(QueryError::OutsideRetention(e)) => {
+            bad("now", format!("the overview's ranges need data retention has dropped: {}", e.message))
+        }
+        other => other,
+    })?;
+    snapshot.finish().await?;
     let location = |p: &Option<TotalsResponse>| p.as_ref().map_or(0.0, |t| t.total.location_kg_co2e);
     let trend = trend_ratio(location(&month), location(&same));
     let body = |(from, to): (i64, i64), p: &Option<TotalsResponse>| json!({ "from_unix_s": from, "to_unix_s": to, "totals": p.as_ref().map(totals_json) });
@@ -88,7 +100,7 @@ pub async fn handler(
 /// per-resource records that make the other totals arrive only after the
 /// hour.
 async fn last_hour(
-    s: &DashboardState,
+    snapshot: &mut Snapshot,
     filters: &[(String, String)],
     (from, to): (i64, i64),
 ) -> Result<Option<TotalsResponse>, DashboardError> {
@@ -96,15 +108,14 @@ async fn last_hour(
     pairs.push(("from".into(), from.to_string()));
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
-    Ok(Some(s.engine.realtime_totals(&req).await?))
+    Ok(Some(snapshot.realtime_totals(&req).await?))
 }
 
 /// Totals of `[from, to)` under `filters` (None for an empty range).
 async fn period(
-    s: &DashboardState,
+    snapshot: &mut Snapshot,
     filters: &[(String, String)],
     (from, to): (i64, i64),
-    now: i64,
 ) -> Result<Option<TotalsResponse>, DashboardError> {
     if to <= from {
         return Ok(None);
@@ -113,7 +124,7 @@ async fn period(
     pairs.push(("from".into(), from.to_string()));
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
-    Ok(Some(s.engine.totals(&req, now).await?))
+    Ok(Some(snapshot.totals(&req).await?))
 }
 
 #[cfg(test)]

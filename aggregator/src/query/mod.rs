@@ -1,13 +1,20 @@
 //! The query layer: validated requests, exact rollup choice and
 //! parameterised SQL. HTTP and gRPC both parse into these request types and
 //! serve these responses, so their semantics are the same.
+//!
+//! - [`params`]: parsing and validating request parameters.
+//! - [`plan`]: the planner (signed rollup segments, retention horizons).
+//! - [`horizons`]: each level's retention horizon, stored by maintenance
+//!   and read by every answer.
+//! - `sql`: the statements, run in one snapshot per answer.
 
+pub mod horizons;
 pub mod params;
 pub mod plan;
 mod sql;
 
-pub use plan::{Segment, Source};
-pub use sql::{QueryEngine, QueryError};
+pub use plan::{Horizons, RetentionError, Segment, Source};
+pub use sql::{QueryEngine, QueryError, Snapshot};
 
 /// A dimension results can be grouped or filtered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

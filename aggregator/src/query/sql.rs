@@ -1,23 +1,34 @@
 //! Building and running the parameterised SQL of each query. Only relation,
 //! column and interval names chosen from fixed lists are written into the
 //! statement text; every value is a bind parameter.
+//!
+//! Every answer reads from one [`Snapshot`]: a REPEATABLE READ, READ ONLY
+//! transaction that first locks `retention_horizons` (before its snapshot
+//! is taken), then reads the horizons and runs all of the answer's
+//! statements, so an answer's rows, total and breakdown agree with each
+//! other under concurrent ingest, and no level is read before its horizon.
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
-use super::plan::{self, ORG_TOTALS_LEVELS, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS};
+use super::horizons;
+use super::plan::{self, Horizons, ORG_TOTALS_LEVELS, RetentionError, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS};
 use super::{
     Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
     Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
 };
 use crate::maintenance::RetentionPolicy;
 
-/// A query that failed in the database.
+/// A query that failed in the database, or a range retention no longer answers.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// The statement failed or the database is unreachable.
     #[error("database error while querying: {0}")]
     Sql(#[from] sqlx::Error),
+    /// An edge of the range lies where the levels that could answer it
+    /// exactly have expired (bad input: HTTP 400, gRPC INVALID_ARGUMENT).
+    #[error(transparent)]
+    OutsideRetention(#[from] RetentionError),
 }
 
 /// Runs validated requests against one database.
@@ -323,8 +334,19 @@ fn paginate<T>(mut rows: Vec<T>, page: Page) -> (Vec<T>, Option<u64>) {
     }
 }
 
+/// One answer's view of the database: a REPEATABLE READ, READ ONLY
+/// transaction and the retention horizons read in it. Every statement of an
+/// answer runs here, so its parts agree with each other.
+pub struct Snapshot {
+    tx: Transaction<'static, Postgres>,
+    horizons: Horizons,
+}
+
 impl QueryEngine {
-    /// An engine over `pool`; `retention` tells which 5-minute rollups exist.
+    /// An engine over `pool`; `retention` is this process's configured
+    /// retention. The horizons it implies at "now" are combined with the
+    /// ones maintenance stored (`retention_horizons`, migration 0014): the
+    /// later of the two per level.
     pub fn new(pool: PgPool, retention: RetentionPolicy) -> Self {
         QueryEngine { pool, retention }
     }
@@ -334,43 +356,154 @@ impl QueryEngine {
         &self.pool
     }
 
-    /// Plans a totals range at `now_unix_s` over the account-level rollups.
-    pub fn plan_totals(&self, from_unix_s: i64, to_unix_s: i64, now_unix_s: i64) -> Vec<Segment> {
-        plan::plan(from_unix_s, to_unix_s, &TOTALS_LEVELS, self.retention.five_minute_horizon_unix_s(now_unix_s))
+    /// Opens a snapshot at `now_unix_s` (the server's clock, for the
+    /// configured retention's horizons).
+    pub async fn snapshot(&self, now_unix_s: i64) -> Result<Snapshot, QueryError> {
+        let mut tx = self.pool.begin().await?;
+        // LOCK TABLE takes no snapshot: the transaction's snapshot is taken
+        // by the next statement, after the lock, so it cannot predate a
+        // horizon that maintenance raised before dropping (see migration 0014).
+        for statement in
+            ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", "LOCK TABLE retention_horizons IN ACCESS SHARE MODE"]
+        {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        let stored = horizons::read(&mut tx).await?;
+        let mut horizons = stored.max(Horizons::of_policy(&self.retention, now_unix_s));
+        let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings").fetch_one(&mut *tx).await?;
+        if mode == "timescaledb" {
+            horizons = horizons.max(Horizons::of_timescale_policies(now_unix_s));
+        }
+        Ok(Snapshot { tx, horizons })
+    }
+
+    /// Plans a totals range at `now_unix_s` over the account-level rollups,
+    /// with the configured retention's horizons only.
+    pub fn plan_totals(&self, from_unix_s: i64, to_unix_s: i64, now_unix_s: i64) -> Result<Vec<Segment>, RetentionError> {
+        plan::plan(from_unix_s, to_unix_s, &TOTALS_LEVELS, &Horizons::of_policy(&self.retention, now_unix_s))
+    }
+
+    /// Totals over a range, grouped, paginated, with the overall total and
+    /// its breakdown by quality flag, from one snapshot.
+    pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
+        let mut snapshot = self.snapshot(now_unix_s).await?;
+        let resp = snapshot.totals(req).await?;
+        snapshot.finish().await?;
+        Ok(resp)
+    }
+
+    /// Totals of the real-time view (see [`Snapshot::realtime_totals`]).
+    pub async fn realtime_totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
+        let mut snapshot = self.snapshot(now_unix_s).await?;
+        let resp = snapshot.realtime_totals(req).await?;
+        snapshot.finish().await?;
+        Ok(resp)
+    }
+
+    /// A time series (see [`Snapshot::series`]).
+    pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
+        let mut snapshot = self.snapshot(now_unix_s).await?;
+        let resp = snapshot.series(req).await?;
+        snapshot.finish().await?;
+        Ok(resp)
+    }
+
+    /// The real-time view (see [`Snapshot::realtime`]).
+    pub async fn realtime(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
+        let mut snapshot = self.snapshot(now_unix_s).await?;
+        let resp = snapshot.realtime(req).await?;
+        snapshot.finish().await?;
+        Ok(resp)
+    }
+
+    /// The largest resources (see [`Snapshot::top_resources`]).
+    pub async fn top_resources(&self, req: &TopResourcesRequest, now_unix_s: i64) -> Result<TopResourcesResponse, QueryError> {
+        let mut snapshot = self.snapshot(now_unix_s).await?;
+        let resp = snapshot.top_resources(req).await?;
+        snapshot.finish().await?;
+        Ok(resp)
+    }
+}
+
+impl Snapshot {
+    /// The horizons this snapshot plans with.
+    pub fn horizons(&self) -> &Horizons {
+        &self.horizons
+    }
+
+    /// The snapshot's connection, for a caller's own statements.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Ends the (read-only) transaction.
+    pub async fn finish(self) -> Result<(), QueryError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Refuses `[from, to)` unless the per-resource facts hold all of it.
+    pub fn check_facts(&self, from_unix_s: i64, to_unix_s: i64) -> Result<(), RetentionError> {
+        plan::plan(from_unix_s, to_unix_s, &[], &self.horizons).map(|_| ())
+    }
+
+    /// Refuses a real-time range (derived from `now`) that starts before
+    /// the real-time records' horizon.
+    fn check_realtime(&self, from_unix_s: i64) -> Result<(), RetentionError> {
+        let horizon = self.horizons.usable_from(Source::Realtime);
+        if from_unix_s >= horizon {
+            return Ok(());
+        }
+        Err(RetentionError {
+            parameter: "now",
+            found_unix_s: from_unix_s,
+            round_down_unix_s: horizon,
+            round_up_unix_s: horizon,
+            message: format!(
+                "expected a last hour starting at or after {} (older real-time group records have expired by \
+                 retention), found one starting at {}",
+                plan::rfc3339(horizon),
+                plan::rfc3339(from_unix_s)
+            ),
+        })
     }
 
     /// Plans a totals request: org rollups unless it filters or groups by
     /// account.
-    fn plan_request(&self, req: &TotalsRequest, now_unix_s: i64) -> Vec<Segment> {
+    fn plan_request(&self, req: &TotalsRequest) -> Result<Vec<Segment>, RetentionError> {
         let levels = totals_levels(grain(&req.group_by, &req.filters));
-        plan::plan(req.from_unix_s, req.to_unix_s, levels, self.retention.five_minute_horizon_unix_s(now_unix_s))
+        plan::plan(req.from_unix_s, req.to_unix_s, levels, &self.horizons)
     }
 
     /// Totals over a range, grouped, paginated, with the overall total and
     /// its breakdown by quality flag.
-    pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
-        self.totals_over(req, |r| self.plan_request(r, now_unix_s)).await
+    pub async fn totals(&mut self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
+        let segments = self.plan_request(req)?;
+        // The quality breakdown needs no account dimension unless filtered
+        // by account, so it may read other (org) rollups than the rows.
+        let quality_req = TotalsRequest { group_by: vec![Dimension::Quality], ..req.clone() };
+        let quality_segments = self.plan_request(&quality_req)?;
+        self.totals_over(req, segments, quality_segments).await
     }
 
     /// Totals of the real-time view: the range read from the agents'
     /// 5-minute group records (`realtime_group_facts`) instead of the
     /// rollups; for "the last hour", which the hourly per-resource records
     /// have not reached yet.
-    pub async fn realtime_totals(&self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
-        self.totals_over(req, |r| {
-            vec![Segment::add(Source::Realtime, r.from_unix_s, r.to_unix_s)]
-        })
-        .await
+    pub async fn realtime_totals(&mut self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
+        self.check_realtime(req.from_unix_s)?;
+        let segments = vec![Segment::add(Source::Realtime, req.from_unix_s, req.to_unix_s)];
+        self.totals_over(req, segments.clone(), segments).await
     }
 
     async fn totals_over(
-        &self,
+        &mut self,
         req: &TotalsRequest,
-        plan_request: impl Fn(&TotalsRequest) -> Vec<Segment>,
+        segments: Vec<Segment>,
+        quality_segments: Vec<Segment>,
     ) -> Result<TotalsResponse, QueryError> {
-        let segments = plan_request(req);
         let mut qb = grouped_query(&segments, None, &req.group_by, &req.filters, Some(req.page));
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let n = req.group_by.len();
         let rows = rows
             .iter()
@@ -378,12 +511,8 @@ impl QueryEngine {
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
 
-        // The quality breakdown needs no account dimension unless filtered
-        // by account, so it may read other (org) rollups than the rows.
-        let quality_req = TotalsRequest { group_by: vec![Dimension::Quality], ..req.clone() };
-        let quality_segments = plan_request(&quality_req);
         let mut qb = grouped_query(&quality_segments, None, &[Dimension::Quality], &req.filters, None);
-        let quality_rows = qb.build().fetch_all(&self.pool).await?;
+        let quality_rows = qb.build().fetch_all(&mut *self.tx).await?;
         let mut by_quality = Vec::new();
         let mut total = Metrics::default();
         for r in &quality_rows {
@@ -409,9 +538,9 @@ impl QueryEngine {
     }
 
     /// A time series at the request's step, read from the rollup of that
-    /// step (raw facts where 5-minute rollups have expired).
-    pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
-        let horizon = self.retention.five_minute_horizon_unix_s(now_unix_s);
+    /// step and finer ones (raw facts where those have expired); refused
+    /// where only coarser levels than the step remain.
+    pub async fn series(&mut self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
         // The step's rollup, and the finer ones for ragged edges: every
         // finer bucket lies inside one bucket of the step.
         let step_s = req.step.source().step_s().unwrap_or(i64::MAX);
@@ -420,7 +549,7 @@ impl QueryEngine {
             .copied()
             .filter(|l| l.step_s().is_some_and(|s| s <= step_s))
             .collect();
-        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &levels, horizon);
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &levels, &self.horizons)?;
         self.series_over(segments, req).await
     }
 
@@ -428,14 +557,15 @@ impl QueryEngine {
     /// agents' 5-minute group records (`realtime_group_facts`), which arrive
     /// within one agent cycle, instead of the rollups of the hourly
     /// per-resource records.
-    pub async fn realtime(&self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
+    pub async fn realtime(&mut self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
+        self.check_realtime(req.from_unix_s)?;
         let segments = vec![Segment::add(Source::Realtime, req.from_unix_s, req.to_unix_s)];
         self.series_over(segments, req).await
     }
 
-    async fn series_over(&self, segments: Vec<Segment>, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
+    async fn series_over(&mut self, segments: Vec<Segment>, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
         let mut qb = grouped_query(&segments, Some(req.step), &req.group_by, &req.filters, Some(req.page));
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let n = req.group_by.len();
         let rows = rows
             .iter()
@@ -452,8 +582,9 @@ impl QueryEngine {
     }
 
     /// The resources with the largest location-based CO2e over a range,
-    /// from the per-resource facts.
-    pub async fn top_resources(&self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
+    /// from the per-resource facts; refused where those have expired.
+    pub async fn top_resources(&mut self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
+        self.check_facts(req.from_unix_s, req.to_unix_s)?;
         let mut qb = QueryBuilder::new(
             "SELECT account_id, region, resource_id, \
              (array_agg(service ORDER BY period_start DESC))[1], \
@@ -468,7 +599,7 @@ impl QueryEngine {
         qb.push_bind(i64::from(req.page.limit) + 1);
         qb.push(" OFFSET ");
         qb.push_bind(req.page.offset as i64);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let rows = rows
             .iter()
             .map(|r| {

@@ -365,8 +365,8 @@ async fn rows_and_segments_layouts_hold_the_same_facts_and_answer_alike() {
             page: Page { limit: 10, offset: 0 },
         };
         let on = |db: &TestDb| QueryEngine::new(db.pool.clone(), RetentionPolicy::default());
-        let x = on(&rows_db).top_resources(&req).await.expect("rows");
-        let y = on(&segments_db).top_resources(&req).await.expect("segments");
+        let x = on(&rows_db).top_resources(&req, NOW).await.expect("rows");
+        let y = on(&segments_db).top_resources(&req, NOW).await.expect("segments");
         assert_eq!(x.rows.len(), 10);
         assert_eq!(x.rows.len(), y.rows.len());
         for (r, s) in x.rows.iter().zip(&y.rows) {

@@ -274,7 +274,7 @@ async fn series_top_resources_and_pages_equal_brute_force() {
     // Top resources over two days, all accounts, then filtered by team.
     for filters in [Filters::default(), Filters { team: vec!["web".into()], ..Filters::default() }] {
         let req = TopResourcesRequest { from_unix_s: T0, to_unix_s: T0 + 2 * DAY_S, filters: filters.clone(), page: Page { limit: 5, offset: 0 } };
-        let resp = engine.top_resources(&req).await.unwrap();
+        let resp = engine.top_resources(&req, T0 + 2 * DAY_S).await.unwrap();
         let want = brute_group(&facts, |f| matches(f, &filters, T0, T0 + 2 * DAY_S), |f| {
             vec![f.account.clone(), f.region.clone(), f.resource_id.clone()]
         });

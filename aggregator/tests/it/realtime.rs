@@ -89,7 +89,7 @@ async fn group_records_answer_the_real_time_view_and_never_add_to_totals() {
     // The real-time view: twelve buckets, each a twelfth of the hour.
     let req = parse_realtime(&[("now".into(), now.to_string())], now).unwrap();
     assert_eq!((req.from_unix_s, req.to_unix_s), (hour, hour + 3_600));
-    let series = engine.realtime(&req).await.unwrap();
+    let series = engine.realtime(&req, now).await.unwrap();
     assert_eq!(series.rows.len(), 12);
     for (k, row) in series.rows.iter().enumerate() {
         assert_eq!(row.bucket_start_unix_s, hour + k as i64 * 300);
@@ -103,14 +103,14 @@ async fn group_records_answer_the_real_time_view_and_never_add_to_totals() {
     assert!(close(totals.total.energy_kwh, hourly.energy_kwh));
     assert!(close(totals.total.location_kg_co2e, hourly.location_g_co2e / 1e3));
     assert_eq!(totals.total.fact_count, 1);
-    let rt = engine.realtime_totals(&parse_totals(&pairs).unwrap()).await.unwrap();
+    let rt = engine.realtime_totals(&parse_totals(&pairs).unwrap(), now).await.unwrap();
     assert!(close(rt.total.energy_kwh, hourly.energy_kwh));
     assert!(close(rt.total.market_kg_co2e, hourly.market_g_co2e / 1e3));
     assert_eq!(rt.total.fact_count, 12);
     // Team filters apply to the group's own team.
     let mut ml = pairs.clone();
     ml.push(("team".into(), "ml".into()));
-    assert_eq!(engine.realtime_totals(&parse_totals(&ml).unwrap()).await.unwrap().total.fact_count, 0);
+    assert_eq!(engine.realtime_totals(&parse_totals(&ml).unwrap(), now).await.unwrap().total.fact_count, 0);
 
     // The 5-minute retention (35 days) drops the real-time records; the
     // hourly record and its rollups stay.
