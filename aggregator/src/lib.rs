@@ -3,7 +3,8 @@
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
-//! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
+//! - [`db`]: connecting to PostgreSQL, choosing the storage path
+//!   (`--storage`) and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
 //! - [`fact_segments`]: native-mode storage of a batch's facts as columnar
 //!   segments, revision-aware, with the rollup difference.
@@ -20,6 +21,8 @@
 //! - [`http`]: the HTTP/JSON API over [`query`].
 //! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
+//! - [`timescale`]: TimescaleDB path only: late data into the continuous
+//!   aggregates.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -37,3 +40,4 @@ pub mod model;
 pub mod organizations;
 pub mod query;
 pub mod time;
+pub mod timescale;
