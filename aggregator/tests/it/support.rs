@@ -159,9 +159,7 @@ impl Drop for TestDb {
 /// [`settle`]s, so every answer is exact right away.
 pub async fn store(pool: &PgPool, batch: &Batch) -> StoreOutcome {
     let outcome = store_unsettled(pool, batch).await;
-    if db::storage_mode(pool).await.unwrap() == StorageMode::TimescaleDb {
-        settle(pool).await;
-    }
+    settle_if_timescaledb(pool).await;
     outcome
 }
 
@@ -198,14 +196,31 @@ pub async fn run_refresh_policies(pool: &PgPool) {
 /// TimescaleDB path: what `serve`'s loops do between batches, done now: the
 /// refresh policies, then the late-data refresh.
 pub async fn settle(pool: &PgPool) {
+    // One settle at a time: the scheduler never runs a job twice at once.
+    static SETTLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = SETTLING.lock().await;
     run_refresh_policies(pool).await;
     canopy_aggregator::timescale::refresh_pending(pool).await.expect("late-data refresh");
+}
+
+/// [`settle`] on the TimescaleDB path, nothing on the native one.
+pub async fn settle_if_timescaledb(pool: &PgPool) {
+    if db::storage_mode(pool).await.unwrap() == StorageMode::TimescaleDb {
+        settle(pool).await;
+    }
 }
 
 /// TimescaleDB path: stops the extension's scheduler from running this
 /// database's jobs by itself (tests run them with [`settle`]).
 pub async fn unschedule_jobs(pool: &PgPool) {
-    sqlx::query("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000")
+    // Refresh policies in one batch per run (the default, ten buckets per
+    // transaction, made each settle take seconds); the same figures.
+    sqlx::query(
+        "SELECT alter_job(job_id, scheduled => false,
+                          config => CASE WHEN proc_name = 'policy_refresh_continuous_aggregate'
+                                         THEN config || '{\"buckets_per_batch\": 0}' ELSE config END)
+         FROM timescaledb_information.jobs WHERE job_id >= 1000",
+    )
         .execute(pool)
         .await
         .unwrap();
