@@ -136,7 +136,11 @@ impl RefreshMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         for (name, help, value) in [
-            ("canopy_aggregator_late_refresh_runs_total", "Late-data refresh runs (TimescaleDB path).", get(&self.runs_total)),
+            (
+                "canopy_aggregator_late_refresh_runs_total",
+                "Late-data refresh runs (TimescaleDB path).",
+                get(&self.runs_total),
+            ),
             (
                 "canopy_aggregator_late_refresh_days_total",
                 "UTC days of late data refreshed into the continuous aggregates.",

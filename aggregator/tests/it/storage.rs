@@ -12,8 +12,8 @@ use canopy_aggregator::query::{
     Dimension, Filters, Metrics, Page, QueryEngine, SeriesRequest, Step, TopResourcesRequest, TotalsRequest,
 };
 use canopy_aggregator::time::{DAY_S, FIVE_MINUTES_S, HOUR_S};
-use sqlx::{Executor, PgPool};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
 
 use crate::support::{
     Rng, TestDb, close, fact, native_admin_url, run_refresh_policies, seed_accounts, skip_unless_native, store,
@@ -106,12 +106,11 @@ async fn day_partitions_ignore_the_session_time_zone() {
     assert_eq!(month, "FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')");
 
     // Each fact's 5-minute rollup row is in its UTC day's partition.
-    let per_partition: Vec<(String, f64)> = sqlx::query_as(
-        "SELECT tableoid::regclass::text, sum(energy_kwh) FROM rollup_5m GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(&t.pool)
-    .await
-    .unwrap();
+    let per_partition: Vec<(String, f64)> =
+        sqlx::query_as("SELECT tableoid::regclass::text, sum(energy_kwh) FROM rollup_5m GROUP BY 1 ORDER BY 1")
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
     let want = vec![
         ("rollup_5m_p20261031".to_owned(), energy[0]),
         ("rollup_5m_p20261101".to_owned(), energy[1] + energy[2]),
@@ -135,7 +134,8 @@ async fn rollup_buckets_ignore_the_session_time_zone() {
     const DEC_1: i64 = NOV_1 + 30 * DAY_S;
     // Facts whose New York date differs from their UTC date, around the
     // daylight-saving change and a month boundary.
-    let starts = [NOV_1 - HOUR_S, NOV_1 + HOUR_S, NOV_1 + 5 * HOUR_S, NOV_1 + 6 * HOUR_S, DEC_1 - HOUR_S, DEC_1 + 3 * HOUR_S];
+    let starts =
+        [NOV_1 - HOUR_S, NOV_1 + HOUR_S, NOV_1 + 5 * HOUR_S, NOV_1 + 6 * HOUR_S, DEC_1 - HOUR_S, DEC_1 + 3 * HOUR_S];
     let facts: Vec<FactRow> = starts.iter().map(|s| fact(0, *s, 3_600, 1)).collect();
     let kwh: Vec<f64> = facts.iter().map(|f| f.energy_kwh).collect();
     store(&ny, &batch(1, facts)).await;
@@ -164,7 +164,11 @@ async fn rollup_buckets_ignore_the_session_time_zone() {
         ("org_rollup_monthly", &want_monthly),
     ] {
         let got = buckets(table).await;
-        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), want.iter().map(|r| r.0).collect::<Vec<_>>(), "{table}");
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            want.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "{table}"
+        );
         for (g, w) in got.iter().zip(want.iter()) {
             assert!(close(g.1, w.1), "{table} bucket {}: {} kWh, expected {}", g.0, g.1, w.1);
         }
@@ -213,7 +217,12 @@ fn storage_choice_follows_what_the_server_offers() {
         assert!(matches!(err, DbError::TimescaleUnusable(_)), "{err}");
     }
     let err = db::decide_storage(StorageChoice::TimescaleDb, &not_preloaded).unwrap_err().to_string();
-    assert!(err.contains("--storage timescaledb") && err.contains("not preloaded") && err.contains("shared_preload_libraries"), "{err}");
+    assert!(
+        err.contains("--storage timescaledb")
+            && err.contains("not preloaded")
+            && err.contains("shared_preload_libraries"),
+        "{err}"
+    );
 }
 
 /// Where the extension is installed but not preloaded (the shared server
@@ -263,10 +272,7 @@ async fn the_storage_path_is_chosen_once_and_never_flips() {
     assert_eq!(first.mode, StorageMode::TimescaleDb);
     assert!(first.newly_decided && first.reason.contains("preloaded"), "{first:?}");
     let err = db::migrate_with(&ts.pool, StorageChoice::Native).await.unwrap_err();
-    assert!(
-        matches!(err, DbError::StorageMismatch { asked: "native", recorded: "timescaledb" }),
-        "{err}"
-    );
+    assert!(matches!(err, DbError::StorageMismatch { asked: "native", recorded: "timescaledb" }), "{err}");
     let again = db::migrate_with(&ts.pool, StorageChoice::Auto).await.unwrap();
     assert_eq!(again.mode, StorageMode::TimescaleDb);
     assert!(!again.newly_decided, "{again:?}");
@@ -393,11 +399,19 @@ async fn assert_same_answers(native: &QueryEngine, ts: &QueryEngine, from: i64, 
             assert_same_metrics(m, &b_rows[k], &format!("{context} at {k:?}"));
         }
     }
-    let req = TopResourcesRequest { from_unix_s: from, to_unix_s: to, filters: Filters::default(), page: Page { limit: 10, offset: 0 } };
+    let req = TopResourcesRequest {
+        from_unix_s: from,
+        to_unix_s: to,
+        filters: Filters::default(),
+        page: Page { limit: 10, offset: 0 },
+    };
     let (a, b) = (native.top_resources(&req).await.unwrap(), ts.top_resources(&req).await.unwrap());
     assert_eq!(a.rows.len(), b.rows.len());
     for (x, y) in a.rows.iter().zip(&b.rows) {
-        assert_eq!((&x.account_id, &x.region, &x.resource_id, &x.team), (&y.account_id, &y.region, &y.resource_id, &y.team));
+        assert_eq!(
+            (&x.account_id, &x.region, &x.resource_id, &x.team),
+            (&y.account_id, &y.region, &y.resource_id, &y.team)
+        );
         assert_same_metrics(&x.metrics, &y.metrics, "top resources");
     }
     total
@@ -427,7 +441,10 @@ async fn both_paths_answer_the_same_for_a_simulated_organisation() {
         store(&ts.pool, b).await;
     }
     maintenance::drain_org_rollups(&native.pool).await.unwrap();
-    let (a, b) = (QueryEngine::new(native.pool.clone(), RetentionPolicy::default()), QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()));
+    let (a, b) = (
+        QueryEngine::new(native.pool.clone(), RetentionPolicy::default()),
+        QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()),
+    );
     let today = now - now.rem_euclid(DAY_S);
     let recent = assert_same_answers(&a, &b, today - 3 * DAY_S, today, now).await;
     assert!(recent.fact_count > 500, "{recent:?}");
@@ -457,19 +474,25 @@ async fn late_data_reaches_the_timescaledb_rollups() {
     // watermarks, out of every answer).
     run_refresh_policies(&ts.pool).await;
     for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
-        let kwh: f64 = sqlx::query_scalar(&format!("SELECT sum(energy_kwh) FROM {table}")).fetch_one(&ts.pool).await.unwrap();
+        let kwh: f64 =
+            sqlx::query_scalar(&format!("SELECT sum(energy_kwh) FROM {table}")).fetch_one(&ts.pool).await.unwrap();
         assert!(close(kwh, recent.energy_kwh), "{table} before the late-data refresh: {kwh} kWh");
     }
     // The aggregator's late-data refresh (serve's loop; maintain runs it once).
     maintenance::run(&ts.pool, &RetentionPolicy::default(), now).await.unwrap();
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM timescale_refresh_pending").fetch_one(&ts.pool).await.unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM timescale_refresh_pending").fetch_one(&ts.pool).await.unwrap();
     assert_eq!(queued, 0);
     for table in ["rollup_hourly", "rollup_daily", "rollup_monthly", "org_rollup_daily", "org_team_rollup_monthly"] {
-        let kwh: f64 = sqlx::query_scalar(&format!("SELECT sum(energy_kwh) FROM {table}")).fetch_one(&ts.pool).await.unwrap();
+        let kwh: f64 =
+            sqlx::query_scalar(&format!("SELECT sum(energy_kwh) FROM {table}")).fetch_one(&ts.pool).await.unwrap();
         assert!(close(kwh, want_kwh), "{table}: {kwh} kWh, expected {want_kwh}");
     }
     maintenance::drain_org_rollups(&native.pool).await.unwrap();
-    let (a, b) = (QueryEngine::new(native.pool.clone(), RetentionPolicy::default()), QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()));
+    let (a, b) = (
+        QueryEngine::new(native.pool.clone(), RetentionPolicy::default()),
+        QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()),
+    );
     let total = assert_same_answers(&a, &b, today - 62 * DAY_S, today, now).await;
     assert!(close(total.energy_kwh, want_kwh), "{total:?}");
     assert_eq!(total.fact_count, 37);
@@ -496,12 +519,11 @@ async fn a_revision_into_a_compressed_chunk_counts_once() {
     for db in [&native, &ts] {
         store(&db.pool, &batch(1, first.clone())).await;
     }
-    let compressed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT compress_chunk(c) FROM show_chunks('emission_facts') c) x",
-    )
-    .fetch_one(&ts.pool)
-    .await
-    .unwrap();
+    let compressed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT compress_chunk(c) FROM show_chunks('emission_facts') c) x")
+            .fetch_one(&ts.pool)
+            .await
+            .unwrap();
     assert_eq!(compressed, 1);
     let is_compressed = |pool: PgPool| async move {
         let n: i64 = sqlx::query_scalar(
@@ -521,22 +543,27 @@ async fn a_revision_into_a_compressed_chunk_counts_once() {
         let outcome = summary(store(&db.pool, &batch(2, second.clone())).await);
         assert_eq!((outcome.facts_written, outcome.facts_replaced), (12, 12), "{outcome:?}");
     }
-    let (facts, max_revision, kwh): (i64, i64, f64) = sqlx::query_as(
-        "SELECT count(*), max(revision), sum(energy_kwh) FROM emission_facts_all",
-    )
-    .fetch_one(&ts.pool)
-    .await
-    .unwrap();
+    let (facts, max_revision, kwh): (i64, i64, f64) =
+        sqlx::query_as("SELECT count(*), max(revision), sum(energy_kwh) FROM emission_facts_all")
+            .fetch_one(&ts.pool)
+            .await
+            .unwrap();
     assert_eq!((facts, max_revision), (24, 2));
     assert!(close(kwh, want_kwh), "{kwh} vs {want_kwh}");
     for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (kwh, count): (f64, i64) =
-            sqlx::query_as(&format!("SELECT sum(energy_kwh), sum(fact_count)::bigint FROM {table}")).fetch_one(&ts.pool).await.unwrap();
+            sqlx::query_as(&format!("SELECT sum(energy_kwh), sum(fact_count)::bigint FROM {table}"))
+                .fetch_one(&ts.pool)
+                .await
+                .unwrap();
         assert!(close(kwh, want_kwh), "{table}: {kwh} kWh, expected {want_kwh}");
         assert_eq!(count, 24, "{table}");
     }
     maintenance::drain_org_rollups(&native.pool).await.unwrap();
-    let (a, b) = (QueryEngine::new(native.pool.clone(), RetentionPolicy::default()), QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()));
+    let (a, b) = (
+        QueryEngine::new(native.pool.clone(), RetentionPolicy::default()),
+        QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()),
+    );
     let total = assert_same_answers(&a, &b, day - DAY_S, day + 2 * DAY_S, now).await;
     assert!(close(total.energy_kwh, want_kwh));
     assert_eq!(total.fact_count, 24);
