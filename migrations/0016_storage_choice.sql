@@ -24,3 +24,29 @@ CREATE TABLE IF NOT EXISTS timescale_refresh_pending (
     id         bigserial PRIMARY KEY,
     day_start  timestamptz NOT NULL
 );
+
+-- TimescaleDB path: refresh policies that never reach data a retention
+-- policy dropped from the aggregate they read. Refreshing a bucket whose
+-- source chunks were dropped recomputes it from nothing: with the daily
+-- policy reaching back forever, the daily (and then monthly) rollups of
+-- days older than the hourly retention (13 months) went to zero at the
+-- next daily refresh after the hourly chunks were dropped, although daily
+-- and monthly rollups are kept forever (test
+-- storage::timescaledb_retention_keeps_daily_and_monthly). Likewise the
+-- hourly policy (13 months back) over the 5-minute aggregate (kept 35
+-- days). The hourly policy now reaches back 34 days and the daily one 12
+-- months; older changes reach them through the late-data refresh above,
+-- which rebuilds whole days from the facts (kept 13 months).
+DO $policies$
+BEGIN
+    IF (SELECT storage_mode FROM canopy_settings) <> 'timescaledb' THEN
+        RETURN;
+    END IF;
+    PERFORM remove_continuous_aggregate_policy('rollup_hourly', if_exists => true);
+    PERFORM add_continuous_aggregate_policy('rollup_hourly', start_offset => interval '34 days',
+        end_offset => interval '1 hour', schedule_interval => interval '5 minutes');
+    PERFORM remove_continuous_aggregate_policy('rollup_daily', if_exists => true);
+    PERFORM add_continuous_aggregate_policy('rollup_daily', start_offset => interval '12 months',
+        end_offset => interval '1 day', schedule_interval => interval '1 hour');
+END
+$policies$;

@@ -568,3 +568,81 @@ async fn a_revision_into_a_compressed_chunk_counts_once() {
     assert!(close(total.energy_kwh, want_kwh));
     assert_eq!(total.fact_count, 24);
 }
+
+/// Case 8, retention on the TimescaleDB path (its policies): facts and
+/// hourly rollups older than 13 months go, the daily and monthly rollups
+/// keep them, also after the aggregates are refreshed again; the native
+/// path's retention (`maintenance::run`) leaves the same daily and monthly
+/// answers.
+#[tokio::test]
+async fn timescaledb_retention_keeps_daily_and_monthly() {
+    let Some((native, ts)) = both_paths("timescaledb_retention_keeps_daily_and_monthly").await else { return };
+    let now = canopy_aggregator::http::system_clock();
+    let today = now - now.rem_euclid(DAY_S);
+    // Older than both paths keep facts (13 months; native: whole months).
+    let old_day = today - 430 * DAY_S;
+    let recent_day = today - 10 * DAY_S;
+    // Older than the 5-minute retention (35 days), within the hourly one.
+    let mid_day = today - 40 * DAY_S;
+    let facts: Vec<FactRow> = (0..6i64)
+        .map(|h| fact(h as u64, old_day + h * HOUR_S, 3_600, 1))
+        .chain((0..6i64).map(|h| fact(h as u64, mid_day + h * HOUR_S, 3_600, 1)))
+        .chain((0..6i64).map(|h| fact(h as u64, recent_day + h * HOUR_S, 3_600, 1)))
+        .collect();
+    let sum = |from: i64, to: i64| -> f64 {
+        facts.iter().filter(|f| f.period_start_unix_s >= from && f.period_start_unix_s < to).map(|f| f.energy_kwh).sum()
+    };
+    let (old_kwh, mid_kwh, recent_kwh) =
+        (sum(old_day, old_day + DAY_S), sum(mid_day, mid_day + DAY_S), sum(recent_day, recent_day + DAY_S));
+    for db in [&native, &ts] {
+        store(&db.pool, &batch(1, facts.clone())).await;
+    }
+    // TimescaleDB: its retention jobs, run now, then the refresh policies again.
+    let jobs: Vec<i32> = sqlx::query_scalar(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention' ORDER BY job_id",
+    )
+    .fetch_all(&ts.pool)
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 4, "retention jobs: facts, 5-minute and hourly rollups, real-time records");
+    for job in jobs {
+        sqlx::raw_sql(&format!("CALL run_job({job})")).execute(&ts.pool).await.unwrap();
+    }
+    crate::support::settle(&ts.pool).await;
+    // Native: maintenance at the same instant.
+    maintenance::run(&native.pool, &RetentionPolicy::default(), now).await.unwrap();
+    for (db, path) in [(&native, "native"), (&ts, "timescaledb")] {
+        for (table, want) in [
+            ("emission_facts_all", mid_kwh + recent_kwh),
+            ("rollup_hourly", mid_kwh + recent_kwh),
+            ("rollup_daily", old_kwh + mid_kwh + recent_kwh),
+            ("rollup_monthly", old_kwh + mid_kwh + recent_kwh),
+        ] {
+            let column = if table == "emission_facts_all" { "period_start" } else { "bucket_start" };
+            let kwh: f64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(sum(energy_kwh), 0)::float8 FROM {table} WHERE {column} >= to_timestamp($1)"
+            ))
+            .bind(old_day - 40 * DAY_S)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            assert!(close(kwh, want), "{path} {table}: {kwh} kWh, expected {want}");
+        }
+    }
+    // The API answers the same for the old day, from the daily rollups.
+    maintenance::drain_org_rollups(&native.pool).await.unwrap();
+    let (a, b) = (
+        QueryEngine::new(native.pool.clone(), RetentionPolicy::default()),
+        QueryEngine::new(ts.pool.clone(), RetentionPolicy::default()),
+    );
+    let req = TotalsRequest {
+        from_unix_s: old_day,
+        to_unix_s: old_day + DAY_S,
+        group_by: vec![],
+        filters: Filters::default(),
+        page: Page { limit: 10, offset: 0 },
+    };
+    let (x, y) = (a.totals(&req, now).await.unwrap(), b.totals(&req, now).await.unwrap());
+    assert_same_metrics(&x.total, &y.total, "old day after retention");
+    assert!(close(y.total.energy_kwh, old_kwh), "{:?}", y.total);
+}
