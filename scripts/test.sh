@@ -33,7 +33,7 @@ tsdb_tools=${CANOPY_TIMESCALEDB_TOOLS:-$(cd .. && pwd)/shared/tools/timescaledb}
 tsdb_port=${CANOPY_TIMESCALEDB_PORT:-55432}
 tsdb_dir=${CANOPY_TIMESCALEDB_DIR:-${TMPDIR:-/tmp}/canopy-timescaledb}
 tsdb_started=
-if [ ! -x "$tsdb_tools/install.sh" ] || [ ! -x "$tsdb_tools/start-cluster.sh" ]; then
+if [ ! -f "$tsdb_tools/install.sh" ] || [ ! -f "$tsdb_tools/start-cluster.sh" ]; then
   echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools not found (the tests comparing both paths print why they skip)"
 elif ! bash "$tsdb_tools/install.sh"; then
   echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools/install.sh failed (it needs root)"
