@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Works on a fresh clone: installs what it needs
 # (npm and pip packages into project-local folders) and needs PostgreSQL at
-# 127.0.0.1:5432 (trust auth) for the aggregator's tests.
+# 127.0.0.1:5432 (trust auth) for the aggregator's tests; with
+# ../shared/tools/timescaledb present it installs TimescaleDB and runs the
+# TimescaleDB path's tests on a private cluster too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +19,50 @@ if [ ! -d tests/ccf-reference/node_modules ]; then
 fi
 npm test --prefix tests/ccf-reference
 
+# The TimescaleDB storage path: ../shared/tools/timescaledb holds a prebuilt
+# TimescaleDB for this machine's PostgreSQL 15 (test infrastructure, not part
+# of the repository). install.sh makes the extension available to every
+# cluster (on 127.0.0.1:5432 it is then installed but not preloaded, which
+# the `auto` storage choice must turn into the native path), and
+# start-cluster.sh starts a private cluster with it preloaded. The
+# workspace tests then also compare both paths (CANOPY_TEST_TIMESCALEDB_URL),
+# and the aggregator's integration suite runs a second time on the
+# TimescaleDB path (CANOPY_TEST_STORAGE=timescaledb). Without ../shared
+# both are skipped, and said so.
+tsdb_tools=${CANOPY_TIMESCALEDB_TOOLS:-$(cd .. && pwd)/shared/tools/timescaledb}
+tsdb_port=${CANOPY_TIMESCALEDB_PORT:-55432}
+tsdb_dir=${CANOPY_TIMESCALEDB_DIR:-${TMPDIR:-/tmp}/canopy-timescaledb}
+tsdb_started=
+if [ ! -f "$tsdb_tools/install.sh" ] || [ ! -f "$tsdb_tools/start-cluster.sh" ]; then
+  echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools not found (the tests comparing both paths print why they skip)"
+elif ! bash "$tsdb_tools/install.sh"; then
+  echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools/install.sh failed (it needs root)"
+else
+  if pg_isready -h 127.0.0.1 -p "$tsdb_port" -q 2>/dev/null; then
+    echo "TimescaleDB cluster already running on 127.0.0.1:$tsdb_port; using it"
+  else
+    bash "$tsdb_tools/start-cluster.sh" "$tsdb_port" "$tsdb_dir"
+    tsdb_started=1
+  fi
+  export CANOPY_TEST_TIMESCALEDB_URL="postgres://postgres@127.0.0.1:$tsdb_port/postgres"
+  stop_tsdb() {
+    if [ -n "$tsdb_started" ]; then
+      bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+      if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$tsdb_dir/data" stop -m fast >/dev/null
+      else "$bin/pg_ctl" -D "$tsdb_dir/data" stop -m fast >/dev/null; fi
+    fi
+  }
+  trap stop_tsdb EXIT
+fi
+
 cargo test --workspace --locked
+
+if [ -n "${CANOPY_TEST_TIMESCALEDB_URL:-}" ]; then
+  # Reuses the test binary just built: only the run costs time.
+  tsdb_t0=$(date +%s)
+  CANOPY_TEST_STORAGE=timescaledb cargo test -p canopy-aggregator --test it --locked
+  echo "TimescaleDB run of the aggregator's integration suite: $(( $(date +%s) - tsdb_t0 )) s"
+fi
 
 # Browser test of the dashboard on a running `canopy demo`: Debian's Chromium
 # driven by playwright-core (pinned in tests/browser/package-lock.json).

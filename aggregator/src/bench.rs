@@ -801,7 +801,8 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
             check_ranges(name, &predicted_ranges(q, cfg.now_unix_s), cfg.facts_layout, &layout, &full)?;
         }
     }
-    db::migrate(pool).await?;
+    // The bench loads the native tables (segments, partitions) itself.
+    db::migrate_with(pool, db::StorageChoice::Native).await?;
     let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_hourly").fetch_one(pool).await?;
     if existing > 0 {
         return Err(BenchError::NotEmpty(existing));

@@ -596,6 +596,13 @@ async fn upsert_facts(
     let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
         .await?;
+    // Facts older than the 5-minute aggregate's refresh window reach the
+    // rollups through the late-data refresh (crate::timescale).
+    sqlx::query(crate::timescale::QUEUE_LATE_DAYS_SQL)
+        .bind(unique.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(crate::timescale::LATE_AFTER_S)
+        .execute(&mut **tx)
+        .await?;
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;
     Ok((written as u64, replaced as u64, displaced))

@@ -3,7 +3,8 @@
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
-//! - [`db`]: connecting to PostgreSQL and applying the embedded migrations.
+//! - [`db`]: connecting to PostgreSQL, choosing the storage path
+//!   (`--storage`) and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
 //! - [`coarsened`]: hour-long group records (outbox coarsening) against the
 //!   per-resource records of their hour, so each kWh counts once.
@@ -22,6 +23,8 @@
 //! - [`http`]: the HTTP/JSON API over [`query`].
 //! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
+//! - [`timescale`]: TimescaleDB path only: late data into the continuous
+//!   aggregates.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -40,3 +43,4 @@ pub mod model;
 pub mod organizations;
 pub mod query;
 pub mod time;
+pub mod timescale;

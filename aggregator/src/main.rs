@@ -42,6 +42,15 @@ struct DbArgs {
 }
 
 #[derive(Args)]
+struct StorageArgs {
+    /// Storage path for a new database: `timescaledb` when the extension is
+    /// installed and preloaded (`auto`), or as asked. Chosen once, when the
+    /// database is first migrated, and never changed afterwards.
+    #[arg(long, env = "CANOPY_STORAGE", value_enum, default_value_t = db::StorageChoice::Auto)]
+    storage: db::StorageChoice,
+}
+
+#[derive(Args)]
 struct RetentionArgs {
     /// Days of 5-minute rollups kept.
     #[arg(long, default_value_t = 35)]
@@ -80,6 +89,8 @@ enum Command {
     Migrate {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Create partitions ahead and apply retention once.
     Maintain {
@@ -145,6 +156,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
         #[command(flatten)]
         retention: RetentionArgs,
         /// Address of the HTTP API.
@@ -238,11 +251,10 @@ async fn main() -> anyhow::Result<()> {
         Command::IamActions => {
             println!("{}", serde_json::to_string(organizations::IAM_ACTIONS)?);
         }
-        Command::Migrate { db } => {
+        Command::Migrate { db, storage } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
-            db::migrate(&pool).await?;
-            let mode = db::storage_mode(&pool).await?;
-            println!("migrations applied; storage mode {mode:?}");
+            let decision = db::migrate_with(&pool, storage.storage).await?;
+            println!("migrations applied; storage path {} ({})", decision.mode.name(), decision.reason);
         }
         Command::Maintain { db, retention } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
@@ -290,10 +302,13 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{}", report.render());
         }
-        Command::Serve { db, retention, http_listen, grpc_listen, max_connections, ingest, organisation } => {
+        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, ingest, organisation } => {
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
-            db::migrate(&pool).await?;
+            let decision = db::migrate_with(&pool, storage.storage).await?;
+            if decision.mode == db::StorageMode::TimescaleDb {
+                tokio::spawn(canopy_aggregator::timescale::refresh_pending_forever(pool.clone()));
+            }
             let policy = retention.policy();
             maintenance::run(&pool, &policy, http::system_clock()).await?;
             let maintenance_pool = pool.clone();
@@ -415,6 +430,7 @@ async fn start_ingest(
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
+                        + &canopy_aggregator::timescale::REFRESH_METRICS.render()
                 }
             }),
         );

@@ -1,7 +1,8 @@
 //! Native-mode housekeeping: partitions created ahead of time, retention by
 //! dropping whole partitions whose entire range has expired, and draining
 //! the org rollups' pending deltas (migration 0006). In TimescaleDB mode the
-//! first two are the extension's policies and the last has nothing to do.
+//! first two are the extension's policies and the last has nothing to do;
+//! `run` refreshes the late data ingest queued instead (crate::timescale).
 //!
 //! Retention and ingest never race: every drop and every deletion of
 //! retention holds the retention lock ([`RETENTION_LOCK_SQL`]) exclusively,
@@ -206,6 +207,8 @@ const MONTHS_AHEAD: i64 = 2;
 pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<MaintenanceReport, DbError> {
     let mut report = MaintenanceReport::default();
     if db::storage_mode(pool).await? != StorageMode::Native {
+        // TimescaleDB: retention is its policies'; late data is refreshed here.
+        crate::timescale::refresh_pending(pool).await?;
         return Ok(report);
     }
     report.partitions_created = create_ahead(pool, policy, now_unix_s).await?;

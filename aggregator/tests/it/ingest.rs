@@ -1,5 +1,6 @@
 use canopy_aggregator::ingest::{StoreOutcome, StoreSummary, store_batch};
 use canopy_aggregator::model::{Batch, FactRow, InventoryRow};
+use canopy_aggregator::db::StorageMode;
 use sqlx::Row;
 
 use crate::support::{T0, TestDb, fact, store};
@@ -31,8 +32,8 @@ async fn same_agent_and_sequence_is_stored_once() {
             inventory_received: 0,
             // facts month, fact segments month, hourly month and 5-minute
             // day, and the org rollups' hourly month and 5-minute day, did
-            // not exist yet.
-            partitions_created: 6,
+            // not exist yet (native path; TimescaleDB makes its own chunks).
+            partitions_created: if crate::support::storage() == StorageMode::Native { 6 } else { 0 },
         })
     );
     assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);
@@ -45,6 +46,9 @@ async fn same_agent_and_sequence_is_stored_once() {
 
 #[tokio::test]
 async fn higher_revisions_replace_and_rollups_follow_the_difference() {
+    if crate::support::skip_unless_native("higher_revisions_replace_and_rollups_follow_the_difference", "it checks the emptied (zero-count) rollup rows native ingest leaves; continuous aggregates drop emptied groups (the sums are checked on both paths by storage::both_paths_answer_the_same_for_a_simulated_organisation)") {
+        return;
+    }
     let t = TestDb::migrated().await;
     let r1 = fact(4, T0 + 600, 300, 1);
     let mut r2 = fact(4, T0 + 600, 300, 2);
@@ -226,6 +230,8 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
     for task in tasks {
         task.await.unwrap();
     }
+    // TimescaleDB: the aggregates' refresh (the writers called store_batch).
+    crate::support::settle_if_timescaledb(&t.pool).await;
     let (fe, fl, fnum): (f64, f64, i64) = sqlx::query_as(
         "SELECT sum(energy_kwh), sum(location_g_co2e), count(*) FROM emission_facts_all",
     )
@@ -253,6 +259,9 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
 /// rollup group and the org pending deltas equal the stored facts.
 #[tokio::test]
 async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
+    if crate::support::skip_unless_native("mixed_batch_inserts_replaces_and_skips_and_every_group_follows", "it checks the native rollup tables and org_rollup_pending deltas ingest writes") {
+        return;
+    }
     let t = TestDb::migrated().await;
     // Resources 3, 6, 9, ... are in account 111111111111 (one advisory-lock scope per region).
     let first: Vec<_> = (1..=6u64).map(|r| fact(3 * r, T0 + 300 * r as i64, 300, 2)).collect();
@@ -350,6 +359,9 @@ fn with_key(mut f: FactRow, key: &str, revision: u32, energy_kwh: f64) -> FactRo
 
 #[tokio::test]
 async fn a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions() {
+    if crate::support::skip_unless_native("a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions", "fact segments are the native layout") {
+        return;
+    }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
     let first = vec![with_key(base.clone(), "a", 1, 1.0), with_key(base.clone(), "b", 1, 2.0)];
@@ -390,6 +402,9 @@ async fn a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_posit
 
 #[tokio::test]
 async fn a_hash_match_with_another_stored_key_is_not_a_match() {
+    if crate::support::skip_unless_native("a_hash_match_with_another_stored_key_is_not_a_match", "fact segments are the native layout") {
+        return;
+    }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
     // Partitions for the hand-made segment.
@@ -427,6 +442,9 @@ async fn a_hash_match_with_another_stored_key_is_not_a_match() {
 
 #[tokio::test]
 async fn rows_of_the_row_layout_are_replaced_and_their_values_subtracted() {
+    if crate::support::skip_unless_native("rows_of_the_row_layout_are_replaced_and_their_values_subtracted", "the row layout of emission_fact_segments is native") {
+        return;
+    }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
     store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![with_key(base.clone(), "x", 1, 1.0)], inventory: vec![] })

@@ -4,6 +4,9 @@ use crate::support::TestDb;
 
 #[tokio::test]
 async fn migrations_apply_from_empty_and_rerun() {
+    if crate::support::skip_unless_native("migrations_apply_from_empty_and_rerun", "it checks the native relations; the TimescaleDB migration is checked by storage::the_storage_path_is_chosen_once_and_never_flips") {
+        return;
+    }
     let t = TestDb::empty().await;
     db::migrate(&t.pool).await.expect("first run");
     db::migrate(&t.pool).await.expect("second run is a no-op");

@@ -3,19 +3,70 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use canopy_aggregator::db;
+use canopy_aggregator::db::{self, StorageChoice, StorageMode};
 use canopy_aggregator::ingest::{StoreOutcome, store_batch};
 use canopy_aggregator::model::{Batch, FactRow, Quality};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
-pub fn admin_url() -> String {
+/// The storage path the suite runs on: `CANOPY_TEST_STORAGE=timescaledb`
+/// runs it against the TimescaleDB server named by
+/// `CANOPY_TEST_TIMESCALEDB_URL` (an admin URL, as `scripts/test.sh` sets
+/// both), anything else on the native path at [`native_admin_url`].
+pub fn storage() -> StorageMode {
+    match std::env::var("CANOPY_TEST_STORAGE").as_deref() {
+        Ok("timescaledb") => StorageMode::TimescaleDb,
+        Ok("native") | Err(_) => StorageMode::Native,
+        Ok(other) => panic!("expected CANOPY_TEST_STORAGE to be 'native' or 'timescaledb', found {other:?}"),
+    }
+}
+
+/// The admin URL of the native-path server (CANOPY_TEST_ADMIN_URL, else
+/// the local PostgreSQL at 5432).
+pub fn native_admin_url() -> String {
     std::env::var("CANOPY_TEST_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+/// The admin URL of a server with TimescaleDB preloaded, when there is one
+/// (CANOPY_TEST_TIMESCALEDB_URL).
+pub fn timescaledb_admin_url() -> Option<String> {
+    std::env::var("CANOPY_TEST_TIMESCALEDB_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// The admin URL of the server the suite's storage path runs on.
+pub fn admin_url() -> String {
+    match storage() {
+        StorageMode::Native => native_admin_url(),
+        StorageMode::TimescaleDb => timescaledb_admin_url()
+            .expect("CANOPY_TEST_STORAGE=timescaledb needs CANOPY_TEST_TIMESCALEDB_URL (an admin URL)"),
+    }
+}
+
+/// True (after printing why) when the suite runs on the TimescaleDB path
+/// and `test` only makes sense on the native one: return from the test.
+pub fn skip_unless_native(test: &str, why: &str) -> bool {
+    if storage() == StorageMode::Native {
+        return false;
+    }
+    println!("skipped {test} on the TimescaleDB path: {why}");
+    true
+}
+
+/// The TimescaleDB admin URL for a test comparing both paths, or `None`
+/// after printing why the test is skipped.
+pub fn timescaledb_or_skip(test: &str) -> Option<String> {
+    let url = timescaledb_admin_url();
+    if url.is_none() {
+        println!(
+            "skipped {test}: CANOPY_TEST_TIMESCALEDB_URL is not set (scripts/test.sh sets it when \
+             ../shared/tools/timescaledb is present)"
+        );
+    }
+    url
+}
+
+fn url_on(admin: &str, database: &str) -> String {
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.to_owned());
     format!("{base}/{database}")
 }
 
@@ -23,13 +74,20 @@ fn url_for(database: &str) -> String {
 pub struct TestDb {
     pub pool: PgPool,
     pub name: String,
+    /// The admin URL of its server.
+    pub admin: String,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
-    /// Creates an empty database (no migrations).
+    /// Creates an empty database (no migrations) on the suite's server.
     pub async fn empty() -> TestDb {
+        TestDb::empty_on(&admin_url()).await
+    }
+
+    /// Creates an empty database on the server of the admin URL `admin`.
+    pub async fn empty_on(admin_url: &str) -> TestDb {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!(
             "canopy_it_{}_{}_{}",
@@ -37,23 +95,48 @@ impl TestDb {
             nanos,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect to the admin database");
+        let mut admin = PgConnection::connect(admin_url).await.expect("connect to the admin database");
         sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create database");
-        let pool = db::connect(&url_for(&name), 4).await.expect("connect to the test database");
-        TestDb { pool, name }
+        let pool = db::connect(&url_on(admin_url, &name), 4).await.expect("connect to the test database");
+        TestDb { pool, name, admin: admin_url.to_owned() }
     }
 
-    /// Creates a database with every migration applied.
+    /// The URL of this database.
+    pub fn url(&self) -> String {
+        url_on(&self.admin, &self.name)
+    }
+
+    /// Creates a database with every migration applied on the suite's
+    /// storage path (asked for explicitly, so a server that cannot run it
+    /// fails the test rather than falling back).
     pub async fn migrated() -> TestDb {
         let t = TestDb::empty().await;
-        db::migrate(&t.pool).await.expect("migrations apply");
+        let choice = match storage() {
+            StorageMode::Native => StorageChoice::Native,
+            StorageMode::TimescaleDb => StorageChoice::TimescaleDb,
+        };
+        let decision = db::migrate_with(&t.pool, choice).await.expect("migrations apply");
+        if decision.mode == StorageMode::TimescaleDb {
+            unschedule_jobs(&t.pool).await;
+        }
+        t
+    }
+
+    /// A database migrated with `choice` at `admin` (TimescaleDB jobs
+    /// unscheduled, as in [`TestDb::migrated`]).
+    pub async fn migrated_on(admin: &str, choice: StorageChoice) -> TestDb {
+        let t = TestDb::empty_on(admin).await;
+        let decision = db::migrate_with(&t.pool, choice).await.expect("migrations apply");
+        if decision.mode == StorageMode::TimescaleDb {
+            unschedule_jobs(&t.pool).await;
+        }
         t
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin_url) = (self.name.clone(), self.admin.clone());
         // Dropping needs async I/O; do it on a private runtime in a thread so
         // it also works while the test's runtime is blocked here. The pool is
         // not closed gracefully (its sockets belong to the blocked runtime);
@@ -61,7 +144,7 @@ impl Drop for TestDb {
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut admin)
                         .await;
@@ -72,12 +155,75 @@ impl Drop for TestDb {
     }
 }
 
-/// Stores one batch in its own transaction.
+/// Stores one batch in its own transaction; on the TimescaleDB path then
+/// [`settle`]s, so every answer is exact right away.
 pub async fn store(pool: &PgPool, batch: &Batch) -> StoreOutcome {
+    let outcome = store_unsettled(pool, batch).await;
+    settle_if_timescaledb(pool).await;
+    outcome
+}
+
+/// Stores one batch in its own transaction, and nothing else.
+pub async fn store_unsettled(pool: &PgPool, batch: &Batch) -> StoreOutcome {
     let mut tx = pool.begin().await.expect("begin");
     let outcome = store_batch(&mut tx, batch).await.expect("store_batch");
     tx.commit().await.expect("commit");
     outcome
+}
+
+/// The continuous aggregates, lowest level first.
+pub const AGGREGATES: [&str; 4] = ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"];
+
+/// TimescaleDB path: runs, now and in hierarchy order, the refresh policies
+/// of the continuous aggregates (the jobs the extension's scheduler runs
+/// every minute to hour; test databases have them unscheduled, see
+/// [`unschedule_jobs`], so answers do not depend on when they ran).
+pub async fn run_refresh_policies(pool: &PgPool) {
+    for aggregate in AGGREGATES {
+        let job: i32 = sqlx::query_scalar(
+            // The jobs view names a continuous aggregate's jobs after the aggregate.
+            "SELECT job_id FROM timescaledb_information.jobs
+             WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = $1",
+        )
+        .bind(aggregate)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("refresh policy of {aggregate}: {e}"));
+        sqlx::raw_sql(&format!("CALL run_job({job})")).execute(pool).await.unwrap();
+    }
+}
+
+/// TimescaleDB path: what `serve`'s loops do between batches, done now: the
+/// refresh policies, then the late-data refresh.
+pub async fn settle(pool: &PgPool) {
+    // One settle at a time: the scheduler never runs a job twice at once.
+    static SETTLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = SETTLING.lock().await;
+    run_refresh_policies(pool).await;
+    canopy_aggregator::timescale::refresh_pending(pool).await.expect("late-data refresh");
+}
+
+/// [`settle`] on the TimescaleDB path, nothing on the native one.
+pub async fn settle_if_timescaledb(pool: &PgPool) {
+    if db::storage_mode(pool).await.unwrap() == StorageMode::TimescaleDb {
+        settle(pool).await;
+    }
+}
+
+/// TimescaleDB path: stops the extension's scheduler from running this
+/// database's jobs by itself (tests run them with [`settle`]).
+pub async fn unschedule_jobs(pool: &PgPool) {
+    // Refresh policies in one batch per run (the default, ten buckets per
+    // transaction, made each settle take seconds); the same figures.
+    sqlx::query(
+        "SELECT alter_job(job_id, scheduled => false,
+                          config => CASE WHEN proc_name = 'policy_refresh_continuous_aggregate'
+                                         THEN config || '{\"buckets_per_batch\": 0}' ELSE config END)
+         FROM timescaledb_information.jobs WHERE job_id >= 1000",
+    )
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// xorshift64*: deterministic, dependency-free randomness for tests.
