@@ -405,7 +405,7 @@ async fn assert_same_answers(native: &QueryEngine, ts: &QueryEngine, from: i64, 
         filters: Filters::default(),
         page: Page { limit: 10, offset: 0 },
     };
-    let (a, b) = (native.top_resources(&req).await.unwrap(), ts.top_resources(&req).await.unwrap());
+    let (a, b) = (native.top_resources(&req, now).await.unwrap(), ts.top_resources(&req, now).await.unwrap());
     assert_eq!(a.rows.len(), b.rows.len());
     for (x, y) in a.rows.iter().zip(&b.rows) {
         assert_eq!(
