@@ -154,6 +154,12 @@ BEGIN
                energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count
         FROM canopy_reconcile_delta;
         DROP TABLE canopy_reconcile_delta;
+    ELSIF superseded > 0 THEN
+        -- TimescaleDB path: the continuous aggregates follow the deleted
+        -- rows through the late-data refresh queue (migration 0016), the
+        -- days of every deleted row.
+        INSERT INTO timescale_refresh_pending (day_start)
+        SELECT DISTINCT date_bin(interval '1 day', period_start, timestamptz 'epoch') FROM canopy_reconcile_gone;
     END IF;
     DROP TABLE canopy_reconcile_gone;
     DROP TABLE canopy_reconcile_scopes;

@@ -585,6 +585,18 @@ async fn upsert_facts(
     // Hour-long group records against the per-resource records of their hour
     // first: what they supersede is gone before the per-key revision check.
     let (unique, displaced) = crate::coarsened::resolve(tx, highest_revision_per_key(f), started.mode).await?;
+    if started.mode == StorageMode::TimescaleDb {
+        // Facts older than the 5-minute aggregate's refresh window reach the
+        // rollups through the late-data refresh (crate::timescale). The days
+        // of every fact of the batch are queued, not only of those written:
+        // rows the coarsening rule deleted (`displaced`) lie in the same
+        // hours, and a batch may displace rows while writing none.
+        sqlx::query(crate::timescale::QUEUE_LATE_DAYS_SQL)
+            .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
+            .bind(crate::timescale::LATE_AFTER_S)
+            .execute(&mut **tx)
+            .await?;
+    }
     if unique.is_empty() {
         return Ok((0, 0, displaced));
     }
@@ -595,13 +607,6 @@ async fn upsert_facts(
     }
     let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
         .fetch_one(&mut **tx)
-        .await?;
-    // Facts older than the 5-minute aggregate's refresh window reach the
-    // rollups through the late-data refresh (crate::timescale).
-    sqlx::query(crate::timescale::QUEUE_LATE_DAYS_SQL)
-        .bind(unique.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
-        .bind(crate::timescale::LATE_AFTER_S)
-        .execute(&mut **tx)
         .await?;
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;

@@ -546,6 +546,17 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
         ("org_team_rollup_monthly", 0, "team"),
     ];
     for (table, bucket_s, filter) in levels {
+        // On the TimescaleDB path the 5-minute aggregates are past their
+        // retention for hours older than 34 days (the planner never reads
+        // them there, `Horizons::of_timescale_policies`), and neither the
+        // refresh policy nor the late-data refresh rewrites them: compare
+        // them only while they are retained.
+        if bucket_s == 300
+            && crate::support::storage() == canopy_aggregator::db::StorageMode::TimescaleDb
+            && case_hours_past_five_minute_retention(case)
+        {
+            continue;
+        }
         let mut want = Sums::new();
         for &(kind, hour, revision) in &live {
             let f = case.fact((kind, hour, revision));
@@ -721,6 +732,8 @@ async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
             .unwrap();
     // Hour 0: the three per-resource records; hour 1: the group and instance 3.
     assert_eq!(repaired, 5);
+    // TimescaleDB: the repair queued the days for the late-data refresh.
+    crate::support::settle_if_timescaledb(&t.pool).await;
     verify(&t.pool, &case, &arrived, "after the repair").await.unwrap();
     let again: i64 = sqlx::query_scalar("SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))")
         .bind(T0 as f64)
@@ -743,4 +756,11 @@ async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
     let mut with_late = arrived.clone();
     with_late.push((0, 0, 2));
     verify(&t.pool, &case, &with_late, "after a late record").await.unwrap();
+}
+
+/// True when the case's hours lie before TimescaleDB's 5-minute horizon
+/// (34 whole days back from now).
+fn case_hours_past_five_minute_retention(case: &Case) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    case.fact((0, 1, 1)).period_start_unix_s + 3_600 <= now - 34 * 86_400
 }
