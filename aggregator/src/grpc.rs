@@ -80,6 +80,11 @@ fn invalid(e: ParamError) -> Status {
 }
 
 fn internal(e: QueryError) -> Status {
+    if let QueryError::Sql(sql) = &e
+        && crate::query_limits::is_statement_timeout(sql)
+    {
+        return crate::query_limits::statement_timeout_status();
+    }
     tracing::warn!(error = %e, "grpc query failed");
     Status::internal(e.to_string())
 }

@@ -4,13 +4,16 @@
 
 mod attribution;
 mod bench;
+mod dev_ca;
 mod grpc_api;
 mod http_api;
 mod ingest;
 mod migrations;
+mod openapi;
 mod org_rollups;
 mod organizations;
 mod queries;
+mod query_flood;
 mod realtime;
 mod retention;
 mod retention_ingest;
