@@ -39,6 +39,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /canopy-aggregator /usr/local/bin/canopy-aggregator
+# Amazon RDS's CA bundle: the Terraform module's database URL uses
+# sslmode=verify-full with this file as sslrootcert.
+ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 USER 65532:65532
 EXPOSE 4433/udp 8080/tcp 50051/tcp 9090/tcp
 # Liveness is checked from outside: the load balancer probes GET /healthz on 8080,

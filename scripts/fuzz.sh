@@ -23,8 +23,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # Build outside the workspace's target folder (the fuzz crate is its own root).
 FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-fuzz/target}"
+# -a: debug assertions (integer overflow, slice bounds) on in the fuzzed
+# build. -s none: no AddressSanitizer; the decoder is safe Rust (the
+# workspace denies unsafe code) and ASan cut throughput about threefold.
+FUZZ_FLAGS=(-a -s none --target-dir "$FUZZ_TARGET_DIR")
 # Build every target first, so the times below are fuzzing only.
-cargo +nightly fuzz build -a --target-dir "$FUZZ_TARGET_DIR"
+cargo +nightly fuzz build "${FUZZ_FLAGS[@]}"
 
 for target in "${TARGETS[@]}"; do
   corpus="fuzz/corpus/$target"
@@ -32,10 +36,9 @@ for target in "${TARGETS[@]}"; do
   cp tests/golden/*.bin "$corpus/"
   echo "== $target: $RUNS executions"
   start=$(date +%s)
-  # -a: debug assertions (integer overflow, slice bounds) on in the fuzzed build.
   set +e
-  cargo +nightly fuzz run -a --target-dir "$FUZZ_TARGET_DIR" "$target" "$corpus" -- \
-    -runs="$RUNS" -max_len=65536 -print_final_stats=1 > "fuzz/$target.log" 2>&1
+  cargo +nightly fuzz run "${FUZZ_FLAGS[@]}" "$target" "$corpus" -- \
+    -runs="$RUNS" -max_len=16384 -print_final_stats=1 > "fuzz/$target.log" 2>&1
   status=$?
   set -e
   grep -E "^(stat::|Done|INFO: Seed)|panicked|ERROR|SUMMARY" "fuzz/$target.log" || true

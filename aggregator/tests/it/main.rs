@@ -4,6 +4,7 @@
 
 mod attribution;
 mod bench;
+mod db_tls;
 mod dev_ca;
 mod grpc_api;
 mod http_api;

@@ -230,3 +230,63 @@ async fn heavy_query_flood_starved_ingest_with_one_shared_pool() {
     eprintln!("{r:?}");
     assert!(r.flood_p99 > ingest_bound(r.baseline_p99), "{r:?}");
 }
+
+/// The gRPC API behind the same gate: a heavy query is cancelled at the
+/// statement timeout with `UNAVAILABLE` naming the limit (not the
+/// database's message), and calls beyond the concurrency limit are refused
+/// at once with `UNAVAILABLE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
+    use canopy_aggregator::grpc::{CanopyQueryClient, GrpcQuery, pb};
+    use tonic::transport::server::TcpIncoming;
+
+    let t = TestDb::migrated().await;
+    load_heavy_facts(&t.pool).await;
+    let limits = QueryLimits { max_concurrent_requests: 1, ..limits() };
+    let query_pool = query_limits::connect_query_pool_with((*t.pool.connect_options()).clone(), &limits).await.unwrap();
+    let gate = QueryGate::new(limits);
+    let service = GrpcQuery::new(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0);
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(gate.clone().wrap_grpc(service.into_server()))
+            .serve_with_incoming(incoming),
+    );
+    let client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
+    let heavy = pb::TopResourcesRequest { from: "0".into(), to: "4102444800".into(), limit: 1000, ..Default::default() };
+
+    // Alone: cancelled by the statement timeout.
+    let status = client.clone().top_resources(heavy.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "query cancelled: it ran longer than the query statement timeout of 500 ms (--query-statement-timeout-ms)"
+    );
+
+    // Eight at once with one slot: one admitted (cut at the statement
+    // timeout), the others refused at once.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (mut c, h) = (client.clone(), heavy.clone());
+            tokio::spawn(async move { c.top_resources(h).await.unwrap_err() })
+        })
+        .collect();
+    let mut busy = 0;
+    for call in calls {
+        let status = call.await.unwrap();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        if status.message().contains("--query-max-concurrent-requests") {
+            assert_eq!(status.message(), "too many concurrent queries: 1 are running (--query-max-concurrent-requests); retry later");
+            busy += 1;
+        } else {
+            assert!(status.message().contains("statement timeout of 500 ms"), "{status:?}");
+        }
+    }
+    assert!(busy >= 1, "at least one call refused");
+    let counts = gate.metrics().counts();
+    assert_eq!(counts.refused_busy, busy);
+    assert_eq!(counts.admitted + counts.refused_busy, 9);
+    assert_eq!(counts.statement_timeouts, counts.admitted);
+    server.abort();
+}
