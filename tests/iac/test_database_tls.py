@@ -15,7 +15,7 @@ MODULE = TERRAFORM_DIR / "modules" / "aggregator"
 
 def database_url_template() -> str:
     text = (MODULE / "secrets.tf").read_text()
-    urls = re.findall(r'"(postgres://[^"]*)"', text)
+    urls = re.findall(r'"(postgres://[^" ]*)"', text)
     assert len(urls) == 1, urls
     return urls[0]
 
