@@ -48,12 +48,8 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DevCa
 /// Writes `key_pem` to a new file at `path` with mode 0600 (the file must not
 /// exist: an existing file would keep its old mode).
 pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), DevCaError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(KEY_FILE_MODE)
-        .open(path)
-        .map_err(io("creating", path))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).mode(KEY_FILE_MODE).open(path).map_err(io("creating", path))?;
     // The process umask can only remove bits; set the mode explicitly anyway
     // so the file is 0600 whatever the umask.
     file.set_permissions(std::fs::Permissions::from_mode(KEY_FILE_MODE)).map_err(io("setting the mode of", path))?;

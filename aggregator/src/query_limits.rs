@@ -238,10 +238,9 @@ impl Refusal {
             Refusal::Busy { limit } => format!(
                 "too many concurrent queries: {limit} are running (--query-max-concurrent-requests); retry later"
             ),
-            Refusal::TimedOut { after } => format!(
-                "query exceeded the request timeout of {} ms (--query-request-timeout-ms)",
-                after.as_millis()
-            ),
+            Refusal::TimedOut { after } => {
+                format!("query exceeded the request timeout of {} ms (--query-request-timeout-ms)", after.as_millis())
+            }
         }
     }
 }

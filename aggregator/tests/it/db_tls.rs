@@ -20,10 +20,8 @@ async fn verify_full_connects_only_to_a_server_whose_certificate_chains_and_name
     let pool = db::connect(&url("localhost", &format!("sslmode=verify-full&sslrootcert={SERVER_CERT}")), 1)
         .await
         .expect("verify-full to localhost with the server's CA");
-    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let ssl: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&pool).await.unwrap();
     assert!(ssl, "the session is encrypted");
     pool.close().await;
 

@@ -76,9 +76,8 @@ async fn load_heavy_facts(pool: &PgPool) {
 }
 
 fn batch(sequence: u64) -> Batch {
-    let facts = (0..FACTS_PER_BATCH)
-        .map(|i| fact(sequence * 1_000 + i, T0 + 3_600 * (i as i64 % 24), 3_600, 1))
-        .collect();
+    let facts =
+        (0..FACTS_PER_BATCH).map(|i| fact(sequence * 1_000 + i, T0 + 3_600 * (i as i64 % 24), 3_600, 1)).collect();
     Batch { agent_id: "steady-agent".into(), sequence, facts, inventory: vec![] }
 }
 
@@ -143,12 +142,11 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
             let app = gate.clone().layer_http(router(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0));
             (app, Some(gate))
         }
-        Wiring::Shared => {
-            (router(QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()), || T0), None)
-        }
+        Wiring::Shared => (router(QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()), || T0), None),
     };
 
-    let mut report = FloodReport { baseline_p99: p99(&store_timed(&ingest_pool, 1..BATCHES + 1).await), ..Default::default() };
+    let mut report =
+        FloodReport { baseline_p99: p99(&store_timed(&ingest_pool, 1..BATCHES + 1).await), ..Default::default() };
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -226,7 +224,12 @@ async fn heavy_query_flood_does_not_starve_ingest() {
     assert_eq!(r.flood_batches_stored, BATCHES);
     assert_eq!(r.clients_stuck, 0);
     // Ingest kept its latency.
-    assert!(r.flood_p99 <= ingest_bound(r.baseline_p99), "ingest p99 under flood {:?} > bound {:?}: {r:?}", r.flood_p99, ingest_bound(r.baseline_p99));
+    assert!(
+        r.flood_p99 <= ingest_bound(r.baseline_p99),
+        "ingest p99 under flood {:?} > bound {:?}: {r:?}",
+        r.flood_p99,
+        ingest_bound(r.baseline_p99)
+    );
     // The heavy queries were refused or cut, never queued: each answered
     // within twice the request timeout (plus slack), with a message naming
     // the limit; nothing else (no 500 with a database message).
@@ -274,7 +277,8 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
             .serve_with_incoming(incoming),
     );
     let client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
-    let heavy = pb::TopResourcesRequest { from: "0".into(), to: "4102444800".into(), limit: 1000, ..Default::default() };
+    let heavy =
+        pb::TopResourcesRequest { from: "0".into(), to: "4102444800".into(), limit: 1000, ..Default::default() };
 
     // Alone: cancelled by the statement timeout.
     let status = client.clone().top_resources(heavy.clone()).await.unwrap_err();
@@ -297,7 +301,10 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
         let status = call.await.unwrap();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         if status.message().contains("--query-max-concurrent-requests") {
-            assert_eq!(status.message(), "too many concurrent queries: 1 are running (--query-max-concurrent-requests); retry later");
+            assert_eq!(
+                status.message(),
+                "too many concurrent queries: 1 are running (--query-max-concurrent-requests); retry later"
+            );
             busy += 1;
         } else {
             assert!(status.message().contains("statement timeout of 500 ms"), "{status:?}");
