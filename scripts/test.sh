@@ -17,6 +17,8 @@ if [ ! -d tests/ccf-reference/node_modules ]; then
 fi
 npm test --prefix tests/ccf-reference
 
+bash scripts/deny.sh  # cargo-deny (deny.toml): licences, bans, sources; advisories when the RustSec database is reachable
+
 cargo test --workspace --locked
 
 # Browser test of the dashboard on a running `canopy demo`: Debian's Chromium
