@@ -49,7 +49,7 @@ enum Wiring {
 fn limits() -> QueryLimits {
     QueryLimits {
         max_connections: 2,
-        statement_timeout: Duration::from_millis(500),
+        statement_timeout: Duration::from_millis(200),
         request_timeout: Duration::from_secs(2),
         max_concurrent_requests: 2,
     }
@@ -135,7 +135,7 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
             let query_pool = query_limits::connect_query_pool_with(options, &limits()).await.unwrap();
             // The query pool's sessions have the statement timeout; ingest's none.
             let st: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&query_pool).await.unwrap();
-            assert_eq!(st, "500ms");
+            assert_eq!(st, "200ms");
             let st: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&ingest_pool).await.unwrap();
             assert_eq!(st, "0");
             let gate = QueryGate::new(limits());
@@ -187,7 +187,7 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
                 (StatusCode::OK, _) => report.ok += 1,
                 (StatusCode::SERVICE_UNAVAILABLE, Some("max_concurrent_requests")) => report.busy += 1,
                 (StatusCode::SERVICE_UNAVAILABLE, Some("statement_timeout")) => {
-                    assert!(body.contains("statement timeout of 500 ms (--query-statement-timeout-ms)"), "{body}");
+                    assert!(body.contains("statement timeout of 200 ms (--query-statement-timeout-ms)"), "{body}");
                     assert!(!body.contains("canceling statement"), "raw database message: {body}");
                     report.statement_timeouts += 1
                 }
@@ -285,7 +285,7 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(
         status.message(),
-        "query cancelled: it ran longer than the query statement timeout of 500 ms (--query-statement-timeout-ms)"
+        "query cancelled: it ran longer than the query statement timeout of 200 ms (--query-statement-timeout-ms)"
     );
 
     // Eight at once with one slot: one admitted (cut at the statement
@@ -307,7 +307,7 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
             );
             busy += 1;
         } else {
-            assert!(status.message().contains("statement timeout of 500 ms"), "{status:?}");
+            assert!(status.message().contains("statement timeout of 200 ms"), "{status:?}");
         }
     }
     assert!(busy >= 1, "at least one call refused");
