@@ -42,9 +42,13 @@ def test_no_terraform_file_asks_for_a_weaker_sslmode():
 def test_the_image_carries_the_ca_bundle_the_url_names():
     path = rds_ca_bundle_path()
     text = (DOCKER_DIR / "aggregator.Dockerfile").read_text()
-    runtime = text.split("FROM gcr.io/distroless/cc-debian12:nonroot", 1)[1]
-    adds = re.findall(r"^ADD\s+(?:--\S+\s+)*(https://\S+)\s+(\S+)$", runtime, flags=re.M)
-    assert ("https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem", path) in adds, adds
+    build, runtime = text.split("FROM gcr.io/distroless/cc-debian12:nonroot", 1)
+    # The build stage fetches RDS's bundle over HTTPS...
+    fetched = re.search(r"-o\s+(\S+)\s*\\\s*\n\s*https://truststore\.pki\.rds\.amazonaws\.com/global/global-bundle\.pem", build)
+    assert fetched, "the build stage does not fetch the RDS CA bundle"
+    # ...and the runtime image has it where the URL's sslrootcert points.
+    copies = re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s+(\S+)$", runtime, flags=re.M)
+    assert (fetched.group(1), path) in copies, copies
 
 
 def test_rds_forces_tls():
