@@ -30,6 +30,14 @@ RUN set -eux; \
     else : > /cross.env; fi; \
     echo "$triple" > /triple; \
     rustup target add "$triple"
+# Amazon RDS's CA bundle (over HTTPS, checked against the system CAs), for
+# the runtime image's sslrootcert.
+RUN set -eux; \
+    apt-get update; apt-get install -y --no-install-recommends curl ca-certificates; \
+    rm -rf /var/lib/apt/lists/*; \
+    curl --fail --silent --show-error --proto =https --tlsv1.2 -o /rds-global-bundle.pem \
+      https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; \
+    grep -q "BEGIN CERTIFICATE" /rds-global-bundle.pem
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=canopy-target-$TARGETARCH \
@@ -39,6 +47,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /canopy-aggregator /usr/local/bin/canopy-aggregator
+# Amazon RDS's CA bundle: the Terraform module's database URL uses
+# sslmode=verify-full with this file as sslrootcert.
+COPY --from=build --chmod=0444 /rds-global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 USER 65532:65532
 EXPOSE 4433/udp 8080/tcp 50051/tcp 9090/tcp
 # Liveness is checked from outside: the load balancer probes GET /healthz on 8080,

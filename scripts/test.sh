@@ -19,6 +19,8 @@ if [ ! -d tests/ccf-reference/node_modules ]; then
 fi
 npm test --prefix tests/ccf-reference
 
+bash scripts/deny.sh  # cargo-deny (deny.toml): licences, bans, sources; advisories when the RustSec database is reachable
+
 # The TimescaleDB storage path: ../shared/tools/timescaledb holds a prebuilt
 # TimescaleDB for this machine's PostgreSQL 15 (test infrastructure, not part
 # of the repository). install.sh makes the extension available to every

@@ -86,6 +86,11 @@ fn internal(e: QueryError) -> Status {
     if let QueryError::OutsideRetention(e) = e {
         return invalid(ParamError { parameter: e.parameter.to_owned(), message: e.message });
     }
+    if let QueryError::Sql(sql) = &e
+        && crate::query_limits::is_statement_timeout(sql)
+    {
+        return crate::query_limits::statement_timeout_status();
+    }
     tracing::warn!(error = %e, "grpc query failed");
     Status::internal(e.to_string())
 }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::query::params::{self, ParamError};
+use crate::route_table::RouteTable;
 use crate::query::{
     Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse,
     TotalsResponse,
@@ -37,15 +37,21 @@ struct AppState {
 
 /// The API's routes.
 pub fn router(engine: QueryEngine, clock: Clock) -> Router {
+    route_table(engine, clock).into_router()
+}
+
+/// The API's routes, with the list of them (checked against `openapi.yaml`).
+pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
     let state = Arc::new(AppState { engine, clock });
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/openapi.yaml", get(openapi))
-        .route("/v1/totals", get(totals))
-        .route("/v1/series", get(series))
-        .route("/v1/realtime", get(realtime))
-        .route("/v1/top-resources", get(top_resources))
-        .with_state(state.clone()).merge(crate::dashboard::routes(state.engine.clone(), state.clock))
+    RouteTable::new()
+        .get("/healthz", || async { "ok" })
+        .get("/openapi.yaml", openapi)
+        .get("/v1/totals", totals)
+        .get("/v1/series", series)
+        .get("/v1/realtime", realtime)
+        .get("/v1/top-resources", top_resources)
+        .with_state(state.clone())
+        .merge(crate::dashboard::route_table(state.engine.clone(), state.clock))
 }
 
 /// An error answer.
@@ -68,6 +74,9 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
             )
                 .into_response(),
+            ApiError::Query(QueryError::Sql(e)) if crate::query_limits::is_statement_timeout(&e) => {
+                crate::query_limits::statement_timeout_reply()
+            }
             ApiError::Query(e) => {
                 tracing::warn!(error = %e, "query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()

@@ -3,6 +3,7 @@
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
+//! - [`dev_ca`]: the development CA folder (key written with mode 0600).
 //! - [`db`]: connecting to PostgreSQL, choosing the storage path
 //!   (`--storage`) and applying the embedded migrations.
 //! - [`directory`]: organisations, accounts and attribution settings.
@@ -20,6 +21,9 @@
 //!   of the enrolment allow-list.
 //! - [`query`]: the query layer (validated parameters, exact rollup choice,
 //!   parameterised SQL).
+//! - [`query_limits`]: the query side's own pool, statement timeout,
+//!   request timeout and concurrency limit (so queries cannot starve ingest).
+//! - [`route_table`]: a router that lists its routes (for the OpenAPI test).
 //! - [`http`]: the HTTP/JSON API over [`query`].
 //! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
@@ -32,6 +36,7 @@ pub mod coarsened;
 pub mod dashboard;
 pub mod db;
 pub mod delivery;
+pub mod dev_ca;
 pub mod directory;
 pub mod fact_segments;
 pub mod from_protocol;
@@ -42,5 +47,7 @@ pub mod maintenance;
 pub mod model;
 pub mod organizations;
 pub mod query;
+pub mod query_limits;
+pub mod route_table;
 pub mod time;
 pub mod timescale;

@@ -16,7 +16,8 @@ use canopy_aggregator::bench::{self, BenchConfig};
 use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
-use canopy_aggregator::{db, http};
+use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits};
+use canopy_aggregator::{db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -166,14 +167,49 @@ enum Command {
         /// Address of the gRPC API.
         #[arg(long, env = "CANOPY_GRPC_LISTEN", default_value = "127.0.0.1:8081")]
         grpc_listen: SocketAddr,
-        /// Connections in the pool.
+        /// Connections in the ingest and maintenance pool (the query APIs
+        /// have their own, `--query-max-connections`).
         #[arg(long, env = "CANOPY_MAX_CONNECTIONS", default_value_t = 16)]
         max_connections: u32,
+        #[command(flatten)]
+        query: QueryArgs,
         #[command(flatten)]
         ingest: IngestArgs,
         #[command(flatten)]
         organisation: OrganisationArgs,
     },
+}
+
+/// Limits of the HTTP and gRPC query APIs, so that expensive queries cannot
+/// starve ingest (see `query_limits` and aggregator/README.md).
+#[derive(Args)]
+struct QueryArgs {
+    /// Connections in the query APIs' own pool (separate from ingest's).
+    #[arg(long, env = "CANOPY_QUERY_MAX_CONNECTIONS", default_value_t = QueryLimits::default().max_connections)]
+    query_max_connections: u32,
+    /// `statement_timeout` of the query pool's sessions, in milliseconds.
+    #[arg(long, env = "CANOPY_QUERY_STATEMENT_TIMEOUT_MS", default_value_t = QueryLimits::default().statement_timeout.as_millis() as u64)]
+    query_statement_timeout_ms: u64,
+    /// Longest time one query API request may take, in milliseconds (504 after).
+    #[arg(long, env = "CANOPY_QUERY_REQUEST_TIMEOUT_MS", default_value_t = QueryLimits::default().request_timeout.as_millis() as u64)]
+    query_request_timeout_ms: u64,
+    /// Query API requests served at once (HTTP `/v1/*` and gRPC together);
+    /// more are refused at once with 503.
+    #[arg(long, env = "CANOPY_QUERY_MAX_CONCURRENT_REQUESTS", default_value_t = QueryLimits::default().max_concurrent_requests)]
+    query_max_concurrent_requests: u32,
+}
+
+impl QueryArgs {
+    fn limits(&self) -> anyhow::Result<QueryLimits> {
+        let limits = QueryLimits {
+            max_connections: self.query_max_connections,
+            statement_timeout: Duration::from_millis(self.query_statement_timeout_ms),
+            request_timeout: Duration::from_millis(self.query_request_timeout_ms),
+            max_concurrent_requests: self.query_max_concurrent_requests,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
 }
 
 /// Batch ingest over QUIC; enabled when a CA is given (files, environment or `--dev-ca-dir`).
@@ -302,7 +338,8 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{}", report.render());
         }
-        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, ingest, organisation } => {
+        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation } => {
+            let limits = query.limits()?;
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
@@ -322,14 +359,18 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
-            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy).await?;
-            let engine = QueryEngine::new(pool, policy);
-            let app = http::router(engine.clone(), http::system_clock);
+            let gate = QueryGate::new(limits);
+            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy, gate.metrics()).await?;
+            let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
+                .await
+                .context("connecting the query pool to the database")?;
+            let engine = QueryEngine::new(query_pool, policy);
+            let app = gate.clone().layer_http(http::router(engine.clone(), http::system_clock));
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
-                .add_service(GrpcQuery::new(engine, http::system_clock).into_server())
+                .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock).into_server()))
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
@@ -350,17 +391,7 @@ type SharedServer = Arc<tokio::sync::Mutex<Option<Server>>>;
 /// The CA from files, the environment or the development folder; `None` when none is configured.
 fn load_ca(args: &IngestArgs) -> anyhow::Result<Option<CertificateAuthority>> {
     if let Some(dir) = &args.dev_ca_dir {
-        let (cert_path, key_path) = (dir.join("ca-cert.pem"), dir.join("ca-key.pem"));
-        if !cert_path.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let ca = CertificateAuthority::generate("canopy development ca")?;
-            std::fs::write(&key_path, ca.key_pem()).with_context(|| format!("writing {}", key_path.display()))?;
-            std::fs::write(&cert_path, ca.cert_pem()).with_context(|| format!("writing {}", cert_path.display()))?;
-            tracing::warn!(dir = %dir.display(), "generated a development CA; do not use it in production");
-        }
-        let cert = std::fs::read_to_string(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
-        let key = std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
-        return Ok(Some(CertificateAuthority::from_pem(&cert, &key)?));
+        return Ok(Some(dev_ca::load_or_create(dir)?));
     }
     let read = |path: &Option<PathBuf>, var: &str| -> anyhow::Result<Option<String>> {
         match path {
@@ -381,6 +412,7 @@ async fn start_ingest(
     org_args: &OrganisationArgs,
     pool: sqlx::PgPool,
     retention: RetentionPolicy,
+    query_metrics: Arc<GateMetrics>,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
         tracing::info!("no CA configured; QUIC batch ingest is off");
@@ -426,11 +458,13 @@ async fn start_ingest(
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let (metrics, shared, refresh_metrics) = (metrics.clone(), shared.clone(), refresh_metrics.clone());
+                let (metrics, shared, refresh_metrics, query_metrics) =
+                    (metrics.clone(), shared.clone(), refresh_metrics.clone(), query_metrics.clone());
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
+                        + &query_metrics.render()
                 }
             }),
         );

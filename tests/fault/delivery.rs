@@ -155,7 +155,7 @@ async fn bad_batches_are_refused_and_quarantined() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2), (AGENT, ACCOUNT, Some(1)));
     assert_eq!(rows[0].3, "invalid_batch");
-    assert!(rows[0].4.contains("retention window"), "{}", rows[0].4);
+    assert!(rows[0].4.contains("the oldest month retention keeps"), "{}", rows[0].4);
     assert_eq!(rows[0].5, bad);
     assert_eq!(rows[1].3, "unauthorized");
     assert_eq!(rows[1].5, foreign);

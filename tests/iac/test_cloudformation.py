@@ -113,7 +113,7 @@ def test_management_role_is_read_only_and_includes_the_sustainability_api():
     actions = set(_actions(statements))
     assert {
         "sustainability:GetEstimatedCarbonEmissions",
-        "organizations:ListAccounts",
+        "organizations:ListAccountsForParent",
         "organizations:ListTagsForResource",
         "cur:DescribeReportDefinitions",
         "bcm-data-exports:GetExport",

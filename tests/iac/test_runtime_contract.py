@@ -66,7 +66,7 @@ def test_the_container_command_is_a_subcommand_with_real_flags():
         assert flag in help_text, f"`serve` has no flag {flag}"
 
 
-def test_management_role_allows_every_organizations_action_the_aggregator_calls():
+def test_management_role_allows_exactly_the_organizations_actions_the_aggregator_calls():
     needed = json.loads(run("iam-actions"))
     assert needed == sorted(set(needed)) and needed, needed
     resources = load_template(STACKSET_DIR / "management-account.yaml")["Resources"]
@@ -86,3 +86,8 @@ def test_management_role_allows_every_organizations_action_the_aggregator_calls(
                 granted.update([actions] if isinstance(actions, str) else actions)
     missing = [a for a in needed if a not in granted]
     assert not missing, f"management-account.yaml does not allow {missing}"
+    # Least privilege: no Organizations action the code does not call.
+    organizations = sorted(a for a in granted if a.startswith("organizations:"))
+    unused = [a for a in organizations if a not in needed]
+    assert not unused, f"management-account.yaml allows Organizations actions the aggregator never calls: {unused}"
+    assert organizations == needed

@@ -13,15 +13,14 @@ pub mod history;
 pub mod overview;
 
 use axum::Json;
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 
 use crate::http::Clock;
 use crate::query::params::ParamError;
 use crate::query::{QueryEngine, QueryError};
+use crate::route_table::RouteTable;
 
 /// Shared by the dashboard's handlers.
 #[derive(Clone)]
@@ -33,14 +32,14 @@ pub struct DashboardState {
 }
 
 /// The dashboard's routes: `/`, `/assets/*` and its JSON endpoints.
-pub fn routes(engine: QueryEngine, clock: Clock) -> Router {
+pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
     let state = DashboardState { engine, clock };
-    Router::new()
-        .route("/", get(assets::index))
-        .route("/assets/{name}", get(assets::asset))
-        .route("/v1/overview", get(overview::handler))
-        .route("/v1/fleet", get(fleet::handler))
-        .route("/v1/resource-history", get(history::handler))
+    RouteTable::new()
+        .get("/", assets::index)
+        .get("/assets/{name}", assets::asset)
+        .get("/v1/overview", overview::handler)
+        .get("/v1/fleet", fleet::handler)
+        .get("/v1/resource-history", history::handler)
         .with_state(state)
 }
 
@@ -68,6 +67,11 @@ impl IntoResponse for DashboardError {
             DashboardError::Query(QueryError::OutsideRetention(e)) => {
                 (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
                     .into_response()
+            }
+            DashboardError::Query(QueryError::Sql(e)) | DashboardError::Sql(e)
+                if crate::query_limits::is_statement_timeout(&e) =>
+            {
+                crate::query_limits::statement_timeout_reply()
             }
             other => {
                 tracing::warn!(error = %other, "dashboard query failed");

@@ -21,8 +21,10 @@ locals {
   database_url_secret_arn = (
     local.create_database ? aws_secretsmanager_secret.database_url[0].arn : var.external_database_url_secret_arn
   )
-  ca_key_secret_arn = local.create_ca_key ? aws_secretsmanager_secret.ca_key[0].arn : var.ca_key_secret_arn
-  tags              = merge({ "app" = "canopy", "canopy:component" = "aggregator" }, var.tags)
+  # The RDS CA bundle baked into the aggregator image (docker/aggregator.Dockerfile).
+  rds_ca_bundle_path = "/etc/ssl/certs/rds-global-bundle.pem"
+  ca_key_secret_arn  = local.create_ca_key ? aws_secretsmanager_secret.ca_key[0].arn : var.ca_key_secret_arn
+  tags               = merge({ "app" = "canopy", "canopy:component" = "aggregator" }, var.tags)
 }
 
 resource "aws_kms_key" "this" {

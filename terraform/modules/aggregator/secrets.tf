@@ -21,7 +21,9 @@ resource "aws_secretsmanager_secret_version" "database_url" {
   count     = local.create_database ? 1 : 0
   secret_id = aws_secretsmanager_secret.database_url[0].id
   secret_string = format(
-    "postgres://canopy:%s@%s:%d/canopy?sslmode=require",
+    # verify-full: TLS, the server certificate chains to the RDS CA bundle the
+    # image carries (docker/aggregator.Dockerfile) and names this host.
+    "postgres://canopy:%s@%s:%d/canopy?sslmode=verify-full&sslrootcert=${local.rds_ca_bundle_path}",
     random_password.database[0].result,
     aws_db_instance.this[0].address,
     aws_db_instance.this[0].port,
