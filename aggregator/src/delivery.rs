@@ -42,8 +42,9 @@ use sqlx::PgPool;
 
 use crate::from_protocol::{agent_status_from_protocol, batch_from_protocol};
 use crate::ingest::{StoreError, StoreOutcome, store_agent_status, store_batch};
-use crate::maintenance::{RETENTION_LOCK_SQL, RetentionPolicy};
-use crate::time::{DAY_S, civil_from_days};
+use crate::db::StorageMode;
+use crate::maintenance::{ACCEPT_HORIZON_MARGIN_S, RETENTION_LOCK_SQL, RetentionPolicy};
+use crate::time::{DAY_S, civil_from_days, month_start_shifted};
 
 /// Longest interval of one emission record, seconds (facts lie within one hour).
 pub const MAX_INTERVAL_S: i64 = 3_600;
@@ -60,6 +61,10 @@ pub struct DeliveryConfig {
     pub limits: DecodeLimits,
     /// Delay suggested to agents when the database is unavailable.
     pub retry_after_s: u32,
+    /// The storage path: on TimescaleDB the extension's own retention
+    /// policies drop chunks older than 13 months (not whole months), so the
+    /// horizon there is the next month start after that ([`Self::accept_horizon_unix_s`]).
+    pub storage: StorageMode,
 }
 
 impl DeliveryConfig {
@@ -73,7 +78,35 @@ impl DeliveryConfig {
     /// from the horizon that retention keeps, 15 minutes of clock skew into
     /// the future, default decode limits, retry after 2 s.
     pub fn for_retention(retention: RetentionPolicy) -> Self {
-        Self { retention, max_future_s: 15 * 60, limits: DecodeLimits::default(), retry_after_s: 2 }
+        Self {
+            retention,
+            max_future_s: 15 * 60,
+            limits: DecodeLimits::default(),
+            retry_after_s: 2,
+            storage: StorageMode::Native,
+        }
+    }
+
+    /// The same settings for the storage path `storage`.
+    pub fn with_storage(mut self, storage: StorageMode) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The oldest record start ingest accepts at `now_unix_s`: what native
+    /// retention keeps ([`RetentionPolicy::accept_horizon_unix_s`]) and, on
+    /// the TimescaleDB path, no earlier than the month start that follows
+    /// `now + margin - 13 months`, where the facts' retention policy drops
+    /// chunks (migration 0002). A record before it could be stored, dropped
+    /// with its chunk and, revised later, counted again (issue 13, case 5).
+    pub fn accept_horizon_unix_s(&self, now_unix_s: i64) -> i64 {
+        let native = self.retention.accept_horizon_unix_s(now_unix_s);
+        match self.storage {
+            StorageMode::Native => native,
+            StorageMode::TimescaleDb => {
+                native.max(month_start_shifted(now_unix_s + ACCEPT_HORIZON_MARGIN_S, -12))
+            }
+        }
     }
 }
 
@@ -87,8 +120,8 @@ fn rfc3339(t_unix_s: i64) -> String {
 /// Refuses a batch holding a record that starts before the retention
 /// horizon at `now_unix_s`; the message names the record, the horizon and
 /// what was found.
-pub fn check_horizon(batch: &wire::Batch, now_unix_s: i64, retention: &RetentionPolicy) -> Result<(), String> {
-    let oldest = retention.accept_horizon_unix_s(now_unix_s);
+pub fn check_horizon(batch: &wire::Batch, now_unix_s: i64, config: &DeliveryConfig) -> Result<(), String> {
+    let oldest = config.accept_horizon_unix_s(now_unix_s);
     match batch.emissions.iter().position(|e| e.interval_start_unix_s < oldest) {
         None => Ok(()),
         Some(i) => {
@@ -231,7 +264,7 @@ pub fn validate_batch(batch: &wire::Batch, version: u16, now_unix_s: i64, config
         ));
     }
     batch.validate(&config.limits).map_err(|e| e.to_string())?;
-    check_horizon(batch, now_unix_s, &config.retention)?;
+    check_horizon(batch, now_unix_s, config)?;
     let latest = now_unix_s + config.max_future_s;
     for (i, e) in batch.emissions.iter().enumerate() {
         if e.interval_end_unix_s > latest {
@@ -276,7 +309,7 @@ impl Ingest {
         let model = batch_from_protocol(batch);
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
-        if let Err(message) = check_horizon(batch, (self.clock)(), &self.config.retention) {
+        if let Err(message) = check_horizon(batch, (self.clock)(), &self.config) {
             return Ok(Err(message));
         }
         let outcome = store_batch(&mut tx, &model).await?;
@@ -394,7 +427,7 @@ impl BatchHandler for Ingest {
         };
         let now_unix_s = (self.clock)();
         if let Err(message) = validate_batch(batch, inbound.version, now_unix_s, &self.config) {
-            if check_horizon(batch, now_unix_s, &self.config.retention).is_err() {
+            if check_horizon(batch, now_unix_s, &self.config).is_err() {
                 self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
             }
             let error = invalid(message);
@@ -560,6 +593,26 @@ mod tests {
         let daily = RetentionPolicy { daily_months: Some(6), ..policy };
         assert_eq!(daily.accept_horizon_unix_s(now), day(2026, 6, 1));
         assert_eq!(rfc3339(day(2025, 10, 30) + 3_661), "2025-10-30T01:01:01Z");
+    }
+
+    /// On the TimescaleDB path the facts' chunks go 13 months after their
+    /// end, not at month boundaries: on 2026-12-07 November 2025 is still
+    /// partly stored but will be dropped within days, so ingest accepts
+    /// from 1 December 2025 only; native keeps November 2025 whole.
+    #[test]
+    fn the_timescaledb_horizon_is_the_month_after_its_chunk_retention() {
+        let day = |y, m, d| crate::time::days_from_civil(y, m, d) * DAY_S;
+        let now = day(2026, 12, 7) + 12 * 3_600;
+        let native = DeliveryConfig::for_retention(RetentionPolicy::default());
+        let timescale = native.clone().with_storage(StorageMode::TimescaleDb);
+        assert_eq!(native.accept_horizon_unix_s(now), day(2025, 11, 1));
+        assert_eq!(timescale.accept_horizon_unix_s(now), day(2025, 12, 1));
+        // The last day of a month: the margin already counts the next one.
+        assert_eq!(timescale.accept_horizon_unix_s(day(2026, 12, 31) + 3_600), day(2026, 1, 1));
+        // A shorter native policy still wins where it is later.
+        let short = DeliveryConfig::for_retention(RetentionPolicy { hourly_months: 3, ..RetentionPolicy::default() })
+            .with_storage(StorageMode::TimescaleDb);
+        assert_eq!(short.accept_horizon_unix_s(now), day(2026, 9, 1));
     }
 
     #[test]

@@ -360,7 +360,7 @@ async fn main() -> anyhow::Result<()> {
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let gate = QueryGate::new(limits);
-            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy, gate.metrics()).await?;
+            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics()).await?;
             let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
                 .await
                 .context("connecting the query pool to the database")?;
@@ -412,6 +412,7 @@ async fn start_ingest(
     org_args: &OrganisationArgs,
     pool: sqlx::PgPool,
     retention: RetentionPolicy,
+    storage: db::StorageMode,
     query_metrics: Arc<GateMetrics>,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
@@ -448,7 +449,7 @@ async fn start_ingest(
     } else {
         tracing::info!("no allowed accounts and no organisation refresh; enrolment is off");
     }
-    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::for_retention(retention), http::system_clock));
+    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::for_retention(retention).with_storage(storage), http::system_clock));
     let metrics = handler.metrics();
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     tracing::info!(quic_listen = %server.local_addr(), "serving QUIC batch ingest");

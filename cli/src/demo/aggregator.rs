@@ -41,11 +41,11 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<RunningAggregator> {
     let pool = db::connect(database_url, 16).await.context("connecting to the database")?;
-    db::migrate(&pool).await.context("migrating the database")?;
+    let decision = db::migrate_with(&pool, db::StorageChoice::Auto).await.context("migrating the database")?;
     let policy = retention();
     maintenance::run(&pool, &policy, http::system_clock()).await.context("creating partitions")?;
     let config = ServerConfig::new(quic_listen, vec!["localhost".into(), "127.0.0.1".into()]);
-    let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::for_retention(policy), http::system_clock));
+    let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::for_retention(policy).with_storage(decision.mode), http::system_clock));
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     let quic_addr = server.local_addr();
     let app = http::router(QueryEngine::new(pool.clone(), policy), http::system_clock);
