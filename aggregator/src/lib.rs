@@ -35,5 +35,6 @@ pub mod ingest;
 pub mod maintenance;
 pub mod model;
 pub mod organizations;
+pub mod plausibility;
 pub mod query;
 pub mod time;

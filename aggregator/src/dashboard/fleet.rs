@@ -19,8 +19,9 @@ use crate::time::HOUR_S;
 
 const FLEET_SQL: &str = r#"
 WITH agents AS (
-    SELECT agent_id, max(received_at) AS last_batch_at, max(sequence) AS last_sequence, count(*) AS batches
-    FROM ingested_batches GROUP BY agent_id
+    -- One row per (account, agent), kept by a trigger on the batch log
+    -- (migration 0018): this read does not grow with the log's history.
+    SELECT account_id, agent_id, last_batch_at, last_sequence, batches FROM agent_fleet
 ), cells AS (
     SELECT account_id, region, agent_id, max(t) AS last_data_at
     FROM (SELECT account_id, region, agent_id, period_start AS t FROM emission_facts
@@ -47,8 +48,8 @@ SELECT k.account_id, COALESCE(acc.name, '') AS name, COALESCE(acc.ou_path, '') A
 FROM known k
 LEFT JOIN accounts acc ON acc.account_id = k.account_id
 LEFT JOIN cells c ON c.account_id = k.account_id
-LEFT JOIN agents ag ON ag.agent_id = c.agent_id
-LEFT JOIN agent_status st ON st.agent_id = c.agent_id
+LEFT JOIN agents ag ON ag.account_id = c.account_id AND ag.agent_id = c.agent_id
+LEFT JOIN agent_status st ON st.account_id = c.account_id AND st.agent_id = c.agent_id
 ORDER BY (c.agent_id IS NULL) DESC, k.account_id, c.region, c.agent_id
 "#;
 
