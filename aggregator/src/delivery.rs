@@ -766,7 +766,7 @@ mod tests {
         // NOW = 2027-01-15T08:00Z: retention keeps facts and hourly rollups
         // from 2025-12-01 (13 months back); one second older is refused.
         let oldest = 1_764_547_200;
-        check(vec![record(oldest, oldest + 60, 1.0)], 1, None);
+        check(vec![record(oldest, oldest + 60, 0.01)], 1, None);
         check(
             vec![record(hour, hour + 3_600, 1.0), record(oldest - 60, oldest, 1.0)],
             1,

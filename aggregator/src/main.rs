@@ -187,9 +187,11 @@ struct IngestArgs {
     /// with neither, enrolment is off.
     #[arg(long, env = "CANOPY_ALLOWED_ACCOUNTS", value_delimiter = ',')]
     allowed_account: Vec<String>,
-    /// IAM role name an enrolling agent must use; a trailing `*` matches any
-    /// suffix (the default matches the StackSet's `canopy-agent-<region>` roles).
-    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-*")]
+    /// IAM role name an enrolling agent must use; `{region}` matches one AWS
+    /// region code (the default matches the StackSet's `canopy-agent-<region>`
+    /// roles and not its host roles `canopy-agent-host-<region>`); a trailing
+    /// `*` matches any suffix.
+    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-{region}")]
     expected_role_name: String,
     /// STS endpoint enrolment requests are forwarded to.
     #[arg(long, env = "CANOPY_STS_URL", default_value = "https://sts.amazonaws.com")]

@@ -13,7 +13,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         .await
         .unwrap();
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
-    assert_eq!(applied, 10);
+    assert_eq!(applied, 11);
     assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
