@@ -5,6 +5,7 @@
 mod attribution;
 mod bench;
 mod grpc_api;
+mod hostile;
 mod http_api;
 mod ingest;
 mod migrations;
