@@ -303,6 +303,12 @@ impl DeliveryMetrics {
                 ("canopy_transport_enrollments_total", s.enrollments_total),
                 ("canopy_transport_batches_in_total", s.batches_in_total),
                 ("canopy_transport_batches_out_total", s.batches_out_total),
+                ("canopy_transport_batches_refused_total", s.batches_refused_total),
+                ("canopy_transport_batches_unauthorized_total", s.batches_unauthorized_total),
+                ("canopy_transport_connections_over_limit_total", s.connections_over_limit_total),
+                ("canopy_transport_revoked_total", s.revoked_total),
+                ("canopy_transport_frames_stalled_total", s.frames_stalled_total),
+                ("canopy_transport_retries_sent_total", s.retries_sent_total),
             ] {
                 out.push_str(&format!("# TYPE {name} counter\n{name} {value}\n"));
             }

@@ -102,7 +102,10 @@ struct SourceSlot<'a> {
 
 impl Drop for SourceSlot<'_> {
     fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -162,12 +165,21 @@ impl Enroller {
         let remote = conn.remote_address();
         let ip = remote.ip();
         let source = {
-            let mut map = self.per_source.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = self
+                .per_source
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = map.entry(ip).or_insert(0);
             *n += 1;
             let over = *n > self.policy.max_enrollments_per_source;
             drop(map);
-            (SourceSlot { map: &self.per_source, ip }, over)
+            (
+                SourceSlot {
+                    map: &self.per_source,
+                    ip,
+                },
+                over,
+            )
         };
         if source.1 {
             tracing::warn!(%remote, "enrolment refused: too many enrolments from this address");
@@ -399,17 +411,27 @@ mod role_tests {
     fn role_names_match_exactly_or_by_prefix() {
         assert!(role_name_matches("CanopyAgent", "CanopyAgent"));
         assert!(!role_name_matches("CanopyAgent", "CanopyAgent2"));
-        assert!(role_name_matches("canopy-agent-*", "canopy-agent-eu-west-1"));
+        assert!(role_name_matches(
+            "canopy-agent-*",
+            "canopy-agent-eu-west-1"
+        ));
         assert!(!role_name_matches("canopy-agent-*", "canopy-agent-"));
         assert!(!role_name_matches("canopy-agent-*", "canopy-agent"));
-        assert!(!role_name_matches("canopy-agent-*", "other-canopy-agent-eu-west-1"));
+        assert!(!role_name_matches(
+            "canopy-agent-*",
+            "other-canopy-agent-eu-west-1"
+        ));
     }
 
     /// Issue 19: the default must not accept the StackSet's host role.
     #[test]
     fn the_region_placeholder_matches_only_the_per_region_agent_role() {
         let expected = "canopy-agent-{region}";
-        for ok in ["canopy-agent-eu-west-1", "canopy-agent-us-gov-west-1", "canopy-agent-ap-southeast-2"] {
+        for ok in [
+            "canopy-agent-eu-west-1",
+            "canopy-agent-us-gov-west-1",
+            "canopy-agent-ap-southeast-2",
+        ] {
             assert!(role_name_matches(expected, ok), "{ok}");
         }
         for bad in [
@@ -424,6 +446,9 @@ mod role_tests {
             assert!(!role_name_matches(expected, bad), "{bad}");
         }
         // The old wildcard accepted the host role: why it is no longer the default.
-        assert!(role_name_matches("canopy-agent-*", "canopy-agent-host-eu-west-1"));
+        assert!(role_name_matches(
+            "canopy-agent-*",
+            "canopy-agent-host-eu-west-1"
+        ));
     }
 }

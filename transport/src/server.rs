@@ -1,9 +1,9 @@
 //! The aggregator's QUIC server: enrolment connections and batch
 //! connections on one UDP port, one bidirectional stream per batch.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -288,14 +288,20 @@ struct ConnectionSlot(Arc<PeerBudgets>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.certificate.connections.fetch_sub(1, Ordering::AcqRel);
+        self.0
+            .certificate
+            .connections
+            .fetch_sub(1, Ordering::AcqRel);
         self.0.account.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl<H> Shared<H> {
     fn budget(&self, key: String, streams: usize, bytes: usize) -> Arc<PeerBudget> {
-        let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         peers
             .entry(key)
             .or_insert_with(|| Arc::new(PeerBudget::new(streams, bytes)))
@@ -317,7 +323,11 @@ impl<H> Shared<H> {
                 l.bytes_per_account,
             ),
         });
-        let cert = budgets.certificate.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        let cert = budgets
+            .certificate
+            .connections
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
         let account = budgets.account.connections.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = ConnectionSlot(budgets);
         if cert > l.connections_per_certificate {
@@ -336,7 +346,9 @@ impl<H> Shared<H> {
     }
 
     fn revoked(&self, account_id: &str) -> bool {
-        self.allowed.as_ref().is_some_and(|a| !a.contains(account_id))
+        self.allowed
+            .as_ref()
+            .is_some_and(|a| !a.contains(account_id))
     }
 }
 
@@ -381,7 +393,9 @@ impl Server {
             handler,
             enroller,
             permits: Arc::new(Semaphore::new(config.max_in_flight_batches.max(1))),
-            bytes: Arc::new(Semaphore::new(byte_budget(config.max_in_flight_bytes) as usize)),
+            bytes: Arc::new(Semaphore::new(
+                byte_budget(config.max_in_flight_bytes) as usize
+            )),
             bytes_total: byte_budget(config.max_in_flight_bytes),
             limits: config.decode_limits.clone(),
             frame_read_timeout: config.frame_read_timeout,
@@ -467,7 +481,10 @@ async fn accept_loop<H: BatchHandler>(endpoint: quinn::Endpoint, shared: Arc<Sha
         // Stateless retry: a client must prove it receives at its address
         // before the server keeps any state or spends a handshake on it.
         if shared.stateless_retry && !incoming.remote_address_validated() && incoming.may_retry() {
-            shared.counters.retries_sent_total.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .retries_sent_total
+                .fetch_add(1, Ordering::Relaxed);
             if let Err(e) = incoming.retry() {
                 tracing::debug!(error = %e, "cannot send a stateless retry");
             }
@@ -853,86 +870,95 @@ async fn serve_stream<H: BatchHandler>(
             let _ = recv.stop(1u32.into());
             (CURRENT_VERSION, Reply::Error(error), None)
         }
-        Err(ReadFailure::Refused(version, error, partial)) => (version, Reply::Error(error), Some(partial)),
-        Ok((version, frame, held)) => match { _held_bytes = Some(held); decode_batch(&frame, &shared.limits) } {
-            Err(e) => (
-                version,
-                Reply::Error(refusal(None, e.reply_code(), e.to_string())),
-                Some(frame),
-            ),
-            Ok(batch) if batch.agent_id != peer.agent_id => {
-                shared
-                    .counters
-                    .batches_unauthorized_total
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "expected agent id {:?} (the client certificate's), found {:?}",
-                    peer.agent_id, batch.agent_id
-                );
-                (
+        Err(ReadFailure::Refused(version, error, partial)) => {
+            (version, Reply::Error(error), Some(partial))
+        }
+        Ok((version, frame, held)) => {
+            // The frame's byte budgets are held until its reply is sent.
+            _held_bytes = Some(held);
+            match decode_batch(&frame, &shared.limits) {
+                Err(e) => (
                     version,
-                    Reply::Error(refusal(
-                        Some(batch.sequence),
-                        ErrorCode::Unauthorized,
-                        message,
-                    )),
+                    Reply::Error(refusal(None, e.reply_code(), e.to_string())),
                     Some(frame),
-                )
-            }
-            Ok(batch) if batch.account_id != peer.account_id => {
-                shared
-                    .counters
-                    .batches_unauthorized_total
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "expected records of account {} (the client certificate's), found account {}",
-                    peer.account_id, batch.account_id
-                );
-                (
-                    version,
-                    Reply::Error(refusal(
-                        Some(batch.sequence),
-                        ErrorCode::Unauthorized,
-                        message,
-                    )),
-                    Some(frame),
-                )
-            }
-            Ok(batch) if shared.revoked(&peer.account_id) => {
-                shared.counters.revoked_total.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .counters
-                    .batches_unauthorized_total
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "expected an account of the organisation's allow-list, found account {} (revoked)",
-                    peer.account_id
-                );
-                (
-                    version,
-                    Reply::Error(refusal(
-                        Some(batch.sequence),
-                        ErrorCode::Unauthorized,
-                        message,
-                    )),
-                    Some(frame),
-                )
-            }
-            Ok(batch) => {
-                let reply = shared
-                    .handler
-                    .handle(
-                        peer,
-                        InboundBatch {
-                            frame,
-                            version,
-                            batch,
-                        },
+                ),
+                Ok(batch) if batch.agent_id != peer.agent_id => {
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected agent id {:?} (the client certificate's), found {:?}",
+                        peer.agent_id, batch.agent_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
                     )
-                    .await;
-                (version, reply, None)
+                }
+                Ok(batch) if batch.account_id != peer.account_id => {
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected records of account {} (the client certificate's), found account {}",
+                        peer.account_id, batch.account_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
+                    )
+                }
+                Ok(batch) if shared.revoked(&peer.account_id) => {
+                    shared
+                        .counters
+                        .revoked_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected an account of the organisation's allow-list, found account {} (revoked)",
+                        peer.account_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
+                    )
+                }
+                Ok(batch) => {
+                    let reply = shared
+                        .handler
+                        .handle(
+                            peer,
+                            InboundBatch {
+                                frame,
+                                version,
+                                batch,
+                            },
+                        )
+                        .await;
+                    (version, reply, None)
+                }
             }
-        },
+        }
     };
     if let (Some(frame), Reply::Error(error)) = (&refused_frame, &reply) {
         shared

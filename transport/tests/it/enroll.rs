@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use canopy_transport::sigv4::{SERVER_ID_HEADER, sign_get_caller_identity};
 use canopy_transport::{
-    AllowedAccounts, ChallengePin, Client, EnrollConfig, EnrollError, EnrollmentPolicy, EnrollmentSession, RefusalCode, Server,
-    enroll,
+    AllowedAccounts, ChallengePin, Client, EnrollConfig, EnrollError, EnrollmentPolicy,
+    EnrollmentSession, RefusalCode, Server, enroll,
 };
 
 use crate::support::*;
@@ -51,7 +51,10 @@ fn enroll_config(env: &Env) -> EnrollConfig {
         ca_cert_der: env.ca.cert_der().clone(),
         agent_id: "agent-1".into(),
         timeout: Duration::from_secs(20),
-        pin: ChallengePin { server_id: "canopy-test".into(), sts_url: env.moto.url.clone() },
+        pin: ChallengePin {
+            server_id: "canopy-test".into(),
+            sts_url: env.moto.url.clone(),
+        },
     }
 }
 
@@ -336,7 +339,10 @@ async fn enrolments_beyond_the_limit_are_turned_away_until_a_slot_frees() {
         ca_cert_der: ca.cert_der().clone(),
         agent_id: "agent-1".into(),
         timeout: Duration::from_secs(5),
-        pin: ChallengePin { server_id: "canopy-test".into(), sts_url: moto.url.clone() },
+        pin: ChallengePin {
+            server_id: "canopy-test".into(),
+            sts_url: moto.url.clone(),
+        },
     };
     let creds = moto.assume_role(ALLOWED_ACCOUNT, ROLE).await;
     let holding = EnrollmentSession::open(&env_config)
@@ -372,7 +378,10 @@ async fn the_agent_refuses_a_challenge_for_another_server_id_or_sts_host() {
             reason,
             "expected a challenge for server id \"canopy-prod\", found \"canopy-test\"; refusing to sign"
         ),
-        other => panic!("expected a pinning refusal, found {:?}", other.map(|c| c.identity)),
+        other => panic!(
+            "expected a pinning refusal, found {:?}",
+            other.map(|c| c.identity)
+        ),
     }
     let mut other_sts = enroll_config(&env);
     other_sts.pin.sts_url = "https://sts.amazonaws.com".into();
@@ -385,9 +394,14 @@ async fn the_agent_refuses_a_challenge_for_another_server_id_or_sts_host() {
                 "{text}"
             );
         }
-        other => panic!("expected a pinning refusal, found {:?}", other.map(|c| c.identity)),
+        other => panic!(
+            "expected a pinning refusal, found {:?}",
+            other.map(|c| c.identity)
+        ),
     }
     // Nothing was signed, so nothing reached the enrolment decision.
     assert_eq!(env.server.stats().enrollments_total, 2);
-    enroll(&enroll_config(&env), &provider).await.expect("the pinned configuration enrols");
+    enroll(&enroll_config(&env), &provider)
+        .await
+        .expect("the pinned configuration enrols");
 }
