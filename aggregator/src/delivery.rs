@@ -5,10 +5,13 @@
 //! values through [`canopy_protocol::Batch::validate`], interval lengths,
 //! record starts at or after the retention horizon
 //! ([`RetentionPolicy::accept_horizon_unix_s`]) and ends at most
-//! [`DeliveryConfig::max_future_s`] ahead), convert with
-//! [`batch_from_protocol`], write in **one** transaction with
-//! [`store_batch`], commit, and **only then** answer
-//! `Ack { sequence, idempotency_key, duplicate }`.
+//! [`DeliveryConfig::max_future_s`] ahead, every number within its
+//! [`crate::plausibility`] bound), convert with [`batch_from_protocol`],
+//! write in **one** transaction (that also checks the account's
+//! [`DimensionQuota`] and, for a duplicate, that the stored idempotency key
+//! is the batch's) with [`store_batch`], commit, and **only then** answer
+//! `Ack { sequence, idempotency_key, duplicate }`. The batch log is keyed by
+//! (certificate account, agent id, sequence): see migration 0018.
 //!
 //! The transaction first takes the retention lock shared (see
 //! [`crate::maintenance`]) and checks the horizon again with the clock read
@@ -19,7 +22,7 @@
 //!
 //! - A retryable database error is answered `Unavailable` with
 //!   `retry_after_s`; the agent keeps the batch and sends it again (a resend
-//!   is a no-op once stored, keyed by (agent id, sequence)). Retryable means
+//!   is a no-op once stored, keyed by (account, agent id, sequence)). Retryable means
 //!   [`StoreError::is_retryable`] or any condition of the server, not of the
 //!   batch (see [`classify`]).
 //! - An invalid batch is answered `InvalidBatch` with a message naming the

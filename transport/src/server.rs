@@ -82,8 +82,8 @@ pub struct InboundBatch {
 pub trait BatchHandler: Send + Sync + 'static {
     /// Stores `batch` from `peer` and answers it. Called only after the
     /// library checked that the batch names the certificate's account and
-    /// agent id (so the (agent id, sequence) idempotency key cannot be
-    /// claimed by another agent).
+    /// agent id, and that the account is still allowed. Agent ids are not
+    /// unique across accounts: key anything per agent by (account, agent id).
     /// Return an ack only once the batch is durable.
     fn handle(
         &self,
