@@ -40,7 +40,8 @@ pub const CLOSE_REVOKED: u32 = 0x15;
 /// server's memory or slots from the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerLimits {
-    /// Batch connections one certificate (account, agent id) may hold.
+    /// Batch connections one certificate (account, agent id) may hold; a
+    /// newer one closes the oldest.
     pub connections_per_certificate: usize,
     /// Batch connections one account may hold (all its agents).
     pub connections_per_account: usize,
@@ -189,7 +190,8 @@ pub struct ServerCounters {
     pub batches_unauthorized_total: AtomicU64,
     /// Highest number of batches in flight at once.
     pub max_in_flight_seen: AtomicU64,
-    /// Batch connections refused by a [`PeerLimits`] connection cap.
+    /// Batch connections refused (account cap) or closed as the oldest of
+    /// their certificate (certificate cap) by [`PeerLimits`].
     pub connections_over_limit_total: AtomicU64,
     /// Batch connections and frames refused because the account left the
     /// allow-list.
@@ -256,6 +258,8 @@ struct Shared<H> {
 /// What one account (or one certificate) holds right now.
 struct PeerBudget {
     connections: AtomicUsize,
+    /// Open connections, oldest first (certificate budgets only).
+    open: Mutex<std::collections::VecDeque<(usize, quinn::Connection)>>,
     streams: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     bytes_total: u32,
@@ -270,6 +274,7 @@ impl PeerBudget {
         let bytes_total = byte_budget(bytes);
         Self {
             connections: AtomicUsize::new(0),
+            open: Mutex::new(std::collections::VecDeque::new()),
             streams: Arc::new(Semaphore::new(streams.max(1))),
             bytes: Arc::new(Semaphore::new(bytes_total as usize)),
             bytes_total,
@@ -284,7 +289,7 @@ struct PeerBudgets {
 }
 
 /// Gives a connection slot back when the connection ends.
-struct ConnectionSlot(Arc<PeerBudgets>);
+struct ConnectionSlot(Arc<PeerBudgets>, usize);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
@@ -293,6 +298,12 @@ impl Drop for ConnectionSlot {
             .connections
             .fetch_sub(1, Ordering::AcqRel);
         self.0.account.connections.fetch_sub(1, Ordering::AcqRel);
+        self.0
+            .certificate
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.1);
     }
 }
 
@@ -308,8 +319,16 @@ impl<H> Shared<H> {
             .clone()
     }
 
-    /// Takes a connection slot for `peer`, or says which cap is full.
-    fn connect(&self, peer: &PeerIdentity) -> Result<ConnectionSlot, String> {
+    /// Takes a connection slot for `conn` of `peer`, or says why not. Past
+    /// the certificate's cap the certificate's *oldest* connection is
+    /// closed (an agent that reconnects after a crash or a network cut
+    /// leaves stale connections until their idle timeout; the newest one is
+    /// the live one); past the account's cap the new connection is refused.
+    fn connect(
+        &self,
+        peer: &PeerIdentity,
+        conn: &quinn::Connection,
+    ) -> Result<ConnectionSlot, String> {
         let l = self.peer_limits;
         let budgets = Arc::new(PeerBudgets {
             certificate: self.budget(
@@ -329,12 +348,31 @@ impl<H> Shared<H> {
             .fetch_add(1, Ordering::AcqRel)
             + 1;
         let account = budgets.account.connections.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = ConnectionSlot(budgets);
-        if cert > l.connections_per_certificate {
-            return Err(format!(
-                "expected at most {} connections per client certificate, found {cert}",
-                l.connections_per_certificate
-            ));
+        let id = conn.stable_id();
+        let replaced = {
+            let mut open = budgets
+                .certificate
+                .open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.push_back((id, conn.clone()));
+            (cert > l.connections_per_certificate)
+                .then(|| open.pop_front())
+                .flatten()
+        };
+        let slot = ConnectionSlot(budgets, id);
+        if let Some((_, oldest)) = replaced {
+            self.counters
+                .connections_over_limit_total
+                .fetch_add(1, Ordering::Relaxed);
+            oldest.close(
+                CLOSE_TOO_MANY_CONNECTIONS.into(),
+                format!(
+                    "replaced by a newer connection: at most {} connections per client certificate",
+                    l.connections_per_certificate
+                )
+                .as_bytes(),
+            );
         }
         if account > l.connections_per_account {
             return Err(format!(
@@ -561,7 +599,7 @@ async fn serve_connection<H: BatchHandler>(conn: quinn::Connection, shared: Arc<
                 conn.close(CLOSE_REVOKED.into(), reason.as_bytes());
             }
             Ok(peer) => {
-                let slot = match shared.connect(&peer) {
+                let slot = match shared.connect(&peer, &conn) {
                     Ok(slot) => slot,
                     Err(reason) => {
                         counters

@@ -517,3 +517,35 @@ async fn idle_enrolment_connections_cannot_block_enrolment() {
     victim_delivers(&victim, 1, 1).await;
     assert_eq!(stored(&env.db.pool, VICTIM).await, (10, 5.0));
 }
+
+/// Connections per certificate: a seventh connection of one certificate
+/// closes its oldest (a crashed agent's stale connections make way for the
+/// live one), so one certificate never holds more than 4; past the
+/// account's cap new connections are refused.
+#[tokio::test]
+async fn connections_are_capped_per_certificate_and_per_account() {
+    let env = env(|config, _| config.peer_limits.connections_per_account = 6).await;
+    let cert = certificate(&env.ca, "many", ATTACKER);
+    let mut conns = Vec::new();
+    for _ in 0..7 {
+        conns.push(raw_batch_connection(&env, &cert).await.expect("handshake"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed: Vec<bool> = conns.iter().map(|(_, c)| c.close_reason().is_some()).collect();
+    assert_eq!(closed, [true, true, true, false, false, false, false]);
+    // 4 live connections of "many"; the account's cap is 6: the third
+    // connection of another certificate is refused.
+    let other = certificate(&env.ca, "other", ATTACKER);
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(raw_batch_connection(&env, &other).await.expect("handshake"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed: Vec<bool> = others.iter().map(|(_, c)| c.close_reason().is_some()).collect();
+    assert_eq!(closed, [false, false, true]);
+    assert_eq!(env.server.stats().connections_over_limit_total, 4);
+    // The victim's account is not affected.
+    let victim = client(&env, &stackset_agent_id(VICTIM), VICTIM);
+    victim_delivers(&victim, 1, 1).await;
+    assert_eq!(stored(&env.db.pool, VICTIM).await, (10, 5.0));
+}
