@@ -729,6 +729,33 @@ mod tests {
         );
     }
 
+    /// Issue 19: the agent signs enrolment challenges only for the server
+    /// id and STS endpoint it is configured with; both default to the
+    /// aggregator's defaults and are checked.
+    #[test]
+    fn challenge_pin_keys() {
+        let base = format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\n");
+        let d = load(&base, &[]).unwrap().delivery;
+        assert_eq!((d.server_id.as_str(), d.sts_url.as_str()), ("canopy-aggregator", "https://sts.amazonaws.com"));
+        let c = load(
+            &base,
+            &[("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "canopy-prod"), ("CANOPY_AGENT_STS_URL", "https://sts.eu-west-1.amazonaws.com")],
+        )
+        .unwrap();
+        assert_eq!(c.delivery.server_id, "canopy-prod");
+        assert_eq!(c.delivery.sts_url, "https://sts.eu-west-1.amazonaws.com");
+        check_error(
+            &format!("{base}sts_url = \"sts.amazonaws.com\"\n"),
+            &[],
+            "config key delivery.sts_url: expected an http(s) URL with a host, found \"sts.amazonaws.com\"",
+        );
+        check_error(
+            &format!("{base}server_id = \" \"\n"),
+            &[],
+            "config key delivery.server_id: expected the aggregator's server id, found \"\"",
+        );
+    }
+
     #[test]
     fn region_codes() {
         assert!(is_region("us-gov-west-1"));
