@@ -44,8 +44,7 @@ pub fn max_kw_per_resource(resource_type: &str) -> f64 {
 }
 
 fn bound(field: String, value: f64, max: f64) -> Result<(), String> {
-    // `!(value <= max)` also refuses NaN.
-    if !(value <= max) {
+    if value.is_nan() || value > max {
         return Err(format!("{field}: expected at most {max:e} (physical plausibility bound), found {value:e}"));
     }
     Ok(())
