@@ -560,3 +560,45 @@ async fn connections_are_capped_per_certificate_and_per_account() {
     victim_delivers(&victim, 1, 1).await;
     assert_eq!(stored(&env.db.pool, VICTIM).await, (10, 5.0));
 }
+
+/// Retention of the logs a hostile agent could grow: quarantined frames
+/// older than 30 days and batch-log rows older than 35 days are deleted by
+/// maintenance; the fleet's per-agent counts (`agent_fleet`) stay.
+#[tokio::test]
+async fn maintenance_prunes_the_quarantine_and_the_batch_log() {
+    let env = env(|_, _| {}).await;
+    let victim = client(&env, &stackset_agent_id(VICTIM), VICTIM);
+    victim_delivers(&victim, 1, 3).await;
+    let attacker = client(&env, &stackset_agent_id(ATTACKER), ATTACKER);
+    for s in 1..=2 {
+        let mut absurd = good_records(ATTACKER, 0, 1);
+        absurd[0].pue = 40.0;
+        let b = batch(&stackset_agent_id(ATTACKER), ATTACKER, s, 0xA0, absurd);
+        expect_refusal(&attacker.send(&encode(&b)).await.unwrap(), ErrorCode::InvalidBatch, "emissions[0].pue");
+    }
+    let now = system_clock();
+    // Age one quarantined frame past 30 days, and two batches past 35 days.
+    let day = 86_400.0;
+    sqlx::query("UPDATE quarantined_batches SET received_at = to_timestamp($1) WHERE sequence = 1")
+        .bind(now as f64 - 31.0 * day)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE ingested_batches SET received_at = to_timestamp($1) WHERE sequence <= 2")
+        .bind(now as f64 - 36.0 * day)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let report = canopy_aggregator::maintenance::run(&env.db.pool, &Default::default(), now).await.unwrap();
+    assert_eq!((report.quarantine_rows_deleted, report.batch_log_rows_deleted), (1, 2));
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM quarantined_batches), (SELECT count(*) FROM ingested_batches),
+                (SELECT batches FROM agent_fleet WHERE account_id = $1)",
+    )
+    .bind(VICTIM)
+    .fetch_one(&env.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (1, 1, 3));
+    assert_eq!(stored(&env.db.pool, VICTIM).await, (30, 15.0));
+}
