@@ -191,6 +191,12 @@ pub struct DeliveryConfig {
     pub server_name: Option<String>,
     /// PEM file of the aggregator's CA certificate (the only trust anchor).
     pub ca_file: Option<PathBuf>,
+    /// The aggregator deployment's id (its `CANOPY_SERVER_ID`): the agent
+    /// signs enrolment challenges only for this id.
+    pub server_id: String,
+    /// STS endpoint the aggregator forwards enrolments to (its
+    /// `CANOPY_STS_URL`): the agent signs only for this endpoint's host.
+    pub sts_url: String,
     /// Folder of the durable outbox.
     pub outbox_path: PathBuf,
     /// Byte cap of the outbox's pending frames (1 GiB).
@@ -215,6 +221,8 @@ impl Default for DeliveryConfig {
             aggregator_endpoint: None,
             server_name: None,
             ca_file: None,
+            server_id: "canopy-aggregator".into(),
+            sts_url: "https://sts.amazonaws.com".into(),
             outbox_path: PathBuf::from("canopy-outbox"),
             max_outbox_bytes: 1 << 30,
             max_in_flight: 16,
@@ -311,6 +319,8 @@ const ENV_OVERRIDES: &[(&str, &[&str], EnvKind)] = &[
     ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", &["delivery", "aggregator_endpoint"], EnvKind::Text),
     ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", &["delivery", "server_name"], EnvKind::Text),
     ("CANOPY_AGENT_AGGREGATOR_CA_FILE", &["delivery", "ca_file"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_ID", &["delivery", "server_id"], EnvKind::Text),
+    ("CANOPY_AGENT_STS_URL", &["delivery", "sts_url"], EnvKind::Text),
     ("CANOPY_AGENT_OUTBOX_PATH", &["delivery", "outbox_path"], EnvKind::Text),
     ("CANOPY_AGENT_MAX_OUTBOX_BYTES", &["delivery", "max_outbox_bytes"], EnvKind::Integer),
     ("CANOPY_AGENT_MAX_IN_FLIGHT", &["delivery", "max_in_flight"], EnvKind::Integer),
@@ -360,6 +370,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "delivery.aggregator_endpoint"),
     ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", "delivery.server_name"),
     ("CANOPY_AGENT_AGGREGATOR_CA_FILE", "delivery.ca_file"),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "delivery.server_id"),
+    ("CANOPY_AGENT_STS_URL", "delivery.sts_url"),
     ("CANOPY_AGENT_OUTBOX_PATH", "delivery.outbox_path"),
     ("CANOPY_AGENT_MAX_OUTBOX_BYTES", "delivery.max_outbox_bytes"),
     ("CANOPY_AGENT_MAX_IN_FLIGHT", "delivery.max_in_flight"),
@@ -535,6 +547,13 @@ impl AgentConfig {
                 format!("{endpoint:?}"),
             );
         }
+        if d.server_id.trim().is_empty() {
+            return invalid("delivery.server_id", "the aggregator's server id", "\"\"".into());
+        }
+        let sts_host = d.sts_url.strip_prefix("https://").or_else(|| d.sts_url.strip_prefix("http://"));
+        if sts_host.is_none_or(|rest| rest.split('/').next().is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace))) {
+            return invalid("delivery.sts_url", "an http(s) URL with a host", format!("{:?}", d.sts_url));
+        }
         if d.server_name.as_ref().is_some_and(|n| n.trim().is_empty()) {
             return invalid("delivery.server_name", "a DNS name or IP address", "\"\"".into());
         }
@@ -707,6 +726,33 @@ mod tests {
             &format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\nmax_outbox_bytes = 1000\n"),
             &[],
             "config key delivery.max_outbox_bytes: expected at least 1048576 bytes (1 MiB), found 1000",
+        );
+    }
+
+    /// Issue 19: the agent signs enrolment challenges only for the server
+    /// id and STS endpoint it is configured with; both default to the
+    /// aggregator's defaults and are checked.
+    #[test]
+    fn challenge_pin_keys() {
+        let base = format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\n");
+        let d = load(&base, &[]).unwrap().delivery;
+        assert_eq!((d.server_id.as_str(), d.sts_url.as_str()), ("canopy-aggregator", "https://sts.amazonaws.com"));
+        let c = load(
+            &base,
+            &[("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "canopy-prod"), ("CANOPY_AGENT_STS_URL", "https://sts.eu-west-1.amazonaws.com")],
+        )
+        .unwrap();
+        assert_eq!(c.delivery.server_id, "canopy-prod");
+        assert_eq!(c.delivery.sts_url, "https://sts.eu-west-1.amazonaws.com");
+        check_error(
+            &format!("{base}sts_url = \"sts.amazonaws.com\"\n"),
+            &[],
+            "config key delivery.sts_url: expected an http(s) URL with a host, found \"sts.amazonaws.com\"",
+        );
+        check_error(
+            &format!("{base}server_id = \" \"\n"),
+            &[],
+            "config key delivery.server_id: expected the aggregator's server id, found \"\"",
         );
     }
 

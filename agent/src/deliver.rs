@@ -174,6 +174,7 @@ struct Settings {
     endpoint: String,
     server_name: String,
     ca_cert_der: CertificateDer<'static>,
+    pin: canopy_transport::ChallengePin,
     agent_id: String,
     max_in_flight: usize,
     enroll_timeout: Duration,
@@ -211,6 +212,7 @@ impl Delivery {
             endpoint,
             server_name: d.effective_server_name().ok_or(DeliveryError::NoEndpoint)?,
             ca_cert_der,
+            pin: canopy_transport::ChallengePin { server_id: d.server_id.clone(), sts_url: d.sts_url.clone() },
             agent_id: config.agent_id.clone(),
             max_in_flight: d.max_in_flight as usize,
             enroll_timeout: Duration::from_secs(u64::from(d.enroll_timeout_s)),
@@ -439,6 +441,7 @@ async fn sender_task(
         ca_cert_der: settings.ca_cert_der.clone(),
         agent_id: settings.agent_id.clone(),
         timeout: settings.enroll_timeout,
+        pin: settings.pin.clone(),
     };
     let Some(cert) =
         enroll_until_done(&enroll_config, credentials.as_ref(), &metrics, settings.max_backoff, &mut stop).await

@@ -5,10 +5,13 @@
 //! values through [`canopy_protocol::Batch::validate`], interval lengths,
 //! record starts at or after the retention horizon
 //! ([`RetentionPolicy::accept_horizon_unix_s`]) and ends at most
-//! [`DeliveryConfig::max_future_s`] ahead), convert with
-//! [`batch_from_protocol`], write in **one** transaction with
-//! [`store_batch`], commit, and **only then** answer
-//! `Ack { sequence, idempotency_key, duplicate }`.
+//! [`DeliveryConfig::max_future_s`] ahead, every number within its
+//! [`crate::plausibility`] bound), convert with [`batch_from_protocol`],
+//! write in **one** transaction (that also checks the account's
+//! [`DimensionQuota`] and, for a duplicate, that the stored idempotency key
+//! is the batch's) with [`store_batch`], commit, and **only then** answer
+//! `Ack { sequence, idempotency_key, duplicate }`. The batch log is keyed by
+//! (certificate account, agent id, sequence): see migration 0018.
 //!
 //! The transaction first takes the retention lock shared (see
 //! [`crate::maintenance`]) and checks the horizon again with the clock read
@@ -19,7 +22,7 @@
 //!
 //! - A retryable database error is answered `Unavailable` with
 //!   `retry_after_s`; the agent keeps the batch and sends it again (a resend
-//!   is a no-op once stored, keyed by (agent id, sequence)). Retryable means
+//!   is a no-op once stored, keyed by (account, agent id, sequence)). Retryable means
 //!   [`StoreError::is_retryable`] or any condition of the server, not of the
 //!   batch (see [`classify`]).
 //! - An invalid batch is answered `InvalidBatch` with a message naming the
@@ -38,7 +41,7 @@ use std::time::Instant;
 
 use canopy_protocol::{self as wire, Ack, DecodeLimits, ErrorCode, Reply, ReplyError};
 use canopy_transport::{BatchHandler, InboundBatch, PeerIdentity, ServerStats};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 use crate::from_protocol::{agent_status_from_protocol, batch_from_protocol};
 use crate::ingest::{StoreError, StoreOutcome, store_agent_status, store_batch};
@@ -48,6 +51,39 @@ use crate::time::{DAY_S, civil_from_days, month_start_shifted};
 
 /// Longest interval of one emission record, seconds (facts lie within one hour).
 pub const MAX_INTERVAL_S: i64 = 3_600;
+
+/// Most distinct values of each free-form dimension one account may use in
+/// one UTC month (see [`crate::plausibility`] for the numeric bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DimensionQuota {
+    /// Distinct `team` values.
+    pub team: u32,
+    /// Distinct `service` values.
+    pub service: u32,
+    /// Distinct `resource_type` values.
+    pub resource_type: u32,
+}
+
+impl Default for DimensionQuota {
+    /// 1,000 teams, 200 services and 1,000 resource types per account and
+    /// month: far above a real account (AWS has about 250 services).
+    fn default() -> Self {
+        Self { team: 1_000, service: 200, resource_type: 1_000 }
+    }
+}
+
+impl DimensionQuota {
+    fn limit(&self, field: &str) -> u32 {
+        match field {
+            "team" => self.team,
+            "service" => self.service,
+            _ => self.resource_type,
+        }
+    }
+}
+
+/// Bytes of a refused frame kept in `quarantined_batches.frame_sample`.
+pub const QUARANTINE_SAMPLE_BYTES: usize = 4 * 1024;
 
 /// Ingest settings.
 #[derive(Debug, Clone)]
@@ -65,6 +101,8 @@ pub struct DeliveryConfig {
     /// policies drop chunks older than 13 months (not whole months), so the
     /// horizon there is the next month start after that ([`Self::accept_horizon_unix_s`]).
     pub storage: StorageMode,
+    /// Distinct team / service / resource type values per account and month.
+    pub quota: DimensionQuota,
 }
 
 impl DeliveryConfig {
@@ -83,6 +121,7 @@ impl DeliveryConfig {
             max_future_s: 15 * 60,
             limits: DecodeLimits::default(),
             retry_after_s: 2,
+            quota: DimensionQuota::default(),
             storage: StorageMode::Native,
         }
     }
@@ -136,6 +175,49 @@ pub fn check_horizon(batch: &wire::Batch, now_unix_s: i64, config: &DeliveryConf
     }
 }
 
+/// Why the aggregator refused a batch (the `reason` label of
+/// `canopy_aggregator_batches_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Failed protocol validation or the store's checks.
+    Invalid,
+    /// A record older than the retention horizon.
+    PastRetention,
+    /// A value outside its physical plausibility bound.
+    Implausible,
+    /// The account's distinct team / service / resource type quota.
+    Cardinality,
+    /// A stored sequence re-sent with another idempotency key.
+    IdempotencyConflict,
+    /// Refused by the transport before the handler (malformed frame,
+    /// limits, foreign account or agent id, revoked account).
+    Transport,
+}
+
+impl Refusal {
+    /// Every reason, in label order.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::Invalid,
+        Refusal::PastRetention,
+        Refusal::Implausible,
+        Refusal::Cardinality,
+        Refusal::IdempotencyConflict,
+        Refusal::Transport,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::PastRetention => "past_retention",
+            Refusal::Implausible => "implausible",
+            Refusal::Cardinality => "cardinality",
+            Refusal::IdempotencyConflict => "idempotency_conflict",
+            Refusal::Transport => "transport",
+        }
+    }
+}
+
 /// Upper bounds (milliseconds) of the acknowledgement latency histogram.
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
@@ -162,6 +244,8 @@ pub struct DeliveryMetrics {
     pub records_stored_total: AtomicU64,
     /// Quarantine writes that failed (the frame is lost for inspection only).
     pub quarantine_failures_total: AtomicU64,
+    /// Refused batches by [`Refusal`] (index in [`Refusal::ALL`]).
+    pub refused_by_reason: [AtomicU64; Refusal::ALL.len()],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -226,6 +310,11 @@ impl DeliveryMetrics {
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
+        let name = "canopy_aggregator_batches_refused_total";
+        out.push_str(&format!("# HELP {name} Refused batches by reason.\n# TYPE {name} counter\n"));
+        for (reason, count) in Refusal::ALL.iter().zip(&self.refused_by_reason) {
+            out.push_str(&format!("{name}{{reason=\"{}\"}} {}\n", reason.label(), get(count)));
+        }
         let name = "canopy_aggregator_ack_latency_seconds";
         out.push_str(&format!(
             "# HELP {name} Time from receiving a batch to its reply.\n# TYPE {name} histogram\n"
@@ -245,6 +334,12 @@ impl DeliveryMetrics {
                 ("canopy_transport_enrollments_total", s.enrollments_total),
                 ("canopy_transport_batches_in_total", s.batches_in_total),
                 ("canopy_transport_batches_out_total", s.batches_out_total),
+                ("canopy_transport_batches_refused_total", s.batches_refused_total),
+                ("canopy_transport_batches_unauthorized_total", s.batches_unauthorized_total),
+                ("canopy_transport_connections_over_limit_total", s.connections_over_limit_total),
+                ("canopy_transport_revoked_total", s.revoked_total),
+                ("canopy_transport_frames_stalled_total", s.frames_stalled_total),
+                ("canopy_transport_retries_sent_total", s.retries_sent_total),
             ] {
                 out.push_str(&format!("# TYPE {name} counter\n{name} {value}\n"));
             }
@@ -280,6 +375,7 @@ pub fn validate_batch(batch: &wire::Batch, version: u16, now_unix_s: i64, config
             ));
         }
     }
+    crate::plausibility::check_batch(batch, latest.saturating_mul(1_000))?;
     Ok(())
 }
 
@@ -302,17 +398,59 @@ impl Ingest {
         self.metrics.clone()
     }
 
-    /// Stores `batch` in one transaction; `Ok(Err(message))` when, once the
-    /// retention lock was granted, the batch turned out older than the
-    /// horizon (retention ran since [`validate_batch`]).
-    async fn store(&self, batch: &wire::Batch) -> Result<Result<StoreOutcome, String>, StoreError> {
+    /// Stores `batch` of `peer` in one transaction; `Ok(Err((reason,
+    /// message)))` when the batch is refused inside it: once the retention
+    /// lock was granted it turned out older than the horizon (retention ran
+    /// since [`validate_batch`]), it would take the account past its
+    /// [`DimensionQuota`], or its sequence was stored before with another
+    /// idempotency key.
+    async fn store(&self, peer: &PeerIdentity, batch: &wire::Batch) -> Result<Result<StoreOutcome, (Refusal, String)>, StoreError> {
         let model = batch_from_protocol(batch);
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+        // The batch log's account and idempotency key columns default to
+        // these transaction-local settings (migration 0018).
+        let key_hex: String = batch.idempotency_key.0.iter().map(|b| format!("{b:02x}")).collect();
+        sqlx::query(&format!(
+            "SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL}), set_config('canopy.batch_account', $1, true), \
+             set_config('canopy.batch_key', $2, true)"
+        ))
+        .bind(&peer.account_id)
+        .bind(&key_hex)
+        .execute(&mut *tx)
+        .await?;
         if let Err(message) = check_horizon(batch, (self.clock)(), &self.config) {
-            return Ok(Err(message));
+            return Ok(Err((Refusal::PastRetention, message)));
+        }
+        if let Err(message) = check_quota(&mut tx, &peer.account_id, &model, &self.config.quota).await? {
+            return Ok(Err((Refusal::Cardinality, message)));
         }
         let outcome = store_batch(&mut tx, &model).await?;
+        if outcome == StoreOutcome::Duplicate {
+            let stored: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+                "SELECT idempotency_key FROM ingested_batches WHERE account_id = $1 AND agent_id = $2 AND sequence = $3",
+            )
+            .bind(&peer.account_id)
+            .bind(&batch.agent_id)
+            .bind(i64::try_from(batch.sequence).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(Some(stored)) = stored
+                && stored.as_slice() != batch.idempotency_key.0.as_slice()
+            {
+                let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                return Ok(Err((
+                    Refusal::IdempotencyConflict,
+                    format!(
+                        "idempotency_key: sequence {} of agent {:?} was stored with idempotency key {}, found {}; \
+                         a re-sent sequence must carry the same key",
+                        batch.sequence,
+                        batch.agent_id,
+                        hex(&stored),
+                        hex(&batch.idempotency_key.0)
+                    ),
+                )));
+            }
+        }
         // Protocol v2: the agent's status, in the batch's transaction.
         if let (StoreOutcome::Stored(_), Some(status)) = (outcome, agent_status_from_protocol(batch)) {
             store_agent_status(&mut tx, &status).await?;
@@ -321,9 +459,12 @@ impl Ingest {
         Ok(Ok(outcome))
     }
 
-    async fn refuse(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
+    async fn refuse(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError, reason: Refusal) {
         self.metrics.batches_rejected_total.fetch_add(1, Ordering::Relaxed);
+        let index = Refusal::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.metrics.refused_by_reason[index].fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
+            reason = reason.label(),
             agent_id = %peer.agent_id,
             account_id = %peer.account_id,
             sequence = ?error.sequence,
@@ -397,21 +538,119 @@ fn sqlstate_is_transient(code: &str) -> bool {
     matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || matches!(code, "55P03" | "55006" | "23514")
 }
 
-/// Stores a refused frame with its reason in `quarantined_batches`.
+/// Stores a refused frame's reason, SHA-256, length and first
+/// [`QUARANTINE_SAMPLE_BYTES`] bytes in `quarantined_batches` (never the
+/// whole frame: a hostile agent could fill the disk with 8 MiB frames).
 pub async fn quarantine(pool: &PgPool, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) -> Result<(), sqlx::Error> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, frame);
     sqlx::query(
-        "INSERT INTO quarantined_batches (agent_id, account_id, sequence, error_code, error, frame)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO quarantined_batches (agent_id, account_id, sequence, error_code, error, frame_sha256, frame_len,
+                                          frame_sample)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&peer.agent_id)
     .bind(&peer.account_id)
     .bind(error.sequence.and_then(|s| i64::try_from(s).ok()))
     .bind(error.code.name())
     .bind(&error.message)
-    .bind(frame)
+    .bind(digest.as_ref())
+    .bind(i32::try_from(frame.len()).unwrap_or(i32::MAX))
+    .bind(&frame[..frame.len().min(QUARANTINE_SAMPLE_BYTES)])
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Records the batch's team, service and resource type values for its
+/// account and month(s) in `account_dimension_values` and refuses the batch
+/// (`Ok(Err(message))`) when that takes a (month, field) past `quota`. Teams
+/// are the explicit group teams and the values of the configured team tag.
+async fn check_quota(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    account_id: &str,
+    batch: &crate::model::Batch,
+    quota: &DimensionQuota,
+) -> Result<Result<(), String>, StoreError> {
+    let month = |t: i64| {
+        let (y, m, _) = civil_from_days(t.div_euclid(DAY_S));
+        crate::time::days_from_civil(y, m, 1) * DAY_S
+    };
+    let (mut months, mut fields, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tag_months, mut tag_keys, mut tag_values) = (Vec::new(), Vec::new(), Vec::new());
+    let mut push = |m: i64, f: &'static str, v: &str| {
+        months.push(m);
+        fields.push(f);
+        values.push(v.to_owned());
+    };
+    for fact in &batch.facts {
+        let m = month(fact.period_start_unix_s);
+        push(m, "service", &fact.service);
+        push(m, "resource_type", &fact.resource_type);
+        if let Some(team) = fact.team.as_deref().filter(|t| !t.is_empty()) {
+            push(m, "team", team);
+        }
+        for (k, v) in fact.tags.iter().flatten() {
+            tag_months.push(m);
+            tag_keys.push(k.clone());
+            tag_values.push(v.clone());
+        }
+    }
+    for row in &batch.inventory {
+        let m = month(row.observed_unix_s);
+        push(m, "service", &row.service);
+        push(m, "resource_type", &row.resource_type);
+        for (k, v) in &row.tags {
+            tag_months.push(m);
+            tag_keys.push(k.clone());
+            tag_values.push(v.clone());
+        }
+    }
+    if months.is_empty() {
+        return Ok(Ok(()));
+    }
+    let rows = sqlx::query(
+        "WITH v AS (
+            SELECT DISTINCT to_timestamp(m) AS month_start, f AS field, v AS value
+            FROM (SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[]) AS t(m, f, v)
+                  UNION ALL
+                  SELECT m, 'team', v FROM unnest($5::bigint[], $6::text[], $7::text[]) AS t(m, k, v)
+                  WHERE k = (SELECT team_tag_key FROM canopy_settings) AND v <> '') x
+         ),
+         ins AS (
+            INSERT INTO account_dimension_values (account_id, month_start, field, value)
+            SELECT $1, month_start, field, value FROM v ORDER BY 2, 3, 4
+            ON CONFLICT DO NOTHING RETURNING month_start, field
+         ),
+         touched AS (SELECT DISTINCT month_start, field FROM v)
+         SELECT extract(epoch FROM t.month_start)::bigint AS month_unix_s, t.field,
+                (SELECT count(*) FROM account_dimension_values d
+                 WHERE d.account_id = $1 AND d.month_start = t.month_start AND d.field = t.field)
+                + (SELECT count(*) FROM ins WHERE ins.month_start = t.month_start AND ins.field = t.field) AS n
+         FROM touched t ORDER BY 1, 2",
+    )
+    .bind(account_id)
+    .bind(&months)
+    .bind(&fields)
+    .bind(&values)
+    .bind(&tag_months)
+    .bind(&tag_keys)
+    .bind(&tag_values)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let field: String = row.try_get("field")?;
+        let n: i64 = row.try_get("n")?;
+        let limit = quota.limit(&field);
+        if n > i64::from(limit) {
+            let month_unix_s: i64 = row.try_get("month_unix_s")?;
+            return Ok(Err(format!(
+                "{field}: expected at most {limit} distinct {field} values per account and month (cardinality quota), \
+                 found {n} for account {account_id} in {}",
+                &rfc3339(month_unix_s)[..7]
+            )));
+        }
+    }
+    Ok(Ok(()))
 }
 
 impl BatchHandler for Ingest {
@@ -427,18 +666,25 @@ impl BatchHandler for Ingest {
         };
         let now_unix_s = (self.clock)();
         if let Err(message) = validate_batch(batch, inbound.version, now_unix_s, &self.config) {
-            if check_horizon(batch, now_unix_s, &self.config).is_err() {
+            let reason = if check_horizon(batch, now_unix_s, &self.config).is_err() {
                 self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
-            }
+                Refusal::PastRetention
+            } else if message.contains("physical plausibility") || message.starts_with("agent_status.taken_at") {
+                Refusal::Implausible
+            } else {
+                Refusal::Invalid
+            };
             let error = invalid(message);
-            self.refuse(peer, &inbound.frame, &error).await;
+            self.refuse(peer, &inbound.frame, &error, reason).await;
             return Reply::Error(error);
         }
-        let reply = match self.store(batch).await {
-            Ok(Err(message)) => {
-                self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
+        let reply = match self.store(peer, batch).await {
+            Ok(Err((reason, message))) => {
+                if reason == Refusal::PastRetention {
+                    self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
+                }
                 let error = invalid(message);
-                self.refuse(peer, &inbound.frame, &error).await;
+                self.refuse(peer, &inbound.frame, &error, reason).await;
                 Reply::Error(error)
             }
             Ok(Ok(outcome)) => {
@@ -466,7 +712,7 @@ impl BatchHandler for Ingest {
             }
             Err(e) if classify(&e) == Failure::BadInput => {
                 let error = invalid(e.to_string());
-                self.refuse(peer, &inbound.frame, &error).await;
+                self.refuse(peer, &inbound.frame, &error, Refusal::Invalid).await;
                 Reply::Error(error)
             }
             Err(e) => {
@@ -486,7 +732,7 @@ impl BatchHandler for Ingest {
 
     async fn rejected(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
         self.metrics.batches_received_total.fetch_add(1, Ordering::Relaxed);
-        self.refuse(peer, frame, error).await;
+        self.refuse(peer, frame, error, Refusal::Transport).await;
     }
 }
 
@@ -557,7 +803,7 @@ mod tests {
         // NOW = 2027-01-15T08:00Z: retention keeps facts and hourly rollups
         // from 2025-12-01 (13 months back); one second older is refused.
         let oldest = 1_764_547_200;
-        check(vec![record(oldest, oldest + 60, 1.0)], 1, None);
+        check(vec![record(oldest, oldest + 60, 0.01)], 1, None);
         check(
             vec![record(hour, hour + 3_600, 1.0), record(oldest - 60, oldest, 1.0)],
             1,

@@ -727,7 +727,7 @@ async fn upsert_realtime(
 }
 
 /// Stores an agent's status snapshot inside `tx` (the batch's transaction):
-/// one row per agent, replaced only by a snapshot taken at the same time or
+/// one row per (account, agent id) (migration 0018), replaced only by a snapshot taken at the same time or
 /// later, so a delayed resend never overwrites newer figures. Returns true
 /// when the row was written.
 pub async fn store_agent_status(
@@ -743,8 +743,8 @@ pub async fn store_agent_status(
                 outbox_backlog_bytes, records_shed_total, collection_errors_total, send_failures_total,
                 taken_at, batch_sequence, received_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::float8 / 1000), $11, now())
-         ON CONFLICT (agent_id) DO UPDATE SET
-             account_id = excluded.account_id, region = excluded.region, agent_version = excluded.agent_version,
+         ON CONFLICT (account_id, agent_id) DO UPDATE SET
+             region = excluded.region, agent_version = excluded.agent_version,
              outbox_backlog_frames = excluded.outbox_backlog_frames, outbox_backlog_bytes = excluded.outbox_backlog_bytes,
              records_shed_total = excluded.records_shed_total, collection_errors_total = excluded.collection_errors_total,
              send_failures_total = excluded.send_failures_total, taken_at = excluded.taken_at,

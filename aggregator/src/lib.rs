@@ -46,6 +46,7 @@ pub mod ingest;
 pub mod maintenance;
 pub mod model;
 pub mod organizations;
+pub mod plausibility;
 pub mod query;
 pub mod query_limits;
 pub mod route_table;

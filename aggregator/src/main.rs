@@ -236,9 +236,11 @@ struct IngestArgs {
     /// with neither, enrolment is off.
     #[arg(long, env = "CANOPY_ALLOWED_ACCOUNTS", value_delimiter = ',')]
     allowed_account: Vec<String>,
-    /// IAM role name an enrolling agent must use; a trailing `*` matches any
-    /// suffix (the default matches the StackSet's `canopy-agent-<region>` roles).
-    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-*")]
+    /// IAM role name an enrolling agent must use; `{region}` matches one AWS
+    /// region code (the default matches the StackSet's `canopy-agent-<region>`
+    /// roles and not its host roles `canopy-agent-host-<region>`); a trailing
+    /// `*` matches any suffix.
+    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-{region}")]
     expected_role_name: String,
     /// STS endpoint enrolment requests are forwarded to.
     #[arg(long, env = "CANOPY_STS_URL", default_value = "https://sts.amazonaws.com")]
@@ -252,6 +254,18 @@ struct IngestArgs {
     /// Batches read or stored at once across all agent connections.
     #[arg(long, env = "CANOPY_MAX_IN_FLIGHT_BATCHES", default_value_t = 256)]
     max_in_flight_batches: usize,
+    /// Declared frame bytes in flight at once across all agents, MiB.
+    #[arg(long, env = "CANOPY_MAX_IN_FLIGHT_MIB", default_value_t = 256)]
+    max_in_flight_mib: usize,
+    /// Distinct team values one account may use per UTC month.
+    #[arg(long, env = "CANOPY_MAX_TEAMS_PER_ACCOUNT", default_value_t = 1_000)]
+    max_teams_per_account: u32,
+    /// Distinct service values one account may use per UTC month.
+    #[arg(long, env = "CANOPY_MAX_SERVICES_PER_ACCOUNT", default_value_t = 200)]
+    max_services_per_account: u32,
+    /// Distinct resource type values one account may use per UTC month.
+    #[arg(long, env = "CANOPY_MAX_RESOURCE_TYPES_PER_ACCOUNT", default_value_t = 1_000)]
+    max_resource_types_per_account: u32,
     /// Address of the Prometheus `/metrics` endpoint (off when absent).
     #[arg(long, env = "CANOPY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -421,6 +435,7 @@ async fn start_ingest(
     };
     let mut config = ServerConfig::new(args.quic_listen, args.server_name.clone());
     config.max_in_flight_batches = args.max_in_flight_batches;
+    config.max_in_flight_bytes = args.max_in_flight_mib.saturating_mul(1024 * 1024);
     let allowed = AllowedAccounts::new(args.allowed_account.iter().cloned())
         .context("--allowed-account / CANOPY_ALLOWED_ACCOUNTS")?;
     let refresh_metrics = Arc::new(RefreshMetrics::default());
@@ -449,7 +464,13 @@ async fn start_ingest(
     } else {
         tracing::info!("no allowed accounts and no organisation refresh; enrolment is off");
     }
-    let handler = Arc::new(Ingest::new(pool, DeliveryConfig::for_retention(retention).with_storage(storage), http::system_clock));
+    let mut delivery = DeliveryConfig::for_retention(retention).with_storage(storage);
+    delivery.quota = canopy_aggregator::delivery::DimensionQuota {
+        team: args.max_teams_per_account,
+        service: args.max_services_per_account,
+        resource_type: args.max_resource_types_per_account,
+    };
+    let handler = Arc::new(Ingest::new(pool, delivery, http::system_clock));
     let metrics = handler.metrics();
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     tracing::info!(quic_listen = %server.local_addr(), "serving QUIC batch ingest");

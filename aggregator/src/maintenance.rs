@@ -106,6 +106,10 @@ pub struct MaintenanceReport {
     pub daily_rows_deleted: u64,
     /// Pending org-rollup deltas moved into the org rollups.
     pub org_rows_drained: u64,
+    /// Quarantined frames deleted (older than [`QUARANTINE_RETENTION_DAYS`]).
+    pub quarantine_rows_deleted: u64,
+    /// Batch-log rows deleted (older than [`BATCH_LOG_RETENTION_DAYS`]).
+    pub batch_log_rows_deleted: u64,
 }
 
 /// Moves every pending org-rollup delta into the org rollups (one
@@ -117,9 +121,69 @@ pub struct MaintenanceReport {
 pub async fn drain_org_rollups(pool: &PgPool) -> Result<u64, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+    set_aside_unsummable_pending(&mut tx).await?;
     let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()").fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(u64::try_from(moved).unwrap_or(0))
+}
+
+/// Largest magnitude a pending org-rollup delta may carry: far above any
+/// real value (ingest's plausibility bounds keep every batch well below
+/// it), far below where sums of many rows could overflow a float8.
+pub const MAX_PENDING_MAGNITUDE: f64 = 1e15;
+
+/// Pending org-rollup deltas moved aside so far (this process).
+pub static PENDING_SET_ASIDE_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Moves pending org-rollup deltas with a value that is not finite or
+/// beyond [`MAX_PENDING_MAGNITUDE`] into `org_rollup_pending_rejected`
+/// (migration 0018), inside the drain's transaction, so one such row can
+/// never wedge the drain (its sums would overflow and fail every run while
+/// the pending table grew). Logged at ERROR and counted: the row's account
+/// rollups hold it too, so an operator must look.
+pub async fn set_aside_unsummable_pending(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, DbError> {
+    let moved = sqlx::query(
+        "WITH bad AS (
+            DELETE FROM org_rollup_pending
+            WHERE NOT (abs(energy_kwh) <= $1 AND abs(location_g_co2e) <= $1 AND abs(market_g_co2e) <= $1
+                       AND abs(low_g_co2e) <= $1 AND abs(high_g_co2e) <= $1)
+            RETURNING *
+         )
+         INSERT INTO org_rollup_pending_rejected SELECT *, now() FROM bad",
+    )
+    .bind(MAX_PENDING_MAGNITUDE)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved > 0 {
+        PENDING_SET_ASIDE_TOTAL.fetch_add(moved, Ordering::Relaxed);
+        tracing::error!(rows = moved, "org-rollup drain set aside pending deltas beyond 1e15 or not finite");
+    }
+    Ok(moved)
+}
+
+/// Days refused frames stay in `quarantined_batches`.
+pub const QUARANTINE_RETENTION_DAYS: i64 = 30;
+/// Days batches stay in the batch log `ingested_batches` (a re-send of a
+/// pruned batch is stored again; its facts are equal revisions, so stale,
+/// and nothing is counted twice). The fleet's per-agent counts live in
+/// `agent_fleet` and are not pruned.
+pub const BATCH_LOG_RETENTION_DAYS: i64 = 35;
+
+/// Deletes quarantined frames and batch-log rows past their retention;
+/// returns (quarantined, batch log) rows deleted.
+pub async fn prune_logs(pool: &PgPool, now_unix_s: i64) -> Result<(u64, u64), DbError> {
+    let quarantined = sqlx::query("DELETE FROM quarantined_batches WHERE received_at < to_timestamp($1::bigint)")
+        .bind(now_unix_s - QUARANTINE_RETENTION_DAYS * 86_400)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let batches = sqlx::query("DELETE FROM ingested_batches WHERE received_at < to_timestamp($1::bigint)")
+        .bind(now_unix_s - BATCH_LOG_RETENTION_DAYS * 86_400)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok((quarantined, batches))
 }
 
 /// How often `serve` drains the org rollups' pending deltas.
@@ -174,6 +238,11 @@ impl OrgDrainMetrics {
                 "Time spent draining org rollup deltas.",
                 format!("{:.6}", get(&self.drain_micros_total) as f64 / 1e6),
             ),
+            (
+                "canopy_aggregator_org_rollup_pending_set_aside_total",
+                "Pending org rollup deltas moved to org_rollup_pending_rejected (not finite or beyond 1e15).",
+                get(&PENDING_SET_ASIDE_TOTAL).to_string(),
+            ),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
@@ -206,6 +275,7 @@ const MONTHS_AHEAD: i64 = 2;
 /// and next months) and applies `policy` at `now_unix_s`.
 pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<MaintenanceReport, DbError> {
     let mut report = MaintenanceReport::default();
+    (report.quarantine_rows_deleted, report.batch_log_rows_deleted) = prune_logs(pool, now_unix_s).await?;
     if db::storage_mode(pool).await? != StorageMode::Native {
         // TimescaleDB: retention is its policies'; late data is refreshed here.
         crate::timescale::refresh_pending(pool).await?;
@@ -260,6 +330,7 @@ const DAILY_TABLES: [&str; 6] = [
 async fn delete_expired_daily(pool: &PgPool, cutoff_unix_s: i64) -> Result<u64, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
+    set_aside_unsummable_pending(&mut tx).await?;
     sqlx::query("SELECT canopy_drain_org_rollups()").execute(&mut *tx).await?;
     let mut deleted = 0;
     for table in DAILY_TABLES {

@@ -35,7 +35,8 @@ fn record(i: usize, start: i64, revision: u32, compute_kwh: f64) -> wire::Emissi
         grid_market: wire::GridFactorUsed { g_co2e_per_kwh: 0.0, source: "ccf".into(), vintage: "2024".into() },
         quality: wire::Quality::Estimated,
         low_g_co2e: 0.0,
-        high_g_co2e: 1e9,
+        // Within the aggregator's plausibility bounds (issue 19).
+        high_g_co2e: (operational + 10.0) * 2.0,
         methodology_version: "canopy-test".into(),
         revision,
     }
@@ -147,7 +148,8 @@ async fn bad_batches_are_refused_and_quarantined() {
     assert!(matches!(f.client.send(&good).await.expect("send"), Reply::Ack(_)));
 
     let rows: Vec<QuarantineRow> = sqlx::query_as(
-        "SELECT agent_id, account_id, sequence, error_code, error, frame FROM quarantined_batches ORDER BY id",
+        // Quarantine keeps a hash and the first 4 KiB (these frames are smaller).
+        "SELECT agent_id, account_id, sequence, error_code, error, frame_sample FROM quarantined_batches ORDER BY id",
     )
     .fetch_all(&f.db.pool)
     .await

@@ -114,3 +114,26 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
         "delivery: outbox /var/lib/canopy/outbox (cap 1073741824 bytes) -> aggregator canopy.example.com:4433 "
         "(server name canopy.example.com, CA /etc/canopy/aggregator-ca.pem)"
     ) in run.stdout, run.stdout
+
+
+def test_the_aggregators_default_role_pattern_names_only_the_agent_role():
+    """Issue 19: the aggregator's default expected role is the exact
+    per-region agent role, `canopy-agent-{region}` (`{region}` matches one
+    region code; `transport` tests the matcher), never a wildcard that also
+    matches the StackSet's host role `canopy-agent-host-<region>`."""
+    import re
+
+    main = (REPO / "aggregator" / "src" / "main.rs").read_text()
+    default = re.search(r'env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "([^"]+)"', main)
+    assert default, "CANOPY_EXPECTED_ROLE_NAME's default not found in aggregator/src/main.rs"
+    assert default.group(1) == "canopy-agent-{region}"
+    resources = load_template(STACKSET_DIR / "agent.yaml")["Resources"]
+    names = {k: r["Properties"]["RoleName"] for k, r in resources.items()
+             if r["Type"] == "AWS::IAM::Role" and "RoleName" in r["Properties"]}
+    assert names["AgentRole"] == {"Fn::Sub": "canopy-agent-${AWS::Region}"}
+    # Every other role of the StackSet is outside the pattern: its name with
+    # the region substituted is not `canopy-agent-<region code>`.
+    region_role = re.compile(r"^canopy-agent-[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+    for key, name in names.items():
+        concrete = name["Fn::Sub"].replace("${AWS::Region}", "eu-west-1")
+        assert bool(region_role.match(concrete)) == (key == "AgentRole"), (key, concrete)

@@ -29,6 +29,55 @@ pub struct EnrollConfig {
     pub agent_id: String,
     /// Time allowed for the whole exchange.
     pub timeout: Duration,
+    /// What the agent agrees to sign for: the aggregator's challenge must
+    /// name this server id and STS endpoint, else nothing is signed.
+    pub pin: ChallengePin,
+}
+
+/// The server id and STS endpoint an agent is configured with. A
+/// challenge naming anything else is refused before signing, so an
+/// impostor holding a certificate for the name cannot obtain a signed
+/// `sts:GetCallerIdentity` usable against another aggregator or STS host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengePin {
+    /// The aggregator deployment's id (its `server_id`).
+    pub server_id: String,
+    /// STS endpoint URL, e.g. `https://sts.amazonaws.com`; scheme, host
+    /// and port must equal the challenge's.
+    pub sts_url: String,
+}
+
+impl ChallengePin {
+    /// `Err` names what the challenge asked for and what is configured.
+    pub fn check(&self, challenge: &Challenge) -> Result<(), String> {
+        let id = challenge
+            .server_id_header
+            .rsplit_once('/')
+            .map(|(id, _nonce)| id)
+            .unwrap_or("");
+        if id != self.server_id {
+            return Err(format!(
+                "expected a challenge for server id {:?}, found {:?}; refusing to sign",
+                self.server_id, id
+            ));
+        }
+        let origin = |url: &str| -> Option<String> {
+            let uri: http::Uri = url.parse().ok()?;
+            Some(format!(
+                "{}://{}",
+                uri.scheme_str()?.to_ascii_lowercase(),
+                uri.authority()?.as_str().to_ascii_lowercase()
+            ))
+        };
+        match (origin(&self.sts_url), origin(&challenge.sts_url)) {
+            (Some(want), Some(found)) if want == found => Ok(()),
+            (want, _) => Err(format!(
+                "expected a challenge for sts endpoint {}, found {:?}; refusing to sign",
+                want.unwrap_or_else(|| self.sts_url.clone()),
+                challenge.sts_url
+            )),
+        }
+    }
 }
 
 /// An issued client certificate with its private key and identity.
@@ -101,7 +150,11 @@ impl EnrollmentSession {
             )
             .await?;
             let challenge: Challenge = read_message(&mut recv).await?;
-            Ok::<_, TransportError>(Self {
+            if let Err(reason) = config.pin.check(&challenge) {
+                conn.close(0u32.into(), b"challenge refused");
+                return Err(EnrollError::ChallengeNotPinned(reason));
+            }
+            Ok::<_, EnrollError>(Self {
                 _endpoint: endpoint,
                 conn,
                 send,
@@ -116,7 +169,6 @@ impl EnrollmentSession {
                 during: "opening an enrolment",
                 after_ms: config.timeout.as_millis() as u64,
             })?
-            .map_err(EnrollError::from)
     }
 
     /// The aggregator's challenge.

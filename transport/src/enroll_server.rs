@@ -24,9 +24,11 @@ pub struct EnrollmentPolicy {
     /// Accounts of the organisation allowed to enrol (12-digit ids); shared,
     /// so an organisation refresh can replace it while the server runs.
     pub allowed_accounts: AllowedAccounts,
-    /// Role name the agent must run as, e.g. `CanopyAgent`; a trailing `*`
-    /// matches any suffix (`canopy-agent-*`: the StackSet's per-region
-    /// roles `canopy-agent-<region>`, IAM names being account-global).
+    /// Role name the agent must run as, e.g. `CanopyAgent`; `{region}`
+    /// matches one AWS region code (`canopy-agent-{region}`: the StackSet's
+    /// per-region roles `canopy-agent-<region>`, IAM names being
+    /// account-global, and not its host role `canopy-agent-host-<region>`);
+    /// a trailing `*` matches any suffix (see [`role_name_matches`]).
     pub expected_role_name: String,
     /// STS endpoint requests are forwarded to, e.g.
     /// `https://sts.us-east-1.amazonaws.com` (moto's URL in tests).
@@ -45,11 +47,17 @@ pub struct EnrollmentPolicy {
     /// agent retries with backoff). Bounds the STS calls unauthenticated
     /// peers can cause.
     pub max_concurrent_enrollments: usize,
+    /// Time allowed from the connection to the agent's `Hello`: an idle
+    /// connection gives its slot back after this.
+    pub hello_timeout: Duration,
+    /// Enrolment exchanges one source IP address may hold at once.
+    pub max_enrollments_per_source: usize,
 }
 
 impl EnrollmentPolicy {
     /// A policy with the defaults: ±5 min skew, 24 h certificates, 10 s STS
-    /// timeout, 30 s exchange timeout, 64 concurrent enrolments.
+    /// timeout, 30 s exchange timeout, 5 s until the `Hello`, 64 concurrent
+    /// enrolments, 4 per source IP address.
     pub fn new(
         server_id: impl Into<String>,
         allowed_accounts: AllowedAccounts,
@@ -68,6 +76,8 @@ impl EnrollmentPolicy {
             sts_timeout: Duration::from_secs(10),
             exchange_timeout: Duration::from_secs(30),
             max_concurrent_enrollments: 64,
+            hello_timeout: Duration::from_secs(5),
+            max_enrollments_per_source: 4,
         }
     }
 }
@@ -81,6 +91,28 @@ pub(crate) struct Enroller {
     replay: ReplayCache,
     ca: Arc<CertificateAuthority>,
     slots: tokio::sync::Semaphore,
+    per_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One source address's enrolment slot, given back on drop.
+struct SourceSlot<'a> {
+    map: &'a std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for SourceSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// QUIC application close code: too many enrolments in progress.
@@ -124,12 +156,39 @@ impl Enroller {
             replay,
             ca,
             slots,
+            per_source: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
     /// Runs one enrolment exchange on the first stream of `conn`.
     pub(crate) async fn serve(&self, conn: quinn::Connection) {
         let remote = conn.remote_address();
+        let ip = remote.ip();
+        let source = {
+            let mut map = self
+                .per_source
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = map.entry(ip).or_insert(0);
+            *n += 1;
+            let over = *n > self.policy.max_enrollments_per_source;
+            drop(map);
+            (
+                SourceSlot {
+                    map: &self.per_source,
+                    ip,
+                },
+                over,
+            )
+        };
+        if source.1 {
+            tracing::warn!(%remote, "enrolment refused: too many enrolments from this address");
+            conn.close(
+                ENROLL_BUSY.into(),
+                b"too many enrolments from this address; retry later",
+            );
+            return;
+        }
         let Ok(_slot) = self.slots.try_acquire() else {
             tracing::warn!(%remote, "enrolment refused: too many enrolments in progress");
             conn.close(
@@ -149,8 +208,19 @@ impl Enroller {
     }
 
     async fn exchange(&self, conn: &quinn::Connection) -> Result<(), TransportError> {
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let hello: Hello = read_message(&mut recv).await?;
+        let hello_timeout = self.policy.hello_timeout;
+        let (mut send, mut recv, hello) = tokio::time::timeout(hello_timeout, async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let hello: Hello = read_message(&mut recv).await?;
+            Ok::<_, TransportError>((send, recv, hello))
+        })
+        .await
+        .map_err(|_| {
+            TransportError::Protocol(format!(
+                "expected a hello within {} ms, found none",
+                hello_timeout.as_millis()
+            ))
+        })??;
         let mut nonce = [0u8; 16];
         random_bytes(&mut nonce);
         let nonce_hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
@@ -288,8 +358,38 @@ impl Enroller {
     }
 }
 
-/// `found` equals `expected`, or starts with its text before a trailing `*`.
+/// Placeholder in an expected role name that matches exactly one AWS
+/// region code (`canopy-agent-{region}`).
+pub const REGION_PLACEHOLDER: &str = "{region}";
+
+/// True for an AWS region code: two letters, one or more lowercase words,
+/// a number (`eu-west-1`, `us-gov-west-1`, `ap-southeast-2`).
+pub fn is_region_code(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `found` equals `expected`; or, when `expected` holds
+/// [`REGION_PLACEHOLDER`], equals it with the placeholder replaced by one
+/// region code (`canopy-agent-{region}` matches `canopy-agent-eu-west-1`
+/// but not the StackSet's host role `canopy-agent-host-eu-west-1`); or
+/// starts with its text before a trailing `*` (any suffix: explicit opt-in,
+/// not the default).
 pub fn role_name_matches(expected: &str, found: &str) -> bool {
+    if let Some((before, after)) = expected.split_once(REGION_PLACEHOLDER) {
+        return found.len() > before.len() + after.len()
+            && found.starts_with(before)
+            && found.ends_with(after)
+            && is_region_code(&found[before.len()..found.len() - after.len()]);
+    }
     match expected.strip_suffix('*') {
         Some(prefix) => found.starts_with(prefix) && found.len() > prefix.len(),
         None => found == expected,
@@ -311,9 +411,44 @@ mod role_tests {
     fn role_names_match_exactly_or_by_prefix() {
         assert!(role_name_matches("CanopyAgent", "CanopyAgent"));
         assert!(!role_name_matches("CanopyAgent", "CanopyAgent2"));
-        assert!(role_name_matches("canopy-agent-*", "canopy-agent-eu-west-1"));
+        assert!(role_name_matches(
+            "canopy-agent-*",
+            "canopy-agent-eu-west-1"
+        ));
         assert!(!role_name_matches("canopy-agent-*", "canopy-agent-"));
         assert!(!role_name_matches("canopy-agent-*", "canopy-agent"));
-        assert!(!role_name_matches("canopy-agent-*", "other-canopy-agent-eu-west-1"));
+        assert!(!role_name_matches(
+            "canopy-agent-*",
+            "other-canopy-agent-eu-west-1"
+        ));
+    }
+
+    /// Issue 19: the default must not accept the StackSet's host role.
+    #[test]
+    fn the_region_placeholder_matches_only_the_per_region_agent_role() {
+        let expected = "canopy-agent-{region}";
+        for ok in [
+            "canopy-agent-eu-west-1",
+            "canopy-agent-us-gov-west-1",
+            "canopy-agent-ap-southeast-2",
+        ] {
+            assert!(role_name_matches(expected, ok), "{ok}");
+        }
+        for bad in [
+            "canopy-agent-host-eu-west-1",
+            "canopy-agent-",
+            "canopy-agent-eu-west",
+            "canopy-agent-eu-west-1x",
+            "canopy-agent-EU-west-1",
+            "canopy-agent-eu--1",
+            "xcanopy-agent-eu-west-1",
+        ] {
+            assert!(!role_name_matches(expected, bad), "{bad}");
+        }
+        // The old wildcard accepted the host role: why it is no longer the default.
+        assert!(role_name_matches(
+            "canopy-agent-*",
+            "canopy-agent-host-eu-west-1"
+        ));
     }
 }

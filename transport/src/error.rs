@@ -124,6 +124,10 @@ pub enum EnrollError {
     /// The issued certificate lacks the expected identity.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The aggregator's challenge named another server id or STS endpoint
+    /// than the agent is configured with; nothing was signed.
+    #[error("enrolment challenge: {0}")]
+    ChallengeNotPinned(String),
 }
 
 impl EnrollError {
@@ -133,7 +137,10 @@ impl EnrollError {
             EnrollError::Refused(r) => r.code.is_retryable(),
             EnrollError::Transport(t) => t.is_retryable(),
             EnrollError::Credentials(_) => true,
-            EnrollError::Signing(_) | EnrollError::Ca(_) | EnrollError::Identity(_) => false,
+            EnrollError::Signing(_)
+            | EnrollError::Ca(_)
+            | EnrollError::Identity(_)
+            | EnrollError::ChallengeNotPinned(_) => false,
         }
     }
 }

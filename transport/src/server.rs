@@ -1,10 +1,11 @@
 //! The aggregator's QUIC server: enrolment connections and batch
 //! connections on one UDP port, one bidirectional stream per batch.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use canopy_protocol::{
@@ -13,6 +14,7 @@ use canopy_protocol::{
 };
 use tokio::sync::Semaphore;
 
+use crate::allowed::AllowedAccounts;
 use crate::ca::CertificateAuthority;
 use crate::enroll_server::{Enroller, EnrollmentPolicy, unix_s};
 use crate::error::{CaError, TransportError};
@@ -27,6 +29,43 @@ pub const CLOSE_CERT_EXPIRED: u32 = 0x11;
 pub const CLOSE_SHUTDOWN: u32 = 0x12;
 /// QUIC application close code: unknown ALPN or enrolment disabled.
 pub const CLOSE_UNSUPPORTED: u32 = 0x13;
+/// QUIC application close code: the certificate or account already holds
+/// its most connections ([`PeerLimits`]).
+pub const CLOSE_TOO_MANY_CONNECTIONS: u32 = 0x14;
+/// QUIC application close code: the certificate's account left the
+/// allow-list (revoked before the certificate expired).
+pub const CLOSE_REVOKED: u32 = 0x15;
+
+/// Per-peer caps, so one enrolled certificate or account cannot take the
+/// server's memory or slots from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLimits {
+    /// Batch connections one certificate (account, agent id) may hold; a
+    /// newer one closes the oldest.
+    pub connections_per_certificate: usize,
+    /// Batch connections one account may hold (all its agents).
+    pub connections_per_account: usize,
+    /// Batches one account may have in flight (read or handled) at once.
+    pub streams_per_account: usize,
+    /// Declared frame bytes one certificate may have in flight at once.
+    pub bytes_per_certificate: usize,
+    /// Declared frame bytes one account may have in flight at once.
+    pub bytes_per_account: usize,
+}
+
+impl Default for PeerLimits {
+    /// 4 connections per certificate, 64 per account, 64 batches and
+    /// 32 MiB per account, 16 MiB per certificate (two 8 MiB frames).
+    fn default() -> Self {
+        Self {
+            connections_per_certificate: 4,
+            connections_per_account: 64,
+            streams_per_account: 64,
+            bytes_per_certificate: 16 * 1024 * 1024,
+            bytes_per_account: 32 * 1024 * 1024,
+        }
+    }
+}
 
 /// A batch frame that passed decoding, validation limits and the account
 /// check, handed to the [`BatchHandler`].
@@ -44,8 +83,8 @@ pub struct InboundBatch {
 pub trait BatchHandler: Send + Sync + 'static {
     /// Stores `batch` from `peer` and answers it. Called only after the
     /// library checked that the batch names the certificate's account and
-    /// agent id (so the (agent id, sequence) idempotency key cannot be
-    /// claimed by another agent).
+    /// agent id, and that the account is still allowed. Agent ids are not
+    /// unique across accounts: key anything per agent by (account, agent id).
     /// Return an ack only once the batch is durable.
     fn handle(
         &self,
@@ -86,11 +125,31 @@ pub struct ServerConfig {
     pub decode_limits: DecodeLimits,
     /// Time allowed to receive one frame once its stream is accepted.
     pub frame_read_timeout: Duration,
+    /// Time allowed without progress on a frame (header or body bytes): a
+    /// stalled stream gives back its slot and bytes after this, long before
+    /// `frame_read_timeout`.
+    pub frame_stall_timeout: Duration,
+    /// Declared frame bytes in flight across all peers. Buffers grow as
+    /// bytes arrive, and a frame reserves its declared length from this
+    /// budget (and the per-peer ones) before its body is read.
+    pub max_in_flight_bytes: usize,
+    /// Per-certificate and per-account caps.
+    pub peer_limits: PeerLimits,
+    /// Accounts allowed to send batches, checked per connection and per
+    /// batch (an account removed from the organisation is refused at its
+    /// next batch, not at certificate expiry). `None`: the enrolment
+    /// policy's set when enrolment is on, else no check.
+    pub allowed_accounts: Option<AllowedAccounts>,
+    /// Answer new connections from unvalidated addresses with a QUIC
+    /// stateless retry (address validation before any state is kept).
+    pub stateless_retry: bool,
 }
 
 impl ServerConfig {
     /// Defaults: 30-day server certificate, 32 streams per connection, 256
-    /// batches in flight in total, default decode limits, 30 s frame reads.
+    /// batches and 256 MiB in flight in total, default decode limits, 30 s
+    /// frame reads with at most 5 s without progress, [`PeerLimits`]
+    /// defaults, stateless retry on.
     pub fn new(listen: SocketAddr, server_names: Vec<String>) -> Self {
         Self {
             listen,
@@ -101,6 +160,11 @@ impl ServerConfig {
             max_in_flight_batches: 256,
             decode_limits: DecodeLimits::default(),
             frame_read_timeout: Duration::from_secs(30),
+            frame_stall_timeout: Duration::from_secs(5),
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            peer_limits: PeerLimits::default(),
+            allowed_accounts: None,
+            stateless_retry: true,
         }
     }
 }
@@ -126,7 +190,20 @@ pub struct ServerCounters {
     pub batches_unauthorized_total: AtomicU64,
     /// Highest number of batches in flight at once.
     pub max_in_flight_seen: AtomicU64,
+    /// Batch connections refused (account cap) or closed as the oldest of
+    /// their certificate (certificate cap) by [`PeerLimits`].
+    pub connections_over_limit_total: AtomicU64,
+    /// Batch connections and frames refused because the account left the
+    /// allow-list.
+    pub revoked_total: AtomicU64,
+    /// Frames that stalled (no bytes within `frame_stall_timeout`).
+    pub frames_stalled_total: AtomicU64,
+    /// Connections answered with a QUIC stateless retry.
+    pub retries_sent_total: AtomicU64,
+    /// Highest declared frame bytes in flight at once.
+    pub max_in_flight_bytes_seen: AtomicU64,
     in_flight: AtomicU64,
+    in_flight_bytes: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -150,15 +227,167 @@ pub struct ServerStats {
     pub batches_unauthorized_total: u64,
     /// See [`ServerCounters::max_in_flight_seen`].
     pub max_in_flight_seen: u64,
+    /// See [`ServerCounters::connections_over_limit_total`].
+    pub connections_over_limit_total: u64,
+    /// See [`ServerCounters::revoked_total`].
+    pub revoked_total: u64,
+    /// See [`ServerCounters::frames_stalled_total`].
+    pub frames_stalled_total: u64,
+    /// See [`ServerCounters::retries_sent_total`].
+    pub retries_sent_total: u64,
+    /// See [`ServerCounters::max_in_flight_bytes_seen`].
+    pub max_in_flight_bytes_seen: u64,
 }
 
 struct Shared<H> {
     handler: Arc<H>,
     enroller: Option<Enroller>,
     permits: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    bytes_total: u32,
     limits: DecodeLimits,
     frame_read_timeout: Duration,
+    frame_stall_timeout: Duration,
+    peer_limits: PeerLimits,
+    peers: Mutex<HashMap<String, Arc<PeerBudget>>>,
+    allowed: Option<AllowedAccounts>,
+    stateless_retry: bool,
     counters: Arc<ServerCounters>,
+}
+
+/// What one account (or one certificate) holds right now.
+struct PeerBudget {
+    connections: AtomicUsize,
+    /// Open connections, oldest first (certificate budgets only).
+    open: Mutex<std::collections::VecDeque<(usize, quinn::Connection)>>,
+    streams: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    bytes_total: u32,
+}
+
+fn byte_budget(bytes: usize) -> u32 {
+    u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX)
+}
+
+impl PeerBudget {
+    fn new(streams: usize, bytes: usize) -> Self {
+        let bytes_total = byte_budget(bytes);
+        Self {
+            connections: AtomicUsize::new(0),
+            open: Mutex::new(std::collections::VecDeque::new()),
+            streams: Arc::new(Semaphore::new(streams.max(1))),
+            bytes: Arc::new(Semaphore::new(bytes_total as usize)),
+            bytes_total,
+        }
+    }
+}
+
+/// The budgets of a connected certificate: its own and its account's.
+struct PeerBudgets {
+    certificate: Arc<PeerBudget>,
+    account: Arc<PeerBudget>,
+}
+
+/// Gives a connection slot back when the connection ends.
+struct ConnectionSlot(Arc<PeerBudgets>, usize);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0
+            .certificate
+            .connections
+            .fetch_sub(1, Ordering::AcqRel);
+        self.0.account.connections.fetch_sub(1, Ordering::AcqRel);
+        self.0
+            .certificate
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(id, _)| *id != self.1);
+    }
+}
+
+impl<H> Shared<H> {
+    fn budget(&self, key: String, streams: usize, bytes: usize) -> Arc<PeerBudget> {
+        let mut peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        peers
+            .entry(key)
+            .or_insert_with(|| Arc::new(PeerBudget::new(streams, bytes)))
+            .clone()
+    }
+
+    /// Takes a connection slot for `conn` of `peer`, or says why not. Past
+    /// the certificate's cap the certificate's *oldest* connection is
+    /// closed (an agent that reconnects after a crash or a network cut
+    /// leaves stale connections until their idle timeout; the newest one is
+    /// the live one); past the account's cap the new connection is refused.
+    fn connect(
+        &self,
+        peer: &PeerIdentity,
+        conn: &quinn::Connection,
+    ) -> Result<ConnectionSlot, String> {
+        let l = self.peer_limits;
+        let budgets = Arc::new(PeerBudgets {
+            certificate: self.budget(
+                format!("cert:{}/{}", peer.account_id, peer.agent_id),
+                l.streams_per_account,
+                l.bytes_per_certificate,
+            ),
+            account: self.budget(
+                format!("account:{}", peer.account_id),
+                l.streams_per_account,
+                l.bytes_per_account,
+            ),
+        });
+        let cert = budgets
+            .certificate
+            .connections
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
+        let account = budgets.account.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        let id = conn.stable_id();
+        let replaced = {
+            let mut open = budgets
+                .certificate
+                .open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.push_back((id, conn.clone()));
+            (cert > l.connections_per_certificate)
+                .then(|| open.pop_front())
+                .flatten()
+        };
+        let slot = ConnectionSlot(budgets, id);
+        if let Some((_, oldest)) = replaced {
+            self.counters
+                .connections_over_limit_total
+                .fetch_add(1, Ordering::Relaxed);
+            oldest.close(
+                CLOSE_TOO_MANY_CONNECTIONS.into(),
+                format!(
+                    "replaced by a newer connection: at most {} connections per client certificate",
+                    l.connections_per_certificate
+                )
+                .as_bytes(),
+            );
+        }
+        if account > l.connections_per_account {
+            return Err(format!(
+                "expected at most {} connections per account, found {account} for account {}",
+                l.connections_per_account, peer.account_id
+            ));
+        }
+        Ok(slot)
+    }
+
+    fn revoked(&self, account_id: &str) -> bool {
+        self.allowed
+            .as_ref()
+            .is_some_and(|a| !a.contains(account_id))
+    }
 }
 
 /// A running server. Dropping it without [`Server::shutdown`] leaves the
@@ -192,12 +421,27 @@ impl Server {
             None => None,
         };
         let counters = Arc::new(ServerCounters::default());
+        let allowed = config.allowed_accounts.clone().or_else(|| {
+            config
+                .enrollment
+                .as_ref()
+                .map(|p| p.allowed_accounts.clone())
+        });
         let shared = Arc::new(Shared {
             handler,
             enroller,
             permits: Arc::new(Semaphore::new(config.max_in_flight_batches.max(1))),
+            bytes: Arc::new(Semaphore::new(
+                byte_budget(config.max_in_flight_bytes) as usize
+            )),
+            bytes_total: byte_budget(config.max_in_flight_bytes),
             limits: config.decode_limits.clone(),
             frame_read_timeout: config.frame_read_timeout,
+            frame_stall_timeout: config.frame_stall_timeout,
+            peer_limits: config.peer_limits,
+            peers: Mutex::new(HashMap::new()),
+            allowed,
+            stateless_retry: config.stateless_retry,
             counters: counters.clone(),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
@@ -230,6 +474,11 @@ impl Server {
             batches_refused_total: get(&c.batches_refused_total),
             batches_unauthorized_total: get(&c.batches_unauthorized_total),
             max_in_flight_seen: get(&c.max_in_flight_seen),
+            connections_over_limit_total: get(&c.connections_over_limit_total),
+            revoked_total: get(&c.revoked_total),
+            frames_stalled_total: get(&c.frames_stalled_total),
+            retries_sent_total: get(&c.retries_sent_total),
+            max_in_flight_bytes_seen: get(&c.max_in_flight_bytes_seen),
         }
     }
 
@@ -267,6 +516,18 @@ async fn renew_server_certificate(
 
 async fn accept_loop<H: BatchHandler>(endpoint: quinn::Endpoint, shared: Arc<Shared<H>>) {
     while let Some(incoming) = endpoint.accept().await {
+        // Stateless retry: a client must prove it receives at its address
+        // before the server keeps any state or spends a handshake on it.
+        if shared.stateless_retry && !incoming.remote_address_validated() && incoming.may_retry() {
+            shared
+                .counters
+                .retries_sent_total
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = incoming.retry() {
+                tracing::debug!(error = %e, "cannot send a stateless retry");
+            }
+            continue;
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
@@ -325,11 +586,38 @@ async fn serve_connection<H: BatchHandler>(conn: quinn::Connection, shared: Arc<
             }
         },
         Some(p) if p == ALPN_BATCH => match peer_identity(&conn) {
+            Ok(peer) if shared.revoked(&peer.account_id) => {
+                counters.revoked_total.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .connections_refused_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "account {} is not in the organisation's allow-list (revoked)",
+                    peer.account_id
+                );
+                tracing::warn!(agent_id = %peer.agent_id, account_id = %peer.account_id, "refused batch connection of a revoked account");
+                conn.close(CLOSE_REVOKED.into(), reason.as_bytes());
+            }
             Ok(peer) => {
+                let slot = match shared.connect(&peer, &conn) {
+                    Ok(slot) => slot,
+                    Err(reason) => {
+                        counters
+                            .connections_over_limit_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .connections_refused_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(agent_id = %peer.agent_id, account_id = %peer.account_id, %reason, "refused batch connection");
+                        conn.close(CLOSE_TOO_MANY_CONNECTIONS.into(), reason.as_bytes());
+                        return;
+                    }
+                };
                 counters
                     .connections_opened_total
                     .fetch_add(1, Ordering::Relaxed);
-                serve_batches(conn, peer, &shared).await;
+                serve_batches(conn, peer, slot.0.clone(), &shared).await;
+                drop(slot);
                 counters
                     .connections_closed_total
                     .fetch_add(1, Ordering::Relaxed);
@@ -354,6 +642,7 @@ async fn serve_connection<H: BatchHandler>(conn: quinn::Connection, shared: Arc<
 async fn serve_batches<H: BatchHandler>(
     conn: quinn::Connection,
     peer: PeerIdentity,
+    budgets: Arc<PeerBudgets>,
     shared: &Arc<Shared<H>>,
 ) {
     let peer = Arc::new(peer);
@@ -379,7 +668,12 @@ async fn serve_batches<H: BatchHandler>(
             .batches_in_total
             .fetch_add(1, Ordering::Relaxed);
         // Waiting here stops this connection from accepting more streams;
-        // QUIC's stream limit and windows then hold the agent back.
+        // QUIC's stream limit and windows then hold the agent back. The
+        // account's own stream cap comes first, so one account waits on
+        // itself before it can hold any of the shared slots.
+        let Ok(account_permit) = budgets.account.streams.clone().acquire_owned().await else {
+            return;
+        };
         let Ok(permit) = shared.permits.clone().acquire_owned().await else {
             return;
         };
@@ -390,10 +684,12 @@ async fn serve_batches<H: BatchHandler>(
             .fetch_max(in_flight, Ordering::AcqRel);
         let shared = shared.clone();
         let peer = peer.clone();
+        let budgets = budgets.clone();
         tokio::spawn(async move {
-            serve_stream(send, recv, &peer, &shared).await;
+            serve_stream(send, recv, &peer, &budgets, &shared).await;
             shared.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
             drop(permit);
+            drop(account_permit);
         });
     }
 }
@@ -415,6 +711,9 @@ enum ReadFailure {
     /// The stream or connection went away mid-frame (peer reset, connection
     /// lost, server shutting down): nothing to refuse, the agent resends.
     Interrupted(String),
+    /// No bytes arrived within the stall timeout: answered, not quarantined
+    /// (there is nothing worth keeping), slot and bytes given back.
+    Stalled(ReplyError),
 }
 
 /// A read error that is the transport going away rather than a bad frame.
@@ -425,24 +724,83 @@ fn interruption(e: &quinn::ReadExactError) -> Option<String> {
     }
 }
 
-async fn read_frame(
+/// Reads exactly `buf.len()` bytes, each read within `stall`; `Ok(false)`
+/// when the stream stalled.
+async fn read_stalling(
     recv: &mut quinn::RecvStream,
-    limits: &DecodeLimits,
-) -> Result<(u16, Vec<u8>), ReadFailure> {
-    let mut frame = vec![0u8; HEADER_LEN];
-    if let Err(e) = recv.read_exact(&mut frame).await {
-        if let Some(reason) = interruption(&e) {
-            return Err(ReadFailure::Interrupted(reason));
+    buf: &mut [u8],
+    stall: Duration,
+) -> Result<bool, quinn::ReadExactError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match tokio::time::timeout(stall, recv.read(&mut buf[filled..])).await {
+            Err(_) => return Ok(false),
+            Ok(Ok(Some(n))) => filled += n,
+            Ok(Ok(None)) => return Err(quinn::ReadExactError::FinishedEarly(filled)),
+            Ok(Err(e)) => return Err(quinn::ReadExactError::ReadError(e)),
         }
-        return Err(ReadFailure::Refused(
-            CURRENT_VERSION,
-            refusal(
-                None,
-                ErrorCode::MalformedFrame,
-                format!("expected a {HEADER_LEN}-byte frame header, read failed: {e}"),
-            ),
-            Vec::new(),
-        ));
+    }
+    Ok(true)
+}
+
+/// Largest chunk the body buffer grows by at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The byte budgets a frame holds until its reply is sent.
+struct BytePermits {
+    _permits: Vec<tokio::sync::OwnedSemaphorePermit>,
+    counters: Arc<ServerCounters>,
+    bytes: u64,
+}
+
+impl Drop for BytePermits {
+    fn drop(&mut self) {
+        self.counters
+            .in_flight_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+fn stalled(stall: Duration) -> ReadFailure {
+    ReadFailure::Stalled(refusal(
+        None,
+        ErrorCode::MalformedFrame,
+        format!(
+            "expected frame bytes within {} ms, found a stalled stream",
+            stall.as_millis()
+        ),
+    ))
+}
+
+/// Reads one frame. The header is read first; the frame's declared length
+/// is then reserved from the certificate's, the account's and the global
+/// byte budgets (waiting while they are full), and the body buffer grows
+/// as bytes arrive (never allocated at the declared length up front).
+async fn read_frame<H>(
+    recv: &mut quinn::RecvStream,
+    budgets: &PeerBudgets,
+    shared: &Shared<H>,
+) -> Result<(u16, Vec<u8>, BytePermits), ReadFailure> {
+    let limits = &shared.limits;
+    let stall = shared.frame_stall_timeout;
+    let mut frame = vec![0u8; HEADER_LEN];
+    match read_stalling(recv, &mut frame, stall).await {
+        Ok(true) => {}
+        Ok(false) => return Err(stalled(stall)),
+        Err(e) => {
+            if let Some(reason) = interruption(&e) {
+                return Err(ReadFailure::Interrupted(reason));
+            }
+            return Err(ReadFailure::Refused(
+                CURRENT_VERSION,
+                refusal(
+                    None,
+                    ErrorCode::MalformedFrame,
+                    format!("expected a {HEADER_LEN}-byte frame header, read failed: {e}"),
+                ),
+                Vec::new(),
+            ));
+        }
     }
     let header = FrameHeader::parse(&frame, limits).map_err(|e| {
         let version = u16::from_le_bytes([frame[4], frame[5]]);
@@ -457,115 +815,188 @@ async fn read_frame(
             frame.clone(),
         )
     })?;
-    frame.resize(header.frame_len(), 0);
-    if let Err(e) = recv.read_exact(&mut frame[HEADER_LEN..]).await {
-        if let Some(reason) = interruption(&e) {
-            return Err(ReadFailure::Interrupted(reason));
+    let declared = header.frame_len();
+    let n = u32::try_from(declared).unwrap_or(u32::MAX);
+    let mut taken = Vec::with_capacity(3);
+    for (budget, total) in [
+        (&budgets.certificate.bytes, budgets.certificate.bytes_total),
+        (&budgets.account.bytes, budgets.account.bytes_total),
+        (&shared.bytes, shared.bytes_total),
+    ] {
+        // Never more than the whole budget, so a budget smaller than one
+        // frame still lets frames through one at a time.
+        match budget.clone().acquire_many_owned(n.min(total).max(1)).await {
+            Ok(p) => taken.push(p),
+            Err(_) => return Err(ReadFailure::Interrupted("server shutting down".into())),
         }
-        frame.truncate(HEADER_LEN);
-        return Err(ReadFailure::Refused(
-            header.version,
-            refusal(
-                None,
-                ErrorCode::MalformedFrame,
-                format!("expected {} body bytes, read failed: {e}", header.body_len),
-            ),
-            frame,
-        ));
     }
-    Ok((header.version, frame))
+    let held = shared
+        .counters
+        .in_flight_bytes
+        .fetch_add(declared as u64, Ordering::AcqRel)
+        + declared as u64;
+    shared
+        .counters
+        .max_in_flight_bytes_seen
+        .fetch_max(held, Ordering::AcqRel);
+    let permits = BytePermits {
+        _permits: taken,
+        counters: shared.counters.clone(),
+        bytes: declared as u64,
+    };
+    while frame.len() < declared {
+        let start = frame.len();
+        let chunk = (declared - start).min(READ_CHUNK);
+        frame.resize(start + chunk, 0);
+        match read_stalling(recv, &mut frame[start..], stall).await {
+            Ok(true) => {}
+            Ok(false) => return Err(stalled(stall)),
+            Err(e) => {
+                if let Some(reason) = interruption(&e) {
+                    return Err(ReadFailure::Interrupted(reason));
+                }
+                frame.truncate(HEADER_LEN);
+                return Err(ReadFailure::Refused(
+                    header.version,
+                    refusal(
+                        None,
+                        ErrorCode::MalformedFrame,
+                        format!("expected {} body bytes, read failed: {e}", header.body_len),
+                    ),
+                    frame,
+                ));
+            }
+        }
+    }
+    Ok((header.version, frame, permits))
 }
 
 async fn serve_stream<H: BatchHandler>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     peer: &PeerIdentity,
+    budgets: &PeerBudgets,
     shared: &Shared<H>,
 ) {
     let read = tokio::time::timeout(
         shared.frame_read_timeout,
-        read_frame(&mut recv, &shared.limits),
+        read_frame(&mut recv, budgets, shared),
     )
     .await
     .unwrap_or_else(|_| {
-        Err(ReadFailure::Refused(
-            CURRENT_VERSION,
-            refusal(
-                None,
-                ErrorCode::MalformedFrame,
-                format!(
-                    "expected a whole frame within {} ms, found a stalled stream",
-                    shared.frame_read_timeout.as_millis()
-                ),
+        Err(ReadFailure::Stalled(refusal(
+            None,
+            ErrorCode::MalformedFrame,
+            format!(
+                "expected a whole frame within {} ms, found a stalled stream",
+                shared.frame_read_timeout.as_millis()
             ),
-            Vec::new(),
-        ))
+        )))
     });
+    let mut _held_bytes = None;
     let (version, reply, refused_frame) = match read {
         Err(ReadFailure::Interrupted(reason)) => {
             tracing::debug!(agent_id = %peer.agent_id, %reason, "batch stream interrupted before a whole frame");
             return;
         }
-        Err(ReadFailure::Refused(version, error, partial)) => (version, Reply::Error(error), Some(partial)),
-        Ok((version, frame)) => match decode_batch(&frame, &shared.limits) {
-            Err(e) => (
-                version,
-                Reply::Error(refusal(None, e.reply_code(), e.to_string())),
-                Some(frame),
-            ),
-            Ok(batch) if batch.agent_id != peer.agent_id => {
-                shared
-                    .counters
-                    .batches_unauthorized_total
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "expected agent id {:?} (the client certificate's), found {:?}",
-                    peer.agent_id, batch.agent_id
-                );
-                (
+        Err(ReadFailure::Stalled(error)) => {
+            shared
+                .counters
+                .frames_stalled_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(agent_id = %peer.agent_id, account_id = %peer.account_id, "stalled batch stream refused");
+            let _ = recv.stop(1u32.into());
+            (CURRENT_VERSION, Reply::Error(error), None)
+        }
+        Err(ReadFailure::Refused(version, error, partial)) => {
+            (version, Reply::Error(error), Some(partial))
+        }
+        Ok((version, frame, held)) => {
+            // The frame's byte budgets are held until its reply is sent.
+            _held_bytes = Some(held);
+            match decode_batch(&frame, &shared.limits) {
+                Err(e) => (
                     version,
-                    Reply::Error(refusal(
-                        Some(batch.sequence),
-                        ErrorCode::Unauthorized,
-                        message,
-                    )),
+                    Reply::Error(refusal(None, e.reply_code(), e.to_string())),
                     Some(frame),
-                )
-            }
-            Ok(batch) if batch.account_id != peer.account_id => {
-                shared
-                    .counters
-                    .batches_unauthorized_total
-                    .fetch_add(1, Ordering::Relaxed);
-                let message = format!(
-                    "expected records of account {} (the client certificate's), found account {}",
-                    peer.account_id, batch.account_id
-                );
-                (
-                    version,
-                    Reply::Error(refusal(
-                        Some(batch.sequence),
-                        ErrorCode::Unauthorized,
-                        message,
-                    )),
-                    Some(frame),
-                )
-            }
-            Ok(batch) => {
-                let reply = shared
-                    .handler
-                    .handle(
-                        peer,
-                        InboundBatch {
-                            frame,
-                            version,
-                            batch,
-                        },
+                ),
+                Ok(batch) if batch.agent_id != peer.agent_id => {
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected agent id {:?} (the client certificate's), found {:?}",
+                        peer.agent_id, batch.agent_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
                     )
-                    .await;
-                (version, reply, None)
+                }
+                Ok(batch) if batch.account_id != peer.account_id => {
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected records of account {} (the client certificate's), found account {}",
+                        peer.account_id, batch.account_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
+                    )
+                }
+                Ok(batch) if shared.revoked(&peer.account_id) => {
+                    shared
+                        .counters
+                        .revoked_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .batches_unauthorized_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    let message = format!(
+                        "expected an account of the organisation's allow-list, found account {} (revoked)",
+                        peer.account_id
+                    );
+                    (
+                        version,
+                        Reply::Error(refusal(
+                            Some(batch.sequence),
+                            ErrorCode::Unauthorized,
+                            message,
+                        )),
+                        Some(frame),
+                    )
+                }
+                Ok(batch) => {
+                    let reply = shared
+                        .handler
+                        .handle(
+                            peer,
+                            InboundBatch {
+                                frame,
+                                version,
+                                batch,
+                            },
+                        )
+                        .await;
+                    (version, reply, None)
+                }
             }
-        },
+        }
     };
     if let (Some(frame), Reply::Error(error)) = (&refused_frame, &reply) {
         shared

@@ -1,7 +1,7 @@
 //! `canopy-agent run` delivering through its durable outbox and QUIC into
 //! PostgreSQL: moto for AWS and STS (the agent enrols with assumed-role
 //! credentials of the StackSet's role `canopy-agent-eu-west-1` in moto's
-//! account, the aggregator expecting `canopy-agent-*`), the aggregator's real
+//! account, the aggregator expecting `canopy-agent-{region}`), the aggregator's real
 //! ingest (transport server with STS enrolment + `Ingest`), a fresh
 //! database per test. Two cycles each (cycle_s = 60).
 
@@ -26,7 +26,7 @@ const ACCOUNT: &str = "123456789012";
 /// The StackSet's agent role in eu-west-1, and the aggregator's default
 /// expectation, which matches every region's role.
 const ROLE: &str = "canopy-agent-eu-west-1";
-const EXPECTED_ROLE: &str = "canopy-agent-*";
+const EXPECTED_ROLE: &str = "canopy-agent-{region}";
 const MEASURED: i64 = canopy_agent::estimate::REVISION_MEASURED as i64;
 
 fn admin_url() -> String {
@@ -260,6 +260,7 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
              [intervals]\ncycle_s = 60\n\
              [output]\nspool_path = \"{spool}\"\nmetrics_path = \"{metrics}\"\n\
              [delivery]\naggregator_endpoint = \"{quic}\"\nserver_name = \"localhost\"\nca_file = \"{ca}\"\n\
+             server_id = \"canopy-agent-it\"\nsts_url = \"{url}\"\n\
              outbox_path = \"{outbox}\"\nenroll_timeout_s = 5\nmax_backoff_s = 2\ndrain_timeout_s = 60\n",
             url = moto.url(),
             spool = dir.join("spool.jsonl").display(),

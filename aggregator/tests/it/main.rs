@@ -12,6 +12,7 @@ mod coarsening;
 mod db_tls;
 mod dev_ca;
 mod grpc_api;
+mod hostile;
 mod http_api;
 mod ingest;
 mod migrations;

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use canopy_transport::sigv4::{SERVER_ID_HEADER, sign_get_caller_identity};
 use canopy_transport::{
-    AllowedAccounts, Client, EnrollConfig, EnrollError, EnrollmentPolicy, EnrollmentSession, RefusalCode, Server,
-    enroll,
+    AllowedAccounts, ChallengePin, Client, EnrollConfig, EnrollError, EnrollmentPolicy,
+    EnrollmentSession, RefusalCode, Server, enroll,
 };
 
 use crate::support::*;
@@ -51,6 +51,10 @@ fn enroll_config(env: &Env) -> EnrollConfig {
         ca_cert_der: env.ca.cert_der().clone(),
         agent_id: "agent-1".into(),
         timeout: Duration::from_secs(20),
+        pin: ChallengePin {
+            server_id: "canopy-test".into(),
+            sts_url: env.moto.url.clone(),
+        },
     }
 }
 
@@ -335,6 +339,10 @@ async fn enrolments_beyond_the_limit_are_turned_away_until_a_slot_frees() {
         ca_cert_der: ca.cert_der().clone(),
         agent_id: "agent-1".into(),
         timeout: Duration::from_secs(5),
+        pin: ChallengePin {
+            server_id: "canopy-test".into(),
+            sts_url: moto.url.clone(),
+        },
     };
     let creds = moto.assume_role(ALLOWED_ACCOUNT, ROLE).await;
     let holding = EnrollmentSession::open(&env_config)
@@ -353,4 +361,47 @@ async fn enrolments_beyond_the_limit_are_turned_away_until_a_slot_frees() {
         .expect("slot freed");
     let request = again.sign(&creds).expect("sign");
     again.submit(request).await.expect("enrols");
+}
+
+/// Issue 19: the agent signs only for the server id and STS endpoint it is
+/// configured with; an aggregator (or impostor) asking for anything else
+/// gets nothing signed and the agent says why.
+#[tokio::test]
+async fn the_agent_refuses_a_challenge_for_another_server_id_or_sts_host() {
+    let env = env(Duration::from_secs(3600)).await;
+    let creds = env.moto.assume_role(ALLOWED_ACCOUNT, ROLE).await;
+    let provider = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
+    let mut other_id = enroll_config(&env);
+    other_id.pin.server_id = "canopy-prod".into();
+    match enroll(&other_id, &provider).await {
+        Err(EnrollError::ChallengeNotPinned(reason)) => assert_eq!(
+            reason,
+            "expected a challenge for server id \"canopy-prod\", found \"canopy-test\"; refusing to sign"
+        ),
+        other => panic!(
+            "expected a pinning refusal, found {:?}",
+            other.map(|c| c.identity)
+        ),
+    }
+    let mut other_sts = enroll_config(&env);
+    other_sts.pin.sts_url = "https://sts.amazonaws.com".into();
+    match enroll(&other_sts, &provider).await {
+        Err(e @ EnrollError::ChallengeNotPinned(_)) => {
+            assert!(!e.is_retryable());
+            let text = e.to_string();
+            assert!(
+                text.starts_with("enrolment challenge: expected a challenge for sts endpoint https://sts.amazonaws.com, found \"http://127.0.0.1:"),
+                "{text}"
+            );
+        }
+        other => panic!(
+            "expected a pinning refusal, found {:?}",
+            other.map(|c| c.identity)
+        ),
+    }
+    // Nothing was signed, so nothing reached the enrolment decision.
+    assert_eq!(env.server.stats().enrollments_total, 2);
+    enroll(&enroll_config(&env), &provider)
+        .await
+        .expect("the pinned configuration enrols");
 }
