@@ -32,26 +32,33 @@ bash scripts/deny.sh  # cargo-deny (deny.toml): licences, bans, sources; advisor
 # TimescaleDB path (CANOPY_TEST_STORAGE=timescaledb). Without ../shared
 # both are skipped, and said so.
 tsdb_tools=${CANOPY_TIMESCALEDB_TOOLS:-$(cd .. && pwd)/shared/tools/timescaledb}
-tsdb_port=${CANOPY_TIMESCALEDB_PORT:-55432}
-tsdb_dir=${CANOPY_TIMESCALEDB_DIR:-${TMPDIR:-/tmp}/canopy-timescaledb}
+# A private cluster of this run only: a fresh folder and a free port, never
+# a server some earlier run (or a session) left on a fixed port, which may
+# be stopped under the tests.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+tsdb_port=${CANOPY_TIMESCALEDB_PORT:-$(free_port)}
+tsdb_dir_made=
+if [ -n "${CANOPY_TIMESCALEDB_DIR:-}" ]; then tsdb_dir=$CANOPY_TIMESCALEDB_DIR
+else tsdb_dir=$(mktemp -d "${TMPDIR:-/tmp}/canopy-timescaledb.XXXXXX"); tsdb_dir_made=1; fi
 tsdb_started=
 if [ ! -f "$tsdb_tools/install.sh" ] || [ ! -f "$tsdb_tools/start-cluster.sh" ]; then
   echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools not found (the tests comparing both paths print why they skip)"
 elif ! bash "$tsdb_tools/install.sh"; then
   echo "SKIPPED: the TimescaleDB storage path is not tested: $tsdb_tools/install.sh failed (it needs root)"
 else
-  if pg_isready -h 127.0.0.1 -p "$tsdb_port" -q 2>/dev/null; then
-    echo "TimescaleDB cluster already running on 127.0.0.1:$tsdb_port; using it"
-  else
-    bash "$tsdb_tools/start-cluster.sh" "$tsdb_port" "$tsdb_dir"
-    tsdb_started=1
-  fi
+  chmod 755 "$tsdb_dir"
+  bash "$tsdb_tools/start-cluster.sh" "$tsdb_port" "$tsdb_dir"
+  tsdb_started=1
+  pg_isready -h 127.0.0.1 -p "$tsdb_port" || { echo "the TimescaleDB cluster on port $tsdb_port is not answering; its log:"; cat "$tsdb_dir/server.log"; exit 1; }
   export CANOPY_TEST_TIMESCALEDB_URL="postgres://postgres@127.0.0.1:$tsdb_port/postgres"
   stop_tsdb() {
     if [ -n "$tsdb_started" ]; then
       bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
       if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$tsdb_dir/data" stop -m fast >/dev/null
       else "$bin/pg_ctl" -D "$tsdb_dir/data" stop -m fast >/dev/null; fi
+      if [ -n "$tsdb_dir_made" ]; then rm -rf "$tsdb_dir"; fi
     fi
   }
   trap stop_tsdb EXIT
