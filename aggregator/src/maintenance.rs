@@ -110,6 +110,9 @@ pub struct MaintenanceReport {
     pub quarantine_rows_deleted: u64,
     /// Batch-log rows deleted (older than [`BATCH_LOG_RETENTION_DAYS`]).
     pub batch_log_rows_deleted: u64,
+    /// `coarsened_hours` rows deleted: hours before the acceptance horizon,
+    /// which no record can reach any more ([`prune_coarsened_hours`]).
+    pub coarsened_hours_deleted: u64,
 }
 
 /// Moves every pending org-rollup delta into the org rollups (one
@@ -184,6 +187,21 @@ pub async fn prune_logs(pool: &PgPool, now_unix_s: i64) -> Result<(u64, u64), Db
         .await?
         .rows_affected();
     Ok((quarantined, batches))
+}
+
+/// Deletes the `coarsened_hours` rows (migration 0013) of hours before
+/// `accept_horizon_unix_s`. The coarsening rule needs a row only while a
+/// record of its hour can still arrive; ingest refuses every record older
+/// than the acceptance horizon ([`RetentionPolicy::accept_horizon_unix_s`],
+/// on the TimescaleDB path a later one), so below it the rows only grow the
+/// table. Returns the rows deleted.
+pub async fn prune_coarsened_hours(pool: &PgPool, accept_horizon_unix_s: i64) -> Result<u64, DbError> {
+    let deleted = sqlx::query("DELETE FROM coarsened_hours WHERE hour_start < to_timestamp($1::bigint)")
+        .bind(accept_horizon_unix_s)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(deleted)
 }
 
 /// How often `serve` drains the org rollups' pending deltas.
@@ -276,6 +294,7 @@ const MONTHS_AHEAD: i64 = 2;
 pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<MaintenanceReport, DbError> {
     let mut report = MaintenanceReport::default();
     (report.quarantine_rows_deleted, report.batch_log_rows_deleted) = prune_logs(pool, now_unix_s).await?;
+    report.coarsened_hours_deleted = prune_coarsened_hours(pool, policy.accept_horizon_unix_s(now_unix_s)).await?;
     if db::storage_mode(pool).await? != StorageMode::Native {
         // TimescaleDB: retention is its policies'; late data is refreshed here.
         crate::timescale::refresh_pending(pool).await?;

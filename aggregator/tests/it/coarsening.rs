@@ -764,3 +764,31 @@ fn case_hours_past_five_minute_retention(case: &Case) -> bool {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     case.fact((0, 1, 1)).period_start_unix_s + 3_600 <= now - 34 * 86_400
 }
+
+/// Maintenance deletes the `coarsened_hours` rows of hours no record can
+/// reach any more (before the acceptance horizon) and keeps the others.
+#[tokio::test]
+async fn maintenance_prunes_coarsened_hours_past_the_acceptance_horizon() {
+    use canopy_aggregator::maintenance::{RetentionPolicy, prune_coarsened_hours, run};
+    let t = TestDb::migrated().await;
+    for b in through_outbox(&cycle(MEASURED, 2), true, 1) {
+        store(&t.pool, &b).await;
+    }
+    let hour_start_unix_s: i64 =
+        sqlx::query_scalar("SELECT extract(epoch FROM hour_start)::bigint FROM coarsened_hours")
+            .fetch_one(&t.pool)
+            .await
+            .expect("one coarsened hour");
+    assert_eq!(prune_coarsened_hours(&t.pool, hour_start_unix_s).await.unwrap(), 0, "the horizon's own hour stays");
+    let policy = RetentionPolicy::default();
+    // A year on, the hour is still inside the acceptance horizon.
+    let report = run(&t.pool, &policy, hour_start_unix_s + 365 * 86_400).await.unwrap();
+    assert_eq!(report.coarsened_hours_deleted, 0);
+    // Fifteen months on, it is past it: no record of that hour is accepted.
+    let later = hour_start_unix_s + 456 * 86_400;
+    assert!(policy.accept_horizon_unix_s(later) > hour_start_unix_s);
+    let report = run(&t.pool, &policy, later).await.unwrap();
+    assert_eq!(report.coarsened_hours_deleted, 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM coarsened_hours").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(left, 0);
+}

@@ -342,7 +342,13 @@ async fn absurd_values_are_refused_and_the_drain_keeps_working() {
     );
     let victim = client(&env, &stackset_agent_id(VICTIM), VICTIM);
     victim_delivers(&victim, 1, 2).await;
-    assert_eq!(drain_org_rollups(&env.db.pool).await.unwrap(), 2, "one pending delta per victim batch");
+    // The org rollups: pending deltas drained on the native path; on the
+    // TimescaleDB path they are continuous aggregates over the facts.
+    let native = crate::support::storage() == canopy_aggregator::db::StorageMode::Native;
+    assert_eq!(drain_org_rollups(&env.db.pool).await.unwrap(), if native { 2 } else { 0 }, "one pending delta per victim batch");
+    if !native {
+        crate::support::settle(&env.db.pool).await;
+    }
     assert_eq!(stored(&env.db.pool, ATTACKER).await, (0, 0.0));
     let org_kwh: f64 = sqlx::query_scalar("SELECT sum(energy_kwh) FROM org_rollup_hourly").fetch_one(&env.db.pool).await.unwrap();
     assert!((org_kwh - 10.0).abs() < 1e-9, "{org_kwh}");
@@ -384,6 +390,9 @@ fn ring_sha256(bytes: &[u8]) -> Vec<u8> {
 /// could have) is set aside with a log and a metric; the rest drains.
 #[tokio::test]
 async fn the_org_drain_cannot_wedge_on_one_bad_pending_row() {
+    if crate::support::skip_unless_native("the_org_drain_cannot_wedge_on_one_bad_pending_row", "the org drain is the native path's; on TimescaleDB the org rollups are continuous aggregates") {
+        return;
+    }
     let env = env(|_, _| {}).await;
     let victim = client(&env, &stackset_agent_id(VICTIM), VICTIM);
     victim_delivers(&victim, 1, 1).await;
