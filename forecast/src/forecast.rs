@@ -23,8 +23,15 @@
 //!    `b ← φb + βe`), fitted on the last `fit_window_days` by a grid search of
 //!    (α, β, φ) minimising the one-step squared error (a fixed grid: the same
 //!    input always gives the same model, and 50,000 series fit in seconds).
-//! 5. **Forecast**: `ẑ_h = l + (φ + … + φ^h) b`, re-seasonalised, never below
-//!    0. Interval half-width `q·S·σ·√(1 + Σ_{j<h} c_j²)` with
+//!    A second model runs beside it: simple exponential smoothing around a
+//!    robust global drift (the median of the weekly differences over the
+//!    last 26 weeks / 7, so a level shift moves only 7 of them; α by the
+//!    same criterion), in the spirit of the Theta method (Hyndman & Billah,
+//!    2003).
+//! 5. **Forecast**: the equal-weight combination of the two,
+//!    `ẑ_h = ½(l + (φ + … + φ^h) b) + ½(l' + h·d)`, re-seasonalised, never
+//!    below 0 (combining beat either model alone on every profile of the
+//!    backtest). Interval (from the damped-trend model) half-width `q·S·σ·√(1 + Σ_{j<h} c_j²)` with
 //!    `c_j = α + β(φ + … + φ^j)` (Hyndman et al., *Forecasting with
 //!    exponential smoothing*, 2008, class 1 variance), σ the one-step RMSE,
 //!    `q` the normal quantile, so intervals widen with the horizon.
@@ -80,6 +87,11 @@ pub struct FittedModel {
     /// on the log scale the trend is the daily growth rate × the level).
     pub level_g_co2e: f64,
     pub trend_g_co2e: f64,
+    /// The second model (simple smoothing around a robust drift): its α,
+    /// level, and drift per day (on the log scale: a daily growth rate).
+    pub drift_alpha: f64,
+    pub drift_level_g_co2e: f64,
+    pub drift_per_day: f64,
     /// Weekday indices, Monday first, mean 1.
     pub weekday_indices: [f64; 7],
     /// Days (start of UTC day) where an accepted level shift began.
@@ -255,11 +267,9 @@ pub fn forecast_daily(
     // On the log scale when every value is positive: growth is then a rate
     // (exponential growth is followed), and intervals scale with the level.
     let log_scale = z.iter().all(|v| *v > 0.0);
-    let fit = if log_scale {
-        fit_damped_trend(&z.iter().map(|v| v.ln()).collect::<Vec<_>>())
-    } else {
-        fit_damped_trend(&z)
-    };
+    let w: Vec<f64> = if log_scale { z.iter().map(|v| v.ln()).collect() } else { z.clone() };
+    let fit = fit_damped_trend(&w);
+    let drift = fit_level_with_drift(&w);
     let back = |v: f64| if log_scale { v.exp() } else { v };
 
     // 5: forecast.
@@ -280,6 +290,9 @@ pub fn forecast_daily(
             sigma_g_co2e: if log_scale { fit.sigma * fit.level.exp() } else { fit.sigma },
             level_g_co2e: back(fit.level),
             trend_g_co2e: if log_scale { fit.trend * fit.level.exp() } else { fit.trend },
+            drift_alpha: drift.alpha,
+            drift_level_g_co2e: back(drift.level),
+            drift_per_day: drift.trend,
             weekday_indices: std::array::from_fn(|i| season[i]),
             level_shifts_unix_s: shifts.iter().map(|(i, _)| first_day_unix_s + *i as i64 * SECONDS_PER_DAY).collect(),
             outliers_cleaned,
@@ -295,7 +308,7 @@ pub fn forecast_daily(
             var_units += c * c;
         }
         let s = season[(phase_first + h - 1) % 7];
-        let zh = fit.level + phi_h * fit.trend;
+        let zh = 0.5 * (fit.level + phi_h * fit.trend) + 0.5 * (drift.level + h as f64 * drift.trend);
         let sd = fit.sigma * var_units.sqrt();
         f.point_g_co2e.push((s * back(zh)).max(0.0));
         f.lower80_g_co2e.push((s * back(zh - z80 * sd)).max(0.0));
@@ -314,6 +327,34 @@ struct Fit {
     sigma: f64,
     level: f64,
     trend: f64,
+}
+
+/// Simple exponential smoothing around a robust global drift: the drift is
+/// the median of the weekly differences over the last 26 weeks divided by 7
+/// (a level shift moves only 7 of them), the level is smoothed with α chosen
+/// by one-step squared error. As a damped-trend fit with β = 0 and φ = 1
+/// around the line.
+fn fit_level_with_drift(z: &[f64]) -> Fit {
+    let n = z.len();
+    let from = n.saturating_sub(182);
+    let weekly: Vec<f64> = (from.max(7)..n).map(|t| (z[t] - z[t - 7]) / 7.0).collect();
+    let drift = if weekly.len() >= 14 { crate::robust::median(&weekly) } else { 0.0 };
+    let init = n.min(7);
+    let l0 = z[..init].iter().sum::<f64>() / init as f64;
+    let mut best: Option<(f64, Fit)> = None;
+    for &alpha in &ALPHAS {
+        let (mut l, mut sse) = (l0, 0.0);
+        for &y in z {
+            let e = y - (l + drift);
+            sse += e * e;
+            l += drift + alpha * e;
+        }
+        if best.is_none_or(|(s, _)| sse < s) {
+            let sigma = (sse / (n as f64 - 1.0).max(1.0)).sqrt();
+            best = Some((sse, Fit { alpha, beta: 0.0, phi: 1.0, sigma, level: l, trend: drift }));
+        }
+    }
+    best.map(|(_, f)| f).unwrap_or(Fit { alpha: 0.1, beta: 0.0, phi: 1.0, sigma: 0.0, level: l0, trend: 0.0 })
 }
 
 const ALPHAS: [f64; 9] = [0.03, 0.06, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8];

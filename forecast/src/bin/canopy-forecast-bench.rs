@@ -131,11 +131,11 @@ fn round(args: &Args) -> anyhow::Result<()> {
     let hourly_start = first_day + (DAILY_DAYS as i64 - 35) * 86_400;
     let started = Instant::now();
     let threads = args.threads.max(1);
-    let results: Vec<(Duration, usize, usize)> = std::thread::scope(|scope| {
+    let results: Vec<([Duration; 3], usize, usize)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    let (mut busy, mut anomalies, mut exhausted) = (Duration::ZERO, 0usize, 0usize);
+                    let (mut busy, mut anomalies, mut exhausted) = ([Duration::ZERO; 3], 0usize, 0usize);
                     let (fc, daily_cfg, hourly_cfg) = (ForecastConfig::default(), AnomalyConfig::daily(1_000.0), AnomalyConfig::hourly(100.0));
                     for i in (t..args.round_series).step_by(threads) {
                         let daily = synthetic_daily(i as u64, DAILY_DAYS);
@@ -145,11 +145,16 @@ fn round(args: &Args) -> anyhow::Result<()> {
                         // A budget of 1.2 × the last 30 days a month, 60 days left.
                         let remaining = 2.4 * daily[DAILY_DAYS - 30..].iter().sum::<f64>();
                         exhausted += usize::from(f.exhaustion(remaining).expect("exhaustion").day_unix_s.is_some());
+                        std::hint::black_box(&f);
+                        let t1 = Instant::now();
                         let tail = &daily[DAILY_DAYS - 91..];
                         anomalies += detect(tail, first_day + (DAILY_DAYS as i64 - 91) * 86_400, &daily_cfg).expect("daily").len();
+                        let t2 = Instant::now();
                         anomalies += detect(&hourly, hourly_start, &hourly_cfg).expect("hourly").len();
-                        std::hint::black_box(&f);
-                        busy += t0.elapsed();
+                        let t3 = Instant::now();
+                        busy[0] += t1 - t0;
+                        busy[1] += t2 - t1;
+                        busy[2] += t3 - t2;
                     }
                     (busy, anomalies, exhausted)
                 })
@@ -158,7 +163,8 @@ fn round(args: &Args) -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().expect("worker")).collect()
     });
     let wall = started.elapsed();
-    let busy: Duration = results.iter().map(|r| r.0).sum();
+    let part = |k: usize| results.iter().map(|r| r.0[k]).sum::<Duration>().as_secs_f64();
+    let busy = Duration::from_secs_f64(part(0) + part(1) + part(2));
     let anomalies: usize = results.iter().map(|r| r.1).sum();
     let exhausted: usize = results.iter().map(|r| r.2).sum();
     println!(
@@ -171,6 +177,12 @@ fn round(args: &Args) -> anyhow::Result<()> {
         busy.as_secs_f64() * 1e6 / args.round_series.max(1) as f64,
         busy.as_secs_f64() / threads as f64,
         peak_rss_kib().map_or("?".into(), |k| (k / 1024).to_string())
+    );
+    println!(
+        "round CPU by step: forecast + exhaustion {:.2} s, daily detection {:.2} s, hourly detection {:.2} s",
+        part(0),
+        part(1),
+        part(2)
     );
     Ok(())
 }
