@@ -303,7 +303,7 @@ pub(crate) fn scan(values: &[f64], first_unix_s: i64, config: &AnomalyConfig) ->
     };
 
     for t in warmup..n {
-        let boundary = (t - warmup) % p == 0 && t > warmup;
+        let boundary = (t - warmup).is_multiple_of(p) && t > warmup;
         if t >= relearn_until && (boundary || season_pending) {
             let from = season_origin.max(t.saturating_sub(config.season_cycles * p));
             if t - from >= p {
@@ -469,6 +469,24 @@ mod tests {
         let found = detect(&values, MONDAY, &config).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].start_index, found[0].end_index), (800, 806));
+    }
+
+    #[test]
+    fn hourly_level_shift_of_a_flat_fleet_raises_one_alert() {
+        // A diurnal, weekly service; from hour 600 a flat fleet of +300 g/h
+        // (60 % of the mean) runs for good: one alert, then the new normal.
+        let values: Vec<f64> = (0..24 * 63)
+            .map(|i| {
+                let hour = (i % 24) as f64;
+                let weekend = (i / 24) % 7 >= 5;
+                let day = 0.5 - 0.5 * ((hour - 2.0) / 24.0 * std::f64::consts::TAU).cos();
+                let base = 500.0 * (0.5 + day * if weekend { 0.35 } else { 1.0 }) * (1.0 + 0.03 * noise(i, 3));
+                if i >= 600 { base + 300.0 } else { base }
+            })
+            .collect();
+        let found = detect(&values, MONDAY, &AnomalyConfig::hourly(50.0)).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].kind, found[0].start_index), (AnomalyKind::LevelShift, 600));
     }
 
     #[test]

@@ -244,14 +244,19 @@ pub fn forecast_daily(
     } else {
         (values_g_co2e.to_vec(), Vec::new(), 0)
     };
+    // A shift from (or to) nothing has no ratio: the history before it says
+    // nothing about the level after, so the fit starts at the shift.
+    let mut fresh_start = 0;
     for &(index, ratio) in &shifts {
         if ratio.is_finite() && ratio > 0.0 {
             adjusted[..index].iter_mut().for_each(|v| *v *= ratio);
+        } else {
+            fresh_start = index;
         }
     }
 
     // 3: weekday indices.
-    let window_start = n.saturating_sub(config.fit_window_days.max(14));
+    let window_start = n.saturating_sub(config.fit_window_days.max(14)).max(fresh_start.min(n - 2));
     let window = &adjusted[window_start..];
     let phase0 = Resolution::Daily.phase(first_day_unix_s + window_start as i64 * SECONDS_PER_DAY);
     let season_len = window.len().min(config.season_weeks * 7 + 7);
@@ -485,6 +490,17 @@ mod tests {
         }
         // The jump is not mistaken for noise: the band stays narrow.
         assert!(f.upper95_g_co2e[6] - f.lower95_g_co2e[6] < 300.0, "{}", f.upper95_g_co2e[6] - f.lower95_g_co2e[6]);
+    }
+
+    #[test]
+    fn a_series_that_starts_mid_history_forecasts_its_new_level() {
+        // A team's first resources on day 60: nothing before, ~500 g/day after.
+        let values: Vec<f64> = (0..120).map(|i| if i < 60 { 0.0 } else { 500.0 * (1.0 + 0.02 * noise(i, 9)) }).collect();
+        let f = forecast(&values);
+        assert_eq!(f.model.level_shifts_unix_s, vec![MONDAY + 60 * DAY]);
+        for h in [0usize, 29, 364] {
+            assert!((f.point_g_co2e[h] - 500.0).abs() < 25.0, "h={h}: {}", f.point_g_co2e[h]);
+        }
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl SimHistory {
     }
 
     fn plant(&mut self) {
-        let mut rng = Rng::new(self.config.seed ^ 0x504C_414E_5445_44);
+        let mut rng = Rng::new(self.config.seed ^ 0x0050_4C41_4E54_4544);
         let hours = self.hours;
         let accounts = self.config.accounts.max(1);
         // Planted after five weeks (detector warm-up) and before the last two days.
