@@ -490,6 +490,33 @@ mod tests {
     }
 
     #[test]
+    fn random_series_give_well_formed_episodes() {
+        let mut rng = crate::sim::Rng::new(78);
+        for case in 0..200 {
+            let config = if case % 2 == 0 { AnomalyConfig::daily(rng.range(0.0, 10.0)) } else { AnomalyConfig::hourly(rng.range(0.0, 10.0)) };
+            let n = config.warmup_points() + 1 + rng.below(600);
+            let scale = 10f64.powf(rng.range(-3.0, 9.0));
+            let values: Vec<f64> = (0..n)
+                .map(|_| match rng.uniform() {
+                    r if r < 0.05 => 0.0,
+                    r if r < 0.08 => scale * rng.range(3.0, 30.0),
+                    _ => scale * rng.range(0.7, 1.3),
+                })
+                .collect();
+            let found = detect(&values, MONDAY, &config).unwrap();
+            let mut previous_end = 0;
+            for a in &found {
+                assert!(a.start_index >= config.warmup_points() && a.start_index < a.end_index && a.end_index <= n, "case {case}: {a:?}");
+                assert!(a.start_index >= previous_end, "case {case}: episodes overlap");
+                assert!(a.points >= 1 && a.points <= a.end_index - a.start_index);
+                assert!(a.peak_score.is_finite() && a.excess_g_co2e.is_finite() && a.peak_expected_g_co2e.is_finite());
+                assert_eq!(a.end_unix_s - a.start_unix_s, (a.end_index - a.start_index) as i64 * config.resolution.step_s());
+                previous_end = a.end_index;
+            }
+        }
+    }
+
+    #[test]
     fn bad_input_is_named() {
         let config = AnomalyConfig::daily(0.0);
         assert_eq!(detect(&[1.0; 10], MONDAY, &config), Err(Error::NotEnoughHistory { needed: 29, got: 10 }));

@@ -542,6 +542,40 @@ mod tests {
     }
 
     #[test]
+    fn random_series_give_finite_ordered_bands() {
+        // Lengths, zeros, spikes, steps and magnitudes drawn at random: never
+        // an error, a NaN or a band out of order.
+        let mut rng = crate::sim::Rng::new(77);
+        for case in 0..300 {
+            let n = 14 + rng.below(400);
+            let scale = 10f64.powf(rng.range(-3.0, 9.0));
+            let values: Vec<f64> = (0..n)
+                .map(|i| {
+                    let r = rng.uniform();
+                    if r < 0.05 {
+                        0.0
+                    } else if r < 0.07 {
+                        scale * rng.range(5.0, 50.0)
+                    } else {
+                        scale * (1.0 + if i > n / 2 && case % 3 == 0 { 2.0 } else { 0.0 }) * rng.range(0.8, 1.2)
+                    }
+                })
+                .collect();
+            let f = forecast_daily(MONDAY, &values, 0, &ForecastConfig::default()).unwrap();
+            assert!(f.len() >= 365);
+            for h in 0..f.len() {
+                let row = [f.lower95_g_co2e[h], f.lower80_g_co2e[h], f.point_g_co2e[h], f.upper80_g_co2e[h], f.upper95_g_co2e[h]];
+                assert!(row.iter().all(|v| v.is_finite() && *v >= 0.0), "case {case} h {h}: {row:?}");
+                assert!(row.windows(2).all(|w| w[0] <= w[1] * (1.0 + 1e-12)), "case {case} h {h}: {row:?}");
+            }
+            let e = f.exhaustion(scale * 100.0).unwrap();
+            if let (Some(a), Some(b)) = (e.earliest95_unix_s, e.day_unix_s) {
+                assert!(a <= b, "case {case}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_input_is_named() {
         let c = ForecastConfig::default();
         assert_eq!(forecast_daily(MONDAY, &[1.0; 5], 0, &c), Err(Error::NotEnoughHistory { needed: 14, got: 5 }));
