@@ -69,7 +69,7 @@ pub fn forecast_backtest(series: &[(i64, Vec<f64>)], horizons: &[usize], config:
         let mut origin = config.first_origin_days;
         while origin + max_h <= values.len() {
             let history = &values[..origin];
-            let scale = history.windows(8).map(|w| (w[7] - w[0]).abs()).sum::<f64>() / (origin - 7) as f64;
+            let scale = seasonal_naive_scale(history);
             if scale > 0.0
                 && let Ok(f) = forecast_daily(*first_day, history, first_day + origin as i64 * SECONDS_PER_DAY, &fc)
             {
@@ -108,6 +108,73 @@ pub fn forecast_backtest(series: &[(i64, Vec<f64>)], horizons: &[usize], config:
         })
         .collect();
     ForecastBacktest { series: series.len(), forecasts, scores }
+}
+
+/// The MASE scale of Hyndman & Koehler (2006) for a 7-day season: the
+/// in-sample mean absolute error of the seasonal naive forecast,
+/// `Σ_{t≥7} |y_t − y_{t−7}| / (n − 7)`.
+pub fn seasonal_naive_scale(history: &[f64]) -> f64 {
+    if history.len() <= 7 {
+        return 0.0;
+    }
+    history.windows(8).map(|w| (w[7] - w[0]).abs()).sum::<f64>() / (history.len() - 7) as f64
+}
+
+/// MASE of the **oracle** on the simulator's series: the forecast that
+/// knows each component's size, growth, load shape and the churn in force
+/// at the origin, and misses only what no method can know (the future churn
+/// steps, the day-to-day variation and the noise). The same origins, horizons
+/// and scale as [`forecast_backtest`]; a floor for any forecaster's MASE.
+pub fn oracle_mase_sim(
+    seeds: &[u64],
+    accounts: u32,
+    days: u32,
+    profile: Option<Profile>,
+    horizons: &[usize],
+    config: &BacktestConfig,
+) -> Vec<f64> {
+    let max_h = horizons.iter().copied().max().unwrap_or(1);
+    let (mut sums, mut n) = (vec![0.0; horizons.len()], 0usize);
+    for &seed in seeds {
+        let history = SimHistory::generate(&SimConfig { seed, accounts, days, only_profile: profile, ..SimConfig::default() });
+        let mut scopes: Vec<Scope> = (0..TEAMS.len()).map(Scope::Team).collect();
+        scopes.extend((0..accounts).map(Scope::Account));
+        for scope in scopes {
+            let parts: Vec<&crate::sim::Component> = history
+                .components
+                .iter()
+                .filter(|c| match scope {
+                    Scope::Team(t) => c.team == t,
+                    Scope::Account(a) => c.account == a,
+                    Scope::AccountService(a, s) => c.account == a && c.service == s,
+                })
+                .collect();
+            let values = daily_from_hourly(&history.hourly(scope));
+            if !values.iter().any(|v| *v > 0.0) {
+                continue;
+            }
+            let expected: Vec<Vec<f64>> = parts.iter().map(|c| daily_from_hourly(&c.expected_g_co2e)).collect();
+            let mut origin = config.first_origin_days;
+            while origin + max_h <= values.len() {
+                let scale = seasonal_naive_scale(&values[..origin]);
+                if scale > 0.0 {
+                    n += 1;
+                    let churn: Vec<f64> = parts.iter().map(|c| c.churn[origin * 24 - 1]).collect();
+                    for (sum, &h) in sums.iter_mut().zip(horizons) {
+                        let err: f64 = (0..h)
+                            .map(|d| {
+                                let oracle: f64 = expected.iter().zip(&churn).map(|(e, k)| e[origin + d] * k).sum();
+                                (oracle - values[origin + d]).abs()
+                            })
+                            .sum();
+                        *sum += err / h as f64 / scale;
+                    }
+                }
+                origin += config.origin_step_days;
+            }
+        }
+    }
+    sums.iter().map(|s| s / n.max(1) as f64).collect()
 }
 
 /// Daily team and account series of a simulated history.
@@ -264,6 +331,23 @@ mod tests {
         assert!(r.planted >= 6 && r.either as f64 >= 0.8 * r.planted as f64, "{r:?}");
         let f = false_alerts(&[11], 6, 240);
         assert!(f[0].series_months > 40.0 && f[0].per_series_month() <= 0.2, "{f:?}");
+    }
+
+    #[test]
+    fn the_oracle_is_a_floor_and_the_scale_is_hyndman_koehlers() {
+        // Scale: mean |y_t − y_{t−7}| over t = 7..n.
+        let y: Vec<f64> = (0..10).map(|i| (i * i) as f64).collect();
+        // Differences y_t − y_{t−7} for t = 7, 8, 9: 49, 63, 77.
+        assert!((seasonal_naive_scale(&y) - 63.0).abs() < 1e-12);
+        assert_eq!(seasonal_naive_scale(&y[..7]), 0.0);
+        let config = BacktestConfig { first_origin_days: 91, origin_step_days: 14 };
+        for profile in [Some(Profile::Flat), Some(Profile::Growth)] {
+            let b = forecast_backtest_sim(&[3], 4, 200, profile, &[7, 30], &config);
+            let oracle = oracle_mase_sim(&[3], 4, 200, profile, &[7, 30], &config);
+            for (s, o) in b.scores.iter().zip(&oracle) {
+                assert!(*o > 0.3 && *o < s.mase, "{profile:?}: oracle {oracle:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -27,6 +27,20 @@ pub fn median(values: &[f64]) -> f64 {
     median_in_place(&mut values.to_vec())
 }
 
+/// Mean of `values` without the lowest and highest `trim` share of them
+/// (`values` is reordered; 0.25: the interquartile mean); NaN when empty.
+/// At least one value is kept.
+pub fn trimmed_mean_in_place(values: &mut [f64], trim: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let cut = ((n as f64 * trim.clamp(0.0, 0.5)).floor() as usize).min((n - 1) / 2);
+    values.sort_unstable_by(f64::total_cmp);
+    let kept = &values[cut..n - cut];
+    kept.iter().sum::<f64>() / kept.len() as f64
+}
+
 /// σ estimated as MAD × 1.4826 around the median.
 pub fn mad_sigma(values: &[f64]) -> f64 {
     let m = median(values);
@@ -71,6 +85,16 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         // Deviations from 3: 2,1,0,1,97 → MAD 1.
         assert!((mad_sigma(&[1.0, 2.0, 3.0, 4.0, 100.0]) - MAD_TO_SIGMA).abs() < 1e-12);
+    }
+
+    #[test]
+    fn trimmed_mean_drops_both_tails() {
+        // 8 values, a quarter off each side: the mean of 3, 4, 5, 6.
+        let mut v = [6.0, 1.0, 100.0, 3.0, 4.0, 5.0, -50.0, 2.0];
+        assert_eq!(trimmed_mean_in_place(&mut v, 0.25), 3.5);
+        assert_eq!(trimmed_mean_in_place(&mut [7.0], 0.25), 7.0);
+        assert_eq!(trimmed_mean_in_place(&mut [1.0, 2.0, 9.0], 0.5), 2.0);
+        assert!(trimmed_mean_in_place(&mut [], 0.25).is_nan());
     }
 
     #[test]

@@ -16,6 +16,20 @@ use crate::robust::median_in_place;
 /// Seasonal indices (length `period`, mean 1) of `values`, whose first
 /// element has phase `phase0`.
 pub fn seasonal_indices(values: &[f64], phase0: usize, period: usize) -> Vec<f64> {
+    indices_by(values, phase0, period, median_in_place)
+}
+
+/// As [`seasonal_indices`], the index of a phase being the **interquartile
+/// mean** of its ratios (the mean of the middle half) instead of their
+/// median: still unmoved by a spike or a shift in a quarter of the cycles
+/// on either side, and with less sampling noise (for normal noise its
+/// variance is about 0.84 of the mean's against the median's 0.64). For
+/// series already cleaned of outliers (the forecaster's).
+pub fn seasonal_indices_trimmed(values: &[f64], phase0: usize, period: usize) -> Vec<f64> {
+    indices_by(values, phase0, period, |r| crate::robust::trimmed_mean_in_place(r, 0.25))
+}
+
+fn indices_by(values: &[f64], phase0: usize, period: usize, centre: impl Fn(&mut [f64]) -> f64) -> Vec<f64> {
     let n = values.len();
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); period];
     if period <= 1 || n < period {
@@ -56,7 +70,7 @@ pub fn seasonal_indices(values: &[f64], phase0: usize, period: usize) -> Vec<f64
         }
     }
     let mut indices: Vec<f64> =
-        ratios.iter_mut().map(|r| if r.is_empty() { 1.0 } else { median_in_place(r) }).collect();
+        ratios.iter_mut().map(|r| if r.is_empty() { 1.0 } else { centre(r) }).collect();
     let mean = indices.iter().sum::<f64>() / period as f64;
     if mean > 0.0 && mean.is_finite() {
         for s in &mut indices {
@@ -85,6 +99,28 @@ mod tests {
         // Shifted phase: index k of the result is phase k.
         let s3 = seasonal_indices(&values[4..], 4, 7);
         assert!((s3[5] - 0.5 / mean).abs() < 1e-9, "{s3:?}");
+    }
+
+    #[test]
+    fn trimmed_indices_recover_the_pattern_despite_spikes() {
+        let pattern = [1.2, 1.2, 1.2, 1.2, 1.2, 0.5, 0.5];
+        let mean: f64 = pattern.iter().sum::<f64>() / 7.0;
+        let mut values: Vec<f64> = (0..70).map(|i| 100.0 * pattern[i % 7]).collect();
+        values[30] *= 10.0;
+        values[47] = 0.0;
+        let s = seasonal_indices_trimmed(&values, 0, 7);
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 1e-9, "{s:?}");
+        }
+        // ±10 % uniform noise over 26 weeks: each index within 0.04 (about
+        // 2.5 standard errors of the interquartile mean).
+        let noisy: Vec<f64> = (0..182)
+            .map(|i| 100.0 * pattern[i % 7] * (1.0 + 0.1 * ((crate::sim::mix(i as u64) % 2_000) as f64 / 1_000.0 - 1.0)))
+            .collect();
+        let s = seasonal_indices_trimmed(&noisy, 0, 7);
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 0.04, "{s:?}");
+        }
     }
 
     #[test]

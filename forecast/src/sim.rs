@@ -237,6 +237,11 @@ pub struct Component {
     pub service: Service,
     pub profile: Profile,
     pub hourly_g_co2e: Vec<f64>,
+    /// What the component would emit without noise and without churn
+    /// (base × growth × load shape), gCO2e per hour.
+    pub expected_g_co2e: Vec<f64>,
+    /// The churn factor (product of the steps so far) in force at each hour.
+    pub churn: Vec<f64>,
 }
 
 /// A simulated history.
@@ -282,8 +287,16 @@ impl SimHistory {
                             _ => Profile::Growth,
                         },
                     });
-                    let hourly = component_series(&mut rng, config, hours, service, profile);
-                    components.push(Component { account, team, service, profile, hourly_g_co2e: hourly });
+                    let parts = component_parts(&mut rng, config, hours, service, profile);
+                    components.push(Component {
+                        account,
+                        team,
+                        service,
+                        profile,
+                        hourly_g_co2e: parts.hourly_g_co2e,
+                        expected_g_co2e: parts.expected_g_co2e,
+                        churn: parts.churn,
+                    });
                 }
             }
         }
@@ -342,7 +355,15 @@ impl SimHistory {
             let account = self.components.iter().find(|c| c.team == team).map_or(0, |c| c.account);
             let mut series = vec![0.0; hours];
             series[start..(start + duration).min(hours)].iter_mut().for_each(|v| *v = added * (1.0 + 0.02 * rng.normal()));
-            self.components.push(Component { account, team, service: Service::Ec2, profile: Profile::Flat, hourly_g_co2e: series });
+            self.components.push(Component {
+                account,
+                team,
+                service: Service::Ec2,
+                profile: Profile::Flat,
+                hourly_g_co2e: series,
+                expected_g_co2e: vec![0.0; hours],
+                churn: vec![1.0; hours],
+            });
             self.planted.push(PlantedAnomaly {
                 kind: PlantedKind::GpuFleetLeftRunning,
                 scope: Scope::Team(team),
@@ -392,7 +413,17 @@ impl SimHistory {
     }
 }
 
+struct ComponentParts {
+    hourly_g_co2e: Vec<f64>,
+    expected_g_co2e: Vec<f64>,
+    churn: Vec<f64>,
+}
+
 fn component_series(rng: &mut Rng, config: &SimConfig, hours: usize, service: Service, profile: Profile) -> Vec<f64> {
+    component_parts(rng, config, hours, service, profile).hourly_g_co2e
+}
+
+fn component_parts(rng: &mut Rng, config: &SimConfig, hours: usize, service: Service, profile: Profile) -> ComponentParts {
     let base = service.base_g_per_hour() * (0.8 * rng.normal()).exp();
     let growth_per_year = match profile {
         Profile::Growth => rng.range(0.4, 1.2),
@@ -413,22 +444,28 @@ fn component_series(rng: &mut Rng, config: &SimConfig, hours: usize, service: Se
     let mut next_churn = (rng.range(0.0, 90.0) * 24.0) as usize;
     let mut ar = 0.0;
     let per_hour_growth = (1.0 + growth_per_year).ln() / (365.0 * 24.0);
-    (0..hours)
-        .map(|h| {
-            if h == next_churn {
-                let step = rng.range(0.02, 0.10);
-                churn *= if rng.uniform() < 0.55 { 1.0 + step } else { 1.0 - step };
-                next_churn += (rng.range(15.0, 75.0) * 24.0) as usize;
-            }
-            if h % 24 == 0 {
-                day_factor = (1.0 + daily_sd * rng.normal()).max(0.2);
-            }
-            ar = rho * ar + innovation_sd * rng.normal();
-            let t = config.start_unix_s + h as i64 * SECONDS_PER_HOUR;
-            let v = base * (per_hour_growth * h as f64).exp() * profile.shape(t, idle_share) * churn * day_factor * (1.0 + ar);
-            v.max(0.0)
-        })
-        .collect()
+    let mut parts = ComponentParts {
+        hourly_g_co2e: Vec::with_capacity(hours),
+        expected_g_co2e: Vec::with_capacity(hours),
+        churn: Vec::with_capacity(hours),
+    };
+    for h in 0..hours {
+        if h == next_churn {
+            let step = rng.range(0.02, 0.10);
+            churn *= if rng.uniform() < 0.55 { 1.0 + step } else { 1.0 - step };
+            next_churn += (rng.range(15.0, 75.0) * 24.0) as usize;
+        }
+        if h % 24 == 0 {
+            day_factor = (1.0 + daily_sd * rng.normal()).max(0.2);
+        }
+        ar = rho * ar + innovation_sd * rng.normal();
+        let t = config.start_unix_s + h as i64 * SECONDS_PER_HOUR;
+        let expected = base * (per_hour_growth * h as f64).exp() * profile.shape(t, idle_share);
+        parts.hourly_g_co2e.push((expected * churn * day_factor * (1.0 + ar)).max(0.0));
+        parts.expected_g_co2e.push(expected);
+        parts.churn.push(churn);
+    }
+    parts
 }
 
 /// One synthetic component series for load benchmarks: `hours` hourly

@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use canopy_forecast::backtest::{BacktestConfig, false_alerts, forecast_backtest_sim, recall};
+use canopy_forecast::backtest::{BacktestConfig, false_alerts, forecast_backtest_sim, oracle_mase_sim, recall};
 use canopy_forecast::sim::{Profile, synthetic_daily, synthetic_hourly};
 use canopy_forecast::{AnomalyConfig, ForecastConfig, detect, forecast_daily};
 
@@ -77,19 +77,24 @@ fn main() -> anyhow::Result<()> {
             "forecast backtest: seeds 1..={}, {} accounts, {} days, origins from day 91 every 7 days; series = 6 team + {} account daily totals per seed",
             args.seeds, args.accounts, args.days, args.accounts
         );
-        println!("{:<14} {:>7} {:>9} {:>4} {:>7} {:>11} {:>7} {:>7}", "profile", "series", "forecasts", "h", "MASE", "MASE snaive", "cov80", "cov95");
+        println!(
+            "{:<14} {:>7} {:>9} {:>4} {:>7} {:>11} {:>11} {:>7} {:>7}",
+            "profile", "series", "forecasts", "h", "MASE", "MASE snaive", "MASE oracle", "cov80", "cov95"
+        );
         let profiles: Vec<Option<Profile>> = std::iter::once(None).chain(Profile::ALL.iter().copied().map(Some)).collect();
         for profile in profiles {
             let b = forecast_backtest_sim(&seeds, args.accounts, args.days, profile, &[7, 30], &BacktestConfig::default());
-            for s in &b.scores {
+            let oracle = oracle_mase_sim(&seeds, args.accounts, args.days, profile, &[7, 30], &BacktestConfig::default());
+            for (s, oracle) in b.scores.iter().zip(oracle) {
                 println!(
-                    "{:<14} {:>7} {:>9} {:>4} {:>7.3} {:>11.3} {:>6.1}% {:>6.1}%",
+                    "{:<14} {:>7} {:>9} {:>4} {:>7.3} {:>11.3} {:>11.3} {:>6.1}% {:>6.1}%",
                     profile.map_or("mix", Profile::name),
                     b.series,
                     b.forecasts,
                     s.horizon_days,
                     s.mase,
                     s.mase_seasonal_naive,
+                    oracle,
                     100.0 * s.coverage80,
                     100.0 * s.coverage95
                 );
