@@ -320,11 +320,14 @@ mod tests {
         let b = forecast_backtest_sim(&[11], 6, 240, None, &[7, 30], &BacktestConfig { first_origin_days: 91, origin_step_days: 14 });
         assert_eq!(b.series, 12);
         assert!(b.forecasts >= 100, "{b:?}");
-        // 7 days: MASE below 1; 30 days: better than seasonal naive (the
-        // full benchmark's figures and where 30 days misses 1.0: README).
+        // 7 days: MASE below 1 (0.76–0.88 on seeds 1–16 of this size);
+        // 30 days: better than seasonal naive and below 1.05 (0.87–1.001 on
+        // seeds 1–16: a 12-series run is too small for "< 1" to hold on
+        // every seed; the full benchmark's figures: README).
         assert!(b.scores[0].mase < 1.0, "{b:?}");
+        assert!(b.scores[1].mase < 1.05, "{b:?}");
         for s in &b.scores {
-            assert!(s.mase < s.mase_seasonal_naive && s.mase < 1.1, "{b:?}");
+            assert!(s.mase < s.mase_seasonal_naive, "{b:?}");
             assert!((s.coverage80 - 0.8).abs() <= 0.1 && (s.coverage95 - 0.95).abs() <= 0.1, "{b:?}");
         }
         let r = recall(&[11], 12, 240);
