@@ -1,0 +1,132 @@
+//! Multiplicative seasonal indices (classical decomposition, made robust):
+//! each value is divided by the centred moving average of one period around
+//! it (a 2×P average when the period P is even), and the index of a phase is
+//! the **median** of those ratios over the cycles available, so one spike or
+//! one level shift in the window moves no index. Indices are normalised to
+//! a mean of 1. With less than two periods of data the ratios are taken to
+//! the mean of each whole cycle instead; with less than one, every index
+//! is 1.
+//!
+//! Phases: the value at position `i` of a slice has phase
+//! `(phase0 + i) % period`, so callers align phases with the calendar
+//! (weekday for daily series, hour of the week for hourly ones).
+
+use crate::robust::median_in_place;
+
+/// Seasonal indices (length `period`, mean 1) of `values`, whose first
+/// element has phase `phase0`.
+pub fn seasonal_indices(values: &[f64], phase0: usize, period: usize) -> Vec<f64> {
+    indices_by(values, phase0, period, median_in_place)
+}
+
+/// As [`seasonal_indices`], the index of a phase being the **interquartile
+/// mean** of its ratios (the mean of the middle half) instead of their
+/// median: still unmoved by a spike or a shift in a quarter of the cycles
+/// on either side, and with less sampling noise (for normal noise its
+/// variance is about 0.84 of the mean's against the median's 0.64). For
+/// series already cleaned of outliers (the forecaster's).
+pub fn seasonal_indices_trimmed(values: &[f64], phase0: usize, period: usize) -> Vec<f64> {
+    indices_by(values, phase0, period, |r| crate::robust::trimmed_mean_in_place(r, 0.25))
+}
+
+fn indices_by(values: &[f64], phase0: usize, period: usize, centre: impl Fn(&mut [f64]) -> f64) -> Vec<f64> {
+    let n = values.len();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); period];
+    if period <= 1 || n < period {
+        return vec![1.0; period.max(1)];
+    }
+    if n >= 2 * period {
+        let half = period / 2;
+        let mut prefix = Vec::with_capacity(n + 1);
+        prefix.push(0.0);
+        for v in values {
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + v);
+        }
+        let sum = |a: usize, b: usize| prefix[b] - prefix[a];
+        for i in half..n - half {
+            let ma = if period % 2 == 1 {
+                sum(i - half, i + half + 1) / period as f64
+            } else {
+                if i + half >= n {
+                    continue;
+                }
+                (sum(i - half, i + half + 1) - 0.5 * (values[i - half] + values[i + half])) / period as f64
+            };
+            if ma > 0.0 {
+                ratios[(phase0 + i) % period].push(values[i] / ma);
+            }
+        }
+    } else {
+        let cycles = n / period;
+        let start = n - cycles * period;
+        for c in 0..cycles {
+            let cycle = &values[start + c * period..start + (c + 1) * period];
+            let mean = cycle.iter().sum::<f64>() / period as f64;
+            if mean > 0.0 {
+                for (j, v) in cycle.iter().enumerate() {
+                    ratios[(phase0 + start + c * period + j) % period].push(v / mean);
+                }
+            }
+        }
+    }
+    let mut indices: Vec<f64> =
+        ratios.iter_mut().map(|r| if r.is_empty() { 1.0 } else { centre(r) }).collect();
+    let mean = indices.iter().sum::<f64>() / period as f64;
+    if mean > 0.0 && mean.is_finite() {
+        for s in &mut indices {
+            *s /= mean;
+        }
+    } else {
+        indices.iter_mut().for_each(|s| *s = 1.0);
+    }
+    indices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weekly_pattern_is_recovered_despite_a_spike() {
+        let pattern = [1.2, 1.2, 1.2, 1.2, 1.2, 0.5, 0.5];
+        let mut values: Vec<f64> = (0..56).map(|i| 100.0 * pattern[i % 7]).collect();
+        values[30] *= 10.0;
+        let s = seasonal_indices(&values, 0, 7);
+        let mean: f64 = pattern.iter().sum::<f64>() / 7.0;
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 1e-9, "{s:?}");
+        }
+        // Shifted phase: index k of the result is phase k.
+        let s3 = seasonal_indices(&values[4..], 4, 7);
+        assert!((s3[5] - 0.5 / mean).abs() < 1e-9, "{s3:?}");
+    }
+
+    #[test]
+    fn trimmed_indices_recover_the_pattern_despite_spikes() {
+        let pattern = [1.2, 1.2, 1.2, 1.2, 1.2, 0.5, 0.5];
+        let mean: f64 = pattern.iter().sum::<f64>() / 7.0;
+        let mut values: Vec<f64> = (0..70).map(|i| 100.0 * pattern[i % 7]).collect();
+        values[30] *= 10.0;
+        values[47] = 0.0;
+        let s = seasonal_indices_trimmed(&values, 0, 7);
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 1e-9, "{s:?}");
+        }
+        // ±10 % uniform noise over 26 weeks: each index within 0.04 (about
+        // 2.5 standard errors of the interquartile mean).
+        let noisy: Vec<f64> = (0..182)
+            .map(|i| 100.0 * pattern[i % 7] * (1.0 + 0.1 * ((crate::sim::mix(i as u64) % 2_000) as f64 / 1_000.0 - 1.0)))
+            .collect();
+        let s = seasonal_indices_trimmed(&noisy, 0, 7);
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 0.04, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn flat_and_short_series_have_unit_indices() {
+        assert_eq!(seasonal_indices(&[5.0; 30], 0, 7), vec![1.0; 7]);
+        assert_eq!(seasonal_indices(&[5.0; 3], 0, 7), vec![1.0; 7]);
+        assert_eq!(seasonal_indices(&[0.0; 30], 0, 7), vec![1.0; 7]);
+    }
+}
