@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 pub const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 /// Static files served under `/assets/`: (name, content type, body).
-pub const ASSETS: [(&str, &str, &str); 3] = [
+pub const ASSETS: [(&str, &str, &str); 4] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../assets/app.js")),
     ("charts.js", "text/javascript; charset=utf-8", include_str!("../../assets/charts.js")),
+    ("csv.js", "text/javascript; charset=utf-8", include_str!("../../assets/csv.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../assets/style.css")),
 ];
 
