@@ -38,6 +38,8 @@ pub struct LoginConfig {
 }
 
 /// Who may use the HTTP API, gRPC API, dashboard and `/metrics`.
+// Built once at start-up: boxing the OIDC settings buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthConfig {
     /// Enforced: OIDC (when configured) and API tokens (always).
