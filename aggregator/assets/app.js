@@ -1,6 +1,7 @@
 // Canopy dashboard. All data comes from the aggregator's JSON API; the page
 // state (range, grouping, filters, selected resource) lives in the URL.
 import { barChart, fmt, lineChart } from "/assets/charts.js";
+import { csvCell } from "/assets/csv.js";
 
 const FILTERS = ["team", "account", "ou", "region", "service"];
 const DIMENSIONS = ["team", "account", "ou", "region", "service"];
@@ -73,11 +74,6 @@ async function panel(name, load) {
   } catch (e) {
     status(`${name}-status`, `Could not load: ${e.message}`, true);
   }
-}
-
-function csvCell(v) {
-  const s = v === null || v === undefined ? "" : String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 /** Renders a table with a CSV export button. Columns: {key, label, num, fmt}. */

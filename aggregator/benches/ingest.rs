@@ -126,6 +126,9 @@ fn start_aggregator(database_url: &str, ca_dir: &Path, quic: SocketAddr, pool: u
         .args(["--dev-ca-dir", &ca_dir.display().to_string()])
         .args(["--metrics-listen", &metrics.to_string()])
         .args(["--max-connections", &pool.to_string()])
+        // The bench reads /metrics without credentials: open access
+        // (an environment variable, which older builds ignore).
+        .env("CANOPY_INSECURE_OPEN_ACCESS", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))

@@ -5,6 +5,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Auth;
 use crate::http::Clock;
 use crate::query::params::{self, ParamError};
 use crate::query::{
@@ -25,12 +26,25 @@ pub use pb::canopy_query_server::CanopyQueryServer;
 pub struct GrpcQuery {
     engine: QueryEngine,
     clock: Clock,
+    auth: Auth,
 }
 
 impl GrpcQuery {
-    /// A service over `engine`; `clock` gives "now".
-    pub fn new(engine: QueryEngine, clock: Clock) -> Self {
-        GrpcQuery { engine, clock }
+    /// A service over `engine`; `clock` gives "now"; every method
+    /// authenticates its caller with `auth` (UNAUTHENTICATED without
+    /// credentials) and answers within the caller's scope
+    /// (PERMISSION_DENIED for a filter outside it).
+    pub fn new(engine: QueryEngine, clock: Clock, auth: Auth) -> Self {
+        GrpcQuery { engine, clock, auth }
+    }
+
+    /// The development mode's marker on a reply.
+    fn reply<T>(&self, message: T) -> Response<T> {
+        let mut resp = Response::new(message);
+        if self.auth.is_open() {
+            resp.metadata_mut().insert(crate::auth::OPEN_ACCESS_HEADER, MetadataValue::from_static("true"));
+        }
+        resp
     }
 
     /// Wrapped as a tonic server.
@@ -81,18 +95,22 @@ fn invalid(e: ParamError) -> Status {
 
 /// A failed query: INVALID_ARGUMENT (with the HTTP API's message and the
 /// parameter in `canopy-parameter`) for a range retention no longer
-/// answers, INTERNAL otherwise.
+/// answers, PERMISSION_DENIED outside the caller's scope, INTERNAL (with a
+/// request id, never the database's message) otherwise.
 fn internal(e: QueryError) -> Status {
     if let QueryError::OutsideRetention(e) = e {
         return invalid(ParamError { parameter: e.parameter.to_owned(), message: e.message });
+    }
+    if let QueryError::Forbidden(f) = &e {
+        return Status::permission_denied(f.to_string());
     }
     if let QueryError::Sql(sql) = &e
         && crate::query_limits::is_statement_timeout(sql)
     {
         return crate::query_limits::statement_timeout_status();
     }
-    tracing::warn!(error = %e, "grpc query failed");
-    Status::internal(e.to_string())
+    // Never the database's message: logged under a request id.
+    crate::error_reply::internal_status("gRPC query", &e)
 }
 
 fn metrics(m: &Metrics) -> pb::Metrics {
@@ -180,6 +198,7 @@ fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
 #[tonic::async_trait]
 impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
     async fn totals(&self, request: Request<pb::TotalsRequest>) -> Result<Response<pb::TotalsResponse>, Status> {
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
         p.text("from", &m.from);
@@ -189,11 +208,12 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_totals(&p.0).map_err(invalid)?;
-        let resp = self.engine.totals(&req, (self.clock)()).await.map_err(internal)?;
-        Ok(Response::new(totals_message(&resp)))
+        let resp = self.engine.totals_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
+        Ok(self.reply(totals_message(&resp)))
     }
 
     async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
         p.text("from", &m.from);
@@ -204,11 +224,12 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_series(&p.0).map_err(invalid)?;
-        let resp = self.engine.series(&req, (self.clock)()).await.map_err(internal)?;
-        Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+        let resp = self.engine.series_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
+        Ok(self.reply(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 
     async fn realtime(&self, request: Request<pb::RealtimeRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
         p.text("now", &m.now);
@@ -218,14 +239,15 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("offset", m.offset);
         let now = (self.clock)();
         let req = params::parse_realtime(&p.0, now).map_err(invalid)?;
-        let resp = self.engine.realtime(&req, now).await.map_err(internal)?;
-        Ok(Response::new(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+        let resp = self.engine.realtime_for(&principal, &req, now).await.map_err(internal)?;
+        Ok(self.reply(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 
     async fn top_resources(
         &self,
         request: Request<pb::TopResourcesRequest>,
     ) -> Result<Response<pb::TopResourcesResponse>, Status> {
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
         p.text("from", &m.from);
@@ -234,7 +256,7 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_top_resources(&p.0).map_err(invalid)?;
-        let resp = self.engine.top_resources(&req, (self.clock)()).await.map_err(internal)?;
-        Ok(Response::new(top_message(&resp)))
+        let resp = self.engine.top_resources_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
+        Ok(self.reply(top_message(&resp)))
     }
 }

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::auth::{Auth, Principal};
 use crate::query::params::{self, ParamError};
 use crate::route_table::RouteTable;
 use crate::query::{
@@ -35,13 +36,15 @@ struct AppState {
     clock: Clock,
 }
 
-/// The API's routes.
-pub fn router(engine: QueryEngine, clock: Clock) -> Router {
-    route_table(engine, clock).into_router()
+/// The API's routes, every one behind `auth`'s middleware
+/// ([`crate::auth::http_layer`]).
+pub fn router(engine: QueryEngine, clock: Clock, auth: Auth) -> Router {
+    crate::auth::http_layer::protect(route_table(engine, clock, auth.clone()).into_router(), auth)
 }
 
-/// The API's routes, with the list of them (checked against `openapi.yaml`).
-pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
+/// The API's routes, with the list of them (checked against `openapi.yaml`
+/// and walked by the authorisation suite), without the middleware.
+pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable {
     let state = Arc::new(AppState { engine, clock });
     RouteTable::new()
         .get("/healthz", || async { "ok" })
@@ -50,8 +53,16 @@ pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
         .get("/v1/series", series)
         .get("/v1/realtime", realtime)
         .get("/v1/top-resources", top_resources)
+        .get("/v1/admin/audit", admin_audit)
         .with_state(state.clone())
-        .merge(crate::dashboard::route_table(state.engine.clone(), state.clock))
+        .merge(
+            RouteTable::new()
+                .get("/auth/login", crate::auth::login::start)
+                .get("/auth/callback", crate::auth::login::callback)
+                .get("/auth/logout", crate::auth::login::logout)
+                .with_state(auth.clone()),
+        )
+        .merge(crate::dashboard::route_table(state.engine.clone(), state.clock, auth))
 }
 
 /// An error answer.
@@ -74,13 +85,15 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
             )
                 .into_response(),
+            ApiError::Query(QueryError::Forbidden(e)) => {
+                (StatusCode::FORBIDDEN, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
             ApiError::Query(QueryError::Sql(e)) if crate::query_limits::is_statement_timeout(&e) => {
                 crate::query_limits::statement_timeout_reply()
             }
-            ApiError::Query(e) => {
-                tracing::warn!(error = %e, "query failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
-            }
+            // Never the database's message: logged under a request id.
+            ApiError::Query(e) => crate::error_reply::internal("query", &e),
         }
     }
 }
@@ -91,29 +104,88 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
 }
 
-async fn totals(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn totals(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let req = params::parse_totals(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.totals(&req, (s.clock)()).await.map_err(ApiError::Query)?;
+    let resp = s.engine.totals_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(totals_json(&resp)))
 }
 
-async fn series(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn series(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let req = params::parse_series(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.series(&req, (s.clock)()).await.map_err(ApiError::Query)?;
+    let resp = s.engine.series_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 
-async fn realtime(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn realtime(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let now = (s.clock)();
     let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.realtime(&req, now).await.map_err(ApiError::Query)?;
+    let resp = s.engine.realtime_for(&principal, &req, now).await.map_err(ApiError::Query)?;
     Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 
-async fn top_resources(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn top_resources(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.top_resources(&req, (s.clock)()).await.map_err(ApiError::Query)?;
+    let resp = s.engine.top_resources_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(top_json(&resp)))
+}
+
+/// `GET /v1/admin/audit`: the newest audit entries (admin only, checked by
+/// the middleware and again here). Parameter: `limit` (1..=1000, default 100).
+async fn admin_audit(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Response {
+    if !principal.is_admin() {
+        return crate::auth::http_layer::forbidden("this endpoint needs the admin role");
+    }
+    let mut limit = 100_i64;
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "limit" => match value.parse::<i64>().ok().filter(|n| (1..=1_000).contains(n)) {
+                Some(n) => limit = n,
+                None => {
+                    let e = ParamError { parameter: "limit".into(), message: format!("expected 1 to 1000, found {value:?}") };
+                    return ApiError::BadParameter(e).into_response();
+                }
+            },
+            _ => {
+                let e = ParamError { parameter: key.clone(), message: "unknown parameter; expected limit".into() };
+                return ApiError::BadParameter(e).into_response();
+            }
+        }
+    }
+    match crate::auth::audit::recent(s.engine.pool(), limit).await {
+        Ok(entries) => Json(json!({
+            "entries": entries.iter().map(|e| json!({
+                "audit_id": e.audit_id,
+                "at_unix_s": e.at_unix_s,
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "before": e.before,
+                "after": e.after,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => crate::error_reply::internal("reading the audit log", &e),
+    }
 }
 
 fn metrics_json(m: &Metrics) -> Value {

@@ -1,5 +1,8 @@
 //! The Canopy aggregator's storage and query layer.
 //!
+//! - [`auth`]: who may see what: OIDC JWTs, dashboard login, API tokens,
+//!   roles and scopes, the audit log, the development mode.
+//! - [`error_reply`]: generic error replies with a request id.
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
@@ -31,6 +34,7 @@
 //!   aggregates.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bench;
 pub mod coarsened;
 pub mod dashboard;
@@ -38,6 +42,7 @@ pub mod db;
 pub mod delivery;
 pub mod dev_ca;
 pub mod directory;
+pub mod error_reply;
 pub mod fact_segments;
 pub mod from_protocol;
 pub mod grpc;

@@ -1,6 +1,7 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
 //! `migrate`, `serve` (applies migrations, runs maintenance periodically and
-//! serves the HTTP and gRPC APIs) and `maintain` (partitions ahead and retention once).
+//! serves the HTTP and gRPC APIs), `maintain` (partitions ahead and retention
+//! once) and `tokens create|list|revoke` (API tokens, audited).
 #![forbid(unsafe_code)]
 
 use std::future::IntoFuture;
@@ -17,6 +18,9 @@ use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
 use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits};
+use canopy_aggregator::auth::config::AuthSettings;
+use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
+use canopy_aggregator::auth::{self, Auth, tokens};
 use canopy_aggregator::{db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
@@ -153,6 +157,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = bench::FactsLayout::Segments)]
         facts_layout: bench::FactsLayout,
     },
+    /// API tokens for machines: create (printed once), list, revoke. Each
+    /// change is recorded in the audit log.
+    Tokens {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Migrate, then serve the HTTP query API.
     Serve {
         #[command(flatten)]
@@ -177,7 +189,162 @@ enum Command {
         ingest: IngestArgs,
         #[command(flatten)]
         organisation: OrganisationArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (only its hash is stored).
+    Create {
+        /// What uses the token (shown by `list`).
+        #[arg(long)]
+        name: String,
+        /// team_viewer, ou_viewer, org_viewer or admin.
+        #[arg(long)]
+        role: String,
+        /// OU paths of the scope (comma-separated; subtrees).
+        #[arg(long, value_delimiter = ',')]
+        ou: Vec<String>,
+        /// Account ids of the scope (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        account: Vec<String>,
+        /// Teams of the scope (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        team: Vec<String>,
+        /// Days until it expires (1 to 366).
+        #[arg(long, default_value_t = 90)]
+        expires_in_days: u32,
+        /// Who is acting, for the audit log (default: cli:$USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (the part after `canopy_`, before the second `_`).
+        token_id: String,
+        /// Who is acting, for the audit log (default: cli:$USER).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+}
+
+/// Who may use the HTTP API, gRPC API, dashboard and `/metrics` (see
+/// `aggregator/README.md`, Access control). One of OIDC, API tokens only, or
+/// the development mode must be chosen: `serve` refuses to start otherwise.
+#[derive(Args)]
+struct AuthArgs {
+    /// Development only: no authentication, every caller is an admin; loud
+    /// (a startup warning, a dashboard banner, a header on every response).
+    #[arg(long, env = "CANOPY_INSECURE_OPEN_ACCESS")]
+    insecure_open_access: bool,
+    /// Machines only: API tokens (`canopy-aggregator tokens create`), no OIDC.
+    #[arg(long, env = "CANOPY_API_TOKENS_ONLY")]
+    api_tokens_only: bool,
+    /// OIDC issuer URL (https; discovery at <issuer>/.well-known/openid-configuration).
+    #[arg(long, env = "CANOPY_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// Audience bearer JWTs must name.
+    #[arg(long, env = "CANOPY_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+    /// Dashboard login: the OIDC client id.
+    #[arg(long, env = "CANOPY_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// Dashboard login: the client secret (confidential clients).
+    #[arg(long, env = "CANOPY_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+    /// Dashboard login: this dashboard's `…/auth/callback` URL.
+    #[arg(long, env = "CANOPY_OIDC_REDIRECT_URL")]
+    oidc_redirect_url: Option<String>,
+    /// Claim holding the role (a string or a list; highest role wins).
+    #[arg(long, env = "CANOPY_OIDC_ROLE_CLAIM", default_value = "canopy_role")]
+    oidc_role_claim: String,
+    /// Claim holding the OU paths of the scope.
+    #[arg(long, env = "CANOPY_OIDC_OUS_CLAIM", default_value = "canopy_ous")]
+    oidc_ous_claim: String,
+    /// Claim holding the account ids of the scope.
+    #[arg(long, env = "CANOPY_OIDC_ACCOUNTS_CLAIM", default_value = "canopy_accounts")]
+    oidc_accounts_claim: String,
+    /// Claim holding the teams of the scope.
+    #[arg(long, env = "CANOPY_OIDC_TEAMS_CLAIM", default_value = "canopy_teams")]
+    oidc_teams_claim: String,
+    /// Least seconds between two JWKS fetches caused by an unknown key id.
+    #[arg(long, env = "CANOPY_OIDC_JWKS_REFRESH_COOLDOWN_S", default_value_t = 10)]
+    oidc_jwks_refresh_cooldown_s: u64,
+    /// Hours a dashboard session lasts (1 to 168).
+    #[arg(long, env = "CANOPY_SESSION_HOURS", default_value_t = 8)]
+    session_hours: u64,
+}
+
+impl AuthArgs {
+    fn settings(&self) -> AuthSettings {
+        AuthSettings {
+            insecure_open_access: self.insecure_open_access,
+            api_tokens_only: self.api_tokens_only,
+            oidc_issuer: self.oidc_issuer.clone(),
+            oidc_audience: self.oidc_audience.clone(),
+            oidc_client_id: self.oidc_client_id.clone(),
+            oidc_client_secret: self.oidc_client_secret.clone(),
+            oidc_redirect_url: self.oidc_redirect_url.clone(),
+            claims: ClaimNames {
+                role: self.oidc_role_claim.clone(),
+                ous: self.oidc_ous_claim.clone(),
+                accounts: self.oidc_accounts_claim.clone(),
+                teams: self.oidc_teams_claim.clone(),
+            },
+            jwks_refresh_cooldown_s: self.oidc_jwks_refresh_cooldown_s,
+            session_hours: self.session_hours,
+        }
+    }
+}
+
+fn cli_actor(actor: Option<String>) -> String {
+    actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+}
+
+async fn tokens_command(db: &DbArgs, action: TokenAction) -> anyhow::Result<()> {
+    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+    db::migrate(&pool).await?;
+    match action {
+        TokenAction::Create { name, role, ou, account, team, expires_in_days, actor } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role: expected team_viewer, ou_viewer, org_viewer or admin, found {role:?}"))?;
+            let new = tokens::NewToken {
+                name,
+                role,
+                scope: Scope { ous: ou, accounts: account, teams: team },
+                expires_in_days,
+            };
+            let (id, token) = tokens::create(&pool, &cli_actor(actor), &new).await?;
+            eprintln!("token {id} created; it is shown once, store it now:");
+            println!("{token}");
+        }
+        TokenAction::List => {
+            println!("id\tname\trole\tous\taccounts\tteams\tcreated_by\texpires_at_unix_s\trevoked_at_unix_s");
+            for t in tokens::list(&pool).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.token_id,
+                    t.name,
+                    t.role,
+                    t.scope.ous.join(","),
+                    t.scope.accounts.join(","),
+                    t.scope.teams.join(","),
+                    t.created_by,
+                    t.expires_at_unix_s,
+                    t.revoked_at_unix_s.map_or(String::new(), |r| r.to_string()),
+                );
+            }
+        }
+        TokenAction::Revoke { token_id, actor } => {
+            tokens::revoke(&pool, &cli_actor(actor), &token_id).await?;
+            println!("token {token_id} revoked");
+        }
+    }
+    Ok(())
 }
 
 /// Limits of the HTTP and gRPC query APIs, so that expensive queries cannot
@@ -352,8 +519,11 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{}", report.render());
         }
-        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation } => {
+        Command::Tokens { db, action } => tokens_command(&db, action).await?,
+        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation, auth } => {
             let limits = query.limits()?;
+            // Validated before anything starts: no authentication configured is an error.
+            let auth_config = auth.settings().validate()?;
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
@@ -373,18 +543,21 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
+            let auth = Auth::from_config(&auth_config, pool.clone()).await?;
             let gate = QueryGate::new(limits);
-            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics()).await?;
+            let quic =
+                start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics(), auth.clone())
+                    .await?;
             let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
-            let app = gate.clone().layer_http(http::router(engine.clone(), http::system_clock));
+            let app = gate.clone().layer_http(http::router(engine.clone(), http::system_clock, auth.clone()));
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
-                .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock).into_server()))
+                .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()))
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
@@ -428,6 +601,7 @@ async fn start_ingest(
     retention: RetentionPolicy,
     storage: db::StorageMode,
     query_metrics: Arc<GateMetrics>,
+    auth: Auth,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
         tracing::info!("no CA configured; QUIC batch ingest is off");
@@ -490,6 +664,8 @@ async fn start_ingest(
                 }
             }),
         );
+        // Behind the same access control as the APIs (org_viewer or admin).
+        let app = auth::http_layer::protect(app, auth);
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint to {addr}"))?;
         tokio::spawn(async move {

@@ -138,12 +138,19 @@ fn text_cells(shape: OutputShape, row: &EstimateRow, number: fn(f64) -> String) 
     cells
 }
 
-/// Quotes a CSV field when it contains a separator, quote or line break.
-fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+/// Quotes a CSV field when it contains a separator, quote or line break,
+/// and neutralises spreadsheet formulas: a text cell starting with `=`, `+`,
+/// `-`, `@`, tab or carriage return gets a leading `'` (OWASP CSV
+/// injection), so a tag value such as `=HYPERLINK(…)` stays text. Numbers
+/// (`-1.5`, `-2e3`) are left as they are.
+pub fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err();
+    let value: std::borrow::Cow<'_, str> =
+        if formula { std::borrow::Cow::Owned(format!("'{value}")) } else { std::borrow::Cow::Borrowed(value) };
     if value.contains([',', '"', '\n', '\r']) {
         std::borrow::Cow::Owned(format!("\"{}\"", value.replace('"', "\"\"")))
     } else {
-        std::borrow::Cow::Borrowed(value)
+        value
     }
 }
 
@@ -201,6 +208,20 @@ fn write_table(out: &mut dyn Write, shape: OutputShape, rows: &[EstimateRow]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_neutralise_spreadsheet_formulas() {
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        assert_eq!(csv_field("+1+cmd|' /C calc'!A0"), "'+1+cmd|' /C calc'!A0");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("\rx"), "\"'\rx\"");
+        // Numbers stay numbers; text elsewhere is untouched.
+        assert_eq!(csv_field("-1.5"), "-1.5");
+        assert_eq!(csv_field("-2e3"), "-2e3");
+        assert_eq!(csv_field("a=b"), "a=b");
+    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {

@@ -21,6 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The CSV cells of the exports (formula neutralisation), with node alone.
+node --test tests/browser/csv.test.mjs
 psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 RUST_LOG=warn "$bin" demo --database-url "postgres://postgres@127.0.0.1:5432/$db" \

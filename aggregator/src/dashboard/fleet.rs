@@ -9,11 +9,12 @@
 //! for an agent that never sent one (a v1 agent).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
+use crate::auth::Principal;
 use crate::query::params::parse_instant;
 use crate::time::HOUR_S;
 
@@ -54,12 +55,24 @@ LEFT JOIN LATERAL (
     ORDER BY f.account_id DESC LIMIT 1
 ) ag ON true
 LEFT JOIN agent_status st ON st.account_id = c.account_id AND st.agent_id = c.agent_id
+-- The caller's scope (NULL: not restricted): accounts, OU subtrees, and
+-- for teams the accounts holding a resource of one of them.
+WHERE ($3::text[] IS NULL OR k.account_id = ANY($3::text[]))
+  AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) o
+                                     WHERE acc.ou_path = o OR starts_with(acc.ou_path, o || '/')))
+  AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM resources r
+                                     WHERE r.account_id = k.account_id AND r.team = ANY($5::text[])))
 ORDER BY (c.agent_id IS NULL) DESC, k.account_id, c.region, c.agent_id
 "#;
 
-/// The handler. Parameters: `now` (default the server clock), `window_hours`.
+fn non_empty(values: &[String]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.to_vec())
+}
+
+/// The handler: only the cells inside the caller's scope. Parameters: `now` (default the server clock), `window_hours`.
 pub async fn handler(
     State(s): State<DashboardState>,
+    Extension(principal): Extension<Principal>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let mut now = (s.clock)();
@@ -78,6 +91,9 @@ pub async fn handler(
     let rows = sqlx::query(FLEET_SQL)
         .bind((now - window_hours * HOUR_S) as f64)
         .bind(now as f64)
+        .bind(non_empty(&principal.scope.accounts))
+        .bind(non_empty(&principal.scope.ous))
+        .bind(non_empty(&principal.scope.teams))
         .fetch_all(s.engine.pool())
         .await?;
     let mut without_agent = 0_u64;

@@ -2,11 +2,12 @@
 //! read from its facts, with its current inventory record when known.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
+use crate::auth::Principal;
 use crate::query::QueryError;
 use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::time::{DAY_S, HOUR_S};
@@ -34,6 +35,10 @@ const RESOURCE_SQL: &str = "
 SELECT resource_type, service, team, tags::text AS tags, deleted,
        extract(epoch FROM first_seen)::bigint AS first_seen, extract(epoch FROM last_seen)::bigint AS last_seen
 FROM resources WHERE account_id = $1 AND region = $2 AND resource_id = $3";
+
+const SCOPE_SQL: &str = "
+SELECT COALESCE((SELECT ou_path FROM accounts WHERE account_id = $1), '') AS ou_path,
+       (SELECT team FROM resources WHERE account_id = $1 AND region = $2 AND resource_id = $3) AS team";
 
 /// Validated parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +98,27 @@ pub fn parse(pairs: &[(String, String)]) -> Result<HistoryRequest, DashboardErro
 /// The handler.
 pub async fn handler(
     State(s): State<DashboardState>,
+    Extension(principal): Extension<Principal>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let req = parse(&pairs)?;
     // Both statements in one snapshot; refused where the facts have expired.
     let mut snapshot = s.engine.snapshot((s.clock)()).await?;
     snapshot.check_facts(req.from_unix_s, req.to_unix_s).map_err(QueryError::from)?;
+    if !principal.scope.is_unrestricted() {
+        // The resource's account OU and its inventory team decide; a
+        // resource outside the scope answers as if it did not exist.
+        let row = sqlx::query(SCOPE_SQL)
+            .bind(&req.account)
+            .bind(&req.region)
+            .bind(&req.resource)
+            .fetch_one(snapshot.conn())
+            .await?;
+        let (ou, team): (String, Option<String>) = (row.get("ou_path"), row.get("team"));
+        if !crate::query::authz::allows(&principal.scope, &req.account, &ou, team.as_deref()) {
+            return Err(DashboardError::NotInScope);
+        }
+    }
     let rows = sqlx::query(HISTORY_SQL)
         .bind(&req.account)
         .bind(&req.region)

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::Auth;
 use crate::http::Clock;
 use crate::query::params::ParamError;
 use crate::query::{QueryEngine, QueryError};
@@ -29,11 +30,13 @@ pub struct DashboardState {
     pub engine: QueryEngine,
     /// Source of "now".
     pub clock: Clock,
+    /// Access control (the page's open-access banner).
+    pub auth: Auth,
 }
 
 /// The dashboard's routes: `/`, `/assets/*` and its JSON endpoints.
-pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
-    let state = DashboardState { engine, clock };
+pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable {
+    let state = DashboardState { engine, clock, auth };
     RouteTable::new()
         .get("/", assets::index)
         .get("/assets/{name}", assets::asset)
@@ -55,6 +58,10 @@ pub enum DashboardError {
     /// A dashboard query failed.
     #[error("database error while reading dashboard data: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The resource asked for is not in the caller's scope (answered as
+    /// 404, so its existence is not revealed).
+    #[error("no such resource in your scope")]
+    NotInScope,
 }
 
 impl IntoResponse for DashboardError {
@@ -73,10 +80,15 @@ impl IntoResponse for DashboardError {
             {
                 crate::query_limits::statement_timeout_reply()
             }
-            other => {
-                tracing::warn!(error = %other, "dashboard query failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": other.to_string() }))).into_response()
+            DashboardError::Query(QueryError::Forbidden(e)) => {
+                (StatusCode::FORBIDDEN, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
             }
+            DashboardError::NotInScope => {
+                (StatusCode::NOT_FOUND, Json(json!({ "error": "no such resource in your scope" }))).into_response()
+            }
+            // Never the database's message: logged under a request id.
+            other => crate::error_reply::internal("dashboard query", &other),
         }
     }
 }

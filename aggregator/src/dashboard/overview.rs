@@ -4,10 +4,11 @@
 //! breakdown by quality flag, under the same filters as `/v1/totals`.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use serde_json::{Value, json};
 
 use super::{DashboardError, DashboardState, bad};
+use crate::auth::Principal;
 use crate::http::totals_json;
 use crate::query::{QueryError, Snapshot, TotalsResponse};
 use crate::query::params::{parse_instant, parse_totals};
@@ -48,6 +49,7 @@ pub fn trend_ratio(current: f64, previous: f64) -> Option<f64> {
 /// The handler.
 pub async fn handler(
     State(s): State<DashboardState>,
+    Extension(principal): Extension<Principal>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let mut now = (s.clock)();
@@ -67,10 +69,10 @@ pub async fn handler(
     // retention horizons are taken at the server's clock, not at `now`.
     let mut snapshot = s.engine.snapshot((s.clock)()).await?;
     let outcome = async {
-        let hour = last_hour(&mut snapshot, &filters, r.last_hour).await?;
-        let month = period(&mut snapshot, &filters, r.this_month).await?;
-        let same = period(&mut snapshot, &filters, r.last_month_same_elapsed).await?;
-        let last = period(&mut snapshot, &filters, r.last_month).await?;
+        let hour = last_hour(&mut snapshot, &principal, &filters, r.last_hour).await?;
+        let month = period(&mut snapshot, &principal, &filters, r.this_month).await?;
+        let same = period(&mut snapshot, &principal, &filters, r.last_month_same_elapsed).await?;
+        let last = period(&mut snapshot, &principal, &filters, r.last_month).await?;
         Ok::<_, DashboardError>((hour, month, same, last))
     }
     .await;
@@ -101,6 +103,7 @@ pub async fn handler(
 /// hour.
 async fn last_hour(
     snapshot: &mut Snapshot,
+    principal: &Principal,
     filters: &[(String, String)],
     (from, to): (i64, i64),
 ) -> Result<Option<TotalsResponse>, DashboardError> {
@@ -108,12 +111,13 @@ async fn last_hour(
     pairs.push(("from".into(), from.to_string()));
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
-    Ok(Some(snapshot.realtime_totals(&req).await?))
+    Ok(Some(snapshot.realtime_totals_for(principal, &req).await?))
 }
 
 /// Totals of `[from, to)` under `filters` (None for an empty range).
 async fn period(
     snapshot: &mut Snapshot,
+    principal: &Principal,
     filters: &[(String, String)],
     (from, to): (i64, i64),
 ) -> Result<Option<TotalsResponse>, DashboardError> {
@@ -124,7 +128,7 @@ async fn period(
     pairs.push(("from".into(), from.to_string()));
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
-    Ok(Some(snapshot.totals(&req).await?))
+    Ok(Some(snapshot.totals_for(principal, &req).await?))
 }
 
 #[cfg(test)]

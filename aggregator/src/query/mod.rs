@@ -2,12 +2,14 @@
 //! parameterised SQL. HTTP and gRPC both parse into these request types and
 //! serve these responses, so their semantics are the same.
 //!
+//! - [`authz`]: the caller's scope narrows every request's filters.
 //! - [`params`]: parsing and validating request parameters.
 //! - [`plan`]: the planner (signed rollup segments, retention horizons).
 //! - [`horizons`]: each level's retention horizon, stored by maintenance
 //!   and read by every answer.
 //! - `sql`: the statements, run in one snapshot per answer.
 
+pub mod authz;
 pub mod horizons;
 pub mod params;
 pub mod plan;

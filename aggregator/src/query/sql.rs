@@ -29,6 +29,10 @@ pub enum QueryError {
     /// exactly have expired (bad input: HTTP 400, gRPC INVALID_ARGUMENT).
     #[error(transparent)]
     OutsideRetention(#[from] RetentionError),
+    /// A filter names something outside the caller's scope (HTTP 403,
+    /// gRPC PERMISSION_DENIED).
+    #[error(transparent)]
+    Forbidden(#[from] super::authz::Forbidden),
 }
 
 /// Runs validated requests against one database.

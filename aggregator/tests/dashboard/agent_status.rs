@@ -93,7 +93,7 @@ async fn send(ingest: &Ingest, b: &wire::Batch, version: u16) -> bool {
 }
 
 async fn fleet(pool: &sqlx::PgPool) -> Value {
-    let app = router(QueryEngine::new(pool.clone(), RetentionPolicy::default()), clock);
+    let app = router(QueryEngine::new(pool.clone(), RetentionPolicy::default()), clock, canopy_aggregator::auth::Auth::insecure_open_access());
     let resp = app.oneshot(Request::get(format!("/v1/fleet?now={NOW}")).body(Body::empty()).unwrap()).await.unwrap();
     let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     serde_json::from_slice(&body).unwrap()

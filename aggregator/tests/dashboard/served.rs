@@ -45,7 +45,7 @@ fn assert_metrics_eq(a: &Value, b: &Value, what: &str) {
 #[tokio::test]
 async fn page_and_assets_are_served() {
     let t = TestDb::migrated().await;
-    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock, canopy_aggregator::auth::Auth::insecure_open_access());
     let (status, content_type, body) = get_raw(&app, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(content_type, "text/html; charset=utf-8");
@@ -75,7 +75,7 @@ async fn page_and_assets_are_served() {
 async fn dashboard_endpoints_match_the_query_api() {
     let t = TestDb::migrated().await;
     org::load(&t.pool).await;
-    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock, canopy_aggregator::auth::Auth::insecure_open_access());
 
     // Overview with a team filter against /v1/totals over the same ranges.
     let overview = get_json(&app, &format!("/v1/overview?now={NOW}&team=web")).await;
@@ -223,7 +223,7 @@ async fn resource_history_counts_only_the_newest_revision() {
     use canopy_aggregator::model::Batch;
 
     let t = TestDb::migrated().await;
-    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock);
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), clock, canopy_aggregator::auth::Auth::insecure_open_access());
     let hour = NOW - NOW.rem_euclid(3_600) - 3 * 3_600;
     // Resource 0: two hourly facts, the first replaced by revision 2 in a later batch.
     let first = vec![crate::support::fact(0, hour, 3_600, 1), crate::support::fact(0, hour + 3_600, 3_600, 1)];

@@ -23,7 +23,7 @@ async fn grpc_matches_http_semantics() {
 
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    let service = GrpcQuery::new(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now);
+    let service = GrpcQuery::new(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, canopy_aggregator::auth::Auth::insecure_open_access());
     let server = tokio::spawn(
         tonic::transport::Server::builder().add_service(service.into_server()).serve_with_incoming(incoming),
     );

@@ -32,7 +32,7 @@ async fn http_answers_and_rejects_bad_parameters() {
     // answer /realtime and must not change any total.
     let facts = vec![f1.clone(), f2.clone(), as_group_record(&f1), as_group_record(&f2)];
     store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
-    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now);
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, canopy_aggregator::auth::Auth::insecure_open_access());
 
     let (status, body) = get(&app, &format!("/v1/totals?from={}&to={}&group_by=team", T0, T0 + 3_600)).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -7,6 +7,7 @@
 //! tests print why they skip (`scripts/test.sh` runs it both ways).
 
 mod attribution;
+mod authz;
 mod bench;
 mod coarsening;
 mod db_tls;

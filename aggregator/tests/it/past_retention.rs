@@ -160,7 +160,7 @@ async fn http_and_grpc_refuse_with_the_boundary() {
     }
     let t = day_then_retention(&RetentionPolicy::default()).await;
     let engine = QueryEngine::new(t.pool.clone(), RetentionPolicy::default());
-    let app = router(engine.clone(), now);
+    let app = router(engine.clone(), now, canopy_aggregator::auth::Auth::insecure_open_access());
     let uri = "/v1/totals?from=2025-10-05T03:00:00Z&to=2025-10-06";
     let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     let status = resp.status();
@@ -206,7 +206,7 @@ async fn http_and_grpc_refuse_with_the_boundary() {
     let addr = incoming.local_addr().unwrap();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(GrpcQuery::new(engine, now).into_server())
+            .add_service(GrpcQuery::new(engine, now, canopy_aggregator::auth::Auth::insecure_open_access()).into_server())
             .serve_with_incoming(incoming),
     );
     let mut client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();

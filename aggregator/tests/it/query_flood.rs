@@ -149,10 +149,10 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
             let st: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&ingest_pool).await.unwrap();
             assert_eq!(st, "0");
             let gate = QueryGate::new(limits());
-            let app = gate.clone().layer_http(router(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0));
+            let app = gate.clone().layer_http(router(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access()));
             (app, Some(gate))
         }
-        Wiring::Shared => (router(QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()), || T0), None),
+        Wiring::Shared => (router(QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access()), None),
     };
 
     let mut report =
@@ -278,7 +278,7 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
     let limits = QueryLimits { max_concurrent_requests: 1, ..limits() };
     let query_pool = query_limits::connect_query_pool_with((*t.pool.connect_options()).clone(), &limits).await.unwrap();
     let gate = QueryGate::new(limits);
-    let service = GrpcQuery::new(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0);
+    let service = GrpcQuery::new(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access());
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     let server = tokio::spawn(

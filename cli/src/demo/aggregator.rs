@@ -48,7 +48,9 @@ pub async fn start(
     let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::for_retention(policy).with_storage(decision.mode), http::system_clock));
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     let quic_addr = server.local_addr();
-    let app = http::router(QueryEngine::new(pool.clone(), policy), http::system_clock);
+    // The demo runs open, and says so (log, dashboard banner, response header).
+    let auth = canopy_aggregator::auth::Auth::insecure_open_access();
+    let app = http::router(QueryEngine::new(pool.clone(), policy), http::system_clock, auth);
     let listener =
         tokio::net::TcpListener::bind(http_listen).await.with_context(|| format!("binding HTTP to {http_listen}"))?;
     let http_addr = listener.local_addr()?;

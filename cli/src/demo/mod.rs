@@ -81,6 +81,7 @@ async fn run_with_database(opts: &DemoOptions, url: &str) -> anyhow::Result<()> 
     let accounts = simulate::write_directory(&agg.pool, &org).await?;
     let dashboard = format!("http://{}/", agg.http_addr);
     eprintln!("dashboard: {dashboard} (filling up while the backfill runs)");
+    eprintln!("WARNING: the demo runs with INSECURE OPEN ACCESS (no login; anyone who reaches {dashboard} is an admin)");
     eprintln!("directory: {accounts} accounts of {} written", org.organisation_id);
     let backfilled = Arc::new(Notify::new());
     let mut sim = s.clone();

@@ -37,6 +37,17 @@ locals {
     length(var.allowed_account_ids) == 0 ? [] : [
       { name = "CANOPY_ALLOWED_ACCOUNTS", value = join(",", var.allowed_account_ids) },
     ],
+    # Access control (issue 19): OIDC when an issuer is given, else API tokens only.
+    var.oidc_issuer == null ? [
+      { name = "CANOPY_API_TOKENS_ONLY", value = "true" },
+      ] : [
+      { name = "CANOPY_OIDC_ISSUER", value = var.oidc_issuer },
+      { name = "CANOPY_OIDC_AUDIENCE", value = var.oidc_audience },
+    ],
+    var.oidc_client_id == null ? [] : [
+      { name = "CANOPY_OIDC_CLIENT_ID", value = var.oidc_client_id },
+      { name = "CANOPY_OIDC_REDIRECT_URL", value = var.oidc_redirect_url },
+    ],
   )
 }
 

@@ -220,3 +220,31 @@ variable "database_cidr_blocks" {
   type        = list(string)
   default     = []
 }
+
+variable "oidc_issuer" {
+  description = "OIDC issuer URL (https) for the HTTP/gRPC APIs and the dashboard; null: API tokens only (canopy-aggregator tokens create)."
+  type        = string
+  default     = null
+}
+
+variable "oidc_audience" {
+  description = "Audience bearer JWTs must name; required with oidc_issuer."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.oidc_audience == null || try(length(var.oidc_audience) > 0, false)
+    error_message = "oidc_audience must be a non-empty string when set."
+  }
+}
+
+variable "oidc_client_id" {
+  description = "OIDC client id of the dashboard login (authorization code + PKCE); null: no dashboard login."
+  type        = string
+  default     = null
+}
+
+variable "oidc_redirect_url" {
+  description = "The dashboard's https://…/auth/callback URL registered at the issuer; required with oidc_client_id."
+  type        = string
+  default     = null
+}
