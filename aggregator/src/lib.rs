@@ -1,5 +1,7 @@
 //! The Canopy aggregator's storage and query layer.
 //!
+//! - [`alerts`]: carbon budgets, alert evaluation, the notification
+//!   outbox and its PagerDuty, email and webhook delivery.
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
@@ -31,6 +33,7 @@
 //!   aggregates.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod bench;
 pub mod coarsened;
 pub mod dashboard;

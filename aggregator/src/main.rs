@@ -17,6 +17,7 @@ use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
 use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits};
+use canopy_aggregator::alerts::{self, AlertsConfig};
 use canopy_aggregator::{db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
@@ -177,7 +178,54 @@ enum Command {
         ingest: IngestArgs,
         #[command(flatten)]
         organisation: OrganisationArgs,
+        #[command(flatten)]
+        alerts: AlertArgs,
     },
+}
+
+/// Budget alert evaluation and delivery (see `aggregator::alerts`).
+#[derive(Args)]
+struct AlertArgs {
+    /// Seconds between alert evaluation rounds (1-240: an alert fires within
+    /// 5 minutes of its data being acknowledged).
+    #[arg(long, env = "CANOPY_ALERT_EVALUATE_INTERVAL_S", default_value_t = 60)]
+    alert_evaluate_interval_s: u64,
+    /// Public base URL of the dashboard, for links in notifications.
+    #[arg(long, env = "CANOPY_ALERT_DASHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    alert_dashboard_url: String,
+    /// PagerDuty Events API v2 endpoint.
+    #[arg(long, env = "CANOPY_PAGERDUTY_EVENTS_URL", default_value = "https://events.pagerduty.com/v2/enqueue")]
+    pagerduty_events_url: String,
+    /// SMTP relay for alert email: smtp://host:25 (plain),
+    /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://host:465.
+    #[arg(long, env = "CANOPY_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender address of alert email.
+    #[arg(long, env = "CANOPY_ALERT_EMAIL_FROM", default_value = "canopy@localhost")]
+    alert_email_from: String,
+    /// Shortest wait between delivery attempts, milliseconds.
+    #[arg(long, env = "CANOPY_ALERT_RETRY_MIN_MS", default_value_t = 1_000)]
+    alert_retry_min_ms: u64,
+    /// Longest wait between delivery attempts, seconds.
+    #[arg(long, env = "CANOPY_ALERT_RETRY_MAX_S", default_value_t = 300)]
+    alert_retry_max_s: u64,
+}
+
+impl AlertArgs {
+    fn config(&self) -> anyhow::Result<AlertsConfig> {
+        let config = AlertsConfig {
+            evaluate_interval: Duration::from_secs(self.alert_evaluate_interval_s),
+            dashboard_url: self.alert_dashboard_url.clone(),
+            pagerduty_events_url: self.pagerduty_events_url.clone(),
+            smtp_url: self.smtp_url.clone(),
+            email_from: self.alert_email_from.clone(),
+            retry_min: Duration::from_millis(self.alert_retry_min_ms),
+            retry_max: Duration::from_secs(self.alert_retry_max_s),
+            ..AlertsConfig::default()
+        };
+        config.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+        Ok(config)
+    }
 }
 
 /// Limits of the HTTP and gRPC query APIs, so that expensive queries cannot
@@ -352,8 +400,9 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{}", report.render());
         }
-        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation } => {
+        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation, alerts: alert_args } => {
             let limits = query.limits()?;
+            let alerts_config = alert_args.config()?;
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
@@ -374,12 +423,19 @@ async fn main() -> anyhow::Result<()> {
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let gate = QueryGate::new(limits);
-            let quic = start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics()).await?;
+            let (alert_state, alert_metrics) = start_alerts(&db.database_url, alerts_config).await?;
+            let quic =
+                start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics(), alert_metrics)
+                    .await?;
             let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
-            let app = gate.clone().layer_http(http::router(engine.clone(), http::system_clock));
+            let app = gate.clone().layer_http(
+                http::route_table(engine.clone(), http::system_clock)
+                    .merge(alerts::http::route_table(alert_state))
+                    .into_router(),
+            );
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
@@ -397,6 +453,33 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the alert evaluator and the outbox sender on their own small pool
+/// (so neither competes with ingest or the query APIs for connections).
+async fn start_alerts(
+    database_url: &str,
+    config: AlertsConfig,
+) -> anyhow::Result<(alerts::http::AlertsHttp, Arc<alerts::metrics::AlertMetrics>)> {
+    let pool = db::connect(database_url, 4).await.context("connecting the alerting pool to the database")?;
+    let metrics = Arc::new(alerts::metrics::AlertMetrics::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notifiers = Arc::new(
+        alerts::notify::Notifiers::new(config.clone()).map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?,
+    );
+    let evaluator = Arc::new(alerts::evaluate::Evaluator {
+        pool: pool.clone(),
+        config: config.clone(),
+        forecast: Arc::new(alerts::evaluate::NoForecast),
+        anomalies: Arc::new(alerts::evaluate::NoAnomalies),
+        metrics: metrics.clone(),
+        outbox_wake: wake.clone(),
+    });
+    let sender = Arc::new(alerts::outbox::Sender::new(pool.clone(), notifiers, config.clone(), metrics.clone(), wake));
+    tracing::info!(interval_s = config.evaluate_interval.as_secs(), "alert evaluation and delivery on");
+    tokio::spawn(evaluator.run_forever());
+    tokio::spawn(sender.run_forever());
+    Ok((alerts::http::AlertsHttp { pool, config, clock: http::system_clock }, metrics))
 }
 
 /// The QUIC server, shared with the metrics endpoint until shutdown takes it.
@@ -428,6 +511,7 @@ async fn start_ingest(
     retention: RetentionPolicy,
     storage: db::StorageMode,
     query_metrics: Arc<GateMetrics>,
+    alert_metrics: Arc<alerts::metrics::AlertMetrics>,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
         tracing::info!("no CA configured; QUIC batch ingest is off");
@@ -480,13 +564,19 @@ async fn start_ingest(
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let (metrics, shared, refresh_metrics, query_metrics) =
-                    (metrics.clone(), shared.clone(), refresh_metrics.clone(), query_metrics.clone());
+                let (metrics, shared, refresh_metrics, query_metrics, alert_metrics) = (
+                    metrics.clone(),
+                    shared.clone(),
+                    refresh_metrics.clone(),
+                    query_metrics.clone(),
+                    alert_metrics.clone(),
+                );
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
                         + &query_metrics.render()
+                        + &alert_metrics.render(http::system_clock())
                 }
             }),
         );
