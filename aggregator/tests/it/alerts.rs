@@ -383,8 +383,11 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
-    raw.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
+/// A header of a raw message, folded lines joined (RFC 5322 unfolding).
+fn header(raw: &str, name: &str) -> Option<String> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or(raw).split("\n\n").next().unwrap_or(raw);
+    let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ").replace("\n\t", " ");
+    unfolded.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim_end().to_owned()))
 }
 
 // ---------------------------------------------------------------- tests
@@ -427,11 +430,11 @@ async fn budget_crossed_triggers_once_per_route_and_clearing_resolves_once() {
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{mails:?}");
     let m = &mails[0];
-    assert_eq!(header(m, "From"), Some("canopy@example.org"));
-    assert_eq!(header(m, "To"), Some("oncall@example.org, web@example.org"));
+    assert_eq!(header(m, "From").as_deref(), Some("canopy@example.org"));
+    assert_eq!(header(m, "To").as_deref(), Some("oncall@example.org, web@example.org"));
     let subject = header(m, "Subject").unwrap();
     assert!(subject.starts_with("[Canopy] TRIGGERED critical: Carbon budget \"web monthly\" crossed 100 %"), "{subject}");
-    assert_eq!(header(m, "X-Canopy-Dedup-Key"), Some(format!("canopy/budget/{budget_id}/threshold/{month}").as_str()));
+    assert_eq!(header(m, "X-Canopy-Dedup-Key"), Some(format!("canopy/budget/{budget_id}/threshold/{month}")));
     assert!(m.contains("Content-Type: text/plain") && m.contains("Content-Type: text/html"), "{m}");
     assert!(m.contains("10.0 kgCO2e of 8.0 kgCO2e"), "{m}");
 
