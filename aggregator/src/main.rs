@@ -154,6 +154,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = bench::FactsLayout::Segments)]
         facts_layout: bench::FactsLayout,
     },
+    /// Load synthetic rollups and budgets into an empty database, then time
+    /// alert evaluation rounds and print peak memory (native path).
+    BenchAlerts {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Accounts (three team/service series each, 13 months).
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u32,
+        /// Budgets (per account, account + service, account + team, per team).
+        #[arg(long, default_value_t = 50_000)]
+        budgets: u32,
+        /// Evaluation rounds timed.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// Migrate, then serve the HTTP query API.
     Serve {
         #[command(flatten)]
@@ -399,6 +414,12 @@ async fn main() -> anyhow::Result<()> {
                 None => bench::run(&pool, &cfg).await?,
             };
             print!("{}", report.render());
+        }
+        Command::BenchAlerts { db, accounts, budgets, rounds } => {
+            let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
+            db::migrate_with(&pool, db::StorageChoice::Native).await?;
+            let cfg = alerts::bench::AlertBenchConfig { accounts, budgets, rounds, now_unix_s: http::system_clock() };
+            print!("{}", alerts::bench::run(&pool, &cfg).await?.render());
         }
         Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation, alerts: alert_args } => {
             let limits = query.limits()?;

@@ -27,8 +27,10 @@
 //! - [`notify`]: PagerDuty Events API v2, email (SMTP, lettre), webhook.
 //! - [`http`]: the HTTP handlers (kept apart so an auth layer can wrap them).
 //! - [`metrics`]: Prometheus counters of the evaluator and the sender.
+//! - [`bench`]: the evaluation benchmark (`canopy-aggregator bench-alerts`).
 
 pub mod basis;
+pub mod bench;
 pub mod budgets;
 pub mod evaluate;
 pub mod http;

@@ -719,3 +719,40 @@ async fn aggregator_killed_between_decision_and_delivery_delivers_once_after_res
     assert_eq!(count(&db.pool, "alerts").await, 1);
     receiver.assert_no_violations();
 }
+
+#[tokio::test]
+async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
+    if crate::support::skip_unless_native("bench_smoke_evaluates_every_budget_on_its_own_scope", "the benchmark inserts into native rollup tables") {
+        return;
+    }
+    let db = TestDb::migrated().await;
+    let now = canopy_aggregator::http::system_clock();
+    let cfg = canopy_aggregator::alerts::bench::AlertBenchConfig { accounts: 200, budgets: 1_000, rounds: 2, now_unix_s: now };
+    let report = canopy_aggregator::alerts::bench::run(&db.pool, &cfg).await.unwrap();
+    println!("{}", report.render());
+    assert_eq!(report.budgets, 1_000);
+    assert_eq!(report.rounds[0].0.budgets, 1_000);
+    assert!(report.rounds[0].0.triggered > 0, "some budgets are over: {:?}", report.rounds[0]);
+    assert_eq!(report.rounds[1].0.triggered, 0, "nothing new in round 2");
+    // Budget 1 is account 000000000001's month on the location basis: its
+    // burn equals the rollups' sum for that account and month.
+    let (actual, expected): (f64, f64) = sqlx::query_as(
+        "SELECT s.actual_g_co2e, (SELECT sum(location_g_co2e) FROM rollup_monthly
+                                  WHERE account_id = '000000000001' AND bucket_start = s.period_start)
+         FROM budget_status s WHERE budget_id = 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!((actual - expected).abs() < 1e-6 && expected > 0.0, "{actual} vs {expected}");
+    // Burn rate of budget 1: 3 series × 2000 g per hour against an even rate of amount / month.
+    let (r1, amount_kg, ps, pe): (f64, f64, i64, i64) = sqlx::query_as(
+        "SELECT s.burn_rate_1h, b.amount_kg_co2e, extract(epoch FROM s.period_start)::bigint, extract(epoch FROM s.period_end)::bigint
+         FROM budget_status s JOIN budgets b USING (budget_id) WHERE budget_id = 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let expected_rate = (6_000.0 / 3_600.0) / (amount_kg * 1_000.0 / (pe - ps) as f64);
+    assert!((r1 - expected_rate).abs() < 1e-9 * expected_rate.max(1.0), "{r1} vs {expected_rate}");
+}
