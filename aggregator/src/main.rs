@@ -445,6 +445,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let gate = QueryGate::new(limits);
             let (alert_state, alert_metrics) = start_alerts(&db.database_url, alerts_config).await?;
+            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone());
             let quic =
                 start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics(), alert_metrics)
                     .await?;
@@ -462,6 +463,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
                 .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock).into_server()))
+                .add_service(budgets_grpc.into_server())
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());

@@ -481,6 +481,16 @@ pub async fn get(pool: &PgPool, budget_id: i64) -> Result<Budget, AlertError> {
     Ok(from_row(&row)?)
 }
 
+/// One budget, read through `executor` (e.g. a transaction).
+pub async fn get_in<'e>(executor: impl sqlx::PgExecutor<'e>, budget_id: i64) -> Result<Budget, AlertError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM budgets WHERE budget_id = $1"))
+        .bind(budget_id)
+        .fetch_optional(executor)
+        .await?
+        .ok_or_else(|| AlertError::NotFound(format!("budget {budget_id}")))?;
+    Ok(from_row(&row)?)
+}
+
 /// Validates and stores a new budget.
 pub async fn create(pool: &PgPool, spec: &BudgetSpec) -> Result<Budget, AlertError> {
     check_against_store(pool, spec, None).await?;

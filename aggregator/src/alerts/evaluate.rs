@@ -447,33 +447,70 @@ impl Evaluator {
             stored.insert(key, s);
         }
         let active: Vec<Silence> = silences::list(&self.pool, now_unix_s, false).await?;
-        for p in &pending {
+        // Decide every alert, then write in a few set-based statements (a
+        // first round over many budgets can fire tens of thousands at once).
+        let mut upserts: Vec<(usize, Decision, bool)> = Vec::new();
+        let mut updates: Vec<(i64, Decision)> = Vec::new();
+        for (i, p) in pending.iter().enumerate() {
             let prev = stored.get(&p.key);
             let silenced = p.budget.is_some_and(|b| active.iter().any(|s| s.matches(b, &p.kind, now_unix_s)));
             let d = decide(prev, p.firing.as_ref(), silenced);
-            let Some((firing, level, notified)) = d.new_state else { continue };
-            let alert_id = self.write_alert(&mut tx, p, prev, firing, level, notified, now_unix_s).await?;
-            if let Some(event) = d.event {
-                sqlx::query("INSERT INTO alert_events (alert_id, at, event, detail) VALUES ($1, to_timestamp($2), $3, $4)")
-                    .bind(alert_id)
-                    .bind(now_unix_s as f64)
-                    .bind(event)
-                    .bind(p.firing.as_ref().map(|f| f.summary.as_str()).unwrap_or("condition cleared"))
-                    .execute(&mut *tx)
-                    .await?;
+            if d.new_state.is_none() {
+                continue;
             }
-            match d.notify {
-                Some(Action::Trigger) => {
-                    report.triggered += 1;
-                    report.enqueued += enqueue(&mut tx, alert_id, Action::Trigger, &self.config, now_unix_s).await?;
-                }
-                Some(action) => {
-                    report.resolved += 1;
-                    report.enqueued += enqueue(&mut tx, alert_id, action, &self.config, now_unix_s).await?;
-                }
-                None if !firing => report.resolved += 1,
-                None => {}
+            match (&p.firing, prev) {
+                (Some(_), prev) => upserts.push((i, d, prev.is_none_or(|s| !s.firing))),
+                (None, Some(s)) => updates.push((s.alert_id, d)),
+                (None, None) => {}
             }
+        }
+        let ids = upsert_alerts(&mut tx, &pending, &upserts, now_unix_s).await?;
+        update_alerts(&mut tx, &updates, now_unix_s).await?;
+        let mut events: Vec<(i64, &'static str, String)> = Vec::new();
+        let mut outbox: Vec<(i64, String, &'static str, Value)> = Vec::new();
+        let mut others: Vec<(i64, Action)> = Vec::new();
+        for ((i, d, _), alert_id) in upserts.iter().zip(&ids) {
+            let p = &pending[*i];
+            let f = p.firing.as_ref().expect("upserts are firing");
+            if let Some(e) = d.event {
+                events.push((*alert_id, e, f.summary.clone()));
+            }
+            if d.notify == Some(Action::Trigger) {
+                report.triggered += 1;
+                let budget = p.budget.expect("a firing condition has its budget");
+                let facts = AlertFacts {
+                    alert_id: *alert_id,
+                    key: &p.key,
+                    kind: &p.kind,
+                    severity: f.severity.name(),
+                    summary: &f.summary,
+                    level: f.level,
+                    period_start_unix_s: p.period_start_unix_s,
+                    value_g_co2e: f.value_g_co2e,
+                    budget_g_co2e: f.budget_g_co2e,
+                    acknowledged_by: None,
+                };
+                let event = build_event(&facts, Some(budget), Action::Trigger, &self.config, now_unix_s);
+                for route in &budget.spec.routes {
+                    outbox.push((*alert_id, route.clone(), Action::Trigger.name(), event.clone()));
+                }
+            }
+        }
+        for (alert_id, d) in &updates {
+            if let Some(e) = d.event {
+                events.push((*alert_id, e, "condition cleared".to_owned()));
+            }
+            if d.new_state.is_some_and(|(firing, _, _)| !firing) {
+                report.resolved += 1;
+            }
+            if let Some(a) = d.notify {
+                others.push((*alert_id, a));
+            }
+        }
+        insert_events(&mut tx, &events, now_unix_s).await?;
+        report.enqueued += insert_outbox(&mut tx, &outbox, now_unix_s).await?;
+        for (alert_id, action) in others {
+            report.enqueued += enqueue(&mut tx, alert_id, action, &self.config, now_unix_s).await?;
         }
         write_status(&mut tx, &burns, now_unix_s).await?;
         tx.commit().await?;
@@ -483,69 +520,6 @@ impl Evaluator {
         }
         self.metrics.observe_round(&report, now_unix_s);
         Ok(report)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn write_alert(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        p: &Pending<'_>,
-        prev: Option<&Stored>,
-        firing: bool,
-        level: i16,
-        notified: i16,
-        now_unix_s: i64,
-    ) -> Result<i64, sqlx::Error> {
-        match (&p.firing, prev) {
-            (Some(f), prev) => {
-                let reopened = prev.is_none_or(|s| !s.firing);
-                sqlx::query_scalar(
-                    "INSERT INTO alerts (alert_key, budget_id, kind, status, level, notified_level, severity, summary,
-                         value_g_co2e, budget_g_co2e, period_start, fired_at, updated_at)
-                     VALUES ($1, $2, $3, 'firing', $4, $5, $6, $7, $8, $9, to_timestamp($10), to_timestamp($11), to_timestamp($11))
-                     ON CONFLICT (alert_key) DO UPDATE SET status = 'firing', level = EXCLUDED.level,
-                         notified_level = EXCLUDED.notified_level, severity = EXCLUDED.severity,
-                         summary = EXCLUDED.summary, value_g_co2e = EXCLUDED.value_g_co2e,
-                         budget_g_co2e = EXCLUDED.budget_g_co2e, updated_at = EXCLUDED.updated_at,
-                         fired_at = CASE WHEN $12 THEN EXCLUDED.fired_at ELSE alerts.fired_at END,
-                         resolved_at = NULL,
-                         acknowledged_at = CASE WHEN $12 THEN NULL ELSE alerts.acknowledged_at END,
-                         acknowledged_by = CASE WHEN $12 THEN NULL ELSE alerts.acknowledged_by END
-                     RETURNING alert_id",
-                )
-                .bind(&p.key)
-                .bind(p.budget.map(|b| b.budget_id))
-                .bind(&p.kind)
-                .bind(level)
-                .bind(notified)
-                .bind(f.severity.name())
-                .bind(&f.summary)
-                .bind(f.value_g_co2e)
-                .bind(f.budget_g_co2e)
-                .bind(p.period_start_unix_s as f64)
-                .bind(now_unix_s as f64)
-                .bind(reopened)
-                .fetch_one(&mut **tx)
-                .await
-            }
-            (None, Some(s)) => {
-                sqlx::query(
-                    "UPDATE alerts SET status = CASE WHEN $2 THEN 'firing' ELSE 'resolved' END, level = $3,
-                         notified_level = $4, updated_at = to_timestamp($5),
-                         resolved_at = CASE WHEN $2 THEN NULL ELSE to_timestamp($5) END
-                     WHERE alert_id = $1",
-                )
-                .bind(s.alert_id)
-                .bind(firing)
-                .bind(level)
-                .bind(notified)
-                .bind(now_unix_s as f64)
-                .execute(&mut **tx)
-                .await?;
-                Ok(s.alert_id)
-            }
-            (None, None) => Err(sqlx::Error::Protocol("an alert decision without state or condition".into())),
-        }
     }
 
     /// Rounds forever, every `config.evaluate_interval`.
@@ -575,7 +549,56 @@ impl Evaluator {
     }
 }
 
-/// The notification facts of an alert for `action`, from its stored row.
+/// What a notification says about an alert.
+struct AlertFacts<'a> {
+    alert_id: i64,
+    key: &'a str,
+    kind: &'a str,
+    severity: &'a str,
+    summary: &'a str,
+    level: i16,
+    period_start_unix_s: i64,
+    value_g_co2e: f64,
+    budget_g_co2e: f64,
+    acknowledged_by: Option<&'a str>,
+}
+
+/// The outbox event (what notifiers render) of an alert for `action`.
+fn build_event(f: &AlertFacts, budget: Option<&Budget>, action: Action, config: &AlertsConfig, now_unix_s: i64) -> Value {
+    let spec = budget.map(|b| &b.spec);
+    json!({
+        "alert_id": f.alert_id,
+        "alert_key": f.key,
+        "dedup_key": format!("canopy/{}", f.key),
+        "action": action.name(),
+        "kind": f.kind,
+        "severity": f.severity,
+        "summary": f.summary,
+        "level": f.level,
+        "budget_id": budget.map(|b| b.budget_id),
+        "budget_name": spec.map(|s| s.name.clone()),
+        "basis": spec.map(|s| s.basis.name()),
+        "period": spec.map(|s| s.period.name()),
+        "scope": {
+            "ou_id": spec.and_then(|s| s.scope.ou_id.clone()),
+            "account_id": spec.and_then(|s| s.scope.account_id.clone()),
+            "team": spec.and_then(|s| s.scope.team.clone()),
+            "service": spec.and_then(|s| s.scope.service.clone()),
+        },
+        "period_start_unix_s": f.period_start_unix_s,
+        "value_kg_co2e": f.value_g_co2e / 1_000.0,
+        "budget_kg_co2e": f.budget_g_co2e / 1_000.0,
+        "percent_of_budget": if f.budget_g_co2e > 0.0 { f.value_g_co2e / f.budget_g_co2e * 100.0 } else { 0.0 },
+        "acknowledged_by": f.acknowledged_by,
+        "occurred_unix_s": now_unix_s,
+        "dashboard_url": format!("{}/alerts#alert-{}", config.dashboard_url.trim_end_matches('/'), f.alert_id),
+        "pagerduty_routing_key": spec.and_then(|s| s.pagerduty_routing_key.clone()),
+    })
+}
+
+/// The event of a stored alert for `action`, and the routes it goes to:
+/// a trigger to the budget's routes; acknowledge and resolve to every
+/// route that got a trigger (the budget may be gone or changed).
 async fn event_json(
     tx: &mut Transaction<'_, Postgres>,
     alert_id: i64,
@@ -584,21 +607,24 @@ async fn event_json(
     now_unix_s: i64,
 ) -> Result<(Value, Vec<String>), sqlx::Error> {
     let r = sqlx::query(
-        "SELECT a.alert_key, a.kind, a.severity, a.summary, a.value_g_co2e, a.budget_g_co2e, a.level,
-                extract(epoch FROM a.period_start)::bigint AS ps, a.acknowledged_by, a.budget_id,
-                b.name, b.routes, b.pagerduty_routing_key, b.scope_ou_id, b.scope_account_id, b.scope_team,
-                b.scope_service, b.basis, b.period
-         FROM alerts a LEFT JOIN budgets b USING (budget_id) WHERE a.alert_id = $1",
+        "SELECT alert_key, kind, severity, summary, value_g_co2e, budget_g_co2e, level,
+                extract(epoch FROM period_start)::bigint AS ps, acknowledged_by, budget_id
+         FROM alerts WHERE alert_id = $1",
     )
     .bind(alert_id)
     .fetch_one(&mut **tx)
     .await?;
-    let key: String = r.try_get("alert_key")?;
-    let budget_routes: Option<Vec<String>> = r.try_get("routes")?;
-    // A trigger goes to the budget's routes; acknowledge and resolve go to
-    // every route that got a trigger (the budget may be gone or changed).
+    let budget_id: Option<i64> = r.try_get("budget_id")?;
+    let budget = match budget_id {
+        Some(id) => match budgets::get_in(&mut **tx, id).await {
+            Ok(b) => Some(b),
+            Err(super::AlertError::Sql(e)) => return Err(e),
+            Err(_) => None,
+        },
+        None => None,
+    };
     let routes: Vec<String> = match action {
-        Action::Trigger => budget_routes.unwrap_or_default(),
+        Action::Trigger => budget.as_ref().map(|b| b.spec.routes.clone()).unwrap_or_default(),
         _ => {
             sqlx::query_scalar(
                 "SELECT DISTINCT route FROM alert_outbox WHERE alert_id = $1 AND action = 'trigger' ORDER BY route",
@@ -608,37 +634,176 @@ async fn event_json(
             .await?
         }
     };
-    let value: f64 = r.try_get("value_g_co2e")?;
-    let budget: f64 = r.try_get("budget_g_co2e")?;
-    let event = json!({
-        "alert_id": alert_id,
-        "alert_key": key,
-        "dedup_key": format!("canopy/{key}"),
-        "action": action.name(),
-        "kind": r.try_get::<String, _>("kind")?,
-        "severity": r.try_get::<String, _>("severity")?,
-        "summary": r.try_get::<String, _>("summary")?,
-        "level": r.try_get::<i16, _>("level")?,
-        "budget_id": r.try_get::<Option<i64>, _>("budget_id")?,
-        "budget_name": r.try_get::<Option<String>, _>("name")?,
-        "basis": r.try_get::<Option<String>, _>("basis")?,
-        "period": r.try_get::<Option<String>, _>("period")?,
-        "scope": {
-            "ou_id": r.try_get::<Option<String>, _>("scope_ou_id")?,
-            "account_id": r.try_get::<Option<String>, _>("scope_account_id")?,
-            "team": r.try_get::<Option<String>, _>("scope_team")?,
-            "service": r.try_get::<Option<String>, _>("scope_service")?,
-        },
-        "period_start_unix_s": r.try_get::<i64, _>("ps")?,
-        "value_kg_co2e": value / 1_000.0,
-        "budget_kg_co2e": budget / 1_000.0,
-        "percent_of_budget": if budget > 0.0 { value / budget * 100.0 } else { 0.0 },
-        "acknowledged_by": r.try_get::<Option<String>, _>("acknowledged_by")?,
-        "occurred_unix_s": now_unix_s,
-        "dashboard_url": format!("{}/alerts#alert-{alert_id}", config.dashboard_url.trim_end_matches('/')),
-        "pagerduty_routing_key": r.try_get::<Option<String>, _>("pagerduty_routing_key")?,
-    });
-    Ok((event, routes))
+    let (key, kind, severity, summary): (String, String, String, String) =
+        (r.try_get("alert_key")?, r.try_get("kind")?, r.try_get("severity")?, r.try_get("summary")?);
+    let acknowledged_by: Option<String> = r.try_get("acknowledged_by")?;
+    let facts = AlertFacts {
+        alert_id,
+        key: &key,
+        kind: &kind,
+        severity: &severity,
+        summary: &summary,
+        level: r.try_get("level")?,
+        period_start_unix_s: r.try_get("ps")?,
+        value_g_co2e: r.try_get("value_g_co2e")?,
+        budget_g_co2e: r.try_get("budget_g_co2e")?,
+        acknowledged_by: acknowledged_by.as_deref(),
+    };
+    Ok((build_event(&facts, budget.as_ref(), action, config, now_unix_s), routes))
+}
+
+/// Inserts or re-opens the firing alerts of `upserts` (index into
+/// `pending`, decision, re-opened); returns their ids in order.
+async fn upsert_alerts(
+    tx: &mut Transaction<'_, Postgres>,
+    pending: &[Pending<'_>],
+    upserts: &[(usize, Decision, bool)],
+    now_unix_s: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if upserts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    let mut budget_ids = Vec::new();
+    let mut kinds = Vec::new();
+    let mut levels = Vec::new();
+    let mut notified = Vec::new();
+    let mut severities = Vec::new();
+    let mut summaries = Vec::new();
+    let mut values = Vec::new();
+    let mut amounts = Vec::new();
+    let mut starts = Vec::new();
+    let mut reopened = Vec::new();
+    for (i, d, re) in upserts {
+        let p = &pending[*i];
+        let f = p.firing.as_ref().expect("upserts are firing");
+        let (_, level, n) = d.new_state.expect("decided");
+        keys.push(p.key.clone());
+        budget_ids.push(p.budget.map(|b| b.budget_id));
+        kinds.push(p.kind.clone());
+        levels.push(level);
+        notified.push(n);
+        severities.push(f.severity.name());
+        summaries.push(f.summary.clone());
+        values.push(f.value_g_co2e);
+        amounts.push(f.budget_g_co2e);
+        starts.push(p.period_start_unix_s as f64);
+        reopened.push(*re);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO alerts (alert_key, budget_id, kind, status, level, notified_level, severity, summary,
+             value_g_co2e, budget_g_co2e, period_start, fired_at, updated_at)
+         SELECT u.k, u.b, u.kind, 'firing', u.l, u.n, u.sev, u.summ, u.v, u.a, to_timestamp(u.ps),
+                to_timestamp($12), to_timestamp($12)
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int2[], $5::int2[], $6::text[], $7::text[],
+                     $8::float8[], $9::float8[], $10::float8[], $11::bool[])
+              AS u(k, b, kind, l, n, sev, summ, v, a, ps, re)
+         ON CONFLICT (alert_key) DO UPDATE SET status = 'firing', level = EXCLUDED.level,
+             notified_level = EXCLUDED.notified_level, severity = EXCLUDED.severity,
+             summary = EXCLUDED.summary, value_g_co2e = EXCLUDED.value_g_co2e,
+             budget_g_co2e = EXCLUDED.budget_g_co2e, updated_at = EXCLUDED.updated_at,
+             fired_at = CASE WHEN alerts.status = 'resolved' THEN EXCLUDED.fired_at ELSE alerts.fired_at END,
+             resolved_at = NULL,
+             acknowledged_at = CASE WHEN alerts.status = 'resolved' THEN NULL ELSE alerts.acknowledged_at END,
+             acknowledged_by = CASE WHEN alerts.status = 'resolved' THEN NULL ELSE alerts.acknowledged_by END
+         RETURNING alert_key, alert_id",
+    )
+    .bind(&keys)
+    .bind(&budget_ids)
+    .bind(&kinds)
+    .bind(&levels)
+    .bind(&notified)
+    .bind(&severities)
+    .bind(&summaries)
+    .bind(&values)
+    .bind(&amounts)
+    .bind(&starts)
+    .bind(&reopened)
+    .bind(now_unix_s as f64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let by_key: HashMap<String, i64> = rows.into_iter().collect();
+    keys.iter()
+        .map(|k| by_key.get(k).copied().ok_or_else(|| sqlx::Error::Protocol(format!("alert {k} not returned"))))
+        .collect()
+}
+
+/// Writes the new state of alerts whose condition is gone.
+async fn update_alerts(tx: &mut Transaction<'_, Postgres>, updates: &[(i64, Decision)], now_unix_s: i64) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = updates.iter().map(|(id, _)| *id).collect();
+    let state: Vec<(bool, i16, i16)> = updates.iter().map(|(_, d)| d.new_state.expect("decided")).collect();
+    let firing: Vec<bool> = state.iter().map(|s| s.0).collect();
+    let levels: Vec<i16> = state.iter().map(|s| s.1).collect();
+    let notified: Vec<i16> = state.iter().map(|s| s.2).collect();
+    sqlx::query(
+        "UPDATE alerts SET status = CASE WHEN u.f THEN 'firing' ELSE 'resolved' END, level = u.l,
+             notified_level = u.n, updated_at = to_timestamp($5),
+             resolved_at = CASE WHEN u.f THEN NULL ELSE to_timestamp($5) END
+         FROM unnest($1::bigint[], $2::bool[], $3::int2[], $4::int2[]) AS u(id, f, l, n)
+         WHERE alerts.alert_id = u.id",
+    )
+    .bind(&ids)
+    .bind(&firing)
+    .bind(&levels)
+    .bind(&notified)
+    .bind(now_unix_s as f64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[(i64, &'static str, String)],
+    now_unix_s: i64,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.1).collect();
+    let details: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO alert_events (alert_id, at, event, detail)
+         SELECT u.id, to_timestamp($4), u.e, u.d FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, e, d)",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .bind(&details)
+    .bind(now_unix_s as f64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_outbox(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[(i64, String, &'static str, Value)],
+    now_unix_s: i64,
+) -> Result<usize, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let routes: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let actions: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let events: Vec<Value> = rows.iter().map(|r| r.3.clone()).collect();
+    sqlx::query(
+        "INSERT INTO alert_outbox (alert_id, route, action, event, created_at)
+         SELECT u.id, u.r, u.a, u.e, to_timestamp($5)
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS u(id, r, a, e, o) ORDER BY u.o",
+    )
+    .bind(&ids)
+    .bind(&routes)
+    .bind(&actions)
+    .bind(&events)
+    .bind(now_unix_s as f64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(rows.len())
 }
 
 /// Writes the outbox rows of `action` for `alert_id` (one per route), in

@@ -26,6 +26,7 @@
 //! - [`outbox`]: the sender (backoff with `backon`, rate limits, quiet hours).
 //! - [`notify`]: PagerDuty Events API v2, email (SMTP, lettre), webhook.
 //! - [`http`]: the HTTP handlers (kept apart so an auth layer can wrap them).
+//! - [`grpc`]: budget CRUD over gRPC (same validation as HTTP).
 //! - [`metrics`]: Prometheus counters of the evaluator and the sender.
 //! - [`bench`]: the evaluation benchmark (`canopy-aggregator bench-alerts`).
 
@@ -33,6 +34,7 @@ pub mod basis;
 pub mod bench;
 pub mod budgets;
 pub mod evaluate;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod notify;

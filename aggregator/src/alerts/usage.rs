@@ -102,20 +102,30 @@ impl UsageSnapshot {
     pub async fn load(pool: &PgPool, since_unix_s: i64, hour_end_unix_s: i64) -> Result<UsageSnapshot, sqlx::Error> {
         let mut snap = UsageSnapshot::default();
         let mut index: HashMap<(u32, u32, u32), u32> = HashMap::new();
+        // One row per series, its months as arrays (13 x fewer rows to decode).
         let monthly = sqlx::query(
-            "SELECT extract(epoch FROM bucket_start)::bigint AS m, account_id, team, service,
-                    sum(location_g_co2e) AS loc, sum(market_g_co2e) AS mkt
-             FROM rollup_monthly WHERE bucket_start >= to_timestamp($1)
-             GROUP BY 1, 2, 3, 4 ORDER BY 1",
+            "SELECT account_id, team, service, array_agg(m ORDER BY m) AS ms, array_agg(loc ORDER BY m) AS locs,
+                    array_agg(mkt ORDER BY m) AS mkts
+             FROM (SELECT extract(epoch FROM bucket_start)::bigint AS m, account_id, team, service,
+                          sum(location_g_co2e) AS loc, sum(market_g_co2e) AS mkt
+                   FROM rollup_monthly WHERE bucket_start >= to_timestamp($1)
+                   GROUP BY 1, 2, 3, 4) per_month
+             GROUP BY 1, 2, 3",
         )
         .bind(since_unix_s as f64)
         .fetch_all(pool)
         .await?;
-        snap.rows_read += monthly.len();
         for row in &monthly {
-            let i = snap.series_index(&mut index, row.try_get("account_id")?, row.try_get("team")?, row.try_get("service")?);
-            let g = Grams { location_g_co2e: row.try_get("loc")?, market_g_co2e: row.try_get("mkt")? };
-            snap.series[i as usize].months.push((row.try_get("m")?, g));
+            let i = snap.series_index(&mut index, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let ms: Vec<i64> = row.try_get(3)?;
+            let locs: Vec<f64> = row.try_get(4)?;
+            let mkts: Vec<f64> = row.try_get(5)?;
+            snap.rows_read += ms.len();
+            snap.series[i as usize].months = ms
+                .into_iter()
+                .zip(locs.into_iter().zip(mkts))
+                .map(|(m, (l, k))| (m, Grams { location_g_co2e: l, market_g_co2e: k }))
+                .collect();
         }
         let hourly = sqlx::query(
             "SELECT account_id, team, service,
@@ -132,7 +142,7 @@ impl UsageSnapshot {
         .await?;
         snap.rows_read += hourly.len();
         for row in &hourly {
-            let i = snap.series_index(&mut index, row.try_get("account_id")?, row.try_get("team")?, row.try_get("service")?);
+            let i = snap.series_index(&mut index, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let s = &mut snap.series[i as usize];
             s.last_24h = Grams { location_g_co2e: row.try_get("loc24")?, market_g_co2e: row.try_get("mkt24")? };
             s.last_1h = Grams { location_g_co2e: row.try_get("loc1")?, market_g_co2e: row.try_get("mkt1")? };

@@ -756,3 +756,45 @@ async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
     let expected_rate = (6_000.0 / 3_600.0) / (amount_kg * 1_000.0 / (pe - ps) as f64);
     assert!((r1 - expected_rate).abs() < 1e-9 * expected_rate.max(1.0), "{r1} vs {expected_rate}");
 }
+
+#[tokio::test]
+async fn grpc_budget_crud_validates_like_http() {
+    use canopy_aggregator::alerts::grpc::{CanopyBudgetsClient, GrpcBudgets, pb};
+    let db = TestDb::migrated().await;
+    let now = canopy_aggregator::http::system_clock();
+    store_web_emissions(&db.pool, 1, data_hour(now), 1.0).await;
+    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let server = tonic::transport::Server::builder()
+        .add_service(GrpcBudgets::new(db.pool.clone()).into_server())
+        .serve_with_incoming(incoming);
+    tokio::spawn(server);
+    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}")).await.unwrap();
+    let spec = |amount: f64, team: &str| pb::BudgetSpec {
+        name: "web".into(),
+        scope: Some(pb::Scope { team: team.into(), ..Default::default() }),
+        period: "quarter".into(),
+        amount_kg_co2e: amount,
+        ..Default::default()
+    };
+    for (s, field) in [(spec(-3.0, "web"), "amount_kg_co2e"), (spec(3.0, "nobody"), "scope.team")] {
+        let e = client.create_budget(pb::CreateBudgetRequest { spec: Some(s) }).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(e.metadata().get("canopy-field").unwrap().to_str().unwrap(), field, "{e:?}");
+    }
+    assert_eq!(count(&db.pool, "budgets").await, 0);
+    let created = client.create_budget(pb::CreateBudgetRequest { spec: Some(spec(30.0, "web")) }).await.unwrap().into_inner();
+    let got = client.get_budget(pb::GetBudgetRequest { budget_id: created.budget_id }).await.unwrap().into_inner();
+    assert_eq!(got.spec.as_ref().unwrap().thresholds_pct, vec![50.0, 80.0, 100.0]);
+    assert_eq!(got.spec.as_ref().unwrap().period, "quarter");
+    let updated = client
+        .update_budget(pb::UpdateBudgetRequest { budget_id: created.budget_id, spec: Some(spec(45.0, "web")) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.spec.unwrap().amount_kg_co2e, 45.0);
+    assert_eq!(client.list_budgets(pb::ListBudgetsRequest {}).await.unwrap().into_inner().budgets.len(), 1);
+    client.delete_budget(pb::DeleteBudgetRequest { budget_id: created.budget_id }).await.unwrap();
+    let e = client.get_budget(pb::GetBudgetRequest { budget_id: created.budget_id }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
