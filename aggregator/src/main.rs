@@ -1,6 +1,8 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
-//! `migrate`, `serve` (applies migrations, runs maintenance periodically and
-//! serves the HTTP and gRPC APIs) and `maintain` (partitions ahead and retention once).
+//! `migrate`, `serve` (applies migrations, runs maintenance periodically,
+//! evaluates budgets and delivers alerts, and serves the HTTP and gRPC APIs),
+//! `maintain` (partitions ahead and retention once) and the benchmarks
+//! `bench-storage` and `bench-alerts`.
 #![forbid(unsafe_code)]
 
 use std::future::IntoFuture;
