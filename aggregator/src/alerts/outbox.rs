@@ -146,7 +146,7 @@ impl Sender {
             };
             if let Some(wait) = self.hold(&route, &row).await? {
                 self.metrics.held_total.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(route = name, wait_s = wait.as_secs(), "alert notification held by rate limit or quiet hours");
+                tracing::debug!(route = name, wait_s = wait.as_secs(), "alert notification held by rate limit or quiet hours");
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -182,12 +182,14 @@ impl Sender {
         }
     }
 
-    /// How long `route` must wait before delivering `row`, if at all.
+    /// How long `route` must wait before delivering `row`, if at all (at
+    /// most 5 s: the route and its window are checked again after it, so a
+    /// changed route takes effect quickly).
     async fn hold(&self, route: &Route, row: &OutboxRow) -> Result<Option<Duration>, sqlx::Error> {
         let now = crate::http::system_clock();
         let urgent = row.action == "resolve" || row.event.get("severity").and_then(Value::as_str) == Some("critical");
         if !urgent && route.is_quiet(now) {
-            return Ok(Some(Duration::from_secs(route.quiet_remaining_s(now).clamp(1, 60) as u64)));
+            return Ok(Some(Duration::from_secs(route.quiet_remaining_s(now).clamp(1, 5) as u64)));
         }
         if let Some(max) = route.max_per_hour {
             let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
@@ -199,7 +201,7 @@ impl Sender {
             .await?;
             if count >= i64::from(max) {
                 let free_at = oldest.unwrap_or(now as f64) + 3_600.0;
-                return Ok(Some(Duration::from_secs_f64((free_at - now as f64).clamp(1.0, 60.0))));
+                return Ok(Some(Duration::from_secs_f64((free_at - now as f64).clamp(1.0, 5.0))));
             }
         }
         Ok(None)

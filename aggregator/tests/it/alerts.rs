@@ -798,3 +798,48 @@ async fn grpc_budget_crud_validates_like_http() {
     let e = client.get_budget(pb::GetBudgetRequest { budget_id: created.budget_id }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn route_rate_limit_holds_notifications_without_dropping_them() {
+    let db = TestDb::migrated().await;
+    let receiver = Receiver::start().await;
+    let cfg = config(&receiver, free_port());
+    let app = app(&db.pool, &cfg);
+    let now = canopy_aggregator::http::system_clock();
+    store_web_emissions(&db.pool, 1, data_hour(now), 20.0).await;
+    let (status, b) = call(
+        &app,
+        "PUT",
+        "/v1/alert-routes/chat",
+        Some(json!({ "kind": "webhook", "url": format!("http://{}/hook", receiver.addr), "secret": WEBHOOK_SECRET, "max_per_hour": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    for (period, amount) in [("month", 10.0), ("quarter", 15.0)] {
+        let (status, b) = call(
+            &app,
+            "POST",
+            "/v1/budgets",
+            Some(json!({ "name": format!("web {period}"), "scope": { "team": "web" }, "period": period,
+                         "amount_kg_co2e": amount, "routes": ["chat"] })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{b}");
+    }
+    let h = harness(&db.pool, &cfg);
+    assert_eq!(h.evaluator.run_round(now).await.unwrap().enqueued, 2);
+    wait_for("the first webhook", || receiver.accepted("/hook", "trigger").len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // One per hour: the second waits in the outbox, it is not dropped.
+    assert_eq!(receiver.accepted("/hook", "trigger").len(), 1);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1);
+    assert!(h.evaluator.metrics.held_total.load(Ordering::Relaxed) >= 1);
+    // Lifting the limit releases it (the worker re-reads the route).
+    call(&app, "PUT", "/v1/alert-routes/chat", Some(json!({ "kind": "webhook", "url": format!("http://{}/hook", receiver.addr), "secret": WEBHOOK_SECRET }))).await;
+    wait_for("the held webhook", || receiver.accepted("/hook", "trigger").len() == 2).await;
+    receiver.assert_no_violations();
+}
