@@ -103,3 +103,22 @@ impl AlertMetrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_lag_and_per_kind_delivery_failures() {
+        let m = AlertMetrics::default();
+        assert!(m.render(1_000).contains("canopy_alerts_evaluation_lag_seconds -1\n"));
+        m.observe_round(&RoundReport { triggered: 2, enqueued: 6, read_s: 1.0, write_s: 0.5, ..RoundReport::default() }, 1_000);
+        m.delivery_failures_total[kind_index("email")].fetch_add(3, Ordering::Relaxed);
+        let text = m.render(1_042);
+        assert!(text.contains("canopy_alerts_evaluation_lag_seconds 42\n"), "{text}");
+        assert!(text.contains("canopy_alerts_round_duration_seconds 1.500\n"), "{text}");
+        assert!(text.contains("canopy_alerts_triggered_total 2\n"));
+        assert!(text.contains("canopy_alerts_delivery_failures_total{route_kind=\"email\"} 3\n"));
+        assert!(text.contains("canopy_alerts_delivery_failures_total{route_kind=\"pagerduty\"} 0\n"));
+    }
+}

@@ -24,6 +24,11 @@ pub fn body(event: &Value) -> Vec<u8> {
         _ => ":warning:",
     };
     let headline = format!("{emoji} [{}] {}", action.to_uppercase(), text(event, "summary"));
+    // The facts, less the PagerDuty integration key (a secret of another route).
+    let mut facts = event.clone();
+    if let Some(o) = facts.as_object_mut() {
+        o.remove("pagerduty_routing_key");
+    }
     json!({
         "text": headline,
         "blocks": [
@@ -32,7 +37,7 @@ pub fn body(event: &Value) -> Vec<u8> {
                 { "type": "mrkdwn", "text": format!("<{}|Open in Canopy> · `{}`", text(event, "dashboard_url"), text(event, "dedup_key")) }
             ] },
         ],
-        "canopy": event,
+        "canopy": facts,
     })
     .to_string()
     .into_bytes()
@@ -84,9 +89,12 @@ mod tests {
         let b: Value = serde_json::from_slice(&body_of()).unwrap();
         assert!(b["text"].as_str().unwrap().contains("[TRIGGER] over budget"));
         assert_eq!(b["blocks"][0]["type"], "section");
+        assert_eq!(b["canopy"]["dedup_key"], "k");
+        assert!(b["canopy"].get("pagerduty_routing_key").is_none(), "no PagerDuty key in webhooks");
     }
 
     fn body_of() -> Vec<u8> {
-        body(&json!({ "action": "trigger", "severity": "critical", "summary": "over budget", "dedup_key": "k" }))
+        body(&json!({ "action": "trigger", "severity": "critical", "summary": "over budget", "dedup_key": "k",
+            "pagerduty_routing_key": "secret" }))
     }
 }
