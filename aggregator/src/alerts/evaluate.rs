@@ -942,6 +942,41 @@ mod tests {
         assert_eq!((d.event, d.notify), (Some("resolved"), None));
     }
 
+    /// A forecast plug-in answering one fixed figure (stands for the
+    /// forecasting library at the plug point; the evaluator's part is tested).
+    struct Fixed(f64);
+
+    impl ForecastSource for Fixed {
+        fn forecast_total_g_co2e(&self, _: &Scope, _: BasisColumn, _: i64, _: i64) -> Option<(f64, f64, f64)> {
+            Some((self.0, self.0 * 0.9, self.0 * 1.1))
+        }
+    }
+
+    fn budget(forecast_overshoot: bool) -> Budget {
+        let spec = budgets::parse_spec(&json!({
+            "name": "web", "period": "month", "amount_kg_co2e": 10.0, "forecast_overshoot": forecast_overshoot,
+        }))
+        .unwrap();
+        Budget { budget_id: 7, spec }
+    }
+
+    #[test]
+    fn forecast_overshoot_plugs_in_through_the_trait() {
+        let now = 1_796_601_600; // 2026-12-07
+        let snap = UsageSnapshot::default();
+        let (burn, firing) = conditions(&budget(true), &snap, &Fixed(12_000.0), &NoAnomalies, now).unwrap();
+        assert_eq!(burn.actual_g_co2e, 0.0);
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].0, "forecast_overshoot");
+        assert_eq!(firing[0].1.severity, Severity::Warning);
+        assert!(firing[0].1.summary.contains("12.0 kgCO2e (80 % interval 10.8-13.2) of 10.0"), "{}", firing[0].1.summary);
+        // Under the amount, or switched off: nothing.
+        assert!(conditions(&budget(true), &snap, &Fixed(9_000.0), &NoAnomalies, now).unwrap().1.is_empty());
+        assert!(conditions(&budget(false), &snap, &Fixed(12_000.0), &NoAnomalies, now).unwrap().1.is_empty());
+        assert!(conditions(&budget(true), &snap, &NoForecast, &NoAnomalies, now).unwrap().1.is_empty());
+        assert_eq!(alert_key(7, "forecast_overshoot", burn.period_start_unix_s), "budget/7/forecast_overshoot/20261201");
+    }
+
     #[test]
     fn severity_mapping() {
         assert_eq!(Severity::for_threshold_pct(50.0), Severity::Warning);

@@ -86,10 +86,10 @@ fn pagerduty_violations(b: &Value) -> Vec<String> {
         if !["critical", "error", "warning", "info"].contains(&sev) {
             v.push(format!("payload.severity {sev:?} invalid"));
         }
-        if let Some(ts) = p.and_then(|p| p.get("timestamp")) {
-            if ts.as_str().is_none_or(|t| t.len() < 20 || !t.ends_with('Z')) {
-                v.push(format!("payload.timestamp {ts} is not ISO 8601 UTC"));
-            }
+        if let Some(ts) = p.and_then(|p| p.get("timestamp"))
+            && ts.as_str().is_none_or(|t| t.len() < 20 || !t.ends_with('Z'))
+        {
+            v.push(format!("payload.timestamp {ts} is not ISO 8601 UTC"));
         }
         if let Some(links) = obj.get("links") {
             let ok = links.as_array().is_some_and(|a| {
@@ -205,7 +205,7 @@ impl SmtpServer {
     async fn start() -> SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = std::process::Command::new("python3")
+        let mut child = std::process::Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(std::process::Stdio::null())
@@ -217,6 +217,8 @@ impl SmtpServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not listen on {port} within 10 s (is aiosmtpd installed? scripts/test.sh installs it)");
     }
 
@@ -549,7 +551,7 @@ async fn silenced_alert_is_recorded_not_sent_until_the_silence_expires() {
     assert_eq!(r.enqueued, 1);
     drained(&h.pool).await;
     assert_eq!(receiver.accepted("/pagerduty", "trigger").len(), 1);
-    assert_eq!(b["budget_id"].as_i64().is_some(), true);
+    assert!(b["budget_id"].as_i64().is_some());
 }
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
