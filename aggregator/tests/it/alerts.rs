@@ -845,3 +845,117 @@ async fn route_rate_limit_holds_notifications_without_dropping_them() {
     wait_for("the held webhook", || receiver.accepted("/hook", "trigger").len() == 2).await;
     receiver.assert_no_violations();
 }
+
+/// Issue 17 §4: an alert fires within 5 minutes of the data that causes it
+/// being acknowledged to the agent. A batch goes through the real QUIC
+/// ingest (mutual TLS, validation, one transaction, then the
+/// acknowledgement); the evaluator runs as `serve` runs it (its loop, here
+/// every 2 s instead of 60 s); the page must arrive within one interval
+/// plus a round, far inside the 5-minute bound.
+#[tokio::test]
+async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
+    use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
+    use canopy_protocol::{self as wire, Compression, IdempotencyKey, Reply, encode_batch};
+    use canopy_transport::ca::generate_agent_key_and_csr;
+    use canopy_transport::{
+        AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity, Server, ServerConfig,
+    };
+
+    let db = TestDb::migrated().await;
+    let receiver = Receiver::start().await;
+    let mut cfg = config(&receiver, free_port());
+    cfg.evaluate_interval = Duration::from_secs(2);
+    let app = app(&db.pool, &cfg);
+    let now = canopy_aggregator::http::system_clock();
+    // A known team and account before the budget (earlier, small data).
+    store_web_emissions(&db.pool, 1, data_hour(now), 0.1).await;
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
+    let (status, b) = call(
+        &app,
+        "POST",
+        "/v1/budgets",
+        Some(json!({ "name": "acct", "scope": { "account_id": ACCOUNT }, "period": "month", "amount_kg_co2e": 5.0, "routes": ["oncall"] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let h = harness(&db.pool, &cfg);
+    tokio::spawn(h.evaluator.clone().run_forever());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.accepted("/pagerduty", "trigger").is_empty(), "0.1 of 5 kg fires nothing");
+
+    // QUIC ingest with the aggregator's own CA; the agent's certificate issued directly.
+    let ca = Arc::new(CertificateAuthority::generate("canopy alerts it ca").unwrap());
+    let server_config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec!["localhost".into()]);
+    let ingest = Arc::new(Ingest::new(db.pool.clone(), DeliveryConfig::new(13), canopy_aggregator::http::system_clock));
+    let server = Server::start(server_config, ca.clone(), ingest).unwrap();
+    let agent_id = format!("canopy-agent-{ACCOUNT}-eu-west-1");
+    let (key_der, csr_der) = generate_agent_key_and_csr(&agent_id).unwrap();
+    let identity = PeerIdentity {
+        agent_id: agent_id.clone(),
+        account_id: ACCOUNT.into(),
+        role_name: "canopy-agent-eu-west-1".into(),
+        caller_arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/canopy-agent-eu-west-1/i-1"),
+        not_after_unix_s: 0,
+    };
+    let issued = std::time::SystemTime::now();
+    let cert_der = ca.issue_client_certificate(&csr_der, &identity, issued, Duration::from_secs(3_600)).unwrap();
+    let identity = canopy_transport::identity::identity_from_certificate(&cert_der).unwrap();
+    let certificate = AgentCertificate {
+        key: CertifiedKey { cert_der, key_pkcs8_der: key_der },
+        identity,
+        received_at: issued,
+        lifetime: Duration::from_secs(3_600),
+    };
+    let client = Client::new(ClientConfig::new(server.local_addr(), "localhost".into(), ca.cert_der().clone()), certificate).unwrap();
+    // 20 kWh at 300 g/kWh = 6 kg in the last whole hour: 122 % of the budget.
+    let start = now - now % 3_600 - 3_600;
+    let g = |v: f64| wire::GridFactorUsed { g_co2e_per_kwh: v, source: "ccf".into(), vintage: "2024".into() };
+    let emissions: Vec<wire::EmissionRecord> = (0..4)
+        .map(|i| wire::EmissionRecord {
+            subject: wire::Subject::Resource { arn: format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-{i:017x}") },
+            interval_start_unix_s: start,
+            interval_end_unix_s: start + 3_600,
+            energy_compute_kwh: 5.0,
+            energy_memory_kwh: 0.0,
+            energy_storage_kwh: 0.0,
+            energy_networking_kwh: 0.0,
+            energy_accelerators_kwh: 0.0,
+            pue: 1.0,
+            embodied_g_co2e: 0.0,
+            operational_location_g_co2e: 1_500.0,
+            operational_market_g_co2e: 1_500.0,
+            grid_location: g(300.0),
+            grid_market: g(300.0),
+            quality: wire::Quality::Estimated,
+            low_g_co2e: 1_000.0,
+            high_g_co2e: 2_000.0,
+            methodology_version: "m".into(),
+            revision: 0,
+        })
+        .collect();
+    let batch = wire::Batch {
+        agent_id: agent_id.clone(),
+        account_id: ACCOUNT.into(),
+        region: "eu-west-1".into(),
+        sequence: 1,
+        idempotency_key: IdempotencyKey([7; 16]),
+        created_at_unix_ms: now * 1_000,
+        resources: vec![],
+        emissions,
+        agent_status: None,
+    };
+    let reply = client.send(&encode_batch(&batch, Compression::None).unwrap()).await.unwrap();
+    let acknowledged = std::time::Instant::now();
+    assert!(matches!(reply, Reply::Ack(_)), "{reply:?}");
+    crate::support::settle_if_timescaledb(&db.pool).await;
+    wait_for("the page", || !receiver.accepted("/pagerduty", "trigger").is_empty()).await;
+    let latency = acknowledged.elapsed();
+    println!("acknowledged → PagerDuty trigger accepted: {:.1} s", latency.as_secs_f64());
+    assert!(latency < Duration::from_secs(20), "{latency:?}");
+    let t = &receiver.accepted("/pagerduty", "trigger")[0];
+    assert_eq!(t["payload"]["severity"], "critical");
+    let value = t["payload"]["custom_details"]["value_kg_co2e"].as_f64().unwrap();
+    assert!((value - 6.1).abs() < 1e-9, "6 kg over QUIC + 0.1 kg stored before: {value}");
+    receiver.assert_no_violations();
+    server.shutdown(Duration::from_secs(2)).await;
+}
