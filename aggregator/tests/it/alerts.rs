@@ -537,7 +537,7 @@ async fn silenced_alert_is_recorded_not_sent_until_the_silence_expires() {
         Some(json!({ "name": "web", "scope": { "team": "web" }, "period": "month", "amount_kg_co2e": 10.0, "routes": ["oncall"] })),
     )
     .await;
-    let (status, s) = call(&app, "POST", "/v1/silences", Some(json!({ "team": "web", "duration_s": 3600, "comment": "migration" }))).await;
+    let (status, s) = call(&app, "POST", "/v1/silences", Some(json!({ "team": "web", "starts_unix_s": now - 60, "duration_s": 3600, "comment": "migration" }))).await;
     assert_eq!(status, StatusCode::CREATED, "{s}");
     let h = harness(&db.pool, &cfg);
     let r = h.evaluator.run_round(now).await.unwrap();
