@@ -262,10 +262,10 @@ pub fn conditions(
                 level: crossed as i16,
                 severity: Severity::for_threshold_pct(pct),
                 summary: format!(
-                    "Carbon budget \"{}\" crossed {pct} %: {:.1} of {:.1} kgCO2e ({:.1} %, {}-based, {period_text})",
+                    "Carbon budget \"{}\" crossed {pct} %: {} of {} kgCO2e ({:.1} %, {}-based, {period_text})",
                     spec.name,
-                    actual / 1_000.0,
-                    spec.amount_kg_co2e,
+                    kg_text(actual / 1_000.0),
+                    kg_text(spec.amount_kg_co2e),
                     actual / amount_g * 100.0,
                     if column == BasisColumn::MarketTotal { "market" } else { "location" },
                 ),
@@ -328,6 +328,11 @@ pub fn conditions(
         ));
     }
     Some((burn, out))
+}
+
+/// kgCO2e for humans: one decimal, three below 10 kg (small budgets).
+fn kg_text(kg: f64) -> String {
+    if kg.abs() < 10.0 { format!("{kg:.3}") } else { format!("{kg:.1}") }
 }
 
 /// The alert key of a budget's alert of `kind` in the period starting at `period_start`.
