@@ -12,6 +12,12 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 fi
 
+# aiosmtpd: the real SMTP server the aggregator's alert tests deliver email to
+# (aggregator/tests/it/alerts.rs starts it with `python3 -m aiosmtpd`).
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+fi
+
 # Cloud Carbon Footprint's own npm package: the reference the `ccf` methodology
 # is compared against (pinned in package-lock.json).
 if [ ! -d tests/ccf-reference/node_modules ]; then

@@ -3,6 +3,8 @@
 //! - [`auth`]: who may see what: OIDC JWTs, dashboard login, API tokens,
 //!   roles and scopes, the audit log, the development mode.
 //! - [`error_reply`]: generic error replies with a request id.
+//! - [`alerts`]: carbon budgets, alert evaluation, the notification
+//!   outbox and its PagerDuty, email and webhook delivery.
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod alerts;
 pub mod bench;
 pub mod coarsened;
 pub mod dashboard;

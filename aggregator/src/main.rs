@@ -1,7 +1,9 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
-//! `migrate`, `serve` (applies migrations, runs maintenance periodically and
-//! serves the HTTP and gRPC APIs), `maintain` (partitions ahead and retention
-//! once) and `tokens create|list|revoke` (API tokens, audited).
+//! `migrate`, `serve` (applies migrations, runs maintenance periodically,
+//! evaluates budgets and delivers alerts, and serves the HTTP and gRPC APIs),
+//! `maintain` (partitions ahead and retention once), `tokens
+//! create|list|revoke` (API tokens, audited) and the benchmarks
+//! `bench-storage` and `bench-alerts`.
 #![forbid(unsafe_code)]
 
 use std::future::IntoFuture;
@@ -21,6 +23,7 @@ use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits}
 use canopy_aggregator::auth::config::AuthSettings;
 use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
 use canopy_aggregator::auth::{self, Auth, tokens};
+use canopy_aggregator::alerts::{self, AlertsConfig};
 use canopy_aggregator::{db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
@@ -165,6 +168,21 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Load synthetic rollups and budgets into an empty database, then time
+    /// alert evaluation rounds and print peak memory (native path).
+    BenchAlerts {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Accounts (three team/service series each, 13 months).
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u32,
+        /// Budgets (per account, account + service, account + team, per team).
+        #[arg(long, default_value_t = 50_000)]
+        budgets: u32,
+        /// Evaluation rounds timed.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// Migrate, then serve the HTTP query API.
     Serve {
         #[command(flatten)]
@@ -191,6 +209,8 @@ enum Command {
         organisation: OrganisationArgs,
         #[command(flatten)]
         auth: AuthArgs,
+        #[command(flatten)]
+        alerts: AlertArgs,
     },
 }
 
@@ -345,6 +365,52 @@ async fn tokens_command(db: &DbArgs, action: TokenAction) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+
+/// Budget alert evaluation and delivery (see `aggregator::alerts`).
+#[derive(Args)]
+struct AlertArgs {
+    /// Seconds between alert evaluation rounds (1-240: an alert fires within
+    /// 5 minutes of its data being acknowledged).
+    #[arg(long, env = "CANOPY_ALERT_EVALUATE_INTERVAL_S", default_value_t = 60)]
+    alert_evaluate_interval_s: u64,
+    /// Public base URL of the dashboard, for links in notifications.
+    #[arg(long, env = "CANOPY_ALERT_DASHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    alert_dashboard_url: String,
+    /// PagerDuty Events API v2 endpoint.
+    #[arg(long, env = "CANOPY_PAGERDUTY_EVENTS_URL", default_value = "https://events.pagerduty.com/v2/enqueue")]
+    pagerduty_events_url: String,
+    /// SMTP relay for alert email: smtp://host:25 (plain),
+    /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://host:465.
+    #[arg(long, env = "CANOPY_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender address of alert email.
+    #[arg(long, env = "CANOPY_ALERT_EMAIL_FROM", default_value = "canopy@localhost")]
+    alert_email_from: String,
+    /// Shortest wait between delivery attempts, milliseconds.
+    #[arg(long, env = "CANOPY_ALERT_RETRY_MIN_MS", default_value_t = 1_000)]
+    alert_retry_min_ms: u64,
+    /// Longest wait between delivery attempts, seconds.
+    #[arg(long, env = "CANOPY_ALERT_RETRY_MAX_S", default_value_t = 300)]
+    alert_retry_max_s: u64,
+}
+
+impl AlertArgs {
+    fn config(&self) -> anyhow::Result<AlertsConfig> {
+        let config = AlertsConfig {
+            evaluate_interval: Duration::from_secs(self.alert_evaluate_interval_s),
+            dashboard_url: self.alert_dashboard_url.clone(),
+            pagerduty_events_url: self.pagerduty_events_url.clone(),
+            smtp_url: self.smtp_url.clone(),
+            email_from: self.alert_email_from.clone(),
+            retry_min: Duration::from_millis(self.alert_retry_min_ms),
+            retry_max: Duration::from_secs(self.alert_retry_max_s),
+            ..AlertsConfig::default()
+        };
+        config.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+        Ok(config)
+    }
 }
 
 /// Limits of the HTTP and gRPC query APIs, so that expensive queries cannot
@@ -520,10 +586,29 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", report.render());
         }
         Command::Tokens { db, action } => tokens_command(&db, action).await?,
-        Command::Serve { db, storage, retention, http_listen, grpc_listen, max_connections, query, ingest, organisation, auth } => {
+        Command::BenchAlerts { db, accounts, budgets, rounds } => {
+            let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
+            db::migrate_with(&pool, db::StorageChoice::Native).await?;
+            let cfg = alerts::bench::AlertBenchConfig { accounts, budgets, rounds, now_unix_s: http::system_clock() };
+            print!("{}", alerts::bench::run(&pool, &cfg).await?.render());
+        }
+        Command::Serve {
+            db,
+            storage,
+            retention,
+            http_listen,
+            grpc_listen,
+            max_connections,
+            query,
+            ingest,
+            organisation,
+            auth,
+            alerts: alert_args,
+        } => {
             let limits = query.limits()?;
             // Validated before anything starts: no authentication configured is an error.
             let auth_config = auth.settings().validate()?;
+            let alerts_config = alert_args.config()?;
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
@@ -545,14 +630,29 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let auth = Auth::from_config(&auth_config, pool.clone()).await?;
             let gate = QueryGate::new(limits);
-            let quic =
-                start_ingest(&ingest, &organisation, pool.clone(), policy, decision.mode, gate.metrics(), auth.clone())
+            let (alert_state, alert_metrics) = start_alerts(&db.database_url, alerts_config).await?;
+            let quic = start_ingest(
+                &ingest,
+                &organisation,
+                pool.clone(),
+                policy,
+                decision.mode,
+                gate.metrics(),
+                alert_metrics,
+                auth.clone(),
+            )
                     .await?;
             let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
-            let app = gate.clone().layer_http(http::router(engine.clone(), http::system_clock, auth.clone()));
+            // Every route, the alerting ones included, behind the access control.
+            let app = gate.clone().layer_http(auth::http_layer::protect(
+                http::route_table(engine.clone(), http::system_clock, auth.clone())
+                    .merge(alerts::http::route_table(alert_state))
+                    .into_router(),
+                auth.clone(),
+            ));
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
@@ -570,6 +670,33 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts the alert evaluator and the outbox sender on their own small pool
+/// (so neither competes with ingest or the query APIs for connections).
+async fn start_alerts(
+    database_url: &str,
+    config: AlertsConfig,
+) -> anyhow::Result<(alerts::http::AlertsHttp, Arc<alerts::metrics::AlertMetrics>)> {
+    let pool = db::connect(database_url, 4).await.context("connecting the alerting pool to the database")?;
+    let metrics = Arc::new(alerts::metrics::AlertMetrics::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notifiers = Arc::new(
+        alerts::notify::Notifiers::new(config.clone()).map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?,
+    );
+    let evaluator = Arc::new(alerts::evaluate::Evaluator {
+        pool: pool.clone(),
+        config: config.clone(),
+        forecast: Arc::new(alerts::evaluate::NoForecast),
+        anomalies: Arc::new(alerts::evaluate::NoAnomalies),
+        metrics: metrics.clone(),
+        outbox_wake: wake.clone(),
+    });
+    let sender = Arc::new(alerts::outbox::Sender::new(pool.clone(), notifiers, config.clone(), metrics.clone(), wake));
+    tracing::info!(interval_s = config.evaluate_interval.as_secs(), "alert evaluation and delivery on");
+    tokio::spawn(evaluator.run_forever());
+    tokio::spawn(sender.run_forever());
+    Ok((alerts::http::AlertsHttp { pool, config, clock: http::system_clock }, metrics))
 }
 
 /// The QUIC server, shared with the metrics endpoint until shutdown takes it.
@@ -601,6 +728,7 @@ async fn start_ingest(
     retention: RetentionPolicy,
     storage: db::StorageMode,
     query_metrics: Arc<GateMetrics>,
+    alert_metrics: Arc<alerts::metrics::AlertMetrics>,
     auth: Auth,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
@@ -654,13 +782,19 @@ async fn start_ingest(
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let (metrics, shared, refresh_metrics, query_metrics) =
-                    (metrics.clone(), shared.clone(), refresh_metrics.clone(), query_metrics.clone());
+                let (metrics, shared, refresh_metrics, query_metrics, alert_metrics) = (
+                    metrics.clone(),
+                    shared.clone(),
+                    refresh_metrics.clone(),
+                    query_metrics.clone(),
+                    alert_metrics.clone(),
+                );
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
                         + &query_metrics.render()
+                        + &alert_metrics.render(http::system_clock())
                 }
             }),
         );

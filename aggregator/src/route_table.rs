@@ -35,6 +35,13 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         self
     }
 
+    /// Adds `path` with a method router serving `methods` (lower-case names).
+    pub fn route(mut self, path: &'static str, methods: &[&'static str], router: axum::routing::MethodRouter<S>) -> Self {
+        self.router = self.router.route(path, router);
+        self.routes.extend(methods.iter().map(|m| (*m, path)));
+        self
+    }
+
     /// Provides the state, giving a stateless table.
     pub fn with_state<S2: Clone + Send + Sync + 'static>(self, state: S) -> RouteTable<S2> {
         RouteTable { router: self.router.with_state(state), routes: self.routes }

@@ -6,6 +6,7 @@
 //! well, the whole suite runs on the TimescaleDB path and the native-only
 //! tests print why they skip (`scripts/test.sh` runs it both ways).
 
+mod alerts;
 mod attribution;
 mod authz;
 mod bench;

@@ -62,7 +62,13 @@ fn spec_parser_reads_paths_and_methods() {
 
 #[tokio::test]
 async fn openapi_lists_exactly_the_routes_the_router_serves() {
-    let table = route_table(engine(), clock, canopy_aggregator::auth::Auth::insecure_open_access());
+    let alerts = canopy_aggregator::alerts::http::route_table(canopy_aggregator::alerts::http::AlertsHttp {
+        pool: PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
+        config: canopy_aggregator::alerts::AlertsConfig::default(),
+        clock,
+    });
+    // As `serve` builds it: the query API, the dashboard and the alerting routes.
+    let table = route_table(engine(), clock, canopy_aggregator::auth::Auth::insecure_open_access()).merge(alerts);
     let served: BTreeSet<(String, String)> =
         table.routes().iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(served.len(), table.routes().len(), "a route added twice");
@@ -75,7 +81,9 @@ async fn openapi_lists_exactly_the_routes_the_router_serves() {
     for path in ["/v1/overview", "/v1/fleet", "/v1/resource-history", "/openapi.yaml"] {
         assert!(documented.contains(&("get".to_owned(), path.to_owned())), "{path} documented");
     }
-    assert_eq!(documented.len(), 15);
+    // 15 query, dashboard, admin and login routes, 14 of budgets, routes,
+    // silences and alerts (issue 17).
+    assert_eq!(documented.len(), 29);
 
     // The table's router serves what the table lists: the static routes
     // answer from the router (not its 404 fallback).

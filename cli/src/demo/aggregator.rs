@@ -1,12 +1,18 @@
 //! The aggregator inside the demo process, through the aggregator library:
-//! migrations, maintenance, QUIC batch ingest and the HTTP API with the
-//! dashboard, the same parts `canopy-aggregator serve` assembles.
+//! migrations, maintenance, QUIC batch ingest, the HTTP API with the
+//! dashboard, and budget alert evaluation, the same parts
+//! `canopy-aggregator serve` assembles.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use canopy_aggregator::alerts::evaluate::{Evaluator, NoAnomalies, NoForecast};
+use canopy_aggregator::alerts::metrics::AlertMetrics;
+use canopy_aggregator::alerts::notify::Notifiers;
+use canopy_aggregator::alerts::outbox::Sender;
+use canopy_aggregator::alerts::{AlertsConfig, http as alerts_http};
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
@@ -48,9 +54,39 @@ pub async fn start(
     let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::for_retention(policy).with_storage(decision.mode), http::system_clock));
     let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     let quic_addr = server.local_addr();
+    // Budgets and alerts as `serve` runs them (evaluator and sender on their
+    // own small pool); no route is configured in the demo, so alerts appear
+    // on the /alerts page only.
+    let alerts_pool = db::connect(database_url, 3).await.context("connecting the alerting pool")?;
+    let alerts_config = AlertsConfig::default();
+    let alert_metrics = Arc::new(AlertMetrics::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let notifiers = Arc::new(Notifiers::new(alerts_config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    tokio::spawn(
+        Arc::new(Sender::new(alerts_pool.clone(), notifiers, alerts_config.clone(), alert_metrics.clone(), wake.clone()))
+            .run_forever(),
+    );
+    tokio::spawn(
+        Arc::new(Evaluator {
+            pool: alerts_pool.clone(),
+            config: alerts_config.clone(),
+            forecast: Arc::new(NoForecast),
+            anomalies: Arc::new(NoAnomalies),
+            metrics: alert_metrics,
+            outbox_wake: wake,
+        })
+        .run_forever(),
+    );
     // The demo runs open, and says so (log, dashboard banner, response header).
     let auth = canopy_aggregator::auth::Auth::insecure_open_access();
-    let app = http::router(QueryEngine::new(pool.clone(), policy), http::system_clock, auth);
+    let app = http::route_table(QueryEngine::new(pool.clone(), policy), http::system_clock, auth.clone())
+        .merge(alerts_http::route_table(alerts_http::AlertsHttp {
+            pool: alerts_pool,
+            config: alerts_config,
+            clock: http::system_clock,
+        }))
+        .into_router();
+    let app = canopy_aggregator::auth::http_layer::protect(app, auth);
     let listener =
         tokio::net::TcpListener::bind(http_listen).await.with_context(|| format!("binding HTTP to {http_listen}"))?;
     let http_addr = listener.local_addr()?;
