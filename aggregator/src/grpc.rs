@@ -103,7 +103,32 @@ fn metrics(m: &Metrics) -> pb::Metrics {
         low_kg_co2e: m.low_kg_co2e,
         high_kg_co2e: m.high_kg_co2e,
         fact_count: m.fact_count,
+        it_energy_kwh: m.it_energy_kwh,
+        operational_location_kg_co2e: m.operational_location_kg_co2e,
+        operational_location_low_kg_co2e: m.operational_location_low_kg_co2e,
+        operational_location_high_kg_co2e: m.operational_location_high_kg_co2e,
+        operational_market_kg_co2e: m.operational_market_kg_co2e,
+        operational_market_low_kg_co2e: m.operational_market_low_kg_co2e,
+        operational_market_high_kg_co2e: m.operational_market_high_kg_co2e,
+        embodied_kg_co2e: m.embodied_kg_co2e,
+        embodied_low_kg_co2e: m.embodied_low_kg_co2e,
+        embodied_high_kg_co2e: m.embodied_high_kg_co2e,
     }
+}
+
+fn factor_sets(sets: &[crate::lineage::FactorSet]) -> Vec<pb::FactorSet> {
+    sets.iter()
+        .map(|f| pb::FactorSet {
+            methodology_version: f.methodology_version.clone(),
+            location_factor_source: f.location_factor_source.clone(),
+            location_factor_vintage: f.location_factor_vintage.clone(),
+            market_factor_source: f.market_factor_source.clone(),
+            market_factor_vintage: f.market_factor_vintage.clone(),
+            parts: f.parts.clone(),
+            first_month_unix_s: f.first_month_unix_s,
+            last_month_unix_s: f.last_month_unix_s,
+        })
+        .collect()
 }
 
 fn dims(d: &[(Dimension, String)]) -> Vec<pb::DimValue> {
@@ -136,6 +161,7 @@ fn totals_message(r: &TotalsResponse) -> pb::TotalsResponse {
             .collect(),
         rows: r.rows.iter().map(|g| pb::GroupRow { dims: dims(&g.dims), metrics: Some(metrics(&g.metrics)) }).collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 
@@ -155,6 +181,7 @@ fn series_message(step: &str, from: i64, to: i64, r: &SeriesResponse) -> pb::Ser
             })
             .collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 
@@ -174,6 +201,7 @@ fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
             })
             .collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 

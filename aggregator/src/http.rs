@@ -117,14 +117,27 @@ async fn top_resources(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> R
 }
 
 fn metrics_json(m: &Metrics) -> Value {
-    json!({
-        "energy_kwh": m.energy_kwh,
-        "location_kg_co2e": m.location_kg_co2e,
-        "market_kg_co2e": m.market_kg_co2e,
-        "low_kg_co2e": m.low_kg_co2e,
-        "high_kg_co2e": m.high_kg_co2e,
-        "fact_count": m.fact_count,
-    })
+    let mut body: serde_json::Map<String, Value> = m.named().iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    body.insert("fact_count".into(), json!(m.fact_count));
+    Value::Object(body)
+}
+
+/// The factor sets behind an answer.
+pub fn factor_sets_json(sets: &[crate::lineage::FactorSet]) -> Value {
+    sets.iter()
+        .map(|f| {
+            json!({
+                "methodology_version": f.methodology_version,
+                "location_factor_source": f.location_factor_source,
+                "location_factor_vintage": f.location_factor_vintage,
+                "market_factor_source": f.market_factor_source,
+                "market_factor_vintage": f.market_factor_vintage,
+                "parts": f.parts,
+                "first_month_unix_s": f.first_month_unix_s,
+                "last_month_unix_s": f.last_month_unix_s,
+            })
+        })
+        .collect()
 }
 
 fn dims_json(dims: &[(Dimension, String)]) -> Value {
@@ -159,6 +172,7 @@ pub fn totals_json(resp: &TotalsResponse) -> Value {
         })).collect::<Vec<_>>(),
         "rows": resp.rows.iter().map(group_json).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }
 
@@ -175,6 +189,7 @@ pub fn series_json(step: &str, from_unix_s: i64, to_unix_s: i64, resp: &SeriesRe
             "metrics": metrics_json(&r.metrics),
         })).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }
 
@@ -191,5 +206,6 @@ pub fn top_json(resp: &TopResourcesResponse) -> Value {
             "metrics": metrics_json(&r.metrics),
         })).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }

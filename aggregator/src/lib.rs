@@ -31,6 +31,7 @@
 //!   aggregates.
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod bench;
 pub mod coarsened;
 pub mod dashboard;
@@ -43,6 +44,7 @@ pub mod from_protocol;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod lineage;
 pub mod maintenance;
 pub mod model;
 pub mod organizations;
