@@ -322,21 +322,35 @@ BEGIN
     has_facts := EXISTS (SELECT 1 FROM emission_facts);
     DROP VIEW IF EXISTS org_team_rollup_daily, org_team_rollup_monthly;
     DROP VIEW IF EXISTS org_rollup_5m, org_rollup_hourly, org_rollup_daily, org_rollup_monthly;
-    IF has_facts THEN
-        PERFORM remove_continuous_aggregate_policy(v, if_exists => true)
-        FROM unnest(ARRAY['rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly']) AS v;
-        PERFORM remove_retention_policy(v, if_exists => true)
-        FROM unnest(ARRAY['rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly']) AS v;
-        ALTER MATERIALIZED VIEW rollup_monthly RENAME TO rollup_monthly_pre0022;
-        ALTER MATERIALIZED VIEW rollup_daily RENAME TO rollup_daily_pre0022;
-        ALTER MATERIALIZED VIEW rollup_hourly RENAME TO rollup_hourly_pre0022;
-        ALTER MATERIALIZED VIEW rollup_5m RENAME TO rollup_5m_pre0022;
-    ELSE
-        DROP MATERIALIZED VIEW rollup_monthly;
-        DROP MATERIALIZED VIEW rollup_daily;
-        DROP MATERIALIZED VIEW rollup_hourly;
-        DROP MATERIALIZED VIEW rollup_5m;
-    END IF;
+    -- A refresh job of the old aggregates running meanwhile (their policies
+    -- start at once) can make the drop fail with "tuple concurrently
+    -- deleted" (XX000) while both delete the same invalidation-log rows:
+    -- retried, policies removed first so no new job starts.
+    FOR attempt IN 1..100 LOOP
+        BEGIN
+            PERFORM remove_continuous_aggregate_policy(v, if_exists => true)
+            FROM unnest(ARRAY['rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly']) AS v;
+            PERFORM remove_retention_policy(v, if_exists => true)
+            FROM unnest(ARRAY['rollup_5m', 'rollup_hourly', 'rollup_daily', 'rollup_monthly']) AS v;
+            IF has_facts THEN
+                ALTER MATERIALIZED VIEW rollup_monthly RENAME TO rollup_monthly_pre0022;
+                ALTER MATERIALIZED VIEW rollup_daily RENAME TO rollup_daily_pre0022;
+                ALTER MATERIALIZED VIEW rollup_hourly RENAME TO rollup_hourly_pre0022;
+                ALTER MATERIALIZED VIEW rollup_5m RENAME TO rollup_5m_pre0022;
+            ELSE
+                DROP MATERIALIZED VIEW rollup_monthly;
+                DROP MATERIALIZED VIEW rollup_daily;
+                DROP MATERIALIZED VIEW rollup_hourly;
+                DROP MATERIALIZED VIEW rollup_5m;
+            END IF;
+            EXIT;
+        EXCEPTION WHEN internal_error THEN
+            IF attempt = 100 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_sleep(0.1);
+        END;
+    END LOOP;
     EXECUTE $v$
         CREATE MATERIALIZED VIEW rollup_5m
         WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
