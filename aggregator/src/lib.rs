@@ -39,6 +39,7 @@ pub mod db;
 pub mod delivery;
 pub mod dev_ca;
 pub mod directory;
+pub mod factors;
 pub mod fact_segments;
 pub mod from_protocol;
 pub mod grpc;

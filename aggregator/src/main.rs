@@ -1,6 +1,7 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
 //! `migrate`, `serve` (applies migrations, runs maintenance periodically and
-//! serves the HTTP and gRPC APIs) and `maintain` (partitions ahead and retention once).
+//! serves the HTTP and gRPC APIs), `maintain` (partitions ahead and retention once)
+//! and `factors import-hourly|import-market` (versioned factor sets).
 #![forbid(unsafe_code)]
 
 use std::future::IntoFuture;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use canopy_aggregator::factors;
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
 use canopy_aggregator::bench::{self, BenchConfig};
@@ -81,6 +83,27 @@ impl RetentionArgs {
 // Parsed once per process; boxing the large `serve` arguments buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
+enum FactorsCommand {
+    /// Electricity Maps hourly CSV files (data-portal format, both header
+    /// variants) as the next version of the hourly location-based set.
+    ImportHourly {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// A market factor CSV (docs/factors.md) as the next version of the
+    /// market-based set.
+    ImportMarket {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The file.
+        file: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Print, as a JSON list, the AWS API actions the aggregator calls with
     /// the management-account role (the IAM test compares them with the
@@ -92,6 +115,12 @@ enum Command {
         db: DbArgs,
         #[command(flatten)]
         storage: StorageArgs,
+    },
+    /// Import a factor set (a new version; every file validated whole
+    /// first, nothing stored when one is refused).
+    Factors {
+        #[command(subcommand)]
+        command: FactorsCommand,
     },
     /// Create partitions ahead and apply retention once.
     Maintain {
@@ -305,6 +334,19 @@ async fn main() -> anyhow::Result<()> {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
             println!("migrations applied; storage path {} ({})", decision.mode.name(), decision.reason);
+        }
+        Command::Factors { command } => {
+            let imported = match command {
+                FactorsCommand::ImportHourly { db, files } => {
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+                    factors::import_hourly(&pool, &files).await?
+                }
+                FactorsCommand::ImportMarket { db, file } => {
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+                    factors::import_market(&pool, &file).await?
+                }
+            };
+            println!("imported {} values as {} version {}", imported.values, imported.factor_set, imported.version);
         }
         Command::Maintain { db, retention } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;

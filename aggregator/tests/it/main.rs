@@ -10,6 +10,7 @@ mod attribution;
 mod bench;
 mod coarsening;
 mod db_tls;
+mod factors;
 mod dev_ca;
 mod grpc_api;
 mod hostile;

@@ -32,6 +32,11 @@ pub fn zone_for_region(region: &str) -> Option<&'static str> {
     REGION_ZONES.get(region.trim()).copied()
 }
 
+/// True when some AWS region maps to Electricity Maps zone `zone`.
+pub fn is_known_zone(zone: &str) -> bool {
+    REGION_ZONES.values().any(|z| *z == zone.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
