@@ -162,6 +162,16 @@ function marketBasis(totals) {
   return `${fallback.length ? "partly location-based; " : ""}factors: ${used.join(", ")}`;
 }
 
+// Share of this month's energy priced with hourly grid intensity (the rest
+// with annual factors).
+function hourlyCard(h) {
+  const share = h && h.share !== null && h.share !== undefined ? h.share : 0;
+  const c = card("This month, priced hourly", share * 100, "% of energy",
+    h && h.of_energy_kwh > 0 ? `${fmt(h.energy_kwh)} of ${fmt(h.of_energy_kwh)} kWh; the rest annual factors` : "no energy yet");
+  c.children[1].dataset.value = share;
+  return c;
+}
+
 async function loadOverview(state) {
   const o = await api("/v1/overview", state.filters);
   const t = (k) => (o[k].totals ? o[k].totals.total : { location_kg_co2e: 0, market_kg_co2e: 0, energy_kwh: 0, fact_count: 0 });
@@ -179,6 +189,7 @@ async function loadOverview(state) {
     card("This month, operational (market)", month.operational_market_kg_co2e || 0, "kg CO2e",
       `${fmt(month.operational_market_low_kg_co2e || 0)}–${fmt(month.operational_market_high_kg_co2e || 0)} kg`),
     card("This month, embodied", month.embodied_kg_co2e || 0, "kg CO2e", "hardware manufacturing, amortised"),
+    hourlyCard(o.this_month_hourly_priced),
   );
   const shares = o.this_month.totals ? o.this_month.totals.by_quality : [];
   const bar = document.createElement("div");

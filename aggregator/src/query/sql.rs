@@ -579,6 +579,29 @@ impl Snapshot {
         Ok(SeriesResponse { segments, rows, next_offset, factor_sets })
     }
 
+    /// (energy priced with hourly intensity, all energy) of the facts of
+    /// `[from, to)` under `filters`, kWh: the share of energy the live path
+    /// priced hourly ([`crate::factors`]; the fact's location lineage says
+    /// so). Read from the per-resource facts, so refused where those have
+    /// expired; it scans the range's facts, so callers ask it for a month
+    /// at most.
+    pub async fn hourly_priced_energy(
+        &mut self,
+        from_unix_s: i64,
+        to_unix_s: i64,
+        filters: &Filters,
+    ) -> Result<(f64, f64), QueryError> {
+        self.check_facts(from_unix_s, to_unix_s)?;
+        let mut qb = QueryBuilder::new(
+            "SELECT COALESCE(sum(energy_kwh) FILTER (WHERE starts_with(factor_source, 'hourly:')), 0)::float8, \
+             COALESCE(sum(energy_kwh), 0)::float8 FROM emission_facts_all",
+        );
+        push_range(&mut qb, "period_start", from_unix_s, to_unix_s);
+        push_filters(&mut qb, filters, "", None);
+        let row = qb.build().fetch_one(&mut *self.tx).await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     /// The resources with the largest location-based CO2e over a range,
     /// from the per-resource facts; refused where those have expired.
     pub async fn top_resources(&mut self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {

@@ -109,6 +109,13 @@ async fn hourly_facts_use_the_hours_intensity_and_others_the_annual_factor() {
     let sources: Vec<&str> = resp.factor_sets.iter().map(|f| f.location_factor_source.as_str()).collect();
     assert!(sources.contains(&HOURLY_SOURCE) && sources.iter().any(|s| s.starts_with(ANNUAL_PREFIX)), "{sources:?}");
     resp.total.parts_add_up(1e-12).unwrap();
+    // The share of energy priced hourly: r1 and r2 of r1, r2, r3.
+    let mut snapshot = engine.snapshot(HOUR_2023 + 86_400).await.unwrap();
+    let (hourly_kwh, all_kwh) =
+        snapshot.hourly_priced_energy(HOUR_2023, HOUR_2023 + 7_200, &Filters::default()).await.unwrap();
+    snapshot.finish().await.unwrap();
+    let e: Vec<f64> = sent.iter().map(|f| f.energy_kwh).collect();
+    assert!((hourly_kwh - (e[0] + e[1])).abs() < 1e-12 && (all_kwh - (e[0] + e[1] + e[2])).abs() < 1e-12);
 }
 
 #[tokio::test]
