@@ -66,8 +66,8 @@ pub struct FactParts {
 }
 
 impl FactParts {
-    /// The parts of a wire record: the protocol's low/high bracket embodied
-    /// + operational location (the emissions model gives embodied as a
+    /// The parts of a wire record: the protocol's low/high bracket the sum
+    /// of embodied and operational location (the emissions model gives embodied as a
     /// point value, so its bounds are the value itself and the operational
     /// location bounds are the record's bounds minus embodied). The market
     /// part has no bounds of its own on the wire: it is energy × a market

@@ -81,7 +81,6 @@ impl RetentionArgs {
 }
 
 // Parsed once per process; boxing the large `serve` arguments buys nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum FactorsCommand {
     /// Electricity Maps hourly CSV files (data-portal format, both header
@@ -103,6 +102,7 @@ enum FactorsCommand {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Print, as a JSON list, the AWS API actions the aggregator calls with

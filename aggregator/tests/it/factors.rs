@@ -197,11 +197,11 @@ async fn bad_factor_files_are_refused_whole_naming_file_line_and_column() {
     );
     // A wrong header.
     let header = write_temp("hourly-header.csv", "when,zone\n2023-01-01 00:00:00,ES\n");
-    let err = factors::import_hourly(&t.pool, &[header.clone()]).await.unwrap_err();
+    let err = factors::import_hourly(&t.pool, std::slice::from_ref(&header)).await.unwrap_err();
     assert!(err.to_string().starts_with(&format!("{header}: line 1, column ")), "{err}");
     assert_eq!(counts(&t.pool).await, (0, 0, 0), "nothing imported");
     // The good file alone is version 1, again version 2.
-    assert_eq!(factors::import_hourly(&t.pool, &[good.clone()]).await.unwrap().version, 1);
+    assert_eq!(factors::import_hourly(&t.pool, std::slice::from_ref(&good)).await.unwrap().version, 1);
     assert_eq!(factors::import_hourly(&t.pool, &[good]).await.unwrap().version, 2);
     assert_eq!(counts(&t.pool).await, (2, 17_520, 0));
 }

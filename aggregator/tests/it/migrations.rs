@@ -137,7 +137,8 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
     db::migrate(&t.pool).await.expect("0022 over stored figures");
 
     // Facts: the unsplit rule, flagged.
-    let facts: Vec<(String, f64, f64, f64, f64, f64, f64, f64, bool)> = sqlx::query_as(
+    type Parts = (String, f64, f64, f64, f64, f64, f64, f64, bool);
+    let facts: Vec<Parts> = sqlx::query_as(
         "SELECT record_key, it_energy_kwh, operational_location_g_co2e, operational_location_low_g_co2e,
                 operational_location_high_g_co2e, operational_market_g_co2e, operational_market_low_g_co2e,
                 embodied_g_co2e, parts_unsplit
