@@ -127,6 +127,22 @@ impl FactParts {
         }
     }
 
+    /// Parts from [`FactParts::values`]' order.
+    pub fn from_values(v: [f64; MEASURES - FIRST_PART]) -> FactParts {
+        FactParts {
+            it_energy_kwh: v[0],
+            operational_location_g_co2e: v[1],
+            operational_location_low_g_co2e: v[2],
+            operational_location_high_g_co2e: v[3],
+            operational_market_g_co2e: v[4],
+            operational_market_low_g_co2e: v[5],
+            operational_market_high_g_co2e: v[6],
+            embodied_g_co2e: v[7],
+            embodied_low_g_co2e: v[8],
+            embodied_high_g_co2e: v[9],
+        }
+    }
+
     /// The part measures, in [`MEASURE_COLUMNS`] order from [`FIRST_PART`].
     pub fn values(&self) -> [f64; MEASURES - FIRST_PART] {
         [

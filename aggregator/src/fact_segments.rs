@@ -463,13 +463,16 @@ pub(crate) type Written = (u64, u64);
 /// Stores `facts` (one per key, sorted by start, account, region, key, as
 /// `ingest::highest_revision_per_key` returns them) as segments of batch
 /// (`agent_id`, `sequence`) with the rollup difference. Returns (written,
-/// replaced).
+/// replaced). With `restate` (only [`crate::restatement`], holding the
+/// scope's lock, with facts it just read) a fact also replaces the stored
+/// one of the same revision.
 pub(crate) async fn write(
     tx: &mut Transaction<'_, Postgres>,
     facts: &[&FactRow],
     agent_id: &str,
     sequence: i64,
     team_tag_key: &str,
+    restate: bool,
 ) -> Result<Written, StoreError> {
     if facts.is_empty() {
         return Ok((0, 0));
@@ -486,7 +489,7 @@ pub(crate) async fn write(
     for (fi, fact) in facts.iter().enumerate() {
         match stored.remove(&fi) {
             None => written.push(fi),
-            Some(old) if i64::from(fact.revision) > old.revision => {
+            Some(old) if i64::from(fact.revision) > old.revision || (restate && i64::from(fact.revision) == old.revision) => {
                 written.push(fi);
                 replaced.push((fi, old));
             }

@@ -50,6 +50,7 @@ pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
         .get("/v1/series", series)
         .get("/v1/realtime", realtime)
         .get("/v1/top-resources", top_resources)
+        .get("/v1/restatements", restatements)
         .with_state(state.clone())
         .merge(crate::dashboard::route_table(state.engine.clone(), state.clock))
 }
@@ -114,6 +115,60 @@ async fn top_resources(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> R
     let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
     let resp = s.engine.top_resources(&req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(top_json(&resp)))
+}
+
+/// `GET /v1/restatements?limit=N` (default 20, at most 200): the newest
+/// restatements first ([`crate::restatement::list`]).
+async fn restatements(State(s): State<Arc<AppState>>, Query(pairs): Pairs) -> Response {
+    let mut limit: i64 = 20;
+    for (k, v) in &pairs {
+        match (k.as_str(), v.parse::<i64>()) {
+            ("limit", Ok(n)) if (1..=200).contains(&n) => limit = n,
+            ("limit", _) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("parameter limit: expected an integer 1..200, found {v:?}"), "parameter": "limit" })),
+                )
+                    .into_response();
+            }
+            _ => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("parameter {k}: unknown parameter"), "parameter": k })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    match crate::restatement::list(s.engine.pool(), limit).await {
+        Ok(list) => Json(restatements_json(&list)).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "listing restatements failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
+        }
+    }
+}
+
+/// The JSON of [`restatements`] (grams; instants as UTC RFC 3339).
+pub fn restatements_json(list: &[crate::restatement::Restatement]) -> Value {
+    let at = crate::query::plan::rfc3339;
+    json!({
+        "restatements": list.iter().map(|r| json!({
+            "id": r.id,
+            "cause": { "factor_set": r.factor_set, "old_version": r.old_version, "new_version": r.new_version },
+            "state": r.state,
+            "created_at": at(r.created_unix_s),
+            "finished_at": r.finished_unix_s.map(at),
+            "facts_restated": r.facts_restated,
+            "days": r.days_unix_s.iter().map(|d| at(*d)).collect::<Vec<_>>(),
+            "months": r.months.iter().map(|m| json!({
+                "account_id": m.account_id,
+                "month": at(m.month_start_unix_s),
+                "before": { "location_g_co2e": m.before_location_g_co2e, "market_g_co2e": m.before_market_g_co2e },
+                "after": { "location_g_co2e": m.after_location_g_co2e, "market_g_co2e": m.after_market_g_co2e },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()
+    })
 }
 
 fn metrics_json(m: &Metrics) -> Value {

@@ -554,6 +554,12 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// [`FACTS_SQL`] for [`crate::restatement`]: a fact also replaces the stored
+/// one of the same revision (the restatement holds the scope's lock and
+/// writes back the facts it just read, repriced).
+pub(crate) static RESTATE_FACTS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| FACTS_SQL.replace("WHERE c.old_revision < c.revision", "WHERE c.old_revision <= c.revision"));
+
 /// The `SELECT * FROM unnest(...)` of [`bind_facts`]'s arrays.
 fn unnest_facts() -> String {
     format!(
@@ -627,7 +633,7 @@ async fn upsert_facts(
     }
     if started.mode == StorageMode::Native {
         let (written, replaced) =
-            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await?;
+            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key, false).await?;
         return Ok((written, replaced, displaced));
     }
     let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
@@ -644,7 +650,7 @@ async fn upsert_facts(
 /// $11 quality, $12-$16 energy and CO2e, $17-$19 lineage, $20 agent id,
 /// $21 batch sequence, $22 team, $23-$32 the parts
 /// ([`crate::accounting::MEASURE_COLUMNS`] from `FIRST_PART`).
-fn bind_facts<'q>(
+pub(crate) fn bind_facts<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     f: &[&FactRow],
     agent_id: &'q str,

@@ -27,6 +27,8 @@
 //! - [`http`]: the HTTP/JSON API over [`query`].
 //! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
+//! - [`restatement`]: a new factor set version restates the stored
+//!   periods it prices differently, chunk by chunk, with a record.
 //! - [`timescale`]: TimescaleDB path only: late data into the continuous
 //!   aggregates.
 #![forbid(unsafe_code)]
@@ -52,6 +54,7 @@ pub mod organizations;
 pub mod plausibility;
 pub mod query;
 pub mod query_limits;
+pub mod restatement;
 pub mod route_table;
 pub mod time;
 pub mod timescale;

@@ -336,17 +336,24 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied; storage path {} ({})", decision.mode.name(), decision.reason);
         }
         Command::Factors { command } => {
-            let imported = match command {
+            let (pool, imported) = match command {
                 FactorsCommand::ImportHourly { db, files } => {
                     let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
-                    factors::import_hourly(&pool, &files).await?
+                    let imported = factors::import_hourly(&pool, &files).await?;
+                    (pool, imported)
                 }
                 FactorsCommand::ImportMarket { db, file } => {
                     let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
-                    factors::import_market(&pool, &file).await?
+                    let imported = factors::import_market(&pool, &file).await?;
+                    (pool, imported)
                 }
             };
             println!("imported {} values as {} version {}", imported.values, imported.factor_set, imported.version);
+            // Restate the stored periods the new version prices differently
+            // (a crash here leaves the restatement running; `serve` resumes it).
+            for r in canopy_aggregator::restatement::run_pending(&pool, None).await? {
+                println!("restatement {}: {} chunks, {} facts restated", r.id, r.chunks, r.facts_changed);
+            }
         }
         Command::Maintain { db, retention } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
@@ -402,6 +409,7 @@ async fn main() -> anyhow::Result<()> {
             if decision.mode == db::StorageMode::TimescaleDb {
                 tokio::spawn(canopy_aggregator::timescale::refresh_pending_forever(pool.clone()));
             }
+            tokio::spawn(canopy_aggregator::restatement::run_forever(pool.clone()));
             let policy = retention.policy();
             maintenance::run(&pool, &policy, http::system_clock()).await?;
             let maintenance_pool = pool.clone();
@@ -528,6 +536,7 @@ async fn start_ingest(
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
+                        + &canopy_aggregator::restatement::METRICS.render()
                         + &query_metrics.render()
                 }
             }),

@@ -113,6 +113,7 @@ pub async fn import_hourly(pool: &PgPool, files: &[String]) -> Result<Imported, 
         .execute(&mut *tx)
         .await?;
     }
+    crate::restatement::record_import(&mut tx, "location-hourly", version).await?;
     tx.commit().await?;
     tracing::info!(version, values = rows.len(), files = files.len(), "imported hourly intensity");
     Ok(Imported { factor_set: "location-hourly", version, values: rows.len() as u64 })
@@ -140,6 +141,7 @@ pub async fn import_market(pool: &PgPool, file: &str) -> Result<Imported, Import
     .bind(version)
     .execute(&mut *tx)
     .await?;
+    crate::restatement::record_import(&mut tx, "market", version).await?;
     tx.commit().await?;
     tracing::info!(version, values = rows.len(), file, "imported market factors");
     Ok(Imported { factor_set: "market", version, values: rows.len() as u64 })

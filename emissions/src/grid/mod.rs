@@ -12,7 +12,7 @@ pub use error::GridError;
 pub use hourly::{CarbonIntensitySource, HourlyIntensity, HourlyIntensityTable, HourlyRow, hourly_rows};
 pub use location::{UNKNOWN_REGION, is_known_region, location_factor};
 pub use market::{MarketConfig, MarketRegion};
-pub use zones::{is_known_zone, zone_for_region};
+pub use zones::{is_known_zone, regions_for_zone, zone_for_region};
 
 use crate::model::Provenance;
 

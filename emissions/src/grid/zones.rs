@@ -26,6 +26,13 @@ static REGION_ZONES: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::n
     .collect()
 });
 
+/// The AWS regions whose Electricity Maps zone is `zone` (sorted).
+pub fn regions_for_zone(zone: &str) -> Vec<&'static str> {
+    let mut regions: Vec<&'static str> = REGION_ZONES.iter().filter(|(_, z)| **z == zone).map(|(r, _)| *r).collect();
+    regions.sort_unstable();
+    regions
+}
+
 /// Electricity Maps zone of an AWS region (`us-west-1` → `US-CAL-CISO`);
 /// `None` for regions without a known zone or unknown regions.
 pub fn zone_for_region(region: &str) -> Option<&'static str> {
