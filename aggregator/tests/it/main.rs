@@ -24,6 +24,7 @@ mod past_retention;
 mod queries;
 mod query_flood;
 mod realtime;
+mod restatement;
 mod retention;
 mod retention_ingest;
 mod snapshot;
