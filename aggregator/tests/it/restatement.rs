@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use crate::support::{TestDb, fact, settle_if_timescaledb};
+use crate::support::{TestDb, fact, seed_accounts, settle_if_timescaledb};
 
 const JAN_2023: i64 = 1_672_531_200;
 const FEB_2023: i64 = 1_675_209_600;
@@ -82,12 +82,16 @@ fn batch(agent: &str, sequence: u64, facts: Vec<FactRow>) -> Batch {
 
 /// The API's (location, market) grams of `account` (all when empty) in `region`s over [from, to).
 async fn api(pool: &PgPool, account: &str, regions: &[&str], from: i64, to: i64) -> (f64, f64) {
-    let engine = QueryEngine::new(pool.clone(), RetentionPolicy::default());
     let filters = Filters {
         account: if account.is_empty() { vec![] } else { vec![account.into()] },
         region: regions.iter().map(|r| (*r).to_owned()).collect(),
         ..Filters::default()
     };
+    api_with(pool, filters, from, to).await
+}
+
+async fn api_with(pool: &PgPool, filters: Filters, from: i64, to: i64) -> (f64, f64) {
+    let engine = QueryEngine::new(pool.clone(), RetentionPolicy::default());
     let req = TotalsRequest { from_unix_s: from, to_unix_s: to, group_by: vec![], filters, page: Page::default() };
     let resp = engine.totals(&req, NOW).await.unwrap();
     resp.total.parts_add_up(1e-9).unwrap();
@@ -261,7 +265,9 @@ async fn a_changed_market_version_restates_its_region_and_year_only() {
 #[tokio::test]
 async fn concurrent_ingest_during_a_restatement_loses_nothing() {
     let t = TestDb::migrated().await;
-    let hours: Vec<i64> = (0..24).map(|h| JAN_2023 + h * 3_600).collect();
+    seed_accounts(&t.pool).await;
+    // 24 hours over 8 days: 24 chunks (3 accounts x 8 days) to interleave with ingest.
+    let hours: Vec<i64> = (0..24).map(|h| JAN_2023 + h / 3 * 86_400 + h % 3 * 3_600).collect();
     let v1: Vec<(i64, f64)> = hours.iter().enumerate().map(|(i, h)| (*h, 200.0 + i as f64)).collect();
     let v2: Vec<(i64, f64)> = hours.iter().enumerate().map(|(i, h)| (*h, 100.0 + 3.0 * i as f64)).collect();
     factors::import_hourly(&t.pool, &[hourly_file("c1.csv", &v1)]).await.unwrap();
@@ -319,6 +325,20 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
         let (location, market) = api(&t.pool, account, &[], JAN_2023, FEB_2023).await;
         assert!(close(location, *grams), "{account}: API {location} vs model {grams}");
         assert!(close(market, *grams), "{account}: no market factors: market = location");
+    }
+    // The org (OU) and team levels too: r-1/ou-c holds 333333333333 only.
+    let team_of = |f: &FactRow| {
+        f.tags.iter().flatten().find(|(k, _)| k == "team").map_or("untagged".to_owned(), |(_, v)| v.clone())
+    };
+    for team in ["web", "data", "ml", "untagged"] {
+        let grams: f64 = model
+            .values()
+            .filter(|f| f.account_id == "333333333333" && team_of(f) == team)
+            .map(|f| f.energy_kwh * g_of(f.period_start_unix_s) + f.parts().embodied_g_co2e)
+            .sum();
+        let filters = Filters { ou: vec!["r-1/ou-c".into()], team: vec![team.into()], ..Filters::default() };
+        let (location, _) = api_with(&t.pool, filters, JAN_2023, FEB_2023).await;
+        assert!(close(location, grams), "ou-c, team {team}: API {location} vs model {grams}");
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all_parts").fetch_one(&t.pool).await.unwrap();
     assert_eq!(count as usize, model.len());
