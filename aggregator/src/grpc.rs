@@ -265,4 +265,46 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         let resp = self.engine.top_resources(&req, (self.clock)()).await.map_err(internal)?;
         Ok(Response::new(top_message(&resp)))
     }
+
+    async fn restatements(
+        &self,
+        request: Request<pb::RestatementsRequest>,
+    ) -> Result<Response<pb::RestatementsResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 20,
+            n @ 1..=200 => i64::from(n),
+            n => {
+                return Err(invalid(ParamError { parameter: "limit".into(), message: format!("expected an integer 1..200, found {n}") }));
+            }
+        };
+        let list = crate::restatement::list(self.engine.pool(), limit).await.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::RestatementsResponse {
+            restatements: list
+                .into_iter()
+                .map(|r| pb::Restatement {
+                    id: r.id,
+                    factor_set: r.factor_set,
+                    old_version: r.old_version,
+                    new_version: r.new_version,
+                    state: r.state,
+                    created_unix_s: r.created_unix_s,
+                    finished_unix_s: r.finished_unix_s,
+                    facts_restated: r.facts_restated,
+                    days_unix_s: r.days_unix_s,
+                    months: r
+                        .months
+                        .into_iter()
+                        .map(|m| pb::RestatementMonth {
+                            account_id: m.account_id,
+                            month_start_unix_s: m.month_start_unix_s,
+                            before_location_g_co2e: m.before_location_g_co2e,
+                            before_market_g_co2e: m.before_market_g_co2e,
+                            after_location_g_co2e: m.after_location_g_co2e,
+                            after_market_g_co2e: m.after_market_g_co2e,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
 }

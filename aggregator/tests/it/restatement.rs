@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use canopy_aggregator::factors;
+use canopy_aggregator::grpc::pb::{self, canopy_query_client::CanopyQueryClient};
+use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::http::router;
 use canopy_aggregator::ingest::store_batch;
 use canopy_aggregator::maintenance::RetentionPolicy;
@@ -221,6 +223,26 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
         .await
         .unwrap();
     assert_eq!(bad.status(), axum::http::StatusCode::BAD_REQUEST);
+
+    // And the gRPC method.
+    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let service = GrpcQuery::new(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), || NOW);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(service.into_server()).serve_with_incoming(incoming),
+    );
+    let mut client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
+    let list = client.restatements(pb::RestatementsRequest { limit: 1 }).await.unwrap().into_inner().restatements;
+    assert_eq!(list.len(), 1);
+    let g = &list[0];
+    assert_eq!((g.factor_set.as_str(), g.old_version, g.new_version, g.state.as_str()), ("location-hourly", 1, 2, "done"));
+    assert_eq!((g.facts_restated, g.days_unix_s.clone()), (3, vec![JAN_2023]));
+    assert_eq!(g.months.len(), 2);
+    assert_eq!(g.months[0].before_location_g_co2e, r.months[0].before_location_g_co2e);
+    assert_eq!(g.months[0].after_location_g_co2e, r.months[0].after_location_g_co2e);
+    let err = client.restatements(pb::RestatementsRequest { limit: 201 }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    server.abort();
 }
 
 #[tokio::test]
