@@ -121,26 +121,37 @@ async fn run_locked(pool: &PgPool, max_chunks: Option<u64>) -> Result<Vec<RunRep
             plan(pool, id, &set, version).await?;
         }
         let mut report = RunReport { id, chunks: 0, facts_changed: 0, done: false };
+        // The chunks not done, a page at a time in primary-key order (keyset:
+        // each page starts after the last chunk seen, through the index).
+        let mut after: (String, String, i64) = (String::new(), String::new(), i64::MIN);
         loop {
-            if budget == Some(0) {
-                reports.push(report);
-                return Ok(reports);
-            }
-            let chunk: Option<(String, String, i64)> = sqlx::query_as(
+            let page: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT account_id, region, extract(epoch FROM day_start)::bigint FROM restatement_chunks
-                 WHERE restatement_id = $1 AND NOT done ORDER BY day_start, account_id, region LIMIT 1",
+                 WHERE restatement_id = $1 AND NOT done
+                   AND (account_id, region, day_start) > ($2, $3, to_timestamp(GREATEST($4, -210866803200)))
+                 ORDER BY account_id, region, day_start LIMIT 500",
             )
             .bind(id)
-            .fetch_optional(pool)
+            .bind(&after.0)
+            .bind(&after.1)
+            .bind(after.2)
+            .fetch_all(pool)
             .await
             .map_err(sql(id))?;
-            let Some((account_id, region, day_start_unix_s)) = chunk else { break };
-            let changed = restate_chunk(pool, id, &account_id, &region, day_start_unix_s).await?;
-            report.chunks += 1;
-            report.facts_changed += changed;
-            METRICS.chunks_total.fetch_add(1, Ordering::Relaxed);
-            METRICS.facts_total.fetch_add(changed, Ordering::Relaxed);
-            budget = budget.map(|b| b - 1);
+            let Some(last) = page.last().cloned() else { break };
+            for (account_id, region, day_start_unix_s) in page {
+                if budget == Some(0) {
+                    reports.push(report);
+                    return Ok(reports);
+                }
+                let changed = restate_chunk(pool, id, &account_id, &region, day_start_unix_s).await?;
+                report.chunks += 1;
+                report.facts_changed += changed;
+                METRICS.chunks_total.fetch_add(1, Ordering::Relaxed);
+                METRICS.facts_total.fetch_add(changed, Ordering::Relaxed);
+                budget = budget.map(|b| b - 1);
+            }
+            after = last;
         }
         finish(pool, id).await?;
         report.done = true;
