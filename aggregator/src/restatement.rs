@@ -123,12 +123,12 @@ async fn run_locked(pool: &PgPool, max_chunks: Option<u64>) -> Result<Vec<RunRep
         let mut report = RunReport { id, chunks: 0, facts_changed: 0, done: false };
         // The chunks not done, a page at a time in primary-key order (keyset:
         // each page starts after the last chunk seen, through the index).
-        let mut after: (String, String, i64) = (String::new(), String::new(), i64::MIN);
+        let mut after: (String, String, Option<i64>) = (String::new(), String::new(), None);
         loop {
             let page: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT account_id, region, extract(epoch FROM day_start)::bigint FROM restatement_chunks
                  WHERE restatement_id = $1 AND NOT done
-                   AND (account_id, region, day_start) > ($2, $3, to_timestamp(GREATEST($4, -210866803200)))
+                   AND ($4::bigint IS NULL OR (account_id, region, day_start) > ($2, $3, to_timestamp($4)))
                  ORDER BY account_id, region, day_start LIMIT 500",
             )
             .bind(id)
@@ -151,7 +151,7 @@ async fn run_locked(pool: &PgPool, max_chunks: Option<u64>) -> Result<Vec<RunRep
                 METRICS.facts_total.fetch_add(changed, Ordering::Relaxed);
                 budget = budget.map(|b| b - 1);
             }
-            after = last;
+            after = (last.0, last.1, Some(last.2));
         }
         finish(pool, id).await?;
         report.done = true;

@@ -49,6 +49,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn regions_for_zone_inverts_the_map() {
+        for zone in ["US-CAL-CISO", "IE", "ES"] {
+            let regions = regions_for_zone(zone);
+            assert!(!regions.is_empty(), "{zone}");
+            assert!(regions.iter().all(|r| zone_for_region(r) == Some(zone)), "{zone}: {regions:?}");
+        }
+        assert!(regions_for_zone("US-CAL-CISO").contains(&"us-west-1"));
+        assert!(regions_for_zone("XX-NOWHERE").is_empty());
+    }
+
+    #[test]
     fn all_mapped_regions_load() {
         // 37 regions, of which the two China regions have no zone
         assert_eq!(REGION_ZONES.len(), 35);
