@@ -146,6 +146,28 @@ function card(label, value, unit, sub, subClass) {
   return c;
 }
 
+// What the market-based figure rests on, from the answer's factor sets: a
+// figure whose market factor is the location factor (no market data) says
+// so instead of passing for a market-based one.
+function marketBasis(totals) {
+  const sets = totals ? totals.factor_sets || [] : [];
+  if (sets.length === 0) return "no data";
+  const fallback = sets.filter((s) => s.market_factor_source === "location-fallback" || s.market_factor_source === "not-recorded");
+  if (fallback.length === sets.length) return "no market factors: equals location-based";
+  const used = [...new Set(sets.filter((s) => !fallback.includes(s)).map((s) => `${s.market_factor_source} ${s.market_factor_vintage}`))];
+  return `${fallback.length ? "partly location-based; " : ""}factors: ${used.join(", ")}`;
+}
+
+// Share of this month's energy priced with hourly grid intensity (the rest
+// with annual factors).
+function hourlyCard(h) {
+  const share = h && h.share !== null && h.share !== undefined ? h.share : 0;
+  const c = card("This month, priced hourly", share * 100, "% of energy",
+    h && h.of_energy_kwh > 0 ? `${fmt(h.energy_kwh)} of ${fmt(h.of_energy_kwh)} kWh; the rest annual factors` : "no energy yet");
+  c.children[1].dataset.value = share;
+  return c;
+}
+
 async function loadOverview(state) {
   const o = await api("/v1/overview", state.filters);
   const t = (k) => (o[k].totals ? o[k].totals.total : { location_kg_co2e: 0, market_kg_co2e: 0, energy_kwh: 0, fact_count: 0 });
@@ -155,9 +177,15 @@ async function loadOverview(state) {
   $("overview-cards").replaceChildren(
     card("Last hour, location-based", hour.location_kg_co2e, "kg CO2e", `${fmt(hour.energy_kwh)} kWh`),
     card("This month, location-based", month.location_kg_co2e, "kg CO2e", trendText, trend === null ? "" : trend > 0 ? "up" : "down"),
-    card("This month, market-based", month.market_kg_co2e, "kg CO2e", "with supplier factors"),
-    card("This month, energy", month.energy_kwh, "kWh", "facility energy (incl. PUE)"),
+    card("This month, market-based", month.market_kg_co2e, "kg CO2e", marketBasis(o.this_month.totals)),
+    card("This month, energy", month.energy_kwh, "kWh", `facility energy (incl. PUE); IT ${fmt(month.it_energy_kwh || 0)} kWh`),
     card("Last month, location-based", last.location_kg_co2e, "kg CO2e", `market ${fmt(last.market_kg_co2e)} kg`),
+    card("This month, operational (location)", month.operational_location_kg_co2e || 0, "kg CO2e",
+      `${fmt(month.operational_location_low_kg_co2e || 0)}–${fmt(month.operational_location_high_kg_co2e || 0)} kg`),
+    card("This month, operational (market)", month.operational_market_kg_co2e || 0, "kg CO2e",
+      `${fmt(month.operational_market_low_kg_co2e || 0)}–${fmt(month.operational_market_high_kg_co2e || 0)} kg`),
+    card("This month, embodied", month.embodied_kg_co2e || 0, "kg CO2e", "hardware manufacturing, amortised"),
+    hourlyCard(o.this_month_hourly_priced),
   );
   const shares = o.this_month.totals ? o.this_month.totals.by_quality : [];
   const bar = document.createElement("div");

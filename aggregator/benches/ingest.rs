@@ -19,6 +19,9 @@
 //!
 //!     cargo bench -p canopy-aggregator --bench ingest -- --agents 20 --batch-records 1000
 //!
+//! `--hourly-factors` imports a synthetic hourly intensity for every hour
+//! the records fall in, so each batch is priced hourly (issue 14).
+//!
 //! `CANOPY_BENCH_AGGREGATOR=/path/to/canopy-aggregator` runs another build
 //! of the aggregator (e.g. a copy of the previous release binary) instead.
 #![forbid(unsafe_code)]
@@ -89,6 +92,11 @@ struct Args {
     /// lookup, which reads the earlier segments of the same hour).
     #[arg(long, default_value_t = 5_000)]
     resources_per_agent: usize,
+    /// Import a synthetic hourly intensity for eu-west-1's zone over every
+    /// hour the records fall in (issue 14: the aggregator prices each
+    /// record with the hour's intensity), to compare with a run without.
+    #[arg(long)]
+    hourly_factors: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -341,6 +349,30 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     } else {
         (args.resources_per_agent, pattern_base_unix_s(now))
     };
+    if args.hourly_factors {
+        let zone = canopy_emissions::grid::zone_for_region("eu-west-1").context("eu-west-1 has an Electricity Maps zone")?;
+        let (from, to) = (pattern.1 - pattern.1 % 3_600 - 86_400, now + 86_400);
+        sqlx::query(
+            "INSERT INTO factor_set_versions (factor_set, version, files, values_count)
+             VALUES ('location-hourly', 1, ARRAY['bench: synthetic'], ($2 - $1) / 3600 + 1)",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&probe)
+        .await?;
+        let hours = sqlx::query(
+            "INSERT INTO hourly_intensity (zone, hour_start, version, g_co2e_per_kwh, estimated)
+             SELECT $1, to_timestamp(h), 1, 250 + 100 * sin(h / 3600.0), false
+             FROM generate_series($2::bigint, $3::bigint, 3600) h",
+        )
+        .bind(zone)
+        .bind(from)
+        .bind(to)
+        .execute(&probe)
+        .await?
+        .rows_affected();
+        println!("hourly factors: {hours} hours of zone {zone} (version 1)");
+    }
 
     let started = Instant::now();
     let stop_at = started + Duration::from_secs(args.warmup_s + args.seconds);

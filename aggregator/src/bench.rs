@@ -166,7 +166,7 @@ impl Depth {
     pub fn of_table(table: &str) -> Option<Depth> {
         if table == "realtime_group_facts" {
             Some(Depth::Realtime)
-        } else if matches!(table, "emission_facts_all" | "emission_facts" | "emission_fact_segments") {
+        } else if matches!(table, "emission_facts_all" | "emission_facts_all_parts" | "emission_facts" | "emission_fact_segments") {
             Some(Depth::Facts)
         } else if table.ends_with("_5m") {
             Some(Depth::FiveMinute)
@@ -558,6 +558,11 @@ async fn time_ingest(pool: &PgPool, now_unix_s: i64, batches: u32) -> Result<(f6
                         methodology_version: "bench".into(),
                         factor_source: "bench".into(),
                         factor_vintage: "2024".into(),
+                        accounting: Some(crate::model::Accounting {
+                            parts: crate::accounting::FactParts::from_record(e / 1.135, e * 350.0, e * 100.0, e * 50.0, e * 320.0, e * 500.0),
+                            market_factor_source: "bench".into(),
+                            market_factor_vintage: "2024".into(),
+                        }),
                         realtime: false,
                     }
                 })
@@ -935,9 +940,12 @@ fn rollup_insert(family: Family, level: Level) -> String {
             "",
         ),
     };
+    // After fact_count, the parts of migration 0022 in table order, by the
+    // unsplit rule the facts (loaded without parts) are read with.
     format!(
         "INSERT INTO {prefix}_{suffix}
-         SELECT to_timestamp({time}), {groups}, v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, {facts}
+         SELECT to_timestamp({time}), {groups}, v.e, v.e * 400, v.e * 150, v.e * 320, v.e * 500, {facts},
+                v.e, v.e * 400, v.e * 320, v.e * 500, v.e * 150, v.e * 150, v.e * 150, 0, 0, 0
          FROM {from}, {series} s, LATERAL (SELECT {energy} AS e) v {tail}"
     )
 }
@@ -1457,7 +1465,9 @@ async fn execute(engine: &QueryEngine, q: &Query, now_unix_s: i64) -> Result<(us
 
 /// Scan counters (sequential + index scans) of every user relation, with
 /// its partitioned parent; not of `retention_horizons` and `canopy_settings`,
-/// which every answer reads (five rows) to plan, and which hold no data.
+/// which every answer reads (five rows) to plan, nor of
+/// `factor_lineage_monthly`, which every answer reads for the factor sets
+/// behind it (a few rows per account and month); none holds figures.
 async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT s.relname::text, COALESCE(p.relname::text, s.relname::text),
@@ -1465,7 +1475,7 @@ async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, 
          FROM pg_stat_user_tables s
          LEFT JOIN pg_inherits i ON i.inhrelid = s.relid
          LEFT JOIN pg_class p ON p.oid = i.inhparent
-         WHERE s.relname NOT IN ('retention_horizons', 'canopy_settings')",
+         WHERE s.relname NOT IN ('retention_horizons', 'canopy_settings', 'factor_lineage_monthly')",
     )
     .fetch_all(pool)
     .await?;

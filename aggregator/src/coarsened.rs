@@ -266,16 +266,19 @@ fn supersede_sql(mode: StorageMode) -> String {
             "delta5 AS (
                 SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch') AS bucket_start,
                        account_id, region, service, resource_type, team, quality,
-                       -sum(energy_kwh) AS energy_kwh, -sum(location_g_co2e) AS location_g_co2e,
-                       -sum(market_g_co2e) AS market_g_co2e, -sum(low_g_co2e) AS low_g_co2e,
-                       -sum(high_g_co2e) AS high_g_co2e, -count(*) AS fact_count
+                       {}, -count(*) AS fact_count
                 FROM gone GROUP BY 1, 2, 3, 4, 5, 6, 7
              ),
              {},",
+            crate::accounting::MEASURE_COLUMNS.map(|c| format!("-sum({c}) AS {c}")).join(", "),
             rollup_ctes()
         ),
         StorageMode::TimescaleDb => String::new(),
     };
+    let u_measures = crate::accounting::coalesced("u.");
+    let f_measures = crate::accounting::coalesced("f.");
+    let measures = crate::accounting::columns("");
+    let arrays = crate::accounting::columns("s.");
     format!(
         "WITH k AS (
             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
@@ -283,17 +286,14 @@ fn supersede_sql(mode: StorageMode) -> String {
          ),
          pos AS (
             SELECT s.period_start, s.account_id, s.region, s.segment_id, u.ord::int AS ord, u.service,
-                   u.resource_type, u.team, u.quality, u.energy_kwh, u.location_g_co2e, u.market_g_co2e,
-                   u.low_g_co2e, u.high_g_co2e
+                   u.resource_type, u.team, u.quality, {u_measures}
             FROM k
             JOIN emission_fact_segments s
               ON s.account_id = k.account_id AND s.region = k.region
              AND s.period_start >= to_timestamp(k.hour_unix_s) AND s.period_start < to_timestamp(k.hour_unix_s + 3600)
             CROSS JOIN LATERAL unnest(s.period_s, s.record_keys, s.revisions, s.services, s.resource_types, s.teams,
-                                      s.qualities, s.energy_kwh, s.location_g_co2e, s.market_g_co2e, s.low_g_co2e,
-                                      s.high_g_co2e) WITH ORDINALITY
-                AS u(period_s, record_key, revision, service, resource_type, team, quality, energy_kwh,
-                     location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, ord)
+                                      s.qualities, {arrays}) WITH ORDINALITY
+                AS u(period_s, record_key, revision, service, resource_type, team, quality, {measures}, ord)
             WHERE u.ord::int <> ALL (s.superseded) AND {}
          ),
          sup AS (
@@ -310,11 +310,10 @@ fn supersede_sql(mode: StorageMode) -> String {
               AND f.period_start >= to_timestamp(k.hour_unix_s) AND f.period_start < to_timestamp(k.hour_unix_s + 3600)
               AND {}
             RETURNING f.period_start, f.account_id, f.region, f.service, f.resource_type, f.team, f.quality,
-                      f.energy_kwh, f.location_g_co2e, f.market_g_co2e, f.low_g_co2e, f.high_g_co2e
+                      {f_measures}
          ),
          gone AS (
-            SELECT period_start, account_id, region, service, resource_type, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e FROM pos
+            SELECT period_start, account_id, region, service, resource_type, team, quality, {measures} FROM pos
             UNION ALL
             SELECT * FROM del
          ),

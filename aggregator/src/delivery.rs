@@ -424,6 +424,9 @@ impl Ingest {
         if let Err(message) = check_quota(&mut tx, &peer.account_id, &model, &self.config.quota).await? {
             return Ok(Err((Refusal::Cardinality, message)));
         }
+        // The reported CO2e: the aggregator's factor sets over the agent's energy.
+        let mut model = model;
+        crate::factors::apply(&mut tx, &mut model.facts).await?;
         let outcome = store_batch(&mut tx, &model).await?;
         if outcome == StoreOutcome::Duplicate {
             let stored: Option<Option<Vec<u8>>> = sqlx::query_scalar(

@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Postgres, Row, Transaction};
 
+use crate::accounting::{self, FIRST_PART, MEASURE_COLUMNS, MEASURES, Measures};
 use crate::ingest::{StoreError, rollup_ctes};
 use crate::model::FactRow;
 use crate::time::{FIVE_MINUTES_S, floor_to};
@@ -136,7 +137,7 @@ struct Stored {
     place: Place,
     revision: i64,
     group: RollupGroup,
-    values: [f64; 5],
+    values: Measures,
 }
 
 /// The rollup dimensions besides time, account and region.
@@ -148,13 +149,13 @@ struct RollupGroup {
     quality: String,
 }
 
-/// Columns of a stored row [`stored_from_row`] reads.
-const STORED_COLUMNS: &str = "revision, service, resource_type, team, quality, \
-     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e";
-
-/// [`STORED_COLUMNS`], each prefixed with `alias.`.
+/// Columns of a stored row [`stored_from_row`] reads, of the row alias
+/// `alias` (parts of rows stored before migration 0022 by the unsplit rule).
 fn qualified(alias: &str) -> String {
-    STORED_COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+    format!(
+        "{alias}.revision, {alias}.service, {alias}.resource_type, {alias}.team, {alias}.quality, {}",
+        accounting::coalesced(&format!("{alias}."))
+    )
 }
 
 fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<Stored, sqlx::Error> {
@@ -167,13 +168,13 @@ fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<Stored, 
                 team: row.try_get("team")?,
                 quality: row.try_get("quality")?,
             },
-            values: [
-                row.try_get("energy_kwh")?,
-                row.try_get("location_g_co2e")?,
-                row.try_get("market_g_co2e")?,
-                row.try_get("low_g_co2e")?,
-                row.try_get("high_g_co2e")?,
-            ],
+            values: {
+                let mut values = [0.0; MEASURES];
+                for (v, c) in values.iter_mut().zip(MEASURE_COLUMNS) {
+                    *v = row.try_get(c)?;
+                }
+                values
+            },
     })
 }
 
@@ -216,7 +217,6 @@ fn candidates(facts: &[&FactRow], groups: &[Group<'_>], states: &[GroupState]) -
 /// candidate segment and indexed here. (Joining the candidates to the
 /// unnested segment in SQL made PostgreSQL unnest the segment once per
 /// candidate: 1.2 s for a batch superseding 1,000 records.)
-#[derive(sqlx::FromRow)]
 struct SegmentColumns {
     segment_id: i64,
     record_keys: Vec<String>,
@@ -225,11 +225,24 @@ struct SegmentColumns {
     resource_types: Vec<String>,
     teams: Vec<String>,
     qualities: Vec<String>,
-    energy_kwh: Vec<f64>,
-    location_g_co2e: Vec<f64>,
-    market_g_co2e: Vec<f64>,
-    low_g_co2e: Vec<f64>,
-    high_g_co2e: Vec<f64>,
+    /// One array per measure column; the part arrays of a segment written
+    /// before migration 0022 are empty (its parts follow the unsplit rule).
+    measures: Vec<Vec<f64>>,
+}
+
+impl SegmentColumns {
+    fn from_row(row: &sqlx::postgres::PgRow) -> Result<SegmentColumns, sqlx::Error> {
+        Ok(SegmentColumns {
+            segment_id: row.try_get("segment_id")?,
+            record_keys: row.try_get("record_keys")?,
+            revisions: row.try_get("revisions")?,
+            services: row.try_get("services")?,
+            resource_types: row.try_get("resource_types")?,
+            teams: row.try_get("teams")?,
+            qualities: row.try_get("qualities")?,
+            measures: MEASURE_COLUMNS.iter().map(|c| row.try_get(*c)).collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 impl SegmentColumns {
@@ -249,13 +262,22 @@ impl SegmentColumns {
                 team: self.teams.get(i)?.clone(),
                 quality: self.qualities.get(i)?.clone(),
             },
-            values: [
-                *self.energy_kwh.get(i)?,
-                *self.location_g_co2e.get(i)?,
-                *self.market_g_co2e.get(i)?,
-                *self.low_g_co2e.get(i)?,
-                *self.high_g_co2e.get(i)?,
-            ],
+            values: {
+                let total = |m: usize| self.measures.get(m).and_then(|a| a.get(i)).copied();
+                let mut values = [0.0; MEASURES];
+                for (m, v) in values.iter_mut().enumerate().take(FIRST_PART) {
+                    *v = total(m)?;
+                }
+                if self.measures[FIRST_PART..].iter().all(|a| a.len() > i) {
+                    for (m, v) in values.iter_mut().enumerate().skip(FIRST_PART) {
+                        *v = total(m)?;
+                    }
+                } else {
+                    let parts = crate::accounting::FactParts::unsplit(values[0], values[1], values[2], values[3], values[4]);
+                    values[FIRST_PART..].copy_from_slice(&parts.values());
+                }
+                values
+            },
         })
     }
 }
@@ -276,20 +298,21 @@ async fn stored_in_segments(
     for c in found {
         segments.entry(c.segment_id).or_insert(facts[c.fi]);
     }
-    let columns: Vec<SegmentColumns> = sqlx::query_as(
-        "SELECT s.segment_id, s.record_keys, s.revisions, s.services, s.resource_types, s.teams, s.qualities,
-                s.energy_kwh, s.location_g_co2e, s.market_g_co2e, s.low_g_co2e, s.high_g_co2e
+    let rows = sqlx::query(&format!(
+        "SELECT s.segment_id, s.record_keys, s.revisions, s.services, s.resource_types, s.teams, s.qualities, {}
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k(start_unix_s, account_id, region, segment_id)
          JOIN emission_fact_segments s
            ON s.account_id = k.account_id AND s.region = k.region
           AND s.period_start = to_timestamp(k.start_unix_s) AND s.segment_id = k.segment_id",
-    )
+        accounting::columns("s.")
+    ))
     .bind(segments.values().map(|f| f.period_start_unix_s).collect::<Vec<i64>>())
     .bind(segments.values().map(|f| f.account_id.as_str()).collect::<Vec<&str>>())
     .bind(segments.values().map(|f| f.region.as_str()).collect::<Vec<&str>>())
     .bind(segments.keys().copied().collect::<Vec<i64>>())
     .fetch_all(&mut **tx)
     .await?;
+    let columns = rows.iter().map(SegmentColumns::from_row).collect::<Result<Vec<_>, _>>()?;
     let by_id: HashMap<i64, &SegmentColumns> = columns.iter().map(|c| (c.segment_id, c)).collect();
     for c in found {
         if let Some(stored) = by_id.get(&c.segment_id).and_then(|s| s.stored(c.ord, &facts[c.fi].record_key)) {
@@ -403,15 +426,21 @@ fn team_of<'a>(
 /// resource type, team, quality).
 type DeltaKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
-/// Sums of energy, location, market, low and high CO2e, and the fact count.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Sums of every measure ([`MEASURE_COLUMNS`]) and the fact count.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct DeltaSums {
-    values: [f64; 5],
+    values: Measures,
     count: i64,
 }
 
+impl Default for DeltaSums {
+    fn default() -> Self {
+        DeltaSums { values: [0.0; MEASURES], count: 0 }
+    }
+}
+
 impl DeltaSums {
-    fn add(&mut self, values: &[f64; 5], sign: f64) {
+    fn add(&mut self, values: &Measures, sign: f64) {
         for (sum, v) in self.values.iter_mut().zip(values) {
             *sum += sign * v;
         }
@@ -424,8 +453,8 @@ fn bucket_of(f: &FactRow) -> i64 {
     floor_to(f.period_start_unix_s, FIVE_MINUTES_S)
 }
 
-fn values_of(f: &FactRow) -> [f64; 5] {
-    [f.energy_kwh, f.location_g_co2e, f.market_g_co2e, f.low_g_co2e, f.high_g_co2e]
+fn values_of(f: &FactRow) -> Measures {
+    f.measures()
 }
 
 /// Counts of [`write()`]: (written, replaced).
@@ -434,13 +463,16 @@ pub(crate) type Written = (u64, u64);
 /// Stores `facts` (one per key, sorted by start, account, region, key, as
 /// `ingest::highest_revision_per_key` returns them) as segments of batch
 /// (`agent_id`, `sequence`) with the rollup difference. Returns (written,
-/// replaced).
+/// replaced). With `restate` (only [`crate::restatement`], holding the
+/// scope's lock, with facts it just read) a fact also replaces the stored
+/// one of the same revision.
 pub(crate) async fn write(
     tx: &mut Transaction<'_, Postgres>,
     facts: &[&FactRow],
     agent_id: &str,
     sequence: i64,
     team_tag_key: &str,
+    restate: bool,
 ) -> Result<Written, StoreError> {
     if facts.is_empty() {
         return Ok((0, 0));
@@ -457,7 +489,7 @@ pub(crate) async fn write(
     for (fi, fact) in facts.iter().enumerate() {
         match stored.remove(&fi) {
             None => written.push(fi),
-            Some(old) if i64::from(fact.revision) > old.revision => {
+            Some(old) if i64::from(fact.revision) > old.revision || (restate && i64::from(fact.revision) == old.revision) => {
                 written.push(fi);
                 replaced.push((fi, old));
             }
@@ -498,26 +530,31 @@ pub(crate) async fn write(
 
 /// The write statement (built once): `$1`-`$5` segment groups (start, account, region,
 /// first and last position, exclusive, in the written arrays), `$6` agent
-/// id, `$7` batch sequence, `$8`-`$24` the written records' columns, `$25`-
-/// `$29` superseded positions (start, account, region, segment id, ord),
-/// `$30`-`$33` replaced rows (start, account, region, record key), `$34`-
-/// `$46` the 5-minute rollup difference.
+/// id, `$7` batch sequence, `$8`-`$16` the written records' keys and
+/// dimensions, `$17`-`$31` their measures ([`MEASURE_COLUMNS`]), `$32`-`$34`
+/// their lineage, `$35`-`$39` superseded positions (start, account, region,
+/// segment id, ord), `$40`-`$43` replaced rows (start, account, region,
+/// record key), `$44`-`$50` the 5-minute rollup difference's keys, `$51`-
+/// `$65` its measures and `$66` its fact counts.
 static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rollups = rollup_ctes();
+    let measures = accounting::columns("");
+    let measure_slices = (0..MEASURES)
+        .map(|i| format!("(${}::float8[])[g.lo + 1 : g.hi]", 17 + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let delta_params = accounting::float_params(51);
     format!(
         "WITH seg AS (
             INSERT INTO emission_fact_segments (period_start, account_id, region, agent_id, batch_sequence,
                    record_count, key_hashes, period_s, record_keys, revisions, resource_ids, resource_types,
-                   services, teams, qualities, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e,
-                   high_g_co2e, methodology_versions, factor_sources, factor_vintages)
+                   services, teams, qualities, {measures}, methodology_versions, factor_sources, factor_vintages)
             SELECT to_timestamp(g.start_unix_s), g.account_id, g.region, $6, $7, g.hi - g.lo,
                    ($8::bigint[])[g.lo + 1 : g.hi], ($9::int[])[g.lo + 1 : g.hi], ($10::text[])[g.lo + 1 : g.hi],
                    ($11::bigint[])[g.lo + 1 : g.hi], ($12::text[])[g.lo + 1 : g.hi], ($13::text[])[g.lo + 1 : g.hi],
                    ($14::text[])[g.lo + 1 : g.hi], ($15::text[])[g.lo + 1 : g.hi], ($16::text[])[g.lo + 1 : g.hi],
-                   ($17::float8[])[g.lo + 1 : g.hi], ($18::float8[])[g.lo + 1 : g.hi],
-                   ($19::float8[])[g.lo + 1 : g.hi], ($20::float8[])[g.lo + 1 : g.hi],
-                   ($21::float8[])[g.lo + 1 : g.hi], ($22::text[])[g.lo + 1 : g.hi],
-                   ($23::text[])[g.lo + 1 : g.hi], ($24::text[])[g.lo + 1 : g.hi]
+                   {measure_slices},
+                   ($32::text[])[g.lo + 1 : g.hi], ($33::text[])[g.lo + 1 : g.hi], ($34::text[])[g.lo + 1 : g.hi]
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[])
                 AS g(start_unix_s, account_id, region, lo, hi)
             RETURNING 1
@@ -525,7 +562,7 @@ static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          sup AS (
             UPDATE emission_fact_segments AS s SET superseded = s.superseded || m.ords
             FROM (SELECT start_unix_s, account_id, region, segment_id, array_agg(ord ORDER BY ord) AS ords
-                  FROM unnest($25::bigint[], $26::text[], $27::text[], $28::bigint[], $29::int[])
+                  FROM unnest($35::bigint[], $36::text[], $37::text[], $38::bigint[], $39::int[])
                       AS t(start_unix_s, account_id, region, segment_id, ord)
                   GROUP BY 1, 2, 3, 4) AS m
             WHERE s.account_id = m.account_id AND s.region = m.region
@@ -534,18 +571,18 @@ static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ),
          del AS (
             DELETE FROM emission_facts AS f
-            USING unnest($30::bigint[], $31::text[], $32::text[], $33::text[]) AS d(start_unix_s, account_id, region, key)
+            USING unnest($40::bigint[], $41::text[], $42::text[], $43::text[]) AS d(start_unix_s, account_id, region, key)
             WHERE f.period_start = to_timestamp(d.start_unix_s) AND f.account_id = d.account_id
               AND f.region = d.region AND f.record_key = d.key
             RETURNING 1
          ),
          delta5 AS (
             SELECT to_timestamp(bucket_unix_s) AS bucket_start, account_id, region, service, resource_type, team,
-                   quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count
-            FROM unnest($34::bigint[], $35::text[], $36::text[], $37::text[], $38::text[], $39::text[], $40::text[],
-                        $41::float8[], $42::float8[], $43::float8[], $44::float8[], $45::float8[], $46::bigint[])
+                   quality, {measures}, fact_count
+            FROM unnest($44::bigint[], $45::text[], $46::text[], $47::text[], $48::text[], $49::text[], $50::text[],
+                        {delta_params}, $66::bigint[])
                 AS t(bucket_unix_s, account_id, region, service, resource_type, team, quality,
-                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count)
+                     {measures}, fact_count)
          ),
          {rollups}
          SELECT 1"
@@ -568,7 +605,6 @@ async fn execute_write(
     let groups = groups_of(&w);
     let pos = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let texts = |get: for<'f> fn(&'f FactRow) -> &'f str| w.iter().map(|f| get(f)).collect::<Vec<&str>>();
-    let floats = |i: usize| w.iter().map(|f| values_of(f)[i]).collect::<Vec<f64>>();
     let marks: Vec<(&FactRow, i64, i32)> = replaced
         .iter()
         .filter_map(|(fi, old)| match old.place {
@@ -579,7 +615,7 @@ async fn execute_write(
     let rows: Vec<&FactRow> =
         replaced.iter().filter(|(_, old)| old.place == Place::Row).map(|(fi, _)| facts[*fi]).collect();
     let delta: Vec<(&DeltaKey, &DeltaSums)> = delta.iter().collect();
-    sqlx::query(WRITE_SQL.as_str())
+    let mut query = sqlx::query(WRITE_SQL.as_str())
         .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
         .bind(groups.iter().map(|g| g.account_id).collect::<Vec<&str>>())
         .bind(groups.iter().map(|g| g.region).collect::<Vec<&str>>())
@@ -595,12 +631,12 @@ async fn execute_write(
         .bind(texts(|f| &f.resource_type))
         .bind(texts(|f| &f.service))
         .bind(teams)
-        .bind(texts(|f| f.quality.as_str()))
-        .bind(floats(0))
-        .bind(floats(1))
-        .bind(floats(2))
-        .bind(floats(3))
-        .bind(floats(4))
+        .bind(texts(|f| f.quality.as_str()));
+    let measures: Vec<Measures> = w.iter().map(|f| values_of(f)).collect();
+    for i in 0..MEASURES {
+        query = query.bind(measures.iter().map(|m| m[i]).collect::<Vec<f64>>());
+    }
+    query = query
         .bind(texts(|f| &f.methodology_version))
         .bind(texts(|f| &f.factor_source))
         .bind(texts(|f| &f.factor_vintage))
@@ -619,15 +655,11 @@ async fn execute_write(
         .bind(delta.iter().map(|(k, _)| k.3).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(k, _)| k.4).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(k, _)| k.5).collect::<Vec<&str>>())
-        .bind(delta.iter().map(|(k, _)| k.6).collect::<Vec<&str>>())
-        .bind(delta.iter().map(|(_, s)| s.values[0]).collect::<Vec<f64>>())
-        .bind(delta.iter().map(|(_, s)| s.values[1]).collect::<Vec<f64>>())
-        .bind(delta.iter().map(|(_, s)| s.values[2]).collect::<Vec<f64>>())
-        .bind(delta.iter().map(|(_, s)| s.values[3]).collect::<Vec<f64>>())
-        .bind(delta.iter().map(|(_, s)| s.values[4]).collect::<Vec<f64>>())
-        .bind(delta.iter().map(|(_, s)| s.count).collect::<Vec<i64>>())
-        .execute(&mut **tx)
-        .await?;
+        .bind(delta.iter().map(|(k, _)| k.6).collect::<Vec<&str>>());
+    for i in 0..MEASURES {
+        query = query.bind(delta.iter().map(|(_, s)| s.values[i]).collect::<Vec<f64>>());
+    }
+    query.bind(delta.iter().map(|(_, s)| s.count).collect::<Vec<i64>>()).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -698,8 +730,14 @@ mod tests {
     #[test]
     fn delta_sums_add_and_subtract_with_a_count() {
         let mut d = DeltaSums::default();
-        d.add(&[1.0, 2.0, 3.0, 4.0, 5.0], 1.0);
-        d.add(&[0.5, 0.5, 0.5, 0.5, 0.5], -1.0);
-        assert_eq!(d, DeltaSums { values: [0.5, 1.5, 2.5, 3.5, 4.5], count: 0 });
+        let mut a = [0.0; MEASURES];
+        a[..5].copy_from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        a[MEASURES - 1] = 7.0;
+        d.add(&a, 1.0);
+        d.add(&[0.5; MEASURES], -1.0);
+        let mut expected = [-0.5; MEASURES];
+        expected[..5].copy_from_slice(&[0.5, 1.5, 2.5, 3.5, 4.5]);
+        expected[MEASURES - 1] = 6.5;
+        assert_eq!(d, DeltaSums { values: expected, count: 0 });
     }
 }

@@ -5,9 +5,11 @@
 //!   energies times the record's PUE.
 //! - Location-based CO2e is embodied + operational location-based (the value
 //!   the protocol's low/high bounds bracket); market-based is embodied +
-//!   operational market-based.
+//!   operational market-based. Both totals keep that meaning, and the parts
+//!   are kept apart as well (IT energy, operational location, operational
+//!   market, embodied, each with bounds: [`crate::accounting::FactParts`]).
 //! - The factor lineage stored is the location-based factor's source and
-//!   vintage.
+//!   vintage, and the market factor's.
 //! - A resource record's service, type and tags come from the batch's
 //!   inventory when it lists the ARN; otherwise service and type are read
 //!   from the ARN and the tags from the stored inventory at ingest.
@@ -24,7 +26,8 @@ use std::collections::HashMap;
 
 use canopy_protocol as wire;
 
-use crate::model::{AgentStatusRow, Batch, FactRow, InventoryRow, Quality};
+use crate::accounting::FactParts;
+use crate::model::{Accounting, AgentStatusRow, Batch, FactRow, InventoryRow, Quality};
 
 /// Converts a decoded wire batch.
 pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
@@ -137,9 +140,38 @@ fn fact_from_record(
         methodology_version: e.methodology_version.clone(),
         factor_source: e.grid_location.source.clone(),
         factor_vintage: e.grid_location.vintage.clone(),
+        accounting: Some(Accounting {
+            parts: FactParts::from_record(
+                e.energy_total_kwh(),
+                e.operational_location_g_co2e,
+                e.operational_market_g_co2e,
+                e.embodied_g_co2e,
+                e.low_g_co2e,
+                e.high_g_co2e,
+            ),
+            market_factor_source: market_source(e),
+            market_factor_vintage: e.grid_market.vintage.clone(),
+        }),
         realtime: is_realtime(&e.subject, length_s),
     }
 }
+
+/// The market factor's source as stored: [`MARKET_FALLBACK`] when the agent
+/// had no market data (its market factor is its location factor, same
+/// provenance), so the copy is flagged instead of passing for a
+/// market-based figure.
+fn market_source(e: &wire::EmissionRecord) -> String {
+    let (m, l) = (&e.grid_market, &e.grid_location);
+    if m.source == l.source && m.vintage == l.vintage && m.g_co2e_per_kwh == l.g_co2e_per_kwh {
+        MARKET_FALLBACK.to_owned()
+    } else {
+        m.source.clone()
+    }
+}
+
+/// Market factor source of a figure whose market factor is the location
+/// factor for lack of market data.
+pub const MARKET_FALLBACK: &str = "location-fallback";
 
 /// `<subject>@<length>s`, the record's key within (account, region,
 /// period start). Written without the formatting machinery for a
@@ -303,6 +335,21 @@ mod tests {
         assert_eq!(f.tags, Some(vec![("team".to_owned(), "web".to_owned())]));
         assert_eq!(f.record_key, format!("resource:{arn}@3600s"));
         assert_eq!((f.factor_source.as_str(), f.factor_vintage.as_str()), ("ccf", "2024"));
+        // The parts are kept apart and add up to the totals: embodied is no
+        // longer folded into the operational figures.
+        let p = f.parts();
+        assert!((p.it_energy_kwh - 0.013).abs() < 1e-15);
+        assert_eq!((p.operational_location_g_co2e, p.operational_market_g_co2e, p.embodied_g_co2e), (4.4, 0.5, 1.5));
+        assert!((p.operational_location_g_co2e + p.embodied_g_co2e - f.location_g_co2e).abs() < 1e-12);
+        assert!((p.operational_market_g_co2e + p.embodied_g_co2e - f.market_g_co2e).abs() < 1e-12);
+        assert!((p.operational_location_low_g_co2e + p.embodied_low_g_co2e - f.low_g_co2e).abs() < 1e-12);
+        assert!((p.operational_location_high_g_co2e + p.embodied_high_g_co2e - f.high_g_co2e).abs() < 1e-12);
+        assert_eq!(f.market_lineage(), ("residual-mix", "2024"));
+        // An agent without market data sends its location factor as market
+        // factor: flagged, never passed off as market-based.
+        let mut copy = record(wire::Subject::Resource { arn: arn.into() });
+        copy.grid_market = copy.grid_location.clone();
+        assert_eq!(market_source(&copy), MARKET_FALLBACK);
         let s3 = &b.facts[1];
         assert_eq!((s3.service.as_str(), s3.resource_type.as_str(), s3.tags.clone()), ("s3", "resource", None));
         let g = &b.facts[2];

@@ -121,7 +121,32 @@ fn metrics(m: &Metrics) -> pb::Metrics {
         low_kg_co2e: m.low_kg_co2e,
         high_kg_co2e: m.high_kg_co2e,
         fact_count: m.fact_count,
+        it_energy_kwh: m.it_energy_kwh,
+        operational_location_kg_co2e: m.operational_location_kg_co2e,
+        operational_location_low_kg_co2e: m.operational_location_low_kg_co2e,
+        operational_location_high_kg_co2e: m.operational_location_high_kg_co2e,
+        operational_market_kg_co2e: m.operational_market_kg_co2e,
+        operational_market_low_kg_co2e: m.operational_market_low_kg_co2e,
+        operational_market_high_kg_co2e: m.operational_market_high_kg_co2e,
+        embodied_kg_co2e: m.embodied_kg_co2e,
+        embodied_low_kg_co2e: m.embodied_low_kg_co2e,
+        embodied_high_kg_co2e: m.embodied_high_kg_co2e,
     }
+}
+
+fn factor_sets(sets: &[crate::lineage::FactorSet]) -> Vec<pb::FactorSet> {
+    sets.iter()
+        .map(|f| pb::FactorSet {
+            methodology_version: f.methodology_version.clone(),
+            location_factor_source: f.location_factor_source.clone(),
+            location_factor_vintage: f.location_factor_vintage.clone(),
+            market_factor_source: f.market_factor_source.clone(),
+            market_factor_vintage: f.market_factor_vintage.clone(),
+            parts: f.parts.clone(),
+            first_month_unix_s: f.first_month_unix_s,
+            last_month_unix_s: f.last_month_unix_s,
+        })
+        .collect()
 }
 
 fn dims(d: &[(Dimension, String)]) -> Vec<pb::DimValue> {
@@ -154,6 +179,7 @@ fn totals_message(r: &TotalsResponse) -> pb::TotalsResponse {
             .collect(),
         rows: r.rows.iter().map(|g| pb::GroupRow { dims: dims(&g.dims), metrics: Some(metrics(&g.metrics)) }).collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 
@@ -173,6 +199,7 @@ fn series_message(step: &str, from: i64, to: i64, r: &SeriesResponse) -> pb::Ser
             })
             .collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 
@@ -192,6 +219,7 @@ fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
             })
             .collect(),
         next_offset: r.next_offset,
+        factor_sets: factor_sets(&r.factor_sets),
     }
 }
 
@@ -258,5 +286,56 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         let req = params::parse_top_resources(&p.0).map_err(invalid)?;
         let resp = self.engine.top_resources_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
         Ok(self.reply(top_message(&resp)))
+    }
+
+    async fn restatements(
+        &self,
+        request: Request<pb::RestatementsRequest>,
+    ) -> Result<Response<pb::RestatementsResponse>, Status> {
+        // Org-wide records (every touched account's monthly totals): only an
+        // unrestricted org viewer or admin reads them, as over HTTP.
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
+        if !principal.scope.is_unrestricted()
+            || !matches!(principal.role, crate::auth::Role::Admin | crate::auth::Role::OrgViewer)
+        {
+            return Err(Status::permission_denied("restatements are org-wide: they need the org_viewer or admin role"));
+        }
+        let limit = match request.into_inner().limit {
+            0 => 20,
+            n @ 1..=200 => i64::from(n),
+            n => {
+                return Err(invalid(ParamError { parameter: "limit".into(), message: format!("expected an integer 1..200, found {n}") }));
+            }
+        };
+        let list = crate::restatement::list(self.engine.pool(), limit).await
+            .map_err(|e| crate::error_reply::internal_status("listing restatements", &e))?;
+        Ok(self.reply(pb::RestatementsResponse {
+            restatements: list
+                .into_iter()
+                .map(|r| pb::Restatement {
+                    id: r.id,
+                    factor_set: r.factor_set,
+                    old_version: r.old_version,
+                    new_version: r.new_version,
+                    state: r.state,
+                    created_unix_s: r.created_unix_s,
+                    finished_unix_s: r.finished_unix_s,
+                    facts_restated: r.facts_restated,
+                    days_unix_s: r.days_unix_s,
+                    months: r
+                        .months
+                        .into_iter()
+                        .map(|m| pb::RestatementMonth {
+                            account_id: m.account_id,
+                            month_start_unix_s: m.month_start_unix_s,
+                            before_location_g_co2e: m.before_location_g_co2e,
+                            before_market_g_co2e: m.before_market_g_co2e,
+                            after_location_g_co2e: m.after_location_g_co2e,
+                            after_market_g_co2e: m.after_market_g_co2e,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
     }
 }

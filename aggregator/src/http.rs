@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::auth::{Auth, Principal};
+use crate::auth::{Auth, Principal, Role};
 use crate::query::params::{self, ParamError};
 use crate::route_table::RouteTable;
 use crate::query::{
@@ -54,6 +54,7 @@ pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable 
         .get("/v1/realtime", realtime)
         .get("/v1/top-resources", top_resources)
         .get("/v1/admin/audit", admin_audit)
+        .get("/v1/restatements", restatements)
         .with_state(state.clone())
         .merge(
             RouteTable::new()
@@ -188,15 +189,88 @@ async fn admin_audit(
     }
 }
 
-fn metrics_json(m: &Metrics) -> Value {
+/// `GET /v1/restatements?limit=N` (default 20, at most 200): the newest
+/// restatements first ([`crate::restatement::list`]).
+/// Org-wide: each record holds every touched account's monthly totals, so
+/// only a principal with an unrestricted scope (org viewer, admin) reads it.
+async fn restatements(
+    State(s): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Query(pairs): Pairs,
+) -> Response {
+    if !principal.scope.is_unrestricted() || !matches!(principal.role, Role::Admin | Role::OrgViewer) {
+        return crate::auth::http_layer::forbidden("restatements are org-wide: they need the org_viewer or admin role");
+    }
+    let mut limit: i64 = 20;
+    for (k, v) in &pairs {
+        match (k.as_str(), v.parse::<i64>()) {
+            ("limit", Ok(n)) if (1..=200).contains(&n) => limit = n,
+            ("limit", _) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("parameter limit: expected an integer 1..200, found {v:?}"), "parameter": "limit" })),
+                )
+                    .into_response();
+            }
+            _ => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("parameter {k}: unknown parameter"), "parameter": k })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    match crate::restatement::list(s.engine.pool(), limit).await {
+        Ok(list) => Json(restatements_json(&list)).into_response(),
+        Err(e) => crate::error_reply::internal("listing restatements", &e),
+    }
+}
+
+/// The JSON of [`restatements`] (grams; instants as UTC RFC 3339).
+pub fn restatements_json(list: &[crate::restatement::Restatement]) -> Value {
+    let at = crate::query::plan::rfc3339;
     json!({
-        "energy_kwh": m.energy_kwh,
-        "location_kg_co2e": m.location_kg_co2e,
-        "market_kg_co2e": m.market_kg_co2e,
-        "low_kg_co2e": m.low_kg_co2e,
-        "high_kg_co2e": m.high_kg_co2e,
-        "fact_count": m.fact_count,
+        "restatements": list.iter().map(|r| json!({
+            "id": r.id,
+            "cause": { "factor_set": r.factor_set, "old_version": r.old_version, "new_version": r.new_version },
+            "state": r.state,
+            "created_at": at(r.created_unix_s),
+            "finished_at": r.finished_unix_s.map(at),
+            "facts_restated": r.facts_restated,
+            "days": r.days_unix_s.iter().map(|d| at(*d)).collect::<Vec<_>>(),
+            "months": r.months.iter().map(|m| json!({
+                "account_id": m.account_id,
+                "month": at(m.month_start_unix_s),
+                "before": { "location_g_co2e": m.before_location_g_co2e, "market_g_co2e": m.before_market_g_co2e },
+                "after": { "location_g_co2e": m.after_location_g_co2e, "market_g_co2e": m.after_market_g_co2e },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()
     })
+}
+
+fn metrics_json(m: &Metrics) -> Value {
+    let mut body: serde_json::Map<String, Value> = m.named().iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    body.insert("fact_count".into(), json!(m.fact_count));
+    Value::Object(body)
+}
+
+/// The factor sets behind an answer.
+pub fn factor_sets_json(sets: &[crate::lineage::FactorSet]) -> Value {
+    sets.iter()
+        .map(|f| {
+            json!({
+                "methodology_version": f.methodology_version,
+                "location_factor_source": f.location_factor_source,
+                "location_factor_vintage": f.location_factor_vintage,
+                "market_factor_source": f.market_factor_source,
+                "market_factor_vintage": f.market_factor_vintage,
+                "parts": f.parts,
+                "first_month_unix_s": f.first_month_unix_s,
+                "last_month_unix_s": f.last_month_unix_s,
+            })
+        })
+        .collect()
 }
 
 fn dims_json(dims: &[(Dimension, String)]) -> Value {
@@ -231,6 +305,7 @@ pub fn totals_json(resp: &TotalsResponse) -> Value {
         })).collect::<Vec<_>>(),
         "rows": resp.rows.iter().map(group_json).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }
 
@@ -247,6 +322,7 @@ pub fn series_json(step: &str, from_unix_s: i64, to_unix_s: i64, resp: &SeriesRe
             "metrics": metrics_json(&r.metrics),
         })).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }
 
@@ -263,5 +339,6 @@ pub fn top_json(resp: &TopResourcesResponse) -> Value {
             "metrics": metrics_json(&r.metrics),
         })).collect::<Vec<_>>(),
         "next_offset": resp.next_offset,
+        "factor_sets": factor_sets_json(&resp.factor_sets),
     })
 }

@@ -144,6 +144,7 @@ pub async fn store_batch(
     let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
     written += rt_written;
     replaced += rt_replaced;
+    crate::lineage::record(tx, &batch.facts).await?;
 
     let received = batch.facts.len() as u64;
     Ok(StoreOutcome::Stored(StoreSummary {
@@ -222,6 +223,12 @@ fn validate_fact(fact: &FactRow) -> Result<(), String> {
         ("low_g_co2e", fact.low_g_co2e),
         ("high_g_co2e", fact.high_g_co2e),
     ] {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("expected a finite non-negative {name}, found {value}"));
+        }
+    }
+    let parts = fact.parts().values();
+    for (name, value) in crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..].iter().zip(parts) {
         if !value.is_finite() || value < 0.0 {
             return Err(format!("expected a finite non-negative {name}, found {value}"));
         }
@@ -420,22 +427,21 @@ async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, seq
 }
 
 /// Columns of a rollup row, in the order of the rollup tables.
-const ROLLUP_COLUMNS: &str = "bucket_start, account_id, region, service, resource_type, team, quality, \
-     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, fact_count";
+fn rollup_columns() -> String {
+    format!(
+        "bucket_start, account_id, region, service, resource_type, team, quality, {}, fact_count",
+        crate::accounting::columns("")
+    )
+}
 
-/// Sums of the metrics of a group of `delta5` rows, named as the columns.
-const ROLLUP_SUMS: &str = "sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) AS location_g_co2e, \
-     sum(market_g_co2e) AS market_g_co2e, sum(low_g_co2e) AS low_g_co2e, sum(high_g_co2e) AS high_g_co2e, \
-     sum(fact_count) AS fact_count";
-
-/// Adds rows of (bucket_start, group, metrics, fact_count) to `table`.
-const ROLLUP_ADD: &str = "ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
-                energy_kwh = t.energy_kwh + excluded.energy_kwh,
-                location_g_co2e = t.location_g_co2e + excluded.location_g_co2e,
-                market_g_co2e = t.market_g_co2e + excluded.market_g_co2e,
-                low_g_co2e = t.low_g_co2e + excluded.low_g_co2e,
-                high_g_co2e = t.high_g_co2e + excluded.high_g_co2e,
-                fact_count = t.fact_count + excluded.fact_count";
+/// Adds rows of (bucket_start, group, measures, fact_count) to `table`.
+fn rollup_add() -> String {
+    format!(
+        "ON CONFLICT (bucket_start, account_id, region, service, resource_type, team, quality) DO UPDATE SET
+                {}, fact_count = t.fact_count + excluded.fact_count",
+        crate::accounting::add_excluded()
+    )
+}
 
 /// The rollup maintenance CTE for a coarser rollup table: the 5-minute
 /// deltas (`delta5`) regrouped by `bucket`, the SQL expression of the
@@ -444,11 +450,15 @@ const ROLLUP_ADD: &str = "ON CONFLICT (bucket_start, account_id, region, service
 fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     format!(
         "{name} AS (
-            INSERT INTO {table} AS t ({ROLLUP_COLUMNS})
-            SELECT {bucket}, account_id, region, service, resource_type, team, quality, {ROLLUP_SUMS}
+            INSERT INTO {table} AS t ({})
+            SELECT {bucket}, account_id, region, service, resource_type, team, quality, {},
+                   sum(fact_count) AS fact_count
             FROM delta5 GROUP BY 1, 2, 3, 4, 5, 6, 7
-            {ROLLUP_ADD}
-         )"
+            {}
+         )",
+        rollup_columns(),
+        crate::accounting::sums(""),
+        rollup_add()
     )
 }
 
@@ -461,16 +471,18 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
 /// of different accounts never wait on a shared row;
 /// `canopy_drain_org_rollups()` moves it on and queries read both).
 pub(crate) fn rollup_ctes() -> String {
+    let columns = rollup_columns();
+    let add = rollup_add();
     format!(
         "r5 AS (
-            INSERT INTO rollup_5m AS t ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
-            {ROLLUP_ADD}
+            INSERT INTO rollup_5m AS t ({columns}) SELECT {columns} FROM delta5
+            {add}
          ),
          {},
          {},
          {},
          rp AS (
-            INSERT INTO org_rollup_pending ({ROLLUP_COLUMNS}) SELECT {ROLLUP_COLUMNS} FROM delta5
+            INSERT INTO org_rollup_pending ({columns}) SELECT {columns} FROM delta5
          )",
         rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
         rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
@@ -489,21 +501,18 @@ pub(crate) fn rollup_ctes() -> String {
 /// violation, which is retryable), keys stored with a lower revision are
 /// updated, and the rest (equal or higher revision stored) are stale.
 static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let unnest_facts = unnest_facts();
+    let measures = crate::accounting::columns("");
+    let i_measures = crate::accounting::columns("i.");
+    let set_measures = crate::accounting::MEASURE_COLUMNS.map(|c| format!("{c} = c.{c}")).join(", ");
     format!(
         "WITH i AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
-                                 $17::text[], $18::text[], $19::text[], $22::text[])
-                AS t(start_unix_s, period_s, account_id, region, record_key, revision,
-                     resource_id, resource_type, service, tags, quality,
-                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                     methodology_version, factor_source, factor_vintage, team)
+            {unnest_facts}
          ),
          inc AS (
             SELECT to_timestamp(i.start_unix_s) AS period_start, i.period_s, i.account_id, i.region, i.record_key,
                    i.revision, i.resource_id, i.resource_type, i.service, {FACT_TEAM_SQL} AS team, i.quality,
-                   i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
+                   {i_measures},
                    i.methodology_version, i.factor_source, i.factor_vintage
             FROM i
             LEFT JOIN account_team_rules r ON r.account_id = i.account_id
@@ -520,12 +529,10 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ),
          ins AS (
             INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision,
-                   resource_id, resource_type, service, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   resource_id, resource_type, service, team, quality, {measures},
                    methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
             SELECT period_start, period_s, account_id, region, record_key, revision,
-                   resource_id, resource_type, service, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                   resource_id, resource_type, service, team, quality, {measures},
                    methodology_version, factor_source, factor_vintage, $20, $21
             FROM cmp WHERE old_revision IS NULL
          ),
@@ -533,8 +540,7 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             UPDATE emission_facts AS f SET
                 period_s = c.period_s, revision = c.revision, resource_id = c.resource_id,
                 resource_type = c.resource_type, service = c.service, team = c.team, quality = c.quality,
-                energy_kwh = c.energy_kwh, location_g_co2e = c.location_g_co2e, market_g_co2e = c.market_g_co2e,
-                low_g_co2e = c.low_g_co2e, high_g_co2e = c.high_g_co2e,
+                {set_measures},
                 methodology_version = c.methodology_version, factor_source = c.factor_source,
                 factor_vintage = c.factor_vintage, agent_id = $20, batch_sequence = $21
             FROM cmp c
@@ -547,6 +553,31 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 (SELECT count(*) FROM upd) AS replaced"
     )
 });
+
+/// [`FACTS_SQL`] for [`crate::restatement`]: a fact also replaces the stored
+/// one of the same revision (the restatement holds the scope's lock and
+/// writes back the facts it just read, repriced).
+pub(crate) static RESTATE_FACTS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| FACTS_SQL.replace("WHERE c.old_revision < c.revision", "WHERE c.old_revision <= c.revision"));
+
+/// The `SELECT * FROM unnest(...)` of [`bind_facts`]'s arrays.
+fn unnest_facts() -> String {
+    format!(
+        "SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
+                                 $17::text[], $18::text[], $19::text[], $22::text[], {})
+                AS t(start_unix_s, period_s, account_id, region, record_key, revision,
+                     resource_id, resource_type, service, tags, quality,
+                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
+                     methodology_version, factor_source, factor_vintage, team, {})",
+        (0..crate::accounting::MEASURES - crate::accounting::FIRST_PART)
+            .map(|i| format!("${}::float8[]", 23 + i))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..].join(", ")
+    )
+}
 
 /// The facts of `f` to write, one per (period start, account, region,
 /// record key): the highest revision (the first of equal ones), in key
@@ -602,7 +633,7 @@ async fn upsert_facts(
     }
     if started.mode == StorageMode::Native {
         let (written, replaced) =
-            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key).await?;
+            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key, false).await?;
         return Ok((written, replaced, displaced));
     }
     let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
@@ -617,8 +648,9 @@ async fn upsert_facts(
 /// unnest them: $1 start, $2 period, $3 account, $4 region, $5 record key,
 /// $6 revision, $7 resource id, $8 resource type, $9 service, $10 tags,
 /// $11 quality, $12-$16 energy and CO2e, $17-$19 lineage, $20 agent id,
-/// $21 batch sequence, $22 team.
-fn bind_facts<'q>(
+/// $21 batch sequence, $22 team, $23-$32 the parts
+/// ([`crate::accounting::MEASURE_COLUMNS`] from `FIRST_PART`).
+pub(crate) fn bind_facts<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     f: &[&FactRow],
     agent_id: &'q str,
@@ -626,7 +658,7 @@ fn bind_facts<'q>(
 ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
     let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
     let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
-    query
+    let mut query = query
         .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
         .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
         .bind(texts(|x| &x.account_id))
@@ -648,8 +680,60 @@ fn bind_facts<'q>(
         .bind(texts(|x| &x.factor_vintage))
         .bind(agent_id)
         .bind(sequence)
-        .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>())
+        .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>());
+    let parts: Vec<_> = f.iter().map(|x| x.parts().values()).collect();
+    for i in 0..parts.first().map_or(0, |p| p.len()) {
+        query = query.bind(parts.iter().map(|p| p[i]).collect::<Vec<f64>>());
+    }
+    query
 }
+
+/// The statement of [`upsert_realtime`] (built once).
+static REALTIME_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let unnest_facts = unnest_facts();
+    let measures = crate::accounting::columns("");
+    let i_measures = crate::accounting::columns("i.");
+    let set_measures = crate::accounting::set_excluded();
+    format!(
+        "WITH i AS (
+            {unnest_facts}
+         ),
+         inc AS (
+            SELECT DISTINCT ON (1, 3, 4, 5)
+                   to_timestamp(i.start_unix_s) AS bucket_start, i.period_s, i.account_id, i.region, i.record_key,
+                   i.revision, i.resource_type, i.service,
+                   COALESCE(NULLIF(i.team, ''), r.default_team, 'untagged') AS team, i.quality,
+                   {i_measures},
+                   i.methodology_version, i.factor_source, i.factor_vintage
+            FROM i LEFT JOIN account_team_rules r ON r.account_id = i.account_id
+            ORDER BY 1, 3, 4, 5, i.revision DESC
+         ),
+         old AS (
+            SELECT 1 FROM realtime_group_facts f
+            JOIN inc USING (bucket_start, account_id, region, record_key)
+            WHERE f.revision < inc.revision
+         ),
+         up AS (
+            INSERT INTO realtime_group_facts AS f (bucket_start, period_s, account_id, region, record_key, revision,
+                   resource_type, service, team, quality, {measures},
+                   methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
+            SELECT bucket_start, period_s, account_id, region, record_key, revision,
+                   resource_type, service, team, quality, {measures},
+                   methodology_version, factor_source, factor_vintage, $20, $21
+            FROM inc
+            ON CONFLICT (bucket_start, account_id, region, record_key) DO UPDATE SET
+                period_s = excluded.period_s, revision = excluded.revision,
+                resource_type = excluded.resource_type, service = excluded.service, team = excluded.team,
+                quality = excluded.quality, {set_measures},
+                methodology_version = excluded.methodology_version, factor_source = excluded.factor_source,
+                factor_vintage = excluded.factor_vintage, agent_id = excluded.agent_id,
+                batch_sequence = excluded.batch_sequence
+            WHERE f.revision < excluded.revision
+            RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced"
+    )
+});
 
 /// Revision-aware upsert of the real-time path's 5-minute group records into
 /// `realtime_group_facts` (migration 0009): no rollup sees them, so they
@@ -664,61 +748,7 @@ async fn upsert_realtime(
     if f.is_empty() {
         return Ok((0, 0));
     }
-    let row = bind_facts(
-        sqlx::query(
-        "WITH i AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                                 $12::float8[], $13::float8[], $14::float8[], $15::float8[], $16::float8[],
-                                 $17::text[], $18::text[], $19::text[], $22::text[])
-                AS t(start_unix_s, period_s, account_id, region, record_key, revision,
-                     resource_id, resource_type, service, tags, quality,
-                     energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                     methodology_version, factor_source, factor_vintage, team)
-         ),
-         inc AS (
-            SELECT DISTINCT ON (1, 3, 4, 5)
-                   to_timestamp(i.start_unix_s) AS bucket_start, i.period_s, i.account_id, i.region, i.record_key,
-                   i.revision, i.resource_type, i.service,
-                   COALESCE(NULLIF(i.team, ''), r.default_team, 'untagged') AS team, i.quality,
-                   i.energy_kwh, i.location_g_co2e, i.market_g_co2e, i.low_g_co2e, i.high_g_co2e,
-                   i.methodology_version, i.factor_source, i.factor_vintage
-            FROM i LEFT JOIN account_team_rules r ON r.account_id = i.account_id
-            ORDER BY 1, 3, 4, 5, i.revision DESC
-         ),
-         old AS (
-            SELECT 1 FROM realtime_group_facts f
-            JOIN inc USING (bucket_start, account_id, region, record_key)
-            WHERE f.revision < inc.revision
-         ),
-         up AS (
-            INSERT INTO realtime_group_facts AS f (bucket_start, period_s, account_id, region, record_key, revision,
-                   resource_type, service, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                   methodology_version, factor_source, factor_vintage, agent_id, batch_sequence)
-            SELECT bucket_start, period_s, account_id, region, record_key, revision,
-                   resource_type, service, team, quality,
-                   energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e,
-                   methodology_version, factor_source, factor_vintage, $20, $21
-            FROM inc
-            ON CONFLICT (bucket_start, account_id, region, record_key) DO UPDATE SET
-                period_s = excluded.period_s, revision = excluded.revision,
-                resource_type = excluded.resource_type, service = excluded.service, team = excluded.team,
-                quality = excluded.quality, energy_kwh = excluded.energy_kwh,
-                location_g_co2e = excluded.location_g_co2e, market_g_co2e = excluded.market_g_co2e,
-                low_g_co2e = excluded.low_g_co2e, high_g_co2e = excluded.high_g_co2e,
-                methodology_version = excluded.methodology_version, factor_source = excluded.factor_source,
-                factor_vintage = excluded.factor_vintage, agent_id = excluded.agent_id,
-                batch_sequence = excluded.batch_sequence
-            WHERE f.revision < excluded.revision
-            RETURNING 1
-         )
-         SELECT (SELECT count(*) FROM up) AS written, (SELECT count(*) FROM old) AS replaced",
-        ),
-        f,
-        &batch.agent_id,
-        sequence,
-    )
+    let row = bind_facts(sqlx::query(REALTIME_SQL.as_str()), f, &batch.agent_id, sequence)
     .fetch_one(&mut **tx)
     .await?;
     let written: i64 = row.try_get("written")?;

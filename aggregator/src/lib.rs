@@ -32,10 +32,13 @@
 //! - [`http`]: the HTTP/JSON API over [`query`].
 //! - [`dashboard`]: the web dashboard and its JSON endpoints.
 //! - [`grpc`]: the gRPC API (tonic), same semantics.
+//! - [`restatement`]: a new factor set version restates the stored
+//!   periods it prices differently, chunk by chunk, with a record.
 //! - [`timescale`]: TimescaleDB path only: late data into the continuous
 //!   aggregates.
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod auth;
 pub mod alerts;
 pub mod bench;
@@ -46,17 +49,20 @@ pub mod delivery;
 pub mod dev_ca;
 pub mod directory;
 pub mod error_reply;
+pub mod factors;
 pub mod fact_segments;
 pub mod from_protocol;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod lineage;
 pub mod maintenance;
 pub mod model;
 pub mod organizations;
 pub mod plausibility;
 pub mod query;
 pub mod query_limits;
+pub mod restatement;
 pub mod route_table;
 pub mod time;
 pub mod timescale;

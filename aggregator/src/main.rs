@@ -1,8 +1,9 @@
 //! `canopy-aggregator`: thin binary over the library. Subcommands:
 //! `migrate`, `serve` (applies migrations, runs maintenance periodically,
-//! evaluates budgets and delivers alerts, and serves the HTTP and gRPC APIs),
-//! `maintain` (partitions ahead and retention once), `tokens
-//! create|list|revoke` (API tokens, audited) and the benchmarks
+//! evaluates budgets and delivers alerts, resumes restatements, and serves
+//! the HTTP and gRPC APIs), `maintain` (partitions ahead and retention
+//! once), `factors import-hourly|import-market` (versioned factor sets),
+//! `tokens create|list|revoke` (API tokens, audited) and the benchmarks
 //! `bench-storage` and `bench-alerts`.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use canopy_aggregator::factors;
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
 use canopy_aggregator::bench::{self, BenchConfig};
@@ -86,6 +88,27 @@ impl RetentionArgs {
 }
 
 // Parsed once per process; boxing the large `serve` arguments buys nothing.
+#[derive(Subcommand)]
+enum FactorsCommand {
+    /// Electricity Maps hourly CSV files (data-portal format, both header
+    /// variants) as the next version of the hourly location-based set.
+    ImportHourly {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// A market factor CSV (docs/factors.md) as the next version of the
+    /// market-based set.
+    ImportMarket {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The file.
+        file: String,
+    },
+}
+
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
@@ -99,6 +122,12 @@ enum Command {
         db: DbArgs,
         #[command(flatten)]
         storage: StorageArgs,
+    },
+    /// Import a factor set (a new version; every file validated whole
+    /// first, nothing stored when one is refused).
+    Factors {
+        #[command(subcommand)]
+        command: FactorsCommand,
     },
     /// Create partitions ahead and apply retention once.
     Maintain {
@@ -539,6 +568,26 @@ async fn main() -> anyhow::Result<()> {
             let decision = db::migrate_with(&pool, storage.storage).await?;
             println!("migrations applied; storage path {} ({})", decision.mode.name(), decision.reason);
         }
+        Command::Factors { command } => {
+            let (pool, imported) = match command {
+                FactorsCommand::ImportHourly { db, files } => {
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+                    let imported = factors::import_hourly(&pool, &files).await?;
+                    (pool, imported)
+                }
+                FactorsCommand::ImportMarket { db, file } => {
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+                    let imported = factors::import_market(&pool, &file).await?;
+                    (pool, imported)
+                }
+            };
+            println!("imported {} values as {} version {}", imported.values, imported.factor_set, imported.version);
+            // Restate the stored periods the new version prices differently
+            // (a crash here leaves the restatement running; `serve` resumes it).
+            for r in canopy_aggregator::restatement::run_pending(&pool, None).await? {
+                println!("restatement {}: {} chunks, {} facts restated", r.id, r.chunks, r.facts_changed);
+            }
+        }
         Command::Maintain { db, retention } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             let report = maintenance::run(&pool, &retention.policy(), http::system_clock()).await?;
@@ -615,6 +664,7 @@ async fn main() -> anyhow::Result<()> {
             if decision.mode == db::StorageMode::TimescaleDb {
                 tokio::spawn(canopy_aggregator::timescale::refresh_pending_forever(pool.clone()));
             }
+            tokio::spawn(canopy_aggregator::restatement::run_forever(pool.clone()));
             let policy = retention.policy();
             maintenance::run(&pool, &policy, http::system_clock()).await?;
             let maintenance_pool = pool.clone();
@@ -793,6 +843,7 @@ async fn start_ingest(
                     let stats = shared.lock().await.as_ref().map(Server::stats);
                     metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
+                        + &canopy_aggregator::restatement::METRICS.render()
                         + &query_metrics.render()
                         + &alert_metrics.render(http::system_clock())
                 }

@@ -145,15 +145,19 @@ pub static PENDING_SET_ASIDE_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// the pending table grew). Logged at ERROR and counted: the row's account
 /// rollups hold it too, so an operator must look.
 pub async fn set_aside_unsummable_pending(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, DbError> {
-    let moved = sqlx::query(
+    let columns = format!(
+        "bucket_start, account_id, region, service, resource_type, team, quality, {}, fact_count",
+        crate::accounting::columns("")
+    );
+    let within = crate::accounting::MEASURE_COLUMNS.map(|c| format!("abs({c}) <= $1")).join(" AND ");
+    let moved = sqlx::query(&format!(
         "WITH bad AS (
             DELETE FROM org_rollup_pending
-            WHERE NOT (abs(energy_kwh) <= $1 AND abs(location_g_co2e) <= $1 AND abs(market_g_co2e) <= $1
-                       AND abs(low_g_co2e) <= $1 AND abs(high_g_co2e) <= $1)
-            RETURNING *
+            WHERE NOT ({within})
+            RETURNING {columns}
          )
-         INSERT INTO org_rollup_pending_rejected SELECT *, now() FROM bad",
-    )
+         INSERT INTO org_rollup_pending_rejected ({columns}, rejected_at) SELECT {columns}, now() FROM bad",
+    ))
     .bind(MAX_PENDING_MAGNITUDE)
     .execute(&mut **tx)
     .await?

@@ -2,6 +2,8 @@
 //! converts the protocol crate's decoded batch into these types at the edge;
 //! they are deliberately not `Serialize`.
 
+use crate::accounting::{FIRST_PART, FactParts, Measures};
+
 /// How an estimate was obtained (the protocol's flags), stored as its
 /// lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,11 +80,67 @@ pub struct FactRow {
     pub factor_source: String,
     /// Vintage of the grid factor (e.g. `2024`).
     pub factor_vintage: String,
+    /// The accounting split (IT energy, operational location/market and
+    /// embodied CO2e with bounds) and the market factor's lineage; `None`
+    /// for a fact built without them, stored as all operational
+    /// ([`FactParts::unsplit`]).
+    pub accounting: Option<Accounting>,
     /// A 5-minute group record of the agent's real-time path: the same
     /// energy as the per-resource hourly records, sent early. Stored in
     /// `realtime_group_facts` only, never in the facts or rollups (migration
     /// 0009), so nothing is counted twice.
     pub realtime: bool,
+}
+
+/// The parts of a fact and the lineage of its market-based figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accounting {
+    /// IT energy and the CO2e parts with their bounds.
+    pub parts: FactParts,
+    /// Source of the market factor (e.g. `residual-mix`, `location` when
+    /// the market figure is the location figure for lack of market data).
+    pub market_factor_source: String,
+    /// Vintage of the market factor.
+    pub market_factor_vintage: String,
+}
+
+impl FactRow {
+    /// The parts of this fact: its own, else all operational.
+    pub fn parts(&self) -> FactParts {
+        match &self.accounting {
+            Some(a) => a.parts,
+            None => FactParts::unsplit(
+                self.energy_kwh,
+                self.location_g_co2e,
+                self.market_g_co2e,
+                self.low_g_co2e,
+                self.high_g_co2e,
+            ),
+        }
+    }
+
+    /// Every measure of this fact, in [`crate::accounting::MEASURE_COLUMNS`] order.
+    pub fn measures(&self) -> Measures {
+        let mut m = [0.0; crate::accounting::MEASURES];
+        m[..FIRST_PART].copy_from_slice(&[
+            self.energy_kwh,
+            self.location_g_co2e,
+            self.market_g_co2e,
+            self.low_g_co2e,
+            self.high_g_co2e,
+        ]);
+        m[FIRST_PART..].copy_from_slice(&self.parts().values());
+        m
+    }
+
+    /// Source and vintage of the market factor (the location factor's, marked
+    /// `location`, when the fact carries none).
+    pub fn market_lineage(&self) -> (&str, &str) {
+        match &self.accounting {
+            Some(a) => (&a.market_factor_source, &a.market_factor_vintage),
+            None => ("location", &self.factor_vintage),
+        }
+    }
 }
 
 /// One inventory observation of a resource.
@@ -175,6 +233,7 @@ impl FactRow {
             methodology_version: "canopy-1".into(),
             factor_source: "ccf".into(),
             factor_vintage: "2024".into(),
+            accounting: None,
             realtime: false,
         }
     }

@@ -1,8 +1,7 @@
 //! The basis of a budget (location- or market-based, with or without
 //! embodied emissions) and the one function that maps it to the rollup
-//! column it is measured on. Nothing else in the alerting code names a CO2e
-//! column, so the bases without embodied emissions are wired in one place
-//! when the rollups carry the operational columns.
+//! column it is measured on. Nothing else in the alerting code chooses a
+//! CO2e column.
 
 use super::FieldError;
 
@@ -26,6 +25,10 @@ pub enum BasisColumn {
     LocationTotal,
     /// `market_g_co2e` (operational + embodied).
     MarketTotal,
+    /// `operational_location_g_co2e` (migration 0022).
+    LocationOperational,
+    /// `operational_market_g_co2e` (migration 0022).
+    MarketOperational,
 }
 
 impl BasisColumn {
@@ -34,6 +37,8 @@ impl BasisColumn {
         match self {
             BasisColumn::LocationTotal => "location_g_co2e",
             BasisColumn::MarketTotal => "market_g_co2e",
+            BasisColumn::LocationOperational => "operational_location_g_co2e",
+            BasisColumn::MarketOperational => "operational_market_g_co2e",
         }
     }
 }
@@ -57,26 +62,16 @@ impl Basis {
     }
 }
 
-/// The column a basis is measured on, or why it cannot be measured yet.
-///
-/// The bases without embodied emissions need the rollups' operational
-/// columns (`operational_location_g_co2e`, `operational_market_g_co2e`),
-/// which are not stored yet: they are refused (the budget API answers 400
-/// naming `basis`) rather than measured on the totals, which would be a
-/// wrong figure.
+/// The column a basis is measured on. Figures stored before migration
+/// 0022 count as all operational (embodied 0; `docs/accounting.md`), so an
+/// operational basis over such months equals the total basis.
 pub fn basis_column(basis: Basis) -> Result<BasisColumn, FieldError> {
-    match basis {
-        Basis::Location => Ok(BasisColumn::LocationTotal),
-        Basis::Market => Ok(BasisColumn::MarketTotal),
-        Basis::LocationOperational | Basis::MarketOperational => Err(FieldError::new(
-            "basis",
-            format!(
-                "basis {:?} (without embodied emissions) needs the rollups' operational columns, which this \
-                 aggregator does not store yet; use \"location\" or \"market\" (operational + embodied)",
-                basis.name()
-            ),
-        )),
-    }
+    Ok(match basis {
+        Basis::Location => BasisColumn::LocationTotal,
+        Basis::Market => BasisColumn::MarketTotal,
+        Basis::LocationOperational => BasisColumn::LocationOperational,
+        Basis::MarketOperational => BasisColumn::MarketOperational,
+    })
 }
 
 #[cfg(test)]
@@ -84,12 +79,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_are_measured_and_operational_bases_are_refused_naming_basis() {
+    fn every_basis_is_measured_on_its_own_column() {
         assert_eq!(basis_column(Basis::Location).unwrap().sql_name(), "location_g_co2e");
         assert_eq!(basis_column(Basis::Market).unwrap().sql_name(), "market_g_co2e");
-        for b in [Basis::LocationOperational, Basis::MarketOperational] {
-            assert_eq!(basis_column(b).unwrap_err().field, "basis");
-        }
+        assert_eq!(basis_column(Basis::LocationOperational).unwrap().sql_name(), "operational_location_g_co2e");
+        assert_eq!(basis_column(Basis::MarketOperational).unwrap().sql_name(), "operational_market_g_co2e");
         assert_eq!(Basis::parse("market_operational"), Some(Basis::MarketOperational));
         assert_eq!(Basis::parse("embodied"), None);
     }

@@ -602,7 +602,7 @@ mod tests {
         assert_eq!(field_of(with("amount_kg_co2e", json!(-5))), "amount_kg_co2e");
         assert_eq!(field_of(with("amount_kg_co2e", json!("ten"))), "amount_kg_co2e");
         assert_eq!(field_of(with("period", json!("week"))), "period");
-        assert_eq!(field_of(with("basis", json!("location_operational"))), "basis");
+        assert_eq!(field_of(with("basis", json!("embodied"))), "basis");
         assert_eq!(field_of(with("thresholds_pct", json!([80, 50]))), "thresholds_pct[1]");
         assert_eq!(field_of(with("scope", json!({ "account_id": "12" }))), "scope.account_id");
         assert_eq!(field_of(with("scope", json!({ "region": "x" }))), "scope.region");

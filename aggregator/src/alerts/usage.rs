@@ -14,13 +14,17 @@ use sqlx::{PgPool, Row};
 use super::basis::BasisColumn;
 use super::budgets::Scope;
 
-/// Location and market grams CO2e.
+/// Location and market grams CO2e, totals and their operational parts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Grams {
-    /// Location-based, gCO2e.
+    /// Location-based, operational + embodied, gCO2e.
     pub location_g_co2e: f64,
-    /// Market-based, gCO2e.
+    /// Market-based, operational + embodied, gCO2e.
     pub market_g_co2e: f64,
+    /// Location-based, operational only, gCO2e.
+    pub operational_location_g_co2e: f64,
+    /// Market-based, operational only, gCO2e.
+    pub operational_market_g_co2e: f64,
 }
 
 impl Grams {
@@ -29,12 +33,16 @@ impl Grams {
         match column {
             BasisColumn::LocationTotal => self.location_g_co2e,
             BasisColumn::MarketTotal => self.market_g_co2e,
+            BasisColumn::LocationOperational => self.operational_location_g_co2e,
+            BasisColumn::MarketOperational => self.operational_market_g_co2e,
         }
     }
 
     fn add(&mut self, other: Grams) {
         self.location_g_co2e += other.location_g_co2e;
         self.market_g_co2e += other.market_g_co2e;
+        self.operational_location_g_co2e += other.operational_location_g_co2e;
+        self.operational_market_g_co2e += other.operational_market_g_co2e;
     }
 }
 
@@ -105,9 +113,11 @@ impl UsageSnapshot {
         // One row per series, its months as arrays (13 x fewer rows to decode).
         let monthly = sqlx::query(
             "SELECT account_id, team, service, array_agg(m ORDER BY m) AS ms, array_agg(loc ORDER BY m) AS locs,
-                    array_agg(mkt ORDER BY m) AS mkts
+                    array_agg(mkt ORDER BY m) AS mkts, array_agg(oloc ORDER BY m) AS olocs,
+                    array_agg(omkt ORDER BY m) AS omkts
              FROM (SELECT extract(epoch FROM bucket_start)::bigint AS m, account_id, team, service,
-                          sum(location_g_co2e) AS loc, sum(market_g_co2e) AS mkt
+                          sum(location_g_co2e) AS loc, sum(market_g_co2e) AS mkt,
+                          sum(operational_location_g_co2e) AS oloc, sum(operational_market_g_co2e) AS omkt
                    FROM rollup_monthly WHERE bucket_start >= to_timestamp($1)
                    GROUP BY 1, 2, 3, 4) per_month
              GROUP BY 1, 2, 3",
@@ -120,18 +130,29 @@ impl UsageSnapshot {
             let ms: Vec<i64> = row.try_get(3)?;
             let locs: Vec<f64> = row.try_get(4)?;
             let mkts: Vec<f64> = row.try_get(5)?;
+            let olocs: Vec<f64> = row.try_get(6)?;
+            let omkts: Vec<f64> = row.try_get(7)?;
             snap.rows_read += ms.len();
-            snap.series[i as usize].months = ms
-                .into_iter()
-                .zip(locs.into_iter().zip(mkts))
-                .map(|(m, (l, k))| (m, Grams { location_g_co2e: l, market_g_co2e: k }))
+            snap.series[i as usize].months = (0..ms.len())
+                .map(|j| {
+                    let grams = Grams {
+                        location_g_co2e: locs[j],
+                        market_g_co2e: mkts[j],
+                        operational_location_g_co2e: olocs[j],
+                        operational_market_g_co2e: omkts[j],
+                    };
+                    (ms[j], grams)
+                })
                 .collect();
         }
         let hourly = sqlx::query(
             "SELECT account_id, team, service,
                     sum(location_g_co2e) AS loc24, sum(market_g_co2e) AS mkt24,
                     coalesce(sum(location_g_co2e) FILTER (WHERE bucket_start >= to_timestamp($2)), 0) AS loc1,
-                    coalesce(sum(market_g_co2e) FILTER (WHERE bucket_start >= to_timestamp($2)), 0) AS mkt1
+                    coalesce(sum(market_g_co2e) FILTER (WHERE bucket_start >= to_timestamp($2)), 0) AS mkt1,
+                    sum(operational_location_g_co2e) AS oloc24, sum(operational_market_g_co2e) AS omkt24,
+                    coalesce(sum(operational_location_g_co2e) FILTER (WHERE bucket_start >= to_timestamp($2)), 0) AS oloc1,
+                    coalesce(sum(operational_market_g_co2e) FILTER (WHERE bucket_start >= to_timestamp($2)), 0) AS omkt1
              FROM rollup_hourly WHERE bucket_start >= to_timestamp($1) AND bucket_start < to_timestamp($3)
              GROUP BY 1, 2, 3",
         )
@@ -144,8 +165,18 @@ impl UsageSnapshot {
         for row in &hourly {
             let i = snap.series_index(&mut index, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let s = &mut snap.series[i as usize];
-            s.last_24h = Grams { location_g_co2e: row.try_get("loc24")?, market_g_co2e: row.try_get("mkt24")? };
-            s.last_1h = Grams { location_g_co2e: row.try_get("loc1")?, market_g_co2e: row.try_get("mkt1")? };
+            s.last_24h = Grams {
+                location_g_co2e: row.try_get("loc24")?,
+                market_g_co2e: row.try_get("mkt24")?,
+                operational_location_g_co2e: row.try_get("oloc24")?,
+                operational_market_g_co2e: row.try_get("omkt24")?,
+            };
+            s.last_1h = Grams {
+                location_g_co2e: row.try_get("loc1")?,
+                market_g_co2e: row.try_get("mkt1")?,
+                operational_location_g_co2e: row.try_get("oloc1")?,
+                operational_market_g_co2e: row.try_get("omkt1")?,
+            };
         }
         let accounts = sqlx::query("SELECT account_id, ou_path FROM accounts WHERE ou_path <> ''").fetch_all(pool).await?;
         for row in &accounts {

@@ -1,7 +1,8 @@
 //! `GET /v1/overview`: CO2e and energy for the last hour (the real-time view:
 //! the agents' 5-minute group records), this month so far,
 //! last month to the same elapsed time and all of last month, each with its
-//! breakdown by quality flag, under the same filters as `/v1/totals`.
+//! breakdown by quality flag, under the same filters as `/v1/totals`, and
+//! the share of this month's energy priced with hourly grid intensity.
 
 use axum::Json;
 use axum::extract::{Extension, Query, State};
@@ -73,10 +74,11 @@ pub async fn handler(
         let month = period(&mut snapshot, &principal, &filters, r.this_month).await?;
         let same = period(&mut snapshot, &principal, &filters, r.last_month_same_elapsed).await?;
         let last = period(&mut snapshot, &principal, &filters, r.last_month).await?;
-        Ok::<_, DashboardError>((hour, month, same, last))
+        let hourly = hourly_priced(&mut snapshot, &principal, &filters, r.this_month).await?;
+        Ok::<_, DashboardError>((hour, month, same, last, hourly))
     }
     .await;
-    let (hour, month, same, last) = outcome.map_err(|e| match e {
+    let (hour, month, same, last, (hourly_kwh, all_kwh)) = outcome.map_err(|e| match e {
         // The overview's ranges derive from `now`: that is the parameter to change.
         DashboardError::Query(QueryError::OutsideRetention(e)) => {
             bad("now", format!("the overview's ranges need data retention has dropped: {}", e.message))
@@ -94,6 +96,13 @@ pub async fn handler(
         "last_month_same_elapsed": body(r.last_month_same_elapsed, &same),
         "last_month": body(r.last_month, &last),
         "trend_ratio": trend,
+        // The share of this month's energy priced with hourly grid intensity
+        // (the rest with annual factors), from the facts' location lineage.
+        "this_month_hourly_priced": {
+            "energy_kwh": hourly_kwh,
+            "of_energy_kwh": all_kwh,
+            "share": (all_kwh > 0.0).then(|| hourly_kwh / all_kwh),
+        },
     })))
 }
 
@@ -112,6 +121,22 @@ async fn last_hour(
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
     Ok(Some(snapshot.realtime_totals_for(principal, &req).await?))
+}
+
+/// (energy priced hourly, all energy) of `[from, to)` under `filters`,
+/// narrowed to `principal`'s scope.
+async fn hourly_priced(
+    snapshot: &mut Snapshot,
+    principal: &Principal,
+    filters: &[(String, String)],
+    (from, to): (i64, i64),
+) -> Result<(f64, f64), DashboardError> {
+    let mut pairs = filters.to_vec();
+    pairs.push(("from".into(), from.to_string()));
+    pairs.push(("to".into(), to.to_string()));
+    let req = parse_totals(&pairs)?;
+    let scoped = crate::query::authz::restrict(&req.filters, &principal.scope).map_err(QueryError::from)?;
+    Ok(snapshot.hourly_priced_energy(from, to, &scoped).await?)
 }
 
 /// Totals of `[from, to)` under `filters` (None for an empty range).

@@ -217,21 +217,143 @@ pub struct TopResourcesRequest {
     pub page: Page,
 }
 
-/// Summed figures. CO2e in kilograms (stored as grams).
+/// Summed figures. CO2e in kilograms (stored as grams). The totals keep
+/// their meaning of before (location = operational location + embodied,
+/// market = operational market + embodied); the parts are kept apart
+/// ([`crate::accounting`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Metrics {
-    /// Energy, kWh.
+    /// Facility energy (IT energy × PUE), kWh.
     pub energy_kwh: f64,
-    /// Location-based CO2e, kg.
+    /// Location-based CO2e (operational location + embodied), kg.
     pub location_kg_co2e: f64,
-    /// Market-based CO2e, kg.
+    /// Market-based CO2e (operational market + embodied), kg.
     pub market_kg_co2e: f64,
     /// Lower bound of location-based CO2e, kg.
     pub low_kg_co2e: f64,
     /// Upper bound of location-based CO2e, kg.
     pub high_kg_co2e: f64,
+    /// IT energy (before PUE), kWh.
+    pub it_energy_kwh: f64,
+    /// Operational location-based CO2e, kg.
+    pub operational_location_kg_co2e: f64,
+    /// Its lower bound, kg.
+    pub operational_location_low_kg_co2e: f64,
+    /// Its upper bound, kg.
+    pub operational_location_high_kg_co2e: f64,
+    /// Operational market-based CO2e, kg.
+    pub operational_market_kg_co2e: f64,
+    /// Its lower bound, kg.
+    pub operational_market_low_kg_co2e: f64,
+    /// Its upper bound, kg.
+    pub operational_market_high_kg_co2e: f64,
+    /// Embodied CO2e (hardware manufacturing, amortised), kg.
+    pub embodied_kg_co2e: f64,
+    /// Its lower bound, kg.
+    pub embodied_low_kg_co2e: f64,
+    /// Its upper bound, kg.
+    pub embodied_high_kg_co2e: f64,
     /// Number of facts summed.
     pub fact_count: i64,
+}
+
+impl Metrics {
+    /// From sums of the stored measures (grams, kWh) in
+    /// [`crate::accounting::MEASURE_COLUMNS`] order.
+    pub fn from_stored(m: &crate::accounting::Measures, fact_count: i64) -> Metrics {
+        let kg = |g: f64| g / 1_000.0;
+        Metrics {
+            energy_kwh: m[0],
+            location_kg_co2e: kg(m[1]),
+            market_kg_co2e: kg(m[2]),
+            low_kg_co2e: kg(m[3]),
+            high_kg_co2e: kg(m[4]),
+            it_energy_kwh: m[5],
+            operational_location_kg_co2e: kg(m[6]),
+            operational_location_low_kg_co2e: kg(m[7]),
+            operational_location_high_kg_co2e: kg(m[8]),
+            operational_market_kg_co2e: kg(m[9]),
+            operational_market_low_kg_co2e: kg(m[10]),
+            operational_market_high_kg_co2e: kg(m[11]),
+            embodied_kg_co2e: kg(m[12]),
+            embodied_low_kg_co2e: kg(m[13]),
+            embodied_high_kg_co2e: kg(m[14]),
+            fact_count,
+        }
+    }
+
+    /// The figures as (name, value) pairs, in
+    /// [`crate::accounting::MEASURE_COLUMNS`] order, named as served
+    /// (`_kg_co2e`); for the HTTP body.
+    pub fn named(&self) -> [(&'static str, f64); crate::accounting::MEASURES] {
+        [
+            ("energy_kwh", self.energy_kwh),
+            ("location_kg_co2e", self.location_kg_co2e),
+            ("market_kg_co2e", self.market_kg_co2e),
+            ("low_kg_co2e", self.low_kg_co2e),
+            ("high_kg_co2e", self.high_kg_co2e),
+            ("it_energy_kwh", self.it_energy_kwh),
+            ("operational_location_kg_co2e", self.operational_location_kg_co2e),
+            ("operational_location_low_kg_co2e", self.operational_location_low_kg_co2e),
+            ("operational_location_high_kg_co2e", self.operational_location_high_kg_co2e),
+            ("operational_market_kg_co2e", self.operational_market_kg_co2e),
+            ("operational_market_low_kg_co2e", self.operational_market_low_kg_co2e),
+            ("operational_market_high_kg_co2e", self.operational_market_high_kg_co2e),
+            ("embodied_kg_co2e", self.embodied_kg_co2e),
+            ("embodied_low_kg_co2e", self.embodied_low_kg_co2e),
+            ("embodied_high_kg_co2e", self.embodied_high_kg_co2e),
+        ]
+    }
+
+    /// The figures in stored units (kWh, grams), in
+    /// [`crate::accounting::MEASURE_COLUMNS`] order: the inverse of
+    /// [`Metrics::from_stored`].
+    pub fn as_stored(&self) -> crate::accounting::Measures {
+        let mut m = [0.0; crate::accounting::MEASURES];
+        for (i, (name, v)) in self.named().iter().enumerate() {
+            m[i] = if name.ends_with("_kwh") { *v } else { v * 1_000.0 };
+        }
+        m
+    }
+
+    /// Checks that the parts add up to the totals (operational location +
+    /// embodied = location, operational market + embodied = market, and
+    /// the same for the location bounds), within `tolerance` relative to
+    /// the larger side; names the first that does not.
+    pub fn parts_add_up(&self, tolerance: f64) -> Result<(), String> {
+        let pairs = [
+            ("location", self.location_kg_co2e, self.operational_location_kg_co2e + self.embodied_kg_co2e),
+            ("market", self.market_kg_co2e, self.operational_market_kg_co2e + self.embodied_kg_co2e),
+            ("low", self.low_kg_co2e, self.operational_location_low_kg_co2e + self.embodied_low_kg_co2e),
+            ("high", self.high_kg_co2e, self.operational_location_high_kg_co2e + self.embodied_high_kg_co2e),
+        ];
+        for (name, total, parts) in pairs {
+            if (total - parts).abs() > tolerance * total.abs().max(parts.abs()).max(1e-9) {
+                return Err(format!("{name}: total {total} kg, parts add up to {parts} kg"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `other` to these figures.
+    pub fn add(&mut self, other: &Metrics) {
+        self.energy_kwh += other.energy_kwh;
+        self.location_kg_co2e += other.location_kg_co2e;
+        self.market_kg_co2e += other.market_kg_co2e;
+        self.low_kg_co2e += other.low_kg_co2e;
+        self.high_kg_co2e += other.high_kg_co2e;
+        self.it_energy_kwh += other.it_energy_kwh;
+        self.operational_location_kg_co2e += other.operational_location_kg_co2e;
+        self.operational_location_low_kg_co2e += other.operational_location_low_kg_co2e;
+        self.operational_location_high_kg_co2e += other.operational_location_high_kg_co2e;
+        self.operational_market_kg_co2e += other.operational_market_kg_co2e;
+        self.operational_market_low_kg_co2e += other.operational_market_low_kg_co2e;
+        self.operational_market_high_kg_co2e += other.operational_market_high_kg_co2e;
+        self.embodied_kg_co2e += other.embodied_kg_co2e;
+        self.embodied_low_kg_co2e += other.embodied_low_kg_co2e;
+        self.embodied_high_kg_co2e += other.embodied_high_kg_co2e;
+        self.fact_count += other.fact_count;
+    }
 }
 
 /// One group of a totals answer.
@@ -278,6 +400,9 @@ pub struct TotalsResponse {
     pub by_quality: Vec<QualityShare>,
     /// Offset of the next page when there is one.
     pub next_offset: Option<u64>,
+    /// The factor sets and versions behind the figures (per account and
+    /// UTC month of the range, [`crate::lineage`]).
+    pub factor_sets: Vec<crate::lineage::FactorSet>,
 }
 
 /// Answer to a [`SeriesRequest`].
@@ -289,6 +414,9 @@ pub struct SeriesResponse {
     pub rows: Vec<SeriesRow>,
     /// Offset of the next page when there is one.
     pub next_offset: Option<u64>,
+    /// The factor sets and versions behind the figures (per account and
+    /// UTC month of the range, [`crate::lineage`]).
+    pub factor_sets: Vec<crate::lineage::FactorSet>,
 }
 
 /// One resource of a top-N answer.
@@ -317,4 +445,7 @@ pub struct TopResourcesResponse {
     pub rows: Vec<ResourceRow>,
     /// Offset of the next page when there is one.
     pub next_offset: Option<u64>,
+    /// The factor sets and versions behind the figures (per account and
+    /// UTC month of the range, [`crate::lineage`]).
+    pub factor_sets: Vec<crate::lineage::FactorSet>,
 }

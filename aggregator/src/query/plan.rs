@@ -29,7 +29,8 @@ pub enum Source {
     Hourly,
     /// `rollup_5m`.
     FiveMinute,
-    /// `emission_facts_all` (per-resource detail: rows and segments).
+    /// `emission_facts_all_parts` (per-resource detail: rows and segments,
+    /// with their parts; migration 0022).
     Facts,
     /// `org_rollup_monthly` (no account dimension; plus pending deltas).
     OrgMonthly,
@@ -56,7 +57,7 @@ impl Source {
             Source::Daily => "rollup_daily",
             Source::Hourly => "rollup_hourly",
             Source::FiveMinute => "rollup_5m",
-            Source::Facts => "emission_facts_all",
+            Source::Facts => "emission_facts_all_parts",
             Source::OrgMonthly => "org_rollup_monthly",
             Source::OrgDaily => "org_rollup_daily",
             Source::OrgHourly => "org_rollup_hourly",

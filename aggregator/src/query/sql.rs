@@ -173,7 +173,7 @@ fn push_bucket(qb: &mut QueryBuilder<'_, Postgres>, step: Option<Step>, time: &s
 /// `prefix` qualifies the columns, `count` is the fact count expression.
 fn metric_columns(prefix: &str, count: &str, subtract: bool) -> String {
     let sign = if subtract { "-" } else { "" };
-    let mut cols: Vec<String> = ["energy_kwh", "location_g_co2e", "market_g_co2e", "low_g_co2e", "high_g_co2e"]
+    let mut cols: Vec<String> = crate::accounting::MEASURE_COLUMNS
         .iter()
         .map(|c| format!("{sign}{prefix}{c} AS {c}"))
         .collect();
@@ -254,9 +254,13 @@ fn push_joined(
     push_filters(qb, filters, "x.", Some(OU));
 }
 
-const METRIC_SUMS: &str = "COALESCE(sum(u.energy_kwh), 0)::float8, COALESCE(sum(u.location_g_co2e), 0)::float8, \
-     COALESCE(sum(u.market_g_co2e), 0)::float8, COALESCE(sum(u.low_g_co2e), 0)::float8, \
-     COALESCE(sum(u.high_g_co2e), 0)::float8, COALESCE(sum(u.fact_count), 0)::bigint";
+/// The sums of every measure column of `u`, then the fact count.
+static METRIC_SUMS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut cols: Vec<String> =
+        crate::accounting::MEASURE_COLUMNS.iter().map(|c| format!("COALESCE(sum(u.{c}), 0)::float8")).collect();
+    cols.push("COALESCE(sum(u.fact_count), 0)::bigint".into());
+    cols.join(", ")
+});
 
 /// Builds the grouped query over `segments`. Columns: [bucket], dims, metrics.
 fn grouped_query<'a>(
@@ -277,7 +281,7 @@ fn grouped_query<'a>(
         qb.push(key);
         qb.push(", ");
     }
-    qb.push(METRIC_SUMS);
+    qb.push(METRIC_SUMS.as_str());
     qb.push(" FROM (");
     for (i, seg) in segments.iter().enumerate() {
         if i > 0 {
@@ -314,14 +318,11 @@ fn grouped_query<'a>(
 }
 
 fn metrics_at(row: &PgRow, first: usize) -> Result<Metrics, sqlx::Error> {
-    Ok(Metrics {
-        energy_kwh: row.try_get(first)?,
-        location_kg_co2e: row.try_get::<f64, _>(first + 1)? / 1_000.0,
-        market_kg_co2e: row.try_get::<f64, _>(first + 2)? / 1_000.0,
-        low_kg_co2e: row.try_get::<f64, _>(first + 3)? / 1_000.0,
-        high_kg_co2e: row.try_get::<f64, _>(first + 4)? / 1_000.0,
-        fact_count: row.try_get(first + 5)?,
-    })
+    let mut stored = [0.0; crate::accounting::MEASURES];
+    for (i, v) in stored.iter_mut().enumerate() {
+        *v = row.try_get(first + i)?;
+    }
+    Ok(Metrics::from_stored(&stored, row.try_get(first + crate::accounting::MEASURES)?))
 }
 
 fn dims_at(row: &PgRow, first: usize, group_by: &[Dimension]) -> Result<Vec<(Dimension, String)>, sqlx::Error> {
@@ -522,12 +523,7 @@ impl Snapshot {
         for r in &quality_rows {
             let quality: String = r.try_get(0)?;
             let metrics = metrics_at(r, 1)?;
-            total.energy_kwh += metrics.energy_kwh;
-            total.location_kg_co2e += metrics.location_kg_co2e;
-            total.market_kg_co2e += metrics.market_kg_co2e;
-            total.low_kg_co2e += metrics.low_kg_co2e;
-            total.high_kg_co2e += metrics.high_kg_co2e;
-            total.fact_count += metrics.fact_count;
+            total.add(&metrics);
             by_quality.push(QualityShare { quality, metrics, share_of_location_co2e: 0.0 });
         }
         by_quality.sort_by(|a, b| a.quality.cmp(&b.quality));
@@ -538,7 +534,8 @@ impl Snapshot {
                 0.0
             };
         }
-        Ok(TotalsResponse { segments, rows, total, by_quality, next_offset })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(TotalsResponse { segments, rows, total, by_quality, next_offset, factor_sets })
     }
 
     /// A time series at the request's step, read from the rollup of that
@@ -582,21 +579,45 @@ impl Snapshot {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
-        Ok(SeriesResponse { segments, rows, next_offset })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(SeriesResponse { segments, rows, next_offset, factor_sets })
+    }
+
+    /// (energy priced with hourly intensity, all energy) of the facts of
+    /// `[from, to)` under `filters`, kWh: the share of energy the live path
+    /// priced hourly ([`crate::factors`]; the fact's location lineage says
+    /// so). Read from the per-resource facts, so refused where those have
+    /// expired; it scans the range's facts, so callers ask it for a month
+    /// at most.
+    pub async fn hourly_priced_energy(
+        &mut self,
+        from_unix_s: i64,
+        to_unix_s: i64,
+        filters: &Filters,
+    ) -> Result<(f64, f64), QueryError> {
+        self.check_facts(from_unix_s, to_unix_s)?;
+        let mut qb = QueryBuilder::new(
+            "SELECT COALESCE(sum(energy_kwh) FILTER (WHERE starts_with(factor_source, 'hourly:')), 0)::float8, \
+             COALESCE(sum(energy_kwh), 0)::float8 FROM emission_facts_all",
+        );
+        push_range(&mut qb, "period_start", from_unix_s, to_unix_s);
+        push_filters(&mut qb, filters, "", None);
+        let row = qb.build().fetch_one(&mut *self.tx).await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// The resources with the largest location-based CO2e over a range,
     /// from the per-resource facts; refused where those have expired.
     pub async fn top_resources(&mut self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
         self.check_facts(req.from_unix_s, req.to_unix_s)?;
-        let mut qb = QueryBuilder::new(
+        let sums = crate::accounting::MEASURE_COLUMNS.map(|c| format!("sum({c})::float8")).join(", ");
+        let mut qb = QueryBuilder::new(format!(
             "SELECT account_id, region, resource_id, \
              (array_agg(service ORDER BY period_start DESC))[1], \
              (array_agg(resource_type ORDER BY period_start DESC))[1], \
              (array_agg(team ORDER BY period_start DESC))[1], \
-             sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(market_g_co2e)::float8, \
-             sum(low_g_co2e)::float8, sum(high_g_co2e)::float8, count(*)::bigint FROM emission_facts_all",
-        );
+             {sums}, count(*)::bigint FROM emission_facts_all_parts"
+        ));
         push_range(&mut qb, "period_start", req.from_unix_s, req.to_unix_s);
         push_filters(&mut qb, &req.filters, "", None);
         qb.push(" GROUP BY account_id, region, resource_id ORDER BY 8 DESC, 1, 2, 3 LIMIT ");
@@ -619,7 +640,8 @@ impl Snapshot {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
-        Ok(TopResourcesResponse { rows, next_offset })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(TopResourcesResponse { rows, next_offset, factor_sets })
     }
 }
 
@@ -644,7 +666,7 @@ mod tests {
         assert!(!sql.contains("DROP TABLE"), "{sql}");
         assert!(!sql.contains("123456789012"), "{sql}");
         assert!(!sql.contains("86400"), "{sql}");
-        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts_all"), "{sql}");
+        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts_all_parts"), "{sql}");
         assert!(sql.contains("ORDER BY 4 DESC, 1, 2"), "{sql}");
     }
 }

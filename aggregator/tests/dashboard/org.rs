@@ -77,6 +77,7 @@ fn fact(a: usize, i: u64, start_unix_s: i64, period_s: u32) -> FactRow {
         methodology_version: "canopy-1".to_owned(),
         factor_source: "ccf".to_owned(),
         factor_vintage: "2024".to_owned(),
+        accounting: None,
         realtime: false,
     }
 }

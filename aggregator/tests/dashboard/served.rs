@@ -88,6 +88,13 @@ async fn dashboard_endpoints_match_the_query_api() {
     assert_eq!(overview["last_month"]["from_unix_s"], previous);
     assert_eq!(overview["last_month_same_elapsed"]["to_unix_s"], previous + (end - month));
     assert_eq!(overview["last_hour"]["from_unix_s"], end - 3_600);
+    // Stored without the live path's pricing: none of this month's energy
+    // was priced hourly, and the share is of all of it.
+    let hourly = &overview["this_month_hourly_priced"];
+    assert_eq!(hourly["energy_kwh"], 0.0, "{hourly}");
+    assert_eq!(hourly["share"], 0.0, "{hourly}");
+    let month_kwh = overview["this_month"]["totals"]["total"]["energy_kwh"].as_f64().unwrap();
+    assert!((hourly["of_energy_kwh"].as_f64().unwrap() - month_kwh).abs() <= 1e-9 * month_kwh.max(1.0), "{hourly} vs {month_kwh}");
     for (name, from, to) in [
         ("this_month", month, end),
         ("last_month", previous, month),

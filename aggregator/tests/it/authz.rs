@@ -439,6 +439,7 @@ async fn every_route_answers_only_within_the_callers_scope() {
         ("/v1/fleet", format!("/v1/fleet?now={}&window_hours=168", fixed_now())),
         ("/v1/resource-history", history(13)),
         ("/v1/admin/audit", "/v1/admin/audit".to_owned()),
+        ("/v1/restatements", "/v1/restatements".to_owned()),
     ]
     .into_iter()
     .collect();
@@ -476,6 +477,12 @@ async fn every_route_answers_only_within_the_callers_scope() {
                 }
                 "/auth/login" | "/auth/callback" => {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{who} {path}: login is not configured");
+                    continue;
+                }
+                // Org-wide records (every touched account's months).
+                "/v1/restatements" => {
+                    let want = if matches!(case.role, Role::Admin | Role::OrgViewer) { StatusCode::OK } else { StatusCode::FORBIDDEN };
+                    assert_eq!(status, want, "{who} {path}: {body}");
                     continue;
                 }
                 "/v1/resource-history" => {
@@ -593,7 +600,7 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
         .filter_map(|l| l.trim().strip_prefix("rpc "))
         .map(|l| l.split('(').next().unwrap().trim())
         .collect();
-    assert_eq!(methods, ["Realtime", "Series", "Totals", "TopResources"].into_iter().collect());
+    assert_eq!(methods, ["Realtime", "Restatements", "Series", "Totals", "TopResources"].into_iter().collect());
 
     let o = org().await;
     let pool = o.db.pool.clone();
@@ -653,6 +660,8 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
         client.top_resources(d).await.unwrap_err().code(),
     ];
     assert_eq!(codes, [tonic::Code::Unauthenticated; 4]);
+    let code = client.restatements(pb::RestatementsRequest::default()).await.unwrap_err().code();
+    assert_eq!(code, tonic::Code::Unauthenticated, "Restatements without credentials");
     let (a, b, c, d) = with(Some("Bearer canopy_0123456789abcdef_nottherightsecret"), None);
     assert_eq!(client.totals(a).await.unwrap_err().code(), tonic::Code::Unauthenticated);
     assert_eq!(client.series(b).await.unwrap_err().code(), tonic::Code::Unauthenticated);
@@ -662,6 +671,16 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
     for case in cases(&issuer, &key, &pool).await {
         let who = case.name;
         let expected = location_sum(&o.facts, case.keep_fact);
+        // Restatements are org-wide records: org viewers and admins only.
+        let mut restatements = tonic::Request::new(pb::RestatementsRequest::default());
+        restatements.metadata_mut().insert("authorization", case.bearer.parse().unwrap());
+        match client.restatements(restatements).await {
+            Ok(_) => assert!(matches!(case.role, Role::Admin | Role::OrgViewer), "{who} gRPC restatements answered"),
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} gRPC restatements");
+                assert!(!matches!(case.role, Role::Admin | Role::OrgViewer), "{who} gRPC restatements refused");
+            }
+        }
         let (a, b, c, d) = with(Some(&case.bearer), None);
         let totals = client.totals(a).await.unwrap().into_inner();
         assert_close(totals.total.unwrap().location_kg_co2e, expected, &format!("{who} gRPC totals"));

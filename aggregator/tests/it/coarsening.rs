@@ -416,6 +416,7 @@ impl Case {
             methodology_version: "canopy-1".to_owned(),
             factor_source: "ccf".to_owned(),
             factor_vintage: "2024".to_owned(),
+            accounting: None,
             realtime: false,
         }
     }

@@ -45,6 +45,18 @@ async fn grpc_matches_http_semantics() {
     assert!((total.location_kg_co2e - (f1.location_g_co2e + f2.location_g_co2e) / 1e3).abs() < 1e-12);
     assert_eq!(resp.rows.len(), 2);
     assert_eq!(resp.sources[0].source, "org_hourly");
+    // The parts, apart and adding up to the totals, and the factor sets behind them.
+    let embodied_kg = (f1.parts().embodied_g_co2e + f2.parts().embodied_g_co2e) / 1e3;
+    assert!(embodied_kg > 0.0 && (total.embodied_kg_co2e - embodied_kg).abs() < 1e-12);
+    assert!((total.operational_location_kg_co2e + total.embodied_kg_co2e - total.location_kg_co2e).abs() < 1e-12);
+    assert!((total.operational_market_kg_co2e + total.embodied_kg_co2e - total.market_kg_co2e).abs() < 1e-12);
+    assert!((total.operational_location_high_kg_co2e + total.embodied_high_kg_co2e - total.high_kg_co2e).abs() < 1e-12);
+    let sets: Vec<(&str, &str, &str)> = resp
+        .factor_sets
+        .iter()
+        .map(|f| (f.location_factor_source.as_str(), f.market_factor_source.as_str(), f.parts.as_str()))
+        .collect();
+    assert_eq!(sets, vec![("ccf", "residual-mix", "split")]);
 
     let series = client
         .realtime(pb::RealtimeRequest { group_by: vec!["account".into()], ..Default::default() })

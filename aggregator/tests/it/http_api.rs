@@ -40,6 +40,26 @@ async fn http_answers_and_rejects_bad_parameters() {
     assert!((total - (f1.location_g_co2e + f2.location_g_co2e) / 1e3).abs() < 1e-12);
     assert_eq!(body["total"]["fact_count"], 2);
     assert_eq!(body["sources"][0]["source"], "org_hourly");
+    // The parts, apart and adding up to the totals, and the factor sets behind them.
+    let part = |f: &canopy_aggregator::model::FactRow| f.parts();
+    let embodied_kg = (part(&f1).embodied_g_co2e + part(&f2).embodied_g_co2e) / 1e3;
+    assert!(embodied_kg > 0.0);
+    assert!((body["total"]["embodied_kg_co2e"].as_f64().unwrap() - embodied_kg).abs() < 1e-12, "{body}");
+    let operational = body["total"]["operational_location_kg_co2e"].as_f64().unwrap();
+    assert!((operational + embodied_kg - total).abs() < 1e-12, "{body}");
+    let market = body["total"]["market_kg_co2e"].as_f64().unwrap();
+    let operational_market = body["total"]["operational_market_kg_co2e"].as_f64().unwrap();
+    assert!((operational_market + embodied_kg - market).abs() < 1e-12, "{body}");
+    let it_kwh = body["total"]["it_energy_kwh"].as_f64().unwrap();
+    assert!((it_kwh - (f1.energy_kwh + f2.energy_kwh) / 1.2).abs() < 1e-12, "{body}");
+    assert_eq!(
+        body["factor_sets"],
+        serde_json::json!([{
+            "methodology_version": "canopy-1", "location_factor_source": "ccf", "location_factor_vintage": "2024",
+            "market_factor_source": "residual-mix", "market_factor_vintage": "2024", "parts": "split",
+            "first_month_unix_s": 1_793_491_200, "last_month_unix_s": 1_793_491_200,
+        }])
+    );
     let teams: Vec<&str> = body["rows"].as_array().unwrap().iter().map(|r| r["dims"]["team"].as_str().unwrap()).collect();
     let mut sorted = teams.clone();
     sorted.sort();

@@ -314,8 +314,9 @@ async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
         );
         let rows = sqlx::query(&format!(
             "SELECT extract(epoch FROM bucket_start)::bigint, account_id, region, service, resource_type, team, quality,
-                    sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(fact_count)::bigint
-             FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(fact_count) <> 0"
+                    sum(energy_kwh)::float8, sum(location_g_co2e)::float8, sum(fact_count)::bigint, {}
+             FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(fact_count) <> 0",
+            canopy_aggregator::accounting::MEASURE_COLUMNS.map(|c| format!("sum({c})::float8")).join(", ")
         ))
         .fetch_all(&t.pool)
         .await
@@ -331,6 +332,11 @@ async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
                 crate::support::close(e, sums[0]) && crate::support::close(l, sums[1]) && n == *count,
                 "{table} {key:?}: {e} {l} {n} vs {sums:?} {count}"
             );
+            // Every part too, per bucket and group.
+            for (i, want) in sums.iter().enumerate() {
+                let got: f64 = row.get(10 + i);
+                assert!(crate::support::close(got, *want), "{table} {key:?}: measure {i}: {got} vs {want}");
+            }
         }
     }
 }

@@ -3,12 +3,24 @@
 //! level: org rollup + pending = account-level rollup grouped by the
 //! account's current OU path.
 
+use canopy_aggregator::accounting::{MEASURE_COLUMNS, MEASURES};
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::model::Batch;
 use canopy_aggregator::query::{Dimension, Filters, Page, QueryEngine, Source, TotalsRequest};
 use canopy_aggregator::time::{DAY_S, FIVE_MINUTES_S, HOUR_S};
 
 use crate::support::{ACCOUNTS, Rng, T0, TestDb, brute_group, close, fact, seed_accounts, store, stored_facts};
+
+/// Every measure of an answer (totals and parts) equals the brute-force
+/// sum of the facts, and its parts add up to its totals.
+fn assert_all_measures(got: &canopy_aggregator::query::Metrics, want: &[f64; MEASURES], context: &str) {
+    for (i, (g, w)) in got.as_stored().iter().zip(want).enumerate() {
+        assert!(close(*g, *w), "{context}: {}: got {g} want {w}", MEASURE_COLUMNS[i]);
+    }
+    if got.fact_count > 0 {
+        got.parts_add_up(1e-9).unwrap_or_else(|e| panic!("{context}: {e}"));
+    }
+}
 
 /// (org level, account level, SQL mapping a 5-minute pending bucket to the level's bucket).
 const LEVELS: [(&str, &str, &str); 4] = [
@@ -245,18 +257,17 @@ async fn org_queries_equal_brute_force_drained_or_not() {
             });
             let context = format!("round {round} query {i}: {req:?}");
             if group_by.is_empty() {
-                let w = want.get(&Vec::new()).copied().unwrap_or(([0.0; 5], 0));
+                let w = want.get(&Vec::new()).copied().unwrap_or(([0.0; MEASURES], 0));
                 assert_eq!(resp.rows[0].metrics.fact_count, w.1, "{context}");
-                assert!(close(resp.rows[0].metrics.energy_kwh, w.0[0]), "{context}");
                 assert!(close(resp.total.location_kg_co2e * 1e3, w.0[1]), "{context}");
+                assert_all_measures(&resp.rows[0].metrics, &w.0, &context);
             } else {
                 assert_eq!(resp.rows.len(), want.len(), "{context}");
                 for row in &resp.rows {
                     let key: Vec<String> = row.dims.iter().map(|(_, v)| v.clone()).collect();
                     let w = want[&key];
                     assert_eq!(row.metrics.fact_count, w.1, "{context} {key:?}");
-                    assert!(close(row.metrics.location_kg_co2e * 1e3, w.0[1]), "{context} {key:?}");
-                    assert!(close(row.metrics.high_kg_co2e * 1e3, w.0[4]), "{context} {key:?}");
+                    assert_all_measures(&row.metrics, &w.0, &format!("{context} {key:?}"));
                 }
             }
         }

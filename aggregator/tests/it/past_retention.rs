@@ -37,6 +37,7 @@ fn hourly_kwh(hour: i64) -> FactRow {
         market_g_co2e: 50.0,
         low_g_co2e: 80.0,
         high_g_co2e: 125.0,
+        accounting: None,
         ..fact(1, DAY + hour * HOUR_S, 3_600, 1)
     }
 }
@@ -143,7 +144,7 @@ async fn a_query_node_with_longer_configured_retention_follows_what_maintenance_
     let t = TestDb::migrated().await;
     let sept = T0 - 50 * DAY_S; // 2026-09-13
     let facts: Vec<FactRow> =
-        (0..24).map(|h| FactRow { energy_kwh: 1.0, ..fact(1, sept + h * HOUR_S, 3_600, 1) }).collect();
+        (0..24).map(|h| FactRow { energy_kwh: 1.0, accounting: None, ..fact(1, sept + h * HOUR_S, 3_600, 1) }).collect();
     store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts, inventory: vec![] }).await;
     maintenance::run(&t.pool, &policy, NOW).await.unwrap();
     let engine = QueryEngine::new(t.pool.clone(), RetentionPolicy::default());
@@ -271,7 +272,7 @@ async fn stored_horizons_are_what_maintenance_keeps() {
     let levels: [(&str, &[&str], &str); 4] = [
         ("five_minute", &["rollup_5m", "org_rollup_5m"], "bucket_start"),
         ("hourly", &["rollup_hourly", "org_rollup_hourly"], "bucket_start"),
-        ("facts", &["emission_facts_all"], "period_start"),
+        ("facts", &["emission_facts_all_parts"], "period_start"),
         ("daily", &["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly"], "bucket_start"),
     ];
     for policy in [RetentionPolicy::default(), RetentionPolicy { daily_months: Some(14), ..RetentionPolicy::default() }]

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use canopy_aggregator::accounting::{MEASURE_COLUMNS, MEASURES};
 use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::model::{Batch, FactRow};
 use canopy_aggregator::query::params::parse_realtime;
@@ -7,6 +8,7 @@ use canopy_aggregator::query::{
     Dimension, Filters, Metrics, Page, QueryEngine, SeriesRequest, Source, Step, TopResourcesRequest, TotalsRequest,
 };
 use canopy_aggregator::time::{DAY_S, FIVE_MINUTES_S, HOUR_S};
+use sqlx::Row;
 
 use crate::support::{
     ACCOUNTS, REGIONS, Rng, Stored, T0, TEAMS, TestDb, brute_group, close, fact, seed_accounts, store, stored_facts,
@@ -51,7 +53,7 @@ async fn loaded() -> TestDb {
 }
 
 /// Brute-force sums and count of one group.
-type Sums = ([f64; 5], i64);
+type Sums = ([f64; MEASURES], i64);
 
 fn dim_value(f: &Stored, d: Dimension) -> String {
     match d {
@@ -110,12 +112,17 @@ fn random_group_by(rng: &mut Rng) -> Vec<Dimension> {
     dims
 }
 
-fn assert_metrics(got: &Metrics, want: &([f64; 5], i64), context: &str) {
-    let g = [got.energy_kwh, got.location_kg_co2e * 1e3, got.market_kg_co2e * 1e3, got.low_kg_co2e * 1e3, got.high_kg_co2e * 1e3];
+/// Every measure (totals and parts) equals the brute-force sum, and the
+/// answer's parts add up to its totals.
+fn assert_metrics(got: &Metrics, want: &([f64; MEASURES], i64), context: &str) {
+    let g = got.as_stored();
     for (i, (got, want)) in g.iter().zip(want.0.iter()).enumerate() {
-        assert!(close(*got, *want), "{context}: metric {i}: got {got} want {want}");
+        assert!(close(*got, *want), "{context}: {}: got {got} want {want}", MEASURE_COLUMNS[i]);
     }
     assert_eq!(got.fact_count, want.1, "{context}: fact count");
+    if got.fact_count > 0 {
+        got.parts_add_up(1e-9).unwrap_or_else(|e| panic!("{context}: {e}"));
+    }
 }
 
 #[tokio::test]
@@ -125,17 +132,24 @@ async fn rollups_sum_to_the_raw_facts() {
     assert!(facts.len() > 1_500, "{} facts", facts.len());
     let all = brute_group(&facts, |_| true, |_| vec![]);
     let want = &all[&Vec::<String>::new()];
-    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
-        let (e, l, m, lo, hi, n): (f64, f64, f64, f64, f64, i64) = sqlx::query_as(&format!(
-            "SELECT sum(energy_kwh), sum(location_g_co2e), sum(market_g_co2e), sum(low_g_co2e), sum(high_g_co2e),
-                    sum(fact_count)::bigint FROM {table}"
-        ))
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
-        let got = Metrics { energy_kwh: e, location_kg_co2e: l / 1e3, market_kg_co2e: m / 1e3, low_kg_co2e: lo / 1e3, high_kg_co2e: hi / 1e3, fact_count: n };
+    // Every measure, parts included, at every level: account, org (with
+    // the pending deltas) and team rollups.
+    canopy_aggregator::maintenance::drain_org_rollups(&t.pool).await.unwrap();
+    let sums = MEASURE_COLUMNS.map(|c| format!("sum({c})::float8")).join(", ");
+    for table in [
+        "rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly", "org_rollup_5m", "org_rollup_hourly",
+        "org_rollup_daily", "org_rollup_monthly", "org_team_rollup_daily", "org_team_rollup_monthly",
+    ] {
+        let row = sqlx::query(&format!("SELECT {sums}, sum(fact_count)::bigint FROM {table}"))
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+        let stored: [f64; MEASURES] = std::array::from_fn(|i| row.get(i));
+        let got = Metrics::from_stored(&stored, row.get(MEASURES));
         assert_metrics(&got, want, table);
     }
+    // The facts carry real parts: embodied is not zero and not folded in.
+    assert!(want.0[12] > 0.0 && want.0[6] < want.0[1], "{:?}", want.0);
     // Every stored fact holds the highest revision generated for its key.
     let max_rev: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM emission_facts_all f WHERE f.revision <> (SELECT max(g.revision) FROM emission_facts_all g
@@ -192,7 +206,7 @@ async fn totals_equal_brute_force_for_random_ranges_and_filters() {
         let context = format!("query {i}: {req:?}");
         if req.group_by.is_empty() {
             assert_eq!(resp.rows.len(), 1, "{context}");
-            let w = want.get(&Vec::new()).copied().unwrap_or(([0.0; 5], 0));
+            let w = want.get(&Vec::new()).copied().unwrap_or(([0.0; MEASURES], 0));
             assert_metrics(&resp.rows[0].metrics, &w, &context);
         } else {
             let got: BTreeMap<Vec<String>, Metrics> =
@@ -206,7 +220,7 @@ async fn totals_equal_brute_force_for_random_ranges_and_filters() {
         }
         // Total and quality shares over the same range and filters.
         let all = brute_group(&facts, |f| matches(f, &req.filters, from, to), |_| vec![]);
-        let w = all.get(&Vec::new()).copied().unwrap_or(([0.0; 5], 0));
+        let w = all.get(&Vec::new()).copied().unwrap_or(([0.0; MEASURES], 0));
         assert_metrics(&resp.total, &w, &format!("{context} total"));
         let share_sum: f64 = resp.by_quality.iter().map(|q| q.share_of_location_co2e).sum();
         if w.1 > 0 {

@@ -44,6 +44,7 @@ fn group_records(hourly: &FactRow, revision: u32, scale: f64) -> Vec<FactRow> {
                 low_g_co2e: hourly.low_g_co2e / 12.0 * scale,
                 high_g_co2e: hourly.high_g_co2e / 12.0 * scale,
                 realtime: true,
+                accounting: None,
                 ..hourly.clone()
             }
         })

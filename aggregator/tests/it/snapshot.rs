@@ -25,6 +25,7 @@ fn half_kwh(resource: u64, start: i64) -> FactRow {
         market_g_co2e: 32.0,
         low_g_co2e: 16.0,
         high_g_co2e: 128.0,
+        accounting: None,
         ..fact(resource, start, 300, 1)
     }
 }

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use canopy_aggregator::accounting::{FactParts, MEASURES};
 use canopy_aggregator::db::{self, StorageChoice, StorageMode};
 use canopy_aggregator::ingest::{StoreOutcome, store_batch};
-use canopy_aggregator::model::{Batch, FactRow, Quality};
+use canopy_aggregator::model::{Accounting, Batch, FactRow, Quality};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
 /// The storage path the suite runs on: `CANOPY_TEST_STORAGE=timescaledb`
@@ -290,6 +291,20 @@ pub fn fact(resource: u64, start_unix_s: i64, period_s: u32, revision: u32) -> F
         methodology_version: "canopy-1".to_owned(),
         factor_source: "ccf".to_owned(),
         factor_vintage: "2024".to_owned(),
+        // Embodied 30 g/kWh of the total: the parts add up to the totals
+        // (operational location = location - embodied, market likewise).
+        accounting: Some(Accounting {
+            parts: FactParts::from_record(
+                energy_kwh / 1.2,
+                location - energy_kwh * 30.0,
+                location * 0.5 - energy_kwh * 30.0,
+                energy_kwh * 30.0,
+                location * 0.8,
+                location * 1.25,
+            ),
+            market_factor_source: "residual-mix".to_owned(),
+            market_factor_vintage: "2024".to_owned(),
+        }),
         realtime: false,
     }
 }
@@ -337,17 +352,18 @@ pub struct Stored {
     pub team: String,
     pub quality: String,
     pub resource_id: String,
-    pub sums: [f64; 5],
+    /// Every measure, in `accounting::MEASURE_COLUMNS` order.
+    pub sums: [f64; MEASURES],
 }
 
 /// Every stored fact, read plainly.
 pub async fn stored_facts(pool: &PgPool) -> Vec<Stored> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT extract(epoch FROM period_start)::bigint, f.account_id, COALESCE(a.ou_path, ''), region, service,
-                resource_type, team, quality, resource_id,
-                energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e
-         FROM emission_facts_all f LEFT JOIN accounts a ON a.account_id = f.account_id",
-    )
+                resource_type, team, quality, resource_id, {}
+         FROM emission_facts_all_parts f LEFT JOIN accounts a ON a.account_id = f.account_id",
+        canopy_aggregator::accounting::columns("f.")
+    ))
     .fetch_all(pool)
     .await
     .unwrap();
@@ -362,7 +378,7 @@ pub async fn stored_facts(pool: &PgPool) -> Vec<Stored> {
             team: r.get(6),
             quality: r.get(7),
             resource_id: r.get(8),
-            sums: [r.get(9), r.get(10), r.get(11), r.get(12), r.get(13)],
+            sums: std::array::from_fn(|i| r.get(9 + i)),
         })
         .collect()
 }
@@ -372,16 +388,17 @@ pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// Brute-force grouped sums: key -> ([energy, location_g, market_g, low_g, high_g], count).
+/// Brute-force grouped sums: key -> (every measure, in
+/// `accounting::MEASURE_COLUMNS` order, and the count).
 pub fn brute_group(
     facts: &[Stored],
     keep: impl Fn(&Stored) -> bool,
     key: impl Fn(&Stored) -> Vec<String>,
-) -> BTreeMap<Vec<String>, ([f64; 5], i64)> {
-    let mut out: BTreeMap<Vec<String>, ([f64; 5], i64)> = BTreeMap::new();
+) -> BTreeMap<Vec<String>, ([f64; MEASURES], i64)> {
+    let mut out: BTreeMap<Vec<String>, ([f64; MEASURES], i64)> = BTreeMap::new();
     for f in facts.iter().filter(|f| keep(f)) {
-        let e = out.entry(key(f)).or_insert(([0.0; 5], 0));
-        for i in 0..5 {
+        let e = out.entry(key(f)).or_insert(([0.0; MEASURES], 0));
+        for i in 0..MEASURES {
             e.0[i] += f.sums[i];
         }
         e.1 += 1;

@@ -81,6 +81,81 @@ fn find_column(header: &Record<'_>, wanted: &Wanted) -> Result<usize, GridError>
     }
 }
 
+/// One data line of an Electricity Maps hourly CSV, with where it stands in
+/// the text (for callers that check more than the format: zones they know,
+/// plausible values, one value per zone and hour).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourlyRow {
+    /// 1-based line number.
+    pub line: usize,
+    /// Zone id.
+    pub zone: String,
+    /// 1-based column of the zone id.
+    pub zone_column: usize,
+    /// Hour start, Unix seconds.
+    pub hour_start_unix_s: i64,
+    /// 1-based column of the hour.
+    pub hour_column: usize,
+    /// The intensities.
+    pub value: HourlyIntensity,
+    /// 1-based column of the direct intensity.
+    pub direct_column: usize,
+}
+
+/// The data lines of an Electricity Maps hourly CSV (the format of
+/// [`HourlyIntensityTable::from_electricity_maps_csv`]), in file order.
+pub fn hourly_rows(text: &str) -> Result<Vec<HourlyRow>, GridError> {
+    let mut lines = records(text);
+    let header = lines.next().ok_or(GridError::EmptyInput)??;
+    let columns = [
+        find_column(&header, &DATETIME)?,
+        find_column(&header, &ZONE_ID)?,
+        find_column(&header, &DIRECT)?,
+        find_column(&header, &LCA)?,
+        find_column(&header, &ESTIMATED)?,
+    ];
+    let [datetime, zone, direct, lca, estimated] = columns;
+    let needed = columns.iter().max().map_or(0, |m| m + 1);
+    let mut rows = Vec::new();
+    for record in lines {
+        let record = record?;
+        if record.fields.len() < needed {
+            return Err(GridError::ShortLine { line: record.line, expected: needed, found: record.fields.len() });
+        }
+        let bad = |column: usize, expected: &'static str| GridError::BadField {
+            line: record.line,
+            column: column + 1,
+            expected,
+            found: record.get(column).to_owned(),
+        };
+        let hour = parse_hour_start(record.get(datetime))
+            .ok_or_else(|| bad(datetime, "a UTC hour start like 2023-01-01 00:00:00"))?;
+        let zone_id = record.get(zone).trim();
+        if zone_id.is_empty() {
+            return Err(bad(zone, "a zone id"));
+        }
+        let direct_value =
+            parse_intensity(record.get(direct)).ok_or_else(|| bad(direct, "a non-negative intensity in gCO2e/kWh"))?;
+        let lca_value =
+            parse_intensity(record.get(lca)).ok_or_else(|| bad(lca, "a non-negative intensity in gCO2e/kWh"))?;
+        let is_estimated = match record.get(estimated).trim().to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" | "" => false,
+            _ => return Err(bad(estimated, "true or false")),
+        };
+        rows.push(HourlyRow {
+            line: record.line,
+            zone: zone_id.to_owned(),
+            zone_column: zone + 1,
+            hour_start_unix_s: hour,
+            hour_column: datetime + 1,
+            value: HourlyIntensity { direct_g_co2e_per_kwh: direct_value, lca_g_co2e_per_kwh: lca_value, estimated: is_estimated },
+            direct_column: direct + 1,
+        });
+    }
+    Ok(rows)
+}
+
 impl HourlyIntensityTable {
     /// An empty table.
     pub fn new() -> HourlyIntensityTable {
@@ -92,53 +167,9 @@ impl HourlyIntensityTable {
     /// name, case-insensitively, falling back to their usual position; CRLF
     /// and LF line ends are accepted. Errors name the line and column.
     pub fn from_electricity_maps_csv(text: &str) -> Result<HourlyIntensityTable, GridError> {
-        let mut lines = records(text);
-        let header = lines.next().ok_or(GridError::EmptyInput)??;
-        let columns = [
-            find_column(&header, &DATETIME)?,
-            find_column(&header, &ZONE_ID)?,
-            find_column(&header, &DIRECT)?,
-            find_column(&header, &LCA)?,
-            find_column(&header, &ESTIMATED)?,
-        ];
-        let [datetime, zone, direct, lca, estimated] = columns;
-        let needed = columns.iter().max().map_or(0, |m| m + 1);
         let mut table = HourlyIntensityTable::new();
-        for record in lines {
-            let record = record?;
-            if record.fields.len() < needed {
-                return Err(GridError::ShortLine { line: record.line, expected: needed, found: record.fields.len() });
-            }
-            let bad = |column: usize, expected: &'static str| GridError::BadField {
-                line: record.line,
-                column: column + 1,
-                expected,
-                found: record.get(column).to_owned(),
-            };
-            let hour = parse_hour_start(record.get(datetime))
-                .ok_or_else(|| bad(datetime, "a UTC hour start like 2023-01-01 00:00:00"))?;
-            let zone_id = record.get(zone).trim();
-            if zone_id.is_empty() {
-                return Err(bad(zone, "a zone id"));
-            }
-            let direct_value = parse_intensity(record.get(direct))
-                .ok_or_else(|| bad(direct, "a non-negative intensity in gCO2e/kWh"))?;
-            let lca_value = parse_intensity(record.get(lca))
-                .ok_or_else(|| bad(lca, "a non-negative intensity in gCO2e/kWh"))?;
-            let is_estimated = match record.get(estimated).trim().to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" | "" => false,
-                _ => return Err(bad(estimated, "true or false")),
-            };
-            table.insert(
-                zone_id,
-                hour,
-                HourlyIntensity {
-                    direct_g_co2e_per_kwh: direct_value,
-                    lca_g_co2e_per_kwh: lca_value,
-                    estimated: is_estimated,
-                },
-            );
+        for row in hourly_rows(text)? {
+            table.insert(&row.zone, row.hour_start_unix_s, row.value);
         }
         Ok(table)
     }

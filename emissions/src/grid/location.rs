@@ -51,6 +51,13 @@ pub fn location_factor(region: &str) -> GridFactor {
         .expect("compiled-in table has an Unknown row")
 }
 
+/// True when `region` has its own row in the table (not the `Unknown`
+/// fallback) or an Electricity Maps zone: an AWS region the library knows.
+pub fn is_known_region(region: &str) -> bool {
+    let region = region.trim();
+    (region != UNKNOWN_REGION && REGION_FACTORS.contains_key(region)) || super::zone_for_region(region).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

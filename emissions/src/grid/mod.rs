@@ -9,10 +9,10 @@ mod market;
 mod zones;
 
 pub use error::GridError;
-pub use hourly::{CarbonIntensitySource, HourlyIntensity, HourlyIntensityTable};
-pub use location::{UNKNOWN_REGION, location_factor};
+pub use hourly::{CarbonIntensitySource, HourlyIntensity, HourlyIntensityTable, HourlyRow, hourly_rows};
+pub use location::{UNKNOWN_REGION, is_known_region, location_factor};
 pub use market::{MarketConfig, MarketRegion};
-pub use zones::zone_for_region;
+pub use zones::{is_known_zone, regions_for_zone, zone_for_region};
 
 use crate::model::Provenance;
 
