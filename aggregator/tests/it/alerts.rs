@@ -959,3 +959,75 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
     receiver.assert_no_violations();
     server.shutdown(Duration::from_secs(2)).await;
 }
+
+/// The four bases measure their own figure: with 10 kg location (of which
+/// 4 kg embodied) and 7 kg market (of which the same 4 kg embodied), the
+/// budgets read 10, 6, 7 and 3 kg after one evaluation round.
+#[tokio::test]
+async fn each_basis_is_measured_on_its_own_figure() {
+    use canopy_aggregator::accounting::FactParts;
+    use canopy_aggregator::model::Accounting;
+    let db = TestDb::migrated().await;
+    let receiver = Receiver::start().await;
+    let cfg = config(&receiver, free_port());
+    let app = app(&db.pool, &cfg);
+    let now = canopy_aggregator::http::system_clock();
+    let mut facts = Vec::new();
+    for r in 0..2u64 {
+        let mut f = fact(r * 3, data_hour(now), 3_600, 1);
+        f.account_id = ACCOUNT.to_owned();
+        f.record_key = format!("parts-{r}");
+        f.resource_id = format!("i-parts-{r}");
+        f.tags = Some(vec![("team".to_owned(), "web".to_owned())]);
+        // Per fact (grams): operational location 3000, market 1500, embodied 2000.
+        f.location_g_co2e = 5_000.0;
+        f.market_g_co2e = 3_500.0;
+        f.low_g_co2e = 4_000.0;
+        f.high_g_co2e = 6_000.0;
+        f.accounting = Some(Accounting {
+            parts: FactParts::from_values([
+                f.energy_kwh / 1.2,
+                3_000.0,
+                2_000.0,
+                4_000.0,
+                1_500.0,
+                1_000.0,
+                2_000.0,
+                2_000.0,
+                2_000.0,
+                2_000.0,
+            ]),
+            market_factor_source: "test-supplier".to_owned(),
+            market_factor_vintage: "2026".to_owned(),
+        });
+        facts.push(f);
+    }
+    store(&db.pool, &Batch { agent_id: "agent-parts".to_owned(), sequence: 1, facts, inventory: vec![] }).await;
+    for basis in ["location", "location_operational", "market", "market_operational"] {
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/v1/budgets",
+            Some(json!({
+                "name": format!("web {basis}"), "scope": { "team": "web" }, "period": "month", "basis": basis,
+                "amount_kg_co2e": 1_000.0, "routes": [],
+            })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{basis}: {body}");
+    }
+    let h = harness(&db.pool, &cfg);
+    h.evaluator.run_round(now).await.unwrap();
+    let (status, body) = call(&app, "GET", "/v1/budgets", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let actual: std::collections::BTreeMap<String, f64> = body["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["basis"].as_str().unwrap().to_owned(), b["current"]["actual_kg_co2e"].as_f64().unwrap()))
+        .collect();
+    let want = [("location", 10.0), ("location_operational", 6.0), ("market", 7.0), ("market_operational", 3.0)];
+    for (basis, kg) in want {
+        assert!((actual[basis] - kg).abs() < 1e-9, "{basis}: {actual:?}");
+    }
+}
