@@ -591,7 +591,7 @@ async fn bad_budget_and_silence_input_is_refused_naming_the_field_and_nothing_is
         (with(&["scope", "ou_id"], json!("ou-missing")), "scope.ou_id"),
         (with(&["scope", "service"], json!("AmazonNothing")), "scope.service"),
         (with(&["period"], json!("fortnight")), "period"),
-        (with(&["basis"], json!("market_operational")), "basis"),
+        (with(&["basis"], json!("embodied_only")), "basis"),
         (with(&["routes"], json!(["pager"])), "routes[0]"),
         (with(&["thresholds_pct"], json!([50, "x"])), "thresholds_pct[1]"),
         (with(&["burn_rate"], json!({ "factor_1h": 14.4 })), "burn_rate.factor_24h"),
@@ -907,7 +907,8 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
         lifetime: Duration::from_secs(3_600),
     };
     let client = Client::new(ClientConfig::new(server.local_addr(), "localhost".into(), ca.cert_der().clone()), certificate).unwrap();
-    // 20 kWh at 300 g/kWh = 6 kg in the last whole hour: 122 % of the budget.
+    // 20 kWh in the last whole hour, priced by the aggregator at eu-west-1's
+    // annual factor (~5.6 kg): over the budget.
     let start = now - now % 3_600 - 3_600;
     let g = |v: f64| wire::GridFactorUsed { g_co2e_per_kwh: v, source: "ccf".into(), vintage: "2024".into() };
     let emissions: Vec<wire::EmissionRecord> = (0..4)
@@ -955,7 +956,10 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
     let t = &receiver.accepted("/pagerduty", "trigger")[0];
     assert_eq!(t["payload"]["severity"], "critical");
     let value = t["payload"]["custom_details"]["value_kg_co2e"].as_f64().unwrap();
-    assert!((value - 6.1).abs() < 1e-9, "6 kg over QUIC + 0.1 kg stored before: {value}");
+    // The aggregator prices the 20 kWh itself (issue 14): eu-west-1's
+    // annual location factor, not the agent's 300 g/kWh.
+    let priced_kg = 20.0 * canopy_emissions::grid::location_factor("eu-west-1").g_co2e_per_kwh / 1_000.0;
+    assert!((value - (priced_kg + 0.1)).abs() < 1e-9, "{priced_kg} kg over QUIC + 0.1 kg stored before: {value}");
     receiver.assert_no_violations();
     server.shutdown(Duration::from_secs(2)).await;
 }
