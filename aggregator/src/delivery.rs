@@ -411,8 +411,10 @@ impl Ingest {
         // these transaction-local settings (migration 0018).
         let key_hex: String = batch.idempotency_key.0.iter().map(|b| format!("{b:02x}")).collect();
         sqlx::query(&format!(
-            "SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL}), set_config('canopy.batch_account', $1, true), \
-             set_config('canopy.batch_key', $2, true)"
+            "SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL}), \
+             pg_advisory_xact_lock_shared({factors_lock}), set_config('canopy.batch_account', $1, true), \
+             set_config('canopy.batch_key', $2, true)",
+            factors_lock = crate::factors::FACTORS_LOCK_SQL
         ))
         .bind(&peer.account_id)
         .bind(&key_hex)

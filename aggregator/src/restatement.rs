@@ -306,6 +306,11 @@ async fn restate_chunk(
     day_start_unix_s: i64,
 ) -> Result<u64, RestatementError> {
     let mut tx = pool.begin().await.map_err(sql(id))?;
+    // The factor-set lock first, as ingest takes it (crate::factors::FACTORS_LOCK_SQL).
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({})", crate::factors::FACTORS_LOCK_SQL))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql(id))?;
     // Ingest's lock of this scope (crate::ingest::begin_batch), then the settings.
     let settings = sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))::text AS locked, storage_mode, team_tag_key

@@ -30,6 +30,22 @@ use import::{FactorFileError, HourlyFactor, MarketFactor};
 
 /// Location lineage prefix of a fact priced with the hourly intensity.
 pub const HOURLY_SOURCE: &str = "hourly: Electricity Maps direct intensity (imported)";
+/// The factor-set lock: every transaction that prices facts (ingest,
+/// restatement chunks) holds it shared from its first statement, before any
+/// other lock; an import holds it exclusively while it commits. So no batch
+/// priced with the old version commits after the new version is visible,
+/// and the restatement planned after the import sees every fact priced
+/// with the old one (none escapes it by committing late). Import holds no
+/// other lock, and the pricing transactions take it before anything else,
+/// so it adds no deadlock cycle.
+pub const FACTORS_LOCK_SQL: &str = "hashtextextended('canopy_factor_sets', 0)";
+
+/// Takes [`FACTORS_LOCK_SQL`] exclusively for the rest of `tx`.
+async fn lock_factor_sets_exclusively(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({FACTORS_LOCK_SQL})")).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Location lineage prefix of a fact priced with the annual factor.
 pub const ANNUAL_PREFIX: &str = "annual: ";
 
@@ -99,6 +115,7 @@ pub async fn import_hourly(pool: &PgPool, files: &[String]) -> Result<Imported, 
         }
     }
     let mut tx = pool.begin().await?;
+    lock_factor_sets_exclusively(&mut tx).await?;
     let version = next_version(&mut tx, "location-hourly", files, rows.len()).await?;
     for chunk in rows.chunks(10_000) {
         sqlx::query(
@@ -123,6 +140,7 @@ pub async fn import_hourly(pool: &PgPool, files: &[String]) -> Result<Imported, 
 pub async fn import_market(pool: &PgPool, file: &str) -> Result<Imported, ImportError> {
     let rows: Vec<MarketFactor> = import::market_file(file, &read(file)?)?;
     let mut tx = pool.begin().await?;
+    lock_factor_sets_exclusively(&mut tx).await?;
     let version = next_version(&mut tx, "market", &[file.to_owned()], rows.len()).await?;
     sqlx::query(
         "INSERT INTO market_factors (region, year, version, supplier_g_co2e_per_kwh, renewable_share,

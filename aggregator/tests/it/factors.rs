@@ -205,3 +205,33 @@ async fn bad_factor_files_are_refused_whole_naming_file_line_and_column() {
     assert_eq!(factors::import_hourly(&t.pool, &[good]).await.unwrap().version, 2);
     assert_eq!(counts(&t.pool).await, (2, 17_520, 0));
 }
+
+/// An import waits for every transaction that priced facts with the old
+/// version (ingest holds the factor-set lock shared from its first
+/// statement) before it commits, so no batch priced with the old version
+/// commits after the new one is visible and escapes the restatement.
+#[tokio::test]
+async fn an_import_waits_for_batches_priced_with_the_old_version() {
+    let t = TestDb::migrated().await;
+    let file = write_temp(
+        "market-lock.csv",
+        "region,year,supplier_g_co2e_per_kwh,renewable_share,residual_mix_g_co2e_per_kwh,source,vintage\n\
+         eu-west-1,2023,,1,380,AIB European Residual Mix,2022\n",
+    );
+    // A batch in flight, as ingest holds it between pricing and commit.
+    let mut in_flight = t.pool.begin().await.unwrap();
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({})", factors::FACTORS_LOCK_SQL))
+        .execute(&mut *in_flight)
+        .await
+        .unwrap();
+    let pool = t.pool.clone();
+    let import = tokio::spawn(async move { factors::import_market(&pool, &file).await.map(|i| i.version) });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!import.is_finished(), "the import committed while a batch priced with the old version was in flight");
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(versions, 0, "nothing of the new version is visible yet");
+    in_flight.commit().await.unwrap();
+    assert_eq!(import.await.unwrap().unwrap(), 1);
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(versions, 1);
+}
