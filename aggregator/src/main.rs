@@ -646,6 +646,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
+            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone());
             // Every route, the alerting ones included, behind the access control.
             let app = gate.clone().layer_http(auth::http_layer::protect(
                 http::route_table(engine.clone(), http::system_clock, auth.clone())
@@ -658,6 +659,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
                 .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()))
+                .add_service(gate.wrap_grpc(budgets_grpc.into_server()))
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
