@@ -668,7 +668,8 @@ async fn bad_budget_and_silence_input_is_refused_naming_the_field_and_nothing_is
 /// Builds and runs `canopy-aggregator serve` against `db` (no QUIC ingest).
 fn spawn_aggregator(db: &TestDb, receiver: &Receiver, http_port: u16, log: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_canopy-aggregator"))
-        .args(["serve", "--database-url", &db.url(), "--storage", "auto"])
+        // Open access: this test is about delivery; access control is `authz.rs`'s.
+        .args(["serve", "--database-url", &db.url(), "--storage", "auto", "--insecure-open-access"])
         .args(["--http-listen", &format!("127.0.0.1:{http_port}"), "--grpc-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--alert-evaluate-interval-s", "1", "--alert-retry-min-ms", "100", "--alert-retry-max-s", "1"])
         .args(["--pagerduty-events-url", &format!("http://{}/pagerduty", receiver.addr)])
