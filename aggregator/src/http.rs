@@ -42,6 +42,17 @@ pub fn router(engine: QueryEngine, clock: Clock, auth: Auth) -> Router {
     crate::auth::http_layer::protect(route_table(engine, clock, auth.clone()).into_router(), auth)
 }
 
+/// Every route `serve` (and the demo) answers: the query API, the dashboard
+/// and the alerting API. The authorisation suite walks exactly this table.
+pub fn served_route_table(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> RouteTable {
+    route_table(engine, clock, auth).merge(crate::alerts::http::route_table(alerts))
+}
+
+/// [`served_route_table`] behind `auth`'s middleware.
+pub fn served_router(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> Router {
+    crate::auth::http_layer::protect(served_route_table(engine, clock, auth.clone(), alerts).into_router(), auth)
+}
+
 /// The API's routes, with the list of them (checked against `openapi.yaml`
 /// and walked by the authorisation suite), without the middleware.
 pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable {

@@ -696,18 +696,16 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
+            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone());
             // Every route, the alerting ones included, behind the access control.
-            let app = gate.clone().layer_http(auth::http_layer::protect(
-                http::route_table(engine.clone(), http::system_clock, auth.clone())
-                    .merge(alerts::http::route_table(alert_state))
-                    .into_router(),
-                auth.clone(),
-            ));
+            let app =
+                gate.clone().layer_http(http::served_router(engine.clone(), http::system_clock, auth.clone(), alert_state));
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
-                .add_service(gate.wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()))
+                .add_service(gate.clone().wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()))
+                .add_service(gate.wrap_grpc(budgets_grpc.into_server()))
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
             let http = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
@@ -771,6 +769,8 @@ fn load_ca(args: &IngestArgs) -> anyhow::Result<Option<CertificateAuthority>> {
 }
 
 /// Starts the QUIC ingest server (and the metrics endpoint) when a CA is configured.
+// The parts `serve` built before ingest starts; grouping them would only move the list.
+#[allow(clippy::too_many_arguments)]
 async fn start_ingest(
     args: &IngestArgs,
     org_args: &OrganisationArgs,

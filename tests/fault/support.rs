@@ -161,6 +161,8 @@ impl Aggregator {
             metrics.to_string(),
             "--max-connections".into(),
             "8".into(),
+            // `serve` refuses to start without access control configured; these tests are about faults.
+            "--insecure-open-access".into(),
         ];
         let child = spawn_aggregator(&args);
         let a = Aggregator { child, quic, metrics, args };

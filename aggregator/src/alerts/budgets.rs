@@ -9,6 +9,7 @@ use sqlx::{PgPool, Row};
 
 use super::basis::{Basis, basis_column};
 use super::{AlertError, FieldError};
+use crate::auth::audit;
 use crate::time::{civil_from_days, days_from_civil};
 
 /// Default thresholds, percent of the budget's amount.
@@ -302,7 +303,7 @@ pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
     })
 }
 
-/// The API form of a budget.
+/// The API form of a budget (its PagerDuty routing key only as a suffix).
 pub fn budget_json(b: &Budget) -> Value {
     let s = &b.spec;
     json!({
@@ -320,8 +321,15 @@ pub fn budget_json(b: &Budget) -> Value {
         "forecast_overshoot": s.forecast_overshoot,
         "burn_rate": s.burn_rate.map(|b| json!({ "factor_1h": b.factor_1h, "factor_24h": b.factor_24h })),
         "routes": s.routes,
-        "pagerduty_routing_key": s.pagerduty_routing_key,
+        "pagerduty_routing_key_suffix": s.pagerduty_routing_key.as_deref().map(secret_suffix),
     })
+}
+
+/// The last four characters of a key (all a reply or an audit entry ever
+/// shows of a PagerDuty routing key).
+pub fn secret_suffix(key: &str) -> String {
+    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
 }
 
 /// Checks what needs the database: the scope's account, OU, team and
@@ -491,9 +499,11 @@ pub async fn get_in<'e>(executor: impl sqlx::PgExecutor<'e>, budget_id: i64) -> 
     Ok(from_row(&row)?)
 }
 
-/// Validates and stores a new budget.
-pub async fn create(pool: &PgPool, spec: &BudgetSpec) -> Result<Budget, AlertError> {
+/// Validates and stores a new budget; `actor` is recorded in the audit log
+/// in the same transaction.
+pub async fn create(pool: &PgPool, actor: &str, spec: &BudgetSpec) -> Result<Budget, AlertError> {
     check_against_store(pool, spec, None).await?;
+    let mut tx = pool.begin().await?;
     let id: i64 = bind_spec(
         sqlx::query_scalar(
             "INSERT INTO budgets (name, scope_ou_id, scope_account_id, scope_team, scope_service, period,
@@ -503,16 +513,33 @@ pub async fn create(pool: &PgPool, spec: &BudgetSpec) -> Result<Budget, AlertErr
         ),
         spec,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(map_unique_violation)?;
-    Ok(Budget { budget_id: id, spec: spec.clone() })
+    let b = Budget { budget_id: id, spec: spec.clone() };
+    audit::record(&mut tx, actor, "budget.create", &format!("budget:{id}"), None, Some(&budget_json(&b))).await?;
+    tx.commit().await?;
+    Ok(b)
 }
 
-/// Validates and replaces a budget.
-pub async fn update(pool: &PgPool, budget_id: i64, spec: &BudgetSpec) -> Result<Budget, AlertError> {
+/// Validates and replaces a budget, audited with its state before and
+/// after. With `keep_routing_key` the stored PagerDuty key is kept (a
+/// client that never saw it in full need not resend it).
+pub async fn update(
+    pool: &PgPool,
+    actor: &str,
+    budget_id: i64,
+    spec: &BudgetSpec,
+    keep_routing_key: bool,
+) -> Result<Budget, AlertError> {
     get(pool, budget_id).await?;
     check_against_store(pool, spec, Some(budget_id)).await?;
+    let mut tx = pool.begin().await?;
+    let before = get_in(&mut *tx, budget_id).await?;
+    let mut spec = spec.clone();
+    if keep_routing_key {
+        spec.pagerduty_routing_key = before.spec.pagerduty_routing_key.clone();
+    }
     let updated = bind_spec(
         sqlx::query_scalar(
             "UPDATE budgets SET name = $1, scope_ou_id = $2, scope_account_id = $3, scope_team = $4,
@@ -521,24 +548,41 @@ pub async fn update(pool: &PgPool, budget_id: i64, spec: &BudgetSpec) -> Result<
                  burn_rate_24h_factor = $13, routes = $14, pagerduty_routing_key = $15, updated_at = now()
              WHERE budget_id = $16 RETURNING budget_id",
         ),
-        spec,
+        &spec,
     )
     .bind(budget_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(map_unique_violation)?;
-    match updated {
-        Some(_) => Ok(Budget { budget_id, spec: spec.clone() }),
-        None => Err(AlertError::NotFound(format!("budget {budget_id}"))),
+    if updated.is_none() {
+        return Err(AlertError::NotFound(format!("budget {budget_id}")));
     }
+    let after = Budget { budget_id, spec };
+    audit::record(
+        &mut tx,
+        actor,
+        "budget.update",
+        &format!("budget:{budget_id}"),
+        Some(&budget_json(&before)),
+        Some(&budget_json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
-/// Deletes a budget (its firing alerts resolve at the next evaluation).
-pub async fn delete(pool: &PgPool, budget_id: i64) -> Result<(), AlertError> {
-    let n = sqlx::query("DELETE FROM budgets WHERE budget_id = $1").bind(budget_id).execute(pool).await?.rows_affected();
+/// Deletes a budget (its firing alerts resolve at the next evaluation),
+/// audited with its state before.
+pub async fn delete(pool: &PgPool, actor: &str, budget_id: i64) -> Result<(), AlertError> {
+    let mut tx = pool.begin().await?;
+    let before = get_in(&mut *tx, budget_id).await?;
+    let n = sqlx::query("DELETE FROM budgets WHERE budget_id = $1").bind(budget_id).execute(&mut *tx).await?.rows_affected();
     if n == 0 {
         return Err(AlertError::NotFound(format!("budget {budget_id}")));
     }
+    audit::record(&mut tx, actor, "budget.delete", &format!("budget:{budget_id}"), Some(&budget_json(&before)), None)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -870,9 +870,11 @@ async fn write_status(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], 
 
 /// Acknowledges a firing alert on behalf of `by` and enqueues the
 /// acknowledgement to the routes that got its trigger.
+/// Audited (`alert.acknowledge`, actor `actor`) in the same transaction.
 pub async fn acknowledge(
     pool: &PgPool,
     config: &AlertsConfig,
+    actor: &str,
     alert_id: i64,
     by: &str,
     now_unix_s: i64,
@@ -899,6 +901,15 @@ pub async fn acknowledge(
         .execute(&mut *tx)
         .await?;
     let enqueued = enqueue(&mut tx, alert_id, Action::Acknowledge, config, now_unix_s).await?;
+    crate::auth::audit::record(
+        &mut tx,
+        actor,
+        "alert.acknowledge",
+        &format!("alert:{alert_id}"),
+        Some(&serde_json::json!({ "status": "firing", "acknowledged_by": null })),
+        Some(&serde_json::json!({ "status": "firing", "acknowledged_by": by, "acknowledged_unix_s": now_unix_s })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(enqueued)
 }

@@ -1,8 +1,13 @@
 //! gRPC CRUD of budgets (`proto/canopy_budgets.proto`). Each message is
 //! turned into the HTTP API's JSON body and checked by the same
 //! [`budgets::parse_spec`] and store validation, so both APIs accept and
-//! refuse alike. Kept apart from the query service so an auth layer can
-//! wrap it.
+//! refuse alike. Every method authenticates its caller first
+//! ([`Auth::authenticate_grpc`], UNAUTHENTICATED otherwise) and applies the
+//! same rules as the HTTP API ([`super::access`]): writes need admin
+//! (PERMISSION_DENIED) and are audited, reads see only budgets within the
+//! caller's scope (NOT_FOUND for another one). Replies carry no PagerDuty
+//! routing key (the field is empty); an update replaces the whole spec, so
+//! it must resend the key to keep it.
 
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -10,7 +15,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::AlertError;
+use super::access::{BudgetFilter, actor, require_admin};
 use super::budgets::{self, Budget};
+use crate::auth::Auth;
 
 /// Generated protobuf types and the service trait.
 #[allow(missing_docs, clippy::all)]
@@ -25,12 +32,13 @@ pub use pb::canopy_budgets_server::CanopyBudgetsServer;
 #[derive(Debug, Clone)]
 pub struct GrpcBudgets {
     pool: PgPool,
+    auth: Auth,
 }
 
 impl GrpcBudgets {
-    /// A service over the alerting pool.
-    pub fn new(pool: PgPool) -> GrpcBudgets {
-        GrpcBudgets { pool }
+    /// A service over the alerting pool, answering callers `auth` accepts.
+    pub fn new(pool: PgPool, auth: Auth) -> GrpcBudgets {
+        GrpcBudgets { pool, auth }
     }
 
     /// Wrapped as a tonic server.
@@ -49,7 +57,9 @@ fn status(e: AlertError) -> Status {
             s
         }
         AlertError::NotFound(what) => Status::not_found(format!("{what} not found")),
-        AlertError::Sql(e) => Status::internal(e.to_string()),
+        AlertError::Forbidden(message) => Status::permission_denied(message),
+        AlertError::Unauthenticated => Status::unauthenticated("authentication required"),
+        AlertError::Sql(e) => crate::error_reply::internal_status("budgets gRPC request", &e),
     }
 }
 
@@ -108,7 +118,8 @@ fn message(b: &Budget) -> pb::Budget {
             forecast_overshoot: Some(s.forecast_overshoot),
             burn_rate: s.burn_rate.map(|b| pb::BurnRate { factor_1h: b.factor_1h, factor_24h: b.factor_24h }),
             routes: s.routes.clone(),
-            pagerduty_routing_key: text(&s.pagerduty_routing_key),
+            // Never returned (see the module header).
+            pagerduty_routing_key: String::new(),
         }),
     }
 }
@@ -120,31 +131,47 @@ fn parse(spec: Option<&pb::BudgetSpec>) -> Result<budgets::BudgetSpec, Status> {
 
 #[tonic::async_trait]
 impl pb::canopy_budgets_server::CanopyBudgets for GrpcBudgets {
-    async fn list_budgets(&self, _: Request<pb::ListBudgetsRequest>) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+    async fn list_budgets(&self, r: Request<pb::ListBudgetsRequest>) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        let filter = BudgetFilter::load(&self.pool, &p).await.map_err(|e| status(e.into()))?;
         let all = budgets::list(&self.pool).await.map_err(|e| status(e.into()))?;
-        Ok(Response::new(pb::ListBudgetsResponse { budgets: all.iter().map(message).collect() }))
+        Ok(Response::new(pb::ListBudgetsResponse {
+            budgets: all.iter().filter(|b| filter.allows(b)).map(message).collect(),
+        }))
     }
 
     async fn get_budget(&self, r: Request<pb::GetBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
-        let b = budgets::get(&self.pool, r.into_inner().budget_id).await.map_err(status)?;
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        let id = r.into_inner().budget_id;
+        let b = budgets::get(&self.pool, id).await.map_err(status)?;
+        let filter = BudgetFilter::load(&self.pool, &p).await.map_err(|e| status(e.into()))?;
+        if !filter.allows(&b) {
+            return Err(status(AlertError::NotFound(format!("budget {id}"))));
+        }
         Ok(Response::new(message(&b)))
     }
 
     async fn create_budget(&self, r: Request<pb::CreateBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        require_admin(&p, "creating a budget").map_err(status)?;
         let spec = parse(r.get_ref().spec.as_ref())?;
-        let b = budgets::create(&self.pool, &spec).await.map_err(status)?;
+        let b = budgets::create(&self.pool, &actor(&p), &spec).await.map_err(status)?;
         Ok(Response::new(message(&b)))
     }
 
     async fn update_budget(&self, r: Request<pb::UpdateBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        require_admin(&p, "updating a budget").map_err(status)?;
         let m = r.into_inner();
         let spec = parse(m.spec.as_ref())?;
-        let b = budgets::update(&self.pool, m.budget_id, &spec).await.map_err(status)?;
+        let b = budgets::update(&self.pool, &actor(&p), m.budget_id, &spec, false).await.map_err(status)?;
         Ok(Response::new(message(&b)))
     }
 
     async fn delete_budget(&self, r: Request<pb::DeleteBudgetRequest>) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
-        budgets::delete(&self.pool, r.into_inner().budget_id).await.map_err(status)?;
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        require_admin(&p, "deleting a budget").map_err(status)?;
+        budgets::delete(&self.pool, &actor(&p), r.into_inner().budget_id).await.map_err(status)?;
         Ok(Response::new(pb::DeleteBudgetResponse {}))
     }
 }

@@ -1,8 +1,11 @@
 //! HTTP handlers of budgets, routes, silences and alerts, and the alerts
-//! dashboard page. Kept in their own router ([`route_table`]) so an
-//! authentication/authorisation layer can wrap exactly these routes
-//! (budget and route changes are an admin's). Every refused body answers
-//! 400 with `{"error", "field"}` naming the field, and stores nothing.
+//! dashboard page. `serve` puts them behind the access control's middleware
+//! with the query API; each handler takes the [`Principal`] the middleware
+//! put on the request (a request without one is refused: fail closed) and
+//! applies [`access`]: writes need admin (403) and are audited, reads are
+//! narrowed to the caller's scope, routes are admin-only. Every refused body
+//! answers 400 with `{"error", "field"}` naming the field, and stores
+//! nothing; a database failure answers a generic 500 with a request id.
 
 use std::sync::Arc;
 
@@ -11,14 +14,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
+use super::access::{self, BudgetFilter, actor, require_admin};
 use super::budgets::{self, budget_json};
 use super::routes::{self, route_json};
 use super::silences::{self, silence_json};
 use super::{AlertError, AlertsConfig, FieldError};
+use crate::auth::Principal;
 use crate::http::Clock;
 use crate::route_table::RouteTable;
 
@@ -49,6 +54,13 @@ pub fn route_table(state: AlertsHttp) -> RouteTable {
 }
 
 type S = State<Arc<AlertsHttp>>;
+/// The caller; missing when the access control's middleware is not in front
+/// (then every handler answers 401: fail closed).
+type P = Option<Extension<Principal>>;
+
+fn principal(p: P) -> Result<Principal, AlertError> {
+    p.map(|Extension(p)| p).ok_or(AlertError::Unauthenticated)
+}
 
 impl IntoResponse for AlertError {
     fn into_response(self) -> Response {
@@ -59,10 +71,9 @@ impl IntoResponse for AlertError {
             AlertError::NotFound(what) => {
                 (StatusCode::NOT_FOUND, Json(json!({ "error": format!("{what} not found") }))).into_response()
             }
-            AlertError::Sql(e) => {
-                tracing::warn!(error = %e, "alerting request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
-            }
+            AlertError::Forbidden(message) => crate::auth::http_layer::forbidden(&message),
+            AlertError::Unauthenticated => crate::auth::http_layer::unauthenticated(),
+            AlertError::Sql(e) => crate::error_reply::internal("alerting request", &e),
         }
     }
 }
@@ -78,8 +89,10 @@ fn id_param(field: &str, text: &str) -> Result<i64, AlertError> {
         .ok_or_else(|| FieldError::new(field, format!("expected a positive integer id, found {text:?}")).into())
 }
 
-async fn list_budgets(State(s): S) -> Result<Json<Value>, AlertError> {
-    let all = budgets::list(&s.pool).await?;
+async fn list_budgets(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    let filter = BudgetFilter::load(&s.pool, &p).await?;
+    let all: Vec<_> = budgets::list(&s.pool).await?.into_iter().filter(|b| filter.allows(b)).collect();
     let status = sqlx::query(
         "SELECT budget_id, extract(epoch FROM evaluated_at)::bigint AS ev, extract(epoch FROM period_start)::bigint AS ps,
                 extract(epoch FROM period_end)::bigint AS pe, actual_g_co2e, burn_rate_1h, burn_rate_24h
@@ -117,40 +130,66 @@ async fn list_budgets(State(s): S) -> Result<Json<Value>, AlertError> {
     Ok(Json(json!({ "budgets": rows })))
 }
 
-async fn create_budget(State(s): S, body: Bytes) -> Result<Response, AlertError> {
+async fn create_budget(State(s): S, p: P, body: Bytes) -> Result<Response, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "creating a budget")?;
     let spec = budgets::parse_spec(&json_body(&body)?)?;
-    let b = budgets::create(&s.pool, &spec).await?;
+    let b = budgets::create(&s.pool, &actor(&p), &spec).await?;
     Ok((StatusCode::CREATED, Json(budget_json(&b))).into_response())
 }
 
-async fn get_budget(State(s): S, Path(id): Path<String>) -> Result<Json<Value>, AlertError> {
-    Ok(Json(budget_json(&budgets::get(&s.pool, id_param("budget_id", &id)?).await?)))
+/// One budget the caller may read (404 for one outside its scope, as for a
+/// budget that does not exist).
+async fn readable_budget(pool: &PgPool, p: &Principal, budget_id: i64) -> Result<budgets::Budget, AlertError> {
+    let b = budgets::get(pool, budget_id).await?;
+    if BudgetFilter::load(pool, p).await?.allows(&b) {
+        Ok(b)
+    } else {
+        Err(AlertError::NotFound(format!("budget {budget_id}")))
+    }
 }
 
-async fn update_budget(State(s): S, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+async fn get_budget(State(s): S, p: P, Path(id): Path<String>) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    Ok(Json(budget_json(&readable_budget(&s.pool, &p, id_param("budget_id", &id)?).await?)))
+}
+
+async fn update_budget(State(s): S, p: P, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "updating a budget")?;
     let id = id_param("budget_id", &id)?;
-    let spec = budgets::parse_spec(&json_body(&body)?)?;
-    Ok(Json(budget_json(&budgets::update(&s.pool, id, &spec).await?)))
+    let body = json_body(&body)?;
+    let spec = budgets::parse_spec(&body)?;
+    // Replies never carry the key in full, so a body without it keeps it (null clears it).
+    let keep_key = body.get("pagerduty_routing_key").is_none();
+    Ok(Json(budget_json(&budgets::update(&s.pool, &actor(&p), id, &spec, keep_key).await?)))
 }
 
-async fn delete_budget(State(s): S, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
-    budgets::delete(&s.pool, id_param("budget_id", &id)?).await?;
+async fn delete_budget(State(s): S, p: P, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "deleting a budget")?;
+    budgets::delete(&s.pool, &actor(&p), id_param("budget_id", &id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_routes(State(s): S) -> Result<Json<Value>, AlertError> {
+async fn list_routes(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
+    access::require_route_reader(&principal(p)?)?;
     let all = routes::list(&s.pool).await?;
     Ok(Json(json!({ "routes": all.iter().map(route_json).collect::<Vec<_>>() })))
 }
 
-async fn put_route(State(s): S, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+async fn put_route(State(s): S, p: P, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "changing an alert route")?;
     let route = routes::parse_route(&name, &json_body(&body)?)?;
-    routes::put(&s.pool, &route).await?;
+    routes::put(&s.pool, &actor(&p), &route).await?;
     Ok(Json(route_json(&route)))
 }
 
-async fn delete_route(State(s): S, Path(name): Path<String>) -> Result<StatusCode, AlertError> {
-    routes::delete(&s.pool, &name).await?;
+async fn delete_route(State(s): S, p: P, Path(name): Path<String>) -> Result<StatusCode, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "deleting an alert route")?;
+    routes::delete(&s.pool, &actor(&p), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -160,38 +199,66 @@ struct SilenceQuery {
     include_expired: bool,
 }
 
-async fn list_silences(State(s): S, Query(q): Query<SilenceQuery>) -> Result<Json<Value>, AlertError> {
-    let now = (s.clock)();
-    let all = silences::list(&s.pool, now, q.include_expired).await?;
-    Ok(Json(json!({ "silences": all.iter().map(|x| silence_json(x, now)).collect::<Vec<_>>() })))
+/// Ids of the budgets the caller may read, or `None` for all of them.
+async fn readable_budget_ids(pool: &PgPool, p: &Principal) -> Result<Option<Vec<i64>>, AlertError> {
+    let filter = BudgetFilter::load(pool, p).await?;
+    if filter.is_all() {
+        return Ok(None);
+    }
+    Ok(Some(budgets::list(pool).await?.iter().filter(|b| filter.allows(b)).map(|b| b.budget_id).collect()))
 }
 
-async fn create_silence(State(s): S, body: Bytes) -> Result<Response, AlertError> {
+async fn list_silences(State(s): S, p: P, Query(q): Query<SilenceQuery>) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
     let now = (s.clock)();
-    let silence = silences::parse_silence(&json_body(&body)?, now)?;
-    let stored = silences::create(&s.pool, &silence).await?;
+    let readable = readable_budget_ids(&s.pool, &p).await?;
+    let all = silences::list(&s.pool, now, q.include_expired).await?;
+    let shown = all.iter().filter(|x| match &readable {
+        None => true,
+        Some(ids) => x.budget_id.is_some_and(|b| ids.contains(&b)),
+    });
+    Ok(Json(json!({ "silences": shown.map(|x| silence_json(x, now)).collect::<Vec<_>>() })))
+}
+
+async fn create_silence(State(s): S, p: P, body: Bytes) -> Result<Response, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "creating a silence")?;
+    let now = (s.clock)();
+    let mut silence = silences::parse_silence(&json_body(&body)?, now)?;
+    let actor = actor(&p);
+    if silence.created_by.is_empty() {
+        silence.created_by = actor.clone();
+    }
+    let stored = silences::create(&s.pool, &actor, &silence).await?;
     Ok((StatusCode::CREATED, Json(silence_json(&stored, now))).into_response())
 }
 
-async fn expire_silence(State(s): S, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
-    silences::expire(&s.pool, id_param("silence_id", &id)?, (s.clock)()).await?;
+async fn expire_silence(State(s): S, p: P, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "expiring a silence")?;
+    silences::expire(&s.pool, &actor(&p), id_param("silence_id", &id)?, (s.clock)()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_alerts(State(s): S) -> Result<Json<Value>, AlertError> {
+async fn list_alerts(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    // None: every alert; Some(ids): alerts of those budgets only.
+    let readable = readable_budget_ids(&s.pool, &p).await?;
     let alerts = sqlx::query(
         "SELECT alert_id, alert_key, budget_id, kind, status, level, severity, summary, value_g_co2e, budget_g_co2e,
                 extract(epoch FROM fired_at)::bigint AS fired, extract(epoch FROM resolved_at)::bigint AS resolved,
                 extract(epoch FROM acknowledged_at)::bigint AS acked, acknowledged_by
-         FROM alerts ORDER BY alert_id DESC LIMIT 500",
+         FROM alerts WHERE $1::bigint[] IS NULL OR budget_id = ANY ($1) ORDER BY alert_id DESC LIMIT 500",
     )
+    .bind(&readable)
     .fetch_all(&s.pool)
     .await?;
+    let ids: Vec<i64> = alerts.iter().map(|a| a.try_get("alert_id")).collect::<Result<_, _>>()?;
     let events = sqlx::query(
         "SELECT alert_id, extract(epoch FROM at)::bigint AS at, event, route, detail FROM alert_events
-         WHERE alert_id >= (SELECT coalesce(min(alert_id), 0) FROM (SELECT alert_id FROM alerts ORDER BY alert_id DESC LIMIT 500) a)
-         ORDER BY event_id",
+         WHERE alert_id = ANY ($1) ORDER BY event_id",
     )
+    .bind(&ids)
     .fetch_all(&s.pool)
     .await?;
     let mut history: std::collections::HashMap<i64, Vec<Value>> = std::collections::HashMap::new();
@@ -225,15 +292,18 @@ async fn list_alerts(State(s): S) -> Result<Json<Value>, AlertError> {
     Ok(Json(json!({ "alerts": out })))
 }
 
-async fn acknowledge(State(s): S, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+async fn acknowledge(State(s): S, p: P, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    require_admin(&p, "acknowledging an alert")?;
     let id = id_param("alert_id", &id)?;
     let body = if body.is_empty() { json!({}) } else { json_body(&body)? };
+    let actor = actor(&p);
     let by = match body.get("by") {
-        None | Some(Value::Null) => "dashboard".to_owned(),
+        None | Some(Value::Null) => actor.clone(),
         Some(Value::String(b)) if !b.trim().is_empty() && b.len() <= 256 => b.clone(),
         Some(other) => return Err(FieldError::new("by", format!("expected a non-empty name, found {other}")).into()),
     };
-    let enqueued = super::evaluate::acknowledge(&s.pool, &s.config, id, &by, (s.clock)()).await?;
+    let enqueued = super::evaluate::acknowledge(&s.pool, &s.config, &actor, id, &by, (s.clock)()).await?;
     Ok(Json(json!({ "alert_id": id, "acknowledged_by": by, "notifications": enqueued })))
 }
 

@@ -25,11 +25,14 @@
 //! - [`evaluate`]: the decision (pure) and the evaluation round and loop.
 //! - [`outbox`]: the sender (backoff with `backon`, rate limits, quiet hours).
 //! - [`notify`]: PagerDuty Events API v2, email (SMTP, lettre), webhook.
-//! - [`http`]: the HTTP handlers (kept apart so an auth layer can wrap them).
-//! - [`grpc`]: budget CRUD over gRPC (same validation as HTTP).
+//! - [`access`]: who may read and write what (admin writes, scoped reads),
+//!   applied by both APIs; every admin write is audited in its transaction.
+//! - [`http`]: the HTTP handlers (served behind the access control).
+//! - [`grpc`]: budget CRUD over gRPC (same validation, roles and audit as HTTP).
 //! - [`metrics`]: Prometheus counters of the evaluator and the sender.
 //! - [`bench`]: the evaluation benchmark (`canopy-aggregator bench-alerts`).
 
+pub mod access;
 pub mod basis;
 pub mod bench;
 pub mod budgets;
@@ -66,9 +69,15 @@ pub enum AlertError {
     /// The request is invalid; nothing was stored.
     #[error(transparent)]
     Invalid(#[from] FieldError),
-    /// The named object does not exist.
+    /// The named object does not exist (or is outside the caller's scope).
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller's role may not do this (see [`access`]).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No authenticated principal on the request.
+    #[error("authentication required")]
+    Unauthenticated,
     /// A statement failed.
     #[error("database error in alerting: {0}")]
     Sql(#[from] sqlx::Error),

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use sqlx::{PgPool, Row};
 
 use super::{AlertError, FieldError};
+use crate::auth::audit;
 
 /// Where a route delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,8 +223,17 @@ pub async fn get(pool: &PgPool, name: &str) -> Result<Option<Route>, sqlx::Error
     row.as_ref().map(from_row).transpose()
 }
 
-/// Creates or replaces a route.
-pub async fn put(pool: &PgPool, route: &Route) -> Result<(), AlertError> {
+/// Creates or replaces a route, audited (secrets redacted) with its state
+/// before and after in the same transaction.
+pub async fn put(pool: &PgPool, actor: &str, route: &Route) -> Result<(), AlertError> {
+    let mut tx = pool.begin().await?;
+    let before = sqlx::query("SELECT * FROM alert_routes WHERE name = $1 FOR UPDATE")
+        .bind(&route.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()?;
     sqlx::query(
         "INSERT INTO alert_routes (name, kind, config, max_per_hour, quiet_start_hour_utc, quiet_end_hour_utc)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -237,24 +247,43 @@ pub async fn put(pool: &PgPool, route: &Route) -> Result<(), AlertError> {
     .bind(route.max_per_hour.map(|m| m as i32))
     .bind(route.quiet_hours_utc.map(|q| q.0 as i16))
     .bind(route.quiet_hours_utc.map(|q| q.1 as i16))
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    let action = if before.is_some() { "alert_route.update" } else { "alert_route.create" };
+    audit::record(
+        &mut tx,
+        actor,
+        action,
+        &format!("alert_route:{}", route.name),
+        before.as_ref().map(route_json).as_ref(),
+        Some(&route_json(route)),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
-/// Deletes a route; refused while a budget names it.
-pub async fn delete(pool: &PgPool, name: &str) -> Result<(), AlertError> {
+/// Deletes a route (audited); refused while a budget names it.
+pub async fn delete(pool: &PgPool, actor: &str, name: &str) -> Result<(), AlertError> {
+    let mut tx = pool.begin().await?;
     let users: Vec<i64> = sqlx::query_scalar("SELECT budget_id FROM budgets WHERE $1 = ANY (routes) ORDER BY budget_id")
         .bind(name)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
     if !users.is_empty() {
         return Err(FieldError::new("name", format!("route {name:?} is used by budgets {users:?}")).into());
     }
-    let n = sqlx::query("DELETE FROM alert_routes WHERE name = $1").bind(name).execute(pool).await?.rows_affected();
-    if n == 0 {
-        return Err(AlertError::NotFound(format!("route {name:?}")));
-    }
+    let before = sqlx::query("DELETE FROM alert_routes WHERE name = $1 RETURNING *")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| AlertError::NotFound(format!("route {name:?}")))?;
+    audit::record(&mut tx, actor, "alert_route.delete", &format!("alert_route:{name}"), Some(&route_json(&before)), None)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 

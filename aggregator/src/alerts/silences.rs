@@ -9,6 +9,7 @@ use sqlx::{PgPool, Row};
 
 use super::budgets::Budget;
 use super::{AlertError, FieldError};
+use crate::auth::audit;
 
 /// A silence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +125,9 @@ pub fn silence_json(s: &Silence, now_unix_s: i64) -> Value {
     })
 }
 
-/// Stores a silence after checking its budget exists.
-pub async fn create(pool: &PgPool, s: &Silence) -> Result<Silence, AlertError> {
+/// Stores a silence after checking its budget exists, audited in the same
+/// transaction.
+pub async fn create(pool: &PgPool, actor: &str, s: &Silence) -> Result<Silence, AlertError> {
     if let Some(b) = s.budget_id {
         let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM budgets WHERE budget_id = $1)")
             .bind(b)
@@ -135,6 +137,7 @@ pub async fn create(pool: &PgPool, s: &Silence) -> Result<Silence, AlertError> {
             return Err(FieldError::new("budget_id", format!("unknown budget {b}")).into());
         }
     }
+    let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO alert_silences (budget_id, team, account_id, kind, starts_at, ends_at, comment, created_by)
          VALUES ($1, $2, $3, $4, to_timestamp($5), to_timestamp($6), $7, $8) RETURNING silence_id",
@@ -147,9 +150,13 @@ pub async fn create(pool: &PgPool, s: &Silence) -> Result<Silence, AlertError> {
     .bind(s.ends_unix_s as f64)
     .bind(&s.comment)
     .bind(&s.created_by)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(Silence { silence_id: id, ..s.clone() })
+    let stored = Silence { silence_id: id, ..s.clone() };
+    let after = silence_json(&stored, s.starts_unix_s);
+    audit::record(&mut tx, actor, "silence.create", &format!("silence:{id}"), None, Some(&after)).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 /// Silences not yet expired at `now` (active or future), or all when `include_expired`.
@@ -163,38 +170,65 @@ pub async fn list(pool: &PgPool, now_unix_s: i64, include_expired: bool) -> Resu
     .bind(include_expired)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Silence {
-                silence_id: r.try_get("silence_id")?,
-                budget_id: r.try_get("budget_id")?,
-                team: r.try_get("team")?,
-                account_id: r.try_get("account_id")?,
-                kind: r.try_get("kind")?,
-                starts_unix_s: r.try_get("s")?,
-                ends_unix_s: r.try_get("e")?,
-                comment: r.try_get("comment")?,
-                created_by: r.try_get("created_by")?,
-            })
-        })
-        .collect()
+    rows.iter().map(from_row).collect()
 }
 
-/// Expires a silence now (kept in the list of expired ones).
-pub async fn expire(pool: &PgPool, silence_id: i64, now_unix_s: i64) -> Result<(), AlertError> {
+/// Expires a silence now (kept in the list of expired ones), audited with
+/// its state before and after.
+pub async fn expire(pool: &PgPool, actor: &str, silence_id: i64, now_unix_s: i64) -> Result<(), AlertError> {
+    let mut tx = pool.begin().await?;
+    let before = one(&mut tx, silence_id).await?;
     let n = sqlx::query(
         "UPDATE alert_silences SET ends_at = greatest(starts_at + interval '1 microsecond', to_timestamp($2))
          WHERE silence_id = $1 AND ends_at > to_timestamp($2)",
     )
     .bind(silence_id)
     .bind(now_unix_s as f64)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    if n == 0 {
+    let (Some(before), 1..) = (before, n) else {
         return Err(AlertError::NotFound(format!("active silence {silence_id}")));
-    }
+    };
+    let after = one(&mut tx, silence_id).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "silence.expire",
+        &format!("silence:{silence_id}"),
+        Some(&silence_json(&before, now_unix_s)),
+        after.map(|a| silence_json(&a, now_unix_s)).as_ref(),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// One silence, read in `tx`.
+async fn one(tx: &mut sqlx::PgConnection, silence_id: i64) -> Result<Option<Silence>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT silence_id, budget_id, team, account_id, kind, extract(epoch FROM starts_at)::bigint AS s,
+                extract(epoch FROM ends_at)::bigint AS e, comment, created_by
+         FROM alert_silences WHERE silence_id = $1",
+    )
+    .bind(silence_id)
+    .fetch_optional(tx)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+fn from_row(r: &sqlx::postgres::PgRow) -> Result<Silence, sqlx::Error> {
+    Ok(Silence {
+        silence_id: r.try_get("silence_id")?,
+        budget_id: r.try_get("budget_id")?,
+        team: r.try_get("team")?,
+        account_id: r.try_get("account_id")?,
+        kind: r.try_get("kind")?,
+        starts_unix_s: r.try_get("s")?,
+        ends_unix_s: r.try_get("e")?,
+        comment: r.try_get("comment")?,
+        created_by: r.try_get("created_by")?,
+    })
 }
 
 #[cfg(test)]

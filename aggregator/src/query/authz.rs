@@ -27,7 +27,8 @@ pub struct Forbidden {
     pub value: String,
 }
 
-fn within(ou: &str, root: &str) -> bool {
+/// True when OU path `ou` is `root` or inside its subtree.
+pub fn within(ou: &str, root: &str) -> bool {
     ou == root || (ou.starts_with(root) && ou.as_bytes().get(root.len()) == Some(&b'/'))
 }
 

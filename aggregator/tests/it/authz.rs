@@ -19,7 +19,9 @@ use canopy_aggregator::auth::oidc::OidcVerifier;
 use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
 use canopy_aggregator::auth::{Auth, OPEN_ACCESS_HEADER, audit, tokens};
 use canopy_aggregator::grpc::{CanopyQueryClient, GrpcQuery, pb};
-use canopy_aggregator::http::{route_table, router};
+use canopy_aggregator::alerts::grpc::{CanopyBudgetsClient, GrpcBudgets, pb as bpb};
+use canopy_aggregator::alerts::http::AlertsHttp;
+use canopy_aggregator::http::{router, served_route_table};
 use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::model::{Batch, InventoryRow};
 use canopy_aggregator::query::QueryEngine;
@@ -413,8 +415,12 @@ async fn every_route_answers_only_within_the_callers_scope() {
     let issuer = start_issuer(&[&key]).await;
     let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
     let engine = QueryEngine::new(pool.clone(), RetentionPolicy::default());
-    let routes: Vec<(&str, &str)> = route_table(engine.clone(), fixed_now, auth.clone()).routes().to_vec();
-    let app = router(engine, fixed_now, auth.clone());
+    // The route table exactly as `serve` builds it (query API, dashboard, alerting API).
+    let table = served_route_table(engine.clone(), fixed_now, auth.clone(), alerts_state(&pool));
+    let all_routes: Vec<(&str, &str)> = table.routes().to_vec();
+    let app = canopy_aggregator::auth::http_layer::protect(table.into_router(), auth.clone());
+    // The alerting routes are walked by `every_alerting_route_answers_only_within_the_callers_scope`.
+    let routes: Vec<(&str, &str)> = all_routes.iter().filter(|r| !ALERTING_ROUTES.contains(r)).copied().collect();
     let cases = cases(&issuer, &key, &pool).await;
     let (from, to) = (T0, T0 + 7_200);
     // r13 is web's (account 222…), r2 is data's (account 333…).
@@ -443,8 +449,9 @@ async fn every_route_answers_only_within_the_callers_scope() {
     ]
     .into_iter()
     .collect();
-    let served: BTreeSet<&str> = routes.iter().map(|(_, p)| *p).collect();
-    let covered: BTreeSet<&str> = uri_of.keys().copied().collect();
+    let served: BTreeSet<(&str, &str)> = all_routes.iter().copied().collect();
+    let covered: BTreeSet<(&str, &str)> =
+        uri_of.keys().map(|p| ("get", *p)).chain(ALERTING_ROUTES.iter().copied()).collect();
     assert_eq!(served, covered, "every route has an authorisation case");
     let public = ["/healthz", "/openapi.yaml", "/assets/{name}", "/auth/login", "/auth/callback", "/auth/logout"];
 
@@ -936,4 +943,518 @@ fn serve_refuses_to_start_without_authentication() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("--oidc-audience"), "{stderr}");
+}
+
+// ------------------------------------------------------- alerting API
+
+/// The alerting routes (method, path), each with a case in
+/// `every_alerting_route_answers_only_within_the_callers_scope`; the HTTP
+/// walk above fails when `serve` answers a route listed nowhere.
+const ALERTING_ROUTES: [(&str, &str); 14] = [
+    ("get", "/v1/budgets"),
+    ("post", "/v1/budgets"),
+    ("get", "/v1/budgets/{budget_id}"),
+    ("put", "/v1/budgets/{budget_id}"),
+    ("delete", "/v1/budgets/{budget_id}"),
+    ("get", "/v1/alert-routes"),
+    ("put", "/v1/alert-routes/{name}"),
+    ("delete", "/v1/alert-routes/{name}"),
+    ("get", "/v1/silences"),
+    ("post", "/v1/silences"),
+    ("delete", "/v1/silences/{silence_id}"),
+    ("get", "/v1/alerts"),
+    ("post", "/v1/alerts/{alert_id}/acknowledge"),
+    ("get", "/alerts"),
+];
+
+/// Secrets of the fixtures: none may appear in any reply or audit entry.
+const ROUTE_KEY: &str = "Roncallroncallroncallroncallronc";
+const BUDGET_KEY: &str = "Pbudgetpbudgetpbudgetpbudgetpbud";
+const HOOK_SECRET: &str = "whsec-hook-0123456789abcdef";
+const HOOK2_SECRET: &str = "whsec-hook2-0123456789abcdef";
+
+fn alerts_state(pool: &sqlx::PgPool) -> AlertsHttp {
+    AlertsHttp { pool: pool.clone(), config: canopy_aggregator::alerts::AlertsConfig::default(), clock: fixed_now }
+}
+
+async fn send(app: &axum::Router, method: &str, uri: &str, bearer: Option<&str>, body: Option<Value>) -> (StatusCode, Value, String) {
+    let mut req = Request::builder().method(method.to_uppercase().as_str()).uri(uri);
+    if let Some(b) = bearer {
+        req = req.header(header::AUTHORIZATION, b);
+    }
+    let req = match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = to_bytes(resp.into_body(), 1 << 22).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+}
+
+fn assert_no_secret(text: &str, what: &str) {
+    for secret in [ROUTE_KEY, BUDGET_KEY, HOOK_SECRET, HOOK2_SECRET] {
+        assert!(!text.contains(secret), "{what} carries a secret: {text}");
+    }
+}
+
+/// The alerting fixture: budgets of team web (W), team data (D) and account
+/// 222… in r-1/ou-a/ou-b (O); one firing alert and one silence each for W
+/// and D; three routes. Created as `admin` through the API.
+struct AlertFixture {
+    web: i64,
+    data: i64,
+    ou_b: i64,
+    web_alert: i64,
+    data_alert: i64,
+    web_silence: i64,
+    data_silence: i64,
+}
+
+async fn alert_fixture(app: &axum::Router, pool: &sqlx::PgPool, admin: &str) -> AlertFixture {
+    for (name, body) in [
+        ("oncall", json!({ "kind": "pagerduty", "routing_key": ROUTE_KEY })),
+        ("hook", json!({ "kind": "webhook", "url": "https://hooks.example.invalid/canopy", "secret": HOOK_SECRET })),
+        ("mail", json!({ "kind": "email", "to": ["finops@example.invalid"] })),
+    ] {
+        let (status, body, _) = send(app, "put", &format!("/v1/alert-routes/{name}"), Some(admin), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "route {name}: {body}");
+    }
+    async fn budget(app: &axum::Router, admin: &str, name: &str, scope: Value, key: Option<&str>) -> i64 {
+        let body = json!({
+            "name": name, "scope": scope, "period": "month", "basis": "location", "amount_kg_co2e": 20.0,
+            "routes": ["oncall", "hook"], "pagerduty_routing_key": key,
+        });
+        let (status, body, text) = send(app, "post", "/v1/budgets", Some(admin), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "budget {name}: {body}");
+        assert_no_secret(&text, "a created budget");
+        body["budget_id"].as_i64().unwrap()
+    }
+    let web = budget(app, admin, "web", json!({ "team": "web" }), Some(BUDGET_KEY)).await;
+    let data = budget(app, admin, "data", json!({ "team": "data" }), None).await;
+    let ou_b = budget(app, admin, "ou-b account", json!({ "account_id": "222222222222" }), None).await;
+    let alert = |budget_id: i64| async move {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO alerts (alert_key, budget_id, kind, status, level, severity, summary, value_g_co2e, budget_g_co2e,
+                 period_start, fired_at, updated_at)
+             VALUES ($1, $2, 'threshold', 'firing', 1, 'warning', 'over half', 11000, 20000, now(), now(), now())
+             RETURNING alert_id",
+        )
+        .bind(format!("budget/{budget_id}/threshold/test"))
+        .bind(budget_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let web_alert = alert(web).await;
+    let data_alert = alert(data).await;
+    let silence = |budget_id: i64| async move {
+        let body = json!({ "budget_id": budget_id, "duration_s": 3_600, "comment": "maintenance" });
+        let (status, body, _) = send(app, "post", "/v1/silences", Some(admin), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["silence_id"].as_i64().unwrap()
+    };
+    let web_silence = silence(web).await;
+    let data_silence = silence(data).await;
+    AlertFixture { web, data, ou_b, web_alert, data_alert, web_silence, data_silence }
+}
+
+/// What the alerting tables hold (a refused write must change none of it).
+async fn alerting_state(pool: &sqlx::PgPool) -> Value {
+    let text = |sql: &'static str| async move { sqlx::query_scalar::<_, Option<String>>(sql).fetch_one(pool).await.unwrap() };
+    json!([
+        text("SELECT string_agg(b::text, ';' ORDER BY budget_id) FROM budgets b").await,
+        text("SELECT string_agg(r::text, ';' ORDER BY name) FROM alert_routes r").await,
+        text("SELECT string_agg(s::text, ';' ORDER BY silence_id) FROM alert_silences s").await,
+        text("SELECT string_agg(a::text, ';' ORDER BY alert_id) FROM alerts a").await,
+        text("SELECT count(*)::text FROM audit_log").await,
+    ])
+}
+
+fn ids(body: &Value, list: &str, field: &str) -> BTreeSet<i64> {
+    body[list].as_array().unwrap().iter().filter_map(|x| x[field].as_i64()).collect()
+}
+
+#[tokio::test]
+async fn every_alerting_route_answers_only_within_the_callers_scope() {
+    let o = org().await;
+    let pool = o.db.pool.clone();
+    let key = new_key("main");
+    let issuer = start_issuer(&[&key]).await;
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
+    let table = canopy_aggregator::alerts::http::route_table(alerts_state(&pool));
+    let routes: Vec<(&str, &str)> = table.routes().to_vec();
+    assert_eq!(routes.iter().copied().collect::<BTreeSet<_>>(), ALERTING_ROUTES.into_iter().collect(), "alerting routes");
+    let app = canopy_aggregator::auth::http_layer::protect(table.into_router(), auth.clone());
+    let cases = cases(&issuer, &key, &pool).await;
+    let admin = cases.iter().find(|c| c.role == Role::Admin).unwrap().bearer.clone();
+    let f = alert_fixture(&app, &pool, &admin).await;
+
+    // Unauthenticated: 401 from every alerting route, the page included; nothing changes.
+    let before = alerting_state(&pool).await;
+    for (method, path) in &routes {
+        let uri = path
+            .replace("{budget_id}", &f.web.to_string())
+            .replace("{name}", "oncall")
+            .replace("{silence_id}", &f.web_silence.to_string())
+            .replace("{alert_id}", &f.web_alert.to_string());
+        let (status, body, _) = send(&app, method, &uri, None, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without credentials: {body}");
+    }
+    assert_eq!(alerting_state(&pool).await, before, "unauthenticated calls changed nothing");
+
+    // Viewers first (their writes are refused, so the reads stay comparable), the admin last.
+    let audit_before = audit::recent(&pool, 1_000).await.unwrap().len();
+    let mut created_budget = None;
+    let mut created_silence = None;
+    for case in cases.iter().rev() {
+        let who = case.name;
+        let bearer = Some(case.bearer.as_str());
+        let admin = case.role == Role::Admin;
+        // Budgets within the scope: W is team web's, D team data's, O account 222… (r-1/ou-a/ou-b).
+        let visible: BTreeSet<i64> = match case.role {
+            Role::Admin | Role::OrgViewer => [f.web, f.data, f.ou_b].into(),
+            Role::OuViewer => [f.ou_b].into(),
+            Role::TeamViewer if case.teams == Some(&["web"]) => [f.web].into(),
+            Role::TeamViewer => [f.data].into(),
+        };
+        let refused_write = |status: StatusCode, body: &Value, what: &str| {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who} {what}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("admin"), "{who} {what}: {body}");
+        };
+        for (method, path) in &routes {
+            let state = alerting_state(&pool).await;
+            let what = format!("{method} {path}");
+            match (*method, *path) {
+                ("get", "/v1/budgets") => {
+                    let (status, body, text) = send(&app, method, "/v1/budgets", bearer, None).await;
+                    assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                    assert_eq!(ids(&body, "budgets", "budget_id"), visible, "{who} {what}");
+                    assert_no_secret(&text, &format!("{who} {what}"));
+                    if visible.contains(&f.web) {
+                        let w = body["budgets"].as_array().unwrap().iter().find(|b| b["budget_id"] == f.web).unwrap();
+                        assert_eq!(w["pagerduty_routing_key_suffix"], "…pbud", "{who}: only the key's suffix");
+                    }
+                }
+                ("get", "/v1/budgets/{budget_id}") => {
+                    for id in [f.web, f.data, f.ou_b] {
+                        let (status, body, text) = send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
+                        if visible.contains(&id) {
+                            assert_eq!((status, body["budget_id"].as_i64()), (StatusCode::OK, Some(id)), "{who} budget {id}");
+                            assert_no_secret(&text, &format!("{who} {what}"));
+                        } else {
+                            assert_eq!(status, StatusCode::NOT_FOUND, "{who} budget {id} is outside the scope: {body}");
+                        }
+                    }
+                }
+                ("post", "/v1/budgets") => {
+                    let body = json!({
+                        "name": "data quarterly", "scope": { "team": "data" }, "period": "quarter", "basis": "location",
+                        "amount_kg_co2e": 50.0, "routes": ["oncall"], "pagerduty_routing_key": BUDGET_KEY,
+                    });
+                    let (status, body, text) = send(&app, method, "/v1/budgets", bearer, Some(body)).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::CREATED, "{who} {what}: {body}");
+                        assert_no_secret(&text, "a created budget");
+                        created_budget = body["budget_id"].as_i64();
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("put", "/v1/budgets/{budget_id}") => {
+                    // No routing key in the body: the stored one is kept.
+                    let body = json!({
+                        "name": "web", "scope": { "team": "web" }, "period": "month", "basis": "location",
+                        "amount_kg_co2e": 25.0, "routes": ["oncall", "hook"],
+                    });
+                    let (status, body, _) = send(&app, method, &format!("/v1/budgets/{}", f.web), bearer, Some(body)).await;
+                    if admin {
+                        assert_eq!((status, body["amount_kg_co2e"].as_f64()), (StatusCode::OK, Some(25.0)), "{who} {what}: {body}");
+                        let stored: Option<String> =
+                            sqlx::query_scalar("SELECT pagerduty_routing_key FROM budgets WHERE budget_id = $1")
+                                .bind(f.web)
+                                .fetch_one(&pool)
+                                .await
+                                .unwrap();
+                        assert_eq!(stored.as_deref(), Some(BUDGET_KEY), "an update without the key keeps it");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("delete", "/v1/budgets/{budget_id}") => {
+                    let id = if admin { created_budget.expect("the admin created a budget") } else { f.web };
+                    let (status, body, _) = send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("get", "/v1/alert-routes") => {
+                    let (status, body, text) = send(&app, method, "/v1/alert-routes", bearer, None).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                        let names: Vec<&str> = body["routes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+                        assert_eq!(names, ["hook", "mail", "oncall"]);
+                        assert_no_secret(&text, "the routes an admin reads");
+                    } else {
+                        assert_eq!(status, StatusCode::FORBIDDEN, "{who} {what}: routes carry keys and addresses: {body}");
+                        assert!(!text.contains("finops@example.invalid"), "{who}: {text}");
+                    }
+                }
+                ("put", "/v1/alert-routes/{name}") => {
+                    let body = json!({ "kind": "webhook", "url": "https://hooks.example.invalid/two", "secret": HOOK2_SECRET });
+                    let (status, body, text) = send(&app, method, "/v1/alert-routes/hook2", bearer, Some(body)).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                        assert_no_secret(&text, "a stored route");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("delete", "/v1/alert-routes/{name}") => {
+                    let name = if admin { "hook2" } else { "mail" };
+                    let (status, body, _) = send(&app, method, &format!("/v1/alert-routes/{name}"), bearer, None).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("get", "/v1/silences") => {
+                    let (status, body, _) = send(&app, method, "/v1/silences", bearer, None).await;
+                    assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                    let want: BTreeSet<i64> = [(f.web, f.web_silence), (f.data, f.data_silence)]
+                        .into_iter()
+                        .filter(|(b, _)| visible.contains(b))
+                        .map(|(_, s)| s)
+                        .collect();
+                    assert_eq!(ids(&body, "silences", "silence_id"), want, "{who} {what}");
+                }
+                ("post", "/v1/silences") => {
+                    let body = json!({ "budget_id": f.data, "duration_s": 600 });
+                    let (status, body, _) = send(&app, method, "/v1/silences", bearer, Some(body)).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::CREATED, "{who} {what}: {body}");
+                        assert_eq!(body["created_by"], "jwt:alice", "the silence names its author");
+                        created_silence = body["silence_id"].as_i64();
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("delete", "/v1/silences/{silence_id}") => {
+                    let id = if admin { created_silence.expect("the admin created a silence") } else { f.web_silence };
+                    let (status, body, _) = send(&app, method, &format!("/v1/silences/{id}"), bearer, None).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("get", "/v1/alerts") => {
+                    let (status, body, _) = send(&app, method, "/v1/alerts", bearer, None).await;
+                    assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                    let want: BTreeSet<i64> = [(f.web, f.web_alert), (f.data, f.data_alert)]
+                        .into_iter()
+                        .filter(|(b, _)| visible.contains(b))
+                        .map(|(_, a)| a)
+                        .collect();
+                    assert_eq!(ids(&body, "alerts", "alert_id"), want, "{who} {what}");
+                }
+                ("post", "/v1/alerts/{alert_id}/acknowledge") => {
+                    let uri = format!("/v1/alerts/{}/acknowledge", f.web_alert);
+                    let (status, body, _) = send(&app, method, &uri, bearer, None).await;
+                    if admin {
+                        assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
+                        assert_eq!(body["acknowledged_by"], "jwt:alice");
+                    } else {
+                        refused_write(status, &body, &what);
+                    }
+                }
+                ("get", "/alerts") => {
+                    let (status, _, text) = send(&app, method, "/alerts", bearer, None).await;
+                    assert_eq!(status, StatusCode::OK, "{who} {what}");
+                    assert!(text.contains("<html"), "{who} {what}");
+                }
+                other => panic!("no authorisation case for alerting route {other:?}"),
+            }
+            if !admin {
+                assert_eq!(alerting_state(&pool).await, state, "{who} {what} changed nothing");
+            }
+        }
+    }
+
+    // Every admin write is audited: who, what, before and after, no secret.
+    let entries = audit::recent(&pool, 1_000).await.unwrap();
+    let new: Vec<_> = entries[..entries.len() - audit_before].iter().rev().collect();
+    let actions: Vec<&str> = new.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "budget.create",
+            "budget.update",
+            "budget.delete",
+            "alert_route.create",
+            "alert_route.delete",
+            "silence.create",
+            "silence.expire",
+            "alert.acknowledge",
+        ],
+        "the admin's writes, in order"
+    );
+    assert!(new.iter().all(|e| e.actor == "jwt:alice"), "{new:?}");
+    let update = new[1];
+    assert_eq!(update.target, format!("budget:{}", f.web));
+    assert_eq!(update.before.as_ref().unwrap()["amount_kg_co2e"], 20.0);
+    assert_eq!(update.after.as_ref().unwrap()["amount_kg_co2e"], 25.0);
+    assert_eq!(update.after.as_ref().unwrap()["pagerduty_routing_key_suffix"], "…pbud");
+    let created = new[0];
+    assert!(created.before.is_none() && created.after.as_ref().unwrap()["name"] == "data quarterly");
+    let deleted = new[2];
+    assert!(deleted.after.is_none() && deleted.before.as_ref().unwrap()["name"] == "data quarterly");
+    assert_eq!(new[3].after.as_ref().unwrap()["target"]["secret"], "(set)");
+    let expired = new[6];
+    assert!(
+        expired.before.as_ref().unwrap()["ends_unix_s"].as_i64() > expired.after.as_ref().unwrap()["ends_unix_s"].as_i64(),
+        "{expired:?}"
+    );
+    assert_eq!(new[7].target, format!("alert:{}", f.web_alert));
+    for e in &new {
+        assert_no_secret(&format!("{:?} {:?}", e.before, e.after), &format!("audit entry {}", e.action));
+    }
+    // The fixture's own writes (as admin) were audited too: 3 routes, 3 budgets, 2 silences
+    // (and the data viewer's API token `cases` created).
+    let fixture_actions: BTreeMap<&str, usize> = entries[entries.len() - audit_before..].iter().fold(BTreeMap::new(), |mut m, e| {
+        *m.entry(e.action.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        fixture_actions,
+        [("alert_route.create", 3), ("budget.create", 3), ("silence.create", 2), ("token.create", 1)].into_iter().collect(),
+    );
+}
+
+#[tokio::test]
+async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
+    // The methods the budgets proto declares: a new one without a case fails here.
+    let proto = include_str!("../../proto/canopy_budgets.proto");
+    let methods: BTreeSet<&str> = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .map(|l| l.split('(').next().unwrap().trim())
+        .collect();
+    assert_eq!(methods, ["CreateBudget", "DeleteBudget", "GetBudget", "ListBudgets", "UpdateBudget"].into_iter().collect());
+
+    let o = org().await;
+    let pool = o.db.pool.clone();
+    let key = new_key("main");
+    let issuer = start_issuer(&[&key]).await;
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
+    let http = canopy_aggregator::auth::http_layer::protect(
+        canopy_aggregator::alerts::http::route_table(alerts_state(&pool)).into_router(),
+        auth.clone(),
+    );
+    let cases = cases(&issuer, &key, &pool).await;
+    let admin = cases.iter().find(|c| c.role == Role::Admin).unwrap().bearer.clone();
+    let f = alert_fixture(&http, &pool, &admin).await;
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(GrpcBudgets::new(pool.clone(), auth).into_server())
+            .serve_with_incoming(incoming),
+    );
+    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}")).await.unwrap();
+    fn req<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(b) = bearer {
+            r.metadata_mut().insert("authorization", b.parse().unwrap());
+        }
+        r
+    }
+    let spec = |amount: f64| bpb::BudgetSpec {
+        name: "data quarterly".into(),
+        scope: Some(bpb::Scope { team: "data".into(), ..Default::default() }),
+        period: "quarter".into(),
+        basis: "location".into(),
+        amount_kg_co2e: amount,
+        routes: vec!["oncall".into()],
+        pagerduty_routing_key: BUDGET_KEY.into(),
+        ..Default::default()
+    };
+
+    // Unauthenticated: UNAUTHENTICATED from every method, nothing changed.
+    let before = alerting_state(&pool).await;
+    for bearer in [None, Some("Bearer canopy_0123456789abcdef_nottherightsecret")] {
+        let codes = [
+            client.list_budgets(req(bpb::ListBudgetsRequest {}, bearer)).await.unwrap_err().code(),
+            client.get_budget(req(bpb::GetBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err().code(),
+            client.create_budget(req(bpb::CreateBudgetRequest { spec: Some(spec(5.0)) }, bearer)).await.unwrap_err().code(),
+            client
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: f.web, spec: Some(spec(5.0)) }, bearer))
+                .await
+                .unwrap_err()
+                .code(),
+            client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err().code(),
+        ];
+        assert_eq!(codes, [tonic::Code::Unauthenticated; 5], "{bearer:?}");
+    }
+    assert_eq!(alerting_state(&pool).await, before);
+
+    let audit_before = audit::recent(&pool, 1_000).await.unwrap().len();
+    for case in cases.iter().rev() {
+        let who = case.name;
+        let bearer = Some(case.bearer.as_str());
+        let visible: BTreeSet<i64> = match case.role {
+            Role::Admin | Role::OrgViewer => [f.web, f.data, f.ou_b].into(),
+            Role::OuViewer => [f.ou_b].into(),
+            Role::TeamViewer if case.teams == Some(&["web"]) => [f.web].into(),
+            Role::TeamViewer => [f.data].into(),
+        };
+        let listed = client.list_budgets(req(bpb::ListBudgetsRequest {}, bearer)).await.unwrap().into_inner().budgets;
+        assert_eq!(listed.iter().map(|b| b.budget_id).collect::<BTreeSet<_>>(), visible, "{who} ListBudgets");
+        assert!(listed.iter().all(|b| b.spec.as_ref().unwrap().pagerduty_routing_key.is_empty()), "{who}: no key returned");
+        for id in [f.web, f.data, f.ou_b] {
+            let got = client.get_budget(req(bpb::GetBudgetRequest { budget_id: id }, bearer)).await;
+            match got {
+                Ok(b) if visible.contains(&id) => assert_eq!(b.into_inner().budget_id, id),
+                Err(e) if !visible.contains(&id) => assert_eq!(e.code(), tonic::Code::NotFound, "{who} GetBudget {id}"),
+                other => panic!("{who} GetBudget {id}: {other:?}"),
+            }
+        }
+        let state = alerting_state(&pool).await;
+        let created = client.create_budget(req(bpb::CreateBudgetRequest { spec: Some(spec(50.0)) }, bearer)).await;
+        if case.role == Role::Admin {
+            let created = created.unwrap().into_inner();
+            assert!(created.spec.as_ref().unwrap().pagerduty_routing_key.is_empty());
+            let updated = client
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: created.budget_id, spec: Some(spec(60.0)) }, bearer))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(updated.spec.unwrap().amount_kg_co2e, 60.0);
+            client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: created.budget_id }, bearer)).await.unwrap();
+        } else {
+            assert_eq!(created.unwrap_err().code(), tonic::Code::PermissionDenied, "{who} CreateBudget");
+            let e = client
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: f.web, spec: Some(spec(60.0)) }, bearer))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} UpdateBudget");
+            let e = client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} DeleteBudget");
+            assert_eq!(alerting_state(&pool).await, state, "{who}: refused writes changed nothing");
+        }
+    }
+    let entries = audit::recent(&pool, 1_000).await.unwrap();
+    let new: Vec<_> = entries[..entries.len() - audit_before].iter().rev().collect();
+    assert_eq!(new.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["budget.create", "budget.update", "budget.delete"]);
+    assert!(new.iter().all(|e| e.actor == "jwt:alice"));
+    assert_eq!(new[1].before.as_ref().unwrap()["amount_kg_co2e"], 50.0);
+    assert_eq!(new[1].after.as_ref().unwrap()["amount_kg_co2e"], 60.0);
+    for e in &new {
+        assert_no_secret(&format!("{:?} {:?}", e.before, e.after), &format!("audit entry {}", e.action));
+    }
+    server.abort();
 }

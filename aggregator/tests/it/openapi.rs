@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use canopy_aggregator::http::{OPENAPI_YAML, route_table};
+use canopy_aggregator::http::{OPENAPI_YAML, served_route_table};
 use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::query::QueryEngine;
 use sqlx::postgres::PgPoolOptions;
@@ -62,13 +62,13 @@ fn spec_parser_reads_paths_and_methods() {
 
 #[tokio::test]
 async fn openapi_lists_exactly_the_routes_the_router_serves() {
-    let alerts = canopy_aggregator::alerts::http::route_table(canopy_aggregator::alerts::http::AlertsHttp {
+    let alerts = canopy_aggregator::alerts::http::AlertsHttp {
         pool: PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
         config: canopy_aggregator::alerts::AlertsConfig::default(),
         clock,
-    });
+    };
     // As `serve` builds it: the query API, the dashboard and the alerting routes.
-    let table = route_table(engine(), clock, canopy_aggregator::auth::Auth::insecure_open_access()).merge(alerts);
+    let table = served_route_table(engine(), clock, canopy_aggregator::auth::Auth::insecure_open_access(), alerts);
     let served: BTreeSet<(String, String)> =
         table.routes().iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(served.len(), table.routes().len(), "a route added twice");

@@ -79,14 +79,12 @@ pub async fn start(
     );
     // The demo runs open, and says so (log, dashboard banner, response header).
     let auth = canopy_aggregator::auth::Auth::insecure_open_access();
-    let app = http::route_table(QueryEngine::new(pool.clone(), policy), http::system_clock, auth.clone())
-        .merge(alerts_http::route_table(alerts_http::AlertsHttp {
-            pool: alerts_pool,
-            config: alerts_config,
-            clock: http::system_clock,
-        }))
-        .into_router();
-    let app = canopy_aggregator::auth::http_layer::protect(app, auth);
+    let app = http::served_router(
+        QueryEngine::new(pool.clone(), policy),
+        http::system_clock,
+        auth,
+        alerts_http::AlertsHttp { pool: alerts_pool, config: alerts_config, clock: http::system_clock },
+    );
     let listener =
         tokio::net::TcpListener::bind(http_listen).await.with_context(|| format!("binding HTTP to {http_listen}"))?;
     let http_addr = listener.local_addr()?;
