@@ -167,22 +167,10 @@ async fn admin_audit(
     if !principal.is_admin() {
         return crate::auth::http_layer::forbidden("this endpoint needs the admin role");
     }
-    let mut limit = 100_i64;
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "limit" => match value.parse::<i64>().ok().filter(|n| (1..=1_000).contains(n)) {
-                Some(n) => limit = n,
-                None => {
-                    let e = ParamError { parameter: "limit".into(), message: format!("expected 1 to 1000, found {value:?}") };
-                    return ApiError::BadParameter(e).into_response();
-                }
-            },
-            _ => {
-                let e = ParamError { parameter: key.clone(), message: "unknown parameter; expected limit".into() };
-                return ApiError::BadParameter(e).into_response();
-            }
-        }
-    }
+    let limit = match limit_param(&pairs, 100, 1_000) {
+        Ok(n) => n,
+        Err(e) => return ApiError::BadParameter(e).into_response(),
+    };
     match crate::auth::audit::recent(s.engine.pool(), limit).await {
         Ok(entries) => Json(json!({
             "entries": entries.iter().map(|e| json!({
@@ -212,30 +200,30 @@ async fn restatements(
     if !principal.scope.is_unrestricted() || !matches!(principal.role, Role::Admin | Role::OrgViewer) {
         return crate::auth::http_layer::forbidden("restatements are org-wide: they need the org_viewer or admin role");
     }
-    let mut limit: i64 = 20;
-    for (k, v) in &pairs {
-        match (k.as_str(), v.parse::<i64>()) {
-            ("limit", Ok(n)) if (1..=200).contains(&n) => limit = n,
-            ("limit", _) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({ "error": format!("parameter limit: expected an integer 1..200, found {v:?}"), "parameter": "limit" })),
-                )
-                    .into_response();
-            }
-            _ => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({ "error": format!("parameter {k}: unknown parameter"), "parameter": k })),
-                )
-                    .into_response();
-            }
-        }
-    }
+    let limit = match limit_param(&pairs, 20, 200) {
+        Ok(n) => n,
+        Err(e) => return ApiError::BadParameter(e).into_response(),
+    };
     match crate::restatement::list(s.engine.pool(), limit).await {
         Ok(list) => Json(restatements_json(&list)).into_response(),
         Err(e) => crate::error_reply::internal("listing restatements", &e),
     }
+}
+
+/// The only parameter of the listing endpoints: `limit`, 1..=`max`
+/// (`default` when absent); any other parameter is refused by name.
+fn limit_param(pairs: &[(String, String)], default: i64, max: i64) -> Result<i64, ParamError> {
+    let mut limit = default;
+    for (key, value) in pairs {
+        if key != "limit" {
+            return Err(ParamError { parameter: key.clone(), message: "unknown parameter; expected limit".into() });
+        }
+        limit = value.parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| ParamError {
+            parameter: "limit".into(),
+            message: format!("expected 1 to {max}, found {value:?}"),
+        })?;
+    }
+    Ok(limit)
 }
 
 /// The JSON of [`restatements`] (grams; instants as UTC RFC 3339).
