@@ -23,7 +23,9 @@ pub struct AlertBenchConfig {
     pub budgets: u32,
     /// Evaluation rounds timed.
     pub rounds: u32,
-    /// "Now", Unix seconds.
+    /// "Now", Unix seconds. Rounds run a minute apart from here and the
+    /// hourly rollups loaded are the 24 hours before now's UTC hour, so a
+    /// round that crosses into the next hour sees an empty last hour.
     pub now_unix_s: i64,
 }
 

@@ -732,7 +732,11 @@ async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
         return;
     }
     let db = TestDb::migrated().await;
-    let now = canopy_aggregator::http::system_clock();
+    // Five minutes into the current UTC hour: the two rounds (now, now + 60 s)
+    // evaluate the same last hour. With the wall clock at hh:59 the second
+    // round's last hour was the empty one after the loaded data (CI failed
+    // that way on 2026-12-07: burn rate 0 vs 4.46).
+    let now = canopy_aggregator::http::system_clock().div_euclid(3_600) * 3_600 + 300;
     let cfg = canopy_aggregator::alerts::bench::AlertBenchConfig { accounts: 200, budgets: 1_000, rounds: 2, now_unix_s: now };
     let report = canopy_aggregator::alerts::bench::run(&db.pool, &cfg).await.unwrap();
     println!("{}", report.render());
