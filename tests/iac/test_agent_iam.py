@@ -89,6 +89,8 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
         "$CANOPY_REGION": "eu-west-1",
         "$CANOPY_EVENTS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/canopy-agent-changes",
         "$CANOPY_AGGREGATOR_ENDPOINT": "canopy.example.com:4433",
+        "$CANOPY_AGGREGATOR_SERVER_ID": "canopy-prod",
+        "$CANOPY_STS_URL": "https://sts.eu-west-1.amazonaws.com",
     }
     passed = re.findall(r'-e (CANOPY_AGENT_[A-Z_]+)=("?[^ "]+"?)', user_data)
     assert {name for name, _ in passed} >= {
@@ -97,6 +99,8 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
         "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
         "CANOPY_AGENT_AGGREGATOR_CA_FILE",
         "CANOPY_AGENT_OUTBOX_PATH",
+        "CANOPY_AGENT_AGGREGATOR_SERVER_ID",
+        "CANOPY_AGENT_STS_URL",
     }
     # The debugging spool grows without bound: never on the outbox volume.
     assert "CANOPY_AGENT_SPOOL_PATH" not in {name for name, _ in passed}
@@ -112,7 +116,8 @@ def test_the_config_the_host_writes_is_accepted_by_the_agent(tmp_path):
     # The variables reach the agent's [delivery] section.
     assert (
         "delivery: outbox /var/lib/canopy/outbox (cap 1073741824 bytes) -> aggregator canopy.example.com:4433 "
-        "(server name canopy.example.com, CA /etc/canopy/aggregator-ca.pem)"
+        "(server name canopy.example.com, CA /etc/canopy/aggregator-ca.pem); "
+        "identity proof for server id canopy-prod via https://sts.eu-west-1.amazonaws.com"
     ) in run.stdout, run.stdout
 
 

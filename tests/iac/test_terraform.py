@@ -97,3 +97,50 @@ def test_ports_agree_between_agent_template_and_aggregator_module():
     assert module.resources["aws_lb_target_group.quic"]["protocol"] == "UDP"
     task = module.resources["aws_ecs_task_definition.this"]
     assert task["runtime_platform"][0]["cpu_architecture"] == "ARM64"
+
+
+def test_agents_and_aggregator_share_one_server_id_and_sts_endpoint():
+    """The agents sign their identity proof for the aggregator's server id
+    and STS endpoint: both are settable in the deployment, have the same
+    defaults everywhere (agent template, both modules, both binaries) and
+    the examples hand the aggregator module's values to the agents."""
+    import re
+
+    from conftest import REPO
+
+    agent = load_template(STACKSET_DIR / "agent.yaml")["Parameters"]
+    stackset = load_template(STACKSET_DIR / "stackset.yaml")["Parameters"]
+    modules, _ = hcl_check.check_tree(TERRAFORM_DIR)
+    aggregator = modules[(TERRAFORM_DIR / "modules/aggregator").resolve()]
+    agents = modules[(TERRAFORM_DIR / "modules/agent-stackset").resolve()]
+    aggregator_main = (REPO / "aggregator" / "src" / "main.rs").read_text()
+    agent_config = (REPO / "agent" / "src" / "config.rs").read_text()
+
+    def binary_default(env: str) -> str:
+        found = re.search(r'env = "' + env + r'", default_value = "([^"]+)"', aggregator_main)
+        assert found, f"{env}'s default not found in aggregator/src/main.rs"
+        return found.group(1)
+
+    for template_key, module_var, aggregator_var, env, agent_field in [
+        ("AggregatorServerId", "aggregator_server_id", "server_id", "CANOPY_SERVER_ID", "server_id"),
+        ("StsUrl", "sts_url", "sts_url", "CANOPY_STS_URL", "sts_url"),
+    ]:
+        default = binary_default(env)
+        assert f'{agent_field}: "{default}".into()' in agent_config, (agent_field, default)
+        assert agent[template_key]["Default"] == default, template_key
+        assert stackset[template_key]["Default"] == default, template_key
+        assert agents.variables[module_var]["default"] == default, module_var
+        assert aggregator.variables[aggregator_var]["default"] == default, aggregator_var
+        assert re.fullmatch(agent[template_key]["AllowedPattern"], default), template_key
+        # The module passes it to the StackSet, the StackSet to each stack.
+        stack_set = agents.resources["aws_cloudformation_stack_set.agent"]
+        assert stack_set["parameters"][template_key] == "${var." + module_var + "}"
+        assert aggregator.outputs[aggregator_var]["value"] == "${var." + aggregator_var + "}"
+        for example in ("examples/minimal", "examples/production"):
+            call = modules[(TERRAFORM_DIR / example).resolve()].modules["agents"]
+            assert call[module_var] == "${module.aggregator." + aggregator_var + "}", (example, call.get(module_var))
+    ecs = (TERRAFORM_DIR / "modules" / "aggregator" / "ecs.tf").read_text()
+    assert '{ name = "CANOPY_SERVER_ID", value = var.server_id }' in ecs
+    assert '{ name = "CANOPY_STS_URL", value = var.sts_url }' in ecs
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in load_template(STACKSET_DIR / "stackset.yaml")["Resources"]["AgentStackSet"]["Properties"]["Parameters"]}
+    assert params["AggregatorServerId"] == {"Ref": "AggregatorServerId"} and params["StsUrl"] == {"Ref": "StsUrl"}

@@ -51,6 +51,8 @@ module "agents" {
   regions                   = [var.region]
   aggregator_endpoint       = var.aggregator_dns_name
   aggregator_ca_certificate = file(var.aggregator_ca_certificate_file)
+  aggregator_server_id      = module.aggregator.server_id
+  sts_url                   = module.aggregator.sts_url
   agent_image               = var.agent_image
 }
 

@@ -75,6 +75,8 @@ module "agents" {
   regions                    = var.agent_regions
   aggregator_endpoint        = aws_route53_record.aggregator.fqdn
   aggregator_ca_certificate  = file(var.aggregator_ca_certificate_file)
+  aggregator_server_id       = module.aggregator.server_id
+  sts_url                    = module.aggregator.sts_url
   agent_image                = var.agent_image
   agent_image_repository_arn = var.agent_image_repository_arn
   permissions_boundary_arn   = var.permissions_boundary_arn

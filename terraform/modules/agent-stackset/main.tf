@@ -37,6 +37,8 @@ resource "aws_cloudformation_stack_set" "agent" {
     AggregatorEndpoint      = var.aggregator_endpoint
     AggregatorPort          = tostring(var.aggregator_port)
     AggregatorCaCertificate = var.aggregator_ca_certificate
+    AggregatorServerId      = var.aggregator_server_id
+    StsUrl                  = var.sts_url
     AgentImage              = var.agent_image
     AgentImageRepositoryArn = var.agent_image_repository_arn
     InstanceType            = var.instance_type

@@ -41,6 +41,26 @@ variable "aggregator_port" {
   default     = 4433
 }
 
+variable "aggregator_server_id" {
+  description = "The aggregator deployment's id (its CANOPY_SERVER_ID; the aggregator module's server_id output): agents sign their identity proof for it."
+  type        = string
+  default     = "canopy-aggregator"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", var.aggregator_server_id))
+    error_message = "aggregator_server_id: letters, digits, '.', '_' and '-', 1 to 128 characters, starting with a letter or digit."
+  }
+}
+
+variable "sts_url" {
+  description = "The STS endpoint agents sign their identity proof for; must equal the aggregator's CANOPY_STS_URL (the aggregator module's sts_url output)."
+  type        = string
+  default     = "https://sts.amazonaws.com"
+  validation {
+    condition     = can(regex("^https://sts(\\.[a-z0-9-]+)?\\.amazonaws\\.com(\\.cn)?$", var.sts_url))
+    error_message = "sts_url: an AWS STS endpoint such as https://sts.amazonaws.com or https://sts.eu-west-1.amazonaws.com."
+  }
+}
+
 variable "aggregator_ca_certificate" {
   description = "PEM of the CA that signed the aggregator's QUIC certificate."
   type        = string

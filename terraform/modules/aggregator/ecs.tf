@@ -29,6 +29,8 @@ locals {
       { name = "CANOPY_SERVER_NAMES", value = join(",", concat(var.server_names, [aws_lb.this.dns_name])) },
       { name = "CANOPY_GRPC_LISTEN", value = "0.0.0.0:${var.grpc_port}" },
       { name = "CANOPY_METRICS_LISTEN", value = "0.0.0.0:${var.metrics_port}" },
+      { name = "CANOPY_SERVER_ID", value = var.server_id },
+      { name = "CANOPY_STS_URL", value = var.sts_url },
       { name = "RUST_LOG", value = "info" },
     ],
     var.management_role_arn == null ? [] : [

@@ -52,3 +52,13 @@ output "service_name" {
   description = "ECS service of the aggregator."
   value       = aws_ecs_service.this.name
 }
+
+output "server_id" {
+  description = "This deployment's id: the agents' aggregator_server_id."
+  value       = var.server_id
+}
+
+output "sts_url" {
+  description = "The STS endpoint agents must sign their identity proof for: the agents' sts_url."
+  value       = var.sts_url
+}

@@ -163,6 +163,26 @@ variable "server_names" {
   default     = []
 }
 
+variable "server_id" {
+  description = "This deployment's id (CANOPY_SERVER_ID): agents sign their identity proof for it, so a proof made for another Canopy deployment (staging, another organisation) is refused here. Give the agents the same value (the agent-stackset module's aggregator_server_id; the module's server_id output)."
+  type        = string
+  default     = "canopy-aggregator"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", var.server_id))
+    error_message = "server_id: letters, digits, '.', '_' and '-', 1 to 128 characters, starting with a letter or digit."
+  }
+}
+
+variable "sts_url" {
+  description = "The STS endpoint the aggregator sends agents' signed GetCallerIdentity requests to (CANOPY_STS_URL); agents must sign for the same endpoint (the agent-stackset module's sts_url)."
+  type        = string
+  default     = "https://sts.amazonaws.com"
+  validation {
+    condition     = can(regex("^https://sts(\\.[a-z0-9-]+)?\\.amazonaws\\.com(\\.cn)?$", var.sts_url))
+    error_message = "sts_url: an AWS STS endpoint such as https://sts.amazonaws.com or https://sts.eu-west-1.amazonaws.com."
+  }
+}
+
 variable "allowed_account_ids" {
   description = "Accounts allowed to enrol in addition to the organisation's active accounts (which need management_role_arn); with neither, agents cannot enrol."
   type        = list(string)
