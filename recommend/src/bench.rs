@@ -30,12 +30,20 @@ impl KindScore {
     /// TP / (TP + FP); 1 when nothing was reported.
     pub fn precision(&self) -> f64 {
         let d = self.true_positives + self.false_positives;
-        if d == 0 { 1.0 } else { self.true_positives as f64 / d as f64 }
+        if d == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / d as f64
+        }
     }
     /// TP / (TP + FN); 1 when nothing was planted.
     pub fn recall(&self) -> f64 {
         let d = self.true_positives + self.false_negatives;
-        if d == 0 { 1.0 } else { self.true_positives as f64 / d as f64 }
+        if d == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / d as f64
+        }
     }
     /// Largest absolute relative saving error.
     pub fn max_abs_error(&self) -> f64 {
@@ -46,7 +54,11 @@ impl KindScore {
         if self.saving_errors.is_empty() {
             return 1.0;
         }
-        self.saving_errors.iter().filter(|e| e.abs() <= tolerance).count() as f64 / self.saving_errors.len() as f64
+        self.saving_errors
+            .iter()
+            .filter(|e| e.abs() <= tolerance)
+            .count() as f64
+            / self.saving_errors.len() as f64
     }
 }
 
@@ -71,7 +83,12 @@ fn relative_error(truth: &Truth, rec: &Recommendation) -> Option<f64> {
 pub fn residency_violations(inv: &Inventory<'_>, recs: &[Recommendation]) -> usize {
     let mut n = 0;
     for r in recs {
-        let mut targets: Vec<&Target> = r.alternatives.iter().filter(|a| a.kind == Kind::RegionMigration).map(|a| &a.target).collect();
+        let mut targets: Vec<&Target> = r
+            .alternatives
+            .iter()
+            .filter(|a| a.kind == Kind::RegionMigration)
+            .map(|a| &a.target)
+            .collect();
         if r.kind == Kind::RegionMigration {
             targets.push(&r.target);
         }
@@ -89,9 +106,15 @@ pub fn residency_violations(inv: &Inventory<'_>, recs: &[Recommendation]) -> usi
 /// Scores `recs` against `truth`.
 pub fn score(inv: &Inventory<'_>, truth: &[Truth], recs: &[Recommendation]) -> Score {
     let by_arn: HashMap<&str, &Truth> = truth.iter().map(|t| (t.arn.as_str(), t)).collect();
-    let reported: HashMap<&str, &Recommendation> = recs.iter().map(|r| (r.arn.as_str(), r)).collect();
-    let mut kinds: Vec<(Kind, KindScore)> = Kind::ALL.iter().map(|k| (*k, KindScore::default())).collect();
-    let slot = |kinds: &mut Vec<(Kind, KindScore)>, k: Kind| -> usize { kinds.iter().position(|(x, _)| *x == k).expect("every kind") };
+    let reported: HashMap<&str, &Recommendation> =
+        recs.iter().map(|r| (r.arn.as_str(), r)).collect();
+    let mut kinds: Vec<(Kind, KindScore)> = Kind::ALL
+        .iter()
+        .map(|k| (*k, KindScore::default()))
+        .collect();
+    let slot = |kinds: &mut Vec<(Kind, KindScore)>, k: Kind| -> usize {
+        kinds.iter().position(|(x, _)| *x == k).expect("every kind")
+    };
     for r in recs {
         let i = slot(&mut kinds, r.kind);
         match by_arn.get(r.arn.as_str()) {
@@ -105,11 +128,16 @@ pub fn score(inv: &Inventory<'_>, truth: &[Truth], recs: &[Recommendation]) -> S
         }
     }
     for t in truth {
-        let hit = reported.get(t.arn.as_str()).is_some_and(|r| r.kind == t.kind && r.target == t.target);
+        let hit = reported
+            .get(t.arn.as_str())
+            .is_some_and(|r| r.kind == t.kind && r.target == t.target);
         if !hit {
             let i = slot(&mut kinds, t.kind);
             kinds[i].1.false_negatives += 1;
         }
     }
-    Score { kinds, residency_violations: residency_violations(inv, recs) }
+    Score {
+        kinds,
+        residency_violations: residency_violations(inv, recs),
+    }
 }

@@ -13,8 +13,9 @@ use crate::input::Residency;
 
 /// Size suffixes in ascending order (`metal` is never proposed).
 const SIZES: [&str; 19] = [
-    "nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "3xlarge", "4xlarge", "6xlarge", "8xlarge",
-    "9xlarge", "10xlarge", "12xlarge", "16xlarge", "18xlarge", "24xlarge", "32xlarge", "48xlarge",
+    "nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "3xlarge", "4xlarge",
+    "6xlarge", "8xlarge", "9xlarge", "10xlarge", "12xlarge", "16xlarge", "18xlarge", "24xlarge",
+    "32xlarge", "48xlarge",
 ];
 
 /// An instance type split into service prefix (`db.` or none), family and size.
@@ -36,7 +37,11 @@ impl<'a> InstanceType<'a> {
             None => ("", name),
         };
         let (family, size) = rest.split_once('.')?;
-        (!family.is_empty() && SIZES.contains(&size)).then_some(InstanceType { prefix, family, size })
+        (!family.is_empty() && SIZES.contains(&size)).then_some(InstanceType {
+            prefix,
+            family,
+            size,
+        })
     }
 
     /// Full name with another family or size.
@@ -64,11 +69,20 @@ pub fn family_sizes(t: &InstanceType<'_>) -> Vec<Sized> {
     let burstable = t.family.starts_with('t');
     SIZES
         .iter()
-        .filter(|s| t.prefix.is_empty() || burstable || SIZES.iter().position(|x| x == *s) >= SIZES.iter().position(|x| *x == "large"))
+        .filter(|s| {
+            t.prefix.is_empty()
+                || burstable
+                || SIZES.iter().position(|x| x == *s) >= SIZES.iter().position(|x| *x == "large")
+        })
         .filter_map(|size| {
             let name = t.with(t.family, size);
             let power = instance_power(&name)?;
-            (power.vcpus() > 0.0).then(|| Sized { vcpus: power.vcpus(), memory_gib: power.memory_gib(), name, power })
+            (power.vcpus() > 0.0).then(|| Sized {
+                vcpus: power.vcpus(),
+                memory_gib: power.memory_gib(),
+                name,
+                power,
+            })
         })
         .collect()
 }
@@ -132,8 +146,20 @@ pub enum Continent {
     Africa,
 }
 
-const fn region(code: &'static str, eu: bool, us: bool, continent: Continent, migration_target: bool) -> RegionInfo {
-    RegionInfo { code, eu, us, continent, migration_target }
+const fn region(
+    code: &'static str,
+    eu: bool,
+    us: bool,
+    continent: Continent,
+    migration_target: bool,
+) -> RegionInfo {
+    RegionInfo {
+        code,
+        eu,
+        us,
+        continent,
+        migration_target,
+    }
 }
 
 use Continent::*;
@@ -212,12 +238,19 @@ mod tests {
     fn ladders_come_from_the_model() {
         let m5 = family_sizes(&InstanceType::parse("m5.4xlarge").unwrap());
         let names: Vec<&str> = m5.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(&names[..4], &["m5.large", "m5.xlarge", "m5.2xlarge", "m5.4xlarge"]);
+        assert_eq!(
+            &names[..4],
+            &["m5.large", "m5.xlarge", "m5.2xlarge", "m5.4xlarge"]
+        );
         assert_eq!(m5[0].vcpus, 2.0);
         assert_eq!(m5[0].memory_gib, 8.0);
         // every Graviton target family has sizes in the model
         for f in ["m7g", "c7g", "r7g", "t4g"] {
-            let t = InstanceType { prefix: "", family: f, size: "large" };
+            let t = InstanceType {
+                prefix: "",
+                family: f,
+                size: "large",
+            };
             assert!(family_sizes(&t).len() >= 3, "{f}");
         }
         let rds = family_sizes(&InstanceType::parse("db.r5.large").unwrap());

@@ -108,16 +108,27 @@ impl Utilisation {
     /// Summarises hourly CPU samples starting at `start_unix_s` (an hour
     /// start; `None` = no sample, e.g. stopped): mean, p95 (nearest rank),
     /// max and the hour-of-week profile.
-    pub fn from_hourly(start_unix_s: i64, cpu_pct: &[Option<f64>]) -> Result<Utilisation, InputError> {
+    pub fn from_hourly(
+        start_unix_s: i64,
+        cpu_pct: &[Option<f64>],
+    ) -> Result<Utilisation, InputError> {
         if start_unix_s % 3600 != 0 {
-            return Err(InputError::Invalid { field: "utilisation.window_start", expected: "an hour start", found: start_unix_s.to_string() });
+            return Err(InputError::Invalid {
+                field: "utilisation.window_start",
+                expected: "an hour start",
+                found: start_unix_s.to_string(),
+            });
         }
         let mut values: Vec<f64> = Vec::with_capacity(cpu_pct.len());
         let mut sums = vec![(0.0_f64, 0_u32); HOURS_PER_WEEK];
         for (i, v) in cpu_pct.iter().enumerate() {
             let Some(v) = *v else { continue };
             if !(0.0..=100.0).contains(&v) {
-                return Err(InputError::Invalid { field: "utilisation.cpu_pct", expected: "a percentage 0..=100", found: v.to_string() });
+                return Err(InputError::Invalid {
+                    field: "utilisation.cpu_pct",
+                    expected: "a percentage 0..=100",
+                    found: v.to_string(),
+                });
             }
             values.push(v);
             let how = hour_of_week(start_unix_s + i as i64 * 3600);
@@ -125,7 +136,11 @@ impl Utilisation {
             sums[how].1 += 1;
         }
         if values.is_empty() {
-            return Err(InputError::Invalid { field: "utilisation.cpu_pct", expected: "at least one sample", found: "none".into() });
+            return Err(InputError::Invalid {
+                field: "utilisation.cpu_pct",
+                expected: "at least one sample",
+                found: "none".into(),
+            });
         }
         let mean = values.iter().sum::<f64>() / values.len() as f64;
         let max = values.iter().copied().fold(0.0, f64::max);
@@ -139,7 +154,11 @@ impl Utilisation {
             memory_p95_pct: None,
             connections_max: None,
             invocations_total: None,
-            hour_of_week_cpu_pct: Some(sums.iter().map(|(s, n)| (*n > 0).then(|| s / *n as f64)).collect()),
+            hour_of_week_cpu_pct: Some(
+                sums.iter()
+                    .map(|(s, n)| (*n > 0).then(|| s / *n as f64))
+                    .collect(),
+            ),
         })
     }
 }
@@ -205,7 +224,13 @@ pub struct ResourceSnapshot {
 
 impl ResourceSnapshot {
     /// A resource with the given identity and everything else empty.
-    pub fn new(arn: &str, account_id: &str, region: &str, service: &str, resource_type: &str) -> ResourceSnapshot {
+    pub fn new(
+        arn: &str,
+        account_id: &str,
+        region: &str,
+        service: &str,
+        resource_type: &str,
+    ) -> ResourceSnapshot {
         ResourceSnapshot {
             arn: arn.to_owned(),
             account_id: account_id.to_owned(),
@@ -248,7 +273,10 @@ impl ResourceSnapshot {
 
     /// An attribute parsed as a number.
     pub fn attribute_f64(&self, name: &str) -> Option<f64> {
-        self.attributes.get(name).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite())
+        self.attributes
+            .get(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
     }
 }
 
@@ -327,7 +355,9 @@ pub struct NonProductionRule {
 impl NonProductionRule {
     /// True when the resource carries the tag with a non-production value.
     pub fn matches(&self, r: &ResourceSnapshot) -> bool {
-        r.tags.get(&self.tag_key).is_some_and(|v| self.values.iter().any(|n| n.eq_ignore_ascii_case(v.trim())))
+        r.tags
+            .get(&self.tag_key)
+            .is_some_and(|v| self.values.iter().any(|n| n.eq_ignore_ascii_case(v.trim())))
     }
 }
 
@@ -385,25 +415,41 @@ fn pct_ok(v: f64) -> bool {
 impl Inventory<'_> {
     /// Checks every value the rules rely on; the first problem is returned.
     pub fn validate(&self) -> Result<(), InputError> {
-        let bad = |arn: &str, field: &'static str, expected: &'static str, found: String| InputError::Resource {
-            arn: arn.to_owned(),
-            field,
-            expected,
-            found,
+        let bad = |arn: &str, field: &'static str, expected: &'static str, found: String| {
+            InputError::Resource {
+                arn: arn.to_owned(),
+                field,
+                expected,
+                found,
+            }
         };
         let mut seen = std::collections::HashSet::new();
         for r in &self.resources {
             if r.arn.trim().is_empty() {
-                return Err(InputError::Invalid { field: "resources.arn", expected: "a non-empty ARN", found: "\"\"".into() });
+                return Err(InputError::Invalid {
+                    field: "resources.arn",
+                    expected: "a non-empty ARN",
+                    found: "\"\"".into(),
+                });
             }
             if !seen.insert(r.arn.as_str()) {
                 return Err(bad(&r.arn, "arn", "each ARN once", "a duplicate".into()));
             }
             if r.account_id.len() != 12 || !r.account_id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(&r.arn, "account_id", "12 digits", format!("{:?}", r.account_id)));
+                return Err(bad(
+                    &r.arn,
+                    "account_id",
+                    "12 digits",
+                    format!("{:?}", r.account_id),
+                ));
             }
             if !is_known_region(&r.region) {
-                return Err(bad(&r.arn, "region", "an AWS region code", format!("{:?}", r.region)));
+                return Err(bad(
+                    &r.arn,
+                    "region",
+                    "an AWS region code",
+                    format!("{:?}", r.region),
+                ));
             }
             if let Some(v) = r.vcpus
                 && !(v.is_finite() && v > 0.0)
@@ -412,22 +458,46 @@ impl Inventory<'_> {
             }
             for p in &r.storage {
                 if !(p.gb.is_finite() && p.gb >= 0.0) {
-                    return Err(bad(&r.arn, "storage.gb", "a non-negative size", p.gb.to_string()));
+                    return Err(bad(
+                        &r.arn,
+                        "storage.gb",
+                        "a non-negative size",
+                        p.gb.to_string(),
+                    ));
                 }
                 if !(p.replication.is_finite() && p.replication >= 1.0) {
-                    return Err(bad(&r.arn, "storage.replication", "at least 1", p.replication.to_string()));
+                    return Err(bad(
+                        &r.arn,
+                        "storage.replication",
+                        "at least 1",
+                        p.replication.to_string(),
+                    ));
                 }
             }
             if let Some(c) = r.billed_usd_per_month
                 && !(c.is_finite() && c >= 0.0)
             {
-                return Err(bad(&r.arn, "billed_usd_per_month", "a non-negative amount", c.to_string()));
+                return Err(bad(
+                    &r.arn,
+                    "billed_usd_per_month",
+                    "a non-negative amount",
+                    c.to_string(),
+                ));
             }
             if let Some(u) = &r.utilisation {
                 if u.window_end_unix_s <= u.window_start_unix_s {
-                    return Err(bad(&r.arn, "utilisation.window", "an end after the start", format!("{}..{}", u.window_start_unix_s, u.window_end_unix_s)));
+                    return Err(bad(
+                        &r.arn,
+                        "utilisation.window",
+                        "an end after the start",
+                        format!("{}..{}", u.window_start_unix_s, u.window_end_unix_s),
+                    ));
                 }
-                for (field, v) in [("utilisation.cpu_mean_pct", u.cpu_mean_pct), ("utilisation.cpu_p95_pct", u.cpu_p95_pct), ("utilisation.cpu_max_pct", u.cpu_max_pct)] {
+                for (field, v) in [
+                    ("utilisation.cpu_mean_pct", u.cpu_mean_pct),
+                    ("utilisation.cpu_p95_pct", u.cpu_p95_pct),
+                    ("utilisation.cpu_max_pct", u.cpu_max_pct),
+                ] {
                     if !pct_ok(v) {
                         return Err(bad(&r.arn, field, "a percentage 0..=100", v.to_string()));
                     }
@@ -435,21 +505,39 @@ impl Inventory<'_> {
                 if let Some(m) = u.memory_p95_pct
                     && !pct_ok(m)
                 {
-                    return Err(bad(&r.arn, "utilisation.memory_p95_pct", "a percentage 0..=100", m.to_string()));
+                    return Err(bad(
+                        &r.arn,
+                        "utilisation.memory_p95_pct",
+                        "a percentage 0..=100",
+                        m.to_string(),
+                    ));
                 }
                 if let Some(p) = &u.hour_of_week_cpu_pct
                     && p.len() != HOURS_PER_WEEK
                 {
-                    return Err(bad(&r.arn, "utilisation.hour_of_week_cpu_pct", "168 values", p.len().to_string()));
+                    return Err(bad(
+                        &r.arn,
+                        "utilisation.hour_of_week_cpu_pct",
+                        "168 values",
+                        p.len().to_string(),
+                    ));
                 }
             }
         }
         for p in &self.policies {
             if p.scope.trim().is_empty() {
-                return Err(InputError::Invalid { field: "policies.scope", expected: "an account or OU id", found: "\"\"".into() });
+                return Err(InputError::Invalid {
+                    field: "policies.scope",
+                    expected: "an account or OU id",
+                    found: "\"\"".into(),
+                });
             }
             if let Some(r) = p.allowed_regions.iter().find(|r| !is_known_region(r)) {
-                return Err(InputError::Invalid { field: "policies.allowed_regions", expected: "AWS region codes", found: format!("{r:?}") });
+                return Err(InputError::Invalid {
+                    field: "policies.allowed_regions",
+                    expected: "AWS region codes",
+                    found: format!("{r:?}"),
+                });
             }
         }
         Ok(())
@@ -461,8 +549,16 @@ impl Inventory<'_> {
         if let Some(p) = self.policies.iter().find(|p| p.scope == account_id) {
             return Some(p);
         }
-        let path = &self.accounts.iter().find(|a| a.account_id == account_id)?.ou_path;
-        path.split('/').rev().find_map(|ou| self.policies.iter().find(|p| !ou.is_empty() && p.scope == ou))
+        let path = &self
+            .accounts
+            .iter()
+            .find(|a| a.account_id == account_id)?
+            .ou_path;
+        path.split('/').rev().find_map(|ou| {
+            self.policies
+                .iter()
+                .find(|p| !ou.is_empty() && p.scope == ou)
+        })
     }
 }
 
@@ -500,23 +596,50 @@ mod tests {
     #[test]
     fn policy_resolution_prefers_account_then_deepest_ou() {
         let market = MarketConfig::new();
-        let policy = |scope: &str, residency| PlacementPolicy { scope: scope.into(), residency, allowed_regions: vec![], latency: LatencyClass::Any };
+        let policy = |scope: &str, residency| PlacementPolicy {
+            scope: scope.into(),
+            residency,
+            allowed_regions: vec![],
+            latency: LatencyClass::Any,
+        };
         let inv = Inventory {
             as_of_unix_s: 0,
             resources: vec![],
             accounts: vec![
-                Account { account_id: "111111111111".into(), ou_path: "r-1/ou-a/ou-b".into() },
-                Account { account_id: "222222222222".into(), ou_path: "r-1/ou-a".into() },
-                Account { account_id: "333333333333".into(), ou_path: "r-1".into() },
+                Account {
+                    account_id: "111111111111".into(),
+                    ou_path: "r-1/ou-a/ou-b".into(),
+                },
+                Account {
+                    account_id: "222222222222".into(),
+                    ou_path: "r-1/ou-a".into(),
+                },
+                Account {
+                    account_id: "333333333333".into(),
+                    ou_path: "r-1".into(),
+                },
             ],
-            policies: vec![policy("ou-a", Residency::Anywhere), policy("ou-b", Residency::EuOnly), policy("333333333333", Residency::UsOnly)],
+            policies: vec![
+                policy("ou-a", Residency::Anywhere),
+                policy("ou-b", Residency::EuOnly),
+                policy("333333333333", Residency::UsOnly),
+            ],
             non_production: None,
             market: &market,
             hourly: None,
         };
-        assert_eq!(inv.policy_for("111111111111").unwrap().residency, Residency::EuOnly);
-        assert_eq!(inv.policy_for("222222222222").unwrap().residency, Residency::Anywhere);
-        assert_eq!(inv.policy_for("333333333333").unwrap().residency, Residency::UsOnly);
+        assert_eq!(
+            inv.policy_for("111111111111").unwrap().residency,
+            Residency::EuOnly
+        );
+        assert_eq!(
+            inv.policy_for("222222222222").unwrap().residency,
+            Residency::Anywhere
+        );
+        assert_eq!(
+            inv.policy_for("333333333333").unwrap().residency,
+            Residency::UsOnly
+        );
         assert!(inv.policy_for("444444444444").is_none());
     }
 
@@ -524,7 +647,15 @@ mod tests {
     fn validation_names_the_field() {
         let market = MarketConfig::new();
         let mut r = ResourceSnapshot::new("arn:x", "123456789012", "mars-1", "ec2", "instance");
-        let mut inv = Inventory { as_of_unix_s: 0, resources: vec![r.clone()], accounts: vec![], policies: vec![], non_production: None, market: &market, hourly: None };
+        let mut inv = Inventory {
+            as_of_unix_s: 0,
+            resources: vec![r.clone()],
+            accounts: vec![],
+            policies: vec![],
+            non_production: None,
+            market: &market,
+            hourly: None,
+        };
         assert!(inv.validate().unwrap_err().to_string().contains("region"));
         r.region = "eu-west-1".into();
         r.vcpus = Some(-1.0);
@@ -532,6 +663,11 @@ mod tests {
         assert!(inv.validate().unwrap_err().to_string().contains("vcpus"));
         r.vcpus = Some(2.0);
         inv.resources = vec![r.clone(), r];
-        assert!(inv.validate().unwrap_err().to_string().contains("duplicate"));
+        assert!(
+            inv.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate")
+        );
     }
 }

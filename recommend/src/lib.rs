@@ -28,7 +28,7 @@ pub mod recommendation;
 pub mod rules;
 pub mod sim;
 
-pub use input::{Inventory, InputError};
+pub use input::{InputError, Inventory};
 pub use recommendation::{Kind, Recommendation};
 
 /// Validates the inventory, runs every rule, deduplicates and ranks.

@@ -17,7 +17,8 @@
 pub const HOURS_PER_MONTH: f64 = 730.0;
 
 /// Where the fallback prices come from, quoted with every price-table figure.
-pub const PRICE_TABLE_SOURCE: &str = "AWS On-Demand list prices, us-east-1, USD (aws.amazon.com pricing pages, 2024-2026)";
+pub const PRICE_TABLE_SOURCE: &str =
+    "AWS On-Demand list prices, us-east-1, USD (aws.amazon.com pricing pages, 2024-2026)";
 
 /// The only region the table covers.
 pub const PRICE_TABLE_REGION: &str = "us-east-1";
@@ -70,8 +71,15 @@ const EC2_USD_PER_HOUR: &[(&str, f64)] = &[
 
 /// EBS volume storage, USD per GB-month (provisioned IOPS and throughput above
 /// the gp3 baseline are extra and not listed).
-const EBS_USD_PER_GB_MONTH: &[(&str, f64)] =
-    &[("gp2", 0.10), ("gp3", 0.08), ("io1", 0.125), ("io2", 0.125), ("st1", 0.045), ("sc1", 0.015), ("standard", 0.05)];
+const EBS_USD_PER_GB_MONTH: &[(&str, f64)] = &[
+    ("gp2", 0.10),
+    ("gp3", 0.08),
+    ("io1", 0.125),
+    ("io2", 0.125),
+    ("st1", 0.045),
+    ("sc1", 0.015),
+    ("standard", 0.05),
+];
 
 /// gp3 IOPS provisioned above the free 3,000, USD per IOPS-month.
 const GP3_EXTRA_IOPS_USD_PER_MONTH: f64 = 0.005;
@@ -96,7 +104,11 @@ pub const S3_INTELLIGENT_TIERING_MONITORING_USD_PER_1000_OBJECTS: f64 = 0.0025;
 const LAMBDA_PROVISIONED_USD_PER_GB_S: f64 = 0.000_004_166_7;
 
 fn in_region<T>(region: &str, v: impl FnOnce() -> Option<T>) -> Option<T> {
-    if region == PRICE_TABLE_REGION { v() } else { None }
+    if region == PRICE_TABLE_REGION {
+        v()
+    } else {
+        None
+    }
 }
 
 fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
@@ -105,7 +117,9 @@ fn lookup(table: &[(&str, f64)], key: &str) -> Option<f64> {
 
 /// EC2 instance (Linux) per month; `None` outside the table.
 pub fn ec2_usd_per_month(region: &str, instance_type: &str) -> Option<f64> {
-    in_region(region, || lookup(EC2_USD_PER_HOUR, instance_type).map(|h| h * HOURS_PER_MONTH))
+    in_region(region, || {
+        lookup(EC2_USD_PER_HOUR, instance_type).map(|h| h * HOURS_PER_MONTH)
+    })
 }
 
 /// EBS volume storage per GB-month.
@@ -140,7 +154,9 @@ pub fn s3_usd_per_gb_month(region: &str, class: &str) -> Option<f64> {
 
 /// Lambda provisioned concurrency per month for `gb` provisioned (concurrency × memory GB).
 pub fn lambda_provisioned_usd_per_month(region: &str, gb: f64) -> Option<f64> {
-    in_region(region, || Some(gb * LAMBDA_PROVISIONED_USD_PER_GB_S * HOURS_PER_MONTH * 3600.0))
+    in_region(region, || {
+        Some(gb * LAMBDA_PROVISIONED_USD_PER_GB_S * HOURS_PER_MONTH * 3600.0)
+    })
 }
 
 #[cfg(test)]
@@ -154,8 +170,13 @@ mod tests {
         assert_eq!(ec2_usd_per_month("eu-west-1", "m5.large"), None);
         assert_eq!(ec2_usd_per_month("us-east-1", "db.r5.large"), None);
         assert_eq!(ebs_usd_per_gb_month("us-east-1", "gp2"), Some(0.10));
-        assert_eq!(s3_usd_per_gb_month("us-east-1", "StandardStorage"), Some(0.023));
+        assert_eq!(
+            s3_usd_per_gb_month("us-east-1", "StandardStorage"),
+            Some(0.023)
+        );
         // 1 GB provisioned for a month: 0.0000041667 × 2,628,000 s = $10.95
-        assert!((lambda_provisioned_usd_per_month("us-east-1", 1.0).unwrap() - 10.950).abs() < 0.01);
+        assert!(
+            (lambda_provisioned_usd_per_month("us-east-1", 1.0).unwrap() - 10.950).abs() < 0.01
+        );
     }
 }

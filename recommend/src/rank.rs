@@ -31,7 +31,12 @@ pub fn dedup_and_rank(all: Vec<Recommendation>) -> Vec<Recommendation> {
             let mut best = iter.next()?;
             let losers: Vec<Alternative> = iter
                 .flat_map(|r| {
-                    let own = Alternative { kind: r.kind, target: r.target, carbon: r.carbon, cost: r.cost };
+                    let own = Alternative {
+                        kind: r.kind,
+                        target: r.target,
+                        carbon: r.carbon,
+                        cost: r.cost,
+                    };
                     std::iter::once(own).chain(r.alternatives)
                 })
                 .collect();
@@ -46,7 +51,9 @@ pub fn dedup_and_rank(all: Vec<Recommendation>) -> Vec<Recommendation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommendation::{CarbonSaving, Confidence, CostBasis, CostSaving, Effort, Evidence, Kind, Risk, Target};
+    use crate::recommendation::{
+        CarbonSaving, Confidence, CostBasis, CostSaving, Effort, Evidence, Kind, Risk, Target,
+    };
 
     fn rec(arn: &str, kind: Kind, kg: f64, usd: f64) -> Recommendation {
         Recommendation {
@@ -58,8 +65,14 @@ mod tests {
             team: None,
             action: String::new(),
             target: Target::Stop,
-            carbon: CarbonSaving { location_kg_co2e: kg, ..Default::default() },
-            cost: CostSaving::Known { usd_per_month: usd, basis: CostBasis::Billing },
+            carbon: CarbonSaving {
+                location_kg_co2e: kg,
+                ..Default::default()
+            },
+            cost: CostSaving::Known {
+                usd_per_month: usd,
+                basis: CostBasis::Billing,
+            },
             confidence: Confidence::High,
             evidence: Evidence::default(),
             risk: Risk::Low,
@@ -80,7 +93,15 @@ mod tests {
             rec("d", Kind::Graviton, 30.0, 5.0),
         ]);
         let order: Vec<(&str, Kind)> = out.iter().map(|r| (r.arn.as_str(), r.kind)).collect();
-        assert_eq!(order, vec![("a", Kind::Idle), ("d", Kind::Graviton), ("c", Kind::StorageClass), ("b", Kind::StorageClass)]);
+        assert_eq!(
+            order,
+            vec![
+                ("a", Kind::Idle),
+                ("d", Kind::Graviton),
+                ("c", Kind::StorageClass),
+                ("b", Kind::StorageClass)
+            ]
+        );
         let alts: Vec<Kind> = out[0].alternatives.iter().map(|a| a.kind).collect();
         assert_eq!(alts, vec![Kind::Rightsizing, Kind::Graviton]);
     }

@@ -301,9 +301,17 @@ impl Footprint {
     pub fn saving_to(&self, after: &Footprint) -> CarbonSaving {
         let spread = |c: f64, a: f64, b: f64| (c.min(a).min(b), c.max(a).max(b));
         let loc = self.location_g - after.location_g;
-        let (loc_lo, loc_hi) = spread(loc, self.location_low_g - after.location_low_g, self.location_high_g - after.location_high_g);
+        let (loc_lo, loc_hi) = spread(
+            loc,
+            self.location_low_g - after.location_low_g,
+            self.location_high_g - after.location_high_g,
+        );
         let mkt = self.market_g - after.market_g;
-        let (mkt_lo, mkt_hi) = spread(mkt, self.market_low_g - after.market_low_g, self.market_high_g - after.market_high_g);
+        let (mkt_lo, mkt_hi) = spread(
+            mkt,
+            self.market_low_g - after.market_low_g,
+            self.market_high_g - after.market_high_g,
+        );
         CarbonSaving {
             location_kg_co2e: loc / 1000.0,
             location_low_kg_co2e: loc_lo / 1000.0,
@@ -320,7 +328,13 @@ pub fn month_start(inv: &Inventory<'_>) -> i64 {
     inv.as_of_unix_s - (HOURS_PER_MONTH * 3600.0) as i64
 }
 
-fn footprint(inv: &Inventory<'_>, region: &str, resource: &Resource<'_>, hours: f64, cpu_pct: Option<f64>) -> Option<Footprint> {
+fn footprint(
+    inv: &Inventory<'_>,
+    region: &str,
+    resource: &Resource<'_>,
+    hours: f64,
+    cpu_pct: Option<f64>,
+) -> Option<Footprint> {
     let ctx = canopy_emissions::model::EstimateContext {
         region,
         interval_start_unix_s: month_start(inv),
@@ -343,18 +357,66 @@ fn footprint(inv: &Inventory<'_>, region: &str, resource: &Resource<'_>, hours: 
 /// An instance (EC2 or RDS class) running `hours` of the month at `cpu_pct`
 /// (`None` = the model's default utilisation); `None` when the model knows
 /// neither the type nor a vCPU count.
-pub fn instance_month(inv: &Inventory<'_>, region: &str, instance_type: &str, vcpus_if_unknown: Option<f64>, hours: f64, cpu_pct: Option<f64>) -> Option<Footprint> {
-    footprint(inv, region, &Resource::Instance { instance_type, vcpus_if_unknown }, hours, cpu_pct)
+pub fn instance_month(
+    inv: &Inventory<'_>,
+    region: &str,
+    instance_type: &str,
+    vcpus_if_unknown: Option<f64>,
+    hours: f64,
+    cpu_pct: Option<f64>,
+) -> Option<Footprint> {
+    footprint(
+        inv,
+        region,
+        &Resource::Instance {
+            instance_type,
+            vcpus_if_unknown,
+        },
+        hours,
+        cpu_pct,
+    )
 }
 
 /// Storage held for `hours` of the month.
-pub fn storage_month(inv: &Inventory<'_>, region: &str, gb: f64, medium: StorageMedium, replication: f64, hours: f64) -> Option<Footprint> {
-    footprint(inv, region, &Resource::Storage { gb, medium, replication }, hours, None)
+pub fn storage_month(
+    inv: &Inventory<'_>,
+    region: &str,
+    gb: f64,
+    medium: StorageMedium,
+    replication: f64,
+    hours: f64,
+) -> Option<Footprint> {
+    footprint(
+        inv,
+        region,
+        &Resource::Storage {
+            gb,
+            medium,
+            replication,
+        },
+        hours,
+        None,
+    )
 }
 
 /// Provisioned-concurrency environments kept warm for a month: `gb`
 /// provisioned (concurrency × memory) as serverless compute at `cpu_pct`.
-pub fn function_month(inv: &Inventory<'_>, region: &str, gb: f64, architecture: CpuArchitecture, cpu_pct: f64) -> Option<Footprint> {
+pub fn function_month(
+    inv: &Inventory<'_>,
+    region: &str,
+    gb: f64,
+    architecture: CpuArchitecture,
+    cpu_pct: f64,
+) -> Option<Footprint> {
     let gb_seconds = gb * HOURS_PER_MONTH * 3600.0;
-    footprint(inv, region, &Resource::Function { gb_seconds, architecture }, HOURS_PER_MONTH, Some(cpu_pct))
+    footprint(
+        inv,
+        region,
+        &Resource::Function {
+            gb_seconds,
+            architecture,
+        },
+        HOURS_PER_MONTH,
+        Some(cpu_pct),
+    )
 }

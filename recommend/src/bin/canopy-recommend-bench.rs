@@ -11,18 +11,29 @@ use canopy_recommend::sim::{SimConfig, generate};
 fn flag(args: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
     match args.iter().position(|a| a == name) {
         None => Ok(default),
-        Some(i) => args.get(i + 1).with_context(|| format!("{name}: expected a number, found nothing"))?.parse().with_context(|| format!("{name}: expected a number")),
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name}: expected a number, found nothing"))?
+            .parse()
+            .with_context(|| format!("{name}: expected a number")),
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(bad) = args.iter().step_by(2).find(|a| *a != "--seeds" && *a != "--accounts") {
+    if let Some(bad) = args
+        .iter()
+        .step_by(2)
+        .find(|a| *a != "--seeds" && *a != "--accounts")
+    {
         bail!("unknown argument {bad:?}: expected --seeds N or --accounts N");
     }
     let seeds = flag(&args, "--seeds", 10)?;
     let accounts = flag(&args, "--accounts", 20)? as usize;
-    let mut total = Score { kinds: Kind::ALL.iter().map(|k| (*k, Default::default())).collect(), residency_violations: 0 };
+    let mut total = Score {
+        kinds: Kind::ALL.iter().map(|k| (*k, Default::default())).collect(),
+        residency_violations: 0,
+    };
     let (mut resources, mut planted) = (0, 0);
     let started = std::time::Instant::now();
     for seed in 0..seeds {
@@ -40,8 +51,14 @@ fn main() -> anyhow::Result<()> {
             t.saving_errors.extend(k.saving_errors);
         }
     }
-    println!("{seeds} organisations x ({accounts} accounts + 4 special), {resources} resources, {planted} planted, {:.2} s", started.elapsed().as_secs_f64());
-    println!("{:<20} {:>5} {:>5} {:>5} {:>9} {:>9} {:>12} {:>14}", "kind", "tp", "fp", "fn", "precision", "recall", "max |err|", "within ±15 %");
+    println!(
+        "{seeds} organisations x ({accounts} accounts + 4 special), {resources} resources, {planted} planted, {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<20} {:>5} {:>5} {:>5} {:>9} {:>9} {:>12} {:>14}",
+        "kind", "tp", "fp", "fn", "precision", "recall", "max |err|", "within ±15 %"
+    );
     for (kind, k) in &total.kinds {
         println!(
             "{:<20} {:>5} {:>5} {:>5} {:>8.1}% {:>8.1}% {:>11.1}% {:>13.1}%",

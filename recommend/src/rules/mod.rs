@@ -13,7 +13,8 @@ pub mod storage;
 use crate::input::{Inventory, ResourceSnapshot, Utilisation};
 use crate::prices::PRICE_TABLE_SOURCE;
 use crate::recommendation::{
-    CarbonSaving, Confidence, CostBasis, CostSaving, Effort, Evidence, Kind, Recommendation, Risk, Target,
+    CarbonSaving, Confidence, CostBasis, CostSaving, Effort, Evidence, Kind, Recommendation, Risk,
+    Target,
 };
 
 /// Shortest utilisation window a utilisation-based rule accepts, days.
@@ -36,7 +37,9 @@ pub fn all(inv: &Inventory<'_>) -> Vec<Recommendation> {
 
 /// The utilisation summary when it covers at least [`MIN_WINDOW_DAYS`].
 pub(crate) fn long_enough(r: &ResourceSnapshot) -> Option<&Utilisation> {
-    r.utilisation.as_ref().filter(|u| u.window_days() >= MIN_WINDOW_DAYS - 1e-9)
+    r.utilisation
+        .as_ref()
+        .filter(|u| u.window_days() >= MIN_WINDOW_DAYS - 1e-9)
 }
 
 /// Fraction of the window the resource ran (sampled hours / window hours).
@@ -60,13 +63,26 @@ pub(crate) fn evidence(rule: String, u: Option<&Utilisation>) -> Evidence {
 
 /// Cost saving: `billed × saved_fraction` when the resource is billed (and
 /// the fraction is known), else `list_saving`, else unknown.
-pub(crate) fn cost(r: &ResourceSnapshot, saved_fraction: Option<f64>, list_saving: Option<f64>, unknown: &str) -> CostSaving {
+pub(crate) fn cost(
+    r: &ResourceSnapshot,
+    saved_fraction: Option<f64>,
+    list_saving: Option<f64>,
+    unknown: &str,
+) -> CostSaving {
     if let (Some(billed), Some(f)) = (r.billed_usd_per_month, saved_fraction) {
-        return CostSaving::Known { usd_per_month: billed * f, basis: CostBasis::Billing };
+        return CostSaving::Known {
+            usd_per_month: billed * f,
+            basis: CostBasis::Billing,
+        };
     }
     match list_saving {
-        Some(usd) => CostSaving::Known { usd_per_month: usd, basis: CostBasis::PriceTable(PRICE_TABLE_SOURCE) },
-        None => CostSaving::Unknown { reason: unknown.to_owned() },
+        Some(usd) => CostSaving::Known {
+            usd_per_month: usd,
+            basis: CostBasis::PriceTable(PRICE_TABLE_SOURCE),
+        },
+        None => CostSaving::Unknown {
+            reason: unknown.to_owned(),
+        },
     }
 }
 
@@ -125,7 +141,15 @@ pub(crate) mod testkit {
 
     /// An inventory over `resources` with no policies and no hourly data.
     pub fn inventory(market: &MarketConfig, resources: Vec<ResourceSnapshot>) -> Inventory<'_> {
-        Inventory { as_of_unix_s: as_of(), resources, accounts: vec![], policies: vec![], non_production: None, market, hourly: None }
+        Inventory {
+            as_of_unix_s: as_of(),
+            resources,
+            accounts: vec![],
+            policies: vec![],
+            non_production: None,
+            market,
+            hourly: None,
+        }
     }
 
     /// A flat utilisation summary over `days` before the snapshot.
@@ -145,8 +169,20 @@ pub(crate) mod testkit {
     }
 
     /// A running EC2 instance.
-    pub fn ec2(id: &str, region: &str, class: &str, arch: Architecture, u: Option<Utilisation>) -> ResourceSnapshot {
-        let mut r = ResourceSnapshot::new(&format!("arn:aws:ec2:{region}:123456789012:instance/{id}"), "123456789012", region, "ec2", "instance");
+    pub fn ec2(
+        id: &str,
+        region: &str,
+        class: &str,
+        arch: Architecture,
+        u: Option<Utilisation>,
+    ) -> ResourceSnapshot {
+        let mut r = ResourceSnapshot::new(
+            &format!("arn:aws:ec2:{region}:123456789012:instance/{id}"),
+            "123456789012",
+            region,
+            "ec2",
+            "instance",
+        );
         r.class = Some(class.into());
         r.architecture = Some(arch);
         r.lifecycle = Lifecycle::Running;

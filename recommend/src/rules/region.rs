@@ -14,10 +14,13 @@ use canopy_emissions::model::embodied_g_co2e_per_instance_hour;
 
 use super::{evidence, recommendation, running_fraction};
 use crate::catalog::{REGIONS, region_info, residency_allows};
-use crate::input::{Inventory, LatencyClass, Lifecycle, PlacementPolicy, ResourceKind, ResourceSnapshot};
+use crate::input::{
+    Inventory, LatencyClass, Lifecycle, PlacementPolicy, ResourceKind, ResourceSnapshot,
+};
 use crate::prices::HOURS_PER_MONTH;
 use crate::recommendation::{
-    Alternative, CarbonSaving, Confidence, CostSaving, Effort, Kind, Recommendation, Risk, Target, instance_month,
+    Alternative, CarbonSaving, Confidence, CostSaving, Effort, Kind, Recommendation, Risk, Target,
+    instance_month,
 };
 
 /// Share of the current operational location-based footprint a move must
@@ -26,7 +29,9 @@ pub const MIN_SAVING_SHARE: f64 = 0.5;
 
 /// True when `region` satisfies every constraint of `policy` for a workload now in `from`.
 pub fn allowed(policy: &PlacementPolicy, from: &str, region: &str) -> bool {
-    let Some(info) = region_info(region) else { return false };
+    let Some(info) = region_info(region) else {
+        return false;
+    };
     if !info.migration_target || !residency_allows(policy.residency, region) {
         return false;
     }
@@ -35,13 +40,19 @@ pub fn allowed(policy: &PlacementPolicy, from: &str, region: &str) -> bool {
     }
     match policy.latency {
         LatencyClass::Any => true,
-        LatencyClass::SameContinent => region_info(from).is_some_and(|f| f.continent == info.continent),
+        LatencyClass::SameContinent => {
+            region_info(from).is_some_and(|f| f.continent == info.continent)
+        }
     }
 }
 
 /// The region-migration recommendation for `r`, if the rule fires.
 pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendation> {
-    if !matches!(r.kind(), ResourceKind::Ec2Instance | ResourceKind::RdsInstance) || r.lifecycle != Lifecycle::Running {
+    if !matches!(
+        r.kind(),
+        ResourceKind::Ec2Instance | ResourceKind::RdsInstance
+    ) || r.lifecycle != Lifecycle::Running
+    {
         return None;
     }
     let policy = inv.policy_for(&r.account_id)?;
@@ -53,10 +64,19 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
     let mut options: Vec<(&str, CarbonSaving)> = REGIONS
         .iter()
         .filter(|c| c.code != r.region && allowed(policy, &r.region, c.code))
-        .filter_map(|c| Some((c.code, here.saving_to(&instance_month(inv, c.code, class, r.vcpus, hours, cpu)?))))
+        .filter_map(|c| {
+            Some((
+                c.code,
+                here.saving_to(&instance_month(inv, c.code, class, r.vcpus, hours, cpu)?),
+            ))
+        })
         .filter(|(_, s)| s.location_kg_co2e > 0.0 && s.market_kg_co2e >= 0.0)
         .collect();
-    options.sort_by(|a, b| b.1.location_kg_co2e.total_cmp(&a.1.location_kg_co2e).then(a.0.cmp(b.0)));
+    options.sort_by(|a, b| {
+        b.1.location_kg_co2e
+            .total_cmp(&a.1.location_kg_co2e)
+            .then(a.0.cmp(b.0))
+    });
     let (best, carbon) = *options.first()?;
     // Embodied is the same in every region: the share is taken of the operational part.
     let embodied_g = embodied_g_co2e_per_instance_hour(class).map_or(0.0, |(g, _)| g * hours);
@@ -64,7 +84,9 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
     if operational_kg <= 0.0 || carbon.location_kg_co2e < MIN_SAVING_SHARE * operational_kg {
         return None;
     }
-    let unknown = || CostSaving::Unknown { reason: "regional price differences are not in the price table".into() };
+    let unknown = || CostSaving::Unknown {
+        reason: "regional price differences are not in the price table".into(),
+    };
     let mut ev = evidence(
         format!(
             "region migration: {} → {best} saves {:.0} % of the operational location-based footprint; policy {} (residency {:?}, latency {:?})",
@@ -76,7 +98,8 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
         ),
         u,
     );
-    ev.figures.push(("hourly_profile".into(), inv.hourly.is_some().to_string()));
+    ev.figures
+        .push(("hourly_profile".into(), inv.hourly.is_some().to_string()));
     let mut rec = recommendation(
         r,
         Kind::RegionMigration,
@@ -96,7 +119,12 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
     rec.alternatives = options[1..]
         .iter()
         .take(3)
-        .map(|(code, s)| Alternative { kind: Kind::RegionMigration, target: Target::Region((*code).to_owned()), carbon: *s, cost: unknown() })
+        .map(|(code, s)| Alternative {
+            kind: Kind::RegionMigration,
+            target: Target::Region((*code).to_owned()),
+            carbon: *s,
+            cost: unknown(),
+        })
         .collect();
     Some(rec)
 }
@@ -110,12 +138,23 @@ mod tests {
     use crate::rules::testkit::{ec2, flat, inventory};
 
     fn policy(residency: Residency, allowed: &[&str], latency: LatencyClass) -> PlacementPolicy {
-        PlacementPolicy { scope: "123456789012".into(), residency, allowed_regions: allowed.iter().map(|s| (*s).to_owned()).collect(), latency }
+        PlacementPolicy {
+            scope: "123456789012".into(),
+            residency,
+            allowed_regions: allowed.iter().map(|s| (*s).to_owned()).collect(),
+            latency,
+        }
     }
 
     fn best(from: &str, p: Option<PlacementPolicy>) -> Option<String> {
         let market = MarketConfig::new();
-        let r = ec2("i-1", from, "m7g.xlarge", Architecture::Arm64, Some(flat(30, 40.0, 60.0)));
+        let r = ec2(
+            "i-1",
+            from,
+            "m7g.xlarge",
+            Architecture::Arm64,
+            Some(flat(30, 40.0, 60.0)),
+        );
         let mut inv = inventory(&market, vec![r.clone()]);
         inv.policies.extend(p);
         region(&inv, &r).map(|rec| match rec.target {
@@ -129,17 +168,97 @@ mod tests {
         // no policy: no advice
         assert_eq!(best("eu-central-1", None), None);
         // EU only from Frankfurt (311 g): Stockholm (8.8 g) is the cleanest EU region
-        assert_eq!(best("eu-central-1", Some(policy(Residency::EuOnly, &[], LatencyClass::SameContinent))).as_deref(), Some("eu-north-1"));
+        assert_eq!(
+            best(
+                "eu-central-1",
+                Some(policy(Residency::EuOnly, &[], LatencyClass::SameContinent))
+            )
+            .as_deref(),
+            Some("eu-north-1")
+        );
         // allowed list without Stockholm: Paris (51.1 g)
-        assert_eq!(best("eu-central-1", Some(policy(Residency::EuOnly, &["eu-west-1", "eu-west-3"], LatencyClass::Any))).as_deref(), Some("eu-west-3"));
+        assert_eq!(
+            best(
+                "eu-central-1",
+                Some(policy(
+                    Residency::EuOnly,
+                    &["eu-west-1", "eu-west-3"],
+                    LatencyClass::Any
+                ))
+            )
+            .as_deref(),
+            Some("eu-west-3")
+        );
         // same continent from Mumbai: nothing in Asia saves half
-        assert_eq!(best("ap-south-1", Some(policy(Residency::Anywhere, &[], LatencyClass::SameContinent))), None);
+        assert_eq!(
+            best(
+                "ap-south-1",
+                Some(policy(
+                    Residency::Anywhere,
+                    &[],
+                    LatencyClass::SameContinent
+                ))
+            ),
+            None
+        );
         // US only from us-east-2: none of the US regions saves half (322 vs 410 g)
-        assert_eq!(best("us-east-2", Some(policy(Residency::UsOnly, &[], LatencyClass::Any))), None);
+        assert_eq!(
+            best(
+                "us-east-2",
+                Some(policy(Residency::UsOnly, &[], LatencyClass::Any))
+            ),
+            None
+        );
         // Anywhere, batch: the cleanest region overall
-        assert_eq!(best("ap-south-1", Some(policy(Residency::Anywhere, &[], LatencyClass::Any))).as_deref(), Some("eu-north-1"));
+        assert_eq!(
+            best(
+                "ap-south-1",
+                Some(policy(Residency::Anywhere, &[], LatencyClass::Any))
+            )
+            .as_deref(),
+            Some("eu-north-1")
+        );
         // already clean: nothing
-        assert_eq!(best("eu-north-1", Some(policy(Residency::EuOnly, &[], LatencyClass::Any))), None);
+        assert_eq!(
+            best(
+                "eu-north-1",
+                Some(policy(Residency::EuOnly, &[], LatencyClass::Any))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_region_dirtier_market_based_is_not_proposed() {
+        // Stockholm made dirty by a configured residual mix: Paris wins for EU only
+        let mut market = MarketConfig::new();
+        market
+            .set_region(
+                "eu-north-1",
+                canopy_emissions::grid::MarketRegion {
+                    renewable_share: 0.0,
+                    residual_mix_g_co2e_per_kwh: Some(900.0),
+                },
+            )
+            .unwrap();
+        let r = ec2(
+            "i-1",
+            "eu-central-1",
+            "m7g.xlarge",
+            Architecture::Arm64,
+            Some(flat(30, 40.0, 60.0)),
+        );
+        let mut inv = inventory(&market, vec![r.clone()]);
+        inv.policies
+            .push(policy(Residency::EuOnly, &[], LatencyClass::Any));
+        let rec = region(&inv, &r).unwrap();
+        assert_eq!(rec.target, Target::Region("eu-west-3".into()));
+        assert!(rec.carbon.market_kg_co2e > 0.0);
+        assert!(
+            rec.alternatives
+                .iter()
+                .all(|a| a.target != Target::Region("eu-north-1".into()))
+        );
     }
 
     #[test]
@@ -147,7 +266,15 @@ mod tests {
         let p = policy(Residency::EuOnly, &[], LatencyClass::Any);
         assert!(allowed(&p, "us-east-1", "eu-west-1"));
         assert!(!allowed(&p, "eu-west-1", "eu-west-2"));
-        assert!(!allowed(&policy(Residency::Anywhere, &[], LatencyClass::Any), "us-east-1", "us-gov-west-1"));
-        assert!(!allowed(&policy(Residency::Anywhere, &[], LatencyClass::SameContinent), "eu-west-1", "us-east-1"));
+        assert!(!allowed(
+            &policy(Residency::Anywhere, &[], LatencyClass::Any),
+            "us-east-1",
+            "us-gov-west-1"
+        ));
+        assert!(!allowed(
+            &policy(Residency::Anywhere, &[], LatencyClass::SameContinent),
+            "eu-west-1",
+            "us-east-1"
+        ));
     }
 }

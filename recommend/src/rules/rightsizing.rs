@@ -11,7 +11,9 @@ use super::{MIN_WINDOW_DAYS, cost, evidence, long_enough, recommendation, runnin
 use crate::catalog::{InstanceType, family_sizes};
 use crate::input::{Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{HOURS_PER_MONTH, ec2_usd_per_month};
-use crate::recommendation::{Confidence, Effort, Kind, Recommendation, Risk, Target, instance_month};
+use crate::recommendation::{
+    Confidence, Effort, Kind, Recommendation, Risk, Target, instance_month,
+};
 
 /// Highest p95 CPU the target may run at, percent of its vCPUs.
 pub const CPU_P95_TARGET_PCT: f64 = 70.0;
@@ -20,7 +22,11 @@ pub const MEMORY_P95_TARGET_PCT: f64 = 80.0;
 
 /// The rightsizing recommendation for `r`, if the rule fires.
 pub fn rightsizing(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendation> {
-    if !matches!(r.kind(), ResourceKind::Ec2Instance | ResourceKind::RdsInstance) || r.lifecycle != Lifecycle::Running {
+    if !matches!(
+        r.kind(),
+        ResourceKind::Ec2Instance | ResourceKind::RdsInstance
+    ) || r.lifecycle != Lifecycle::Running
+    {
         return None;
     }
     let u = long_enough(r)?;
@@ -29,8 +35,12 @@ pub fn rightsizing(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommen
     let sizes = family_sizes(&t);
     let current = sizes.iter().find(|s| s.name == class)?;
     let need_vcpus = current.vcpus * u.cpu_p95_pct / CPU_P95_TARGET_PCT;
-    let need_gib = u.memory_p95_pct.map(|m| current.memory_gib * m / MEMORY_P95_TARGET_PCT);
-    let target = sizes.iter().find(|s| s.vcpus >= need_vcpus && need_gib.is_none_or(|g| s.memory_gib >= g))?;
+    let need_gib = u
+        .memory_p95_pct
+        .map(|m| current.memory_gib * m / MEMORY_P95_TARGET_PCT);
+    let target = sizes
+        .iter()
+        .find(|s| s.vcpus >= need_vcpus && need_gib.is_none_or(|g| s.memory_gib >= g))?;
     if target.vcpus >= current.vcpus {
         return None;
     }
@@ -40,26 +50,39 @@ pub fn rightsizing(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommen
     let after = instance_month(inv, &r.region, &target.name, None, hours, Some(after_cpu))?;
     let carbon = before.saving_to(&after);
     let fraction = running_fraction(u);
-    let list = match (ec2_usd_per_month(&r.region, class), ec2_usd_per_month(&r.region, &target.name)) {
+    let list = match (
+        ec2_usd_per_month(&r.region, class),
+        ec2_usd_per_month(&r.region, &target.name),
+    ) {
         (Some(a), Some(b)) if t.prefix.is_empty() => Some((a - b) * fraction),
         _ => None,
     };
     // On-Demand prices within a family are proportional to vCPUs, so the
     // billed cost scales with the vCPU ratio.
-    let cost = cost(r, Some(1.0 - target.vcpus / current.vcpus), list, "no billed cost and no listed price for this type and region");
+    let cost = cost(
+        r,
+        Some(1.0 - target.vcpus / current.vcpus),
+        list,
+        "no billed cost and no listed price for this type and region",
+    );
     let mut ev = evidence(
         format!(
             "rightsizing: p95 cpu {:.1} % of {} vcpus needs {:.1} vcpus at <= {CPU_P95_TARGET_PCT} %{}",
             u.cpu_p95_pct,
             current.vcpus,
             need_vcpus,
-            need_gib.map_or(String::new(), |g| format!(", p95 memory needs {g:.1} GiB at <= {MEMORY_P95_TARGET_PCT} %"))
+            need_gib.map_or(String::new(), |g| format!(
+                ", p95 memory needs {g:.1} GiB at <= {MEMORY_P95_TARGET_PCT} %"
+            ))
         ),
         Some(u),
     );
-    ev.figures.push(("target_vcpus".into(), format!("{}", target.vcpus)));
-    ev.figures.push(("target_memory_gib".into(), format!("{}", target.memory_gib)));
-    ev.figures.push(("target_mean_cpu_pct".into(), format!("{after_cpu:.1}")));
+    ev.figures
+        .push(("target_vcpus".into(), format!("{}", target.vcpus)));
+    ev.figures
+        .push(("target_memory_gib".into(), format!("{}", target.memory_gib)));
+    ev.figures
+        .push(("target_mean_cpu_pct".into(), format!("{after_cpu:.1}")));
     let mut caveats = Vec::new();
     if u.memory_p95_pct.is_none() {
         caveats.push(format!(
@@ -70,7 +93,11 @@ pub fn rightsizing(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommen
     if t.family.starts_with('t') {
         caveats.push("burstable family: check the CPU credit balance at the smaller size".into());
     }
-    let confidence = if u.memory_p95_pct.is_some() && u.window_days() >= MIN_WINDOW_DAYS { Confidence::High } else { Confidence::Medium };
+    let confidence = if u.memory_p95_pct.is_some() && u.window_days() >= MIN_WINDOW_DAYS {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
     Some(recommendation(
         r,
         Kind::Rightsizing,
@@ -95,17 +122,31 @@ mod tests {
     use crate::recommendation::CostSaving;
     use crate::rules::testkit::{ec2, flat, inventory};
 
-    fn check(class: &str, days: i64, mean: f64, p95: f64, mem: Option<f64>, expected: Option<&str>) {
+    fn check(
+        class: &str,
+        days: i64,
+        mean: f64,
+        p95: f64,
+        mem: Option<f64>,
+        expected: Option<&str>,
+    ) {
         let market = MarketConfig::new();
         let mut u = flat(days, mean, p95);
         u.memory_p95_pct = mem;
         let r = ec2("i-1", "us-east-1", class, Architecture::X86_64, Some(u));
         let inv = inventory(&market, vec![r.clone()]);
         let got = rightsizing(&inv, &r);
-        assert_eq!(got.as_ref().map(|g| g.target.clone()), expected.map(|e| Target::InstanceType(e.into())), "{class} p95 {p95} mem {mem:?}");
+        assert_eq!(
+            got.as_ref().map(|g| g.target.clone()),
+            expected.map(|e| Target::InstanceType(e.into())),
+            "{class} p95 {p95} mem {mem:?}"
+        );
         if let Some(g) = got {
             assert!(g.carbon.location_kg_co2e > 0.0);
-            assert!(g.carbon.location_low_kg_co2e <= g.carbon.location_kg_co2e && g.carbon.location_kg_co2e <= g.carbon.location_high_kg_co2e);
+            assert!(
+                g.carbon.location_low_kg_co2e <= g.carbon.location_kg_co2e
+                    && g.carbon.location_kg_co2e <= g.carbon.location_high_kg_co2e
+            );
         }
     }
 
@@ -130,16 +171,25 @@ mod tests {
     #[test]
     fn saving_and_cost_of_a_known_case() {
         let market = MarketConfig::new();
-        let r = ec2("i-1", "us-east-1", "m5.2xlarge", Architecture::X86_64, Some(flat(30, 8.0, 15.0)));
+        let r = ec2(
+            "i-1",
+            "us-east-1",
+            "m5.2xlarge",
+            Architecture::X86_64,
+            Some(flat(30, 8.0, 15.0)),
+        );
         let inv = inventory(&market, vec![r.clone()]);
         let rec = rightsizing(&inv, &r).unwrap();
-        let before = instance_month(&inv, "us-east-1", "m5.2xlarge", None, 730.0, Some(8.0)).unwrap();
+        let before =
+            instance_month(&inv, "us-east-1", "m5.2xlarge", None, 730.0, Some(8.0)).unwrap();
         let after = instance_month(&inv, "us-east-1", "m5.large", None, 730.0, Some(32.0)).unwrap();
         let expected_kg = (before.location_g - after.location_g) / 1000.0;
         assert!((rec.carbon.location_kg_co2e - expected_kg).abs() < 1e-9);
         // m5.2xlarge $0.384/h − m5.large $0.096/h = $0.288 × 730 h
         match rec.cost {
-            CostSaving::Known { usd_per_month, .. } => assert!((usd_per_month - 210.24).abs() < 1e-6),
+            CostSaving::Known { usd_per_month, .. } => {
+                assert!((usd_per_month - 210.24).abs() < 1e-6)
+            }
             other => panic!("{other:?}"),
         }
         // with billing data the billed cost wins: 3/4 of $300

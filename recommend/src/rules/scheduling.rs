@@ -15,7 +15,9 @@ use canopy_emissions::model::instance_power;
 use super::{cost, evidence, long_enough, recommendation};
 use crate::input::{HOURS_PER_WEEK, Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{HOURS_PER_MONTH, ec2_usd_per_month};
-use crate::recommendation::{CarbonSaving, Confidence, Effort, Kind, Recommendation, Risk, Target, instance_month};
+use crate::recommendation::{
+    CarbonSaving, Confidence, Effort, Kind, Recommendation, Risk, Target, instance_month,
+};
 
 /// Working hours kept by the off-hours schedule, UTC (Monday–Friday).
 pub const WORK_START_HOUR: usize = 7;
@@ -37,7 +39,10 @@ pub fn is_off_hour(how: usize) -> bool {
 }
 
 fn schedulable(r: &ResourceSnapshot) -> bool {
-    matches!(r.kind(), ResourceKind::Ec2Instance | ResourceKind::RdsInstance) && r.lifecycle == Lifecycle::Running
+    matches!(
+        r.kind(),
+        ResourceKind::Ec2Instance | ResourceKind::RdsInstance
+    ) && r.lifecycle == Lifecycle::Running
 }
 
 /// The off-hours schedule for a non-production resource, if the rule fires.
@@ -48,7 +53,10 @@ pub fn off_hours(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommenda
     }
     let u = long_enough(r)?;
     let profile = u.hour_of_week_cpu_pct.as_ref()?;
-    let off: Vec<f64> = (0..HOURS_PER_WEEK).filter(|h| is_off_hour(*h)).filter_map(|h| profile[h]).collect();
+    let off: Vec<f64> = (0..HOURS_PER_WEEK)
+        .filter(|h| is_off_hour(*h))
+        .filter_map(|h| profile[h])
+        .collect();
     let off_total = (0..HOURS_PER_WEEK).filter(|h| is_off_hour(*h)).count();
     let running = profile.iter().filter(|v| v.is_some()).count();
     if (off.len() as f64) < MIN_OFF_HOURS_RUNNING * off_total as f64 || running == 0 {
@@ -57,28 +65,46 @@ pub fn off_hours(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommenda
     let class = r.class.as_deref()?;
     let off_cpu = off.iter().sum::<f64>() / off.len() as f64;
     let saved_hours = HOURS_PER_MONTH * off.len() as f64 / HOURS_PER_WEEK as f64;
-    let carbon = instance_month(inv, &r.region, class, r.vcpus, saved_hours, Some(off_cpu))?.saving_to(&Default::default());
+    let carbon = instance_month(inv, &r.region, class, r.vcpus, saved_hours, Some(off_cpu))?
+        .saving_to(&Default::default());
     let list = ec2_usd_per_month(&r.region, class).map(|m| m * saved_hours / HOURS_PER_MONTH);
-    let cost = cost(r, Some(off.len() as f64 / running as f64), list, "no billed cost and no listed price for this type and region");
+    let cost = cost(
+        r,
+        Some(off.len() as f64 / running as f64),
+        list,
+        "no billed cost and no listed price for this type and region",
+    );
     let on = HOURS_PER_WEEK - off_total;
     let mut ev = evidence(
-        format!("non-production ({}={}) running {} of {off_total} off-hours per week", rule.tag_key, r.tags.get(&rule.tag_key).map_or("", String::as_str), off.len()),
+        format!(
+            "non-production ({}={}) running {} of {off_total} off-hours per week",
+            rule.tag_key,
+            r.tags.get(&rule.tag_key).map_or("", String::as_str),
+            off.len()
+        ),
         Some(u),
     );
-    ev.figures.push(("off_hours_mean_cpu_pct".into(), format!("{off_cpu:.1}")));
-    ev.figures.push(("hours_saved_per_month".into(), format!("{saved_hours:.0}")));
+    ev.figures
+        .push(("off_hours_mean_cpu_pct".into(), format!("{off_cpu:.1}")));
+    ev.figures
+        .push(("hours_saved_per_month".into(), format!("{saved_hours:.0}")));
     Some(recommendation(
         r,
         Kind::OffHoursSchedule,
         format!("stop {class} outside Mon-Fri {WORK_START_HOUR:02}:00-{WORK_END_HOUR:02}:00 UTC"),
-        Target::Schedule { on_hours_per_week: on as u32, description: format!("Mon-Fri {WORK_START_HOUR:02}:00-{WORK_END_HOUR:02}:00 UTC") },
+        Target::Schedule {
+            on_hours_per_week: on as u32,
+            description: format!("Mon-Fri {WORK_START_HOUR:02}:00-{WORK_END_HOUR:02}:00 UTC"),
+        },
         carbon,
         cost,
         Confidence::Medium,
         ev,
         Risk::Low,
         Effort::Medium,
-        vec!["working hours are taken as 07:00-19:00 UTC: shift them to the team's time zone".into()],
+        vec![
+            "working hours are taken as 07:00-19:00 UTC: shift them to the team's time zone".into(),
+        ],
     ))
 }
 
@@ -107,19 +133,29 @@ pub fn batch_block(day: &[f64; 24]) -> Option<(usize, usize, f64)> {
     if peak - baseline < BATCH_MIN_LIFT_PCT {
         return None;
     }
-    let high: Vec<bool> = day.iter().map(|v| *v >= baseline + 0.5 * (peak - baseline)).collect();
+    let high: Vec<bool> = day
+        .iter()
+        .map(|v| *v >= baseline + 0.5 * (peak - baseline))
+        .collect();
     let len = high.iter().filter(|h| **h).count();
     if len == 0 || len > BATCH_MAX_HOURS {
         return None;
     }
     // contiguous (cyclically): exactly one rising edge
-    let starts: Vec<usize> = (0..24).filter(|h| high[*h] && !high[(h + 23) % 24]).collect();
+    let starts: Vec<usize> = (0..24)
+        .filter(|h| high[*h] && !high[(h + 23) % 24])
+        .collect();
     (starts.len() == 1).then(|| (starts[0], len, baseline))
 }
 
 /// Mean intensity per hour of the day over `[start, end)` (whole days), location
 /// and market; `None` when the source misses any hour.
-fn daily_intensity(inv: &Inventory<'_>, region: &str, start: i64, end: i64) -> Option<([f64; 24], [f64; 24])> {
+fn daily_intensity(
+    inv: &Inventory<'_>,
+    region: &str,
+    start: i64,
+    end: i64,
+) -> Option<([f64; 24], [f64; 24])> {
     let source = inv.hourly?;
     let zone = zone_for_region(region)?;
     let first_day = canopy_emissions::time::day_start(start + 86_399);
@@ -151,9 +187,25 @@ pub fn time_shift(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommend
     // Extra facility energy of each block hour over the baseline, kWh per day.
     let base = instance_month(inv, &r.region, class, r.vcpus, 1.0, Some(baseline))?.energy_kwh;
     let extra: Vec<f64> = (0..len)
-        .map(|k| Some((instance_month(inv, &r.region, class, r.vcpus, 1.0, Some(day[(first + k) % 24]))?.energy_kwh - base).max(0.0)))
+        .map(|k| {
+            Some(
+                (instance_month(
+                    inv,
+                    &r.region,
+                    class,
+                    r.vcpus,
+                    1.0,
+                    Some(day[(first + k) % 24]),
+                )?
+                .energy_kwh
+                    - base)
+                    .max(0.0),
+            )
+        })
         .collect::<Option<_>>()?;
-    let at = |start: usize, f: &[f64; 24]| -> f64 { (0..len).map(|k| extra[k] * f[(start + k) % 24]).sum() };
+    let at = |start: usize, f: &[f64; 24]| -> f64 {
+        (0..len).map(|k| extra[k] * f[(start + k) % 24]).sum()
+    };
     let now_loc = at(first, &loc);
     let best = (0..24).min_by(|a, b| at(*a, &loc).total_cmp(&at(*b, &loc)).then(a.cmp(b)))?;
     let saved_loc = now_loc - at(best, &loc);
@@ -173,24 +225,51 @@ pub fn time_shift(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommend
         market_high_kg_co2e: kg(saved_mkt).max(kg(saved_mkt) * (1.0 + rel)),
     };
     let mut ev = evidence(
-        format!("batch-like profile: {len} h block from {first:02}:00 UTC at up to {:.0} % over a {baseline:.0} % baseline", day.iter().copied().fold(0.0, f64::max)),
+        format!(
+            "batch-like profile: {len} h block from {first:02}:00 UTC at up to {:.0} % over a {baseline:.0} % baseline",
+            day.iter().copied().fold(0.0, f64::max)
+        ),
         Some(u),
     );
-    ev.figures.push(("block_intensity_now_g_per_kwh".into(), format!("{:.0}", (0..len).map(|k| loc[(first + k) % 24]).sum::<f64>() / len as f64)));
-    ev.figures.push(("block_intensity_best_g_per_kwh".into(), format!("{:.0}", (0..len).map(|k| loc[(best + k) % 24]).sum::<f64>() / len as f64)));
-    ev.figures.push(("block_extra_kwh_per_day".into(), format!("{:.3}", extra.iter().sum::<f64>())));
+    ev.figures.push((
+        "block_intensity_now_g_per_kwh".into(),
+        format!(
+            "{:.0}",
+            (0..len).map(|k| loc[(first + k) % 24]).sum::<f64>() / len as f64
+        ),
+    ));
+    ev.figures.push((
+        "block_intensity_best_g_per_kwh".into(),
+        format!(
+            "{:.0}",
+            (0..len).map(|k| loc[(best + k) % 24]).sum::<f64>() / len as f64
+        ),
+    ));
+    ev.figures.push((
+        "block_extra_kwh_per_day".into(),
+        format!("{:.3}", extra.iter().sum::<f64>()),
+    ));
     Some(recommendation(
         r,
         Kind::TimeShift,
         format!("start the daily batch at {best:02}:00 UTC instead of {first:02}:00 UTC"),
         Target::StartAtHour(best as u8),
         carbon,
-        crate::recommendation::CostSaving::Known { usd_per_month: 0.0, basis: crate::recommendation::CostBasis::PriceTable("same instance-hours: no price change") },
+        crate::recommendation::CostSaving::Known {
+            usd_per_month: 0.0,
+            basis: crate::recommendation::CostBasis::PriceTable(
+                "same instance-hours: no price change",
+            ),
+        },
         Confidence::Medium,
         ev,
         Risk::Low,
         Effort::Medium,
-        vec!["the job and its dependants must tolerate the new start time".into(), "the saving is the average day's: the cleanest hours move with weather and season".into()],
+        vec![
+            "the job and its dependants must tolerate the new start time".into(),
+            "the saving is the average day's: the cleanest hours move with weather and season"
+                .into(),
+        ],
     ))
 }
 
@@ -209,13 +288,21 @@ mod tests {
         fn intensity(&self, _zone: &str, hour_start_unix_s: i64) -> Option<GridFactor> {
             let h = hour_start_unix_s.rem_euclid(86_400) / 3600;
             let g = if (10..15).contains(&h) { 100.0 } else { 500.0 };
-            Some(GridFactor { g_co2e_per_kwh: g, provenance: Provenance { source: "test", vintage: "test" } })
+            Some(GridFactor {
+                g_co2e_per_kwh: g,
+                provenance: Provenance {
+                    source: "test",
+                    vintage: "test",
+                },
+            })
         }
     }
 
     fn hourly(days: i64, f: impl Fn(usize) -> Option<f64>) -> Utilisation {
         let start = as_of() - days * 86_400;
-        let cpu: Vec<Option<f64>> = (0..days * 24).map(|i| f(crate::input::hour_of_week(start + i * 3600))).collect();
+        let cpu: Vec<Option<f64>> = (0..days * 24)
+            .map(|i| f(crate::input::hour_of_week(start + i * 3600)))
+            .collect();
         Utilisation::from_hourly(start, &cpu).unwrap()
     }
 
@@ -223,17 +310,40 @@ mod tests {
     fn off_hours_for_tagged_non_production_only() {
         let market = MarketConfig::new();
         let u = hourly(14, |_| Some(30.0));
-        let mut dev = ec2("i-1", "us-east-1", "m5.large", Architecture::X86_64, Some(u.clone()));
+        let mut dev = ec2(
+            "i-1",
+            "us-east-1",
+            "m5.large",
+            Architecture::X86_64,
+            Some(u.clone()),
+        );
         dev.tags.insert("env".into(), "Dev".into());
-        let prod = ec2("i-2", "us-east-1", "m5.large", Architecture::X86_64, Some(u));
+        let prod = ec2(
+            "i-2",
+            "us-east-1",
+            "m5.large",
+            Architecture::X86_64,
+            Some(u),
+        );
         let mut inv = inventory(&market, vec![dev.clone(), prod.clone()]);
         assert!(off_hours(&inv, &dev).is_none(), "no rule configured");
-        inv.non_production = Some(NonProductionRule { tag_key: "env".into(), values: vec!["dev".into(), "test".into()] });
+        inv.non_production = Some(NonProductionRule {
+            tag_key: "env".into(),
+            values: vec!["dev".into(), "test".into()],
+        });
         let rec = off_hours(&inv, &dev).unwrap();
         assert!(off_hours(&inv, &prod).is_none());
         // 108 of 168 hours off: 469.3 h a month, $0.096/h
         assert!((rec.cost.usd_or_zero() - 0.096 * 730.0 * 108.0 / 168.0).abs() < 1e-6);
-        let expected = instance_month(&inv, "us-east-1", "m5.large", None, 730.0 * 108.0 / 168.0, Some(30.0)).unwrap();
+        let expected = instance_month(
+            &inv,
+            "us-east-1",
+            "m5.large",
+            None,
+            730.0 * 108.0 / 168.0,
+            Some(30.0),
+        )
+        .unwrap();
         assert!((rec.carbon.location_kg_co2e - expected.location_g / 1000.0).abs() < 1e-9);
         // already scheduled (only working hours sampled): nothing
         let scheduled = hourly(14, |how| (!is_off_hour(how)).then_some(30.0));
@@ -245,23 +355,112 @@ mod tests {
     fn batch_moves_to_the_clean_hours() {
         let market = MarketConfig::new();
         // 4 h at 90 % from 01:00 UTC over a 5 % baseline
-        let u = hourly(14, |how| Some(if (1..5).contains(&(how % 24)) { 90.0 } else { 5.0 }));
-        let r = ec2("i-1", "eu-west-1", "m7g.2xlarge", Architecture::Arm64, Some(u));
+        let u = hourly(14, |how| {
+            Some(if (1..5).contains(&(how % 24)) {
+                90.0
+            } else {
+                5.0
+            })
+        });
+        let r = ec2(
+            "i-1",
+            "eu-west-1",
+            "m7g.2xlarge",
+            Architecture::Arm64,
+            Some(u),
+        );
         let mut inv = inventory(&market, vec![r.clone()]);
         assert!(time_shift(&inv, &r).is_none(), "no hourly data");
         inv.hourly = Some(&Solar);
         let rec = time_shift(&inv, &r).unwrap();
         assert_eq!(rec.target, Target::StartAtHour(10));
         // the block's extra energy × (500 − 100) g/kWh × 30.4 days
-        let e = |c: f64| instance_month(&inv, "eu-west-1", "m7g.2xlarge", None, 1.0, Some(c)).unwrap().energy_kwh;
+        let e = |c: f64| {
+            instance_month(&inv, "eu-west-1", "m7g.2xlarge", None, 1.0, Some(c))
+                .unwrap()
+                .energy_kwh
+        };
         let expected = 4.0 * (e(90.0) - e(5.0)) * 400.0 * 730.0 / 24.0 / 1000.0;
-        assert!((rec.carbon.location_kg_co2e - expected).abs() < 1e-6, "{} vs {expected}", rec.carbon.location_kg_co2e);
+        assert!(
+            (rec.carbon.location_kg_co2e - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            rec.carbon.location_kg_co2e
+        );
         // flat profile: not batch-like
-        let flat = ec2("i-2", "eu-west-1", "m7g.2xlarge", Architecture::Arm64, Some(hourly(14, |_| Some(40.0))));
+        let flat = ec2(
+            "i-2",
+            "eu-west-1",
+            "m7g.2xlarge",
+            Architecture::Arm64,
+            Some(hourly(14, |_| Some(40.0))),
+        );
         assert!(time_shift(&inv, &flat).is_none());
         // already in the clean hours
-        let good = ec2("i-3", "eu-west-1", "m7g.2xlarge", Architecture::Arm64, Some(hourly(14, |how| Some(if (10..14).contains(&(how % 24)) { 90.0 } else { 5.0 }))));
+        let good = ec2(
+            "i-3",
+            "eu-west-1",
+            "m7g.2xlarge",
+            Architecture::Arm64,
+            Some(hourly(14, |how| {
+                Some(if (10..14).contains(&(how % 24)) {
+                    90.0
+                } else {
+                    5.0
+                })
+            })),
+        );
         assert!(time_shift(&inv, &good).is_none());
+    }
+
+    #[test]
+    fn market_saving_follows_the_market_set() {
+        let u = hourly(14, |how| {
+            Some(if (1..5).contains(&(how % 24)) {
+                90.0
+            } else {
+                5.0
+            })
+        });
+        let r = ec2(
+            "i-1",
+            "eu-west-1",
+            "m7g.2xlarge",
+            Architecture::Arm64,
+            Some(u),
+        );
+        let saving = |market: &MarketConfig| {
+            let mut inv = inventory(market, vec![r.clone()]);
+            inv.hourly = Some(&Solar);
+            time_shift(&inv, &r).unwrap().carbon
+        };
+        let plain = saving(&MarketConfig::new());
+        assert!(
+            (plain.market_kg_co2e - plain.location_kg_co2e).abs() < 1e-9,
+            "no market data: market = location"
+        );
+        let mut share = MarketConfig::new();
+        share
+            .set_region(
+                "eu-west-1",
+                canopy_emissions::grid::MarketRegion {
+                    renewable_share: 0.5,
+                    residual_mix_g_co2e_per_kwh: None,
+                },
+            )
+            .unwrap();
+        assert!((saving(&share).market_kg_co2e - 0.5 * plain.location_kg_co2e).abs() < 1e-9);
+        let mut residual = MarketConfig::new();
+        residual
+            .set_region(
+                "eu-west-1",
+                canopy_emissions::grid::MarketRegion {
+                    renewable_share: 0.2,
+                    residual_mix_g_co2e_per_kwh: Some(400.0),
+                },
+            )
+            .unwrap();
+        // a flat contractual factor: shifting hours changes nothing market-based
+        assert!(saving(&residual).market_kg_co2e.abs() < 1e-9);
     }
 
     #[test]
