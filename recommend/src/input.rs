@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use canopy_emissions::grid::{CarbonIntensitySource, MarketConfig, is_known_region};
+use canopy_emissions::grid::{CarbonIntensitySource, MarketConfig};
 use canopy_emissions::model::StorageMedium;
 
 /// Lifecycle state of a resource when the snapshot was taken.
@@ -408,6 +408,20 @@ pub enum InputError {
     },
 }
 
+/// True for a well-formed AWS region code (`eu-west-1`, `us-gov-west-1`):
+/// lower-case words joined by `-`, ending in a number. A region the
+/// emissions tables do not know yet is still accepted (its footprint uses
+/// the model's fallback factor and it is never proposed as a target).
+pub fn is_region_code(code: &str) -> bool {
+    let parts: Vec<&str> = code.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0)
+}
+
 fn pct_ok(v: f64) -> bool {
     v.is_finite() && (0.0..=100.0).contains(&v)
 }
@@ -443,7 +457,7 @@ impl Inventory<'_> {
                     format!("{:?}", r.account_id),
                 ));
             }
-            if !is_known_region(&r.region) {
+            if !is_region_code(&r.region) {
                 return Err(bad(
                     &r.arn,
                     "region",
@@ -532,7 +546,7 @@ impl Inventory<'_> {
                     found: "\"\"".into(),
                 });
             }
-            if let Some(r) = p.allowed_regions.iter().find(|r| !is_known_region(r)) {
+            if let Some(r) = p.allowed_regions.iter().find(|r| !is_region_code(r)) {
                 return Err(InputError::Invalid {
                     field: "policies.allowed_regions",
                     expected: "AWS region codes",
@@ -591,6 +605,29 @@ mod tests {
         assert_eq!(profile[100], None);
         let err = Utilisation::from_hourly(start, &[Some(120.0)]).unwrap_err();
         assert!(err.to_string().contains("utilisation.cpu_pct"), "{err}");
+    }
+
+    #[test]
+    fn region_codes() {
+        for ok in [
+            "eu-west-1",
+            "us-gov-west-1",
+            "ap-southeast-5",
+            "mx-central-1",
+        ] {
+            assert!(is_region_code(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "mars-1",
+            "EU-west-1",
+            "eu-west-0",
+            "eu-west-x",
+            "eu--1",
+            "eu-west-1 ",
+        ] {
+            assert!(!is_region_code(bad), "{bad}");
+        }
     }
 
     #[test]

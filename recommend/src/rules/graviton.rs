@@ -6,7 +6,7 @@
 //! compatibility caveats are stated. **Never fires for Windows instances
 //! (no Graviton Windows) nor when the model gives no saving.**
 
-use super::{cost, evidence, recommendation, running_fraction};
+use super::{cost, evidence, instance_copies, recommendation, running_fraction};
 use crate::catalog::{GRAVITON_EC2_CAVEATS, GRAVITON_RDS_CAVEATS, InstanceType, graviton_family};
 use crate::input::{Architecture, Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{HOURS_PER_MONTH, ec2_usd_per_month};
@@ -43,8 +43,9 @@ pub fn graviton(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendat
     let cpu = u.map(|u| u.cpu_mean_pct);
     let fraction = u.map_or(1.0, running_fraction);
     let hours = HOURS_PER_MONTH * fraction;
-    let before = instance_month(inv, &r.region, class, None, hours, cpu)?;
-    let after = instance_month(inv, &r.region, &target, None, hours, cpu)?;
+    let before = instance_month(inv, &r.region, class, None, hours, cpu)?.scale(instance_copies(r));
+    let after =
+        instance_month(inv, &r.region, &target, None, hours, cpu)?.scale(instance_copies(r));
     let carbon = before.saving_to(&after);
     if carbon.location_kg_co2e <= 0.0 {
         return None;

@@ -9,7 +9,8 @@
 use canopy_emissions::model::{CpuArchitecture, StorageMedium};
 
 use super::{
-    MIN_WINDOW_DAYS, cost, evidence, instance_id, long_enough, recommendation, running_fraction,
+    MIN_WINDOW_DAYS, cost, evidence, instance_copies, instance_id, long_enough, recommendation,
+    running_fraction,
 };
 use crate::input::{Architecture, Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{
@@ -323,7 +324,8 @@ fn idle_rds(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendation>
         r.vcpus,
         HOURS_PER_MONTH * running_fraction(u),
         Some(u.cpu_mean_pct),
-    )?;
+    )?
+    .scale(instance_copies(r));
     let before = compute.plus(storage_footprint(inv, r)?);
     let carbon = before.saving_to(&Footprint::default());
     let cost = cost(

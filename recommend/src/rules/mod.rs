@@ -121,6 +121,21 @@ pub(crate) fn recommendation(
     }
 }
 
+/// Instances behind one resource: 2 for a Multi-AZ RDS instance (the
+/// standby runs the same class), else 1. Footprints of instance rules are
+/// scaled by it; billed costs already include the standby.
+pub(crate) fn instance_copies(r: &ResourceSnapshot) -> f64 {
+    let multi_az = r
+        .attributes
+        .get("multi_az")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if r.service == "rds" && multi_az {
+        2.0
+    } else {
+        1.0
+    }
+}
+
 /// The instance id at the end of an EC2 instance ARN (`…:instance/i-0abc` → `i-0abc`).
 pub(crate) fn instance_id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)

@@ -10,9 +10,10 @@
 //! list is never proposed, not even as an alternative; accounts without a
 //! declared policy get no region advice.**
 
+use canopy_emissions::grid::{UNKNOWN_REGION, location_factor, zone_for_region};
 use canopy_emissions::model::embodied_g_co2e_per_instance_hour;
 
-use super::{evidence, recommendation, running_fraction};
+use super::{evidence, instance_copies, recommendation, running_fraction};
 use crate::catalog::{REGIONS, region_info, residency_allows};
 use crate::input::{
     Inventory, LatencyClass, Lifecycle, PlacementPolicy, ResourceKind, ResourceSnapshot,
@@ -26,6 +27,28 @@ use crate::recommendation::{
 /// Share of the current operational location-based footprint a move must
 /// save to be proposed (the region is "high-carbon" relative to the option).
 pub const MIN_SAVING_SHARE: f64 = 0.5;
+
+/// True when the emissions tables have an annual factor of the region's
+/// own (not the fallback for unknown regions).
+pub fn has_own_factor(region: &str) -> bool {
+    location_factor(region) != location_factor(UNKNOWN_REGION)
+}
+
+/// True when the region's footprint rests on real data: its own annual
+/// factor, or hourly intensity for its zone at both ends of the month. A
+/// target is never chosen on a placeholder figure.
+fn has_data(inv: &Inventory<'_>, region: &str) -> bool {
+    has_own_factor(region)
+        || inv
+            .hourly
+            .zip(zone_for_region(region))
+            .is_some_and(|(source, zone)| {
+                source
+                    .intensity(zone, crate::recommendation::month_start(inv))
+                    .is_some()
+                    && source.intensity(zone, inv.as_of_unix_s - 3600).is_some()
+            })
+}
 
 /// True when `region` satisfies every constraint of `policy` for a workload now in `from`.
 pub fn allowed(policy: &PlacementPolicy, from: &str, region: &str) -> bool {
@@ -60,14 +83,19 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
     let u = r.utilisation.as_ref();
     let cpu = u.map(|u| u.cpu_mean_pct);
     let hours = HOURS_PER_MONTH * u.map_or(1.0, running_fraction);
-    let here = instance_month(inv, &r.region, class, r.vcpus, hours, cpu)?;
+    let copies = instance_copies(r);
+    let here = instance_month(inv, &r.region, class, r.vcpus, hours, cpu)?.scale(copies);
     let mut options: Vec<(&str, CarbonSaving)> = REGIONS
         .iter()
-        .filter(|c| c.code != r.region && allowed(policy, &r.region, c.code))
+        .filter(|c| {
+            c.code != r.region && allowed(policy, &r.region, c.code) && has_data(inv, c.code)
+        })
         .filter_map(|c| {
             Some((
                 c.code,
-                here.saving_to(&instance_month(inv, c.code, class, r.vcpus, hours, cpu)?),
+                here.saving_to(
+                    &instance_month(inv, c.code, class, r.vcpus, hours, cpu)?.scale(copies),
+                ),
             ))
         })
         .filter(|(_, s)| s.location_kg_co2e > 0.0 && s.market_kg_co2e >= 0.0)
@@ -79,7 +107,8 @@ pub fn region(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommendatio
     });
     let (best, carbon) = *options.first()?;
     // Embodied is the same in every region: the share is taken of the operational part.
-    let embodied_g = embodied_g_co2e_per_instance_hour(class).map_or(0.0, |(g, _)| g * hours);
+    let embodied_g =
+        embodied_g_co2e_per_instance_hour(class).map_or(0.0, |(g, _)| g * hours) * copies;
     let operational_kg = (here.location_g - embodied_g) / 1000.0;
     if operational_kg <= 0.0 || carbon.location_kg_co2e < MIN_SAVING_SHARE * operational_kg {
         return None;
@@ -258,6 +287,33 @@ mod tests {
             rec.alternatives
                 .iter()
                 .all(|a| a.target != Target::Region("eu-north-1".into()))
+        );
+    }
+
+    #[test]
+    fn regions_without_their_own_factor_are_never_targets() {
+        assert!(has_own_factor("eu-north-1"));
+        assert!(!has_own_factor("ap-southeast-5"));
+        // Cape Town (900.6 g) to anywhere in the world, cleanest by real factors only
+        assert_eq!(
+            best(
+                "af-south-1",
+                Some(policy(Residency::Anywhere, &[], LatencyClass::Any))
+            )
+            .as_deref(),
+            Some("eu-north-1")
+        );
+        // Africa has no other region: same continent gives nothing
+        assert_eq!(
+            best(
+                "af-south-1",
+                Some(policy(
+                    Residency::Anywhere,
+                    &[],
+                    LatencyClass::SameContinent
+                ))
+            ),
+            None
         );
     }
 

@@ -7,7 +7,9 @@
 //! work (mean CPU scaled by the vCPU ratio). **Never proposes a size the
 //! emissions model does not know, nor any size without 14 days of data.**
 
-use super::{MIN_WINDOW_DAYS, cost, evidence, long_enough, recommendation, running_fraction};
+use super::{
+    MIN_WINDOW_DAYS, cost, evidence, instance_copies, long_enough, recommendation, running_fraction,
+};
 use crate::catalog::{InstanceType, family_sizes};
 use crate::input::{Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{HOURS_PER_MONTH, ec2_usd_per_month};
@@ -46,8 +48,11 @@ pub fn rightsizing(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommen
     }
     let hours = HOURS_PER_MONTH * running_fraction(u);
     let after_cpu = (u.cpu_mean_pct * current.vcpus / target.vcpus).min(100.0);
-    let before = instance_month(inv, &r.region, class, None, hours, Some(u.cpu_mean_pct))?;
-    let after = instance_month(inv, &r.region, &target.name, None, hours, Some(after_cpu))?;
+    let copies = instance_copies(r);
+    let before =
+        instance_month(inv, &r.region, class, None, hours, Some(u.cpu_mean_pct))?.scale(copies);
+    let after =
+        instance_month(inv, &r.region, &target.name, None, hours, Some(after_cpu))?.scale(copies);
     let carbon = before.saving_to(&after);
     let fraction = running_fraction(u);
     let list = match (
@@ -206,5 +211,10 @@ mod tests {
         let rec = rightsizing(&inventory(&market, vec![rds.clone()]), &rds).unwrap();
         assert_eq!(rec.target, Target::InstanceType("db.r5.large".into()));
         assert!(matches!(rec.cost, CostSaving::Unknown { .. }));
+        // Multi-AZ: the standby is resized too, twice the saving
+        let mut multi = rds.clone();
+        multi.attributes.insert("multi_az".into(), "true".into());
+        let twice = rightsizing(&inventory(&market, vec![multi.clone()]), &multi).unwrap();
+        assert!((twice.carbon.location_kg_co2e - 2.0 * rec.carbon.location_kg_co2e).abs() < 1e-9);
     }
 }

@@ -12,7 +12,7 @@
 use canopy_emissions::grid::{GridFactor, zone_for_region};
 use canopy_emissions::model::instance_power;
 
-use super::{cost, evidence, long_enough, recommendation};
+use super::{cost, evidence, instance_copies, long_enough, recommendation};
 use crate::input::{HOURS_PER_WEEK, Inventory, Lifecycle, ResourceKind, ResourceSnapshot};
 use crate::prices::{HOURS_PER_MONTH, ec2_usd_per_month};
 use crate::recommendation::{
@@ -66,6 +66,7 @@ pub fn off_hours(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommenda
     let off_cpu = off.iter().sum::<f64>() / off.len() as f64;
     let saved_hours = HOURS_PER_MONTH * off.len() as f64 / HOURS_PER_WEEK as f64;
     let carbon = instance_month(inv, &r.region, class, r.vcpus, saved_hours, Some(off_cpu))?
+        .scale(instance_copies(r))
         .saving_to(&Default::default());
     let list = ec2_usd_per_month(&r.region, class).map(|m| m * saved_hours / HOURS_PER_MONTH);
     let cost = cost(
