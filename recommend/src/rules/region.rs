@@ -318,6 +318,43 @@ mod tests {
     }
 
     #[test]
+    fn the_hourly_profile_is_used_when_it_covers_the_month() {
+        use canopy_emissions::grid::{CarbonIntensitySource, GridFactor};
+        use canopy_emissions::model::Provenance;
+        // Frankfurt's zone hourly at 5 g/kWh (cleaner than its annual 311 g and than Stockholm): no move
+        struct CleanGermany;
+        impl CarbonIntensitySource for CleanGermany {
+            fn intensity(&self, zone: &str, _hour: i64) -> Option<GridFactor> {
+                (zone == "DE").then_some(GridFactor {
+                    g_co2e_per_kwh: 5.0,
+                    provenance: Provenance {
+                        source: "test",
+                        vintage: "test",
+                    },
+                })
+            }
+        }
+        let market = MarketConfig::new();
+        let r = ec2(
+            "i-1",
+            "eu-central-1",
+            "m7g.xlarge",
+            Architecture::Arm64,
+            Some(flat(30, 40.0, 60.0)),
+        );
+        let mut inv = inventory(&market, vec![r.clone()]);
+        inv.policies
+            .push(policy(Residency::EuOnly, &[], LatencyClass::Any));
+        assert!(
+            region(&inv, &r).is_some(),
+            "annual factors: Frankfurt is dirty"
+        );
+        inv.hourly = Some(&CleanGermany);
+        let got = region(&inv, &r);
+        assert!(got.is_none(), "hourly profile: Frankfurt is clean: {got:?}");
+    }
+
+    #[test]
     fn allowed_checks_every_constraint() {
         let p = policy(Residency::EuOnly, &[], LatencyClass::Any);
         assert!(allowed(&p, "us-east-1", "eu-west-1"));

@@ -89,6 +89,14 @@ pub fn off_hours(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommenda
         .push(("off_hours_mean_cpu_pct".into(), format!("{off_cpu:.1}")));
     ev.figures
         .push(("hours_saved_per_month".into(), format!("{saved_hours:.0}")));
+    let mut caveats = vec![
+        "working hours are taken as 07:00-19:00 UTC: shift them to the team's time zone".to_owned(),
+    ];
+    if r.kind() == ResourceKind::RdsInstance {
+        caveats.push(
+            "RDS restarts a stopped instance after 7 days: the schedule must stop it again".into(),
+        );
+    }
     Some(recommendation(
         r,
         Kind::OffHoursSchedule,
@@ -103,9 +111,7 @@ pub fn off_hours(inv: &Inventory<'_>, r: &ResourceSnapshot) -> Option<Recommenda
         ev,
         Risk::Low,
         Effort::Medium,
-        vec![
-            "working hours are taken as 07:00-19:00 UTC: shift them to the team's time zone".into(),
-        ],
+        caveats,
     ))
 }
 
