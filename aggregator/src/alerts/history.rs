@@ -182,10 +182,16 @@ pub fn check_range(from_unix_s: i64, to_unix_s: i64) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// `YYYY-MM-DD` of the UTC day holding `unix_s`.
+pub fn iso_day(unix_s: i64) -> String {
+    let (y, m, d) = crate::time::civil_from_days(unix_s.div_euclid(DAY_S));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The API's JSON of one day (kgCO2e, like the other budget replies).
 pub fn day_json(d: &HistoryDay) -> Value {
     json!({
-        "day": crate::time::yyyymmdd(d.day_start_unix_s),
+        "day": iso_day(d.day_start_unix_s),
         "day_start_unix_s": d.day_start_unix_s,
         "evaluated_unix_s": d.evaluated_unix_s,
         "period_start_unix_s": d.period_start_unix_s,
@@ -227,5 +233,6 @@ mod tests {
         assert_eq!(day_number(86_400), 1);
         assert_eq!(day_number(-1), -1);
         assert_eq!(day_number(1_796_601_600), 20_794); // 2026-12-07
+        assert_eq!(iso_day(1_796_601_600 + 86_399), "2026-12-07");
     }
 }

@@ -10,7 +10,8 @@
 //! refusal of the message (5xx) is refused for good; an authentication
 //! refusal (530, 534, 535, 538: the relay's credentials or TLS policy,
 //! which an operator fixes) and anything else is retried, so no alert is
-//! dropped for a wrong password.
+//! dropped for a wrong password. One attempt (connection and exchange) is
+//! bounded by the send timeout.
 
 use std::path::Path;
 
@@ -29,6 +30,9 @@ pub const DEDUP_HEADER: &str = "X-Canopy-Dedup-Key";
 /// An SMTP relay.
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Bound of one whole SMTP exchange (lettre's own timeout only covers
+    /// the connection: a relay that stalls after it would hold the sender).
+    timeout: std::time::Duration,
 }
 
 /// How a relay URL asks to use TLS.
@@ -101,15 +105,19 @@ impl Smtp {
                 }
             });
         }
-        Ok(Smtp { transport: builder.timeout(Some(timeout)).build() })
+        Ok(Smtp { transport: builder.timeout(Some(timeout)).build(), timeout })
     }
 
     /// Sends the message of `event` to `to`.
     pub async fn send(&self, from: &str, to: &[String], event: &Value) -> Result<(), NotifyError> {
         let msg = message(from, to, event)?;
-        match self.transport.send(msg).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(classify(e.status().map(u16::from), e.is_permanent(), &e.to_string())),
+        match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(e.status().map(u16::from), e.is_permanent(), &e.to_string())),
+            Err(_) => Err(NotifyError::Unavailable(format!(
+                "SMTP delivery failed: no answer within {} s",
+                self.timeout.as_secs_f64()
+            ))),
         }
     }
 }
