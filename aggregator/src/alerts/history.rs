@@ -57,7 +57,11 @@ pub fn day_number(unix_s: i64) -> i32 {
 
 /// Upserts the day's row of every budget in `burns`, evaluated at
 /// `now_unix_s`. Budgets deleted since the round read them are skipped.
-pub async fn write(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], now_unix_s: i64) -> Result<(), sqlx::Error> {
+pub async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    burns: &[BudgetBurn],
+    now_unix_s: i64,
+) -> Result<(), sqlx::Error> {
     for chunk in burns.chunks(10_000) {
         let amounts: Vec<f64> = chunk.iter().map(|b| b.budget_g_co2e).collect();
         let ids: Vec<i64> = chunk.iter().map(|b| b.budget_id).collect();
@@ -101,7 +105,11 @@ pub async fn write(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], now
 
 /// Deletes the days before `now`'s UTC day minus `retention_days`; returns
 /// how many rows.
-pub async fn prune(tx: &mut Transaction<'_, Postgres>, now_unix_s: i64, retention_days: u32) -> Result<u64, sqlx::Error> {
+pub async fn prune(
+    tx: &mut Transaction<'_, Postgres>,
+    now_unix_s: i64,
+    retention_days: u32,
+) -> Result<u64, sqlx::Error> {
     let cutoff = day_number(now_unix_s) - retention_days as i32;
     Ok(sqlx::query("DELETE FROM budget_burn_history WHERE day_utc < DATE '1970-01-01' + $1::int")
         .bind(cutoff)
@@ -111,7 +119,12 @@ pub async fn prune(tx: &mut Transaction<'_, Postgres>, now_unix_s: i64, retentio
 }
 
 /// The days of `budget_id` overlapping `[from_unix_s, to_unix_s)`, oldest first.
-pub async fn read(pool: &PgPool, budget_id: i64, from_unix_s: i64, to_unix_s: i64) -> Result<Vec<HistoryDay>, sqlx::Error> {
+pub async fn read(
+    pool: &PgPool,
+    budget_id: i64,
+    from_unix_s: i64,
+    to_unix_s: i64,
+) -> Result<Vec<HistoryDay>, sqlx::Error> {
     // Day d covers [d, d + 1 day): it overlaps when d*86400 < to and (d+1)*86400 > from.
     let first = day_number(from_unix_s);
     let last_exclusive = (to_unix_s + DAY_S - 1).div_euclid(DAY_S) as i32;
@@ -158,7 +171,8 @@ pub fn parse_range(
     now_unix_s: i64,
     retention_days: u32,
 ) -> Result<(i64, i64), FieldError> {
-    let parse = |field: &str, text: &str| crate::query::params::parse_instant(text).map_err(|e| FieldError::new(field, e));
+    let parse =
+        |field: &str, text: &str| crate::query::params::parse_instant(text).map_err(|e| FieldError::new(field, e));
     let to_s = match to {
         Some(t) => parse("to", t)?,
         None => (day_number(now_unix_s) as i64 + 1) * DAY_S,
@@ -174,10 +188,16 @@ pub fn parse_range(
 /// Checks a range given as numbers (the gRPC request's).
 pub fn check_range(from_unix_s: i64, to_unix_s: i64) -> Result<(), FieldError> {
     if from_unix_s < 0 {
-        return Err(FieldError::new("from", format!("expected an instant at or after 1970-01-01, found {from_unix_s}")));
+        return Err(FieldError::new(
+            "from",
+            format!("expected an instant at or after 1970-01-01, found {from_unix_s}"),
+        ));
     }
     if to_unix_s <= from_unix_s {
-        return Err(FieldError::new("to", format!("expected an instant after from ({from_unix_s}), found {to_unix_s}")));
+        return Err(FieldError::new(
+            "to",
+            format!("expected an instant after from ({from_unix_s}), found {to_unix_s}"),
+        ));
     }
     Ok(())
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use canopy_aggregator::alerts::AlertsConfig;
 use canopy_aggregator::alerts::evaluate::{Evaluator, NoAnomalies, NoForecast};
 use canopy_aggregator::alerts::metrics::AlertMetrics;
 use canopy_aggregator::alerts::notify::Notifiers;
 use canopy_aggregator::alerts::outbox::Sender;
-use canopy_aggregator::alerts::AlertsConfig;
 use canopy_transport::CertificateAuthority;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -130,7 +130,12 @@ impl TlsRelay {
     /// Every message accepted so far, oldest first.
     fn messages(&self) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("msg"))
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
@@ -138,7 +143,11 @@ impl TlsRelay {
 
     /// AUTH attempts so far ("ok|fail MECHANISM user tls=True|False").
     fn auth_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("auth.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+        std::fs::read_to_string(self.dir.path().join("auth.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     fn url(&self, password: &str) -> String {
@@ -172,7 +181,8 @@ async fn one_email_queued(pool: &PgPool, cfg: &AlertsConfig, now: i64) -> i64 {
     let app = app(pool, cfg);
     store_web_emissions(pool, 1, data_hour(now), 10.0).await;
     let (status, body) =
-        call(&app, "PUT", "/v1/alert-routes/team-mail", Some(json!({ "kind": "email", "to": ["oncall@example.org"] }))).await;
+        call(&app, "PUT", "/v1/alert-routes/team-mail", Some(json!({ "kind": "email", "to": ["oncall@example.org"] })))
+            .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = call(
         &app,
@@ -200,7 +210,13 @@ async fn one_email_queued(pool: &PgPool, cfg: &AlertsConfig, now: i64) -> i64 {
 fn start_sender(pool: &PgPool, cfg: &AlertsConfig) -> (tokio::task::JoinHandle<()>, Arc<AlertMetrics>) {
     let metrics = Arc::new(AlertMetrics::default());
     let notifiers = Arc::new(Notifiers::new(cfg.clone()).unwrap());
-    let sender = Arc::new(Sender::new(pool.clone(), notifiers, cfg.clone(), metrics.clone(), Arc::new(tokio::sync::Notify::new())));
+    let sender = Arc::new(Sender::new(
+        pool.clone(),
+        notifiers,
+        cfg.clone(),
+        metrics.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    ));
     (tokio::spawn(sender.run_forever()), metrics)
 }
 
@@ -253,7 +269,10 @@ async fn starttls_relay_with_auth_receives_the_email_over_tls() {
     assert_eq!(header(raw, "From").as_deref(), Some("canopy@example.org"));
     assert_eq!(header(raw, "To").as_deref(), Some("oncall@example.org"));
     let subject = header(raw, "Subject").unwrap();
-    assert!(subject.starts_with("[Canopy] TRIGGERED critical: Carbon budget \"web monthly\" crossed 100 %"), "{subject}");
+    assert!(
+        subject.starts_with("[Canopy] TRIGGERED critical: Carbon budget \"web monthly\" crossed 100 %"),
+        "{subject}"
+    );
     let month = canopy_aggregator::time::yyyymmdd(canopy_aggregator::time::month_start_shifted(now, 0));
     assert_eq!(header(raw, "X-Canopy-Dedup-Key"), Some(format!("canopy/budget/{budget_id}/threshold/{month}")));
     assert!(raw.contains("Content-Type: text/plain") && raw.contains("Content-Type: text/html"), "{raw}");
@@ -262,7 +281,9 @@ async fn starttls_relay_with_auth_receives_the_email_over_tls() {
     // Without the private CA the relay's certificate is not trusted: no delivery.
     let untrusted = mail_config(relay.url(PASSWORD), None);
     let n = Notifiers::new(untrusted).unwrap();
-    let route = canopy_aggregator::alerts::routes::parse_route("m", &json!({ "kind": "email", "to": ["a@example.org"] })).unwrap();
+    let route =
+        canopy_aggregator::alerts::routes::parse_route("m", &json!({ "kind": "email", "to": ["a@example.org"] }))
+            .unwrap();
     let e = n.send(&route, &json!({ "action": "trigger", "summary": "x", "dedup_key": "k" })).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert_eq!(relay.messages().len(), 1, "nothing sent to an untrusted relay");
@@ -320,7 +341,8 @@ async fn a_starttls_route_never_sends_in_clear_to_a_relay_without_starttls() {
     assert!(plain.messages().is_empty(), "nothing sent in clear: {:?}", plain.messages());
 
     // A CA bundle is checked at start-up: missing, not PEM, or for a relay URL without TLS.
-    let missing = mail_config(format!("smtp://127.0.0.1:{}?tls=required", plain.port), Some(&ca_dir.path().join("nope.pem")));
+    let missing =
+        mail_config(format!("smtp://127.0.0.1:{}?tls=required", plain.port), Some(&ca_dir.path().join("nope.pem")));
     assert_eq!(missing.validate().unwrap_err().field, "smtp_ca_file");
     let clear = mail_config(format!("smtp://127.0.0.1:{}", plain.port), Some(&ca_file));
     assert_eq!(Notifiers::new(clear).err().map(|e| e.field), Some("smtp_ca_file".to_owned()));
@@ -332,9 +354,12 @@ async fn a_relay_that_never_answers_fails_the_attempt_within_the_send_timeout() 
     // own timeout covers only the connection, the notifier bounds the exchange.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let cfg = AlertsConfig { send_timeout: Duration::from_secs(1), ..mail_config(format!("smtp://127.0.0.1:{port}"), None) };
+    let cfg =
+        AlertsConfig { send_timeout: Duration::from_secs(1), ..mail_config(format!("smtp://127.0.0.1:{port}"), None) };
     let n = Notifiers::new(cfg).unwrap();
-    let route = canopy_aggregator::alerts::routes::parse_route("m", &json!({ "kind": "email", "to": ["a@example.org"] })).unwrap();
+    let route =
+        canopy_aggregator::alerts::routes::parse_route("m", &json!({ "kind": "email", "to": ["a@example.org"] }))
+            .unwrap();
     let started = std::time::Instant::now();
     let e = tokio::time::timeout(
         Duration::from_secs(10),

@@ -113,7 +113,8 @@ async fn rounds_write_one_row_per_budget_and_utc_day_and_retention_prunes() {
     assert_eq!(rows(&pool, id).await, want);
 
     // The API reads a range: the days overlapping [from, to).
-    let (status, body) = call(&app, "GET", &format!("/v1/budgets/{id}/history?from=2026-11-01&to=2026-12-01"), None).await;
+    let (status, body) =
+        call(&app, "GET", &format!("/v1/budgets/{id}/history?from=2026-11-01&to=2026-12-01"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let days = body["days"].as_array().unwrap();
     let got: Vec<(&str, f64, f64, f64)> = days
@@ -131,12 +132,17 @@ async fn rounds_write_one_row_per_budget_and_utc_day_and_retention_prunes() {
     assert_eq!(days[0]["period_start_unix_s"], NOV_1);
     assert_eq!(days[0]["evaluations"], 2);
     // `to` mid-day still includes the day it falls in; `from` mid-day too.
-    let (_, body) = call(&app, "GET", &format!("/v1/budgets/{id}/history?from={}&to={}", NOV_1 + 2 * DAY + 5, DEC_1 + 1), None).await;
+    let (_, body) =
+        call(&app, "GET", &format!("/v1/budgets/{id}/history?from={}&to={}", NOV_1 + 2 * DAY + 5, DEC_1 + 1), None)
+            .await;
     let listed: Vec<&str> = body["days"].as_array().unwrap().iter().map(|d| d["day"].as_str().unwrap()).collect();
     assert_eq!(listed, ["2026-11-03", "2026-12-01"]);
     // Default range: the retention (30 days) up to the end of the API's today (2026-12-04).
     let (_, body) = call(&app, "GET", &format!("/v1/budgets/{id}/history"), None).await;
-    assert_eq!((body["from_unix_s"].as_i64(), body["to_unix_s"].as_i64()), (Some(DEC_1 + 4 * DAY - 30 * DAY), Some(DEC_1 + 4 * DAY)));
+    assert_eq!(
+        (body["from_unix_s"].as_i64(), body["to_unix_s"].as_i64()),
+        (Some(DEC_1 + 4 * DAY - 30 * DAY), Some(DEC_1 + 4 * DAY))
+    );
     assert_eq!(body["days"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["retention_days"], 30);
 
