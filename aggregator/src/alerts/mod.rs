@@ -157,8 +157,15 @@ impl AlertsConfig {
         }
         if let Some(path) = &self.smtp_ca_file {
             notify::email::load_ca_bundle(path)?;
-            if self.smtp_url.is_none() {
-                return Err(FieldError::new("smtp_ca_file", "set without smtp_url (no relay to trust it for)"));
+            match &self.smtp_url {
+                None => return Err(FieldError::new("smtp_ca_file", "set without smtp_url (no relay to trust it for)")),
+                Some(url) if notify::email::tls_mode(url)?.0 == notify::email::TlsMode::None => {
+                    return Err(FieldError::new(
+                        "smtp_ca_file",
+                        "set for a relay URL without TLS (use smtp://...?tls=required or smtps://)",
+                    ));
+                }
+                Some(_) => {}
             }
         }
         if self.budget_history_retention_days == 0 || self.budget_history_retention_days > history::MAX_RETENTION_DAYS {

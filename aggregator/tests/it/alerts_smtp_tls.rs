@@ -345,6 +345,7 @@ async fn a_starttls_route_never_sends_in_clear_to_a_relay_without_starttls() {
         mail_config(format!("smtp://127.0.0.1:{}?tls=required", plain.port), Some(&ca_dir.path().join("nope.pem")));
     assert_eq!(missing.validate().unwrap_err().field, "smtp_ca_file");
     let clear = mail_config(format!("smtp://127.0.0.1:{}", plain.port), Some(&ca_file));
+    assert_eq!(clear.validate().unwrap_err().field, "smtp_ca_file");
     assert_eq!(Notifiers::new(clear).err().map(|e| e.field), Some("smtp_ca_file".to_owned()));
 }
 
