@@ -296,9 +296,26 @@ async fn a_wrong_smtp_password_is_retried_and_delivered_once_fixed() {
     let wrong = mail_config(relay.url("not-the-password"), Some(&relay.ca_file));
     let now = canopy_aggregator::http::system_clock();
     one_email_queued(&db.pool, &wrong, now).await;
-    let (sender, metrics) = start_sender(&db.pool, &wrong);
+    // The first aggregator: its own runtime and pool, dropped whole below as a
+    // process restart would (the sender's route workers with it).
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let metrics = {
+        let (url, wrong) = (db.url(), wrong.clone());
+        first
+            .spawn(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+                let (sender, metrics) = start_sender(&pool, &wrong);
+                tokio::spawn(async move {
+                    let _ = sender.await;
+                    drop(pool);
+                });
+                metrics
+            })
+            .await
+            .unwrap()
+    };
     until("three refused attempts", || async { outbox_row(&db.pool).await.0 >= 3 }).await;
-    sender.abort();
+    first.shutdown_background();
     let (attempts, error, delivered, failed) = outbox_row(&db.pool).await;
     assert!(!delivered && !failed, "still queued after {attempts} attempts, not dropped");
     let error = error.unwrap();
