@@ -13,7 +13,8 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 
 # aiosmtpd: the real SMTP server the aggregator's alert tests deliver email to
-# (aggregator/tests/it/alerts.rs starts it with `python3 -m aiosmtpd`).
+# (aggregator/tests/it/alerts.rs starts it with `python3 -m aiosmtpd`;
+# alerts_smtp_tls.rs runs its Controller with STARTTLS and AUTH required).
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
 fi

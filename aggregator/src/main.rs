@@ -414,6 +414,13 @@ struct AlertArgs {
     /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://host:465.
     #[arg(long, env = "CANOPY_SMTP_URL", hide_env_values = true)]
     smtp_url: Option<String>,
+    /// PEM bundle of CA certificates the SMTP relay's certificate may chain
+    /// to (a relay with a private CA), trusted besides the public roots.
+    #[arg(long, env = "CANOPY_SMTP_CA_FILE")]
+    smtp_ca_file: Option<PathBuf>,
+    /// Days of budget burn history kept (1-3660).
+    #[arg(long, env = "CANOPY_BUDGET_HISTORY_RETENTION_DAYS", default_value_t = canopy_aggregator::alerts::history::DEFAULT_RETENTION_DAYS)]
+    budget_history_retention_days: u32,
     /// Sender address of alert email.
     #[arg(long, env = "CANOPY_ALERT_EMAIL_FROM", default_value = "canopy@localhost")]
     alert_email_from: String,
@@ -432,6 +439,8 @@ impl AlertArgs {
             dashboard_url: self.alert_dashboard_url.clone(),
             pagerduty_events_url: self.pagerduty_events_url.clone(),
             smtp_url: self.smtp_url.clone(),
+            smtp_ca_file: self.smtp_ca_file.clone(),
+            budget_history_retention_days: self.budget_history_retention_days,
             email_from: self.alert_email_from.clone(),
             retry_min: Duration::from_millis(self.alert_retry_min_ms),
             retry_max: Duration::from_secs(self.alert_retry_max_s),
@@ -696,7 +705,8 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
-            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone());
+            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone())
+                .with_history_retention_days(alert_state.config.budget_history_retention_days);
             // Every route, the alerting ones included, behind the access control.
             let app =
                 gate.clone().layer_http(http::served_router(engine.clone(), http::system_clock, auth.clone(), alert_state));

@@ -4,8 +4,10 @@
 //! [`AnomalySource`], forecast overshoot and anomalies), then, in one
 //! transaction under an advisory lock, compares them with the stored alert
 //! state ([`decide`], pure), writes the new state, its history and the
-//! outbox rows of the notifications it decided. It never sends anything:
-//! the sender in [`super::outbox`] does.
+//! outbox rows of the notifications it decided, and in the same transaction
+//! each budget's status and its day in the burn history
+//! ([`super::history`], pruned past the retention there too). It never
+//! sends anything: the sender in [`super::outbox`] does.
 //!
 //! Identity: an alert is `budget/<budget id>/<kind>/<period start date>`;
 //! it triggers once, re-notifies when its level rises (a higher threshold),
@@ -222,6 +224,8 @@ pub struct BudgetBurn {
     pub period_end_unix_s: i64,
     /// Emissions so far in the period, gCO2e, on the budget's basis.
     pub actual_g_co2e: f64,
+    /// The budget's amount, gCO2e.
+    pub budget_g_co2e: f64,
     /// Last hour's rate over the even rate.
     pub burn_rate_1h: f64,
     /// Last 24 hours' rate over the even rate.
@@ -248,6 +252,7 @@ pub fn conditions(
         period_start_unix_s: start,
         period_end_unix_s: end,
         actual_g_co2e: actual,
+        budget_g_co2e: amount_g,
         burn_rate_1h: usage.last_1h.on(column) / 3_600.0 / even_g_per_s,
         burn_rate_24h: usage.last_24h.on(column) / 86_400.0 / even_g_per_s,
     };
@@ -353,6 +358,8 @@ pub struct RoundReport {
     pub resolved: usize,
     /// Outbox rows written.
     pub enqueued: usize,
+    /// Burn-history rows deleted past the retention.
+    pub history_pruned: u64,
     /// Seconds spent reading, deciding and writing.
     pub read_s: f64,
     /// Seconds spent deciding and writing.
@@ -518,6 +525,9 @@ impl Evaluator {
             report.enqueued += enqueue(&mut tx, alert_id, action, &self.config, now_unix_s).await?;
         }
         write_status(&mut tx, &burns, now_unix_s).await?;
+        super::history::write(&mut tx, &burns, now_unix_s).await?;
+        report.history_pruned =
+            super::history::prune(&mut tx, now_unix_s, self.config.budget_history_retention_days).await?;
         tx.commit().await?;
         report.write_s = started.elapsed().as_secs_f64() - read_s;
         if report.enqueued > 0 {
@@ -541,6 +551,7 @@ impl Evaluator {
                     triggered = r.triggered,
                     resolved = r.resolved,
                     enqueued = r.enqueued,
+                    history_pruned = r.history_pruned,
                     read_s = r.read_s,
                     write_s = r.write_s,
                     "alert evaluation round"

@@ -7,7 +7,8 @@
 //! (PERMISSION_DENIED) and are audited, reads see only budgets within the
 //! caller's scope (NOT_FOUND for another one). Replies carry no PagerDuty
 //! routing key (the field is empty); an update replaces the whole spec, so
-//! it must resend the key to keep it.
+//! it must resend the key to keep it. `GetBudgetHistory` reads the burn
+//! history ([`super::history`]) of a budget the caller may read.
 
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::AlertError;
 use super::access::{BudgetFilter, actor, require_admin};
 use super::budgets::{self, Budget};
+use super::history;
 use crate::auth::Auth;
 
 /// Generated protobuf types and the service trait.
@@ -33,12 +35,19 @@ pub use pb::canopy_budgets_server::CanopyBudgetsServer;
 pub struct GrpcBudgets {
     pool: PgPool,
     auth: Auth,
+    history_retention_days: u32,
 }
 
 impl GrpcBudgets {
     /// A service over the alerting pool, answering callers `auth` accepts.
     pub fn new(pool: PgPool, auth: Auth) -> GrpcBudgets {
-        GrpcBudgets { pool, auth }
+        GrpcBudgets { pool, auth, history_retention_days: super::history::DEFAULT_RETENTION_DAYS }
+    }
+
+    /// The default range of `GetBudgetHistory` (the configured retention).
+    pub fn with_history_retention_days(mut self, days: u32) -> GrpcBudgets {
+        self.history_retention_days = days;
+        self
     }
 
     /// Wrapped as a tonic server.
@@ -173,5 +182,45 @@ impl pb::canopy_budgets_server::CanopyBudgets for GrpcBudgets {
         require_admin(&p, "deleting a budget").map_err(status)?;
         budgets::delete(&self.pool, &actor(&p), r.into_inner().budget_id).await.map_err(status)?;
         Ok(Response::new(pb::DeleteBudgetResponse {}))
+    }
+
+    async fn get_budget_history(
+        &self,
+        r: Request<pb::GetBudgetHistoryRequest>,
+    ) -> Result<Response<pb::BudgetHistory>, Status> {
+        let p = self.auth.authenticate_grpc(r.metadata()).await?;
+        let m = r.into_inner();
+        let now = crate::http::system_clock();
+        let retention = self.history_retention_days;
+        let to = m.to_unix_s.unwrap_or((history::day_number(now) as i64 + 1) * crate::time::DAY_S);
+        let from = m.from_unix_s.unwrap_or(to - retention as i64 * crate::time::DAY_S);
+        history::check_range(from, to).map_err(|e| status(e.into()))?;
+        let b = budgets::get(&self.pool, m.budget_id).await.map_err(status)?;
+        let filter = BudgetFilter::load(&self.pool, &p).await.map_err(|e| status(e.into()))?;
+        if !filter.allows(&b) {
+            return Err(status(AlertError::NotFound(format!("budget {}", m.budget_id))));
+        }
+        let days = history::read(&self.pool, m.budget_id, from, to).await.map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::BudgetHistory {
+            budget_id: m.budget_id,
+            from_unix_s: from,
+            to_unix_s: to,
+            days: days
+                .iter()
+                .map(|d| pb::BudgetHistoryDay {
+                    day_start_unix_s: d.day_start_unix_s,
+                    evaluated_unix_s: d.evaluated_unix_s,
+                    period_start_unix_s: d.period_start_unix_s,
+                    period_end_unix_s: d.period_end_unix_s,
+                    actual_kg_co2e: d.actual_g_co2e / 1_000.0,
+                    budget_kg_co2e: d.budget_g_co2e / 1_000.0,
+                    burn_rate_1h: d.burn_rate_1h,
+                    burn_rate_24h: d.burn_rate_24h,
+                    max_burn_rate_1h: d.max_burn_rate_1h,
+                    max_burn_rate_24h: d.max_burn_rate_24h,
+                    evaluations: d.evaluations,
+                })
+                .collect(),
+        }))
     }
 }

@@ -20,6 +20,7 @@ use sqlx::{PgPool, Row};
 
 use super::access::{self, BudgetFilter, actor, require_admin};
 use super::budgets::{self, budget_json};
+use super::history;
 use super::routes::{self, route_json};
 use super::silences::{self, silence_json};
 use super::{AlertError, AlertsConfig, FieldError};
@@ -43,6 +44,7 @@ pub fn route_table(state: AlertsHttp) -> RouteTable {
     RouteTable::new()
         .route("/v1/budgets", &["get", "post"], get(list_budgets).post(create_budget))
         .route("/v1/budgets/{budget_id}", &["get", "put", "delete"], get(get_budget).put(update_budget).delete(delete_budget))
+        .route("/v1/budgets/{budget_id}/history", &["get"], get(budget_history))
         .route("/v1/alert-routes", &["get"], get(list_routes))
         .route("/v1/alert-routes/{name}", &["put", "delete"], axum::routing::put(put_route).delete(delete_route))
         .route("/v1/silences", &["get", "post"], get(list_silences).post(create_silence))
@@ -152,6 +154,40 @@ async fn readable_budget(pool: &PgPool, p: &Principal, budget_id: i64) -> Result
 async fn get_budget(State(s): S, p: P, Path(id): Path<String>) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     Ok(Json(budget_json(&readable_budget(&s.pool, &p, id_param("budget_id", &id)?).await?)))
+}
+
+/// The burn history of one budget the caller may read: one row per UTC day
+/// overlapping `[from, to)` (see [`super::history`]).
+async fn budget_history(
+    State(s): S,
+    p: P,
+    Path(id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, AlertError> {
+    let p = principal(p)?;
+    let id = id_param("budget_id", &id)?;
+    let (mut from, mut to) = (None, None);
+    for (name, value) in &params {
+        let slot = match name.as_str() {
+            "from" => &mut from,
+            "to" => &mut to,
+            other => return Err(FieldError::new(other, "unknown parameter (expected from, to)").into()),
+        };
+        if slot.replace(value.as_str()).is_some() {
+            return Err(FieldError::new(name, "given more than once").into());
+        }
+    }
+    let retention = s.config.budget_history_retention_days;
+    let (from_s, to_s) = history::parse_range(from, to, (s.clock)(), retention)?;
+    readable_budget(&s.pool, &p, id).await?;
+    let days = history::read(&s.pool, id, from_s, to_s).await?;
+    Ok(Json(json!({
+        "budget_id": id,
+        "from_unix_s": from_s,
+        "to_unix_s": to_s,
+        "retention_days": retention,
+        "days": days.iter().map(history::day_json).collect::<Vec<_>>(),
+    })))
 }
 
 async fn update_budget(State(s): S, p: P, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {

@@ -32,6 +32,8 @@ pub struct AlertMetrics {
     pub delivery_rejected_total: [AtomicU64; 3],
     /// Times a route's notification waited for its rate limit or quiet hours.
     pub held_total: AtomicU64,
+    /// Budget burn-history rows deleted past the retention.
+    pub history_pruned_total: AtomicU64,
 }
 
 /// Index of a route kind in the per-kind counters.
@@ -54,6 +56,7 @@ impl AlertMetrics {
         self.triggered_total.fetch_add(r.triggered as u64, Ordering::Relaxed);
         self.resolved_total.fetch_add(r.resolved as u64, Ordering::Relaxed);
         self.enqueued_total.fetch_add(r.enqueued as u64, Ordering::Relaxed);
+        self.history_pruned_total.fetch_add(r.history_pruned, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition at `now_unix_s`.
@@ -79,6 +82,11 @@ impl AlertMetrics {
             ("canopy_alerts_resolved_total", "Alerts resolved.", get(&self.resolved_total)),
             ("canopy_alerts_outbox_enqueued_total", "Notifications written to the alert outbox.", get(&self.enqueued_total)),
             ("canopy_alerts_held_total", "Notifications held back by a route's rate limit or quiet hours.", get(&self.held_total)),
+            (
+                "canopy_alerts_budget_history_pruned_rows_total",
+                "Budget burn-history rows deleted past the retention.",
+                get(&self.history_pruned_total),
+            ),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }

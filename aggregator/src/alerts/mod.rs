@@ -23,6 +23,8 @@
 //! - [`silences`]: silences with expiry.
 //! - [`usage`]: one round's read of the rollups, indexed for many budgets.
 //! - [`evaluate`]: the decision (pure) and the evaluation round and loop.
+//! - [`history`]: the burn history, one row per budget and UTC day,
+//!   written and pruned in the round's transaction.
 //! - [`outbox`]: the sender (backoff with `backon`, rate limits, quiet hours).
 //! - [`notify`]: PagerDuty Events API v2, email (SMTP, lettre), webhook.
 //! - [`access`]: who may read and write what (admin writes, scoped reads),
@@ -38,6 +40,7 @@ pub mod bench;
 pub mod budgets;
 pub mod evaluate;
 pub mod grpc;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod notify;
@@ -97,6 +100,13 @@ pub struct AlertsConfig {
     /// `smtp://user:pass@host:587?tls=required` STARTTLS, `smtps://` TLS);
     /// email routes fail (and are retried) while unset.
     pub smtp_url: Option<String>,
+    /// PEM bundle of the CA certificates the SMTP relay's TLS certificate
+    /// may chain to, in addition to the public roots (a relay with a
+    /// private CA); read and checked at start-up.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
+    /// Days of budget burn history kept (1 to 3,660); older days are
+    /// deleted by the evaluator.
+    pub budget_history_retention_days: u32,
     /// Sender address of alert emails.
     pub email_from: String,
     /// Shortest and longest wait between delivery attempts.
@@ -114,6 +124,8 @@ impl Default for AlertsConfig {
             dashboard_url: "http://127.0.0.1:8080".to_owned(),
             pagerduty_events_url: "https://events.pagerduty.com/v2/enqueue".to_owned(),
             smtp_url: None,
+            smtp_ca_file: None,
+            budget_history_retention_days: history::DEFAULT_RETENTION_DAYS,
             email_from: "canopy@localhost".to_owned(),
             retry_min: std::time::Duration::from_secs(1),
             retry_max: std::time::Duration::from_secs(300),
@@ -142,6 +154,25 @@ impl AlertsConfig {
             && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
         {
             return Err(FieldError::new("smtp_url", "expected an smtp:// or smtps:// URL"));
+        }
+        if let Some(path) = &self.smtp_ca_file {
+            notify::email::load_ca_bundle(path)?;
+            match &self.smtp_url {
+                None => return Err(FieldError::new("smtp_ca_file", "set without smtp_url (no relay to trust it for)")),
+                Some(url) if notify::email::tls_mode(url)?.0 == notify::email::TlsMode::None => {
+                    return Err(FieldError::new(
+                        "smtp_ca_file",
+                        "set for a relay URL without TLS (use smtp://...?tls=required or smtps://)",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.budget_history_retention_days == 0 || self.budget_history_retention_days > history::MAX_RETENTION_DAYS {
+            return Err(FieldError::new(
+                "budget_history_retention_days",
+                format!("expected 1 to {} days, found {}", history::MAX_RETENTION_DAYS, self.budget_history_retention_days),
+            ));
         }
         if !self.email_from.contains('@') {
             return Err(FieldError::new("alert_email_from", format!("expected an address, found {:?}", self.email_from)));

@@ -195,14 +195,14 @@ impl Receiver {
 }
 
 /// aiosmtpd on a free port, delivering into a maildir.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
     maildir: tempfile::TempDir,
 }
 
 impl SmtpServer {
-    async fn start() -> SmtpServer {
+    pub(crate) async fn start() -> SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut child = std::process::Command::new("python3")
@@ -223,7 +223,7 @@ impl SmtpServer {
     }
 
     /// Every message delivered so far, raw.
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         let new = self.maildir.path().join("mail").join("new");
         let mut out: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&new)
             .map(|d| {
@@ -244,20 +244,20 @@ impl Drop for SmtpServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------- fixtures
 
 /// The current UTC hour's start minus one hour, not before the month start.
-fn data_hour(now: i64) -> i64 {
+pub(crate) fn data_hour(now: i64) -> i64 {
     let month_start = canopy_aggregator::time::month_start_shifted(now, 0);
     (now.div_euclid(3_600) * 3_600 - 3_600).max(month_start)
 }
 
 /// Stores `kg` kgCO2e (location and market) for team `web` in the hour of `at`.
-async fn store_web_emissions(pool: &PgPool, sequence: u64, at: i64, kg: f64) {
+pub(crate) async fn store_web_emissions(pool: &PgPool, sequence: u64, at: i64, kg: f64) {
     let mut facts = Vec::new();
     for r in 0..4u64 {
         let mut f = fact(r * 3, at, 3_600, 1);
@@ -287,10 +287,11 @@ fn config(receiver: &Receiver, smtp_port: u16) -> AlertsConfig {
         retry_min: Duration::from_millis(50),
         retry_max: Duration::from_millis(400),
         send_timeout: Duration::from_secs(5),
+        ..AlertsConfig::default()
     }
 }
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub(crate) async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -305,7 +306,7 @@ async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) 
 
 /// The alerting routes behind the access control in its open mode (every
 /// caller an admin); roles and scopes are tested in `authz.rs`.
-fn app(pool: &PgPool, cfg: &AlertsConfig) -> axum::Router {
+pub(crate) fn app(pool: &PgPool, cfg: &AlertsConfig) -> axum::Router {
     let router = alerts_http::route_table(alerts_http::AlertsHttp {
         pool: pool.clone(),
         config: cfg.clone(),
@@ -389,7 +390,7 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A header of a raw message, folded lines joined (RFC 5322 unfolding).
-fn header(raw: &str, name: &str) -> Option<String> {
+pub(crate) fn header(raw: &str, name: &str) -> Option<String> {
     let head = raw.split("\r\n\r\n").next().unwrap_or(raw).split("\n\n").next().unwrap_or(raw);
     let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ").replace("\n\t", " ");
     unfolded.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim_end().to_owned()))

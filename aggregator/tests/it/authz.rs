@@ -950,10 +950,11 @@ fn serve_refuses_to_start_without_authentication() {
 /// The alerting routes (method, path), each with a case in
 /// `every_alerting_route_answers_only_within_the_callers_scope`; the HTTP
 /// walk above fails when `serve` answers a route listed nowhere.
-const ALERTING_ROUTES: [(&str, &str); 14] = [
+const ALERTING_ROUTES: [(&str, &str); 15] = [
     ("get", "/v1/budgets"),
     ("post", "/v1/budgets"),
     ("get", "/v1/budgets/{budget_id}"),
+    ("get", "/v1/budgets/{budget_id}/history"),
     ("put", "/v1/budgets/{budget_id}"),
     ("delete", "/v1/budgets/{budget_id}"),
     ("get", "/v1/alert-routes"),
@@ -1049,6 +1050,17 @@ async fn alert_fixture(app: &axum::Router, pool: &sqlx::PgPool, admin: &str) -> 
     };
     let web_alert = alert(web).await;
     let data_alert = alert(data).await;
+    // One day of burn history per budget (what the evaluator writes), 2026-12-01.
+    sqlx::query(
+        "INSERT INTO budget_burn_history (budget_id, day_utc, evaluated_at, period_start, period_end, actual_g_co2e,
+             budget_g_co2e, burn_rate_1h, burn_rate_24h, max_burn_rate_1h, max_burn_rate_24h)
+         SELECT budget_id, DATE '2026-12-01', '2026-12-01T12:00Z', '2026-12-01T00:00Z', '2027-01-01T00:00Z',
+                budget_id * 100, 20000, 1, 1, 2, 2
+         FROM budgets",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
     let silence = |budget_id: i64| async move {
         let body = json!({ "budget_id": budget_id, "duration_s": 3_600, "comment": "maintenance" });
         let (status, body, _) = send(app, "post", "/v1/silences", Some(admin), Some(body)).await;
@@ -1145,6 +1157,26 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                             assert_no_secret(&text, &format!("{who} {what}"));
                         } else {
                             assert_eq!(status, StatusCode::NOT_FOUND, "{who} budget {id} is outside the scope: {body}");
+                        }
+                    }
+                }
+                ("get", "/v1/budgets/{budget_id}/history") => {
+                    for id in [f.web, f.data, f.ou_b] {
+                        let uri = format!("/v1/budgets/{id}/history?from=2026-11-01&to=2027-01-01");
+                        let (status, body, text) = send(&app, method, &uri, bearer, None).await;
+                        if visible.contains(&id) {
+                            assert_eq!(status, StatusCode::OK, "{who} history {id}: {body}");
+                            let days = body["days"].as_array().unwrap();
+                            assert_eq!(days.len(), 1, "{who} history {id}: {body}");
+                            assert_eq!(days[0]["actual_kg_co2e"].as_f64(), Some(id as f64 / 10.0), "{who} history {id}");
+                            assert_no_secret(&text, &format!("{who} {what}"));
+                            // Bad input: 400 naming the parameter.
+                            let uri = format!("/v1/budgets/{id}/history?to=tomorrow");
+                            let (status, body, _) = send(&app, method, &uri, bearer, None).await;
+                            assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("to")), "{who}: {body}");
+                        } else {
+                            assert_eq!(status, StatusCode::NOT_FOUND, "{who} history {id} is outside the scope: {body}");
+                            assert!(!text.contains("actual_kg_co2e"), "{who}: {text}");
                         }
                     }
                 }
@@ -1344,7 +1376,10 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
         .filter_map(|l| l.trim().strip_prefix("rpc "))
         .map(|l| l.split('(').next().unwrap().trim())
         .collect();
-    assert_eq!(methods, ["CreateBudget", "DeleteBudget", "GetBudget", "ListBudgets", "UpdateBudget"].into_iter().collect());
+    assert_eq!(
+        methods,
+        ["CreateBudget", "DeleteBudget", "GetBudget", "GetBudgetHistory", "ListBudgets", "UpdateBudget"].into_iter().collect()
+    );
 
     let o = org().await;
     let pool = o.db.pool.clone();
@@ -1373,6 +1408,12 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
         }
         r
     }
+    // December 2026, where the fixture's history day lies.
+    let history = |budget_id: i64| bpb::GetBudgetHistoryRequest {
+        budget_id,
+        from_unix_s: Some(1_796_083_200),
+        to_unix_s: Some(1_796_083_200 + 31 * 86_400),
+    };
     let spec = |amount: f64| bpb::BudgetSpec {
         name: "data quarterly".into(),
         scope: Some(bpb::Scope { team: "data".into(), ..Default::default() }),
@@ -1397,8 +1438,9 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
                 .unwrap_err()
                 .code(),
             client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err().code(),
+            client.get_budget_history(req(history(f.web), bearer)).await.unwrap_err().code(),
         ];
-        assert_eq!(codes, [tonic::Code::Unauthenticated; 5], "{bearer:?}");
+        assert_eq!(codes, [tonic::Code::Unauthenticated; 6], "{bearer:?}");
     }
     assert_eq!(alerting_state(&pool).await, before);
 
@@ -1422,7 +1464,24 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
                 Err(e) if !visible.contains(&id) => assert_eq!(e.code(), tonic::Code::NotFound, "{who} GetBudget {id}"),
                 other => panic!("{who} GetBudget {id}: {other:?}"),
             }
+            match client.get_budget_history(req(history(id), bearer)).await {
+                Ok(h) if visible.contains(&id) => {
+                    let h = h.into_inner();
+                    assert_eq!((h.budget_id, h.days.len()), (id, 1), "{who} GetBudgetHistory {id}");
+                    assert_eq!(h.days[0].actual_kg_co2e, id as f64 / 10.0);
+                    assert_eq!(h.days[0].day_start_unix_s, 1_796_083_200, "2026-12-01");
+                }
+                Err(e) if !visible.contains(&id) => {
+                    assert_eq!(e.code(), tonic::Code::NotFound, "{who} GetBudgetHistory {id}")
+                }
+                other => panic!("{who} GetBudgetHistory {id}: {other:?}"),
+            }
         }
+        // A range ending before it starts: INVALID_ARGUMENT naming `to`.
+        let bad = bpb::GetBudgetHistoryRequest { budget_id: f.web, from_unix_s: Some(10), to_unix_s: Some(5) };
+        let e = client.get_budget_history(req(bad, bearer)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{who}: {e:?}");
+        assert_eq!(e.metadata().get("canopy-field").and_then(|v| v.to_str().ok()), Some("to"), "{who}");
         let state = alerting_state(&pool).await;
         let created = client.create_budget(req(bpb::CreateBudgetRequest { spec: Some(spec(50.0)) }, bearer)).await;
         if case.role == Role::Admin {

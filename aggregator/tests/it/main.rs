@@ -7,9 +7,11 @@
 //! tests print why they skip (`scripts/test.sh` runs it both ways).
 
 mod alerts;
+mod alerts_smtp_tls;
 mod attribution;
 mod authz;
 mod bench;
+mod budget_history;
 mod coarsening;
 mod db_tls;
 mod factors;

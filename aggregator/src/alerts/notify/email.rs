@@ -1,12 +1,23 @@
 //! Email over SMTP with lettre: plain SMTP, STARTTLS or implicit TLS and
 //! optional authentication, all from the relay URL
 //! (`smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
-//! `smtps://user:pass@host:465`). Each message has a plain-text and an HTML
-//! body and an `X-Canopy-Dedup-Key` header. A permanent SMTP refusal (5xx)
-//! is refused for good; anything else is retried.
+//! `smtps://user:pass@host:465`). A relay whose certificate chains to a
+//! private CA is trusted through a PEM bundle (`--smtp-ca-file`), read and
+//! checked at start-up, in addition to the public roots. A route that asks
+//! for TLS (`?tls=required`, `smtps://`) never sends in clear: a relay that
+//! does not offer STARTTLS fails the attempt. Each message has a plain-text
+//! and an HTML body and an `X-Canopy-Dedup-Key` header. A permanent SMTP
+//! refusal of the message (5xx) is refused for good; an authentication
+//! refusal (530, 534, 535, 538: the relay's credentials or TLS policy,
+//! which an operator fixes) and anything else is retried, so no alert is
+//! dropped for a wrong password. One attempt (connection and exchange) is
+//! bounded by the send timeout.
+
+use std::path::Path;
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 
@@ -19,24 +30,108 @@ pub const DEDUP_HEADER: &str = "X-Canopy-Dedup-Key";
 /// An SMTP relay.
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Bound of one whole SMTP exchange (lettre's own timeout only covers
+    /// the connection: a relay that stalls after it would hold the sender).
+    timeout: std::time::Duration,
+}
+
+/// How a relay URL asks to use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `smtp://host` without `tls`: plain SMTP.
+    None,
+    /// `smtp://host?tls=opportunistic`: STARTTLS when offered.
+    Opportunistic,
+    /// `smtp://host?tls=required`: STARTTLS or fail.
+    Required,
+    /// `smtps://host`: TLS from the first byte.
+    Wrapper,
+}
+
+/// The TLS mode and host of a relay URL.
+pub fn tls_mode(url: &str) -> Result<(TlsMode, String), FieldError> {
+    let bad = |m: String| FieldError::new("smtp_url", m);
+    let u = reqwest::Url::parse(url).map_err(|e| bad(format!("invalid SMTP URL: {e}")))?;
+    let host = u.host_str().ok_or_else(|| bad("expected a host in the SMTP URL".to_owned()))?.to_owned();
+    let tls = u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let mode = match (u.scheme(), tls.as_deref()) {
+        ("smtp", None) => TlsMode::None,
+        ("smtp", Some("opportunistic")) => TlsMode::Opportunistic,
+        ("smtp", Some("required")) => TlsMode::Required,
+        ("smtps", _) => TlsMode::Wrapper,
+        (scheme, tls) => {
+            return Err(bad(format!(
+                "expected smtp:// (optionally ?tls=required or ?tls=opportunistic) or smtps://, found scheme {scheme:?} with tls {tls:?}"
+            )));
+        }
+    };
+    Ok((mode, host))
+}
+
+/// Reads a PEM bundle of CA certificates (at least one), naming
+/// `smtp_ca_file` in the error.
+pub fn load_ca_bundle(path: &Path) -> Result<Certificate, FieldError> {
+    let bad = |m: String| FieldError::new("smtp_ca_file", m);
+    let pem = std::fs::read(path).map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+    let count = String::from_utf8_lossy(&pem).matches("-----BEGIN CERTIFICATE-----").count();
+    if count == 0 {
+        return Err(bad(format!("expected PEM certificates in {}, found none", path.display())));
+    }
+    Certificate::from_pem(&pem).map_err(|e| bad(format!("parsing {}: {e}", path.display())))
 }
 
 impl Smtp {
-    /// From a relay URL.
-    pub fn from_url(url: &str, timeout: std::time::Duration) -> Result<Smtp, FieldError> {
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+    /// From a relay URL, trusting the CA certificates of `ca_file` as well
+    /// as the public roots when set (only with a TLS URL).
+    pub fn from_url(url: &str, ca_file: Option<&Path>, timeout: std::time::Duration) -> Result<Smtp, FieldError> {
+        let (mode, host) = tls_mode(url)?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| FieldError::new("smtp_url", format!("invalid SMTP URL: {e}")))?;
-        Ok(Smtp { transport: builder.timeout(Some(timeout)).build() })
+        if let Some(path) = ca_file {
+            let ca = load_ca_bundle(path)?;
+            let params = TlsParameters::builder(host)
+                .add_root_certificate(ca)
+                .build_rustls()
+                .map_err(|e| FieldError::new("smtp_ca_file", format!("TLS settings with {}: {e}", path.display())))?;
+            builder = builder.tls(match mode {
+                TlsMode::Required => Tls::Required(params),
+                TlsMode::Opportunistic => Tls::Opportunistic(params),
+                TlsMode::Wrapper => Tls::Wrapper(params),
+                TlsMode::None => {
+                    return Err(FieldError::new(
+                        "smtp_ca_file",
+                        "set for a relay URL without TLS (use smtp://...?tls=required or smtps://)",
+                    ));
+                }
+            });
+        }
+        Ok(Smtp { transport: builder.timeout(Some(timeout)).build(), timeout })
     }
 
     /// Sends the message of `event` to `to`.
     pub async fn send(&self, from: &str, to: &[String], event: &Value) -> Result<(), NotifyError> {
         let msg = message(from, to, event)?;
-        match self.transport.send(msg).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(NotifyError::Rejected(format!("SMTP refused the message: {e}"))),
-            Err(e) => Err(NotifyError::Unavailable(format!("SMTP delivery failed: {e}"))),
+        match tokio::time::timeout(self.timeout, self.transport.send(msg)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(e.status().map(u16::from), e.is_permanent(), &e.to_string())),
+            Err(_) => Err(NotifyError::Unavailable(format!(
+                "SMTP delivery failed: no answer within {} s",
+                self.timeout.as_secs_f64()
+            ))),
         }
+    }
+}
+
+/// Classifies a failed SMTP exchange: `code` the reply code when the relay
+/// answered. Authentication and TLS-policy refusals are retried (fixing
+/// the credentials delivers the queue); other 5xx refuse the message for
+/// good; everything else (4xx, connection, TLS handshake, STARTTLS not
+/// offered, timeout) is retried.
+pub fn classify(code: Option<u16>, permanent: bool, text: &str) -> NotifyError {
+    match code {
+        Some(530 | 534 | 535 | 538) => NotifyError::Unavailable(format!("SMTP authentication failed: {text}")),
+        _ if permanent => NotifyError::Rejected(format!("SMTP refused the message: {text}")),
+        _ => NotifyError::Unavailable(format!("SMTP delivery failed: {text}")),
     }
 }
 
@@ -99,6 +194,25 @@ pub fn message(from: &str, to: &[String], event: &Value) -> Result<Message, Noti
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn relay_urls_and_failures_are_classified() {
+        assert_eq!(tls_mode("smtp://relay:25").unwrap(), (TlsMode::None, "relay".to_owned()));
+        assert_eq!(tls_mode("smtp://u:p@relay:587?tls=required").unwrap().0, TlsMode::Required);
+        assert_eq!(tls_mode("smtp://relay?tls=opportunistic").unwrap().0, TlsMode::Opportunistic);
+        assert_eq!(tls_mode("smtps://relay").unwrap().0, TlsMode::Wrapper);
+        assert_eq!(tls_mode("smtp://relay?tls=sometimes").unwrap_err().field, "smtp_url");
+        assert!(classify(Some(535), true, "bad credentials").is_retryable());
+        assert!(classify(Some(530), true, "must issue STARTTLS first").is_retryable());
+        assert!(!classify(Some(550), true, "no such mailbox").is_retryable());
+        assert!(classify(Some(451), false, "try later").is_retryable());
+        assert!(classify(None, false, "connection refused").is_retryable());
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        assert_eq!(load_ca_bundle(&empty).unwrap_err().field, "smtp_ca_file");
+        assert_eq!(load_ca_bundle(&dir.path().join("missing.pem")).unwrap_err().field, "smtp_ca_file");
+    }
 
     #[test]
     fn message_has_both_bodies_and_the_dedup_header() {

@@ -61,7 +61,7 @@ impl Notifiers {
             .build()
             .map_err(|e| super::FieldError::new("alerts", format!("building the HTTP client: {e}")))?;
         let smtp = match &config.smtp_url {
-            Some(url) => Some(email::Smtp::from_url(url, config.send_timeout)?),
+            Some(url) => Some(email::Smtp::from_url(url, config.smtp_ca_file.as_deref(), config.send_timeout)?),
             None => None,
         };
         Ok(Notifiers { http, config, smtp })
