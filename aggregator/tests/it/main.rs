@@ -13,6 +13,7 @@ mod bench;
 mod coarsening;
 mod db_tls;
 mod factors;
+mod forecasting;
 mod dev_ca;
 mod grpc_api;
 mod hostile;
