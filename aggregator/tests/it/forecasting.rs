@@ -315,6 +315,46 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
     assert_eq!(b["exhaustion"]["day"]["day_unix_s"], day, "{b}");
     assert!(b["exhaustion"]["earliest95"]["day_unix_s"].as_i64().unwrap() <= day);
     assert_eq!(body["points"].as_array().unwrap().len() as i64, (month_end - NOW / DAY * DAY) / DAY);
+    // budget_id only within the caller's scope: a viewer of team data gets
+    // its own budget and a 404 for web's, and no team outside its scope.
+    let (_, token) = canopy_aggregator::auth::tokens::create(
+        &db.pool,
+        "test",
+        &canopy_aggregator::auth::tokens::NewToken {
+            name: "data viewer".into(),
+            role: canopy_aggregator::auth::Role::TeamViewer,
+            scope: canopy_aggregator::auth::principal::Scope { teams: vec!["data".into()], ..Default::default() },
+            expires_in_days: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let scoped = router(
+        QueryEngine::new(db.pool.clone(), RetentionPolicy::default()),
+        clock,
+        canopy_aggregator::auth::Auth::enforced(None, db.pool.clone()),
+    );
+    let as_data = |uri: String| {
+        let scoped = scoped.clone();
+        let bearer = format!("Bearer {token}");
+        async move {
+            let req = Request::get(uri).header("authorization", bearer).body(Body::empty()).unwrap();
+            let resp = scoped.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(as_data(format!("/v1/forecast?budget_id={}", ids[0])).await.0, StatusCode::NOT_FOUND);
+    let (status, own) = as_data(format!("/v1/forecast?budget_id={}", ids[1])).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["scope"]["team"], json!(["data"]));
+    let (status, org) = as_data("/v1/forecast".to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{org}");
+    let history: f64 = org["history"].as_array().unwrap().iter().map(|d| d["actual_kg_co2e"].as_f64().unwrap()).sum();
+    assert_rel(history * 1_000.0, daily("data").iter().sum(), "a team viewer's org forecast is its team's");
+    assert_eq!(as_data("/v1/forecast?team=web".to_owned()).await.0, StatusCode::FORBIDDEN);
+
     // The data budget: never exhausted this month.
     let (_, body) = get(&app, &format!("/v1/forecast?budget_id={}", ids[1])).await;
     assert_eq!(body["budget"]["exhaustion"]["day"], Value::Null, "{body}");
