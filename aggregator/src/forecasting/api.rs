@@ -59,7 +59,14 @@ impl Horizon {
     }
 
     fn parse(text: &str) -> Option<Horizon> {
-        [Horizon::Month, Horizon::Quarter, Horizon::Year, Horizon::TwelveMonths].into_iter().find(|h| h.name() == text)
+        [
+            Horizon::Month,
+            Horizon::Quarter,
+            Horizon::Year,
+            Horizon::TwelveMonths,
+        ]
+        .into_iter()
+        .find(|h| h.name() == text)
     }
 }
 
@@ -79,10 +86,22 @@ pub struct ForecastRequest {
 }
 
 const SCOPE_NAMES: [&str; 4] = ["team", "account", "ou", "service"];
-const NAMES: [&str; 8] = ["team", "account", "ou", "service", "basis", "horizon", "budget_id", "now"];
+const NAMES: [&str; 8] = [
+    "team",
+    "account",
+    "ou",
+    "service",
+    "basis",
+    "horizon",
+    "budget_id",
+    "now",
+];
 
 fn err(parameter: &str, message: impl Into<String>) -> ParamError {
-    ParamError { parameter: parameter.to_owned(), message: message.into() }
+    ParamError {
+        parameter: parameter.to_owned(),
+        message: message.into(),
+    }
 }
 
 /// Parses `/v1/forecast`'s parameters (the gRPC method builds the same pairs).
@@ -97,10 +116,16 @@ pub fn parse_forecast(pairs: &[(String, String)]) -> Result<ForecastRequest, Par
     };
     for (key, value) in pairs {
         let Some(name) = NAMES.iter().find(|n| **n == key) else {
-            return Err(err(key, format!("unknown parameter; expected one of {}", NAMES.join(", "))));
+            return Err(err(
+                key,
+                format!("unknown parameter; expected one of {}", NAMES.join(", ")),
+            ));
         };
         if seen.contains(name) {
-            return Err(err(name, "given more than once; list values are comma-separated"));
+            return Err(err(
+                name,
+                "given more than once; list values are comma-separated",
+            ));
         }
         seen.push(name);
         match *name {
@@ -127,16 +152,25 @@ pub fn parse_forecast(pairs: &[(String, String)]) -> Result<ForecastRequest, Par
         }
     }
     if req.budget_id.is_some()
-        && let Some(other) = seen.iter().find(|n| SCOPE_NAMES.contains(n) || **n == "basis" || **n == "horizon")
+        && let Some(other) = seen
+            .iter()
+            .find(|n| SCOPE_NAMES.contains(n) || **n == "basis" || **n == "horizon")
     {
-        return Err(err(other, "not accepted with budget_id: the budget's scope, basis and period are used"));
+        return Err(err(
+            other,
+            "not accepted with budget_id: the budget's scope, basis and period are used",
+        ));
     }
     // The scope values are checked as the query API checks them.
     series_request(&req.scope_pairs, 0, DAY_S)?;
     Ok(req)
 }
 
-fn series_request(scope_pairs: &[(String, String)], from: i64, to: i64) -> Result<crate::query::SeriesRequest, ParamError> {
+fn series_request(
+    scope_pairs: &[(String, String)],
+    from: i64,
+    to: i64,
+) -> Result<crate::query::SeriesRequest, ParamError> {
     let mut pairs = scope_pairs.to_vec();
     pairs.extend([
         ("from".to_owned(), from.to_string()),
@@ -224,17 +258,28 @@ fn value_on(m: &Metrics, column: BasisColumn) -> f64 {
 
 /// The OU path filter of a budget's OU id (from the accounts below it).
 async fn ou_path_of(pool: &sqlx::PgPool, ou_id: &str) -> Result<Option<String>, sqlx::Error> {
-    let paths: Vec<String> = sqlx::query_scalar("SELECT ou_path FROM accounts WHERE ou_path <> ''").fetch_all(pool).await?;
+    let paths: Vec<String> = sqlx::query_scalar("SELECT ou_path FROM accounts WHERE ou_path <> ''")
+        .fetch_all(pool)
+        .await?;
     Ok(paths.iter().find_map(|path| {
         let segments: Vec<&str> = path.split('/').collect();
-        segments.iter().position(|s| *s == ou_id).map(|i| segments[..=i].join("/"))
+        segments
+            .iter()
+            .position(|s| *s == ou_id)
+            .map(|i| segments[..=i].join("/"))
     }))
 }
 
 /// `forecast` cut to the days before `end_unix_s`.
 fn truncated(mut f: DailyForecast, end_unix_s: i64) -> DailyForecast {
     let n = ((end_unix_s - f.first_day_unix_s).div_euclid(DAY_S)).clamp(0, f.len() as i64) as usize;
-    for v in [&mut f.point_g_co2e, &mut f.lower80_g_co2e, &mut f.upper80_g_co2e, &mut f.lower95_g_co2e, &mut f.upper95_g_co2e] {
+    for v in [
+        &mut f.point_g_co2e,
+        &mut f.lower80_g_co2e,
+        &mut f.upper80_g_co2e,
+        &mut f.lower95_g_co2e,
+        &mut f.upper95_g_co2e,
+    ] {
         v.truncate(n);
     }
     f
@@ -250,28 +295,40 @@ pub async fn compute(
 ) -> Result<ForecastAnswer, ForecastError> {
     let now = req.now_unix_s.unwrap_or(clock_now);
     let today = now.div_euclid(DAY_S) * DAY_S;
-    let (mut scope_pairs, mut basis, mut budget, mut period) = (req.scope_pairs.clone(), req.basis, None, None);
+    let (mut scope_pairs, mut basis, mut budget, mut period) =
+        (req.scope_pairs.clone(), req.basis, None, None);
     let mut horizon_name = req.horizon.name().to_owned();
     if let Some(id) = req.budget_id {
         let b = match budgets::get(engine.pool(), id).await {
             Ok(b) => b,
-            Err(crate::alerts::AlertError::NotFound(_)) => return Err(ForecastError::BudgetNotFound(id)),
+            Err(crate::alerts::AlertError::NotFound(_)) => {
+                return Err(ForecastError::BudgetNotFound(id));
+            }
             Err(crate::alerts::AlertError::Sql(e)) => return Err(ForecastError::Sql(e)),
             Err(_) => return Err(ForecastError::BudgetNotFound(id)),
         };
-        if !BudgetFilter::load(engine.pool(), principal).await?.allows(&b) {
+        if !BudgetFilter::load(engine.pool(), principal)
+            .await?
+            .allows(&b)
+        {
             return Err(ForecastError::BudgetNotFound(id));
         }
         let s = &b.spec.scope;
         scope_pairs.clear();
-        for (name, value) in [("account", &s.account_id), ("team", &s.team), ("service", &s.service)] {
+        for (name, value) in [
+            ("account", &s.account_id),
+            ("team", &s.team),
+            ("service", &s.service),
+        ] {
             if let Some(v) = value {
                 scope_pairs.push((name.to_owned(), v.clone()));
             }
         }
         if let Some(ou) = &s.ou_id {
             // An OU no account sits in yet: its own id (matches nothing).
-            let path = ou_path_of(engine.pool(), ou).await?.unwrap_or_else(|| ou.clone());
+            let path = ou_path_of(engine.pool(), ou)
+                .await?
+                .unwrap_or_else(|| ou.clone());
             scope_pairs.push(("ou".to_owned(), path));
         }
         basis = b.spec.basis;
@@ -291,13 +348,18 @@ pub async fn compute(
     // History: complete days, within what retention still holds at day grain.
     let mut snapshot = engine.snapshot(clock_now).await?;
     let usable = snapshot.horizons().usable_from(Source::Daily);
-    let usable_day = if usable == i64::MIN { i64::MIN } else { (usable + DAY_S - 1).div_euclid(DAY_S) * DAY_S };
+    let usable_day = if usable == i64::MIN {
+        i64::MIN
+    } else {
+        (usable + DAY_S - 1).div_euclid(DAY_S) * DAY_S
+    };
     let from = (today - HISTORY_DAYS * DAY_S).max(usable_day);
     let days = ((today - from) / DAY_S).max(0) as usize;
     let mut history = vec![0.0; days];
     let (filters, segments, factor_sets) = if days > 0 {
         let series = series_request(&scope_pairs, from, today)?;
-        let narrowed = crate::query::authz::series_request(&series, principal).map_err(QueryError::from)?;
+        let narrowed =
+            crate::query::authz::series_request(&series, principal).map_err(QueryError::from)?;
         let resp = snapshot.series(&narrowed).await?;
         for row in &resp.rows {
             let i = ((row.bucket_start_unix_s - from) / DAY_S) as usize;
@@ -308,7 +370,8 @@ pub async fn compute(
         (narrowed.filters, resp.segments, resp.factor_sets)
     } else {
         let series = series_request(&scope_pairs, 0, DAY_S)?;
-        let narrowed = crate::query::authz::series_request(&series, principal).map_err(QueryError::from)?;
+        let narrowed =
+            crate::query::authz::series_request(&series, principal).map_err(QueryError::from)?;
         (narrowed.filters, Vec::new(), Vec::new())
     };
     snapshot.finish().await?;
@@ -334,7 +397,11 @@ pub async fn compute(
                 let (l80, p, u80) = f.total_interval_until_g_co2e(end, 0.8);
                 let (l95, _, u95) = f.total_interval_until_g_co2e(end, 0.95);
                 let e = truncated(f.clone(), end).exhaustion(remaining).ok();
-                ((actual + l80, actual + p, actual + u80), (actual + l95, actual + p, actual + u95), e)
+                (
+                    (actual + l80, actual + p, actual + u80),
+                    (actual + l95, actual + p, actual + u95),
+                    e,
+                )
             }
             Err(_) => ((actual, actual, actual), (actual, actual, actual), None),
         };
@@ -369,7 +436,10 @@ fn kg(g: f64) -> f64 {
 }
 
 fn day_json(t: Option<i64>) -> Value {
-    t.map_or(Value::Null, |t| json!({ "day_unix_s": t, "day": rfc3339(t) }))
+    t.map_or(
+        Value::Null,
+        |t| json!({ "day_unix_s": t, "day": rfc3339(t) }),
+    )
 }
 
 /// The JSON body of an answer (kgCO2e per day, as the other endpoints).
@@ -468,7 +538,9 @@ struct ForecastState {
 
 /// The route: `GET /v1/forecast`.
 pub fn route_table(engine: QueryEngine, clock: Clock) -> RouteTable {
-    RouteTable::new().get("/v1/forecast", handler).with_state(Arc::new(ForecastState { engine, clock }))
+    RouteTable::new()
+        .get("/v1/forecast", handler)
+        .with_state(Arc::new(ForecastState { engine, clock }))
 }
 
 async fn handler(
@@ -491,7 +563,10 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -510,7 +585,12 @@ mod tests {
             let e = parse_forecast(&pairs(input)).unwrap_err();
             assert_eq!(e.parameter, parameter, "{input:?}: {e}");
         }
-        let ok = parse_forecast(&pairs(&[("team", "web,data"), ("basis", "market"), ("horizon", "quarter")])).unwrap();
+        let ok = parse_forecast(&pairs(&[
+            ("team", "web,data"),
+            ("basis", "market"),
+            ("horizon", "quarter"),
+        ]))
+        .unwrap();
         assert_eq!((ok.basis, ok.horizon), (Basis::Market, Horizon::Quarter));
         assert_eq!(parse_forecast(&[]).unwrap().horizon, Horizon::TwelveMonths);
     }

@@ -31,12 +31,18 @@ impl ForecastMetrics {
     /// Records a completed refresh.
     pub fn observe(&self, r: &RefreshReport) {
         self.refreshes_total.fetch_add(1, Ordering::Relaxed);
-        self.last_refresh_ms.store((r.duration_s * 1_000.0) as u64, Ordering::Relaxed);
-        self.series_computed_total.fetch_add(r.forecasts as u64, Ordering::Relaxed);
-        self.series_skipped_short_history_total.fetch_add(r.skipped_short_history as u64, Ordering::Relaxed);
-        self.series_errors_total.fetch_add(r.errors as u64, Ordering::Relaxed);
-        self.anomaly_series_total.fetch_add(r.anomaly_series as u64, Ordering::Relaxed);
-        self.open_anomalies.store(r.open_anomalies as u64, Ordering::Relaxed);
+        self.last_refresh_ms
+            .store((r.duration_s * 1_000.0) as u64, Ordering::Relaxed);
+        self.series_computed_total
+            .fetch_add(r.forecasts as u64, Ordering::Relaxed);
+        self.series_skipped_short_history_total
+            .fetch_add(r.skipped_short_history as u64, Ordering::Relaxed);
+        self.series_errors_total
+            .fetch_add(r.errors as u64, Ordering::Relaxed);
+        self.anomaly_series_total
+            .fetch_add(r.anomaly_series as u64, Ordering::Relaxed);
+        self.open_anomalies
+            .store(r.open_anomalies as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -51,22 +57,40 @@ impl ForecastMetrics {
             get(&self.open_anomalies),
         );
         for (name, help, value) in [
-            ("canopy_forecast_refreshes_total", "Forecast refreshes completed.", get(&self.refreshes_total)),
+            (
+                "canopy_forecast_refreshes_total",
+                "Forecast refreshes completed.",
+                get(&self.refreshes_total),
+            ),
             (
                 "canopy_forecast_refresh_failures_total",
                 "Forecast refreshes that failed (the previous results stay in use).",
                 get(&self.refresh_failures_total),
             ),
-            ("canopy_forecast_series_computed_total", "Forecast series computed (scope x basis).", get(&self.series_computed_total)),
+            (
+                "canopy_forecast_series_computed_total",
+                "Forecast series computed (scope x basis).",
+                get(&self.series_computed_total),
+            ),
             (
                 "canopy_forecast_series_skipped_total",
                 "Forecast and anomaly series skipped for too little history.",
                 get(&self.series_skipped_short_history_total),
             ),
-            ("canopy_forecast_series_errors_total", "Series the forecasting library refused.", get(&self.series_errors_total)),
-            ("canopy_forecast_anomaly_series_total", "Anomaly series scanned (hourly and daily).", get(&self.anomaly_series_total)),
+            (
+                "canopy_forecast_series_errors_total",
+                "Series the forecasting library refused.",
+                get(&self.series_errors_total),
+            ),
+            (
+                "canopy_forecast_anomaly_series_total",
+                "Anomaly series scanned (hourly and daily).",
+                get(&self.anomaly_series_total),
+            ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
         }
         out
     }
@@ -79,9 +103,18 @@ mod tests {
     #[test]
     fn renders_every_counter() {
         let m = ForecastMetrics::default();
-        m.observe(&RefreshReport { forecasts: 3, skipped_short_history: 2, duration_s: 0.25, open_anomalies: 1, ..RefreshReport::default() });
+        m.observe(&RefreshReport {
+            forecasts: 3,
+            skipped_short_history: 2,
+            duration_s: 0.25,
+            open_anomalies: 1,
+            ..RefreshReport::default()
+        });
         let text = m.render();
-        assert!(text.contains("canopy_forecast_refresh_duration_seconds 0.250\n"), "{text}");
+        assert!(
+            text.contains("canopy_forecast_refresh_duration_seconds 0.250\n"),
+            "{text}"
+        );
         assert!(text.contains("canopy_forecast_series_computed_total 3\n"));
         assert!(text.contains("canopy_forecast_series_skipped_total 2\n"));
         assert!(text.contains("canopy_forecast_series_errors_total 0\n"));

@@ -74,10 +74,15 @@ impl Default for ForecastingConfig {
 impl ForecastingConfig {
     /// Checks the values, naming the first wrong one.
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.refresh_interval < Duration::from_secs(10) || self.refresh_interval > Duration::from_secs(86_400) {
+        if self.refresh_interval < Duration::from_secs(10)
+            || self.refresh_interval > Duration::from_secs(86_400)
+        {
             return Err(FieldError::new(
                 "forecast_refresh_interval_s",
-                format!("expected 10 to 86400 seconds, found {}", self.refresh_interval.as_secs()),
+                format!(
+                    "expected 10 to 86400 seconds, found {}",
+                    self.refresh_interval.as_secs()
+                ),
             ));
         }
         for (field, v) in [
@@ -85,13 +90,19 @@ impl ForecastingConfig {
             ("anomaly_min_daily_g_co2e", self.anomaly_min_daily_g_co2e),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(FieldError::new(field, format!("expected a finite number >= 0, found {v}")));
+                return Err(FieldError::new(
+                    field,
+                    format!("expected a finite number >= 0, found {v}"),
+                ));
             }
         }
         if self.anomaly_hold > Duration::from_secs(7 * 86_400) {
             return Err(FieldError::new(
                 "anomaly_hold_s",
-                format!("expected at most 604800 seconds, found {}", self.anomaly_hold.as_secs()),
+                format!(
+                    "expected at most 604800 seconds, found {}",
+                    self.anomaly_hold.as_secs()
+                ),
             ));
         }
         Ok(())
@@ -111,7 +122,11 @@ pub fn scope_key(scope: &Scope) -> String {
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
     .collect();
-    if parts.is_empty() { "org".to_owned() } else { parts.join(";") }
+    if parts.is_empty() {
+        "org".to_owned()
+    } else {
+        parts.join(";")
+    }
 }
 
 /// The basis a rollup column measures (the inverse of
@@ -145,7 +160,10 @@ pub fn trim_history(first_day_unix_s: i64, values_g_co2e: &[f64]) -> (i64, &[f64
 /// The forecast of a daily history (complete UTC days, the first starting
 /// at `first_day_unix_s`), through 12 months after its last day: the one
 /// computation behind the stored forecasts, the evaluator's and the API's.
-pub fn forecast_history(first_day_unix_s: i64, values_g_co2e: &[f64]) -> Result<DailyForecast, canopy_forecast::Error> {
+pub fn forecast_history(
+    first_day_unix_s: i64,
+    values_g_co2e: &[f64],
+) -> Result<DailyForecast, canopy_forecast::Error> {
     let (first, values) = trim_history(first_day_unix_s, values_g_co2e);
     forecast_daily(first, values, 0, &ForecastConfig::default())
 }
@@ -169,7 +187,11 @@ mod tests {
             ..Scope::default()
         };
         assert_eq!(scope_key(&s), "account=123456789012;team=web");
-        let s = Scope { ou_id: Some("ou-a".into()), service: Some("AmazonEC2".into()), ..Scope::default() };
+        let s = Scope {
+            ou_id: Some("ou-a".into()),
+            service: Some("AmazonEC2".into()),
+            ..Scope::default()
+        };
         assert_eq!(scope_key(&s), "ou=ou-a;service=AmazonEC2");
     }
 
@@ -188,9 +210,21 @@ mod tests {
     #[test]
     fn config_errors_name_the_field() {
         assert!(ForecastingConfig::default().validate().is_ok());
-        let bad = ForecastingConfig { refresh_interval: Duration::from_secs(1), ..ForecastingConfig::default() };
-        assert_eq!(bad.validate().unwrap_err().field, "forecast_refresh_interval_s");
-        let bad = ForecastingConfig { anomaly_min_hourly_g_co2e: -1.0, ..ForecastingConfig::default() };
-        assert_eq!(bad.validate().unwrap_err().field, "anomaly_min_hourly_g_co2e");
+        let bad = ForecastingConfig {
+            refresh_interval: Duration::from_secs(1),
+            ..ForecastingConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "forecast_refresh_interval_s"
+        );
+        let bad = ForecastingConfig {
+            anomaly_min_hourly_g_co2e: -1.0,
+            ..ForecastingConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "anomaly_min_hourly_g_co2e"
+        );
     }
 }

@@ -23,7 +23,10 @@ use canopy_forecast::{AnomalyConfig, AnomalyKind, DailyForecast, Resolution, det
 use sqlx::{PgPool, Row};
 
 use super::metrics::ForecastMetrics;
-use super::{DAY_S, ForecastingConfig, HISTORY_DAYS, basis_of, forecast_history, model_name, monday_on_or_before, scope_key};
+use super::{
+    DAY_S, ForecastingConfig, HISTORY_DAYS, basis_of, forecast_history, model_name,
+    monday_on_or_before, scope_key,
+};
 use crate::alerts::basis::{BasisColumn, basis_column};
 use crate::alerts::budgets::{self, Scope};
 use crate::alerts::evaluate::{Anomaly as AlertAnomaly, AnomalySource, ForecastSource};
@@ -77,23 +80,37 @@ impl Forecasts {
 
     /// The "now" of the refresh the cache holds.
     pub fn refreshed_for_unix_s(&self) -> Option<i64> {
-        self.cache.read().expect("forecast cache lock").refreshed_for_unix_s
+        self.cache
+            .read()
+            .expect("forecast cache lock")
+            .refreshed_for_unix_s
     }
 
     /// The open anomaly episodes of `scope` on `column` (hourly first).
     pub fn open_anomalies(&self, scope: &Scope, column: BasisColumn) -> Vec<OpenAnomaly> {
         let cache = self.cache.read().expect("forecast cache lock");
-        cache.anomalies.get(&(scope_key(scope), column.sql_name())).cloned().unwrap_or_default()
+        cache
+            .anomalies
+            .get(&(scope_key(scope), column.sql_name()))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 impl ForecastSource for Forecasts {
     /// Emitted in `[from, first forecast day)` (complete days) plus the
     /// forecast through `to`, with the 80 % interval of the forecast part.
-    fn forecast_total_g_co2e(&self, scope: &Scope, column: BasisColumn, from_unix_s: i64, to_unix_s: i64)
-    -> Option<(f64, f64, f64)> {
+    fn forecast_total_g_co2e(
+        &self,
+        scope: &Scope,
+        column: BasisColumn,
+        from_unix_s: i64,
+        to_unix_s: i64,
+    ) -> Option<(f64, f64, f64)> {
         let cache = self.cache.read().expect("forecast cache lock");
-        let c = cache.forecasts.get(&(scope_key(scope), column.sql_name()))?;
+        let c = cache
+            .forecasts
+            .get(&(scope_key(scope), column.sql_name()))?;
         let first = c.forecast.first_day_unix_s;
         if from_unix_s > first {
             // Only periods that contain the forecast's start are asked for.
@@ -112,9 +129,17 @@ impl ForecastSource for Forecasts {
 }
 
 impl AnomalySource for Forecasts {
-    fn active_anomaly(&self, scope: &Scope, column: BasisColumn, _now_unix_s: i64) -> Option<AlertAnomaly> {
+    fn active_anomaly(
+        &self,
+        scope: &Scope,
+        column: BasisColumn,
+        _now_unix_s: i64,
+    ) -> Option<AlertAnomaly> {
         let open = self.open_anomalies(scope, column);
-        let o = open.iter().find(|o| o.anomaly.ongoing).or_else(|| open.first())?;
+        let o = open
+            .iter()
+            .find(|o| o.anomaly.ongoing)
+            .or_else(|| open.first())?;
         let a = &o.anomaly;
         Some(AlertAnomaly {
             observed_g_co2e: a.peak_actual_g_co2e,
@@ -196,7 +221,12 @@ impl Scopes {
         }
         let id = self.defs.len() as u32;
         self.ids.insert(key.clone(), id);
-        self.defs.push(ScopeDef { scope, key, anomalies, budget });
+        self.defs.push(ScopeDef {
+            scope,
+            key,
+            anomalies,
+            budget,
+        });
         id
     }
 }
@@ -206,7 +236,10 @@ fn covers(scope: &Scope, account: &str, ou_path: &str, team: &str, service: &str
     scope.account_id.as_deref().is_none_or(|a| a == account)
         && scope.team.as_deref().is_none_or(|t| t == team)
         && scope.service.as_deref().is_none_or(|s| s == service)
-        && scope.ou_id.as_deref().is_none_or(|ou| ou_path.split('/').any(|seg| seg == ou))
+        && scope
+            .ou_id
+            .as_deref()
+            .is_none_or(|ou| ou_path.split('/').any(|seg| seg == ou))
 }
 
 /// The series of every scope, one refresh's worth.
@@ -264,9 +297,13 @@ impl Refresher {
                 columns.push(c);
             }
             let s = &b.spec.scope;
-            let narrower_than_ou = s.account_id.is_some() || s.team.is_some() || s.service.is_some();
+            let narrower_than_ou =
+                s.account_id.is_some() || s.team.is_some() || s.service.is_some();
             let id = scopes.register(s.clone(), narrower_than_ou, true);
-            let fields = [&s.ou_id, &s.account_id, &s.team, &s.service].iter().filter(|f| f.is_some()).count();
+            let fields = [&s.ou_id, &s.account_id, &s.team, &s.service]
+                .iter()
+                .filter(|f| f.is_some())
+                .count();
             if fields > 1 {
                 let index = if let Some(a) = &s.account_id {
                     (1, a.clone())
@@ -285,46 +322,105 @@ impl Refresher {
         }
         let org = scopes.register(Scope::default(), false, false);
         let mut ou_paths: HashMap<String, String> = HashMap::new();
-        for row in sqlx::query("SELECT account_id, ou_path FROM accounts").fetch_all(&self.pool).await? {
+        for row in sqlx::query("SELECT account_id, ou_path FROM accounts")
+            .fetch_all(&self.pool)
+            .await?
+        {
             ou_paths.insert(row.try_get("account_id")?, row.try_get("ou_path")?);
         }
 
         let days = HISTORY_DAYS as usize;
         let hours = ((hour_end - hourly_from) / HOUR_S) as usize;
-        let mut sums = Sums { columns: columns.clone(), days, hours, daily: Vec::new(), hourly: Vec::new() };
+        let mut sums = Sums {
+            columns: columns.clone(),
+            days,
+            hours,
+            daily: Vec::new(),
+            hourly: Vec::new(),
+        };
         let mut leaves: HashMap<(String, String, String), Vec<u32>> = HashMap::new();
-        let mut leaf_ids = |scopes: &mut Scopes, account: &str, team: &str, service: &str| -> Vec<u32> {
-            if let Some(ids) = leaves.get(&(account.to_owned(), team.to_owned(), service.to_owned())) {
-                return ids.clone();
-            }
-            let path = ou_paths.get(account).map(String::as_str).unwrap_or("");
-            let mut ids = vec![org];
-            for seg in path.split('/').filter(|s| !s.is_empty()) {
-                ids.push(scopes.register(Scope { ou_id: Some(seg.to_owned()), ..Scope::default() }, false, false));
-            }
-            ids.push(scopes.register(Scope { account_id: Some(account.to_owned()), ..Scope::default() }, true, false));
-            if !team.is_empty() {
-                ids.push(scopes.register(Scope { team: Some(team.to_owned()), ..Scope::default() }, true, false));
-            }
-            ids.push(scopes.register(Scope { service: Some(service.to_owned()), ..Scope::default() }, true, false));
-            let mut keys: Vec<(u8, String)> =
-                vec![(1, account.to_owned()), (2, team.to_owned()), (3, service.to_owned())];
-            keys.extend(path.split('/').filter(|s| !s.is_empty()).map(|s| (0, s.to_owned())));
-            for k in &keys {
-                for id in combos.get(k).into_iter().flatten() {
-                    if covers(&scopes.defs[*id as usize].scope, account, path, team, service) {
-                        ids.push(*id);
+        let mut leaf_ids =
+            |scopes: &mut Scopes, account: &str, team: &str, service: &str| -> Vec<u32> {
+                if let Some(ids) =
+                    leaves.get(&(account.to_owned(), team.to_owned(), service.to_owned()))
+                {
+                    return ids.clone();
+                }
+                let path = ou_paths.get(account).map(String::as_str).unwrap_or("");
+                let mut ids = vec![org];
+                for seg in path.split('/').filter(|s| !s.is_empty()) {
+                    ids.push(scopes.register(
+                        Scope {
+                            ou_id: Some(seg.to_owned()),
+                            ..Scope::default()
+                        },
+                        false,
+                        false,
+                    ));
+                }
+                ids.push(scopes.register(
+                    Scope {
+                        account_id: Some(account.to_owned()),
+                        ..Scope::default()
+                    },
+                    true,
+                    false,
+                ));
+                if !team.is_empty() {
+                    ids.push(scopes.register(
+                        Scope {
+                            team: Some(team.to_owned()),
+                            ..Scope::default()
+                        },
+                        true,
+                        false,
+                    ));
+                }
+                ids.push(scopes.register(
+                    Scope {
+                        service: Some(service.to_owned()),
+                        ..Scope::default()
+                    },
+                    true,
+                    false,
+                ));
+                let mut keys: Vec<(u8, String)> = vec![
+                    (1, account.to_owned()),
+                    (2, team.to_owned()),
+                    (3, service.to_owned()),
+                ];
+                keys.extend(
+                    path.split('/')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| (0, s.to_owned())),
+                );
+                for k in &keys {
+                    for id in combos.get(k).into_iter().flatten() {
+                        if covers(
+                            &scopes.defs[*id as usize].scope,
+                            account,
+                            path,
+                            team,
+                            service,
+                        ) {
+                            ids.push(*id);
+                        }
                     }
                 }
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            leaves.insert((account.to_owned(), team.to_owned(), service.to_owned()), ids.clone());
-            ids
-        };
+                ids.sort_unstable();
+                ids.dedup();
+                leaves.insert(
+                    (account.to_owned(), team.to_owned(), service.to_owned()),
+                    ids.clone(),
+                );
+                ids
+            };
 
         let value_columns = |row: &sqlx::postgres::PgRow| -> Result<Vec<f64>, sqlx::Error> {
-            columns.iter().map(|c| row.try_get::<f64, _>(c.sql_name())).collect()
+            columns
+                .iter()
+                .map(|c| row.try_get::<f64, _>(c.sql_name()))
+                .collect()
         };
         let select = |table: &str| {
             format!(
@@ -336,11 +432,15 @@ impl Refresher {
                  GROUP BY 1, 2, 3, 4"
             )
         };
-        let daily_rows =
-            sqlx::query(&select("rollup_daily")).bind(from_day as f64).bind(today as f64).fetch_all(&self.pool).await?;
+        let daily_rows = sqlx::query(&select("rollup_daily"))
+            .bind(from_day as f64)
+            .bind(today as f64)
+            .fetch_all(&self.pool)
+            .await?;
         let mut rows_read = daily_rows.len();
         for row in &daily_rows {
-            let (account, team, service): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (account, team, service): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let t: i64 = row.try_get(3)?;
             let values = value_columns(row)?;
             let at = ((t - from_day) / DAY_S) as usize;
@@ -360,7 +460,8 @@ impl Refresher {
             .await?;
         rows_read += hourly_rows.len();
         for row in &hourly_rows {
-            let (account, team, service): (String, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (account, team, service): (String, String, String) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let t: i64 = row.try_get(3)?;
             let values = value_columns(row)?;
             let at = ((t - hourly_from) / HOUR_S) as usize;
@@ -382,7 +483,13 @@ impl Refresher {
 
         // Computation off the async workers.
         let config = self.config.clone();
-        let window = Window { from_day, today, hourly_from, hour_end, daily_anomaly_from };
+        let window = Window {
+            from_day,
+            today,
+            hourly_from,
+            hour_end,
+            daily_anomaly_from,
+        };
         let (defs, sums, computed) = tokio::task::spawn_blocking(move || {
             let computed = compute(&defs, &sums, &config, &window);
             (defs, sums, computed)
@@ -404,28 +511,41 @@ impl Refresher {
         // Store every forecast, one scope per transaction, then sweep the
         // scopes this refresh no longer forecasts.
         for (id, column, f) in &computed.forecasts {
-            self.store(&defs[*id].key, basis_of(*column).name(), f, now_unix_s).await?;
+            self.store(&defs[*id].key, basis_of(*column).name(), f, now_unix_s)
+                .await?;
         }
         sqlx::query("DELETE FROM forecast_points WHERE computed_at < to_timestamp($1)")
             .bind(now_unix_s as f64)
             .execute(&self.pool)
             .await?;
 
-        let mut cache = Cache { refreshed_for_unix_s: Some(now_unix_s), ..Cache::default() };
+        let mut cache = Cache {
+            refreshed_for_unix_s: Some(now_unix_s),
+            ..Cache::default()
+        };
         for (id, column, f) in computed.forecasts {
             let def = &defs[id];
             if !def.budget {
                 continue;
             }
-            let c = columns.iter().position(|c| *c == column).expect("a computed column");
+            let c = columns
+                .iter()
+                .position(|c| *c == column)
+                .expect("a computed column");
             let history = daily_of(&sums, id, c);
             cache.forecasts.insert(
                 (def.key.clone(), column.sql_name()),
-                CachedForecast { history_first_day_unix_s: from_day, history_g_co2e: history, forecast: f },
+                CachedForecast {
+                    history_first_day_unix_s: from_day,
+                    history_g_co2e: history,
+                    forecast: f,
+                },
             );
         }
         for ((id, c), list) in computed.anomalies {
-            cache.anomalies.insert((defs[id].key.clone(), columns[c].sql_name()), list);
+            cache
+                .anomalies
+                .insert((defs[id].key.clone(), columns[c].sql_name()), list);
         }
         *self.forecasts.cache.write().expect("forecast cache lock") = cache;
         report.duration_s = started.elapsed().as_secs_f64();
@@ -434,7 +554,13 @@ impl Refresher {
     }
 
     /// Replaces the stored forecast of one scope and basis.
-    async fn store(&self, key: &str, basis: &str, f: &DailyForecast, now_unix_s: i64) -> Result<(), sqlx::Error> {
+    async fn store(
+        &self,
+        key: &str,
+        basis: &str,
+        f: &DailyForecast,
+        now_unix_s: i64,
+    ) -> Result<(), sqlx::Error> {
         let days: Vec<i64> = (0..f.len()).map(|i| f.day_unix_s(i)).collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM forecast_points WHERE scope_key = $1 AND basis = $2")
@@ -483,7 +609,9 @@ impl Refresher {
                     "forecast refresh"
                 ),
                 Err(e) => {
-                    self.metrics.refresh_failures_total.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .refresh_failures_total
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "forecast refresh failed; the previous results stay in use, retrying next tick");
                 }
             }
@@ -556,11 +684,20 @@ fn compute(defs: &[ScopeDef], sums: &Sums, config: &ForecastingConfig, w: &Windo
                 (
                     Resolution::Hourly,
                     w.hourly_from,
-                    sums.hourly.get(id).and_then(Option::as_ref).map_or(&[][..], |v| &v[c * h..(c + 1) * h]),
+                    sums.hourly
+                        .get(id)
+                        .and_then(Option::as_ref)
+                        .map_or(&[][..], |v| &v[c * h..(c + 1) * h]),
                     &hourly_config,
                     w.hour_end,
                 ),
-                (Resolution::Daily, w.daily_anomaly_from, &daily[skip.min(d)..], &daily_config, w.today),
+                (
+                    Resolution::Daily,
+                    w.daily_anomaly_from,
+                    &daily[skip.min(d)..],
+                    &daily_config,
+                    w.today,
+                ),
             ];
             for (resolution, first, values, cfg, end) in series {
                 let step = resolution.step_s();
@@ -579,7 +716,10 @@ fn compute(defs: &[ScopeDef], sums: &Sums, config: &ForecastingConfig, w: &Windo
                         found
                             .into_iter()
                             .filter(|a| a.ongoing || a.end_unix_s + hold_s > end)
-                            .map(|anomaly| OpenAnomaly { resolution, anomaly }),
+                            .map(|anomaly| OpenAnomaly {
+                                resolution,
+                                anomaly,
+                            }),
                     ),
                     Err(e) => {
                         out.errors += 1;
@@ -601,7 +741,11 @@ mod tests {
 
     #[test]
     fn budget_scopes_cover_their_leaves() {
-        let s = Scope { team: Some("web".into()), ou_id: Some("ou-a".into()), ..Scope::default() };
+        let s = Scope {
+            team: Some("web".into()),
+            ou_id: Some("ou-a".into()),
+            ..Scope::default()
+        };
         assert!(covers(&s, "1", "r-1/ou-a/ou-b", "web", "AmazonEC2"));
         assert!(!covers(&s, "1", "r-1/ou-ab", "web", "AmazonEC2"));
         assert!(!covers(&s, "1", "r-1/ou-a", "data", "AmazonEC2"));

@@ -15,7 +15,7 @@ use canopy_aggregator::alerts::budgets::{self, Scope, parse_spec};
 use canopy_aggregator::alerts::evaluate::Evaluator;
 use canopy_aggregator::alerts::metrics::AlertMetrics;
 use canopy_aggregator::forecasting::metrics::ForecastMetrics;
-use canopy_aggregator::forecasting::{Forecasts, ForecastingConfig, Refresher};
+use canopy_aggregator::forecasting::{ForecastingConfig, Forecasts, Refresher};
 use canopy_aggregator::http::router;
 use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::model::Batch;
@@ -48,7 +48,11 @@ fn grams(team: &str, t: i64) -> f64 {
     let seed = if team == "web" { 11 } else { 29 };
     let mut r = Rng::new(seed ^ (t as u64).wrapping_mul(2_654_435_761));
     let noise = 1.0 + (r.below(2_001) as f64 - 1_000.0) / 1_000.0 * 0.03;
-    let spike = if team == "web" && t >= SPIKE_FROM { 5.0 } else { 1.0 };
+    let spike = if team == "web" && t >= SPIKE_FROM {
+        5.0
+    } else {
+        1.0
+    };
     1_000.0 * weekly * diurnal * noise * spike
 }
 
@@ -79,7 +83,16 @@ async fn store_history(pool: &PgPool) {
             }
         }
         sequence += 1;
-        store(pool, &Batch { agent_id: "agent-forecast".to_owned(), sequence, facts, inventory: vec![] }).await;
+        store(
+            pool,
+            &Batch {
+                agent_id: "agent-forecast".to_owned(),
+                sequence,
+                facts,
+                inventory: vec![],
+            },
+        )
+        .await;
         day += DAY;
     }
 }
@@ -93,10 +106,17 @@ fn daily(team: &str) -> Vec<f64> {
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn app(pool: &PgPool) -> axum::Router {
@@ -140,7 +160,11 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
     let history = body["history"].as_array().unwrap();
     assert_eq!(history.len(), 45);
     for (h, want) in history.iter().zip(&web) {
-        assert_rel(h["actual_kg_co2e"].as_f64().unwrap() * 1_000.0, *want, "history day");
+        assert_rel(
+            h["actual_kg_co2e"].as_f64().unwrap() * 1_000.0,
+            *want,
+            "history day",
+        );
     }
     assert_eq!(history[0]["day_unix_s"], T0);
     // The points are canopy_forecast's on the same series.
@@ -148,7 +172,11 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
     let points = body["points"].as_array().unwrap();
     assert!(points.len() >= 365, "{}", points.len());
     assert_eq!(points.len(), expected.len(), "12 months ahead");
-    assert_eq!(points[0]["day_unix_s"], NOW / DAY * DAY, "from today, the first day not complete");
+    assert_eq!(
+        points[0]["day_unix_s"],
+        NOW / DAY * DAY,
+        "from today, the first day not complete"
+    );
     for (i, p) in points.iter().enumerate() {
         assert_eq!(p["day_unix_s"], expected.day_unix_s(i));
         for (field, want) in [
@@ -158,15 +186,30 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
             ("lower95_kg_co2e", expected.lower95_g_co2e[i]),
             ("upper95_kg_co2e", expected.upper95_g_co2e[i]),
         ] {
-            assert_rel(p[field].as_f64().unwrap() * 1_000.0, want, &format!("day {i} {field}"));
+            assert_rel(
+                p[field].as_f64().unwrap() * 1_000.0,
+                want,
+                &format!("day {i} {field}"),
+            );
         }
     }
     // About 24 kg a weekday, 17 on weekends: the forecast is of that order.
     let first = points[0]["point_kg_co2e"].as_f64().unwrap();
     assert!((15.0..30.0).contains(&first), "{first}");
-    assert!(body["model"]["name"].as_str().unwrap().starts_with("canopy-forecast"));
-    assert!(!body["factor_sets"].as_array().unwrap().is_empty(), "lineage: {body}");
-    assert!(!body["sources"].as_array().unwrap().is_empty(), "lineage: {body}");
+    assert!(
+        body["model"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("canopy-forecast")
+    );
+    assert!(
+        !body["factor_sets"].as_array().unwrap().is_empty(),
+        "lineage: {body}"
+    );
+    assert!(
+        !body["sources"].as_array().unwrap().is_empty(),
+        "lineage: {body}"
+    );
 
     // A period horizon stops at the end of the month.
     let (status, month) = get(&app, "/v1/forecast?team=web&horizon=month").await;
@@ -175,7 +218,10 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
     assert_eq!(month["points"].as_array().unwrap().len() as i64, days_left);
 
     // The refresher stores the same forecast for the team's scope.
-    let r = refresher(&db.pool, Forecasts::new()).refresh(NOW).await.unwrap();
+    let r = refresher(&db.pool, Forecasts::new())
+        .refresh(NOW)
+        .await
+        .unwrap();
     assert!(r.forecasts >= 5, "org, account, two teams, service: {r:?}");
     assert_eq!(r.errors, 0, "{r:?}");
     let rows = sqlx::query(
@@ -190,7 +236,10 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
     for (row, p) in rows.iter().zip(points) {
         assert_eq!(row.get::<i64, _>("d"), p["day_unix_s"].as_i64().unwrap());
         assert_eq!(row.get::<i64, _>("c"), NOW);
-        assert_eq!(row.get::<String, _>("model"), body["model"]["name"].as_str().unwrap());
+        assert_eq!(
+            row.get::<String, _>("model"),
+            body["model"]["name"].as_str().unwrap()
+        );
         for (column, field) in [
             ("point_g_co2e", "point_kg_co2e"),
             ("lower80_g_co2e", "lower80_kg_co2e"),
@@ -198,17 +247,26 @@ async fn the_endpoint_and_the_stored_table_give_canopy_forecasts_output() {
             ("lower95_g_co2e", "lower95_kg_co2e"),
             ("upper95_g_co2e", "upper95_kg_co2e"),
         ] {
-            assert_rel(row.get::<f64, _>(column), p[field].as_f64().unwrap() * 1_000.0, column);
+            assert_rel(
+                row.get::<f64, _>(column),
+                p[field].as_f64().unwrap() * 1_000.0,
+                column,
+            );
         }
     }
     // The organisation's stored forecast is the sum of both teams' history.
-    let org: i64 = sqlx::query_scalar("SELECT count(*) FROM forecast_points WHERE scope_key = 'org' AND basis = 'location'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let org: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM forecast_points WHERE scope_key = 'org' AND basis = 'location'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(org as usize, points.len());
     // A second refresh replaces the rows (no duplicates, nothing stale).
-    refresher(&db.pool, Forecasts::new()).refresh(NOW + 60).await.unwrap();
+    refresher(&db.pool, Forecasts::new())
+        .refresh(NOW + 60)
+        .await
+        .unwrap();
     let (n, stale): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE computed_at < to_timestamp($1)) FROM forecast_points
          WHERE scope_key = 'team=web' AND basis = 'location'",
@@ -240,7 +298,12 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
             "amount_kg_co2e": amount, "thresholds_pct": [100], "forecast_overshoot": true, "routes": [],
         }))
         .unwrap();
-        ids.push(budgets::create(&db.pool, "test", &spec).await.unwrap().budget_id);
+        ids.push(
+            budgets::create(&db.pool, "test", &spec)
+                .await
+                .unwrap()
+                .budget_id,
+        );
     }
 
     let forecasts = Forecasts::new();
@@ -249,12 +312,19 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
     // Web's spike is open in the series that contain it (web, the account,
     // EC2), one episode each; data's series have none.
     assert_eq!(r.open_anomalies, 3, "{r:?}");
-    let team = |t: &str| Scope { team: Some(t.to_owned()), ..Scope::default() };
+    let team = |t: &str| Scope {
+        team: Some(t.to_owned()),
+        ..Scope::default()
+    };
     let web_open = forecasts.open_anomalies(&team("web"), BasisColumn::LocationTotal);
     assert_eq!(web_open.len(), 1, "{web_open:?}");
     assert_eq!(web_open[0].anomaly.start_unix_s, SPIKE_FROM);
     assert!(web_open[0].anomaly.ongoing);
-    assert!(forecasts.open_anomalies(&team("data"), BasisColumn::LocationTotal).is_empty());
+    assert!(
+        forecasts
+            .open_anomalies(&team("data"), BasisColumn::LocationTotal)
+            .is_empty()
+    );
     let evaluator = Evaluator {
         pool: db.pool.clone(),
         config: AlertsConfig::default(),
@@ -274,11 +344,16 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    let found: Vec<(i64, String, String)> =
-        alerts.iter().map(|r| (r.get("budget_id"), r.get("kind"), r.get("status"))).collect();
+    let found: Vec<(i64, String, String)> = alerts
+        .iter()
+        .map(|r| (r.get("budget_id"), r.get("kind"), r.get("status")))
+        .collect();
     assert_eq!(
         found,
-        vec![(ids[0], "anomaly".to_owned(), "firing".to_owned()), (ids[0], "forecast_overshoot".to_owned(), "firing".to_owned())],
+        vec![
+            (ids[0], "anomaly".to_owned(), "firing".to_owned()),
+            (ids[0], "forecast_overshoot".to_owned(), "firing".to_owned())
+        ],
         "web: one anomaly alert and the overshoot; data (clean, large budget): none"
     );
     let fired: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_events WHERE event = 'fired'")
@@ -288,23 +363,45 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
     assert_eq!(fired, 2, "each fired once over two rounds");
     // The overshoot's value is the period's actual plus canopy_forecast's total to the month's end.
     let overshoot = &alerts[1];
-    assert_rel(overshoot.get::<f64, _>("value_g_co2e"), total, "forecast total");
-    assert_rel(overshoot.get::<f64, _>("budget_g_co2e"), amount_kg * 1_000.0, "budget");
+    assert_rel(
+        overshoot.get::<f64, _>("value_g_co2e"),
+        total,
+        "forecast total",
+    );
+    assert_rel(
+        overshoot.get::<f64, _>("budget_g_co2e"),
+        amount_kg * 1_000.0,
+        "budget",
+    );
     // The anomaly is the spike: observed about 5x expected, at 08:00 or 09:00.
     let anomaly = &alerts[0];
     let observed = anomaly.get::<f64, _>("value_g_co2e");
     assert!(observed > 3_000.0, "{observed}");
     let summary: String = anomaly.get("summary");
-    assert!(summary.contains("hourly spike since 2026-12-17T08:00:00Z"), "{summary}");
-    assert_eq!(december, budgets::period_window(budgets::PeriodKind::Month, 1, NOW).0);
+    assert!(
+        summary.contains("hourly spike since 2026-12-17T08:00:00Z"),
+        "{summary}"
+    );
+    assert_eq!(
+        december,
+        budgets::period_window(budgets::PeriodKind::Month, 1, NOW).0
+    );
 
     // The endpoint's budget answer agrees with the evaluator's figure.
     let app = app(&db.pool);
     let (status, body) = get(&app, &format!("/v1/forecast?budget_id={}", ids[0])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let b = &body["budget"];
-    assert_rel(b["actual_kg_co2e"].as_f64().unwrap() * 1_000.0, actual, "budget actual");
-    assert_rel(b["forecast_total_kg_co2e"].as_f64().unwrap() * 1_000.0, total, "budget forecast total");
+    assert_rel(
+        b["actual_kg_co2e"].as_f64().unwrap() * 1_000.0,
+        actual,
+        "budget actual",
+    );
+    assert_rel(
+        b["forecast_total_kg_co2e"].as_f64().unwrap() * 1_000.0,
+        total,
+        "budget forecast total",
+    );
     let lo = b["forecast_total_lower80_kg_co2e"].as_f64().unwrap();
     let hi = b["forecast_total_upper80_kg_co2e"].as_f64().unwrap();
     assert!(lo < total / 1_000.0 && total / 1_000.0 < hi, "{b}");
@@ -313,8 +410,16 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
     let day = f.exhaustion(remaining).unwrap().day_unix_s.unwrap();
     assert!(day < month_end);
     assert_eq!(b["exhaustion"]["day"]["day_unix_s"], day, "{b}");
-    assert!(b["exhaustion"]["earliest95"]["day_unix_s"].as_i64().unwrap() <= day);
-    assert_eq!(body["points"].as_array().unwrap().len() as i64, (month_end - NOW / DAY * DAY) / DAY);
+    assert!(
+        b["exhaustion"]["earliest95"]["day_unix_s"]
+            .as_i64()
+            .unwrap()
+            <= day
+    );
+    assert_eq!(
+        body["points"].as_array().unwrap().len() as i64,
+        (month_end - NOW / DAY * DAY) / DAY
+    );
     // budget_id only within the caller's scope: a viewer of team data gets
     // its own budget and a 404 for web's, and no team outside its scope.
     let (_, token) = canopy_aggregator::auth::tokens::create(
@@ -323,7 +428,10 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
         &canopy_aggregator::auth::tokens::NewToken {
             name: "data viewer".into(),
             role: canopy_aggregator::auth::Role::TeamViewer,
-            scope: canopy_aggregator::auth::principal::Scope { teams: vec!["data".into()], ..Default::default() },
+            scope: canopy_aggregator::auth::principal::Scope {
+                teams: vec!["data".into()],
+                ..Default::default()
+            },
             expires_in_days: 1,
         },
     )
@@ -338,22 +446,45 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
         let scoped = scoped.clone();
         let bearer = format!("Bearer {token}");
         async move {
-            let req = Request::get(uri).header("authorization", bearer).body(Body::empty()).unwrap();
+            let req = Request::get(uri)
+                .header("authorization", bearer)
+                .body(Body::empty())
+                .unwrap();
             let resp = scoped.oneshot(req).await.unwrap();
             let status = resp.status();
             let bytes = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
         }
     };
-    assert_eq!(as_data(format!("/v1/forecast?budget_id={}", ids[0])).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        as_data(format!("/v1/forecast?budget_id={}", ids[0]))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let (status, own) = as_data(format!("/v1/forecast?budget_id={}", ids[1])).await;
     assert_eq!(status, StatusCode::OK, "{own}");
     assert_eq!(own["scope"]["team"], json!(["data"]));
     let (status, org) = as_data("/v1/forecast".to_owned()).await;
     assert_eq!(status, StatusCode::OK, "{org}");
-    let history: f64 = org["history"].as_array().unwrap().iter().map(|d| d["actual_kg_co2e"].as_f64().unwrap()).sum();
-    assert_rel(history * 1_000.0, daily("data").iter().sum(), "a team viewer's org forecast is its team's");
-    assert_eq!(as_data("/v1/forecast?team=web".to_owned()).await.0, StatusCode::FORBIDDEN);
+    let history: f64 = org["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["actual_kg_co2e"].as_f64().unwrap())
+        .sum();
+    assert_rel(
+        history * 1_000.0,
+        daily("data").iter().sum(),
+        "a team viewer's org forecast is its team's",
+    );
+    assert_eq!(
+        as_data("/v1/forecast?team=web".to_owned()).await.0,
+        StatusCode::FORBIDDEN
+    );
 
     // The data budget: never exhausted this month.
     let (_, body) = get(&app, &format!("/v1/forecast?budget_id={}", ids[1])).await;
