@@ -223,10 +223,28 @@ async function loadTrend(state, b) {
   const r = await api("/v1/series", { ...state.filters, from: b.from, to: b.to, step: b.step, limit: 10000 });
   const loc = r.rows.map((row) => ({ t: row.bucket_start_unix_s, v: row.metrics.location_kg_co2e }));
   const mkt = r.rows.map((row) => ({ t: row.bucket_start_unix_s, v: row.metrics.market_kg_co2e }));
-  lineChart($("trend-chart"), [
+  const series = [
     { name: "location-based kg CO2e", cls: "line", points: loc },
     { name: "market-based kg CO2e", cls: "line2", points: mkt },
-  ], b.from, b.to, "kg CO2e", `CO2e per ${b.step}, location-based (solid) and market-based (dashed)`);
+  ];
+  let to = b.to;
+  let title = `CO2e per ${b.step}, location-based (solid) and market-based (dashed)`;
+  // Daily steps: the location-based forecast to the end of the month with
+  // its 80 % (dark) and 95 % (light) bands (GET /v1/forecast, same scope).
+  const scoped = Object.keys(state.filters).every((k) => ["team", "account", "ou", "service"].includes(k));
+  if (b.step === "1d" && scoped) {
+    const f = await api("/v1/forecast", { ...state.filters, horizon: "month" }).catch(() => null);
+    if (f && f.status === "ok" && f.points.length > 0) {
+      const pts = f.points.filter((p) => p.day_unix_s >= b.from);
+      series.push({ name: "forecast 95 %", cls: "forecast", points: [],
+        band: pts.map((p) => ({ t: p.day_unix_s, lo: p.lower95_kg_co2e, hi: p.upper95_kg_co2e })), bandCls: "band95" });
+      series.push({ name: `forecast (${f.model.name})`, cls: "forecast", points: pts.map((p) => ({ t: p.day_unix_s, v: p.point_kg_co2e })),
+        band: pts.map((p) => ({ t: p.day_unix_s, lo: p.lower80_kg_co2e, hi: p.upper80_kg_co2e })), bandCls: "band80" });
+      to = Math.max(to, pts[pts.length - 1].day_unix_s + 86400);
+      title += "; forecast to the month's end (dotted) with 80 % and 95 % intervals";
+    }
+  }
+  lineChart($("trend-chart"), series, b.from, to, "kg CO2e", title);
   return loc.length === 0;
 }
 

@@ -59,14 +59,25 @@ export function barChart(container, buckets, fromS, toS, stepS, unit, title) {
 
 /**
  * Draws one or two lines into `container`.
- * `series`: [{name, cls, points: [{t, v}]}], points sorted by t.
+ * `series`: [{name, cls, points: [{t, v}], band?: [{t, lo, hi}], bandCls?}],
+ * points sorted by t; a band is drawn as a shaded interval.
  */
 export function lineChart(container, series, fromS, toS, unit, title) {
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, preserveAspectRatio: "none" });
-  const maxV = Math.max(1e-12, ...series.flatMap((s) => s.points.map((p) => p.v)));
+  const maxV = Math.max(1e-12, ...series.flatMap((s) => s.points.map((p) => p.v)),
+    ...series.flatMap((s) => (s.band || []).map((p) => p.hi)));
   frame(svg, maxV, fromS, toS, unit);
   const xs = (t) => L + ((W - L - R) * (t - fromS)) / (toS - fromS);
   const ys = (v) => H - B - ((H - B - T) * v) / maxV;
+  // Interval bands ({t, lo, hi}) under the lines.
+  for (const s of series) {
+    if (!s.band || s.band.length === 0) continue;
+    const upper = s.band.map((p) => `${xs(p.t).toFixed(1)},${ys(p.hi).toFixed(1)}`);
+    const lower = s.band.slice().reverse().map((p) => `${xs(p.t).toFixed(1)},${ys(p.lo).toFixed(1)}`);
+    const band = el("polygon", { class: s.bandCls || "band", points: upper.concat(lower).join(" ") });
+    band.append(el("title", {}, `${s.name} interval`));
+    svg.append(band);
+  }
   for (const s of series) {
     if (s.points.length === 0) continue;
     const d = s.points.map((p, i) => `${i ? "L" : "M"}${xs(p.t).toFixed(1)},${ys(p.v).toFixed(1)}`).join(" ");

@@ -223,8 +223,116 @@ fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
     }
 }
 
+fn forecast_message(a: &crate::forecasting::api::ForecastAnswer) -> pb::ForecastResponse {
+    let kg = |g: f64| g / 1_000.0;
+    let (first, _) = crate::forecasting::trim_history(a.history_from_unix_s, &a.history_g_co2e);
+    let day = crate::forecasting::DAY_S;
+    let (status, message, model, points) = match &a.forecast {
+        Ok(f) => (
+            "ok",
+            String::new(),
+            Some(pb::ForecastModel {
+                name: crate::forecasting::model_name(&f.model),
+                log_scale: f.model.log_scale,
+                alpha: f.model.alpha,
+                beta: f.model.beta,
+                phi: f.model.phi,
+                sigma_kg_co2e: kg(f.model.sigma_g_co2e),
+                drift_per_day: f.model.drift_per_day,
+                weekday_indices: f.model.weekday_indices.to_vec(),
+                level_shifts_unix_s: f.model.level_shifts_unix_s.clone(),
+                outliers_cleaned: f.model.outliers_cleaned as u64,
+            }),
+            (0..f.len())
+                .map(|i| pb::ForecastPoint {
+                    day_unix_s: f.day_unix_s(i),
+                    point_kg_co2e: kg(f.point_g_co2e[i]),
+                    lower80_kg_co2e: kg(f.lower80_g_co2e[i]),
+                    upper80_kg_co2e: kg(f.upper80_g_co2e[i]),
+                    lower95_kg_co2e: kg(f.lower95_g_co2e[i]),
+                    upper95_kg_co2e: kg(f.upper95_g_co2e[i]),
+                })
+                .collect(),
+        ),
+        Err(m) => ("not_enough_history", m.clone(), None, Vec::new()),
+    };
+    pb::ForecastResponse {
+        now_unix_s: a.now_unix_s,
+        basis: a.basis.name().to_owned(),
+        horizon: a.horizon.clone(),
+        horizon_end_unix_s: a.horizon_end_unix_s,
+        scope: Some(pb::Filters {
+            account: a.filters.account.clone(),
+            ou: a.filters.ou.clone(),
+            service: a.filters.service.clone(),
+            team: a.filters.team.clone(),
+            ..pb::Filters::default()
+        }),
+        status: status.to_owned(),
+        message,
+        model,
+        history: a
+            .history_g_co2e
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (a.history_from_unix_s + i as i64 * day, v))
+            .filter(|(t, _)| *t >= first)
+            .map(|(t, v)| pb::HistoryDay { day_unix_s: t, actual_kg_co2e: kg(*v) })
+            .collect(),
+        points,
+        budget: a.budget.as_ref().map(|b| pb::BudgetForecast {
+            budget_id: b.budget.budget_id,
+            name: b.budget.spec.name.clone(),
+            amount_kg_co2e: b.budget.spec.amount_kg_co2e,
+            period_start_unix_s: b.period_start_unix_s,
+            period_end_unix_s: b.period_end_unix_s,
+            actual_kg_co2e: kg(b.actual_g_co2e),
+            remaining_kg_co2e: kg(b.remaining_g_co2e),
+            forecast_total_kg_co2e: kg(b.total80_g_co2e.1),
+            forecast_total_lower80_kg_co2e: kg(b.total80_g_co2e.0),
+            forecast_total_upper80_kg_co2e: kg(b.total80_g_co2e.2),
+            forecast_total_lower95_kg_co2e: kg(b.total95_g_co2e.0),
+            forecast_total_upper95_kg_co2e: kg(b.total95_g_co2e.2),
+            exhaustion: b.exhaustion.map(|e| pb::BudgetExhaustion {
+                day_unix_s: e.day_unix_s,
+                earliest80_unix_s: e.earliest80_unix_s,
+                latest80_unix_s: e.latest80_unix_s,
+                earliest95_unix_s: e.earliest95_unix_s,
+                latest95_unix_s: e.latest95_unix_s,
+            }),
+        }),
+        sources: sources(&a.segments),
+        factor_sets: factor_sets(&a.factor_sets),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
+    async fn forecast(&self, request: Request<pb::ForecastRequest>) -> Result<Response<pb::ForecastResponse>, Status> {
+        use crate::forecasting::api::{ForecastError, compute, parse_forecast};
+        let principal = self.auth.authenticate_grpc(request.metadata()).await?;
+        let m = request.into_inner();
+        let mut p = Pairs::default();
+        p.list("team", &m.team);
+        p.list("account", &m.account);
+        p.list("ou", &m.ou);
+        p.list("service", &m.service);
+        p.text("basis", &m.basis);
+        p.text("horizon", &m.horizon);
+        if m.budget_id != 0 {
+            p.0.push(("budget_id".to_owned(), m.budget_id.to_string()));
+        }
+        p.text("now", &m.now);
+        let req = parse_forecast(&p.0).map_err(invalid)?;
+        match compute(&self.engine, &principal, &req, (self.clock)()).await {
+            Ok(a) => Ok(self.reply(forecast_message(&a))),
+            Err(ForecastError::BadParameter(e)) => Err(invalid(e)),
+            Err(ForecastError::Query(e)) => Err(internal(e)),
+            Err(ForecastError::BudgetNotFound(id)) => Err(Status::not_found(format!("no budget {id} in your scope"))),
+            Err(ForecastError::Sql(e)) => Err(crate::error_reply::internal_status("gRPC forecast", &e)),
+        }
+    }
+
     async fn totals(&self, request: Request<pb::TotalsRequest>) -> Result<Response<pb::TotalsResponse>, Status> {
         let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();

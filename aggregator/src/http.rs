@@ -74,6 +74,7 @@ pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable 
                 .get("/auth/logout", crate::auth::login::logout)
                 .with_state(auth.clone()),
         )
+        .merge(crate::forecasting::api::route_table(state.engine.clone(), state.clock))
         .merge(crate::dashboard::route_table(state.engine.clone(), state.clock, auth))
 }
 

@@ -5,6 +5,9 @@
 //! - [`error_reply`]: generic error replies with a request id.
 //! - [`alerts`]: carbon budgets, alert evaluation, the notification
 //!   outbox and its PagerDuty, email and webhook delivery.
+//! - [`forecasting`]: forecasts and anomaly detection on the rollups
+//!   (the refresh loop, its cache for the alert evaluator, the stored
+//!   `forecast_points`, the `/v1/forecast` answer).
 //! - [`bench`]: the storage scale benchmark.
 //! - [`delivery`]: batch ingest over QUIC (validate, store in one
 //!   transaction, commit, then acknowledge; quarantine what is refused).
@@ -55,6 +58,7 @@ pub mod from_protocol;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod forecasting;
 pub mod lineage;
 pub mod maintenance;
 pub mod model;

@@ -26,6 +26,8 @@ use canopy_aggregator::auth::config::AuthSettings;
 use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
 use canopy_aggregator::auth::{self, Auth, tokens};
 use canopy_aggregator::alerts::{self, AlertsConfig};
+use canopy_aggregator::forecasting::metrics::ForecastMetrics;
+use canopy_aggregator::forecasting::{Forecasts, ForecastingConfig, Refresher};
 use canopy_aggregator::{db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
@@ -240,6 +242,8 @@ enum Command {
         auth: AuthArgs,
         #[command(flatten)]
         alerts: AlertArgs,
+        #[command(flatten)]
+        forecasting: ForecastArgs,
     },
 }
 
@@ -445,6 +449,37 @@ impl AlertArgs {
             retry_min: Duration::from_millis(self.alert_retry_min_ms),
             retry_max: Duration::from_secs(self.alert_retry_max_s),
             ..AlertsConfig::default()
+        };
+        config.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+        Ok(config)
+    }
+}
+
+/// Forecasts and anomaly detection (see `aggregator::forecasting`).
+#[derive(Args)]
+struct ForecastArgs {
+    /// Seconds between refreshes of the forecasts and anomalies (10-86400).
+    #[arg(long, env = "CANOPY_FORECAST_REFRESH_INTERVAL_S", default_value_t = 300)]
+    forecast_refresh_interval_s: u64,
+    /// Smallest hourly anomaly, gCO2e above expected in one hour (so tiny
+    /// teams don't page anyone).
+    #[arg(long, env = "CANOPY_ANOMALY_MIN_HOURLY_G_CO2E", default_value_t = 100.0)]
+    anomaly_min_hourly_g_co2e: f64,
+    /// Smallest daily anomaly, gCO2e above expected in one UTC day.
+    #[arg(long, env = "CANOPY_ANOMALY_MIN_DAILY_G_CO2E", default_value_t = 1_000.0)]
+    anomaly_min_daily_g_co2e: f64,
+    /// Seconds an anomaly episode stays open after its last outlying point.
+    #[arg(long, env = "CANOPY_ANOMALY_HOLD_S", default_value_t = 21_600)]
+    anomaly_hold_s: u64,
+}
+
+impl ForecastArgs {
+    fn config(&self) -> anyhow::Result<ForecastingConfig> {
+        let config = ForecastingConfig {
+            refresh_interval: Duration::from_secs(self.forecast_refresh_interval_s),
+            anomaly_min_hourly_g_co2e: self.anomaly_min_hourly_g_co2e,
+            anomaly_min_daily_g_co2e: self.anomaly_min_daily_g_co2e,
+            anomaly_hold: Duration::from_secs(self.anomaly_hold_s),
         };
         config.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
         Ok(config)
@@ -662,11 +697,13 @@ async fn main() -> anyhow::Result<()> {
             organisation,
             auth,
             alerts: alert_args,
+            forecasting,
         } => {
             let limits = query.limits()?;
             // Validated before anything starts: no authentication configured is an error.
             let auth_config = auth.settings().validate()?;
             let alerts_config = alert_args.config()?;
+            let forecasting_config = forecasting.config()?;
             let pool =
                 db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
@@ -689,7 +726,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let auth = Auth::from_config(&auth_config, pool.clone()).await?;
             let gate = QueryGate::new(limits);
-            let (alert_state, alert_metrics) = start_alerts(&db.database_url, alerts_config).await?;
+            let (alert_state, alert_metrics, forecast_metrics) =
+                start_alerts(&db.database_url, alerts_config, forecasting_config).await?;
             let quic = start_ingest(
                 &ingest,
                 &organisation,
@@ -698,6 +736,7 @@ async fn main() -> anyhow::Result<()> {
                 decision.mode,
                 gate.metrics(),
                 alert_metrics,
+                forecast_metrics,
                 auth.clone(),
             )
                     .await?;
@@ -730,31 +769,47 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the alert evaluator and the outbox sender on their own small pool
-/// (so neither competes with ingest or the query APIs for connections).
+/// Starts the forecast refresher, the alert evaluator (with the
+/// refresher's forecasts and anomalies) and the outbox sender on their own
+/// small pool (so none competes with ingest or the query APIs for
+/// connections).
 async fn start_alerts(
     database_url: &str,
     config: AlertsConfig,
-) -> anyhow::Result<(alerts::http::AlertsHttp, Arc<alerts::metrics::AlertMetrics>)> {
+    forecasting: ForecastingConfig,
+) -> anyhow::Result<(alerts::http::AlertsHttp, Arc<alerts::metrics::AlertMetrics>, Arc<ForecastMetrics>)> {
     let pool = db::connect(database_url, 4).await.context("connecting the alerting pool to the database")?;
     let metrics = Arc::new(alerts::metrics::AlertMetrics::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let notifiers = Arc::new(
         alerts::notify::Notifiers::new(config.clone()).map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?,
     );
+    let forecasts = Forecasts::new();
+    let forecast_metrics = Arc::new(ForecastMetrics::default());
+    let refresher = Arc::new(Refresher {
+        pool: pool.clone(),
+        config: forecasting.clone(),
+        forecasts: forecasts.clone(),
+        metrics: forecast_metrics.clone(),
+    });
     let evaluator = Arc::new(alerts::evaluate::Evaluator {
         pool: pool.clone(),
         config: config.clone(),
-        forecast: Arc::new(alerts::evaluate::NoForecast),
-        anomalies: Arc::new(alerts::evaluate::NoAnomalies),
+        forecast: forecasts.clone(),
+        anomalies: forecasts,
         metrics: metrics.clone(),
         outbox_wake: wake.clone(),
     });
     let sender = Arc::new(alerts::outbox::Sender::new(pool.clone(), notifiers, config.clone(), metrics.clone(), wake));
-    tracing::info!(interval_s = config.evaluate_interval.as_secs(), "alert evaluation and delivery on");
+    tracing::info!(
+        interval_s = config.evaluate_interval.as_secs(),
+        forecast_refresh_interval_s = forecasting.refresh_interval.as_secs(),
+        "forecasts, alert evaluation and delivery on"
+    );
+    tokio::spawn(refresher.run_forever());
     tokio::spawn(evaluator.run_forever());
     tokio::spawn(sender.run_forever());
-    Ok((alerts::http::AlertsHttp { pool, config, clock: http::system_clock }, metrics))
+    Ok((alerts::http::AlertsHttp { pool, config, clock: http::system_clock }, metrics, forecast_metrics))
 }
 
 /// The QUIC server, shared with the metrics endpoint until shutdown takes it.
@@ -789,6 +844,7 @@ async fn start_ingest(
     storage: db::StorageMode,
     query_metrics: Arc<GateMetrics>,
     alert_metrics: Arc<alerts::metrics::AlertMetrics>,
+    forecast_metrics: Arc<ForecastMetrics>,
     auth: Auth,
 ) -> anyhow::Result<Option<SharedServer>> {
     let Some(ca) = load_ca(args)? else {
@@ -842,12 +898,13 @@ async fn start_ingest(
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let (metrics, shared, refresh_metrics, query_metrics, alert_metrics) = (
+                let (metrics, shared, refresh_metrics, query_metrics, alert_metrics, forecast_metrics) = (
                     metrics.clone(),
                     shared.clone(),
                     refresh_metrics.clone(),
                     query_metrics.clone(),
                     alert_metrics.clone(),
+                    forecast_metrics.clone(),
                 );
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
@@ -856,6 +913,7 @@ async fn start_ingest(
                         + &canopy_aggregator::restatement::METRICS.render()
                         + &query_metrics.render()
                         + &alert_metrics.render(http::system_clock())
+                        + &forecast_metrics.render()
                 }
             }),
         );

@@ -166,6 +166,37 @@ impl DailyForecast {
         self.point_g_co2e[..days as usize].iter().sum()
     }
 
+    /// The sum of the point forecast over the days starting before
+    /// `end_unix_s`, with its two-sided `coverage` interval (lower, point,
+    /// upper), from the variance of the cumulative error (the same one
+    /// [`DailyForecast::exhaustion`] uses; the sum of the daily bounds
+    /// would overstate it). Bounds are clamped at 0.
+    pub fn total_interval_until_g_co2e(&self, end_unix_s: i64, coverage: f64) -> (f64, f64, f64) {
+        let days = ((end_unix_s - self.first_day_unix_s).div_euclid(SECONDS_PER_DAY)).clamp(0, self.len() as i64) as usize;
+        let total: f64 = self.point_g_co2e[..days].iter().sum();
+        if days == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let sd = self.model.sigma_g_co2e * self.cumulative_variance_units(days).sqrt();
+        let z = two_sided_z(coverage);
+        ((total - z * sd).max(0.0), total, total + z * sd)
+    }
+
+    /// Σ_{m<days} (1 + c_1 + … + c_m)²: the cumulative error's variance over
+    /// `days` forecast days in units of σ².
+    fn cumulative_variance_units(&self, days: usize) -> f64 {
+        let m = &self.model;
+        let (mut c_sum, mut var_units, mut phi_j) = (0.0, 0.0, 0.0);
+        for h in 0..days {
+            if h > 0 {
+                phi_j += m.phi.powi(h as i32);
+                c_sum += m.alpha + m.beta * phi_j;
+            }
+            var_units += (1.0 + c_sum) * (1.0 + c_sum);
+        }
+        var_units
+    }
+
     /// When `remaining_g_co2e` (the budget minus what was already emitted)
     /// runs out, counting from the first forecast day.
     pub fn exhaustion(&self, remaining_g_co2e: f64) -> Result<Exhaustion, Error> {
@@ -593,6 +624,24 @@ mod tests {
         // About 60 days at ~1,000 g/day.
         let day = (p - f.first_day_unix_s) / DAY;
         assert!((55..=65).contains(&day), "{day}");
+    }
+
+    #[test]
+    fn total_interval_is_the_cumulative_one_and_brackets_the_sum() {
+        let values: Vec<f64> = (0..200).map(|i| 1_000.0 * (1.0 + 0.1 * noise(i, 8))).collect();
+        let f = forecast(&values);
+        let end = f.first_day_unix_s + 30 * DAY;
+        let (lo80, point, hi80) = f.total_interval_until_g_co2e(end, 0.8);
+        let (lo95, _, hi95) = f.total_interval_until_g_co2e(end, 0.95);
+        assert!((point - f.total_until_g_co2e(end)).abs() < 1e-9);
+        assert!(lo95 < lo80 && lo80 < point && point < hi80 && hi80 < hi95, "{lo95} {lo80} {point} {hi80} {hi95}");
+        // Symmetric around the point.
+        assert!(((hi80 - point) - (point - lo80)).abs() < 1e-6);
+        // A constant series has no error: a zero-width interval.
+        let c = forecast(&[100.0; 60]);
+        let (lo, p, hi) = c.total_interval_until_g_co2e(c.first_day_unix_s + 10 * DAY, 0.8);
+        assert!((p - 1_000.0).abs() < 1e-6 && (hi - lo).abs() < 1e-6, "{lo} {p} {hi}");
+        assert_eq!(c.total_interval_until_g_co2e(c.first_day_unix_s, 0.8), (0.0, 0.0, 0.0));
     }
 
     #[test]

@@ -40,6 +40,11 @@ fn fixed_now() -> i64 {
     T0 + 7_200
 }
 
+/// The day after the stored hours: one complete day of history.
+fn forecast_now() -> i64 {
+    T0 + 86_400 + 3_600
+}
+
 fn wall_clock_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
@@ -446,6 +451,7 @@ async fn every_route_answers_only_within_the_callers_scope() {
         ("/v1/resource-history", history(13)),
         ("/v1/admin/audit", "/v1/admin/audit".to_owned()),
         ("/v1/restatements", "/v1/restatements".to_owned()),
+        ("/v1/forecast", format!("/v1/forecast?now={}", forecast_now())),
     ]
     .into_iter()
     .collect();
@@ -543,6 +549,18 @@ async fn every_route_answers_only_within_the_callers_scope() {
                         o.facts.iter().filter(|f| (case.keep_fact)(f)).map(|f| f.resource_id.clone()).collect();
                     assert_eq!(ids, want, "{who} top resources");
                 }
+                "/v1/forecast" => {
+                    // One complete day of history (too little to forecast): the scope's figures.
+                    assert_eq!(body["status"], "not_enough_history", "{who}: {body}");
+                    let sum: f64 =
+                        body["history"].as_array().unwrap().iter().map(|d| d["actual_kg_co2e"].as_f64().unwrap()).sum();
+                    assert_close(sum, expected, &format!("{who} forecast history"));
+                    if let Some(teams) = case.teams {
+                        let answered: Vec<&str> =
+                            body["scope"]["team"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+                        assert_eq!(answered, teams.to_vec(), "{who} forecast scope");
+                    }
+                }
                 "/v1/overview" => {
                     let month = body["this_month"]["totals"]["total"]["location_kg_co2e"].as_f64().unwrap();
                     assert_close(month, expected, &format!("{who} overview this month"));
@@ -565,6 +583,7 @@ async fn every_route_answers_only_within_the_callers_scope() {
                 "/v1/realtime?group_by=team".to_owned(),
                 format!("/v1/top-resources?from={from}&to={to}"),
                 format!("/v1/overview?now={}", fixed_now()),
+                format!("/v1/forecast?now={}", forecast_now()),
             ] {
                 let uri = format!("{base}&{parameter}={value}");
                 let (status, body, _) = call(&app, &uri, bearer).await;
@@ -607,7 +626,7 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
         .filter_map(|l| l.trim().strip_prefix("rpc "))
         .map(|l| l.split('(').next().unwrap().trim())
         .collect();
-    assert_eq!(methods, ["Realtime", "Restatements", "Series", "Totals", "TopResources"].into_iter().collect());
+    assert_eq!(methods, ["Forecast", "Realtime", "Restatements", "Series", "Totals", "TopResources"].into_iter().collect());
 
     let o = org().await;
     let pool = o.db.pool.clone();
@@ -669,6 +688,15 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
     assert_eq!(codes, [tonic::Code::Unauthenticated; 4]);
     let code = client.restatements(pb::RestatementsRequest::default()).await.unwrap_err().code();
     assert_eq!(code, tonic::Code::Unauthenticated, "Restatements without credentials");
+    let forecast = |bearer: Option<&str>, team: Vec<String>, ou: Vec<String>| {
+        let mut r = tonic::Request::new(pb::ForecastRequest { team, ou, now: forecast_now().to_string(), ..Default::default() });
+        if let Some(b) = bearer {
+            r.metadata_mut().insert("authorization", b.parse().unwrap());
+        }
+        r
+    };
+    let code = client.forecast(forecast(None, vec![], vec![])).await.unwrap_err().code();
+    assert_eq!(code, tonic::Code::Unauthenticated, "Forecast without credentials");
     let (a, b, c, d) = with(Some("Bearer canopy_0123456789abcdef_nottherightsecret"), None);
     assert_eq!(client.totals(a).await.unwrap_err().code(), tonic::Code::Unauthenticated);
     assert_eq!(client.series(b).await.unwrap_err().code(), tonic::Code::Unauthenticated);
@@ -687,6 +715,19 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
                 assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} gRPC restatements");
                 assert!(!matches!(case.role, Role::Admin | Role::OrgViewer), "{who} gRPC restatements refused");
             }
+        }
+        // Forecast: the history within the scope (one day, too little to forecast).
+        let answer = client.forecast(forecast(Some(&case.bearer), vec![], vec![])).await.unwrap().into_inner();
+        assert_eq!(answer.status, "not_enough_history", "{who} gRPC forecast");
+        let sum: f64 = answer.history.iter().map(|d| d.actual_kg_co2e).sum();
+        assert_close(sum, expected, &format!("{who} gRPC forecast history"));
+        if let Some((parameter, value)) = case.outside {
+            let (team, ou) = match parameter {
+                "team" => (vec![value.to_owned()], vec![]),
+                _ => (vec![], vec![value.to_owned()]),
+            };
+            let code = client.forecast(forecast(Some(&case.bearer), team, ou)).await.unwrap_err().code();
+            assert_eq!(code, tonic::Code::PermissionDenied, "{who} gRPC forecast outside the scope");
         }
         let (a, b, c, d) = with(Some(&case.bearer), None);
         let totals = client.totals(a).await.unwrap().into_inner();

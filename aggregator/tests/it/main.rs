@@ -15,6 +15,7 @@ mod budget_history;
 mod coarsening;
 mod db_tls;
 mod factors;
+mod forecasting;
 mod dev_ca;
 mod grpc_api;
 mod hostile;

@@ -1,6 +1,7 @@
 //! The aggregator inside the demo process, through the aggregator library:
 //! migrations, maintenance, QUIC batch ingest, the HTTP API with the
-//! dashboard, and budget alert evaluation, the same parts
+//! dashboard, forecasts and anomaly detection, and budget alert
+//! evaluation, the same parts
 //! `canopy-aggregator serve` assembles.
 
 use std::net::SocketAddr;
@@ -8,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use canopy_aggregator::alerts::evaluate::{Evaluator, NoAnomalies, NoForecast};
+use canopy_aggregator::alerts::evaluate::Evaluator;
 use canopy_aggregator::alerts::metrics::AlertMetrics;
 use canopy_aggregator::alerts::notify::Notifiers;
 use canopy_aggregator::alerts::outbox::Sender;
 use canopy_aggregator::alerts::{AlertsConfig, http as alerts_http};
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
+use canopy_aggregator::forecasting::metrics::ForecastMetrics;
+use canopy_aggregator::forecasting::{Forecasts, ForecastingConfig, Refresher};
 use canopy_aggregator::maintenance::{self, RetentionPolicy};
 use canopy_aggregator::query::QueryEngine;
 use canopy_aggregator::{db, http};
@@ -66,12 +69,23 @@ pub async fn start(
         Arc::new(Sender::new(alerts_pool.clone(), notifiers, alerts_config.clone(), alert_metrics.clone(), wake.clone()))
             .run_forever(),
     );
+    // Forecasts and anomalies as `serve` computes them, read by the evaluator.
+    let forecasts = Forecasts::new();
+    tokio::spawn(
+        Arc::new(Refresher {
+            pool: alerts_pool.clone(),
+            config: ForecastingConfig::default(),
+            forecasts: forecasts.clone(),
+            metrics: Arc::new(ForecastMetrics::default()),
+        })
+        .run_forever(),
+    );
     tokio::spawn(
         Arc::new(Evaluator {
             pool: alerts_pool.clone(),
             config: alerts_config.clone(),
-            forecast: Arc::new(NoForecast),
-            anomalies: Arc::new(NoAnomalies),
+            forecast: forecasts.clone(),
+            anomalies: forecasts,
             metrics: alert_metrics,
             outbox_wake: wake,
         })
