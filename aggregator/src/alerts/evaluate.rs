@@ -230,6 +230,10 @@ pub struct BudgetBurn {
     pub burn_rate_1h: f64,
     /// Last 24 hours' rate over the even rate.
     pub burn_rate_24h: f64,
+    /// The forecast total of the period on the budget's basis (actual so
+    /// far plus the forecast to the period's end), gCO2e, as (mean, lower,
+    /// upper) of its 80 % interval; `None` without a forecast for the scope.
+    pub forecast_g_co2e: Option<(f64, f64, f64)>,
 }
 
 /// The conditions of one budget at `now`.
@@ -255,6 +259,7 @@ pub fn conditions(
         budget_g_co2e: amount_g,
         burn_rate_1h: usage.last_1h.on(column) / 3_600.0 / even_g_per_s,
         burn_rate_24h: usage.last_24h.on(column) / 86_400.0 / even_g_per_s,
+        forecast_g_co2e: forecast.forecast_total_g_co2e(&spec.scope, column, start, end),
     };
     let period_text = format!("{}..{}", yyyymmdd(start), yyyymmdd(end));
     let mut out = Vec::new();
@@ -298,7 +303,7 @@ pub fn conditions(
         ));
     }
     if spec.forecast_overshoot
-        && let Some((mean, lo, hi)) = forecast.forecast_total_g_co2e(&spec.scope, column, start, end)
+        && let Some((mean, lo, hi)) = burn.forecast_g_co2e
         && mean > amount_g
     {
         out.push((
@@ -855,16 +860,23 @@ async fn write_status(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], 
         let actual: Vec<f64> = chunk.iter().map(|b| b.actual_g_co2e).collect();
         let r1: Vec<f64> = chunk.iter().map(|b| b.burn_rate_1h).collect();
         let r24: Vec<f64> = chunk.iter().map(|b| b.burn_rate_24h).collect();
+        let forecast = |pick: fn(&(f64, f64, f64)) -> f64| -> Vec<Option<f64>> {
+            chunk.iter().map(|b| b.forecast_g_co2e.as_ref().map(pick)).collect()
+        };
         sqlx::query(
-            "INSERT INTO budget_status (budget_id, evaluated_at, period_start, period_end, actual_g_co2e, burn_rate_1h, burn_rate_24h)
-             SELECT u.id, to_timestamp($7), to_timestamp(u.s), to_timestamp(u.e), u.a, u.r1, u.r24
-             FROM unnest($1::bigint[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[])
-                  AS u(id, s, e, a, r1, r24)
+            "INSERT INTO budget_status (budget_id, evaluated_at, period_start, period_end, actual_g_co2e, burn_rate_1h, burn_rate_24h,
+                                        forecast_g_co2e, forecast_lower80_g_co2e, forecast_upper80_g_co2e)
+             SELECT u.id, to_timestamp($7), to_timestamp(u.s), to_timestamp(u.e), u.a, u.r1, u.r24, u.f, u.fl, u.fu
+             FROM unnest($1::bigint[], $2::float8[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                         $8::float8[], $9::float8[], $10::float8[])
+                  AS u(id, s, e, a, r1, r24, f, fl, fu)
              WHERE EXISTS (SELECT 1 FROM budgets WHERE budget_id = u.id)
              ON CONFLICT (budget_id) DO UPDATE SET evaluated_at = EXCLUDED.evaluated_at,
                  period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end,
                  actual_g_co2e = EXCLUDED.actual_g_co2e, burn_rate_1h = EXCLUDED.burn_rate_1h,
-                 burn_rate_24h = EXCLUDED.burn_rate_24h",
+                 burn_rate_24h = EXCLUDED.burn_rate_24h, forecast_g_co2e = EXCLUDED.forecast_g_co2e,
+                 forecast_lower80_g_co2e = EXCLUDED.forecast_lower80_g_co2e,
+                 forecast_upper80_g_co2e = EXCLUDED.forecast_upper80_g_co2e",
         )
         .bind(&ids)
         .bind(&starts)
@@ -873,6 +885,9 @@ async fn write_status(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], 
         .bind(&r1)
         .bind(&r24)
         .bind(now_unix_s as f64)
+        .bind(forecast(|f| f.0))
+        .bind(forecast(|f| f.1))
+        .bind(forecast(|f| f.2))
         .execute(&mut **tx)
         .await?;
     }

@@ -97,7 +97,8 @@ async fn list_budgets(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
     let all: Vec<_> = budgets::list(&s.pool).await?.into_iter().filter(|b| filter.allows(b)).collect();
     let status = sqlx::query(
         "SELECT budget_id, extract(epoch FROM evaluated_at)::bigint AS ev, extract(epoch FROM period_start)::bigint AS ps,
-                extract(epoch FROM period_end)::bigint AS pe, actual_g_co2e, burn_rate_1h, burn_rate_24h
+                extract(epoch FROM period_end)::bigint AS pe, actual_g_co2e, burn_rate_1h, burn_rate_24h,
+                forecast_g_co2e, forecast_lower80_g_co2e, forecast_upper80_g_co2e
          FROM budget_status",
     )
     .fetch_all(&s.pool)
@@ -121,7 +122,7 @@ async fn list_budgets(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
                         "percent_of_budget": actual / 1_000.0 / b.spec.amount_kg_co2e * 100.0,
                         "burn_rate_1h": r.try_get::<f64, _>("burn_rate_1h").ok(),
                         "burn_rate_24h": r.try_get::<f64, _>("burn_rate_24h").ok(),
-                        "forecast": Value::Null,
+                        "forecast": forecast_json(r, b.spec.amount_kg_co2e),
                     })
                 }
                 None => Value::Null,
@@ -130,6 +131,22 @@ async fn list_budgets(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
         })
         .collect();
     Ok(Json(json!({ "budgets": rows })))
+}
+
+/// The period's forecast total stored by the last evaluation round (actual
+/// so far plus the forecast to the period's end, with its 80 % interval),
+/// or null when the scope has no forecast (too little history).
+fn forecast_json(r: &sqlx::postgres::PgRow, amount_kg_co2e: f64) -> Value {
+    let get = |c: &str| r.try_get::<Option<f64>, _>(c).ok().flatten();
+    match (get("forecast_g_co2e"), get("forecast_lower80_g_co2e"), get("forecast_upper80_g_co2e")) {
+        (Some(mean), Some(lower), Some(upper)) => json!({
+            "total_kg_co2e": mean / 1_000.0,
+            "lower80_kg_co2e": lower / 1_000.0,
+            "upper80_kg_co2e": upper / 1_000.0,
+            "percent_of_budget": mean / 1_000.0 / amount_kg_co2e * 100.0,
+        }),
+        _ => Value::Null,
+    }
 }
 
 async fn create_budget(State(s): S, p: P, body: Bytes) -> Result<Response, AlertError> {

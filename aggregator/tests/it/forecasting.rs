@@ -387,6 +387,19 @@ async fn budgets_get_forecast_overshoot_and_anomaly_alerts_from_the_refresher() 
         budgets::period_window(budgets::PeriodKind::Month, 1, NOW).0
     );
 
+    // The budget list shows the round's forecast total: the same figure,
+    // with its 80 % interval around it; data's budget too (its own forecast).
+    let alerts_app = crate::alerts::app(&db.pool, &AlertsConfig::default());
+    let (status, list) = get(&alerts_app, "/v1/budgets").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let listed = |id: i64| list["budgets"].as_array().unwrap().iter().find(|b| b["budget_id"] == id).cloned().unwrap();
+    let web_forecast = &listed(ids[0])["current"]["forecast"];
+    assert_rel(web_forecast["total_kg_co2e"].as_f64().unwrap() * 1_000.0, total, "listed forecast total");
+    assert_rel(web_forecast["percent_of_budget"].as_f64().unwrap(), total / 1_000.0 / amount_kg * 100.0, "listed percent");
+    let (lo80, hi80) = (web_forecast["lower80_kg_co2e"].as_f64().unwrap(), web_forecast["upper80_kg_co2e"].as_f64().unwrap());
+    assert!(lo80 < total / 1_000.0 && total / 1_000.0 < hi80, "{web_forecast}");
+    assert!(listed(ids[1])["current"]["forecast"]["total_kg_co2e"].as_f64().unwrap() > 0.0, "{list}");
+
     // The endpoint's budget answer agrees with the evaluator's figure.
     let app = app(&db.pool);
     let (status, body) = get(&app, &format!("/v1/forecast?budget_id={}", ids[0])).await;
