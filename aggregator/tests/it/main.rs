@@ -9,6 +9,7 @@
 mod alerts;
 mod attribution;
 mod authz;
+mod billing;
 mod bench;
 mod coarsening;
 mod db_tls;
