@@ -272,7 +272,9 @@ impl Columns {
 
     /// Whether the file has any net cost column (else there is no net amortised cost).
     pub fn has_net_costs(&self) -> bool {
-        self.net_unblended.is_some() || self.ri_net_effective.is_some() || self.sp_net_effective.is_some()
+        self.net_unblended.is_some()
+            || self.ri_net_effective.is_some()
+            || self.sp_net_effective.is_some()
     }
 
     /// Header name of column `index`.
@@ -419,5 +421,80 @@ pub(crate) fn net_amortized(
         "SavingsPlanCoveredUsage" => sp_net_effective.unwrap_or(net),
         "DiscountedUsage" => ri_net_effective.unwrap_or(net),
         _ => net,
+    }
+}
+
+#[cfg(test)]
+mod net_cost_tests {
+    use std::path::Path;
+
+    use super::net_amortized;
+
+    #[test]
+    fn net_amortized_follows_the_line_item_type() {
+        assert_eq!(
+            net_amortized("Usage", 10.0, Some(9.0), Some(4.0), Some(3.0)),
+            9.0
+        );
+        assert_eq!(
+            net_amortized("DiscountedUsage", 0.0, Some(0.0), Some(4.0), Some(3.0)),
+            4.0
+        );
+        assert_eq!(
+            net_amortized(
+                "SavingsPlanCoveredUsage",
+                10.0,
+                Some(9.0),
+                Some(4.0),
+                Some(3.0)
+            ),
+            3.0
+        );
+        // Missing columns fall back to the net unblended, then the unblended cost.
+        assert_eq!(
+            net_amortized("SavingsPlanCoveredUsage", 10.0, Some(9.0), None, None),
+            9.0
+        );
+        assert_eq!(net_amortized("Usage", 10.0, None, Some(4.0), None), 10.0);
+    }
+
+    #[test]
+    fn csv_lines_carry_resource_id_and_net_amortized_cost() {
+        let csv = "line_item_usage_start_date,line_item_usage_account_id,line_item_product_code,line_item_usage_type,\
+line_item_usage_amount,line_item_line_item_type,line_item_unblended_cost,product_region_code,line_item_resource_id,\
+line_item_net_unblended_cost,savings_plan_net_savings_plan_effective_cost\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,SavingsPlanCoveredUsage,0.096,us-east-1,i-0abc,0.09,0.05\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,Usage,0.096,us-east-1,,0.09,\n";
+        let mut seen = Vec::new();
+        crate::read_reader(
+            csv.as_bytes(),
+            Path::new("t.csv"),
+            &Default::default(),
+            &mut |l| {
+                seen.push((l.resource_id.to_owned(), l.net_amortized_cost));
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ("i-0abc".to_owned(), Some(0.05)),
+                (String::new(), Some(0.09))
+            ]
+        );
+        let plain = "line_item_usage_start_date,line_item_usage_account_id,line_item_product_code,line_item_usage_type,\
+line_item_usage_amount,line_item_line_item_type,line_item_unblended_cost,product_region_code\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,Usage,0.096,us-east-1\n";
+        let mut none = Vec::new();
+        crate::read_reader(
+            plain.as_bytes(),
+            Path::new("t.csv"),
+            &Default::default(),
+            &mut |l| {
+                none.push((l.resource_id.to_owned(), l.net_amortized_cost));
+            },
+        )
+        .unwrap();
+        assert_eq!(none, vec![(String::new(), None)]);
     }
 }

@@ -19,7 +19,9 @@ use canopy_emissions::cur::CurLine;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::columns::{Columns, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU, net_amortized};
+use crate::columns::{
+    Columns, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU, net_amortized,
+};
 use crate::csv_row::FieldError;
 use crate::error::{BadRow, CurError, RowPosition};
 use crate::options::{FileStats, ReadOptions};
@@ -326,7 +328,9 @@ impl<'a> BatchView<'a> {
             (None, Some((map, key))) => map.get(i, key).unwrap_or(""),
             (None, None) => "",
         };
-        let opt_cost = |column: &Option<Num<'a>>, index: Option<usize>| -> Result<Option<f64>, FieldError> {
+        let opt_cost = |column: &Option<Num<'a>>,
+                        index: Option<usize>|
+         -> Result<Option<f64>, FieldError> {
             match (column, index) {
                 (Some(c), Some(index)) => Ok(Some(number(c, i, cols.name(index))?.unwrap_or(0.0))),
                 _ => Ok(None),

@@ -80,7 +80,12 @@ pub struct Accumulator {
 /// methodology, built-in annual location factors, default market
 /// settings), per day and usage type.
 pub fn estimate_options() -> EstimateOptions {
-    EstimateOptions { methodology: Methodology::Canopy, period: Period::Day, by_usage_type: true, ..EstimateOptions::default() }
+    EstimateOptions {
+        methodology: Methodology::Canopy,
+        period: Period::Day,
+        by_usage_type: true,
+        ..EstimateOptions::default()
+    }
 }
 
 fn day_of(unix_s: i64) -> i64 {
@@ -137,7 +142,10 @@ impl Accumulator {
         );
         let sums = match self.costs.get_mut(self.key.as_str()) {
             Some(s) => s,
-            None => self.costs.entry(self.key.clone().into_boxed_str()).or_default(),
+            None => self
+                .costs
+                .entry(self.key.clone().into_boxed_str())
+                .or_default(),
         };
         sums.line_items += 1;
         sums.unblended += line.unblended_cost;
@@ -149,7 +157,9 @@ impl Accumulator {
         let estimate = self.estimator.finish();
         let mut figures: HashMap<String, Figures> = HashMap::with_capacity(estimate.rows.len());
         for r in estimate.rows {
-            let (Some(energy_kwh), Some(location), Some(market)) = (r.energy_kwh, r.co2e_location_kg, r.co2e_market_kg) else {
+            let (Some(energy_kwh), Some(location), Some(market)) =
+                (r.energy_kwh, r.co2e_location_kg, r.co2e_market_kg)
+            else {
                 continue;
             };
             let key = format!(
@@ -184,7 +194,8 @@ impl Accumulator {
                 let mut parts = key.split(SEP);
                 let mut next = || parts.next().unwrap_or("").to_owned();
                 let day: i64 = next().parse().unwrap_or(0);
-                let (account_id, region, service, usage_type, resource_id, team) = (next(), next(), next(), next(), next(), next());
+                let (account_id, region, service, usage_type, resource_id, team) =
+                    (next(), next(), next(), next(), next(), next());
                 BillingRow {
                     figures: figures.get(&*key).copied(),
                     day_unix_s: day,
@@ -201,15 +212,24 @@ impl Accumulator {
             })
             .collect();
         rows.sort_by(|a, b| {
-            (a.day_unix_s, &a.account_id, &a.region, &a.service, &a.usage_type, &a.resource_id, &a.team).cmp(&(
-                b.day_unix_s,
-                &b.account_id,
-                &b.region,
-                &b.service,
-                &b.usage_type,
-                &b.resource_id,
-                &b.team,
-            ))
+            (
+                a.day_unix_s,
+                &a.account_id,
+                &a.region,
+                &a.service,
+                &a.usage_type,
+                &a.resource_id,
+                &a.team,
+            )
+                .cmp(&(
+                    b.day_unix_s,
+                    &b.account_id,
+                    &b.region,
+                    &b.service,
+                    &b.usage_type,
+                    &b.resource_id,
+                    &b.team,
+                ))
         });
         rows
     }
@@ -241,7 +261,10 @@ mod tests {
 
     #[test]
     fn keys_by_resource_and_team_and_skips_other_types() {
-        let mut acc = Accumulator::new(HashMap::from([("111111111111".to_owned(), "platform".to_owned())]));
+        let mut acc = Accumulator::new(HashMap::from([(
+            "111111111111".to_owned(),
+            "platform".to_owned(),
+        )]));
         acc.add(&line("Usage", "i-1", Some("web"), 0.1));
         acc.add(&line("Usage", "i-1", Some("web"), 0.1));
         acc.add(&line("Usage", "i-2", None, 0.2));
@@ -249,12 +272,27 @@ mod tests {
         assert_eq!((acc.usage_line_items, acc.other_line_items), (3, 1));
         let rows = acc.finish();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].resource_id.as_str(), rows[0].team.as_str(), rows[0].line_items), ("i-1", "web", 2));
-        assert_eq!((rows[1].resource_id.as_str(), rows[1].team.as_str()), ("i-2", "platform"));
+        assert_eq!(
+            (
+                rows[0].resource_id.as_str(),
+                rows[0].team.as_str(),
+                rows[0].line_items
+            ),
+            ("i-1", "web", 2)
+        );
+        assert_eq!(
+            (rows[1].resource_id.as_str(), rows[1].team.as_str()),
+            ("i-2", "platform")
+        );
         assert_eq!(rows[0].day_unix_s, 1_696_118_400);
-        assert!((rows[0].unblended_cost - 0.2).abs() < 1e-12 && (rows[0].net_amortized_cost - 0.1).abs() < 1e-12);
+        assert!(
+            (rows[0].unblended_cost - 0.2).abs() < 1e-12
+                && (rows[0].net_amortized_cost - 0.1).abs() < 1e-12
+        );
         let f = rows[0].figures.expect("an m5.large hour is estimated");
-        assert!(f.energy_kwh > 0.0 && f.location_g_co2e > f.embodied_g_co2e && f.embodied_g_co2e > 0.0);
+        assert!(
+            f.energy_kwh > 0.0 && f.location_g_co2e > f.embodied_g_co2e && f.embodied_g_co2e > 0.0
+        );
         // Two identical hours give twice one hour.
         let one = rows[1].figures.unwrap();
         assert!((f.energy_kwh - 2.0 * one.energy_kwh).abs() < 1e-12);

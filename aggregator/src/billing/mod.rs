@@ -141,16 +141,36 @@ impl BillingMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
         let mut out = String::new();
         for (name, help, value) in [
-            ("canopy_aggregator_billing_syncs_total", "Billing syncs run.", get(&self.syncs)),
-            ("canopy_aggregator_billing_deliveries_synced_total", "Data Exports deliveries stored.", get(&self.deliveries_synced)),
+            (
+                "canopy_aggregator_billing_syncs_total",
+                "Billing syncs run.",
+                get(&self.syncs),
+            ),
+            (
+                "canopy_aggregator_billing_deliveries_synced_total",
+                "Data Exports deliveries stored.",
+                get(&self.deliveries_synced),
+            ),
             (
                 "canopy_aggregator_billing_deliveries_unchanged_total",
                 "Deliveries found already stored (skipped).",
                 get(&self.deliveries_unchanged),
             ),
-            ("canopy_aggregator_billing_line_items_read_total", "CUR line items read from stored deliveries.", get(&self.line_items)),
-            ("canopy_aggregator_billing_rows_stored_total", "Billing aggregate rows written.", get(&self.rows)),
-            ("canopy_aggregator_billing_errors_total", "Deliveries that failed (nothing stored; retried next sync).", get(&self.errors)),
+            (
+                "canopy_aggregator_billing_line_items_read_total",
+                "CUR line items read from stored deliveries.",
+                get(&self.line_items),
+            ),
+            (
+                "canopy_aggregator_billing_rows_stored_total",
+                "Billing aggregate rows written.",
+                get(&self.rows),
+            ),
+            (
+                "canopy_aggregator_billing_errors_total",
+                "Deliveries that failed (nothing stored; retried next sync).",
+                get(&self.errors),
+            ),
             (
                 "canopy_aggregator_billing_bad_input_total",
                 "Deliveries refused as bad input (unreadable file, unknown schema, missing file).",
@@ -162,7 +182,9 @@ impl BillingMetrics {
                 format!("{:.6}", self.micros.load(Ordering::Relaxed) as f64 / 1e6),
             ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
         }
         out
     }
@@ -177,34 +199,67 @@ async fn manifest_keys(client: &Client, config: &SyncConfig) -> Result<Vec<Strin
         (None, p) => format!("{p}/"),
     };
     let mut keys = Vec::new();
-    let mut pages = client.list_objects_v2().bucket(&config.bucket).prefix(&prefix).into_paginator().send();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&config.bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| BillingError::S3 {
             bucket: config.bucket.clone(),
             key: prefix.clone(),
-            message: format!("listing failed: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+            message: format!(
+                "listing failed: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ),
         })?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key()).filter(|k| manifest::is_manifest_key(k)).map(str::to_owned));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter(|k| manifest::is_manifest_key(k))
+                .map(str::to_owned),
+        );
     }
     keys.sort();
     Ok(keys)
 }
 
 /// Downloads `key` into `file`, chunk by chunk (memory does not grow with the object).
-async fn download(client: &Client, bucket: &str, key: &str, file: &Path) -> Result<u64, BillingError> {
-    let response = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-        let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-        if missing {
-            BillingError::BadObject {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                message: "named by the manifest but not found in the bucket".to_owned(),
+async fn download(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    file: &Path,
+) -> Result<u64, BillingError> {
+    let response = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+            if missing {
+                BillingError::BadObject {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    message: "named by the manifest but not found in the bucket".to_owned(),
+                }
+            } else {
+                BillingError::S3 {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    message: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+                }
             }
-        } else {
-            BillingError::S3 { bucket: bucket.to_owned(), key: key.to_owned(), message: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)) }
-        }
-    })?;
-    let io = |source| BillingError::Io { bucket: bucket.to_owned(), key: key.to_owned(), source };
+        })?;
+    let io = |source| BillingError::Io {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        source,
+    };
     let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(io)?);
     let mut body = response.body;
     let mut bytes = 0u64;
@@ -221,16 +276,26 @@ async fn download(client: &Client, bucket: &str, key: &str, file: &Path) -> Resu
 }
 
 async fn read_manifest(client: &Client, bucket: &str, key: &str) -> Result<Manifest, BillingError> {
-    let response = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| BillingError::S3 {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        message: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)),
-    })?;
-    let bytes = response.body.collect().await.map_err(|e| BillingError::S3 {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        message: format!("download interrupted: {e}"),
-    })?;
+    let response = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| BillingError::S3 {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+        })?;
+    let bytes = response
+        .body
+        .collect()
+        .await
+        .map_err(|e| BillingError::S3 {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: format!("download interrupted: {e}"),
+        })?;
     Manifest::parse(&bytes.into_bytes(), key, bucket).map_err(|e| BillingError::BadObject {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -246,9 +311,16 @@ async fn read_delivery(
     team_tag_key: &str,
     default_teams: std::collections::HashMap<String, String>,
 ) -> Result<(Vec<BillingRow>, u64), BillingError> {
-    let dir = tempfile::tempdir().map_err(|source| BillingError::Io { bucket: bucket.to_owned(), key: String::new(), source })?;
+    let dir = tempfile::tempdir().map_err(|source| BillingError::Io {
+        bucket: bucket.to_owned(),
+        key: String::new(),
+        source,
+    })?;
     let mut acc = Accumulator::new(default_teams);
-    let opts = ReadOptions { tag_key: Some(team_tag_key.to_owned()), skip_bad_rows: false };
+    let opts = ReadOptions {
+        tag_key: Some(team_tag_key.to_owned()),
+        skip_bad_rows: false,
+    };
     let mut line_items = 0u64;
     for (i, key) in manifest.data_keys.iter().enumerate() {
         // The reader takes the format from the name: keep the key's file name.
@@ -263,7 +335,11 @@ async fn read_delivery(
             (acc, result)
         })
         .await
-        .map_err(|e| BillingError::BadObject { bucket: bucket.to_owned(), key: key.clone(), message: format!("reader stopped: {e}") })?;
+        .map_err(|e| BillingError::BadObject {
+            bucket: bucket.to_owned(),
+            key: key.clone(),
+            message: format!("reader stopped: {e}"),
+        })?;
         acc = back;
         let _ = std::fs::remove_file(&path);
         let stats = result.map_err(|e| {
@@ -280,7 +356,11 @@ async fn read_delivery(
     }
     let rows = tokio::task::spawn_blocking(move || acc.finish())
         .await
-        .map_err(|e| BillingError::BadObject { bucket: bucket.to_owned(), key: String::new(), message: format!("estimation stopped: {e}") })?;
+        .map_err(|e| BillingError::BadObject {
+            bucket: bucket.to_owned(),
+            key: String::new(),
+            message: format!("estimation stopped: {e}"),
+        })?;
     Ok((rows, line_items))
 }
 
@@ -289,11 +369,17 @@ async fn read_delivery(
 /// transaction (replacing that export's billing period). A failing delivery
 /// stores nothing, is counted and reported, and does not stop the others.
 /// Only listing S3 or reaching the database fails the whole sync.
-pub async fn sync(pool: &PgPool, client: &Client, config: &SyncConfig) -> Result<SyncReport, BillingError> {
+pub async fn sync(
+    pool: &PgPool,
+    client: &Client,
+    config: &SyncConfig,
+) -> Result<SyncReport, BillingError> {
     let started = Instant::now();
     BILLING_METRICS.syncs.fetch_add(1, Ordering::Relaxed);
     let result = sync_inner(pool, client, config).await;
-    BILLING_METRICS.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    BILLING_METRICS
+        .micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     match &result {
         Ok(report) => tracing::info!(
             bucket = %config.bucket,
@@ -314,25 +400,44 @@ pub async fn sync(pool: &PgPool, client: &Client, config: &SyncConfig) -> Result
     result
 }
 
-async fn sync_inner(pool: &PgPool, client: &Client, config: &SyncConfig) -> Result<SyncReport, BillingError> {
+async fn sync_inner(
+    pool: &PgPool,
+    client: &Client,
+    config: &SyncConfig,
+) -> Result<SyncReport, BillingError> {
     let mut report = SyncReport::default();
     let keys = manifest_keys(client, config).await?;
     let (team_tag_key, default_teams) = store::team_rules(pool).await?;
     let lineage = factor_lineage();
     for key in keys {
         report.manifests += 1;
-        let outcome = sync_one(pool, client, &config.bucket, &key, &team_tag_key, &default_teams, &lineage).await;
+        let outcome = sync_one(
+            pool,
+            client,
+            &config.bucket,
+            &key,
+            &team_tag_key,
+            &default_teams,
+            &lineage,
+        )
+        .await;
         match outcome {
             Ok(None) => {
                 report.deliveries_unchanged += 1;
-                BILLING_METRICS.deliveries_unchanged.fetch_add(1, Ordering::Relaxed);
+                BILLING_METRICS
+                    .deliveries_unchanged
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Ok(Some((line_items, rows))) => {
                 report.deliveries_synced += 1;
                 report.line_items_read += line_items;
                 report.rows_stored += rows;
-                BILLING_METRICS.deliveries_synced.fetch_add(1, Ordering::Relaxed);
-                BILLING_METRICS.line_items.fetch_add(line_items, Ordering::Relaxed);
+                BILLING_METRICS
+                    .deliveries_synced
+                    .fetch_add(1, Ordering::Relaxed);
+                BILLING_METRICS
+                    .line_items
+                    .fetch_add(line_items, Ordering::Relaxed);
                 BILLING_METRICS.rows.fetch_add(rows, Ordering::Relaxed);
             }
             Err(e @ BillingError::Sql(_)) => return Err(e),
@@ -363,7 +468,14 @@ async fn sync_one(
     if store::is_ingested(pool, &manifest).await? {
         return Ok(None);
     }
-    let (rows, line_items) = read_delivery(client, bucket, &manifest, team_tag_key, default_teams.clone()).await?;
+    let (rows, line_items) = read_delivery(
+        client,
+        bucket,
+        &manifest,
+        team_tag_key,
+        default_teams.clone(),
+    )
+    .await?;
     let record = store::DeliveryRecord {
         manifest: &manifest,
         manifest_key: key,

@@ -34,27 +34,38 @@ pub async fn is_ingested(pool: &PgPool, manifest: &Manifest) -> Result<bool, sql
 }
 
 /// The team tag key and the accounts' default teams (the agent data's rule).
-pub async fn team_rules(pool: &PgPool) -> Result<(String, std::collections::HashMap<String, String>), sqlx::Error> {
-    let key: String = sqlx::query_scalar("SELECT team_tag_key FROM canopy_settings").fetch_one(pool).await?;
-    let defaults: Vec<(String, String)> =
-        sqlx::query_as("SELECT account_id, default_team FROM account_team_rules WHERE default_team IS NOT NULL")
-            .fetch_all(pool)
-            .await?;
+pub async fn team_rules(
+    pool: &PgPool,
+) -> Result<(String, std::collections::HashMap<String, String>), sqlx::Error> {
+    let key: String = sqlx::query_scalar("SELECT team_tag_key FROM canopy_settings")
+        .fetch_one(pool)
+        .await?;
+    let defaults: Vec<(String, String)> = sqlx::query_as(
+        "SELECT account_id, default_team FROM account_team_rules WHERE default_team IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok((key, defaults.into_iter().collect()))
 }
 
 /// Replaces the period's rows with `rows` and records the delivery, in one
 /// transaction. Returns `false` (and changes nothing) when another sync
 /// stored the same delivery meanwhile.
-pub async fn replace_period(pool: &PgPool, record: &DeliveryRecord<'_>, rows: &[BillingRow]) -> Result<bool, sqlx::Error> {
+pub async fn replace_period(
+    pool: &PgPool,
+    record: &DeliveryRecord<'_>,
+    rows: &[BillingRow],
+) -> Result<bool, sqlx::Error> {
     let m = record.manifest;
     let period = m.period_start();
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('canopy_billing:' || $1 || ':' || $2, 0))")
-        .bind(&m.export_name)
-        .bind(&period)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('canopy_billing:' || $1 || ':' || $2, 0))",
+    )
+    .bind(&m.export_name)
+    .bind(&period)
+    .execute(&mut *tx)
+    .await?;
     let done: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM billing_deliveries
                         WHERE export_name = $1 AND billing_period = $2::date AND execution_id = $3)",
@@ -67,11 +78,13 @@ pub async fn replace_period(pool: &PgPool, record: &DeliveryRecord<'_>, rows: &[
     if done {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM billing_line_items WHERE export_name = $1 AND billing_period = $2::date")
-        .bind(&m.export_name)
-        .bind(&period)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM billing_line_items WHERE export_name = $1 AND billing_period = $2::date",
+    )
+    .bind(&m.export_name)
+    .bind(&period)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE billing_deliveries SET current = false WHERE export_name = $1 AND billing_period = $2::date AND current")
         .bind(&m.export_name)
         .bind(&period)
@@ -106,8 +119,10 @@ async fn insert_rows(
     period: &str,
     rows: &[BillingRow],
 ) -> Result<(), sqlx::Error> {
-    let col = |f: &dyn Fn(&BillingRow) -> Option<f64>| rows.iter().map(f).collect::<Vec<Option<f64>>>();
-    let fig = |f: fn(&super::estimate::Figures) -> f64| col(&|r: &BillingRow| r.figures.as_ref().map(f));
+    let col =
+        |f: &dyn Fn(&BillingRow) -> Option<f64>| rows.iter().map(f).collect::<Vec<Option<f64>>>();
+    let fig =
+        |f: fn(&super::estimate::Figures) -> f64| col(&|r: &BillingRow| r.figures.as_ref().map(f));
     // The parts as agent facts keep them (aggregator::accounting).
     let parts: Vec<Option<crate::accounting::FactParts>> = rows
         .iter()
@@ -127,7 +142,12 @@ async fn insert_rows(
             })
         })
         .collect();
-    let part = |f: fn(&crate::accounting::FactParts) -> f64| parts.iter().map(|p| p.as_ref().map(f)).collect::<Vec<Option<f64>>>();
+    let part = |f: fn(&crate::accounting::FactParts) -> f64| {
+        parts
+            .iter()
+            .map(|p| p.as_ref().map(f))
+            .collect::<Vec<Option<f64>>>()
+    };
     // Embodied bounds come from the methodology, not from FactParts' point rule.
     sqlx::query(
         "INSERT INTO billing_line_items (export_name, billing_period, execution_id, day, account_id, region, service,
