@@ -665,4 +665,18 @@ async fn a_sync_killed_mid_delivery_leaves_the_previous_state_and_the_next_compl
         .await,
         0
     );
+
+    // A refused delivery: the command names the key and exits non-zero.
+    let missing = data_key("2023-10", "org-cur-v3-00000.snappy.parquet");
+    put_manifest(&client, "2023-10", "exec-3", std::slice::from_ref(&missing)).await;
+    let out = sync_command(&db, &moto).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "refused: s3://{BUCKET}/{missing}: named by the manifest but not found"
+        )),
+        "{stderr}"
+    );
+    assert_matches(stored(&db.pool, "2023-10-01").await, want(&named(&files_2)));
 }
