@@ -43,6 +43,7 @@
 
 pub mod accounting;
 pub mod auth;
+pub mod billing;
 pub mod alerts;
 pub mod bench;
 pub mod coarsened;

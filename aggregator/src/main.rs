@@ -3,7 +3,8 @@
 //! evaluates budgets and delivers alerts, resumes restatements, and serves
 //! the HTTP and gRPC APIs), `maintain` (partitions ahead and retention
 //! once), `factors import-hourly|import-market` (versioned factor sets),
-//! `tokens create|list|revoke` (API tokens, audited) and the benchmarks
+//! `tokens create|list|revoke` (API tokens, audited), `billing sync`
+//! (Data Exports deliveries from S3, `canopy_aggregator::billing`) and the benchmarks
 //! `bench-storage` and `bench-alerts`.
 #![forbid(unsafe_code)]
 
@@ -28,7 +29,7 @@ use canopy_aggregator::auth::{self, Auth, tokens};
 use canopy_aggregator::alerts::{self, AlertsConfig};
 use canopy_aggregator::forecasting::metrics::ForecastMetrics;
 use canopy_aggregator::forecasting::{Forecasts, ForecastingConfig, Refresher};
-use canopy_aggregator::{db, dev_ca, http};
+use canopy_aggregator::{billing, db, dev_ca, http};
 use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -111,9 +112,67 @@ enum FactorsCommand {
     },
 }
 
+/// Where the organisation's Data Exports (CUR 2.0) deliveries are.
+#[derive(Args, Clone)]
+struct BillingArgs {
+    /// S3 bucket of the Data Exports deliveries (billing sync off in `serve` when absent).
+    #[arg(long, env = "CANOPY_BILLING_BUCKET")]
+    billing_bucket: Option<String>,
+    /// Key prefix of the exports (`<prefix>/<export-name>/metadata/...`).
+    #[arg(long, env = "CANOPY_BILLING_PREFIX", default_value = "")]
+    billing_prefix: String,
+    /// Only this export (default: every export under the prefix).
+    #[arg(long, env = "CANOPY_BILLING_EXPORT")]
+    billing_export: Option<String>,
+    /// S3 endpoint URL (a local S3 for tests); path-style addressing when set.
+    #[arg(long, env = "CANOPY_BILLING_S3_ENDPOINT_URL")]
+    billing_s3_endpoint_url: Option<String>,
+    /// Minutes between syncs in `serve`.
+    #[arg(long, env = "CANOPY_BILLING_SYNC_INTERVAL_MINUTES", default_value_t = 60)]
+    billing_sync_interval_minutes: u64,
+}
+
+impl BillingArgs {
+    /// The sync's configuration and S3 client, or `None` without a bucket.
+    async fn client(&self) -> anyhow::Result<Option<(billing::SyncConfig, aws_sdk_s3::Client)>> {
+        let Some(bucket) = self.billing_bucket.clone() else { return Ok(None) };
+        anyhow::ensure!(!bucket.is_empty(), "--billing-bucket: expected a bucket name, found \"\"");
+        anyhow::ensure!(self.billing_sync_interval_minutes > 0, "--billing-sync-interval-minutes: expected at least 1, found 0");
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(url) = &self.billing_s3_endpoint_url {
+            s3 = s3.endpoint_url(url).force_path_style(true);
+        }
+        let config = billing::SyncConfig {
+            bucket,
+            prefix: self.billing_prefix.clone(),
+            export_name: self.billing_export.clone(),
+        };
+        Ok(Some((config, aws_sdk_s3::Client::from_conf(s3.build()))))
+    }
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Read the Data Exports deliveries not stored yet, estimate and store
+    /// them (each delivery whole or not at all); exits non-zero when one
+    /// was refused.
+    Sync {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        billing: BillingArgs,
+    },
+}
+
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Billing data from AWS Data Exports (CUR 2.0) in S3.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Print, as a JSON list, the AWS API actions the aggregator calls with
     /// the management-account role (the IAM test compares them with the
     /// template).
@@ -244,6 +303,7 @@ enum Command {
         alerts: AlertArgs,
         #[command(flatten)]
         forecasting: ForecastArgs,
+        billing: BillingArgs,
     },
 }
 
@@ -632,6 +692,20 @@ async fn main() -> anyhow::Result<()> {
                 println!("restatement {}: {} chunks, {} facts restated", r.id, r.chunks, r.facts_changed);
             }
         }
+        Command::Billing { command: BillingCommand::Sync { db, billing } } => {
+            let (config, client) = billing.client().await?.context("--billing-bucket (CANOPY_BILLING_BUCKET) is required")?;
+            let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
+            db::migrate(&pool).await?;
+            let report = billing::sync(&pool, &client, &config).await?;
+            println!(
+                "manifests: {}; deliveries stored: {}; unchanged: {}; line items read: {}; rows stored: {}",
+                report.manifests, report.deliveries_synced, report.deliveries_unchanged, report.line_items_read, report.rows_stored
+            );
+            for failure in &report.failures {
+                eprintln!("refused: {failure}");
+            }
+            anyhow::ensure!(report.failures.is_empty(), "{} deliveries refused (nothing of them stored)", report.failures.len());
+        }
         Command::Maintain { db, retention } => {
             let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             let report = maintenance::run(&pool, &retention.policy(), http::system_clock()).await?;
@@ -698,6 +772,7 @@ async fn main() -> anyhow::Result<()> {
             auth,
             alerts: alert_args,
             forecasting,
+            billing: billing_args,
         } => {
             let limits = query.limits()?;
             // Validated before anything starts: no authentication configured is an error.
@@ -724,6 +799,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
+            // Billing sync: off unless a bucket is configured.
+            if let Some((config, client)) = billing_args.client().await? {
+                let interval = Duration::from_secs(billing_args.billing_sync_interval_minutes * 60);
+                tracing::info!(bucket = %config.bucket, prefix = %config.prefix, minutes = billing_args.billing_sync_interval_minutes, "billing sync enabled");
+                tokio::spawn(billing::sync_forever(pool.clone(), client, config, interval));
+            }
             let auth = Auth::from_config(&auth_config, pool.clone()).await?;
             let gate = QueryGate::new(limits);
             let (alert_state, alert_metrics, forecast_metrics) =
@@ -908,7 +989,7 @@ async fn start_ingest(
                 );
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
-                    metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
+                    metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render() + &billing::BILLING_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
                         + &canopy_aggregator::restatement::METRICS.render()
                         + &query_metrics.render()

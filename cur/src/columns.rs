@@ -104,6 +104,23 @@ const INSTANCE_TYPE: Names = Names {
     snake: &["product_instance_type"],
 };
 
+const RESOURCE_ID: Names = Names {
+    legacy: &["lineItem/ResourceId"],
+    snake: &["line_item_resource_id"],
+};
+const NET_UNBLENDED: Names = Names {
+    legacy: &["lineItem/NetUnblendedCost"],
+    snake: &["line_item_net_unblended_cost"],
+};
+const RI_NET_EFFECTIVE: Names = Names {
+    legacy: &["reservation/NetEffectiveCost"],
+    snake: &["reservation_net_effective_cost"],
+};
+const SP_NET_EFFECTIVE: Names = Names {
+    legacy: &["savingsPlan/NetSavingsPlanEffectiveCost"],
+    snake: &["savings_plan_net_savings_plan_effective_cost"],
+};
+
 /// Keys of the CUR 2.0 `product` map used when the plain column is absent.
 pub(crate) const PRODUCT_KEY_REGION: &str = "region";
 pub(crate) const PRODUCT_KEY_INSTANCE_TYPE: &str = "instance_type";
@@ -127,6 +144,11 @@ pub(crate) struct Columns {
     pub pricing_unit: Option<usize>,
     pub vcpu: Option<usize>,
     pub instance_type: Option<usize>,
+    pub resource_id: Option<usize>,
+    /// Net cost columns (the net amortised cost is derived from them).
+    pub net_unblended: Option<usize>,
+    pub ri_net_effective: Option<usize>,
+    pub sp_net_effective: Option<usize>,
     /// CUR 2.0 `product` map, used for region / instance type / vcpu when
     /// the plain columns are absent.
     pub product_map: Option<usize>,
@@ -237,11 +259,22 @@ impl Columns {
             pricing_unit: find(&PRICING_UNIT),
             vcpu: find(&VCPU),
             instance_type: find(&INSTANCE_TYPE),
+            resource_id: find(&RESOURCE_ID),
+            net_unblended: find(&NET_UNBLENDED),
+            ri_net_effective: find(&RI_NET_EFFECTIVE),
+            sp_net_effective: find(&SP_NET_EFFECTIVE),
             product_map,
             tag,
             tag_map,
             names,
         })
+    }
+
+    /// Whether the file has any net cost column (else there is no net amortised cost).
+    pub fn has_net_costs(&self) -> bool {
+        self.net_unblended.is_some()
+            || self.ri_net_effective.is_some()
+            || self.sp_net_effective.is_some()
     }
 
     /// Header name of column `index`.
@@ -267,6 +300,10 @@ impl Columns {
                 self.pricing_unit,
                 self.vcpu,
                 self.instance_type,
+                self.resource_id,
+                self.net_unblended,
+                self.ri_net_effective,
+                self.sp_net_effective,
                 self.product_map,
                 self.tag,
                 self.tag_map.as_ref().map(|(i, _)| *i),
@@ -364,5 +401,100 @@ mod tests {
         assert_eq!(cols.start, 0);
         assert_eq!(cols.tag, Some(8));
         assert_eq!(cols.used(), vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+}
+
+/// AWS's net amortised cost of one line from its net cost columns: Savings
+/// Plan covered usage costs its net Savings Plan effective cost, Reserved
+/// Instance (discounted) usage its net reservation effective cost, anything
+/// else its net unblended cost. A column the file lacks counts as the net
+/// unblended cost (then the unblended cost).
+pub(crate) fn net_amortized(
+    line_item_type: &str,
+    unblended: f64,
+    net_unblended: Option<f64>,
+    ri_net_effective: Option<f64>,
+    sp_net_effective: Option<f64>,
+) -> f64 {
+    let net = net_unblended.unwrap_or(unblended);
+    match line_item_type {
+        "SavingsPlanCoveredUsage" => sp_net_effective.unwrap_or(net),
+        "DiscountedUsage" => ri_net_effective.unwrap_or(net),
+        _ => net,
+    }
+}
+
+#[cfg(test)]
+mod net_cost_tests {
+    use std::path::Path;
+
+    use super::net_amortized;
+
+    #[test]
+    fn net_amortized_follows_the_line_item_type() {
+        assert_eq!(
+            net_amortized("Usage", 10.0, Some(9.0), Some(4.0), Some(3.0)),
+            9.0
+        );
+        assert_eq!(
+            net_amortized("DiscountedUsage", 0.0, Some(0.0), Some(4.0), Some(3.0)),
+            4.0
+        );
+        assert_eq!(
+            net_amortized(
+                "SavingsPlanCoveredUsage",
+                10.0,
+                Some(9.0),
+                Some(4.0),
+                Some(3.0)
+            ),
+            3.0
+        );
+        // Missing columns fall back to the net unblended, then the unblended cost.
+        assert_eq!(
+            net_amortized("SavingsPlanCoveredUsage", 10.0, Some(9.0), None, None),
+            9.0
+        );
+        assert_eq!(net_amortized("Usage", 10.0, None, Some(4.0), None), 10.0);
+    }
+
+    #[test]
+    fn csv_lines_carry_resource_id_and_net_amortized_cost() {
+        let csv = "line_item_usage_start_date,line_item_usage_account_id,line_item_product_code,line_item_usage_type,\
+line_item_usage_amount,line_item_line_item_type,line_item_unblended_cost,product_region_code,line_item_resource_id,\
+line_item_net_unblended_cost,savings_plan_net_savings_plan_effective_cost\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,SavingsPlanCoveredUsage,0.096,us-east-1,i-0abc,0.09,0.05\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,Usage,0.096,us-east-1,,0.09,\n";
+        let mut seen = Vec::new();
+        crate::read_reader(
+            csv.as_bytes(),
+            Path::new("t.csv"),
+            &Default::default(),
+            &mut |l| {
+                seen.push((l.resource_id.to_owned(), l.net_amortized_cost));
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ("i-0abc".to_owned(), Some(0.05)),
+                (String::new(), Some(0.09))
+            ]
+        );
+        let plain = "line_item_usage_start_date,line_item_usage_account_id,line_item_product_code,line_item_usage_type,\
+line_item_usage_amount,line_item_line_item_type,line_item_unblended_cost,product_region_code\n\
+2023-10-01T00:00:00Z,111111111111,AmazonEC2,BoxUsage:m5.large,1,Usage,0.096,us-east-1\n";
+        let mut none = Vec::new();
+        crate::read_reader(
+            plain.as_bytes(),
+            Path::new("t.csv"),
+            &Default::default(),
+            &mut |l| {
+                none.push((l.resource_id.to_owned(), l.net_amortized_cost));
+            },
+        )
+        .unwrap();
+        assert_eq!(none, vec![(String::new(), None)]);
     }
 }

@@ -8,7 +8,7 @@ use canopy_emissions::cur::CurLine;
 use crate::records::Record;
 
 use crate::columns::{
-    Columns, HeaderStyle, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU,
+    Columns, HeaderStyle, PRODUCT_KEY_INSTANCE_TYPE, net_amortized, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU,
 };
 use crate::error::CurError;
 use crate::json_map;
@@ -174,6 +174,19 @@ impl CsvRowMapper {
             (None, None) => "",
         };
 
+        let opt_cost = move |i: Option<usize>| -> Result<Option<f64>, FieldError> { i.map(|i| cost(Some(i))).transpose() };
+        let line_item_type = text(cols.line_item_type)?;
+        let net_amortized_cost = if cols.has_net_costs() {
+            Some(net_amortized(
+                line_item_type,
+                unblended_cost,
+                opt_cost(cols.net_unblended)?,
+                opt_cost(cols.ri_net_effective)?,
+                opt_cost(cols.sp_net_effective)?,
+            ))
+        } else {
+            None
+        };
         Ok(CurLine {
             usage_start_unix_s,
             account_id: text(cols.account)?,
@@ -181,13 +194,15 @@ impl CsvRowMapper {
             product_code: text(cols.product_code)?,
             usage_type: text(cols.usage_type)?,
             pricing_unit: opt_text(cols.pricing_unit)?,
-            line_item_type: text(cols.line_item_type)?,
+            line_item_type,
             instance_type,
             product_vcpu,
             usage_amount,
             blended_cost,
             unblended_cost,
             tag: (!tag.is_empty()).then_some(tag),
+            resource_id: opt_text(cols.resource_id)?,
+            net_amortized_cost,
         })
     }
 }

@@ -19,7 +19,9 @@ use canopy_emissions::cur::CurLine;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::columns::{Columns, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU};
+use crate::columns::{
+    Columns, PRODUCT_KEY_INSTANCE_TYPE, PRODUCT_KEY_REGION, PRODUCT_KEY_VCPU, net_amortized,
+};
 use crate::csv_row::FieldError;
 use crate::error::{BadRow, CurError, RowPosition};
 use crate::options::{FileStats, ReadOptions};
@@ -184,6 +186,10 @@ struct BatchView<'a> {
     pricing_unit: Option<Text<'a>>,
     vcpu: Option<Num<'a>>,
     instance_type: Option<Text<'a>>,
+    resource_id: Option<Text<'a>>,
+    net_unblended: Option<Num<'a>>,
+    ri_net_effective: Option<Num<'a>>,
+    sp_net_effective: Option<Num<'a>>,
     product: Option<Map<'a>>,
     tag: Option<Text<'a>>,
     tags: Option<(Map<'a>, &'a str)>,
@@ -260,6 +266,10 @@ impl<'a> BatchView<'a> {
             pricing_unit: cols.pricing_unit.map(text).transpose()?,
             vcpu: cols.vcpu.map(num).transpose()?,
             instance_type: cols.instance_type.map(text).transpose()?,
+            resource_id: cols.resource_id.map(text).transpose()?,
+            net_unblended: cols.net_unblended.map(num).transpose()?,
+            ri_net_effective: cols.ri_net_effective.map(num).transpose()?,
+            sp_net_effective: cols.sp_net_effective.map(num).transpose()?,
             product: cols.product_map.map(map).transpose()?,
             tag: cols.tag.map(text).transpose()?,
             tags: match &cols.tag_map {
@@ -318,6 +328,27 @@ impl<'a> BatchView<'a> {
             (None, Some((map, key))) => map.get(i, key).unwrap_or(""),
             (None, None) => "",
         };
+        let opt_cost = |column: &Option<Num<'a>>,
+                        index: Option<usize>|
+         -> Result<Option<f64>, FieldError> {
+            match (column, index) {
+                (Some(c), Some(index)) => Ok(Some(number(c, i, cols.name(index))?.unwrap_or(0.0))),
+                _ => Ok(None),
+            }
+        };
+        let line_item_type = text(&self.line_item_type);
+        let unblended_cost = cost(&self.unblended, cols.unblended)?;
+        let net_amortized_cost = if cols.has_net_costs() {
+            Some(net_amortized(
+                line_item_type,
+                unblended_cost,
+                opt_cost(&self.net_unblended, cols.net_unblended)?,
+                opt_cost(&self.ri_net_effective, cols.ri_net_effective)?,
+                opt_cost(&self.sp_net_effective, cols.sp_net_effective)?,
+            ))
+        } else {
+            None
+        };
         Ok(CurLine {
             usage_start_unix_s,
             account_id: text(&self.account),
@@ -328,7 +359,7 @@ impl<'a> BatchView<'a> {
             product_code: text(&self.product_code),
             usage_type: text(&self.usage_type),
             pricing_unit: opt_text(&self.pricing_unit),
-            line_item_type: text(&self.line_item_type),
+            line_item_type,
             instance_type: self
                 .instance_type
                 .as_ref()
@@ -336,8 +367,10 @@ impl<'a> BatchView<'a> {
             product_vcpu,
             usage_amount,
             blended_cost: cost(&self.blended, cols.blended)?,
-            unblended_cost: cost(&self.unblended, cols.unblended)?,
+            unblended_cost,
             tag: (!tag.is_empty()).then_some(tag),
+            resource_id: opt_text(&self.resource_id),
+            net_amortized_cost,
         })
     }
 

@@ -28,6 +28,8 @@ fn main() {
                 blended_cost: 0.192,
                 unblended_cost: 0.192,
                 tag: if i % 3 == 0 { Some("team-a") } else { None },
+                resource_id: "",
+                net_amortized_cost: None,
             };
             e.add(&line);
         }

@@ -63,6 +63,8 @@ impl L {
             blended_cost: self.cost,
             unblended_cost: self.cost * 0.5,
             tag: None,
+            resource_id: "",
+            net_amortized_cost: None,
         }
     }
 }

@@ -44,6 +44,8 @@ fn line(r: &Row) -> CurLine<'static> {
         blended_cost: r.cost,
         unblended_cost: r.cost,
         tag: None,
+        resource_id: "",
+        net_amortized_cost: None,
     }
 }
 

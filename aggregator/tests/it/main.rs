@@ -10,6 +10,7 @@ mod alerts;
 mod alerts_smtp_tls;
 mod attribution;
 mod authz;
+mod billing;
 mod bench;
 mod budget_history;
 mod coarsening;

@@ -18,6 +18,12 @@ pub(crate) struct Contribution {
     pub co2e_market_kg: f64,
     pub co2e_low_kg: f64,
     pub co2e_high_kg: f64,
+    /// IT energy (before PUE); NaN where the methodology does not split it (ccf).
+    pub it_energy_kwh: f64,
+    /// Embodied CO2e (kg) included in the location and market figures, with its bounds.
+    pub embodied_kg: f64,
+    pub embodied_low_kg: f64,
+    pub embodied_high_kg: f64,
     pub cost: f64,
     pub quality: Quality,
 }
@@ -36,6 +42,10 @@ struct OutSums {
     market_kg: f64,
     low_kg: f64,
     high_kg: f64,
+    it_energy_kwh: f64,
+    embodied_kg: f64,
+    embodied_low_kg: f64,
+    embodied_high_kg: f64,
     quality: Option<Quality>,
 }
 
@@ -72,6 +82,10 @@ impl Aggregator {
         sums.market_kg += c.co2e_market_kg;
         sums.low_kg += c.co2e_low_kg;
         sums.high_kg += c.co2e_high_kg;
+        sums.it_energy_kwh += c.it_energy_kwh;
+        sums.embodied_kg += c.embodied_kg;
+        sums.embodied_low_kg += c.embodied_low_kg;
+        sums.embodied_high_kg += c.embodied_high_kg;
         sums.cost.add(c.cost);
         sums.quality = Some(sums.quality.map_or(c.quality, |q| q.worst(c.quality)));
     }
@@ -86,6 +100,10 @@ impl Aggregator {
             sums.market_kg += s.market_kg;
             sums.low_kg += s.low_kg;
             sums.high_kg += s.high_kg;
+            sums.it_energy_kwh += s.it_energy_kwh;
+            sums.embodied_kg += s.embodied_kg;
+            sums.embodied_low_kg += s.embodied_low_kg;
+            sums.embodied_high_kg += s.embodied_high_kg;
             sums.cost.merge(s.cost);
             sums.quality = match (sums.quality, s.quality) {
                 (Some(a), Some(b)) => Some(a.worst(b)),
@@ -121,6 +139,10 @@ impl Aggregator {
                 co2e_market_kg: finite(s.market_kg),
                 co2e_low_kg: finite(s.low_kg),
                 co2e_high_kg: finite(s.high_kg),
+                it_energy_kwh: finite(s.it_energy_kwh),
+                co2e_embodied_kg: finite(s.embodied_kg),
+                co2e_embodied_low_kg: finite(s.embodied_low_kg),
+                co2e_embodied_high_kg: finite(s.embodied_high_kg),
                 cost: s.cost.value(),
                 quality: s.quality.unwrap_or_default(),
             })

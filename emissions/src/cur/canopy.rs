@@ -225,6 +225,11 @@ fn contribution(row: &GroupedRow<'_>, e: &RowEnergy, options: &EstimateOptions) 
         co2e_market_kg: kg(e.kwh, &market) + e.embodied_kg,
         co2e_low_kg: kg(e.kwh_bounds.low, &location) + e.embodied_bounds_kg.low,
         co2e_high_kg: kg(e.kwh_bounds.high, &location) + e.embodied_bounds_kg.high,
+        // Every energy figure of this methodology is IT energy × the year's PUE.
+        it_energy_kwh: e.kwh / pue_for(row.period_start_unix_s),
+        embodied_kg: e.embodied_kg,
+        embodied_low_kg: e.embodied_bounds_kg.low,
+        embodied_high_kg: e.embodied_bounds_kg.high,
         cost: row.unblended_cost,
         quality: e.quality,
     }

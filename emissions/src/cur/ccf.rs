@@ -321,6 +321,10 @@ fn contribution(kwh: f64, co2e_t: f64, cost: f64, average_cpu: bool) -> Contribu
         co2e_market_kg: kg,
         co2e_low_kg: kg,
         co2e_high_kg: kg,
+        it_energy_kwh: f64::NAN,
+        embodied_kg: 0.0,
+        embodied_low_kg: 0.0,
+        embodied_high_kg: 0.0,
         cost,
         quality: if average_cpu { Quality::Default } else { Quality::Estimated },
     }

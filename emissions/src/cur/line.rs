@@ -34,4 +34,11 @@ pub struct CurLine<'a> {
     /// The value of the tag chosen for grouping (`--tag KEY`); `None` when the
     /// row is untagged or no tag was requested. An empty value counts as untagged.
     pub tag: Option<&'a str>,
+    /// `line_item_resource_id`; empty when the column is absent or the cell empty.
+    pub resource_id: &'a str,
+    /// Net amortised cost of the line in the CUR currency (AWS's rule: the
+    /// net effective cost of Savings Plans and Reserved Instances for covered
+    /// usage, the net unblended cost otherwise); `None` when the file has
+    /// none of the net cost columns.
+    pub net_amortized_cost: Option<f64>,
 }

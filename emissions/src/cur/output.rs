@@ -41,6 +41,15 @@ pub struct EstimateRow {
     pub co2e_low_kg: Option<f64>,
     /// High bound of location-based CO2e (kg).
     pub co2e_high_kg: Option<f64>,
+    /// IT energy before PUE (canopy mode; `None` in ccf mode).
+    pub it_energy_kwh: Option<f64>,
+    /// Embodied CO2e (kg), included in the location and market figures
+    /// (canopy mode; 0 in ccf mode, which has none).
+    pub co2e_embodied_kg: Option<f64>,
+    /// Low bound of the embodied CO2e (kg).
+    pub co2e_embodied_low_kg: Option<f64>,
+    /// High bound of the embodied CO2e (kg).
+    pub co2e_embodied_high_kg: Option<f64>,
     /// ccf: summed blended cost; canopy: summed unblended cost.
     pub cost: f64,
     /// The worst quality of the contributing rows.
