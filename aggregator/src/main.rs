@@ -303,6 +303,7 @@ enum Command {
         alerts: AlertArgs,
         #[command(flatten)]
         forecasting: ForecastArgs,
+        #[command(flatten)]
         billing: BillingArgs,
     },
 }
