@@ -20,8 +20,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
@@ -59,9 +58,7 @@ pub async fn aws_context(
     metrics: Arc<Metrics>,
     credentials: Option<aws_sdk_sts::config::Credentials>,
 ) -> AwsContext {
-    let inner = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .build_https();
+    let inner = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_https();
     let http = SharedHttpClient::new(BudgetedHttpClient {
         inner,
         state: Arc::new(BudgetState {
@@ -130,9 +127,7 @@ struct BudgetState {
 impl BudgetState {
     fn semaphore(&self, service: &str) -> Arc<Semaphore> {
         let mut map = self.semaphores.lock().expect("semaphore map lock");
-        map.entry(service.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency)))
-            .clone()
+        map.entry(service.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency))).clone()
     }
 }
 
@@ -143,11 +138,7 @@ struct BudgetedHttpClient {
 }
 
 impl HttpClient for BudgetedHttpClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
         SharedHttpConnector::new(BudgetedConnector {
             inner: self.inner.http_connector(settings, components),
             state: self.state.clone(),
@@ -202,29 +193,15 @@ impl HttpConnector for BudgetedConnector {
     fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
         let inner = self.inner.clone();
         let state = self.state.clone();
-        let api = request
-            .headers_mut()
-            .remove(API_HEADER)
-            .unwrap_or_else(|| "unknown/unknown".into());
-        let attempt: u32 = request
-            .headers_mut()
-            .remove(ATTEMPT_HEADER)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1);
+        let api = request.headers_mut().remove(API_HEADER).unwrap_or_else(|| "unknown/unknown".into());
+        let attempt: u32 = request.headers_mut().remove(ATTEMPT_HEADER).and_then(|a| a.parse().ok()).unwrap_or(1);
         HttpConnectorFuture::new(async move {
             let (service, operation) = api.split_once('/').unwrap_or(("unknown", "unknown"));
             let service = service.to_ascii_lowercase();
-            let _permit = state
-                .semaphore(&service)
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
+            let _permit = state.semaphore(&service).acquire_owned().await.expect("semaphore never closed");
             state.limiter.bucket(&service, operation).acquire().await;
             let metrics = &state.metrics;
-            metrics.inc(
-                "canopy_agent_api_calls_total",
-                &[("service", &service), ("operation", operation)],
-            );
+            metrics.inc("canopy_agent_api_calls_total", &[("service", &service), ("operation", operation)]);
             if attempt > 1 {
                 metrics.inc("canopy_agent_api_retries_total", &[("service", &service)]);
             }
@@ -234,23 +211,14 @@ impl HttpConnector for BudgetedConnector {
                 return Ok(response);
             }
             // Error bodies are small: buffer to classify, then hand back.
-            let error_type = response
-                .headers()
-                .get("x-amzn-ErrorType")
-                .map(str::to_owned);
-            let bytes = ByteStream::new(response.take_body())
-                .collect()
-                .await
-                .map(|b| b.into_bytes())
-                .unwrap_or_default();
+            let error_type = response.headers().get("x-amzn-ErrorType").map(str::to_owned);
+            let bytes =
+                ByteStream::new(response.take_body()).collect().await.map(|b| b.into_bytes()).unwrap_or_default();
             let throttled = is_throttle(status, error_type.as_deref(), &bytes);
             if throttled {
                 metrics.inc("canopy_agent_api_throttles_total", &[("service", &service)]);
             } else if status >= 500 {
-                metrics.inc(
-                    "canopy_agent_api_server_errors_total",
-                    &[("service", &service)],
-                );
+                metrics.inc("canopy_agent_api_server_errors_total", &[("service", &service)]);
             }
             *response.body_mut() = SdkBody::from(bytes);
             Ok(response)

@@ -8,8 +8,8 @@ use crate::aws::{AwsContext, aws_context};
 use crate::changes::{ChangeSource, SqsChangeSource};
 use crate::collectors::cloudwatch::CloudWatchSource;
 use crate::collectors::{
-    COLLECTOR_NAMES, CollectContext, CollectError, Collector, dynamodb, ebs, ec2, ecs, efs, eks,
-    elasticache, lambda, rds, s3,
+    COLLECTOR_NAMES, CollectContext, CollectError, Collector, dynamodb, ebs, ec2, ecs, efs, eks, elasticache, lambda,
+    rds, s3,
 };
 use crate::config::{AgentConfig, SourceKind};
 use crate::cost::{CostMeter, CostModel};
@@ -43,11 +43,7 @@ fn enabled(config: &AgentConfig, name: &str) -> bool {
 }
 
 /// The AWS collectors enabled in `config`, in [`COLLECTOR_NAMES`] order.
-pub fn aws_collectors(
-    config: &AgentConfig,
-    aws: &AwsContext,
-    meter: &Arc<CostMeter>,
-) -> Vec<Box<dyn Collector>> {
+pub fn aws_collectors(config: &AgentConfig, aws: &AwsContext, meter: &Arc<CostMeter>) -> Vec<Box<dyn Collector>> {
     let mut out: Vec<Box<dyn Collector>> = Vec::new();
     for name in COLLECTOR_NAMES.iter().filter(|n| enabled(config, n)) {
         let c: Box<dyn Collector> = match *name {
@@ -69,22 +65,18 @@ pub fn aws_collectors(
 
 /// The account the credentials belong to (STS GetCallerIdentity).
 pub async fn caller_account(aws: &AwsContext) -> Result<String, CollectError> {
-    let config = aws_sdk_sts::config::Builder::from(&aws.sdk)
-        .interceptor(aws.interceptor)
-        .build();
+    let config = aws_sdk_sts::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
     let out = aws_sdk_sts::Client::from_conf(config)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| CollectError::api("sts", "GetCallerIdentity", e))?;
-    out.account()
-        .map(str::to_owned)
-        .ok_or(CollectError::BadResponse {
-            service: "sts",
-            operation: "GetCallerIdentity",
-            expected: "an account id",
-            found: "none".into(),
-        })
+    out.account().map(str::to_owned).ok_or(CollectError::BadResponse {
+        service: "sts",
+        operation: "GetCallerIdentity",
+        expected: "an account id",
+        found: "none".into(),
+    })
 }
 
 /// Builds the agent `config` describes, with a fresh metrics registry and
@@ -100,25 +92,13 @@ pub async fn build_agent_with_credentials(
 ) -> Result<Agent, StartError> {
     let metrics = Arc::new(Metrics::new());
     let meter = Arc::new(CostMeter::new());
-    let estimator = Estimator::new(
-        &config.region,
-        MarketConfig::new(),
-        config.attribution.team_tag_keys.clone(),
-    );
+    let estimator = Estimator::new(&config.region, MarketConfig::new(), config.attribution.team_tag_keys.clone());
     let cost_model = CostModel::from_config(config);
     if config.source.kind == SourceKind::Simulated {
-        let source =
-            SimulatedSource::new(config.source.seed, config.source.resources, meter.clone());
-        let account_id = config
-            .account_id
-            .clone()
-            .unwrap_or_else(|| SIMULATED_ACCOUNT_ID.to_owned());
+        let source = SimulatedSource::new(config.source.seed, config.source.resources, meter.clone());
+        let account_id = config.account_id.clone().unwrap_or_else(|| SIMULATED_ACCOUNT_ID.to_owned());
         return Ok(Agent::new(AgentParts {
-            context: CollectContext {
-                account_id,
-                region: config.region.clone(),
-                now_unix_s: 0,
-            },
+            context: CollectContext { account_id, region: config.region.clone(), now_unix_s: 0 },
             cadence: cadence(config),
             collectors: vec![Box::new(source.clone())],
             metric_source: Box::new(source),
@@ -135,22 +115,17 @@ pub async fn build_agent_with_credentials(
         Some(a) => a.clone(),
         None => caller_account(&aws).await?,
     };
-    let changes: Option<Box<dyn ChangeSource>> =
-        config.change_queue.queue_url.as_ref().map(|url| {
-            Box::new(SqsChangeSource::new(
-                &aws,
-                url,
-                config.change_queue.wait_time_s,
-                config.change_queue.max_messages,
-                meter.clone(),
-            )) as Box<dyn ChangeSource>
-        });
+    let changes: Option<Box<dyn ChangeSource>> = config.change_queue.queue_url.as_ref().map(|url| {
+        Box::new(SqsChangeSource::new(
+            &aws,
+            url,
+            config.change_queue.wait_time_s,
+            config.change_queue.max_messages,
+            meter.clone(),
+        )) as Box<dyn ChangeSource>
+    });
     Ok(Agent::new(AgentParts {
-        context: CollectContext {
-            account_id,
-            region: config.region.clone(),
-            now_unix_s: 0,
-        },
+        context: CollectContext { account_id, region: config.region.clone(), now_unix_s: 0 },
         cadence: cadence(config),
         collectors: aws_collectors(config, &aws, &meter),
         metric_source: Box::new(CloudWatchSource::new(&aws, meter.clone())),

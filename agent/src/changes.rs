@@ -62,68 +62,36 @@ pub enum EventError {
 /// Parses one EventBridge event: `Ok(None)` for a well-formed event no
 /// collector handles.
 pub fn parse_event(body: &str) -> Result<Option<Vec<Change>>, EventError> {
-    let v: Value = serde_json::from_str(body).map_err(|_| EventError::NotJson {
-        found: body.chars().take(40).collect(),
-    })?;
-    let source = v
-        .get("source")
-        .and_then(Value::as_str)
-        .ok_or(EventError::Field {
-            field: "source",
-            expected: "a string",
-        })?;
+    let v: Value =
+        serde_json::from_str(body).map_err(|_| EventError::NotJson { found: body.chars().take(40).collect() })?;
+    let source =
+        v.get("source").and_then(Value::as_str).ok_or(EventError::Field { field: "source", expected: "a string" })?;
     let detail_type = v
         .get("detail-type")
         .and_then(Value::as_str)
-        .ok_or(EventError::Field {
-            field: "detail-type",
-            expected: "a string",
-        })?;
+        .ok_or(EventError::Field { field: "detail-type", expected: "a string" })?;
     let detail = v
         .get("detail")
         .filter(|d| d.is_object())
-        .ok_or(EventError::Field {
-            field: "detail",
-            expected: "an object",
-        })?;
+        .ok_or(EventError::Field { field: "detail", expected: "an object" })?;
     let resources: Vec<String> = match v.get("resources") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(_) => {
-            return Err(EventError::Field {
-                field: "resources",
-                expected: "an array of ARNs",
-            });
-        }
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(_) => return Err(EventError::Field { field: "resources", expected: "an array of ARNs" }),
     };
     let collectors = collectors_for_event_source(source);
     if collectors.is_empty() {
         return Ok(None);
     }
-    let state = detail
-        .get("state")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let event_name = detail
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let state = detail.get("state").and_then(Value::as_str).unwrap_or_default();
+    let event_name = detail.get("eventName").and_then(Value::as_str).unwrap_or_default();
     let gone = matches!(state, "terminated" | "shutting-down" | "deleted")
         || event_name.starts_with("Delete")
         || event_name.starts_with("Terminate")
         || detail_type.ends_with("Deletion");
     let mut changes = Vec::new();
     if gone {
-        changes.extend(
-            resources
-                .into_iter()
-                .filter(|a| a.starts_with("arn:"))
-                .map(|arn| Change::Terminated { arn }),
-        );
+        changes.extend(resources.into_iter().filter(|a| a.starts_with("arn:")).map(|arn| Change::Terminated { arn }));
     }
     changes.extend(collectors.iter().map(|c| Change::Refresh { collector: c }));
     Ok(Some(changes))
@@ -158,9 +126,7 @@ impl SqsChangeSource {
         max_messages: u32,
         meter: Arc<CostMeter>,
     ) -> SqsChangeSource {
-        let config = aws_sdk_sqs::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
+        let config = aws_sdk_sqs::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
         SqsChangeSource {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url: queue_url.to_owned(),
@@ -236,43 +202,21 @@ mod tests {
         );
         check(
             r#"{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","resources":[],"detail":{"state":"running"}}"#,
-            Ok(Some(vec![
-                Change::Refresh { collector: "ec2" },
-                Change::Refresh { collector: "ebs" },
-            ])),
+            Ok(Some(vec![Change::Refresh { collector: "ec2" }, Change::Refresh { collector: "ebs" }])),
         );
         check(
             r#"{"source":"aws.s3","detail-type":"AWS API Call via CloudTrail","resources":["arn:aws:s3:::b"],"detail":{"eventName":"DeleteBucket"}}"#,
-            Ok(Some(vec![
-                Change::Terminated {
-                    arn: "arn:aws:s3:::b".into(),
-                },
-                Change::Refresh { collector: "s3" },
-            ])),
+            Ok(Some(vec![Change::Terminated { arn: "arn:aws:s3:::b".into() }, Change::Refresh { collector: "s3" }])),
         );
-        check(
-            r#"{"source":"aws.kms","detail-type":"x","detail":{}}"#,
-            Ok(None),
-        );
-        check(
-            "not json",
-            Err(EventError::NotJson {
-                found: "not json".into(),
-            }),
-        );
+        check(r#"{"source":"aws.kms","detail-type":"x","detail":{}}"#, Ok(None));
+        check("not json", Err(EventError::NotJson { found: "not json".into() }));
         check(
             r#"{"source":"aws.ec2","detail":{}}"#,
-            Err(EventError::Field {
-                field: "detail-type",
-                expected: "a string",
-            }),
+            Err(EventError::Field { field: "detail-type", expected: "a string" }),
         );
         check(
             r#"{"source":"aws.ec2","detail-type":"x","detail":[]}"#,
-            Err(EventError::Field {
-                field: "detail",
-                expected: "an object",
-            }),
+            Err(EventError::Field { field: "detail", expected: "an object" }),
         );
     }
 }

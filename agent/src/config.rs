@@ -85,11 +85,7 @@ pub struct SourceConfig {
 
 impl Default for SourceConfig {
     fn default() -> Self {
-        SourceConfig {
-            kind: SourceKind::Aws,
-            seed: 1,
-            resources: 1_000,
-        }
+        SourceConfig { kind: SourceKind::Aws, seed: 1, resources: 1_000 }
     }
 }
 
@@ -108,11 +104,7 @@ pub struct IntervalsConfig {
 
 impl Default for IntervalsConfig {
     fn default() -> Self {
-        IntervalsConfig {
-            cycle_s: 300,
-            utilisation_s: 3_600,
-            full_inventory_h: 6,
-        }
+        IntervalsConfig { cycle_s: 300, utilisation_s: 3_600, full_inventory_h: 6 }
     }
 }
 
@@ -154,9 +146,7 @@ pub struct AttributionConfig {
 
 impl Default for AttributionConfig {
     fn default() -> Self {
-        AttributionConfig {
-            team_tag_keys: vec!["Team".into(), "team".into(), "team-name".into()],
-        }
+        AttributionConfig { team_tag_keys: vec!["Team".into(), "team".into(), "team-name".into()] }
     }
 }
 
@@ -174,11 +164,7 @@ pub struct ChangeQueueConfig {
 
 impl Default for ChangeQueueConfig {
     fn default() -> Self {
-        ChangeQueueConfig {
-            queue_url: None,
-            wait_time_s: 20,
-            max_messages: 10,
-        }
+        ChangeQueueConfig { queue_url: None, wait_time_s: 20, max_messages: 10 }
     }
 }
 
@@ -253,19 +239,14 @@ impl DeliveryConfig {
     pub fn endpoint_host_port(&self) -> Option<(String, u16)> {
         let endpoint = self.aggregator_endpoint.as_deref()?;
         let (host, port) = endpoint.rsplit_once(':')?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
         (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_owned(), port))
     }
 
     /// The server name to check: [`server_name`](Self::server_name), else the endpoint's host.
     pub fn effective_server_name(&self) -> Option<String> {
-        self.server_name
-            .clone()
-            .or_else(|| self.endpoint_host_port().map(|(h, _)| h))
+        self.server_name.clone().or_else(|| self.endpoint_host_port().map(|(h, _)| h))
     }
 }
 
@@ -325,99 +306,29 @@ const ENV_OVERRIDES: &[(&str, &[&str], EnvKind)] = &[
     ("CANOPY_AGENT_AGENT_ID", &["agent_id"], EnvKind::Text),
     ("CANOPY_AGENT_REGION", &["region"], EnvKind::Text),
     ("CANOPY_AGENT_ACCOUNT_ID", &["account_id"], EnvKind::Text),
-    (
-        "CANOPY_AGENT_ENDPOINT_URL",
-        &["endpoint_url"],
-        EnvKind::Text,
-    ),
+    ("CANOPY_AGENT_ENDPOINT_URL", &["endpoint_url"], EnvKind::Text),
     ("CANOPY_AGENT_SOURCE", &["source", "kind"], EnvKind::Text),
-    (
-        "CANOPY_AGENT_CYCLE_S",
-        &["intervals", "cycle_s"],
-        EnvKind::Integer,
-    ),
-    (
-        "CANOPY_AGENT_UTILISATION_S",
-        &["intervals", "utilisation_s"],
-        EnvKind::Integer,
-    ),
-    (
-        "CANOPY_AGENT_FULL_INVENTORY_H",
-        &["intervals", "full_inventory_h"],
-        EnvKind::Integer,
-    ),
-    (
-        "CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH",
-        &["budget", "max_cost_usd_per_resource_month"],
-        EnvKind::Float,
-    ),
-    (
-        "CANOPY_AGENT_TEAM_TAG_KEYS",
-        &["attribution", "team_tag_keys"],
-        EnvKind::List,
-    ),
-    (
-        "CANOPY_AGENT_QUEUE_URL",
-        &["change_queue", "queue_url"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_SPOOL_PATH",
-        &["output", "spool_path"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_METRICS_PATH",
-        &["output", "metrics_path"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
-        &["delivery", "aggregator_endpoint"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_AGGREGATOR_SERVER_NAME",
-        &["delivery", "server_name"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_AGGREGATOR_CA_FILE",
-        &["delivery", "ca_file"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_AGGREGATOR_SERVER_ID",
-        &["delivery", "server_id"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_STS_URL",
-        &["delivery", "sts_url"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_OUTBOX_PATH",
-        &["delivery", "outbox_path"],
-        EnvKind::Text,
-    ),
-    (
-        "CANOPY_AGENT_MAX_OUTBOX_BYTES",
-        &["delivery", "max_outbox_bytes"],
-        EnvKind::Integer,
-    ),
-    (
-        "CANOPY_AGENT_MAX_IN_FLIGHT",
-        &["delivery", "max_in_flight"],
-        EnvKind::Integer,
-    ),
+    ("CANOPY_AGENT_CYCLE_S", &["intervals", "cycle_s"], EnvKind::Integer),
+    ("CANOPY_AGENT_UTILISATION_S", &["intervals", "utilisation_s"], EnvKind::Integer),
+    ("CANOPY_AGENT_FULL_INVENTORY_H", &["intervals", "full_inventory_h"], EnvKind::Integer),
+    ("CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH", &["budget", "max_cost_usd_per_resource_month"], EnvKind::Float),
+    ("CANOPY_AGENT_TEAM_TAG_KEYS", &["attribution", "team_tag_keys"], EnvKind::List),
+    ("CANOPY_AGENT_QUEUE_URL", &["change_queue", "queue_url"], EnvKind::Text),
+    ("CANOPY_AGENT_SPOOL_PATH", &["output", "spool_path"], EnvKind::Text),
+    ("CANOPY_AGENT_METRICS_PATH", &["output", "metrics_path"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", &["delivery", "aggregator_endpoint"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", &["delivery", "server_name"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_CA_FILE", &["delivery", "ca_file"], EnvKind::Text),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_ID", &["delivery", "server_id"], EnvKind::Text),
+    ("CANOPY_AGENT_STS_URL", &["delivery", "sts_url"], EnvKind::Text),
+    ("CANOPY_AGENT_OUTBOX_PATH", &["delivery", "outbox_path"], EnvKind::Text),
+    ("CANOPY_AGENT_MAX_OUTBOX_BYTES", &["delivery", "max_outbox_bytes"], EnvKind::Integer),
+    ("CANOPY_AGENT_MAX_IN_FLIGHT", &["delivery", "max_in_flight"], EnvKind::Integer),
 ];
 
 /// Names of the environment variables that override config keys.
 pub fn env_variables() -> impl Iterator<Item = (&'static str, String)> {
-    ENV_OVERRIDES
-        .iter()
-        .map(|(var, path, _)| (*var, path.join(".")))
+    ENV_OVERRIDES.iter().map(|(var, path, _)| (*var, path.join(".")))
 }
 
 fn env_value(
@@ -428,25 +339,13 @@ fn env_value(
 ) -> Result<toml::Value, ConfigError> {
     let key = match path {
         [one] => *one,
-        _ => ENV_KEYS
-            .iter()
-            .find(|(v, _)| *v == var)
-            .map_or("?", |(_, k)| k),
+        _ => ENV_KEYS.iter().find(|(v, _)| *v == var).map_or("?", |(_, k)| k),
     };
-    let bad = |expected: &'static str| ConfigError::Env {
-        var,
-        key,
-        expected,
-        found: raw.to_owned(),
-    };
+    let bad = |expected: &'static str| ConfigError::Env { var, key, expected, found: raw.to_owned() };
     Ok(match kind {
         EnvKind::Text => toml::Value::String(raw.to_owned()),
-        EnvKind::Integer => {
-            toml::Value::Integer(raw.trim().parse::<i64>().map_err(|_| bad("an integer"))?)
-        }
-        EnvKind::Float => {
-            toml::Value::Float(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?)
-        }
+        EnvKind::Integer => toml::Value::Integer(raw.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
+        EnvKind::Float => toml::Value::Float(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
         EnvKind::List => toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -462,26 +361,14 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("CANOPY_AGENT_SOURCE", "source.kind"),
     ("CANOPY_AGENT_CYCLE_S", "intervals.cycle_s"),
     ("CANOPY_AGENT_UTILISATION_S", "intervals.utilisation_s"),
-    (
-        "CANOPY_AGENT_FULL_INVENTORY_H",
-        "intervals.full_inventory_h",
-    ),
-    (
-        "CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH",
-        "budget.max_cost_usd_per_resource_month",
-    ),
+    ("CANOPY_AGENT_FULL_INVENTORY_H", "intervals.full_inventory_h"),
+    ("CANOPY_AGENT_MAX_COST_USD_PER_RESOURCE_MONTH", "budget.max_cost_usd_per_resource_month"),
     ("CANOPY_AGENT_TEAM_TAG_KEYS", "attribution.team_tag_keys"),
     ("CANOPY_AGENT_QUEUE_URL", "change_queue.queue_url"),
     ("CANOPY_AGENT_SPOOL_PATH", "output.spool_path"),
     ("CANOPY_AGENT_METRICS_PATH", "output.metrics_path"),
-    (
-        "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
-        "delivery.aggregator_endpoint",
-    ),
-    (
-        "CANOPY_AGENT_AGGREGATOR_SERVER_NAME",
-        "delivery.server_name",
-    ),
+    ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "delivery.aggregator_endpoint"),
+    ("CANOPY_AGENT_AGGREGATOR_SERVER_NAME", "delivery.server_name"),
     ("CANOPY_AGENT_AGGREGATOR_CA_FILE", "delivery.ca_file"),
     ("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "delivery.server_id"),
     ("CANOPY_AGENT_STS_URL", "delivery.sts_url"),
@@ -497,9 +384,7 @@ fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> 
         let (last, parents) = path.split_last().expect("override paths are non-empty");
         let mut node = &mut *table;
         for part in parents {
-            let entry = node
-                .entry((*part).to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = node.entry((*part).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             node = match entry {
                 toml::Value::Table(t) => t,
                 other => {
@@ -519,26 +404,19 @@ fn apply_env(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> 
 impl AgentConfig {
     /// Reads `path`, applies environment overrides and validates.
     pub fn load(path: &Path, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         AgentConfig::from_toml(&text, &path.display().to_string(), env)
     }
 
     /// Parses TOML `text` (named `origin` in errors), applies environment
     /// overrides and validates.
     pub fn from_toml(text: &str, origin: &str, env: &dyn Env) -> Result<AgentConfig, ConfigError> {
-        let parse = |message: String| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message,
-        };
-        let mut table: toml::Table = toml::from_str(text)
-            .map_err(|e| parse(e.message().to_owned() + &span_hint(text, e.span())))?;
+        let parse = |message: String| ConfigError::Parse { origin: origin.to_owned(), message };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse(e.message().to_owned() + &span_hint(text, e.span())))?;
         apply_env(&mut table, env)?;
-        let config: AgentConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
+        let config: AgentConfig = table.try_into().map_err(|e: toml::de::Error| parse(e.message().to_owned()))?;
         config.validate()?;
         Ok(config)
     }
@@ -546,28 +424,16 @@ impl AgentConfig {
     /// Checks ranges and consistency; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, expected: &str, found: String| {
-            Err(ConfigError::Invalid {
-                key,
-                expected: expected.to_owned(),
-                found,
-            })
+            Err(ConfigError::Invalid { key, expected: expected.to_owned(), found })
         };
         if self.config_version != CONFIG_VERSION {
             return invalid("config_version", "1", self.config_version.to_string());
         }
         if self.agent_id.trim().is_empty() {
-            return invalid(
-                "agent_id",
-                "a non-empty identifier",
-                format!("{:?}", self.agent_id),
-            );
+            return invalid("agent_id", "a non-empty identifier", format!("{:?}", self.agent_id));
         }
         if !is_region(&self.region) {
-            return invalid(
-                "region",
-                "an AWS region code such as eu-west-1",
-                format!("{:?}", self.region),
-            );
+            return invalid("region", "an AWS region code such as eu-west-1", format!("{:?}", self.region));
         }
         if let Some(account) = &self.account_id
             && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
@@ -577,11 +443,7 @@ impl AgentConfig {
         if let Some(url) = &self.endpoint_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return invalid(
-                "endpoint_url",
-                "an http:// or https:// URL",
-                format!("{url:?}"),
-            );
+            return invalid("endpoint_url", "an http:// or https:// URL", format!("{url:?}"));
         }
         for name in &self.collectors {
             if !crate::collectors::COLLECTOR_NAMES.contains(&name.as_str()) {
@@ -590,11 +452,7 @@ impl AgentConfig {
             }
         }
         if self.source.kind == SourceKind::Simulated && self.source.resources == 0 {
-            return invalid(
-                "source.resources",
-                "at least 1 simulated resource",
-                "0".into(),
-            );
+            return invalid("source.resources", "at least 1 simulated resource", "0".into());
         }
         let i = &self.intervals;
         if !(60..=3600).contains(&i.cycle_s) || i.cycle_s % 300 != 0 && 300 % i.cycle_s != 0 {
@@ -612,16 +470,10 @@ impl AgentConfig {
             );
         }
         if !(1..=168).contains(&i.full_inventory_h) {
-            return invalid(
-                "intervals.full_inventory_h",
-                "1..=168 hours",
-                i.full_inventory_h.to_string(),
-            );
+            return invalid("intervals.full_inventory_h", "1..=168 hours", i.full_inventory_h.to_string());
         }
         let b = &self.budget;
-        if !(b.max_cost_usd_per_resource_month.is_finite()
-            && b.max_cost_usd_per_resource_month > 0.0)
-        {
+        if !(b.max_cost_usd_per_resource_month.is_finite() && b.max_cost_usd_per_resource_month > 0.0) {
             return invalid(
                 "budget.max_cost_usd_per_resource_month",
                 "a positive number of USD",
@@ -629,47 +481,26 @@ impl AgentConfig {
             );
         }
         if !(1..=64).contains(&b.max_concurrency) {
-            return invalid(
-                "budget.max_concurrency",
-                "1..=64 in-flight calls",
-                b.max_concurrency.to_string(),
-            );
+            return invalid("budget.max_concurrency", "1..=64 in-flight calls", b.max_concurrency.to_string());
         }
         if !(1..=10).contains(&b.max_attempts) {
-            return invalid(
-                "budget.max_attempts",
-                "1..=10 attempts",
-                b.max_attempts.to_string(),
-            );
+            return invalid("budget.max_attempts", "1..=10 attempts", b.max_attempts.to_string());
         }
         if !(1..=60_000).contains(&b.initial_backoff_ms) {
-            return invalid(
-                "budget.initial_backoff_ms",
-                "1..=60000 milliseconds",
-                b.initial_backoff_ms.to_string(),
-            );
+            return invalid("budget.initial_backoff_ms", "1..=60000 milliseconds", b.initial_backoff_ms.to_string());
         }
         b.rates.validate()?;
         // The agent lengthens the cadence to keep its inventory's average
         // within the budget; a budget even a daily cadence cannot meet is refused.
-        let floor = CostModel::from_config(self)
-            .at_cadence(crate::cost::MAX_UTILISATION_S)
-            .worst_kind_usd_per_resource_month();
+        let floor = CostModel::from_config(self).at_cadence(crate::cost::MAX_UTILISATION_S).worst_kind_usd_per_resource_month();
         if b.max_cost_usd_per_resource_month < floor {
             return invalid(
                 "budget.max_cost_usd_per_resource_month",
-                &format!(
-                    "at least {floor:.5} USD, what a Lambda function costs at the longest cadence (86400 s)"
-                ),
+                &format!("at least {floor:.5} USD, what a Lambda function costs at the longest cadence (86400 s)"),
                 b.max_cost_usd_per_resource_month.to_string(),
             );
         }
-        if self
-            .attribution
-            .team_tag_keys
-            .iter()
-            .any(|k| k.trim().is_empty() || k.len() > 128)
-        {
+        if self.attribution.team_tag_keys.iter().any(|k| k.trim().is_empty() || k.len() > 128) {
             return invalid(
                 "attribution.team_tag_keys",
                 "tag keys of 1..=128 characters",
@@ -680,11 +511,7 @@ impl AgentConfig {
         if let Some(url) = &q.queue_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return invalid(
-                "change_queue.queue_url",
-                "an SQS queue URL",
-                format!("{url:?}"),
-            );
+            return invalid("change_queue.queue_url", "an SQS queue URL", format!("{url:?}"));
         }
         if q.wait_time_s > 20 {
             return invalid(
@@ -700,12 +527,7 @@ impl AgentConfig {
                 q.max_messages.to_string(),
             );
         }
-        if self
-            .output
-            .spool_path
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
+        if self.output.spool_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return invalid("output.spool_path", "a file path", "\"\"".into());
         }
         self.validate_delivery()
@@ -714,16 +536,10 @@ impl AgentConfig {
     /// Checks `[delivery]`; only when an aggregator endpoint is set.
     fn validate_delivery(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, expected: &str, found: String| {
-            Err(ConfigError::Invalid {
-                key,
-                expected: expected.to_owned(),
-                found,
-            })
+            Err(ConfigError::Invalid { key, expected: expected.to_owned(), found })
         };
         let d = &self.delivery;
-        let Some(endpoint) = &d.aggregator_endpoint else {
-            return Ok(());
-        };
+        let Some(endpoint) = &d.aggregator_endpoint else { return Ok(()) };
         if d.endpoint_host_port().is_none() {
             return invalid(
                 "delivery.aggregator_endpoint",
@@ -732,33 +548,14 @@ impl AgentConfig {
             );
         }
         if d.server_id.trim().is_empty() {
-            return invalid(
-                "delivery.server_id",
-                "the aggregator's server id",
-                "\"\"".into(),
-            );
+            return invalid("delivery.server_id", "the aggregator's server id", "\"\"".into());
         }
-        let sts_host = d
-            .sts_url
-            .strip_prefix("https://")
-            .or_else(|| d.sts_url.strip_prefix("http://"));
-        if sts_host.is_none_or(|rest| {
-            rest.split('/')
-                .next()
-                .is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace))
-        }) {
-            return invalid(
-                "delivery.sts_url",
-                "an http(s) URL with a host",
-                format!("{:?}", d.sts_url),
-            );
+        let sts_host = d.sts_url.strip_prefix("https://").or_else(|| d.sts_url.strip_prefix("http://"));
+        if sts_host.is_none_or(|rest| rest.split('/').next().is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace))) {
+            return invalid("delivery.sts_url", "an http(s) URL with a host", format!("{:?}", d.sts_url));
         }
         if d.server_name.as_ref().is_some_and(|n| n.trim().is_empty()) {
-            return invalid(
-                "delivery.server_name",
-                "a DNS name or IP address",
-                "\"\"".into(),
-            );
+            return invalid("delivery.server_name", "a DNS name or IP address", "\"\"".into());
         }
         match &d.ca_file {
             None => {
@@ -768,41 +565,23 @@ impl AgentConfig {
                     "none".into(),
                 );
             }
-            Some(p) if p.as_os_str().is_empty() => {
-                return invalid("delivery.ca_file", "a file path", "\"\"".into());
-            }
+            Some(p) if p.as_os_str().is_empty() => return invalid("delivery.ca_file", "a file path", "\"\"".into()),
             Some(_) => {}
         }
         if d.outbox_path.as_os_str().is_empty() {
             return invalid("delivery.outbox_path", "a folder path", "\"\"".into());
         }
         if d.max_outbox_bytes < 1 << 20 {
-            return invalid(
-                "delivery.max_outbox_bytes",
-                "at least 1048576 bytes (1 MiB)",
-                d.max_outbox_bytes.to_string(),
-            );
+            return invalid("delivery.max_outbox_bytes", "at least 1048576 bytes (1 MiB)", d.max_outbox_bytes.to_string());
         }
         if !(1..=256).contains(&d.max_in_flight) {
-            return invalid(
-                "delivery.max_in_flight",
-                "1..=256 batches",
-                d.max_in_flight.to_string(),
-            );
+            return invalid("delivery.max_in_flight", "1..=256 batches", d.max_in_flight.to_string());
         }
         if !(1..=600).contains(&d.enroll_timeout_s) {
-            return invalid(
-                "delivery.enroll_timeout_s",
-                "1..=600 seconds",
-                d.enroll_timeout_s.to_string(),
-            );
+            return invalid("delivery.enroll_timeout_s", "1..=600 seconds", d.enroll_timeout_s.to_string());
         }
         if !(1..=3600).contains(&d.max_backoff_s) {
-            return invalid(
-                "delivery.max_backoff_s",
-                "1..=3600 seconds",
-                d.max_backoff_s.to_string(),
-            );
+            return invalid("delivery.max_backoff_s", "1..=3600 seconds", d.max_backoff_s.to_string());
         }
         if !(d.renew_at_lifetime_fraction > 0.0 && d.renew_at_lifetime_fraction < 1.0) {
             return invalid(
@@ -812,11 +591,7 @@ impl AgentConfig {
             );
         }
         if d.drain_timeout_s > 3600 {
-            return invalid(
-                "delivery.drain_timeout_s",
-                "0..=3600 seconds",
-                d.drain_timeout_s.to_string(),
-            );
+            return invalid("delivery.drain_timeout_s", "0..=3600 seconds", d.drain_timeout_s.to_string());
         }
         Ok(())
     }
@@ -830,10 +605,7 @@ impl AgentConfig {
 /// `" at line L"` for a parse error span, or empty.
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
-        Some(range) => format!(
-            " at line {}",
-            text[..range.start.min(text.len())].matches('\n').count() + 1
-        ),
+        Some(range) => format!(" at line {}", text[..range.start.min(text.len())].matches('\n').count() + 1),
         None => String::new(),
     }
 }
@@ -842,14 +614,8 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 pub fn is_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -875,14 +641,8 @@ mod tests {
     #[test]
     fn environment_overrides_file() {
         let text = format!("{MINIMAL}[intervals]\ncycle_s = 600\n");
-        let c = load(
-            &text,
-            &[
-                ("CANOPY_AGENT_CYCLE_S", "900"),
-                ("CANOPY_AGENT_TEAM_TAG_KEYS", "Owner, CostCentre"),
-            ],
-        )
-        .unwrap();
+        let c = load(&text, &[("CANOPY_AGENT_CYCLE_S", "900"), ("CANOPY_AGENT_TEAM_TAG_KEYS", "Owner, CostCentre")])
+            .unwrap();
         assert_eq!(c.intervals.cycle_s, 900);
         assert_eq!(c.attribution.team_tag_keys, ["Owner", "CostCentre"]);
     }
@@ -919,16 +679,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = load(&format!("{MINIMAL}[intervals]\ncycle_seconds = 300\n"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("config agent.toml: unknown field `cycle_seconds`"),
-            "{err}"
-        );
-        let err = load(&format!("{MINIMAL}colour = \"green\"\n"), &[])
-            .unwrap_err()
-            .to_string();
+        let err = load(&format!("{MINIMAL}[intervals]\ncycle_seconds = 300\n"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("config agent.toml: unknown field `cycle_seconds`"), "{err}");
+        let err = load(&format!("{MINIMAL}colour = \"green\"\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("unknown field `colour`"), "{err}");
     }
 
@@ -937,43 +690,23 @@ mod tests {
         let c = load(
             MINIMAL,
             &[
-                (
-                    "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
-                    "canopy.example.com:4433",
-                ),
-                (
-                    "CANOPY_AGENT_AGGREGATOR_CA_FILE",
-                    "/etc/canopy/aggregator-ca.pem",
-                ),
+                ("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com:4433"),
+                ("CANOPY_AGENT_AGGREGATOR_CA_FILE", "/etc/canopy/aggregator-ca.pem"),
                 ("CANOPY_AGENT_OUTBOX_PATH", "/var/lib/canopy/outbox"),
                 ("CANOPY_AGENT_MAX_OUTBOX_BYTES", "2147483648"),
             ],
         )
         .unwrap();
         let d = &c.delivery;
-        assert_eq!(
-            d.endpoint_host_port(),
-            Some(("canopy.example.com".to_owned(), 4433))
-        );
-        assert_eq!(
-            d.effective_server_name().as_deref(),
-            Some("canopy.example.com")
-        );
+        assert_eq!(d.endpoint_host_port(), Some(("canopy.example.com".to_owned(), 4433)));
+        assert_eq!(d.effective_server_name().as_deref(), Some("canopy.example.com"));
         assert_eq!(d.outbox_path, PathBuf::from("/var/lib/canopy/outbox"));
         assert_eq!(d.max_outbox_bytes, 2_147_483_648);
         assert_eq!(d.max_in_flight, 16);
-        let v6 = format!(
-            "{MINIMAL}[delivery]\naggregator_endpoint = \"[::1]:4433\"\nca_file = \"ca.pem\"\n"
-        );
-        assert_eq!(
-            load(&v6, &[]).unwrap().delivery.endpoint_host_port(),
-            Some(("::1".to_owned(), 4433))
-        );
+        let v6 = format!("{MINIMAL}[delivery]\naggregator_endpoint = \"[::1]:4433\"\nca_file = \"ca.pem\"\n");
+        assert_eq!(load(&v6, &[]).unwrap().delivery.endpoint_host_port(), Some(("::1".to_owned(), 4433)));
         // Off by default: no endpoint, no outbox.
-        assert_eq!(
-            load(MINIMAL, &[]).unwrap().delivery.aggregator_endpoint,
-            None
-        );
+        assert_eq!(load(MINIMAL, &[]).unwrap().delivery.aggregator_endpoint, None);
         check_error(
             MINIMAL,
             &[("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com")],
@@ -981,10 +714,7 @@ mod tests {
         );
         check_error(
             MINIMAL,
-            &[(
-                "CANOPY_AGENT_AGGREGATOR_ENDPOINT",
-                "canopy.example.com:4433",
-            )],
+            &[("CANOPY_AGENT_AGGREGATOR_ENDPOINT", "canopy.example.com:4433")],
             "config key delivery.ca_file: expected the aggregator CA certificate's PEM file when delivery.aggregator_endpoint is set, found none",
         );
         check_error(
@@ -993,9 +723,7 @@ mod tests {
             "environment variable CANOPY_AGENT_MAX_IN_FLIGHT (overrides delivery.max_in_flight): expected an integer, found \"many\"",
         );
         check_error(
-            &format!(
-                "{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\nmax_outbox_bytes = 1000\n"
-            ),
+            &format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\nmax_outbox_bytes = 1000\n"),
             &[],
             "config key delivery.max_outbox_bytes: expected at least 1048576 bytes (1 MiB), found 1000",
         );
@@ -1006,22 +734,12 @@ mod tests {
     /// aggregator's defaults and are checked.
     #[test]
     fn challenge_pin_keys() {
-        let base =
-            format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\n");
+        let base = format!("{MINIMAL}[delivery]\naggregator_endpoint = \"a:1\"\nca_file = \"ca.pem\"\n");
         let d = load(&base, &[]).unwrap().delivery;
-        assert_eq!(
-            (d.server_id.as_str(), d.sts_url.as_str()),
-            ("canopy-aggregator", "https://sts.amazonaws.com")
-        );
+        assert_eq!((d.server_id.as_str(), d.sts_url.as_str()), ("canopy-aggregator", "https://sts.amazonaws.com"));
         let c = load(
             &base,
-            &[
-                ("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "canopy-prod"),
-                (
-                    "CANOPY_AGENT_STS_URL",
-                    "https://sts.eu-west-1.amazonaws.com",
-                ),
-            ],
+            &[("CANOPY_AGENT_AGGREGATOR_SERVER_ID", "canopy-prod"), ("CANOPY_AGENT_STS_URL", "https://sts.eu-west-1.amazonaws.com")],
         )
         .unwrap();
         assert_eq!(c.delivery.server_id, "canopy-prod");

@@ -74,8 +74,7 @@ impl CostMeter {
     /// One GetMetricData request asking for `metrics` metrics.
     pub fn get_metric_data(&self, metrics: usize) {
         self.get_metric_data_calls.fetch_add(1, Ordering::Relaxed);
-        self.metrics_requested
-            .fetch_add(metrics as u64, Ordering::Relaxed);
+        self.metrics_requested.fetch_add(metrics as u64, Ordering::Relaxed);
     }
 
     /// One ListMetrics request.
@@ -180,14 +179,10 @@ impl CostModel {
 
     /// The most expensive kind's cost per resource per month at this cadence.
     pub fn worst_kind_usd_per_resource_month(&self) -> f64 {
-        [
-            CostedKind::CpuMetric,
-            CostedKind::Function,
-            CostedKind::Bucket,
-        ]
-        .into_iter()
-        .map(|k| self.usd_per_resource_month(k))
-        .fold(0.0, f64::max)
+        [CostedKind::CpuMetric, CostedKind::Function, CostedKind::Bucket]
+            .into_iter()
+            .map(|k| self.usd_per_resource_month(k))
+            .fold(0.0, f64::max)
     }
 
     /// The most any inventory can average per resource per month with this
@@ -195,11 +190,8 @@ impl CostModel {
     /// capped by the budget the agent enforces by lengthening the cadence
     /// (unless even the longest cadence cannot meet it).
     pub fn max_usd_per_resource_month(&self) -> f64 {
-        let floor = self
-            .at_cadence(MAX_UTILISATION_S)
-            .worst_kind_usd_per_resource_month();
-        self.worst_kind_usd_per_resource_month()
-            .min(self.budget_usd_per_resource_month.max(floor))
+        let floor = self.at_cadence(MAX_UTILISATION_S).worst_kind_usd_per_resource_month();
+        self.worst_kind_usd_per_resource_month().min(self.budget_usd_per_resource_month.max(floor))
     }
 
     /// Per-agent cost independent of the inventory (SQS long polling), USD per month.
@@ -210,21 +202,14 @@ impl CostModel {
     /// Whole-agent monthly cost for an inventory of `counts` per kind.
     pub fn usd_per_month(&self, counts: &[(CostedKind, usize)]) -> f64 {
         self.fixed_usd_per_month()
-            + counts
-                .iter()
-                .map(|(k, n)| self.usd_per_resource_month(*k) * *n as f64)
-                .sum::<f64>()
+            + counts.iter().map(|(k, n)| self.usd_per_resource_month(*k) * *n as f64).sum::<f64>()
     }
 
     /// The bill per resource: whole-agent monthly cost over the number of
     /// resources in `counts` (0 when there are none).
     pub fn average_usd_per_resource_month(&self, counts: &[(CostedKind, usize)]) -> f64 {
         let resources: usize = counts.iter().map(|(_, n)| n).sum();
-        if resources == 0 {
-            0.0
-        } else {
-            self.usd_per_month(counts) / resources as f64
-        }
+        if resources == 0 { 0.0 } else { self.usd_per_month(counts) / resources as f64 }
     }
 
     /// The utilisation cadence for an inventory of `counts`: the configured
@@ -233,10 +218,7 @@ impl CostModel {
     pub fn cadence_within_budget(&self, counts: &[(CostedKind, usize)]) -> i64 {
         let mut cadence = self.utilisation_s;
         while cadence < MAX_UTILISATION_S
-            && self
-                .at_cadence(cadence)
-                .average_usd_per_resource_month(counts)
-                > self.budget_usd_per_resource_month
+            && self.at_cadence(cadence).average_usd_per_resource_month(counts) > self.budget_usd_per_resource_month
         {
             cadence += 3_600;
         }
@@ -275,12 +257,8 @@ mod tests {
 
     /// The simulated source's mix per 20 resources: 8 EC2 + 2 RDS (CPU), 3
     /// Lambda, 2 S3 buckets, 4 EBS volumes + 1 Fargate task (free).
-    const SIMULATED_MIX: &[(CostedKind, usize)] = &[
-        (CostedKind::CpuMetric, 10),
-        (CostedKind::Function, 3),
-        (CostedKind::Bucket, 2),
-        (CostedKind::Free, 5),
-    ];
+    const SIMULATED_MIX: &[(CostedKind, usize)] =
+        &[(CostedKind::CpuMetric, 10), (CostedKind::Function, 3), (CostedKind::Bucket, 2), (CostedKind::Free, 5)];
 
     #[test]
     fn hourly_default_averages_within_half_a_cent_on_the_simulated_mix() {
@@ -301,21 +279,12 @@ mod tests {
     fn cadence_lengthens_when_the_inventory_average_would_pass_the_budget() {
         let m = model("");
         // Lambda only: $0.0076 hourly > $0.005 → 2 h ($0.00395).
-        assert_eq!(
-            m.cadence_within_budget(&[(CostedKind::Function, 100)]),
-            7_200
-        );
+        assert_eq!(m.cadence_within_budget(&[(CostedKind::Function, 100)]), 7_200);
         // EC2 instances with one root volume each: $0.00365 hourly → stays hourly.
-        assert_eq!(
-            m.cadence_within_budget(&[(CostedKind::CpuMetric, 100), (CostedKind::Free, 100)]),
-            3_600
-        );
+        assert_eq!(m.cadence_within_budget(&[(CostedKind::CpuMetric, 100), (CostedKind::Free, 100)]), 3_600);
         // A tighter budget: $0.001 for CPU-only needs 730 × 0.00001 / n ≤ 0.001 → n ≥ 7.3 h → 8 h.
         let tight = model("[budget]\nmax_cost_usd_per_resource_month = 0.001\n");
-        assert_eq!(
-            tight.cadence_within_budget(&[(CostedKind::CpuMetric, 10)]),
-            8 * 3_600
-        );
+        assert_eq!(tight.cadence_within_budget(&[(CostedKind::CpuMetric, 10)]), 8 * 3_600);
         // Nothing metered: the configured cadence.
         assert_eq!(m.cadence_within_budget(&[]), 3_600);
         // The most an inventory can average is the budget, not the worst kind's hourly cost.
@@ -340,14 +309,7 @@ mod tests {
         meter.get_metric_data(20);
         meter.list_metrics();
         let r = meter.reading();
-        assert_eq!(
-            (
-                r.get_metric_data_calls,
-                r.metrics_requested,
-                r.list_metrics_calls
-            ),
-            (2, 520, 1)
-        );
+        assert_eq!((r.get_metric_data_calls, r.metrics_requested, r.list_metrics_calls), (2, 520, 1));
         // 520 × $0.00001 + 1 × $0.00001 = $0.00521.
         assert!((r.usd() - 0.00521).abs() < 1e-12);
     }

@@ -14,8 +14,7 @@ use crate::estimate::{Estimator, REVISION_MEASURED, REVISION_PROVISIONAL, group_
 use crate::inventory::{Basis, Inventory, Resource};
 use crate::metrics::Metrics;
 use crate::utilisation::{
-    MAX_QUERIES_PER_CALL, MetricSource, PERIOD_S, UtilisationStore, UtilisationValue,
-    utilisation_query,
+    MAX_QUERIES_PER_CALL, MetricSource, PERIOD_S, UtilisationStore, UtilisationValue, utilisation_query,
 };
 
 /// Cadences the cycle follows.
@@ -173,29 +172,17 @@ impl Agent {
 
     /// Estimated monthly API cost at the current inventory and cadence, USD.
     pub fn estimated_usd_per_month(&self) -> f64 {
-        self.cost_model
-            .at_cadence(self.utilisation_s)
-            .usd_per_month(&self.cost_counts())
+        self.cost_model.at_cadence(self.utilisation_s).usd_per_month(&self.cost_counts())
     }
 
     /// Estimated monthly API cost per active resource at the current
     /// inventory and cadence, USD (what the budget caps).
     pub fn estimated_usd_per_resource_month(&self) -> f64 {
-        self.cost_model
-            .at_cadence(self.utilisation_s)
-            .average_usd_per_resource_month(&self.cost_counts())
+        self.cost_model.at_cadence(self.utilisation_s).average_usd_per_resource_month(&self.cost_counts())
     }
 
-    async fn run_collector(
-        &mut self,
-        index: usize,
-        now_unix_s: i64,
-        stats: &mut CycleStats,
-    ) -> bool {
-        let ctx = CollectContext {
-            now_unix_s,
-            ..self.context.clone()
-        };
+    async fn run_collector(&mut self, index: usize, now_unix_s: i64, stats: &mut CycleStats) -> bool {
+        let ctx = CollectContext { now_unix_s, ..self.context.clone() };
         let collector = &self.collectors[index];
         let name = collector.name();
         match collector.collect(&ctx).await {
@@ -212,8 +199,7 @@ impl Agent {
             }
             Err(e) => {
                 stats.collector_failures += 1;
-                self.metrics
-                    .inc("canopy_agent_api_failures_total", &[("service", name)]);
+                self.metrics.inc("canopy_agent_api_failures_total", &[("service", name)]);
                 tracing::warn!(collector = name, error = %e, "collector failed; keeping its previous resources");
                 false
             }
@@ -225,15 +211,10 @@ impl Agent {
         let started = std::time::Instant::now();
         let before = self.meter.reading();
         let cycle_end = now_unix_s - now_unix_s.rem_euclid(self.cadence.cycle_s);
-        let mut stats = CycleStats {
-            cycle_end_unix_s: cycle_end,
-            ..CycleStats::default()
-        };
+        let mut stats = CycleStats { cycle_end_unix_s: cycle_end, ..CycleStats::default() };
         let mut touched: BTreeSet<String> = BTreeSet::new();
 
-        let full_due = self
-            .last_full_unix_s
-            .is_none_or(|t| now_unix_s - t >= self.cadence.full_inventory_s);
+        let full_due = self.last_full_unix_s.is_none_or(|t| now_unix_s - t >= self.cadence.full_inventory_s);
         if full_due {
             for i in 0..self.collectors.len() {
                 self.run_collector(i, now_unix_s, &mut stats).await;
@@ -257,10 +238,7 @@ impl Agent {
                     let mut refresh = BTreeSet::new();
                     for change in batch.changes {
                         stats.changes_applied += 1;
-                        self.metrics.inc(
-                            "canopy_agent_change_events_total",
-                            &[("outcome", "applied")],
-                        );
+                        self.metrics.inc("canopy_agent_change_events_total", &[("outcome", "applied")]);
                         match change {
                             Change::Terminated { arn } => {
                                 if self.inventory.terminate(&arn, now_unix_s) {
@@ -274,21 +252,13 @@ impl Agent {
                     }
                     for i in 0..self.collectors.len() {
                         let name = self.collectors[i].name();
-                        if refresh.contains(name)
-                            && self.run_collector(i, now_unix_s, &mut stats).await
-                        {
-                            touched.extend(
-                                self.inventory
-                                    .iter()
-                                    .filter(|r| r.collector == name)
-                                    .map(|r| r.arn.clone()),
-                            );
+                        if refresh.contains(name) && self.run_collector(i, now_unix_s, &mut stats).await {
+                            touched
+                                .extend(self.inventory.iter().filter(|r| r.collector == name).map(|r| r.arn.clone()));
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "change queue poll failed; the next full inventory reconciles")
-                }
+                Err(e) => tracing::warn!(error = %e, "change queue poll failed; the next full inventory reconciles"),
             }
         }
 
@@ -305,13 +275,9 @@ impl Agent {
         }
         // Utilisation window ends on the last whole hour.
         let hour_end = cycle_end - cycle_end.rem_euclid(3_600);
-        let fetch_due = self
-            .measured_until_unix_s
-            .is_none_or(|m| hour_end - m >= self.utilisation_s);
+        let fetch_due = self.measured_until_unix_s.is_none_or(|m| hour_end - m >= self.utilisation_s);
         let window = fetch_due.then_some((hour_end - self.utilisation_s, hour_end));
-        output
-            .emissions
-            .reserve_exact(self.emission_capacity(window, cycle_end));
+        output.emissions.reserve_exact(self.emission_capacity(window, cycle_end));
         if let Some(window) = window {
             self.fetch_utilisation(window).await;
             self.measured_until_unix_s = Some(hour_end);
@@ -324,21 +290,13 @@ impl Agent {
 
         // Inventory records: everything after a full inventory, else what changed.
         let reported = |r: &&Resource| stats.full_inventory || touched.contains(&r.arn);
-        output
-            .resources
-            .reserve_exact(self.inventory.iter().filter(reported).count());
+        output.resources.reserve_exact(self.inventory.iter().filter(reported).count());
         for r in self.inventory.iter().filter(reported) {
-            output
-                .resources
-                .push((crate::records::resource_record(r), r.attributes.clone()));
+            output.resources.push((crate::records::resource_record(r), r.attributes.clone()));
         }
-        self.inventory
-            .prune_terminated(now_unix_s - 2 * self.utilisation_s.max(3_600));
+        self.inventory.prune_terminated(now_unix_s - 2 * self.utilisation_s.max(3_600));
         let keep: BTreeSet<&str> = self.inventory.iter().map(|r| r.arn.as_str()).collect();
-        self.utilisation
-            .prune(now_unix_s - 2 * self.utilisation_s - 3_600, &|arn| {
-                keep.contains(arn)
-            });
+        self.utilisation.prune(now_unix_s - 2 * self.utilisation_s - 3_600, &|arn| keep.contains(arn));
 
         stats.inventory_resources = self.inventory.len();
         stats.cost = self.meter.reading().since(&before);
@@ -348,41 +306,13 @@ impl Agent {
         m.set("canopy_agent_cycle_duration_seconds", &[], elapsed);
         m.add("canopy_agent_cycle_duration_seconds_total", &[], elapsed);
         m.add("canopy_agent_api_cost_usd_total", &[], stats.cost.usd());
-        m.add(
-            "canopy_agent_cloudwatch_metrics_requested_total",
-            &[],
-            stats.cost.metrics_requested as f64,
-        );
-        m.set(
-            "canopy_agent_estimated_api_cost_usd_per_month",
-            &[],
-            self.estimated_usd_per_month(),
-        );
-        m.set(
-            "canopy_agent_estimated_api_cost_usd_per_resource_month",
-            &[],
-            self.estimated_usd_per_resource_month(),
-        );
-        m.set(
-            "canopy_agent_utilisation_interval_seconds",
-            &[],
-            self.utilisation_s as f64,
-        );
-        m.set(
-            "canopy_agent_inventory_resources",
-            &[],
-            stats.inventory_resources as f64,
-        );
-        m.add(
-            "canopy_agent_records_total",
-            &[("kind", "resource")],
-            output.resources.len() as f64,
-        );
-        m.add(
-            "canopy_agent_records_total",
-            &[("kind", "emission")],
-            output.emissions.len() as f64,
-        );
+        m.add("canopy_agent_cloudwatch_metrics_requested_total", &[], stats.cost.metrics_requested as f64);
+        m.set("canopy_agent_estimated_api_cost_usd_per_month", &[], self.estimated_usd_per_month());
+        m.set("canopy_agent_estimated_api_cost_usd_per_resource_month", &[], self.estimated_usd_per_resource_month());
+        m.set("canopy_agent_utilisation_interval_seconds", &[], self.utilisation_s as f64);
+        m.set("canopy_agent_inventory_resources", &[], stats.inventory_resources as f64);
+        m.add("canopy_agent_records_total", &[("kind", "resource")], output.resources.len() as f64);
+        m.add("canopy_agent_records_total", &[("kind", "emission")], output.emissions.len() as f64);
         output.stats = stats;
         output
     }
@@ -418,20 +348,12 @@ impl Agent {
         !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s <= start)
     }
 
-    fn measured_records(
-        &self,
-        (start, end): (i64, i64),
-        out: &mut Vec<EmissionRecord>,
-        stats: &mut CycleStats,
-    ) {
+    fn measured_records(&self, (start, end): (i64, i64), out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
         let mut hour = start;
         while hour < end {
             for r in self.inventory.iter().filter(|r| Self::present(r, hour)) {
                 let util = self.utilisation.measured(r, hour, hour + 3_600);
-                match self
-                    .estimator
-                    .estimate(r, hour, hour + 3_600, util, REVISION_MEASURED)
-                {
+                match self.estimator.estimate(r, hour, hour + 3_600, util, REVISION_MEASURED) {
                     Ok(Some(rec)) => out.push(rec),
                     Ok(None) => {}
                     Err(_) => stats.estimate_failures += 1,
@@ -446,43 +368,27 @@ impl Agent {
         }
     }
 
-    fn group_interval(
-        &self,
-        start: i64,
-        measured: bool,
-        out: &mut Vec<EmissionRecord>,
-        stats: &mut CycleStats,
-    ) {
+    fn group_interval(&self, start: i64, measured: bool, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
         let end = start + PERIOD_S;
         let keys = self.estimator.team_tag_keys();
         let mut failures = 0;
         // Estimates are summed into their group as they are made, one resource at a time.
-        let items = self
-            .inventory
-            .iter()
-            .filter(|r| Self::present(r, start))
-            .filter_map(|r| {
-                let util = if measured {
-                    self.utilisation.measured(r, start, end)
-                } else {
-                    self.utilisation.provisional(r, PERIOD_S)
-                };
-                match self.estimator.estimates(r, start, end, util) {
-                    Ok(Some(estimates)) => {
-                        Some(((r.service, r.resource_type, r.team(keys)), estimates))
-                    }
-                    Ok(None) => None,
-                    Err(_) => {
-                        failures += 1;
-                        None
-                    }
+        let items = self.inventory.iter().filter(|r| Self::present(r, start)).filter_map(|r| {
+            let util = if measured {
+                self.utilisation.measured(r, start, end)
+            } else {
+                self.utilisation.provisional(r, PERIOD_S)
+            };
+            match self.estimator.estimates(r, start, end, util) {
+                Ok(Some(estimates)) => Some(((r.service, r.resource_type, r.team(keys)), estimates)),
+                Ok(None) => None,
+                Err(_) => {
+                    failures += 1;
+                    None
                 }
-            });
-        let revision = if measured {
-            REVISION_MEASURED
-        } else {
-            REVISION_PROVISIONAL
-        };
+            }
+        });
+        let revision = if measured { REVISION_MEASURED } else { REVISION_PROVISIONAL };
         out.extend(group_estimates(start, end, revision, items));
         stats.estimate_failures += failures;
     }
@@ -495,11 +401,7 @@ impl Agent {
         let keys = self.estimator.team_tag_keys();
         let mut groups = BTreeSet::new();
         let mut per_resource = 0;
-        for r in self
-            .inventory
-            .iter()
-            .filter(|r| !matches!(r.basis, Basis::CountedElsewhere))
-        {
+        for r in self.inventory.iter().filter(|r| !matches!(r.basis, Basis::CountedElsewhere)) {
             per_resource += 1;
             groups.insert((r.service, r.resource_type, r.team(keys)));
         }
@@ -509,8 +411,7 @@ impl Agent {
         };
         let mut n = 0;
         if let Some((start, end)) = window {
-            n += per_resource * ((end - start) / 3_600) as usize
-                + groups * ((end - start) / PERIOD_S) as usize;
+            n += per_resource * ((end - start) / 3_600) as usize + groups * ((end - start) / PERIOD_S) as usize;
         }
         for t in provisional_buckets(cycle_end, self.cadence.cycle_s) {
             if !measured(t, t + PERIOD_S) {
@@ -525,12 +426,7 @@ impl Agent {
         n
     }
 
-    fn provisional_records(
-        &self,
-        cycle_end: i64,
-        out: &mut Vec<EmissionRecord>,
-        stats: &mut CycleStats,
-    ) {
+    fn provisional_records(&self, cycle_end: i64, out: &mut Vec<EmissionRecord>, stats: &mut CycleStats) {
         for t in provisional_buckets(cycle_end, self.cadence.cycle_s) {
             if !self.utilisation.is_measured(t, t + PERIOD_S) {
                 self.group_interval(t, false, out, stats);
@@ -541,10 +437,7 @@ impl Agent {
         {
             for r in self.inventory.iter().filter(|r| Self::present(r, start)) {
                 let util: UtilisationValue = self.utilisation.provisional(r, 3_600);
-                match self
-                    .estimator
-                    .estimate(r, start, start + 3_600, util, REVISION_PROVISIONAL)
-                {
+                match self.estimator.estimate(r, start, start + 3_600, util, REVISION_PROVISIONAL) {
                     Ok(Some(rec)) => out.push(rec),
                     Ok(None) => {}
                     Err(_) => stats.estimate_failures += 1,
@@ -561,9 +454,7 @@ impl Agent {
 fn provisional_buckets(cycle_end: i64, cycle_s: i64) -> impl Iterator<Item = i64> {
     let last_end = cycle_end - cycle_end.rem_euclid(PERIOD_S);
     let first_end = (cycle_end - cycle_s).div_euclid(PERIOD_S) * PERIOD_S + PERIOD_S;
-    (first_end..=last_end)
-        .step_by(PERIOD_S as usize)
-        .map(|end| end - PERIOD_S)
+    (first_end..=last_end).step_by(PERIOD_S as usize).map(|end| end - PERIOD_S)
 }
 
 /// Start of the UTC hour that ended during the cycle, if one did.
@@ -580,20 +471,12 @@ mod tests {
     #[test]
     fn provisional_intervals_are_aligned_whatever_the_cycle_clock() {
         // Aligned 5-minute cycle: the bucket that just ended.
-        assert_eq!(
-            provisional_buckets(3_600, 300).collect::<Vec<_>>(),
-            vec![3_300]
-        );
+        assert_eq!(provisional_buckets(3_600, 300).collect::<Vec<_>>(), vec![3_300]);
         // Unaligned: 56 min 30 s ends the 55-minute bucket; nothing crosses
         // the hour.
-        assert_eq!(
-            provisional_buckets(3_390, 300).collect::<Vec<_>>(),
-            vec![3_000]
-        );
+        assert_eq!(provisional_buckets(3_390, 300).collect::<Vec<_>>(), vec![3_000]);
         // 60-second cycles: each bucket in exactly one cycle.
-        let all: Vec<i64> = (1..=15)
-            .flat_map(|k| provisional_buckets(k * 60 + 7, 60))
-            .collect();
+        let all: Vec<i64> = (1..=15).flat_map(|k| provisional_buckets(k * 60 + 7, 60)).collect();
         assert_eq!(all, vec![0, 300, 600]);
         // An hour cycle covers its twelve buckets.
         assert_eq!(provisional_buckets(7_200, 3_600).count(), 12);
@@ -619,25 +502,12 @@ mod tests {
         fn iam_actions(&self) -> &'static [&'static str] {
             &[]
         }
-        fn collect<'a>(
-            &'a self,
-            _ctx: &'a CollectContext,
-        ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+        fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
             Box::pin(async move {
                 Ok((0..self.0)
                     .map(|i| {
-                        let basis = Basis::Function {
-                            memory_mb: 512,
-                            architecture: CpuArchitecture::Arm64,
-                        };
-                        let mut r = Resource::new(
-                            "lambda",
-                            "lambda",
-                            "function",
-                            format!("arn:f{i}"),
-                            format!("f{i}"),
-                            basis,
-                        );
+                        let basis = Basis::Function { memory_mb: 512, architecture: CpuArchitecture::Arm64 };
+                        let mut r = Resource::new("lambda", "lambda", "function", format!("arn:f{i}"), format!("f{i}"), basis);
                         r.lifecycle = LifecycleState::Running;
                         r
                     })
@@ -667,16 +537,8 @@ mod tests {
         let config = AgentConfig::from_toml(text, "t", &MapEnv::default()).unwrap();
         let meter = Arc::new(CostMeter::new());
         Agent::new(AgentParts {
-            context: CollectContext {
-                account_id: "123456789012".into(),
-                region: "eu-west-1".into(),
-                now_unix_s: 0,
-            },
-            cadence: Cadence {
-                cycle_s: 300,
-                utilisation_s: 3_600,
-                full_inventory_s: 6 * 3_600,
-            },
+            context: CollectContext { account_id: "123456789012".into(), region: "eu-west-1".into(), now_unix_s: 0 },
+            cadence: Cadence { cycle_s: 300, utilisation_s: 3_600, full_inventory_s: 6 * 3_600 },
             collectors: vec![Box::new(Functions(functions))],
             metric_source: Box::new(Silent(meter.clone())),
             changes: None,
@@ -695,48 +557,21 @@ mod tests {
         assert_eq!(a.utilisation_interval_s(), 7_200);
         assert_eq!(out.stats.utilisation_window, Some((H - 7_200, H)));
         // 600 queries: two GetMetricData requests (500 + 100).
-        assert_eq!(
-            (
-                out.stats.cost.get_metric_data_calls,
-                out.stats.cost.metrics_requested
-            ),
-            (2, 600)
-        );
+        assert_eq!((out.stats.cost.get_metric_data_calls, out.stats.cost.metrics_requested), (2, 600));
         let per_resource = a.estimated_usd_per_resource_month();
-        assert!(
-            (per_resource - 0.003_954_166_7).abs() < 1e-9,
-            "{per_resource}"
-        );
+        assert!((per_resource - 0.003_954_166_7).abs() < 1e-9, "{per_resource}");
         assert!((a.estimated_usd_per_month() - 600.0 * per_resource).abs() < 1e-9);
-        assert_eq!(
-            a.metrics()
-                .get("canopy_agent_utilisation_interval_seconds", &[]),
-            7_200.0
-        );
+        assert_eq!(a.metrics().get("canopy_agent_utilisation_interval_seconds", &[]), 7_200.0);
         // No fetch an hour later; the next one two hours after the first.
         assert_eq!(a.run_cycle(H + 3_600).await.stats.utilisation_window, None);
-        assert_eq!(
-            a.run_cycle(H + 7_200).await.stats.utilisation_window,
-            Some((H, H + 7_200))
-        );
+        assert_eq!(a.run_cycle(H + 7_200).await.stats.utilisation_window, Some((H, H + 7_200)));
         // Measured records for every function and hour of the window; no
         // datapoint for a queried function = no invocation = zero energy.
-        let measured: Vec<_> = out
-            .emissions
-            .iter()
-            .filter(|e| matches!(e.subject, canopy_protocol::Subject::Resource { .. }))
-            .collect();
+        let measured: Vec<_> = out.emissions.iter().filter(|e| matches!(e.subject, canopy_protocol::Subject::Resource { .. })).collect();
         assert_eq!(measured.len(), 1_200);
-        assert!(
-            measured
-                .iter()
-                .all(|e| e.energy_total_kwh() == 0.0 && e.revision == REVISION_MEASURED)
-        );
+        assert!(measured.iter().all(|e| e.energy_total_kwh() == 0.0 && e.revision == REVISION_MEASURED));
         // The output vector was sized once, to the bound: 1,200 hourly records
         // + 24 five-minute intervals × 1 group (no provisional interval: all measured).
-        assert_eq!(
-            (out.emissions.len(), out.emissions.capacity()),
-            (1_224, 1_224)
-        );
+        assert_eq!((out.emissions.len(), out.emissions.capacity()), (1_224, 1_224));
     }
 }

@@ -24,8 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use canopy_outbox::{
-    Cycle, GroupedEmission, Outbox, OutboxConfig, OutboxError, SenderConfig, SenderControl,
-    SenderStats, send_pending,
+    Cycle, GroupedEmission, Outbox, OutboxConfig, OutboxError, SenderConfig, SenderControl, SenderStats, send_pending,
 };
 use canopy_protocol::{EmissionRecord, GroupKey, Subject};
 use canopy_transport::{AgentCertificate, Client, ClientConfig, EnrollConfig, RetryPolicy, enroll};
@@ -65,11 +64,7 @@ pub enum DeliveryError {
 /// The group (service, resource type, team) of an emission record's
 /// subject: a group record's own, else its resource's from the inventory,
 /// else the service named in the ARN.
-pub fn record_group(
-    record: &EmissionRecord,
-    inventory: &Inventory,
-    team_tag_keys: &[String],
-) -> GroupKey {
+pub fn record_group(record: &EmissionRecord, inventory: &Inventory, team_tag_keys: &[String]) -> GroupKey {
     match &record.subject {
         Subject::Group(g) => g.clone(),
         Subject::Resource { arn } => match inventory.get(arn) {
@@ -79,12 +74,7 @@ pub fn record_group(
                 team: r.team(team_tag_keys).map(str::to_owned),
             },
             None => GroupKey {
-                service: arn
-                    .split(':')
-                    .nth(2)
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or("unknown")
-                    .to_owned(),
+                service: arn.split(':').nth(2).filter(|s| !s.is_empty()).unwrap_or("unknown").to_owned(),
                 resource_type: "resource".to_owned(),
                 team: None,
             },
@@ -109,19 +99,14 @@ pub fn outbox_cycle(
         emissions: output
             .emissions
             .iter()
-            .map(|e| GroupedEmission {
-                record: e.clone(),
-                group: record_group(e, inventory, team_tag_keys),
-            })
+            .map(|e| GroupedEmission { record: e.clone(), group: record_group(e, inventory, team_tag_keys) })
             .collect(),
         agent_status: None,
     }
 }
 
 fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Appends each cycle to the outbox and wakes the sender.
@@ -137,14 +122,8 @@ pub struct OutboxSink {
 impl Sink for OutboxSink {
     fn accept(&mut self, output: &CycleOutput, agent: &Agent) -> Result<(), SinkError> {
         let now_ms = now_unix_ms();
-        let mut cycle = outbox_cycle(
-            output,
-            agent.inventory(),
-            agent.account_id(),
-            &self.region,
-            &self.team_tag_keys,
-            now_ms,
-        );
+        let mut cycle =
+            outbox_cycle(output, agent.inventory(), agent.account_id(), &self.region, &self.team_tag_keys, now_ms);
         // Every batch of the cycle carries the agent's health (protocol v2).
         self.export_metrics(agent.metrics());
         cycle.agent_status = Some(crate::records::agent_status(agent.metrics(), now_ms));
@@ -164,48 +143,22 @@ impl Sink for OutboxSink {
             // Counted (canopy_outbox_refused_cycles_total) and logged at
             // ERROR by the outbox; the agent goes on with the next cycle.
             Err(OutboxError::Full { .. }) => Ok(()),
-            Err(source) => Err(SinkError::Outbox {
-                path: self.path.clone(),
-                source,
-            }),
+            Err(source) => Err(SinkError::Outbox { path: self.path.clone(), source }),
         }
     }
 
     fn export_metrics(&self, metrics: &Metrics) {
         let stats = self.outbox.stats();
-        metrics.set(
-            "canopy_agent_delivery_backlog_batches",
-            &[],
-            stats.pending_batches as f64,
-        );
-        metrics.set(
-            "canopy_agent_delivery_backlog_bytes",
-            &[],
-            stats.pending_bytes as f64,
-        );
+        metrics.set("canopy_agent_delivery_backlog_batches", &[], stats.pending_batches as f64);
+        metrics.set("canopy_agent_delivery_backlog_bytes", &[], stats.pending_bytes as f64);
         let s = &self.stats;
         for (name, counter) in [
-            (
-                "canopy_agent_delivery_acked_batches_total",
-                &s.acked_batches,
-            ),
+            ("canopy_agent_delivery_acked_batches_total", &s.acked_batches),
             ("canopy_agent_delivery_acked_bytes_total", &s.acked_bytes),
-            (
-                "canopy_agent_delivery_duplicate_acks_total",
-                &s.duplicate_acks,
-            ),
-            (
-                "canopy_agent_delivery_send_failures_total",
-                &s.send_failures,
-            ),
-            (
-                "canopy_agent_delivery_retry_replies_total",
-                &s.retry_replies,
-            ),
-            (
-                "canopy_agent_delivery_refused_batches_total",
-                &s.refused_batches,
-            ),
+            ("canopy_agent_delivery_duplicate_acks_total", &s.duplicate_acks),
+            ("canopy_agent_delivery_send_failures_total", &s.send_failures),
+            ("canopy_agent_delivery_retry_replies_total", &s.retry_replies),
+            ("canopy_agent_delivery_refused_batches_total", &s.refused_batches),
         ] {
             metrics.set(name, &[], SenderStats::get(counter) as f64);
         }
@@ -250,26 +203,16 @@ impl Delivery {
         credentials: Option<SharedCredentialsProvider>,
     ) -> Result<Delivery, DeliveryError> {
         let d = &config.delivery;
-        let endpoint = d
-            .aggregator_endpoint
-            .clone()
-            .ok_or(DeliveryError::NoEndpoint)?;
+        let endpoint = d.aggregator_endpoint.clone().ok_or(DeliveryError::NoEndpoint)?;
         let ca_path = d.ca_file.clone().unwrap_or_default();
-        let ca_error = |message: String| DeliveryError::Ca {
-            path: ca_path.clone(),
-            message,
-        };
+        let ca_error = |message: String| DeliveryError::Ca { path: ca_path.clone(), message };
         let pem = std::fs::read_to_string(&ca_path).map_err(|e| ca_error(e.to_string()))?;
-        let ca_cert_der = canopy_transport::ca::first_certificate_der(&pem)
-            .map_err(|e| ca_error(e.to_string()))?;
+        let ca_cert_der = canopy_transport::ca::first_certificate_der(&pem).map_err(|e| ca_error(e.to_string()))?;
         let settings = Settings {
             endpoint,
             server_name: d.effective_server_name().ok_or(DeliveryError::NoEndpoint)?,
             ca_cert_der,
-            pin: canopy_transport::ChallengePin {
-                server_id: d.server_id.clone(),
-                sts_url: d.sts_url.clone(),
-            },
+            pin: canopy_transport::ChallengePin { server_id: d.server_id.clone(), sts_url: d.sts_url.clone() },
             agent_id: config.agent_id.clone(),
             max_in_flight: d.max_in_flight as usize,
             enroll_timeout: Duration::from_secs(u64::from(d.enroll_timeout_s)),
@@ -288,10 +231,7 @@ impl Delivery {
                     source: std::io::Error::other(e.to_string()),
                 }),
             })?
-            .map_err(|source| DeliveryError::Outbox {
-                path: d.outbox_path.clone(),
-                source,
-            })?;
+            .map_err(|source| DeliveryError::Outbox { path: d.outbox_path.clone(), source })?;
         let outbox = Arc::new(outbox);
         let pending = outbox.stats();
         tracing::info!(
@@ -348,30 +288,15 @@ impl Delivery {
     /// Sends what is pending for up to the drain timeout, then stops the
     /// sender; frames not acknowledged by then stay in the outbox.
     pub async fn shutdown(self) {
-        let Delivery {
-            outbox,
-            control,
-            stop,
-            mut task,
-            config,
-            ..
-        } = self;
+        let Delivery { outbox, control, stop, mut task, config, .. } = self;
         control.drain();
         let drain = Duration::from_secs(u64::from(config.drain_timeout_s));
         if tokio::time::timeout(drain, &mut task).await.is_err() {
-            tracing::warn!(
-                drain_timeout_s = config.drain_timeout_s,
-                "outbox not drained in time; the rest is sent at next start"
-            );
+            tracing::warn!(drain_timeout_s = config.drain_timeout_s, "outbox not drained in time; the rest is sent at next start");
             control.stop();
             let _ = stop.send(true);
-            if tokio::time::timeout(Duration::from_secs(15), &mut task)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "sender did not stop within 15 s; cancelling it (the outbox keeps every batch)"
-                );
+            if tokio::time::timeout(Duration::from_secs(15), &mut task).await.is_err() {
+                tracing::warn!("sender did not stop within 15 s; cancelling it (the outbox keeps every batch)");
                 task.abort();
             }
         }
@@ -379,11 +304,7 @@ impl Delivery {
         if let Err(e) = outbox.flush() {
             tracing::warn!(error = %e, "flushing the outbox at shutdown failed");
         }
-        tracing::info!(
-            pending_batches = left.pending_batches,
-            pending_bytes = left.pending_bytes,
-            "delivery stopped"
-        );
+        tracing::info!(pending_batches = left.pending_batches, pending_bytes = left.pending_bytes, "delivery stopped");
     }
 }
 
@@ -399,32 +320,18 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
     d.mul_f64(0.5 + 0.5 * f64::from(nanos % 1_000) / 1_000.0)
 }
 
 /// Resolves `host:port` (DNS) to the first address, retrying until stopped.
-async fn resolve(
-    endpoint: &str,
-    max_backoff: Duration,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<SocketAddr> {
+async fn resolve(endpoint: &str, max_backoff: Duration, stop: &mut watch::Receiver<bool>) -> Option<SocketAddr> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match tokio::net::lookup_host(endpoint)
-            .await
-            .map(|mut a| a.next())
-        {
+        match tokio::net::lookup_host(endpoint).await.map(|mut a| a.next()) {
             Ok(Some(addr)) => return Some(addr),
-            Ok(None) => tracing::warn!(
-                endpoint,
-                "aggregator endpoint resolved to no address; retrying"
-            ),
-            Err(e) => {
-                tracing::warn!(endpoint, error = %e, "cannot resolve the aggregator endpoint; retrying")
-            }
+            Ok(None) => tracing::warn!(endpoint, "aggregator endpoint resolved to no address; retrying"),
+            Err(e) => tracing::warn!(endpoint, error = %e, "cannot resolve the aggregator endpoint; retrying"),
         }
         if sleep_or_stop(jitter(backoff), stop).await {
             return None;
@@ -451,10 +358,7 @@ async fn enroll_until_done(
         };
         match result {
             Ok(cert) => {
-                metrics.inc(
-                    "canopy_agent_delivery_enrolments_total",
-                    &[("outcome", "ok")],
-                );
+                metrics.inc("canopy_agent_delivery_enrolments_total", &[("outcome", "ok")]);
                 metrics.set(
                     "canopy_agent_delivery_certificate_expiry_timestamp_seconds",
                     &[],
@@ -469,10 +373,7 @@ async fn enroll_until_done(
                 return Some(cert);
             }
             Err(e) => {
-                metrics.inc(
-                    "canopy_agent_delivery_enrolments_total",
-                    &[("outcome", "failed")],
-                );
+                metrics.inc("canopy_agent_delivery_enrolments_total", &[("outcome", "failed")]);
                 if e.is_retryable() {
                     tracing::warn!(error = %e, delay_ms = backoff.as_millis() as u64, "enrolment failed; retrying");
                 } else {
@@ -508,14 +409,8 @@ async fn renew_loop(
         if sleep_or_stop(wait, &mut stop).await {
             return;
         }
-        let Some(cert) = enroll_until_done(
-            &config,
-            credentials.as_ref(),
-            &metrics,
-            settings.max_backoff,
-            &mut stop,
-        )
-        .await
+        let Some(cert) =
+            enroll_until_done(&config, credentials.as_ref(), &metrics, settings.max_backoff, &mut stop).await
         else {
             return;
         };
@@ -539,9 +434,7 @@ async fn sender_task(
     credentials: Option<SharedCredentialsProvider>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(addr) = resolve(&settings.endpoint, settings.max_backoff, &mut stop).await else {
-        return;
-    };
+    let Some(addr) = resolve(&settings.endpoint, settings.max_backoff, &mut stop).await else { return };
     let enroll_config = EnrollConfig {
         server_addr: addr,
         server_name: settings.server_name.clone(),
@@ -550,28 +443,14 @@ async fn sender_task(
         timeout: settings.enroll_timeout,
         pin: settings.pin.clone(),
     };
-    let Some(cert) = enroll_until_done(
-        &enroll_config,
-        credentials.as_ref(),
-        &metrics,
-        settings.max_backoff,
-        &mut stop,
-    )
-    .await
+    let Some(cert) =
+        enroll_until_done(&enroll_config, credentials.as_ref(), &metrics, settings.max_backoff, &mut stop).await
     else {
         return;
     };
-    let mut client_config = ClientConfig::new(
-        addr,
-        settings.server_name.clone(),
-        settings.ca_cert_der.clone(),
-    );
+    let mut client_config = ClientConfig::new(addr, settings.server_name.clone(), settings.ca_cert_der.clone());
     client_config.max_in_flight = settings.max_in_flight;
-    client_config.retry = RetryPolicy {
-        min_delay: Duration::from_millis(100),
-        max_delay: settings.max_backoff,
-        max_retries: 3,
-    };
+    client_config.retry = RetryPolicy { min_delay: Duration::from_millis(100), max_delay: settings.max_backoff, max_retries: 3 };
     let client = match Client::new(client_config, cert) {
         Ok(c) => c,
         Err(e) => {
@@ -612,11 +491,7 @@ mod tests {
     use canopy_protocol::{GridFactorUsed, Quality};
 
     fn record(subject: Subject) -> EmissionRecord {
-        let grid = GridFactorUsed {
-            g_co2e_per_kwh: 300.0,
-            source: "ccf".into(),
-            vintage: "2024".into(),
-        };
+        let grid = GridFactorUsed { g_co2e_per_kwh: 300.0, source: "ccf".into(), vintage: "2024".into() };
         EmissionRecord {
             subject,
             interval_start_unix_s: 3_600,
@@ -643,25 +518,12 @@ mod tests {
     #[test]
     fn groups_come_from_the_record_or_the_arn() {
         let inventory = Inventory::new();
-        let g = GroupKey {
-            service: "ec2".into(),
-            resource_type: "instance".into(),
-            team: Some("a".into()),
-        };
-        assert_eq!(
-            record_group(&record(Subject::Group(g.clone())), &inventory, &[]),
-            g
-        );
-        let unknown = record(Subject::Resource {
-            arn: "arn:aws:rds:eu-west-1:123456789012:db:x".into(),
-        });
+        let g = GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: Some("a".into()) };
+        assert_eq!(record_group(&record(Subject::Group(g.clone())), &inventory, &[]), g);
+        let unknown = record(Subject::Resource { arn: "arn:aws:rds:eu-west-1:123456789012:db:x".into() });
         assert_eq!(
             record_group(&unknown, &inventory, &[]),
-            GroupKey {
-                service: "rds".into(),
-                resource_type: "resource".into(),
-                team: None
-            }
+            GroupKey { service: "rds".into(), resource_type: "resource".into(), team: None }
         );
     }
 
@@ -669,10 +531,7 @@ mod tests {
     fn renewal_follows_the_configured_fraction() {
         let now = SystemTime::now();
         let cert = AgentCertificate {
-            key: canopy_transport::CertifiedKey {
-                cert_der: CertificateDer::from(vec![1u8]),
-                key_pkcs8_der: vec![],
-            },
+            key: canopy_transport::CertifiedKey { cert_der: CertificateDer::from(vec![1u8]), key_pkcs8_der: vec![] },
             identity: canopy_transport::PeerIdentity {
                 agent_id: "a".into(),
                 account_id: "123456789012".into(),

@@ -26,12 +26,7 @@ pub struct MapEnv(pub BTreeMap<String, String>);
 impl MapEnv {
     /// Builds a map environment from `(name, value)` pairs.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> MapEnv {
-        MapEnv(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        MapEnv(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     }
 }
 

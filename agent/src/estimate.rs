@@ -17,12 +17,9 @@ use std::collections::BTreeMap;
 
 use canopy_emissions::grid::MarketConfig;
 use canopy_emissions::model::{
-    self, CpuArchitecture as ModelArch, DEFAULT_CPU_UTILISATION_PCT, EstimateContext,
-    EstimateError, ResourceEstimate,
+    self, CpuArchitecture as ModelArch, DEFAULT_CPU_UTILISATION_PCT, EstimateContext, EstimateError, ResourceEstimate,
 };
-use canopy_protocol::{
-    CpuArchitecture, EmissionRecord, GridFactorUsed, GroupKey, Quality, Subject,
-};
+use canopy_protocol::{CpuArchitecture, EmissionRecord, GridFactorUsed, GroupKey, Quality, Subject};
 
 use crate::inventory::{Basis, Resource, StoragePart};
 use crate::utilisation::UtilisationValue;
@@ -57,13 +54,7 @@ fn protocol_quality(q: model::Quality) -> Quality {
     }
 }
 
-fn record_from(
-    subject: Subject,
-    start: i64,
-    end: i64,
-    e: &ResourceEstimate,
-    revision: u32,
-) -> EmissionRecord {
+fn record_from(subject: Subject, start: i64, end: i64, e: &ResourceEstimate, revision: u32) -> EmissionRecord {
     let grid = |f: &canopy_emissions::grid::GridFactor| GridFactorUsed {
         g_co2e_per_kwh: f.g_co2e_per_kwh,
         source: f.provenance.source.to_owned(),
@@ -154,11 +145,7 @@ pub fn accumulate(a: &mut EmissionRecord, b: &EmissionRecord) {
 impl Estimator {
     /// An estimator for `region` with market configuration `market`.
     pub fn new(region: &str, market: MarketConfig, team_tag_keys: Vec<String>) -> Estimator {
-        Estimator {
-            region: region.to_owned(),
-            market,
-            team_tag_keys,
-        }
+        Estimator { region: region.to_owned(), market, team_tag_keys }
     }
 
     /// Team tag keys, in the order they are tried.
@@ -176,20 +163,10 @@ impl Estimator {
     }
 
     fn ctx(&self, start: i64) -> EstimateContext<'_> {
-        EstimateContext {
-            region: &self.region,
-            interval_start_unix_s: start,
-            market: &self.market,
-            hourly: None,
-        }
+        EstimateContext { region: &self.region, interval_start_unix_s: start, market: &self.market, hourly: None }
     }
 
-    fn storage(
-        &self,
-        parts: &[StoragePart],
-        hours: f64,
-        start: i64,
-    ) -> Result<Vec<ResourceEstimate>, EstimateError> {
+    fn storage(&self, parts: &[StoragePart], hours: f64, start: i64) -> Result<Vec<ResourceEstimate>, EstimateError> {
         parts
             .iter()
             .map(|p| {
@@ -214,9 +191,7 @@ impl Estimator {
         util: UtilisationValue,
         revision: u32,
     ) -> Result<Option<EmissionRecord>, EstimateError> {
-        let Some(estimates) = self.estimates(r, start, end, util)? else {
-            return Ok(None);
-        };
+        let Some(estimates) = self.estimates(r, start, end, util)? else { return Ok(None) };
         let subject = Subject::Resource { arn: r.arn.clone() };
         let mut record = record_from(subject, start, end, &estimates[0], revision);
         for e in &estimates[1..] {
@@ -234,9 +209,7 @@ impl Estimator {
         end: i64,
         util: UtilisationValue,
     ) -> Result<Option<Vec<ResourceEstimate>>, EstimateError> {
-        if !r.is_active()
-            && !(r.last_seen_unix_s > start
-                && r.lifecycle == canopy_protocol::LifecycleState::Terminated)
+        if !r.is_active() && !(r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated)
         {
             return Ok(None);
         }
@@ -246,76 +219,36 @@ impl Estimator {
             UtilisationValue::DurationMs(_) => None,
         };
         let estimates: Vec<ResourceEstimate> = match &r.basis {
-            Basis::Instance {
-                instance_type,
-                count,
-                storage,
-            } => {
-                let resource = model::Resource::Instance {
-                    instance_type,
-                    vcpus_if_unknown: r.vcpus,
-                };
-                let mut all = vec![model::estimate_resource(
-                    &resource,
-                    hours * f64::from(*count),
-                    cpu,
-                    &self.ctx(start),
-                )?];
+            Basis::Instance { instance_type, count, storage } => {
+                let resource = model::Resource::Instance { instance_type, vcpus_if_unknown: r.vcpus };
+                let mut all =
+                    vec![model::estimate_resource(&resource, hours * f64::from(*count), cpu, &self.ctx(start))?];
                 all.extend(self.storage(storage, hours, start)?);
                 all
             }
             Basis::Storage(parts) if parts.is_empty() => return Ok(None),
             Basis::Storage(parts) => self.storage(parts, hours, start)?,
-            Basis::Function {
-                memory_mb,
-                architecture,
-            } => {
-                let UtilisationValue::DurationMs(Some(ms)) = util else {
-                    return Ok(None);
-                };
+            Basis::Function { memory_mb, architecture } => {
+                let UtilisationValue::DurationMs(Some(ms)) = util else { return Ok(None) };
                 let gb_seconds = ms / 1_000.0 * f64::from(*memory_mb) / 1_024.0;
-                let resource = model::Resource::Function {
-                    gb_seconds,
-                    architecture: model_arch(*architecture),
-                };
-                vec![model::estimate_resource(
-                    &resource,
-                    hours,
-                    Some(DEFAULT_CPU_UTILISATION_PCT),
-                    &self.ctx(start),
-                )?]
+                let resource = model::Resource::Function { gb_seconds, architecture: model_arch(*architecture) };
+                vec![model::estimate_resource(&resource, hours, Some(DEFAULT_CPU_UTILISATION_PCT), &self.ctx(start))?]
             }
-            Basis::Container {
-                vcpus,
-                memory_mib,
-                architecture,
-            } => {
+            Basis::Container { vcpus, memory_mib, architecture } => {
                 let resource = model::Resource::Container {
                     vcpus: *vcpus,
                     memory_gb: *memory_mib as f64 / 1_024.0,
                     architecture: model_arch(*architecture),
                 };
-                vec![model::estimate_resource(
-                    &resource,
-                    hours,
-                    cpu,
-                    &self.ctx(start),
-                )?]
+                vec![model::estimate_resource(&resource, hours, cpu, &self.ctx(start))?]
             }
             Basis::CountedElsewhere => return Ok(None),
         };
-        Ok(if estimates.is_empty() {
-            None
-        } else {
-            Some(estimates)
-        })
+        Ok(if estimates.is_empty() { None } else { Some(estimates) })
     }
 
     /// Sums per-resource records of one interval into group records.
-    pub fn group(
-        &self,
-        items: impl IntoIterator<Item = (GroupKey, EmissionRecord)>,
-    ) -> Vec<EmissionRecord> {
+    pub fn group(&self, items: impl IntoIterator<Item = (GroupKey, EmissionRecord)>) -> Vec<EmissionRecord> {
         let mut groups: BTreeMap<GroupKey, EmissionRecord> = BTreeMap::new();
         for (key, record) in items {
             match groups.get_mut(&key) {
@@ -351,11 +284,7 @@ mod tests {
             "instance",
             format!("arn:aws:ec2:eu-west-1:123456789012:instance/i-{instance_type}"),
             "i-1".into(),
-            Basis::Instance {
-                instance_type: instance_type.into(),
-                count: 1,
-                storage: Vec::new(),
-            },
+            Basis::Instance { instance_type: instance_type.into(), count: 1, storage: Vec::new() },
         );
         r.lifecycle = LifecycleState::Running;
         r
@@ -365,13 +294,7 @@ mod tests {
     fn instance_hour_matches_power_curve() {
         let e = estimator();
         let rec = e
-            .estimate(
-                &instance("m5.large"),
-                T0,
-                T0 + 3_600,
-                UtilisationValue::CpuPct(Some(25.0)),
-                REVISION_MEASURED,
-            )
+            .estimate(&instance("m5.large"), T0, T0 + 3_600, UtilisationValue::CpuPct(Some(25.0)), REVISION_MEASURED)
             .unwrap()
             .unwrap();
         // Independent: power curve at 25 % × 1 h, PUE of 2026, eu-west-1 factor.
@@ -390,29 +313,18 @@ mod tests {
         );
         assert_eq!(rec.quality, Quality::Measured.max(rec.quality));
         assert_eq!(rec.revision, 2);
-        assert!(
-            rec.low_g_co2e <= rec.total_location_g_co2e()
-                && rec.total_location_g_co2e() <= rec.high_g_co2e
-        );
+        assert!(rec.low_g_co2e <= rec.total_location_g_co2e() && rec.total_location_g_co2e() <= rec.high_g_co2e);
     }
 
     #[test]
     fn missing_cpu_is_flagged_default() {
         let e = estimator();
         let rec = e
-            .estimate(
-                &instance("m5.large"),
-                T0,
-                T0 + 300,
-                UtilisationValue::CpuPct(None),
-                REVISION_PROVISIONAL,
-            )
+            .estimate(&instance("m5.large"), T0, T0 + 300, UtilisationValue::CpuPct(None), REVISION_PROVISIONAL)
             .unwrap()
             .unwrap();
         assert_eq!(rec.quality, Quality::Default);
-        let p = instance_power("m5.large")
-            .unwrap()
-            .power_w(DEFAULT_CPU_UTILISATION_PCT);
+        let p = instance_power("m5.large").unwrap().power_w(DEFAULT_CPU_UTILISATION_PCT);
         // 5 minutes = 1/12 h.
         assert!((rec.energy_compute_kwh - (p.cpu_w + p.other_w) / 1_000.0 / 12.0).abs() < 1e-12);
     }
@@ -420,12 +332,8 @@ mod tests {
     #[test]
     fn storage_and_groups() {
         let e = estimator();
-        let part = StoragePart {
-            class: "gp3".into(),
-            bytes: 100 * (1 << 30),
-            medium: StorageMedium::Ssd,
-            replication: 2.0,
-        };
+        let part =
+            StoragePart { class: "gp3".into(), bytes: 100 * (1 << 30), medium: StorageMedium::Ssd, replication: 2.0 };
         let mut vol = Resource::new(
             "ebs",
             "ec2",
@@ -436,10 +344,7 @@ mod tests {
         );
         vol.lifecycle = LifecycleState::Running;
         vol.tags.insert("Team".into(), "data".into());
-        let rec = e
-            .estimate(&vol, T0, T0 + 3_600, UtilisationValue::CpuPct(None), 1)
-            .unwrap()
-            .unwrap();
+        let rec = e.estimate(&vol, T0, T0 + 3_600, UtilisationValue::CpuPct(None), 1).unwrap().unwrap();
         // 100 GiB = 107.374182400 GB → 0.1073741824 TB-h × 1.2 Wh × 2 / 1000 = 0.000257698 kWh.
         assert!((rec.energy_storage_kwh - 0.107_374_182_4 * 1.2 * 2.0 / 1_000.0).abs() < 1e-15);
         assert_eq!(rec.quality, Quality::Estimated);

@@ -69,10 +69,7 @@ pub struct Tags(Vec<(String, String)>);
 impl Tags {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.0[i].1)
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| &self.0[i].1)
     }
 
     /// True when `key` is present.
@@ -215,20 +212,13 @@ impl Resource {
     pub fn is_active(&self) -> bool {
         match self.basis {
             Basis::Storage(_) => self.lifecycle != LifecycleState::Terminated,
-            _ => matches!(
-                self.lifecycle,
-                LifecycleState::Running | LifecycleState::Pending | LifecycleState::Unknown
-            ),
+            _ => matches!(self.lifecycle, LifecycleState::Running | LifecycleState::Pending | LifecycleState::Unknown),
         }
     }
 
     /// The team: the first non-empty value of `team_tag_keys`, or `None`.
     pub fn team(&self, team_tag_keys: &[String]) -> Option<&str> {
-        team_tag_keys
-            .iter()
-            .filter_map(|k| self.tags.get(k))
-            .map(|v| v.trim())
-            .find(|v| !v.is_empty())
+        team_tag_keys.iter().filter_map(|k| self.tags.get(k)).map(|v| v.trim()).find(|v| !v.is_empty())
     }
 }
 
@@ -258,12 +248,7 @@ impl Inventory {
     /// Replaces everything `collector` reported with `fresh`, observed at
     /// `now_unix_s`: first-seen times survive, missing resources are
     /// marked terminated, terminated resources from earlier rounds are dropped.
-    pub fn reconcile(
-        &mut self,
-        collector: &'static str,
-        fresh: Vec<Resource>,
-        now_unix_s: i64,
-    ) -> Reconciled {
+    pub fn reconcile(&mut self, collector: &'static str, fresh: Vec<Resource>, now_unix_s: i64) -> Reconciled {
         let mut summary = Reconciled::default();
         let mut seen = std::collections::BTreeSet::new();
         for mut r in fresh {
@@ -317,9 +302,8 @@ impl Inventory {
 
     /// Drops resources terminated before `before_unix_s`.
     pub fn prune_terminated(&mut self, before_unix_s: i64) {
-        self.resources.retain(|_, r| {
-            !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s < before_unix_s)
-        });
+        self.resources
+            .retain(|_, r| !(r.lifecycle == LifecycleState::Terminated && r.last_seen_unix_s < before_unix_s));
     }
 
     /// Resources in ARN order.
@@ -348,14 +332,7 @@ mod tests {
     use super::*;
 
     fn vol(arn: &str) -> Resource {
-        let mut r = Resource::new(
-            "ebs",
-            "ec2",
-            "volume",
-            arn.into(),
-            arn.into(),
-            Basis::Storage(Vec::new()),
-        );
+        let mut r = Resource::new("ebs", "ec2", "volume", arn.into(), arn.into(), Basis::Storage(Vec::new()));
         r.lifecycle = LifecycleState::Running;
         r
     }
@@ -364,23 +341,9 @@ mod tests {
     fn reconcile_keeps_first_seen_and_terminates_missing() {
         let mut inv = Inventory::new();
         let s = inv.reconcile("ebs", vec![vol("a"), vol("b")], 100);
-        assert_eq!(
-            s,
-            Reconciled {
-                added: 2,
-                kept: 0,
-                terminated: 0
-            }
-        );
+        assert_eq!(s, Reconciled { added: 2, kept: 0, terminated: 0 });
         let s = inv.reconcile("ebs", vec![vol("b"), vol("c")], 200);
-        assert_eq!(
-            s,
-            Reconciled {
-                added: 1,
-                kept: 1,
-                terminated: 1
-            }
-        );
+        assert_eq!(s, Reconciled { added: 1, kept: 1, terminated: 1 });
         assert_eq!(inv.get("a").unwrap().lifecycle, LifecycleState::Terminated);
         assert_eq!(inv.get("a").unwrap().last_seen_unix_s, 100);
         assert_eq!(inv.get("b").unwrap().first_seen_unix_s, 100);
@@ -393,30 +356,19 @@ mod tests {
 
     #[test]
     fn tags_keep_keys_sorted_and_unique() {
-        let tags: Tags = [("b", "1"), ("a", "2"), ("b", "3")]
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        assert_eq!(
-            tags.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-            ["a=2", "b=3"]
-        );
+        let tags: Tags = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(), ["a=2", "b=3"]);
         let mut tags = tags;
         assert_eq!(tags.insert("a".into(), "9".into()), Some("2".into()));
         assert_eq!(tags.insert("0".into(), "x".into()), None);
         assert_eq!(tags.get("a").map(String::as_str), Some("9"));
         assert!(tags.contains_key("0") && !tags.contains_key("c"));
         assert_eq!(tags.len(), 3);
-        assert_eq!(
-            tags.to_map().into_iter().collect::<Vec<_>>(),
-            [
-                ("0".to_owned(), "x".to_owned()),
-                ("a".to_owned(), "9".to_owned()),
-                ("b".to_owned(), "3".to_owned())
-            ]
-        );
+        assert_eq!(tags.to_map().into_iter().collect::<Vec<_>>(), [
+            ("0".to_owned(), "x".to_owned()),
+            ("a".to_owned(), "9".to_owned()),
+            ("b".to_owned(), "3".to_owned())
+        ]);
     }
 
     #[test]

@@ -7,16 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use canopy_agent::config::AgentConfig;
 use canopy_agent::deliver::Delivery;
-use canopy_agent::env::{Env, ProcessEnv};
 use canopy_agent::sink::{JsonlSpool, Sinks};
+use canopy_agent::env::{Env, ProcessEnv};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "canopy-agent",
-    version,
-    about = "Canopy per-account carbon agent"
-)]
+#[command(name = "canopy-agent", version, about = "Canopy per-account carbon agent")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,12 +54,9 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<AgentConfig> {
     Ok(match path {
         Some(p) => AgentConfig::load(p, &env)?,
         None => {
-            let region = env
-                .var("AWS_REGION")
-                .or_else(|| env.var("AWS_DEFAULT_REGION"))
-                .unwrap_or_else(|| "us-east-1".into());
-            let text =
-                format!("config_version = 1\nagent_id = \"canopy-agent\"\nregion = \"{region}\"\n");
+            let region =
+                env.var("AWS_REGION").or_else(|| env.var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+            let text = format!("config_version = 1\nagent_id = \"canopy-agent\"\nregion = \"{region}\"\n");
             AgentConfig::from_toml(&text, "<environment>", &env)?
         }
     })
@@ -74,8 +67,7 @@ fn init_logs() {
         .json()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CANOPY_AGENT_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CANOPY_AGENT_LOG").unwrap_or_else(|_| "info".into()),
         )
         .init();
 }
@@ -83,9 +75,7 @@ fn init_logs() {
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::IamActions => {
-            let actions: Vec<&str> = canopy_agent::collectors::declared_iam_actions()
-                .into_iter()
-                .collect();
+            let actions: Vec<&str> = canopy_agent::collectors::declared_iam_actions().into_iter().collect();
             println!("{}", serde_json::to_string(&actions)?);
         }
         Command::Validate { config } => {
@@ -117,16 +107,12 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Collect { once, out, config } => {
-            anyhow::ensure!(
-                once,
-                "collect needs --once (use `run` for continuous collection)"
-            );
+            anyhow::ensure!(once, "collect needs --once (use `run` for continuous collection)");
             init_logs();
             let c = load_config(config.as_deref())?;
             let mut agent = canopy_agent::build::build_agent(&c).await?;
             let output = agent.run_cycle(canopy_agent::run::now_unix_s()).await;
-            let file = std::fs::File::create(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
+            let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
             let mut w = std::io::BufWriter::new(file);
             canopy_agent::sink::write_jsonl(&mut w, &output)?;
             std::io::Write::flush(&mut w)?;
@@ -161,9 +147,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 sinks.0.push(Box::new(JsonlSpool::new(path)));
             }
             let cycle = std::time::Duration::from_secs(u64::from(c.intervals.cycle_s));
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .context("installing the SIGTERM handler")?;
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
             let shutdown = async move {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -172,8 +157,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("shutdown requested");
             };
             let metrics_path = c.output.metrics_path.as_deref();
-            let result =
-                canopy_agent::run::run(&mut agent, &mut sinks, cycle, metrics_path, shutdown).await;
+            let result = canopy_agent::run::run(&mut agent, &mut sinks, cycle, metrics_path, shutdown).await;
             if let Some(d) = delivery {
                 d.shutdown().await;
             }
@@ -186,11 +170,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

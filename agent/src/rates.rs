@@ -95,11 +95,7 @@ pub const DOCUMENTED_RATES: &[DocumentedRate] = &[
         documented_per_s: None,
         source: "SQS standard queues: nearly unlimited API rate; conservative default",
     },
-    DocumentedRate {
-        key: "sts_per_s",
-        documented_per_s: None,
-        source: "called once per start; conservative default",
-    },
+    DocumentedRate { key: "sts_per_s", documented_per_s: None, source: "called once per start; conservative default" },
     DocumentedRate {
         key: "ecs_per_s",
         documented_per_s: Some(20.0),
@@ -137,9 +133,7 @@ fn default_rate(key: &str) -> f64 {
         .iter()
         .find(|r| r.key == key)
         .and_then(|r| r.documented_per_s)
-        .map_or(UNDOCUMENTED_DEFAULT_PER_S, |d| {
-            d * DEFAULT_SHARE_OF_DOCUMENTED
-        })
+        .map_or(UNDOCUMENTED_DEFAULT_PER_S, |d| d * DEFAULT_SHARE_OF_DOCUMENTED)
 }
 
 impl Default for RateConfig {
@@ -169,14 +163,8 @@ impl RateConfig {
             ("rds_per_s", self.rds_per_s),
             ("s3_per_s", self.s3_per_s),
             ("lambda_per_s", self.lambda_per_s),
-            (
-                "cloudwatch_get_metric_data_per_s",
-                self.cloudwatch_get_metric_data_per_s,
-            ),
-            (
-                "cloudwatch_list_metrics_per_s",
-                self.cloudwatch_list_metrics_per_s,
-            ),
+            ("cloudwatch_get_metric_data_per_s", self.cloudwatch_get_metric_data_per_s),
+            ("cloudwatch_list_metrics_per_s", self.cloudwatch_list_metrics_per_s),
             ("sqs_per_s", self.sqs_per_s),
             ("sts_per_s", self.sts_per_s),
             ("ecs_per_s", self.ecs_per_s),
@@ -190,10 +178,7 @@ impl RateConfig {
     /// Rejects non-positive rates and rates above AWS's documented rate.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in self.entries() {
-            let documented = DOCUMENTED_RATES
-                .iter()
-                .find(|r| r.key == key)
-                .and_then(|r| r.documented_per_s);
+            let documented = DOCUMENTED_RATES.iter().find(|r| r.key == key).and_then(|r| r.documented_per_s);
             let ceiling = documented.unwrap_or(10.0);
             if !(value.is_finite() && value > 0.0 && value <= ceiling) {
                 return Err(ConfigError::Invalid {
@@ -261,10 +246,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A bucket admitting `per_s` requests per second.
     pub fn new(per_s: f64) -> TokenBucket {
-        TokenBucket {
-            interval: Duration::from_secs_f64(1.0 / per_s.max(1e-6)),
-            next_free: Mutex::new(None),
-        }
+        TokenBucket { interval: Duration::from_secs_f64(1.0 / per_s.max(1e-6)), next_free: Mutex::new(None) }
     }
 
     /// Waits for this caller's slot.
@@ -294,10 +276,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter applying `rates`.
     pub fn new(rates: RateConfig) -> RateLimiter {
-        RateLimiter {
-            rates,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { rates, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// The bucket of one API.
@@ -332,10 +311,7 @@ mod tests {
 
     #[test]
     fn rate_above_documented_is_rejected() {
-        let r = RateConfig {
-            ec2_per_s: 25.0,
-            ..RateConfig::default()
-        };
+        let r = RateConfig { ec2_per_s: 25.0, ..RateConfig::default() };
         let err = r.validate().unwrap_err().to_string();
         assert_eq!(
             err,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use canopy_protocol::{
-    AcceleratorKind, AgentStatus, CpuArchitecture, DecodeLimits, EmissionRecord, GridFactorUsed,
-    LifecycleState, Quality, ResourceRecord, Size, SizeUnit, Subject,
+    AcceleratorKind, AgentStatus, CpuArchitecture, DecodeLimits, EmissionRecord, GridFactorUsed, LifecycleState,
+    Quality, ResourceRecord, Size, SizeUnit, Subject,
 };
 use serde_json::{Value, json};
 
@@ -19,10 +19,7 @@ pub fn resource_record(r: &Resource) -> ResourceRecord {
         service: r.service.to_owned(),
         resource_type: r.resource_type.to_owned(),
         class: r.class.clone(),
-        size: r.size_bytes.map(|value| Size {
-            value,
-            unit: SizeUnit::Bytes,
-        }),
+        size: r.size_bytes.map(|value| Size { value, unit: SizeUnit::Bytes }),
         vcpus: r.vcpus,
         memory_mib: r.memory_mib,
         cpu_architecture: r.architecture,
@@ -46,12 +43,7 @@ pub fn wire_attributes(attributes: &BTreeMap<&'static str, String>) -> BTreeMap<
         .iter()
         .filter(|(k, _)| !k.is_empty() && k.len() <= limits.max_attribute_key_bytes)
         .take(limits.max_attributes_per_resource)
-        .map(|(k, v)| {
-            (
-                (*k).to_owned(),
-                cut_to(v, limits.max_attribute_value_bytes).to_owned(),
-            )
-        })
+        .map(|(k, v)| ((*k).to_owned(), cut_to(v, limits.max_attribute_value_bytes).to_owned()))
         .collect()
 }
 
@@ -135,10 +127,7 @@ fn accelerator_kind_str(k: AcceleratorKind) -> &'static str {
 
 /// One JSON line for a resource record, with the domain attributes that
 /// have no protocol field.
-pub fn resource_json(
-    record: &ResourceRecord,
-    attributes: &std::collections::BTreeMap<&'static str, String>,
-) -> Value {
+pub fn resource_json(record: &ResourceRecord, attributes: &std::collections::BTreeMap<&'static str, String>) -> Value {
     json!({
         "kind": "resource",
         "arn": record.arn,
@@ -170,9 +159,7 @@ fn quality_str(q: Quality) -> &'static str {
 pub fn emission_json(record: &EmissionRecord) -> Value {
     let subject = match &record.subject {
         Subject::Resource { arn } => json!({"resource": arn}),
-        Subject::Group(g) => {
-            json!({"group": {"service": g.service, "resource_type": g.resource_type, "team": g.team}})
-        }
+        Subject::Group(g) => json!({"group": {"service": g.service, "resource_type": g.resource_type, "team": g.team}}),
     };
     json!({
         "kind": "emission",
@@ -211,29 +198,17 @@ mod tests {
         let wire = wire_attributes(&attributes);
         assert_eq!(wire["iops"], "3000");
         // Cut to 1,024 bytes at a character boundary: 512 two-byte characters.
-        assert_eq!(
-            (wire["engine"].len(), wire["engine"].chars().count()),
-            (1_024, 512)
-        );
-        let many: BTreeMap<&'static str, String> = (0..70)
-            .map(|i| (&*format!("a{i:02}").leak(), "1".to_owned()))
-            .collect();
+        assert_eq!((wire["engine"].len(), wire["engine"].chars().count()), (1_024, 512));
+        let many: BTreeMap<&'static str, String> =
+            (0..70).map(|i| (&*format!("a{i:02}").leak(), "1".to_owned())).collect();
         assert_eq!(wire_attributes(&many).len(), 64);
     }
 
     #[test]
     fn status_is_read_from_the_metrics() {
         let metrics = Metrics::new();
-        metrics.add(
-            status_metrics::COLLECTION_ERRORS,
-            &[("service", "ec2"), ("operation", "DescribeVolumes")],
-            2.0,
-        );
-        metrics.add(
-            status_metrics::COLLECTION_ERRORS,
-            &[("service", "rds"), ("operation", "DescribeDBInstances")],
-            1.0,
-        );
+        metrics.add(status_metrics::COLLECTION_ERRORS, &[("service", "ec2"), ("operation", "DescribeVolumes")], 2.0);
+        metrics.add(status_metrics::COLLECTION_ERRORS, &[("service", "rds"), ("operation", "DescribeDBInstances")], 1.0);
         metrics.set(status_metrics::BACKLOG_BATCHES, &[], 4.0);
         metrics.set(status_metrics::BACKLOG_BYTES, &[], 81_920.0);
         metrics.set(status_metrics::SEND_FAILURES, &[], 6.0);

@@ -11,9 +11,7 @@ use crate::sink::{Sink, SinkError};
 
 /// Current Unix time, seconds.
 pub fn now_unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Ticks an overrunning cycle of `elapsed` made the loop skip at `interval`.
@@ -44,16 +42,8 @@ pub async fn run(
         let elapsed = started.elapsed();
         let skipped = carried_over_ticks(elapsed, cycle);
         if skipped > 0 {
-            agent.metrics().add(
-                "canopy_agent_cycles_carried_over_total",
-                &[],
-                skipped as f64,
-            );
-            tracing::warn!(
-                elapsed_s = elapsed.as_secs_f64(),
-                skipped,
-                "cycle overran its interval; carrying over"
-            );
+            agent.metrics().add("canopy_agent_cycles_carried_over_total", &[], skipped as f64);
+            tracing::warn!(elapsed_s = elapsed.as_secs_f64(), skipped, "cycle overran its interval; carrying over");
         }
         tracing::info!(
             resources = output.resources.len(),

@@ -68,16 +68,8 @@ fn hash_str(seed: u64, s: &str) -> u64 {
 
 /// True for Graviton instance families (`m6g`, `c7g`, `t4g`, `db.r6g` …).
 pub fn is_graviton(class: &str) -> bool {
-    let family = class
-        .trim_start_matches("db.")
-        .split('.')
-        .next()
-        .unwrap_or("");
-    family.len() >= 3
-        && family.ends_with('g')
-        && family[1..family.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_digit())
+    let family = class.trim_start_matches("db.").split('.').next().unwrap_or("");
+    family.len() >= 3 && family.ends_with('g') && family[1..family.len() - 1].chars().all(|c| c.is_ascii_digit())
 }
 
 /// How a resource's utilisation behaves over time.
@@ -142,12 +134,7 @@ impl SimulatedSource {
     /// `resources` synthetic resources from `seed`, always the same ones;
     /// GetMetricData-equivalent requests are counted on `meter`.
     pub fn new(seed: u64, resources: u32, meter: Arc<CostMeter>) -> SimulatedSource {
-        SimulatedSource {
-            seed,
-            resources,
-            churn: false,
-            meter,
-        }
+        SimulatedSource { seed, resources, churn: false, meter }
     }
 
     /// The same source with short-lived resources replaced over time.
@@ -171,11 +158,7 @@ impl SimulatedSource {
     fn resource(&self, ctx: &CollectContext, i: u32) -> Resource {
         let slot = mix(self.seed ^ u64::from(i));
         let (generation, created_unix_s) = self.generation(slot, ctx.now_unix_s);
-        let h = if generation == 0 {
-            slot
-        } else {
-            mix(slot ^ generation.wrapping_mul(0x9E37))
-        };
+        let h = if generation == 0 { slot } else { mix(slot ^ generation.wrapping_mul(0x9E37)) };
         let mut r = match i % 20 {
             0..=7 => {
                 let t = INSTANCE_TYPES[(h >> 8) as usize % INSTANCE_TYPES.len()];
@@ -186,34 +169,18 @@ impl SimulatedSource {
                     "instance",
                     ctx.arn("ec2", &format!("instance/{id}")),
                     id,
-                    Basis::Instance {
-                        instance_type: t.into(),
-                        count: 1,
-                        storage: Vec::new(),
-                    },
+                    Basis::Instance { instance_type: t.into(), count: 1, storage: Vec::new() },
                 );
                 r.class = Some(t.into());
-                r.architecture = Some(if is_graviton(t) {
-                    CpuArchitecture::Arm64
-                } else {
-                    CpuArchitecture::X86_64
-                });
+                r.architecture = Some(if is_graviton(t) { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 });
                 r
             }
             8..=11 => {
                 let id = format!("vol-{:017x}", h & 0xFFFF_FFFF_FFFF);
                 let gib = 8 + (h >> 16) % 1_000;
-                let (class, medium) = if h % 7 == 0 {
-                    ("st1", StorageMedium::Hdd)
-                } else {
-                    ("gp3", StorageMedium::Ssd)
-                };
-                let part = StoragePart {
-                    class: class.into(),
-                    bytes: gib << 30,
-                    medium,
-                    replication: 2.0,
-                };
+                let (class, medium) =
+                    if h % 7 == 0 { ("st1", StorageMedium::Hdd) } else { ("gp3", StorageMedium::Ssd) };
+                let part = StoragePart { class: class.into(), bytes: gib << 30, medium, replication: 2.0 };
                 let mut r = Resource::new(
                     "simulated",
                     "ec2",
@@ -228,11 +195,7 @@ impl SimulatedSource {
             }
             12 | 13 => {
                 let class = DB_CLASSES[(h >> 8) as usize % DB_CLASSES.len()];
-                let id = if generation == 0 {
-                    format!("db-{i}")
-                } else {
-                    format!("db-{i}-g{generation}")
-                };
+                let id = if generation == 0 { format!("db-{i}") } else { format!("db-{i}-g{generation}") };
                 let part = StoragePart {
                     class: "gp3".into(),
                     bytes: (20 + (h >> 20) % 500) << 30,
@@ -245,18 +208,11 @@ impl SimulatedSource {
                     "db",
                     ctx.arn("rds", &format!("db:{id}")),
                     id,
-                    Basis::Instance {
-                        instance_type: class.into(),
-                        count: 1,
-                        storage: vec![part],
-                    },
+                    Basis::Instance { instance_type: class.into(), count: 1, storage: vec![part] },
                 );
                 r.class = Some(class.into());
-                r.architecture = Some(if is_graviton(class) {
-                    CpuArchitecture::Arm64
-                } else {
-                    CpuArchitecture::X86_64
-                });
+                r.architecture =
+                    Some(if is_graviton(class) { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 });
                 r
             }
             14 | 15 => {
@@ -281,17 +237,9 @@ impl SimulatedSource {
                 r
             }
             16..=18 => {
-                let name = if generation == 0 {
-                    format!("sim-fn-{i}")
-                } else {
-                    format!("sim-fn-{i}-g{generation}")
-                };
+                let name = if generation == 0 { format!("sim-fn-{i}") } else { format!("sim-fn-{i}-g{generation}") };
                 let memory_mb = [128u32, 256, 512, 1024, 1769][(h >> 8) as usize % 5];
-                let architecture = if h % 2 == 0 {
-                    CpuArchitecture::Arm64
-                } else {
-                    CpuArchitecture::X86_64
-                };
+                let architecture = if h % 2 == 0 { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 };
                 let arn = ctx.arn("lambda", &format!("function:{name}"));
                 let mut r = Resource::new(
                     "simulated",
@@ -299,10 +247,7 @@ impl SimulatedSource {
                     "function",
                     arn,
                     name,
-                    Basis::Function {
-                        memory_mb,
-                        architecture,
-                    },
+                    Basis::Function { memory_mb, architecture },
                 );
                 r.memory_mib = Some(u64::from(memory_mb));
                 r.architecture = Some(architecture);
@@ -311,19 +256,14 @@ impl SimulatedSource {
             _ => {
                 let id = format!("{:032x}", h);
                 let arn = ctx.arn("ecs", &format!("task/sim/{id}"));
-                let (vcpus, memory_mib) =
-                    [(0.25, 512), (0.5, 1_024), (1.0, 2_048), (4.0, 8_192)][(h >> 8) as usize % 4];
+                let (vcpus, memory_mib) = [(0.25, 512), (0.5, 1_024), (1.0, 2_048), (4.0, 8_192)][(h >> 8) as usize % 4];
                 let mut r = Resource::new(
                     "simulated",
                     "ecs",
                     "task",
                     arn,
                     id,
-                    Basis::Container {
-                        vcpus,
-                        memory_mib,
-                        architecture: CpuArchitecture::X86_64,
-                    },
+                    Basis::Container { vcpus, memory_mib, architecture: CpuArchitecture::X86_64 },
                 );
                 r.class = Some("FARGATE".into());
                 r.vcpus = Some(vcpus);
@@ -335,15 +275,8 @@ impl SimulatedSource {
         if generation > 0 {
             r.first_seen_unix_s = created_unix_s;
         }
-        let gpu = r
-            .class
-            .as_deref()
-            .is_some_and(|c| c.starts_with("g4dn") || c.starts_with("g5") || c.starts_with("p3"));
-        let team = if gpu {
-            "ml"
-        } else {
-            TEAMS[(h % TEAMS.len() as u64) as usize]
-        };
+        let gpu = r.class.as_deref().is_some_and(|c| c.starts_with("g4dn") || c.starts_with("g5") || c.starts_with("p3"));
+        let team = if gpu { "ml" } else { TEAMS[(h % TEAMS.len() as u64) as usize] };
         match (h >> 48) % 20 {
             0..=11 => r.tags.insert("Team".into(), team.into()),
             12..=14 => r.tags.insert("team".into(), team.into()),
@@ -351,14 +284,7 @@ impl SimulatedSource {
             17 => r.tags.insert("Team".into(), String::new()),
             _ => None,
         };
-        r.tags.insert(
-            "env".into(),
-            if h % 3 == 0 {
-                "prod".into()
-            } else {
-                "dev".into()
-            },
-        );
+        r.tags.insert("env".into(), if h % 3 == 0 { "prod".into() } else { "dev".into() });
         r
     }
 }
@@ -372,10 +298,7 @@ impl Collector for SimulatedSource {
         &[]
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move { Ok((0..self.resources).map(|i| self.resource(ctx, i)).collect()) })
     }
 }
@@ -409,11 +332,7 @@ impl MetricSource for SimulatedSource {
                         }
                         _ => (mix(h ^ t as u64) % 1_000) as f64,
                     };
-                    points.push(MetricPoint {
-                        query: index,
-                        start_unix_s: t,
-                        value,
-                    });
+                    points.push(MetricPoint { query: index, start_unix_s: t, value });
                     t += period_s;
                 }
             }
@@ -468,19 +387,11 @@ pub const OUS: &[(&str, &str)] = &[
 /// The organisation of `accounts` member accounts over the first `ous` OUs
 /// (1 to 5) and `regions` (every account runs in the first region, every
 /// third also in the second), deterministic from `seed`.
-pub fn organisation(
-    seed: u64,
-    accounts: u32,
-    ous: usize,
-    regions: &[String],
-) -> SimulatedOrganisation {
+pub fn organisation(seed: u64, accounts: u32, ous: usize, regions: &[String]) -> SimulatedOrganisation {
     let ous = ous.clamp(1, OUS.len());
     let prefix = 100 + mix(seed) % 800;
     let id = |n: u64| format!("{prefix:03}{n:09}");
-    let first = regions
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "eu-west-1".into());
+    let first = regions.first().cloned().unwrap_or_else(|| "eu-west-1".into());
     let members = (0..accounts)
         .map(|i| {
             let (ou_id, ou_name) = OUS[i as usize % ous];
@@ -493,11 +404,7 @@ pub fn organisation(
             }
             SimulatedAccount {
                 account_id: id(u64::from(i) + 1),
-                name: format!(
-                    "{team}-{}-{:02}",
-                    ou_name.split(' ').next().unwrap_or(ou_name).to_lowercase(),
-                    i + 1
-                ),
+                name: format!("{team}-{}-{:02}", ou_name.split(' ').next().unwrap_or(ou_name).to_lowercase(), i + 1),
                 ou_path: format!("r-sim/{ou_id}"),
                 regions: account_regions,
                 seed: mix(seed ^ (u64::from(i) + 1)),
@@ -522,105 +429,45 @@ mod tests {
     use super::*;
 
     fn ctx(now_unix_s: i64) -> CollectContext {
-        CollectContext {
-            account_id: "123456789012".into(),
-            region: "eu-west-1".into(),
-            now_unix_s,
-        }
+        CollectContext { account_id: "123456789012".into(), region: "eu-west-1".into(), now_unix_s }
     }
 
     #[tokio::test]
     async fn same_seed_same_resources() {
-        let a = SimulatedSource::new(7, 40, Arc::new(CostMeter::new()))
-            .collect(&ctx(0))
-            .await
-            .unwrap();
-        let b = SimulatedSource::new(7, 40, Arc::new(CostMeter::new()))
-            .collect(&ctx(0))
-            .await
-            .unwrap();
+        let a = SimulatedSource::new(7, 40, Arc::new(CostMeter::new())).collect(&ctx(0)).await.unwrap();
+        let b = SimulatedSource::new(7, 40, Arc::new(CostMeter::new())).collect(&ctx(0)).await.unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 40);
         // Per 20: 8 instances, 4 volumes, 2 DBs, 2 buckets, 3 functions, 1 task.
         let count = |t: &str| a.iter().filter(|r| r.resource_type == t).count();
         assert_eq!(
-            (
-                count("instance"),
-                count("volume"),
-                count("db"),
-                count("bucket"),
-                count("function"),
-                count("task")
-            ),
+            (count("instance"), count("volume"), count("db"), count("bucket"), count("function"), count("task")),
             (16, 8, 4, 4, 6, 2)
         );
-        let c = SimulatedSource::new(8, 40, Arc::new(CostMeter::new()))
-            .collect(&ctx(0))
-            .await
-            .unwrap();
+        let c = SimulatedSource::new(8, 40, Arc::new(CostMeter::new())).collect(&ctx(0)).await.unwrap();
         assert_ne!(a, c);
     }
 
     #[tokio::test]
     async fn mix_has_graviton_gpu_and_messy_tags() {
-        let all = SimulatedSource::new(1, 2_000, Arc::new(CostMeter::new()))
-            .collect(&ctx(0))
-            .await
-            .unwrap();
+        let all = SimulatedSource::new(1, 2_000, Arc::new(CostMeter::new())).collect(&ctx(0)).await.unwrap();
         let classes: Vec<&str> = all.iter().filter_map(|r| r.class.as_deref()).collect();
-        assert!(
-            classes
-                .iter()
-                .any(|c| c.starts_with("m6g") || c.starts_with("c6g") || c.starts_with("r6g"))
-        );
-        assert!(
-            classes
-                .iter()
-                .any(|c| c.starts_with("g4dn") || c.starts_with("g5") || c.starts_with("p3"))
-        );
-        let arm = all
-            .iter()
-            .filter(|r| r.architecture == Some(CpuArchitecture::Arm64) && r.service == "ec2")
-            .count();
+        assert!(classes.iter().any(|c| c.starts_with("m6g") || c.starts_with("c6g") || c.starts_with("r6g")));
+        assert!(classes.iter().any(|c| c.starts_with("g4dn") || c.starts_with("g5") || c.starts_with("p3")));
+        let arm = all.iter().filter(|r| r.architecture == Some(CpuArchitecture::Arm64) && r.service == "ec2").count();
         assert!(arm > 0);
-        let with_key = |k: &str| {
-            all.iter()
-                .filter(|r| r.tags.get(k).is_some_and(|v| !v.is_empty()))
-                .count()
-        };
-        let empty = all
-            .iter()
-            .filter(|r| r.tags.get("Team").is_some_and(String::is_empty))
-            .count();
-        let none = all
-            .iter()
-            .filter(|r| TEAM_TAG_KEYS.iter().all(|k| !r.tags.contains_key(*k)))
-            .count();
+        let with_key = |k: &str| all.iter().filter(|r| r.tags.get(k).is_some_and(|v| !v.is_empty())).count();
+        let empty = all.iter().filter(|r| r.tags.get("Team").is_some_and(String::is_empty)).count();
+        let none = all.iter().filter(|r| TEAM_TAG_KEYS.iter().all(|k| !r.tags.contains_key(*k))).count();
         // 60 / 15 / 10 / 5 / 10 % of 2,000, within sampling noise.
-        for (n, expected) in [
-            (with_key("Team"), 1_200),
-            (with_key("team"), 300),
-            (with_key("team-name"), 200),
-            (empty, 100),
-            (none, 200),
-        ] {
-            assert!(
-                (n as i64 - expected).abs() < expected / 4 + 20,
-                "{n} vs {expected}"
-            );
+        for (n, expected) in [(with_key("Team"), 1_200), (with_key("team"), 300), (with_key("team-name"), 200), (empty, 100), (none, 200)] {
+            assert!((n as i64 - expected).abs() < expected / 4 + 20, "{n} vs {expected}");
         }
     }
 
     #[test]
     fn graviton_families() {
-        for (class, arm) in [
-            ("m6g.large", true),
-            ("t4g.medium", true),
-            ("db.r6g.large", true),
-            ("g4dn.xlarge", false),
-            ("m5.large", false),
-            ("g5.xlarge", false),
-        ] {
+        for (class, arm) in [("m6g.large", true), ("t4g.medium", true), ("db.r6g.large", true), ("g4dn.xlarge", false), ("m5.large", false), ("g5.xlarge", false)] {
             assert_eq!(is_graviton(class), arm, "{class}");
         }
     }
@@ -631,12 +478,7 @@ mod tests {
         let wednesday = 1_767_744_000;
         let saturday = wednesday + 3 * 86_400;
         let at = |day: i64, hour: i64| Profile::Diurnal.cpu_pct(day + hour * 3_600, 0.5);
-        assert!(
-            at(wednesday, 14) > 55.0 && at(wednesday, 2) < 20.0,
-            "{} {}",
-            at(wednesday, 14),
-            at(wednesday, 2)
-        );
+        assert!(at(wednesday, 14) > 55.0 && at(wednesday, 2) < 20.0, "{} {}", at(wednesday, 14), at(wednesday, 2));
         assert!(at(saturday, 14) < at(wednesday, 14) - 25.0);
         assert!(Profile::NightlyBatch.cpu_pct(wednesday + 3 * 3_600, 0.0) >= 65.0);
         assert!(Profile::NightlyBatch.cpu_pct(wednesday + 12 * 3_600, 1.0) <= 12.0);
@@ -647,58 +489,30 @@ mod tests {
     async fn churn_replaces_short_lived_resources_and_keeps_the_count() {
         let source = SimulatedSource::new(5, 200, Arc::new(CostMeter::new())).with_churn(true);
         let day0 = source.collect(&ctx(1_767_225_600)).await.unwrap();
-        let day8 = source
-            .collect(&ctx(1_767_225_600 + 8 * 86_400))
-            .await
-            .unwrap();
+        let day8 = source.collect(&ctx(1_767_225_600 + 8 * 86_400)).await.unwrap();
         assert_eq!((day0.len(), day8.len()), (200, 200));
-        let gone = day0
-            .iter()
-            .filter(|r| !day8.iter().any(|s| s.arn == r.arn))
-            .count();
+        let gone = day0.iter().filter(|r| !day8.iter().any(|s| s.arn == r.arn)).count();
         // Three slots in ten churn within at most 7 days.
         assert!((40..=80).contains(&gone), "{gone} replaced");
         let fixed = SimulatedSource::new(5, 200, Arc::new(CostMeter::new()));
-        assert_eq!(
-            fixed.collect(&ctx(0)).await.unwrap(),
-            fixed.collect(&ctx(8 * 86_400)).await.unwrap()
-        );
+        assert_eq!(fixed.collect(&ctx(0)).await.unwrap(), fixed.collect(&ctx(8 * 86_400)).await.unwrap());
     }
 
     #[test]
     fn organisation_spreads_accounts_over_ous_and_regions() {
-        let regions = vec![
-            "eu-west-1".to_owned(),
-            "us-east-1".to_owned(),
-            "eu-central-1".to_owned(),
-        ];
+        let regions = vec!["eu-west-1".to_owned(), "us-east-1".to_owned(), "eu-central-1".to_owned()];
         let org = organisation(42, 12, 3, &regions);
         assert_eq!(org, organisation(42, 12, 3, &regions));
         assert_eq!(org.accounts.len(), 12);
-        let ids: std::collections::BTreeSet<&str> =
-            org.accounts.iter().map(|a| a.account_id.as_str()).collect();
+        let ids: std::collections::BTreeSet<&str> = org.accounts.iter().map(|a| a.account_id.as_str()).collect();
         assert_eq!(ids.len(), 12);
-        assert!(
-            ids.iter()
-                .all(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
-        );
+        assert!(ids.iter().all(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())));
         assert!(!ids.contains(org.management.account_id.as_str()));
-        let ous: std::collections::BTreeSet<&str> =
-            org.accounts.iter().map(|a| a.ou_path.as_str()).collect();
+        let ous: std::collections::BTreeSet<&str> = org.accounts.iter().map(|a| a.ou_path.as_str()).collect();
         assert_eq!(ous.len(), 3);
         let agents: usize = org.accounts.iter().map(|a| a.regions.len()).sum();
         assert_eq!(agents, 16, "12 accounts, every third in a second region");
-        assert!(
-            org.accounts
-                .iter()
-                .flat_map(|a| &a.regions)
-                .any(|r| r == "us-east-1")
-        );
-        assert!(
-            org.accounts
-                .iter()
-                .flat_map(|a| &a.regions)
-                .any(|r| r == "eu-central-1")
-        );
+        assert!(org.accounts.iter().flat_map(|a| &a.regions).any(|r| r == "us-east-1"));
+        assert!(org.accounts.iter().flat_map(|a| &a.regions).any(|r| r == "eu-central-1"));
     }
 }

@@ -78,23 +78,14 @@ pub struct JsonlSpool {
 impl JsonlSpool {
     /// A spool appending to `path`.
     pub fn new(path: &Path) -> JsonlSpool {
-        JsonlSpool {
-            path: path.to_owned(),
-        }
+        JsonlSpool { path: path.to_owned() }
     }
 }
 
 impl Sink for JsonlSpool {
     fn accept(&mut self, output: &CycleOutput, _agent: &Agent) -> Result<(), SinkError> {
-        let io = |source| SinkError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io)?;
+        let io = |source| SinkError::Io { path: self.path.clone(), source };
+        let file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
         let mut w = BufWriter::new(file);
         write_jsonl(&mut w, output).map_err(io)?;
         let file = w.into_inner().map_err(|e| io(e.into_error()))?;

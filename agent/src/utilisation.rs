@@ -84,34 +84,14 @@ pub fn utilisation_query(resource: &Resource) -> Option<MetricQuery> {
     }
     let (namespace, metric_name, dimension, stat, kind) =
         match (resource.service, resource.resource_type, &resource.basis) {
-            ("ec2", "instance", _) => (
-                "AWS/EC2",
-                "CPUUtilization",
-                "InstanceId",
-                "Average",
-                MetricKind::CpuPct,
-            ),
-            ("rds", "db", _) => (
-                "AWS/RDS",
-                "CPUUtilization",
-                "DBInstanceIdentifier",
-                "Average",
-                MetricKind::CpuPct,
-            ),
-            ("elasticache", "cluster", _) => (
-                "AWS/ElastiCache",
-                "CPUUtilization",
-                "CacheClusterId",
-                "Average",
-                MetricKind::CpuPct,
-            ),
-            ("lambda", "function", Basis::Function { .. }) => (
-                "AWS/Lambda",
-                "Duration",
-                "FunctionName",
-                "Sum",
-                MetricKind::DurationMs,
-            ),
+            ("ec2", "instance", _) => ("AWS/EC2", "CPUUtilization", "InstanceId", "Average", MetricKind::CpuPct),
+            ("rds", "db", _) => ("AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", "Average", MetricKind::CpuPct),
+            ("elasticache", "cluster", _) => {
+                ("AWS/ElastiCache", "CPUUtilization", "CacheClusterId", "Average", MetricKind::CpuPct)
+            }
+            ("lambda", "function", Basis::Function { .. }) => {
+                ("AWS/Lambda", "Duration", "FunctionName", "Sum", MetricKind::DurationMs)
+            }
             _ => return None,
         };
     Some(MetricQuery {
@@ -142,10 +122,7 @@ struct Series {
 impl Series {
     fn range(&self, start: i64, end: i64) -> impl Iterator<Item = f64> + '_ {
         let from = self.points.partition_point(|(t, _)| *t < start);
-        self.points[from..]
-            .iter()
-            .take_while(move |(t, _)| *t < end)
-            .map(|(_, v)| *v)
+        self.points[from..].iter().take_while(move |(t, _)| *t < end).map(|(_, v)| *v)
     }
 }
 
@@ -175,24 +152,14 @@ impl UtilisationStore {
     /// Records the result of one fetch over `[start, end)` for `queries`:
     /// stores the points, marks the window measured and updates each
     /// queried resource's last known value from its latest hour with data.
-    pub fn record(
-        &mut self,
-        queries: &[MetricQuery],
-        points: Vec<MetricPoint>,
-        start_unix_s: i64,
-        end_unix_s: i64,
-    ) {
+    pub fn record(&mut self, queries: &[MetricQuery], points: Vec<MetricPoint>, start_unix_s: i64, end_unix_s: i64) {
         for q in queries {
             let s = self.series.entry(q.arn.clone()).or_default();
             s.kind = Some(q.kind);
         }
         for p in points {
-            let Some(q) = queries.get(p.query) else {
-                continue;
-            };
-            if !matches!(q.kind, MetricKind::CpuPct | MetricKind::DurationMs)
-                || !p.value.is_finite()
-            {
+            let Some(q) = queries.get(p.query) else { continue };
+            if !matches!(q.kind, MetricKind::CpuPct | MetricKind::DurationMs) || !p.value.is_finite() {
                 continue;
             }
             if let Some(s) = self.series.get_mut(&q.arn) {
@@ -237,19 +204,12 @@ impl UtilisationStore {
 
     /// True when `[start, end)` lies inside a measured window.
     pub fn is_measured(&self, start_unix_s: i64, end_unix_s: i64) -> bool {
-        self.windows
-            .iter()
-            .any(|(s, e)| *s <= start_unix_s && end_unix_s <= *e)
+        self.windows.iter().any(|(s, e)| *s <= start_unix_s && end_unix_s <= *e)
     }
 
     /// Measured utilisation of `resource` over `[start, end)` (mean of CPU
     /// points; sum of duration points, zero when none).
-    pub fn measured(
-        &self,
-        resource: &Resource,
-        start_unix_s: i64,
-        end_unix_s: i64,
-    ) -> UtilisationValue {
+    pub fn measured(&self, resource: &Resource, start_unix_s: i64, end_unix_s: i64) -> UtilisationValue {
         let series = self.series.get(&resource.arn);
         let sum = || series.map_or(0.0, |s| s.range(start_unix_s, end_unix_s).sum::<f64>());
         match &resource.basis {
@@ -270,9 +230,9 @@ impl UtilisationStore {
     pub fn provisional(&self, resource: &Resource, interval_s: i64) -> UtilisationValue {
         let last = self.series.get(&resource.arn).and_then(|s| s.last_known);
         match &resource.basis {
-            Basis::Function { .. } => UtilisationValue::DurationMs(
-                last.map(|ms_per_hour| ms_per_hour * interval_s as f64 / 3600.0),
-            ),
+            Basis::Function { .. } => {
+                UtilisationValue::DurationMs(last.map(|ms_per_hour| ms_per_hour * interval_s as f64 / 3600.0))
+            }
             _ => UtilisationValue::CpuPct(last),
         }
     }
@@ -313,22 +273,14 @@ mod tests {
             "instance",
             "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into(),
             "i-1".into(),
-            Basis::Instance {
-                instance_type: "m5.large".into(),
-                count: 1,
-                storage: Vec::new(),
-            },
+            Basis::Instance { instance_type: "m5.large".into(), count: 1, storage: Vec::new() },
         );
         r.lifecycle = LifecycleState::Running;
         r
     }
 
     fn point(t: i64, v: f64) -> MetricPoint {
-        MetricPoint {
-            query: 0,
-            start_unix_s: t,
-            value: v,
-        }
+        MetricPoint { query: 0, start_unix_s: t, value: v }
     }
 
     #[test]
@@ -347,25 +299,13 @@ mod tests {
         let mut store = UtilisationStore::new();
         // Window 0..7200; first hour 10 % and 20 %, second hour has no data.
         store.record(&[q], vec![point(0, 10.0), point(300, 20.0)], 0, 7_200);
-        assert_eq!(
-            store.measured(&r, 0, 3_600),
-            UtilisationValue::CpuPct(Some(15.0))
-        );
-        assert_eq!(
-            store.measured(&r, 3_600, 7_200),
-            UtilisationValue::CpuPct(None)
-        );
-        assert_eq!(
-            store.measured(&r, 300, 600),
-            UtilisationValue::CpuPct(Some(20.0))
-        );
+        assert_eq!(store.measured(&r, 0, 3_600), UtilisationValue::CpuPct(Some(15.0)));
+        assert_eq!(store.measured(&r, 3_600, 7_200), UtilisationValue::CpuPct(None));
+        assert_eq!(store.measured(&r, 300, 600), UtilisationValue::CpuPct(Some(20.0)));
         // The latest hour with data is the first one.
         assert_eq!(store.last_known(&r.arn), Some(15.0));
         assert!(store.is_measured(3_600, 7_200));
         assert!(!store.is_measured(7_200, 7_500));
-        assert_eq!(
-            store.provisional(&r, 300),
-            UtilisationValue::CpuPct(Some(15.0))
-        );
+        assert_eq!(store.provisional(&r, 300), UtilisationValue::CpuPct(Some(15.0)));
     }
 }

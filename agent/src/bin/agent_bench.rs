@@ -14,12 +14,7 @@ fn cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields after the command: state is index 0, utime 11, stime 12.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -51,20 +46,14 @@ fn main() {
     let resources: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5_000);
     let cycles: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(48);
     // Optional: a utilisation cadence other than the default, seconds.
-    let intervals = args.next().map_or(String::new(), |s| {
-        format!("[intervals]\nutilisation_s = {s}\n")
-    });
+    let intervals = args.next().map_or(String::new(), |s| format!("[intervals]\nutilisation_s = {s}\n"));
     let text = format!(
         "config_version = 1\nagent_id = \"bench\"\nregion = \"eu-west-1\"\n[source]\nkind = \"simulated\"\nseed = 42\nresources = {resources}\n{intervals}"
     );
-    let config =
-        AgentConfig::from_toml(&text, "bench", &MapEnv::default()).expect("bench config is valid");
+    let config = AgentConfig::from_toml(&text, "bench", &MapEnv::default()).expect("bench config is valid");
     // The runtime `canopy-agent` itself uses (main.rs): two worker threads.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
         let mut agent = build_agent(&config).await.expect("simulated agent");
         println!("before the first cycle: rss {:.1} MiB", rss_kib() as f64 / 1024.0);

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{
-    Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, ScanBy,
-};
+use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, ScanBy};
 
 use super::{BoxFuture, CollectError};
 use crate::aws::AwsContext;
@@ -30,13 +28,8 @@ pub struct CloudWatchSource {
 impl CloudWatchSource {
     /// A source using the shared AWS configuration.
     pub fn new(aws: &AwsContext, meter: Arc<CostMeter>) -> CloudWatchSource {
-        let config = aws_sdk_cloudwatch::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        CloudWatchSource {
-            client: aws_sdk_cloudwatch::Client::from_conf(config),
-            meter,
-        }
+        let config = aws_sdk_cloudwatch::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        CloudWatchSource { client: aws_sdk_cloudwatch::Client::from_conf(config), meter }
     }
 
     /// Dimension sets of every series of `namespace`/`metric_name`, all pages.
@@ -62,12 +55,7 @@ impl CloudWatchSource {
                 out.push(
                     m.dimensions()
                         .iter()
-                        .map(|d| {
-                            (
-                                d.name().unwrap_or_default().to_owned(),
-                                d.value().unwrap_or_default().to_owned(),
-                            )
-                        })
+                        .map(|d| (d.name().unwrap_or_default().to_owned(), d.value().unwrap_or_default().to_owned()))
                         .collect(),
                 );
             }
@@ -89,24 +77,13 @@ fn to_sdk_query(index: usize, q: &MetricQuery, period_s: i64) -> MetricDataQuery
     let mut metric = Metric::builder()
         .namespace(q.namespace)
         .metric_name(q.metric_name)
-        .dimensions(
-            Dimension::builder()
-                .name(q.dimension.0)
-                .value(&q.dimension.1)
-                .build(),
-        );
+        .dimensions(Dimension::builder().name(q.dimension.0).value(&q.dimension.1).build());
     if let Some((name, value)) = &q.extra_dimension {
         metric = metric.dimensions(Dimension::builder().name(*name).value(value).build());
     }
     MetricDataQuery::builder()
         .id(format!("q{index}"))
-        .metric_stat(
-            MetricStat::builder()
-                .metric(metric.build())
-                .period(period_s as i32)
-                .stat(q.stat)
-                .build(),
-        )
+        .metric_stat(MetricStat::builder().metric(metric.build()).period(period_s as i32).stat(q.stat).build())
         .return_data(true)
         .build()
 }
@@ -128,11 +105,8 @@ impl MetricSource for CloudWatchSource {
                     found: queries.len().to_string(),
                 });
             }
-            let sdk_queries: Vec<MetricDataQuery> = queries
-                .iter()
-                .enumerate()
-                .map(|(i, q)| to_sdk_query(i, q, period_s))
-                .collect();
+            let sdk_queries: Vec<MetricDataQuery> =
+                queries.iter().enumerate().map(|(i, q)| to_sdk_query(i, q, period_s)).collect();
             let mut points = Vec::new();
             let mut token: Option<String> = None;
             loop {
@@ -149,10 +123,8 @@ impl MetricSource for CloudWatchSource {
                     .await
                     .map_err(|e| CollectError::api("cloudwatch", "GetMetricData", e))?;
                 for result in page.metric_data_results() {
-                    let Some(index) = result
-                        .id()
-                        .and_then(|id| id.strip_prefix('q'))
-                        .and_then(|i| i.parse::<usize>().ok())
+                    let Some(index) =
+                        result.id().and_then(|id| id.strip_prefix('q')).and_then(|i| i.parse::<usize>().ok())
                     else {
                         continue;
                     };
@@ -163,11 +135,7 @@ impl MetricSource for CloudWatchSource {
                         // Align to the period so points of one fetch key consistently.
                         let start = t.secs() - t.secs().rem_euclid(period_s);
                         if start >= start_unix_s && start < end_unix_s {
-                            points.push(MetricPoint {
-                                query: index,
-                                start_unix_s: start,
-                                value: *v,
-                            });
+                            points.push(MetricPoint { query: index, start_unix_s: start, value: *v });
                         }
                     }
                 }

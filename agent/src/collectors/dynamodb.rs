@@ -9,11 +9,7 @@ use crate::aws::AwsContext;
 use crate::inventory::{Basis, Resource, StoragePart};
 
 /// IAM actions this collector calls.
-pub const IAM_ACTIONS: &[&str] = &[
-    "dynamodb:ListTables",
-    "dynamodb:DescribeTable",
-    "dynamodb:ListTagsOfResource",
-];
+pub const IAM_ACTIONS: &[&str] = &["dynamodb:ListTables", "dynamodb:DescribeTable", "dynamodb:ListTagsOfResource"];
 
 /// CCF's replication factor for DynamoDB storage.
 pub const DYNAMODB_REPLICATION: f64 = 2.0;
@@ -27,12 +23,8 @@ pub struct DynamoDbCollector {
 impl DynamoDbCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> DynamoDbCollector {
-        let config = aws_sdk_dynamodb::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        DynamoDbCollector {
-            client: aws_sdk_dynamodb::Client::from_conf(config),
-        }
+        let config = aws_sdk_dynamodb::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        DynamoDbCollector { client: aws_sdk_dynamodb::Client::from_conf(config) }
     }
 }
 
@@ -41,20 +33,10 @@ impl DynamoDbCollector {
 pub fn table_resource(name: &str, table: &aws_sdk_dynamodb::types::TableDescription) -> Resource {
     let arn = table.table_arn().unwrap_or_default();
     let bytes = table.table_size_bytes().unwrap_or(0).max(0) as u64;
-    let part = StoragePart {
-        class: "dynamodb".into(),
-        bytes,
-        medium: StorageMedium::Ssd,
-        replication: DYNAMODB_REPLICATION,
-    };
-    let mut r = Resource::new(
-        "dynamodb",
-        "dynamodb",
-        "table",
-        arn.to_owned(),
-        name.to_owned(),
-        Basis::Storage(vec![part]),
-    );
+    let part =
+        StoragePart { class: "dynamodb".into(), bytes, medium: StorageMedium::Ssd, replication: DYNAMODB_REPLICATION };
+    let mut r =
+        Resource::new("dynamodb", "dynamodb", "table", arn.to_owned(), name.to_owned(), Basis::Storage(vec![part]));
     r.size_bytes = Some(bytes);
     r.lifecycle = match table.table_status().map(|s| s.as_str()) {
         Some("CREATING") => LifecycleState::Pending,
@@ -74,10 +56,7 @@ impl Collector for DynamoDbCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        _ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut names = Vec::new();
             let mut pages = self.client.list_tables().into_paginator().send();
@@ -95,9 +74,7 @@ impl Collector for DynamoDbCollector {
                     .await
                     .map_err(|e| CollectError::api("dynamodb", "DescribeTable", e))?;
                 let Some(table) = out.table() else { continue };
-                let Some(arn) = table.table_arn() else {
-                    continue;
-                };
+                let Some(arn) = table.table_arn() else { continue };
                 let mut r = table_resource(&name, table);
                 let mut token: Option<String> = None;
                 loop {
@@ -109,11 +86,7 @@ impl Collector for DynamoDbCollector {
                         .send()
                         .await
                         .map_err(|e| CollectError::api("dynamodb", "ListTagsOfResource", e))?;
-                    r.tags.extend(
-                        tags.tags()
-                            .iter()
-                            .map(|t| (t.key().to_owned(), t.value().to_owned())),
-                    );
+                    r.tags.extend(tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())));
                     match tags.next_token() {
                         Some(t) if !t.is_empty() => token = Some(t.to_owned()),
                         _ => break,
@@ -140,13 +113,7 @@ mod tests {
             .table_status(TableStatus::Active)
             .build();
         let r = table_resource("orders", &table);
-        assert_eq!(
-            (r.arn.as_str(), r.id.as_str()),
-            (
-                "arn:aws:dynamodb:eu-west-1:123456789012:table/orders",
-                "orders"
-            )
-        );
+        assert_eq!((r.arn.as_str(), r.id.as_str()), ("arn:aws:dynamodb:eu-west-1:123456789012:table/orders", "orders"));
         assert_eq!(r.size_bytes, Some(25_000_000_000));
         assert_eq!(r.lifecycle, LifecycleState::Running);
         assert_eq!(

@@ -24,12 +24,8 @@ pub struct EbsCollector {
 impl EbsCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> EbsCollector {
-        let config = aws_sdk_ec2::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        EbsCollector {
-            client: aws_sdk_ec2::Client::from_conf(config),
-        }
+        let config = aws_sdk_ec2::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        EbsCollector { client: aws_sdk_ec2::Client::from_conf(config) }
     }
 }
 
@@ -50,18 +46,10 @@ impl Collector for EbsCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .describe_volumes()
-                .max_results(500)
-                .into_paginator()
-                .send();
+            let mut pages = self.client.describe_volumes().max_results(500).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| CollectError::api("ec2", "DescribeVolumes", e))?;
                 for v in page.volumes() {
@@ -93,9 +81,7 @@ impl Collector for EbsCollector {
                     }
                     r.lifecycle = match v.state() {
                         Some(VolumeState::Creating) => LifecycleState::Pending,
-                        Some(VolumeState::Available) | Some(VolumeState::InUse) => {
-                            LifecycleState::Running
-                        }
+                        Some(VolumeState::Available) | Some(VolumeState::InUse) => LifecycleState::Running,
                         Some(VolumeState::Deleting) => LifecycleState::Stopping,
                         Some(VolumeState::Deleted) => LifecycleState::Terminated,
                         _ => LifecycleState::Unknown,

@@ -37,13 +37,8 @@ pub struct Ec2Collector {
 impl Ec2Collector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> Ec2Collector {
-        let config = aws_sdk_ec2::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        Ec2Collector {
-            client: aws_sdk_ec2::Client::from_conf(config),
-            types: Mutex::new(HashMap::new()),
-        }
+        let config = aws_sdk_ec2::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        Ec2Collector { client: aws_sdk_ec2::Client::from_conf(config), types: Mutex::new(HashMap::new()) }
     }
 
     /// Number of instance types cached so far.
@@ -54,10 +49,7 @@ impl Ec2Collector {
     async fn describe_types(&self, wanted: BTreeSet<String>) -> Result<(), CollectError> {
         let missing: Vec<String> = {
             let cache = self.types.lock().expect("type cache lock");
-            wanted
-                .into_iter()
-                .filter(|t| !cache.contains_key(t))
-                .collect()
+            wanted.into_iter().filter(|t| !cache.contains_key(t)).collect()
         };
         // DescribeInstanceTypes accepts up to 100 type names per request.
         for chunk in missing.chunks(100) {
@@ -68,8 +60,7 @@ impl Ec2Collector {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| CollectError::api("ec2", "DescribeInstanceTypes", e))?;
+                let page = page.map_err(|e| CollectError::api("ec2", "DescribeInstanceTypes", e))?;
                 let mut cache = self.types.lock().expect("type cache lock");
                 for info in page.instance_types() {
                     if let Some(t) = info.instance_type() {
@@ -87,11 +78,7 @@ pub fn type_facts(info: &InstanceTypeInfo) -> TypeFacts {
     let mut accelerators = Vec::new();
     if let Some(gpu) = info.gpu_info() {
         for d in gpu.gpus() {
-            let model = [d.manufacturer(), d.name()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let model = [d.manufacturer(), d.name()].into_iter().flatten().collect::<Vec<_>>().join(" ");
             accelerators.push(Accelerator {
                 kind: AcceleratorKind::Gpu,
                 model,
@@ -102,27 +89,13 @@ pub fn type_facts(info: &InstanceTypeInfo) -> TypeFacts {
     if let Some(inf) = info.inference_accelerator_info() {
         for d in inf.accelerators() {
             let model = d.name().unwrap_or_default().to_owned();
-            let kind = if model.contains("Inferentia") {
-                AcceleratorKind::Inferentia
-            } else {
-                AcceleratorKind::Other
-            };
-            accelerators.push(Accelerator {
-                kind,
-                model,
-                count: d.count().unwrap_or(0).max(0) as u32,
-            });
+            let kind = if model.contains("Inferentia") { AcceleratorKind::Inferentia } else { AcceleratorKind::Other };
+            accelerators.push(Accelerator { kind, model, count: d.count().unwrap_or(0).max(0) as u32 });
         }
     }
     TypeFacts {
-        vcpus: info
-            .v_cpu_info()
-            .and_then(|v| v.default_v_cpus())
-            .map(f64::from),
-        memory_mib: info
-            .memory_info()
-            .and_then(|m| m.size_in_mib())
-            .map(|m| m.max(0) as u64),
+        vcpus: info.v_cpu_info().and_then(|v| v.default_v_cpus()).map(f64::from),
+        memory_mib: info.memory_info().and_then(|m| m.size_in_mib()).map(|m| m.max(0) as u64),
         architecture: info
             .processor_info()
             .and_then(|p| p.supported_architectures().first())
@@ -144,9 +117,7 @@ fn lifecycle(state: Option<&InstanceStateName>) -> LifecycleState {
     match state {
         Some(InstanceStateName::Pending) => LifecycleState::Pending,
         Some(InstanceStateName::Running) => LifecycleState::Running,
-        Some(InstanceStateName::Stopping) | Some(InstanceStateName::ShuttingDown) => {
-            LifecycleState::Stopping
-        }
+        Some(InstanceStateName::Stopping) | Some(InstanceStateName::ShuttingDown) => LifecycleState::Stopping,
         Some(InstanceStateName::Stopped) => LifecycleState::Stopped,
         Some(InstanceStateName::Terminated) => LifecycleState::Terminated,
         _ => LifecycleState::Unknown,
@@ -162,54 +133,32 @@ impl Collector for Ec2Collector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .describe_instances()
-                .max_results(1000)
-                .into_paginator()
-                .send();
+            let mut pages = self.client.describe_instances().max_results(1000).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| CollectError::api("ec2", "DescribeInstances", e))?;
                 for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                    let Some(id) = instance.instance_id() else {
-                        continue;
-                    };
-                    let instance_type = instance
-                        .instance_type()
-                        .map(|t| t.as_str().to_owned())
-                        .unwrap_or_default();
+                    let Some(id) = instance.instance_id() else { continue };
+                    let instance_type = instance.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default();
                     let mut r = Resource::new(
                         "ec2",
                         "ec2",
                         "instance",
                         ctx.arn("ec2", &format!("instance/{id}")),
                         id.to_owned(),
-                        Basis::Instance {
-                            instance_type: instance_type.clone(),
-                            count: 1,
-                            storage: Vec::new(),
-                        },
+                        Basis::Instance { instance_type: instance_type.clone(), count: 1, storage: Vec::new() },
                     );
                     r.class = Some(instance_type);
                     r.tags = tag_map(instance.tags().iter().map(|t| (t.key(), t.value())));
                     r.lifecycle = lifecycle(instance.state().and_then(|s| s.name()));
-                    r.architecture = instance
-                        .architecture()
-                        .map(|a: &ArchitectureValues| architecture(a.as_str()));
+                    r.architecture = instance.architecture().map(|a: &ArchitectureValues| architecture(a.as_str()));
                     found.push(r);
                 }
             }
-            let wanted: BTreeSet<String> = found
-                .iter()
-                .filter_map(|r| r.class.clone())
-                .filter(|c| !c.is_empty())
-                .collect();
+            let wanted: BTreeSet<String> =
+                found.iter().filter_map(|r| r.class.clone()).filter(|c| !c.is_empty()).collect();
             self.describe_types(wanted).await?;
             let cache = self.types.lock().expect("type cache lock");
             for r in &mut found {

@@ -21,12 +21,8 @@ pub struct EcsCollector {
 impl EcsCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> EcsCollector {
-        let config = aws_sdk_ecs::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        EcsCollector {
-            client: aws_sdk_ecs::Client::from_conf(config),
-        }
+        let config = aws_sdk_ecs::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        EcsCollector { client: aws_sdk_ecs::Client::from_conf(config) }
     }
 }
 
@@ -46,36 +42,18 @@ pub fn task_lifecycle(status: &str) -> LifecycleState {
 /// `memory` (MiB) are estimated from them; other tasks are inventory only.
 pub fn task_resource(cluster: &str, task: &aws_sdk_ecs::types::Task) -> Option<Resource> {
     let arn = task.task_arn()?;
-    let vcpus = task
-        .cpu()
-        .and_then(|c| c.parse::<f64>().ok())
-        .map(|units| units / 1024.0);
+    let vcpus = task.cpu().and_then(|c| c.parse::<f64>().ok()).map(|units| units / 1024.0);
     let memory_mib = task.memory().and_then(|m| m.parse::<u64>().ok());
-    let arm = task
-        .attributes()
-        .iter()
-        .any(|a| a.name() == "ecs.cpu-architecture" && a.value() == Some("arm64"));
-    let architecture = if arm {
-        CpuArchitecture::Arm64
-    } else {
-        CpuArchitecture::X86_64
-    };
+    let arm = task.attributes().iter().any(|a| a.name() == "ecs.cpu-architecture" && a.value() == Some("arm64"));
+    let architecture = if arm { CpuArchitecture::Arm64 } else { CpuArchitecture::X86_64 };
     let fargate = task.launch_type() == Some(&LaunchType::Fargate);
     let basis = match (fargate, vcpus, memory_mib) {
-        (true, Some(vcpus), Some(memory_mib)) => Basis::Container {
-            vcpus,
-            memory_mib,
-            architecture,
-        },
+        (true, Some(vcpus), Some(memory_mib)) => Basis::Container { vcpus, memory_mib, architecture },
         _ => Basis::CountedElsewhere,
     };
     let id = arn.rsplit('/').next().unwrap_or(arn).to_owned();
     let mut r = Resource::new("ecs", "ecs", "task", arn.to_owned(), id, basis);
-    r.class = Some(if fargate {
-        "FARGATE".to_owned()
-    } else {
-        "EC2".to_owned()
-    });
+    r.class = Some(if fargate { "FARGATE".to_owned() } else { "EC2".to_owned() });
     r.vcpus = vcpus;
     r.memory_mib = memory_mib;
     r.architecture = Some(architecture);
@@ -94,10 +72,7 @@ impl Collector for EcsCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        _ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut clusters = Vec::new();
             let mut pages = self.client.list_clusters().into_paginator().send();
@@ -108,12 +83,7 @@ impl Collector for EcsCollector {
             let mut found = Vec::new();
             for cluster in &clusters {
                 let mut task_arns = Vec::new();
-                let mut pages = self
-                    .client
-                    .list_tasks()
-                    .cluster(cluster)
-                    .into_paginator()
-                    .send();
+                let mut pages = self.client.list_tasks().cluster(cluster).into_paginator().send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| CollectError::api("ecs", "ListTasks", e))?;
                     task_arns.extend(page.task_arns().iter().cloned());
@@ -129,11 +99,7 @@ impl Collector for EcsCollector {
                         .send()
                         .await
                         .map_err(|e| CollectError::api("ecs", "DescribeTasks", e))?;
-                    found.extend(
-                        out.tasks()
-                            .iter()
-                            .filter_map(|task| task_resource(cluster, task)),
-                    );
+                    found.extend(out.tasks().iter().filter_map(|task| task_resource(cluster, task)));
                 }
             }
             Ok(found)
@@ -155,13 +121,7 @@ mod tests {
             .launch_type(LaunchType::Fargate)
             .cpu("512")
             .memory("2048")
-            .attributes(
-                Attribute::builder()
-                    .name("ecs.cpu-architecture")
-                    .value("arm64")
-                    .build()
-                    .unwrap(),
-            )
+            .attributes(Attribute::builder().name("ecs.cpu-architecture").value("arm64").build().unwrap())
             .tags(Tag::builder().key("Team").value("search").build())
             .last_status("RUNNING")
             .build();
@@ -169,40 +129,16 @@ mod tests {
         assert_eq!(r.id, "abc123");
         assert_eq!(
             r.basis,
-            Basis::Container {
-                vcpus: 0.5,
-                memory_mib: 2_048,
-                architecture: CpuArchitecture::Arm64
-            }
+            Basis::Container { vcpus: 0.5, memory_mib: 2_048, architecture: CpuArchitecture::Arm64 }
         );
-        assert_eq!(
-            (r.class.as_deref(), r.vcpus, r.memory_mib),
-            (Some("FARGATE"), Some(0.5), Some(2_048))
-        );
+        assert_eq!((r.class.as_deref(), r.vcpus, r.memory_mib), (Some("FARGATE"), Some(0.5), Some(2_048)));
         assert_eq!(r.tags.get("Team").map(String::as_str), Some("search"));
         assert_eq!(r.lifecycle, LifecycleState::Running);
-        assert_eq!(
-            r.attributes.get("cluster").map(String::as_str),
-            Some("arn:aws:ecs:eu-west-1:123456789012:cluster/prod")
-        );
+        assert_eq!(r.attributes.get("cluster").map(String::as_str), Some("arn:aws:ecs:eu-west-1:123456789012:cluster/prod"));
         // Without task-level sizes (or on EC2 capacity) the task is inventory only.
-        let bare = Task::builder()
-            .task_arn("arn:aws:ecs:eu-west-1:123456789012:task/prod/d")
-            .launch_type(LaunchType::Fargate)
-            .build();
-        assert_eq!(
-            task_resource("c", &bare).unwrap().basis,
-            Basis::CountedElsewhere
-        );
-        let on_ec2 = Task::builder()
-            .task_arn("arn:t/e")
-            .launch_type(LaunchType::Ec2)
-            .cpu("1024")
-            .memory("512")
-            .build();
-        assert_eq!(
-            task_resource("c", &on_ec2).unwrap().basis,
-            Basis::CountedElsewhere
-        );
+        let bare = Task::builder().task_arn("arn:aws:ecs:eu-west-1:123456789012:task/prod/d").launch_type(LaunchType::Fargate).build();
+        assert_eq!(task_resource("c", &bare).unwrap().basis, Basis::CountedElsewhere);
+        let on_ec2 = Task::builder().task_arn("arn:t/e").launch_type(LaunchType::Ec2).cpu("1024").memory("512").build();
+        assert_eq!(task_resource("c", &on_ec2).unwrap().basis, Basis::CountedElsewhere);
     }
 }

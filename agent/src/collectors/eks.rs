@@ -9,11 +9,7 @@ use crate::aws::AwsContext;
 use crate::inventory::{Basis, Resource};
 
 /// IAM actions this collector calls.
-pub const IAM_ACTIONS: &[&str] = &[
-    "eks:ListClusters",
-    "eks:ListNodegroups",
-    "eks:DescribeNodegroup",
-];
+pub const IAM_ACTIONS: &[&str] = &["eks:ListClusters", "eks:ListNodegroups", "eks:DescribeNodegroup"];
 
 /// The EKS node-group collector.
 #[derive(Debug)]
@@ -24,12 +20,8 @@ pub struct EksCollector {
 impl EksCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> EksCollector {
-        let config = aws_sdk_eks::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        EksCollector {
-            client: aws_sdk_eks::Client::from_conf(config),
-        }
+        let config = aws_sdk_eks::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        EksCollector { client: aws_sdk_eks::Client::from_conf(config) }
     }
 }
 
@@ -42,10 +34,7 @@ impl Collector for EksCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        _ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, _ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut clusters = Vec::new();
             let mut pages = self.client.list_clusters().into_paginator().send();
@@ -56,12 +45,7 @@ impl Collector for EksCollector {
             let mut found = Vec::new();
             for cluster in &clusters {
                 let mut names = Vec::new();
-                let mut pages = self
-                    .client
-                    .list_nodegroups()
-                    .cluster_name(cluster)
-                    .into_paginator()
-                    .send();
+                let mut pages = self.client.list_nodegroups().cluster_name(cluster).into_paginator().send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| CollectError::api("eks", "ListNodegroups", e))?;
                     names.extend(page.nodegroups().iter().cloned());
@@ -76,26 +60,14 @@ impl Collector for EksCollector {
                         .await
                         .map_err(|e| CollectError::api("eks", "DescribeNodegroup", e))?;
                     let Some(ng) = out.nodegroup() else { continue };
-                    let Some(arn) = ng.nodegroup_arn() else {
-                        continue;
-                    };
-                    let mut r = Resource::new(
-                        "eks",
-                        "eks",
-                        "nodegroup",
-                        arn.to_owned(),
-                        name.clone(),
-                        Basis::CountedElsewhere,
-                    );
+                    let Some(arn) = ng.nodegroup_arn() else { continue };
+                    let mut r =
+                        Resource::new("eks", "eks", "nodegroup", arn.to_owned(), name.clone(), Basis::CountedElsewhere);
                     r.class = ng.instance_types().first().cloned();
-                    r.tags = ng
-                        .tags()
-                        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default();
+                    r.tags =
+                        ng.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
                     r.lifecycle = match ng.status().map(|s| s.as_str()) {
-                        Some("ACTIVE") | Some("UPDATING") | Some("DEGRADED") => {
-                            LifecycleState::Running
-                        }
+                        Some("ACTIVE") | Some("UPDATING") | Some("DEGRADED") => LifecycleState::Running,
                         Some("CREATING") => LifecycleState::Pending,
                         Some("DELETING") => LifecycleState::Stopping,
                         _ => LifecycleState::Unknown,

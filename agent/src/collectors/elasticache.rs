@@ -8,10 +8,7 @@ use crate::aws::AwsContext;
 use crate::inventory::{Basis, Resource};
 
 /// IAM actions this collector calls.
-pub const IAM_ACTIONS: &[&str] = &[
-    "elasticache:DescribeCacheClusters",
-    "elasticache:ListTagsForResource",
-];
+pub const IAM_ACTIONS: &[&str] = &["elasticache:DescribeCacheClusters", "elasticache:ListTagsForResource"];
 
 /// The ElastiCache cluster collector.
 #[derive(Debug)]
@@ -22,12 +19,8 @@ pub struct ElastiCacheCollector {
 impl ElastiCacheCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> ElastiCacheCollector {
-        let config = aws_sdk_elasticache::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        ElastiCacheCollector {
-            client: aws_sdk_elasticache::Client::from_conf(config),
-        }
+        let config = aws_sdk_elasticache::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        ElastiCacheCollector { client: aws_sdk_elasticache::Client::from_conf(config) }
     }
 }
 
@@ -40,41 +33,24 @@ impl Collector for ElastiCacheCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .describe_cache_clusters()
-                .into_paginator()
-                .send();
+            let mut pages = self.client.describe_cache_clusters().into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| CollectError::api("elasticache", "DescribeCacheClusters", e))?;
+                let page = page.map_err(|e| CollectError::api("elasticache", "DescribeCacheClusters", e))?;
                 for c in page.cache_clusters() {
-                    let Some(id) = c.cache_cluster_id() else {
-                        continue;
-                    };
+                    let Some(id) = c.cache_cluster_id() else { continue };
                     let node_type = c.cache_node_type().unwrap_or_default().to_owned();
                     let count = c.num_cache_nodes().unwrap_or(1).max(1) as u32;
-                    let arn = c.arn().map_or_else(
-                        || ctx.arn("elasticache", &format!("cluster:{id}")),
-                        str::to_owned,
-                    );
+                    let arn = c.arn().map_or_else(|| ctx.arn("elasticache", &format!("cluster:{id}")), str::to_owned);
                     let mut r = Resource::new(
                         "elasticache",
                         "elasticache",
                         "cluster",
                         arn,
                         id.to_owned(),
-                        Basis::Instance {
-                            instance_type: node_type.clone(),
-                            count,
-                            storage: Vec::new(),
-                        },
+                        Basis::Instance { instance_type: node_type.clone(), count, storage: Vec::new() },
                     );
                     r.class = Some(node_type);
                     r.lifecycle = match c.cache_cluster_status().unwrap_or_default() {

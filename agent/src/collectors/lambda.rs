@@ -16,11 +16,7 @@ use crate::inventory::{Basis, Resource};
 use crate::utilisation::{MAX_QUERIES_PER_CALL, MetricKind, MetricQuery, MetricSource};
 
 /// IAM actions this collector calls.
-pub const IAM_ACTIONS: &[&str] = &[
-    "lambda:ListFunctions",
-    "lambda:ListTags",
-    "cloudwatch:GetMetricData",
-];
+pub const IAM_ACTIONS: &[&str] = &["lambda:ListFunctions", "lambda:ListTags", "cloudwatch:GetMetricData"];
 
 const DAY_S: i64 = 86_400;
 
@@ -35,9 +31,7 @@ pub struct LambdaCollector {
 impl LambdaCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext, meter: Arc<CostMeter>) -> LambdaCollector {
-        let config = aws_sdk_lambda::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
+        let config = aws_sdk_lambda::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
         LambdaCollector {
             client: aws_sdk_lambda::Client::from_conf(config),
             cloudwatch: CloudWatchSource::new(aws, meter),
@@ -45,11 +39,7 @@ impl LambdaCollector {
         }
     }
 
-    async fn daily_invocations(
-        &self,
-        names: &[String],
-        now_unix_s: i64,
-    ) -> Result<HashMap<String, u64>, CollectError> {
+    async fn daily_invocations(&self, names: &[String], now_unix_s: i64) -> Result<HashMap<String, u64>, CollectError> {
         let queries: Vec<MetricQuery> = names
             .iter()
             .map(|n| MetricQuery {
@@ -65,11 +55,7 @@ impl LambdaCollector {
         let end = now_unix_s - now_unix_s.rem_euclid(DAY_S);
         let mut out = HashMap::new();
         for (chunk_index, chunk) in queries.chunks(MAX_QUERIES_PER_CALL).enumerate() {
-            for p in self
-                .cloudwatch
-                .fetch(chunk, end - DAY_S, end, DAY_S)
-                .await?
-            {
+            for p in self.cloudwatch.fetch(chunk, end - DAY_S, end, DAY_S).await? {
                 let q = &queries[chunk_index * MAX_QUERIES_PER_CALL + p.query];
                 *out.entry(q.arn.clone()).or_insert(0) += p.value.max(0.0).round() as u64;
             }
@@ -87,24 +73,14 @@ impl Collector for LambdaCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .list_functions()
-                .max_items(50)
-                .into_paginator()
-                .send();
+            let mut pages = self.client.list_functions().max_items(50).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| CollectError::api("lambda", "ListFunctions", e))?;
                 for f in page.functions() {
-                    let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else {
-                        continue;
-                    };
+                    let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else { continue };
                     let architecture = match f.architectures().first() {
                         Some(Architecture::Arm64) => CpuArchitecture::Arm64,
                         _ => CpuArchitecture::X86_64,
@@ -116,10 +92,7 @@ impl Collector for LambdaCollector {
                         "function",
                         arn.to_owned(),
                         name.to_owned(),
-                        Basis::Function {
-                            memory_mb,
-                            architecture,
-                        },
+                        Basis::Function { memory_mb, architecture },
                     );
                     r.memory_mib = Some(u64::from(memory_mb));
                     r.architecture = Some(architecture);
@@ -138,10 +111,8 @@ impl Collector for LambdaCollector {
                     .send()
                     .await
                     .map_err(|e| CollectError::api("lambda", "ListTags", e))?;
-                r.tags = out
-                    .tags()
-                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default();
+                r.tags =
+                    out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
             }
             let day = ctx.now_unix_s.div_euclid(DAY_S);
             let names: Vec<String> = found.iter().map(|r| r.id.clone()).collect();
@@ -159,8 +130,7 @@ impl Collector for LambdaCollector {
             let cache = self.invocations.lock().expect("invocation cache lock");
             for r in &mut found {
                 if let Some(n) = cache.1.get(&r.id) {
-                    r.attributes
-                        .insert("invocations_previous_day", n.to_string());
+                    r.attributes.insert("invocations_previous_day", n.to_string());
                 }
             }
             Ok(found)

@@ -53,11 +53,7 @@ pub enum CollectError {
 
 impl CollectError {
     /// Wraps an SDK error with the service and operation it came from.
-    pub fn api(
-        service: &'static str,
-        operation: &'static str,
-        err: impl std::error::Error,
-    ) -> CollectError {
+    pub fn api(service: &'static str, operation: &'static str, err: impl std::error::Error) -> CollectError {
         let mut message = err.to_string();
         let mut source = err.source();
         while let Some(s) = source {
@@ -65,11 +61,7 @@ impl CollectError {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        CollectError::Api {
-            service,
-            operation,
-            message,
-        }
+        CollectError::Api { service, operation, message }
     }
 }
 
@@ -98,12 +90,7 @@ impl CollectContext {
 
     /// `arn:{partition}:{service}:{region}:{account}:{resource}`.
     pub fn arn(&self, service: &str, resource: &str) -> String {
-        format!(
-            "arn:{}:{service}:{}:{}:{resource}",
-            self.partition(),
-            self.region,
-            self.account_id
-        )
+        format!("arn:{}:{service}:{}:{}:{resource}", self.partition(), self.region, self.account_id)
     }
 }
 
@@ -116,25 +103,12 @@ pub trait Collector: Send + Sync {
     fn iam_actions(&self) -> &'static [&'static str];
 
     /// Every resource of this collector, all pages, with all tags.
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>>;
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>>;
 }
 
 /// Names of all AWS collectors.
-pub const COLLECTOR_NAMES: &[&str] = &[
-    "ec2",
-    "ebs",
-    "rds",
-    "s3",
-    "lambda",
-    "ecs",
-    "eks",
-    "dynamodb",
-    "elasticache",
-    "efs",
-];
+pub const COLLECTOR_NAMES: &[&str] =
+    &["ec2", "ebs", "rds", "s3", "lambda", "ecs", "eks", "dynamodb", "elasticache", "efs"];
 
 /// IAM actions the agent itself needs beyond its collectors: its identity,
 /// the change queue, and utilisation fetches.
@@ -161,10 +135,7 @@ pub fn declared_iam_actions() -> BTreeSet<&'static str> {
         efs::IAM_ACTIONS,
         AGENT_IAM_ACTIONS,
     ];
-    per_collector
-        .iter()
-        .flat_map(|a| a.iter().copied())
-        .collect()
+    per_collector.iter().flat_map(|a| a.iter().copied()).collect()
 }
 
 /// Collectors whose resources an EventBridge event `source` (e.g.
@@ -186,10 +157,7 @@ pub fn collectors_for_event_source(source: &str) -> &'static [&'static str] {
 
 /// Tags from any SDK tag list as `(key, value)` pairs, skipping keyless tags.
 pub fn tag_map<'a>(pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Tags {
-    pairs
-        .into_iter()
-        .filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned())))
-        .collect()
+    pairs.into_iter().filter_map(|(k, v)| Some((k?.to_owned(), v.unwrap_or_default().to_owned()))).collect()
 }
 
 /// Seconds since the epoch of an SDK timestamp.
@@ -204,33 +172,20 @@ mod tests {
     #[test]
     fn declared_actions_cover_agent_needs_and_collectors() {
         let actions = declared_iam_actions();
-        for a in [
-            "sts:GetCallerIdentity",
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:GetQueueAttributes",
-        ] {
+        for a in ["sts:GetCallerIdentity", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"] {
             assert!(actions.contains(a), "{a}");
         }
         assert!(actions.contains("ec2:DescribeInstanceTypes"));
         assert!(actions.contains("cloudwatch:GetMetricData"));
         assert!(actions.iter().all(|a| {
-            a.split_once(':').is_some_and(|(s, n)| {
-                !s.is_empty() && n.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-            })
+            a.split_once(':')
+                .is_some_and(|(s, n)| !s.is_empty() && n.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
         }));
     }
 
     #[test]
     fn arns_follow_the_partition() {
-        let ctx = CollectContext {
-            account_id: "123456789012".into(),
-            region: "cn-north-1".into(),
-            now_unix_s: 0,
-        };
-        assert_eq!(
-            ctx.arn("ec2", "instance/i-1"),
-            "arn:aws-cn:ec2:cn-north-1:123456789012:instance/i-1"
-        );
+        let ctx = CollectContext { account_id: "123456789012".into(), region: "cn-north-1".into(), now_unix_s: 0 };
+        assert_eq!(ctx.arn("ec2", "instance/i-1"), "arn:aws-cn:ec2:cn-north-1:123456789012:instance/i-1");
     }
 }

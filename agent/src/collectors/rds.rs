@@ -26,12 +26,8 @@ pub struct RdsCollector {
 impl RdsCollector {
     /// A collector using the shared AWS configuration.
     pub fn new(aws: &AwsContext) -> RdsCollector {
-        let config = aws_sdk_rds::config::Builder::from(&aws.sdk)
-            .interceptor(aws.interceptor)
-            .build();
-        RdsCollector {
-            client: aws_sdk_rds::Client::from_conf(config),
-        }
+        let config = aws_sdk_rds::config::Builder::from(&aws.sdk).interceptor(aws.interceptor).build();
+        RdsCollector { client: aws_sdk_rds::Client::from_conf(config) }
     }
 }
 
@@ -49,11 +45,7 @@ pub fn rds_lifecycle(status: &str) -> LifecycleState {
 
 /// SSD or HDD for an RDS storage type (`standard` is magnetic).
 pub fn rds_medium(storage_type: &str) -> StorageMedium {
-    if storage_type == "standard" {
-        StorageMedium::Hdd
-    } else {
-        StorageMedium::Ssd
-    }
+    if storage_type == "standard" { StorageMedium::Hdd } else { StorageMedium::Ssd }
 }
 
 impl Collector for RdsCollector {
@@ -65,24 +57,14 @@ impl Collector for RdsCollector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .describe_db_instances()
-                .max_records(100)
-                .into_paginator()
-                .send();
+            let mut pages = self.client.describe_db_instances().max_records(100).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| CollectError::api("rds", "DescribeDBInstances", e))?;
                 for db in page.db_instances() {
-                    let Some(id) = db.db_instance_identifier() else {
-                        continue;
-                    };
+                    let Some(id) = db.db_instance_identifier() else { continue };
                     let class = db.db_instance_class().unwrap_or_default().to_owned();
                     let engine = db.engine().unwrap_or_default().to_owned();
                     let multi_az = db.multi_az().unwrap_or(false);
@@ -102,20 +84,14 @@ impl Collector for RdsCollector {
                         }]
                     };
                     let count = if multi_az && !aurora { 2 } else { 1 };
-                    let arn = db
-                        .db_instance_arn()
-                        .map_or_else(|| ctx.arn("rds", &format!("db:{id}")), str::to_owned);
+                    let arn = db.db_instance_arn().map_or_else(|| ctx.arn("rds", &format!("db:{id}")), str::to_owned);
                     let mut r = Resource::new(
                         "rds",
                         "rds",
                         "db",
                         arn,
                         id.to_owned(),
-                        Basis::Instance {
-                            instance_type: class.clone(),
-                            count,
-                            storage,
-                        },
+                        Basis::Instance { instance_type: class.clone(), count, storage },
                     );
                     r.class = Some(class);
                     if !aurora {
@@ -129,18 +105,11 @@ impl Collector for RdsCollector {
                     found.push(r);
                 }
             }
-            let mut pages = self
-                .client
-                .describe_db_clusters()
-                .max_records(100)
-                .into_paginator()
-                .send();
+            let mut pages = self.client.describe_db_clusters().max_records(100).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| CollectError::api("rds", "DescribeDBClusters", e))?;
                 for c in page.db_clusters() {
-                    let Some(id) = c.db_cluster_identifier() else {
-                        continue;
-                    };
+                    let Some(id) = c.db_cluster_identifier() else { continue };
                     let engine = c.engine().unwrap_or_default().to_owned();
                     if !engine.starts_with("aurora") {
                         continue;
@@ -153,24 +122,15 @@ impl Collector for RdsCollector {
                         medium: StorageMedium::Ssd,
                         replication: AURORA_REPLICATION,
                     };
-                    let arn = c
-                        .db_cluster_arn()
-                        .map_or_else(|| ctx.arn("rds", &format!("cluster:{id}")), str::to_owned);
-                    let mut r = Resource::new(
-                        "rds",
-                        "rds",
-                        "cluster",
-                        arn,
-                        id.to_owned(),
-                        Basis::Storage(vec![part]),
-                    );
+                    let arn =
+                        c.db_cluster_arn().map_or_else(|| ctx.arn("rds", &format!("cluster:{id}")), str::to_owned);
+                    let mut r = Resource::new("rds", "rds", "cluster", arn, id.to_owned(), Basis::Storage(vec![part]));
                     r.class = Some(class);
                     r.size_bytes = Some(bytes);
                     r.tags = tag_map(c.tag_list().iter().map(|t| (t.key(), t.value())));
                     r.lifecycle = rds_lifecycle(c.status().unwrap_or_default());
                     r.attributes.insert("engine", engine);
-                    r.attributes
-                        .insert("multi_az", c.multi_az().unwrap_or(false).to_string());
+                    r.attributes.insert("multi_az", c.multi_az().unwrap_or(false).to_string());
                     found.push(r);
                 }
             }

@@ -34,11 +34,7 @@ const DAY_S: i64 = 86_400;
 /// CCF's S3 replication factor: 2 for One Zone and Reduced Redundancy
 /// storage, 6 for every other class.
 pub fn s3_replication(storage_type: &str) -> f64 {
-    if storage_type.starts_with("OneZone") || storage_type.starts_with("ReducedRedundancy") {
-        2.0
-    } else {
-        6.0
-    }
+    if storage_type.starts_with("OneZone") || storage_type.starts_with("ReducedRedundancy") { 2.0 } else { 6.0 }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -76,11 +72,7 @@ impl S3Collector {
         }
     }
 
-    async fn bucket_region(
-        &self,
-        name: &str,
-        listed: Option<&str>,
-    ) -> Result<String, CollectError> {
+    async fn bucket_region(&self, name: &str, listed: Option<&str>) -> Result<String, CollectError> {
         if let Some(region) = listed.filter(|r| !r.is_empty()) {
             return Ok(region.to_owned());
         }
@@ -100,24 +92,14 @@ impl S3Collector {
             Some("EU") => "eu-west-1".to_owned(),
             Some(r) => r.to_owned(),
         };
-        self.cache
-            .lock()
-            .expect("s3 cache lock")
-            .regions
-            .insert(name.to_owned(), region.clone());
+        self.cache.lock().expect("s3 cache lock").regions.insert(name.to_owned(), region.clone());
         Ok(region)
     }
 
     async fn tags(&self, name: &str) -> Result<crate::inventory::Tags, CollectError> {
         match self.client.get_bucket_tagging().bucket(name).send().await {
-            Ok(out) => Ok(tag_map(
-                out.tag_set()
-                    .iter()
-                    .map(|t| (Some(t.key()), Some(t.value()))),
-            )),
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchTagSet") => {
-                Ok(Default::default())
-            }
+            Ok(out) => Ok(tag_map(out.tag_set().iter().map(|t| (Some(t.key()), Some(t.value()))))),
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchTagSet") => Ok(Default::default()),
             Err(e) => Err(CollectError::api("s3", "GetBucketTagging", e)),
         }
     }
@@ -127,17 +109,12 @@ impl S3Collector {
         buckets: &[String],
         now_unix_s: i64,
     ) -> Result<HashMap<String, Sizes>, CollectError> {
-        let series = self
-            .cloudwatch
-            .list_metrics("AWS/S3", "BucketSizeBytes")
-            .await?;
+        let series = self.cloudwatch.list_metrics("AWS/S3", "BucketSizeBytes").await?;
         let mut queries = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for dims in series {
             let get = |k: &str| dims.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            let (Some(bucket), Some(storage_type)) = (get("BucketName"), get("StorageType")) else {
-                continue;
-            };
+            let (Some(bucket), Some(storage_type)) = (get("BucketName"), get("StorageType")) else { continue };
             // ListMetrics may list one series once per dimension order.
             if buckets.contains(&bucket) && seen.insert((bucket.clone(), storage_type.clone())) {
                 queries.push(MetricQuery {
@@ -175,21 +152,14 @@ impl S3Collector {
                 }
             }
         }
-        let mut sizes: HashMap<String, Sizes> = buckets
-            .iter()
-            .map(|b| (b.clone(), Sizes::default()))
-            .collect();
+        let mut sizes: HashMap<String, Sizes> = buckets.iter().map(|b| (b.clone(), Sizes::default())).collect();
         for (index, (_, value)) in latest {
             let q = &queries[index];
             let entry = sizes.entry(q.arn.clone()).or_default();
             let value = value.max(0.0).round() as u64;
             match q.kind {
                 MetricKind::BucketBytes => {
-                    let storage_type = q
-                        .extra_dimension
-                        .as_ref()
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default();
+                    let storage_type = q.extra_dimension.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
                     entry.by_storage_type.push((storage_type, value));
                 }
                 _ => entry.objects = Some(value),
@@ -211,10 +181,7 @@ impl Collector for S3Collector {
         IAM_ACTIONS
     }
 
-    fn collect<'a>(
-        &'a self,
-        ctx: &'a CollectContext,
-    ) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
+    fn collect<'a>(&'a self, ctx: &'a CollectContext) -> BoxFuture<'a, Result<Vec<Resource>, CollectError>> {
         Box::pin(async move {
             let mut names = Vec::new();
             let mut token: Option<String> = None;
@@ -251,14 +218,7 @@ impl Collector for S3Collector {
             let mut found = Vec::new();
             for name in names {
                 let tags = self.tags(&name).await?;
-                let sizes = self
-                    .cache
-                    .lock()
-                    .expect("s3 cache lock")
-                    .sizes
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_default();
+                let sizes = self.cache.lock().expect("s3 cache lock").sizes.get(&name).cloned().unwrap_or_default();
                 let parts: Vec<StoragePart> = sizes
                     .by_storage_type
                     .iter()
@@ -278,11 +238,7 @@ impl Collector for S3Collector {
                     name.clone(),
                     Basis::Storage(parts),
                 );
-                r.class = sizes
-                    .by_storage_type
-                    .iter()
-                    .max_by_key(|(_, b)| *b)
-                    .map(|(t, _)| t.clone());
+                r.class = sizes.by_storage_type.iter().max_by_key(|(_, b)| *b).map(|(t, _)| t.clone());
                 r.size_bytes = Some(total);
                 r.tags = tags;
                 r.lifecycle = LifecycleState::Running;

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
 use canopy_outbox::{Outbox, OutboxConfig};
-use canopy_transport::{
-    AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig,
-};
+use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -32,16 +30,12 @@ const EXPECTED_ROLE: &str = "canopy-agent-{region}";
 const MEASURED: i64 = canopy_agent::estimate::REVISION_MEASURED as i64;
 
 fn admin_url() -> String {
-    std::env::var("CANOPY_TEST_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("CANOPY_TEST_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 fn url_for(name: &str) -> String {
     let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin);
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
     format!("{base}/{name}")
 }
 
@@ -55,29 +49,13 @@ struct TestDb {
 
 impl TestDb {
     async fn migrated() -> TestDb {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "canopy_agent_it_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let pool = canopy_aggregator::db::connect(&url_for(&name), 4)
-            .await
-            .expect("connect to the test database");
-        canopy_aggregator::db::migrate(&pool)
-            .await
-            .expect("migrations apply");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name =
+            format!("canopy_agent_it_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect to the admin database");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create database");
+        let pool = canopy_aggregator::db::connect(&url_for(&name), 4).await.expect("connect to the test database");
+        canopy_aggregator::db::migrate(&pool).await.expect("migrations apply");
         TestDb { pool, name }
     }
 }
@@ -86,16 +64,12 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
                 }
             });
         })
@@ -104,25 +78,11 @@ impl Drop for TestDb {
 }
 
 /// The aggregator's QUIC ingest with enrolment through moto's STS.
-fn start_aggregator(
-    listen: SocketAddr,
-    ca: &Arc<CertificateAuthority>,
-    pool: &PgPool,
-    sts_url: &str,
-) -> Server {
+fn start_aggregator(listen: SocketAddr, ca: &Arc<CertificateAuthority>, pool: &PgPool, sts_url: &str) -> Server {
     let mut config = ServerConfig::new(listen, vec!["localhost".into()]);
-    config.enrollment = Some(EnrollmentPolicy::new(
-        "canopy-agent-it",
-        AllowedAccounts::new([ACCOUNT.to_owned()]).unwrap(),
-        EXPECTED_ROLE,
-        sts_url,
-        "us-east-1",
-    ));
-    let handler = Arc::new(Ingest::new(
-        pool.clone(),
-        DeliveryConfig::new(13),
-        canopy_aggregator::http::system_clock,
-    ));
+    config.enrollment =
+        Some(EnrollmentPolicy::new("canopy-agent-it", AllowedAccounts::new([ACCOUNT.to_owned()]).unwrap(), EXPECTED_ROLE, sts_url, "us-east-1"));
+    let handler = Arc::new(Ingest::new(pool.clone(), DeliveryConfig::new(13), canopy_aggregator::http::system_clock));
     Server::start(config, ca.clone(), handler).expect("aggregator QUIC server starts")
 }
 
@@ -137,11 +97,7 @@ impl Drop for Agent {
 }
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -177,11 +133,7 @@ fn metric(text: &str, name: &str) -> f64 {
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "expected {what} within {} s, found it not done",
-            limit.as_secs()
-        );
+        assert!(Instant::now() < deadline, "expected {what} within {} s, found it not done", limit.as_secs());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -206,10 +158,7 @@ fn expected_facts(lines: &str) -> (BTreeMap<(i64, String), Fact>, BTreeSet<Strin
             arns.insert(v["arn"].as_str().unwrap().to_owned());
             continue;
         }
-        let (start, end) = (
-            v["interval_start_unix_s"].as_i64().unwrap(),
-            v["interval_end_unix_s"].as_i64().unwrap(),
-        );
+        let (start, end) = (v["interval_start_unix_s"].as_i64().unwrap(), v["interval_end_unix_s"].as_i64().unwrap());
         let subject = match (&v["subject"]["resource"], &v["subject"]["group"]) {
             (Value::String(arn), _) => format!("resource:{arn}"),
             (_, g) => format!(
@@ -255,31 +204,17 @@ async fn stored_facts(pool: &PgPool) -> BTreeMap<(i64, String), Fact> {
     .unwrap();
     rows.into_iter()
         .map(|(start, key, revision, location_g_co2e, energy_kwh)| {
-            (
-                (start, key),
-                Fact {
-                    revision,
-                    location_g_co2e,
-                    energy_kwh,
-                },
-            )
+            ((start, key), Fact { revision, location_g_co2e, energy_kwh })
         })
         .collect()
 }
 
 fn sums(facts: &BTreeMap<(i64, String), Fact>) -> (usize, f64, f64) {
-    (
-        facts.len(),
-        facts.values().map(|f| f.location_g_co2e).sum(),
-        facts.values().map(|f| f.energy_kwh).sum(),
-    )
+    (facts.len(), facts.values().map(|f| f.location_g_co2e).sum(), facts.values().map(|f| f.energy_kwh).sum())
 }
 
 fn assert_close(found: f64, expected: f64, what: &str) {
-    assert!(
-        (found - expected).abs() <= 1e-9 * expected.abs().max(1.0),
-        "{what}: found {found}, expected {expected}"
-    );
+    assert!((found - expected).abs() <= 1e-9 * expected.abs().max(1.0), "{what}: found {found}, expected {expected}");
 }
 
 /// Seeds moto, runs `collect --once`, then `canopy-agent run` for two
@@ -305,10 +240,7 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
     let creds = assumed.credentials().expect("assumed-role credentials");
     let env: Vec<(String, String)> = vec![
         ("AWS_ACCESS_KEY_ID".into(), creds.access_key_id().to_owned()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            creds.secret_access_key().to_owned(),
-        ),
+        ("AWS_SECRET_ACCESS_KEY".into(), creds.secret_access_key().to_owned()),
         ("AWS_SESSION_TOKEN".into(), creds.session_token().to_owned()),
         ("AWS_REGION".into(), REGION.into()),
     ];
@@ -349,11 +281,7 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
             .env("CANOPY_AGENT_LOG", "warn")
             .output()
             .unwrap();
-        assert!(
-            run.status.success(),
-            "collect --once failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert!(run.status.success(), "collect --once failed: {}", String::from_utf8_lossy(&run.stderr));
         std::fs::read_to_string(out).unwrap()
     };
     let collected_before = collect("collect-before.jsonl");
@@ -376,25 +304,17 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
         // Let enrolment fail against the closed port before the aggregator comes up.
         tokio::time::sleep(Duration::from_secs(4)).await;
         let backlog = metric(&metrics_text(), "canopy_agent_delivery_backlog_batches");
-        assert!(
-            backlog >= 1.0,
-            "expected the first cycle's batches waiting in the outbox, found {backlog}"
-        );
+        assert!(backlog >= 1.0, "expected the first cycle's batches waiting in the outbox, found {backlog}");
         server = Some(start_aggregator(quic, &ca, &db.pool, &moto.url()));
     }
     wait_for("the second cycle", Duration::from_secs(120), cycles(2.0)).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &agent.0.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(status) = agent.0.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "agent did not exit within 90 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "agent did not exit within 90 s of SIGTERM");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
@@ -405,37 +325,18 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
     }
 
     // The outbox is empty: every batch was acknowledged and removed.
-    let outbox = Outbox::<canopy_outbox::DefaultStore>::open(
-        &dir.join("outbox"),
-        OutboxConfig::new(agent_id),
-    )
-    .unwrap();
+    let outbox = Outbox::<canopy_outbox::DefaultStore>::open(&dir.join("outbox"), OutboxConfig::new(agent_id)).unwrap();
     let left = outbox.stats();
-    let quarantined: Vec<(String,)> = sqlx::query_as("SELECT error FROM quarantined_batches")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap_or_default();
-    assert_eq!(
-        (left.pending_batches, left.pending_bytes),
-        (0, 0),
-        "outbox not empty after shutdown; quarantined: {quarantined:?}; agent log: {log}"
-    );
+    let quarantined: Vec<(String,)> = sqlx::query_as("SELECT error FROM quarantined_batches").fetch_all(&db.pool).await.unwrap_or_default();
+    assert_eq!((left.pending_batches, left.pending_bytes), (0, 0), "outbox not empty after shutdown; quarantined: {quarantined:?}; agent log: {log}");
     drop(outbox);
 
     // PostgreSQL holds exactly what the agent produced in its two cycles.
     let spool = std::fs::read_to_string(dir.join("spool.jsonl")).unwrap();
     let (expected, spool_arns) = expected_facts(&spool);
     let stored = stored_facts(&db.pool).await;
-    assert!(
-        expected.len() > 20,
-        "expected a real workload, found {} facts",
-        expected.len()
-    );
-    assert_eq!(
-        stored.keys().collect::<Vec<_>>(),
-        expected.keys().collect::<Vec<_>>(),
-        "stored fact keys"
-    );
+    assert!(expected.len() > 20, "expected a real workload, found {} facts", expected.len());
+    assert_eq!(stored.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "stored fact keys");
     let (n, g, kwh) = sums(&stored);
     let (en, eg, ekwh) = sums(&expected);
     assert_eq!(n, en);
@@ -452,90 +353,44 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    let expected_groups = expected
-        .keys()
-        .filter(|(_, k)| k.starts_with("group:") && k.ends_with("@300s"))
-        .count();
-    assert!(
-        expected_groups > 0,
-        "the agent sends 5-minute group records"
-    );
+    let expected_groups = expected.keys().filter(|(_, k)| k.starts_with("group:") && k.ends_with("@300s")).count();
+    assert!(expected_groups > 0, "the agent sends 5-minute group records");
     assert_eq!(realtime_rows as usize, expected_groups);
-    let resource_kwh: f64 = expected
-        .iter()
-        .filter(|((_, k), _)| k.starts_with("resource:"))
-        .map(|(_, f)| f.energy_kwh)
-        .sum();
-    let (rollup_kwh,): (f64,) = sqlx::query_as(
-        "SELECT COALESCE(sum(energy_kwh), 0)::float8 FROM rollup_hourly WHERE account_id = $1",
-    )
-    .bind(ACCOUNT)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert_close(
-        rollup_kwh,
-        resource_kwh,
-        "hourly rollup kWh (per-resource records only)",
-    );
-    let resources: Vec<(String,)> = sqlx::query_as(
-        "SELECT resource_id FROM resources WHERE account_id = $1 ORDER BY resource_id",
-    )
-    .bind(ACCOUNT)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap();
-    let stored_arns: BTreeSet<String> = resources.into_iter().map(|(r,)| r).collect();
-    assert_eq!(stored_arns, spool_arns, "resource rows");
-    assert_eq!(
-        stored_arns.len(),
-        3,
-        "the three instances, found {stored_arns:?}"
-    );
-
-    // No batch stored twice, and the agent counted what it delivered.
-    let (batches,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM ingested_batches WHERE agent_id = $1")
-            .bind(agent_id)
+    let resource_kwh: f64 = expected.iter().filter(|((_, k), _)| k.starts_with("resource:")).map(|(_, f)| f.energy_kwh).sum();
+    let (rollup_kwh,): (f64,) =
+        sqlx::query_as("SELECT COALESCE(sum(energy_kwh), 0)::float8 FROM rollup_hourly WHERE account_id = $1")
+            .bind(ACCOUNT)
             .fetch_one(&db.pool)
             .await
             .unwrap();
+    assert_close(rollup_kwh, resource_kwh, "hourly rollup kWh (per-resource records only)");
+    let resources: Vec<(String,)> =
+        sqlx::query_as("SELECT resource_id FROM resources WHERE account_id = $1 ORDER BY resource_id")
+            .bind(ACCOUNT)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let stored_arns: BTreeSet<String> = resources.into_iter().map(|(r,)| r).collect();
+    assert_eq!(stored_arns, spool_arns, "resource rows");
+    assert_eq!(stored_arns.len(), 3, "the three instances, found {stored_arns:?}");
+
+    // No batch stored twice, and the agent counted what it delivered.
+    let (batches,): (i64,) = sqlx::query_as("SELECT count(*) FROM ingested_batches WHERE agent_id = $1")
+        .bind(agent_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     let text = metrics_text();
     assert_eq!(metric(&text, "canopy_agent_delivery_backlog_batches"), 0.0);
-    assert_eq!(
-        metric(&text, "canopy_agent_delivery_acked_batches_total"),
-        batches as f64,
-        "{text}"
-    );
-    assert_eq!(
-        metric(&text, "canopy_outbox_appended_batches_total"),
-        batches as f64
-    );
-    assert_eq!(
-        metric(&text, "canopy_agent_delivery_refused_batches_total"),
-        0.0
-    );
-    assert!(
-        metric(
-            &text,
-            "canopy_agent_delivery_enrolments_total{outcome=\"ok\"}"
-        ) >= 1.0,
-        "{text}"
-    );
-    let expiry = metric(
-        &text,
-        "canopy_agent_delivery_certificate_expiry_timestamp_seconds",
-    );
-    assert!(
-        expiry > crate::collect::now_unix_s() as f64 + 3_600.0,
-        "certificate expiry {expiry}"
-    );
+    assert_eq!(metric(&text, "canopy_agent_delivery_acked_batches_total"), batches as f64, "{text}");
+    assert_eq!(metric(&text, "canopy_outbox_appended_batches_total"), batches as f64);
+    assert_eq!(metric(&text, "canopy_agent_delivery_refused_batches_total"), 0.0);
+    assert!(metric(&text, "canopy_agent_delivery_enrolments_total{outcome=\"ok\"}") >= 1.0, "{text}");
+    let expiry = metric(&text, "canopy_agent_delivery_certificate_expiry_timestamp_seconds");
+    assert!(expiry > crate::collect::now_unix_s() as f64 + 3_600.0, "certificate expiry {expiry}");
     if aggregator_late {
         assert!(
-            metric(
-                &text,
-                "canopy_agent_delivery_enrolments_total{outcome=\"failed\"}"
-            ) >= 1.0,
+            metric(&text, "canopy_agent_delivery_enrolments_total{outcome=\"failed\"}") >= 1.0,
             "expected failed enrolments while the aggregator was down: {text}"
         );
     }
@@ -546,37 +401,22 @@ async fn two_cycles_reach_postgres(aggregator_late: bool) {
         let (facts, arns) = expected_facts(lines);
         let facts: BTreeMap<_, _> = facts
             .into_iter()
-            .filter(|((_, key), f)| {
-                key.starts_with("resource:") && key.ends_with("@3600s") && f.revision == MEASURED
-            })
+            .filter(|((_, key), f)| key.starts_with("resource:") && key.ends_with("@3600s") && f.revision == MEASURED)
             .collect();
         (facts, arns)
     };
     let stored_measured: BTreeMap<_, _> = stored
         .iter()
-        .filter(|((_, key), f)| {
-            key.starts_with("resource:") && key.ends_with("@3600s") && f.revision == MEASURED
-        })
+        .filter(|((_, key), f)| key.starts_with("resource:") && key.ends_with("@3600s") && f.revision == MEASURED)
         .map(|(k, f)| (k.clone(), f.clone()))
         .collect();
     let (before, before_arns) = measured(&collected_before);
     let (after, after_arns) = measured(&collected_after);
-    let once = if before.keys().eq(stored_measured.keys()) {
-        before
-    } else {
-        after
-    };
+    let once = if before.keys().eq(stored_measured.keys()) { before } else { after };
     assert_eq!(stored_arns, before_arns, "resources of collect --once");
     assert_eq!(stored_arns, after_arns, "resources of collect --once");
-    assert!(
-        !once.is_empty(),
-        "expected measured records from collect --once"
-    );
-    assert_eq!(
-        once.keys().collect::<Vec<_>>(),
-        stored_measured.keys().collect::<Vec<_>>(),
-        "measured record keys"
-    );
+    assert!(!once.is_empty(), "expected measured records from collect --once");
+    assert_eq!(once.keys().collect::<Vec<_>>(), stored_measured.keys().collect::<Vec<_>>(), "measured record keys");
     let ((n1, g1, k1), (n2, g2, k2)) = (sums(&once), sums(&stored_measured));
     assert_eq!(n1, n2);
     assert_close(g2, g1, "measured g CO2e versus collect --once");

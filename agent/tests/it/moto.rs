@@ -16,11 +16,7 @@ pub struct Moto {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Moto {
@@ -31,17 +27,10 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start moto_server ({e}): install it with `pip install 'moto[server]'`"
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'`"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30 s"
-            );
+            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, port }
@@ -67,16 +56,11 @@ impl Moto {
             self.port,
             body.len()
         );
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
-            "CreateRole: {response}"
-        );
+        assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"), "CreateRole: {response}");
     }
 }
 
@@ -107,11 +91,7 @@ pub fn zip_one_file(name: &str, content: &[u8]) -> Vec<u8> {
         for &b in data {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc
@@ -161,15 +141,10 @@ impl Moto {
             self.port,
             body.len()
         );
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.0 201"),
-            "set-transition: {response}"
-        );
+        assert!(response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.0 201"), "set-transition: {response}");
     }
 }

@@ -39,48 +39,19 @@ fn splitmix(mut x: u64) -> u64 {
 
 /// Service from the SigV4 credential scope, operation from the protocol.
 fn api_key(req: &hyper::http::request::Parts, body: &[u8]) -> (String, String) {
-    let auth = req
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let service = auth
-        .split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(3))
-        .unwrap_or("unknown")
-        .to_owned();
+    let auth = req.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let service = auth.split("Credential=").nth(1).and_then(|c| c.split('/').nth(3)).unwrap_or("unknown").to_owned();
     let text = String::from_utf8_lossy(body);
-    let operation = if let Some(target) = req
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-    {
+    let operation = if let Some(target) = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         target.to_owned()
     } else if let Some(action) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
         action.to_owned()
     } else {
-        let query_keys: Vec<&str> = req
-            .uri
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .map(|kv| kv.split('=').next().unwrap_or_default())
-            .collect();
-        let segments: Vec<&str> = req
-            .uri
-            .path()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .take(2)
-            .collect();
+        let query_keys: Vec<&str> =
+            req.uri.query().unwrap_or_default().split('&').map(|kv| kv.split('=').next().unwrap_or_default()).collect();
+        let segments: Vec<&str> = req.uri.path().split('/').filter(|s| !s.is_empty()).take(2).collect();
         let shape = if service == "s3" {
-            if segments.is_empty() {
-                "root"
-            } else {
-                "bucket"
-            }
-            .to_owned()
+            if segments.is_empty() { "root" } else { "bucket" }.to_owned()
         } else {
             segments.join("/")
         };
@@ -89,29 +60,13 @@ fn api_key(req: &hyper::http::request::Parts, body: &[u8]) -> (String, String) {
     (service, operation)
 }
 
-fn throttle_response(
-    service: &str,
-    parts: &hyper::http::request::Parts,
-    body: &[u8],
-) -> Response<Full<Bytes>> {
+fn throttle_response(service: &str, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
     let json = parts.headers.get("x-amz-target").is_some()
-        || parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.contains("amz-json"));
+        || parts.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("amz-json"));
     let (status, content_type, text) = if json {
-        (
-            400,
-            "application/x-amz-json-1.0",
-            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
-        )
+        (400, "application/x-amz-json-1.0", r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned())
     } else if service == "lambda" {
-        (
-            429,
-            "application/json",
-            r#"{"Type":"User","message":"Rate exceeded"}"#.to_owned(),
-        )
+        (429, "application/json", r#"{"Type":"User","message":"Rate exceeded"}"#.to_owned())
     } else if service == "s3" {
         (
             503,
@@ -124,15 +79,10 @@ fn throttle_response(
         let _ = body;
         (400, "text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>".to_owned())
     };
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", content_type);
+    let mut builder =
+        Response::builder().status(StatusCode::from_u16(status).unwrap()).header("content-type", content_type);
     if json || service == "lambda" {
-        let code = if service == "lambda" {
-            "TooManyRequestsException"
-        } else {
-            "ThrottlingException"
-        };
+        let code = if service == "lambda" { "TooManyRequestsException" } else { "ThrottlingException" };
         builder = builder.header("x-amzn-ErrorType", code);
     }
     builder.body(Full::new(Bytes::from(text))).unwrap()
@@ -145,10 +95,7 @@ pub type Rewrite = fn(&str, Bytes) -> Bytes;
 /// `memory` as JSON numbers where the API (and aws-sdk-ecs) has strings:
 /// quote them, changing nothing else.
 pub fn quote_ecs_container_numbers(operation: &str, body: Bytes) -> Bytes {
-    let tasks = [
-        "AmazonEC2ContainerServiceV20141113.RunTask",
-        "AmazonEC2ContainerServiceV20141113.DescribeTasks",
-    ];
+    let tasks = ["AmazonEC2ContainerServiceV20141113.RunTask", "AmazonEC2ContainerServiceV20141113.DescribeTasks"];
     if !tasks.contains(&operation) {
         return body;
     }
@@ -176,12 +123,7 @@ pub fn quote_ecs_container_numbers(operation: &str, body: Bytes) -> Bytes {
 impl FaultProxy {
     /// Starts a proxy to `upstream_port`, throttling `throttle_pct` % and
     /// failing `error_pct` % of calls (deterministic from `seed`).
-    pub async fn start(
-        upstream_port: u16,
-        throttle_pct: u64,
-        error_pct: u64,
-        seed: u64,
-    ) -> FaultProxy {
+    pub async fn start(upstream_port: u16, throttle_pct: u64, error_pct: u64, seed: u64) -> FaultProxy {
         FaultProxy::start_with(upstream_port, throttle_pct, error_pct, seed, None).await
     }
 
@@ -201,36 +143,24 @@ impl FaultProxy {
         let state = (log.clone(), client, counter);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    break;
-                };
+                let Ok((stream, _)) = listener.accept().await else { break };
                 let (log, client, counter) = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (log, client, counter) = (log.clone(), client.clone(), counter.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let (service, operation) = api_key(&parts, &body);
-                            let roll = splitmix(
-                                seed ^ counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                            ) % 100;
+                            let roll =
+                                splitmix(seed ^ counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 100;
                             {
                                 let mut l = log.lock().unwrap();
-                                l.arrivals
-                                    .entry(format!("{service} {operation}"))
-                                    .or_default()
-                                    .push(Instant::now());
+                                l.arrivals.entry(format!("{service} {operation}")).or_default().push(Instant::now());
                             }
                             if roll < throttle_pct {
                                 log.lock().unwrap().throttled += 1;
-                                return Ok::<_, Infallible>(throttle_response(
-                                    &service, &parts, &body,
-                                ));
+                                return Ok::<_, Infallible>(throttle_response(&service, &parts, &body));
                             }
                             if roll < throttle_pct + error_pct {
                                 log.lock().unwrap().server_errors += 1;
@@ -239,24 +169,16 @@ impl FaultProxy {
                                     .body(Full::new(Bytes::from_static(b"internal error")))
                                     .unwrap());
                             }
-                            let mut forward =
-                                Request::builder().method(parts.method.clone()).uri(format!(
-                                    "http://127.0.0.1:{upstream_port}{}",
-                                    parts.uri.path_and_query().map_or("/", |p| p.as_str())
-                                ));
+                            let mut forward = Request::builder().method(parts.method.clone()).uri(format!(
+                                "http://127.0.0.1:{upstream_port}{}",
+                                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+                            ));
                             for (k, v) in &parts.headers {
                                 forward = forward.header(k, v);
                             }
-                            let response = client
-                                .request(forward.body(Full::new(body)).unwrap())
-                                .await
-                                .unwrap();
+                            let response = client.request(forward.body(Full::new(body)).unwrap()).await.unwrap();
                             let (mut rparts, rbody) = response.into_parts();
-                            let mut rbody = rbody
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let mut rbody = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             if let Some(rewrite) = rewrite {
                                 rbody = rewrite(&operation, rbody);
                                 rparts.headers.insert("content-length", rbody.len().into());
@@ -265,9 +187,7 @@ impl FaultProxy {
                             Ok(Response::from_parts(rparts, Full::new(rbody)))
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
@@ -282,10 +202,7 @@ impl FaultProxy {
             .map(|(k, times)| {
                 let mut best = 0;
                 for (i, t) in times.iter().enumerate() {
-                    let n = times[i..]
-                        .iter()
-                        .take_while(|u| u.duration_since(*t).as_secs_f64() < window_s)
-                        .count();
+                    let n = times[i..].iter().take_while(|u| u.duration_since(*t).as_secs_f64() < window_s).count();
                     best = best.max(n);
                 }
                 (k.clone(), best)

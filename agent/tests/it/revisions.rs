@@ -25,22 +25,14 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
     let mut provisional = Vec::new();
     for i in 1..=12 {
         let out = agent.run_cycle(H + i * 300).await;
-        assert_eq!(
-            out.stats.utilisation_window, None,
-            "no fetch before two hours have passed"
-        );
+        assert_eq!(out.stats.utilisation_window, None, "no fetch before two hours have passed");
         // Every cycle gives the dashboards one provisional 5-minute record per group.
         assert!(
             out.emissions
                 .iter()
-                .any(|e| matches!(e.subject, Subject::Group(_))
-                    && e.interval_start_unix_s == H + (i - 1) * 300)
+                .any(|e| matches!(e.subject, Subject::Group(_)) && e.interval_start_unix_s == H + (i - 1) * 300)
         );
-        provisional.extend(
-            out.emissions
-                .into_iter()
-                .filter(|e| matches!(e.subject, Subject::Resource { .. })),
-        );
+        provisional.extend(out.emissions.into_iter().filter(|e| matches!(e.subject, Subject::Resource { .. })));
     }
     // The cycle ending at H + 1 h gives provisional hourly records for [H, H + 1 h).
     assert_eq!(
@@ -51,9 +43,11 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
             .filter(|r| !matches!(r.basis, canopy_agent::inventory::Basis::CountedElsewhere))
             .count()
     );
-    assert!(provisional.iter().all(|e| e.revision == 1
-        && e.interval_start_unix_s == H
-        && e.interval_end_unix_s == H + 3_600));
+    assert!(
+        provisional
+            .iter()
+            .all(|e| e.revision == 1 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600)
+    );
     let mut measured = Vec::new();
     for i in 13..=24 {
         let out = agent.run_cycle(H + i * 300).await;
@@ -62,9 +56,11 @@ async fn provisional_hour_is_superseded_by_the_measured_one() {
             // 40 utilisation queries: one GetMetricData call.
             assert_eq!(out.stats.cost.get_metric_data_calls, 1);
         }
-        measured.extend(out.emissions.into_iter().filter(|e| {
-            e.revision == 2 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600
-        }));
+        measured.extend(
+            out.emissions
+                .into_iter()
+                .filter(|e| e.revision == 2 && e.interval_start_unix_s == H && e.interval_end_unix_s == H + 3_600),
+        );
     }
     for p in &provisional {
         let m = measured
@@ -89,66 +85,28 @@ async fn hourly_default_supersedes_provisional_groups_within_the_cost_ceiling() 
     // resource per month = $0.0048515: within the $0.005 ceiling at the hourly default.
     assert_eq!(agent.utilisation_interval_s(), 3_600);
     let per_resource = agent.estimated_usd_per_resource_month();
-    assert!(
-        (per_resource - 0.004_851_458_3).abs() < 1e-9,
-        "{per_resource}"
-    );
-    assert_eq!(
-        agent.metrics().get(
-            "canopy_agent_estimated_api_cost_usd_per_resource_month",
-            &[]
-        ),
-        per_resource
-    );
+    assert!((per_resource - 0.004_851_458_3).abs() < 1e-9, "{per_resource}");
+    assert_eq!(agent.metrics().get("canopy_agent_estimated_api_cost_usd_per_resource_month", &[]), per_resource);
     // 650 metered resources (8 + 2 + 3 per 20): 2 requests.
-    assert_eq!(
-        (
-            first.stats.cost.get_metric_data_calls,
-            first.stats.cost.metrics_requested
-        ),
-        (2, 650)
-    );
+    assert_eq!((first.stats.cost.get_metric_data_calls, first.stats.cost.metrics_requested), (2, 650));
     let mut provisional = Vec::new();
     for i in 1..=11 {
         let out = agent.run_cycle(H + i * 300).await;
         assert_eq!(out.stats.utilisation_window, None);
-        assert!(
-            out.emissions
-                .iter()
-                .all(|e| e.revision == 1 && matches!(e.subject, Subject::Group(_)))
-        );
+        assert!(out.emissions.iter().all(|e| e.revision == 1 && matches!(e.subject, Subject::Group(_))));
         provisional.extend(out.emissions);
     }
     let out = agent.run_cycle(H + 3_600).await;
     assert_eq!(out.stats.utilisation_window, Some((H, H + 3_600)));
     // The hour is measured in the cycle that ends it: no provisional hourly records.
-    assert!(
-        out.emissions
-            .iter()
-            .all(|e| e.revision == 2 || e.interval_start_unix_s >= H + 3_600)
-    );
-    assert_eq!(
-        provisional.len(),
-        11 * provisional
-            .iter()
-            .filter(|e| e.interval_start_unix_s == H)
-            .count()
-    );
+    assert!(out.emissions.iter().all(|e| e.revision == 2 || e.interval_start_unix_s >= H + 3_600));
+    assert_eq!(provisional.len(), 11 * provisional.iter().filter(|e| e.interval_start_unix_s == H).count());
     for p in &provisional {
         let m = out
             .emissions
             .iter()
-            .find(|m| {
-                m.subject == p.subject
-                    && m.interval_start_unix_s == p.interval_start_unix_s
-                    && m.revision == 2
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "no measured group record for {} at {}",
-                    p.subject, p.interval_start_unix_s
-                )
-            });
+            .find(|m| m.subject == p.subject && m.interval_start_unix_s == p.interval_start_unix_s && m.revision == 2)
+            .unwrap_or_else(|| panic!("no measured group record for {} at {}", p.subject, p.interval_start_unix_s));
         assert!(m.supersedes(p));
     }
 }
@@ -159,35 +117,21 @@ async fn sqs_create_and_terminate_events_are_reflected_within_one_cycle() {
     let sdk = moto.sdk().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("canopy-changes")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue_url =
+        sqs.create_queue().queue_name("canopy-changes").send().await.unwrap().queue_url().unwrap().to_owned();
     let ami = any_ami(&ec2).await;
     let old = run_instances(&ec2, &ami, "m5.large", &[]).await;
-    let extra = format!(
-        "collectors = [\"ec2\", \"ebs\"]\n[change_queue]\nqueue_url = \"{queue_url}\"\nwait_time_s = 1\n"
-    );
+    let extra =
+        format!("collectors = [\"ec2\", \"ebs\"]\n[change_queue]\nqueue_url = \"{queue_url}\"\nwait_time_s = 1\n");
     let config = config(&moto.url(), &extra);
-    let mut agent = build_agent_with_credentials(&config, Some(credentials()))
-        .await
-        .unwrap();
+    let mut agent = build_agent_with_credentials(&config, Some(credentials())).await.unwrap();
     let now = now_unix_s();
     let first = agent.run_cycle(now).await;
     // The instance and the root volume moto gives it.
     assert_eq!(first.resources.len(), 2);
 
     let new = run_instances(&ec2, &ami, "c5.large", &[("Team", "search")]).await;
-    ec2.terminate_instances()
-        .instance_ids(&old)
-        .send()
-        .await
-        .unwrap();
+    ec2.terminate_instances().instance_ids(&old).send().await.unwrap();
     let arn = |id: &str| format!("arn:aws:ec2:eu-west-1:123456789012:instance/{id}");
     let event = |id: &str, state: InstanceStateName| {
         format!(
@@ -201,45 +145,19 @@ async fn sqs_create_and_terminate_events_are_reflected_within_one_cycle() {
         event(&old, InstanceStateName::Terminated),
         "{not an event".to_owned(),
     ] {
-        sqs.send_message()
-            .queue_url(&queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        sqs.send_message().queue_url(&queue_url).message_body(body).send().await.unwrap();
     }
     let second = agent.run_cycle(now + 300).await;
     assert!(!second.stats.full_inventory);
     assert_eq!(second.stats.changes_malformed, 1);
     let inv = agent.inventory();
-    assert_eq!(
-        inv.get(&arn(&new)).map(|r| r.lifecycle),
-        Some(LifecycleState::Running)
-    );
-    assert_eq!(
-        inv.get(&arn(&new)).and_then(|r| r.class.as_deref()),
-        Some("c5.large")
-    );
-    assert_eq!(
-        inv.get(&arn(&old)).map(|r| r.lifecycle),
-        Some(LifecycleState::Terminated)
-    );
-    assert_eq!(
-        agent.metrics().get(
-            "canopy_agent_change_events_total",
-            &[("outcome", "malformed")]
-        ),
-        1.0
-    );
+    assert_eq!(inv.get(&arn(&new)).map(|r| r.lifecycle), Some(LifecycleState::Running));
+    assert_eq!(inv.get(&arn(&new)).and_then(|r| r.class.as_deref()), Some("c5.large"));
+    assert_eq!(inv.get(&arn(&old)).map(|r| r.lifecycle), Some(LifecycleState::Terminated));
+    assert_eq!(agent.metrics().get("canopy_agent_change_events_total", &[("outcome", "malformed")]), 1.0);
     // The changed resources are reported in that cycle.
     assert!(second.resources.iter().any(|(r, _)| r.arn == arn(&new)));
     // The queue was drained.
-    let left = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .wait_time_seconds(0)
-        .send()
-        .await
-        .unwrap();
+    let left = sqs.receive_message().queue_url(&queue_url).wait_time_seconds(0).send().await.unwrap();
     assert!(left.messages().is_empty());
 }
