@@ -53,7 +53,7 @@ use canopy_emissions::time::{SECONDS_PER_DAY, civil_from_days, days_from_civil, 
 use crate::Error;
 use crate::anomaly::{AnomalyConfig, Direction, Resolution, scan};
 use crate::robust::two_sided_z;
-use crate::seasonal::seasonal_indices_trimmed;
+use crate::seasonal::weekday_indices_shrunk;
 
 /// Forecaster settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +280,7 @@ pub fn forecast_daily(
     let season_len = window.len().min(config.season_weeks * 7 + 7);
     let season_from = window.len() - season_len;
     let season = if window.len() >= 21 {
-        seasonal_indices_trimmed(&window[season_from..], (phase0 + season_from) % 7, 7)
+        weekday_indices_shrunk(&window[season_from..], (phase0 + season_from) % 7)
     } else {
         vec![1.0; 7]
     };
