@@ -178,6 +178,55 @@ mod tests {
         }
     }
 
+    /// 26 weeks of `pattern` with ±`noise` uniform noise.
+    fn noisy_weeks(pattern: [f64; 7], noise: f64, seed: u64) -> Vec<f64> {
+        (0..182)
+            .map(|i| {
+                let u = (crate::sim::mix(seed ^ i as u64) % 2_000) as f64 / 1_000.0 - 1.0;
+                100.0 * pattern[i % 7] * (1.0 + noise * u)
+            })
+            .collect()
+    }
+
+    fn squared_error(got: &[f64], pattern: [f64; 7]) -> f64 {
+        let mean: f64 = pattern.iter().sum::<f64>() / 7.0;
+        got.iter().zip(pattern).map(|(g, w)| (g - w / mean).powi(2)).sum()
+    }
+
+    #[test]
+    fn shrunk_weekday_indices_pool_days_that_do_not_differ() {
+        // Weekdays alike, weekend alike, ±15 % noise: each day's own index
+        // is off by the sampling noise; shrinking pools the group's days.
+        let pattern = [1.2, 1.2, 1.2, 1.2, 1.2, 0.5, 0.5];
+        let (mut own, mut shrunk) = (0.0, 0.0);
+        for seed in 0..20 {
+            let values = noisy_weeks(pattern, 0.15, seed);
+            own += squared_error(&seasonal_indices_trimmed(&values, 0, 7), pattern);
+            let s = weekday_indices_shrunk(&values, 0);
+            shrunk += squared_error(&s, pattern);
+            assert!((s.iter().sum::<f64>() - 7.0).abs() < 1e-9, "{s:?}");
+        }
+        assert!(shrunk < 0.5 * own, "shrunk {shrunk} vs own {own}");
+        // Exact data: nothing to shrink, nothing moves.
+        let exact: Vec<f64> = (0..70).map(|i| 100.0 * pattern[i % 7]).collect();
+        assert!(squared_error(&weekday_indices_shrunk(&exact, 0), pattern) < 1e-18);
+    }
+
+    #[test]
+    fn shrunk_weekday_indices_keep_days_that_really_differ() {
+        // A quiet Monday and a busy Friday, far beyond ±5 % noise: kept.
+        let pattern = [0.8, 1.1, 1.1, 1.1, 1.4, 0.6, 0.9];
+        let mean: f64 = pattern.iter().sum::<f64>() / 7.0;
+        let values = noisy_weeks(pattern, 0.05, 3);
+        let s = weekday_indices_shrunk(&values, 0);
+        for (got, want) in s.iter().zip(pattern) {
+            assert!((got - want / mean).abs() < 0.02, "{s:?}");
+        }
+        // Phase: the same series starting on a Thursday.
+        let t = weekday_indices_shrunk(&values[3..], 3);
+        assert!((t[0] - 0.8 / mean).abs() < 0.02 && (t[4] - 1.4 / mean).abs() < 0.02, "{t:?}");
+    }
+
     #[test]
     fn flat_and_short_series_have_unit_indices() {
         assert_eq!(seasonal_indices(&[5.0; 30], 0, 7), vec![1.0; 7]);
