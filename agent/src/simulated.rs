@@ -197,7 +197,7 @@ impl SimulatedSource {
     /// True when the resource `arn` reports datapoints (every tenth
     /// metered resource has none).
     fn has_datapoints(&self, arn: &str) -> bool {
-        hash_str(self.seed, arn) % 10 != 0
+        !hash_str(self.seed, arn).is_multiple_of(10)
     }
 
     /// The value with the planted anomalies active at `t` applied.
@@ -205,15 +205,16 @@ impl SimulatedSource {
         let mut value = value;
         for p in self.planted.iter().filter(|p| p.contains(t) && q.arn.contains(&format!(":{}:{}:", p.region, p.account_id))) {
             match p.kind {
-                PlantedKind::GpuFleetLeftRunning if q.kind == MetricKind::CpuPct => {
-                    if self.team_gpu_arns(p, t).iter().any(|a| *a == q.arn) {
-                        value = 100.0;
-                    }
+                PlantedKind::GpuFleetLeftRunning
+                    if q.kind == MetricKind::CpuPct && self.team_gpu_arns(p, t).contains(&q.arn) =>
+                {
+                    value = 100.0;
                 }
-                PlantedKind::RunawayLambda if matches!(q.kind, MetricKind::DurationMs | MetricKind::Invocations) => {
-                    if p.slot.is_some_and(|slot| self.resource(&p.context(t), slot).arn == q.arn) {
-                        value *= p.factor;
-                    }
+                PlantedKind::RunawayLambda
+                    if matches!(q.kind, MetricKind::DurationMs | MetricKind::Invocations)
+                        && p.slot.is_some_and(|slot| self.resource(&p.context(t), slot).arn == q.arn) =>
+                {
+                    value *= p.factor;
                 }
                 _ => {}
             }
@@ -414,7 +415,7 @@ impl MetricSource for SimulatedSource {
             let mut points = Vec::new();
             for (index, q) in queries.iter().enumerate() {
                 let h = hash_str(self.seed, &q.arn);
-                if h % 10 == 0 {
+                if h.is_multiple_of(10) {
                     continue;
                 }
                 let mut t = start_unix_s;
@@ -638,7 +639,7 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
     if targets.is_empty() || hours < 2 {
         return Vec::new();
     }
-    let mut state = mix(seed ^ 0x504C_414E_5445_44);
+    let mut state = mix(seed ^ 0x0050_4C41_4E54_4544);
     let mut draw = |n: u64| {
         state = mix(state);
         state % n.max(1)
@@ -656,6 +657,15 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
         (start, start + len * 3_600)
     };
 
+    // The region doubling is drawn first so that the other two's ground
+    // truth counts the resources it adds when it overlaps them.
+    let (start, end) = window(24, 86_400, &mut draw);
+    let t = &targets[draw(targets.len() as u64) as usize];
+    let mut doubling = probe(PlantedKind::RegionDoubling, t, None, None, start, end);
+    doubling.factor = 2.0;
+    doubling.expected_excess = f64::from(t.resources) * ((end - start) / 3_600) as f64;
+    let source_of = |t: &PlantTarget| t.source().with_planted(vec![doubling.clone()]);
+
     // 1. A team's GPU fleet left running: 24 to 72 hours.
     let len = 24 + draw(49) as i64;
     let (start, end) = window(len, 3_600, &mut draw);
@@ -663,13 +673,13 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
         .iter()
         .filter(|t| {
             let p = probe(PlantedKind::GpuFleetLeftRunning, t, Some("ml"), None, start, end);
-            !t.source().team_gpu_arns(&p, start).is_empty()
+            !source_of(t).team_gpu_arns(&p, start).is_empty()
         })
         .collect();
     if !hosts.is_empty() {
         let t = hosts[draw(hosts.len() as u64) as usize];
         let mut p = probe(PlantedKind::GpuFleetLeftRunning, t, Some("ml"), None, start, end);
-        let source = t.source();
+        let source = source_of(t);
         p.expected_excess = hourly(start, end)
             .map(|h| {
                 source
@@ -689,7 +699,7 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
     let (start, end) = window(len, 3_600, &mut draw);
     let mut candidates = Vec::new();
     for t in targets {
-        let source = t.source();
+        let source = source_of(t);
         let ctx = CollectContext { account_id: t.account_id.clone(), region: t.region.clone(), now_unix_s: start };
         for slot in (0..t.resources).filter(|i| (16..=18).contains(&(i % 20))) {
             if source.has_datapoints(&source.resource(&ctx, slot).arn) {
@@ -701,7 +711,7 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
         let (t, slot) = candidates[draw(candidates.len() as u64) as usize];
         let mut p = probe(PlantedKind::RunawayLambda, t, None, Some(slot), start, end);
         p.factor = factor;
-        let source = t.source();
+        let source = source_of(t);
         p.arn = Some(source.resource(&p.context(start), slot).arn);
         p.expected_excess = hourly(start, end)
             .map(|h| {
@@ -716,13 +726,7 @@ pub fn plant_anomalies(seed: u64, targets: &[PlantTarget], from_unix_s: i64, to_
         out.push(p);
     }
 
-    // 3. A region doubling: one UTC day.
-    let (start, end) = window(24, 86_400, &mut draw);
-    let t = &targets[draw(targets.len() as u64) as usize];
-    let mut p = probe(PlantedKind::RegionDoubling, t, None, None, start, end);
-    p.factor = 2.0;
-    p.expected_excess = f64::from(t.resources) * ((end - start) / 3_600) as f64;
-    out.push(p);
+    out.push(doubling);
     out
 }
 
@@ -801,7 +805,7 @@ mod tests {
         let resources = block_on(source.collect(&c)).unwrap();
         let mut queries = Vec::new();
         for r in &resources {
-            let kind = match &*r.resource_type {
+            let kind = match r.resource_type {
                 "instance" => MetricKind::CpuPct,
                 "function" => MetricKind::DurationMs,
                 _ => continue,
@@ -908,7 +912,9 @@ mod tests {
                 let c = CollectContext { account_id: t.account_id.clone(), region: t.region.clone(), now_unix_s: h };
                 let listed_base = block_on(base.collect(&c)).unwrap();
                 let listed = block_on(planted.collect(&c)).unwrap();
-                let q = queries(&listed_base, &[kind]);
+                // The planted source's listing: resources a doubling adds are
+                // queried from both (their metrics are the same in both).
+                let q = queries(&listed, &[kind]);
                 let sum = |points: Vec<MetricPoint>| points.iter().map(|x| x.value).sum::<f64>();
                 let diff = sum(block_on(planted.fetch(&q, h, h + 3_600, 3_600)).unwrap())
                     - sum(block_on(base.fetch(&q, h, h + 3_600, 3_600)).unwrap());
