@@ -103,6 +103,11 @@ pub struct SimulateArgs {
     /// (what the aggregator's AWS Organizations refresh does for a real organisation).
     #[arg(long, env = "CANOPY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Plant anomalies in the backfilled history, to measure anomaly detection: a team's GPU fleet left
+    /// running, a runaway Lambda function and a region doubling (deterministic from --seed; the ground
+    /// truth is logged at start and printed in the final report). Off by default.
+    #[arg(long)]
+    pub plant_anomalies: bool,
 }
 
 /// Arguments of `canopy demo`.
@@ -254,6 +259,7 @@ fn simulate_options(org: OrganisationArgs) -> Result<crate::simulate::SimulateOp
         state_dir,
         progress_bar: !org.no_progress,
         backfilled: None,
+        plant_anomalies: false,
     })
 }
 
@@ -264,6 +270,7 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
     opts.server_name = args.server_name;
     opts.ca_cert_pem = read(&args.ca_cert)?;
     opts.ca_key_pem = read(&args.ca_key)?;
+    opts.plant_anomalies = args.plant_anomalies;
     if let Some(url) = &args.database_url {
         let pool = canopy_aggregator::db::connect(url, 2).await.context("connecting to the directory database")?;
         let org = canopy_agent::simulated::organisation(opts.seed, opts.accounts, opts.ous, &opts.regions);
@@ -283,6 +290,18 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
         "records": report.records,
         "batches_acked": report.batches_acked,
         "backfill_s": report.backfill_s,
+        "planted": report.planted.iter().map(|p| serde_json::json!({
+            "kind": p.kind.name(),
+            "account_id": p.account_id,
+            "region": p.region,
+            "team": p.team,
+            "function_arn": p.arn,
+            "start": canopy_emissions::time::format_rfc3339(p.start_unix_s),
+            "end": canopy_emissions::time::format_rfc3339(p.end_unix_s),
+            "factor": p.factor,
+            "expected_excess": p.expected_excess,
+            "excess_unit": p.excess_unit,
+        })).collect::<Vec<_>>(),
     }));
     Ok(())
 }
@@ -297,4 +316,27 @@ async fn demo(args: DemoArgs) -> Result<()> {
         ready_file: args.ready_file,
     };
     crate::demo::run(opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anomalies_are_planted_only_on_request_and_never_by_demo() {
+        let parse = |extra: &[&str]| {
+            let args = ["canopy", "simulate", "--ca-cert", "ca.pem", "--ca-key", "ca.key", "--state-dir", "unused"];
+            match Cli::try_parse_from(args.iter().chain(extra)).unwrap().command {
+                Command::Simulate(s) => s,
+                _ => unreachable!(),
+            }
+        };
+        assert!(!parse(&[]).plant_anomalies);
+        assert!(parse(&["--plant-anomalies"]).plant_anomalies);
+        // `canopy demo` takes its options from the organisation's arguments alone.
+        let demo = Cli::try_parse_from(["canopy", "demo", "--state-dir", "unused"]).unwrap();
+        let Command::Demo(d) = demo.command else { unreachable!() };
+        assert!(!simulate_options(d.org).unwrap().plant_anomalies);
+        assert!(Cli::try_parse_from(["canopy", "demo", "--plant-anomalies"]).is_err());
+    }
 }

@@ -14,11 +14,22 @@
 //!    on the adjusted history (not on the jump).
 //! 3. **Weekly seasonality**: multiplicative weekday indices from the last
 //!    `season_weeks` (26) weeks, each the interquartile mean of its ratios
-//!    to the centred weekly moving average
-//!    ([`crate::seasonal::seasonal_indices_trimmed`]: the history is already
-//!    cleaned, and half a year of trimmed means has about a third of the
-//!    sampling noise of 8 weeks of medians, an error every forecast day
-//!    carries); the series is divided by them.
+//!    to the centred weekly moving average (the history is already cleaned,
+//!    and half a year of trimmed means has about a third of the sampling
+//!    noise of 8 weeks of medians, an error every forecast day carries),
+//!    then **shrunk towards the mean of its group** (Monday–Friday,
+//!    Saturday–Sunday) by empirical Bayes
+//!    ([`crate::seasonal::weekday_indices_shrunk`]): a day moves towards its
+//!    group by `v / (v + τ²)`, `v` its index's sampling variance (from the
+//!    spread of its ratios), `τ²` the group's spread beyond that noise. A
+//!    Monday or Friday that really differs keeps its own index; days that
+//!    differ only by noise share the group's, which has a fifth (weekdays)
+//!    or half (weekend) of the noise. The index error is a level error on
+//!    that weekday for the whole horizon: on the backtest's growth profile
+//!    this cut the 30-day MASE from 1.006 to 0.996 (seeds 1–5) and from
+//!    1.018 to 1.008 on seeds 6–10, which were not looked at while choosing
+//!    the method (README, "Forecast backtest"). The series is divided by
+//!    the indices.
 //! 4. **Trend**: on `ln z` when every value is positive (so growth is a rate,
 //!    exponential growth is followed and intervals scale with the level;
 //!    back-transformed with `exp`, the point forecast being the median), on
@@ -53,7 +64,7 @@ use canopy_emissions::time::{SECONDS_PER_DAY, civil_from_days, days_from_civil, 
 use crate::Error;
 use crate::anomaly::{AnomalyConfig, Direction, Resolution, scan};
 use crate::robust::two_sided_z;
-use crate::seasonal::seasonal_indices_trimmed;
+use crate::seasonal::weekday_indices_shrunk;
 
 /// Forecaster settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,7 +322,7 @@ pub fn forecast_daily(
     let season_len = window.len().min(config.season_weeks * 7 + 7);
     let season_from = window.len() - season_len;
     let season = if window.len() >= 21 {
-        seasonal_indices_trimmed(&window[season_from..], (phase0 + season_from) % 7, 7)
+        weekday_indices_shrunk(&window[season_from..], (phase0 + season_from) % 7)
     } else {
         vec![1.0; 7]
     };

@@ -17,7 +17,7 @@ use canopy_agent::env::MapEnv;
 use canopy_agent::deliver::outbox_cycle;
 use canopy_agent::estimate::Estimator;
 use canopy_agent::metrics::Metrics;
-use canopy_agent::simulated::{SimulatedSource, TEAM_TAG_KEYS};
+use canopy_agent::simulated::{PlantedAnomaly, SimulatedSource, TEAM_TAG_KEYS};
 use canopy_emissions::grid::MarketConfig;
 use canopy_outbox::{Cycle, Outbox, OutboxConfig, SenderConfig, SenderControl, SenderError, SenderStats, send_pending};
 use canopy_transport::Client;
@@ -42,6 +42,8 @@ pub struct AgentSpec {
     pub seed: u64,
     /// Resources (slots) in its account and region.
     pub resources: u32,
+    /// Anomalies planted in its account and region (empty by default).
+    pub planted: Vec<PlantedAnomaly>,
     /// Outbox folder.
     pub outbox_dir: PathBuf,
 }
@@ -109,7 +111,8 @@ fn build_agent(spec: &AgentSpec, cadence: Cadence) -> Result<Agent, AgentTaskErr
     let config = AgentConfig::from_toml(&text, "simulate", &MapEnv::default())
         .map_err(|e| AgentTaskError::Config { agent_id: spec.agent_id.clone(), message: e.to_string() })?;
     let meter = Arc::new(CostMeter::new());
-    let source = SimulatedSource::new(spec.seed, spec.resources, meter.clone()).with_churn(true);
+    let source =
+        SimulatedSource::new(spec.seed, spec.resources, meter.clone()).with_churn(true).with_planted(spec.planted.clone());
     let keys = team_tag_keys();
     let agent = Agent::new(AgentParts {
         context: CollectContext { account_id: spec.account_id.clone(), region: spec.region.clone(), now_unix_s: 0 },

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use canopy_agent::simulated::{SimulatedOrganisation, organisation};
+use canopy_agent::simulated::{PlantTarget, PlantedAnomaly, SimulatedOrganisation, organisation, plant_anomalies};
 use canopy_aggregator::directory::{self, AccountRow};
 use canopy_outbox::SenderStats;
 use canopy_transport::ca::first_certificate_der;
@@ -65,6 +65,11 @@ pub struct SimulateOptions {
     pub progress_bar: bool,
     /// Notified once every agent's backfill is acknowledged.
     pub backfilled: Option<Arc<tokio::sync::Notify>>,
+    /// Plant anomalies (a team's GPU fleet left running, a runaway Lambda, a
+    /// region doubling) in the backfilled history; off by default (`canopy
+    /// demo` never plants). The ground truth is logged when the simulation
+    /// starts and returned in [`SimulateReport::planted`].
+    pub plant_anomalies: bool,
 }
 
 /// What a simulation did.
@@ -82,6 +87,8 @@ pub struct SimulateReport {
     pub batches_acked: u64,
     /// Seconds until every agent's backfill was acknowledged.
     pub backfill_s: f64,
+    /// The planted anomalies' ground truth (empty unless planting was asked for).
+    pub planted: Vec<PlantedAnomaly>,
 }
 
 /// Directory rows (management account first) of `org`.
@@ -125,10 +132,27 @@ pub fn agent_specs(org: &SimulatedOrganisation, resources_per_account: u32, stat
                 region: region.clone(),
                 seed: a.seed_in(region),
                 resources: per_region,
+                planted: Vec::new(),
             });
         }
     }
     specs
+}
+
+/// The anomalies planted in the backfill `[from_unix_s, to_unix_s)` of the
+/// agents `specs` (deterministic from `seed`, the organisation and the
+/// range), each also handed to the spec of its account and region.
+pub fn plant_in_specs(seed: u64, specs: &mut [AgentSpec], from_unix_s: i64, to_unix_s: i64) -> Vec<PlantedAnomaly> {
+    let targets: Vec<PlantTarget> = specs
+        .iter()
+        .map(|s| PlantTarget { account_id: s.account_id.clone(), region: s.region.clone(), seed: s.seed, resources: s.resources })
+        .collect();
+    let planted = plant_anomalies(seed, &targets, from_unix_s, to_unix_s);
+    for spec in specs.iter_mut() {
+        spec.planted =
+            planted.iter().filter(|p| p.account_id == spec.account_id && p.region == spec.region).cloned().collect();
+    }
+    planted
 }
 
 /// Runs the organisation's agents until `stop` turns true (or, with
@@ -138,8 +162,32 @@ pub async fn run(opts: &SimulateOptions, stop: watch::Receiver<bool>) -> anyhow:
     let ca = CertificateAuthority::from_pem(&opts.ca_cert_pem, &opts.ca_key_pem).context("reading the CA")?;
     let ca_der = first_certificate_der(&opts.ca_cert_pem).context("reading the CA certificate")?;
     std::fs::create_dir_all(&opts.state_dir).with_context(|| format!("creating {}", opts.state_dir.display()))?;
-    let specs = agent_specs(&org, opts.resources_per_account, &opts.state_dir);
+    let mut specs = agent_specs(&org, opts.resources_per_account, &opts.state_dir);
     let clock = SimClock::new(wall_unix_s(), opts.backfill_days, opts.speedup, opts.live_cycles);
+    let planted = if opts.plant_anomalies {
+        let planted = plant_in_specs(opts.seed, &mut specs, clock.backfill_from_unix_s, clock.live_from_unix_s);
+        if planted.is_empty() {
+            tracing::warn!(backfill_hours = clock.backfill_hours(), "no anomaly planted: the backfill is too short");
+        }
+        for p in &planted {
+            tracing::info!(
+                kind = p.kind.name(),
+                account_id = %p.account_id,
+                region = %p.region,
+                team = p.team.as_deref().unwrap_or(""),
+                function = p.arn.as_deref().unwrap_or(""),
+                start = %canopy_emissions::time::format_rfc3339(p.start_unix_s),
+                end = %canopy_emissions::time::format_rfc3339(p.end_unix_s),
+                factor = p.factor,
+                expected_excess = p.expected_excess,
+                unit = p.excess_unit,
+                "planted anomaly (ground truth)"
+            );
+        }
+        planted
+    } else {
+        Vec::new()
+    };
     let progress = Arc::new(FleetProgress::default());
     let started = Instant::now();
     tracing::info!(
@@ -220,5 +268,31 @@ pub async fn run(opts: &SimulateOptions, stop: watch::Receiver<bool>) -> anyhow:
         records: progress.records.load(Ordering::Relaxed),
         batches_acked: SenderStats::get(&progress.delivery.acked_batches),
         backfill_s: backfill_s.unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        planted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planted_anomalies_go_to_the_agent_of_their_account_and_region() {
+        let regions = vec!["eu-west-1".to_owned(), "us-east-1".to_owned()];
+        let org = organisation(42, 12, 4, &regions);
+        let mut specs = agent_specs(&org, 40, std::path::Path::new("unused"));
+        assert!(specs.iter().all(|s| s.planted.is_empty()), "nothing planted by default");
+        // Monday 2026-01-05 00:00 UTC, 14 days of backfill.
+        let from = 1_767_571_200;
+        let planted = plant_in_specs(42, &mut specs, from, from + 14 * 86_400);
+        let kinds: Vec<&str> = planted.iter().map(|p| p.kind.name()).collect();
+        assert_eq!(kinds, ["gpu-fleet-left-running", "runaway-lambda", "region-doubling"]);
+        let handed: Vec<&PlantedAnomaly> = specs.iter().flat_map(|s| &s.planted).collect();
+        assert_eq!(handed.len(), 3);
+        for s in &specs {
+            assert!(s.planted.iter().all(|p| p.account_id == s.account_id && p.region == s.region), "{}", s.agent_id);
+        }
+        let again = plant_in_specs(42, &mut agent_specs(&org, 40, std::path::Path::new("unused")), from, from + 14 * 86_400);
+        assert_eq!(planted, again, "deterministic from the seed");
+    }
 }

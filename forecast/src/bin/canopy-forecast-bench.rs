@@ -14,7 +14,7 @@
 //!    5 weeks, per series; wall time, CPU time in the library, peak RSS.
 //!
 //! Usage: `cargo run -p canopy-forecast --release --bin canopy-forecast-bench -- [--seeds N]
-//! [--accounts N] [--days N] [--round-series N] [--threads N] [--skip-backtest] [--skip-round]`
+//! [--first-seed N] [--profile NAME] [--accounts N] [--days N] [--round-series N] [--threads N] [--skip-backtest] [--skip-anomalies] [--skip-round]`
 
 use std::time::{Duration, Instant};
 
@@ -25,26 +25,33 @@ use canopy_forecast::{AnomalyConfig, ForecastConfig, detect, forecast_daily};
 
 struct Args {
     seeds: u64,
+    first_seed: u64,
+    /// Only this profile in the backtest (None: the mix and every profile).
+    profile: Option<String>,
     accounts: u32,
     days: u32,
     round_series: usize,
     threads: usize,
     skip_backtest: bool,
+    skip_anomalies: bool,
     skip_round: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args { seeds: 5, accounts: 40, days: 365, round_series: 50_000, threads: 2, skip_backtest: false, skip_round: false };
+    let mut a = Args { seeds: 5, first_seed: 1, profile: None, accounts: 40, days: 365, round_series: 50_000, threads: 2, skip_backtest: false, skip_anomalies: false, skip_round: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
         match flag.as_str() {
             "--seeds" => a.seeds = value("--seeds")?.parse().context("--seeds")?,
+            "--first-seed" => a.first_seed = value("--first-seed")?.parse().context("--first-seed")?,
+            "--profile" => a.profile = Some(value("--profile")?),
             "--accounts" => a.accounts = value("--accounts")?.parse().context("--accounts")?,
             "--days" => a.days = value("--days")?.parse().context("--days")?,
             "--round-series" => a.round_series = value("--round-series")?.parse().context("--round-series")?,
             "--threads" => a.threads = value("--threads")?.parse().context("--threads")?,
             "--skip-backtest" => a.skip_backtest = true,
+            "--skip-anomalies" => a.skip_anomalies = true,
             "--skip-round" => a.skip_round = true,
             other => bail!("unknown argument {other:?}"),
         }
@@ -71,17 +78,27 @@ fn process_cpu_s() -> Option<f64> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let seeds: Vec<u64> = (1..=args.seeds).collect();
+    let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
     if !args.skip_backtest {
         println!(
-            "forecast backtest: seeds 1..={}, {} accounts, {} days, origins from day 91 every 7 days; series = 6 team + {} account daily totals per seed",
-            args.seeds, args.accounts, args.days, args.accounts
+            "forecast backtest: seeds {}..={}, {} accounts, {} days, origins from day 91 every 7 days; series = 6 team + {} account daily totals per seed",
+            args.first_seed,
+            args.first_seed + args.seeds - 1,
+            args.accounts,
+            args.days,
+            args.accounts
         );
         println!(
             "{:<14} {:>7} {:>9} {:>4} {:>7} {:>11} {:>11} {:>7} {:>7}",
             "profile", "series", "forecasts", "h", "MASE", "MASE snaive", "MASE oracle", "cov80", "cov95"
         );
-        let profiles: Vec<Option<Profile>> = std::iter::once(None).chain(Profile::ALL.iter().copied().map(Some)).collect();
+        let mut profiles: Vec<Option<Profile>> = std::iter::once(None).chain(Profile::ALL.iter().copied().map(Some)).collect();
+        if let Some(name) = &args.profile {
+            profiles.retain(|p| p.map_or("mix", Profile::name) == name.as_str());
+            if profiles.is_empty() {
+                bail!("--profile {name:?}: expected mix, flat, diurnal, weekly, nightly-batch or growth");
+            }
+        }
         for profile in profiles {
             let b = forecast_backtest_sim(&seeds, args.accounts, args.days, profile, &[7, 30], &BacktestConfig::default());
             let oracle = oracle_mase_sim(&seeds, args.accounts, args.days, profile, &[7, 30], &BacktestConfig::default());
@@ -100,30 +117,32 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        let r = recall(&seeds, args.accounts, args.days);
-        println!(
-            "anomaly recall (planted): {} planted, hourly {} ({:.1} %), daily {} ({:.1} %), either {} ({:.1} %)",
-            r.planted,
-            r.hourly,
-            pct(r.hourly, r.planted),
-            r.daily,
-            pct(r.daily, r.planted),
-            r.either,
-            pct(r.either, r.planted)
-        );
-        for (kind, n, found) in &r.by_kind {
-            println!("  {:<24} {found}/{n}", kind.name());
-        }
-        for f in false_alerts(&seeds, args.accounts, args.days) {
+        if !args.skip_anomalies {
+            let r = recall(&seeds, args.accounts, args.days);
             println!(
-                "false alerts on clean history, {:<16} {:>8.1} series-months: hourly {}, daily {}, {:.3} per series-month ({:.2} per 10)",
-                f.scope,
-                f.series_months,
-                f.hourly_alerts,
-                f.daily_alerts,
-                f.per_series_month(),
-                10.0 * f.per_series_month()
+                "anomaly recall (planted): {} planted, hourly {} ({:.1} %), daily {} ({:.1} %), either {} ({:.1} %)",
+                r.planted,
+                r.hourly,
+                pct(r.hourly, r.planted),
+                r.daily,
+                pct(r.daily, r.planted),
+                r.either,
+                pct(r.either, r.planted)
             );
+            for (kind, n, found) in &r.by_kind {
+                println!("  {:<24} {found}/{n}", kind.name());
+            }
+            for f in false_alerts(&seeds, args.accounts, args.days) {
+                println!(
+                    "false alerts on clean history, {:<16} {:>8.1} series-months: hourly {}, daily {}, {:.3} per series-month ({:.2} per 10)",
+                    f.scope,
+                    f.series_months,
+                    f.hourly_alerts,
+                    f.daily_alerts,
+                    f.per_series_month(),
+                    10.0 * f.per_series_month()
+                );
+            }
         }
     }
     if !args.skip_round {
