@@ -12,6 +12,9 @@
 -- resource's service, resource type and team are reported from its row with
 -- the latest one, as the facts query did).
 --
+-- Resource history per day (GET /v1/resource-history?step=1d) reads it
+-- too, through an index on (account, region, resource, day).
+--
 -- Native path: a plain table kept by ingest in the batch's transaction, by
 -- the same difference as the other rollups (aggregator::ingest::rollup_ctes:
 -- new facts, minus the facts a higher revision, a coarsened group record or
@@ -58,6 +61,8 @@ BEGIN
     last_period_start                  timestamptz NOT NULL,
     PRIMARY KEY (bucket_start, account_id, region, resource_id, service, resource_type, team, quality)
     );
+    -- One resource's days (resource history per day).
+    CREATE INDEX resource_rollup_daily_resource_idx ON resource_rollup_daily (account_id, region, resource_id, bucket_start);
     INSERT INTO resource_rollup_daily (bucket_start, account_id, region, resource_id, service, resource_type, team,
            quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, it_energy_kwh, operational_location_g_co2e, operational_location_low_g_co2e, operational_location_high_g_co2e, operational_market_g_co2e, operational_market_low_g_co2e, operational_market_high_g_co2e, embodied_g_co2e, embodied_low_g_co2e, embodied_high_g_co2e, fact_count, last_period_start)
     SELECT date_bin(interval '1 day', period_start, timestamptz 'epoch'), account_id, region, resource_id, service,

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Principal, Role};
 use crate::query::params::{self, ParamError};
-use crate::route_table::RouteTable;
 use crate::query::{
-    Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse,
-    TotalsResponse,
+    Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse,
+    TopResourcesResponse, TotalsResponse,
 };
+use crate::route_table::RouteTable;
 
 /// The OpenAPI document of this API.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -44,13 +44,26 @@ pub fn router(engine: QueryEngine, clock: Clock, auth: Auth) -> Router {
 
 /// Every route `serve` (and the demo) answers: the query API, the dashboard
 /// and the alerting API. The authorisation suite walks exactly this table.
-pub fn served_route_table(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> RouteTable {
+pub fn served_route_table(
+    engine: QueryEngine,
+    clock: Clock,
+    auth: Auth,
+    alerts: crate::alerts::http::AlertsHttp,
+) -> RouteTable {
     route_table(engine, clock, auth).merge(crate::alerts::http::route_table(alerts))
 }
 
 /// [`served_route_table`] behind `auth`'s middleware.
-pub fn served_router(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> Router {
-    crate::auth::http_layer::protect(served_route_table(engine, clock, auth.clone(), alerts).into_router(), auth)
+pub fn served_router(
+    engine: QueryEngine,
+    clock: Clock,
+    auth: Auth,
+    alerts: crate::alerts::http::AlertsHttp,
+) -> Router {
+    crate::auth::http_layer::protect(
+        served_route_table(engine, clock, auth.clone(), alerts).into_router(),
+        auth,
+    )
 }
 
 /// The API's routes, with the list of them (checked against `openapi.yaml`
@@ -74,7 +87,11 @@ pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable 
                 .get("/auth/logout", crate::auth::login::logout)
                 .with_state(auth.clone()),
         )
-        .merge(crate::dashboard::route_table(state.engine.clone(), state.clock, auth))
+        .merge(crate::dashboard::route_table(
+            state.engine.clone(),
+            state.clock,
+            auth,
+        ))
 }
 
 /// An error answer.
@@ -97,11 +114,14 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
             )
                 .into_response(),
-            ApiError::Query(QueryError::Forbidden(e)) => {
-                (StatusCode::FORBIDDEN, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
-                    .into_response()
-            }
-            ApiError::Query(QueryError::Sql(e)) if crate::query_limits::is_statement_timeout(&e) => {
+            ApiError::Query(QueryError::Forbidden(e)) => (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
+            )
+                .into_response(),
+            ApiError::Query(QueryError::Sql(e))
+                if crate::query_limits::is_statement_timeout(&e) =>
+            {
                 crate::query_limits::statement_timeout_reply()
             }
             // Never the database's message: logged under a request id.
@@ -122,7 +142,11 @@ async fn totals(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_totals(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.totals_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
+    let resp = s
+        .engine
+        .totals_for(&principal, &req, (s.clock)())
+        .await
+        .map_err(ApiError::Query)?;
     Ok(Json(totals_json(&resp)))
 }
 
@@ -132,8 +156,17 @@ async fn series(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_series(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.series_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
-    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+    let resp = s
+        .engine
+        .series_for(&principal, &req, (s.clock)())
+        .await
+        .map_err(ApiError::Query)?;
+    Ok(Json(series_json(
+        req.step.name(),
+        req.from_unix_s,
+        req.to_unix_s,
+        &resp,
+    )))
 }
 
 async fn realtime(
@@ -143,8 +176,17 @@ async fn realtime(
 ) -> Result<Json<Value>, ApiError> {
     let now = (s.clock)();
     let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.realtime_for(&principal, &req, now).await.map_err(ApiError::Query)?;
-    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
+    let resp = s
+        .engine
+        .realtime_for(&principal, &req, now)
+        .await
+        .map_err(ApiError::Query)?;
+    Ok(Json(series_json(
+        req.step.name(),
+        req.from_unix_s,
+        req.to_unix_s,
+        &resp,
+    )))
 }
 
 async fn top_resources(
@@ -153,7 +195,11 @@ async fn top_resources(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s.engine.top_resources_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
+    let resp = s
+        .engine
+        .top_resources_for(&principal, &req, (s.clock)())
+        .await
+        .map_err(ApiError::Query)?;
     Ok(Json(top_json(&resp)))
 }
 
@@ -197,8 +243,12 @@ async fn restatements(
     Extension(principal): Extension<Principal>,
     Query(pairs): Pairs,
 ) -> Response {
-    if !principal.scope.is_unrestricted() || !matches!(principal.role, Role::Admin | Role::OrgViewer) {
-        return crate::auth::http_layer::forbidden("restatements are org-wide: they need the org_viewer or admin role");
+    if !principal.scope.is_unrestricted()
+        || !matches!(principal.role, Role::Admin | Role::OrgViewer)
+    {
+        return crate::auth::http_layer::forbidden(
+            "restatements are org-wide: they need the org_viewer or admin role",
+        );
     }
     let limit = match limit_param(&pairs, 20, 200) {
         Ok(n) => n,
@@ -216,12 +266,19 @@ fn limit_param(pairs: &[(String, String)], default: i64, max: i64) -> Result<i64
     let mut limit = default;
     for (key, value) in pairs {
         if key != "limit" {
-            return Err(ParamError { parameter: key.clone(), message: "unknown parameter; expected limit".into() });
+            return Err(ParamError {
+                parameter: key.clone(),
+                message: "unknown parameter; expected limit".into(),
+            });
         }
-        limit = value.parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| ParamError {
-            parameter: "limit".into(),
-            message: format!("expected 1 to {max}, found {value:?}"),
-        })?;
+        limit = value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ParamError {
+                parameter: "limit".into(),
+                message: format!("expected 1 to {max}, found {value:?}"),
+            })?;
     }
     Ok(limit)
 }
@@ -249,7 +306,11 @@ pub fn restatements_json(list: &[crate::restatement::Restatement]) -> Value {
 }
 
 fn metrics_json(m: &Metrics) -> Value {
-    let mut body: serde_json::Map<String, Value> = m.named().iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let mut body: serde_json::Map<String, Value> = m
+        .named()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
     body.insert("fact_count".into(), json!(m.fact_count));
     Value::Object(body)
 }
@@ -273,18 +334,24 @@ pub fn factor_sets_json(sets: &[crate::lineage::FactorSet]) -> Value {
 }
 
 fn dims_json(dims: &[(Dimension, String)]) -> Value {
-    Value::Object(dims.iter().map(|(d, v)| (d.name().to_owned(), Value::String(v.clone()))).collect())
+    Value::Object(
+        dims.iter()
+            .map(|(d, v)| (d.name().to_owned(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 fn segments_json(segments: &[Segment]) -> Value {
     segments
         .iter()
-        .map(|s| json!({
+        .map(|s| {
+            json!({
                 "source": s.source.name(),
                 "from_unix_s": s.from_unix_s,
                 "to_unix_s": s.to_unix_s,
                 "subtract": s.subtract,
-            }))
+            })
+        })
         .collect()
 }
 
