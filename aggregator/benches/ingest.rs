@@ -35,21 +35,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use canopy_protocol::{
-    Batch, Compression, EmissionRecord, GridFactorUsed, IdempotencyKey, Quality, Reply, Subject,
-    encode_batch,
+    Batch, Compression, EmissionRecord, GridFactorUsed, IdempotencyKey, Quality, Reply, Subject, encode_batch,
 };
 use canopy_transport::ca::{first_certificate_der, generate_agent_key_and_csr};
-use canopy_transport::{
-    AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity,
-};
+use canopy_transport::{AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity};
 use clap::Parser;
 use sqlx::{Connection, PgConnection};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ingest",
-    about = "End-to-end ingest benchmark: agents -> QUIC -> aggregator -> PostgreSQL"
-)]
+#[command(name = "ingest", about = "End-to-end ingest benchmark: agents -> QUIC -> aggregator -> PostgreSQL")]
 struct Args {
     /// Simulated agents (QUIC connections), one account each.
     #[arg(long, default_value_t = 20)]
@@ -109,16 +103,11 @@ struct Args {
 }
 
 fn unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The aggregator process; killed on drop.
@@ -131,18 +120,12 @@ impl Drop for Aggregator {
     }
 }
 
-fn start_aggregator(
-    database_url: &str,
-    ca_dir: &Path,
-    quic: SocketAddr,
-    pool: u32,
-) -> anyhow::Result<Aggregator> {
+fn start_aggregator(database_url: &str, ca_dir: &Path, quic: SocketAddr, pool: u32) -> anyhow::Result<Aggregator> {
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let log = std::fs::File::create(ca_dir.with_extension("aggregator.log"))?;
     // CANOPY_BENCH_AGGREGATOR: another build of the aggregator (a copy of an
     // earlier binary), to compare two versions under the same load.
-    let binary = std::env::var("CANOPY_BENCH_AGGREGATOR")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_canopy-aggregator").into());
+    let binary = std::env::var("CANOPY_BENCH_AGGREGATOR").unwrap_or_else(|_| env!("CARGO_BIN_EXE_canopy-aggregator").into());
     let child = Command::new(&binary)
         .args(["serve", "--database-url", database_url])
         .args(["--http-listen", &format!("127.0.0.1:{}", free_port()?)])
@@ -169,11 +152,7 @@ fn start_aggregator(
     bail!("the aggregator did not open its metrics endpoint within 30 s")
 }
 
-fn agent_certificate(
-    ca: &CertificateAuthority,
-    agent_id: &str,
-    account: &str,
-) -> anyhow::Result<AgentCertificate> {
+fn agent_certificate(ca: &CertificateAuthority, agent_id: &str, account: &str) -> anyhow::Result<AgentCertificate> {
     let (key_der, csr_der) = generate_agent_key_and_csr(agent_id)?;
     let lifetime = Duration::from_secs(3_600);
     let now = SystemTime::now();
@@ -185,15 +164,7 @@ fn agent_certificate(
         not_after_unix_s: unix_s() + 3_600,
     };
     let cert_der = ca.issue_client_certificate(&csr_der, &identity, now, lifetime)?;
-    Ok(AgentCertificate {
-        key: CertifiedKey {
-            cert_der,
-            key_pkcs8_der: key_der,
-        },
-        identity,
-        received_at: now,
-        lifetime,
-    })
+    Ok(AgentCertificate { key: CertifiedKey { cert_der, key_pkcs8_der: key_der }, identity, received_at: now, lifetime })
 }
 
 /// Hours the `--resources-per-agent` pattern fills before it starts again
@@ -207,31 +178,15 @@ fn pattern_base_unix_s(now_unix_s: i64) -> i64 {
 
 /// Where the records of batch `index` (0-based, counting batches of new
 /// records) go: (hour start, instance name prefix, first instance number).
-fn placement(
-    index: u64,
-    records: usize,
-    resources_per_agent: usize,
-    base_unix_s: i64,
-) -> (i64, String, usize) {
+fn placement(index: u64, records: usize, resources_per_agent: usize, base_unix_s: i64) -> (i64, String, usize) {
     if resources_per_agent == 0 {
         // Every batch new instances, over 24 hours in turn.
-        return (
-            base_unix_s + (index % 24) as i64 * 3_600,
-            format!("b{index}"),
-            0,
-        );
+        return (base_unix_s + (index % 24) as i64 * 3_600, format!("b{index}"), 0);
     }
     let per_hour = resources_per_agent.div_ceil(records).max(1) as u64;
-    let (cycle, within) = (
-        index / (per_hour * PATTERN_HOURS),
-        index % (per_hour * PATTERN_HOURS),
-    );
+    let (cycle, within) = (index / (per_hour * PATTERN_HOURS), index % (per_hour * PATTERN_HOURS));
     let (hour, slice) = (within / per_hour, within % per_hour);
-    (
-        base_unix_s + hour as i64 * 3_600,
-        format!("c{cycle}"),
-        slice as usize * records,
-    )
+    (base_unix_s + hour as i64 * 3_600, format!("c{cycle}"), slice as usize * records)
 }
 
 /// One agent's batch `sequence`: `records` hourly records of distinct
@@ -246,23 +201,11 @@ fn batch(
     (resources_per_agent, base_unix_s): (usize, i64),
     supersede: bool,
 ) -> Batch {
-    let grid = |g: f64| GridFactorUsed {
-        g_co2e_per_kwh: g,
-        source: "ccf".into(),
-        vintage: "2024".into(),
-    };
+    let grid = |g: f64| GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2024".into() };
     let replaces = supersede && sequence.is_multiple_of(2);
-    let (key_sequence, revision) = if replaces {
-        (sequence - 1, 2)
-    } else {
-        (sequence, u32::from(supersede))
-    };
+    let (key_sequence, revision) = if replaces { (sequence - 1, 2) } else { (sequence, u32::from(supersede)) };
     // Batches of new records: every one without --supersede, the odd ones with it.
-    let index = if supersede {
-        (key_sequence - 1) / 2
-    } else {
-        key_sequence - 1
-    };
+    let index = if supersede { (key_sequence - 1) / 2 } else { key_sequence - 1 };
     let (start, prefix, first) = placement(index, records, resources_per_agent, base_unix_s);
     let emissions = (0..records)
         .map(|i| {
@@ -270,10 +213,7 @@ fn batch(
             let operational = (compute_kwh + 0.0005) * 1.135 * 334.0;
             EmissionRecord {
                 subject: Subject::Resource {
-                    arn: format!(
-                        "arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-{prefix}-r{}",
-                        first + i
-                    ),
+                    arn: format!("arn:aws:ec2:eu-west-1:{account}:instance/i-{agent}-{prefix}-r{}", first + i),
                 },
                 interval_start_unix_s: start,
                 interval_end_unix_s: start + 3_600,
@@ -318,12 +258,7 @@ fn cpu_s(pid: u32, ticks_per_s: f64) -> f64 {
     // Fields after the command name (which may hold spaces) start at ") ".
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
     (ticks(11) + ticks(12)) / ticks_per_s
 }
@@ -339,21 +274,13 @@ fn clock_ticks_per_s() -> f64 {
 
 /// CPU seconds of the aggregator, of the PostgreSQL backends serving the
 /// bench database, and of this process (the simulated agents).
-async fn cpu_snapshot(
-    pool: &sqlx::PgPool,
-    aggregator_pid: u32,
-    ticks: f64,
-) -> anyhow::Result<(f64, f64, f64)> {
+async fn cpu_snapshot(pool: &sqlx::PgPool, aggregator_pid: u32, ticks: f64) -> anyhow::Result<(f64, f64, f64)> {
     let backends: Vec<i32> =
         sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
             .fetch_all(pool)
             .await?;
     let pg: f64 = backends.iter().map(|&p| cpu_s(p as u32, ticks)).sum();
-    Ok((
-        cpu_s(aggregator_pid, ticks),
-        pg,
-        cpu_s(std::process::id(), ticks),
-    ))
+    Ok((cpu_s(aggregator_pid, ticks), pg, cpu_s(std::process::id(), ticks)))
 }
 
 /// Per acknowledged batch: when it finished (since the start) and its latency.
@@ -384,47 +311,29 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let pid = std::process::id();
     let name = format!("canopy_ingest_bench_{pid}");
-    let base = args
-        .admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .context("admin url without a database")?;
+    let base = args.admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).context("admin url without a database")?;
     let database_url = format!("{base}/{name}");
-    let mut admin = PgConnection::connect(&args.admin_url)
-        .await
-        .context("connecting to the admin database")?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .await?;
+    let mut admin = PgConnection::connect(&args.admin_url).await.context("connecting to the admin database")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
     for setting in &args.database_settings {
-        let (key, value) = setting.split_once('=').with_context(|| {
-            format!("--database-setting: expected NAME=VALUE, found {setting:?}")
-        })?;
-        if !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
-            bail!(
-                "--database-setting: expected a setting name of letters, digits, '_' and '.', found {key:?}"
-            );
+        let (key, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--database-setting: expected NAME=VALUE, found {setting:?}"))?;
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            bail!("--database-setting: expected a setting name of letters, digits, '_' and '.', found {key:?}");
         }
         // SET takes no bind parameters; the value is quoted as a literal.
         let value = value.replace('\'', "''");
-        sqlx::query(&format!("ALTER DATABASE \"{name}\" SET {key} = '{value}'"))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(&format!("ALTER DATABASE \"{name}\" SET {key} = '{value}'")).execute(&mut admin).await?;
     }
     println!("bench database {name}");
     let result = run(&args, &database_url).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await?;
     result
 }
 
 async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("canopy-ingest-bench-{}", std::process::id()));
+    let dir: PathBuf = std::env::temp_dir().join(format!("canopy-ingest-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let ca_dir = dir.join("ca");
     let quic: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
@@ -432,10 +341,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let ticks = clock_ticks_per_s();
     let probe = canopy_aggregator::db::connect(database_url, 1).await?;
     let ca_pem = std::fs::read_to_string(ca_dir.join("ca-cert.pem"))?;
-    let ca = CertificateAuthority::from_pem(
-        &ca_pem,
-        &std::fs::read_to_string(ca_dir.join("ca-key.pem"))?,
-    )?;
+    let ca = CertificateAuthority::from_pem(&ca_pem, &std::fs::read_to_string(ca_dir.join("ca-key.pem"))?)?;
     let ca_der = first_certificate_der(&ca_pem)?;
     let now = unix_s();
     let pattern = if args.resources_per_agent == 0 {
@@ -444,8 +350,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         (args.resources_per_agent, pattern_base_unix_s(now))
     };
     if args.hourly_factors {
-        let zone = canopy_emissions::grid::zone_for_region("eu-west-1")
-            .context("eu-west-1 has an Electricity Maps zone")?;
+        let zone = canopy_emissions::grid::zone_for_region("eu-west-1").context("eu-west-1 has an Electricity Maps zone")?;
         let (from, to) = (pattern.1 - pattern.1 % 3_600 - 86_400, now + 86_400);
         sqlx::query(
             "INSERT INTO factor_set_versions (factor_set, version, files, values_count)
@@ -482,22 +387,15 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         client.connect().await.context("connecting an agent")?;
         let next_sequence = Arc::new(AtomicU64::new(1));
         for _ in 0..args.in_flight {
-            let (client, account, next_sequence, counts) = (
-                client.clone(),
-                account.clone(),
-                next_sequence.clone(),
-                counts.clone(),
-            );
+            let (client, account, next_sequence, counts) =
+                (client.clone(), account.clone(), next_sequence.clone(), counts.clone());
             let (records, supersede) = (args.batch_records, args.supersede);
             workers.spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < stop_at {
                     let sequence = next_sequence.fetch_add(1, Ordering::Relaxed);
-                    let frame = encode_batch(
-                        &batch(agent, &account, sequence, records, pattern, supersede),
-                        Compression::Lz4,
-                    )
-                    .expect("encode a bench batch");
+                    let frame = encode_batch(&batch(agent, &account, sequence, records, pattern, supersede), Compression::Lz4)
+                        .expect("encode a bench batch");
                     let sent = Instant::now();
                     match client.send(&frame).await {
                         Ok(Reply::Ack(_)) => {
@@ -530,10 +428,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     if args.analyze_after_warmup {
         let t = Instant::now();
         sqlx::query("ANALYZE").execute(&probe).await?;
-        println!(
-            "ANALYZE after the warm-up took {:.1} s (inside the measured window)",
-            t.elapsed().as_secs_f64()
-        );
+        println!("ANALYZE after the warm-up took {:.1} s (inside the measured window)", t.elapsed().as_secs_f64());
     }
     let cpu_start = cpu_snapshot(&probe, aggregator.0.id(), ticks).await?;
     let mut samples = Vec::new();
@@ -550,12 +445,9 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     latencies.sort_unstable();
 
     let pool = canopy_aggregator::db::connect(database_url, 2).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all")
-        .fetch_one(&pool)
-        .await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all").fetch_one(&pool).await?;
     let acked_records = counts.acked_batches.load(Ordering::Relaxed) * args.batch_records as u64;
-    let acked_new_records =
-        counts.acked_new_batches.load(Ordering::Relaxed) * args.batch_records as u64;
+    let acked_new_records = counts.acked_new_batches.load(Ordering::Relaxed) * args.batch_records as u64;
     // The hourly rollups must hold the sum of the facts (superseded values subtracted).
     let (fact_kwh, rollup_kwh, rollup_count): (f64, f64, i64) = sqlx::query_as(
         "SELECT (SELECT COALESCE(sum(energy_kwh), 0) FROM emission_facts_all),
@@ -571,11 +463,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         args.in_flight,
         args.batch_records,
         args.resources_per_agent,
-        if args.supersede {
-            ", every second batch superseding"
-        } else {
-            ""
-        },
+        if args.supersede { ", every second batch superseding" } else { "" },
         window_s,
         args.warmup_s,
         args.pool
@@ -594,11 +482,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         counts.error_replies.load(Ordering::Relaxed),
         counts.send_failures.load(Ordering::Relaxed)
     );
-    let (agg_cpu, pg_cpu, bench_cpu) = (
-        cpu_end.0 - cpu_start.0,
-        cpu_end.1 - cpu_start.1,
-        cpu_end.2 - cpu_start.2,
-    );
+    let (agg_cpu, pg_cpu, bench_cpu) = (cpu_end.0 - cpu_start.0, cpu_end.1 - cpu_start.1, cpu_end.2 - cpu_start.2);
     println!(
         "  CPU s in the measured window: aggregator {agg_cpu:.1}, PostgreSQL backends {pg_cpu:.1}, agents (this process) {bench_cpu:.1}; \
          PostgreSQL CPU per 1,000 records {:.1} ms",
@@ -610,9 +494,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     // A batch committed whose reply was lost is stored but not acked, so
     // stored may exceed acked; never the other way round.
     if stored < acked_new_records as i64 {
-        bail!(
-            "expected at least {acked_new_records} stored facts (every acked new record), found {stored}"
-        );
+        bail!("expected at least {acked_new_records} stored facts (every acked new record), found {stored}");
     }
     if rollup_count != stored || (rollup_kwh - fact_kwh).abs() > 1e-9 * fact_kwh.max(1.0) {
         bail!(

@@ -33,10 +33,7 @@ const MONTH_START_UNIX_S: i64 = 1_672_531_200;
 const MONTH_HOURS: i64 = 31 * 24;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "restatement",
-    about = "Restating one month of an N-account dataset: time and peak memory"
-)]
+#[command(name = "restatement", about = "Restating one month of an N-account dataset: time and peak memory")]
 struct Args {
     /// Accounts (one batch per account and day).
     #[arg(long, default_value_t = 1_000)]
@@ -59,9 +56,7 @@ struct Args {
 }
 
 fn fact(account: u64, resource: u64, start_unix_s: i64) -> FactRow {
-    let energy_kwh = 0.05
-        + ((account * 7 + resource * 13 + start_unix_s.unsigned_abs() / 3_600) % 100) as f64
-            / 1_000.0;
+    let energy_kwh = 0.05 + ((account * 7 + resource * 13 + start_unix_s.unsigned_abs() / 3_600) % 100) as f64 / 1_000.0;
     let annual = canopy_emissions::grid::location_factor("eu-west-1");
     let operational = energy_kwh * annual.g_co2e_per_kwh;
     let embodied = energy_kwh * 30.0;
@@ -87,14 +82,7 @@ fn fact(account: u64, resource: u64, start_unix_s: i64) -> FactRow {
         factor_source: format!("annual: {}", annual.provenance.source),
         factor_vintage: annual.provenance.vintage.into(),
         accounting: Some(Accounting {
-            parts: FactParts::from_record(
-                energy_kwh / 1.2,
-                operational,
-                operational,
-                embodied,
-                (operational + embodied) * 0.9,
-                (operational + embodied) * 1.1,
-            ),
+            parts: FactParts::from_record(energy_kwh / 1.2, operational, operational, embodied, (operational + embodied) * 0.9, (operational + embodied) * 1.1),
             market_factor_source: "location-fallback".into(),
             market_factor_vintage: annual.provenance.vintage.into(),
         }),
@@ -105,22 +93,14 @@ fn fact(account: u64, resource: u64, start_unix_s: i64) -> FactRow {
 /// Peak resident set of this process, KiB (VmHWM).
 fn peak_rss_kib() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("VmHWM in /proc/self/status")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM value")?
-        .parse()?)
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("VmHWM in /proc/self/status")?;
+    Ok(line.split_whitespace().nth(1).context("VmHWM value")?.parse()?)
 }
 
 async fn load(pool: &PgPool, args: &Args) -> anyhow::Result<u64> {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..args.writers {
-        let (pool, accounts, resources, writers) =
-            (pool.clone(), args.accounts, args.resources, args.writers);
+        let (pool, accounts, resources, writers) = (pool.clone(), args.accounts, args.resources, args.writers);
         tasks.spawn(async move {
             let mut stored = 0u64;
             for account in (w..accounts).step_by(writers as usize) {
@@ -128,20 +108,11 @@ async fn load(pool: &PgPool, args: &Args) -> anyhow::Result<u64> {
                     let mut facts = Vec::new();
                     for resource in 0..resources {
                         for h in 0..24 {
-                            facts.push(fact(
-                                account,
-                                resource,
-                                MONTH_START_UNIX_S + day * 86_400 + h * 3_600,
-                            ));
+                            facts.push(fact(account, resource, MONTH_START_UNIX_S + day * 86_400 + h * 3_600));
                         }
                     }
                     stored += facts.len() as u64;
-                    let batch = Batch {
-                        agent_id: format!("bench-{account}"),
-                        sequence: day as u64 + 1,
-                        facts,
-                        inventory: vec![],
-                    };
+                    let batch = Batch { agent_id: format!("bench-{account}"), sequence: day as u64 + 1, facts, inventory: vec![] };
                     let mut tx = pool.begin().await?;
                     ingest::store_batch(&mut tx, &batch).await?;
                     tx.commit().await?;
@@ -161,22 +132,12 @@ async fn load(pool: &PgPool, args: &Args) -> anyhow::Result<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let name = format!("canopy_restatement_bench_{}", std::process::id());
-    let base = args
-        .admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .context("admin url without a database")?;
+    let base = args.admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).context("admin url without a database")?;
     let database_url = format!("{base}/{name}");
-    let mut admin = PgConnection::connect(&args.admin_url)
-        .await
-        .context("connecting to the admin database")?;
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-        .execute(&mut admin)
-        .await?;
+    let mut admin = PgConnection::connect(&args.admin_url).await.context("connecting to the admin database")?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
     let result = run(&args, &database_url).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await?;
     result
 }
 
@@ -194,20 +155,15 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let zone =
-        canopy_emissions::grid::zone_for_region("eu-west-1").context("eu-west-1 has a zone")?;
+    let zone = canopy_emissions::grid::zone_for_region("eu-west-1").context("eu-west-1 has a zone")?;
     let header = "Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),Carbon Intensity gCO₂eq/kWh (LCA),Low Carbon Percentage,Renewable Percentage,Data Source,Data Estimated,Data Estimation Method";
     let mut csv = format!("{header}\n");
     for h in 0..MONTH_HOURS {
-        let (y, m, d) =
-            canopy_aggregator::time::civil_from_days((MONTH_START_UNIX_S + h * 3_600) / 86_400);
+        let (y, m, d) = canopy_aggregator::time::civil_from_days((MONTH_START_UNIX_S + h * 3_600) / 86_400);
         let g = 250.0 + 100.0 * (h as f64 / 7.0).sin();
         csv.push_str(&format!("{y:04}-{m:02}-{d:02} {:02}:00:00,Ireland,Ireland,{zone},{g:.2},{:.2},40,30,bench,false,\n", h % 24, g + 50.0));
     }
-    let file = std::env::temp_dir().join(format!(
-        "canopy-restatement-bench-{}.csv",
-        std::process::id()
-    ));
+    let file = std::env::temp_dir().join(format!("canopy-restatement-bench-{}.csv", std::process::id()));
     std::fs::write(&file, csv)?;
     let imported = factors::import_hourly(&pool, &[file.to_string_lossy().into_owned()]).await?;
     std::fs::remove_file(&file).ok();
@@ -219,9 +175,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     let reports = restatement::run_pending(&pool, None).await?;
     let elapsed_s = t.elapsed().as_secs_f64();
     let peak_kib = peak_rss_kib()?;
-    let (chunks, facts): (u64, u64) = reports
-        .iter()
-        .fold((0, 0), |a, r| (a.0 + r.chunks, a.1 + r.facts_changed));
+    let (chunks, facts): (u64, u64) = reports.iter().fold((0, 0), |a, r| (a.0 + r.chunks, a.1 + r.facts_changed));
     if facts != stored {
         bail!("restated {facts} facts, expected all {stored}");
     }
@@ -237,11 +191,7 @@ async fn run(args: &Args, database_url: &str) -> anyhow::Result<()> {
     println!(
         "restatement bench ({} build): hourly v{} restated {facts} facts in {chunks} (account, region, day) chunks in {elapsed_s:.1} s \
          ({:.0} facts/s, {:.1} ms/chunk); peak RSS of this process during it {:.1} MiB (before {:.1} MiB); rollups equal the facts",
-        if cfg!(debug_assertions) {
-            "DEBUG"
-        } else {
-            "release"
-        },
+        if cfg!(debug_assertions) { "DEBUG" } else { "release" },
         imported.version,
         facts as f64 / elapsed_s,
         elapsed_s * 1e3 / chunks.max(1) as f64,

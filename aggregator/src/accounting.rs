@@ -81,9 +81,7 @@ impl FactParts {
         low_g_co2e: f64,
         high_g_co2e: f64,
     ) -> FactParts {
-        let op_low = (low_g_co2e - embodied_g_co2e)
-            .max(0.0)
-            .min(operational_location_g_co2e);
+        let op_low = (low_g_co2e - embodied_g_co2e).max(0.0).min(operational_location_g_co2e);
         let op_high = (high_g_co2e - embodied_g_co2e).max(operational_location_g_co2e);
         let (mk_low, mk_high) = if operational_location_g_co2e > 0.0 {
             (
@@ -114,13 +112,7 @@ impl FactParts {
     /// (low = high = the value). Linear in the record's values, so a rollup
     /// moved forward with the same rule (migration 0022, [`UNSPLIT_SQL`])
     /// equals the sum of its facts moved forward.
-    pub fn unsplit(
-        energy_kwh: f64,
-        location_g_co2e: f64,
-        market_g_co2e: f64,
-        low_g_co2e: f64,
-        high_g_co2e: f64,
-    ) -> FactParts {
+    pub fn unsplit(energy_kwh: f64, location_g_co2e: f64, market_g_co2e: f64, low_g_co2e: f64, high_g_co2e: f64) -> FactParts {
         FactParts {
             it_energy_kwh: energy_kwh,
             operational_location_g_co2e: location_g_co2e,
@@ -187,61 +179,36 @@ pub const UNSPLIT_SQL: [&str; MEASURES - FIRST_PART] = [
 /// Every measure of a relation whose part columns may be NULL (facts stored
 /// before migration 0022): `COALESCE(part, unsplit rule) AS part`.
 pub fn coalesced(prefix: &str) -> String {
-    let mut cols: Vec<String> = MEASURE_COLUMNS[..FIRST_PART]
-        .iter()
-        .map(|c| format!("{prefix}{c} AS {c}"))
-        .collect();
+    let mut cols: Vec<String> = MEASURE_COLUMNS[..FIRST_PART].iter().map(|c| format!("{prefix}{c} AS {c}")).collect();
     for (c, rule) in MEASURE_COLUMNS[FIRST_PART..].iter().zip(UNSPLIT_SQL) {
-        cols.push(format!(
-            "COALESCE({prefix}{c}, {}) AS {c}",
-            rule.replace("{a}", prefix)
-        ));
+        cols.push(format!("COALESCE({prefix}{c}, {}) AS {c}", rule.replace("{a}", prefix)));
     }
     cols.join(", ")
 }
 
 /// `prefix` + each measure column, joined with `, ` (e.g. `u.energy_kwh, …`).
 pub fn columns(prefix: &str) -> String {
-    MEASURE_COLUMNS
-        .iter()
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    MEASURE_COLUMNS.iter().map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `sum(prefix + c) AS c` for each measure column.
 pub fn sums(prefix: &str) -> String {
-    MEASURE_COLUMNS
-        .iter()
-        .map(|c| format!("sum({prefix}{c}) AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    MEASURE_COLUMNS.iter().map(|c| format!("sum({prefix}{c}) AS {c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `c = t.c + excluded.c` for each measure column (an upsert adding a delta).
 pub fn add_excluded() -> String {
-    MEASURE_COLUMNS
-        .iter()
-        .map(|c| format!("{c} = t.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    MEASURE_COLUMNS.iter().map(|c| format!("{c} = t.{c} + excluded.{c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `c = excluded.c` for each measure column (an upsert replacing values).
 pub fn set_excluded() -> String {
-    MEASURE_COLUMNS
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    MEASURE_COLUMNS.iter().map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `$first::float8[], …` for each measure column (unnest arguments).
 pub fn float_params(first: usize) -> String {
-    (0..MEASURES)
-        .map(|i| format!("${}::float8[]", first + i))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (0..MEASURES).map(|i| format!("${}::float8[]", first + i)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -266,10 +233,7 @@ mod tests {
     #[test]
     fn unsplit_is_all_operational() {
         let p = FactParts::unsplit(2.0, 10.0, 8.0, 7.0, 14.0);
-        assert_eq!(
-            p.values(),
-            [2.0, 10.0, 7.0, 14.0, 8.0, 8.0, 8.0, 0.0, 0.0, 0.0]
-        );
+        assert_eq!(p.values(), [2.0, 10.0, 7.0, 14.0, 8.0, 8.0, 8.0, 0.0, 0.0, 0.0]);
         assert_eq!(UNSPLIT_SQL.len(), MEASURES - FIRST_PART);
     }
 

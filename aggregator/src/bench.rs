@@ -56,8 +56,7 @@ use crate::maintenance::RetentionPolicy;
 use crate::model::{Batch, FactRow, Quality};
 use crate::query::plan::{self, RESOURCE_LEVELS, TOTALS_LEVELS};
 use crate::query::{
-    Dimension, Filters, Page, QueryEngine, Segment, SeriesRequest, Source, Step,
-    TopResourcesRequest, TotalsRequest,
+    Dimension, Filters, Page, QueryEngine, Segment, SeriesRequest, Source, Step, TopResourcesRequest, TotalsRequest,
 };
 use crate::time::{DAY_S, HOUR_S, days_from_civil, floor_to, month_start_shifted, yyyymmdd};
 
@@ -179,13 +178,7 @@ impl Depth {
             Some(Depth::Realtime)
         } else if table == "resource_rollup_daily" {
             Some(Depth::Resources)
-        } else if matches!(
-            table,
-            "emission_facts_all"
-                | "emission_facts_all_parts"
-                | "emission_facts"
-                | "emission_fact_segments"
-        ) {
+        } else if matches!(table, "emission_facts_all" | "emission_facts_all_parts" | "emission_facts" | "emission_fact_segments") {
             Some(Depth::Facts)
         } else if table.ends_with("_5m") {
             Some(Depth::FiveMinute)
@@ -341,11 +334,7 @@ pub struct Groups {
 /// table this counts records whatever the layout: rows of `emission_facts`,
 /// or the records of `emission_fact_segments` (the sum of `record_count`, all
 /// live after a load); [`expected_fact_segments`] counts the segments.
-pub fn expected_rows(
-    cfg: &BenchConfig,
-    layout: &Layout,
-    groups: Groups,
-) -> Vec<(&'static str, i64)> {
+pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<(&'static str, i64)> {
     let end = layout.end_unix_s;
     let slots = |from: i64, step: i64| (end - from).max(0) / step;
     let days = |from: i64| (end - from + DAY_S - 1).max(0) / DAY_S;
@@ -355,10 +344,8 @@ pub fn expected_rows(
         months += 1;
         m = month_start_shifted(m, 1);
     }
-    let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts))
-        * i64::from(cfg.resources_per_sample_account);
-    let rolled = i64::from(cfg.resource_rollup_accounts.min(cfg.accounts))
-        * i64::from(cfg.resources_per_sample_account);
+    let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts)) * i64::from(cfg.resources_per_sample_account);
+    let rolled = i64::from(cfg.resource_rollup_accounts.min(cfg.accounts)) * i64::from(cfg.resources_per_sample_account);
     tables(cfg.facts_layout)
         .into_iter()
         .map(|(table, depth)| {
@@ -410,11 +397,7 @@ pub struct ReadRange {
 
 impl ReadRange {
     fn of(s: &Segment) -> ReadRange {
-        ReadRange {
-            source: s.source,
-            from_unix_s: s.from_unix_s,
-            to_unix_s: s.to_unix_s,
-        }
+        ReadRange { source: s.source, from_unix_s: s.from_unix_s, to_unix_s: s.to_unix_s }
     }
 }
 
@@ -476,20 +459,12 @@ pub struct TableFigures {
 impl TableFigures {
     /// Measured bytes per row.
     pub fn bytes_per_row(&self) -> f64 {
-        if self.rows == 0 {
-            0.0
-        } else {
-            self.bytes as f64 / self.rows as f64
-        }
+        if self.rows == 0 { 0.0 } else { self.bytes as f64 / self.rows as f64 }
     }
 
     /// Measured rows per second of its inserts.
     pub fn rows_per_s(&self) -> f64 {
-        if self.load_s > 0.0 {
-            self.rows as f64 / self.load_s
-        } else {
-            0.0
-        }
+        if self.load_s > 0.0 { self.rows as f64 / self.load_s } else { 0.0 }
     }
 
     /// Projected bytes at full depth: measured bytes per row × full rows.
@@ -500,11 +475,7 @@ impl TableFigures {
     /// Projected insert seconds at full depth at the measured rate.
     pub fn projected_load_s(&self) -> f64 {
         let rate = self.rows_per_s();
-        if rate > 0.0 {
-            self.full_depth_rows as f64 / rate
-        } else {
-            0.0
-        }
+        if rate > 0.0 { self.full_depth_rows as f64 / rate } else { 0.0 }
     }
 }
 
@@ -567,6 +538,7 @@ pub struct BenchReport {
     pub org_drain_s: f64,
 }
 
+
 /// Facts per batch in the ingest measurement.
 const INGEST_BATCH_FACTS: u32 = 1_000;
 /// Most batches in the ingest measurement (bounds the rows it adds, which
@@ -575,11 +547,7 @@ const MAX_INGEST_BATCHES: u32 = 100;
 
 /// Times `store_batch` on `batches` batches of new facts, then on the
 /// same keys with a higher revision; returns facts per second for each pass.
-async fn time_ingest(
-    pool: &PgPool,
-    now_unix_s: i64,
-    batches: u32,
-) -> Result<(f64, f64), BenchError> {
+async fn time_ingest(pool: &PgPool, now_unix_s: i64, batches: u32) -> Result<(f64, f64), BenchError> {
     let hour = floor_to(now_unix_s, HOUR_S) + HOUR_S; // the next hour: no overlap with loaded facts
     let mut rates = Vec::new();
     for revision in [1u32, 2] {
@@ -611,14 +579,7 @@ async fn time_ingest(
                         factor_source: "bench".into(),
                         factor_vintage: "2024".into(),
                         accounting: Some(crate::model::Accounting {
-                            parts: crate::accounting::FactParts::from_record(
-                                e / 1.135,
-                                e * 350.0,
-                                e * 100.0,
-                                e * 50.0,
-                                e * 320.0,
-                                e * 500.0,
-                            ),
+                            parts: crate::accounting::FactParts::from_record(e / 1.135, e * 350.0, e * 100.0, e * 50.0, e * 320.0, e * 500.0),
                             market_factor_source: "bench".into(),
                             market_factor_vintage: "2024".into(),
                         }),
@@ -633,15 +594,14 @@ async fn time_ingest(
                 inventory: vec![],
             };
             let mut tx = pool.begin().await?;
-            crate::ingest::store_batch(&mut tx, &batch)
-                .await
-                .map_err(BenchError::Ingest)?;
+            crate::ingest::store_batch(&mut tx, &batch).await.map_err(BenchError::Ingest)?;
             tx.commit().await?;
         }
         rates.push(f64::from(batches * INGEST_BATCH_FACTS) / started.elapsed().as_secs_f64());
     }
     Ok((rates[0], rates[1]))
 }
+
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -712,9 +672,7 @@ fn date(t_unix_s: i64) -> String {
 
 fn check_config(cfg: &BenchConfig) -> Result<(), BenchError> {
     if cfg.accounts == 0 || cfg.series_per_account == 0 || cfg.history_days == 0 {
-        return Err(BenchError::Config(
-            "accounts, series per account and history days must be at least 1".into(),
-        ));
+        return Err(BenchError::Config("accounts, series per account and history days must be at least 1".into()));
     }
     if cfg.ingest_batches > MAX_INGEST_BATCHES {
         return Err(BenchError::Config(format!(
@@ -722,11 +680,9 @@ fn check_config(cfg: &BenchConfig) -> Result<(), BenchError> {
             cfg.ingest_batches
         )));
     }
-    for (name, days) in [
-        ("hourly days", cfg.hourly_days),
-        ("5-minute days", cfg.five_minute_days),
-        ("realtime days", cfg.realtime_days),
-    ] {
+    for (name, days) in
+        [("hourly days", cfg.hourly_days), ("5-minute days", cfg.five_minute_days), ("realtime days", cfg.realtime_days)]
+    {
         if days == 0 || days > cfg.history_days {
             return Err(BenchError::Config(format!(
                 "{name} is {days}; it must be between 1 and the history days ({})",
@@ -750,21 +706,16 @@ pub async fn run(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, BenchE
 pub async fn remeasure(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     check_config(cfg)?;
     let layout = Layout::loaded(cfg);
-    let count =
-        |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
     let series = i64::from(cfg.accounts) * i64::from(cfg.series_per_account);
     // Groups per bucket, from the oldest month (every series has data in
     // every month; the ingest measurement only added rows to the newest).
-    let org = count(
-        "SELECT count(*) FROM org_rollup_monthly
-                     WHERE bucket_start = (SELECT min(bucket_start) FROM org_rollup_monthly)",
-    )
-    .await?;
-    let team = count(
-        "SELECT count(*) FROM org_team_rollup_monthly
-                      WHERE bucket_start = (SELECT min(bucket_start) FROM org_team_rollup_monthly)",
-    )
-    .await?;
+    let org = count("SELECT count(*) FROM org_rollup_monthly
+                     WHERE bucket_start = (SELECT min(bucket_start) FROM org_rollup_monthly)")
+        .await?;
+    let team = count("SELECT count(*) FROM org_team_rollup_monthly
+                      WHERE bucket_start = (SELECT min(bucket_start) FROM org_team_rollup_monthly)")
+        .await?;
     let groups = Groups { series, org, team };
     let mut tables = Vec::new();
     for (table, expected) in expected_rows(cfg, &layout, groups) {
@@ -781,11 +732,7 @@ pub async fn remeasure(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, 
         // rows and live records; nothing else may differ.
         let surplus = found - expected;
         if !(0..=i64::from(MAX_INGEST_BATCHES) * i64::from(INGEST_BATCH_FACTS)).contains(&surplus) {
-            return Err(BenchError::RowCount {
-                table,
-                expected,
-                found,
-            });
+            return Err(BenchError::RowCount { table, expected, found });
         }
         tables.push((table, expected, 0.0));
     }
@@ -799,28 +746,17 @@ pub async fn remeasure(pool: &PgPool, cfg: &BenchConfig) -> Result<BenchReport, 
         .await?;
         let expected = expected_fact_segments(cfg, &layout);
         if found != expected {
-            return Err(BenchError::RowCount {
-                table: "emission_fact_segments (segments)",
-                expected,
-                found,
-            });
+            return Err(BenchError::RowCount { table: "emission_fact_segments (segments)", expected, found });
         }
         found
     } else {
         0
     };
     let accounts = count("SELECT count(*) FROM accounts").await?;
-    let loaded = Loaded {
-        layout,
-        groups,
-        tables,
-        fact_segments,
-        accounts,
-        load_s: 0.0,
-        vacuum_analyze_s: 0.0,
-    };
+    let loaded = Loaded { layout, groups, tables, fact_segments, accounts, load_s: 0.0, vacuum_analyze_s: 0.0 };
     measure(pool, cfg, &loaded).await
 }
+
 
 /// The hourly factor of hour `t` (a bigint SQL expression of Unix seconds):
 /// `1 + 0.3 sin(hour index)`, the same double wherever it is computed.
@@ -864,13 +800,7 @@ async fn insert(
 
 /// Creates the partitions of `parent` (by `unit`) for every day in
 /// `[from, to)`.
-async fn ensure_partitions(
-    conn: &mut PgConnection,
-    parent: &str,
-    unit: &str,
-    from: i64,
-    to: i64,
-) -> Result<(), sqlx::Error> {
+async fn ensure_partitions(conn: &mut PgConnection, parent: &str, unit: &str, from: i64, to: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT count(*) FILTER (WHERE canopy_ensure_partition($1, $2, to_timestamp(d)))
          FROM generate_series($3::bigint, $4::bigint - 1, 86400) d",
@@ -893,20 +823,12 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     // Refuse before loading when a query would read beyond the loaded depth.
     for (name, requests) in query_cases(cfg) {
         for q in &requests {
-            check_ranges(
-                name,
-                &predicted_ranges(q, cfg.now_unix_s),
-                cfg.facts_layout,
-                &layout,
-                &full,
-            )?;
+            check_ranges(name, &predicted_ranges(q, cfg.now_unix_s), cfg.facts_layout, &layout, &full)?;
         }
     }
     // The bench loads the native tables (segments, partitions) itself.
     db::migrate_with(pool, db::StorageChoice::Native).await?;
-    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_hourly")
-        .fetch_one(pool)
-        .await?;
+    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_hourly").fetch_one(pool).await?;
     if existing > 0 {
         return Err(BenchError::NotEmpty(existing));
     }
@@ -915,26 +837,18 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     // most the last moments of a benchmark load, never consistency), more
     // memory for sorts and maintenance.
     let mut conn = pool.acquire().await?.detach();
-    sqlx::raw_sql(
-        "SET synchronous_commit = off; SET maintenance_work_mem = '1GB'; SET work_mem = '64MB'",
-    )
-    .execute(&mut conn)
-    .await?;
+    sqlx::raw_sql("SET synchronous_commit = off; SET maintenance_work_mem = '1GB'; SET work_mem = '64MB'")
+        .execute(&mut conn)
+        .await?;
     let started = Instant::now();
     let times = load_on(&mut conn, cfg, &layout).await?;
     let load_s = started.elapsed().as_secs_f64();
     let vacuum_started = Instant::now();
     sqlx::raw_sql("VACUUM (ANALYZE)").execute(&mut conn).await?;
     let vacuum_analyze_s = vacuum_started.elapsed().as_secs_f64();
-    let series: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_series")
-        .fetch_one(&mut conn)
-        .await?;
-    let org: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_org_series")
-        .fetch_one(&mut conn)
-        .await?;
-    let team: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_team_series")
-        .fetch_one(&mut conn)
-        .await?;
+    let series: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_series").fetch_one(&mut conn).await?;
+    let org: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_org_series").fetch_one(&mut conn).await?;
+    let team: i64 = sqlx::query_scalar("SELECT count(*) FROM bench_team_series").fetch_one(&mut conn).await?;
     conn.close().await?;
     let groups = Groups { series, org, team };
 
@@ -943,11 +857,7 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     for (table, expected) in expected_rows(cfg, &layout, groups) {
         let (found, secs) = times.tables.get(table).copied().unwrap_or_default();
         if found != expected {
-            return Err(BenchError::RowCount {
-                table,
-                expected,
-                found,
-            });
+            return Err(BenchError::RowCount { table, expected, found });
         }
         tables.push((table, found, secs));
     }
@@ -961,21 +871,9 @@ pub async fn load_dataset(pool: &PgPool, cfg: &BenchConfig) -> Result<Loaded, Be
     }
     let expected_series = i64::from(cfg.accounts) * i64::from(cfg.series_per_account);
     if series != expected_series {
-        return Err(BenchError::RowCount {
-            table: "bench_series",
-            expected: expected_series,
-            found: series,
-        });
+        return Err(BenchError::RowCount { table: "bench_series", expected: expected_series, found: series });
     }
-    Ok(Loaded {
-        layout,
-        groups,
-        tables,
-        fact_segments: times.fact_segments,
-        accounts,
-        load_s,
-        vacuum_analyze_s,
-    })
+    Ok(Loaded { layout, groups, tables, fact_segments: times.fact_segments, accounts, load_s, vacuum_analyze_s })
 }
 
 /// A family of rollup tables and the generated series feeding it (all
@@ -1027,12 +925,7 @@ enum Level {
 /// (`base_kwh` × the hour factor, summed over the bucket's hours), so the
 /// levels of a family sum to each other and the families to each other.
 fn rollup_insert(family: Family, level: Level) -> String {
-    let Family {
-        prefix,
-        series,
-        groups,
-        hourly_facts,
-    } = family;
+    let Family { prefix, series, groups, hourly_facts } = family;
     let (suffix, time, from, energy, facts, tail) = match level {
         Level::Daily => (
             "daily",
@@ -1168,11 +1061,7 @@ fn facts_insert(layout: FactsLayout) -> String {
     }
 }
 
-async fn load_on(
-    conn: &mut PgConnection,
-    cfg: &BenchConfig,
-    layout: &Layout,
-) -> Result<LoadTimes, BenchError> {
+async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) -> Result<LoadTimes, BenchError> {
     let mut times = LoadTimes::default();
     let end = layout.end_unix_s;
 
@@ -1303,75 +1192,32 @@ async fn load_on(
         if day >= layout.history_from_unix_s {
             insert(conn, &mut times, "rollup_daily", &daily, &[day]).await?;
             insert(conn, &mut times, "org_rollup_daily", &org_daily, &[day]).await?;
-            insert(
-                conn,
-                &mut times,
-                "org_team_rollup_daily",
-                &team_daily,
-                &[day],
-            )
-            .await?;
+            insert(conn, &mut times, "org_team_rollup_daily", &team_daily, &[day]).await?;
         }
         if day >= layout.hourly_from_unix_s {
             insert(conn, &mut times, "rollup_hourly", &hourly, &[day, to]).await?;
-            insert(
-                conn,
-                &mut times,
-                "org_rollup_hourly",
-                &org_hourly,
-                &[day, to],
-            )
-            .await?;
+            insert(conn, &mut times, "org_rollup_hourly", &org_hourly, &[day, to]).await?;
         }
         if day >= layout.five_minute_from_unix_s {
             insert(conn, &mut times, "rollup_5m", &five, &[day, to]).await?;
             insert(conn, &mut times, "org_rollup_5m", &org_five, &[day, to]).await?;
         }
         if day >= layout.realtime_from_unix_s {
-            insert(
-                conn,
-                &mut times,
-                "realtime_group_facts",
-                &realtime,
-                &[day, to],
-            )
-            .await?;
+            insert(conn, &mut times, "realtime_group_facts", &realtime, &[day, to]).await?;
         }
         if day >= layout.resources_from_unix_s && rolled > 0 {
-            let binds = [
-                day,
-                to,
-                rolled,
-                i64::from(cfg.resources_per_sample_account),
-                i64::from(REGIONS),
-            ];
-            insert(
-                conn,
-                &mut times,
-                "resource_rollup_daily",
-                RESOURCE_ROLLUP_ROWS,
-                &binds,
-            )
-            .await?;
+            let binds = [day, to, rolled, i64::from(cfg.resources_per_sample_account), i64::from(REGIONS)];
+            insert(conn, &mut times, "resource_rollup_daily", RESOURCE_ROLLUP_ROWS, &binds).await?;
         }
         if day >= layout.facts_from_unix_s && sampled > 0 {
-            let binds = [
-                day,
-                to,
-                sampled,
-                i64::from(cfg.resources_per_sample_account),
-                i64::from(REGIONS),
-            ];
+            let binds = [day, to, sampled, i64::from(cfg.resources_per_sample_account), i64::from(REGIONS)];
             let table = cfg.facts_layout.table();
             match cfg.facts_layout {
                 FactsLayout::Rows => insert(conn, &mut times, table, &facts, &binds).await?,
                 FactsLayout::Segments => {
                     let started = Instant::now();
-                    let (segments, records): (i64, i64) = binds
-                        .iter()
-                        .fold(sqlx::query_as(&facts), |q, b| q.bind(*b))
-                        .fetch_one(&mut *conn)
-                        .await?;
+                    let (segments, records): (i64, i64) =
+                        binds.iter().fold(sqlx::query_as(&facts), |q, b| q.bind(*b)).fetch_one(&mut *conn).await?;
                     times.add(table, u64::try_from(records).unwrap_or(0), started);
                     times.fact_segments += segments;
                 }
@@ -1382,16 +1228,10 @@ async fn load_on(
     let [monthly, org_monthly, team_monthly] = FAMILIES.map(|f| rollup_insert(f, Level::Monthly));
     insert(conn, &mut times, "rollup_monthly", &monthly, &[]).await?;
     insert(conn, &mut times, "org_rollup_monthly", &org_monthly, &[]).await?;
-    insert(
-        conn,
-        &mut times,
-        "org_team_rollup_monthly",
-        &team_monthly,
-        &[],
-    )
-    .await?;
+    insert(conn, &mut times, "org_team_rollup_monthly", &team_monthly, &[]).await?;
     Ok(times)
 }
+
 
 /// One request of a query type.
 #[derive(Debug, Clone)]
@@ -1411,10 +1251,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % n.max(1)
     }
 }
@@ -1425,32 +1262,17 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
     let end = layout.end_unix_s;
     let today = floor_to(cfg.now_unix_s, DAY_S);
     let months_13 = floor_to(end - i64::from(cfg.history_days) * DAY_S, DAY_S) + DAY_S;
-    let page = Page {
-        limit: 100,
-        offset: 0,
-    };
-    let series_page = Page {
-        limit: 1_000,
-        offset: 0,
-    };
+    let page = Page { limit: 100, offset: 0 };
+    let series_page = Page { limit: 1_000, offset: 0 };
     let accounts = cfg.accounts;
     let samples = cfg.sample_accounts.clamp(1, cfg.accounts);
-    let team = |rng: &mut Lcg| Filters {
-        team: vec![format!("team-{}", rng.below(u64::from(TEAMS)))],
-        ..Filters::default()
-    };
+    let team = |rng: &mut Lcg| Filters { team: vec![format!("team-{}", rng.below(u64::from(TEAMS)))], ..Filters::default() };
     type Maker = Box<dyn Fn(&mut Lcg) -> Query>;
     let mut makers: Vec<(&'static str, Maker)> = vec![
         (
             "totals org 13 months (monthly+daily)",
             Box::new(move |_| {
-                Query::Totals(TotalsRequest {
-                    from_unix_s: months_13,
-                    to_unix_s: today,
-                    group_by: vec![],
-                    filters: Filters::default(),
-                    page,
-                })
+                Query::Totals(TotalsRequest { from_unix_s: months_13, to_unix_s: today, group_by: vec![], filters: Filters::default(), page })
             }),
         ),
         (
@@ -1472,10 +1294,7 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
                     from_unix_s: today - 30 * DAY_S,
                     to_unix_s: today,
                     group_by: vec![Dimension::Team],
-                    filters: Filters {
-                        ou: vec![format!("r-root/ou-p{}", rng.below(4))],
-                        ..Filters::default()
-                    },
+                    filters: Filters { ou: vec![format!("r-root/ou-p{}", rng.below(4))], ..Filters::default() },
                     page,
                 })
             }),
@@ -1568,10 +1387,7 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
                         account: vec![account_id(rng.below(u64::from(samples)) as u32)],
                         ..Filters::default()
                     },
-                    page: Page {
-                        limit: 10,
-                        offset: 0,
-                    },
+                    page: Page { limit: 10, offset: 0 },
                 })
             }),
         ),
@@ -1591,20 +1407,14 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
                         from_unix_s: today - days * DAY_S,
                         to_unix_s: today,
                         filters: Filters::default(),
-                        page: Page {
-                            limit: 20,
-                            offset: 0,
-                        },
+                        page: Page { limit: 20, offset: 0 },
                     })
                 }),
             ));
         }
     }
     let mut rng = Lcg(7);
-    makers
-        .into_iter()
-        .map(|(name, make)| (name, (0..cfg.runs.max(1)).map(|_| make(&mut rng)).collect()))
-        .collect()
+    makers.into_iter().map(|(name, make)| (name, (0..cfg.runs.max(1)).map(|_| make(&mut rng)).collect())).collect()
 }
 
 /// The engine the bench queries through: the default retention, as a
@@ -1618,38 +1428,14 @@ fn engine_for(pool: &PgPool) -> QueryEngine {
 /// the engine may read the org counterparts, of the same depth).
 pub fn predicted_ranges(q: &Query, now_unix_s: i64) -> Vec<ReadRange> {
     let horizons = plan::Horizons::of_policy(&RetentionPolicy::default(), now_unix_s);
-    let whole = |source, from_unix_s, to_unix_s| {
-        vec![ReadRange {
-            source,
-            from_unix_s,
-            to_unix_s,
-        }]
-    };
+    let whole = |source, from_unix_s, to_unix_s| vec![ReadRange { source, from_unix_s, to_unix_s }];
     // A range the retention refuses reads nothing (the engine's answer is the refusal).
-    let planned = |p: Result<Vec<Segment>, plan::RetentionError>| {
-        p.map(|p| p.iter().map(ReadRange::of).collect())
-            .unwrap_or_default()
-    };
+    let planned = |p: Result<Vec<Segment>, plan::RetentionError>| p.map(|p| p.iter().map(ReadRange::of).collect()).unwrap_or_default();
     match q {
-        Query::Totals(r) => planned(plan::plan(
-            r.from_unix_s,
-            r.to_unix_s,
-            &TOTALS_LEVELS,
-            &horizons,
-        )),
-        Query::Series(r) => planned(plan::plan(
-            r.from_unix_s,
-            r.to_unix_s,
-            &[r.step.source()],
-            &horizons,
-        )),
+        Query::Totals(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &TOTALS_LEVELS, &horizons)),
+        Query::Series(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &[r.step.source()], &horizons)),
         Query::Realtime(r) => whole(Source::Realtime, r.from_unix_s, r.to_unix_s),
-        Query::Top(r) => planned(plan::plan(
-            r.from_unix_s,
-            r.to_unix_s,
-            &RESOURCE_LEVELS,
-            &horizons,
-        )),
+        Query::Top(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &RESOURCE_LEVELS, &horizons)),
     }
 }
 
@@ -1660,19 +1446,14 @@ fn depth_ranges(ranges: &[ReadRange]) -> Result<Vec<(Depth, i64, i64)>, String> 
         .iter()
         .map(|r| match Depth::of_table(r.source.table()) {
             Some(d) => Ok((d, r.from_unix_s, r.to_unix_s)),
-            None => Err(format!(
-                "reads {}, which the bench does not load",
-                r.source.table()
-            )),
+            None => Err(format!("reads {}, which the bench does not load", r.source.table())),
         })
         .collect()
 }
 
 fn describe(ranges: &[ReadRange]) -> String {
-    let parts: Vec<String> = ranges
-        .iter()
-        .map(|s| format!("{} [{} .. {})", s.source.name(), s.from_unix_s, s.to_unix_s))
-        .collect();
+    let parts: Vec<String> =
+        ranges.iter().map(|s| format!("{} [{} .. {})", s.source.name(), s.from_unix_s, s.to_unix_s)).collect();
     format!("[{}]", parts.join(", "))
 }
 
@@ -1689,14 +1470,10 @@ pub fn check_ranges(
     let loaded_tables = tables(facts);
     for r in ranges {
         let table = loaded_table(r.source, facts);
-        let Some(depth) =
-            Depth::of_table(table).filter(|_| loaded_tables.iter().any(|(t, _)| *t == table))
-        else {
+        let Some(depth) = Depth::of_table(table).filter(|_| loaded_tables.iter().any(|(t, _)| *t == table)) else {
             return Err(BenchError::DepthChangesQuery {
                 query,
-                detail: format!(
-                    "reads {table}, which the bench does not load (extend bench.rs to load it)"
-                ),
+                detail: format!("reads {table}, which the bench does not load (extend bench.rs to load it)"),
             });
         };
         let from = loaded.from_unix_s(depth);
@@ -1732,11 +1509,7 @@ pub fn check_ranges(
 }
 
 /// Runs `q` once; returns the rows and the segments the engine read.
-async fn execute(
-    engine: &QueryEngine,
-    q: &Query,
-    now_unix_s: i64,
-) -> Result<(usize, Vec<ReadRange>), BenchError> {
+async fn execute(engine: &QueryEngine, q: &Query, now_unix_s: i64) -> Result<(usize, Vec<ReadRange>), BenchError> {
     let ranges = |segments: &[Segment]| segments.iter().map(ReadRange::of).collect::<Vec<_>>();
     Ok(match q {
         Query::Totals(r) => {
@@ -1774,9 +1547,7 @@ async fn scan_counters(pool: &PgPool) -> Result<HashMap<String, (String, i64)>, 
     )
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-        .collect()
+    rows.iter().map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?)))).collect()
 }
 
 /// Lower bound of a partition named `<parent>_pYYYYMMDD`.
@@ -1797,9 +1568,7 @@ async fn flush_counters(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut held = Vec::new();
     for _ in 0..pool.size().max(1) {
         let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_stat_force_next_flush()")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_stat_force_next_flush()").execute(&mut *conn).await?;
         held.push(conn);
     }
     Ok(())
@@ -1814,15 +1583,11 @@ async fn scanned_once(
     now_unix_s: i64,
 ) -> Result<(Vec<ReadRange>, BTreeMap<String, String>), BenchError> {
     let engine = engine_for(probe);
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(probe)
-        .await?;
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(probe).await?;
     flush_counters(pool).await?;
     let before = scan_counters(pool).await?;
     let (_, ranges) = execute(&engine, q, now_unix_s).await?;
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(probe)
-        .await?;
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(probe).await?;
     flush_counters(pool).await?;
     let after = scan_counters(pool).await?;
     let grown = after
@@ -1849,35 +1614,18 @@ async fn probe(
     let (ranges, first) = scanned_once(pool, probe, q, now_unix_s).await?;
     let (_, second) = scanned_once(pool, probe, q, now_unix_s).await?;
     let mut by_table: BTreeMap<String, RelationsRead> = BTreeMap::new();
-    for (relname, parent) in first
-        .iter()
-        .filter(|(relname, _)| second.contains_key(*relname))
-    {
-        let entry = by_table
-            .entry(parent.clone())
-            .or_insert_with(|| RelationsRead {
-                table: parent.clone(),
-                relations: 0,
-                oldest_partition_from_unix_s: None,
-                newest_partition_from_unix_s: None,
-            });
+    for (relname, parent) in first.iter().filter(|(relname, _)| second.contains_key(*relname)) {
+        let entry = by_table.entry(parent.clone()).or_insert_with(|| RelationsRead {
+            table: parent.clone(),
+            relations: 0,
+            oldest_partition_from_unix_s: None,
+            newest_partition_from_unix_s: None,
+        });
         entry.relations += 1;
-        let lower = if relname == parent {
-            None
-        } else {
-            partition_from_unix_s(relname)
-        };
+        let lower = if relname == parent { None } else { partition_from_unix_s(relname) };
         if let Some(lo) = lower {
-            entry.oldest_partition_from_unix_s = Some(
-                entry
-                    .oldest_partition_from_unix_s
-                    .map_or(lo, |o: i64| o.min(lo)),
-            );
-            entry.newest_partition_from_unix_s = Some(
-                entry
-                    .newest_partition_from_unix_s
-                    .map_or(lo, |n: i64| n.max(lo)),
-            );
+            entry.oldest_partition_from_unix_s = Some(entry.oldest_partition_from_unix_s.map_or(lo, |o: i64| o.min(lo)));
+            entry.newest_partition_from_unix_s = Some(entry.newest_partition_from_unix_s.map_or(lo, |n: i64| n.max(lo)));
         }
     }
     Ok((ranges, by_table.into_values().collect()))
@@ -1899,9 +1647,7 @@ fn check_relations(
     full: &Layout,
 ) -> Result<(), BenchError> {
     if ranges.iter().any(|r| r.source == Source::Facts)
-        && !read
-            .iter()
-            .any(|r| r.table == facts.table() && r.oldest_partition_from_unix_s.is_some())
+        && !read.iter().any(|r| r.table == facts.table() && r.oldest_partition_from_unix_s.is_some())
     {
         return Err(BenchError::DepthChangesQuery {
             query,
@@ -1913,15 +1659,8 @@ fn check_relations(
         });
     }
     for r in read {
-        let Some(depth) = Depth::of_table(&r.table) else {
-            continue;
-        };
-        let (Some(lo), Some(hi)) = (
-            r.oldest_partition_from_unix_s,
-            r.newest_partition_from_unix_s,
-        ) else {
-            continue;
-        };
+        let Some(depth) = Depth::of_table(&r.table) else { continue };
+        let (Some(lo), Some(hi)) = (r.oldest_partition_from_unix_s, r.newest_partition_from_unix_s) else { continue };
         let first = loaded.from_unix_s(depth);
         let first_partition = match depth.partitioning() {
             Partitioning::Plain => first,
@@ -1966,17 +1705,9 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     sorted_ms[rank.min(sorted_ms.len() - 1)]
 }
 
-async fn time_queries(
-    pool: &PgPool,
-    cfg: &BenchConfig,
-    loaded: &Layout,
-    full: &Layout,
-) -> Result<Vec<QueryFigures>, BenchError> {
+async fn time_queries(pool: &PgPool, cfg: &BenchConfig, loaded: &Layout, full: &Layout) -> Result<Vec<QueryFigures>, BenchError> {
     let engine = engine_for(pool);
-    let probe_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with((*pool.connect_options()).clone())
-        .await?;
+    let probe_pool = PgPoolOptions::new().max_connections(1).connect_with((*pool.connect_options()).clone()).await?;
     let now = cfg.now_unix_s;
     let mut out = Vec::new();
     for (name, requests) in query_cases(cfg) {
@@ -1987,21 +1718,10 @@ async fn time_queries(
             _ => false,
         };
         if !same {
-            return Err(BenchError::PlanMismatch {
-                query: name,
-                planned: describe(&segments),
-                predicted: describe(&predicted),
-            });
+            return Err(BenchError::PlanMismatch { query: name, planned: describe(&segments), predicted: describe(&predicted) });
         }
         check_ranges(name, &segments, cfg.facts_layout, loaded, full)?;
-        check_relations(
-            name,
-            &segments,
-            &relations_read,
-            cfg.facts_layout,
-            loaded,
-            full,
-        )?;
+        check_relations(name, &segments, &relations_read, cfg.facts_layout, loaded, full)?;
         let mut times = Vec::new();
         let mut rows = 0;
         for q in &requests {
@@ -2024,6 +1744,7 @@ async fn time_queries(
     Ok(out)
 }
 
+
 /// Bytes of `table` with all its partitions, indexes and TOAST.
 async fn table_bytes(pool: &PgPool, table: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
@@ -2037,15 +1758,9 @@ async fn table_bytes(pool: &PgPool, table: &str) -> Result<i64, sqlx::Error> {
 
 /// Sizes the loaded tables, checks and times the queries, then measures
 /// ingest through `store_batch`.
-pub async fn measure(
-    pool: &PgPool,
-    cfg: &BenchConfig,
-    loaded: &Loaded,
-) -> Result<BenchReport, BenchError> {
+pub async fn measure(pool: &PgPool, cfg: &BenchConfig, loaded: &Loaded) -> Result<BenchReport, BenchError> {
     let full = Layout::full_depth(cfg);
-    let full_rows: HashMap<&str, i64> = expected_rows(cfg, &full, loaded.groups)
-        .into_iter()
-        .collect();
+    let full_rows: HashMap<&str, i64> = expected_rows(cfg, &full, loaded.groups).into_iter().collect();
     let mut tables = Vec::new();
     for &(table, rows, load_s) in &loaded.tables {
         tables.push(TableFigures {
@@ -2056,9 +1771,8 @@ pub async fn measure(
             full_depth_rows: full_rows.get(table).copied().unwrap_or(rows),
         });
     }
-    let database_bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
-        .fetch_one(pool)
-        .await?;
+    let database_bytes: i64 =
+        sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(pool).await?;
     let queries = time_queries(pool, cfg, &loaded.layout, &full).await?;
     let (ingest_new_facts_per_s, ingest_revised_facts_per_s) = if cfg.ingest_batches > 0 {
         time_ingest(pool, cfg.now_unix_s, cfg.ingest_batches).await?
@@ -2106,11 +1820,7 @@ impl BenchReport {
             "width: {} accounts, {} group series, {} org groups, {} team groups per bucket (full width at every level)",
             self.accounts, self.groups.series, self.groups.org, self.groups.team
         );
-        let _ = writeln!(
-            s,
-            "depth (loaded | full-depth dataset; data ends {} UTC):",
-            date(l.end_unix_s - 1)
-        );
+        let _ = writeln!(s, "depth (loaded | full-depth dataset; data ends {} UTC):", date(l.end_unix_s - 1));
         for (name, depth) in [
             ("daily + monthly rollups", Depth::History),
             ("hourly rollups", Depth::Hourly),
@@ -2125,26 +1835,16 @@ impl BenchReport {
                 date(l.from_unix_s(depth)),
                 date(f.from_unix_s(depth)),
                 if limited {
-                    format!(
-                        "  (depth-limited; partitions complete from {})",
-                        date(l.complete_from_unix_s(depth))
-                    )
+                    format!("  (depth-limited; partitions complete from {})", date(l.complete_from_unix_s(depth)))
                 } else {
                     String::new()
                 }
             );
         }
-        let records = self
-            .tables
-            .iter()
-            .find(|t| t.table == self.config.facts_layout.table())
-            .map_or(0, |t| t.rows);
+        let records = self.tables.iter().find(|t| t.table == self.config.facts_layout.table()).map_or(0, |t| t.rows);
         match self.config.facts_layout {
             FactsLayout::Rows => {
-                let _ = writeln!(
-                    s,
-                    "per-resource facts: rows layout, {records} rows of emission_facts"
-                );
+                let _ = writeln!(s, "per-resource facts: rows layout, {records} rows of emission_facts");
             }
             FactsLayout::Segments => {
                 let _ = writeln!(
@@ -2153,11 +1853,7 @@ impl BenchReport {
                      ({:.1} records per segment); its 'rows' below count records (sum of record_count), its \
                      bytes/row are bytes per record; key hashes by hashtextextended (the bench bypasses ingest)",
                     self.fact_segments,
-                    if self.fact_segments > 0 {
-                        records as f64 / self.fact_segments as f64
-                    } else {
-                        0.0
-                    }
+                    if self.fact_segments > 0 { records as f64 / self.fact_segments as f64 } else { 0.0 }
                 );
             }
         }
@@ -2231,11 +1927,7 @@ impl BenchReport {
             "MEASURED latency, {} runs per query type; 'relations' = partitions and tables the probe run scanned",
             self.config.runs.max(1)
         );
-        let _ = writeln!(
-            s,
-            "{:<52} {:>9} {:>9} {:>9} {:>6} {:>9}",
-            "query", "p50 ms", "p95 ms", "p99 ms", "rows", "relations"
-        );
+        let _ = writeln!(s, "{:<52} {:>9} {:>9} {:>9} {:>6} {:>9}", "query", "p50 ms", "p95 ms", "p99 ms", "rows", "relations");
         for q in &self.queries {
             let _ = writeln!(
                 s,
@@ -2248,22 +1940,12 @@ impl BenchReport {
                 q.relation_count()
             );
         }
-        let _ = writeln!(
-            s,
-            "what each query read (segments planned by the engine; relations scanned):"
-        );
+        let _ = writeln!(s, "what each query read (segments planned by the engine; relations scanned):");
         for q in &self.queries {
             let segments: Vec<String> = q
                 .segments
                 .iter()
-                .map(|g| {
-                    format!(
-                        "{} {}..{}",
-                        g.source.name(),
-                        date(g.from_unix_s),
-                        date(g.to_unix_s - 1)
-                    )
-                })
+                .map(|g| format!("{} {}..{}", g.source.name(), date(g.from_unix_s), date(g.to_unix_s - 1)))
                 .collect();
             let relations: Vec<String> = q
                 .relations_read
@@ -2273,13 +1955,7 @@ impl BenchReport {
                     None => r.table.clone(),
                 })
                 .collect();
-            let _ = writeln!(
-                s,
-                "  {}: {} | {}",
-                q.name,
-                segments.join(", "),
-                relations.join(", ")
-            );
+            let _ = writeln!(s, "  {}: {} | {}", q.name, segments.join(", "), relations.join(", "));
         }
         let _ = writeln!(
             s,
@@ -2291,17 +1967,10 @@ impl BenchReport {
             let _ = writeln!(
                 s,
                 "ingest (store_batch, {} x {} facts): new {:.0} facts/s, superseding revisions {:.0} facts/s",
-                self.config.ingest_batches,
-                INGEST_BATCH_FACTS,
-                self.ingest_new_facts_per_s,
-                self.ingest_revised_facts_per_s
+                self.config.ingest_batches, INGEST_BATCH_FACTS, self.ingest_new_facts_per_s, self.ingest_revised_facts_per_s
             );
         }
-        let _ = writeln!(
-            s,
-            "org rollup drain after ingest: {} pending rows in {:.3} s",
-            self.org_drain_rows, self.org_drain_s
-        );
+        let _ = writeln!(s, "org rollup drain after ingest: {} pending rows in {:.3} s", self.org_drain_rows, self.org_drain_s);
         s
     }
 }

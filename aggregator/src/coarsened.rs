@@ -86,11 +86,7 @@ struct Decision {
 /// the highest revision of its live per-resource records (only needed, and
 /// only read, when the batch brings a group record). `None` when the scope
 /// never received a group record: nothing changes.
-fn decide(
-    stored_group: Option<i64>,
-    live_resource: Option<i64>,
-    arriving: Arriving,
-) -> Option<Decision> {
+fn decide(stored_group: Option<i64>, live_resource: Option<i64>, arriving: Arriving) -> Option<Decision> {
     let group_revision = stored_group.max(arriving.group)?;
     let resource = live_resource.max(arriving.resource);
     let groups_live = resource.is_none_or(|r| r <= group_revision);
@@ -98,8 +94,7 @@ fn decide(
         groups_live_at: groups_live.then_some(group_revision),
         resource_upto: group_revision,
         group_revision,
-        supersede_stored: arriving.group.is_some()
-            || arriving.resource.is_some_and(|r| r > group_revision),
+        supersede_stored: arriving.group.is_some() || arriving.resource.is_some_and(|r| r > group_revision),
     })
 }
 
@@ -152,10 +147,7 @@ pub(crate) async fn resolve<'a>(
             decisions.insert(*scope, d);
         }
     }
-    let to_supersede: Vec<(&Scope<'a>, &Decision)> = decisions
-        .iter()
-        .filter(|(_, d)| d.supersede_stored)
-        .collect();
+    let to_supersede: Vec<(&Scope<'a>, &Decision)> = decisions.iter().filter(|(_, d)| d.supersede_stored).collect();
     let displaced = supersede_stored(tx, &to_supersede, mode).await?;
     let received = facts.len();
     let kept: Vec<&'a FactRow> = facts
@@ -163,8 +155,7 @@ pub(crate) async fn resolve<'a>(
         .filter(|f| decisions.get(&scope_of(f)).is_none_or(|d| survives(f, d)))
         .collect();
     if !to_supersede.is_empty() || kept.len() < received {
-        let (hour_unix_s, account_id, region) =
-            *to_supersede.first().map_or(&scopes[0], |(s, _)| *s);
+        let (hour_unix_s, account_id, region) = *to_supersede.first().map_or(&scopes[0], |(s, _)| *s);
         tracing::info!(
             hours = to_supersede.len(),
             first_hour_unix_s = hour_unix_s,
@@ -198,10 +189,7 @@ async fn read_group_revisions(
     let mut out = vec![None; scopes.len()];
     for row in rows {
         let i: i32 = row.try_get("i")?;
-        if let Some(slot) = usize::try_from(i)
-            .ok()
-            .and_then(|i| out.get_mut(i.wrapping_sub(1)))
-        {
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i.wrapping_sub(1))) {
             *slot = Some(row.try_get("group_revision")?);
         }
     }
@@ -372,18 +360,8 @@ async fn supersede_stored(
                 .map(|(_, d)| d.groups_live_at.unwrap_or(i64::MAX))
                 .collect::<Vec<i64>>(),
         )
-        .bind(
-            scopes
-                .iter()
-                .map(|(_, d)| d.resource_upto)
-                .collect::<Vec<i64>>(),
-        )
-        .bind(
-            scopes
-                .iter()
-                .map(|(_, d)| d.group_revision)
-                .collect::<Vec<i64>>(),
-        )
+        .bind(scopes.iter().map(|(_, d)| d.resource_upto).collect::<Vec<i64>>())
+        .bind(scopes.iter().map(|(_, d)| d.group_revision).collect::<Vec<i64>>())
         .fetch_one(&mut **tx)
         .await?;
     Ok(u64::try_from(superseded).unwrap_or(0))
@@ -417,9 +395,7 @@ mod tests {
         );
         // Same revision: the group wins.
         assert_eq!(
-            decide(None, Some(2), arriving(Some(2), None))
-                .unwrap()
-                .groups_live_at,
+            decide(None, Some(2), arriving(Some(2), None)).unwrap().groups_live_at,
             Some(2)
         );
     }

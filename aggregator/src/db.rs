@@ -18,9 +18,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use sqlx::PgPool;
 use sqlx::migrate::{Migrate, Migration, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
 
 /// The workspace's `migrations/*.sql`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -77,9 +77,7 @@ impl TimescaleProbe {
                  \"extension \"timescaledb\" must be preloaded\"",
                 self.shared_preload_libraries
             )),
-            Some(v) => Ok(format!(
-                "the timescaledb extension {v} is installed and preloaded"
-            )),
+            Some(v) => Ok(format!("the timescaledb extension {v} is installed and preloaded")),
         }
     }
 }
@@ -147,10 +145,7 @@ impl StorageMode {
 /// of wall time, on a by-account query that runs in 1.2 s without it).
 pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     let options = PgConnectOptions::from_str(database_url)?.options([("jit", "off")]);
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options)
-        .await?)
+    Ok(PgPoolOptions::new().max_connections(max_connections).connect_with(options).await?)
 }
 
 /// Applies every pending migration with `--storage auto`; a no-op when all
@@ -177,47 +172,26 @@ where
     )
     .fetch_one(executor)
     .await?;
-    Ok(TimescaleProbe {
-        available_version,
-        shared_preload_libraries,
-    })
+    Ok(TimescaleProbe { available_version, shared_preload_libraries })
 }
 
 /// The path `choice` leads to on a server offering `probe`, and why.
-pub fn decide_storage(
-    choice: StorageChoice,
-    probe: &TimescaleProbe,
-) -> Result<StorageDecision, DbError> {
+pub fn decide_storage(choice: StorageChoice, probe: &TimescaleProbe) -> Result<StorageDecision, DbError> {
     let (mode, reason) = match (choice, probe.usable()) {
-        (StorageChoice::Native, _) => (
-            StorageMode::Native,
-            "--storage native was asked for".to_owned(),
-        ),
-        (StorageChoice::TimescaleDb, Ok(why)) => (
-            StorageMode::TimescaleDb,
-            format!("--storage timescaledb: {why}"),
-        ),
+        (StorageChoice::Native, _) => (StorageMode::Native, "--storage native was asked for".to_owned()),
+        (StorageChoice::TimescaleDb, Ok(why)) => (StorageMode::TimescaleDb, format!("--storage timescaledb: {why}")),
         (StorageChoice::TimescaleDb, Err(why)) => return Err(DbError::TimescaleUnusable(why)),
-        (StorageChoice::Auto, Ok(why)) => {
-            (StorageMode::TimescaleDb, format!("--storage auto: {why}"))
-        }
+        (StorageChoice::Auto, Ok(why)) => (StorageMode::TimescaleDb, format!("--storage auto: {why}")),
         (StorageChoice::Auto, Err(why)) => (StorageMode::Native, format!("--storage auto: {why}")),
     };
-    Ok(StorageDecision {
-        mode,
-        reason,
-        newly_decided: true,
-    })
+    Ok(StorageDecision { mode, reason, newly_decided: true })
 }
 
 /// Applies every pending migration on the storage path `choice` leads to
 /// (for a database migrated before, the path recorded in it) and logs
 /// which path runs and why. Errors when TimescaleDB is asked for but
 /// cannot be used, or when the path asked for is not the recorded one.
-pub async fn migrate_with(
-    pool: &PgPool,
-    choice: StorageChoice,
-) -> Result<StorageDecision, DbError> {
+pub async fn migrate_with(pool: &PgPool, choice: StorageChoice) -> Result<StorageDecision, DbError> {
     let mut pooled = pool.acquire().await?;
     let conn: &mut sqlx::PgConnection = &mut pooled;
     conn.lock().await?;
@@ -225,10 +199,7 @@ pub async fn migrate_with(
     conn.unlock().await?;
     let decision = result?;
     if decision.newly_decided {
-        sqlx::query("UPDATE canopy_settings SET storage_reason = $1")
-            .bind(&decision.reason)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("UPDATE canopy_settings SET storage_reason = $1").bind(&decision.reason).execute(&mut *conn).await?;
     }
     tracing::info!(
         storage = decision.mode.name(),
@@ -240,20 +211,13 @@ pub async fn migrate_with(
 }
 
 /// The body of [`migrate_with`], under the migration lock.
-async fn apply_pending(
-    conn: &mut sqlx::PgConnection,
-    choice: StorageChoice,
-) -> Result<StorageDecision, DbError> {
+async fn apply_pending(conn: &mut sqlx::PgConnection, choice: StorageChoice) -> Result<StorageDecision, DbError> {
     conn.ensure_migrations_table().await?;
     if let Some(version) = conn.dirty_version().await? {
         return Err(sqlx::migrate::MigrateError::Dirty(version).into());
     }
-    let applied: HashMap<i64, Cow<'static, [u8]>> = conn
-        .list_applied_migrations()
-        .await?
-        .into_iter()
-        .map(|m| (m.version, m.checksum))
-        .collect();
+    let applied: HashMap<i64, Cow<'static, [u8]>> =
+        conn.list_applied_migrations().await?.into_iter().map(|m| (m.version, m.checksum)).collect();
     for version in applied.keys() {
         if !MIGRATOR.version_exists(*version) {
             return Err(sqlx::migrate::MigrateError::VersionMissing(*version).into());
@@ -268,15 +232,11 @@ async fn apply_pending(
             StorageChoice::TimescaleDb => Some(StorageMode::TimescaleDb),
         };
         if let Some(asked) = asked.filter(|a| *a != recorded) {
-            return Err(DbError::StorageMismatch {
-                asked: asked.name(),
-                recorded: recorded.name(),
-            });
+            return Err(DbError::StorageMismatch { asked: asked.name(), recorded: recorded.name() });
         }
-        let why: Option<String> =
-            sqlx::query_scalar("SELECT to_jsonb(s) ->> 'storage_reason' FROM canopy_settings s")
-                .fetch_one(&mut *conn)
-                .await?;
+        let why: Option<String> = sqlx::query_scalar("SELECT to_jsonb(s) ->> 'storage_reason' FROM canopy_settings s")
+            .fetch_one(&mut *conn)
+            .await?;
         decision = Some(StorageDecision {
             mode: recorded,
             reason: format!(
@@ -300,10 +260,7 @@ async fn apply_pending(
             let chosen = decide_storage(choice, &probe_timescaledb(&mut *conn).await?)?;
             if chosen.mode == StorageMode::Native {
                 // Same version and checksum, so the record reads as 0002 applied.
-                let instead = Migration {
-                    sql: Cow::Borrowed(NATIVE_INSTEAD_OF_0002),
-                    ..migration.clone()
-                };
+                let instead = Migration { sql: Cow::Borrowed(NATIVE_INSTEAD_OF_0002), ..migration.clone() };
                 conn.apply(&instead).await?;
             } else {
                 conn.apply(migration).await?;

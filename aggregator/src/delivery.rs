@@ -43,9 +43,9 @@ use canopy_protocol::{self as wire, Ack, DecodeLimits, ErrorCode, Reply, ReplyEr
 use canopy_transport::{BatchHandler, InboundBatch, PeerIdentity, ServerStats};
 use sqlx::{PgPool, Row};
 
-use crate::db::StorageMode;
 use crate::from_protocol::{agent_status_from_protocol, batch_from_protocol};
 use crate::ingest::{StoreError, StoreOutcome, store_agent_status, store_batch};
+use crate::db::StorageMode;
 use crate::maintenance::{ACCEPT_HORIZON_MARGIN_S, RETENTION_LOCK_SQL, RetentionPolicy};
 use crate::time::{DAY_S, civil_from_days, month_start_shifted};
 
@@ -68,11 +68,7 @@ impl Default for DimensionQuota {
     /// 1,000 teams, 200 services and 1,000 resource types per account and
     /// month: far above a real account (AWS has about 250 services).
     fn default() -> Self {
-        Self {
-            team: 1_000,
-            service: 200,
-            resource_type: 1_000,
-        }
+        Self { team: 1_000, service: 200, resource_type: 1_000 }
     }
 }
 
@@ -113,10 +109,7 @@ impl DeliveryConfig {
     /// [`Self::for_retention`] with the default retention except facts kept
     /// `facts_months` months.
     pub fn new(facts_months: u32) -> Self {
-        Self::for_retention(RetentionPolicy {
-            facts_months,
-            ..RetentionPolicy::default()
-        })
+        Self::for_retention(RetentionPolicy { facts_months, ..RetentionPolicy::default() })
     }
 
     /// Defaults for the retention maintenance applies: records accepted only
@@ -149,10 +142,9 @@ impl DeliveryConfig {
         let native = self.retention.accept_horizon_unix_s(now_unix_s);
         match self.storage {
             StorageMode::Native => native,
-            StorageMode::TimescaleDb => native.max(month_start_shifted(
-                now_unix_s + ACCEPT_HORIZON_MARGIN_S,
-                -12,
-            )),
+            StorageMode::TimescaleDb => {
+                native.max(month_start_shifted(now_unix_s + ACCEPT_HORIZON_MARGIN_S, -12))
+            }
         }
     }
 }
@@ -161,28 +153,15 @@ impl DeliveryConfig {
 fn rfc3339(t_unix_s: i64) -> String {
     let (y, m, d) = civil_from_days(t_unix_s.div_euclid(DAY_S));
     let s = t_unix_s.rem_euclid(DAY_S);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3_600,
-        s / 60 % 60,
-        s % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3_600, s / 60 % 60, s % 60)
 }
 
 /// Refuses a batch holding a record that starts before the retention
 /// horizon at `now_unix_s`; the message names the record, the horizon and
 /// what was found.
-pub fn check_horizon(
-    batch: &wire::Batch,
-    now_unix_s: i64,
-    config: &DeliveryConfig,
-) -> Result<(), String> {
+pub fn check_horizon(batch: &wire::Batch, now_unix_s: i64, config: &DeliveryConfig) -> Result<(), String> {
     let oldest = config.accept_horizon_unix_s(now_unix_s);
-    match batch
-        .emissions
-        .iter()
-        .position(|e| e.interval_start_unix_s < oldest)
-    {
+    match batch.emissions.iter().position(|e| e.interval_start_unix_s < oldest) {
         None => Ok(()),
         Some(i) => {
             let found = batch.emissions[i].interval_start_unix_s;
@@ -240,8 +219,7 @@ impl Refusal {
 }
 
 /// Upper bounds (milliseconds) of the acknowledgement latency histogram.
-pub const LATENCY_BUCKETS_MS: [u64; 12] =
-    [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
 /// Monotonic ingest counters, rendered in the Prometheus text format.
 #[derive(Debug, Default)]
@@ -283,8 +261,7 @@ impl DeliveryMetrics {
             }
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition of these counters and, when given, the
@@ -293,16 +270,8 @@ impl DeliveryMetrics {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         for (name, help, value) in [
-            (
-                "canopy_aggregator_batches_received_total",
-                "Batch frames received.",
-                get(&self.batches_received_total),
-            ),
-            (
-                "canopy_aggregator_batches_acked_total",
-                "Batches acknowledged.",
-                get(&self.batches_acked_total),
-            ),
+            ("canopy_aggregator_batches_received_total", "Batch frames received.", get(&self.batches_received_total)),
+            ("canopy_aggregator_batches_acked_total", "Batches acknowledged.", get(&self.batches_acked_total)),
             (
                 "canopy_aggregator_batches_duplicate_total",
                 "Acknowledged batches that were already stored.",
@@ -339,73 +308,37 @@ impl DeliveryMetrics {
                 get(&self.quarantine_failures_total),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
         let name = "canopy_aggregator_batches_refused_total";
-        out.push_str(&format!(
-            "# HELP {name} Refused batches by reason.\n# TYPE {name} counter\n"
-        ));
+        out.push_str(&format!("# HELP {name} Refused batches by reason.\n# TYPE {name} counter\n"));
         for (reason, count) in Refusal::ALL.iter().zip(&self.refused_by_reason) {
-            out.push_str(&format!(
-                "{name}{{reason=\"{}\"}} {}\n",
-                reason.label(),
-                get(count)
-            ));
+            out.push_str(&format!("{name}{{reason=\"{}\"}} {}\n", reason.label(), get(count)));
         }
         let name = "canopy_aggregator_ack_latency_seconds";
         out.push_str(&format!(
             "# HELP {name} Time from receiving a batch to its reply.\n# TYPE {name} histogram\n"
         ));
         for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS_MS) {
-            out.push_str(&format!(
-                "{name}_bucket{{le=\"{}\"}} {}\n",
-                bound as f64 / 1_000.0,
-                get(bucket)
-            ));
+            out.push_str(&format!("{name}_bucket{{le=\"{}\"}} {}\n", bound as f64 / 1_000.0, get(bucket)));
         }
         let count = get(&self.latency_count);
         out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n"));
-        out.push_str(&format!(
-            "{name}_sum {}\n",
-            get(&self.latency_sum_us) as f64 / 1e6
-        ));
+        out.push_str(&format!("{name}_sum {}\n", get(&self.latency_sum_us) as f64 / 1e6));
         out.push_str(&format!("{name}_count {count}\n"));
         if let Some(s) = transport {
             for (name, value) in [
-                (
-                    "canopy_transport_connections_opened_total",
-                    s.connections_opened_total,
-                ),
-                (
-                    "canopy_transport_connections_closed_total",
-                    s.connections_closed_total,
-                ),
-                (
-                    "canopy_transport_connections_refused_total",
-                    s.connections_refused_total,
-                ),
+                ("canopy_transport_connections_opened_total", s.connections_opened_total),
+                ("canopy_transport_connections_closed_total", s.connections_closed_total),
+                ("canopy_transport_connections_refused_total", s.connections_refused_total),
                 ("canopy_transport_enrollments_total", s.enrollments_total),
                 ("canopy_transport_batches_in_total", s.batches_in_total),
                 ("canopy_transport_batches_out_total", s.batches_out_total),
-                (
-                    "canopy_transport_batches_refused_total",
-                    s.batches_refused_total,
-                ),
-                (
-                    "canopy_transport_batches_unauthorized_total",
-                    s.batches_unauthorized_total,
-                ),
-                (
-                    "canopy_transport_connections_over_limit_total",
-                    s.connections_over_limit_total,
-                ),
+                ("canopy_transport_batches_refused_total", s.batches_refused_total),
+                ("canopy_transport_batches_unauthorized_total", s.batches_unauthorized_total),
+                ("canopy_transport_connections_over_limit_total", s.connections_over_limit_total),
                 ("canopy_transport_revoked_total", s.revoked_total),
-                (
-                    "canopy_transport_frames_stalled_total",
-                    s.frames_stalled_total,
-                ),
+                ("canopy_transport_frames_stalled_total", s.frames_stalled_total),
                 ("canopy_transport_retries_sent_total", s.retries_sent_total),
             ] {
                 out.push_str(&format!("# TYPE {name} counter\n{name} {value}\n"));
@@ -417,12 +350,7 @@ impl DeliveryMetrics {
 
 /// Checks a decoded batch before storage. `Err` is the message sent to the
 /// agent; it names the record and field, what was expected and what was found.
-pub fn validate_batch(
-    batch: &wire::Batch,
-    version: u16,
-    now_unix_s: i64,
-    config: &DeliveryConfig,
-) -> Result<(), String> {
+pub fn validate_batch(batch: &wire::Batch, version: u16, now_unix_s: i64, config: &DeliveryConfig) -> Result<(), String> {
     if !wire::is_supported(version) {
         return Err(format!(
             "protocol version: expected {}..={}, found {version}",
@@ -462,12 +390,7 @@ pub struct Ingest {
 impl Ingest {
     /// A handler writing to `pool`; `clock` gives the current Unix seconds.
     pub fn new(pool: PgPool, config: DeliveryConfig, clock: fn() -> i64) -> Self {
-        Self {
-            pool,
-            config,
-            metrics: Arc::new(DeliveryMetrics::default()),
-            clock,
-        }
+        Self { pool, config, metrics: Arc::new(DeliveryMetrics::default()), clock }
     }
 
     /// The handler's counters (shared; read them while it runs).
@@ -481,21 +404,12 @@ impl Ingest {
     /// since [`validate_batch`]), it would take the account past its
     /// [`DimensionQuota`], or its sequence was stored before with another
     /// idempotency key.
-    async fn store(
-        &self,
-        peer: &PeerIdentity,
-        batch: &wire::Batch,
-    ) -> Result<Result<StoreOutcome, (Refusal, String)>, StoreError> {
+    async fn store(&self, peer: &PeerIdentity, batch: &wire::Batch) -> Result<Result<StoreOutcome, (Refusal, String)>, StoreError> {
         let model = batch_from_protocol(batch);
         let mut tx = self.pool.begin().await?;
         // The batch log's account and idempotency key columns default to
         // these transaction-local settings (migration 0018).
-        let key_hex: String = batch
-            .idempotency_key
-            .0
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key_hex: String = batch.idempotency_key.0.iter().map(|b| format!("{b:02x}")).collect();
         sqlx::query(&format!(
             "SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL}), \
              pg_advisory_xact_lock_shared({factors_lock}), set_config('canopy.batch_account', $1, true), \
@@ -509,9 +423,7 @@ impl Ingest {
         if let Err(message) = check_horizon(batch, (self.clock)(), &self.config) {
             return Ok(Err((Refusal::PastRetention, message)));
         }
-        if let Err(message) =
-            check_quota(&mut tx, &peer.account_id, &model, &self.config.quota).await?
-        {
+        if let Err(message) = check_quota(&mut tx, &peer.account_id, &model, &self.config.quota).await? {
             return Ok(Err((Refusal::Cardinality, message)));
         }
         // The reported CO2e: the aggregator's factor sets over the agent's energy.
@@ -545,9 +457,7 @@ impl Ingest {
             }
         }
         // Protocol v2: the agent's status, in the batch's transaction.
-        if let (StoreOutcome::Stored(_), Some(status)) =
-            (outcome, agent_status_from_protocol(batch))
-        {
+        if let (StoreOutcome::Stored(_), Some(status)) = (outcome, agent_status_from_protocol(batch)) {
             store_agent_status(&mut tx, &status).await?;
         }
         tx.commit().await?;
@@ -555,9 +465,7 @@ impl Ingest {
     }
 
     async fn refuse(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError, reason: Refusal) {
-        self.metrics
-            .batches_rejected_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.batches_rejected_total.fetch_add(1, Ordering::Relaxed);
         let index = Refusal::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.metrics.refused_by_reason[index].fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
@@ -570,9 +478,7 @@ impl Ingest {
             "batch refused and quarantined"
         );
         if let Err(e) = quarantine(&self.pool, peer, frame, error).await {
-            self.metrics
-                .quarantine_failures_total
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.quarantine_failures_total.fetch_add(1, Ordering::Relaxed);
             tracing::error!(agent_id = %peer.agent_id, error = %e, "quarantining a refused frame failed");
         }
     }
@@ -597,16 +503,17 @@ enum Failure {
 /// Everything else is the server's, whatever the batch held.
 fn classify(e: &StoreError) -> Failure {
     match e {
-        StoreError::InvalidFact { .. }
-        | StoreError::InvalidInventory { .. }
-        | StoreError::InvalidBatch(_) => Failure::BadInput,
+        StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => {
+            Failure::BadInput
+        }
         _ if e.is_retryable() => Failure::Transient,
-        StoreError::Sql(sqlx::Error::Database(db))
-        | StoreError::Db(crate::db::DbError::Sql(sqlx::Error::Database(db))) => match db.code() {
-            Some(code) if sqlstate_is_bad_input(&code) => Failure::BadInput,
-            Some(code) if sqlstate_is_transient(&code) => Failure::Transient,
-            _ => Failure::Server,
-        },
+        StoreError::Sql(sqlx::Error::Database(db)) | StoreError::Db(crate::db::DbError::Sql(sqlx::Error::Database(db))) => {
+            match db.code() {
+                Some(code) if sqlstate_is_bad_input(&code) => Failure::BadInput,
+                Some(code) if sqlstate_is_transient(&code) => Failure::Transient,
+                _ => Failure::Server,
+            }
+        }
         _ => Failure::Server,
     }
 }
@@ -633,19 +540,13 @@ fn sqlstate_is_bad_input(code: &str) -> bool {
 /// should a partition be missing anyway, it is the server's state, not the
 /// batch's). Other errors (42P01 a missing table, XX000) are `Server`.
 fn sqlstate_is_transient(code: &str) -> bool {
-    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
-        || matches!(code, "55P03" | "55006" | "23514")
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || matches!(code, "55P03" | "55006" | "23514")
 }
 
 /// Stores a refused frame's reason, SHA-256, length and first
 /// [`QUARANTINE_SAMPLE_BYTES`] bytes in `quarantined_batches` (never the
 /// whole frame: a hostile agent could fill the disk with 8 MiB frames).
-pub async fn quarantine(
-    pool: &PgPool,
-    peer: &PeerIdentity,
-    frame: &[u8],
-    error: &ReplyError,
-) -> Result<(), sqlx::Error> {
+pub async fn quarantine(pool: &PgPool, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) -> Result<(), sqlx::Error> {
     let digest = ring::digest::digest(&ring::digest::SHA256, frame);
     sqlx::query(
         "INSERT INTO quarantined_batches (agent_id, account_id, sequence, error_code, error, frame_sha256, frame_len,
@@ -760,9 +661,7 @@ async fn check_quota(
 impl BatchHandler for Ingest {
     async fn handle(&self, peer: &PeerIdentity, inbound: InboundBatch) -> Reply {
         let started = Instant::now();
-        self.metrics
-            .batches_received_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.batches_received_total.fetch_add(1, Ordering::Relaxed);
         let batch = &inbound.batch;
         let invalid = |message: String| ReplyError {
             sequence: Some(batch.sequence),
@@ -773,13 +672,9 @@ impl BatchHandler for Ingest {
         let now_unix_s = (self.clock)();
         if let Err(message) = validate_batch(batch, inbound.version, now_unix_s, &self.config) {
             let reason = if check_horizon(batch, now_unix_s, &self.config).is_err() {
-                self.metrics
-                    .batches_past_retention_total
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
                 Refusal::PastRetention
-            } else if message.contains("physical plausibility")
-                || message.starts_with("agent_status.taken_at")
-            {
+            } else if message.contains("physical plausibility") || message.starts_with("agent_status.taken_at") {
                 Refusal::Implausible
             } else {
                 Refusal::Invalid
@@ -791,9 +686,7 @@ impl BatchHandler for Ingest {
         let reply = match self.store(peer, batch).await {
             Ok(Err((reason, message))) => {
                 if reason == Refusal::PastRetention {
-                    self.metrics
-                        .batches_past_retention_total
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.batches_past_retention_total.fetch_add(1, Ordering::Relaxed);
                 }
                 let error = invalid(message);
                 self.refuse(peer, &inbound.frame, &error, reason).await;
@@ -801,31 +694,19 @@ impl BatchHandler for Ingest {
             }
             Ok(Ok(outcome)) => {
                 let duplicate = outcome == StoreOutcome::Duplicate;
-                self.metrics
-                    .batches_acked_total
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.batches_acked_total.fetch_add(1, Ordering::Relaxed);
                 match outcome {
                     StoreOutcome::Duplicate => {
-                        self.metrics
-                            .batches_duplicate_total
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.metrics.batches_duplicate_total.fetch_add(1, Ordering::Relaxed);
                     }
                     StoreOutcome::Stored(summary) => {
-                        self.metrics
-                            .records_stored_total
-                            .fetch_add(summary.facts_written, Ordering::Relaxed);
+                        self.metrics.records_stored_total.fetch_add(summary.facts_written, Ordering::Relaxed);
                     }
                 }
-                Reply::Ack(Ack {
-                    sequence: batch.sequence,
-                    idempotency_key: batch.idempotency_key,
-                    duplicate,
-                })
+                Reply::Ack(Ack { sequence: batch.sequence, idempotency_key: batch.idempotency_key, duplicate })
             }
             Err(e) if classify(&e) == Failure::Transient => {
-                self.metrics
-                    .batches_unavailable_total
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.batches_unavailable_total.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(agent_id = %peer.agent_id, sequence = batch.sequence, error = %e, "storing a batch failed; agent will retry");
                 Reply::Error(ReplyError {
                     sequence: Some(batch.sequence),
@@ -836,14 +717,11 @@ impl BatchHandler for Ingest {
             }
             Err(e) if classify(&e) == Failure::BadInput => {
                 let error = invalid(e.to_string());
-                self.refuse(peer, &inbound.frame, &error, Refusal::Invalid)
-                    .await;
+                self.refuse(peer, &inbound.frame, &error, Refusal::Invalid).await;
                 Reply::Error(error)
             }
             Err(e) => {
-                self.metrics
-                    .batches_internal_error_total
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.batches_internal_error_total.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(agent_id = %peer.agent_id, sequence = batch.sequence, error = %e, "storing a batch failed with a database error not caused by the batch; agent will retry");
                 Reply::Error(ReplyError {
                     sequence: Some(batch.sequence),
@@ -858,9 +736,7 @@ impl BatchHandler for Ingest {
     }
 
     async fn rejected(&self, peer: &PeerIdentity, frame: &[u8], error: &ReplyError) {
-        self.metrics
-            .batches_received_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.batches_received_total.fetch_add(1, Ordering::Relaxed);
         self.refuse(peer, frame, error, Refusal::Transport).await;
     }
 }
@@ -871,9 +747,7 @@ mod tests {
 
     fn record(start: i64, end: i64, compute_kwh: f64) -> wire::EmissionRecord {
         wire::EmissionRecord {
-            subject: wire::Subject::Resource {
-                arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into(),
-            },
+            subject: wire::Subject::Resource { arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into() },
             interval_start_unix_s: start,
             interval_end_unix_s: end,
             energy_compute_kwh: compute_kwh,
@@ -885,16 +759,8 @@ mod tests {
             embodied_g_co2e: 0.0,
             operational_location_g_co2e: 0.0,
             operational_market_g_co2e: 0.0,
-            grid_location: wire::GridFactorUsed {
-                g_co2e_per_kwh: 0.0,
-                source: "ccf".into(),
-                vintage: "2024".into(),
-            },
-            grid_market: wire::GridFactorUsed {
-                g_co2e_per_kwh: 0.0,
-                source: "ccf".into(),
-                vintage: "2024".into(),
-            },
+            grid_location: wire::GridFactorUsed { g_co2e_per_kwh: 0.0, source: "ccf".into(), vintage: "2024".into() },
+            grid_market: wire::GridFactorUsed { g_co2e_per_kwh: 0.0, source: "ccf".into(), vintage: "2024".into() },
             quality: wire::Quality::Estimated,
             low_g_co2e: 0.0,
             high_g_co2e: 0.0,
@@ -926,9 +792,7 @@ mod tests {
         let found = validate_batch(&batch(records), version, NOW, &config);
         match (found, expected) {
             (Ok(()), None) => {}
-            (Err(message), Some(text)) => {
-                assert!(message.contains(text), "{message:?} lacks {text:?}")
-            }
+            (Err(message), Some(text)) => assert!(message.contains(text), "{message:?} lacks {text:?}"),
             (found, expected) => panic!("expected {expected:?}, found {found:?}"),
         }
     }
@@ -937,34 +801,16 @@ mod tests {
     fn validation_names_the_problem() {
         let hour = NOW - NOW % 3_600 - 3_600;
         check(vec![record(hour, hour + 3_600, 1.0)], 1, None);
-        let version_message = format!(
-            "protocol version: expected 1..={}, found 9",
-            wire::CURRENT_VERSION
-        );
-        check(
-            vec![record(hour, hour + 3_600, 1.0)],
-            9,
-            Some(&version_message),
-        );
-        check(
-            vec![record(hour, hour + 3_600, -1.0)],
-            1,
-            Some("energy_compute_kwh"),
-        );
-        check(
-            vec![record(hour, hour + 3_600, f64::NAN)],
-            1,
-            Some("energy_compute_kwh"),
-        );
+        let version_message = format!("protocol version: expected 1..={}, found 9", wire::CURRENT_VERSION);
+        check(vec![record(hour, hour + 3_600, 1.0)], 9, Some(&version_message));
+        check(vec![record(hour, hour + 3_600, -1.0)], 1, Some("energy_compute_kwh"));
+        check(vec![record(hour, hour + 3_600, f64::NAN)], 1, Some("energy_compute_kwh"));
         // NOW = 2027-01-15T08:00Z: retention keeps facts and hourly rollups
         // from 2025-12-01 (13 months back); one second older is refused.
         let oldest = 1_764_547_200;
         check(vec![record(oldest, oldest + 60, 0.01)], 1, None);
         check(
-            vec![
-                record(hour, hour + 3_600, 1.0),
-                record(oldest - 60, oldest, 1.0),
-            ],
+            vec![record(hour, hour + 3_600, 1.0), record(oldest - 60, oldest, 1.0)],
             1,
             Some(
                 "emissions[1].interval_start_unix_s: expected at or after 1764547200 (2025-12-01T00:00:00Z, \
@@ -973,16 +819,8 @@ mod tests {
         );
         // 15 min ahead: end at NOW + 900 is accepted, NOW + 901 is not.
         check(vec![record(NOW, NOW + 900, 1.0)], 1, None);
-        check(
-            vec![record(NOW, NOW + 901, 1.0)],
-            1,
-            Some("interval_end_unix_s: expected at most 1800000900"),
-        );
-        check(
-            vec![record(hour - 3_600, hour + 1, 1.0)],
-            1,
-            Some("at most 3600 s, found 3601 s"),
-        );
+        check(vec![record(NOW, NOW + 901, 1.0)], 1, Some("interval_end_unix_s: expected at most 1800000900"));
+        check(vec![record(hour - 3_600, hour + 1, 1.0)], 1, Some("at most 3600 s, found 3601 s"));
     }
 
     /// Issue 13, case 5: the horizon is the start of the month retention
@@ -1001,16 +839,9 @@ mod tests {
         assert_eq!(policy.facts_cutoff_unix_s(eve), day(2025, 10, 1));
         assert_eq!(policy.accept_horizon_unix_s(eve), day(2025, 11, 1));
         // Shorter hourly or daily retention moves the horizon with it.
-        let short = RetentionPolicy {
-            hourly_months: 3,
-            daily_months: Some(6),
-            ..policy
-        };
+        let short = RetentionPolicy { hourly_months: 3, daily_months: Some(6), ..policy };
         assert_eq!(short.accept_horizon_unix_s(now), day(2026, 9, 1));
-        let daily = RetentionPolicy {
-            daily_months: Some(6),
-            ..policy
-        };
+        let daily = RetentionPolicy { daily_months: Some(6), ..policy };
         assert_eq!(daily.accept_horizon_unix_s(now), day(2026, 6, 1));
         assert_eq!(rfc3339(day(2025, 10, 30) + 3_661), "2025-10-30T01:01:01Z");
     }
@@ -1028,48 +859,23 @@ mod tests {
         assert_eq!(native.accept_horizon_unix_s(now), day(2025, 11, 1));
         assert_eq!(timescale.accept_horizon_unix_s(now), day(2025, 12, 1));
         // The last day of a month: the margin already counts the next one.
-        assert_eq!(
-            timescale.accept_horizon_unix_s(day(2026, 12, 31) + 3_600),
-            day(2026, 1, 1)
-        );
+        assert_eq!(timescale.accept_horizon_unix_s(day(2026, 12, 31) + 3_600), day(2026, 1, 1));
         // A shorter native policy still wins where it is later.
-        let short = DeliveryConfig::for_retention(RetentionPolicy {
-            hourly_months: 3,
-            ..RetentionPolicy::default()
-        })
-        .with_storage(StorageMode::TimescaleDb);
+        let short = DeliveryConfig::for_retention(RetentionPolicy { hourly_months: 3, ..RetentionPolicy::default() })
+            .with_storage(StorageMode::TimescaleDb);
         assert_eq!(short.accept_horizon_unix_s(now), day(2026, 9, 1));
     }
 
     #[test]
     fn only_batch_faults_are_quarantined() {
-        let fact = StoreError::InvalidFact {
-            agent_id: "a".into(),
-            sequence: 1,
-            index: 0,
-            reason: "r".into(),
-        };
+        let fact = StoreError::InvalidFact { agent_id: "a".into(), sequence: 1, index: 0, reason: "r".into() };
         assert_eq!(classify(&fact), Failure::BadInput);
-        assert_eq!(
-            classify(&StoreError::InvalidBatch("empty agent id".into())),
-            Failure::BadInput
-        );
+        assert_eq!(classify(&StoreError::InvalidBatch("empty agent id".into())), Failure::BadInput);
         // A database error the batch did not cause (here a query that found
         // no row) is the server's problem: answered `Internal`, not quarantined.
-        assert_eq!(
-            classify(&StoreError::Sql(sqlx::Error::RowNotFound)),
-            Failure::Server
-        );
-        assert_eq!(
-            classify(&StoreError::Db(crate::db::DbError::UnknownStorageMode(
-                "x".into()
-            ))),
-            Failure::Server
-        );
-        assert_eq!(
-            classify(&StoreError::Sql(sqlx::Error::PoolTimedOut)),
-            Failure::Transient
-        );
+        assert_eq!(classify(&StoreError::Sql(sqlx::Error::RowNotFound)), Failure::Server);
+        assert_eq!(classify(&StoreError::Db(crate::db::DbError::UnknownStorageMode("x".into()))), Failure::Server);
+        assert_eq!(classify(&StoreError::Sql(sqlx::Error::PoolTimedOut)), Failure::Transient);
     }
 
     #[test]
@@ -1079,22 +885,11 @@ mod tests {
         }
         // 23514 is also "no partition of relation found for row": a partition
         // retention dropped is the server's doing, so the batch is retried.
-        for code in [
-            "23514", "40001", "40P01", "53100", "53200", "53300", "57014", "57P01", "08006",
-            "55P03", "58030",
-        ] {
-            assert!(
-                !sqlstate_is_bad_input(code) && sqlstate_is_transient(code),
-                "{code}"
-            );
+        for code in ["23514", "40001", "40P01", "53100", "53200", "53300", "57014", "57P01", "08006", "55P03", "58030"] {
+            assert!(!sqlstate_is_bad_input(code) && sqlstate_is_transient(code), "{code}");
         }
-        for code in [
-            "23502", "23503", "23P01", "22003", "22012", "42P01", "42501", "XX000", "2",
-        ] {
-            assert!(
-                !sqlstate_is_bad_input(code) && !sqlstate_is_transient(code),
-                "{code}"
-            );
+        for code in ["23502", "23503", "23P01", "22003", "22012", "42P01", "42501", "XX000", "2"] {
+            assert!(!sqlstate_is_bad_input(code) && !sqlstate_is_transient(code), "{code}");
         }
     }
 
@@ -1104,29 +899,11 @@ mod tests {
         m.observe_ack_latency(std::time::Duration::from_millis(3));
         m.observe_ack_latency(std::time::Duration::from_millis(700));
         let text = m.render(None);
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.001\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.005\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.5\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"1\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_count 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_ack_latency_seconds_sum 0.703\n"),
-            "{text}"
-        );
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.001\"} 0\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"0.5\"} 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_count 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_ack_latency_seconds_sum 0.703\n"), "{text}");
     }
 }

@@ -28,9 +28,7 @@ pub enum DevCaError {
         source: std::io::Error,
     },
     /// The key file exists but others than its owner may read or write it.
-    #[error(
-        "expected {path} to have mode 0600 (a CA private key), found {mode:04o}; run `chmod 600 {path}`"
-    )]
+    #[error("expected {path} to have mode 0600 (a CA private key), found {mode:04o}; run `chmod 600 {path}`")]
     KeyTooOpen {
         /// The key file.
         path: PathBuf,
@@ -44,28 +42,18 @@ pub enum DevCaError {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DevCaError {
     let path = path.to_owned();
-    move |source| DevCaError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| DevCaError::Io { action, path, source }
 }
 
 /// Writes `key_pem` to a new file at `path` with mode 0600 (the file must not
 /// exist: an existing file would keep its old mode).
 pub fn write_private_key(path: &Path, key_pem: &str) -> Result<(), DevCaError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(KEY_FILE_MODE)
-        .open(path)
-        .map_err(io("creating", path))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).mode(KEY_FILE_MODE).open(path).map_err(io("creating", path))?;
     // The process umask can only remove bits; set the mode explicitly anyway
     // so the file is 0600 whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(KEY_FILE_MODE))
-        .map_err(io("setting the mode of", path))?;
-    file.write_all(key_pem.as_bytes())
-        .map_err(io("writing", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(KEY_FILE_MODE)).map_err(io("setting the mode of", path))?;
+    file.write_all(key_pem.as_bytes()).map_err(io("writing", path))?;
     file.sync_all().map_err(io("syncing", path))?;
     Ok(())
 }
@@ -85,16 +73,9 @@ pub fn load_or_create(dir: &Path) -> Result<CertificateAuthority, DevCaError> {
         std::fs::write(&cert_path, ca.cert_pem()).map_err(io("writing", &cert_path))?;
         tracing::warn!(dir = %dir.display(), "generated a development CA; do not use it in production");
     }
-    let mode = std::fs::metadata(&key_path)
-        .map_err(io("reading", &key_path))?
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(&key_path).map_err(io("reading", &key_path))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(DevCaError::KeyTooOpen {
-            path: key_path,
-            mode,
-        });
+        return Err(DevCaError::KeyTooOpen { path: key_path, mode });
     }
     let cert = std::fs::read_to_string(&cert_path).map_err(io("reading", &cert_path))?;
     let key = std::fs::read_to_string(&key_path).map_err(io("reading", &key_path))?;

@@ -44,10 +44,7 @@ fn check_account(field: &'static str, id: &str) -> Result<(), DirectoryError> {
     if is_account_id(id) {
         Ok(())
     } else {
-        Err(DirectoryError::Invalid {
-            field,
-            message: format!("expected a 12-digit account id, found {id:?}"),
-        })
+        Err(DirectoryError::Invalid { field, message: format!("expected a 12-digit account id, found {id:?}") })
     }
 }
 
@@ -73,21 +70,15 @@ pub async fn upsert_organisation<'e>(
 }
 
 /// Inserts or updates accounts (a refresh of the organisation's listing).
-pub async fn upsert_accounts<'e>(
-    executor: impl PgExecutor<'e>,
-    accounts: &[AccountRow],
-) -> Result<u64, DirectoryError> {
+pub async fn upsert_accounts<'e>(executor: impl PgExecutor<'e>, accounts: &[AccountRow]) -> Result<u64, DirectoryError> {
     for a in accounts {
         check_account("account_id", &a.account_id)?;
     }
     let tags: Vec<String> = accounts
         .iter()
         .map(|a| {
-            let map: serde_json::Map<String, serde_json::Value> = a
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect();
+            let map: serde_json::Map<String, serde_json::Value> =
+                a.tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
             serde_json::Value::Object(map).to_string()
         })
         .collect();
@@ -119,10 +110,7 @@ pub async fn set_account_default_team<'e>(
     check_account("account_id", account_id)?;
     match team {
         Some("") => {
-            return Err(DirectoryError::Invalid {
-                field: "team",
-                message: "expected a non-empty team, found \"\"".into(),
-            });
+            return Err(DirectoryError::Invalid { field: "team", message: "expected a non-empty team, found \"\"".into() });
         }
         Some(team) => {
             sqlx::query(
@@ -135,10 +123,7 @@ pub async fn set_account_default_team<'e>(
             .await?;
         }
         None => {
-            sqlx::query("DELETE FROM account_team_rules WHERE account_id = $1")
-                .bind(account_id)
-                .execute(executor)
-                .await?;
+            sqlx::query("DELETE FROM account_team_rules WHERE account_id = $1").bind(account_id).execute(executor).await?;
         }
     }
     Ok(())
@@ -146,19 +131,13 @@ pub async fn set_account_default_team<'e>(
 
 /// Sets the resource tag key whose value names the team. Applies to facts
 /// stored afterwards (stored facts keep their attribution).
-pub async fn set_team_tag_key<'e>(
-    executor: impl PgExecutor<'e>,
-    key: &str,
-) -> Result<(), DirectoryError> {
+pub async fn set_team_tag_key<'e>(executor: impl PgExecutor<'e>, key: &str) -> Result<(), DirectoryError> {
     if key.is_empty() || key.len() > 128 {
         return Err(DirectoryError::Invalid {
             field: "team_tag_key",
             message: format!("expected 1 to 128 bytes, found {} bytes", key.len()),
         });
     }
-    sqlx::query("UPDATE canopy_settings SET team_tag_key = $1")
-        .bind(key)
-        .execute(executor)
-        .await?;
+    sqlx::query("UPDATE canopy_settings SET team_tag_key = $1").bind(key).execute(executor).await?;
     Ok(())
 }

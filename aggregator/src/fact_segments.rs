@@ -62,11 +62,7 @@ fn groups_of<'a>(facts: &[&'a FactRow]) -> Vec<Group<'a>> {
     let mut groups: Vec<Group<'a>> = Vec::new();
     for (i, f) in facts.iter().enumerate() {
         match groups.last_mut() {
-            Some(g)
-                if g.start_unix_s == f.period_start_unix_s
-                    && g.account_id == f.account_id
-                    && g.region == f.region =>
-            {
+            Some(g) if g.start_unix_s == f.period_start_unix_s && g.account_id == f.account_id && g.region == f.region => {
                 g.range.end = i + 1;
             }
             _ => groups.push(Group {
@@ -91,10 +87,7 @@ struct GroupState {
     default_team: Option<String>,
 }
 
-async fn lookup_groups(
-    tx: &mut Transaction<'_, Postgres>,
-    groups: &[Group<'_>],
-) -> Result<Vec<GroupState>, StoreError> {
+async fn lookup_groups(tx: &mut Transaction<'_, Postgres>, groups: &[Group<'_>]) -> Result<Vec<GroupState>, StoreError> {
     let rows = sqlx::query(
         "WITH g AS (
             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
@@ -117,20 +110,13 @@ async fn lookup_groups(
     let mut states: Vec<GroupState> = groups.iter().map(|_| GroupState::default()).collect();
     for row in rows {
         let gi: i32 = row.try_get("gi")?;
-        let Some(state) = usize::try_from(gi)
-            .ok()
-            .and_then(|gi| states.get_mut(gi.wrapping_sub(1)))
-        else {
+        let Some(state) = usize::try_from(gi).ok().and_then(|gi| states.get_mut(gi.wrapping_sub(1))) else {
             continue;
         };
         state.has_rows = row.try_get("has_rows")?;
         state.default_team = row.try_get("default_team")?;
         if let Some(segment_id) = row.try_get::<Option<i64>, _>("segment_id")? {
-            state.segments.push((
-                segment_id,
-                row.try_get("key_hashes")?,
-                row.try_get("superseded")?,
-            ));
+            state.segments.push((segment_id, row.try_get("key_hashes")?, row.try_get("superseded")?));
         }
     }
     Ok(states)
@@ -175,22 +161,22 @@ fn qualified(alias: &str) -> String {
 
 fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<Stored, sqlx::Error> {
     Ok(Stored {
-        place,
-        revision: row.try_get("revision")?,
-        group: RollupGroup {
-            resource_id: row.try_get("resource_id")?,
-            service: row.try_get("service")?,
-            resource_type: row.try_get("resource_type")?,
-            team: row.try_get("team")?,
-            quality: row.try_get("quality")?,
-        },
-        values: {
-            let mut values = [0.0; MEASURES];
-            for (v, c) in values.iter_mut().zip(MEASURE_COLUMNS) {
-                *v = row.try_get(c)?;
-            }
-            values
-        },
+            place,
+            revision: row.try_get("revision")?,
+            group: RollupGroup {
+                resource_id: row.try_get("resource_id")?,
+                service: row.try_get("service")?,
+                resource_type: row.try_get("resource_type")?,
+                team: row.try_get("team")?,
+                quality: row.try_get("quality")?,
+            },
+            values: {
+                let mut values = [0.0; MEASURES];
+                for (v, c) in values.iter_mut().zip(MEASURE_COLUMNS) {
+                    *v = row.try_get(c)?;
+                }
+                values
+            },
     })
 }
 
@@ -210,11 +196,7 @@ fn candidates(facts: &[&FactRow], groups: &[Group<'_>], states: &[GroupState]) -
             continue;
         }
         // (hash, fact position), sorted: matched by binary search, no allocation per entry.
-        let mut by_hash: Vec<(i64, usize)> = g
-            .range
-            .clone()
-            .map(|fi| (key_hash(&facts[fi].record_key), fi))
-            .collect();
+        let mut by_hash: Vec<(i64, usize)> = g.range.clone().map(|fi| (key_hash(&facts[fi].record_key), fi)).collect();
         by_hash.sort_unstable();
         for (segment_id, hashes, superseded) in &state.segments {
             let mut superseded = superseded.clone();
@@ -226,11 +208,7 @@ fn candidates(facts: &[&FactRow], groups: &[Group<'_>], states: &[GroupState]) -
                 if matches.clone().next().is_none() || superseded.binary_search(&ord).is_ok() {
                     continue;
                 }
-                out.extend(matches.map(|&(_, fi)| Candidate {
-                    fi,
-                    segment_id: *segment_id,
-                    ord,
-                }));
+                out.extend(matches.map(|&(_, fi)| Candidate { fi, segment_id: *segment_id, ord }));
             }
         }
     }
@@ -266,10 +244,7 @@ impl SegmentColumns {
             resource_types: row.try_get("resource_types")?,
             teams: row.try_get("teams")?,
             qualities: row.try_get("qualities")?,
-            measures: MEASURE_COLUMNS
-                .iter()
-                .map(|c| row.try_get(*c))
-                .collect::<Result<_, _>>()?,
+            measures: MEASURE_COLUMNS.iter().map(|c| row.try_get(*c)).collect::<Result<_, _>>()?,
         })
     }
 }
@@ -283,10 +258,7 @@ impl SegmentColumns {
             return None;
         }
         Some(Stored {
-            place: Place::Segment {
-                segment_id: self.segment_id,
-                ord,
-            },
+            place: Place::Segment { segment_id: self.segment_id, ord },
             revision: *self.revisions.get(i)?,
             group: RollupGroup {
                 resource_id: self.resource_ids.get(i)?.clone(),
@@ -306,9 +278,7 @@ impl SegmentColumns {
                         *v = total(m)?;
                     }
                 } else {
-                    let parts = crate::accounting::FactParts::unsplit(
-                        values[0], values[1], values[2], values[3], values[4],
-                    );
+                    let parts = crate::accounting::FactParts::unsplit(values[0], values[1], values[2], values[3], values[4]);
                     values[FIRST_PART..].copy_from_slice(&parts.values());
                 }
                 values
@@ -347,16 +317,10 @@ async fn stored_in_segments(
     .bind(segments.keys().copied().collect::<Vec<i64>>())
     .fetch_all(&mut **tx)
     .await?;
-    let columns = rows
-        .iter()
-        .map(SegmentColumns::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let columns = rows.iter().map(SegmentColumns::from_row).collect::<Result<Vec<_>, _>>()?;
     let by_id: HashMap<i64, &SegmentColumns> = columns.iter().map(|c| (c.segment_id, c)).collect();
     for c in found {
-        if let Some(stored) = by_id
-            .get(&c.segment_id)
-            .and_then(|s| s.stored(c.ord, &facts[c.fi].record_key))
-        {
+        if let Some(stored) = by_id.get(&c.segment_id).and_then(|s| s.stored(c.ord, &facts[c.fi].record_key)) {
             into.insert(c.fi, stored);
         }
     }
@@ -371,12 +335,8 @@ async fn stored_in_rows(
     states: &[GroupState],
     into: &mut HashMap<usize, Stored>,
 ) -> Result<(), StoreError> {
-    let fis: Vec<usize> = groups
-        .iter()
-        .zip(states)
-        .filter(|(_, s)| s.has_rows)
-        .flat_map(|(g, _)| g.range.clone())
-        .collect();
+    let fis: Vec<usize> =
+        groups.iter().zip(states).filter(|(_, s)| s.has_rows).flat_map(|(g, _)| g.range.clone()).collect();
     if fis.is_empty() {
         return Ok(());
     }
@@ -389,39 +349,16 @@ async fn stored_in_rows(
           AND f.region = k.region AND f.record_key = k.key",
         qualified("f")
     ))
-    .bind(
-        fis.iter()
-            .map(|&fi| facts[fi].period_start_unix_s)
-            .collect::<Vec<i64>>(),
-    )
-    .bind(
-        fis.iter()
-            .map(|&fi| facts[fi].account_id.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(
-        fis.iter()
-            .map(|&fi| facts[fi].region.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(
-        fis.iter()
-            .map(|&fi| facts[fi].record_key.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(
-        fis.iter()
-            .map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX))
-            .collect::<Vec<i32>>(),
-    )
+    .bind(fis.iter().map(|&fi| facts[fi].period_start_unix_s).collect::<Vec<i64>>())
+    .bind(fis.iter().map(|&fi| facts[fi].account_id.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].region.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| facts[fi].record_key.as_str()).collect::<Vec<&str>>())
+    .bind(fis.iter().map(|&fi| i32::try_from(fi).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
         let fi: i32 = row.try_get("fi")?;
-        into.insert(
-            usize::try_from(fi).unwrap_or(usize::MAX),
-            stored_from_row(&row, Place::Row)?,
-        );
+        into.insert(usize::try_from(fi).unwrap_or(usize::MAX), stored_from_row(&row, Place::Row)?);
     }
     Ok(())
 }
@@ -429,10 +366,7 @@ async fn stored_in_rows(
 /// The value under `key` of a tag list (the last one wins, as in the JSON
 /// object the row layout built), or `None`.
 fn tag_value<'t>(tags: &'t [(String, String)], key: &str) -> Option<&'t str> {
-    tags.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    tags.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// The team tag of the stored inventory of each fact that carries neither
@@ -446,9 +380,7 @@ async fn inventory_teams(
     let fis: Vec<usize> = written
         .iter()
         .copied()
-        .filter(|&fi| {
-            facts[fi].team.as_deref().is_none_or(str::is_empty) && facts[fi].tags.is_none()
-        })
+        .filter(|&fi| facts[fi].team.as_deref().is_none_or(str::is_empty) && facts[fi].tags.is_none())
         .collect();
     if fis.is_empty() {
         return Ok(HashMap::new());
@@ -498,16 +430,7 @@ fn team_of<'a>(
 /// A 5-minute rollup delta key: (bucket start, account, region, service,
 /// resource type, team, quality, resource id). The resource id is for the
 /// per-resource rollup (migration 0029); the other rollups sum over it.
-type DeltaKey<'a> = (
-    i64,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-);
+type DeltaKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// Sums of every measure ([`MEASURE_COLUMNS`]) and the fact count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -518,10 +441,7 @@ struct DeltaSums {
 
 impl Default for DeltaSums {
     fn default() -> Self {
-        DeltaSums {
-            values: [0.0; MEASURES],
-            count: 0,
-        }
+        DeltaSums { values: [0.0; MEASURES], count: 0 }
     }
 }
 
@@ -575,10 +495,7 @@ pub(crate) async fn write(
     for (fi, fact) in facts.iter().enumerate() {
         match stored.remove(&fi) {
             None => written.push(fi),
-            Some(old)
-                if i64::from(fact.revision) > old.revision
-                    || (restate && i64::from(fact.revision) == old.revision) =>
-            {
+            Some(old) if i64::from(fact.revision) > old.revision || (restate && i64::from(fact.revision) == old.revision) => {
                 written.push(fi);
                 replaced.push((fi, old));
             }
@@ -597,51 +514,23 @@ pub(crate) async fn write(
     }
     let teams: Vec<&str> = written
         .iter()
-        .map(|&fi| {
-            team_of(
-                facts[fi],
-                team_tag_key,
-                inventory.get(&fi).map(String::as_str),
-                default_teams[fi],
-            )
-        })
+        .map(|&fi| team_of(facts[fi], team_tag_key, inventory.get(&fi).map(String::as_str), default_teams[fi]))
         .collect();
 
     // The rollup difference, per 5-minute bucket and group.
     let mut delta: BTreeMap<DeltaKey<'_>, DeltaSums> = BTreeMap::new();
     for (&fi, team) in written.iter().zip(&teams) {
         let f = facts[fi];
-        let key = (
-            bucket_of(f),
-            f.account_id.as_str(),
-            f.region.as_str(),
-            f.service.as_str(),
-            f.resource_type.as_str(),
-            *team,
-            f.quality.as_str(),
-            f.resource_id.as_str(),
-        );
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), f.service.as_str(), f.resource_type.as_str(), *team, f.quality.as_str(), f.resource_id.as_str());
         delta.entry(key).or_default().add(&values_of(f), 1.0);
     }
     for (fi, old) in &replaced {
         let (f, g) = (facts[*fi], &old.group);
-        let key = (
-            bucket_of(f),
-            f.account_id.as_str(),
-            f.region.as_str(),
-            g.service.as_str(),
-            g.resource_type.as_str(),
-            g.team.as_str(),
-            g.quality.as_str(),
-            g.resource_id.as_str(),
-        );
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), g.service.as_str(), g.resource_type.as_str(), g.team.as_str(), g.quality.as_str(), g.resource_id.as_str());
         delta.entry(key).or_default().add(&old.values, -1.0);
     }
 
-    execute_write(
-        tx, facts, &written, &teams, &replaced, &delta, agent_id, sequence,
-    )
-    .await?;
+    execute_write(tx, facts, &written, &teams, &replaced, &delta, agent_id, sequence).await?;
     Ok((written.len() as u64, replaced.len() as u64))
 }
 
@@ -721,8 +610,7 @@ async fn execute_write(
     // Segment groups over the written facts (still sorted by group).
     let groups = groups_of(&w);
     let pos = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let texts =
-        |get: for<'f> fn(&'f FactRow) -> &'f str| w.iter().map(|f| get(f)).collect::<Vec<&str>>();
+    let texts = |get: for<'f> fn(&'f FactRow) -> &'f str| w.iter().map(|f| get(f)).collect::<Vec<&str>>();
     let marks: Vec<(&FactRow, i64, i32)> = replaced
         .iter()
         .filter_map(|(fi, old)| match old.place {
@@ -730,46 +618,21 @@ async fn execute_write(
             Place::Row => None,
         })
         .collect();
-    let rows: Vec<&FactRow> = replaced
-        .iter()
-        .filter(|(_, old)| old.place == Place::Row)
-        .map(|(fi, _)| facts[*fi])
-        .collect();
+    let rows: Vec<&FactRow> =
+        replaced.iter().filter(|(_, old)| old.place == Place::Row).map(|(fi, _)| facts[*fi]).collect();
     let delta: Vec<(&DeltaKey, &DeltaSums)> = delta.iter().collect();
     let mut query = sqlx::query(WRITE_SQL.as_str())
         .bind(groups.iter().map(|g| g.start_unix_s).collect::<Vec<i64>>())
         .bind(groups.iter().map(|g| g.account_id).collect::<Vec<&str>>())
         .bind(groups.iter().map(|g| g.region).collect::<Vec<&str>>())
-        .bind(
-            groups
-                .iter()
-                .map(|g| pos(g.range.start))
-                .collect::<Vec<i32>>(),
-        )
-        .bind(
-            groups
-                .iter()
-                .map(|g| pos(g.range.end))
-                .collect::<Vec<i32>>(),
-        )
+        .bind(groups.iter().map(|g| pos(g.range.start)).collect::<Vec<i32>>())
+        .bind(groups.iter().map(|g| pos(g.range.end)).collect::<Vec<i32>>())
         .bind(agent_id)
         .bind(sequence)
-        .bind(
-            w.iter()
-                .map(|f| key_hash(&f.record_key))
-                .collect::<Vec<i64>>(),
-        )
-        .bind(
-            w.iter()
-                .map(|f| i32::try_from(f.period_s).unwrap_or(i32::MAX))
-                .collect::<Vec<i32>>(),
-        )
+        .bind(w.iter().map(|f| key_hash(&f.record_key)).collect::<Vec<i64>>())
+        .bind(w.iter().map(|f| i32::try_from(f.period_s).unwrap_or(i32::MAX)).collect::<Vec<i32>>())
         .bind(texts(|f| &f.record_key))
-        .bind(
-            w.iter()
-                .map(|f| i64::from(f.revision))
-                .collect::<Vec<i64>>(),
-        )
+        .bind(w.iter().map(|f| i64::from(f.revision)).collect::<Vec<i64>>())
         .bind(texts(|f| &f.resource_id))
         .bind(texts(|f| &f.resource_type))
         .bind(texts(|f| &f.service))
@@ -783,46 +646,15 @@ async fn execute_write(
         .bind(texts(|f| &f.methodology_version))
         .bind(texts(|f| &f.factor_source))
         .bind(texts(|f| &f.factor_vintage))
-        .bind(
-            marks
-                .iter()
-                .map(|(f, _, _)| f.period_start_unix_s)
-                .collect::<Vec<i64>>(),
-        )
-        .bind(
-            marks
-                .iter()
-                .map(|(f, _, _)| f.account_id.as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            marks
-                .iter()
-                .map(|(f, _, _)| f.region.as_str())
-                .collect::<Vec<&str>>(),
-        )
+        .bind(marks.iter().map(|(f, _, _)| f.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(marks.iter().map(|(f, _, _)| f.account_id.as_str()).collect::<Vec<&str>>())
+        .bind(marks.iter().map(|(f, _, _)| f.region.as_str()).collect::<Vec<&str>>())
         .bind(marks.iter().map(|(_, s, _)| *s).collect::<Vec<i64>>())
         .bind(marks.iter().map(|(_, _, o)| *o).collect::<Vec<i32>>())
-        .bind(
-            rows.iter()
-                .map(|f| f.period_start_unix_s)
-                .collect::<Vec<i64>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|f| f.account_id.as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|f| f.region.as_str())
-                .collect::<Vec<&str>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|f| f.record_key.as_str())
-                .collect::<Vec<&str>>(),
-        )
+        .bind(rows.iter().map(|f| f.period_start_unix_s).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|f| f.account_id.as_str()).collect::<Vec<&str>>())
+        .bind(rows.iter().map(|f| f.region.as_str()).collect::<Vec<&str>>())
+        .bind(rows.iter().map(|f| f.record_key.as_str()).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(k, _)| k.0).collect::<Vec<i64>>())
         .bind(delta.iter().map(|(k, _)| k.1).collect::<Vec<&str>>())
         .bind(delta.iter().map(|(k, _)| k.2).collect::<Vec<&str>>())
@@ -846,11 +678,7 @@ mod tests {
     use super::*;
 
     fn fact(start: i64, key: &str) -> FactRow {
-        FactRow {
-            record_key: key.into(),
-            period_s: 3_600,
-            ..FactRow::sample(start, 3_600)
-        }
+        FactRow { record_key: key.into(), period_s: 3_600, ..FactRow::sample(start, 3_600) }
     }
 
     #[test]
@@ -867,18 +695,9 @@ mod tests {
         other_region.region = "us-east-1".into();
         let facts = [fact(0, "a"), fact(0, "b"), other_region, fact(3_600, "a")];
         let refs: Vec<&FactRow> = facts.iter().collect();
-        let groups: Vec<(i64, &str, std::ops::Range<usize>)> = groups_of(&refs)
-            .into_iter()
-            .map(|g| (g.start_unix_s, g.region, g.range))
-            .collect();
-        assert_eq!(
-            groups,
-            vec![
-                (0, "eu-west-1", 0..2),
-                (0, "us-east-1", 2..3),
-                (3_600, "eu-west-1", 3..4)
-            ]
-        );
+        let groups: Vec<(i64, &str, std::ops::Range<usize>)> =
+            groups_of(&refs).into_iter().map(|g| (g.start_unix_s, g.region, g.range)).collect();
+        assert_eq!(groups, vec![(0, "eu-west-1", 0..2), (0, "us-east-1", 2..3), (3_600, "eu-west-1", 3..4)]);
     }
 
     #[test]
@@ -888,18 +707,12 @@ mod tests {
         let groups = groups_of(&refs);
         let state = GroupState {
             // Positions: 1 = "b" (live), 2 = "a" (superseded), 3 = "x", 4 = "a" (live).
-            segments: vec![(
-                7,
-                vec![key_hash("b"), key_hash("a"), key_hash("x"), key_hash("a")],
-                vec![2],
-            )],
+            segments: vec![(7, vec![key_hash("b"), key_hash("a"), key_hash("x"), key_hash("a")], vec![2])],
             has_rows: false,
             default_team: None,
         };
-        let found: Vec<(usize, i64, i32)> = candidates(&refs, &groups, &[state])
-            .iter()
-            .map(|c| (c.fi, c.segment_id, c.ord))
-            .collect();
+        let found: Vec<(usize, i64, i32)> =
+            candidates(&refs, &groups, &[state]).iter().map(|c| (c.fi, c.segment_id, c.ord)).collect();
         assert_eq!(found, vec![(1, 7, 1), (0, 7, 4)]);
     }
 
@@ -915,10 +728,7 @@ mod tests {
         // Tags of its own win over the inventory, even without the key; an empty value counts as none.
         f.tags = Some(vec![("env".into(), "prod".into())]);
         assert_eq!(team_of(&f, key, Some("web"), Some("platform")), "platform");
-        f.tags = Some(vec![
-            ("team".into(), "data".into()),
-            ("team".into(), "ml".into()),
-        ]);
+        f.tags = Some(vec![("team".into(), "data".into()), ("team".into(), "ml".into())]);
         assert_eq!(team_of(&f, key, Some("web"), None), "ml");
         f.tags = Some(vec![("team".into(), String::new())]);
         assert_eq!(team_of(&f, key, Some("web"), None), "untagged");
@@ -938,12 +748,6 @@ mod tests {
         let mut expected = [-0.5; MEASURES];
         expected[..5].copy_from_slice(&[0.5, 1.5, 2.5, 3.5, 4.5]);
         expected[MEASURES - 1] = 6.5;
-        assert_eq!(
-            d,
-            DeltaSums {
-                values: expected,
-                count: 0
-            }
-        );
+        assert_eq!(d, DeltaSums { values: expected, count: 0 });
     }
 }

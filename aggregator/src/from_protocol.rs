@@ -31,16 +31,8 @@ use crate::model::{Accounting, AgentStatusRow, Batch, FactRow, InventoryRow, Qua
 
 /// Converts a decoded wire batch.
 pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
-    let by_arn: HashMap<&str, &wire::ResourceRecord> = batch
-        .resources
-        .iter()
-        .map(|r| (r.arn.as_str(), r))
-        .collect();
-    let facts = batch
-        .emissions
-        .iter()
-        .map(|e| fact_from_record(batch, e, &by_arn))
-        .collect();
+    let by_arn: HashMap<&str, &wire::ResourceRecord> = batch.resources.iter().map(|r| (r.arn.as_str(), r)).collect();
+    let facts = batch.emissions.iter().map(|e| fact_from_record(batch, e, &by_arn)).collect();
     let inventory = batch
         .resources
         .iter()
@@ -51,21 +43,12 @@ pub fn batch_from_protocol(batch: &wire::Batch) -> Batch {
             resource_type: r.resource_type.clone(),
             service: r.service.clone(),
             tags: r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            attributes: r
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            attributes: r.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             observed_unix_s: r.last_seen_unix_s,
             deleted: r.lifecycle == wire::LifecycleState::Terminated,
         })
         .collect();
-    Batch {
-        agent_id: batch.agent_id.clone(),
-        sequence: batch.sequence,
-        facts,
-        inventory,
-    }
+    Batch { agent_id: batch.agent_id.clone(), sequence: batch.sequence, facts, inventory }
 }
 
 /// The agent status a wire batch carries, if any.
@@ -133,9 +116,7 @@ fn fact_from_record(
             Some(Vec::new()),
         ),
     };
-    let length_s = e
-        .interval_end_unix_s
-        .saturating_sub(e.interval_start_unix_s);
+    let length_s = e.interval_end_unix_s.saturating_sub(e.interval_start_unix_s);
     FactRow {
         record_key: record_key(&e.subject, length_s),
         revision: e.revision,
@@ -240,11 +221,7 @@ mod tests {
     use super::*;
 
     fn grid(g: f64, source: &str) -> wire::GridFactorUsed {
-        wire::GridFactorUsed {
-            g_co2e_per_kwh: g,
-            source: source.into(),
-            vintage: "2024".into(),
-        }
+        wire::GridFactorUsed { g_co2e_per_kwh: g, source: source.into(), vintage: "2024".into() }
     }
 
     fn record(subject: wire::Subject) -> wire::EmissionRecord {
@@ -273,18 +250,9 @@ mod tests {
 
     #[test]
     fn record_keys_are_the_subject_and_the_length() {
-        let resource = wire::Subject::Resource {
-            arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into(),
-        };
-        assert_eq!(
-            record_key(&resource, 3_600),
-            "resource:arn:aws:ec2:eu-west-1:123456789012:instance/i-1@3600s"
-        );
-        let group = wire::Subject::Group(wire::GroupKey {
-            service: "ec2".into(),
-            resource_type: "instance".into(),
-            team: None,
-        });
+        let resource = wire::Subject::Resource { arn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-1".into() };
+        assert_eq!(record_key(&resource, 3_600), "resource:arn:aws:ec2:eu-west-1:123456789012:instance/i-1@3600s");
+        let group = wire::Subject::Group(wire::GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: None });
         for subject in [resource, group] {
             assert_eq!(record_key(&subject, 300), format!("{subject}@300s"));
         }
@@ -299,18 +267,10 @@ mod tests {
                 team: team.map(str::to_owned),
             })
         };
-        let keys: Vec<String> = [
-            None,
-            Some("-"),
-            Some("%-"),
-            Some("%%-"),
-            Some("%"),
-            Some("web"),
-            Some(""),
-        ]
-        .into_iter()
-        .map(|t| record_key(&group(t), 3_600))
-        .collect();
+        let keys: Vec<String> = [None, Some("-"), Some("%-"), Some("%%-"), Some("%"), Some("web"), Some("")]
+            .into_iter()
+            .map(|t| record_key(&group(t), 3_600))
+            .collect();
         assert_eq!(
             keys,
             [
@@ -353,9 +313,7 @@ mod tests {
             }],
             emissions: vec![
                 record(wire::Subject::Resource { arn: arn.into() }),
-                record(wire::Subject::Resource {
-                    arn: "arn:aws:s3:::my-bucket".into(),
-                }),
+                record(wire::Subject::Resource { arn: "arn:aws:s3:::my-bucket".into() }),
                 record(wire::Subject::Group(wire::GroupKey {
                     service: "lambda".into(),
                     resource_type: "function".into(),
@@ -372,44 +330,20 @@ mod tests {
         // location 1.5 + 4.4 = 5.9 g; market 1.5 + 0.5 = 2.0 g
         assert!((f.location_g_co2e - 5.9).abs() < 1e-12);
         assert!((f.market_g_co2e - 2.0).abs() < 1e-12);
-        assert_eq!(
-            (f.period_s, f.revision, f.quality),
-            (3_600, 2, Quality::Estimated)
-        );
-        assert_eq!(
-            (f.service.as_str(), f.resource_type.as_str()),
-            ("ec2", "instance")
-        );
+        assert_eq!((f.period_s, f.revision, f.quality), (3_600, 2, Quality::Estimated));
+        assert_eq!((f.service.as_str(), f.resource_type.as_str()), ("ec2", "instance"));
         assert_eq!(f.tags, Some(vec![("team".to_owned(), "web".to_owned())]));
         assert_eq!(f.record_key, format!("resource:{arn}@3600s"));
-        assert_eq!(
-            (f.factor_source.as_str(), f.factor_vintage.as_str()),
-            ("ccf", "2024")
-        );
+        assert_eq!((f.factor_source.as_str(), f.factor_vintage.as_str()), ("ccf", "2024"));
         // The parts are kept apart and add up to the totals: embodied is no
         // longer folded into the operational figures.
         let p = f.parts();
         assert!((p.it_energy_kwh - 0.013).abs() < 1e-15);
-        assert_eq!(
-            (
-                p.operational_location_g_co2e,
-                p.operational_market_g_co2e,
-                p.embodied_g_co2e
-            ),
-            (4.4, 0.5, 1.5)
-        );
-        assert!(
-            (p.operational_location_g_co2e + p.embodied_g_co2e - f.location_g_co2e).abs() < 1e-12
-        );
+        assert_eq!((p.operational_location_g_co2e, p.operational_market_g_co2e, p.embodied_g_co2e), (4.4, 0.5, 1.5));
+        assert!((p.operational_location_g_co2e + p.embodied_g_co2e - f.location_g_co2e).abs() < 1e-12);
         assert!((p.operational_market_g_co2e + p.embodied_g_co2e - f.market_g_co2e).abs() < 1e-12);
-        assert!(
-            (p.operational_location_low_g_co2e + p.embodied_low_g_co2e - f.low_g_co2e).abs()
-                < 1e-12
-        );
-        assert!(
-            (p.operational_location_high_g_co2e + p.embodied_high_g_co2e - f.high_g_co2e).abs()
-                < 1e-12
-        );
+        assert!((p.operational_location_low_g_co2e + p.embodied_low_g_co2e - f.low_g_co2e).abs() < 1e-12);
+        assert!((p.operational_location_high_g_co2e + p.embodied_high_g_co2e - f.high_g_co2e).abs() < 1e-12);
         assert_eq!(f.market_lineage(), ("residual-mix", "2024"));
         // An agent without market data sends its location factor as market
         // factor: flagged, never passed off as market-based.
@@ -417,40 +351,20 @@ mod tests {
         copy.grid_market = copy.grid_location.clone();
         assert_eq!(market_source(&copy), MARKET_FALLBACK);
         let s3 = &b.facts[1];
-        assert_eq!(
-            (
-                s3.service.as_str(),
-                s3.resource_type.as_str(),
-                s3.tags.clone()
-            ),
-            ("s3", "resource", None)
-        );
+        assert_eq!((s3.service.as_str(), s3.resource_type.as_str(), s3.tags.clone()), ("s3", "resource", None));
         let g = &b.facts[2];
-        assert_eq!(
-            (g.resource_id.as_str(), g.team.clone()),
-            ("group:lambda/function/-", None)
-        );
+        assert_eq!((g.resource_id.as_str(), g.team.clone()), ("group:lambda/function/-", None));
         // An hour-long group record (coarsened by a full outbox) counts in
         // the totals; only shorter group records are the real-time path.
         assert!(!f.realtime && !s3.realtime && !g.realtime);
-        let group = wire::Subject::Group(wire::GroupKey {
-            service: "ec2".into(),
-            resource_type: "instance".into(),
-            team: None,
-        });
+        let group = wire::Subject::Group(wire::GroupKey { service: "ec2".into(), resource_type: "instance".into(), team: None });
         assert!(is_realtime(&group, 300));
         assert!(!is_realtime(&group, 3_600));
-        assert!(!is_realtime(
-            &wire::Subject::Resource { arn: arn.into() },
-            300
-        ));
+        assert!(!is_realtime(&wire::Subject::Resource { arn: arn.into() }, 300));
         assert_eq!(b.inventory.len(), 1);
         assert!(b.inventory[0].deleted);
         assert_eq!(b.inventory[0].observed_unix_s, 2);
-        assert_eq!(
-            b.inventory[0].attributes,
-            vec![("engine".to_owned(), "postgres".to_owned())]
-        );
+        assert_eq!(b.inventory[0].attributes, vec![("engine".to_owned(), "postgres".to_owned())]);
         assert_eq!(agent_status_from_protocol(&batch), None);
         let with_status = wire::Batch {
             agent_status: Some(wire::AgentStatus {
@@ -466,21 +380,11 @@ mod tests {
         };
         let s = agent_status_from_protocol(&with_status).unwrap();
         assert_eq!(
-            (
-                s.agent_id.as_str(),
-                s.account_id.as_str(),
-                s.region.as_str(),
-                s.batch_sequence
-            ),
+            (s.agent_id.as_str(), s.account_id.as_str(), s.region.as_str(), s.batch_sequence),
             ("agent-1", "123456789012", "eu-west-1", 9)
         );
         assert_eq!(
-            (
-                s.outbox_backlog_frames,
-                s.outbox_backlog_bytes,
-                s.collection_errors_total,
-                s.send_failures_total
-            ),
+            (s.outbox_backlog_frames, s.outbox_backlog_bytes, s.collection_errors_total, s.send_failures_total),
             (3, 4_096, 2, 5)
         );
     }
@@ -488,17 +392,9 @@ mod tests {
     #[test]
     fn arn_parts() {
         let check = |arn: &str, service: &str, ty: &str| {
-            assert_eq!(
-                service_and_type_from_arn(arn),
-                (service.to_owned(), ty.to_owned()),
-                "{arn}"
-            );
+            assert_eq!(service_and_type_from_arn(arn), (service.to_owned(), ty.to_owned()), "{arn}");
         };
-        check(
-            "arn:aws:ec2:eu-west-1:123456789012:volume/vol-1",
-            "ec2",
-            "volume",
-        );
+        check("arn:aws:ec2:eu-west-1:123456789012:volume/vol-1", "ec2", "volume");
         check("arn:aws:rds:eu-west-1:123456789012:db:prod", "rds", "db");
         check("arn:aws:s3:::bucket", "s3", "resource");
         check("not-an-arn", "unknown", "resource");

@@ -9,8 +9,7 @@ use crate::auth::Auth;
 use crate::http::Clock;
 use crate::query::params::{self, ParamError};
 use crate::query::{
-    Dimension, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse,
-    TotalsResponse,
+    Dimension, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse, TotalsResponse,
 };
 
 /// Generated protobuf types and the service trait of `proto/canopy_query.proto`.
@@ -36,21 +35,14 @@ impl GrpcQuery {
     /// credentials) and answers within the caller's scope
     /// (PERMISSION_DENIED for a filter outside it).
     pub fn new(engine: QueryEngine, clock: Clock, auth: Auth) -> Self {
-        GrpcQuery {
-            engine,
-            clock,
-            auth,
-        }
+        GrpcQuery { engine, clock, auth }
     }
 
     /// The development mode's marker on a reply.
     fn reply<T>(&self, message: T) -> Response<T> {
         let mut resp = Response::new(message);
         if self.auth.is_open() {
-            resp.metadata_mut().insert(
-                crate::auth::OPEN_ACCESS_HEADER,
-                MetadataValue::from_static("true"),
-            );
+            resp.metadata_mut().insert(crate::auth::OPEN_ACCESS_HEADER, MetadataValue::from_static("true"));
         }
         resp
     }
@@ -107,10 +99,7 @@ fn invalid(e: ParamError) -> Status {
 /// request id, never the database's message) otherwise.
 fn internal(e: QueryError) -> Status {
     if let QueryError::OutsideRetention(e) = e {
-        return invalid(ParamError {
-            parameter: e.parameter.to_owned(),
-            message: e.message,
-        });
+        return invalid(ParamError { parameter: e.parameter.to_owned(), message: e.message });
     }
     if let QueryError::Forbidden(f) = &e {
         return Status::permission_denied(f.to_string());
@@ -161,12 +150,7 @@ fn factor_sets(sets: &[crate::lineage::FactorSet]) -> Vec<pb::FactorSet> {
 }
 
 fn dims(d: &[(Dimension, String)]) -> Vec<pb::DimValue> {
-    d.iter()
-        .map(|(k, v)| pb::DimValue {
-            dimension: k.name().to_owned(),
-            value: v.clone(),
-        })
-        .collect()
+    d.iter().map(|(k, v)| pb::DimValue { dimension: k.name().to_owned(), value: v.clone() }).collect()
 }
 
 fn sources(s: &[Segment]) -> Vec<pb::Source> {
@@ -193,14 +177,7 @@ fn totals_message(r: &TotalsResponse) -> pb::TotalsResponse {
                 share_of_location_co2e: q.share_of_location_co2e,
             })
             .collect(),
-        rows: r
-            .rows
-            .iter()
-            .map(|g| pb::GroupRow {
-                dims: dims(&g.dims),
-                metrics: Some(metrics(&g.metrics)),
-            })
-            .collect(),
+        rows: r.rows.iter().map(|g| pb::GroupRow { dims: dims(&g.dims), metrics: Some(metrics(&g.metrics)) }).collect(),
         next_offset: r.next_offset,
         factor_sets: factor_sets(&r.factor_sets),
     }
@@ -248,10 +225,7 @@ fn top_message(r: &TopResourcesResponse) -> pb::TopResourcesResponse {
 
 #[tonic::async_trait]
 impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
-    async fn totals(
-        &self,
-        request: Request<pb::TotalsRequest>,
-    ) -> Result<Response<pb::TotalsResponse>, Status> {
+    async fn totals(&self, request: Request<pb::TotalsRequest>) -> Result<Response<pb::TotalsResponse>, Status> {
         let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
@@ -262,18 +236,11 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_totals(&p.0).map_err(invalid)?;
-        let resp = self
-            .engine
-            .totals_for(&principal, &req, (self.clock)())
-            .await
-            .map_err(internal)?;
+        let resp = self.engine.totals_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
         Ok(self.reply(totals_message(&resp)))
     }
 
-    async fn series(
-        &self,
-        request: Request<pb::SeriesRequest>,
-    ) -> Result<Response<pb::SeriesResponse>, Status> {
+    async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
         let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
@@ -285,23 +252,11 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_series(&p.0).map_err(invalid)?;
-        let resp = self
-            .engine
-            .series_for(&principal, &req, (self.clock)())
-            .await
-            .map_err(internal)?;
-        Ok(self.reply(series_message(
-            req.step.name(),
-            req.from_unix_s,
-            req.to_unix_s,
-            &resp,
-        )))
+        let resp = self.engine.series_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
+        Ok(self.reply(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 
-    async fn realtime(
-        &self,
-        request: Request<pb::RealtimeRequest>,
-    ) -> Result<Response<pb::SeriesResponse>, Status> {
+    async fn realtime(&self, request: Request<pb::RealtimeRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
         let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         let m = request.into_inner();
         let mut p = Pairs::default();
@@ -312,17 +267,8 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("offset", m.offset);
         let now = (self.clock)();
         let req = params::parse_realtime(&p.0, now).map_err(invalid)?;
-        let resp = self
-            .engine
-            .realtime_for(&principal, &req, now)
-            .await
-            .map_err(internal)?;
-        Ok(self.reply(series_message(
-            req.step.name(),
-            req.from_unix_s,
-            req.to_unix_s,
-            &resp,
-        )))
+        let resp = self.engine.realtime_for(&principal, &req, now).await.map_err(internal)?;
+        Ok(self.reply(series_message(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
     }
 
     async fn top_resources(
@@ -338,11 +284,7 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         p.number("limit", u64::from(m.limit));
         p.number("offset", m.offset);
         let req = params::parse_top_resources(&p.0).map_err(invalid)?;
-        let resp = self
-            .engine
-            .top_resources_for(&principal, &req, (self.clock)())
-            .await
-            .map_err(internal)?;
+        let resp = self.engine.top_resources_for(&principal, &req, (self.clock)()).await.map_err(internal)?;
         Ok(self.reply(top_message(&resp)))
     }
 
@@ -354,27 +296,18 @@ impl pb::canopy_query_server::CanopyQuery for GrpcQuery {
         // unrestricted org viewer or admin reads them, as over HTTP.
         let principal = self.auth.authenticate_grpc(request.metadata()).await?;
         if !principal.scope.is_unrestricted()
-            || !matches!(
-                principal.role,
-                crate::auth::Role::Admin | crate::auth::Role::OrgViewer
-            )
+            || !matches!(principal.role, crate::auth::Role::Admin | crate::auth::Role::OrgViewer)
         {
-            return Err(Status::permission_denied(
-                "restatements are org-wide: they need the org_viewer or admin role",
-            ));
+            return Err(Status::permission_denied("restatements are org-wide: they need the org_viewer or admin role"));
         }
         let limit = match request.into_inner().limit {
             0 => 20,
             n @ 1..=200 => i64::from(n),
             n => {
-                return Err(invalid(ParamError {
-                    parameter: "limit".into(),
-                    message: format!("expected an integer 1..200, found {n}"),
-                }));
+                return Err(invalid(ParamError { parameter: "limit".into(), message: format!("expected an integer 1..200, found {n}") }));
             }
         };
-        let list = crate::restatement::list(self.engine.pool(), limit)
-            .await
+        let list = crate::restatement::list(self.engine.pool(), limit).await
             .map_err(|e| crate::error_reply::internal_status("listing restatements", &e))?;
         Ok(self.reply(pb::RestatementsResponse {
             restatements: list

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Principal, Role};
 use crate::query::params::{self, ParamError};
-use crate::query::{
-    Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse,
-    TopResourcesResponse, TotalsResponse,
-};
 use crate::route_table::RouteTable;
+use crate::query::{
+    Dimension, GroupRow, Metrics, QueryEngine, QueryError, Segment, SeriesResponse, TopResourcesResponse,
+    TotalsResponse,
+};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -44,26 +44,13 @@ pub fn router(engine: QueryEngine, clock: Clock, auth: Auth) -> Router {
 
 /// Every route `serve` (and the demo) answers: the query API, the dashboard
 /// and the alerting API. The authorisation suite walks exactly this table.
-pub fn served_route_table(
-    engine: QueryEngine,
-    clock: Clock,
-    auth: Auth,
-    alerts: crate::alerts::http::AlertsHttp,
-) -> RouteTable {
+pub fn served_route_table(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> RouteTable {
     route_table(engine, clock, auth).merge(crate::alerts::http::route_table(alerts))
 }
 
 /// [`served_route_table`] behind `auth`'s middleware.
-pub fn served_router(
-    engine: QueryEngine,
-    clock: Clock,
-    auth: Auth,
-    alerts: crate::alerts::http::AlertsHttp,
-) -> Router {
-    crate::auth::http_layer::protect(
-        served_route_table(engine, clock, auth.clone(), alerts).into_router(),
-        auth,
-    )
+pub fn served_router(engine: QueryEngine, clock: Clock, auth: Auth, alerts: crate::alerts::http::AlertsHttp) -> Router {
+    crate::auth::http_layer::protect(served_route_table(engine, clock, auth.clone(), alerts).into_router(), auth)
 }
 
 /// The API's routes, with the list of them (checked against `openapi.yaml`
@@ -87,11 +74,7 @@ pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable 
                 .get("/auth/logout", crate::auth::login::logout)
                 .with_state(auth.clone()),
         )
-        .merge(crate::dashboard::route_table(
-            state.engine.clone(),
-            state.clock,
-            auth,
-        ))
+        .merge(crate::dashboard::route_table(state.engine.clone(), state.clock, auth))
 }
 
 /// An error answer.
@@ -114,14 +97,11 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
             )
                 .into_response(),
-            ApiError::Query(QueryError::Forbidden(e)) => (
-                StatusCode::FORBIDDEN,
-                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
-            )
-                .into_response(),
-            ApiError::Query(QueryError::Sql(e))
-                if crate::query_limits::is_statement_timeout(&e) =>
-            {
+            ApiError::Query(QueryError::Forbidden(e)) => {
+                (StatusCode::FORBIDDEN, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
+            ApiError::Query(QueryError::Sql(e)) if crate::query_limits::is_statement_timeout(&e) => {
                 crate::query_limits::statement_timeout_reply()
             }
             // Never the database's message: logged under a request id.
@@ -142,11 +122,7 @@ async fn totals(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_totals(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s
-        .engine
-        .totals_for(&principal, &req, (s.clock)())
-        .await
-        .map_err(ApiError::Query)?;
+    let resp = s.engine.totals_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(totals_json(&resp)))
 }
 
@@ -156,17 +132,8 @@ async fn series(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_series(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s
-        .engine
-        .series_for(&principal, &req, (s.clock)())
-        .await
-        .map_err(ApiError::Query)?;
-    Ok(Json(series_json(
-        req.step.name(),
-        req.from_unix_s,
-        req.to_unix_s,
-        &resp,
-    )))
+    let resp = s.engine.series_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
+    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 
 async fn realtime(
@@ -176,17 +143,8 @@ async fn realtime(
 ) -> Result<Json<Value>, ApiError> {
     let now = (s.clock)();
     let req = params::parse_realtime(&pairs, now).map_err(ApiError::BadParameter)?;
-    let resp = s
-        .engine
-        .realtime_for(&principal, &req, now)
-        .await
-        .map_err(ApiError::Query)?;
-    Ok(Json(series_json(
-        req.step.name(),
-        req.from_unix_s,
-        req.to_unix_s,
-        &resp,
-    )))
+    let resp = s.engine.realtime_for(&principal, &req, now).await.map_err(ApiError::Query)?;
+    Ok(Json(series_json(req.step.name(), req.from_unix_s, req.to_unix_s, &resp)))
 }
 
 async fn top_resources(
@@ -195,11 +153,7 @@ async fn top_resources(
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
     let req = params::parse_top_resources(&pairs).map_err(ApiError::BadParameter)?;
-    let resp = s
-        .engine
-        .top_resources_for(&principal, &req, (s.clock)())
-        .await
-        .map_err(ApiError::Query)?;
+    let resp = s.engine.top_resources_for(&principal, &req, (s.clock)()).await.map_err(ApiError::Query)?;
     Ok(Json(top_json(&resp)))
 }
 
@@ -243,12 +197,8 @@ async fn restatements(
     Extension(principal): Extension<Principal>,
     Query(pairs): Pairs,
 ) -> Response {
-    if !principal.scope.is_unrestricted()
-        || !matches!(principal.role, Role::Admin | Role::OrgViewer)
-    {
-        return crate::auth::http_layer::forbidden(
-            "restatements are org-wide: they need the org_viewer or admin role",
-        );
+    if !principal.scope.is_unrestricted() || !matches!(principal.role, Role::Admin | Role::OrgViewer) {
+        return crate::auth::http_layer::forbidden("restatements are org-wide: they need the org_viewer or admin role");
     }
     let limit = match limit_param(&pairs, 20, 200) {
         Ok(n) => n,
@@ -266,19 +216,12 @@ fn limit_param(pairs: &[(String, String)], default: i64, max: i64) -> Result<i64
     let mut limit = default;
     for (key, value) in pairs {
         if key != "limit" {
-            return Err(ParamError {
-                parameter: key.clone(),
-                message: "unknown parameter; expected limit".into(),
-            });
+            return Err(ParamError { parameter: key.clone(), message: "unknown parameter; expected limit".into() });
         }
-        limit = value
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| ParamError {
-                parameter: "limit".into(),
-                message: format!("expected 1 to {max}, found {value:?}"),
-            })?;
+        limit = value.parse::<i64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| ParamError {
+            parameter: "limit".into(),
+            message: format!("expected 1 to {max}, found {value:?}"),
+        })?;
     }
     Ok(limit)
 }
@@ -306,11 +249,7 @@ pub fn restatements_json(list: &[crate::restatement::Restatement]) -> Value {
 }
 
 fn metrics_json(m: &Metrics) -> Value {
-    let mut body: serde_json::Map<String, Value> = m
-        .named()
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect();
+    let mut body: serde_json::Map<String, Value> = m.named().iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
     body.insert("fact_count".into(), json!(m.fact_count));
     Value::Object(body)
 }
@@ -334,24 +273,18 @@ pub fn factor_sets_json(sets: &[crate::lineage::FactorSet]) -> Value {
 }
 
 fn dims_json(dims: &[(Dimension, String)]) -> Value {
-    Value::Object(
-        dims.iter()
-            .map(|(d, v)| (d.name().to_owned(), Value::String(v.clone())))
-            .collect(),
-    )
+    Value::Object(dims.iter().map(|(d, v)| (d.name().to_owned(), Value::String(v.clone()))).collect())
 }
 
 fn segments_json(segments: &[Segment]) -> Value {
     segments
         .iter()
-        .map(|s| {
-            json!({
+        .map(|s| json!({
                 "source": s.source.name(),
                 "from_unix_s": s.from_unix_s,
                 "to_unix_s": s.to_unix_s,
                 "subtract": s.subtract,
-            })
-        })
+            }))
         .collect()
 }
 

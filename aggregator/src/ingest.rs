@@ -58,9 +58,7 @@ impl StoreError {
     /// rejection.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::InvalidFact { .. }
-            | StoreError::InvalidInventory { .. }
-            | StoreError::InvalidBatch(_) => false,
+            StoreError::InvalidFact { .. } | StoreError::InvalidInventory { .. } | StoreError::InvalidBatch(_) => false,
             StoreError::Sql(e) | StoreError::Db(DbError::Sql(e)) => sql_is_retryable(e),
             StoreError::Db(_) => false,
         }
@@ -69,10 +67,7 @@ impl StoreError {
 
 fn sql_is_retryable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
         // 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
         // 57P01..57P03 admin/crash shutdown and cannot_connect_now, 53300 too_many_connections,
         // 23505 unique_violation: only the facts INSERT can raise it (every other insert of a
@@ -137,20 +132,15 @@ pub async fn store_batch(
 ) -> Result<StoreOutcome, StoreError> {
     validate(batch)?;
     let sequence = i64::try_from(batch.sequence).map_err(|_| {
-        StoreError::InvalidBatch(format!(
-            "expected a sequence below 2^63, found {}",
-            batch.sequence
-        ))
+        StoreError::InvalidBatch(format!("expected a sequence below 2^63, found {}", batch.sequence))
     })?;
 
-    let (realtime, totals): (Vec<&FactRow>, Vec<&FactRow>) =
-        batch.facts.iter().partition(|f| f.realtime);
+    let (realtime, totals): (Vec<&FactRow>, Vec<&FactRow>) = batch.facts.iter().partition(|f| f.realtime);
     let Some(started) = begin_batch(tx, batch, sequence, &totals, &realtime).await? else {
         return Ok(StoreOutcome::Duplicate);
     };
     upsert_inventory(tx, batch, sequence).await?;
-    let (mut written, mut replaced, displaced) =
-        upsert_facts(tx, batch, &totals, sequence, &started).await?;
+    let (mut written, mut replaced, displaced) = upsert_facts(tx, batch, &totals, sequence, &started).await?;
     let (rt_written, rt_replaced) = upsert_realtime(tx, batch, &realtime, sequence).await?;
     written += rt_written;
     replaced += rt_replaced;
@@ -174,9 +164,7 @@ fn count_i32(n: usize) -> i32 {
 
 fn validate(batch: &Batch) -> Result<(), StoreError> {
     if batch.agent_id.is_empty() {
-        return Err(StoreError::InvalidBatch(
-            "expected a non-empty agent id, found an empty one".into(),
-        ));
+        return Err(StoreError::InvalidBatch("expected a non-empty agent id, found an empty one".into()));
     }
     for (index, fact) in batch.facts.iter().enumerate() {
         if let Err(reason) = validate_fact(fact) {
@@ -208,10 +196,7 @@ pub fn is_account_id(text: &str) -> bool {
 
 fn validate_fact(fact: &FactRow) -> Result<(), String> {
     if !is_account_id(&fact.account_id) {
-        return Err(format!(
-            "expected a 12-digit account id, found {:?}",
-            fact.account_id
-        ));
+        return Err(format!("expected a 12-digit account id, found {:?}", fact.account_id));
     }
     for (name, value) in [
         ("record_key", &fact.record_key),
@@ -239,20 +224,13 @@ fn validate_fact(fact: &FactRow) -> Result<(), String> {
         ("high_g_co2e", fact.high_g_co2e),
     ] {
         if !value.is_finite() || value < 0.0 {
-            return Err(format!(
-                "expected a finite non-negative {name}, found {value}"
-            ));
+            return Err(format!("expected a finite non-negative {name}, found {value}"));
         }
     }
     let parts = fact.parts().values();
-    for (name, value) in crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..]
-        .iter()
-        .zip(parts)
-    {
+    for (name, value) in crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..].iter().zip(parts) {
         if !value.is_finite() || value < 0.0 {
-            return Err(format!(
-                "expected a finite non-negative {name}, found {value}"
-            ));
+            return Err(format!("expected a finite non-negative {name}, found {value}"));
         }
     }
     Ok(())
@@ -260,10 +238,7 @@ fn validate_fact(fact: &FactRow) -> Result<(), String> {
 
 fn validate_inventory(row: &InventoryRow) -> Result<(), String> {
     if !is_account_id(&row.account_id) {
-        return Err(format!(
-            "expected a 12-digit account id, found {:?}",
-            row.account_id
-        ));
+        return Err(format!("expected a 12-digit account id, found {:?}", row.account_id));
     }
     if row.resource_id.is_empty() || row.region.is_empty() {
         return Err("expected a non-empty region and resource_id, found an empty one".into());
@@ -273,10 +248,8 @@ fn validate_inventory(row: &InventoryRow) -> Result<(), String> {
 
 /// Days (Unix seconds of their start) the facts start on.
 fn days_of(facts: &[&FactRow]) -> Vec<i64> {
-    let days: BTreeSet<i64> = facts
-        .iter()
-        .map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S))
-        .collect();
+    let days: BTreeSet<i64> =
+        facts.iter().map(|f| crate::time::floor_to(f.period_start_unix_s, crate::time::DAY_S)).collect();
     days.into_iter().collect()
 }
 
@@ -320,11 +293,8 @@ async fn begin_batch(
     totals: &[&FactRow],
     realtime: &[&FactRow],
 ) -> Result<Option<BatchStart>, StoreError> {
-    let scopes: BTreeSet<String> = batch
-        .facts
-        .iter()
-        .map(|f| format!("canopy_scope:{}/{}", f.account_id, f.region))
-        .collect();
+    let scopes: BTreeSet<String> =
+        batch.facts.iter().map(|f| format!("canopy_scope:{}/{}", f.account_id, f.region)).collect();
     let row = sqlx::query(
         "WITH batch AS (
             INSERT INTO ingested_batches (agent_id, sequence, fact_count, inventory_count)
@@ -371,10 +341,8 @@ async fn begin_batch(
 
 /// Tags or attributes as a JSON object (a later duplicate key wins).
 fn tags_json(tags: &[(String, String)]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = tags
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     serde_json::Value::Object(map).to_string()
 }
 
@@ -385,7 +353,8 @@ fn tags_json(tags: &[(String, String)]) -> String {
 /// analysed is estimated at hundreds of rows, which multiplied the batch's
 /// estimate past `jit_above_cost`, and every statement then spent more time
 /// compiling itself than running.
-const INVENTORY_TEAM_SQL: &str = "COALESCE(NULLIF(i.tags::jsonb ->> (SELECT team_tag_key FROM canopy_settings), ''), r.default_team, 'untagged')";
+const INVENTORY_TEAM_SQL: &str =
+    "COALESCE(NULLIF(i.tags::jsonb ->> (SELECT team_tag_key FROM canopy_settings), ''), r.default_team, 'untagged')";
 
 /// Team of a fact: the agent's explicit team (group records), else the tag
 /// value under the configured key from the fact's own tags or, when it
@@ -395,11 +364,7 @@ const FACT_TEAM_SQL: &str = "COALESCE(NULLIF(i.team, ''), \
      NULLIF(COALESCE(i.tags::jsonb, res.tags) ->> (SELECT team_tag_key FROM canopy_settings), ''), \
      r.default_team, 'untagged')";
 
-async fn upsert_inventory(
-    tx: &mut Transaction<'_, Postgres>,
-    batch: &Batch,
-    sequence: i64,
-) -> Result<(), StoreError> {
+async fn upsert_inventory(tx: &mut Transaction<'_, Postgres>, batch: &Batch, sequence: i64) -> Result<(), StoreError> {
     if batch.inventory.is_empty() {
         return Ok(());
     }
@@ -447,27 +412,15 @@ async fn upsert_inventory(
     sqlx::query(&sql)
         .bind(inv.iter().map(|r| r.account_id.clone()).collect::<Vec<_>>())
         .bind(inv.iter().map(|r| r.region.clone()).collect::<Vec<_>>())
-        .bind(
-            inv.iter()
-                .map(|r| r.resource_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            inv.iter()
-                .map(|r| r.resource_type.clone())
-                .collect::<Vec<_>>(),
-        )
+        .bind(inv.iter().map(|r| r.resource_id.clone()).collect::<Vec<_>>())
+        .bind(inv.iter().map(|r| r.resource_type.clone()).collect::<Vec<_>>())
         .bind(inv.iter().map(|r| r.service.clone()).collect::<Vec<_>>())
         .bind(inv.iter().map(|r| tags_json(&r.tags)).collect::<Vec<_>>())
         .bind(inv.iter().map(|r| r.observed_unix_s).collect::<Vec<_>>())
         .bind(inv.iter().map(|r| r.deleted).collect::<Vec<_>>())
         .bind(&batch.agent_id)
         .bind(sequence)
-        .bind(
-            inv.iter()
-                .map(|r| tags_json(&r.attributes))
-                .collect::<Vec<_>>(),
-        )
+        .bind(inv.iter().map(|r| tags_json(&r.attributes)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -563,21 +516,9 @@ pub(crate) fn rollup_ctes() -> String {
             INSERT INTO org_rollup_pending ({columns}) SELECT {columns} FROM d5
          )",
         crate::accounting::sums(""),
-        rollup_cte(
-            "rh",
-            "rollup_hourly",
-            "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"
-        ),
-        rollup_cte(
-            "rd",
-            "rollup_daily",
-            "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"
-        ),
-        rollup_cte(
-            "rm",
-            "rollup_monthly",
-            "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        ),
+        rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
+        rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
+        rollup_cte("rm", "rollup_monthly", "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
         resource_rollup_cte(),
     )
 }
@@ -596,9 +537,7 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let unnest_facts = unnest_facts();
     let measures = crate::accounting::columns("");
     let i_measures = crate::accounting::columns("i.");
-    let set_measures = crate::accounting::MEASURE_COLUMNS
-        .map(|c| format!("{c} = c.{c}"))
-        .join(", ");
+    let set_measures = crate::accounting::MEASURE_COLUMNS.map(|c| format!("{c} = c.{c}")).join(", ");
     format!(
         "WITH i AS (
             {unnest_facts}
@@ -651,12 +590,8 @@ static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// [`FACTS_SQL`] for [`crate::restatement`]: a fact also replaces the stored
 /// one of the same revision (the restatement holds the scope's lock and
 /// writes back the facts it just read, repriced).
-pub(crate) static RESTATE_FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    FACTS_SQL.replace(
-        "WHERE c.old_revision < c.revision",
-        "WHERE c.old_revision <= c.revision",
-    )
-});
+pub(crate) static RESTATE_FACTS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| FACTS_SQL.replace("WHERE c.old_revision < c.revision", "WHERE c.old_revision <= c.revision"));
 
 /// The `SELECT * FROM unnest(...)` of [`bind_facts`]'s arrays.
 fn unnest_facts() -> String {
@@ -682,12 +617,7 @@ fn unnest_facts() -> String {
 /// order. A batch holding a key twice counts the dropped ones as stale.
 pub(crate) fn highest_revision_per_key<'a>(f: &[&'a FactRow]) -> Vec<&'a FactRow> {
     fn key(x: &FactRow) -> (i64, &str, &str, &str) {
-        (
-            x.period_start_unix_s,
-            x.account_id.as_str(),
-            x.region.as_str(),
-            x.record_key.as_str(),
-        )
+        (x.period_start_unix_s, x.account_id.as_str(), x.region.as_str(), x.record_key.as_str())
     }
     let mut sorted: Vec<&'a FactRow> = f.to_vec();
     // A stable sort: equal keys stay in batch order, so the first of equal revisions is kept.
@@ -718,8 +648,7 @@ async fn upsert_facts(
     }
     // Hour-long group records against the per-resource records of their hour
     // first: what they supersede is gone before the per-key revision check.
-    let (unique, displaced) =
-        crate::coarsened::resolve(tx, highest_revision_per_key(f), started.mode).await?;
+    let (unique, displaced) = crate::coarsened::resolve(tx, highest_revision_per_key(f), started.mode).await?;
     if started.mode == StorageMode::TimescaleDb {
         // Facts older than the 5-minute aggregate's refresh window reach the
         // rollups through the late-data refresh (crate::timescale). The days
@@ -727,11 +656,7 @@ async fn upsert_facts(
         // rows the coarsening rule deleted (`displaced`) lie in the same
         // hours, and a batch may displace rows while writing none.
         sqlx::query(crate::timescale::QUEUE_LATE_DAYS_SQL)
-            .bind(
-                f.iter()
-                    .map(|x| x.period_start_unix_s)
-                    .collect::<Vec<i64>>(),
-            )
+            .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
             .bind(crate::timescale::LATE_AFTER_S)
             .execute(&mut **tx)
             .await?;
@@ -740,25 +665,13 @@ async fn upsert_facts(
         return Ok((0, 0, displaced));
     }
     if started.mode == StorageMode::Native {
-        let (written, replaced) = crate::fact_segments::write(
-            tx,
-            &unique,
-            &batch.agent_id,
-            sequence,
-            &started.team_tag_key,
-            false,
-        )
-        .await?;
+        let (written, replaced) =
+            crate::fact_segments::write(tx, &unique, &batch.agent_id, sequence, &started.team_tag_key, false).await?;
         return Ok((written, replaced, displaced));
     }
-    let row = bind_facts(
-        sqlx::query(FACTS_SQL.as_str()),
-        &unique,
-        &batch.agent_id,
-        sequence,
-    )
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = bind_facts(sqlx::query(FACTS_SQL.as_str()), &unique, &batch.agent_id, sequence)
+        .fetch_one(&mut **tx)
+        .await?;
     let written: i64 = row.try_get("written")?;
     let replaced: i64 = row.try_get("replaced")?;
     Ok((written as u64, replaced as u64, displaced))
@@ -776,32 +689,19 @@ pub(crate) fn bind_facts<'q>(
     agent_id: &'q str,
     sequence: i64,
 ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    let texts =
-        |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
+    let texts = |get: fn(&FactRow) -> &str| f.iter().map(|x| get(x).to_owned()).collect::<Vec<String>>();
     let floats = |get: fn(&FactRow) -> f64| f.iter().map(|x| get(x)).collect::<Vec<f64>>();
     let mut query = query
-        .bind(
-            f.iter()
-                .map(|x| x.period_start_unix_s)
-                .collect::<Vec<i64>>(),
-        )
+        .bind(f.iter().map(|x| x.period_start_unix_s).collect::<Vec<i64>>())
         .bind(f.iter().map(|x| x.period_s as i32).collect::<Vec<i32>>())
         .bind(texts(|x| &x.account_id))
         .bind(texts(|x| &x.region))
         .bind(texts(|x| &x.record_key))
-        .bind(
-            f.iter()
-                .map(|x| i64::from(x.revision))
-                .collect::<Vec<i64>>(),
-        )
+        .bind(f.iter().map(|x| i64::from(x.revision)).collect::<Vec<i64>>())
         .bind(texts(|x| &x.resource_id))
         .bind(texts(|x| &x.resource_type))
         .bind(texts(|x| &x.service))
-        .bind(
-            f.iter()
-                .map(|x| x.tags.as_deref().map(tags_json))
-                .collect::<Vec<Option<String>>>(),
-        )
+        .bind(f.iter().map(|x| x.tags.as_deref().map(tags_json)).collect::<Vec<Option<String>>>())
         .bind(texts(|x| x.quality.as_str()))
         .bind(floats(|x| x.energy_kwh))
         .bind(floats(|x| x.location_g_co2e))
@@ -813,11 +713,7 @@ pub(crate) fn bind_facts<'q>(
         .bind(texts(|x| &x.factor_vintage))
         .bind(agent_id)
         .bind(sequence)
-        .bind(
-            f.iter()
-                .map(|x| x.team.clone())
-                .collect::<Vec<Option<String>>>(),
-        );
+        .bind(f.iter().map(|x| x.team.clone()).collect::<Vec<Option<String>>>());
     let parts: Vec<_> = f.iter().map(|x| x.parts().values()).collect();
     for i in 0..parts.first().map_or(0, |p| p.len()) {
         query = query.bind(parts.iter().map(|p| p[i]).collect::<Vec<f64>>());
@@ -885,12 +781,7 @@ async fn upsert_realtime(
     if f.is_empty() {
         return Ok((0, 0));
     }
-    let row = bind_facts(
-        sqlx::query(REALTIME_SQL.as_str()),
-        f,
-        &batch.agent_id,
-        sequence,
-    )
+    let row = bind_facts(sqlx::query(REALTIME_SQL.as_str()), f, &batch.agent_id, sequence)
     .fetch_one(&mut **tx)
     .await?;
     let written: i64 = row.try_get("written")?;
@@ -907,9 +798,7 @@ pub async fn store_agent_status(
     status: &AgentStatusRow,
 ) -> Result<bool, StoreError> {
     if status.agent_version.is_empty() {
-        return Err(StoreError::InvalidBatch(
-            "agent_status.agent_version: expected a non-empty string, found an empty one".into(),
-        ));
+        return Err(StoreError::InvalidBatch("agent_status.agent_version: expected a non-empty string, found an empty one".into()));
     }
     let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let written = sqlx::query(
@@ -955,10 +844,7 @@ mod tests {
         assert!(validate_fact(&fact(3_600, 3_600)).is_ok());
         assert!(validate_fact(&fact(3_300, 300)).is_ok());
         let err = validate_fact(&fact(3_400, 300)).unwrap_err();
-        assert_eq!(
-            err,
-            "expected an interval within one UTC hour, found 300 s starting 3400 s into the hour"
-        );
+        assert_eq!(err, "expected an interval within one UTC hour, found 300 s starting 3400 s into the hour");
         assert!(validate_fact(&fact(0, 0)).is_err());
     }
 
@@ -969,16 +855,12 @@ mod tests {
         assert!(validate_fact(&f).unwrap_err().contains("energy_kwh"));
         let mut f = fact(0, 300);
         f.account_id = "12345".into();
-        assert_eq!(
-            validate_fact(&f).unwrap_err(),
-            "expected a 12-digit account id, found \"12345\""
-        );
+        assert_eq!(validate_fact(&f).unwrap_err(), "expected a 12-digit account id, found \"12345\"");
     }
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        let bad =
-            StoreError::InvalidBatch("expected a non-empty agent id, found an empty one".into());
+        let bad = StoreError::InvalidBatch("expected a non-empty agent id, found an empty one".into());
         assert!(!bad.is_retryable());
         assert!(StoreError::Sql(sqlx::Error::PoolTimedOut).is_retryable());
         assert!(!StoreError::Sql(sqlx::Error::RowNotFound).is_retryable());
@@ -992,38 +874,19 @@ mod tests {
             energy_kwh,
             ..fact(start, 300)
         };
-        let facts = [
-            at("b", 0, 1, 1.0),
-            at("a", 0, 2, 2.0),
-            at("b", 0, 3, 3.0),
-            at("b", 0, 3, 4.0),
-            at("a", 300, 1, 5.0),
-        ];
+        let facts = [at("b", 0, 1, 1.0), at("a", 0, 2, 2.0), at("b", 0, 3, 3.0), at("b", 0, 3, 4.0), at("a", 300, 1, 5.0)];
         let refs: Vec<&FactRow> = facts.iter().collect();
         let kept: Vec<(i64, &str, u32, f64)> = highest_revision_per_key(&refs)
             .iter()
-            .map(|f| {
-                (
-                    f.period_start_unix_s,
-                    f.record_key.as_str(),
-                    f.revision,
-                    f.energy_kwh,
-                )
-            })
+            .map(|f| (f.period_start_unix_s, f.record_key.as_str(), f.revision, f.energy_kwh))
             .collect();
         // Equal revisions keep the first one; keys sort by start, then account, region, record key.
-        assert_eq!(
-            kept,
-            vec![(0, "a", 2, 2.0), (0, "b", 3, 3.0), (300, "a", 1, 5.0)]
-        );
+        assert_eq!(kept, vec![(0, "a", 2, 2.0), (0, "b", 3, 3.0), (300, "a", 1, 5.0)]);
     }
 
     #[test]
     fn tags_become_a_json_object() {
-        let tags = vec![
-            ("team".to_owned(), "web".to_owned()),
-            ("env".to_owned(), "prod\"x".to_owned()),
-        ];
+        let tags = vec![("team".to_owned(), "web".to_owned()), ("env".to_owned(), "prod\"x".to_owned())];
         assert_eq!(tags_json(&tags), r#"{"env":"prod\"x","team":"web"}"#);
     }
 }

@@ -39,8 +39,8 @@
 #![forbid(unsafe_code)]
 
 pub mod accounting;
-pub mod alerts;
 pub mod auth;
+pub mod alerts;
 pub mod bench;
 pub mod coarsened;
 pub mod dashboard;
@@ -49,8 +49,8 @@ pub mod delivery;
 pub mod dev_ca;
 pub mod directory;
 pub mod error_reply;
-pub mod fact_segments;
 pub mod factors;
+pub mod fact_segments;
 pub mod from_protocol;
 pub mod grpc;
 pub mod http;

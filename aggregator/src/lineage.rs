@@ -45,10 +45,7 @@ pub struct FactorSet {
 
 /// Records the factor set combinations of `facts` (one batch) for their
 /// account and UTC month.
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    facts: &[FactRow],
-) -> Result<(), sqlx::Error> {
+pub async fn record(tx: &mut Transaction<'_, Postgres>, facts: &[FactRow]) -> Result<(), sqlx::Error> {
     let mut seen: BTreeSet<(i64, &str, &str, &str, &str, &str, &str)> = BTreeSet::new();
     for f in facts {
         let (market_source, market_vintage) = f.market_lineage();

@@ -14,22 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use canopy_aggregator::alerts::{self, AlertsConfig};
+use canopy_aggregator::factors;
+use canopy_aggregator::maintenance::{self, RetentionPolicy};
+use canopy_aggregator::query::QueryEngine;
+use canopy_aggregator::bench::{self, BenchConfig};
+use canopy_aggregator::grpc::GrpcQuery;
+use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
+use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
+use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits};
 use canopy_aggregator::auth::config::AuthSettings;
 use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
 use canopy_aggregator::auth::{self, Auth, tokens};
-use canopy_aggregator::bench::{self, BenchConfig};
-use canopy_aggregator::delivery::{DeliveryConfig, Ingest};
-use canopy_aggregator::factors;
-use canopy_aggregator::grpc::GrpcQuery;
-use canopy_aggregator::maintenance::{self, RetentionPolicy};
-use canopy_aggregator::organizations::{self, OrganisationRefresher, RefreshMetrics};
-use canopy_aggregator::query::QueryEngine;
-use canopy_aggregator::query_limits::{self, GateMetrics, QueryGate, QueryLimits};
+use canopy_aggregator::alerts::{self, AlertsConfig};
 use canopy_aggregator::{db, dev_ca, http};
-use canopy_transport::{
-    AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig,
-};
+use canopy_transport::{AllowedAccounts, CertificateAuthority, EnrollmentPolicy, Server, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc instead of glibc malloc: ingest allocates and frees every
@@ -40,11 +38,7 @@ use clap::{Args, Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "canopy-aggregator",
-    version,
-    about = "Canopy aggregator: storage and query API"
-)]
+#[command(name = "canopy-aggregator", version, about = "Canopy aggregator: storage and query API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -330,21 +324,13 @@ struct AuthArgs {
     #[arg(long, env = "CANOPY_OIDC_OUS_CLAIM", default_value = "canopy_ous")]
     oidc_ous_claim: String,
     /// Claim holding the account ids of the scope.
-    #[arg(
-        long,
-        env = "CANOPY_OIDC_ACCOUNTS_CLAIM",
-        default_value = "canopy_accounts"
-    )]
+    #[arg(long, env = "CANOPY_OIDC_ACCOUNTS_CLAIM", default_value = "canopy_accounts")]
     oidc_accounts_claim: String,
     /// Claim holding the teams of the scope.
     #[arg(long, env = "CANOPY_OIDC_TEAMS_CLAIM", default_value = "canopy_teams")]
     oidc_teams_claim: String,
     /// Least seconds between two JWKS fetches caused by an unknown key id.
-    #[arg(
-        long,
-        env = "CANOPY_OIDC_JWKS_REFRESH_COOLDOWN_S",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "CANOPY_OIDC_JWKS_REFRESH_COOLDOWN_S", default_value_t = 10)]
     oidc_jwks_refresh_cooldown_s: u64,
     /// Hours a dashboard session lasts (1 to 168).
     #[arg(long, env = "CANOPY_SESSION_HOURS", default_value_t = 8)]
@@ -374,42 +360,20 @@ impl AuthArgs {
 }
 
 fn cli_actor(actor: Option<String>) -> String {
-    actor.unwrap_or_else(|| {
-        format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        )
-    })
+    actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
 }
 
 async fn tokens_command(db: &DbArgs, action: TokenAction) -> anyhow::Result<()> {
-    let pool = db::connect(&db.database_url, 2)
-        .await
-        .context("connecting to the database")?;
+    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
     db::migrate(&pool).await?;
     match action {
-        TokenAction::Create {
-            name,
-            role,
-            ou,
-            account,
-            team,
-            expires_in_days,
-            actor,
-        } => {
-            let role = Role::parse(&role).with_context(|| {
-                format!(
-                    "--role: expected team_viewer, ou_viewer, org_viewer or admin, found {role:?}"
-                )
-            })?;
+        TokenAction::Create { name, role, ou, account, team, expires_in_days, actor } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("--role: expected team_viewer, ou_viewer, org_viewer or admin, found {role:?}"))?;
             let new = tokens::NewToken {
                 name,
                 role,
-                scope: Scope {
-                    ous: ou,
-                    accounts: account,
-                    teams: team,
-                },
+                scope: Scope { ous: ou, accounts: account, teams: team },
                 expires_in_days,
             };
             let (id, token) = tokens::create(&pool, &cli_actor(actor), &new).await?;
@@ -417,9 +381,7 @@ async fn tokens_command(db: &DbArgs, action: TokenAction) -> anyhow::Result<()> 
             println!("{token}");
         }
         TokenAction::List => {
-            println!(
-                "id\tname\trole\tous\taccounts\tteams\tcreated_by\texpires_at_unix_s\trevoked_at_unix_s"
-            );
+            println!("id\tname\trole\tous\taccounts\tteams\tcreated_by\texpires_at_unix_s\trevoked_at_unix_s");
             for t in tokens::list(&pool).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -443,6 +405,7 @@ async fn tokens_command(db: &DbArgs, action: TokenAction) -> anyhow::Result<()> 
     Ok(())
 }
 
+
 /// Budget alert evaluation and delivery (see `aggregator::alerts`).
 #[derive(Args)]
 struct AlertArgs {
@@ -451,29 +414,17 @@ struct AlertArgs {
     #[arg(long, env = "CANOPY_ALERT_EVALUATE_INTERVAL_S", default_value_t = 60)]
     alert_evaluate_interval_s: u64,
     /// Public base URL of the dashboard, for links in notifications.
-    #[arg(
-        long,
-        env = "CANOPY_ALERT_DASHBOARD_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, env = "CANOPY_ALERT_DASHBOARD_URL", default_value = "http://127.0.0.1:8080")]
     alert_dashboard_url: String,
     /// PagerDuty Events API v2 endpoint.
-    #[arg(
-        long,
-        env = "CANOPY_PAGERDUTY_EVENTS_URL",
-        default_value = "https://events.pagerduty.com/v2/enqueue"
-    )]
+    #[arg(long, env = "CANOPY_PAGERDUTY_EVENTS_URL", default_value = "https://events.pagerduty.com/v2/enqueue")]
     pagerduty_events_url: String,
     /// SMTP relay for alert email: smtp://host:25 (plain),
     /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://host:465.
     #[arg(long, env = "CANOPY_SMTP_URL", hide_env_values = true)]
     smtp_url: Option<String>,
     /// Sender address of alert email.
-    #[arg(
-        long,
-        env = "CANOPY_ALERT_EMAIL_FROM",
-        default_value = "canopy@localhost"
-    )]
+    #[arg(long, env = "CANOPY_ALERT_EMAIL_FROM", default_value = "canopy@localhost")]
     alert_email_from: String,
     /// Shortest wait between delivery attempts, milliseconds.
     #[arg(long, env = "CANOPY_ALERT_RETRY_MIN_MS", default_value_t = 1_000)]
@@ -495,9 +446,7 @@ impl AlertArgs {
             retry_max: Duration::from_secs(self.alert_retry_max_s),
             ..AlertsConfig::default()
         };
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+        config.validate().map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
         Ok(config)
     }
 }
@@ -551,12 +500,7 @@ struct IngestArgs {
     #[arg(long)]
     dev_ca_dir: Option<PathBuf>,
     /// Names in the server certificate (DNS names or IP addresses).
-    #[arg(
-        long,
-        env = "CANOPY_SERVER_NAMES",
-        value_delimiter = ',',
-        default_value = "localhost,127.0.0.1"
-    )]
+    #[arg(long, env = "CANOPY_SERVER_NAMES", value_delimiter = ',', default_value = "localhost,127.0.0.1")]
     server_name: Vec<String>,
     /// Accounts allowed to enrol (comma-separated), in addition to the
     /// organisation's active accounts when the organisation refresh is on;
@@ -567,18 +511,10 @@ struct IngestArgs {
     /// region code (the default matches the StackSet's `canopy-agent-<region>`
     /// roles and not its host roles `canopy-agent-host-<region>`); a trailing
     /// `*` matches any suffix.
-    #[arg(
-        long,
-        env = "CANOPY_EXPECTED_ROLE_NAME",
-        default_value = "canopy-agent-{region}"
-    )]
+    #[arg(long, env = "CANOPY_EXPECTED_ROLE_NAME", default_value = "canopy-agent-{region}")]
     expected_role_name: String,
     /// STS endpoint enrolment requests are forwarded to.
-    #[arg(
-        long,
-        env = "CANOPY_STS_URL",
-        default_value = "https://sts.amazonaws.com"
-    )]
+    #[arg(long, env = "CANOPY_STS_URL", default_value = "https://sts.amazonaws.com")]
     sts_url: String,
     /// Region of the STS endpoint's signing scope.
     #[arg(long, env = "CANOPY_STS_REGION", default_value = "us-east-1")]
@@ -599,11 +535,7 @@ struct IngestArgs {
     #[arg(long, env = "CANOPY_MAX_SERVICES_PER_ACCOUNT", default_value_t = 200)]
     max_services_per_account: u32,
     /// Distinct resource type values one account may use per UTC month.
-    #[arg(
-        long,
-        env = "CANOPY_MAX_RESOURCE_TYPES_PER_ACCOUNT",
-        default_value_t = 1_000
-    )]
+    #[arg(long, env = "CANOPY_MAX_RESOURCE_TYPES_PER_ACCOUNT", default_value_t = 1_000)]
     max_resource_types_per_account: u32,
     /// Address of the Prometheus `/metrics` endpoint (off when absent).
     #[arg(long, env = "CANOPY_METRICS_LISTEN")]
@@ -635,58 +567,38 @@ struct OrganisationArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     match Cli::parse().command {
         Command::IamActions => {
             println!("{}", serde_json::to_string(organizations::IAM_ACTIONS)?);
         }
         Command::Migrate { db, storage } => {
-            let pool = db::connect(&db.database_url, 2)
-                .await
-                .context("connecting to the database")?;
+            let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
-            println!(
-                "migrations applied; storage path {} ({})",
-                decision.mode.name(),
-                decision.reason
-            );
+            println!("migrations applied; storage path {} ({})", decision.mode.name(), decision.reason);
         }
         Command::Factors { command } => {
             let (pool, imported) = match command {
                 FactorsCommand::ImportHourly { db, files } => {
-                    let pool = db::connect(&db.database_url, 2)
-                        .await
-                        .context("connecting to the database")?;
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
                     let imported = factors::import_hourly(&pool, &files).await?;
                     (pool, imported)
                 }
                 FactorsCommand::ImportMarket { db, file } => {
-                    let pool = db::connect(&db.database_url, 2)
-                        .await
-                        .context("connecting to the database")?;
+                    let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
                     let imported = factors::import_market(&pool, &file).await?;
                     (pool, imported)
                 }
             };
-            println!(
-                "imported {} values as {} version {}",
-                imported.values, imported.factor_set, imported.version
-            );
+            println!("imported {} values as {} version {}", imported.values, imported.factor_set, imported.version);
             // Restate the stored periods the new version prices differently
             // (a crash here leaves the restatement running; `serve` resumes it).
             for r in canopy_aggregator::restatement::run_pending(&pool, None).await? {
-                println!(
-                    "restatement {}: {} chunks, {} facts restated",
-                    r.id, r.chunks, r.facts_changed
-                );
+                println!("restatement {}: {} chunks, {} facts restated", r.id, r.chunks, r.facts_changed);
             }
         }
         Command::Maintain { db, retention } => {
-            let pool = db::connect(&db.database_url, 2)
-                .await
-                .context("connecting to the database")?;
+            let pool = db::connect(&db.database_url, 2).await.context("connecting to the database")?;
             let report = maintenance::run(&pool, &retention.policy(), http::system_clock()).await?;
             println!(
                 "partitions created: {}; dropped: {:?}; daily rows deleted: {}",
@@ -711,9 +623,7 @@ async fn main() -> anyhow::Result<()> {
             reuse_loaded_at,
             facts_layout,
         } => {
-            let pool = db::connect(&db.database_url, 4)
-                .await
-                .context("connecting to the database")?;
+            let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
             let cfg = BenchConfig {
                 accounts,
                 series_per_account,
@@ -727,11 +637,7 @@ async fn main() -> anyhow::Result<()> {
                 resource_rollup_accounts,
                 resource_rollup_days,
                 runs,
-                ingest_batches: if reuse_loaded_at.is_some() {
-                    0
-                } else {
-                    ingest_batches
-                },
+                ingest_batches: if reuse_loaded_at.is_some() { 0 } else { ingest_batches },
                 now_unix_s: reuse_loaded_at.unwrap_or_else(http::system_clock),
                 facts_layout,
             };
@@ -742,22 +648,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", report.render());
         }
         Command::Tokens { db, action } => tokens_command(&db, action).await?,
-        Command::BenchAlerts {
-            db,
-            accounts,
-            budgets,
-            rounds,
-        } => {
-            let pool = db::connect(&db.database_url, 4)
-                .await
-                .context("connecting to the database")?;
+        Command::BenchAlerts { db, accounts, budgets, rounds } => {
+            let pool = db::connect(&db.database_url, 4).await.context("connecting to the database")?;
             db::migrate_with(&pool, db::StorageChoice::Native).await?;
-            let cfg = alerts::bench::AlertBenchConfig {
-                accounts,
-                budgets,
-                rounds,
-                now_unix_s: http::system_clock(),
-            };
+            let cfg = alerts::bench::AlertBenchConfig { accounts, budgets, rounds, now_unix_s: http::system_clock() };
             print!("{}", alerts::bench::run(&pool, &cfg).await?.render());
         }
         Command::Serve {
@@ -777,14 +671,11 @@ async fn main() -> anyhow::Result<()> {
             // Validated before anything starts: no authentication configured is an error.
             let auth_config = auth.settings().validate()?;
             let alerts_config = alert_args.config()?;
-            let pool = db::connect(&db.database_url, max_connections)
-                .await
-                .context("connecting to the database")?;
+            let pool =
+                db::connect(&db.database_url, max_connections).await.context("connecting to the database")?;
             let decision = db::migrate_with(&pool, storage.storage).await?;
             if decision.mode == db::StorageMode::TimescaleDb {
-                tokio::spawn(canopy_aggregator::timescale::refresh_pending_forever(
-                    pool.clone(),
-                ));
+                tokio::spawn(canopy_aggregator::timescale::refresh_pending_forever(pool.clone()));
             }
             tokio::spawn(canopy_aggregator::restatement::run_forever(pool.clone()));
             let policy = retention.policy();
@@ -794,9 +685,7 @@ async fn main() -> anyhow::Result<()> {
                 let mut tick = tokio::time::interval(Duration::from_secs(3_600));
                 loop {
                     tick.tick().await;
-                    if let Err(e) =
-                        maintenance::run(&maintenance_pool, &policy, http::system_clock()).await
-                    {
+                    if let Err(e) = maintenance::run(&maintenance_pool, &policy, http::system_clock()).await {
                         tracing::warn!(error = %e, "maintenance failed; retrying next hour");
                     }
                 }
@@ -804,8 +693,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(maintenance::drain_org_rollups_forever(pool.clone()));
             let auth = Auth::from_config(&auth_config, pool.clone()).await?;
             let gate = QueryGate::new(limits);
-            let (alert_state, alert_metrics) =
-                start_alerts(&db.database_url, alerts_config).await?;
+            let (alert_state, alert_metrics) = start_alerts(&db.database_url, alerts_config).await?;
             let quic = start_ingest(
                 &ingest,
                 &organisation,
@@ -816,28 +704,20 @@ async fn main() -> anyhow::Result<()> {
                 alert_metrics,
                 auth.clone(),
             )
-            .await?;
+                    .await?;
             let query_pool = query_limits::connect_query_pool(&db.database_url, &limits)
                 .await
                 .context("connecting the query pool to the database")?;
             let engine = QueryEngine::new(query_pool, policy);
-            let budgets_grpc =
-                alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone());
+            let budgets_grpc = alerts::grpc::GrpcBudgets::new(alert_state.pool.clone(), auth.clone());
             // Every route, the alerting ones included, behind the access control.
-            let app = gate.clone().layer_http(http::served_router(
-                engine.clone(),
-                http::system_clock,
-                auth.clone(),
-                alert_state,
-            ));
+            let app =
+                gate.clone().layer_http(http::served_router(engine.clone(), http::system_clock, auth.clone(), alert_state));
             let listener = tokio::net::TcpListener::bind(http_listen)
                 .await
                 .with_context(|| format!("binding the HTTP API to {http_listen}"))?;
             let grpc = tonic::transport::Server::builder()
-                .add_service(
-                    gate.clone()
-                        .wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()),
-                )
+                .add_service(gate.clone().wrap_grpc(GrpcQuery::new(engine, http::system_clock, auth).into_server()))
                 .add_service(gate.wrap_grpc(budgets_grpc.into_server()))
                 .serve_with_shutdown(grpc_listen, shutdown_signal());
             tracing::info!(%http_listen, %grpc_listen, "serving the query APIs");
@@ -859,14 +739,11 @@ async fn start_alerts(
     database_url: &str,
     config: AlertsConfig,
 ) -> anyhow::Result<(alerts::http::AlertsHttp, Arc<alerts::metrics::AlertMetrics>)> {
-    let pool = db::connect(database_url, 4)
-        .await
-        .context("connecting the alerting pool to the database")?;
+    let pool = db::connect(database_url, 4).await.context("connecting the alerting pool to the database")?;
     let metrics = Arc::new(alerts::metrics::AlertMetrics::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let notifiers = Arc::new(
-        alerts::notify::Notifiers::new(config.clone())
-            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?,
+        alerts::notify::Notifiers::new(config.clone()).map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))?,
     );
     let evaluator = Arc::new(alerts::evaluate::Evaluator {
         pool: pool.clone(),
@@ -876,27 +753,11 @@ async fn start_alerts(
         metrics: metrics.clone(),
         outbox_wake: wake.clone(),
     });
-    let sender = Arc::new(alerts::outbox::Sender::new(
-        pool.clone(),
-        notifiers,
-        config.clone(),
-        metrics.clone(),
-        wake,
-    ));
-    tracing::info!(
-        interval_s = config.evaluate_interval.as_secs(),
-        "alert evaluation and delivery on"
-    );
+    let sender = Arc::new(alerts::outbox::Sender::new(pool.clone(), notifiers, config.clone(), metrics.clone(), wake));
+    tracing::info!(interval_s = config.evaluate_interval.as_secs(), "alert evaluation and delivery on");
     tokio::spawn(evaluator.run_forever());
     tokio::spawn(sender.run_forever());
-    Ok((
-        alerts::http::AlertsHttp {
-            pool,
-            config,
-            clock: http::system_clock,
-        },
-        metrics,
-    ))
+    Ok((alerts::http::AlertsHttp { pool, config, clock: http::system_clock }, metrics))
 }
 
 /// The QUIC server, shared with the metrics endpoint until shutdown takes it.
@@ -909,21 +770,14 @@ fn load_ca(args: &IngestArgs) -> anyhow::Result<Option<CertificateAuthority>> {
     }
     let read = |path: &Option<PathBuf>, var: &str| -> anyhow::Result<Option<String>> {
         match path {
-            Some(p) => Ok(Some(
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            )),
+            Some(p) => Ok(Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)),
             None => Ok(std::env::var(var).ok()),
         }
     };
-    match (
-        read(&args.ca_cert, "CANOPY_CA_CERT_PEM")?,
-        read(&args.ca_key, "CANOPY_CA_KEY_PEM")?,
-    ) {
+    match (read(&args.ca_cert, "CANOPY_CA_CERT_PEM")?, read(&args.ca_key, "CANOPY_CA_KEY_PEM")?) {
         (Some(cert), Some(key)) => Ok(Some(CertificateAuthority::from_pem(&cert, &key)?)),
         (None, None) => Ok(None),
-        _ => anyhow::bail!(
-            "expected both a CA certificate and a CA key (--ca-cert/--ca-key or CANOPY_CA_CERT_PEM/CANOPY_CA_KEY_PEM), found one"
-        ),
+        _ => anyhow::bail!("expected both a CA certificate and a CA key (--ca-cert/--ca-key or CANOPY_CA_CERT_PEM/CANOPY_CA_KEY_PEM), found one"),
     }
 }
 
@@ -953,26 +807,16 @@ async fn start_ingest(
     if let Some(role_arn) = &org_args.management_role_arn {
         let base = organizations::base_config(org_args.aws_endpoint_url.as_deref()).await;
         let refresher = OrganisationRefresher {
-            client: organizations::management_client(
-                &base,
-                Some(role_arn),
-                org_args.management_external_id.as_deref(),
-            )
-            .await,
+            client: organizations::management_client(&base, Some(role_arn), org_args.management_external_id.as_deref())
+                .await,
             pool: pool.clone(),
             allowed: allowed.clone(),
             always_allowed: args.allowed_account.iter().cloned().collect(),
             min_call_interval: Duration::from_millis(org_args.org_call_interval_ms),
             metrics: refresh_metrics.clone(),
         };
-        tracing::info!(
-            role_arn,
-            hours = org_args.org_refresh_hours,
-            "organisation refresh on"
-        );
-        tokio::spawn(refresher.run(Duration::from_secs(
-            u64::from(org_args.org_refresh_hours) * 3_600,
-        )));
+        tracing::info!(role_arn, hours = org_args.org_refresh_hours, "organisation refresh on");
+        tokio::spawn(refresher.run(Duration::from_secs(u64::from(org_args.org_refresh_hours) * 3_600)));
     }
     if !args.allowed_account.is_empty() || org_args.management_role_arn.is_some() {
         config.enrollment = Some(EnrollmentPolicy::new(
@@ -993,8 +837,7 @@ async fn start_ingest(
     };
     let handler = Arc::new(Ingest::new(pool, delivery, http::system_clock));
     let metrics = handler.metrics();
-    let server =
-        Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
+    let server = Server::start(config, Arc::new(ca), handler).context("starting the QUIC ingest server")?;
     tracing::info!(quic_listen = %server.local_addr(), "serving QUIC batch ingest");
     let server: SharedServer = Arc::new(tokio::sync::Mutex::new(Some(server)));
     if let Some(addr) = args.metrics_listen {
@@ -1011,9 +854,7 @@ async fn start_ingest(
                 );
                 async move {
                     let stats = shared.lock().await.as_ref().map(Server::stats);
-                    metrics.render(stats.as_ref())
-                        + &refresh_metrics.render()
-                        + &maintenance::ORG_DRAIN_METRICS.render()
+                    metrics.render(stats.as_ref()) + &refresh_metrics.render() + &maintenance::ORG_DRAIN_METRICS.render()
                         + &canopy_aggregator::timescale::REFRESH_METRICS.render()
                         + &canopy_aggregator::restatement::METRICS.render()
                         + &query_metrics.render()
@@ -1023,14 +864,10 @@ async fn start_ingest(
         );
         // Behind the same access control as the APIs (org_viewer or admin).
         let app = auth::http_layer::protect(app, auth);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint to {addr}"))?;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
                 tracing::warn!(error = %e, "metrics endpoint stopped");
             }
         });

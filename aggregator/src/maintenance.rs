@@ -35,12 +35,7 @@ pub struct RetentionPolicy {
 
 impl Default for RetentionPolicy {
     fn default() -> Self {
-        RetentionPolicy {
-            five_minute_days: 35,
-            hourly_months: 13,
-            facts_months: 13,
-            daily_months: None,
-        }
+        RetentionPolicy { five_minute_days: 35, hourly_months: 13, facts_months: 13, daily_months: None }
     }
 }
 
@@ -79,8 +74,7 @@ impl RetentionPolicy {
     /// Start of the oldest month retention keeps daily and monthly rollups
     /// for; `None` when they are kept forever.
     pub fn daily_cutoff_unix_s(&self, now_unix_s: i64) -> Option<i64> {
-        self.daily_months
-            .map(|months| month_start_shifted(now_unix_s, -i64::from(months)))
+        self.daily_months.map(|months| month_start_shifted(now_unix_s, -i64::from(months)))
     }
 
     /// Oldest record start ingest accepts at `now_unix_s`: the start of the
@@ -95,11 +89,8 @@ impl RetentionPolicy {
     /// [`Self::five_minute_horizon_unix_s`] on.
     pub fn accept_horizon_unix_s(&self, now_unix_s: i64) -> i64 {
         let at = now_unix_s + ACCEPT_HORIZON_MARGIN_S;
-        let months = self
-            .facts_cutoff_unix_s(at)
-            .max(self.hourly_cutoff_unix_s(at));
-        self.daily_cutoff_unix_s(at)
-            .map_or(months, |daily| months.max(daily))
+        let months = self.facts_cutoff_unix_s(at).max(self.hourly_cutoff_unix_s(at));
+        self.daily_cutoff_unix_s(at).map_or(months, |daily| months.max(daily))
     }
 }
 
@@ -132,15 +123,9 @@ pub struct MaintenanceReport {
 /// drain creating it and writing into it.
 pub async fn drain_org_rollups(pool: &PgPool) -> Result<u64, DbError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!(
-        "SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})"
-    ))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
     set_aside_unsummable_pending(&mut tx).await?;
-    let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()")
-        .fetch_one(&mut *tx)
-        .await?;
+    let moved: i64 = sqlx::query_scalar("SELECT canopy_drain_org_rollups()").fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(u64::try_from(moved).unwrap_or(0))
 }
@@ -159,16 +144,12 @@ pub static PENDING_SET_ASIDE_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// never wedge the drain (its sums would overflow and fail every run while
 /// the pending table grew). Logged at ERROR and counted: the row's account
 /// rollups hold it too, so an operator must look.
-pub async fn set_aside_unsummable_pending(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-) -> Result<u64, DbError> {
+pub async fn set_aside_unsummable_pending(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<u64, DbError> {
     let columns = format!(
         "bucket_start, account_id, region, service, resource_type, team, quality, {}, fact_count",
         crate::accounting::columns("")
     );
-    let within = crate::accounting::MEASURE_COLUMNS
-        .map(|c| format!("abs({c}) <= $1"))
-        .join(" AND ");
+    let within = crate::accounting::MEASURE_COLUMNS.map(|c| format!("abs({c}) <= $1")).join(" AND ");
     let moved = sqlx::query(&format!(
         "WITH bad AS (
             DELETE FROM org_rollup_pending
@@ -183,10 +164,7 @@ pub async fn set_aside_unsummable_pending(
     .rows_affected();
     if moved > 0 {
         PENDING_SET_ASIDE_TOTAL.fetch_add(moved, Ordering::Relaxed);
-        tracing::error!(
-            rows = moved,
-            "org-rollup drain set aside pending deltas beyond 1e15 or not finite"
-        );
+        tracing::error!(rows = moved, "org-rollup drain set aside pending deltas beyond 1e15 or not finite");
     }
     Ok(moved)
 }
@@ -202,18 +180,16 @@ pub const BATCH_LOG_RETENTION_DAYS: i64 = 35;
 /// Deletes quarantined frames and batch-log rows past their retention;
 /// returns (quarantined, batch log) rows deleted.
 pub async fn prune_logs(pool: &PgPool, now_unix_s: i64) -> Result<(u64, u64), DbError> {
-    let quarantined =
-        sqlx::query("DELETE FROM quarantined_batches WHERE received_at < to_timestamp($1::bigint)")
-            .bind(now_unix_s - QUARANTINE_RETENTION_DAYS * 86_400)
-            .execute(pool)
-            .await?
-            .rows_affected();
-    let batches =
-        sqlx::query("DELETE FROM ingested_batches WHERE received_at < to_timestamp($1::bigint)")
-            .bind(now_unix_s - BATCH_LOG_RETENTION_DAYS * 86_400)
-            .execute(pool)
-            .await?
-            .rows_affected();
+    let quarantined = sqlx::query("DELETE FROM quarantined_batches WHERE received_at < to_timestamp($1::bigint)")
+        .bind(now_unix_s - QUARANTINE_RETENTION_DAYS * 86_400)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let batches = sqlx::query("DELETE FROM ingested_batches WHERE received_at < to_timestamp($1::bigint)")
+        .bind(now_unix_s - BATCH_LOG_RETENTION_DAYS * 86_400)
+        .execute(pool)
+        .await?
+        .rows_affected();
     Ok((quarantined, batches))
 }
 
@@ -223,16 +199,12 @@ pub async fn prune_logs(pool: &PgPool, now_unix_s: i64) -> Result<(u64, u64), Db
 /// than the acceptance horizon ([`RetentionPolicy::accept_horizon_unix_s`],
 /// on the TimescaleDB path a later one), so below it the rows only grow the
 /// table. Returns the rows deleted.
-pub async fn prune_coarsened_hours(
-    pool: &PgPool,
-    accept_horizon_unix_s: i64,
-) -> Result<u64, DbError> {
-    let deleted =
-        sqlx::query("DELETE FROM coarsened_hours WHERE hour_start < to_timestamp($1::bigint)")
-            .bind(accept_horizon_unix_s)
-            .execute(pool)
-            .await?
-            .rows_affected();
+pub async fn prune_coarsened_hours(pool: &PgPool, accept_horizon_unix_s: i64) -> Result<u64, DbError> {
+    let deleted = sqlx::query("DELETE FROM coarsened_hours WHERE hour_start < to_timestamp($1::bigint)")
+        .bind(accept_horizon_unix_s)
+        .execute(pool)
+        .await?
+        .rows_affected();
     Ok(deleted)
 }
 
@@ -260,8 +232,7 @@ pub static ORG_DRAIN_METRICS: OrgDrainMetrics = OrgDrainMetrics {
 impl OrgDrainMetrics {
     fn observe(&self, outcome: &Result<u64, DbError>, elapsed: std::time::Duration) {
         self.drains_total.fetch_add(1, Ordering::Relaxed);
-        self.drain_micros_total
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.drain_micros_total.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         match outcome {
             Ok(rows) => self.drained_rows_total.fetch_add(*rows, Ordering::Relaxed),
             Err(_) => self.failures_total.fetch_add(1, Ordering::Relaxed),
@@ -273,11 +244,7 @@ impl OrgDrainMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         for (name, help, value) in [
-            (
-                "canopy_aggregator_org_rollup_drains_total",
-                "Org rollup drain runs.",
-                get(&self.drains_total).to_string(),
-            ),
+            ("canopy_aggregator_org_rollup_drains_total", "Org rollup drain runs.", get(&self.drains_total).to_string()),
             (
                 "canopy_aggregator_org_rollup_drained_rows_total",
                 "Pending org rollup deltas moved into the org rollups.",
@@ -299,9 +266,7 @@ impl OrgDrainMetrics {
                 get(&PENDING_SET_ASIDE_TOTAL).to_string(),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
         out
     }
@@ -319,9 +284,7 @@ pub async fn drain_org_rollups_forever(pool: PgPool) {
         ORG_DRAIN_METRICS.observe(&outcome, started.elapsed());
         match outcome {
             Ok(moved) => tracing::debug!(moved, "drained org rollup deltas"),
-            Err(e) => {
-                tracing::warn!(error = %e, "draining org rollup deltas failed; retrying next tick")
-            }
+            Err(e) => tracing::warn!(error = %e, "draining org rollup deltas failed; retrying next tick"),
         }
     }
 }
@@ -332,18 +295,10 @@ const MONTHS_AHEAD: i64 = 2;
 
 /// Creates partitions ahead (the past 5-minute retention window, the current
 /// and next months) and applies `policy` at `now_unix_s`.
-pub async fn run(
-    pool: &PgPool,
-    policy: &RetentionPolicy,
-    now_unix_s: i64,
-) -> Result<MaintenanceReport, DbError> {
+pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<MaintenanceReport, DbError> {
     let mut report = MaintenanceReport::default();
-    (
-        report.quarantine_rows_deleted,
-        report.batch_log_rows_deleted,
-    ) = prune_logs(pool, now_unix_s).await?;
-    report.coarsened_hours_deleted =
-        prune_coarsened_hours(pool, policy.accept_horizon_unix_s(now_unix_s)).await?;
+    (report.quarantine_rows_deleted, report.batch_log_rows_deleted) = prune_logs(pool, now_unix_s).await?;
+    report.coarsened_hours_deleted = prune_coarsened_hours(pool, policy.accept_horizon_unix_s(now_unix_s)).await?;
     if db::storage_mode(pool).await? != StorageMode::Native {
         // TimescaleDB: retention is its policies'; late data is refreshed here.
         crate::timescale::refresh_pending(pool).await?;
@@ -354,8 +309,7 @@ pub async fn run(
     report.org_rows_drained = drain_org_rollups(pool).await?;
     // Raise the stored retention horizons before dropping anything: answers
     // in flight finish first, later ones no longer read what goes below.
-    crate::query::horizons::publish(pool, &crate::query::Horizons::of_policy(policy, now_unix_s))
-        .await?;
+    crate::query::horizons::publish(pool, &crate::query::Horizons::of_policy(policy, now_unix_s)).await?;
     let five_min_cutoff = policy.five_minute_horizon_unix_s(now_unix_s);
     let hourly_cutoff = policy.hourly_cutoff_unix_s(now_unix_s);
     let facts_cutoff = policy.facts_cutoff_unix_s(now_unix_s);
@@ -366,14 +320,10 @@ pub async fn run(
         ("rollup_hourly", Unit::Month, hourly_cutoff),
         ("org_rollup_hourly", Unit::Month, hourly_cutoff),
     ] {
-        report
-            .partitions_dropped
-            .extend(drop_expired(pool, table, unit, cutoff).await?);
+        report.partitions_dropped.extend(drop_expired(pool, table, unit, cutoff).await?);
     }
     for table in ["emission_facts", "emission_fact_segments"] {
-        report
-            .partitions_dropped
-            .extend(drop_expired(pool, table, Unit::Month, facts_cutoff).await?);
+        report.partitions_dropped.extend(drop_expired(pool, table, Unit::Month, facts_cutoff).await?);
     }
     if let Some(cutoff) = policy.daily_cutoff_unix_s(now_unix_s) {
         report.daily_rows_deleted = delete_expired_daily(pool, cutoff).await?;
@@ -403,43 +353,29 @@ const DAILY_TABLES: [&str; 7] = [
 /// into the org or team rollups afterwards. Returns the rows deleted.
 async fn delete_expired_daily(pool: &PgPool, cutoff_unix_s: i64) -> Result<u64, DbError> {
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!(
-        "SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})"
-    ))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
     set_aside_unsummable_pending(&mut tx).await?;
-    sqlx::query("SELECT canopy_drain_org_rollups()")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT canopy_drain_org_rollups()").execute(&mut *tx).await?;
     let mut deleted = 0;
     for table in DAILY_TABLES {
-        let done = sqlx::query(&format!(
-            "DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"
-        ))
-        .bind(cutoff_unix_s)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE bucket_start < to_timestamp($1::bigint)"))
+            .bind(cutoff_unix_s)
+            .execute(&mut *tx)
+            .await?;
         deleted += done.rows_affected();
     }
     tx.commit().await?;
     Ok(deleted)
 }
 
-async fn create_ahead(
-    pool: &PgPool,
-    policy: &RetentionPolicy,
-    now_unix_s: i64,
-) -> Result<u64, DbError> {
+async fn create_ahead(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Result<u64, DbError> {
     let today = floor_to(now_unix_s, DAY_S);
     let first_day = policy.five_minute_horizon_unix_s(now_unix_s);
     let days: Vec<i64> = (0..)
         .map(|i| first_day + i * DAY_S)
         .take_while(|d| *d <= today + DAYS_AHEAD * DAY_S)
         .collect();
-    let months: Vec<i64> = (0..=MONTHS_AHEAD)
-        .map(|m| month_start_shifted(now_unix_s, m))
-        .collect();
+    let months: Vec<i64> = (0..=MONTHS_AHEAD).map(|m| month_start_shifted(now_unix_s, m)).collect();
     let created: i32 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FILTER (WHERE canopy_ensure_partition('rollup_5m', 'day', to_timestamp(d)))
                  FROM unnest($1::bigint[]) d)::int
@@ -483,12 +419,7 @@ fn partition_end_unix_s(parent: &str, child: &str, unit: Unit) -> Option<i64> {
 /// `cutoff_unix_s`, each in its own transaction holding the retention lock
 /// exclusively (so it waits for the ingest transactions in progress, and
 /// blocks new ones only for the time of one drop).
-async fn drop_expired(
-    pool: &PgPool,
-    parent: &str,
-    unit: Unit,
-    cutoff_unix_s: i64,
-) -> Result<Vec<String>, DbError> {
+async fn drop_expired(pool: &PgPool, parent: &str, unit: Unit, cutoff_unix_s: i64) -> Result<Vec<String>, DbError> {
     let children: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_inherits i
          JOIN pg_class c ON c.oid = i.inhrelid
@@ -499,19 +430,13 @@ async fn drop_expired(
     .await?;
     let mut dropped = Vec::new();
     for child in children {
-        let Some(end) = partition_end_unix_s(parent, &child, unit) else {
-            continue;
-        };
+        let Some(end) = partition_end_unix_s(parent, &child, unit) else { continue };
         if end <= cutoff_unix_s {
             // The name comes from the catalogue and matched `<parent>_pYYYYMMDD`;
             // it is quoted as an identifier all the same.
             let statement = format!("DROP TABLE IF EXISTS \"{}\"", child.replace('"', "\"\""));
             let mut tx = pool.begin().await?;
-            sqlx::query(&format!(
-                "SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})"
-            ))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&format!("SELECT pg_advisory_xact_lock({RETENTION_LOCK_SQL})")).execute(&mut *tx).await?;
             sqlx::query(&statement).execute(&mut *tx).await?;
             tx.commit().await?;
             dropped.push(child);
@@ -533,61 +458,31 @@ mod tests {
     #[test]
     fn partition_ends_follow_their_unit() {
         // 2026-02-01 = 20_485 days; March 1st is 28 days later (2026 is not a leap year).
-        assert_eq!(
-            partition_end_unix_s("rollup_5m", "rollup_5m_p20260201", Unit::Day),
-            Some((20_485 + 1) * DAY_S)
-        );
+        assert_eq!(partition_end_unix_s("rollup_5m", "rollup_5m_p20260201", Unit::Day), Some((20_485 + 1) * DAY_S));
         assert_eq!(
             partition_end_unix_s("emission_facts", "emission_facts_p20260201", Unit::Month),
             Some((20_485 + 28) * DAY_S)
         );
-        assert_eq!(
-            partition_end_unix_s("rollup_5m", "rollup_hourly_p20260201", Unit::Day),
-            None
-        );
-        assert_eq!(
-            partition_name("rollup_5m", 20_485 * DAY_S + 5),
-            "rollup_5m_p20260201"
-        );
+        assert_eq!(partition_end_unix_s("rollup_5m", "rollup_hourly_p20260201", Unit::Day), None);
+        assert_eq!(partition_name("rollup_5m", 20_485 * DAY_S + 5), "rollup_5m_p20260201");
     }
 
     #[test]
     fn drain_counters_render_as_prometheus_counters() {
         let m = OrgDrainMetrics::default();
         m.observe(&Ok(12), std::time::Duration::from_millis(250));
-        m.observe(
-            &Err(DbError::Sql(sqlx::Error::PoolTimedOut)),
-            std::time::Duration::from_millis(50),
-        );
+        m.observe(&Err(DbError::Sql(sqlx::Error::PoolTimedOut)), std::time::Duration::from_millis(50));
         let text = m.render();
-        assert!(
-            text.contains("canopy_aggregator_org_rollup_drains_total 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_org_rollup_drained_rows_total 12\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_org_rollup_drain_failures_total 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_org_rollup_drain_seconds_total 0.300000\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# TYPE canopy_aggregator_org_rollup_drains_total counter"),
-            "{text}"
-        );
+        assert!(text.contains("canopy_aggregator_org_rollup_drains_total 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drained_rows_total 12\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drain_failures_total 1\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_org_rollup_drain_seconds_total 0.300000\n"), "{text}");
+        assert!(text.contains("# TYPE canopy_aggregator_org_rollup_drains_total counter"), "{text}");
     }
 
     #[test]
     fn five_minute_horizon_is_35_whole_days_back() {
         let now = 20_485 * DAY_S + 3_600;
-        assert_eq!(
-            RetentionPolicy::default().five_minute_horizon_unix_s(now),
-            (20_485 - 35) * DAY_S
-        );
+        assert_eq!(RetentionPolicy::default().five_minute_horizon_unix_s(now), (20_485 - 35) * DAY_S);
     }
 }

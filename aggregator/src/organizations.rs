@@ -63,18 +63,12 @@ pub enum RefreshError {
     AllowList(#[from] canopy_transport::IdentityError),
 }
 
-fn aws_error<E, R>(
-    operation: &'static str,
-    error: aws_sdk_organizations::error::SdkError<E, R>,
-) -> RefreshError
+fn aws_error<E, R>(operation: &'static str, error: aws_sdk_organizations::error::SdkError<E, R>) -> RefreshError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    RefreshError::Aws {
-        operation,
-        message: aws_sdk_organizations::error::DisplayErrorContext(&error).to_string(),
-    }
+    RefreshError::Aws { operation, message: aws_sdk_organizations::error::DisplayErrorContext(&error).to_string() }
 }
 
 /// One reading of the organisation.
@@ -91,10 +85,7 @@ pub struct OrganisationSnapshot {
 impl OrganisationSnapshot {
     /// Accounts that may enrol: those whose state is `ACTIVE`.
     pub fn active_account_ids(&self) -> impl Iterator<Item = &str> {
-        self.accounts
-            .iter()
-            .filter(|a| a.status == "ACTIVE")
-            .map(|a| a.account_id.as_str())
+        self.accounts.iter().filter(|a| a.status == "ACTIVE").map(|a| a.account_id.as_str())
     }
 }
 
@@ -118,68 +109,38 @@ impl Pacer {
 /// Reads the whole organisation: walks the OU tree from each root, lists
 /// the accounts of every parent (so each account gets its OU path) and
 /// their tags.
-pub async fn read_organisation(
-    client: &Client,
-    min_call_interval: Duration,
-) -> Result<OrganisationSnapshot, RefreshError> {
+pub async fn read_organisation(client: &Client, min_call_interval: Duration) -> Result<OrganisationSnapshot, RefreshError> {
     let mut pace = Pacer::new(min_call_interval);
     pace.wait().await;
-    let described = client
-        .describe_organization()
-        .send()
-        .await
-        .map_err(|e| aws_error("DescribeOrganization", e))?;
-    let org = described.organization().ok_or(RefreshError::Missing {
-        operation: "DescribeOrganization",
-        expected: "an organization",
-    })?;
+    let described = client.describe_organization().send().await.map_err(|e| aws_error("DescribeOrganization", e))?;
+    let org = described
+        .organization()
+        .ok_or(RefreshError::Missing { operation: "DescribeOrganization", expected: "an organization" })?;
     let organisation_id = org
         .id()
-        .ok_or(RefreshError::Missing {
-            operation: "DescribeOrganization",
-            expected: "an organization id",
-        })?
+        .ok_or(RefreshError::Missing { operation: "DescribeOrganization", expected: "an organization id" })?
         .to_owned();
     let management_account_id = org
         .master_account_id()
-        .ok_or(RefreshError::Missing {
-            operation: "DescribeOrganization",
-            expected: "a management account id",
-        })?
+        .ok_or(RefreshError::Missing { operation: "DescribeOrganization", expected: "a management account id" })?
         .to_owned();
 
     pace.wait().await;
-    let pages = client
-        .list_roots()
-        .into_paginator()
-        .send()
-        .try_collect()
-        .await;
-    let roots: Vec<_> = pages
-        .map_err(|e| aws_error("ListRoots", e))?
-        .into_iter()
-        .flat_map(|p| p.roots.unwrap_or_default())
-        .collect();
+    let pages = client.list_roots().into_paginator().send().try_collect().await;
+    let roots: Vec<_> =
+        pages.map_err(|e| aws_error("ListRoots", e))?.into_iter().flat_map(|p| p.roots.unwrap_or_default()).collect();
 
     // (parent id, OU path down to and including the parent)
     let mut parents: Vec<(String, String)> = Vec::new();
     for root in &roots {
-        let id = root.id().ok_or(RefreshError::Missing {
-            operation: "ListRoots",
-            expected: "a root id",
-        })?;
+        let id = root.id().ok_or(RefreshError::Missing { operation: "ListRoots", expected: "a root id" })?;
         parents.push((id.to_owned(), id.to_owned()));
     }
     let mut accounts = Vec::new();
     while let Some((parent, path)) = parents.pop() {
         pace.wait().await;
-        let pages = client
-            .list_organizational_units_for_parent()
-            .parent_id(&parent)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await;
+        let pages =
+            client.list_organizational_units_for_parent().parent_id(&parent).into_paginator().send().try_collect().await;
         let units = pages
             .map_err(|e| aws_error("ListOrganizationalUnitsForParent", e))?
             .into_iter()
@@ -192,13 +153,7 @@ pub async fn read_organisation(
             parents.push((id.to_owned(), format!("{path}/{id}")));
         }
         pace.wait().await;
-        let pages = client
-            .list_accounts_for_parent()
-            .parent_id(&parent)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await;
+        let pages = client.list_accounts_for_parent().parent_id(&parent).into_paginator().send().try_collect().await;
         let listed = pages
             .map_err(|e| aws_error("ListAccountsForParent", e))?
             .into_iter()
@@ -206,19 +161,11 @@ pub async fn read_organisation(
         for account in listed {
             let account_id = account
                 .id()
-                .ok_or(RefreshError::Missing {
-                    operation: "ListAccountsForParent",
-                    expected: "an account id",
-                })?
+                .ok_or(RefreshError::Missing { operation: "ListAccountsForParent", expected: "an account id" })?
                 .to_owned();
             pace.wait().await;
-            let pages = client
-                .list_tags_for_resource()
-                .resource_id(&account_id)
-                .into_paginator()
-                .send()
-                .try_collect()
-                .await;
+            let pages =
+                client.list_tags_for_resource().resource_id(&account_id).into_paginator().send().try_collect().await;
             let tags: Vec<_> = pages
                 .map_err(|e| aws_error("ListTagsForResource", e))?
                 .into_iter()
@@ -229,20 +176,13 @@ pub async fn read_organisation(
                 organisation_id: Some(organisation_id.clone()),
                 name: account.name().unwrap_or_default().to_owned(),
                 ou_path: path.clone(),
-                tags: tags
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect(),
+                tags: tags.iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
                 status: account_status(&account),
             });
         }
     }
     accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-    Ok(OrganisationSnapshot {
-        organisation_id,
-        management_account_id,
-        accounts,
-    })
+    Ok(OrganisationSnapshot { organisation_id, management_account_id, accounts })
 }
 
 /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, …: the newer `State` field when
@@ -271,24 +211,11 @@ pub struct RefreshOutcome {
 /// Writes a snapshot to the directory in one transaction: the organisation,
 /// every account (name, OU path, tags, status), and `REMOVED` for accounts
 /// that left.
-pub async fn store_snapshot(
-    pool: &PgPool,
-    snapshot: &OrganisationSnapshot,
-) -> Result<RefreshOutcome, RefreshError> {
+pub async fn store_snapshot(pool: &PgPool, snapshot: &OrganisationSnapshot) -> Result<RefreshOutcome, RefreshError> {
     let mut tx = pool.begin().await?;
-    directory::upsert_organisation(
-        &mut *tx,
-        &snapshot.organisation_id,
-        &snapshot.management_account_id,
-        "",
-    )
-    .await?;
+    directory::upsert_organisation(&mut *tx, &snapshot.organisation_id, &snapshot.management_account_id, "").await?;
     directory::upsert_accounts(&mut *tx, &snapshot.accounts).await?;
-    let present: Vec<String> = snapshot
-        .accounts
-        .iter()
-        .map(|a| a.account_id.clone())
-        .collect();
+    let present: Vec<String> = snapshot.accounts.iter().map(|a| a.account_id.clone()).collect();
     let removed = sqlx::query(
         "UPDATE accounts SET status = 'REMOVED', updated_at = now()
          WHERE organisation_id = $1 AND status <> 'REMOVED' AND NOT (account_id = ANY($2))",
@@ -299,11 +226,7 @@ pub async fn store_snapshot(
     .await?
     .rows_affected();
     tx.commit().await?;
-    Ok(RefreshOutcome {
-        accounts: snapshot.accounts.len(),
-        active: snapshot.active_account_ids().count(),
-        marked_removed: removed,
-    })
+    Ok(RefreshOutcome { accounts: snapshot.accounts.len(), active: snapshot.active_account_ids().count(), marked_removed: removed })
 }
 
 /// Counters for `/metrics`.
@@ -367,36 +290,25 @@ impl OrganisationRefresher {
         match &result {
             Ok(outcome) => {
                 self.metrics.refreshes_ok.fetch_add(1, Ordering::Relaxed);
-                self.metrics
-                    .accounts
-                    .store(outcome.accounts as u64, Ordering::Relaxed);
+                self.metrics.accounts.store(outcome.accounts as u64, Ordering::Relaxed);
                 let now_unix_s = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
-                self.metrics
-                    .last_success_unix_s
-                    .store(now_unix_s, Ordering::Relaxed);
+                self.metrics.last_success_unix_s.store(now_unix_s, Ordering::Relaxed);
             }
             Err(_) => {
-                self.metrics
-                    .refreshes_failed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.refreshes_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.metrics
-            .allowed_accounts
-            .store(self.allowed.len() as u64, Ordering::Relaxed);
+        self.metrics.allowed_accounts.store(self.allowed.len() as u64, Ordering::Relaxed);
         result
     }
 
     async fn refresh_inner(&self) -> Result<RefreshOutcome, RefreshError> {
         let snapshot = read_organisation(&self.client, self.min_call_interval).await?;
         let outcome = store_snapshot(&self.pool, &snapshot).await?;
-        let allowed: BTreeSet<String> = snapshot
-            .active_account_ids()
-            .map(str::to_owned)
-            .chain(self.always_allowed.iter().cloned())
-            .collect();
+        let allowed: BTreeSet<String> =
+            snapshot.active_account_ids().map(str::to_owned).chain(self.always_allowed.iter().cloned()).collect();
         self.allowed.replace(allowed)?;
         Ok(outcome)
     }
@@ -431,8 +343,8 @@ impl OrganisationRefresher {
 /// Organizations and STS (tests point it at moto; the SDK's own
 /// `AWS_ENDPOINT_URL*` variables work as well).
 pub async fn base_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"));
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new("us-east-1"));
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
     }
@@ -443,23 +355,16 @@ pub async fn base_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
 /// role: `AssumeRole` into `role_arn` (with `external_id` when given) from
 /// `base`'s credentials; without a role, `base`'s credentials themselves
 /// (an aggregator running in the management account).
-pub async fn management_client(
-    base: &aws_config::SdkConfig,
-    role_arn: Option<&str>,
-    external_id: Option<&str>,
-) -> Client {
+pub async fn management_client(base: &aws_config::SdkConfig, role_arn: Option<&str>, external_id: Option<&str>) -> Client {
     let Some(role_arn) = role_arn else {
         return Client::new(base);
     };
-    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name("canopy-aggregator")
-        .configure(base);
+    let mut assume =
+        aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("canopy-aggregator").configure(base);
     if let Some(id) = external_id {
         assume = assume.external_id(id);
     }
     let provider = assume.build().await;
-    let config = aws_sdk_organizations::config::Builder::from(base)
-        .credentials_provider(provider)
-        .build();
+    let config = aws_sdk_organizations::config::Builder::from(base).credentials_provider(provider).build();
     Client::from_conf(config)
 }

@@ -39,29 +39,13 @@ pub const MAX_ACCELERATORS: u32 = 64;
 /// everything else is bounded like the largest server.
 pub fn max_kw_per_resource(resource_type: &str) -> f64 {
     let t = resource_type.to_ascii_lowercase();
-    let storage = [
-        "bucket",
-        "file-system",
-        "filesystem",
-        "table",
-        "stream",
-        "snapshot",
-        "volume",
-        "cluster",
-        "domain",
-    ];
-    if storage.iter().any(|s| t.contains(s)) {
-        MAX_STORAGE_KW
-    } else {
-        MAX_COMPUTE_KW
-    }
+    let storage = ["bucket", "file-system", "filesystem", "table", "stream", "snapshot", "volume", "cluster", "domain"];
+    if storage.iter().any(|s| t.contains(s)) { MAX_STORAGE_KW } else { MAX_COMPUTE_KW }
 }
 
 fn bound(field: String, value: f64, max: f64) -> Result<(), String> {
     if value.is_nan() || value > max {
-        return Err(format!(
-            "{field}: expected at most {max:e} (physical plausibility bound), found {value:e}"
-        ));
+        return Err(format!("{field}: expected at most {max:e} (physical plausibility bound), found {value:e}"));
     }
     Ok(())
 }
@@ -69,22 +53,12 @@ fn bound(field: String, value: f64, max: f64) -> Result<(), String> {
 /// Resource type of a record: the group's, else the inventory's for its
 /// ARN, else the ARN's resource part (`arn:aws:ec2:..:instance/i-1` →
 /// `instance`).
-fn resource_type_of<'a>(
-    batch: &'a wire::Batch,
-    record: &'a wire::EmissionRecord,
-) -> (&'a str, f64) {
+fn resource_type_of<'a>(batch: &'a wire::Batch, record: &'a wire::EmissionRecord) -> (&'a str, f64) {
     match &record.subject {
         wire::Subject::Group(g) => (g.resource_type.as_str(), MAX_GROUP_RESOURCES),
         wire::Subject::Resource { arn } => {
-            let inventory = batch
-                .resources
-                .iter()
-                .find(|r| &r.arn == arn)
-                .map(|r| r.resource_type.as_str());
-            let from_arn = arn
-                .splitn(6, ':')
-                .nth(5)
-                .map(|r| r.split(['/', ':']).next().unwrap_or(r));
+            let inventory = batch.resources.iter().find(|r| &r.arn == arn).map(|r| r.resource_type.as_str());
+            let from_arn = arn.splitn(6, ':').nth(5).map(|r| r.split(['/', ':']).next().unwrap_or(r));
             (inventory.or(from_arn).unwrap_or(""), 1.0)
         }
     }
@@ -110,30 +84,14 @@ pub fn check_batch(batch: &wire::Batch, max_taken_at_unix_ms: i64) -> Result<(),
         }
         bound(f("energy_total_kwh"), e.energy_total_kwh(), max_kwh)?;
         bound(f("pue"), e.pue, MAX_PUE)?;
-        bound(
-            f("grid_location.g_co2e_per_kwh"),
-            e.grid_location.g_co2e_per_kwh,
-            MAX_GRID_G_PER_KWH,
-        )?;
-        bound(
-            f("grid_market.g_co2e_per_kwh"),
-            e.grid_market.g_co2e_per_kwh,
-            MAX_GRID_G_PER_KWH,
-        )?;
+        bound(f("grid_location.g_co2e_per_kwh"), e.grid_location.g_co2e_per_kwh, MAX_GRID_G_PER_KWH)?;
+        bound(f("grid_market.g_co2e_per_kwh"), e.grid_market.g_co2e_per_kwh, MAX_GRID_G_PER_KWH)?;
         // CO2e consistent with the record's own energy at the highest
         // plausible intensity (a little slack for rounding).
         let facility_kwh = e.energy_total_kwh() * e.pue.max(1.0);
         let max_operational = facility_kwh * MAX_GRID_G_PER_KWH * (1.0 + 1e-9) + 1e-6;
-        bound(
-            f("operational_location_g_co2e"),
-            e.operational_location_g_co2e,
-            max_operational,
-        )?;
-        bound(
-            f("operational_market_g_co2e"),
-            e.operational_market_g_co2e,
-            max_operational,
-        )?;
+        bound(f("operational_location_g_co2e"), e.operational_location_g_co2e, max_operational)?;
+        bound(f("operational_market_g_co2e"), e.operational_market_g_co2e, max_operational)?;
         let max_embodied = MAX_EMBODIED_G_PER_RESOURCE_HOUR * resources * hours;
         bound(f("embodied_g_co2e"), e.embodied_g_co2e, max_embodied)?;
         let max_total = max_kwh * MAX_PUE * MAX_GRID_G_PER_KWH + max_embodied;
@@ -145,18 +103,10 @@ pub fn check_batch(batch: &wire::Batch, max_taken_at_unix_ms: i64) -> Result<(),
             bound(format!("resources[{i}].vcpus"), vcpus, MAX_VCPUS)?;
         }
         if let Some(mib) = r.memory_mib {
-            bound(
-                format!("resources[{i}].memory_mib"),
-                mib as f64,
-                MAX_MEMORY_MIB as f64,
-            )?;
+            bound(format!("resources[{i}].memory_mib"), mib as f64, MAX_MEMORY_MIB as f64)?;
         }
         let accelerators: u64 = r.accelerators.iter().map(|a| u64::from(a.count)).sum();
-        bound(
-            format!("resources[{i}].accelerators"),
-            accelerators as f64,
-            f64::from(MAX_ACCELERATORS),
-        )?;
+        bound(format!("resources[{i}].accelerators"), accelerators as f64, f64::from(MAX_ACCELERATORS))?;
     }
     if let Some(status) = &batch.agent_status
         && status.taken_at_unix_ms > max_taken_at_unix_ms
@@ -186,9 +136,6 @@ mod tests {
         assert!(bound("x".into(), f64::NAN, 1.0).is_err());
         assert!(bound("x".into(), 1.0, 1.0).is_ok());
         let err = bound("emissions[0].energy_compute_kwh".into(), 1e308, 50.0).unwrap_err();
-        assert!(
-            err.contains("emissions[0].energy_compute_kwh: expected at most 5e1"),
-            "{err}"
-        );
+        assert!(err.contains("emissions[0].energy_compute_kwh: expected at most 5e1"), "{err}");
     }
 }

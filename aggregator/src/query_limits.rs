@@ -114,18 +114,12 @@ impl QueryLimits {
 /// `statement_timeout` set (and `jit = off`, as [`crate::db::connect`]),
 /// named `canopy-query` in `pg_stat_activity`. Waiting for a connection
 /// gives up after the request timeout.
-pub async fn connect_query_pool(
-    database_url: &str,
-    limits: &QueryLimits,
-) -> Result<PgPool, DbError> {
+pub async fn connect_query_pool(database_url: &str, limits: &QueryLimits) -> Result<PgPool, DbError> {
     connect_query_pool_with(PgConnectOptions::from_str(database_url)?, limits).await
 }
 
 /// [`connect_query_pool`] from connect options instead of a URL.
-pub async fn connect_query_pool_with(
-    options: PgConnectOptions,
-    limits: &QueryLimits,
-) -> Result<PgPool, DbError> {
+pub async fn connect_query_pool_with(options: PgConnectOptions, limits: &QueryLimits) -> Result<PgPool, DbError> {
     let statement_ms = limits.statement_timeout.as_millis().to_string();
     let options = options
         .options([("jit", "off"), ("statement_timeout", statement_ms.as_str())])
@@ -169,10 +163,7 @@ pub fn statement_timeout_status() -> tonic::Status {
     let mut status = tonic::Status::unavailable(
         "query cancelled: it ran longer than the query statement timeout (--query-statement-timeout-ms)",
     );
-    status.metadata_mut().insert(
-        GRPC_LIMIT_KEY,
-        tonic::metadata::MetadataValue::from_static("statement_timeout"),
-    );
+    status.metadata_mut().insert(GRPC_LIMIT_KEY, tonic::metadata::MetadataValue::from_static("statement_timeout"));
     status
 }
 
@@ -248,10 +239,7 @@ impl Refusal {
                 "too many concurrent queries: {limit} are running (--query-max-concurrent-requests); retry later"
             ),
             Refusal::TimedOut { after } => {
-                format!(
-                    "query exceeded the request timeout of {} ms (--query-request-timeout-ms)",
-                    after.as_millis()
-                )
+                format!("query exceeded the request timeout of {} ms (--query-request-timeout-ms)", after.as_millis())
             }
         }
     }
@@ -289,21 +277,15 @@ impl QueryGate {
     /// the request timeout (dropping it then).
     pub async fn run<T>(&self, work: impl Future<Output = T>) -> Result<T, Refusal> {
         let Ok(_permit) = self.permits.try_acquire() else {
-            self.metrics
-                .refused_busy_total
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::Busy {
-                limit: self.limits.max_concurrent_requests,
-            });
+            self.metrics.refused_busy_total.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Busy { limit: self.limits.max_concurrent_requests });
         };
         self.metrics.admitted_total.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.limits.request_timeout, work).await {
             Ok(out) => Ok(out),
             Err(_) => {
                 self.metrics.timed_out_total.fetch_add(1, Ordering::Relaxed);
-                Err(Refusal::TimedOut {
-                    after: self.limits.request_timeout,
-                })
+                Err(Refusal::TimedOut { after: self.limits.request_timeout })
             }
         }
     }
@@ -333,30 +315,19 @@ async fn http_gate(State(gate): State<QueryGate>, request: Request, next: Next) 
     }
     match gate.run(next.run(request)).await {
         Ok(response) if response.extensions().get::<StatementTimedOut>().is_some() => {
-            gate.metrics
-                .statement_timeouts_total
-                .fetch_add(1, Ordering::Relaxed);
+            gate.metrics.statement_timeouts_total.fetch_add(1, Ordering::Relaxed);
             let message = gate.statement_timeout_message();
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": message, "limit": "statement_timeout" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": message, "limit": "statement_timeout" })))
                 .into_response()
         }
         Ok(response) => response,
         Err(refusal) => {
             let (status, limit) = match refusal {
-                Refusal::Busy { .. } => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "max_concurrent_requests")
-                }
+                Refusal::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "max_concurrent_requests"),
                 Refusal::TimedOut { .. } => (StatusCode::GATEWAY_TIMEOUT, "request_timeout"),
             };
             tracing::info!(?refusal, "query request refused by the query limits");
-            (
-                status,
-                Json(json!({ "error": refusal.message(), "limit": limit })),
-            )
-                .into_response()
+            (status, Json(json!({ "error": refusal.message(), "limit": limit }))).into_response()
         }
     }
 }
@@ -406,26 +377,17 @@ where
                     tracing::info!(?refusal, "gRPC query refused by the query limits");
                     let status = match refusal {
                         Refusal::Busy { .. } => tonic::Status::unavailable(refusal.message()),
-                        Refusal::TimedOut { .. } => {
-                            tonic::Status::deadline_exceeded(refusal.message())
-                        }
+                        Refusal::TimedOut { .. } => tonic::Status::deadline_exceeded(refusal.message()),
                     };
                     return Ok(status.into_http());
                 }
             };
-            let hit_statement_timeout =
-                response
-                    .extensions()
-                    .get::<tonic::Status>()
-                    .is_some_and(|s| {
-                        s.metadata()
-                            .get(GRPC_LIMIT_KEY)
-                            .is_some_and(|v| v == "statement_timeout")
-                    });
+            let hit_statement_timeout = response
+                .extensions()
+                .get::<tonic::Status>()
+                .is_some_and(|s| s.metadata().get(GRPC_LIMIT_KEY).is_some_and(|v| v == "statement_timeout"));
             if hit_statement_timeout {
-                gate.metrics
-                    .statement_timeouts_total
-                    .fetch_add(1, Ordering::Relaxed);
+                gate.metrics.statement_timeouts_total.fetch_add(1, Ordering::Relaxed);
                 return Ok(tonic::Status::unavailable(gate.statement_timeout_message()).into_http());
             }
             Ok(response)
@@ -438,10 +400,7 @@ mod tests {
     use super::*;
 
     fn check(limits: QueryLimits, expected: Result<(), &str>) {
-        assert_eq!(
-            limits.validate().map_err(|e| e.to_string()),
-            expected.map_err(str::to_owned)
-        );
+        assert_eq!(limits.validate().map_err(|e| e.to_string()), expected.map_err(str::to_owned));
     }
 
     #[test]
@@ -449,42 +408,24 @@ mod tests {
         let ok = QueryLimits::default();
         check(ok, Ok(()));
         check(
-            QueryLimits {
-                max_connections: 0,
-                ..ok
-            },
+            QueryLimits { max_connections: 0, ..ok },
             Err("expected --query-max-connections to be at least 1, found 0"),
         );
         check(
-            QueryLimits {
-                statement_timeout: Duration::ZERO,
-                ..ok
-            },
+            QueryLimits { statement_timeout: Duration::ZERO, ..ok },
             Err("expected --query-statement-timeout-ms to be at least 1, found 0"),
         );
         check(
-            QueryLimits {
-                request_timeout: Duration::ZERO,
-                ..ok
-            },
+            QueryLimits { request_timeout: Duration::ZERO, ..ok },
             Err("expected --query-request-timeout-ms to be at least 1, found 0"),
         );
         check(
-            QueryLimits {
-                max_concurrent_requests: 0,
-                ..ok
-            },
+            QueryLimits { max_concurrent_requests: 0, ..ok },
             Err("expected --query-max-concurrent-requests to be at least 1, found 0"),
         );
         check(
-            QueryLimits {
-                statement_timeout: Duration::from_secs(40),
-                request_timeout: Duration::from_secs(30),
-                ..ok
-            },
-            Err(
-                "expected --query-statement-timeout-ms (40000) to be at most --query-request-timeout-ms (30000)",
-            ),
+            QueryLimits { statement_timeout: Duration::from_secs(40), request_timeout: Duration::from_secs(30), ..ok },
+            Err("expected --query-statement-timeout-ms (40000) to be at most --query-request-timeout-ms (30000)"),
         );
     }
 
@@ -498,10 +439,7 @@ mod tests {
             ..QueryLimits::default()
         });
         let slow = |g: QueryGate| async move { g.run(std::future::pending::<()>()).await };
-        let (a, b) = (
-            tokio::spawn(slow(gate.clone())),
-            tokio::spawn(slow(gate.clone())),
-        );
+        let (a, b) = (tokio::spawn(slow(gate.clone())), tokio::spawn(slow(gate.clone())));
         while gate.permits.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
@@ -511,12 +449,7 @@ mod tests {
         assert_eq!(gate.run(async { 1 }).await, Ok(1));
         assert_eq!(
             gate.metrics().counts(),
-            GateCounts {
-                admitted: 3,
-                refused_busy: 1,
-                timed_out: 2,
-                statement_timeouts: 0
-            }
+            GateCounts { admitted: 3, refused_busy: 1, timed_out: 2, statement_timeouts: 0 }
         );
     }
 }

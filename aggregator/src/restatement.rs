@@ -95,20 +95,11 @@ pub struct RunReport {
 /// Runs every restatement in state `running`, oldest first, to the end
 /// (or, with `max_chunks`, stops after that many chunks in all: a test's
 /// crash). One runner at a time (a session advisory lock).
-pub async fn run_pending(
-    pool: &PgPool,
-    max_chunks: Option<u64>,
-) -> Result<Vec<RunReport>, RestatementError> {
+pub async fn run_pending(pool: &PgPool, max_chunks: Option<u64>) -> Result<Vec<RunReport>, RestatementError> {
     let mut conn = pool.acquire().await.map_err(sql(0))?;
-    sqlx::query("SELECT pg_advisory_lock(hashtext('canopy_restatement'))")
-        .execute(&mut *conn)
-        .await
-        .map_err(sql(0))?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('canopy_restatement'))").execute(&mut *conn).await.map_err(sql(0))?;
     let result = run_locked(pool, max_chunks).await;
-    sqlx::query("SELECT pg_advisory_unlock(hashtext('canopy_restatement'))")
-        .execute(&mut *conn)
-        .await
-        .map_err(sql(0))?;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('canopy_restatement'))").execute(&mut *conn).await.map_err(sql(0))?;
     METRICS.runs_total.fetch_add(1, Ordering::Relaxed);
     if result.is_err() {
         METRICS.failures_total.fetch_add(1, Ordering::Relaxed);
@@ -116,10 +107,7 @@ pub async fn run_pending(
     result
 }
 
-async fn run_locked(
-    pool: &PgPool,
-    max_chunks: Option<u64>,
-) -> Result<Vec<RunReport>, RestatementError> {
+async fn run_locked(pool: &PgPool, max_chunks: Option<u64>) -> Result<Vec<RunReport>, RestatementError> {
     let running: Vec<(i64, String, i32, bool)> = sqlx::query_as(
         "SELECT id, factor_set, new_version, planned FROM restatements WHERE state = 'running' ORDER BY id",
     )
@@ -132,12 +120,7 @@ async fn run_locked(
         if !planned {
             plan(pool, id, &set, version).await?;
         }
-        let mut report = RunReport {
-            id,
-            chunks: 0,
-            facts_changed: 0,
-            done: false,
-        };
+        let mut report = RunReport { id, chunks: 0, facts_changed: 0, done: false };
         // The chunks not done, a page at a time in primary-key order (keyset:
         // each page starts after the last chunk seen, through the index).
         let mut after: (String, String, Option<i64>) = (String::new(), String::new(), None);
@@ -155,16 +138,13 @@ async fn run_locked(
             .fetch_all(pool)
             .await
             .map_err(sql(id))?;
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
+            let Some(last) = page.last().cloned() else { break };
             for (account_id, region, day_start_unix_s) in page {
                 if budget == Some(0) {
                     reports.push(report);
                     return Ok(reports);
                 }
-                let changed =
-                    restate_chunk(pool, id, &account_id, &region, day_start_unix_s).await?;
+                let changed = restate_chunk(pool, id, &account_id, &region, day_start_unix_s).await?;
                 report.chunks += 1;
                 report.facts_changed += changed;
                 METRICS.chunks_total.fetch_add(1, Ordering::Relaxed);
@@ -205,16 +185,14 @@ async fn plan(pool: &PgPool, id: i64, set: &str, version: i32) -> Result<(), Res
             }
         }
     } else {
-        let years: Vec<(String, i32)> = sqlx::query_as(
-            "SELECT region, year FROM market_factors WHERE version = $1 ORDER BY region, year",
-        )
-        .bind(version)
-        .fetch_all(pool)
-        .await
-        .map_err(sql(id))?;
+        let years: Vec<(String, i32)> =
+            sqlx::query_as("SELECT region, year FROM market_factors WHERE version = $1 ORDER BY region, year")
+                .bind(version)
+                .fetch_all(pool)
+                .await
+                .map_err(sql(id))?;
         for (region, year) in years {
-            let year_start =
-                |y: i32| crate::time::days_from_civil(i64::from(y), 1, 1) * crate::time::DAY_S;
+            let year_start = |y: i32| crate::time::days_from_civil(i64::from(y), 1, 1) * crate::time::DAY_S;
             regions.push(region);
             froms.push(year_start(year));
             tos.push(year_start(year + 1));
@@ -274,10 +252,7 @@ fn fact_from_row(row: &sqlx::postgres::PgRow) -> Result<FactRow, sqlx::Error> {
     let revision: i64 = row.try_get("revision")?;
     let period_s: i32 = row.try_get("period_s")?;
     let mut parts = [0.0; crate::accounting::MEASURES - crate::accounting::FIRST_PART];
-    for (value, column) in parts
-        .iter_mut()
-        .zip(&crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..])
-    {
+    for (value, column) in parts.iter_mut().zip(&crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..]) {
         *value = row.try_get(*column)?;
     }
     Ok(FactRow {
@@ -332,13 +307,10 @@ async fn restate_chunk(
 ) -> Result<u64, RestatementError> {
     let mut tx = pool.begin().await.map_err(sql(id))?;
     // The factor-set lock first, as ingest takes it (crate::factors::FACTORS_LOCK_SQL).
-    sqlx::query(&format!(
-        "SELECT pg_advisory_xact_lock_shared({})",
-        crate::factors::FACTORS_LOCK_SQL
-    ))
-    .execute(&mut *tx)
-    .await
-    .map_err(sql(id))?;
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({})", crate::factors::FACTORS_LOCK_SQL))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql(id))?;
     // Ingest's lock of this scope (crate::ingest::begin_batch), then the settings.
     let settings = sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))::text AS locked, storage_mode, team_tag_key
@@ -348,12 +320,8 @@ async fn restate_chunk(
     .fetch_one(&mut *tx)
     .await
     .map_err(sql(id))?;
-    let mode = db::parse_storage_mode(settings.try_get("storage_mode").map_err(sql(id))?).map_err(
-        |e| RestatementError::Store {
-            id,
-            source: e.into(),
-        },
-    )?;
+    let mode = db::parse_storage_mode(settings.try_get("storage_mode").map_err(sql(id))?)
+        .map_err(|e| RestatementError::Store { id, source: e.into() })?;
     let team_tag_key: String = settings.try_get("team_tag_key").map_err(sql(id))?;
     let parts = crate::accounting::MEASURE_COLUMNS[crate::accounting::FIRST_PART..].join(", ");
     let rows = sqlx::query(&format!(
@@ -367,15 +335,9 @@ async fn restate_chunk(
     .fetch_all(&mut *tx)
     .await
     .map_err(sql(id))?;
-    let before: Vec<FactRow> = rows
-        .iter()
-        .map(fact_from_row)
-        .collect::<Result<_, _>>()
-        .map_err(sql(id))?;
+    let before: Vec<FactRow> = rows.iter().map(fact_from_row).collect::<Result<_, _>>().map_err(sql(id))?;
     let mut after = before.clone();
-    crate::factors::apply(&mut tx, &mut after)
-        .await
-        .map_err(sql(id))?;
+    crate::factors::apply(&mut tx, &mut after).await.map_err(sql(id))?;
     let mut delta_location = 0.0;
     let mut delta_market = 0.0;
     let mut written: Vec<FactRow> = Vec::new();
@@ -390,26 +352,14 @@ async fn restate_chunk(
         // Sorted by (start, account, region, key) as both writers expect.
         let refs = crate::ingest::highest_revision_per_key(&written.iter().collect::<Vec<_>>());
         if mode == StorageMode::Native {
-            crate::fact_segments::write(
-                &mut tx,
-                &refs,
-                RESTATEMENT_AGENT_ID,
-                id,
-                &team_tag_key,
-                true,
-            )
-            .await
-            .map_err(|source| RestatementError::Store { id, source })?;
+            crate::fact_segments::write(&mut tx, &refs, RESTATEMENT_AGENT_ID, id, &team_tag_key, true)
+                .await
+                .map_err(|source| RestatementError::Store { id, source })?;
         } else {
-            crate::ingest::bind_facts(
-                sqlx::query(crate::ingest::RESTATE_FACTS_SQL.as_str()),
-                &refs,
-                RESTATEMENT_AGENT_ID,
-                id,
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(sql(id))?;
+            crate::ingest::bind_facts(sqlx::query(crate::ingest::RESTATE_FACTS_SQL.as_str()), &refs, RESTATEMENT_AGENT_ID, id)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql(id))?;
             // Every touched day goes through the late-data refresh, whatever its age.
             sqlx::query(crate::timescale::QUEUE_LATE_DAYS_SQL)
                 .bind(vec![day_start_unix_s])
@@ -418,9 +368,7 @@ async fn restate_chunk(
                 .await
                 .map_err(sql(id))?;
         }
-        crate::lineage::record(&mut tx, &written)
-            .await
-            .map_err(sql(id))?;
+        crate::lineage::record(&mut tx, &written).await.map_err(sql(id))?;
     }
     sqlx::query(
         "UPDATE restatement_chunks SET done = true, facts_changed = $5, delta_location_g_co2e = $6, delta_market_g_co2e = $7
@@ -437,14 +385,7 @@ async fn restate_chunk(
     .await
     .map_err(sql(id))?;
     tx.commit().await.map_err(sql(id))?;
-    tracing::debug!(
-        id,
-        account_id,
-        region,
-        day_start_unix_s,
-        facts = written.len(),
-        "restated a chunk"
-    );
+    tracing::debug!(id, account_id, region, day_start_unix_s, facts = written.len(), "restated a chunk");
     Ok(written.len() as u64)
 }
 
@@ -601,30 +542,20 @@ impl RestatementMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         for (name, help, value) in [
-            (
-                "canopy_aggregator_restatement_runs_total",
-                "Restatement loop runs.",
-                get(&self.runs_total),
-            ),
+            ("canopy_aggregator_restatement_runs_total", "Restatement loop runs.", get(&self.runs_total)),
             (
                 "canopy_aggregator_restatement_chunks_total",
                 "(account, region, UTC day) chunks restated.",
                 get(&self.chunks_total),
             ),
-            (
-                "canopy_aggregator_restatement_facts_total",
-                "Facts restated (repriced and rewritten).",
-                get(&self.facts_total),
-            ),
+            ("canopy_aggregator_restatement_facts_total", "Facts restated (repriced and rewritten).", get(&self.facts_total)),
             (
                 "canopy_aggregator_restatement_failures_total",
                 "Restatement runs that failed (resumed next tick).",
                 get(&self.failures_total),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
         out
     }
@@ -654,14 +585,8 @@ mod tests {
         let m = RestatementMetrics::default();
         m.chunks_total.fetch_add(3, Ordering::Relaxed);
         let text = m.render();
-        assert!(
-            text.contains("canopy_aggregator_restatement_chunks_total 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# TYPE canopy_aggregator_restatement_failures_total counter\n"),
-            "{text}"
-        );
+        assert!(text.contains("canopy_aggregator_restatement_chunks_total 3\n"), "{text}");
+        assert!(text.contains("# TYPE canopy_aggregator_restatement_failures_total counter\n"), "{text}");
     }
 
     #[test]

@@ -14,10 +14,7 @@ pub struct RouteTable<S = ()> {
 
 impl<S: Clone + Send + Sync + 'static> Default for RouteTable<S> {
     fn default() -> Self {
-        RouteTable {
-            router: Router::new(),
-            routes: Vec::new(),
-        }
+        RouteTable { router: Router::new(), routes: Vec::new() }
     }
 }
 
@@ -39,12 +36,7 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
     }
 
     /// Adds `path` with a method router serving `methods` (lower-case names).
-    pub fn route(
-        mut self,
-        path: &'static str,
-        methods: &[&'static str],
-        router: axum::routing::MethodRouter<S>,
-    ) -> Self {
+    pub fn route(mut self, path: &'static str, methods: &[&'static str], router: axum::routing::MethodRouter<S>) -> Self {
         self.router = self.router.route(path, router);
         self.routes.extend(methods.iter().map(|m| (*m, path)));
         self
@@ -52,10 +44,7 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
 
     /// Provides the state, giving a stateless table.
     pub fn with_state<S2: Clone + Send + Sync + 'static>(self, state: S) -> RouteTable<S2> {
-        RouteTable {
-            router: self.router.with_state(state),
-            routes: self.routes,
-        }
+        RouteTable { router: self.router.with_state(state), routes: self.routes }
     }
 }
 

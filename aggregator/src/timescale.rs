@@ -32,12 +32,7 @@ pub const REFRESH_INTERVAL_S: u64 = 10;
 
 /// The continuous aggregates in refresh order (each reads the one before;
 /// the per-resource daily one of migration 0029 reads the facts).
-const DAY_LEVELS: [&str; 4] = [
-    "rollup_5m",
-    "rollup_hourly",
-    "rollup_daily",
-    "resource_rollup_daily",
-];
+const DAY_LEVELS: [&str; 4] = ["rollup_5m", "rollup_hourly", "rollup_daily", "resource_rollup_daily"];
 
 /// The SQL ingest runs in the batch's transaction (TimescaleDB path): queues
 /// the UTC days of the facts starting at `$1` (Unix seconds) that are older
@@ -60,13 +55,9 @@ pub async fn refresh_pending(pool: &PgPool) -> Result<RefreshReport, DbError> {
     // One refresher at a time (serve's loop, maintain, other replicas): a
     // session lock on one connection, released however the run ends.
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock(hashtext('canopy_timescale_refresh'))")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('canopy_timescale_refresh'))").execute(&mut *conn).await?;
     let result = refresh_locked(&mut conn).await;
-    sqlx::query("SELECT pg_advisory_unlock(hashtext('canopy_timescale_refresh'))")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('canopy_timescale_refresh'))").execute(&mut *conn).await?;
     result
 }
 
@@ -87,24 +78,11 @@ async fn refresh_locked(conn: &mut PoolConnection<Postgres>) -> Result<RefreshRe
         for level in DAY_LEVELS {
             refresh(conn, level, lo, hi).await?;
         }
-        refresh(
-            conn,
-            "rollup_monthly",
-            month_start_shifted(lo, 0),
-            month_start_shifted(hi - 1, 1),
-        )
-        .await?;
+        refresh(conn, "rollup_monthly", month_start_shifted(lo, 0), month_start_shifted(hi - 1, 1)).await?;
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    sqlx::query("DELETE FROM timescale_refresh_pending WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(&mut **conn)
-        .await?;
-    tracing::info!(
-        days = days.len(),
-        first_day = days[0],
-        "refreshed continuous aggregates over late data"
-    );
+    sqlx::query("DELETE FROM timescale_refresh_pending WHERE id = ANY($1)").bind(ids).execute(&mut **conn).await?;
+    tracing::info!(days = days.len(), first_day = days[0], "refreshed continuous aggregates over late data");
     Ok(RefreshReport { days })
 }
 
@@ -120,12 +98,7 @@ fn ranges(days: &[i64]) -> Vec<(i64, i64)> {
     out
 }
 
-async fn refresh(
-    conn: &mut PoolConnection<Postgres>,
-    aggregate: &str,
-    lo: i64,
-    hi: i64,
-) -> Result<(), DbError> {
+async fn refresh(conn: &mut PoolConnection<Postgres>, aggregate: &str, lo: i64, hi: i64) -> Result<(), DbError> {
     // `aggregate` is one of the fixed names above; lo and hi are integers.
     // One batch for the whole window: by default the extension refreshes
     // ten buckets per transaction, which took 1.4 s for three days of the
@@ -134,10 +107,7 @@ async fn refresh(
         "CALL refresh_continuous_aggregate('{aggregate}', to_timestamp({lo}), to_timestamp({hi}), force => true, \
          options => '{{\"buckets_per_batch\": 0}}')"
     );
-    sqlx::query(&sql)
-        .persistent(false)
-        .execute(&mut **conn)
-        .await?;
+    sqlx::query(&sql).persistent(false).execute(&mut **conn).await?;
     Ok(())
 }
 
@@ -150,19 +120,14 @@ pub struct RefreshMetrics {
 }
 
 /// The process's refresh counters (one loop per process).
-pub static REFRESH_METRICS: RefreshMetrics = RefreshMetrics {
-    runs_total: AtomicU64::new(0),
-    days_total: AtomicU64::new(0),
-    failures_total: AtomicU64::new(0),
-};
+pub static REFRESH_METRICS: RefreshMetrics =
+    RefreshMetrics { runs_total: AtomicU64::new(0), days_total: AtomicU64::new(0), failures_total: AtomicU64::new(0) };
 
 impl RefreshMetrics {
     fn observe(&self, outcome: &Result<RefreshReport, DbError>) {
         self.runs_total.fetch_add(1, Ordering::Relaxed);
         match outcome {
-            Ok(r) => self
-                .days_total
-                .fetch_add(r.days.len() as u64, Ordering::Relaxed),
+            Ok(r) => self.days_total.fetch_add(r.days.len() as u64, Ordering::Relaxed),
             Err(_) => self.failures_total.fetch_add(1, Ordering::Relaxed),
         };
     }
@@ -188,9 +153,7 @@ impl RefreshMetrics {
                 get(&self.failures_total),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
         out
     }
@@ -219,32 +182,18 @@ mod tests {
     #[test]
     fn queued_days_coalesce_into_contiguous_ranges() {
         let d = DAY_S;
-        assert_eq!(
-            ranges(&[0, d, 2 * d, 5 * d, 7 * d, 8 * d]),
-            vec![(0, 3 * d), (5 * d, 6 * d), (7 * d, 9 * d)]
-        );
+        assert_eq!(ranges(&[0, d, 2 * d, 5 * d, 7 * d, 8 * d]), vec![(0, 3 * d), (5 * d, 6 * d), (7 * d, 9 * d)]);
         assert_eq!(ranges(&[]), vec![]);
     }
 
     #[test]
     fn counters_render_as_prometheus_counters() {
         let m = RefreshMetrics::default();
-        m.observe(&Ok(RefreshReport {
-            days: vec![0, DAY_S],
-        }));
+        m.observe(&Ok(RefreshReport { days: vec![0, DAY_S] }));
         m.observe(&Err(DbError::UnknownStorageMode("x".into())));
         let text = m.render();
-        assert!(
-            text.contains("canopy_aggregator_late_refresh_runs_total 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_late_refresh_days_total 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_aggregator_late_refresh_failures_total 1\n"),
-            "{text}"
-        );
+        assert!(text.contains("canopy_aggregator_late_refresh_runs_total 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_late_refresh_days_total 2\n"), "{text}");
+        assert!(text.contains("canopy_aggregator_late_refresh_failures_total 1\n"), "{text}");
     }
 }

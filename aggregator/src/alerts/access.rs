@@ -46,9 +46,7 @@ pub fn require_admin(principal: &Principal, what: &str) -> Result<(), AlertError
         Ok(())
     } else {
         tracing::info!(subject = %principal.subject, role = principal.role.name(), what, "alerting write refused");
-        Err(AlertError::Forbidden(format!(
-            "{what} needs the admin role"
-        )))
+        Err(AlertError::Forbidden(format!("{what} needs the admin role")))
     }
 }
 
@@ -75,24 +73,16 @@ impl BudgetFilter {
     /// The filter of `principal`; reads the accounts' OU paths when the
     /// scope restricts OUs.
     pub async fn load(pool: &PgPool, principal: &Principal) -> Result<BudgetFilter, sqlx::Error> {
-        if matches!(principal.role, Role::Admin | Role::OrgViewer)
-            && principal.scope.is_unrestricted()
-        {
+        if matches!(principal.role, Role::Admin | Role::OrgViewer) && principal.scope.is_unrestricted() {
             return Ok(BudgetFilter::All);
         }
         let mut ou_paths = HashMap::new();
         if !principal.scope.ous.is_empty() {
-            for row in sqlx::query("SELECT account_id, ou_path FROM accounts WHERE ou_path <> ''")
-                .fetch_all(pool)
-                .await?
-            {
+            for row in sqlx::query("SELECT account_id, ou_path FROM accounts WHERE ou_path <> ''").fetch_all(pool).await? {
                 ou_paths.insert(row.try_get("account_id")?, row.try_get("ou_path")?);
             }
         }
-        Ok(BudgetFilter::Within {
-            scope: principal.scope.clone(),
-            ou_paths,
-        })
+        Ok(BudgetFilter::Within { scope: principal.scope.clone(), ou_paths })
     }
 
     /// True when every budget is readable.
@@ -107,15 +97,12 @@ impl BudgetFilter {
             BudgetFilter::Within { scope, ou_paths } => (scope, ou_paths),
         };
         let b = &budget.spec.scope;
-        let teams_ok =
-            scope.teams.is_empty() || b.team.as_ref().is_some_and(|t| scope.teams.contains(t));
-        let accounts_ok = scope.accounts.is_empty()
-            || b.account_id
-                .as_ref()
-                .is_some_and(|a| scope.accounts.contains(a));
-        let ous_ok = scope.ous.is_empty()
-            || budget_ou_path(b, ou_paths)
-                .is_some_and(|path| scope.ous.iter().any(|root| within(&path, root)));
+        let teams_ok = scope.teams.is_empty() || b.team.as_ref().is_some_and(|t| scope.teams.contains(t));
+        let accounts_ok =
+            scope.accounts.is_empty() || b.account_id.as_ref().is_some_and(|a| scope.accounts.contains(a));
+        let ous_ok = scope.ous.is_empty() || budget_ou_path(b, ou_paths).is_some_and(|path| {
+            scope.ous.iter().any(|root| within(&path, root))
+        });
         teams_ok && accounts_ok && ous_ok
     }
 }
@@ -129,10 +116,7 @@ fn budget_ou_path(b: &super::budgets::Scope, ou_paths: &HashMap<String, String>)
     let ou = b.ou_id.as_ref()?;
     ou_paths.values().find_map(|path| {
         let segments: Vec<&str> = path.split('/').collect();
-        segments
-            .iter()
-            .position(|s| s == ou)
-            .map(|i| segments[..=i].join("/"))
+        segments.iter().position(|s| s == ou).map(|i| segments[..=i].join("/"))
     })
 }
 
@@ -152,50 +136,28 @@ mod tests {
     }
 
     fn within_scope(scope: Scope) -> BudgetFilter {
-        let ou_paths = [
-            ("111111111111", "r-1/ou-a"),
-            ("222222222222", "r-1/ou-a/ou-b"),
-        ]
-        .into_iter()
-        .map(|(a, p)| (a.to_owned(), p.to_owned()))
-        .collect();
+        let ou_paths = [("111111111111", "r-1/ou-a"), ("222222222222", "r-1/ou-a/ou-b")]
+            .into_iter()
+            .map(|(a, p)| (a.to_owned(), p.to_owned()))
+            .collect();
         BudgetFilter::Within { scope, ou_paths }
     }
 
     #[test]
     fn budgets_are_read_only_within_the_scope() {
-        let web = within_scope(Scope {
-            teams: vec!["web".into()],
-            ..Scope::default()
-        });
+        let web = within_scope(Scope { teams: vec!["web".into()], ..Scope::default() });
         assert!(web.allows(&budget(json!({ "team": "web" }))));
-        assert!(web.allows(&budget(
-            json!({ "team": "web", "account_id": "111111111111" })
-        )));
+        assert!(web.allows(&budget(json!({ "team": "web", "account_id": "111111111111" }))));
         assert!(!web.allows(&budget(json!({ "team": "data" }))));
-        assert!(
-            !web.allows(&budget(json!({ "account_id": "111111111111" }))),
-            "a budget over every team"
-        );
-        let ou_b = within_scope(Scope {
-            ous: vec!["r-1/ou-a/ou-b".into()],
-            ..Scope::default()
-        });
+        assert!(!web.allows(&budget(json!({ "account_id": "111111111111" }))), "a budget over every team");
+        let ou_b = within_scope(Scope { ous: vec!["r-1/ou-a/ou-b".into()], ..Scope::default() });
         assert!(ou_b.allows(&budget(json!({ "account_id": "222222222222" }))));
         assert!(ou_b.allows(&budget(json!({ "ou_id": "ou-b" }))));
-        assert!(
-            !ou_b.allows(&budget(json!({ "ou_id": "ou-a" }))),
-            "the parent OU covers more than the scope"
-        );
+        assert!(!ou_b.allows(&budget(json!({ "ou_id": "ou-a" }))), "the parent OU covers more than the scope");
         assert!(!ou_b.allows(&budget(json!({ "account_id": "111111111111" }))));
         assert!(!ou_b.allows(&budget(json!({ "team": "web" }))));
-        let account = within_scope(Scope {
-            accounts: vec!["111111111111".into()],
-            ..Scope::default()
-        });
-        assert!(account.allows(&budget(
-            json!({ "account_id": "111111111111", "service": "AmazonEC2" })
-        )));
+        let account = within_scope(Scope { accounts: vec!["111111111111".into()], ..Scope::default() });
+        assert!(account.allows(&budget(json!({ "account_id": "111111111111", "service": "AmazonEC2" }))));
         assert!(!account.allows(&budget(json!({ "ou_id": "ou-a" }))));
         assert!(BudgetFilter::All.allows(&budget(json!({}))));
     }
@@ -211,13 +173,7 @@ mod tests {
         assert_eq!(actor(&p(AuthMethod::Jwt, "alice")), "jwt:alice");
         assert_eq!(actor(&p(AuthMethod::ApiToken, "token:abc")), "token:abc");
         assert!(require_admin(&p(AuthMethod::Jwt, "a"), "x").is_ok());
-        let viewer = Principal {
-            role: Role::OrgViewer,
-            ..p(AuthMethod::Jwt, "b")
-        };
-        assert!(matches!(
-            require_admin(&viewer, "creating a budget"),
-            Err(AlertError::Forbidden(_))
-        ));
+        let viewer = Principal { role: Role::OrgViewer, ..p(AuthMethod::Jwt, "b") };
+        assert!(matches!(require_admin(&viewer, "creating a budget"), Err(AlertError::Forbidden(_))));
     }
 }

@@ -56,14 +56,9 @@ impl Basis {
 
     /// Parses an API or database name.
     pub fn parse(text: &str) -> Option<Basis> {
-        [
-            Basis::Location,
-            Basis::Market,
-            Basis::LocationOperational,
-            Basis::MarketOperational,
-        ]
-        .into_iter()
-        .find(|b| b.name() == text)
+        [Basis::Location, Basis::Market, Basis::LocationOperational, Basis::MarketOperational]
+            .into_iter()
+            .find(|b| b.name() == text)
     }
 }
 
@@ -85,26 +80,11 @@ mod tests {
 
     #[test]
     fn every_basis_is_measured_on_its_own_column() {
-        assert_eq!(
-            basis_column(Basis::Location).unwrap().sql_name(),
-            "location_g_co2e"
-        );
-        assert_eq!(
-            basis_column(Basis::Market).unwrap().sql_name(),
-            "market_g_co2e"
-        );
-        assert_eq!(
-            basis_column(Basis::LocationOperational).unwrap().sql_name(),
-            "operational_location_g_co2e"
-        );
-        assert_eq!(
-            basis_column(Basis::MarketOperational).unwrap().sql_name(),
-            "operational_market_g_co2e"
-        );
-        assert_eq!(
-            Basis::parse("market_operational"),
-            Some(Basis::MarketOperational)
-        );
+        assert_eq!(basis_column(Basis::Location).unwrap().sql_name(), "location_g_co2e");
+        assert_eq!(basis_column(Basis::Market).unwrap().sql_name(), "market_g_co2e");
+        assert_eq!(basis_column(Basis::LocationOperational).unwrap().sql_name(), "operational_location_g_co2e");
+        assert_eq!(basis_column(Basis::MarketOperational).unwrap().sql_name(), "operational_market_g_co2e");
+        assert_eq!(Basis::parse("market_operational"), Some(Basis::MarketOperational));
         assert_eq!(Basis::parse("embodied"), None);
     }
 }

@@ -157,8 +157,7 @@ pub async fn load(pool: &PgPool, cfg: &AlertBenchConfig) -> Result<(), sqlx::Err
 /// Loads, then times `cfg.rounds` evaluation rounds.
 pub async fn run(pool: &PgPool, cfg: &AlertBenchConfig) -> Result<AlertBenchReport, sqlx::Error> {
     load(pool, cfg).await?;
-    let count =
-        |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
+    let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
     let monthly_rows = count("SELECT count(*) FROM rollup_monthly").await?;
     let hourly_rows = count("SELECT count(*) FROM rollup_hourly").await?;
     let budgets = count("SELECT count(*) FROM budgets").await?;
@@ -173,16 +172,8 @@ pub async fn run(pool: &PgPool, cfg: &AlertBenchConfig) -> Result<AlertBenchRepo
     let mut rounds = Vec::new();
     for i in 0..cfg.rounds {
         let started = Instant::now();
-        let r = evaluator
-            .run_round(cfg.now_unix_s + i64::from(i) * 60)
-            .await?;
+        let r = evaluator.run_round(cfg.now_unix_s + i64::from(i) * 60).await?;
         rounds.push((r, started.elapsed().as_secs_f64()));
     }
-    Ok(AlertBenchReport {
-        monthly_rows,
-        hourly_rows,
-        budgets,
-        rounds,
-        peak_rss_bytes: peak_rss_bytes(),
-    })
+    Ok(AlertBenchReport { monthly_rows, hourly_rows, budgets, rounds, peak_rss_bytes: peak_rss_bytes() })
 }

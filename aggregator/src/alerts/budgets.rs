@@ -55,14 +55,9 @@ impl PeriodKind {
 
     /// Parses an API or database name.
     pub fn parse(text: &str) -> Option<PeriodKind> {
-        [
-            PeriodKind::Month,
-            PeriodKind::Quarter,
-            PeriodKind::Year,
-            PeriodKind::FiscalYear,
-        ]
-        .into_iter()
-        .find(|p| p.name() == text)
+        [PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year, PeriodKind::FiscalYear]
+            .into_iter()
+            .find(|p| p.name() == text)
     }
 }
 
@@ -127,36 +122,23 @@ pub fn period_window(kind: PeriodKind, fiscal_start_month: u32, now_unix_s: i64)
     if start_index > now_index {
         start_index -= 12;
     }
-    let at = |index: i64| {
-        days_from_civil(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1) * 86_400
-    };
+    let at = |index: i64| days_from_civil(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1) * 86_400;
     (at(start_index), at(start_index + length_months))
 }
 
-fn take_str(
-    obj: &Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Option<String>, FieldError> {
+fn take_str(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, FieldError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(FieldError::new(
-            path,
-            "expected a non-empty string, found an empty one",
-        )),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(FieldError::new(path, "expected a non-empty string, found an empty one"))
+        }
         Some(Value::String(s)) => {
             if s.len() > 256 {
-                return Err(FieldError::new(
-                    path,
-                    format!("expected at most 256 bytes, found {}", s.len()),
-                ));
+                return Err(FieldError::new(path, format!("expected at most 256 bytes, found {}", s.len())));
             }
             Ok(Some(s.clone()))
         }
-        Some(other) => Err(FieldError::new(
-            path,
-            format!("expected a string, found {other}"),
-        )),
+        Some(other) => Err(FieldError::new(path, format!("expected a string, found {other}"))),
     }
 }
 
@@ -168,46 +150,25 @@ fn take_number(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, Fie
             .filter(|v| v.is_finite())
             .map(Some)
             .ok_or_else(|| FieldError::new(field, format!("expected a finite number, found {n}"))),
-        Some(other) => Err(FieldError::new(
-            field,
-            format!("expected a number, found {other}"),
-        )),
+        Some(other) => Err(FieldError::new(field, format!("expected a number, found {other}"))),
     }
 }
 
-fn check_known_fields(
-    obj: &Map<String, Value>,
-    known: &[&str],
-    prefix: &str,
-) -> Result<(), FieldError> {
+fn check_known_fields(obj: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), FieldError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(FieldError::new(
-            format!("{prefix}{k}"),
-            format!("unknown field; expected one of {known:?}"),
-        )),
+        Some(k) => Err(FieldError::new(format!("{prefix}{k}"), format!("unknown field; expected one of {known:?}"))),
         None => Ok(()),
     }
 }
 
 /// Parses and checks a budget body (everything that needs no database).
 pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| FieldError::new("body", "expected a JSON object"))?;
+    let obj = body.as_object().ok_or_else(|| FieldError::new("body", "expected a JSON object"))?;
     check_known_fields(
         obj,
         &[
-            "name",
-            "scope",
-            "period",
-            "fiscal_start_month",
-            "basis",
-            "amount_kg_co2e",
-            "thresholds_pct",
-            "forecast_overshoot",
-            "burn_rate",
-            "routes",
-            "pagerduty_routing_key",
+            "name", "scope", "period", "fiscal_start_month", "basis", "amount_kg_co2e", "thresholds_pct",
+            "forecast_overshoot", "burn_rate", "routes", "pagerduty_routing_key",
         ],
         "",
     )?;
@@ -225,51 +186,28 @@ pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
             if let Some(a) = &scope.account_id
                 && !crate::ingest::is_account_id(a)
             {
-                return Err(FieldError::new(
-                    "scope.account_id",
-                    format!("expected a 12-digit account id, found {a:?}"),
-                ));
+                return Err(FieldError::new("scope.account_id", format!("expected a 12-digit account id, found {a:?}")));
             }
             if let Some(ou) = &scope.ou_id
                 && !(ou.starts_with("ou-") || ou.starts_with("r-"))
             {
-                return Err(FieldError::new(
-                    "scope.ou_id",
-                    format!("expected an OU id (ou-...) or root id (r-...), found {ou:?}"),
-                ));
+                return Err(FieldError::new("scope.ou_id", format!("expected an OU id (ou-...) or root id (r-...), found {ou:?}")));
             }
             scope
         }
-        Some(other) => {
-            return Err(FieldError::new(
-                "scope",
-                format!("expected an object, found {other}"),
-            ));
-        }
+        Some(other) => return Err(FieldError::new("scope", format!("expected an object, found {other}"))),
     };
-    let period_text =
-        take_str(obj, "period", "period")?.ok_or_else(|| FieldError::new("period", "required"))?;
+    let period_text = take_str(obj, "period", "period")?.ok_or_else(|| FieldError::new("period", "required"))?;
     let period = PeriodKind::parse(&period_text).ok_or_else(|| {
-        FieldError::new(
-            "period",
-            format!("expected month, quarter, year or fiscal_year, found {period_text:?}"),
-        )
+        FieldError::new("period", format!("expected month, quarter, year or fiscal_year, found {period_text:?}"))
     })?;
     let fiscal_start_month = match take_number(obj, "fiscal_start_month")? {
         None => 1,
         Some(m) if period != PeriodKind::FiscalYear && m != 1.0 => {
-            return Err(FieldError::new(
-                "fiscal_start_month",
-                "only a fiscal_year period has a start month",
-            ));
+            return Err(FieldError::new("fiscal_start_month", "only a fiscal_year period has a start month"));
         }
         Some(m) if m.fract() == 0.0 && (1.0..=12.0).contains(&m) => m as u32,
-        Some(m) => {
-            return Err(FieldError::new(
-                "fiscal_start_month",
-                format!("expected a month 1-12, found {m}"),
-            ));
-        }
+        Some(m) => return Err(FieldError::new("fiscal_start_month", format!("expected a month 1-12, found {m}"))),
     };
     let basis_text = take_str(obj, "basis", "basis")?.unwrap_or_else(|| "location".to_owned());
     let basis = Basis::parse(&basis_text).ok_or_else(|| {
@@ -279,8 +217,8 @@ pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
         )
     })?;
     basis_column(basis)?;
-    let amount_kg_co2e = take_number(obj, "amount_kg_co2e")?
-        .ok_or_else(|| FieldError::new("amount_kg_co2e", "required"))?;
+    let amount_kg_co2e =
+        take_number(obj, "amount_kg_co2e")?.ok_or_else(|| FieldError::new("amount_kg_co2e", "required"))?;
     if amount_kg_co2e <= 0.0 || amount_kg_co2e >= 1e12 {
         return Err(FieldError::new(
             "amount_kg_co2e",
@@ -291,48 +229,26 @@ pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
         None | Some(Value::Null) => DEFAULT_THRESHOLDS_PCT.to_vec(),
         Some(Value::Array(items)) => {
             if items.is_empty() || items.len() > 10 {
-                return Err(FieldError::new(
-                    "thresholds_pct",
-                    format!("expected 1 to 10 thresholds, found {}", items.len()),
-                ));
+                return Err(FieldError::new("thresholds_pct", format!("expected 1 to 10 thresholds, found {}", items.len())));
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let v = item
-                    .as_f64()
-                    .filter(|v| v.is_finite() && *v > 0.0 && *v <= 1000.0)
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            format!("thresholds_pct[{i}]"),
-                            format!("expected a percentage in (0, 1000], found {item}"),
-                        )
-                    })?;
+                let v = item.as_f64().filter(|v| v.is_finite() && *v > 0.0 && *v <= 1000.0).ok_or_else(|| {
+                    FieldError::new(format!("thresholds_pct[{i}]"), format!("expected a percentage in (0, 1000], found {item}"))
+                })?;
                 if out.last().is_some_and(|last| *last >= v) {
-                    return Err(FieldError::new(
-                        format!("thresholds_pct[{i}]"),
-                        "expected strictly ascending thresholds",
-                    ));
+                    return Err(FieldError::new(format!("thresholds_pct[{i}]"), "expected strictly ascending thresholds"));
                 }
                 out.push(v);
             }
             out
         }
-        Some(other) => {
-            return Err(FieldError::new(
-                "thresholds_pct",
-                format!("expected an array, found {other}"),
-            ));
-        }
+        Some(other) => return Err(FieldError::new("thresholds_pct", format!("expected an array, found {other}"))),
     };
     let forecast_overshoot = match obj.get("forecast_overshoot") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(FieldError::new(
-                "forecast_overshoot",
-                format!("expected a boolean, found {other}"),
-            ));
-        }
+        Some(other) => return Err(FieldError::new("forecast_overshoot", format!("expected a boolean, found {other}"))),
     };
     let burn_rate = match obj.get("burn_rate") {
         None | Some(Value::Null) => None,
@@ -345,54 +261,32 @@ pub fn parse_spec(body: &Value) -> Result<BudgetSpec, FieldError> {
                     _ => Err(FieldError::new(path, "expected a factor in (0, 10000]")),
                 }
             };
-            Some(BurnRate {
-                factor_1h: factor("factor_1h")?,
-                factor_24h: factor("factor_24h")?,
-            })
+            Some(BurnRate { factor_1h: factor("factor_1h")?, factor_24h: factor("factor_24h")? })
         }
-        Some(other) => {
-            return Err(FieldError::new(
-                "burn_rate",
-                format!("expected an object, found {other}"),
-            ));
-        }
+        Some(other) => return Err(FieldError::new("burn_rate", format!("expected an object, found {other}"))),
     };
     let routes = match obj.get("routes") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => {
             let mut out: Vec<String> = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                let r = item.as_str().ok_or_else(|| {
-                    FieldError::new(
-                        format!("routes[{i}]"),
-                        format!("expected a route name, found {item}"),
-                    )
-                })?;
+                let r = item
+                    .as_str()
+                    .ok_or_else(|| FieldError::new(format!("routes[{i}]"), format!("expected a route name, found {item}")))?;
                 if out.iter().any(|o| o == r) {
-                    return Err(FieldError::new(
-                        format!("routes[{i}]"),
-                        format!("route {r:?} listed twice"),
-                    ));
+                    return Err(FieldError::new(format!("routes[{i}]"), format!("route {r:?} listed twice")));
                 }
                 out.push(r.to_owned());
             }
             out
         }
-        Some(other) => {
-            return Err(FieldError::new(
-                "routes",
-                format!("expected an array of route names, found {other}"),
-            ));
-        }
+        Some(other) => return Err(FieldError::new("routes", format!("expected an array of route names, found {other}"))),
     };
     let pagerduty_routing_key = take_str(obj, "pagerduty_routing_key", "pagerduty_routing_key")?;
     if let Some(k) = &pagerduty_routing_key
         && (k.len() != 32 || !k.chars().all(|c| c.is_ascii_alphanumeric()))
     {
-        return Err(FieldError::new(
-            "pagerduty_routing_key",
-            "expected a 32-character integration key",
-        ));
+        return Err(FieldError::new("pagerduty_routing_key", "expected a 32-character integration key"));
     }
     Ok(BudgetSpec {
         name,
@@ -434,24 +328,13 @@ pub fn budget_json(b: &Budget) -> Value {
 /// The last four characters of a key (all a reply or an audit entry ever
 /// shows of a PagerDuty routing key).
 pub fn secret_suffix(key: &str) -> String {
-    let tail: String = key
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("…{tail}")
 }
 
 /// Checks what needs the database: the scope's account, OU, team and
 /// service are known, the routes exist and no other budget overlaps.
-async fn check_against_store(
-    pool: &PgPool,
-    spec: &BudgetSpec,
-    except_id: Option<i64>,
-) -> Result<(), AlertError> {
+async fn check_against_store(pool: &PgPool, spec: &BudgetSpec, except_id: Option<i64>) -> Result<(), AlertError> {
     if let Some(a) = &spec.scope.account_id {
         let known: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE account_id = $1)
@@ -462,24 +345,16 @@ async fn check_against_store(
         .fetch_one(pool)
         .await?;
         if !known {
-            return Err(
-                FieldError::new("scope.account_id", format!("unknown account {a:?}")).into(),
-            );
+            return Err(FieldError::new("scope.account_id", format!("unknown account {a:?}")).into());
         }
     }
     if let Some(ou) = &spec.scope.ou_id {
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM accounts WHERE $1 = ANY (string_to_array(ou_path, '/')))",
-        )
-        .bind(ou)
-        .fetch_one(pool)
-        .await?;
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts WHERE $1 = ANY (string_to_array(ou_path, '/')))")
+            .bind(ou)
+            .fetch_one(pool)
+            .await?;
         if !known {
-            return Err(FieldError::new(
-                "scope.ou_id",
-                format!("unknown organisational unit {ou:?} (no account in it)"),
-            )
-            .into());
+            return Err(FieldError::new("scope.ou_id", format!("unknown organisational unit {ou:?} (no account in it)")).into());
         }
     }
     if let Some(t) = &spec.scope.team {
@@ -508,20 +383,12 @@ async fn check_against_store(
         }
     }
     if !spec.routes.is_empty() {
-        let known: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM alert_routes WHERE name = ANY ($1)")
-                .bind(&spec.routes)
-                .fetch_all(pool)
-                .await?;
-        if let Some((i, r)) = spec
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| !known.contains(r))
-        {
-            return Err(
-                FieldError::new(format!("routes[{i}]"), format!("unknown route {r:?}")).into(),
-            );
+        let known: Vec<String> = sqlx::query_scalar("SELECT name FROM alert_routes WHERE name = ANY ($1)")
+            .bind(&spec.routes)
+            .fetch_all(pool)
+            .await?;
+        if let Some((i, r)) = spec.routes.iter().enumerate().find(|(_, r)| !known.contains(r)) {
+            return Err(FieldError::new(format!("routes[{i}]"), format!("unknown route {r:?}")).into());
         }
     }
     if let Some(other) = overlapping(pool, spec, except_id).await? {
@@ -533,9 +400,7 @@ async fn check_against_store(
 fn overlap_error(other: i64) -> FieldError {
     FieldError::new(
         "period",
-        format!(
-            "overlaps budget {other}: same scope, basis and period family (month, quarter or annual)"
-        ),
+        format!("overlaps budget {other}: same scope, basis and period family (month, quarter or annual)"),
     )
 }
 
@@ -547,11 +412,7 @@ fn period_family(kind: PeriodKind) -> &'static str {
     }
 }
 
-async fn overlapping(
-    pool: &PgPool,
-    spec: &BudgetSpec,
-    except_id: Option<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
+async fn overlapping(pool: &PgPool, spec: &BudgetSpec, except_id: Option<i64>) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT budget_id FROM budgets
          WHERE coalesce(scope_ou_id, '') = coalesce($1, '') AND coalesce(scope_account_id, '') = coalesce($2, '')
@@ -572,11 +433,9 @@ async fn overlapping(
 
 fn map_unique_violation(e: sqlx::Error) -> AlertError {
     match &e {
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => FieldError::new(
-            "period",
-            "overlaps another budget: same scope, basis and period family",
-        )
-        .into(),
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+            FieldError::new("period", "overlaps another budget: same scope, basis and period family").into()
+        }
         _ => AlertError::Sql(e),
     }
 }
@@ -588,8 +447,7 @@ const COLUMNS: &str = "budget_id, name, scope_ou_id, scope_account_id, scope_tea
 fn from_row(row: &sqlx::postgres::PgRow) -> Result<Budget, sqlx::Error> {
     let period: String = row.try_get("period")?;
     let basis: String = row.try_get("basis")?;
-    let decode =
-        |what: &str, v: &str| sqlx::Error::Decode(format!("unknown budget {what} {v:?}").into());
+    let decode = |what: &str, v: &str| sqlx::Error::Decode(format!("unknown budget {what} {v:?}").into());
     let f1: Option<f64> = row.try_get("burn_rate_1h_factor")?;
     let f24: Option<f64> = row.try_get("burn_rate_24h_factor")?;
     Ok(Budget {
@@ -608,10 +466,7 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Budget, sqlx::Error> {
             amount_kg_co2e: row.try_get("amount_kg_co2e")?,
             thresholds_pct: row.try_get("thresholds_pct")?,
             forecast_overshoot: row.try_get("forecast_overshoot")?,
-            burn_rate: f1.zip(f24).map(|(factor_1h, factor_24h)| BurnRate {
-                factor_1h,
-                factor_24h,
-            }),
+            burn_rate: f1.zip(f24).map(|(factor_1h, factor_24h)| BurnRate { factor_1h, factor_24h }),
             routes: row.try_get("routes")?,
             pagerduty_routing_key: row.try_get("pagerduty_routing_key")?,
         },
@@ -620,36 +475,27 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Budget, sqlx::Error> {
 
 /// Every budget, by id.
 pub async fn list(pool: &PgPool) -> Result<Vec<Budget>, sqlx::Error> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM budgets ORDER BY budget_id"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM budgets ORDER BY budget_id")).fetch_all(pool).await?;
     rows.iter().map(from_row).collect()
 }
 
 /// One budget.
 pub async fn get(pool: &PgPool, budget_id: i64) -> Result<Budget, AlertError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM budgets WHERE budget_id = $1"
-    ))
-    .bind(budget_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| AlertError::NotFound(format!("budget {budget_id}")))?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM budgets WHERE budget_id = $1"))
+        .bind(budget_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| AlertError::NotFound(format!("budget {budget_id}")))?;
     Ok(from_row(&row)?)
 }
 
 /// One budget, read through `executor` (e.g. a transaction).
-pub async fn get_in<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    budget_id: i64,
-) -> Result<Budget, AlertError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM budgets WHERE budget_id = $1"
-    ))
-    .bind(budget_id)
-    .fetch_optional(executor)
-    .await?
-    .ok_or_else(|| AlertError::NotFound(format!("budget {budget_id}")))?;
+pub async fn get_in<'e>(executor: impl sqlx::PgExecutor<'e>, budget_id: i64) -> Result<Budget, AlertError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM budgets WHERE budget_id = $1"))
+        .bind(budget_id)
+        .fetch_optional(executor)
+        .await?
+        .ok_or_else(|| AlertError::NotFound(format!("budget {budget_id}")))?;
     Ok(from_row(&row)?)
 }
 
@@ -670,19 +516,8 @@ pub async fn create(pool: &PgPool, actor: &str, spec: &BudgetSpec) -> Result<Bud
     .fetch_one(&mut *tx)
     .await
     .map_err(map_unique_violation)?;
-    let b = Budget {
-        budget_id: id,
-        spec: spec.clone(),
-    };
-    audit::record(
-        &mut tx,
-        actor,
-        "budget.create",
-        &format!("budget:{id}"),
-        None,
-        Some(&budget_json(&b)),
-    )
-    .await?;
+    let b = Budget { budget_id: id, spec: spec.clone() };
+    audit::record(&mut tx, actor, "budget.create", &format!("budget:{id}"), None, Some(&budget_json(&b))).await?;
     tx.commit().await?;
     Ok(b)
 }
@@ -741,23 +576,12 @@ pub async fn update(
 pub async fn delete(pool: &PgPool, actor: &str, budget_id: i64) -> Result<(), AlertError> {
     let mut tx = pool.begin().await?;
     let before = get_in(&mut *tx, budget_id).await?;
-    let n = sqlx::query("DELETE FROM budgets WHERE budget_id = $1")
-        .bind(budget_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query("DELETE FROM budgets WHERE budget_id = $1").bind(budget_id).execute(&mut *tx).await?.rows_affected();
     if n == 0 {
         return Err(AlertError::NotFound(format!("budget {budget_id}")));
     }
-    audit::record(
-        &mut tx,
-        actor,
-        "budget.delete",
-        &format!("budget:{budget_id}"),
-        Some(&budget_json(&before)),
-        None,
-    )
-    .await?;
+    audit::record(&mut tx, actor, "budget.delete", &format!("budget:{budget_id}"), Some(&budget_json(&before)), None)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -794,35 +618,14 @@ mod tests {
     #[test]
     fn period_windows_are_utc_calendar_periods() {
         let now = utc(2026, 12, 7) + 3_600 * 14;
-        assert_eq!(
-            period_window(PeriodKind::Month, 1, now),
-            (utc(2026, 12, 1), utc(2027, 1, 1))
-        );
-        assert_eq!(
-            period_window(PeriodKind::Quarter, 1, now),
-            (utc(2026, 10, 1), utc(2027, 1, 1))
-        );
-        assert_eq!(
-            period_window(PeriodKind::Year, 1, now),
-            (utc(2026, 1, 1), utc(2027, 1, 1))
-        );
-        assert_eq!(
-            period_window(PeriodKind::FiscalYear, 4, now),
-            (utc(2026, 4, 1), utc(2027, 4, 1))
-        );
+        assert_eq!(period_window(PeriodKind::Month, 1, now), (utc(2026, 12, 1), utc(2027, 1, 1)));
+        assert_eq!(period_window(PeriodKind::Quarter, 1, now), (utc(2026, 10, 1), utc(2027, 1, 1)));
+        assert_eq!(period_window(PeriodKind::Year, 1, now), (utc(2026, 1, 1), utc(2027, 1, 1)));
+        assert_eq!(period_window(PeriodKind::FiscalYear, 4, now), (utc(2026, 4, 1), utc(2027, 4, 1)));
         // Before the fiscal start month: the fiscal year began last year.
-        assert_eq!(
-            period_window(PeriodKind::FiscalYear, 4, utc(2027, 2, 1)),
-            (utc(2026, 4, 1), utc(2027, 4, 1))
-        );
-        assert_eq!(
-            period_window(PeriodKind::FiscalYear, 12, now),
-            (utc(2026, 12, 1), utc(2027, 12, 1))
-        );
-        assert_eq!(
-            period_window(PeriodKind::Quarter, 1, utc(2027, 3, 31)),
-            (utc(2027, 1, 1), utc(2027, 4, 1))
-        );
+        assert_eq!(period_window(PeriodKind::FiscalYear, 4, utc(2027, 2, 1)), (utc(2026, 4, 1), utc(2027, 4, 1)));
+        assert_eq!(period_window(PeriodKind::FiscalYear, 12, now), (utc(2026, 12, 1), utc(2027, 12, 1)));
+        assert_eq!(period_window(PeriodKind::Quarter, 1, utc(2027, 3, 31)), (utc(2027, 1, 1), utc(2027, 4, 1)));
     }
 
     fn field_of(body: Value) -> String {
@@ -840,44 +643,17 @@ mod tests {
             o[k] = v;
             o
         };
-        assert_eq!(
-            field_of(with("amount_kg_co2e", json!(-5))),
-            "amount_kg_co2e"
-        );
-        assert_eq!(
-            field_of(with("amount_kg_co2e", json!("ten"))),
-            "amount_kg_co2e"
-        );
+        assert_eq!(field_of(with("amount_kg_co2e", json!(-5))), "amount_kg_co2e");
+        assert_eq!(field_of(with("amount_kg_co2e", json!("ten"))), "amount_kg_co2e");
         assert_eq!(field_of(with("period", json!("week"))), "period");
         assert_eq!(field_of(with("basis", json!("embodied"))), "basis");
-        assert_eq!(
-            field_of(with("thresholds_pct", json!([80, 50]))),
-            "thresholds_pct[1]"
-        );
-        assert_eq!(
-            field_of(with("scope", json!({ "account_id": "12" }))),
-            "scope.account_id"
-        );
-        assert_eq!(
-            field_of(with("scope", json!({ "region": "x" }))),
-            "scope.region"
-        );
-        assert_eq!(
-            field_of(with("fiscal_start_month", json!(4))),
-            "fiscal_start_month"
-        );
-        assert_eq!(
-            field_of(with(
-                "burn_rate",
-                json!({ "factor_1h": 0 , "factor_24h": 2})
-            )),
-            "burn_rate.factor_1h"
-        );
+        assert_eq!(field_of(with("thresholds_pct", json!([80, 50]))), "thresholds_pct[1]");
+        assert_eq!(field_of(with("scope", json!({ "account_id": "12" }))), "scope.account_id");
+        assert_eq!(field_of(with("scope", json!({ "region": "x" }))), "scope.region");
+        assert_eq!(field_of(with("fiscal_start_month", json!(4))), "fiscal_start_month");
+        assert_eq!(field_of(with("burn_rate", json!({ "factor_1h": 0 , "factor_24h": 2}))), "burn_rate.factor_1h");
         assert_eq!(field_of(with("routes", json!(["a", "a"]))), "routes[1]");
         assert_eq!(field_of(with("colour", json!("red"))), "colour");
-        assert_eq!(
-            field_of(json!({ "period": "month", "amount_kg_co2e": 1 })),
-            "name"
-        );
+        assert_eq!(field_of(json!({ "period": "month", "amount_kg_co2e": 1 })), "name");
     }
 }

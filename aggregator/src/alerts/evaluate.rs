@@ -37,26 +37,15 @@ pub trait ForecastSource: Send + Sync {
     /// The forecast total of `scope` on `column` over `[from, to)`, gCO2e,
     /// as (mean, lower, upper) of its 80 % interval; `None` when there is
     /// no forecast for the scope.
-    fn forecast_total_g_co2e(
-        &self,
-        scope: &Scope,
-        column: BasisColumn,
-        from_unix_s: i64,
-        to_unix_s: i64,
-    ) -> Option<(f64, f64, f64)>;
+    fn forecast_total_g_co2e(&self, scope: &Scope, column: BasisColumn, from_unix_s: i64, to_unix_s: i64)
+    -> Option<(f64, f64, f64)>;
 }
 
 /// No forecasts: forecast-overshoot alerts never fire.
 pub struct NoForecast;
 
 impl ForecastSource for NoForecast {
-    fn forecast_total_g_co2e(
-        &self,
-        _: &Scope,
-        _: BasisColumn,
-        _: i64,
-        _: i64,
-    ) -> Option<(f64, f64, f64)> {
+    fn forecast_total_g_co2e(&self, _: &Scope, _: BasisColumn, _: i64, _: i64) -> Option<(f64, f64, f64)> {
         None
     }
 }
@@ -75,12 +64,7 @@ pub struct Anomaly {
 /// Anomalies of a scope, provided by the anomaly detector (issue 17 §3).
 pub trait AnomalySource: Send + Sync {
     /// The anomaly open in `scope` at `now_unix_s`, if any.
-    fn active_anomaly(
-        &self,
-        scope: &Scope,
-        column: BasisColumn,
-        now_unix_s: i64,
-    ) -> Option<Anomaly>;
+    fn active_anomaly(&self, scope: &Scope, column: BasisColumn, now_unix_s: i64) -> Option<Anomaly>;
 }
 
 /// No anomaly detection: anomaly alerts never fire.
@@ -193,11 +177,7 @@ pub struct Decision {
 /// Decides an alert: `prev` its stored state, `now` its condition,
 /// `silenced` whether an active silence matches it.
 pub fn decide(prev: Option<&Stored>, now: Option<&Firing>, silenced: bool) -> Decision {
-    let nothing = Decision {
-        new_state: None,
-        event: None,
-        notify: None,
-    };
+    let nothing = Decision { new_state: None, event: None, notify: None };
     match (prev, now) {
         (None, None) => nothing,
         (Some(p), None) if !p.firing => nothing,
@@ -208,41 +188,21 @@ pub fn decide(prev: Option<&Stored>, now: Option<&Firing>, silenced: bool) -> De
         },
         (p, Some(f)) if p.is_none_or(|p| !p.firing) => {
             if silenced {
-                Decision {
-                    new_state: Some((true, f.level, 0)),
-                    event: Some("silenced"),
-                    notify: None,
-                }
+                Decision { new_state: Some((true, f.level, 0)), event: Some("silenced"), notify: None }
             } else {
-                Decision {
-                    new_state: Some((true, f.level, f.level)),
-                    event: Some("fired"),
-                    notify: Some(Action::Trigger),
-                }
+                Decision { new_state: Some((true, f.level, f.level)), event: Some("fired"), notify: Some(Action::Trigger) }
             }
         }
         (Some(p), Some(f)) => {
             if !silenced && f.level > p.notified_level {
-                let event = if p.notified_level == 0 {
-                    "fired"
-                } else {
-                    "escalated"
-                };
-                Decision {
-                    new_state: Some((true, f.level, f.level)),
-                    event: Some(event),
-                    notify: Some(Action::Trigger),
-                }
+                let event = if p.notified_level == 0 { "fired" } else { "escalated" };
+                Decision { new_state: Some((true, f.level, f.level)), event: Some(event), notify: Some(Action::Trigger) }
             } else if f.level != p.level {
                 let event = match (f.level > p.level, silenced) {
                     (true, true) => Some("silenced"),
                     _ => None,
                 };
-                Decision {
-                    new_state: Some((true, f.level, p.notified_level)),
-                    event,
-                    notify: None,
-                }
+                Decision { new_state: Some((true, f.level, p.notified_level)), event, notify: None }
             } else {
                 nothing
             }
@@ -293,11 +253,7 @@ pub fn conditions(
     };
     let period_text = format!("{}..{}", yyyymmdd(start), yyyymmdd(end));
     let mut out = Vec::new();
-    let crossed = spec
-        .thresholds_pct
-        .iter()
-        .take_while(|t| actual >= *t / 100.0 * amount_g)
-        .count();
+    let crossed = spec.thresholds_pct.iter().take_while(|t| actual >= *t / 100.0 * amount_g).count();
     if crossed > 0 {
         let pct = spec.thresholds_pct[crossed - 1];
         out.push((
@@ -337,8 +293,7 @@ pub fn conditions(
         ));
     }
     if spec.forecast_overshoot
-        && let Some((mean, lo, hi)) =
-            forecast.forecast_total_g_co2e(&spec.scope, column, start, end)
+        && let Some((mean, lo, hi)) = forecast.forecast_total_g_co2e(&spec.scope, column, start, end)
         && mean > amount_g
     {
         out.push((
@@ -366,10 +321,7 @@ pub fn conditions(
             Firing {
                 level: 1,
                 severity: Severity::Warning,
-                summary: format!(
-                    "Anomaly in the scope of \"{}\": {}",
-                    spec.name, a.description
-                ),
+                summary: format!("Anomaly in the scope of \"{}\": {}", spec.name, a.description),
                 value_g_co2e: a.observed_g_co2e,
                 budget_g_co2e: amount_g,
             },
@@ -380,19 +332,12 @@ pub fn conditions(
 
 /// kgCO2e for humans: one decimal, three below 10 kg (small budgets).
 fn kg_text(kg: f64) -> String {
-    if kg.abs() < 10.0 {
-        format!("{kg:.3}")
-    } else {
-        format!("{kg:.1}")
-    }
+    if kg.abs() < 10.0 { format!("{kg:.3}") } else { format!("{kg:.1}") }
 }
 
 /// The alert key of a budget's alert of `kind` in the period starting at `period_start`.
 pub fn alert_key(budget_id: i64, kind: &str, period_start_unix_s: i64) -> String {
-    format!(
-        "budget/{budget_id}/{kind}/{}",
-        yyyymmdd(period_start_unix_s)
-    )
+    format!("budget/{budget_id}/{kind}/{}", yyyymmdd(period_start_unix_s))
 }
 
 /// What one round did.
@@ -453,18 +398,10 @@ impl Evaluator {
         let mut burns = Vec::with_capacity(all.len());
         let mut pending: Vec<Pending> = Vec::new();
         for b in &all {
-            let Some((burn, firing)) = conditions(
-                b,
-                &snap,
-                self.forecast.as_ref(),
-                self.anomalies.as_ref(),
-                now_unix_s,
-            ) else {
-                tracing::warn!(
-                    budget_id = b.budget_id,
-                    basis = b.spec.basis.name(),
-                    "budget basis cannot be measured; skipped"
-                );
+            let Some((burn, firing)) =
+                conditions(b, &snap, self.forecast.as_ref(), self.anomalies.as_ref(), now_unix_s)
+            else {
+                tracing::warn!(budget_id = b.budget_id, basis = b.spec.basis.name(), "budget basis cannot be measured; skipped");
                 continue;
             };
             for (kind, f) in firing {
@@ -479,19 +416,11 @@ impl Evaluator {
             burns.push(burn);
         }
         let read_s = started.elapsed().as_secs_f64();
-        let mut report = RoundReport {
-            budgets: all.len(),
-            rows_read: snap.rows_read,
-            read_s,
-            ..RoundReport::default()
-        };
+        let mut report = RoundReport { budgets: all.len(), rows_read: snap.rows_read, read_s, ..RoundReport::default() };
         drop(snap);
 
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVALUATION_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVALUATION_LOCK).execute(&mut *tx).await?;
         let keys: Vec<String> = pending.iter().map(|p| p.key.clone()).collect();
         let rows = sqlx::query(
             "SELECT alert_id, alert_key, status, level, notified_level, kind,
@@ -529,9 +458,7 @@ impl Evaluator {
         let mut updates: Vec<(i64, Decision)> = Vec::new();
         for (i, p) in pending.iter().enumerate() {
             let prev = stored.get(&p.key);
-            let silenced = p
-                .budget
-                .is_some_and(|b| active.iter().any(|s| s.matches(b, &p.kind, now_unix_s)));
+            let silenced = p.budget.is_some_and(|b| active.iter().any(|s| s.matches(b, &p.kind, now_unix_s)));
             let d = decide(prev, p.firing.as_ref(), silenced);
             if d.new_state.is_none() {
                 continue;
@@ -568,20 +495,9 @@ impl Evaluator {
                     budget_g_co2e: f.budget_g_co2e,
                     acknowledged_by: None,
                 };
-                let event = build_event(
-                    &facts,
-                    Some(budget),
-                    Action::Trigger,
-                    &self.config,
-                    now_unix_s,
-                );
+                let event = build_event(&facts, Some(budget), Action::Trigger, &self.config, now_unix_s);
                 for route in &budget.spec.routes {
-                    outbox.push((
-                        *alert_id,
-                        route.clone(),
-                        Action::Trigger.name(),
-                        event.clone(),
-                    ));
+                    outbox.push((*alert_id, route.clone(), Action::Trigger.name(), event.clone()));
                 }
             }
         }
@@ -630,9 +546,7 @@ impl Evaluator {
                     "alert evaluation round"
                 ),
                 Err(e) => {
-                    self.metrics
-                        .round_failures_total
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.round_failures_total.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "alert evaluation round failed; retrying next tick");
                 }
             }
@@ -655,13 +569,7 @@ struct AlertFacts<'a> {
 }
 
 /// The outbox event (what notifiers render) of an alert for `action`.
-fn build_event(
-    f: &AlertFacts,
-    budget: Option<&Budget>,
-    action: Action,
-    config: &AlertsConfig,
-    now_unix_s: i64,
-) -> Value {
+fn build_event(f: &AlertFacts, budget: Option<&Budget>, action: Action, config: &AlertsConfig, now_unix_s: i64) -> Value {
     let spec = budget.map(|b| &b.spec);
     json!({
         "alert_id": f.alert_id,
@@ -731,12 +639,8 @@ async fn event_json(
             .await?
         }
     };
-    let (key, kind, severity, summary): (String, String, String, String) = (
-        r.try_get("alert_key")?,
-        r.try_get("kind")?,
-        r.try_get("severity")?,
-        r.try_get("summary")?,
-    );
+    let (key, kind, severity, summary): (String, String, String, String) =
+        (r.try_get("alert_key")?, r.try_get("kind")?, r.try_get("severity")?, r.try_get("summary")?);
     let acknowledged_by: Option<String> = r.try_get("acknowledged_by")?;
     let facts = AlertFacts {
         alert_id,
@@ -750,10 +654,7 @@ async fn event_json(
         budget_g_co2e: r.try_get("budget_g_co2e")?,
         acknowledged_by: acknowledged_by.as_deref(),
     };
-    Ok((
-        build_event(&facts, budget.as_ref(), action, config, now_unix_s),
-        routes,
-    ))
+    Ok((build_event(&facts, budget.as_ref(), action, config, now_unix_s), routes))
 }
 
 /// Inserts or re-opens the firing alerts of `upserts` (index into
@@ -828,29 +729,17 @@ async fn upsert_alerts(
     .await?;
     let by_key: HashMap<String, i64> = rows.into_iter().collect();
     keys.iter()
-        .map(|k| {
-            by_key
-                .get(k)
-                .copied()
-                .ok_or_else(|| sqlx::Error::Protocol(format!("alert {k} not returned")))
-        })
+        .map(|k| by_key.get(k).copied().ok_or_else(|| sqlx::Error::Protocol(format!("alert {k} not returned"))))
         .collect()
 }
 
 /// Writes the new state of alerts whose condition is gone.
-async fn update_alerts(
-    tx: &mut Transaction<'_, Postgres>,
-    updates: &[(i64, Decision)],
-    now_unix_s: i64,
-) -> Result<(), sqlx::Error> {
+async fn update_alerts(tx: &mut Transaction<'_, Postgres>, updates: &[(i64, Decision)], now_unix_s: i64) -> Result<(), sqlx::Error> {
     if updates.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = updates.iter().map(|(id, _)| *id).collect();
-    let state: Vec<(bool, i16, i16)> = updates
-        .iter()
-        .map(|(_, d)| d.new_state.expect("decided"))
-        .collect();
+    let state: Vec<(bool, i16, i16)> = updates.iter().map(|(_, d)| d.new_state.expect("decided")).collect();
     let firing: Vec<bool> = state.iter().map(|s| s.0).collect();
     let levels: Vec<i16> = state.iter().map(|s| s.1).collect();
     let notified: Vec<i16> = state.iter().map(|s| s.2).collect();
@@ -947,11 +836,7 @@ pub async fn enqueue(
     Ok(routes.len())
 }
 
-async fn write_status(
-    tx: &mut Transaction<'_, Postgres>,
-    burns: &[BudgetBurn],
-    now_unix_s: i64,
-) -> Result<(), sqlx::Error> {
+async fn write_status(tx: &mut Transaction<'_, Postgres>, burns: &[BudgetBurn], now_unix_s: i64) -> Result<(), sqlx::Error> {
     for chunk in burns.chunks(10_000) {
         let ids: Vec<i64> = chunk.iter().map(|b| b.budget_id).collect();
         let starts: Vec<f64> = chunk.iter().map(|b| b.period_start_unix_s as f64).collect();
@@ -995,10 +880,7 @@ pub async fn acknowledge(
     now_unix_s: i64,
 ) -> Result<usize, super::AlertError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVALUATION_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVALUATION_LOCK).execute(&mut *tx).await?;
     let n = sqlx::query(
         "UPDATE alerts SET acknowledged_at = to_timestamp($2), acknowledged_by = $3
          WHERE alert_id = $1 AND status = 'firing' AND acknowledged_at IS NULL",
@@ -1010,9 +892,7 @@ pub async fn acknowledge(
     .await?
     .rows_affected();
     if n == 0 {
-        return Err(super::AlertError::NotFound(format!(
-            "unacknowledged firing alert {alert_id}"
-        )));
+        return Err(super::AlertError::NotFound(format!("unacknowledged firing alert {alert_id}")));
     }
     sqlx::query("INSERT INTO alert_events (alert_id, at, event, detail) VALUES ($1, to_timestamp($2), 'acknowledged', $3)")
         .bind(alert_id)
@@ -1039,73 +919,37 @@ mod tests {
     use super::*;
 
     fn f(level: i16) -> Firing {
-        Firing {
-            level,
-            severity: Severity::Warning,
-            summary: String::new(),
-            value_g_co2e: 0.0,
-            budget_g_co2e: 1.0,
-        }
+        Firing { level, severity: Severity::Warning, summary: String::new(), value_g_co2e: 0.0, budget_g_co2e: 1.0 }
     }
 
     fn s(firing: bool, level: i16, notified: i16) -> Stored {
-        Stored {
-            alert_id: 1,
-            firing,
-            level,
-            notified_level: notified,
-        }
+        Stored { alert_id: 1, firing, level, notified_level: notified }
     }
 
     #[test]
     fn triggers_once_escalates_and_resolves() {
         // New condition: one trigger.
         let d = decide(None, Some(&f(1)), false);
-        assert_eq!(
-            (d.new_state, d.event, d.notify),
-            (Some((true, 1, 1)), Some("fired"), Some(Action::Trigger))
-        );
+        assert_eq!((d.new_state, d.event, d.notify), (Some((true, 1, 1)), Some("fired"), Some(Action::Trigger)));
         // Same level again: nothing.
-        assert_eq!(
-            decide(Some(&s(true, 1, 1)), Some(&f(1)), false).new_state,
-            None
-        );
+        assert_eq!(decide(Some(&s(true, 1, 1)), Some(&f(1)), false).new_state, None);
         // Higher threshold: re-notify.
         let d = decide(Some(&s(true, 1, 1)), Some(&f(3)), false);
-        assert_eq!(
-            (d.event, d.notify),
-            (Some("escalated"), Some(Action::Trigger))
-        );
+        assert_eq!((d.event, d.notify), (Some("escalated"), Some(Action::Trigger)));
         // Lower again: state follows, no notification; back up: no second notification.
         let d = decide(Some(&s(true, 3, 3)), Some(&f(2)), false);
         assert_eq!((d.new_state, d.notify), (Some((true, 2, 3)), None));
-        assert_eq!(
-            decide(Some(&s(true, 2, 3)), Some(&f(3)), false).notify,
-            None
-        );
+        assert_eq!(decide(Some(&s(true, 2, 3)), Some(&f(3)), false).notify, None);
         // Cleared: one resolve.
         let d = decide(Some(&s(true, 3, 3)), None, false);
-        assert_eq!(
-            (d.new_state, d.event, d.notify),
-            (Some((false, 0, 3)), Some("resolved"), Some(Action::Resolve))
-        );
-        assert_eq!(
-            decide(Some(&s(false, 0, 3)), None, false),
-            Decision {
-                new_state: None,
-                event: None,
-                notify: None
-            }
-        );
+        assert_eq!((d.new_state, d.event, d.notify), (Some((false, 0, 3)), Some("resolved"), Some(Action::Resolve)));
+        assert_eq!(decide(Some(&s(false, 0, 3)), None, false), Decision { new_state: None, event: None, notify: None });
     }
 
     #[test]
     fn silences_hold_notifications_until_they_expire() {
         let d = decide(None, Some(&f(2)), true);
-        assert_eq!(
-            (d.new_state, d.event, d.notify),
-            (Some((true, 2, 0)), Some("silenced"), None)
-        );
+        assert_eq!((d.new_state, d.event, d.notify), (Some((true, 2, 0)), Some("silenced"), None));
         // Silence expired, still firing: notified now.
         let d = decide(Some(&s(true, 2, 0)), Some(&f(2)), false);
         assert_eq!((d.event, d.notify), (Some("fired"), Some(Action::Trigger)));
@@ -1119,13 +963,7 @@ mod tests {
     struct Fixed(f64);
 
     impl ForecastSource for Fixed {
-        fn forecast_total_g_co2e(
-            &self,
-            _: &Scope,
-            _: BasisColumn,
-            _: i64,
-            _: i64,
-        ) -> Option<(f64, f64, f64)> {
+        fn forecast_total_g_co2e(&self, _: &Scope, _: BasisColumn, _: i64, _: i64) -> Option<(f64, f64, f64)> {
             Some((self.0, self.0 * 0.9, self.0 * 1.1))
         }
     }
@@ -1142,43 +980,17 @@ mod tests {
     fn forecast_overshoot_plugs_in_through_the_trait() {
         let now = 1_796_601_600; // 2026-12-07
         let snap = UsageSnapshot::default();
-        let (burn, firing) =
-            conditions(&budget(true), &snap, &Fixed(12_000.0), &NoAnomalies, now).unwrap();
+        let (burn, firing) = conditions(&budget(true), &snap, &Fixed(12_000.0), &NoAnomalies, now).unwrap();
         assert_eq!(burn.actual_g_co2e, 0.0);
         assert_eq!(firing.len(), 1);
         assert_eq!(firing[0].0, "forecast_overshoot");
         assert_eq!(firing[0].1.severity, Severity::Warning);
-        assert!(
-            firing[0]
-                .1
-                .summary
-                .contains("12.0 kgCO2e (80 % interval 10.8-13.2) of 10.0"),
-            "{}",
-            firing[0].1.summary
-        );
+        assert!(firing[0].1.summary.contains("12.0 kgCO2e (80 % interval 10.8-13.2) of 10.0"), "{}", firing[0].1.summary);
         // Under the amount, or switched off: nothing.
-        assert!(
-            conditions(&budget(true), &snap, &Fixed(9_000.0), &NoAnomalies, now)
-                .unwrap()
-                .1
-                .is_empty()
-        );
-        assert!(
-            conditions(&budget(false), &snap, &Fixed(12_000.0), &NoAnomalies, now)
-                .unwrap()
-                .1
-                .is_empty()
-        );
-        assert!(
-            conditions(&budget(true), &snap, &NoForecast, &NoAnomalies, now)
-                .unwrap()
-                .1
-                .is_empty()
-        );
-        assert_eq!(
-            alert_key(7, "forecast_overshoot", burn.period_start_unix_s),
-            "budget/7/forecast_overshoot/20261201"
-        );
+        assert!(conditions(&budget(true), &snap, &Fixed(9_000.0), &NoAnomalies, now).unwrap().1.is_empty());
+        assert!(conditions(&budget(false), &snap, &Fixed(12_000.0), &NoAnomalies, now).unwrap().1.is_empty());
+        assert!(conditions(&budget(true), &snap, &NoForecast, &NoAnomalies, now).unwrap().1.is_empty());
+        assert_eq!(alert_key(7, "forecast_overshoot", burn.period_start_unix_s), "budget/7/forecast_overshoot/20261201");
     }
 
     #[test]

@@ -90,16 +90,10 @@ fn spec_json(m: &pb::BudgetSpec) -> Value {
         o.insert("forecast_overshoot".into(), json!(f));
     }
     if let Some(b) = &m.burn_rate {
-        o.insert(
-            "burn_rate".into(),
-            json!({ "factor_1h": b.factor_1h, "factor_24h": b.factor_24h }),
-        );
+        o.insert("burn_rate".into(), json!({ "factor_1h": b.factor_1h, "factor_24h": b.factor_24h }));
     }
     o.insert("routes".into(), json!(m.routes));
-    o.insert(
-        "pagerduty_routing_key".into(),
-        opt(&m.pagerduty_routing_key),
-    );
+    o.insert("pagerduty_routing_key".into(), opt(&m.pagerduty_routing_key));
     Value::Object(o)
 }
 
@@ -122,10 +116,7 @@ fn message(b: &Budget) -> pb::Budget {
             amount_kg_co2e: s.amount_kg_co2e,
             thresholds_pct: s.thresholds_pct.clone(),
             forecast_overshoot: Some(s.forecast_overshoot),
-            burn_rate: s.burn_rate.map(|b| pb::BurnRate {
-                factor_1h: b.factor_1h,
-                factor_24h: b.factor_24h,
-            }),
+            burn_rate: s.burn_rate.map(|b| pb::BurnRate { factor_1h: b.factor_1h, factor_24h: b.factor_24h }),
             routes: s.routes.clone(),
             // Never returned (see the module header).
             pagerduty_routing_key: String::new(),
@@ -140,78 +131,47 @@ fn parse(spec: Option<&pb::BudgetSpec>) -> Result<budgets::BudgetSpec, Status> {
 
 #[tonic::async_trait]
 impl pb::canopy_budgets_server::CanopyBudgets for GrpcBudgets {
-    async fn list_budgets(
-        &self,
-        r: Request<pb::ListBudgetsRequest>,
-    ) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+    async fn list_budgets(&self, r: Request<pb::ListBudgetsRequest>) -> Result<Response<pb::ListBudgetsResponse>, Status> {
         let p = self.auth.authenticate_grpc(r.metadata()).await?;
-        let filter = BudgetFilter::load(&self.pool, &p)
-            .await
-            .map_err(|e| status(e.into()))?;
-        let all = budgets::list(&self.pool)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let filter = BudgetFilter::load(&self.pool, &p).await.map_err(|e| status(e.into()))?;
+        let all = budgets::list(&self.pool).await.map_err(|e| status(e.into()))?;
         Ok(Response::new(pb::ListBudgetsResponse {
-            budgets: all
-                .iter()
-                .filter(|b| filter.allows(b))
-                .map(message)
-                .collect(),
+            budgets: all.iter().filter(|b| filter.allows(b)).map(message).collect(),
         }))
     }
 
-    async fn get_budget(
-        &self,
-        r: Request<pb::GetBudgetRequest>,
-    ) -> Result<Response<pb::Budget>, Status> {
+    async fn get_budget(&self, r: Request<pb::GetBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
         let p = self.auth.authenticate_grpc(r.metadata()).await?;
         let id = r.into_inner().budget_id;
         let b = budgets::get(&self.pool, id).await.map_err(status)?;
-        let filter = BudgetFilter::load(&self.pool, &p)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let filter = BudgetFilter::load(&self.pool, &p).await.map_err(|e| status(e.into()))?;
         if !filter.allows(&b) {
             return Err(status(AlertError::NotFound(format!("budget {id}"))));
         }
         Ok(Response::new(message(&b)))
     }
 
-    async fn create_budget(
-        &self,
-        r: Request<pb::CreateBudgetRequest>,
-    ) -> Result<Response<pb::Budget>, Status> {
+    async fn create_budget(&self, r: Request<pb::CreateBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
         let p = self.auth.authenticate_grpc(r.metadata()).await?;
         require_admin(&p, "creating a budget").map_err(status)?;
         let spec = parse(r.get_ref().spec.as_ref())?;
-        let b = budgets::create(&self.pool, &actor(&p), &spec)
-            .await
-            .map_err(status)?;
+        let b = budgets::create(&self.pool, &actor(&p), &spec).await.map_err(status)?;
         Ok(Response::new(message(&b)))
     }
 
-    async fn update_budget(
-        &self,
-        r: Request<pb::UpdateBudgetRequest>,
-    ) -> Result<Response<pb::Budget>, Status> {
+    async fn update_budget(&self, r: Request<pb::UpdateBudgetRequest>) -> Result<Response<pb::Budget>, Status> {
         let p = self.auth.authenticate_grpc(r.metadata()).await?;
         require_admin(&p, "updating a budget").map_err(status)?;
         let m = r.into_inner();
         let spec = parse(m.spec.as_ref())?;
-        let b = budgets::update(&self.pool, &actor(&p), m.budget_id, &spec, false)
-            .await
-            .map_err(status)?;
+        let b = budgets::update(&self.pool, &actor(&p), m.budget_id, &spec, false).await.map_err(status)?;
         Ok(Response::new(message(&b)))
     }
 
-    async fn delete_budget(
-        &self,
-        r: Request<pb::DeleteBudgetRequest>,
-    ) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
+    async fn delete_budget(&self, r: Request<pb::DeleteBudgetRequest>) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
         let p = self.auth.authenticate_grpc(r.metadata()).await?;
         require_admin(&p, "deleting a budget").map_err(status)?;
-        budgets::delete(&self.pool, &actor(&p), r.into_inner().budget_id)
-            .await
-            .map_err(status)?;
+        budgets::delete(&self.pool, &actor(&p), r.into_inner().budget_id).await.map_err(status)?;
         Ok(Response::new(pb::DeleteBudgetResponse {}))
     }
 }

@@ -41,38 +41,14 @@ pub struct AlertsHttp {
 /// The alerting routes.
 pub fn route_table(state: AlertsHttp) -> RouteTable {
     RouteTable::new()
-        .route(
-            "/v1/budgets",
-            &["get", "post"],
-            get(list_budgets).post(create_budget),
-        )
-        .route(
-            "/v1/budgets/{budget_id}",
-            &["get", "put", "delete"],
-            get(get_budget).put(update_budget).delete(delete_budget),
-        )
+        .route("/v1/budgets", &["get", "post"], get(list_budgets).post(create_budget))
+        .route("/v1/budgets/{budget_id}", &["get", "put", "delete"], get(get_budget).put(update_budget).delete(delete_budget))
         .route("/v1/alert-routes", &["get"], get(list_routes))
-        .route(
-            "/v1/alert-routes/{name}",
-            &["put", "delete"],
-            axum::routing::put(put_route).delete(delete_route),
-        )
-        .route(
-            "/v1/silences",
-            &["get", "post"],
-            get(list_silences).post(create_silence),
-        )
-        .route(
-            "/v1/silences/{silence_id}",
-            &["delete"],
-            axum::routing::delete(expire_silence),
-        )
+        .route("/v1/alert-routes/{name}", &["put", "delete"], axum::routing::put(put_route).delete(delete_route))
+        .route("/v1/silences", &["get", "post"], get(list_silences).post(create_silence))
+        .route("/v1/silences/{silence_id}", &["delete"], axum::routing::delete(expire_silence))
         .route("/v1/alerts", &["get"], get(list_alerts))
-        .route(
-            "/v1/alerts/{alert_id}/acknowledge",
-            &["post"],
-            post(acknowledge),
-        )
+        .route("/v1/alerts/{alert_id}/acknowledge", &["post"], post(acknowledge))
         .route("/alerts", &["get"], get(page))
         .with_state(Arc::new(state))
 }
@@ -89,16 +65,12 @@ fn principal(p: P) -> Result<Principal, AlertError> {
 impl IntoResponse for AlertError {
     fn into_response(self) -> Response {
         match self {
-            AlertError::Invalid(e) => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": e.to_string(), "field": e.field })),
-            )
-                .into_response(),
-            AlertError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": format!("{what} not found") })),
-            )
-                .into_response(),
+            AlertError::Invalid(e) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "field": e.field }))).into_response()
+            }
+            AlertError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, Json(json!({ "error": format!("{what} not found") }))).into_response()
+            }
             AlertError::Forbidden(message) => crate::auth::http_layer::forbidden(&message),
             AlertError::Unauthenticated => crate::auth::http_layer::unauthenticated(),
             AlertError::Sql(e) => crate::error_reply::internal("alerting request", &e),
@@ -107,28 +79,20 @@ impl IntoResponse for AlertError {
 }
 
 fn json_body(body: &Bytes) -> Result<Value, AlertError> {
-    serde_json::from_slice(body)
-        .map_err(|e| FieldError::new("body", format!("expected a JSON object: {e}")).into())
+    serde_json::from_slice(body).map_err(|e| FieldError::new("body", format!("expected a JSON object: {e}")).into())
 }
 
 fn id_param(field: &str, text: &str) -> Result<i64, AlertError> {
-    text.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-        FieldError::new(
-            field,
-            format!("expected a positive integer id, found {text:?}"),
-        )
-        .into()
-    })
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| FieldError::new(field, format!("expected a positive integer id, found {text:?}")).into())
 }
 
 async fn list_budgets(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     let filter = BudgetFilter::load(&s.pool, &p).await?;
-    let all: Vec<_> = budgets::list(&s.pool)
-        .await?
-        .into_iter()
-        .filter(|b| filter.allows(b))
-        .collect();
+    let all: Vec<_> = budgets::list(&s.pool).await?.into_iter().filter(|b| filter.allows(b)).collect();
     let status = sqlx::query(
         "SELECT budget_id, extract(epoch FROM evaluated_at)::bigint AS ev, extract(epoch FROM period_start)::bigint AS ps,
                 extract(epoch FROM period_end)::bigint AS pe, actual_g_co2e, burn_rate_1h, burn_rate_24h
@@ -176,11 +140,7 @@ async fn create_budget(State(s): S, p: P, body: Bytes) -> Result<Response, Alert
 
 /// One budget the caller may read (404 for one outside its scope, as for a
 /// budget that does not exist).
-async fn readable_budget(
-    pool: &PgPool,
-    p: &Principal,
-    budget_id: i64,
-) -> Result<budgets::Budget, AlertError> {
+async fn readable_budget(pool: &PgPool, p: &Principal, budget_id: i64) -> Result<budgets::Budget, AlertError> {
     let b = budgets::get(pool, budget_id).await?;
     if BudgetFilter::load(pool, p).await?.allows(&b) {
         Ok(b)
@@ -191,17 +151,10 @@ async fn readable_budget(
 
 async fn get_budget(State(s): S, p: P, Path(id): Path<String>) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
-    Ok(Json(budget_json(
-        &readable_budget(&s.pool, &p, id_param("budget_id", &id)?).await?,
-    )))
+    Ok(Json(budget_json(&readable_budget(&s.pool, &p, id_param("budget_id", &id)?).await?)))
 }
 
-async fn update_budget(
-    State(s): S,
-    p: P,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, AlertError> {
+async fn update_budget(State(s): S, p: P, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "updating a budget")?;
     let id = id_param("budget_id", &id)?;
@@ -209,16 +162,10 @@ async fn update_budget(
     let spec = budgets::parse_spec(&body)?;
     // Replies never carry the key in full, so a body without it keeps it (null clears it).
     let keep_key = body.get("pagerduty_routing_key").is_none();
-    Ok(Json(budget_json(
-        &budgets::update(&s.pool, &actor(&p), id, &spec, keep_key).await?,
-    )))
+    Ok(Json(budget_json(&budgets::update(&s.pool, &actor(&p), id, &spec, keep_key).await?)))
 }
 
-async fn delete_budget(
-    State(s): S,
-    p: P,
-    Path(id): Path<String>,
-) -> Result<StatusCode, AlertError> {
+async fn delete_budget(State(s): S, p: P, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "deleting a budget")?;
     budgets::delete(&s.pool, &actor(&p), id_param("budget_id", &id)?).await?;
@@ -228,17 +175,10 @@ async fn delete_budget(
 async fn list_routes(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
     access::require_route_reader(&principal(p)?)?;
     let all = routes::list(&s.pool).await?;
-    Ok(Json(
-        json!({ "routes": all.iter().map(route_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "routes": all.iter().map(route_json).collect::<Vec<_>>() })))
 }
 
-async fn put_route(
-    State(s): S,
-    p: P,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, AlertError> {
+async fn put_route(State(s): S, p: P, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "changing an alert route")?;
     let route = routes::parse_route(&name, &json_body(&body)?)?;
@@ -246,11 +186,7 @@ async fn put_route(
     Ok(Json(route_json(&route)))
 }
 
-async fn delete_route(
-    State(s): S,
-    p: P,
-    Path(name): Path<String>,
-) -> Result<StatusCode, AlertError> {
+async fn delete_route(State(s): S, p: P, Path(name): Path<String>) -> Result<StatusCode, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "deleting an alert route")?;
     routes::delete(&s.pool, &actor(&p), &name).await?;
@@ -269,21 +205,10 @@ async fn readable_budget_ids(pool: &PgPool, p: &Principal) -> Result<Option<Vec<
     if filter.is_all() {
         return Ok(None);
     }
-    Ok(Some(
-        budgets::list(pool)
-            .await?
-            .iter()
-            .filter(|b| filter.allows(b))
-            .map(|b| b.budget_id)
-            .collect(),
-    ))
+    Ok(Some(budgets::list(pool).await?.iter().filter(|b| filter.allows(b)).map(|b| b.budget_id).collect()))
 }
 
-async fn list_silences(
-    State(s): S,
-    p: P,
-    Query(q): Query<SilenceQuery>,
-) -> Result<Json<Value>, AlertError> {
+async fn list_silences(State(s): S, p: P, Query(q): Query<SilenceQuery>) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     let now = (s.clock)();
     let readable = readable_budget_ids(&s.pool, &p).await?;
@@ -292,9 +217,7 @@ async fn list_silences(
         None => true,
         Some(ids) => x.budget_id.is_some_and(|b| ids.contains(&b)),
     });
-    Ok(Json(
-        json!({ "silences": shown.map(|x| silence_json(x, now)).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({ "silences": shown.map(|x| silence_json(x, now)).collect::<Vec<_>>() })))
 }
 
 async fn create_silence(State(s): S, p: P, body: Bytes) -> Result<Response, AlertError> {
@@ -310,20 +233,10 @@ async fn create_silence(State(s): S, p: P, body: Bytes) -> Result<Response, Aler
     Ok((StatusCode::CREATED, Json(silence_json(&stored, now))).into_response())
 }
 
-async fn expire_silence(
-    State(s): S,
-    p: P,
-    Path(id): Path<String>,
-) -> Result<StatusCode, AlertError> {
+async fn expire_silence(State(s): S, p: P, Path(id): Path<String>) -> Result<StatusCode, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "expiring a silence")?;
-    silences::expire(
-        &s.pool,
-        &actor(&p),
-        id_param("silence_id", &id)?,
-        (s.clock)(),
-    )
-    .await?;
+    silences::expire(&s.pool, &actor(&p), id_param("silence_id", &id)?, (s.clock)()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -340,10 +253,7 @@ async fn list_alerts(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
     .bind(&readable)
     .fetch_all(&s.pool)
     .await?;
-    let ids: Vec<i64> = alerts
-        .iter()
-        .map(|a| a.try_get("alert_id"))
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<i64> = alerts.iter().map(|a| a.try_get("alert_id")).collect::<Result<_, _>>()?;
     let events = sqlx::query(
         "SELECT alert_id, extract(epoch FROM at)::bigint AS at, event, route, detail FROM alert_events
          WHERE alert_id = ANY ($1) ORDER BY event_id",
@@ -382,43 +292,24 @@ async fn list_alerts(State(s): S, p: P) -> Result<Json<Value>, AlertError> {
     Ok(Json(json!({ "alerts": out })))
 }
 
-async fn acknowledge(
-    State(s): S,
-    p: P,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, AlertError> {
+async fn acknowledge(State(s): S, p: P, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, AlertError> {
     let p = principal(p)?;
     require_admin(&p, "acknowledging an alert")?;
     let id = id_param("alert_id", &id)?;
-    let body = if body.is_empty() {
-        json!({})
-    } else {
-        json_body(&body)?
-    };
+    let body = if body.is_empty() { json!({}) } else { json_body(&body)? };
     let actor = actor(&p);
     let by = match body.get("by") {
         None | Some(Value::Null) => actor.clone(),
         Some(Value::String(b)) if !b.trim().is_empty() && b.len() <= 256 => b.clone(),
-        Some(other) => {
-            return Err(
-                FieldError::new("by", format!("expected a non-empty name, found {other}")).into(),
-            );
-        }
+        Some(other) => return Err(FieldError::new("by", format!("expected a non-empty name, found {other}")).into()),
     };
-    let enqueued =
-        super::evaluate::acknowledge(&s.pool, &s.config, &actor, id, &by, (s.clock)()).await?;
-    Ok(Json(
-        json!({ "alert_id": id, "acknowledged_by": by, "notifications": enqueued }),
-    ))
+    let enqueued = super::evaluate::acknowledge(&s.pool, &s.config, &actor, id, &by, (s.clock)()).await?;
+    Ok(Json(json!({ "alert_id": id, "acknowledged_by": by, "notifications": enqueued })))
 }
 
 /// The budgets, silences and alert history page.
 pub const ALERTS_HTML: &str = include_str!("../../assets/alerts.html");
 
 async fn page() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        Html(ALERTS_HTML),
-    )
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], Html(ALERTS_HTML))
 }

@@ -49,16 +49,11 @@ impl AlertMetrics {
     /// Records a completed round.
     pub fn observe_round(&self, r: &RoundReport, now_unix_s: i64) {
         self.rounds_total.fetch_add(1, Ordering::Relaxed);
-        self.last_round_now_unix_s
-            .store(now_unix_s, Ordering::Relaxed);
-        self.last_round_ms
-            .store(((r.read_s + r.write_s) * 1_000.0) as u64, Ordering::Relaxed);
-        self.triggered_total
-            .fetch_add(r.triggered as u64, Ordering::Relaxed);
-        self.resolved_total
-            .fetch_add(r.resolved as u64, Ordering::Relaxed);
-        self.enqueued_total
-            .fetch_add(r.enqueued as u64, Ordering::Relaxed);
+        self.last_round_now_unix_s.store(now_unix_s, Ordering::Relaxed);
+        self.last_round_ms.store(((r.read_s + r.write_s) * 1_000.0) as u64, Ordering::Relaxed);
+        self.triggered_total.fetch_add(r.triggered as u64, Ordering::Relaxed);
+        self.resolved_total.fetch_add(r.resolved as u64, Ordering::Relaxed);
+        self.enqueued_total.fetch_add(r.enqueued as u64, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition at `now_unix_s`.
@@ -78,47 +73,17 @@ impl AlertMetrics {
             get(&self.last_round_ms) as f64 / 1_000.0
         ));
         for (name, help, value) in [
-            (
-                "canopy_alerts_rounds_total",
-                "Alert evaluation rounds completed.",
-                get(&self.rounds_total),
-            ),
-            (
-                "canopy_alerts_round_failures_total",
-                "Alert evaluation rounds that failed.",
-                get(&self.round_failures_total),
-            ),
-            (
-                "canopy_alerts_triggered_total",
-                "Alert triggers and escalations decided.",
-                get(&self.triggered_total),
-            ),
-            (
-                "canopy_alerts_resolved_total",
-                "Alerts resolved.",
-                get(&self.resolved_total),
-            ),
-            (
-                "canopy_alerts_outbox_enqueued_total",
-                "Notifications written to the alert outbox.",
-                get(&self.enqueued_total),
-            ),
-            (
-                "canopy_alerts_held_total",
-                "Notifications held back by a route's rate limit or quiet hours.",
-                get(&self.held_total),
-            ),
+            ("canopy_alerts_rounds_total", "Alert evaluation rounds completed.", get(&self.rounds_total)),
+            ("canopy_alerts_round_failures_total", "Alert evaluation rounds that failed.", get(&self.round_failures_total)),
+            ("canopy_alerts_triggered_total", "Alert triggers and escalations decided.", get(&self.triggered_total)),
+            ("canopy_alerts_resolved_total", "Alerts resolved.", get(&self.resolved_total)),
+            ("canopy_alerts_outbox_enqueued_total", "Notifications written to the alert outbox.", get(&self.enqueued_total)),
+            ("canopy_alerts_held_total", "Notifications held back by a route's rate limit or quiet hours.", get(&self.held_total)),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
         }
         for (name, help, counters) in [
-            (
-                "canopy_alerts_delivered_total",
-                "Notifications accepted by their receiver.",
-                &self.delivered_total,
-            ),
+            ("canopy_alerts_delivered_total", "Notifications accepted by their receiver.", &self.delivered_total),
             (
                 "canopy_alerts_delivery_failures_total",
                 "Delivery attempts that failed and are retried.",
@@ -132,10 +97,7 @@ impl AlertMetrics {
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
             for (i, kind) in KINDS.iter().enumerate() {
-                out.push_str(&format!(
-                    "{name}{{route_kind=\"{kind}\"}} {}\n",
-                    get(&counters[i])
-                ));
+                out.push_str(&format!("{name}{{route_kind=\"{kind}\"}} {}\n", get(&counters[i])));
             }
         }
         out
@@ -149,34 +111,14 @@ mod tests {
     #[test]
     fn renders_lag_and_per_kind_delivery_failures() {
         let m = AlertMetrics::default();
-        assert!(
-            m.render(1_000)
-                .contains("canopy_alerts_evaluation_lag_seconds -1\n")
-        );
-        m.observe_round(
-            &RoundReport {
-                triggered: 2,
-                enqueued: 6,
-                read_s: 1.0,
-                write_s: 0.5,
-                ..RoundReport::default()
-            },
-            1_000,
-        );
+        assert!(m.render(1_000).contains("canopy_alerts_evaluation_lag_seconds -1\n"));
+        m.observe_round(&RoundReport { triggered: 2, enqueued: 6, read_s: 1.0, write_s: 0.5, ..RoundReport::default() }, 1_000);
         m.delivery_failures_total[kind_index("email")].fetch_add(3, Ordering::Relaxed);
         let text = m.render(1_042);
-        assert!(
-            text.contains("canopy_alerts_evaluation_lag_seconds 42\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canopy_alerts_round_duration_seconds 1.500\n"),
-            "{text}"
-        );
+        assert!(text.contains("canopy_alerts_evaluation_lag_seconds 42\n"), "{text}");
+        assert!(text.contains("canopy_alerts_round_duration_seconds 1.500\n"), "{text}");
         assert!(text.contains("canopy_alerts_triggered_total 2\n"));
         assert!(text.contains("canopy_alerts_delivery_failures_total{route_kind=\"email\"} 3\n"));
-        assert!(
-            text.contains("canopy_alerts_delivery_failures_total{route_kind=\"pagerduty\"} 0\n")
-        );
+        assert!(text.contains("canopy_alerts_delivery_failures_total{route_kind=\"pagerduty\"} 0\n"));
     }
 }

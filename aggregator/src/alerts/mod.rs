@@ -59,10 +59,7 @@ pub struct FieldError {
 impl FieldError {
     /// An error naming `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -128,47 +125,29 @@ impl Default for AlertsConfig {
 impl AlertsConfig {
     /// Checks the values, naming the first wrong one.
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.evaluate_interval.is_zero()
-            || self.evaluate_interval > std::time::Duration::from_secs(240)
-        {
+        if self.evaluate_interval.is_zero() || self.evaluate_interval > std::time::Duration::from_secs(240) {
             return Err(FieldError::new(
                 "alert_evaluate_interval_s",
-                format!(
-                    "expected 1 to 240 seconds, found {}",
-                    self.evaluate_interval.as_secs()
-                ),
+                format!("expected 1 to 240 seconds, found {}", self.evaluate_interval.as_secs()),
             ));
         }
-        for (field, url) in [
-            ("alert_dashboard_url", &self.dashboard_url),
-            ("pagerduty_events_url", &self.pagerduty_events_url),
-        ] {
+        for (field, url) in
+            [("alert_dashboard_url", &self.dashboard_url), ("pagerduty_events_url", &self.pagerduty_events_url)]
+        {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(FieldError::new(
-                    field,
-                    format!("expected an http(s) URL, found {url:?}"),
-                ));
+                return Err(FieldError::new(field, format!("expected an http(s) URL, found {url:?}")));
             }
         }
         if let Some(u) = &self.smtp_url
             && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
         {
-            return Err(FieldError::new(
-                "smtp_url",
-                "expected an smtp:// or smtps:// URL",
-            ));
+            return Err(FieldError::new("smtp_url", "expected an smtp:// or smtps:// URL"));
         }
         if !self.email_from.contains('@') {
-            return Err(FieldError::new(
-                "alert_email_from",
-                format!("expected an address, found {:?}", self.email_from),
-            ));
+            return Err(FieldError::new("alert_email_from", format!("expected an address, found {:?}", self.email_from)));
         }
         if self.retry_min.is_zero() || self.retry_max < self.retry_min {
-            return Err(FieldError::new(
-                "alert_retry_max_s",
-                "expected 0 < retry min <= retry max",
-            ));
+            return Err(FieldError::new("alert_retry_max_s", "expected 0 < retry min <= retry max"));
         }
         Ok(())
     }

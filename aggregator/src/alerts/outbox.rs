@@ -18,7 +18,7 @@ use sqlx::{Connection, PgPool, Row};
 
 use super::AlertsConfig;
 use super::metrics::{AlertMetrics, kind_index};
-use super::notify::{Notifiers, NotifyError};
+use super::notify::{NotifyError, Notifiers};
 use super::routes::{self, Route};
 
 /// Session advisory lock held by the one active sender of a database.
@@ -55,14 +55,7 @@ impl Sender {
         metrics: Arc<AlertMetrics>,
         wake: Arc<tokio::sync::Notify>,
     ) -> Sender {
-        Sender {
-            pool,
-            notifiers,
-            config,
-            metrics,
-            wake,
-            running: Mutex::new(HashSet::new()),
-        }
+        Sender { pool, notifiers, config, metrics, wake, running: Mutex::new(HashSet::new()) }
     }
 
     /// Runs forever: takes the sender lock, then starts a worker for every
@@ -113,11 +106,7 @@ impl Sender {
         .fetch_all(&self.pool)
         .await?;
         for route in pending {
-            let fresh = self
-                .running
-                .lock()
-                .map(|mut r| r.insert(route.clone()))
-                .unwrap_or(false);
+            let fresh = self.running.lock().map(|mut r| r.insert(route.clone())).unwrap_or(false);
             if fresh {
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -151,25 +140,13 @@ impl Sender {
                 event: row.try_get("event")?,
             };
             let Some(route) = routes::get(&self.pool, name).await? else {
-                self.finish(
-                    &row,
-                    name,
-                    "pagerduty",
-                    Err(NotifyError::Rejected(format!(
-                        "route {name:?} no longer exists"
-                    ))),
-                    0,
-                )
-                .await?;
+                self.finish(&row, name, "pagerduty", Err(NotifyError::Rejected(format!("route {name:?} no longer exists"))), 0)
+                    .await?;
                 continue;
             };
             if let Some(wait) = self.hold(&route, &row).await? {
                 self.metrics.held_total.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    route = name,
-                    wait_s = wait.as_secs(),
-                    "alert notification held by rate limit or quiet hours"
-                );
+                tracing::debug!(route = name, wait_s = wait.as_secs(), "alert notification held by rate limit or quiet hours");
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -201,8 +178,7 @@ impl Sender {
                 });
             })
             .await;
-            self.finish(&row, name, kind, result, attempts.load(Ordering::Relaxed))
-                .await?;
+            self.finish(&row, name, kind, result, attempts.load(Ordering::Relaxed)).await?;
         }
     }
 
@@ -211,12 +187,9 @@ impl Sender {
     /// changed route takes effect quickly).
     async fn hold(&self, route: &Route, row: &OutboxRow) -> Result<Option<Duration>, sqlx::Error> {
         let now = crate::http::system_clock();
-        let urgent = row.action == "resolve"
-            || row.event.get("severity").and_then(Value::as_str) == Some("critical");
+        let urgent = row.action == "resolve" || row.event.get("severity").and_then(Value::as_str) == Some("critical");
         if !urgent && route.is_quiet(now) {
-            return Ok(Some(Duration::from_secs(
-                route.quiet_remaining_s(now).clamp(1, 5) as u64,
-            )));
+            return Ok(Some(Duration::from_secs(route.quiet_remaining_s(now).clamp(1, 5) as u64)));
         }
         if let Some(max) = route.max_per_hour {
             let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
@@ -228,9 +201,7 @@ impl Sender {
             .await?;
             if count >= i64::from(max) {
                 let free_at = oldest.unwrap_or(now as f64) + 3_600.0;
-                return Ok(Some(Duration::from_secs_f64(
-                    (free_at - now as f64).clamp(1.0, 5.0),
-                )));
+                return Ok(Some(Duration::from_secs_f64((free_at - now as f64).clamp(1.0, 5.0))));
             }
         }
         Ok(None)
@@ -253,17 +224,8 @@ impl Sender {
                     .execute(&mut *tx)
                     .await?;
                 self.metrics.delivered_total[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    route,
-                    outbox_id = row.outbox_id,
-                    action = row.action,
-                    attempts,
-                    "alert notification delivered"
-                );
-                (
-                    "notified",
-                    format!("{} accepted after {attempts} attempt(s)", row.action),
-                )
+                tracing::info!(route, outbox_id = row.outbox_id, action = row.action, attempts, "alert notification delivered");
+                ("notified", format!("{} accepted after {attempts} attempt(s)", row.action))
             }
             Err(e) => {
                 sqlx::query("UPDATE alert_outbox SET failed_at = now(), attempts = $2, last_error = $3 WHERE outbox_id = $1")
@@ -272,21 +234,18 @@ impl Sender {
                     .bind(e.to_string())
                     .execute(&mut *tx)
                     .await?;
-                self.metrics.delivery_rejected_total[kind_index(kind)]
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.delivery_rejected_total[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
                 tracing::error!(route, outbox_id = row.outbox_id, error = %e, "alert notification refused for good");
                 ("delivery_failed", format!("{} refused: {e}", row.action))
             }
         };
-        sqlx::query(
-            "INSERT INTO alert_events (alert_id, event, route, detail) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(row.alert_id)
-        .bind(event)
-        .bind(route)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("INSERT INTO alert_events (alert_id, event, route, detail) VALUES ($1, $2, $3, $4)")
+            .bind(row.alert_id)
+            .bind(event)
+            .bind(route)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     }
 }

@@ -40,14 +40,8 @@ impl Silence {
         self.starts_unix_s <= now_unix_s
             && now_unix_s < self.ends_unix_s
             && self.budget_id.is_none_or(|b| b == budget.budget_id)
-            && self
-                .team
-                .as_ref()
-                .is_none_or(|t| budget.spec.scope.team.as_ref() == Some(t))
-            && self
-                .account_id
-                .as_ref()
-                .is_none_or(|a| budget.spec.scope.account_id.as_ref() == Some(a))
+            && self.team.as_ref().is_none_or(|t| budget.spec.scope.team.as_ref() == Some(t))
+            && self.account_id.as_ref().is_none_or(|a| budget.spec.scope.account_id.as_ref() == Some(a))
             && self.kind.as_ref().is_none_or(|k| k == kind)
     }
 }
@@ -56,43 +50,22 @@ const KINDS: [&str; 4] = ["threshold", "forecast_overshoot", "burn_rate", "anoma
 
 /// Parses a silence body; `now_unix_s` is the default start.
 pub fn parse_silence(body: &Value, now_unix_s: i64) -> Result<Silence, FieldError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| FieldError::new("body", "expected a JSON object"))?;
-    let known = [
-        "budget_id",
-        "team",
-        "account_id",
-        "kind",
-        "starts_unix_s",
-        "ends_unix_s",
-        "duration_s",
-        "comment",
-        "created_by",
-    ];
+    let obj = body.as_object().ok_or_else(|| FieldError::new("body", "expected a JSON object"))?;
+    let known = ["budget_id", "team", "account_id", "kind", "starts_unix_s", "ends_unix_s", "duration_s", "comment", "created_by"];
     if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(FieldError::new(
-            k.clone(),
-            format!("unknown field; expected one of {known:?}"),
-        ));
+        return Err(FieldError::new(k.clone(), format!("unknown field; expected one of {known:?}")));
     }
     let text = |f: &str| -> Result<Option<String>, FieldError> {
         match obj.get(f) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => Ok(Some(s.clone())),
-            Some(other) => Err(FieldError::new(
-                f,
-                format!("expected a non-empty string of at most 256 bytes, found {other}"),
-            )),
+            Some(other) => Err(FieldError::new(f, format!("expected a non-empty string of at most 256 bytes, found {other}"))),
         }
     };
     let int = |f: &str| -> Result<Option<i64>, FieldError> {
         match obj.get(f) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| FieldError::new(f, format!("expected an integer, found {v}"))),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| FieldError::new(f, format!("expected an integer, found {v}"))),
         }
     };
     let budget_id = int("budget_id")?;
@@ -101,66 +74,33 @@ pub fn parse_silence(body: &Value, now_unix_s: i64) -> Result<Silence, FieldErro
     if let Some(a) = &account_id
         && !crate::ingest::is_account_id(a)
     {
-        return Err(FieldError::new(
-            "account_id",
-            format!("expected a 12-digit account id, found {a:?}"),
-        ));
+        return Err(FieldError::new("account_id", format!("expected a 12-digit account id, found {a:?}")));
     }
     let kind = text("kind")?;
     if let Some(k) = &kind
         && !KINDS.contains(&k.as_str())
     {
-        return Err(FieldError::new(
-            "kind",
-            format!("expected one of {KINDS:?}, found {k:?}"),
-        ));
+        return Err(FieldError::new("kind", format!("expected one of {KINDS:?}, found {k:?}")));
     }
     if budget_id.is_none() && team.is_none() && account_id.is_none() && kind.is_none() {
-        return Err(FieldError::new(
-            "budget_id",
-            "a silence needs at least one matcher: budget_id, team, account_id or kind",
-        ));
+        return Err(FieldError::new("budget_id", "a silence needs at least one matcher: budget_id, team, account_id or kind"));
     }
     let starts_unix_s = int("starts_unix_s")?.unwrap_or(now_unix_s);
     let ends_unix_s = match (int("ends_unix_s")?, int("duration_s")?) {
-        (Some(_), Some(_)) => {
-            return Err(FieldError::new(
-                "duration_s",
-                "give ends_unix_s or duration_s, not both",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(FieldError::new("duration_s", "give ends_unix_s or duration_s, not both")),
         (Some(e), None) => e,
         (None, Some(d)) if d > 0 => starts_unix_s.saturating_add(d),
-        (None, Some(d)) => {
-            return Err(FieldError::new(
-                "duration_s",
-                format!("expected a positive duration, found {d}"),
-            ));
-        }
-        (None, None) => {
-            return Err(FieldError::new(
-                "ends_unix_s",
-                "required (or duration_s): a silence expires",
-            ));
-        }
+        (None, Some(d)) => return Err(FieldError::new("duration_s", format!("expected a positive duration, found {d}"))),
+        (None, None) => return Err(FieldError::new("ends_unix_s", "required (or duration_s): a silence expires")),
     };
     if ends_unix_s <= starts_unix_s {
-        return Err(FieldError::new(
-            "ends_unix_s",
-            format!("expected an expiry after the start {starts_unix_s}, found {ends_unix_s}"),
-        ));
+        return Err(FieldError::new("ends_unix_s", format!("expected an expiry after the start {starts_unix_s}, found {ends_unix_s}")));
     }
     if ends_unix_s <= now_unix_s {
-        return Err(FieldError::new(
-            "ends_unix_s",
-            format!("expected an expiry in the future, found {ends_unix_s}"),
-        ));
+        return Err(FieldError::new("ends_unix_s", format!("expected an expiry in the future, found {ends_unix_s}")));
     }
     if ends_unix_s - starts_unix_s > 366 * 86_400 {
-        return Err(FieldError::new(
-            "ends_unix_s",
-            "expected a silence of at most 366 days",
-        ));
+        return Err(FieldError::new("ends_unix_s", "expected a silence of at most 366 days"));
     }
     Ok(Silence {
         silence_id: 0,
@@ -189,11 +129,10 @@ pub fn silence_json(s: &Silence, now_unix_s: i64) -> Value {
 /// transaction.
 pub async fn create(pool: &PgPool, actor: &str, s: &Silence) -> Result<Silence, AlertError> {
     if let Some(b) = s.budget_id {
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM budgets WHERE budget_id = $1)")
-                .bind(b)
-                .fetch_one(pool)
-                .await?;
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM budgets WHERE budget_id = $1)")
+            .bind(b)
+            .fetch_one(pool)
+            .await?;
         if !known {
             return Err(FieldError::new("budget_id", format!("unknown budget {b}")).into());
         }
@@ -213,30 +152,15 @@ pub async fn create(pool: &PgPool, actor: &str, s: &Silence) -> Result<Silence, 
     .bind(&s.created_by)
     .fetch_one(&mut *tx)
     .await?;
-    let stored = Silence {
-        silence_id: id,
-        ..s.clone()
-    };
+    let stored = Silence { silence_id: id, ..s.clone() };
     let after = silence_json(&stored, s.starts_unix_s);
-    audit::record(
-        &mut tx,
-        actor,
-        "silence.create",
-        &format!("silence:{id}"),
-        None,
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, "silence.create", &format!("silence:{id}"), None, Some(&after)).await?;
     tx.commit().await?;
     Ok(stored)
 }
 
 /// Silences not yet expired at `now` (active or future), or all when `include_expired`.
-pub async fn list(
-    pool: &PgPool,
-    now_unix_s: i64,
-    include_expired: bool,
-) -> Result<Vec<Silence>, sqlx::Error> {
+pub async fn list(pool: &PgPool, now_unix_s: i64, include_expired: bool) -> Result<Vec<Silence>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT silence_id, budget_id, team, account_id, kind, extract(epoch FROM starts_at)::bigint AS s,
                 extract(epoch FROM ends_at)::bigint AS e, comment, created_by
@@ -251,12 +175,7 @@ pub async fn list(
 
 /// Expires a silence now (kept in the list of expired ones), audited with
 /// its state before and after.
-pub async fn expire(
-    pool: &PgPool,
-    actor: &str,
-    silence_id: i64,
-    now_unix_s: i64,
-) -> Result<(), AlertError> {
+pub async fn expire(pool: &PgPool, actor: &str, silence_id: i64, now_unix_s: i64) -> Result<(), AlertError> {
     let mut tx = pool.begin().await?;
     let before = one(&mut tx, silence_id).await?;
     let n = sqlx::query(
@@ -321,16 +240,10 @@ mod tests {
         let f = |body: Value| parse_silence(&body, 1_000).unwrap_err().field;
         assert_eq!(f(json!({ "duration_s": 60 })), "budget_id");
         assert_eq!(f(json!({ "team": "web" })), "ends_unix_s");
-        assert_eq!(
-            f(json!({ "team": "web", "ends_unix_s": 999 })),
-            "ends_unix_s"
-        );
+        assert_eq!(f(json!({ "team": "web", "ends_unix_s": 999 })), "ends_unix_s");
         assert_eq!(f(json!({ "team": "web", "duration_s": -5 })), "duration_s");
         assert_eq!(f(json!({ "kind": "loud", "duration_s": 5 })), "kind");
-        assert_eq!(
-            f(json!({ "account_id": "1", "duration_s": 5 })),
-            "account_id"
-        );
+        assert_eq!(f(json!({ "account_id": "1", "duration_s": 5 })), "account_id");
         assert_eq!(f(json!({ "budget_id": "x", "duration_s": 5 })), "budget_id");
         let ok = parse_silence(&json!({ "team": "web", "duration_s": 60 }), 1_000).unwrap();
         assert_eq!((ok.starts_unix_s, ok.ends_unix_s), (1_000, 1_060));

@@ -107,11 +107,7 @@ pub struct UsageSnapshot {
 impl UsageSnapshot {
     /// Reads the rollups: monthly totals from `since_unix_s` (a UTC month
     /// start) to now, and the hours before `hour_end_unix_s` (a UTC hour).
-    pub async fn load(
-        pool: &PgPool,
-        since_unix_s: i64,
-        hour_end_unix_s: i64,
-    ) -> Result<UsageSnapshot, sqlx::Error> {
+    pub async fn load(pool: &PgPool, since_unix_s: i64, hour_end_unix_s: i64) -> Result<UsageSnapshot, sqlx::Error> {
         let mut snap = UsageSnapshot::default();
         let mut index: HashMap<(u32, u32, u32), u32> = HashMap::new();
         // One row per series, its months as arrays (13 x fewer rows to decode).
@@ -130,12 +126,7 @@ impl UsageSnapshot {
         .fetch_all(pool)
         .await?;
         for row in &monthly {
-            let i = snap.series_index(
-                &mut index,
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-            );
+            let i = snap.series_index(&mut index, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let ms: Vec<i64> = row.try_get(3)?;
             let locs: Vec<f64> = row.try_get(4)?;
             let mkts: Vec<f64> = row.try_get(5)?;
@@ -172,12 +163,7 @@ impl UsageSnapshot {
         .await?;
         snap.rows_read += hourly.len();
         for row in &hourly {
-            let i = snap.series_index(
-                &mut index,
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-            );
+            let i = snap.series_index(&mut index, row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             let s = &mut snap.series[i as usize];
             s.last_24h = Grams {
                 location_g_co2e: row.try_get("loc24")?,
@@ -192,9 +178,7 @@ impl UsageSnapshot {
                 operational_market_g_co2e: row.try_get("omkt1")?,
             };
         }
-        let accounts = sqlx::query("SELECT account_id, ou_path FROM accounts WHERE ou_path <> ''")
-            .fetch_all(pool)
-            .await?;
+        let accounts = sqlx::query("SELECT account_id, ou_path FROM accounts WHERE ou_path <> ''").fetch_all(pool).await?;
         for row in &accounts {
             let account: String = row.try_get("account_id")?;
             let path: String = row.try_get("ou_path")?;
@@ -206,26 +190,11 @@ impl UsageSnapshot {
         Ok(snap)
     }
 
-    fn series_index(
-        &mut self,
-        index: &mut HashMap<(u32, u32, u32), u32>,
-        account: String,
-        team: String,
-        service: String,
-    ) -> u32 {
-        let key = (
-            self.accounts.id(&account),
-            self.teams.id(&team),
-            self.services.id(&service),
-        );
+    fn series_index(&mut self, index: &mut HashMap<(u32, u32, u32), u32>, account: String, team: String, service: String) -> u32 {
+        let key = (self.accounts.id(&account), self.teams.id(&team), self.services.id(&service));
         *index.entry(key).or_insert_with(|| {
             let i = self.series.len() as u32;
-            self.series.push(Series {
-                account: key.0,
-                team: key.1,
-                service: key.2,
-                ..Series::default()
-            });
+            self.series.push(Series { account: key.0, team: key.1, service: key.2, ..Series::default() });
             self.by_account.entry(key.0).or_default().push(i);
             self.by_team.entry(key.1).or_default().push(i);
             self.by_service.entry(key.2).or_default().push(i);
@@ -284,24 +253,16 @@ impl UsageSnapshot {
         }
         if let Some(a) = account {
             if ou_accounts.is_none_or(|accs| accs.contains(&a)) {
-                ids(&self.by_account, a)
-                    .iter()
-                    .for_each(|i| add(&self.series[*i as usize]));
+                ids(&self.by_account, a).iter().for_each(|i| add(&self.series[*i as usize]));
             }
         } else if let Some(accs) = ou_accounts {
             for a in accs {
-                ids(&self.by_account, *a)
-                    .iter()
-                    .for_each(|i| add(&self.series[*i as usize]));
+                ids(&self.by_account, *a).iter().for_each(|i| add(&self.series[*i as usize]));
             }
         } else if let Some(t) = team {
-            ids(&self.by_team, t)
-                .iter()
-                .for_each(|i| add(&self.series[*i as usize]));
+            ids(&self.by_team, t).iter().for_each(|i| add(&self.series[*i as usize]));
         } else if let Some(v) = service {
-            ids(&self.by_service, v)
-                .iter()
-                .for_each(|i| add(&self.series[*i as usize]));
+            ids(&self.by_service, v).iter().for_each(|i| add(&self.series[*i as usize]));
         } else {
             self.series.iter().for_each(&mut add);
         }

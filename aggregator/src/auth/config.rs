@@ -62,10 +62,7 @@ pub struct ConfigError {
 }
 
 fn err(flag: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        flag,
-        message: message.into(),
-    }
+    ConfigError { flag, message: message.into() }
 }
 
 /// Raw settings as given on the command line or in the environment.
@@ -101,25 +98,14 @@ pub fn check_url(flag: &'static str, url: &str) -> Result<(), ConfigError> {
         let host = r.split(['/', '?']).next().unwrap_or("");
         let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
         if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-            return Err(err(
-                flag,
-                format!(
-                    "expected an https:// URL (http:// only to a loopback host), found {url:?}"
-                ),
-            ));
+            return Err(err(flag, format!("expected an https:// URL (http:// only to a loopback host), found {url:?}")));
         }
         r
     } else {
-        return Err(err(
-            flag,
-            format!("expected an https:// URL, found {url:?}"),
-        ));
+        return Err(err(flag, format!("expected an https:// URL, found {url:?}")));
     };
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(err(
-            flag,
-            format!("expected a host in the URL, found {url:?}"),
-        ));
+        return Err(err(flag, format!("expected a host in the URL, found {url:?}")));
     }
     Ok(())
 }
@@ -150,36 +136,21 @@ impl AuthSettings {
         if !oidc_given {
             return Ok(AuthConfig::Enforced { oidc: None });
         }
-        let issuer = self.oidc_issuer.clone().ok_or_else(|| {
-            err(
-                "--oidc-issuer (CANOPY_OIDC_ISSUER)",
-                "required with the other --oidc-* flags",
-            )
-        })?;
+        let issuer = self.oidc_issuer.clone().ok_or_else(|| err("--oidc-issuer (CANOPY_OIDC_ISSUER)", "required with the other --oidc-* flags"))?;
         check_url("--oidc-issuer (CANOPY_OIDC_ISSUER)", &issuer)?;
         let audience = self
             .oidc_audience
             .clone()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| {
-                err(
-                    "--oidc-audience (CANOPY_OIDC_AUDIENCE)",
-                    "required with --oidc-issuer: the audience API tokens must name",
-                )
-            })?;
+            .ok_or_else(|| err("--oidc-audience (CANOPY_OIDC_AUDIENCE)", "required with --oidc-issuer: the audience API tokens must name"))?;
         let login = match (&self.oidc_client_id, &self.oidc_redirect_url) {
             (None, None) => None,
             (Some(client_id), Some(redirect_url)) => {
-                check_url(
-                    "--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)",
-                    redirect_url,
-                )?;
+                check_url("--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)", redirect_url)?;
                 if !redirect_url.ends_with("/auth/callback") {
                     return Err(err(
                         "--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)",
-                        format!(
-                            "expected the dashboard's …/auth/callback URL, found {redirect_url:?}"
-                        ),
+                        format!("expected the dashboard's …/auth/callback URL, found {redirect_url:?}"),
                     ));
                 }
                 Some(LoginConfig {
@@ -190,16 +161,10 @@ impl AuthSettings {
                 })
             }
             (Some(_), None) => {
-                return Err(err(
-                    "--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)",
-                    "required with --oidc-client-id",
-                ));
+                return Err(err("--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)", "required with --oidc-client-id"));
             }
             (None, Some(_)) => {
-                return Err(err(
-                    "--oidc-client-id (CANOPY_OIDC_CLIENT_ID)",
-                    "required with --oidc-redirect-url",
-                ));
+                return Err(err("--oidc-client-id (CANOPY_OIDC_CLIENT_ID)", "required with --oidc-redirect-url"));
             }
         };
         for (flag, name) in [
@@ -231,57 +196,32 @@ mod tests {
     use super::*;
 
     fn settings() -> AuthSettings {
-        AuthSettings {
-            session_hours: 8,
-            jwks_refresh_cooldown_s: 10,
-            ..AuthSettings::default()
-        }
+        AuthSettings { session_hours: 8, jwks_refresh_cooldown_s: 10, ..AuthSettings::default() }
     }
 
     #[test]
     fn start_up_errors_name_the_flag() {
         assert_eq!(settings().validate().unwrap_err().flag, "--oidc-issuer");
-        let open = AuthSettings {
-            insecure_open_access: true,
-            ..settings()
-        };
+        let open = AuthSettings { insecure_open_access: true, ..settings() };
         assert_eq!(open.validate().unwrap(), AuthConfig::InsecureOpenAccess);
-        let both = AuthSettings {
-            oidc_issuer: Some("https://id.example".into()),
-            ..open
-        };
+        let both = AuthSettings { oidc_issuer: Some("https://id.example".into()), ..open };
         assert_eq!(both.validate().unwrap_err().flag, "--insecure-open-access");
-        let no_aud = AuthSettings {
-            oidc_issuer: Some("https://id.example".into()),
-            ..settings()
-        };
-        assert_eq!(
-            no_aud.validate().unwrap_err().flag,
-            "--oidc-audience (CANOPY_OIDC_AUDIENCE)"
-        );
+        let no_aud = AuthSettings { oidc_issuer: Some("https://id.example".into()), ..settings() };
+        assert_eq!(no_aud.validate().unwrap_err().flag, "--oidc-audience (CANOPY_OIDC_AUDIENCE)");
         let plain_http = AuthSettings {
             oidc_issuer: Some("http://id.example".into()),
             oidc_audience: Some("canopy".into()),
             ..settings()
         };
-        assert_eq!(
-            plain_http.validate().unwrap_err().flag,
-            "--oidc-issuer (CANOPY_OIDC_ISSUER)"
-        );
-        let not_url = AuthSettings {
-            oidc_issuer: Some("id.example".into()),
-            ..plain_http.clone()
-        };
+        assert_eq!(plain_http.validate().unwrap_err().flag, "--oidc-issuer (CANOPY_OIDC_ISSUER)");
+        let not_url = AuthSettings { oidc_issuer: Some("id.example".into()), ..plain_http.clone() };
         assert!(not_url.validate().unwrap_err().message.contains("https://"));
         let half_login = AuthSettings {
             oidc_issuer: Some("https://id.example/".into()),
             oidc_client_id: Some("dash".into()),
             ..plain_http.clone()
         };
-        assert_eq!(
-            half_login.validate().unwrap_err().flag,
-            "--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)"
-        );
+        assert_eq!(half_login.validate().unwrap_err().flag, "--oidc-redirect-url (CANOPY_OIDC_REDIRECT_URL)");
         let ok = AuthSettings {
             oidc_issuer: Some("https://id.example/".into()),
             oidc_redirect_url: Some("https://canopy.example/auth/callback".into()),
@@ -294,18 +234,9 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let local = AuthSettings {
-            oidc_issuer: Some("http://127.0.0.1:9/x".into()),
-            ..plain_http
-        };
+        let local = AuthSettings { oidc_issuer: Some("http://127.0.0.1:9/x".into()), ..plain_http };
         assert!(local.validate().is_ok());
-        let tokens = AuthSettings {
-            api_tokens_only: true,
-            ..settings()
-        };
-        assert_eq!(
-            tokens.validate().unwrap(),
-            AuthConfig::Enforced { oidc: None }
-        );
+        let tokens = AuthSettings { api_tokens_only: true, ..settings() };
+        assert_eq!(tokens.validate().unwrap(), AuthConfig::Enforced { oidc: None });
     }
 }

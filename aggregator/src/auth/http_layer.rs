@@ -17,10 +17,8 @@ use super::{Auth, OPEN_ACCESS_HEADER, Principal, Role};
 
 /// True for paths anyone may read.
 pub fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/openapi.yaml" | "/auth/login" | "/auth/callback" | "/auth/logout"
-    ) || path.starts_with("/assets/")
+    matches!(path, "/healthz" | "/openapi.yaml" | "/auth/login" | "/auth/callback" | "/auth/logout")
+        || path.starts_with("/assets/")
 }
 
 /// The 401 answer.
@@ -55,14 +53,8 @@ pub async fn require(State(auth): State<Auth>, mut req: Request, next: Next) -> 
     let mut resp = if is_public(&path) {
         next.run(req).await
     } else {
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let cookie = req
-            .headers()
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok());
+        let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let cookie = req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok());
         match auth.authenticate(authorization, cookie).await {
             Ok(principal) => match refusal(&path, &principal) {
                 Some(message) => forbidden(message),
@@ -83,8 +75,7 @@ pub async fn require(State(auth): State<Auth>, mut req: Request, next: Next) -> 
         }
     };
     if auth.is_open() {
-        resp.headers_mut()
-            .insert(OPEN_ACCESS_HEADER, HeaderValue::from_static("true"));
+        resp.headers_mut().insert(OPEN_ACCESS_HEADER, HeaderValue::from_static("true"));
     }
     resp
 }

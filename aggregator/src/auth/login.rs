@@ -30,54 +30,29 @@ const MAX_PENDING: usize = 10_000;
 
 /// The PKCE S256 challenge of a verifier.
 pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        verifier.as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()))
 }
 
 fn unavailable() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "dashboard login is not configured (--oidc-client-id, --oidc-redirect-url)",
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, "dashboard login is not configured (--oidc-client-id, --oidc-redirect-url)").into_response()
 }
 
 /// `GET /auth/login`: redirect to the issuer's authorization endpoint.
 pub async fn start(State(auth): State<Auth>) -> Response {
-    let Some(oidc) = auth.oidc() else {
-        return unavailable();
-    };
-    let (Some(login), Some(endpoint)) = (
-        &oidc.config().login,
-        &oidc.discovery().authorization_endpoint,
-    ) else {
+    let Some(oidc) = auth.oidc() else { return unavailable() };
+    let (Some(login), Some(endpoint)) = (&oidc.config().login, &oidc.discovery().authorization_endpoint) else {
         return unavailable();
     };
     let state = tokens::random_hex(16);
     let verifier = URL_SAFE_NO_PAD.encode(tokens::random_hex(32));
     let challenge = pkce_challenge(&verifier);
     {
-        let mut pending = auth
-            .pending_logins()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut pending = auth.pending_logins().lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|_, p| p.started.elapsed() < LOGIN_TTL);
         if pending.len() >= MAX_PENDING {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many logins in progress; try again",
-            )
-                .into_response();
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many logins in progress; try again").into_response();
         }
-        pending.insert(
-            state.clone(),
-            PendingLogin {
-                verifier,
-                started: Instant::now(),
-            },
-        );
+        pending.insert(state.clone(), PendingLogin { verifier, started: Instant::now() });
     }
     let url = reqwest::Url::parse_with_params(
         endpoint,
@@ -115,27 +90,17 @@ struct TokenResponse {
 
 /// `GET /auth/callback`: exchange the code, validate the ID token, start a session.
 pub async fn callback(State(auth): State<Auth>, Query(cb): Query<Callback>) -> Response {
-    let Some(oidc) = auth.oidc() else {
+    let Some(oidc) = auth.oidc() else { return unavailable() };
+    let (Some(login), Some(endpoint)) = (&oidc.config().login, &oidc.discovery().token_endpoint) else {
         return unavailable();
     };
-    let (Some(login), Some(endpoint)) = (&oidc.config().login, &oidc.discovery().token_endpoint)
-    else {
-        return unavailable();
-    };
-    let refused =
-        |why: &str| (StatusCode::UNAUTHORIZED, format!("login failed: {why}")).into_response();
+    let refused = |why: &str| (StatusCode::UNAUTHORIZED, format!("login failed: {why}")).into_response();
     if let Some(error) = cb.error {
         tracing::info!(%error, "the issuer refused the login");
         return refused("the identity provider refused the login");
     }
-    let (Some(code), Some(state)) = (cb.code, cb.state) else {
-        return refused("expected code and state");
-    };
-    let pending = auth
-        .pending_logins()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&state);
+    let (Some(code), Some(state)) = (cb.code, cb.state) else { return refused("expected code and state") };
+    let pending = auth.pending_logins().lock().unwrap_or_else(|e| e.into_inner()).remove(&state);
     let Some(pending) = pending.filter(|p| p.started.elapsed() < LOGIN_TTL) else {
         return refused("unknown or expired login state; start again at /auth/login");
     };
@@ -149,9 +114,7 @@ pub async fn callback(State(auth): State<Auth>, Query(cb): Query<Callback>) -> R
     if let Some(secret) = &login.client_secret {
         form.push(("client_secret", secret.clone()));
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build();
     let exchanged = match client {
         Ok(c) => c.post(endpoint).form(&form).send().await,
         Err(e) => {
@@ -160,17 +123,13 @@ pub async fn callback(State(auth): State<Auth>, Query(cb): Query<Callback>) -> R
         }
     };
     let id_token = match exchanged {
-        Ok(resp) if resp.status().is_success() => {
-            match resp.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<TokenResponse>(&b).map_err(|e| e.to_string())
-            }) {
-                Ok(t) => t.id_token,
-                Err(e) => {
-                    tracing::warn!(error = %e, "token endpoint answered without an id_token");
-                    return refused("the identity provider's answer had no ID token");
-                }
+        Ok(resp) if resp.status().is_success() => match resp.bytes().await.map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<TokenResponse>(&b).map_err(|e| e.to_string())) {
+            Ok(t) => t.id_token,
+            Err(e) => {
+                tracing::warn!(error = %e, "token endpoint answered without an id_token");
+                return refused("the identity provider's answer had no ID token");
             }
-        }
+        },
         Ok(resp) => {
             tracing::warn!(status = %resp.status(), "token endpoint refused the code");
             return refused("the identity provider refused the code");
@@ -205,11 +164,7 @@ pub async fn callback(State(auth): State<Auth>, Query(cb): Query<Callback>) -> R
 
 /// `GET /auth/logout`: end the session and clear the cookie.
 pub async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
-    if let Some(id) = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(session_cookie)
-    {
+    if let Some(id) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(session_cookie) {
         auth.end_session(id);
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0");

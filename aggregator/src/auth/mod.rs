@@ -73,10 +73,7 @@ struct Session {
 
 enum Mode {
     Open,
-    Enforced {
-        oidc: Option<Arc<OidcVerifier>>,
-        pool: PgPool,
-    },
+    Enforced { oidc: Option<Arc<OidcVerifier>>, pool: PgPool },
 }
 
 struct Inner {
@@ -93,26 +90,18 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("open", &self.is_open())
-            .finish()
+        f.debug_struct("Auth").field("open", &self.is_open()).finish()
     }
 }
 
 fn session_key(id: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, id.as_bytes())
-        .as_ref()
-        .to_vec()
+    ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref().to_vec()
 }
 
 impl Auth {
     fn with_mode(mode: Mode) -> Auth {
         Auth {
-            inner: Arc::new(Inner {
-                mode,
-                sessions: Mutex::default(),
-                pending_logins: Mutex::default(),
-            }),
+            inner: Arc::new(Inner { mode, sessions: Mutex::default(), pending_logins: Mutex::default() }),
         }
     }
 
@@ -127,10 +116,7 @@ impl Auth {
 
     /// Enforced access over `pool` (API tokens) and the verifier (OIDC), if any.
     pub fn enforced(oidc: Option<OidcVerifier>, pool: PgPool) -> Auth {
-        Auth::with_mode(Mode::Enforced {
-            oidc: oidc.map(Arc::new),
-            pool,
-        })
+        Auth::with_mode(Mode::Enforced { oidc: oidc.map(Arc::new), pool })
     }
 
     /// From the validated configuration: OIDC discovery happens here, so an
@@ -163,11 +149,7 @@ impl Auth {
 
     /// The principal of a request: its `Authorization` header (a bearer JWT
     /// or API token), else its session cookie.
-    pub async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        cookie: Option<&str>,
-    ) -> Result<Principal, AuthError> {
+    pub async fn authenticate(&self, authorization: Option<&str>, cookie: Option<&str>) -> Result<Principal, AuthError> {
         let (oidc, pool) = match &self.inner.mode {
             Mode::Open => return Ok(Principal::insecure_open_access()),
             Mode::Enforced { oidc, pool } => (oidc, pool),
@@ -184,18 +166,10 @@ impl Auth {
             }
             let verifier = oidc.as_ref().ok_or(AuthError::NoIssuer)?;
             let claims = verifier.validate(token).await?;
-            return Ok(principal::from_claims(
-                &claims,
-                &verifier.config().claims,
-                AuthMethod::Jwt,
-            )?);
+            return Ok(principal::from_claims(&claims, &verifier.config().claims, AuthMethod::Jwt)?);
         }
         if let Some(id) = cookie.and_then(session_cookie) {
-            let mut sessions = self
-                .inner
-                .sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut sessions = self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let key = session_key(id);
             match sessions.get(&key) {
                 Some(s) if s.expires > Instant::now() => return Ok(s.principal.clone()),
@@ -210,10 +184,7 @@ impl Auth {
     }
 
     /// The principal of a gRPC request (its `authorization` metadata).
-    pub async fn authenticate_grpc(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<Principal, tonic::Status> {
+    pub async fn authenticate_grpc(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, tonic::Status> {
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok());
         self.authenticate(header, None).await.map_err(|e| {
             tracing::info!(reason = %e, "gRPC request refused: not authenticated");
@@ -224,30 +195,16 @@ impl Auth {
     /// Starts a session for `principal`; returns its id (the cookie's value).
     pub(crate) fn start_session(&self, principal: Principal, ttl: std::time::Duration) -> String {
         let id = tokens::random_hex(32);
-        let mut sessions = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut sessions = self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
-        sessions.insert(
-            session_key(&id),
-            Session {
-                principal,
-                expires: now + ttl,
-            },
-        );
+        sessions.insert(session_key(&id), Session { principal, expires: now + ttl });
         id
     }
 
     /// Ends a session.
     pub(crate) fn end_session(&self, id: &str) {
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&session_key(id));
+        self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session_key(id));
     }
 
     pub(crate) fn pending_logins(&self) -> &Mutex<HashMap<String, login::PendingLogin>> {

@@ -47,9 +47,7 @@ pub enum OidcError {
         message: String,
     },
     /// The discovery document names another issuer.
-    #[error(
-        "OIDC issuer {configured}: the discovery document names issuer {found:?}; expected the configured one"
-    )]
+    #[error("OIDC issuer {configured}: the discovery document names issuer {found:?}; expected the configured one")]
     IssuerMismatch {
         /// Configured issuer.
         configured: String,
@@ -108,28 +106,14 @@ pub struct OidcVerifier {
     refreshes: std::sync::atomic::AtomicU64,
 }
 
-async fn fetch_json<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    url: &str,
-) -> Result<T, OidcError> {
-    let fail = |message: String| OidcError::Fetch {
-        url: url.to_owned(),
-        message,
-    };
-    let resp = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| fail(format!("request failed: {e}")))?;
+async fn fetch_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str) -> Result<T, OidcError> {
+    let fail = |message: String| OidcError::Fetch { url: url.to_owned(), message };
+    let resp = http.get(url).send().await.map_err(|e| fail(format!("request failed: {e}")))?;
     if !resp.status().is_success() {
         return Err(fail(format!("expected HTTP 200, found {}", resp.status())));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| fail(format!("reading the body: {e}")))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| fail(format!("expected JSON of the right shape: {e}")))
+    let body = resp.bytes().await.map_err(|e| fail(format!("reading the body: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| fail(format!("expected JSON of the right shape: {e}")))
 }
 
 impl OidcVerifier {
@@ -139,17 +123,11 @@ impl OidcVerifier {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| OidcError::Fetch {
-                url: config.issuer.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| OidcError::Fetch { url: config.issuer.clone(), message: e.to_string() })?;
         let url = format!("{}/.well-known/openid-configuration", config.issuer);
         let discovery: Discovery = fetch_json(&http, &url).await?;
         if discovery.issuer.trim_end_matches('/') != config.issuer {
-            return Err(OidcError::IssuerMismatch {
-                configured: config.issuer.clone(),
-                found: discovery.issuer,
-            });
+            return Err(OidcError::IssuerMismatch { configured: config.issuer.clone(), found: discovery.issuer });
         }
         let set: JwkSet = fetch_json(&http, &discovery.jwks_uri).await?;
         tracing::info!(issuer = %config.issuer, keys = set.keys.len(), "OIDC issuer discovered");
@@ -157,11 +135,7 @@ impl OidcVerifier {
             config,
             discovery,
             http,
-            keys: Mutex::new(Keys {
-                set,
-                fetched_at: Instant::now(),
-                last_unknown_kid_refresh: None,
-            }),
+            keys: Mutex::new(Keys { set, fetched_at: Instant::now(), last_unknown_kid_refresh: None }),
             refreshes: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -186,8 +160,7 @@ impl OidcVerifier {
         tracing::info!(issuer = %self.config.issuer, keys = set.keys.len(), "JWKS refreshed");
         keys.set = set;
         keys.fetched_at = Instant::now();
-        self.refreshes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -205,24 +178,18 @@ impl OidcVerifier {
                 self.refresh(&mut keys).await?;
             }
         }
-        let jwk = keys
-            .set
-            .find(kid)
-            .ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))?;
+        let jwk = keys.set.find(kid).ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))?;
         DecodingKey::from_jwk(jwk).map_err(TokenError::Invalid)
     }
 
     /// The claims of a valid token whose audience is `audience` (the API's,
     /// or the dashboard client's for ID tokens).
     pub async fn validate_for(&self, token: &str, audience: &str) -> Result<Value, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm(header.alg));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?;
+        let kid = header.kid.ok_or_else(|| TokenError::Malformed("no kid in the header".into()))?;
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer, &format!("{}/", self.config.issuer)]);

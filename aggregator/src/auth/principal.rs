@@ -18,12 +18,7 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [
-        Role::TeamViewer,
-        Role::OuViewer,
-        Role::OrgViewer,
-        Role::Admin,
-    ];
+    pub const ALL: [Role; 4] = [Role::TeamViewer, Role::OuViewer, Role::OrgViewer, Role::Admin];
 
     /// Spelling in claims, tokens and the database.
     pub fn name(self) -> &'static str {
@@ -135,16 +130,10 @@ pub enum ScopeError {
 pub fn check(role: Role, scope: &Scope) -> Result<(), ScopeError> {
     match role {
         Role::TeamViewer if scope.teams.is_empty() => {
-            return Err(ScopeError::Missing {
-                role: role.name(),
-                needs: "team",
-            });
+            return Err(ScopeError::Missing { role: role.name(), needs: "team" });
         }
         Role::OuViewer if scope.ous.is_empty() => {
-            return Err(ScopeError::Missing {
-                role: role.name(),
-                needs: "OU",
-            });
+            return Err(ScopeError::Missing { role: role.name(), needs: "OU" });
         }
         _ => {}
     }
@@ -182,17 +171,13 @@ impl Default for ClaimNames {
 }
 
 fn strings(claims: &Value, name: &str) -> Result<Vec<String>, ScopeError> {
-    let bad = || ScopeError::BadClaim {
-        claim: name.to_owned(),
-        expected: "a string or a list of strings",
-    };
+    let bad = || ScopeError::BadClaim { claim: name.to_owned(), expected: "a string or a list of strings" };
     match claims.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
-            .collect(),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(bad)).collect()
+        }
         Some(_) => Err(bad()),
     }
 }
@@ -200,24 +185,11 @@ fn strings(claims: &Value, name: &str) -> Result<Vec<String>, ScopeError> {
 /// The principal a validated JWT's claims describe. The role claim may be a
 /// list (groups): the highest role named wins; unknown names in a list are
 /// ignored, a list naming no role is refused.
-pub fn from_claims(
-    claims: &Value,
-    names: &ClaimNames,
-    method: AuthMethod,
-) -> Result<Principal, ScopeError> {
-    let subject = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+pub fn from_claims(claims: &Value, names: &ClaimNames, method: AuthMethod) -> Result<Principal, ScopeError> {
+    let subject = claims.get("sub").and_then(Value::as_str).unwrap_or("").to_owned();
     let roles = strings(claims, &names.role)?;
     let role = match roles.as_slice() {
-        [] => {
-            return Err(ScopeError::BadClaim {
-                claim: names.role.clone(),
-                expected: "a role",
-            });
-        }
+        [] => return Err(ScopeError::BadClaim { claim: names.role.clone(), expected: "a role" }),
         [one] => Role::parse(one).ok_or_else(|| ScopeError::UnknownRole(one.clone()))?,
         many => many
             .iter()
@@ -232,12 +204,7 @@ pub fn from_claims(
     };
     // An org-wide role is not narrowed by stray scope claims only when none are given.
     check(role, &scope)?;
-    Ok(Principal {
-        subject,
-        role,
-        scope,
-        method,
-    })
+    Ok(Principal { subject, role, scope, method })
 }
 
 #[cfg(test)]
@@ -254,10 +221,7 @@ mod tests {
             AuthMethod::Jwt,
         )
         .unwrap();
-        assert_eq!(
-            (p.role, p.scope.teams.clone()),
-            (Role::TeamViewer, vec!["web".to_owned(), "data".to_owned()])
-        );
+        assert_eq!((p.role, p.scope.teams.clone()), (Role::TeamViewer, vec!["web".to_owned(), "data".to_owned()]));
         let groups = from_claims(
             &json!({"sub": "bob", "canopy_role": ["everyone", "org_viewer", "ou_viewer"], "canopy_ous": "Root/Eng"}),
             &names,
@@ -266,32 +230,15 @@ mod tests {
         .unwrap();
         assert_eq!(groups.role, Role::OrgViewer);
         assert_eq!(
-            from_claims(
-                &json!({"sub": "c", "canopy_role": "team_viewer"}),
-                &names,
-                AuthMethod::Jwt
-            ),
-            Err(ScopeError::Missing {
-                role: "team_viewer",
-                needs: "team"
-            })
+            from_claims(&json!({"sub": "c", "canopy_role": "team_viewer"}), &names, AuthMethod::Jwt),
+            Err(ScopeError::Missing { role: "team_viewer", needs: "team" })
         );
         assert_eq!(
-            from_claims(
-                &json!({"sub": "c", "canopy_role": "root"}),
-                &names,
-                AuthMethod::Jwt
-            ),
+            from_claims(&json!({"sub": "c", "canopy_role": "root"}), &names, AuthMethod::Jwt),
             Err(ScopeError::UnknownRole("root".into()))
         );
         assert!(from_claims(&json!({"sub": "c"}), &names, AuthMethod::Jwt).is_err());
-        assert!(
-            from_claims(
-                &json!({"sub": "c", "canopy_role": "admin", "canopy_teams": 3}),
-                &names,
-                AuthMethod::Jwt
-            )
-            .is_err()
-        );
+        assert!(from_claims(&json!({"sub": "c", "canopy_role": "admin", "canopy_teams": 3}), &names, AuthMethod::Jwt)
+            .is_err());
     }
 }

@@ -77,9 +77,7 @@ pub struct TokenInfo {
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .to_vec()
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().to_vec()
 }
 
 fn equal_constant_time(a: &[u8], b: &[u8]) -> bool {
@@ -88,18 +86,14 @@ fn equal_constant_time(a: &[u8], b: &[u8]) -> bool {
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0_u8; N];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("the operating system's random source");
+    SystemRandom::new().fill(&mut buf).expect("the operating system's random source");
     buf
 }
 
 /// A random id for requests and sessions (`n` bytes, hex).
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0_u8; n];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("the operating system's random source");
+    SystemRandom::new().fill(&mut buf).expect("the operating system's random source");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -111,16 +105,10 @@ fn scope_json(role: &str, scope: &Scope, expires: i64, revoked: Option<i64>) -> 
 }
 
 /// Creates a token; returns its id and the full token (shown once).
-pub async fn create(
-    pool: &PgPool,
-    actor: &str,
-    new: &NewToken,
-) -> Result<(String, String), TokenStoreError> {
+pub async fn create(pool: &PgPool, actor: &str, new: &NewToken) -> Result<(String, String), TokenStoreError> {
     principal::check(new.role, &new.scope)?;
     if new.name.trim().is_empty() {
-        return Err(TokenStoreError::BadInput(
-            "name: expected a non-empty name".into(),
-        ));
+        return Err(TokenStoreError::BadInput("name: expected a non-empty name".into()));
     }
     if !(1..=366).contains(&new.expires_in_days) {
         return Err(TokenStoreError::BadInput(format!(
@@ -149,15 +137,7 @@ pub async fn create(
     .await?;
     let mut after = scope_json(new.role.name(), &new.scope, expires, None);
     after["name"] = json!(new.name);
-    audit::record(
-        &mut tx,
-        actor,
-        "token.create",
-        &format!("token:{id}"),
-        None,
-        Some(&after),
-    )
-    .await?;
+    audit::record(&mut tx, actor, "token.create", &format!("token:{id}"), None, Some(&after)).await?;
     tx.commit().await?;
     Ok((id.clone(), format!("{PREFIX}{id}_{secret}")))
 }
@@ -184,9 +164,7 @@ const SELECT: &str = "SELECT token_id, name, role, scope_ous, scope_accounts, sc
 
 /// Every token, newest first, without secrets.
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenStoreError> {
-    let rows = sqlx::query(&format!("{SELECT} ORDER BY created_at DESC"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(&format!("{SELECT} ORDER BY created_at DESC")).fetch_all(pool).await?;
     Ok(rows.iter().map(info).collect::<Result<_, _>>()?)
 }
 
@@ -197,9 +175,7 @@ pub async fn revoke(pool: &PgPool, actor: &str, token_id: &str) -> Result<(), To
         .bind(token_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            TokenStoreError::BadInput(format!("token id {token_id:?}: no such token"))
-        })?;
+        .ok_or_else(|| TokenStoreError::BadInput(format!("token id {token_id:?}: no such token")))?;
     let before = info(&row)?;
     let revoked: i64 = sqlx::query_scalar(
         "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) WHERE token_id = $1 \
@@ -213,18 +189,8 @@ pub async fn revoke(pool: &PgPool, actor: &str, token_id: &str) -> Result<(), To
         actor,
         "token.revoke",
         &format!("token:{token_id}"),
-        Some(&scope_json(
-            &before.role,
-            &before.scope,
-            before.expires_at_unix_s,
-            before.revoked_at_unix_s,
-        )),
-        Some(&scope_json(
-            &before.role,
-            &before.scope,
-            before.expires_at_unix_s,
-            Some(revoked),
-        )),
+        Some(&scope_json(&before.role, &before.scope, before.expires_at_unix_s, before.revoked_at_unix_s)),
+        Some(&scope_json(&before.role, &before.scope, before.expires_at_unix_s, Some(revoked))),
     )
     .await?;
     tx.commit().await?;
@@ -254,13 +220,7 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Principal, Token
     if row.try_get::<bool, _>("expired")? {
         return Err(TokenStoreError::Expired(token.token_id));
     }
-    let role =
-        Role::parse(&token.role).ok_or_else(|| ScopeError::UnknownRole(token.role.clone()))?;
+    let role = Role::parse(&token.role).ok_or_else(|| ScopeError::UnknownRole(token.role.clone()))?;
     principal::check(role, &token.scope)?;
-    Ok(Principal {
-        subject: format!("token:{}", token.token_id),
-        role,
-        scope: token.scope,
-        method: AuthMethod::ApiToken,
-    })
+    Ok(Principal { subject: format!("token:{}", token.token_id), role, scope: token.scope, method: AuthMethod::ApiToken })
 }

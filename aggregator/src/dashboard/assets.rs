@@ -10,26 +10,10 @@ pub const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 /// Static files served under `/assets/`: (name, content type, body).
 pub const ASSETS: [(&str, &str, &str); 4] = [
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../assets/app.js"),
-    ),
-    (
-        "charts.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../assets/charts.js"),
-    ),
-    (
-        "csv.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../assets/csv.js"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_str!("../../assets/style.css"),
-    ),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../assets/app.js")),
+    ("charts.js", "text/javascript; charset=utf-8", include_str!("../../assets/charts.js")),
+    ("csv.js", "text/javascript; charset=utf-8", include_str!("../../assets/csv.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../assets/style.css")),
 ];
 
 const CACHE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-cache");
@@ -49,22 +33,14 @@ pub fn index_html(open: bool) -> String {
 }
 
 /// `GET /`.
-pub async fn index(
-    axum::extract::State(s): axum::extract::State<super::DashboardState>,
-) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), CACHE],
-        index_html(s.auth.is_open()),
-    )
-        .into_response()
+pub async fn index(axum::extract::State(s): axum::extract::State<super::DashboardState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), CACHE], index_html(s.auth.is_open())).into_response()
 }
 
 /// `GET /assets/{name}`.
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, body)) => {
-            ([(header::CONTENT_TYPE, *content_type), CACHE], *body).into_response()
-        }
+        Some((_, content_type, body)) => ([(header::CONTENT_TYPE, *content_type), CACHE], *body).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no asset named {name:?}")).into_response(),
     }
 }

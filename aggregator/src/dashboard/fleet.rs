@@ -81,16 +81,9 @@ pub async fn handler(
         match key.as_str() {
             "now" => now = parse_instant(&value).map_err(|m| bad("now", m))?,
             "window_hours" => {
-                window_hours = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|h| (1..=168).contains(h))
-                    .ok_or_else(|| {
-                        bad(
-                            "window_hours",
-                            format!("expected a whole number from 1 to 168, found {value:?}"),
-                        )
-                    })?;
+                window_hours = value.parse::<i64>().ok().filter(|h| (1..=168).contains(h)).ok_or_else(|| {
+                    bad("window_hours", format!("expected a whole number from 1 to 168, found {value:?}"))
+                })?;
             }
             _ => return Err(bad(&key, "unknown parameter; expected now or window_hours")),
         }

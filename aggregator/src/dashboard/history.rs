@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
 use crate::auth::Principal;
-use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::query::{QueryError, Source};
+use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::time::{DAY_S, HOUR_S};
 
 /// The resource's facts from both layouts (see `emission_facts_all`): in
@@ -73,25 +73,13 @@ pub struct HistoryRequest {
 
 /// Parses `account`, `region`, `resource`, `from`, `to` and `step` (1h or 1d).
 pub fn parse(pairs: &[(String, String)]) -> Result<HistoryRequest, DashboardError> {
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     for (key, _) in pairs {
         if !["account", "region", "resource", "from", "to", "step"].contains(&key.as_str()) {
-            return Err(bad(
-                key,
-                "unknown parameter; expected account, region, resource, from, to, step",
-            ));
+            return Err(bad(key, "unknown parameter; expected account, region, resource, from, to, step"));
         }
     }
-    let required = |name: &str| {
-        get(name)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| bad(name, "required"))
-    };
+    let required = |name: &str| get(name).filter(|v| !v.is_empty()).ok_or_else(|| bad(name, "required"));
     let step_s = match get("step").unwrap_or("1h") {
         "1h" => HOUR_S,
         "1d" => DAY_S,
@@ -100,25 +88,16 @@ pub fn parse(pairs: &[(String, String)]) -> Result<HistoryRequest, DashboardErro
     let instant = |name: &str| -> Result<i64, DashboardError> {
         let t = parse_instant(required(name)?).map_err(|m| bad(name, m))?;
         if t % step_s != 0 {
-            return Err(bad(
-                name,
-                format!("expected a multiple of the step ({step_s} s), found {t}"),
-            ));
+            return Err(bad(name, format!("expected a multiple of the step ({step_s} s), found {t}")));
         }
         Ok(t)
     };
     let (from_unix_s, to_unix_s) = (instant("from")?, instant("to")?);
     if to_unix_s <= from_unix_s {
-        return Err(bad(
-            "to",
-            format!("expected an instant after from ({from_unix_s}), found {to_unix_s}"),
-        ));
+        return Err(bad("to", format!("expected an instant after from ({from_unix_s}), found {to_unix_s}")));
     }
     if (to_unix_s - from_unix_s) / step_s > MAX_SERIES_BUCKETS {
-        return Err(bad(
-            "step",
-            format!("expected at most {MAX_SERIES_BUCKETS} buckets in the range"),
-        ));
+        return Err(bad("step", format!("expected at most {MAX_SERIES_BUCKETS} buckets in the range")));
     }
     Ok(HistoryRequest {
         account: required("account")?.to_owned(),
@@ -142,17 +121,10 @@ pub async fn handler(
     let mut snapshot = s.engine.snapshot((s.clock)()).await?;
     let daily = req.step_s == DAY_S;
     if daily {
-        crate::query::plan::plan(
-            req.from_unix_s,
-            req.to_unix_s,
-            &[Source::ResourceDaily],
-            snapshot.horizons(),
-        )
-        .map_err(QueryError::from)?;
-    } else {
-        snapshot
-            .check_facts(req.from_unix_s, req.to_unix_s)
+        crate::query::plan::plan(req.from_unix_s, req.to_unix_s, &[Source::ResourceDaily], snapshot.horizons())
             .map_err(QueryError::from)?;
+    } else {
+        snapshot.check_facts(req.from_unix_s, req.to_unix_s).map_err(QueryError::from)?;
     }
     if !principal.scope.is_unrestricted() {
         // The resource's account OU and its inventory team decide; a
@@ -168,19 +140,15 @@ pub async fn handler(
             return Err(DashboardError::NotInScope);
         }
     }
-    let rows = sqlx::query(if daily {
-        DAILY_HISTORY_SQL
-    } else {
-        HISTORY_SQL
-    })
-    .bind(&req.account)
-    .bind(&req.region)
-    .bind(&req.resource)
-    .bind(req.step_s as f64)
-    .bind(req.from_unix_s as f64)
-    .bind(req.to_unix_s as f64)
-    .fetch_all(snapshot.conn())
-    .await?;
+    let rows = sqlx::query(if daily { DAILY_HISTORY_SQL } else { HISTORY_SQL })
+        .bind(&req.account)
+        .bind(&req.region)
+        .bind(&req.resource)
+        .bind(req.step_s as f64)
+        .bind(req.from_unix_s as f64)
+        .bind(req.to_unix_s as f64)
+        .fetch_all(snapshot.conn())
+        .await?;
     let resource = sqlx::query(RESOURCE_SQL)
         .bind(&req.account)
         .bind(&req.region)
@@ -223,10 +191,7 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     fn rejected(items: &[(&str, &str)]) -> String {
@@ -246,40 +211,12 @@ mod tests {
             ("to", "14400"),
         ]))
         .unwrap();
-        assert_eq!(
-            (ok.from_unix_s, ok.to_unix_s, ok.step_s),
-            (7_200, 14_400, 3_600)
-        );
-        let base = [
-            ("account", "1"),
-            ("region", "r"),
-            ("resource", "x"),
-            ("from", "0"),
-            ("to", "86400"),
-        ];
-        assert_eq!(
-            rejected(&[base[0], base[1], base[2], base[3], base[4], ("step", "5m")]),
-            "step"
-        );
+        assert_eq!((ok.from_unix_s, ok.to_unix_s, ok.step_s), (7_200, 14_400, 3_600));
+        let base = [("account", "1"), ("region", "r"), ("resource", "x"), ("from", "0"), ("to", "86400")];
+        assert_eq!(rejected(&[base[0], base[1], base[2], base[3], base[4], ("step", "5m")]), "step");
         assert_eq!(rejected(&[base[0], base[1], base[3], base[4]]), "resource");
-        assert_eq!(
-            rejected(&[base[0], base[1], base[2], ("from", "60"), base[4]]),
-            "from"
-        );
-        assert_eq!(
-            rejected(&[base[0], base[1], base[2], ("from", "86400"), base[4]]),
-            "to"
-        );
-        assert_eq!(
-            rejected(&[
-                base[0],
-                base[1],
-                base[2],
-                base[3],
-                base[4],
-                ("colour", "red")
-            ]),
-            "colour"
-        );
+        assert_eq!(rejected(&[base[0], base[1], base[2], ("from", "60"), base[4]]), "from");
+        assert_eq!(rejected(&[base[0], base[1], base[2], ("from", "86400"), base[4]]), "to");
+        assert_eq!(rejected(&[base[0], base[1], base[2], base[3], base[4], ("colour", "red")]), "colour");
     }
 }

@@ -36,11 +36,7 @@ pub struct DashboardState {
 
 /// The dashboard's routes: `/`, `/assets/*` and its JSON endpoints.
 pub fn route_table(engine: QueryEngine, clock: Clock, auth: Auth) -> RouteTable {
-    let state = DashboardState {
-        engine,
-        clock,
-        auth,
-    };
+    let state = DashboardState { engine, clock, auth };
     RouteTable::new()
         .get("/", assets::index)
         .get("/assets/{name}", assets::asset)
@@ -71,31 +67,26 @@ pub enum DashboardError {
 impl IntoResponse for DashboardError {
     fn into_response(self) -> Response {
         match self {
-            DashboardError::BadParameter(e) => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
-            )
-                .into_response(),
-            DashboardError::Query(QueryError::OutsideRetention(e)) => (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
-            )
-                .into_response(),
+            DashboardError::BadParameter(e) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
+            DashboardError::Query(QueryError::OutsideRetention(e)) => {
+                (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
             DashboardError::Query(QueryError::Sql(e)) | DashboardError::Sql(e)
                 if crate::query_limits::is_statement_timeout(&e) =>
             {
                 crate::query_limits::statement_timeout_reply()
             }
-            DashboardError::Query(QueryError::Forbidden(e)) => (
-                StatusCode::FORBIDDEN,
-                Json(json!({ "error": e.to_string(), "parameter": e.parameter })),
-            )
-                .into_response(),
-            DashboardError::NotInScope => (
-                StatusCode::NOT_FOUND,
-                Json(json!({ "error": "no such resource in your scope" })),
-            )
-                .into_response(),
+            DashboardError::Query(QueryError::Forbidden(e)) => {
+                (StatusCode::FORBIDDEN, Json(json!({ "error": e.to_string(), "parameter": e.parameter })))
+                    .into_response()
+            }
+            DashboardError::NotInScope => {
+                (StatusCode::NOT_FOUND, Json(json!({ "error": "no such resource in your scope" }))).into_response()
+            }
             // Never the database's message: logged under a request id.
             other => crate::error_reply::internal("dashboard query", &other),
         }
@@ -104,8 +95,5 @@ impl IntoResponse for DashboardError {
 
 /// A parameter error naming `parameter`.
 pub(crate) fn bad(parameter: &str, message: impl Into<String>) -> DashboardError {
-    DashboardError::BadParameter(ParamError {
-        parameter: parameter.to_owned(),
-        message: message.into(),
-    })
+    DashboardError::BadParameter(ParamError { parameter: parameter.to_owned(), message: message.into() })
 }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::{DashboardError, DashboardState, bad};
 use crate::auth::Principal;
 use crate::http::totals_json;
-use crate::query::params::{parse_instant, parse_totals};
 use crate::query::{QueryError, Snapshot, TotalsResponse};
+use crate::query::params::{parse_instant, parse_totals};
 use crate::time::{FIVE_MINUTES_S, HOUR_S, floor_to, month_start_shifted};
 
 /// The ranges of one overview, `[from, to)` in Unix seconds.
@@ -59,10 +59,7 @@ pub async fn handler(
         match key.as_str() {
             "now" => now = parse_instant(&value).map_err(|m| bad("now", m))?,
             "from" | "to" | "group_by" | "limit" | "offset" => {
-                return Err(bad(
-                    &key,
-                    "not accepted here; the overview chooses its own ranges",
-                ));
+                return Err(bad(&key, "not accepted here; the overview chooses its own ranges"));
             }
             _ => filters.push((key, value)),
         }
@@ -75,13 +72,7 @@ pub async fn handler(
     let outcome = async {
         let hour = last_hour(&mut snapshot, &principal, &filters, r.last_hour).await?;
         let month = period(&mut snapshot, &principal, &filters, r.this_month).await?;
-        let same = period(
-            &mut snapshot,
-            &principal,
-            &filters,
-            r.last_month_same_elapsed,
-        )
-        .await?;
+        let same = period(&mut snapshot, &principal, &filters, r.last_month_same_elapsed).await?;
         let last = period(&mut snapshot, &principal, &filters, r.last_month).await?;
         let hourly = hourly_priced(&mut snapshot, &principal, &filters, r.this_month).await?;
         Ok::<_, DashboardError>((hour, month, same, last, hourly))
@@ -89,18 +80,13 @@ pub async fn handler(
     .await;
     let (hour, month, same, last, (hourly_kwh, all_kwh)) = outcome.map_err(|e| match e {
         // The overview's ranges derive from `now`: that is the parameter to change.
-        DashboardError::Query(QueryError::OutsideRetention(e)) => bad(
-            "now",
-            format!(
-                "the overview's ranges need data retention has dropped: {}",
-                e.message
-            ),
-        ),
+        DashboardError::Query(QueryError::OutsideRetention(e)) => {
+            bad("now", format!("the overview's ranges need data retention has dropped: {}", e.message))
+        }
         other => other,
     })?;
     snapshot.finish().await?;
-    let location =
-        |p: &Option<TotalsResponse>| p.as_ref().map_or(0.0, |t| t.total.location_kg_co2e);
+    let location = |p: &Option<TotalsResponse>| p.as_ref().map_or(0.0, |t| t.total.location_kg_co2e);
     let trend = trend_ratio(location(&month), location(&same));
     let body = |(from, to): (i64, i64), p: &Option<TotalsResponse>| json!({ "from_unix_s": from, "to_unix_s": to, "totals": p.as_ref().map(totals_json) });
     Ok(Json(json!({
@@ -149,8 +135,7 @@ async fn hourly_priced(
     pairs.push(("from".into(), from.to_string()));
     pairs.push(("to".into(), to.to_string()));
     let req = parse_totals(&pairs)?;
-    let scoped =
-        crate::query::authz::restrict(&req.filters, &principal.scope).map_err(QueryError::from)?;
+    let scoped = crate::query::authz::restrict(&req.filters, &principal.scope).map_err(QueryError::from)?;
     Ok(snapshot.hourly_priced_energy(from, to, &scoped).await?)
 }
 

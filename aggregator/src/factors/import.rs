@@ -43,12 +43,7 @@ pub struct HourlyFactor {
 /// hour twice with another value is refused (twice with the same value is
 /// kept once).
 pub fn hourly_file(file: &str, text: &str) -> Result<Vec<HourlyFactor>, FactorFileError> {
-    let err = |line: usize, column: usize, message: String| FactorFileError {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    };
+    let err = |line: usize, column: usize, message: String| FactorFileError { file: file.to_owned(), line, column, message };
     let rows = hourly_rows(text).map_err(|e| match e {
         GridError::BadField { line, column, expected, found } => {
             err(line, column, format!("expected {expected}, found {found:?}"))
@@ -69,32 +64,18 @@ pub fn hourly_file(file: &str, text: &str) -> Result<Vec<HourlyFactor>, FactorFi
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         if !is_known_zone(&row.zone) {
-            return Err(err(
-                row.line,
-                row.zone_column,
-                format!(
-                    "expected the zone of an AWS region, found unknown zone {:?}",
-                    row.zone
-                ),
-            ));
+            return Err(err(row.line, row.zone_column, format!("expected the zone of an AWS region, found unknown zone {:?}", row.zone)));
         }
         let g = row.value.direct_g_co2e_per_kwh;
         if g > MAX_G_CO2E_PER_KWH {
-            return Err(err(
-                row.line,
-                row.direct_column,
-                format!("expected at most {MAX_G_CO2E_PER_KWH} gCO2e/kWh, found {g}"),
-            ));
+            return Err(err(row.line, row.direct_column, format!("expected at most {MAX_G_CO2E_PER_KWH} gCO2e/kWh, found {g}")));
         }
         match seen.get(&(row.zone.as_str(), row.hour_start_unix_s)) {
             Some((first, value)) if *value != g => {
                 return Err(err(
                     row.line,
                     row.direct_column,
-                    format!(
-                        "zone {} hour {} already has {value} gCO2e/kWh on line {first}, found {g}",
-                        row.zone, row.hour_start_unix_s
-                    ),
+                    format!("zone {} hour {} already has {value} gCO2e/kWh on line {first}, found {g}", row.zone, row.hour_start_unix_s),
                 ));
             }
             Some(_) => continue,
@@ -113,15 +94,8 @@ pub fn hourly_file(file: &str, text: &str) -> Result<Vec<HourlyFactor>, FactorFi
 }
 
 /// The header of a market factor file, exactly (see `docs/factors.md`).
-pub const MARKET_HEADER: [&str; 7] = [
-    "region",
-    "year",
-    "supplier_g_co2e_per_kwh",
-    "renewable_share",
-    "residual_mix_g_co2e_per_kwh",
-    "source",
-    "vintage",
-];
+pub const MARKET_HEADER: [&str; 7] =
+    ["region", "year", "supplier_g_co2e_per_kwh", "renewable_share", "residual_mix_g_co2e_per_kwh", "source", "vintage"];
 
 /// One validated market factor row: per region and year, either a
 /// supplier-specific factor, or a renewable-matching share with a residual
@@ -151,44 +125,18 @@ pub struct MarketFactor {
 /// both), non-empty source and vintage, and one row per (region, year) (a
 /// repeat with other values is refused).
 pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFileError> {
-    let err = |line: usize, column: usize, message: String| FactorFileError {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
-    let (_, header) = lines
-        .next()
-        .ok_or_else(|| err(1, 1, "expected a header line, found an empty file".into()))?;
-    let fields: Vec<&str> = header
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let err = |line: usize, column: usize, message: String| FactorFileError { file: file.to_owned(), line, column, message };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
+    let (_, header) = lines.next().ok_or_else(|| err(1, 1, "expected a header line, found an empty file".into()))?;
+    let fields: Vec<&str> = header.trim_start_matches('\u{feff}').split(',').map(str::trim).collect();
     for (i, want) in MARKET_HEADER.iter().enumerate() {
         let found = fields.get(i).copied().unwrap_or("");
         if found != *want {
-            return Err(err(
-                1,
-                i + 1,
-                format!("expected header column {want:?}, found {found:?}"),
-            ));
+            return Err(err(1, i + 1, format!("expected header column {want:?}, found {found:?}")));
         }
     }
     if fields.len() != MARKET_HEADER.len() {
-        return Err(err(
-            1,
-            MARKET_HEADER.len() + 1,
-            format!(
-                "expected {} header columns, found {}",
-                MARKET_HEADER.len(),
-                fields.len()
-            ),
-        ));
+        return Err(err(1, MARKET_HEADER.len() + 1, format!("expected {} header columns, found {}", MARKET_HEADER.len(), fields.len())));
     }
     let mut out: Vec<MarketFactor> = Vec::new();
     let mut seen: HashMap<(String, i32), (usize, usize)> = HashMap::new();
@@ -198,31 +146,17 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
         }
         let f: Vec<&str> = text.split(',').map(str::trim).collect();
         if f.len() != MARKET_HEADER.len() {
-            return Err(err(
-                line,
-                f.len().min(MARKET_HEADER.len()) + 1,
-                format!("expected {} fields, found {}", MARKET_HEADER.len(), f.len()),
-            ));
+            return Err(err(line, f.len().min(MARKET_HEADER.len()) + 1, format!("expected {} fields, found {}", MARKET_HEADER.len(), f.len())));
         }
         let region = f[0];
         if !is_known_region(region) {
-            return Err(err(
-                line,
-                1,
-                format!("expected an AWS region, found unknown region {region:?}"),
-            ));
+            return Err(err(line, 1, format!("expected an AWS region, found unknown region {region:?}")));
         }
         let year: i32 = f[1]
             .parse()
             .ok()
             .filter(|y| (2000..=2100).contains(y))
-            .ok_or_else(|| {
-                err(
-                    line,
-                    2,
-                    format!("expected a year 2000..2100, found {:?}", f[1]),
-                )
-            })?;
+            .ok_or_else(|| err(line, 2, format!("expected a year 2000..2100, found {:?}", f[1])))?;
         let factor = |column: usize| -> Result<Option<f64>, FactorFileError> {
             let t = f[column - 1];
             if t.is_empty() {
@@ -230,13 +164,7 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
             }
             match t.parse::<f64>() {
                 Ok(v) if v.is_finite() && (0.0..=MAX_G_CO2E_PER_KWH).contains(&v) => Ok(Some(v)),
-                _ => Err(err(
-                    line,
-                    column,
-                    format!(
-                        "expected a factor 0..{MAX_G_CO2E_PER_KWH} gCO2e/kWh or nothing, found {t:?}"
-                    ),
-                )),
+                _ => Err(err(line, column, format!("expected a factor 0..{MAX_G_CO2E_PER_KWH} gCO2e/kWh or nothing, found {t:?}"))),
             }
         };
         let supplier = factor(3)?;
@@ -247,13 +175,7 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
                 t.parse::<f64>()
                     .ok()
                     .filter(|s| (0.0..=1.0).contains(s))
-                    .ok_or_else(|| {
-                        err(
-                            line,
-                            4,
-                            format!("expected a share 0..1 or nothing, found {t:?}"),
-                        )
-                    })?,
+                    .ok_or_else(|| err(line, 4, format!("expected a share 0..1 or nothing, found {t:?}")))?,
             ),
         };
         let renewable_share = match (supplier, share, residual) {
@@ -264,23 +186,12 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
             }
             (None, Some(s), _) => s,
             (None, None, _) => {
-                return Err(err(
-                    line,
-                    3,
-                    "expected a supplier factor or a renewable share, found neither".into(),
-                ));
+                return Err(err(line, 3, "expected a supplier factor or a renewable share, found neither".into()));
             }
         };
         for (column, value) in [(6, f[5]), (7, f[6])] {
             if value.is_empty() {
-                return Err(err(
-                    line,
-                    column,
-                    format!(
-                        "expected a non-empty {}, found nothing",
-                        MARKET_HEADER[column - 1]
-                    ),
-                ));
+                return Err(err(line, column, format!("expected a non-empty {}, found nothing", MARKET_HEADER[column - 1])));
             }
         }
         let row = MarketFactor {
@@ -294,13 +205,7 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
         };
         match seen.get(&(row.region.clone(), year)) {
             Some(&(first, i)) if out[i] != row => {
-                return Err(err(
-                    line,
-                    1,
-                    format!(
-                        "region {region} year {year} already has other factors on line {first}"
-                    ),
-                ));
+                return Err(err(line, 1, format!("region {region} year {year} already has other factors on line {first}")));
             }
             Some(_) => continue,
             None => {
@@ -310,11 +215,7 @@ pub fn market_file(file: &str, text: &str) -> Result<Vec<MarketFactor>, FactorFi
         out.push(row);
     }
     if out.is_empty() {
-        return Err(err(
-            2,
-            1,
-            "expected at least one region and year, found none".into(),
-        ));
+        return Err(err(2, 1, "expected at least one region and year, found none".into()));
     }
     Ok(out)
 }
@@ -327,30 +228,15 @@ mod tests {
     const EM_2024_HEADER: &str = "Datetime (UTC),Country,Zone name,Zone id,Carbon intensity gCO₂eq/kWh (direct),Carbon intensity gCO₂eq/kWh (Life cycle),Carbon-free energy percentage (CFE%),Renewable energy percentage (RE%),Data source,Data estimated,Data estimation method";
 
     fn em(header: &str, rows: &[&str]) -> String {
-        std::iter::once(header)
-            .chain(rows.iter().copied())
-            .collect::<Vec<_>>()
-            .join("\r\n")
-            + "\r\n"
+        std::iter::once(header).chain(rows.iter().copied()).collect::<Vec<_>>().join("\r\n") + "\r\n"
     }
 
     #[test]
     fn hourly_files_of_both_header_variants_load() {
         for header in [EM_HEADER, EM_2024_HEADER] {
-            let text = em(
-                header,
-                &["2023-01-01 00:00:00,Spain,Spain,ES,82.99,114.42,84.03,50.66,entsoe.eu,false,"],
-            );
+            let text = em(header, &["2023-01-01 00:00:00,Spain,Spain,ES,82.99,114.42,84.03,50.66,entsoe.eu,false,"]);
             let rows = hourly_file("es.csv", &text).unwrap();
-            assert_eq!(
-                rows,
-                vec![HourlyFactor {
-                    zone: "ES".into(),
-                    hour_start_unix_s: 1_672_531_200,
-                    g_co2e_per_kwh: 82.99,
-                    estimated: false
-                }]
-            );
+            assert_eq!(rows, vec![HourlyFactor { zone: "ES".into(), hour_start_unix_s: 1_672_531_200, g_co2e_per_kwh: 82.99, estimated: false }]);
         }
     }
 
@@ -359,159 +245,47 @@ mod tests {
         let ok = "2023-01-01 00:00:00,Spain,Spain,ES,82.99,114.42,84.03,50.66,entsoe.eu,false,";
         let check = |text: String, line: usize, column: usize, contains: &str| {
             let e = hourly_file("f.csv", &text).unwrap_err();
-            assert_eq!(
-                (e.file.as_str(), e.line, e.column),
-                ("f.csv", line, column),
-                "{e}"
-            );
+            assert_eq!((e.file.as_str(), e.line, e.column), ("f.csv", line, column), "{e}");
             assert!(e.to_string().contains(contains), "{e}");
         };
-        check(
-            em(
-                EM_HEADER,
-                &[
-                    ok,
-                    "2023-01-01 01:00:00,X,X,XX-NOWHERE,82.99,114.42,84.03,50.66,x,false,",
-                ],
-            ),
-            3,
-            4,
-            "unknown zone",
-        );
-        check(
-            em(
-                EM_HEADER,
-                &[
-                    ok,
-                    "2023-01-01 01:00:00,Spain,Spain,ES,-1,114.42,84.03,50.66,x,false,",
-                ],
-            ),
-            3,
-            5,
-            "non-negative",
-        );
-        check(
-            em(
-                EM_HEADER,
-                &[
-                    ok,
-                    "2023-01-01 01:00:00,Spain,Spain,ES,9000,114.42,84.03,50.66,x,false,",
-                ],
-            ),
-            3,
-            5,
-            "at most 2000",
-        );
-        check(
-            em(
-                EM_HEADER,
-                &[
-                    ok,
-                    "2023-01-01 00:00:00,Spain,Spain,ES,90,114.42,84.03,50.66,x,false,",
-                ],
-            ),
-            3,
-            5,
-            "already has 82.99",
-        );
+        check(em(EM_HEADER, &[ok, "2023-01-01 01:00:00,X,X,XX-NOWHERE,82.99,114.42,84.03,50.66,x,false,"]), 3, 4, "unknown zone");
+        check(em(EM_HEADER, &[ok, "2023-01-01 01:00:00,Spain,Spain,ES,-1,114.42,84.03,50.66,x,false,"]), 3, 5, "non-negative");
+        check(em(EM_HEADER, &[ok, "2023-01-01 01:00:00,Spain,Spain,ES,9000,114.42,84.03,50.66,x,false,"]), 3, 5, "at most 2000");
+        check(em(EM_HEADER, &[ok, "2023-01-01 00:00:00,Spain,Spain,ES,90,114.42,84.03,50.66,x,false,"]), 3, 5, "already has 82.99");
         check("zone,hour\nES,1\n".into(), 1, 4, "expected a column");
         check(String::new(), 1, 1, "empty");
         // The same hour twice with the same value is kept once.
-        assert_eq!(
-            hourly_file("f.csv", &em(EM_HEADER, &[ok, ok]))
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(hourly_file("f.csv", &em(EM_HEADER, &[ok, ok])).unwrap().len(), 1);
     }
 
     const MARKET: &str = "region,year,supplier_g_co2e_per_kwh,renewable_share,residual_mix_g_co2e_per_kwh,source,vintage";
 
     #[test]
     fn market_files_hold_a_supplier_factor_or_a_share() {
-        let text = format!(
-            "{MARKET}\neu-west-1,2026,,1,380,AIB residual mix,2025\nus-east-1,2026,12.5,,,utility,2026\n"
-        );
+        let text = format!("{MARKET}\neu-west-1,2026,,1,380,AIB residual mix,2025\nus-east-1,2026,12.5,,,utility,2026\n");
         let rows = market_file("m.csv", &text).unwrap();
         assert_eq!(rows[0].renewable_share, 1.0);
         assert_eq!(rows[0].residual_mix_g_co2e_per_kwh, Some(380.0));
-        assert_eq!(
-            (rows[1].supplier_g_co2e_per_kwh, rows[1].renewable_share),
-            (Some(12.5), 0.0)
-        );
+        assert_eq!((rows[1].supplier_g_co2e_per_kwh, rows[1].renewable_share), (Some(12.5), 0.0));
     }
 
     #[test]
     fn bad_market_files_name_file_line_and_column() {
         let check = |text: String, line: usize, column: usize, contains: &str| {
             let e = market_file("m.csv", &text).unwrap_err();
-            assert_eq!(
-                (e.file.as_str(), e.line, e.column),
-                ("m.csv", line, column),
-                "{e}"
-            );
+            assert_eq!((e.file.as_str(), e.line, e.column), ("m.csv", line, column), "{e}");
             assert!(e.to_string().contains(contains), "{e}");
         };
         let ok = "eu-west-1,2026,,0.5,380,AIB,2025";
-        check(
-            format!("{MARKET}\n{ok}\nmars-1,2026,,0.5,380,AIB,2025\n"),
-            3,
-            1,
-            "unknown region",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,,1.5,380,AIB,2025\n"),
-            3,
-            4,
-            "share 0..1",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,,0.5,-3,AIB,2025\n"),
-            3,
-            5,
-            "factor 0..2000",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,5000,,,AIB,2025\n"),
-            3,
-            3,
-            "factor 0..2000",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-1,2026,,0.6,380,AIB,2025\n"),
-            3,
-            1,
-            "already has other factors on line 2",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,,,,AIB,2025\n"),
-            3,
-            3,
-            "neither",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,10,0.5,,AIB,2025\n"),
-            3,
-            4,
-            "both",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,2026,,0.5,,,2025\n"),
-            3,
-            6,
-            "non-empty source",
-        );
-        check(
-            format!("{MARKET}\n{ok}\neu-west-2,1999,,0.5,,x,2025\n"),
-            3,
-            2,
-            "year",
-        );
-        check(
-            format!("region,yr,supplier_g_co2e_per_kwh\n{ok}\n"),
-            1,
-            2,
-            "expected header column \"year\"",
-        );
+        check(format!("{MARKET}\n{ok}\nmars-1,2026,,0.5,380,AIB,2025\n"), 3, 1, "unknown region");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,,1.5,380,AIB,2025\n"), 3, 4, "share 0..1");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,,0.5,-3,AIB,2025\n"), 3, 5, "factor 0..2000");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,5000,,,AIB,2025\n"), 3, 3, "factor 0..2000");
+        check(format!("{MARKET}\n{ok}\neu-west-1,2026,,0.6,380,AIB,2025\n"), 3, 1, "already has other factors on line 2");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,,,,AIB,2025\n"), 3, 3, "neither");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,10,0.5,,AIB,2025\n"), 3, 4, "both");
+        check(format!("{MARKET}\n{ok}\neu-west-2,2026,,0.5,,,2025\n"), 3, 6, "non-empty source");
+        check(format!("{MARKET}\n{ok}\neu-west-2,1999,,0.5,,x,2025\n"), 3, 2, "year");
+        check(format!("region,yr,supplier_g_co2e_per_kwh\n{ok}\n"), 1, 2, "expected header column \"year\"");
     }
 }

@@ -41,12 +41,8 @@ pub const HOURLY_SOURCE: &str = "hourly: Electricity Maps direct intensity (impo
 pub const FACTORS_LOCK_SQL: &str = "hashtextextended('canopy_factor_sets', 0)";
 
 /// Takes [`FACTORS_LOCK_SQL`] exclusively for the rest of `tx`.
-async fn lock_factor_sets_exclusively(
-    tx: &mut Transaction<'_, Postgres>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("SELECT pg_advisory_xact_lock({FACTORS_LOCK_SQL})"))
-        .execute(&mut **tx)
-        .await?;
+async fn lock_factor_sets_exclusively(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({FACTORS_LOCK_SQL})")).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -84,10 +80,7 @@ pub struct Imported {
 }
 
 fn read(file: &str) -> Result<String, ImportError> {
-    std::fs::read_to_string(file).map_err(|source| ImportError::Read {
-        file: file.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(file).map_err(|source| ImportError::Read { file: file.to_owned(), source })
 }
 
 /// Imports Electricity Maps hourly files as the next version of the
@@ -139,17 +132,8 @@ pub async fn import_hourly(pool: &PgPool, files: &[String]) -> Result<Imported, 
     }
     crate::restatement::record_import(&mut tx, "location-hourly", version).await?;
     tx.commit().await?;
-    tracing::info!(
-        version,
-        values = rows.len(),
-        files = files.len(),
-        "imported hourly intensity"
-    );
-    Ok(Imported {
-        factor_set: "location-hourly",
-        version,
-        values: rows.len() as u64,
-    })
+    tracing::info!(version, values = rows.len(), files = files.len(), "imported hourly intensity");
+    Ok(Imported { factor_set: "location-hourly", version, values: rows.len() as u64 })
 }
 
 /// Imports a market factor file as the next version of the `market` set.
@@ -177,17 +161,8 @@ pub async fn import_market(pool: &PgPool, file: &str) -> Result<Imported, Import
     .await?;
     crate::restatement::record_import(&mut tx, "market", version).await?;
     tx.commit().await?;
-    tracing::info!(
-        version,
-        values = rows.len(),
-        file,
-        "imported market factors"
-    );
-    Ok(Imported {
-        factor_set: "market",
-        version,
-        values: rows.len() as u64,
-    })
+    tracing::info!(version, values = rows.len(), file, "imported market factors");
+    Ok(Imported { factor_set: "market", version, values: rows.len() as u64 })
 }
 
 /// Records the next version of `set` (serialised by a lock on the versions
@@ -198,9 +173,7 @@ async fn next_version(
     files: &[String],
     values: usize,
 ) -> Result<i32, sqlx::Error> {
-    sqlx::query("LOCK TABLE factor_set_versions IN SHARE ROW EXCLUSIVE MODE")
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("LOCK TABLE factor_set_versions IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
     sqlx::query_scalar(
         "INSERT INTO factor_set_versions (factor_set, version, files, values_count)
          SELECT $1, COALESCE(max(version), 0) + 1, $2, $3 FROM factor_set_versions WHERE factor_set = $1
@@ -225,17 +198,13 @@ struct StoredMarket {
 }
 
 fn year_of(unix_s: i64) -> i32 {
-    i32::try_from(crate::time::civil_from_days(unix_s.div_euclid(crate::time::DAY_S)).0)
-        .unwrap_or(i32::MAX)
+    i32::try_from(crate::time::civil_from_days(unix_s.div_euclid(crate::time::DAY_S)).0).unwrap_or(i32::MAX)
 }
 
 /// Prices the facts of one batch with the aggregator's factor sets (see the
 /// module header). One statement reads the newest hourly values of the
 /// batch's (zone, hour)s and market factors of its (region, year)s.
-pub async fn apply(
-    tx: &mut Transaction<'_, Postgres>,
-    facts: &mut [FactRow],
-) -> Result<(), sqlx::Error> {
+pub async fn apply(tx: &mut Transaction<'_, Postgres>, facts: &mut [FactRow]) -> Result<(), sqlx::Error> {
     if facts.is_empty() {
         return Ok(());
     }
@@ -243,10 +212,7 @@ pub async fn apply(
     let mut years: BTreeSet<(String, i32)> = BTreeSet::new();
     for f in facts.iter() {
         if let Some(zone) = zone_for_region(&f.region) {
-            hours.insert((
-                zone,
-                crate::time::floor_to(f.period_start_unix_s, crate::time::HOUR_S),
-            ));
+            hours.insert((zone, crate::time::floor_to(f.period_start_unix_s, crate::time::HOUR_S)));
         }
         years.insert((f.region.clone(), year_of(f.period_start_unix_s)));
     }
@@ -300,59 +266,27 @@ pub async fn apply(
 }
 
 /// Recomputes one fact's operational figures (see [`apply`]).
-fn price(
-    f: &mut FactRow,
-    hourly: &HashMap<(String, i64), (i32, f64)>,
-    market: &HashMap<(String, i32), StoredMarket>,
-) {
+fn price(f: &mut FactRow, hourly: &HashMap<(String, i64), (i32, f64)>, market: &HashMap<(String, i32), StoredMarket>) {
     let old = f.parts();
     let annual = location_factor(&f.region);
     let hour = crate::time::floor_to(f.period_start_unix_s, crate::time::HOUR_S);
     let hourly_value = zone_for_region(&f.region).and_then(|z| hourly.get(&(z.to_owned(), hour)));
     let (location_g_per_kwh, location_source, location_vintage) = match hourly_value {
-        Some((version, g)) => (
-            *g,
-            HOURLY_SOURCE.to_owned(),
-            format!("location-hourly v{version}"),
-        ),
-        None => (
-            annual.g_co2e_per_kwh,
-            format!("{ANNUAL_PREFIX}{}", annual.provenance.source),
-            annual.provenance.vintage.to_owned(),
-        ),
+        Some((version, g)) => (*g, HOURLY_SOURCE.to_owned(), format!("location-hourly v{version}")),
+        None => (annual.g_co2e_per_kwh, format!("{ANNUAL_PREFIX}{}", annual.provenance.source), annual.provenance.vintage.to_owned()),
     };
     let op_location = f.energy_kwh * location_g_per_kwh;
-    let (market_g_per_kwh, market_source, market_vintage) =
-        match market.get(&(f.region.clone(), year_of(f.period_start_unix_s))) {
-            Some(m) => {
-                let g = m
-                    .supplier
-                    .unwrap_or_else(|| (1.0 - m.share) * m.residual.unwrap_or(location_g_per_kwh));
-                (
-                    g,
-                    format!("market v{}: {}", m.version, m.source),
-                    m.vintage.clone(),
-                )
-            }
-            None => (
-                location_g_per_kwh,
-                crate::from_protocol::MARKET_FALLBACK.to_owned(),
-                location_vintage.clone(),
-            ),
-        };
+    let (market_g_per_kwh, market_source, market_vintage) = match market.get(&(f.region.clone(), year_of(f.period_start_unix_s))) {
+        Some(m) => {
+            let g = m.supplier.unwrap_or_else(|| (1.0 - m.share) * m.residual.unwrap_or(location_g_per_kwh));
+            (g, format!("market v{}: {}", m.version, m.source), m.vintage.clone())
+        }
+        None => (location_g_per_kwh, crate::from_protocol::MARKET_FALLBACK.to_owned(), location_vintage.clone()),
+    };
     let op_market = f.energy_kwh * market_g_per_kwh;
     // The agent's relative bounds of the operational part (energy's uncertainty).
-    let ratio = |bound: f64| {
-        if old.operational_location_g_co2e > 0.0 {
-            bound / old.operational_location_g_co2e
-        } else {
-            1.0
-        }
-    };
-    let (low_ratio, high_ratio) = (
-        ratio(old.operational_location_low_g_co2e),
-        ratio(old.operational_location_high_g_co2e),
-    );
+    let ratio = |bound: f64| if old.operational_location_g_co2e > 0.0 { bound / old.operational_location_g_co2e } else { 1.0 };
+    let (low_ratio, high_ratio) = (ratio(old.operational_location_low_g_co2e), ratio(old.operational_location_high_g_co2e));
     let parts = FactParts {
         it_energy_kwh: old.it_energy_kwh,
         operational_location_g_co2e: op_location,
@@ -371,11 +305,7 @@ fn price(
     f.high_g_co2e = parts.operational_location_high_g_co2e + parts.embodied_high_g_co2e;
     f.factor_source = location_source;
     f.factor_vintage = location_vintage;
-    f.accounting = Some(Accounting {
-        parts,
-        market_factor_source: market_source,
-        market_factor_vintage: market_vintage,
-    });
+    f.accounting = Some(Accounting { parts, market_factor_source: market_source, market_factor_vintage: market_vintage });
 }
 
 #[cfg(test)]
@@ -403,34 +333,20 @@ mod tests {
         price(&mut f, &hourly, &HashMap::new());
         let p = f.parts();
         assert_eq!(p.operational_location_g_co2e, 2.0 * 218.3);
-        assert_eq!(
-            (f.factor_source.as_str(), f.factor_vintage.as_str()),
-            (HOURLY_SOURCE, "location-hourly v3")
-        );
+        assert_eq!((f.factor_source.as_str(), f.factor_vintage.as_str()), (HOURLY_SOURCE, "location-hourly v3"));
         // No market data: market = location, flagged.
         assert_eq!(p.operational_market_g_co2e, p.operational_location_g_co2e);
         assert_eq!(f.market_lineage().0, "location-fallback");
         // Embodied unchanged, totals add up, the agent's relative bounds kept ((690 - 50) / 800).
         assert_eq!(p.embodied_g_co2e, 50.0);
         assert!((f.location_g_co2e - (2.0 * 218.3 + 50.0)).abs() < 1e-9);
-        assert!(
-            (p.operational_location_low_g_co2e / p.operational_location_g_co2e - 640.0 / 800.0)
-                .abs()
-                < 1e-12
-        );
+        assert!((p.operational_location_low_g_co2e / p.operational_location_g_co2e - 640.0 / 800.0).abs() < 1e-12);
         // The next hour is not covered: the annual factor, said so.
         let mut g = fact("us-west-1", hour + 3_600);
         price(&mut g, &hourly, &HashMap::new());
         let annual = location_factor("us-west-1");
-        assert_eq!(
-            g.parts().operational_location_g_co2e,
-            2.0 * annual.g_co2e_per_kwh
-        );
-        assert!(
-            g.factor_source.starts_with(ANNUAL_PREFIX),
-            "{}",
-            g.factor_source
-        );
+        assert_eq!(g.parts().operational_location_g_co2e, 2.0 * annual.g_co2e_per_kwh);
+        assert!(g.factor_source.starts_with(ANNUAL_PREFIX), "{}", g.factor_source);
     }
 
     #[test]
@@ -438,23 +354,13 @@ mod tests {
         let start = 1_798_761_600; // 2027-01-01
         let market = HashMap::from([(
             ("eu-west-1".to_owned(), 2027),
-            StoredMarket {
-                version: 1,
-                supplier: None,
-                share: 1.0,
-                residual: Some(380.0),
-                source: "AIB".into(),
-                vintage: "2026".into(),
-            },
+            StoredMarket { version: 1, supplier: None, share: 1.0, residual: Some(380.0), source: "AIB".into(), vintage: "2026".into() },
         )]);
         let mut f = fact("eu-west-1", start);
         price(&mut f, &HashMap::new(), &market);
         let p = f.parts();
         assert_eq!(p.operational_market_g_co2e, 0.0);
-        assert_eq!(
-            p.operational_location_g_co2e,
-            2.0 * location_factor("eu-west-1").g_co2e_per_kwh
-        );
+        assert_eq!(p.operational_location_g_co2e, 2.0 * location_factor("eu-west-1").g_co2e_per_kwh);
         assert_eq!(p.embodied_g_co2e, 50.0);
         assert_eq!(f.market_g_co2e, 50.0);
         assert_eq!(f.market_lineage(), ("market v1: AIB", "2026"));

@@ -13,9 +13,7 @@
 //!   subtree is kept; a filter value above scope OUs is replaced by those
 //!   OUs; anything else is refused.
 
-use super::{
-    Filters, QueryEngine, QueryError, SeriesRequest, Snapshot, TopResourcesRequest, TotalsRequest,
-};
+use super::{Filters, QueryEngine, QueryError, SeriesRequest, Snapshot, TopResourcesRequest, TotalsRequest};
 use super::{SeriesResponse, TopResourcesResponse, TotalsResponse};
 use crate::auth::principal::{Principal, Scope};
 
@@ -34,11 +32,7 @@ pub fn within(ou: &str, root: &str) -> bool {
     ou == root || (ou.starts_with(root) && ou.as_bytes().get(root.len()) == Some(&b'/'))
 }
 
-fn narrow_list(
-    requested: &mut Vec<String>,
-    allowed: &[String],
-    parameter: &'static str,
-) -> Result<(), Forbidden> {
+fn narrow_list(requested: &mut Vec<String>, allowed: &[String], parameter: &'static str) -> Result<(), Forbidden> {
     if allowed.is_empty() {
         return Ok(());
     }
@@ -47,10 +41,7 @@ fn narrow_list(
         return Ok(());
     }
     match requested.iter().find(|v| !allowed.contains(v)) {
-        Some(v) => Err(Forbidden {
-            parameter,
-            value: v.clone(),
-        }),
+        Some(v) => Err(Forbidden { parameter, value: v.clone() }),
         None => Ok(()),
     }
 }
@@ -71,10 +62,7 @@ fn narrow_ous(requested: &mut Vec<String>, allowed: &[String]) -> Result<(), For
         }
         let below: Vec<&String> = allowed.iter().filter(|root| within(root, ou)).collect();
         if below.is_empty() {
-            return Err(Forbidden {
-                parameter: "ou",
-                value: ou.clone(),
-            });
+            return Err(Forbidden { parameter: "ou", value: ou.clone() });
         }
         narrowed.extend(below.into_iter().cloned());
     }
@@ -94,36 +82,18 @@ pub fn restrict(filters: &Filters, scope: &Scope) -> Result<Filters, Forbidden> 
 }
 
 /// A totals request narrowed to `principal`'s scope.
-pub fn totals_request(
-    req: &TotalsRequest,
-    principal: &Principal,
-) -> Result<TotalsRequest, Forbidden> {
-    Ok(TotalsRequest {
-        filters: restrict(&req.filters, &principal.scope)?,
-        ..req.clone()
-    })
+pub fn totals_request(req: &TotalsRequest, principal: &Principal) -> Result<TotalsRequest, Forbidden> {
+    Ok(TotalsRequest { filters: restrict(&req.filters, &principal.scope)?, ..req.clone() })
 }
 
 /// A series request narrowed to `principal`'s scope.
-pub fn series_request(
-    req: &SeriesRequest,
-    principal: &Principal,
-) -> Result<SeriesRequest, Forbidden> {
-    Ok(SeriesRequest {
-        filters: restrict(&req.filters, &principal.scope)?,
-        ..req.clone()
-    })
+pub fn series_request(req: &SeriesRequest, principal: &Principal) -> Result<SeriesRequest, Forbidden> {
+    Ok(SeriesRequest { filters: restrict(&req.filters, &principal.scope)?, ..req.clone() })
 }
 
 /// A top-resources request narrowed to `principal`'s scope.
-pub fn top_request(
-    req: &TopResourcesRequest,
-    principal: &Principal,
-) -> Result<TopResourcesRequest, Forbidden> {
-    Ok(TopResourcesRequest {
-        filters: restrict(&req.filters, &principal.scope)?,
-        ..req.clone()
-    })
+pub fn top_request(req: &TopResourcesRequest, principal: &Principal) -> Result<TopResourcesRequest, Forbidden> {
+    Ok(TopResourcesRequest { filters: restrict(&req.filters, &principal.scope)?, ..req.clone() })
 }
 
 /// Whether one (account, OU path, team) is inside `scope` (fleet rows,
@@ -142,8 +112,7 @@ impl QueryEngine {
         req: &TotalsRequest,
         now_unix_s: i64,
     ) -> Result<TotalsResponse, QueryError> {
-        self.totals(&totals_request(req, principal)?, now_unix_s)
-            .await
+        self.totals(&totals_request(req, principal)?, now_unix_s).await
     }
 
     /// [`QueryEngine::series`] within `principal`'s scope.
@@ -153,8 +122,7 @@ impl QueryEngine {
         req: &SeriesRequest,
         now_unix_s: i64,
     ) -> Result<SeriesResponse, QueryError> {
-        self.series(&series_request(req, principal)?, now_unix_s)
-            .await
+        self.series(&series_request(req, principal)?, now_unix_s).await
     }
 
     /// [`QueryEngine::realtime`] within `principal`'s scope.
@@ -164,8 +132,7 @@ impl QueryEngine {
         req: &SeriesRequest,
         now_unix_s: i64,
     ) -> Result<SeriesResponse, QueryError> {
-        self.realtime(&series_request(req, principal)?, now_unix_s)
-            .await
+        self.realtime(&series_request(req, principal)?, now_unix_s).await
     }
 
     /// [`QueryEngine::top_resources`] within `principal`'s scope.
@@ -175,18 +142,13 @@ impl QueryEngine {
         req: &TopResourcesRequest,
         now_unix_s: i64,
     ) -> Result<TopResourcesResponse, QueryError> {
-        self.top_resources(&top_request(req, principal)?, now_unix_s)
-            .await
+        self.top_resources(&top_request(req, principal)?, now_unix_s).await
     }
 }
 
 impl Snapshot {
     /// [`Snapshot::totals`] within `principal`'s scope.
-    pub async fn totals_for(
-        &mut self,
-        principal: &Principal,
-        req: &TotalsRequest,
-    ) -> Result<TotalsResponse, QueryError> {
+    pub async fn totals_for(&mut self, principal: &Principal, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
         self.totals(&totals_request(req, principal)?).await
     }
 
@@ -210,80 +172,24 @@ mod tests {
 
     #[test]
     fn scopes_narrow_and_refuse() {
-        let team = Scope {
-            teams: v(&["web"]),
-            ..Scope::default()
-        };
+        let team = Scope { teams: v(&["web"]), ..Scope::default() };
         let narrowed = restrict(&Filters::default(), &team).unwrap();
         assert_eq!(narrowed.team, v(&["web"]));
         assert_eq!(
-            restrict(
-                &Filters {
-                    team: v(&["web", "data"]),
-                    ..Filters::default()
-                },
-                &team
-            ),
-            Err(Forbidden {
-                parameter: "team",
-                value: "data".into()
-            })
+            restrict(&Filters { team: v(&["web", "data"]), ..Filters::default() }, &team),
+            Err(Forbidden { parameter: "team", value: "data".into() })
         );
-        let ou = Scope {
-            ous: v(&["Root/Eng"]),
-            ..Scope::default()
-        };
+        let ou = Scope { ous: v(&["Root/Eng"]), ..Scope::default() };
         // Above the scope: replaced by the scope; inside: kept; beside: refused.
+        assert_eq!(restrict(&Filters { ou: v(&["Root"]), ..Filters::default() }, &ou).unwrap().ou, v(&["Root/Eng"]));
         assert_eq!(
-            restrict(
-                &Filters {
-                    ou: v(&["Root"]),
-                    ..Filters::default()
-                },
-                &ou
-            )
-            .unwrap()
-            .ou,
-            v(&["Root/Eng"])
-        );
-        assert_eq!(
-            restrict(
-                &Filters {
-                    ou: v(&["Root/Eng/Web"]),
-                    ..Filters::default()
-                },
-                &ou
-            )
-            .unwrap()
-            .ou,
+            restrict(&Filters { ou: v(&["Root/Eng/Web"]), ..Filters::default() }, &ou).unwrap().ou,
             v(&["Root/Eng/Web"])
         );
-        assert!(
-            restrict(
-                &Filters {
-                    ou: v(&["Root/Engineering"]),
-                    ..Filters::default()
-                },
-                &ou
-            )
-            .is_err()
-        );
-        assert!(
-            restrict(
-                &Filters {
-                    ou: v(&["Root/Sales"]),
-                    ..Filters::default()
-                },
-                &ou
-            )
-            .is_err()
-        );
+        assert!(restrict(&Filters { ou: v(&["Root/Engineering"]), ..Filters::default() }, &ou).is_err());
+        assert!(restrict(&Filters { ou: v(&["Root/Sales"]), ..Filters::default() }, &ou).is_err());
         // Unrestricted scopes change nothing.
-        let any = Filters {
-            team: v(&["x"]),
-            ou: v(&["Root/Sales"]),
-            ..Filters::default()
-        };
+        let any = Filters { team: v(&["x"]), ou: v(&["Root/Sales"]), ..Filters::default() };
         assert_eq!(restrict(&any, &Scope::default()).unwrap(), any);
         assert!(allows(&ou, "1", "Root/Eng/Web", None));
         assert!(!allows(&ou, "1", "Root/Engineering", None));

@@ -20,12 +20,8 @@ use crate::time::{DAY_S, floor_to, month_start_shifted};
 /// The retention policies the TimescaleDB path installs (migrations 0002
 /// and 0009): 5-minute rollups and real-time records 35 days, facts and
 /// hourly rollups 13 months, daily and monthly forever.
-const TIMESCALE_POLICIES: RetentionPolicy = RetentionPolicy {
-    five_minute_days: 35,
-    hourly_months: 13,
-    facts_months: 13,
-    daily_months: None,
-};
+const TIMESCALE_POLICIES: RetentionPolicy =
+    RetentionPolicy { five_minute_days: 35, hourly_months: 13, facts_months: 13, daily_months: None };
 
 /// The level names of `retention_horizons.level`.
 const LEVELS: [&str; 4] = ["five_minute", "hourly", "facts", "daily"];
@@ -54,8 +50,7 @@ impl Horizons {
     pub fn of_timescale_policies(now_unix_s: i64) -> Horizons {
         let p = TIMESCALE_POLICIES;
         Horizons {
-            five_minute_unix_s: floor_to(now_unix_s, DAY_S)
-                - (i64::from(p.five_minute_days) - 1) * DAY_S,
+            five_minute_unix_s: floor_to(now_unix_s, DAY_S) - (i64::from(p.five_minute_days) - 1) * DAY_S,
             hourly_unix_s: month_start_shifted(now_unix_s, 1 - i64::from(p.hourly_months)),
             facts_unix_s: month_start_shifted(now_unix_s, 1 - i64::from(p.facts_months)),
             daily_unix_s: i64::MIN,
@@ -63,12 +58,7 @@ impl Horizons {
     }
 
     fn by_level(&self) -> [i64; 4] {
-        [
-            self.five_minute_unix_s,
-            self.hourly_unix_s,
-            self.facts_unix_s,
-            self.daily_unix_s,
-        ]
+        [self.five_minute_unix_s, self.hourly_unix_s, self.facts_unix_s, self.daily_unix_s]
     }
 }
 
@@ -102,16 +92,10 @@ pub async fn publish(pool: &PgPool, horizons: &Horizons) -> Result<bool, sqlx::E
     if stored.max(*horizons) == stored {
         return Ok(false);
     }
-    let (levels, times): (Vec<&str>, Vec<i64>) = LEVELS
-        .iter()
-        .zip(horizons.by_level())
-        .filter(|(_, t)| *t != i64::MIN)
-        .map(|(l, t)| (*l, t))
-        .unzip();
+    let (levels, times): (Vec<&str>, Vec<i64>) =
+        LEVELS.iter().zip(horizons.by_level()).filter(|(_, t)| *t != i64::MIN).map(|(l, t)| (*l, t)).unzip();
     let mut tx = pool.begin().await?;
-    sqlx::query("LOCK TABLE retention_horizons IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("LOCK TABLE retention_horizons IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await?;
     sqlx::query(
         "UPDATE retention_horizons h SET horizon = to_timestamp(n.t)
          FROM unnest($1::text[], $2::bigint[]) AS n(level, t)
@@ -136,27 +120,15 @@ mod tests {
         let now = 20_794 * DAY_S + 43_200;
         let h = Horizons::of_policy(&RetentionPolicy::default(), now);
         assert_eq!(h.five_minute_unix_s, 20_759 * DAY_S);
-        assert_eq!(
-            (h.hourly_unix_s, h.facts_unix_s),
-            (20_393 * DAY_S, 20_393 * DAY_S)
-        );
+        assert_eq!((h.hourly_unix_s, h.facts_unix_s), (20_393 * DAY_S, 20_393 * DAY_S));
         assert_eq!(h.daily_unix_s, i64::MIN);
-        let h = Horizons::of_policy(
-            &RetentionPolicy {
-                daily_months: Some(2),
-                ..RetentionPolicy::default()
-            },
-            now,
-        );
+        let h = Horizons::of_policy(&RetentionPolicy { daily_months: Some(2), ..RetentionPolicy::default() }, now);
         assert_eq!(h.daily_unix_s, 20_727 * DAY_S); // 2026-10-01
         // TimescaleDB keeps at least what is newer than now - 35 days
         // (2026-11-02T12:00Z) and now - 13 months (2025-11-07T12:00Z).
         let h = Horizons::of_timescale_policies(now);
         assert_eq!(h.five_minute_unix_s, 20_760 * DAY_S); // 2026-11-03
-        assert_eq!(
-            (h.hourly_unix_s, h.facts_unix_s),
-            (20_423 * DAY_S, 20_423 * DAY_S)
-        ); // 2025-12-01
+        assert_eq!((h.hourly_unix_s, h.facts_unix_s), (20_423 * DAY_S, 20_423 * DAY_S)); // 2025-12-01
         assert_eq!(h.daily_unix_s, i64::MIN);
     }
 }

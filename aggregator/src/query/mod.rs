@@ -128,10 +128,7 @@ pub struct Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Page {
-            limit: 100,
-            offset: 0,
-        }
+        Page { limit: 100, offset: 0 }
     }
 }
 
@@ -296,30 +293,12 @@ impl Metrics {
             ("low_kg_co2e", self.low_kg_co2e),
             ("high_kg_co2e", self.high_kg_co2e),
             ("it_energy_kwh", self.it_energy_kwh),
-            (
-                "operational_location_kg_co2e",
-                self.operational_location_kg_co2e,
-            ),
-            (
-                "operational_location_low_kg_co2e",
-                self.operational_location_low_kg_co2e,
-            ),
-            (
-                "operational_location_high_kg_co2e",
-                self.operational_location_high_kg_co2e,
-            ),
-            (
-                "operational_market_kg_co2e",
-                self.operational_market_kg_co2e,
-            ),
-            (
-                "operational_market_low_kg_co2e",
-                self.operational_market_low_kg_co2e,
-            ),
-            (
-                "operational_market_high_kg_co2e",
-                self.operational_market_high_kg_co2e,
-            ),
+            ("operational_location_kg_co2e", self.operational_location_kg_co2e),
+            ("operational_location_low_kg_co2e", self.operational_location_low_kg_co2e),
+            ("operational_location_high_kg_co2e", self.operational_location_high_kg_co2e),
+            ("operational_market_kg_co2e", self.operational_market_kg_co2e),
+            ("operational_market_low_kg_co2e", self.operational_market_low_kg_co2e),
+            ("operational_market_high_kg_co2e", self.operational_market_high_kg_co2e),
             ("embodied_kg_co2e", self.embodied_kg_co2e),
             ("embodied_low_kg_co2e", self.embodied_low_kg_co2e),
             ("embodied_high_kg_co2e", self.embodied_high_kg_co2e),
@@ -332,11 +311,7 @@ impl Metrics {
     pub fn as_stored(&self) -> crate::accounting::Measures {
         let mut m = [0.0; crate::accounting::MEASURES];
         for (i, (name, v)) in self.named().iter().enumerate() {
-            m[i] = if name.ends_with("_kwh") {
-                *v
-            } else {
-                v * 1_000.0
-            };
+            m[i] = if name.ends_with("_kwh") { *v } else { v * 1_000.0 };
         }
         m
     }
@@ -347,32 +322,14 @@ impl Metrics {
     /// the larger side; names the first that does not.
     pub fn parts_add_up(&self, tolerance: f64) -> Result<(), String> {
         let pairs = [
-            (
-                "location",
-                self.location_kg_co2e,
-                self.operational_location_kg_co2e + self.embodied_kg_co2e,
-            ),
-            (
-                "market",
-                self.market_kg_co2e,
-                self.operational_market_kg_co2e + self.embodied_kg_co2e,
-            ),
-            (
-                "low",
-                self.low_kg_co2e,
-                self.operational_location_low_kg_co2e + self.embodied_low_kg_co2e,
-            ),
-            (
-                "high",
-                self.high_kg_co2e,
-                self.operational_location_high_kg_co2e + self.embodied_high_kg_co2e,
-            ),
+            ("location", self.location_kg_co2e, self.operational_location_kg_co2e + self.embodied_kg_co2e),
+            ("market", self.market_kg_co2e, self.operational_market_kg_co2e + self.embodied_kg_co2e),
+            ("low", self.low_kg_co2e, self.operational_location_low_kg_co2e + self.embodied_low_kg_co2e),
+            ("high", self.high_kg_co2e, self.operational_location_high_kg_co2e + self.embodied_high_kg_co2e),
         ];
         for (name, total, parts) in pairs {
             if (total - parts).abs() > tolerance * total.abs().max(parts.abs()).max(1e-9) {
-                return Err(format!(
-                    "{name}: total {total} kg, parts add up to {parts} kg"
-                ));
+                return Err(format!("{name}: total {total} kg, parts add up to {parts} kg"));
             }
         }
         Ok(())

@@ -84,9 +84,7 @@ impl Source {
     pub fn step_s(self) -> Option<i64> {
         match self {
             Source::Monthly | Source::OrgMonthly | Source::OrgTeamMonthly => None,
-            Source::Daily | Source::OrgDaily | Source::OrgTeamDaily | Source::ResourceDaily => {
-                Some(DAY_S)
-            }
+            Source::Daily | Source::OrgDaily | Source::OrgTeamDaily | Source::ResourceDaily => Some(DAY_S),
             Source::Hourly | Source::OrgHourly => Some(HOUR_S),
             Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => Some(FIVE_MINUTES_S),
             Source::Facts => None,
@@ -114,10 +112,7 @@ impl Source {
 
     /// True for the org rollups (no account dimension, OU path instead).
     pub fn is_org(self) -> bool {
-        matches!(
-            self,
-            Source::OrgMonthly | Source::OrgDaily | Source::OrgHourly | Source::OrgFiveMinute
-        )
+        matches!(self, Source::OrgMonthly | Source::OrgDaily | Source::OrgHourly | Source::OrgFiveMinute)
     }
 
     /// True for the team rollups (team and quality flag only).
@@ -162,19 +157,11 @@ pub struct Segment {
 impl Segment {
     /// A segment added to the answer.
     pub fn add(source: Source, from_unix_s: i64, to_unix_s: i64) -> Segment {
-        Segment {
-            source,
-            from_unix_s,
-            to_unix_s,
-            subtract: false,
-        }
+        Segment { source, from_unix_s, to_unix_s, subtract: false }
     }
 
     fn negated(self) -> Segment {
-        Segment {
-            subtract: !self.subtract,
-            ..self
-        }
+        Segment { subtract: !self.subtract, ..self }
     }
 }
 
@@ -195,12 +182,8 @@ pub struct Horizons {
 
 impl Horizons {
     /// Nothing dropped anywhere.
-    pub const NONE: Horizons = Horizons {
-        five_minute_unix_s: i64::MIN,
-        hourly_unix_s: i64::MIN,
-        facts_unix_s: i64::MIN,
-        daily_unix_s: i64::MIN,
-    };
+    pub const NONE: Horizons =
+        Horizons { five_minute_unix_s: i64::MIN, hourly_unix_s: i64::MIN, facts_unix_s: i64::MIN, daily_unix_s: i64::MIN };
 
     /// The later of two horizons per level (the more conservative one).
     pub fn max(self, other: Horizons) -> Horizons {
@@ -215,9 +198,7 @@ impl Horizons {
     /// The horizon of the level `source` belongs to.
     pub fn of(&self, source: Source) -> i64 {
         match source {
-            Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => {
-                self.five_minute_unix_s
-            }
+            Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => self.five_minute_unix_s,
             Source::Hourly | Source::OrgHourly => self.hourly_unix_s,
             Source::Facts => self.facts_unix_s,
             Source::Monthly
@@ -234,11 +215,7 @@ impl Horizons {
     /// horizon rounded up to the level's bucket boundary.
     pub fn usable_from(&self, source: Source) -> i64 {
         let h = self.of(source);
-        if h == i64::MIN || source == Source::Facts {
-            h
-        } else {
-            bucket_ceil(source, h)
-        }
+        if h == i64::MIN || source == Source::Facts { h } else { bucket_ceil(source, h) }
     }
 }
 
@@ -264,12 +241,7 @@ pub struct RetentionError {
 pub fn rfc3339(t_unix_s: i64) -> String {
     let (y, m, d) = civil_from_days(t_unix_s.div_euclid(DAY_S));
     let s = t_unix_s.rem_euclid(DAY_S);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / HOUR_S,
-        s % HOUR_S / 60,
-        s % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / HOUR_S, s % HOUR_S / 60, s % 60)
 }
 
 /// Plans `[from, to)` over `levels` (coarsest first), falling back to raw
@@ -280,12 +252,7 @@ pub fn rfc3339(t_unix_s: i64) -> String {
 /// names the edge and the boundaries to round it to. Segments are returned
 /// in time order of the pieces added, subtracted pieces next to the bucket
 /// they cut.
-pub fn plan(
-    from_unix_s: i64,
-    to_unix_s: i64,
-    levels: &[Source],
-    horizons: &Horizons,
-) -> Result<Vec<Segment>, RetentionError> {
+pub fn plan(from_unix_s: i64, to_unix_s: i64, levels: &[Source], horizons: &Horizons) -> Result<Vec<Segment>, RetentionError> {
     if let Some(segments) = cover(from_unix_s, to_unix_s, levels, horizons) {
         return Ok(segments);
     }
@@ -348,25 +315,11 @@ fn names(levels: &[Source]) -> String {
 /// Why the edge `x` (`probe` is the instant of the range next to it) cannot
 /// be answered: no level holds `probe`, or the finest level holding it has
 /// no bucket boundary at `x`. None when the edge is answerable.
-fn edge_error(
-    parameter: &'static str,
-    x: i64,
-    probe: i64,
-    levels: &[Source],
-    h: &Horizons,
-) -> Option<RetentionError> {
+fn edge_error(parameter: &'static str, x: i64, probe: i64, levels: &[Source], h: &Horizons) -> Option<RetentionError> {
     let all: Vec<Source> = levels.iter().copied().chain([Source::Facts]).collect();
-    let finest = all
-        .iter()
-        .copied()
-        .filter(|l| probe >= h.usable_from(*l))
-        .min_by_key(|l| width(*l));
+    let finest = all.iter().copied().filter(|l| probe >= h.usable_from(*l)).min_by_key(|l| width(*l));
     let Some(finest) = finest else {
-        let earliest = all
-            .iter()
-            .map(|l| h.usable_from(*l))
-            .min()
-            .unwrap_or(i64::MIN);
+        let earliest = all.iter().map(|l| h.usable_from(*l)).min().unwrap_or(i64::MIN);
         return Some(RetentionError {
             parameter,
             found_unix_s: x,
@@ -384,16 +337,8 @@ fn edge_error(
     if down == x {
         return None;
     }
-    let expired: Vec<Source> = all
-        .iter()
-        .copied()
-        .filter(|l| width(*l) < width(finest))
-        .collect();
-    let boundary = expired
-        .iter()
-        .map(|l| h.usable_from(*l))
-        .min()
-        .unwrap_or(i64::MAX);
+    let expired: Vec<Source> = all.iter().copied().filter(|l| width(*l) < width(finest)).collect();
+    let boundary = expired.iter().map(|l| h.usable_from(*l)).min().unwrap_or(i64::MAX);
     Some(RetentionError {
         parameter,
         found_unix_s: x,
@@ -412,29 +357,16 @@ fn edge_error(
 }
 
 /// The levels a totals query may use.
-pub const TOTALS_LEVELS: [Source; 4] = [
-    Source::Monthly,
-    Source::Daily,
-    Source::Hourly,
-    Source::FiveMinute,
-];
+pub const TOTALS_LEVELS: [Source; 4] = [Source::Monthly, Source::Daily, Source::Hourly, Source::FiveMinute];
 
 /// The levels a totals query without the account dimension may use.
-pub const ORG_TOTALS_LEVELS: [Source; 4] = [
-    Source::OrgMonthly,
-    Source::OrgDaily,
-    Source::OrgHourly,
-    Source::OrgFiveMinute,
-];
+pub const ORG_TOTALS_LEVELS: [Source; 4] =
+    [Source::OrgMonthly, Source::OrgDaily, Source::OrgHourly, Source::OrgFiveMinute];
 
 /// The levels a totals query that only groups and filters by team and
 /// quality flag may use: team rollups for days and months, org rollups below.
-pub const TEAM_TOTALS_LEVELS: [Source; 4] = [
-    Source::OrgTeamMonthly,
-    Source::OrgTeamDaily,
-    Source::OrgHourly,
-    Source::OrgFiveMinute,
-];
+pub const TEAM_TOTALS_LEVELS: [Source; 4] =
+    [Source::OrgTeamMonthly, Source::OrgTeamDaily, Source::OrgHourly, Source::OrgFiveMinute];
 
 /// The levels a top-resources query may use: the per-resource daily rollup
 /// for whole days, per-resource facts for ragged edges. An hourly
@@ -477,9 +409,7 @@ pub fn cost(segments: &[Segment]) -> f64 {
             let span = (s.to_unix_s - s.from_unix_s) as f64;
             let buckets = match s.source.step_s() {
                 Some(step) => span / step as f64,
-                None if s.source == Source::Facts => {
-                    span / FIVE_MINUTES_S as f64 * FACT_COST_PER_5_MINUTES
-                }
+                None if s.source == Source::Facts => span / FIVE_MINUTES_S as f64 * FACT_COST_PER_5_MINUTES,
                 None => (span / (30.0 * DAY_S as f64)).round().max(1.0),
             };
             buckets + 0.25
@@ -498,8 +428,7 @@ fn cover(from: i64, to: i64, levels: &[Source], h: &Horizons) -> Option<Vec<Segm
         return Some(Vec::new());
     }
     let Some((&level, rest)) = levels.split_first() else {
-        return (from >= h.usable_from(Source::Facts))
-            .then(|| vec![Segment::add(Source::Facts, from, to)]);
+        return (from >= h.usable_from(Source::Facts)).then(|| vec![Segment::add(Source::Facts, from, to)]);
     };
     // Without this level at all.
     let mut best = cover(from, to, rest, h).map(|p| {
@@ -556,18 +485,12 @@ mod tests {
     use crate::time::ceil_to;
 
     fn plain(segments: &[Segment]) -> Vec<(Source, i64, i64, bool)> {
-        segments
-            .iter()
-            .map(|s| (s.source, s.from_unix_s, s.to_unix_s, s.subtract))
-            .collect()
+        segments.iter().map(|s| (s.source, s.from_unix_s, s.to_unix_s, s.subtract)).collect()
     }
 
     /// Only the 5-minute level expired (before `horizon`).
     fn h5(horizon: i64) -> Horizons {
-        Horizons {
-            five_minute_unix_s: horizon,
-            ..Horizons::NONE
-        }
+        Horizons { five_minute_unix_s: horizon, ..Horizons::NONE }
     }
 
     fn check(from: i64, to: i64, horizon: i64, expected: &[(Source, i64, i64, bool)]) {
@@ -581,10 +504,7 @@ mod tests {
     /// level; no segment of any level (facts included, subtracted pieces
     /// too) starts before that level's horizon.
     fn assert_tiles(segments: &[Segment], from: i64, to: i64, horizons: &Horizons) {
-        let mut points: Vec<i64> = segments
-            .iter()
-            .flat_map(|s| [s.from_unix_s, s.to_unix_s])
-            .collect();
+        let mut points: Vec<i64> = segments.iter().flat_map(|s| [s.from_unix_s, s.to_unix_s]).collect();
         points.extend([from, to]);
         points.sort_unstable();
         points.dedup();
@@ -596,42 +516,22 @@ mod tests {
                 .map(|s| if s.subtract { -1 } else { 1 })
                 .sum();
             let expected = i32::from(from <= probe && probe < to);
-            assert_eq!(
-                covered, expected,
-                "instant {probe} of [{from}, {to}) in {segments:?}"
-            );
+            assert_eq!(covered, expected, "instant {probe} of [{from}, {to}) in {segments:?}");
         }
         for s in segments {
             assert!(s.from_unix_s < s.to_unix_s, "empty segment {s:?}");
             if s.source != Source::Facts {
-                assert_eq!(
-                    bucket_floor(s.source, s.from_unix_s),
-                    s.from_unix_s,
-                    "{s:?} starts inside a bucket"
-                );
-                assert_eq!(
-                    bucket_floor(s.source, s.to_unix_s),
-                    s.to_unix_s,
-                    "{s:?} ends inside a bucket"
-                );
+                assert_eq!(bucket_floor(s.source, s.from_unix_s), s.from_unix_s, "{s:?} starts inside a bucket");
+                assert_eq!(bucket_floor(s.source, s.to_unix_s), s.to_unix_s, "{s:?} ends inside a bucket");
             }
             let horizon = horizons.of(s.source);
-            assert!(
-                s.from_unix_s >= horizon,
-                "{s:?} reads {} before its horizon {horizon}",
-                s.source.name()
-            );
+            assert!(s.from_unix_s >= horizon, "{s:?} reads {} before its horizon {horizon}", s.source.name());
         }
     }
 
     #[test]
     fn whole_days_use_daily_only() {
-        check(
-            DAY_S,
-            3 * DAY_S,
-            0,
-            &[(Source::Daily, DAY_S, 3 * DAY_S, false)],
-        );
+        check(DAY_S, 3 * DAY_S, 0, &[(Source::Daily, DAY_S, 3 * DAY_S, false)]);
     }
 
     #[test]
@@ -649,12 +549,7 @@ mod tests {
                 (Source::Facts, DAY_S, DAY_S + 150, true),
                 (Source::Daily, DAY_S, 3 * DAY_S, false),
                 (Source::Hourly, 3 * DAY_S, 3 * DAY_S + HOUR_S, false),
-                (
-                    Source::FiveMinute,
-                    3 * DAY_S + HOUR_S,
-                    3 * DAY_S + HOUR_S + 600,
-                    false,
-                ),
+                (Source::FiveMinute, 3 * DAY_S + HOUR_S, 3 * DAY_S + HOUR_S + 600, false),
             ],
         );
     }
@@ -673,12 +568,7 @@ mod tests {
             &[
                 (Source::Hourly, DAY_S, DAY_S + 3 * HOUR_S, true),
                 (Source::Daily, DAY_S, 4 * DAY_S, false),
-                (
-                    Source::FiveMinute,
-                    3 * DAY_S + 22 * HOUR_S + 3_000,
-                    3 * DAY_S + 23 * HOUR_S,
-                    true,
-                ),
+                (Source::FiveMinute, 3 * DAY_S + 22 * HOUR_S + 3_000, 3 * DAY_S + 23 * HOUR_S, true),
                 (Source::Hourly, 3 * DAY_S + 23 * HOUR_S, 4 * DAY_S, true),
             ],
         );
@@ -691,25 +581,9 @@ mod tests {
         // fifty minutes of facts.
         let from = 5 * DAY_S + 600;
         let to = 5 * DAY_S + HOUR_S;
-        check(
-            from,
-            to,
-            10 * DAY_S,
-            &[
-                (Source::Facts, 5 * DAY_S, from, true),
-                (Source::Hourly, 5 * DAY_S, to, false),
-            ],
-        );
+        check(from, to, 10 * DAY_S, &[(Source::Facts, 5 * DAY_S, from, true), (Source::Hourly, 5 * DAY_S, to, false)]);
         // With 5-minute rollups: the hour minus two slots.
-        check(
-            from,
-            to,
-            0,
-            &[
-                (Source::FiveMinute, 5 * DAY_S, from, true),
-                (Source::Hourly, 5 * DAY_S, to, false),
-            ],
-        );
+        check(from, to, 0, &[(Source::FiveMinute, 5 * DAY_S, from, true), (Source::Hourly, 5 * DAY_S, to, false)]);
         // Without the hourly level either, only facts remain.
         let facts_only = plan(from, to, &[Source::FiveMinute], &h5(10 * DAY_S)).unwrap();
         assert_eq!(plain(&facts_only), [(Source::Facts, from, to, false)]);
@@ -740,10 +614,7 @@ mod tests {
             oct_20,
             jan_1,
             0,
-            &[
-                (Source::Daily, oct_20, 20_758 * DAY_S, false),
-                (Source::Monthly, 20_758 * DAY_S, jan_1, false),
-            ],
+            &[(Source::Daily, oct_20, 20_758 * DAY_S, false), (Source::Monthly, 20_758 * DAY_S, jan_1, false)],
         );
     }
 
@@ -751,9 +622,7 @@ mod tests {
     fn random_ranges_tile_exactly() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = |n: i64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             ((state >> 33) % n as u64) as i64
         };
         let base = 20_741 * DAY_S;
@@ -767,12 +636,7 @@ mod tests {
             let (a, b) = (at(&mut next), at(&mut next));
             let (from, to) = (a.min(b), a.max(b));
             let horizon = base + next(40) * DAY_S + next(DAY_S);
-            for levels in [
-                &TOTALS_LEVELS[..],
-                &ORG_TOTALS_LEVELS[..],
-                &TOTALS_LEVELS[1..],
-                &TOTALS_LEVELS[2..],
-            ] {
+            for levels in [&TOTALS_LEVELS[..], &ORG_TOTALS_LEVELS[..], &TOTALS_LEVELS[1..], &TOTALS_LEVELS[2..]] {
                 let segments = plan(from, to, levels, &h5(horizon)).unwrap();
                 assert_tiles(&segments, from, to, &h5(horizon));
                 subtracted += segments.iter().filter(|s| s.subtract).count();
@@ -790,13 +654,7 @@ mod tests {
                 daily_months: [None, Some(next(6) as u32)][next(2) as usize],
             };
             let horizons = Horizons::of_policy(&policy, now);
-            for levels in [
-                &TOTALS_LEVELS[..],
-                &TEAM_TOTALS_LEVELS[..],
-                &TOTALS_LEVELS[1..],
-                &TOTALS_LEVELS[2..],
-                &[],
-            ] {
+            for levels in [&TOTALS_LEVELS[..], &TEAM_TOTALS_LEVELS[..], &TOTALS_LEVELS[1..], &TOTALS_LEVELS[2..], &[]] {
                 match plan(from, to, levels, &horizons) {
                     Ok(segments) => {
                         assert_tiles(&segments, from, to, &horizons);
@@ -809,61 +667,30 @@ mod tests {
                 }
             }
         }
-        assert!(
-            subtracted > 100,
-            "the random ranges should exercise subtraction, found {subtracted} subtracted segments"
-        );
-        assert!(
-            answered > 2_000 && refused > 500,
-            "answered {answered}, refused {refused}"
-        );
+        assert!(subtracted > 100, "the random ranges should exercise subtraction, found {subtracted} subtracted segments");
+        assert!(answered > 2_000 && refused > 500, "answered {answered}, refused {refused}");
     }
 
     /// A refusal names `from` or `to` as given, the edge really is
     /// unanswerable, and rounding it either way makes that edge acceptable
     /// (the other edge may still be refused).
-    fn assert_refusal_is_actionable(
-        e: &RetentionError,
-        from: i64,
-        to: i64,
-        levels: &[Source],
-        h: &Horizons,
-    ) {
-        assert!(
-            !e.message.starts_with("expected a range the retained data"),
-            "no edge named: {e}"
-        );
+    fn assert_refusal_is_actionable(e: &RetentionError, from: i64, to: i64, levels: &[Source], h: &Horizons) {
+        assert!(!e.message.starts_with("expected a range the retained data"), "no edge named: {e}");
         let found = if e.parameter == "from" { from } else { to };
-        assert_eq!(
-            (e.parameter == "from" || e.parameter == "to", e.found_unix_s),
-            (true, found),
-            "{e}"
-        );
+        assert_eq!((e.parameter == "from" || e.parameter == "to", e.found_unix_s), (true, found), "{e}");
         // Round to the nearest bucket boundary either way, or (nothing at
         // all retained there) up to the oldest retained instant.
         let nothing_there = e.round_down_unix_s == e.round_up_unix_s && found < e.round_up_unix_s;
-        assert!(
-            nothing_there || (e.round_down_unix_s < found && found < e.round_up_unix_s),
-            "{e}"
-        );
-        assert!(
-            e.message.contains(&rfc3339(found)) && e.message.contains(&rfc3339(e.round_up_unix_s)),
-            "{e}"
-        );
+        assert!(nothing_there || (e.round_down_unix_s < found && found < e.round_up_unix_s), "{e}");
+        assert!(e.message.contains(&rfc3339(found)) && e.message.contains(&rfc3339(e.round_up_unix_s)), "{e}");
         for rounded in [e.round_down_unix_s, e.round_up_unix_s] {
-            let (f, t) = if e.parameter == "from" {
-                (rounded, to)
-            } else {
-                (from, rounded)
-            };
+            let (f, t) = if e.parameter == "from" { (rounded, to) } else { (from, rounded) };
             if f >= t {
                 continue;
             }
             match plan(f, t, levels, h) {
                 Ok(segments) => assert_tiles(&segments, f, t, h),
-                Err(again) => {
-                    assert_ne!(again.parameter, e.parameter, "{e} then, rounded, {again}")
-                }
+                Err(again) => assert_ne!(again.parameter, e.parameter, "{e} then, rounded, {again}"),
             }
         }
     }
@@ -872,22 +699,11 @@ mod tests {
     fn past_the_hourly_horizon_days_are_whole_or_refused() {
         // Issue 13 case 2: hourly rollups and facts expired before day 40,
         // the day 30 is whole in the daily rollup.
-        let h = Horizons {
-            hourly_unix_s: 40 * DAY_S,
-            facts_unix_s: 40 * DAY_S,
-            five_minute_unix_s: 50 * DAY_S,
-            daily_unix_s: i64::MIN,
-        };
+        let h = Horizons { hourly_unix_s: 40 * DAY_S, facts_unix_s: 40 * DAY_S, five_minute_unix_s: 50 * DAY_S, daily_unix_s: i64::MIN };
         let day = 30 * DAY_S;
-        assert_eq!(
-            plain(&plan(day, day + DAY_S, &TOTALS_LEVELS, &h).unwrap()),
-            [(Source::Daily, day, day + DAY_S, false)]
-        );
+        assert_eq!(plain(&plan(day, day + DAY_S, &TOTALS_LEVELS, &h).unwrap()), [(Source::Daily, day, day + DAY_S, false)]);
         let e = plan(day + 3 * HOUR_S, day + DAY_S, &TOTALS_LEVELS, &h).unwrap_err();
-        assert_eq!(
-            (e.parameter, e.round_down_unix_s, e.round_up_unix_s),
-            ("from", day, day + DAY_S)
-        );
+        assert_eq!((e.parameter, e.round_down_unix_s, e.round_up_unix_s), ("from", day, day + DAY_S));
         assert_eq!(
             e.message,
             "expected whole UTC days before 1970-02-10T00:00:00Z, where hourly rollups, 5-minute rollups, \
@@ -897,53 +713,15 @@ mod tests {
         let e = plan(day, day + 3 * HOUR_S, &TOTALS_LEVELS, &h).unwrap_err();
         assert_eq!((e.parameter, e.found_unix_s), ("to", day + 3 * HOUR_S));
         // Facts kept longer than hourly rollups: answered exactly from them.
-        let h = Horizons {
-            facts_unix_s: i64::MIN,
-            ..h
-        };
+        let h = Horizons { facts_unix_s: i64::MIN, ..h };
         let got = plan(day + 3 * HOUR_S, day + DAY_S, &TOTALS_LEVELS, &h).unwrap();
-        assert_eq!(
-            plain(&got),
-            [
-                (Source::Facts, day, day + 3 * HOUR_S, true),
-                (Source::Daily, day, day + DAY_S, false)
-            ]
-        );
+        assert_eq!(plain(&got), [(Source::Facts, day, day + 3 * HOUR_S, true), (Source::Daily, day, day + DAY_S, false)]);
         // A range crossing the horizon: days before it, hours after.
-        let got = plan(
-            day,
-            40 * DAY_S + 5 * HOUR_S,
-            &TOTALS_LEVELS,
-            &Horizons {
-                facts_unix_s: 40 * DAY_S,
-                ..h
-            },
-        )
-        .unwrap();
-        assert_tiles(
-            &got,
-            day,
-            40 * DAY_S + 5 * HOUR_S,
-            &Horizons {
-                facts_unix_s: 40 * DAY_S,
-                ..h
-            },
-        );
+        let got = plan(day, 40 * DAY_S + 5 * HOUR_S, &TOTALS_LEVELS, &Horizons { facts_unix_s: 40 * DAY_S, ..h }).unwrap();
+        assert_tiles(&got, day, 40 * DAY_S + 5 * HOUR_S, &Horizons { facts_unix_s: 40 * DAY_S, ..h });
         // Nothing before the daily horizon either: refused up to it.
-        let h = Horizons {
-            daily_unix_s: 35 * DAY_S,
-            ..h
-        };
-        let e = plan(
-            day,
-            day + DAY_S,
-            &[Source::Daily],
-            &Horizons {
-                facts_unix_s: 40 * DAY_S,
-                ..h
-            },
-        )
-        .unwrap_err();
+        let h = Horizons { daily_unix_s: 35 * DAY_S, ..h };
+        let e = plan(day, day + DAY_S, &[Source::Daily], &Horizons { facts_unix_s: 40 * DAY_S, ..h }).unwrap_err();
         assert_eq!((e.parameter, e.round_up_unix_s), ("from", 35 * DAY_S));
     }
 
@@ -977,27 +755,12 @@ mod tests {
         let org: Vec<Segment> = plan(from, to, &ORG_TOTALS_LEVELS, &Horizons::NONE).unwrap();
         assert_eq!(org.len(), account.len());
         for (a, o) in account.iter().zip(&org) {
-            assert_eq!(
-                (a.source.org(), a.from_unix_s, a.to_unix_s, a.subtract),
-                (o.source, o.from_unix_s, o.to_unix_s, o.subtract)
-            );
+            assert_eq!((a.source.org(), a.from_unix_s, a.to_unix_s, a.subtract), (o.source, o.from_unix_s, o.to_unix_s, o.subtract));
         }
         // Expired 5-minute org rollups are not read either.
-        let expired = plan(
-            5 * DAY_S + 600,
-            5 * DAY_S + HOUR_S,
-            &ORG_TOTALS_LEVELS,
-            &h5(10 * DAY_S),
-        )
-        .unwrap();
-        assert!(
-            expired.iter().all(|s| !s.source.is_five_minute()),
-            "{expired:?}"
-        );
-        assert_eq!(
-            expired[1],
-            Segment::add(Source::OrgHourly, 5 * DAY_S, 5 * DAY_S + HOUR_S)
-        );
+        let expired = plan(5 * DAY_S + 600, 5 * DAY_S + HOUR_S, &ORG_TOTALS_LEVELS, &h5(10 * DAY_S)).unwrap();
+        assert!(expired.iter().all(|s| !s.source.is_five_minute()), "{expired:?}");
+        assert_eq!(expired[1], Segment::add(Source::OrgHourly, 5 * DAY_S, 5 * DAY_S + HOUR_S));
     }
 
     #[test]
@@ -1009,17 +772,11 @@ mod tests {
         assert_tiles(&got, from, 8 * DAY_S, &Horizons::NONE);
         assert_eq!(
             plain(&got),
-            [
-                (Source::Facts, DAY_S, from, true),
-                (Source::ResourceDaily, DAY_S, 8 * DAY_S, false)
-            ]
+            [(Source::Facts, DAY_S, from, true), (Source::ResourceDaily, DAY_S, 8 * DAY_S, false)]
         );
         // Whole days only: one segment of the rollup, nothing from the facts.
         let got = plan(DAY_S, 31 * DAY_S, &RESOURCE_LEVELS, &Horizons::NONE).unwrap();
-        assert_eq!(
-            plain(&got),
-            [(Source::ResourceDaily, DAY_S, 31 * DAY_S, false)]
-        );
+        assert_eq!(plain(&got), [(Source::ResourceDaily, DAY_S, 31 * DAY_S, false)]);
     }
 
     #[test]

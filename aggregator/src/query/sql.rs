@@ -13,13 +13,11 @@ use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
 use super::horizons;
 use super::plan::{
-    self, Horizons, ORG_TOTALS_LEVELS, RESOURCE_LEVELS, RetentionError, Segment, Source,
-    TEAM_TOTALS_LEVELS, TOTALS_LEVELS,
+    self, Horizons, ORG_TOTALS_LEVELS, RESOURCE_LEVELS, RetentionError, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS,
 };
 use super::{
-    Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest,
-    SeriesResponse, SeriesRow, Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest,
-    TotalsResponse,
+    Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
+    Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
 };
 use crate::maintenance::RetentionPolicy;
 
@@ -47,24 +45,10 @@ pub struct QueryEngine {
 }
 
 /// The dimension columns every segment carries, in this order.
-const CARRIED: [&str; 6] = [
-    "account_id",
-    "region",
-    "service",
-    "resource_type",
-    "team",
-    "quality",
-];
+const CARRIED: [&str; 6] = ["account_id", "region", "service", "resource_type", "team", "quality"];
 
 /// The same for org queries (no account dimension): the OU path instead.
-const ORG_CARRIED: [&str; 6] = [
-    "ou_path",
-    "region",
-    "service",
-    "resource_type",
-    "team",
-    "quality",
-];
+const ORG_CARRIED: [&str; 6] = ["ou_path", "region", "service", "resource_type", "team", "quality"];
 
 /// Which family of rollups a query reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +69,7 @@ fn grain(group_by: &[Dimension], filters: &Filters) -> Grain {
     if group_by.contains(&Dimension::Account) || !filters.account.is_empty() {
         Grain::Account
     } else if group_by.iter().all(team_only)
-        && Dimension::ALL
-            .iter()
-            .filter(|d| !team_only(d))
-            .all(|d| filters.values(*d).is_empty())
+        && Dimension::ALL.iter().filter(|d| !team_only(d)).all(|d| filters.values(*d).is_empty())
     {
         Grain::Team
     } else {
@@ -142,12 +123,7 @@ fn step_interval(step: Step) -> &'static str {
 /// `ou_expr` is the SQL expression of the row's OU path when the row carries
 /// it (org rollups, or joined to `accounts`); otherwise OU filters select
 /// the accounts below the OU.
-fn push_filters(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    filters: &Filters,
-    prefix: &str,
-    ou_expr: Option<&str>,
-) {
+fn push_filters(qb: &mut QueryBuilder<'_, Postgres>, filters: &Filters, prefix: &str, ou_expr: Option<&str>) {
     for dim in Dimension::ALL {
         let values = filters.values(dim);
         if values.is_empty() {
@@ -178,12 +154,7 @@ fn push_filters(
     }
 }
 
-fn push_range(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    time_column: &str,
-    from_unix_s: i64,
-    to_unix_s: i64,
-) {
+fn push_range(qb: &mut QueryBuilder<'_, Postgres>, time_column: &str, from_unix_s: i64, to_unix_s: i64) {
     qb.push(format!(" WHERE {time_column} >= to_timestamp("));
     qb.push_bind(from_unix_s);
     qb.push(format!("::bigint) AND {time_column} < to_timestamp("));
@@ -213,19 +184,9 @@ fn metric_columns(prefix: &str, count: &str, subtract: bool) -> String {
 }
 
 /// One segment as a sub-select with uniform columns.
-fn push_segment(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    seg: &Segment,
-    step: Option<Step>,
-    filters: &Filters,
-    grain: Grain,
-) {
+fn push_segment(qb: &mut QueryBuilder<'_, Postgres>, seg: &Segment, step: Option<Step>, filters: &Filters, grain: Grain) {
     let time = seg.source.time_column();
-    let count = if seg.source == Source::Facts {
-        "1::bigint"
-    } else {
-        "fact_count"
-    };
+    let count = if seg.source == Source::Facts { "1::bigint" } else { "fact_count" };
     match grain {
         Grain::Account => {
             qb.push("SELECT ");
@@ -251,15 +212,7 @@ fn push_segment(
             push_range(qb, time, seg.from_unix_s, seg.to_unix_s);
             push_filters(qb, filters, "", None);
             qb.push(" UNION ALL ");
-            push_joined(
-                qb,
-                "org_rollup_pending",
-                "bucket_start",
-                "x.fact_count",
-                seg,
-                step,
-                filters,
-            );
+            push_joined(qb, "org_rollup_pending", "bucket_start", "x.fact_count", seg, step, filters);
         }
         Grain::Org | Grain::Team if seg.source.is_org() => {
             qb.push("SELECT ");
@@ -275,19 +228,9 @@ fn push_segment(
             // Deltas not yet drained into the org rollups: read in the same
             // statement, so each is counted exactly once.
             qb.push(" UNION ALL ");
-            push_joined(
-                qb,
-                "org_rollup_pending",
-                "bucket_start",
-                "x.fact_count",
-                seg,
-                step,
-                filters,
-            );
+            push_joined(qb, "org_rollup_pending", "bucket_start", "x.fact_count", seg, step, filters);
         }
-        Grain::Org | Grain::Team => {
-            push_joined(qb, seg.source.table(), time, count, seg, step, filters)
-        }
+        Grain::Org | Grain::Team => push_joined(qb, seg.source.table(), time, count, seg, step, filters),
     }
 }
 
@@ -315,10 +258,8 @@ fn push_joined(
 
 /// The sums of every measure column of `u`, then the fact count.
 static METRIC_SUMS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut cols: Vec<String> = crate::accounting::MEASURE_COLUMNS
-        .iter()
-        .map(|c| format!("COALESCE(sum(u.{c}), 0)::float8"))
-        .collect();
+    let mut cols: Vec<String> =
+        crate::accounting::MEASURE_COLUMNS.iter().map(|c| format!("COALESCE(sum(u.{c}), 0)::float8")).collect();
     cols.push("COALESCE(sum(u.fact_count), 0)::bigint".into());
     cols.join(", ")
 });
@@ -365,9 +306,7 @@ fn grouped_query<'a>(
         let n = keys.len();
         let bucket_first = if step.is_some() { "1, " } else { "" };
         let location_col = n + 2;
-        let dim_cols: Vec<String> = (usize::from(step.is_some()) + 1..=n)
-            .map(|i| i.to_string())
-            .collect();
+        let dim_cols: Vec<String> = (usize::from(step.is_some()) + 1..=n).map(|i| i.to_string()).collect();
         qb.push(format!(" ORDER BY {bucket_first}{location_col} DESC"));
         for c in dim_cols {
             qb.push(format!(", {c}"));
@@ -385,22 +324,11 @@ fn metrics_at(row: &PgRow, first: usize) -> Result<Metrics, sqlx::Error> {
     for (i, v) in stored.iter_mut().enumerate() {
         *v = row.try_get(first + i)?;
     }
-    Ok(Metrics::from_stored(
-        &stored,
-        row.try_get(first + crate::accounting::MEASURES)?,
-    ))
+    Ok(Metrics::from_stored(&stored, row.try_get(first + crate::accounting::MEASURES)?))
 }
 
-fn dims_at(
-    row: &PgRow,
-    first: usize,
-    group_by: &[Dimension],
-) -> Result<Vec<(Dimension, String)>, sqlx::Error> {
-    group_by
-        .iter()
-        .enumerate()
-        .map(|(i, d)| Ok((*d, row.try_get::<String, _>(first + i)?)))
-        .collect()
+fn dims_at(row: &PgRow, first: usize, group_by: &[Dimension]) -> Result<Vec<(Dimension, String)>, sqlx::Error> {
+    group_by.iter().enumerate().map(|(i, d)| Ok((*d, row.try_get::<String, _>(first + i)?))).collect()
 }
 
 /// Trims the look-ahead row and computes the next offset.
@@ -442,17 +370,14 @@ impl QueryEngine {
         // LOCK TABLE takes no snapshot: the transaction's snapshot is taken
         // by the next statement, after the lock, so it cannot predate a
         // horizon that maintenance raised before dropping (see migration 0014).
-        for statement in [
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-            "LOCK TABLE retention_horizons IN ACCESS SHARE MODE",
-        ] {
+        for statement in
+            ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", "LOCK TABLE retention_horizons IN ACCESS SHARE MODE"]
+        {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
         let stored = horizons::read(&mut tx).await?;
         let mut horizons = stored.max(Horizons::of_policy(&self.retention, now_unix_s));
-        let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings")
-            .fetch_one(&mut *tx)
-            .await?;
+        let mode: String = sqlx::query_scalar("SELECT storage_mode FROM canopy_settings").fetch_one(&mut *tx).await?;
         if mode == "timescaledb" {
             horizons = horizons.max(Horizons::of_timescale_policies(now_unix_s));
         }
@@ -461,27 +386,13 @@ impl QueryEngine {
 
     /// Plans a totals range at `now_unix_s` over the account-level rollups,
     /// with the configured retention's horizons only.
-    pub fn plan_totals(
-        &self,
-        from_unix_s: i64,
-        to_unix_s: i64,
-        now_unix_s: i64,
-    ) -> Result<Vec<Segment>, RetentionError> {
-        plan::plan(
-            from_unix_s,
-            to_unix_s,
-            &TOTALS_LEVELS,
-            &Horizons::of_policy(&self.retention, now_unix_s),
-        )
+    pub fn plan_totals(&self, from_unix_s: i64, to_unix_s: i64, now_unix_s: i64) -> Result<Vec<Segment>, RetentionError> {
+        plan::plan(from_unix_s, to_unix_s, &TOTALS_LEVELS, &Horizons::of_policy(&self.retention, now_unix_s))
     }
 
     /// Totals over a range, grouped, paginated, with the overall total and
     /// its breakdown by quality flag, from one snapshot.
-    pub async fn totals(
-        &self,
-        req: &TotalsRequest,
-        now_unix_s: i64,
-    ) -> Result<TotalsResponse, QueryError> {
+    pub async fn totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
         let mut snapshot = self.snapshot(now_unix_s).await?;
         let resp = snapshot.totals(req).await?;
         snapshot.finish().await?;
@@ -489,11 +400,7 @@ impl QueryEngine {
     }
 
     /// Totals of the real-time view (see [`Snapshot::realtime_totals`]).
-    pub async fn realtime_totals(
-        &self,
-        req: &TotalsRequest,
-        now_unix_s: i64,
-    ) -> Result<TotalsResponse, QueryError> {
+    pub async fn realtime_totals(&self, req: &TotalsRequest, now_unix_s: i64) -> Result<TotalsResponse, QueryError> {
         let mut snapshot = self.snapshot(now_unix_s).await?;
         let resp = snapshot.realtime_totals(req).await?;
         snapshot.finish().await?;
@@ -501,11 +408,7 @@ impl QueryEngine {
     }
 
     /// A time series (see [`Snapshot::series`]).
-    pub async fn series(
-        &self,
-        req: &SeriesRequest,
-        now_unix_s: i64,
-    ) -> Result<SeriesResponse, QueryError> {
+    pub async fn series(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
         let mut snapshot = self.snapshot(now_unix_s).await?;
         let resp = snapshot.series(req).await?;
         snapshot.finish().await?;
@@ -513,11 +416,7 @@ impl QueryEngine {
     }
 
     /// The real-time view (see [`Snapshot::realtime`]).
-    pub async fn realtime(
-        &self,
-        req: &SeriesRequest,
-        now_unix_s: i64,
-    ) -> Result<SeriesResponse, QueryError> {
+    pub async fn realtime(&self, req: &SeriesRequest, now_unix_s: i64) -> Result<SeriesResponse, QueryError> {
         let mut snapshot = self.snapshot(now_unix_s).await?;
         let resp = snapshot.realtime(req).await?;
         snapshot.finish().await?;
@@ -525,11 +424,7 @@ impl QueryEngine {
     }
 
     /// The largest resources (see [`Snapshot::top_resources`]).
-    pub async fn top_resources(
-        &self,
-        req: &TopResourcesRequest,
-        now_unix_s: i64,
-    ) -> Result<TopResourcesResponse, QueryError> {
+    pub async fn top_resources(&self, req: &TopResourcesRequest, now_unix_s: i64) -> Result<TopResourcesResponse, QueryError> {
         let mut snapshot = self.snapshot(now_unix_s).await?;
         let resp = snapshot.top_resources(req).await?;
         snapshot.finish().await?;
@@ -593,10 +488,7 @@ impl Snapshot {
         let segments = self.plan_request(req)?;
         // The quality breakdown needs no account dimension unless filtered
         // by account, so it may read other (org) rollups than the rows.
-        let quality_req = TotalsRequest {
-            group_by: vec![Dimension::Quality],
-            ..req.clone()
-        };
+        let quality_req = TotalsRequest { group_by: vec![Dimension::Quality], ..req.clone() };
         let quality_segments = self.plan_request(&quality_req)?;
         self.totals_over(req, segments, quality_segments).await
     }
@@ -605,16 +497,9 @@ impl Snapshot {
     /// 5-minute group records (`realtime_group_facts`) instead of the
     /// rollups; for "the last hour", which the hourly per-resource records
     /// have not reached yet.
-    pub async fn realtime_totals(
-        &mut self,
-        req: &TotalsRequest,
-    ) -> Result<TotalsResponse, QueryError> {
+    pub async fn realtime_totals(&mut self, req: &TotalsRequest) -> Result<TotalsResponse, QueryError> {
         self.check_realtime(req.from_unix_s)?;
-        let segments = vec![Segment::add(
-            Source::Realtime,
-            req.from_unix_s,
-            req.to_unix_s,
-        )];
+        let segments = vec![Segment::add(Source::Realtime, req.from_unix_s, req.to_unix_s)];
         self.totals_over(req, segments.clone(), segments).await
     }
 
@@ -629,22 +514,11 @@ impl Snapshot {
         let n = req.group_by.len();
         let rows = rows
             .iter()
-            .map(|r| {
-                Ok(GroupRow {
-                    dims: dims_at(r, 0, &req.group_by)?,
-                    metrics: metrics_at(r, n)?,
-                })
-            })
+            .map(|r| Ok(GroupRow { dims: dims_at(r, 0, &req.group_by)?, metrics: metrics_at(r, n)? }))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
 
-        let mut qb = grouped_query(
-            &quality_segments,
-            None,
-            &[Dimension::Quality],
-            &req.filters,
-            None,
-        );
+        let mut qb = grouped_query(&quality_segments, None, &[Dimension::Quality], &req.filters, None);
         let quality_rows = qb.build().fetch_all(&mut *self.tx).await?;
         let mut by_quality = Vec::new();
         let mut total = Metrics::default();
@@ -652,11 +526,7 @@ impl Snapshot {
             let quality: String = r.try_get(0)?;
             let metrics = metrics_at(r, 1)?;
             total.add(&metrics);
-            by_quality.push(QualityShare {
-                quality,
-                metrics,
-                share_of_location_co2e: 0.0,
-            });
+            by_quality.push(QualityShare { quality, metrics, share_of_location_co2e: 0.0 });
         }
         by_quality.sort_by(|a, b| a.quality.cmp(&b.quality));
         for share in &mut by_quality {
@@ -666,21 +536,8 @@ impl Snapshot {
                 0.0
             };
         }
-        let factor_sets = crate::lineage::read(
-            &mut self.tx,
-            req.from_unix_s,
-            req.to_unix_s,
-            &req.filters.account,
-        )
-        .await?;
-        Ok(TotalsResponse {
-            segments,
-            rows,
-            total,
-            by_quality,
-            next_offset,
-            factor_sets,
-        })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(TotalsResponse { segments, rows, total, by_quality, next_offset, factor_sets })
     }
 
     /// A time series at the request's step, read from the rollup of that
@@ -705,26 +562,12 @@ impl Snapshot {
     /// per-resource records.
     pub async fn realtime(&mut self, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
         self.check_realtime(req.from_unix_s)?;
-        let segments = vec![Segment::add(
-            Source::Realtime,
-            req.from_unix_s,
-            req.to_unix_s,
-        )];
+        let segments = vec![Segment::add(Source::Realtime, req.from_unix_s, req.to_unix_s)];
         self.series_over(segments, req).await
     }
 
-    async fn series_over(
-        &mut self,
-        segments: Vec<Segment>,
-        req: &SeriesRequest,
-    ) -> Result<SeriesResponse, QueryError> {
-        let mut qb = grouped_query(
-            &segments,
-            Some(req.step),
-            &req.group_by,
-            &req.filters,
-            Some(req.page),
-        );
+    async fn series_over(&mut self, segments: Vec<Segment>, req: &SeriesRequest) -> Result<SeriesResponse, QueryError> {
+        let mut qb = grouped_query(&segments, Some(req.step), &req.group_by, &req.filters, Some(req.page));
         let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let n = req.group_by.len();
         let rows = rows
@@ -738,19 +581,8 @@ impl Snapshot {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
-        let factor_sets = crate::lineage::read(
-            &mut self.tx,
-            req.from_unix_s,
-            req.to_unix_s,
-            &req.filters.account,
-        )
-        .await?;
-        Ok(SeriesResponse {
-            segments,
-            rows,
-            next_offset,
-            factor_sets,
-        })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(SeriesResponse { segments, rows, next_offset, factor_sets })
     }
 
     /// (energy priced with hourly intensity, all energy) of the facts of
@@ -782,16 +614,8 @@ impl Snapshot {
     /// per-resource facts (added, or subtracted from a whole day, whichever
     /// reads fewer); refused where the levels that could answer an edge
     /// have expired.
-    pub async fn top_resources(
-        &mut self,
-        req: &TopResourcesRequest,
-    ) -> Result<TopResourcesResponse, QueryError> {
-        let segments = plan::plan(
-            req.from_unix_s,
-            req.to_unix_s,
-            &RESOURCE_LEVELS,
-            &self.horizons,
-        )?;
+    pub async fn top_resources(&mut self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &RESOURCE_LEVELS, &self.horizons)?;
         let mut qb = top_resources_query(&segments, &req.filters, req.page);
         let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let rows = rows
@@ -809,19 +633,8 @@ impl Snapshot {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
-        let factor_sets = crate::lineage::read(
-            &mut self.tx,
-            req.from_unix_s,
-            req.to_unix_s,
-            &req.filters.account,
-        )
-        .await?;
-        Ok(TopResourcesResponse {
-            segments,
-            rows,
-            next_offset,
-            factor_sets,
-        })
+        let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
+        Ok(TopResourcesResponse { segments, rows, next_offset, factor_sets })
     }
 }
 
@@ -833,14 +646,8 @@ impl Snapshot {
 /// read with live facts (as the facts query reported the latest fact's).
 /// Columns: account, region, resource, service, resource type, team,
 /// measures, fact count.
-fn top_resources_query<'a>(
-    segments: &[Segment],
-    filters: &Filters,
-    page: Page,
-) -> QueryBuilder<'a, Postgres> {
-    let sums = crate::accounting::MEASURE_COLUMNS
-        .map(|c| format!("COALESCE(sum({c}), 0)::float8 AS {c}"))
-        .join(", ");
+fn top_resources_query<'a>(segments: &[Segment], filters: &Filters, page: Page) -> QueryBuilder<'a, Postgres> {
+    let sums = crate::accounting::MEASURE_COLUMNS.map(|c| format!("COALESCE(sum({c}), 0)::float8 AS {c}")).join(", ");
     let measures = crate::accounting::columns("r.");
     let mut qb = QueryBuilder::new("WITH u AS MATERIALIZED (");
     if segments.is_empty() {
@@ -867,12 +674,7 @@ fn top_resources_query<'a>(
             crate::accounting::MEASURE_COLUMNS.map(|c| format!("{sign}{c} AS {c}")).join(", "),
             seg.source.table()
         ));
-        push_range(
-            &mut qb,
-            seg.source.time_column(),
-            seg.from_unix_s,
-            seg.to_unix_s,
-        );
+        push_range(&mut qb, seg.source.time_column(), seg.from_unix_s, seg.to_unix_s);
         if seg.source != Source::Facts {
             // Groups whose facts were all superseded stay with a zero count.
             qb.push(" AND fact_count <> 0");
@@ -922,21 +724,12 @@ mod tests {
             Segment::add(Source::Facts, 150, 300),
             Segment::add(Source::Daily, 86_400, 172_800),
         ];
-        let qb = grouped_query(
-            &segments,
-            None,
-            &[Dimension::Ou, Dimension::Team],
-            &filters,
-            Some(Page::default()),
-        );
+        let qb = grouped_query(&segments, None, &[Dimension::Ou, Dimension::Team], &filters, Some(Page::default()));
         let sql = qb.sql();
         assert!(!sql.contains("DROP TABLE"), "{sql}");
         assert!(!sql.contains("123456789012"), "{sql}");
         assert!(!sql.contains("86400"), "{sql}");
-        assert!(
-            sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts_all_parts"),
-            "{sql}"
-        );
+        assert!(sql.contains("FROM rollup_daily") && sql.contains("FROM emission_facts_all_parts"), "{sql}");
         assert!(sql.contains("ORDER BY 4 DESC, 1, 2"), "{sql}");
     }
 }

@@ -42,10 +42,7 @@ fn volume(attributes: BTreeMap<String, String>) -> wire::ResourceRecord {
         service: "ec2".into(),
         resource_type: "volume".into(),
         class: Some("gp3".into()),
-        size: Some(wire::Size {
-            value: 100,
-            unit: wire::SizeUnit::Gib,
-        }),
+        size: Some(wire::Size { value: 100, unit: wire::SizeUnit::Gib }),
         vcpus: None,
         memory_mib: None,
         cpu_architecture: None,
@@ -58,12 +55,7 @@ fn volume(attributes: BTreeMap<String, String>) -> wire::ResourceRecord {
     }
 }
 
-fn status(
-    taken_at_unix_ms: i64,
-    backlog: u64,
-    errors: u64,
-    send_failures: u64,
-) -> wire::AgentStatus {
+fn status(taken_at_unix_ms: i64, backlog: u64, errors: u64, send_failures: u64) -> wire::AgentStatus {
     wire::AgentStatus {
         agent_version: "0.2.0".into(),
         outbox_backlog_frames: backlog,
@@ -75,12 +67,7 @@ fn status(
     }
 }
 
-fn batch(
-    agent: &str,
-    sequence: u64,
-    resources: Vec<wire::ResourceRecord>,
-    s: Option<wire::AgentStatus>,
-) -> wire::Batch {
+fn batch(agent: &str, sequence: u64, resources: Vec<wire::ResourceRecord>, s: Option<wire::AgentStatus>) -> wire::Batch {
     wire::Batch {
         agent_id: agent.into(),
         account_id: ACCOUNT.into(),
@@ -100,36 +87,14 @@ async fn send(ingest: &Ingest, b: &wire::Batch, version: u16) -> bool {
     let frame = wire::encode_batch_at_version(b, version, Compression::Lz4).unwrap();
     let decoded = wire::decode_message(&frame, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded.version, version);
-    let Message::Batch(batch) = decoded.message else {
-        panic!("expected a batch")
-    };
-    let reply = ingest
-        .handle(
-            &peer(&b.agent_id),
-            InboundBatch {
-                frame,
-                version,
-                batch,
-            },
-        )
-        .await;
+    let Message::Batch(batch) = decoded.message else { panic!("expected a batch") };
+    let reply = ingest.handle(&peer(&b.agent_id), InboundBatch { frame, version, batch }).await;
     matches!(reply, Reply::Ack(_))
 }
 
 async fn fleet(pool: &sqlx::PgPool) -> Value {
-    let app = router(
-        QueryEngine::new(pool.clone(), RetentionPolicy::default()),
-        clock,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-    );
-    let resp = app
-        .oneshot(
-            Request::get(format!("/v1/fleet?now={NOW}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let app = router(QueryEngine::new(pool.clone(), RetentionPolicy::default()), clock, canopy_aggregator::auth::Auth::insecure_open_access());
+    let resp = app.oneshot(Request::get(format!("/v1/fleet?now={NOW}")).body(Body::empty()).unwrap()).await.unwrap();
     let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     serde_json::from_slice(&body).unwrap()
 }
@@ -143,19 +108,7 @@ async fn v2_attributes_and_status_are_stored_and_shown_and_v1_still_stores() {
         ("attached_to".to_owned(), "i-0abc".to_owned()),
     ]);
     let taken_ms = (NOW - 30) * 1_000;
-    assert!(
-        send(
-            &ingest,
-            &batch(
-                "agent-v2",
-                1,
-                vec![volume(attributes)],
-                Some(status(taken_ms, 3, 2, 5))
-            ),
-            2
-        )
-        .await
-    );
+    assert!(send(&ingest, &batch("agent-v2", 1, vec![volume(attributes)], Some(status(taken_ms, 3, 2, 5))), 2).await);
 
     let (iops, attached, count): (String, String, i64) = sqlx::query_as(
         "SELECT attributes ->> 'iops', attributes ->> 'attached_to', (SELECT count(*) FROM jsonb_object_keys(attributes))
@@ -164,10 +117,7 @@ async fn v2_attributes_and_status_are_stored_and_shown_and_v1_still_stores() {
     .fetch_one(&t.pool)
     .await
     .unwrap();
-    assert_eq!(
-        (iops.as_str(), attached.as_str(), count),
-        ("3000", "i-0abc", 2)
-    );
+    assert_eq!((iops.as_str(), attached.as_str(), count), ("3000", "i-0abc", 2));
     let row = sqlx::query(
         "SELECT agent_version, outbox_backlog_frames, outbox_backlog_bytes, records_shed_total,
                 collection_errors_total, send_failures_total, (extract(epoch FROM taken_at) * 1000)::bigint AS taken_ms,
@@ -190,104 +140,38 @@ async fn v2_attributes_and_status_are_stored_and_shown_and_v1_still_stores() {
         ),
         (3, 12_288, 7, 2, 5, taken_ms, 1)
     );
-    assert_eq!(
-        (
-            row.get::<String, _>("account_id"),
-            row.get::<String, _>("region")
-        ),
-        (ACCOUNT.into(), "eu-west-1".into())
-    );
+    assert_eq!((row.get::<String, _>("account_id"), row.get::<String, _>("region")), (ACCOUNT.into(), "eu-west-1".into()));
 
     // A resend of an older snapshot (a later sequence, but taken earlier)
     // does not replace it; a newer one does.
-    assert!(
-        send(
-            &ingest,
-            &batch(
-                "agent-v2",
-                2,
-                vec![],
-                Some(status(taken_ms - 60_000, 9, 9, 9))
-            ),
-            2
-        )
-        .await
-    );
-    let backlog: i64 = sqlx::query_scalar("SELECT outbox_backlog_frames FROM agent_status")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    assert!(send(&ingest, &batch("agent-v2", 2, vec![], Some(status(taken_ms - 60_000, 9, 9, 9))), 2).await);
+    let backlog: i64 = sqlx::query_scalar("SELECT outbox_backlog_frames FROM agent_status").fetch_one(&t.pool).await.unwrap();
     assert_eq!(backlog, 3);
-    assert!(
-        send(
-            &ingest,
-            &batch(
-                "agent-v2",
-                3,
-                vec![],
-                Some(status(taken_ms + 10_000, 1, 4, 6))
-            ),
-            2
-        )
-        .await
-    );
-    let backlog: i64 = sqlx::query_scalar("SELECT outbox_backlog_frames FROM agent_status")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    assert!(send(&ingest, &batch("agent-v2", 3, vec![], Some(status(taken_ms + 10_000, 1, 4, 6))), 2).await);
+    let backlog: i64 = sqlx::query_scalar("SELECT outbox_backlog_frames FROM agent_status").fetch_one(&t.pool).await.unwrap();
     assert_eq!(backlog, 1);
 
     // An older agent: a v1 frame stores its inventory with no attributes and no status.
     let mut old = volume(BTreeMap::new());
     old.arn = format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:volume/vol-2");
     assert!(send(&ingest, &batch("agent-v1", 1, vec![old], None), 1).await);
-    let attrs: String = sqlx::query_scalar(
-        "SELECT attributes::text FROM resources WHERE resource_id LIKE '%vol-2'",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
+    let attrs: String =
+        sqlx::query_scalar("SELECT attributes::text FROM resources WHERE resource_id LIKE '%vol-2'").fetch_one(&t.pool).await.unwrap();
     assert_eq!(attrs, "{}");
-    let statuses: i64 = sqlx::query_scalar("SELECT count(*) FROM agent_status")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let statuses: i64 = sqlx::query_scalar("SELECT count(*) FROM agent_status").fetch_one(&t.pool).await.unwrap();
     assert_eq!(statuses, 1);
 
     // The fleet view answers the newest status, and null for the v1 agent.
     let fleet = fleet(&t.pool).await;
     let cells = fleet["cells"].as_array().unwrap();
-    let cell = |agent: &str| {
-        cells
-            .iter()
-            .find(|c| c["agent_id"] == agent)
-            .unwrap_or_else(|| panic!("{agent}: {fleet}"))
-    };
+    let cell = |agent: &str| cells.iter().find(|c| c["agent_id"] == agent).unwrap_or_else(|| panic!("{agent}: {fleet}"));
     let v2 = cell("agent-v2");
     assert_eq!(v2["agent_version"], "0.2.0");
-    assert_eq!(
-        (
-            v2["outbox_backlog"].as_i64(),
-            v2["outbox_backlog_bytes"].as_i64()
-        ),
-        (Some(1), Some(4_096))
-    );
-    assert_eq!(
-        (
-            v2["collection_errors"].as_i64(),
-            v2["send_failures"].as_i64()
-        ),
-        (Some(4), Some(6))
-    );
+    assert_eq!((v2["outbox_backlog"].as_i64(), v2["outbox_backlog_bytes"].as_i64()), (Some(1), Some(4_096)));
+    assert_eq!((v2["collection_errors"].as_i64(), v2["send_failures"].as_i64()), (Some(4), Some(6)));
     assert_eq!(v2["error_count"].as_i64(), Some(10));
     assert_eq!(v2["records_shed"].as_i64(), Some(7));
-    assert_eq!(
-        v2["status_taken_at_unix_ms"].as_i64(),
-        Some(taken_ms + 10_000)
-    );
+    assert_eq!(v2["status_taken_at_unix_ms"].as_i64(), Some(taken_ms + 10_000));
     let v1 = cell("agent-v1");
-    assert_eq!(
-        (v1["agent_version"].clone(), v1["error_count"].clone()),
-        (Value::Null, Value::Null)
-    );
+    assert_eq!((v1["agent_version"].clone(), v1["error_count"].clone()), (Value::Null, Value::Null));
 }

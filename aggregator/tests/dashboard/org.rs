@@ -29,44 +29,23 @@ const SERVICES: [(&str, &str); 4] = [
     ("AmazonRDS", "rds:db"),
     ("AWSLambda", "lambda:function"),
 ];
-const TAGS: [(&str, &str); 6] = [
-    ("team", "web"),
-    ("team", "data"),
-    ("team", "ml"),
-    ("Team", "web"),
-    ("team-name", "data"),
-    ("", ""),
-];
+const TAGS: [(&str, &str); 6] =
+    [("team", "web"), ("team", "data"), ("team", "ml"), ("Team", "web"), ("team-name", "data"), ("", "")];
 /// Resources per account.
 pub const RESOURCES_PER_ACCOUNT: u64 = 6;
 
 /// Resource `i` of account `a`: (resource id, region, service, resource type, tags).
-pub fn resource(
-    a: usize,
-    i: u64,
-) -> (
-    String,
-    &'static str,
-    &'static str,
-    &'static str,
-    Vec<(String, String)>,
-) {
+pub fn resource(a: usize, i: u64) -> (String, &'static str, &'static str, &'static str, Vec<(String, String)>) {
     let region = REGIONS[(i as usize + a) % REGIONS.len()];
     let (service, resource_type) = SERVICES[i as usize % SERVICES.len()];
     let (k, v) = TAGS[(i as usize + 2 * a) % TAGS.len()];
-    let tags = if k.is_empty() {
-        vec![]
-    } else {
-        vec![(k.to_owned(), v.to_owned())]
-    };
+    let tags = if k.is_empty() { vec![] } else { vec![(k.to_owned(), v.to_owned())] };
     (format!("res-{a}-{i}"), region, service, resource_type, tags)
 }
 
 fn fact(a: usize, i: u64, start_unix_s: i64, period_s: u32) -> FactRow {
     let (resource_id, region, service, resource_type, tags) = resource(a, i);
-    let mut r = Rng::new(
-        ((a as u64 + 1) * 7_919) ^ i.wrapping_mul(104_729) ^ (start_unix_s as u64).wrapping_mul(31),
-    );
+    let mut r = Rng::new(((a as u64 + 1) * 7_919) ^ i.wrapping_mul(104_729) ^ (start_unix_s as u64).wrapping_mul(31));
     // Diurnal shape: busier 08:00-20:00 UTC.
     let hour = start_unix_s.rem_euclid(86_400) / 3_600;
     let load = if (8..20).contains(&hour) { 2.0 } else { 1.0 };
@@ -110,13 +89,9 @@ fn fact(a: usize, i: u64, start_unix_s: i64, period_s: u32) -> FactRow {
 pub fn group_facts(facts: &[FactRow]) -> Vec<FactRow> {
     /// (start, region, service, resource type, team, quality).
     type GroupKey = (i64, String, String, String, Option<String>, &'static str);
-    let mut groups: std::collections::BTreeMap<GroupKey, FactRow> =
-        std::collections::BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<GroupKey, FactRow> = std::collections::BTreeMap::new();
     for f in facts {
-        let team = f
-            .tags
-            .as_ref()
-            .and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
+        let team = f.tags.as_ref().and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
         let key = (
             f.period_start_unix_s,
             f.region.clone(),
@@ -125,13 +100,7 @@ pub fn group_facts(facts: &[FactRow]) -> Vec<FactRow> {
             team.clone(),
             f.quality.as_str(),
         );
-        let subject = format!(
-            "group:{}/{}/{}/{}",
-            f.service,
-            f.resource_type,
-            team.as_deref().unwrap_or("-"),
-            f.quality.as_str()
-        );
+        let subject = format!("group:{}/{}/{}/{}", f.service, f.resource_type, team.as_deref().unwrap_or("-"), f.quality.as_str());
         let g = groups.entry(key).or_insert_with(|| FactRow {
             record_key: format!("{subject}@{}s", f.period_s),
             resource_id: subject,
@@ -159,10 +128,7 @@ pub fn group_facts(facts: &[FactRow]) -> Vec<FactRow> {
 /// 5-minute facts for the last two hours, with the inventory.
 pub async fn load(pool: &PgPool) {
     for (account, name, ou) in
-        ACCOUNTS
-            .iter()
-            .copied()
-            .chain([(ACCOUNT_WITHOUT_AGENT, "new-account", "r-root/ou-prod")])
+        ACCOUNTS.iter().copied().chain([(ACCOUNT_WITHOUT_AGENT, "new-account", "r-root/ou-prod")])
     {
         sqlx::query("INSERT INTO accounts (account_id, name, ou_path) VALUES ($1, $2, $3)")
             .bind(account)
@@ -191,16 +157,7 @@ pub async fn load(pool: &PgPool) {
                 continue;
             }
             sequence += 1;
-            store(
-                pool,
-                &Batch {
-                    agent_id: agent_id.clone(),
-                    sequence,
-                    facts,
-                    inventory: vec![],
-                },
-            )
-            .await;
+            store(pool, &Batch { agent_id: agent_id.clone(), sequence, facts, inventory: vec![] }).await;
         }
         let mut facts = Vec::new();
         let mut start = NOW - 2 * 3_600;
@@ -230,15 +187,6 @@ pub async fn load(pool: &PgPool) {
                 }
             })
             .collect();
-        store(
-            pool,
-            &Batch {
-                agent_id,
-                sequence: sequence + 1,
-                facts,
-                inventory,
-            },
-        )
-        .await;
+        store(pool, &Batch { agent_id, sequence: sequence + 1, facts, inventory }).await;
     }
 }

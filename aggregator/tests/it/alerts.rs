@@ -56,36 +56,16 @@ struct ReceiverState {
 /// Checks a body against the PagerDuty Events API v2 schema.
 fn pagerduty_violations(b: &Value) -> Vec<String> {
     let mut v = Vec::new();
-    let Some(obj) = b.as_object() else {
-        return vec!["body is not an object".into()];
-    };
+    let Some(obj) = b.as_object() else { return vec!["body is not an object".into()] };
     for k in obj.keys() {
-        if ![
-            "routing_key",
-            "event_action",
-            "dedup_key",
-            "payload",
-            "images",
-            "links",
-            "client",
-            "client_url",
-        ]
-        .contains(&k.as_str())
-        {
+        if !["routing_key", "event_action", "dedup_key", "payload", "images", "links", "client", "client_url"].contains(&k.as_str()) {
             v.push(format!("unknown field {k}"));
         }
     }
-    if obj
-        .get("routing_key")
-        .and_then(Value::as_str)
-        .is_none_or(|k| k.len() != 32)
-    {
+    if obj.get("routing_key").and_then(Value::as_str).is_none_or(|k| k.len() != 32) {
         v.push("routing_key must be a 32-character string".into());
     }
-    let action = obj
-        .get("event_action")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let action = obj.get("event_action").and_then(Value::as_str).unwrap_or("");
     if !["trigger", "acknowledge", "resolve"].contains(&action) {
         v.push(format!("event_action {action:?} invalid"));
     }
@@ -99,33 +79,21 @@ fn pagerduty_violations(b: &Value) -> Vec<String> {
             Some(s) if !s.is_empty() && s.len() <= 1024 => {}
             _ => v.push("payload.summary required (1-1024 characters)".into()),
         }
-        if p.and_then(|p| p.get("source"))
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
+        if p.and_then(|p| p.get("source")).and_then(Value::as_str).is_none_or(str::is_empty) {
             v.push("payload.source required".into());
         }
-        let sev = p
-            .and_then(|p| p.get("severity"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let sev = p.and_then(|p| p.get("severity")).and_then(Value::as_str).unwrap_or("");
         if !["critical", "error", "warning", "info"].contains(&sev) {
             v.push(format!("payload.severity {sev:?} invalid"));
         }
         if let Some(ts) = p.and_then(|p| p.get("timestamp"))
-            && ts
-                .as_str()
-                .is_none_or(|t| t.len() < 20 || !t.ends_with('Z'))
+            && ts.as_str().is_none_or(|t| t.len() < 20 || !t.ends_with('Z'))
         {
             v.push(format!("payload.timestamp {ts} is not ISO 8601 UTC"));
         }
         if let Some(links) = obj.get("links") {
             let ok = links.as_array().is_some_and(|a| {
-                a.iter().all(|l| {
-                    l.get("href")
-                        .and_then(Value::as_str)
-                        .is_some_and(|h| h.starts_with("http"))
-                })
+                a.iter().all(|l| l.get("href").and_then(Value::as_str).is_some_and(|h| h.starts_with("http")))
             });
             if !ok {
                 v.push("links must be objects with an http(s) href".into());
@@ -138,26 +106,14 @@ fn pagerduty_violations(b: &Value) -> Vec<String> {
 }
 
 fn webhook_violations(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
-    let ts = headers
-        .get(TIMESTAMP_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|t| t.parse::<i64>().ok());
-    let sig = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|s| s.strip_prefix("v1="));
-    let (Some(ts), Some(sig)) = (ts, sig) else {
-        return vec!["missing signature or timestamp header".into()];
-    };
+    let ts = headers.get(TIMESTAMP_HEADER).and_then(|h| h.to_str().ok()).and_then(|t| t.parse::<i64>().ok());
+    let sig = headers.get(SIGNATURE_HEADER).and_then(|h| h.to_str().ok()).and_then(|s| s.strip_prefix("v1="));
+    let (Some(ts), Some(sig)) = (ts, sig) else { return vec!["missing signature or timestamp header".into()] };
     let now = canopy_aggregator::http::system_clock();
     if (now - ts).abs() > 300 {
         return vec![format!("stale timestamp {ts}")];
     }
-    let Ok(tag) = (0..sig.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&sig[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-    else {
+    let Ok(tag) = (0..sig.len()).step_by(2).map(|i| u8::from_str_radix(&sig[i..i + 2], 16)).collect::<Result<Vec<u8>, _>>() else {
         return vec!["signature is not hex".into()];
     };
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
@@ -168,34 +124,21 @@ fn webhook_violations(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
         v.push("HMAC-SHA256 signature does not verify".into());
     }
     match serde_json::from_slice::<Value>(body) {
-        Ok(b)
-            if b.get("text").and_then(Value::as_str).is_some()
-                && b.get("blocks").and_then(Value::as_array).is_some() => {}
+        Ok(b) if b.get("text").and_then(Value::as_str).is_some() && b.get("blocks").and_then(Value::as_array).is_some() => {}
         _ => v.push("not Slack-compatible JSON (text and blocks)".into()),
     }
     v
 }
 
-async fn receive(
-    State(s): State<Arc<ReceiverState>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(s): State<Arc<ReceiverState>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
     let path = uri.path().to_owned();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let violations = if path == "/pagerduty" {
-        pagerduty_violations(&parsed)
-    } else {
-        webhook_violations(&headers, &body)
-    };
+    let violations = if path == "/pagerduty" { pagerduty_violations(&parsed) } else { webhook_violations(&headers, &body) };
     let status = if !violations.is_empty() {
         s.violations.lock().unwrap().extend(violations);
         StatusCode::BAD_REQUEST
     } else if s.down.load(Ordering::SeqCst)
-        || s.fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        || s.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     {
         StatusCode::INTERNAL_SERVER_ERROR
     } else if path == "/pagerduty" {
@@ -203,11 +146,7 @@ async fn receive(
     } else {
         StatusCode::OK
     };
-    s.received.lock().unwrap().push(Received {
-        path,
-        body: parsed,
-        status: status.as_u16(),
-    });
+    s.received.lock().unwrap().push(Received { path, body: parsed, status: status.as_u16() });
     status
 }
 
@@ -238,9 +177,7 @@ impl Receiver {
             .iter()
             .filter(|r| r.path == path && r.status < 300)
             .filter(|r| {
-                r.body
-                    .get("event_action")
-                    .or_else(|| r.body.get("canopy").and_then(|c| c.get("action")))
+                r.body.get("event_action").or_else(|| r.body.get("canopy").and_then(|c| c.get("action")))
                     == Some(&json!(action))
             })
             .map(|r| r.body.clone())
@@ -248,13 +185,7 @@ impl Receiver {
     }
 
     fn refused(&self, path: &str) -> usize {
-        self.state
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path && r.status >= 500)
-            .count()
+        self.state.received.lock().unwrap().iter().filter(|r| r.path == path && r.status >= 500).count()
     }
 
     fn assert_no_violations(&self) {
@@ -275,34 +206,20 @@ impl SmtpServer {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut child = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("python3 -m aiosmtpd (scripts/test.sh installs aiosmtpd from PyPI)");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return SmtpServer {
-                    child,
-                    port,
-                    maildir,
-                };
+                return SmtpServer { child, port, maildir };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!(
-            "aiosmtpd did not listen on {port} within 10 s (is aiosmtpd installed? scripts/test.sh installs it)"
-        );
+        panic!("aiosmtpd did not listen on {port} within 10 s (is aiosmtpd installed? scripts/test.sh installs it)");
     }
 
     /// Every message delivered so far, raw.
@@ -311,12 +228,7 @@ impl SmtpServer {
         let mut out: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&new)
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .map(|e| {
-                        (
-                            e.metadata().unwrap().modified().unwrap(),
-                            std::fs::read_to_string(e.path()).unwrap(),
-                        )
-                    })
+                    .map(|e| (e.metadata().unwrap().modified().unwrap(), std::fs::read_to_string(e.path()).unwrap()))
                     .collect()
             })
             .unwrap_or_default();
@@ -333,11 +245,7 @@ impl Drop for SmtpServer {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -365,12 +273,7 @@ async fn store_web_emissions(pool: &PgPool, sequence: u64, at: i64, kg: f64) {
         f.high_g_co2e = f.location_g_co2e * 1.2;
         facts.push(f);
     }
-    let batch = Batch {
-        agent_id: "agent-web".to_owned(),
-        sequence,
-        facts,
-        inventory: vec![],
-    };
+    let batch = Batch { agent_id: "agent-web".to_owned(), sequence, facts, inventory: vec![] };
     store(pool, &batch).await;
 }
 
@@ -387,28 +290,17 @@ fn config(receiver: &Receiver, smtp_port: u16) -> AlertsConfig {
     }
 }
 
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
+async fn call(app: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
-        .body(
-            body.map(|b| Body::from(b.to_string()))
-                .unwrap_or_else(Body::empty),
-        )
+        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// The alerting routes behind the access control in its open mode (every
@@ -420,30 +312,17 @@ fn app(pool: &PgPool, cfg: &AlertsConfig) -> axum::Router {
         clock: canopy_aggregator::http::system_clock,
     })
     .into_router();
-    canopy_aggregator::auth::http_layer::protect(
-        router,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-    )
+    canopy_aggregator::auth::http_layer::protect(router, canopy_aggregator::auth::Auth::insecure_open_access())
 }
 
 /// Routes (PagerDuty, email, webhook) and a monthly budget of `amount_kg` for team web.
 async fn setup_budget(app: &axum::Router, receiver: &Receiver, amount_kg: f64) -> i64 {
     for (name, body) in [
-        (
-            "oncall",
-            json!({ "kind": "pagerduty", "routing_key": "Rfallbackfallbackfallbackfallbac" }),
-        ),
-        (
-            "team-mail",
-            json!({ "kind": "email", "to": ["oncall@example.org", "web@example.org"] }),
-        ),
-        (
-            "chat",
-            json!({ "kind": "webhook", "url": format!("http://{}/hook", receiver.addr), "secret": WEBHOOK_SECRET }),
-        ),
+        ("oncall", json!({ "kind": "pagerduty", "routing_key": "Rfallbackfallbackfallbackfallbac" })),
+        ("team-mail", json!({ "kind": "email", "to": ["oncall@example.org", "web@example.org"] })),
+        ("chat", json!({ "kind": "webhook", "url": format!("http://{}/hook", receiver.addr), "secret": WEBHOOK_SECRET })),
     ] {
-        let (status, body) =
-            call(app, "PUT", &format!("/v1/alert-routes/{name}"), Some(body)).await;
+        let (status, body) = call(app, "PUT", &format!("/v1/alert-routes/{name}"), Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let (status, body) = call(
@@ -470,13 +349,7 @@ fn harness(pool: &PgPool, cfg: &AlertsConfig) -> Harness {
     let metrics = Arc::new(AlertMetrics::default());
     let wake = Arc::new(tokio::sync::Notify::new());
     let notifiers = Arc::new(Notifiers::new(cfg.clone()).unwrap());
-    let sender = Arc::new(Sender::new(
-        pool.clone(),
-        notifiers,
-        cfg.clone(),
-        metrics.clone(),
-        wake.clone(),
-    ));
+    let sender = Arc::new(Sender::new(pool.clone(), notifiers, cfg.clone(), metrics.clone(), wake.clone()));
     tokio::spawn(sender.run_forever());
     let evaluator = Arc::new(Evaluator {
         pool: pool.clone(),
@@ -486,21 +359,17 @@ fn harness(pool: &PgPool, cfg: &AlertsConfig) -> Harness {
         metrics,
         outbox_wake: wake,
     });
-    Harness {
-        evaluator,
-        pool: pool.clone(),
-    }
+    Harness { evaluator, pool: pool.clone() }
 }
 
 /// Waits until no outbox row is pending (30 s at most).
 async fn drained(pool: &PgPool) {
     for _ in 0..300 {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+                .fetch_one(pool)
+                .await
+                .unwrap();
         if pending == 0 {
             return;
         }
@@ -521,22 +390,9 @@ async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 
 /// A header of a raw message, folded lines joined (RFC 5322 unfolding).
 fn header(raw: &str, name: &str) -> Option<String> {
-    let head = raw
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or(raw)
-        .split("\n\n")
-        .next()
-        .unwrap_or(raw);
-    let unfolded = head
-        .replace("\r\n ", " ")
-        .replace("\n ", " ")
-        .replace("\r\n\t", " ")
-        .replace("\n\t", " ");
-    unfolded.lines().find_map(|l| {
-        l.strip_prefix(&format!("{name}: "))
-            .map(|v| v.trim_end().to_owned())
-    })
+    let head = raw.split("\r\n\r\n").next().unwrap_or(raw).split("\n\n").next().unwrap_or(raw);
+    let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ").replace("\n\t", " ");
+    unfolded.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(|v| v.trim_end().to_owned()))
 }
 
 // ---------------------------------------------------------------- tests
@@ -564,81 +420,33 @@ async fn budget_crossed_triggers_once_per_route_and_clearing_resolves_once() {
     let triggers = receiver.accepted("/pagerduty", "trigger");
     assert_eq!(triggers.len(), 1, "{triggers:?}");
     let t = &triggers[0];
-    let month =
-        canopy_aggregator::time::yyyymmdd(canopy_aggregator::time::month_start_shifted(now, 0));
-    assert_eq!(
-        t["dedup_key"],
-        json!(format!("canopy/budget/{budget_id}/threshold/{month}"))
-    );
-    assert_eq!(
-        t["routing_key"], ROUTING_KEY,
-        "the budget's routing key overrides the route's"
-    );
+    let month = canopy_aggregator::time::yyyymmdd(canopy_aggregator::time::month_start_shifted(now, 0));
+    assert_eq!(t["dedup_key"], json!(format!("canopy/budget/{budget_id}/threshold/{month}")));
+    assert_eq!(t["routing_key"], ROUTING_KEY, "the budget's routing key overrides the route's");
     assert_eq!(t["payload"]["severity"], "critical");
     assert_eq!(t["payload"]["source"], "canopy-aggregator");
-    assert_eq!(
-        t["payload"]["custom_details"]["value_kg_co2e"]
-            .as_f64()
-            .map(|v| (v * 1e6).round() / 1e6),
-        Some(10.0)
-    );
+    assert_eq!(t["payload"]["custom_details"]["value_kg_co2e"].as_f64().map(|v| (v * 1e6).round() / 1e6), Some(10.0));
     assert_eq!(t["payload"]["custom_details"]["budget_kg_co2e"], 8.0);
-    assert!(
-        t["links"][0]["href"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://canopy.example.org/alerts#alert-")
-    );
+    assert!(t["links"][0]["href"].as_str().unwrap().starts_with("http://canopy.example.org/alerts#alert-"));
     let hooks = receiver.accepted("/hook", "trigger");
     assert_eq!(hooks.len(), 1);
-    assert!(
-        hooks[0]["text"].as_str().unwrap().contains("web monthly"),
-        "{}",
-        hooks[0]
-    );
+    assert!(hooks[0]["text"].as_str().unwrap().contains("web monthly"), "{}", hooks[0]);
 
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{mails:?}");
     let m = &mails[0];
     assert_eq!(header(m, "From").as_deref(), Some("canopy@example.org"));
-    assert_eq!(
-        header(m, "To").as_deref(),
-        Some("oncall@example.org, web@example.org")
-    );
+    assert_eq!(header(m, "To").as_deref(), Some("oncall@example.org, web@example.org"));
     let subject = header(m, "Subject").unwrap();
-    assert!(
-        subject.starts_with(
-            "[Canopy] TRIGGERED critical: Carbon budget \"web monthly\" crossed 100 %"
-        ),
-        "{subject}"
-    );
-    assert_eq!(
-        header(m, "X-Canopy-Dedup-Key"),
-        Some(format!("canopy/budget/{budget_id}/threshold/{month}"))
-    );
-    assert!(
-        m.contains("Content-Type: text/plain") && m.contains("Content-Type: text/html"),
-        "{m}"
-    );
+    assert!(subject.starts_with("[Canopy] TRIGGERED critical: Carbon budget \"web monthly\" crossed 100 %"), "{subject}");
+    assert_eq!(header(m, "X-Canopy-Dedup-Key"), Some(format!("canopy/budget/{budget_id}/threshold/{month}")));
+    assert!(m.contains("Content-Type: text/plain") && m.contains("Content-Type: text/html"), "{m}");
     assert!(m.contains("10.0 kgCO2e of 8.0 kgCO2e"), "{m}");
 
     // Acknowledge from the API: one acknowledge to PagerDuty.
-    let alert_id: i64 = sqlx::query_scalar("SELECT alert_id FROM alerts")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/v1/alerts/{alert_id}/acknowledge"),
-        Some(json!({ "by": "ana" })),
-    )
-    .await;
-    assert_eq!(
-        (status, body["notifications"].as_i64()),
-        (StatusCode::OK, Some(3)),
-        "{body}"
-    );
+    let alert_id: i64 = sqlx::query_scalar("SELECT alert_id FROM alerts").fetch_one(&db.pool).await.unwrap();
+    let (status, body) = call(&app, "POST", &format!("/v1/alerts/{alert_id}/acknowledge"), Some(json!({ "by": "ana" }))).await;
+    assert_eq!((status, body["notifications"].as_i64()), (StatusCode::OK, Some(3)), "{body}");
     drained(&h.pool).await;
     assert_eq!(receiver.accepted("/pagerduty", "acknowledge").len(), 1);
 
@@ -663,21 +471,13 @@ async fn budget_crossed_triggers_once_per_route_and_clearing_resolves_once() {
     assert_eq!(resolves[0]["dedup_key"], t["dedup_key"]);
     assert_eq!(receiver.accepted("/pagerduty", "trigger").len(), 1);
     assert_eq!(smtp.messages().len(), 3, "trigger, acknowledge, resolve");
-    assert!(
-        header(&smtp.messages()[2], "Subject")
-            .unwrap()
-            .starts_with("[Canopy] RESOLVED")
-    );
+    assert!(header(&smtp.messages()[2], "Subject").unwrap().starts_with("[Canopy] RESOLVED"));
     receiver.assert_no_violations();
 
     // The history lists every step.
     let (_, alerts) = call(&app, "GET", "/v1/alerts", None).await;
-    let events: Vec<&str> = alerts["alerts"][0]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events: Vec<&str> =
+        alerts["alerts"][0]["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     for e in ["fired", "notified", "acknowledged", "resolved"] {
         assert!(events.contains(&e), "{events:?}");
     }
@@ -693,13 +493,7 @@ async fn receiver_answering_500_gets_the_event_once_after_it_recovers() {
     let now = canopy_aggregator::http::system_clock();
     store_web_emissions(&db.pool, 1, data_hour(now), 6.0).await;
     // Only the PagerDuty route for this budget.
-    call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/oncall",
-        Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY })),
-    )
-    .await;
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
     let (status, body) = call(
         &app,
         "POST",
@@ -716,14 +510,8 @@ async fn receiver_answering_500_gets_the_event_once_after_it_recovers() {
     assert_eq!(receiver.refused("/pagerduty"), 5);
     let triggers = receiver.accepted("/pagerduty", "trigger");
     assert_eq!(triggers.len(), 1);
-    assert_eq!(
-        triggers[0]["payload"]["severity"], "warning",
-        "60 % crosses the 50 % threshold only"
-    );
-    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM alert_outbox")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    assert_eq!(triggers[0]["payload"]["severity"], "warning", "60 % crosses the 50 % threshold only");
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM alert_outbox").fetch_one(&db.pool).await.unwrap();
     assert_eq!(attempts, 6);
     receiver.assert_no_violations();
     // Escalation to 80 %: re-notified once with severity error.
@@ -744,13 +532,7 @@ async fn silenced_alert_is_recorded_not_sent_until_the_silence_expires() {
     let app = app(&db.pool, &cfg);
     let now = canopy_aggregator::http::system_clock();
     store_web_emissions(&db.pool, 1, data_hour(now), 20.0).await;
-    call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/oncall",
-        Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY })),
-    )
-    .await;
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
     let (_, b) = call(
         &app,
         "POST",
@@ -766,13 +548,7 @@ async fn silenced_alert_is_recorded_not_sent_until_the_silence_expires() {
     let (_, alerts) = call(&app, "GET", "/v1/alerts", None).await;
     assert_eq!(alerts["alerts"][0]["history"][0]["event"], "silenced");
     // Expire it: the next round notifies.
-    let (status, _) = call(
-        &app,
-        "DELETE",
-        &format!("/v1/silences/{}", s["silence_id"]),
-        None,
-    )
-    .await;
+    let (status, _) = call(&app, "DELETE", &format!("/v1/silences/{}", s["silence_id"]), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let r = h.evaluator.run_round(now + 60).await.unwrap();
     assert_eq!(r.enqueued, 1);
@@ -782,10 +558,7 @@ async fn silenced_alert_is_recorded_not_sent_until_the_silence_expires() {
 }
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
 }
 
 #[tokio::test]
@@ -796,20 +569,12 @@ async fn bad_budget_and_silence_input_is_refused_naming_the_field_and_nothing_is
     let app = app(&db.pool, &cfg);
     let now = canopy_aggregator::http::system_clock();
     store_web_emissions(&db.pool, 1, data_hour(now), 1.0).await;
-    sqlx::query(
-        "INSERT INTO accounts (account_id, name, ou_path) VALUES ($1, 'web', 'r-1/ou-web')",
-    )
-    .bind(ACCOUNT)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/oncall",
-        Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY })),
-    )
-    .await;
+    sqlx::query("INSERT INTO accounts (account_id, name, ou_path) VALUES ($1, 'web', 'r-1/ou-web')")
+        .bind(ACCOUNT)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
     let good = json!({ "name": "web", "scope": { "team": "web" }, "period": "month", "amount_kg_co2e": 10.0, "routes": ["oncall"] });
     let with = |path: &[&str], v: Value| {
         let mut b = good.clone();
@@ -824,75 +589,36 @@ async fn bad_budget_and_silence_input_is_refused_naming_the_field_and_nothing_is
         (with(&["amount_kg_co2e"], json!(-1)), "amount_kg_co2e"),
         (with(&["amount_kg_co2e"], json!(0)), "amount_kg_co2e"),
         (with(&["scope", "team"], json!("nobody")), "scope.team"),
-        (
-            with(&["scope", "account_id"], json!("999999999999")),
-            "scope.account_id",
-        ),
-        (
-            with(&["scope", "account_id"], json!("12x")),
-            "scope.account_id",
-        ),
-        (
-            with(&["scope", "ou_id"], json!("ou-missing")),
-            "scope.ou_id",
-        ),
-        (
-            with(&["scope", "service"], json!("AmazonNothing")),
-            "scope.service",
-        ),
+        (with(&["scope", "account_id"], json!("999999999999")), "scope.account_id"),
+        (with(&["scope", "account_id"], json!("12x")), "scope.account_id"),
+        (with(&["scope", "ou_id"], json!("ou-missing")), "scope.ou_id"),
+        (with(&["scope", "service"], json!("AmazonNothing")), "scope.service"),
         (with(&["period"], json!("fortnight")), "period"),
         (with(&["basis"], json!("embodied_only")), "basis"),
         (with(&["routes"], json!(["pager"])), "routes[0]"),
-        (
-            with(&["thresholds_pct"], json!([50, "x"])),
-            "thresholds_pct[1]",
-        ),
-        (
-            with(&["burn_rate"], json!({ "factor_1h": 14.4 })),
-            "burn_rate.factor_24h",
-        ),
+        (with(&["thresholds_pct"], json!([50, "x"])), "thresholds_pct[1]"),
+        (with(&["burn_rate"], json!({ "factor_1h": 14.4 })), "burn_rate.factor_24h"),
         (with(&["name"], json!("")), "name"),
         (json!("not an object"), "body"),
     ];
     for (body, field) in &cases {
         let (status, answer) = call(&app, "POST", "/v1/budgets", Some(body.clone())).await;
-        assert_eq!(
-            (status, answer["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(*field)),
-            "{body} → {answer}"
-        );
+        assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some(*field)), "{body} → {answer}");
     }
     assert_eq!(count(&db.pool, "budgets").await, 0);
     // Known scopes are accepted: team, account, OU, service.
     let (status, created) = call(&app, "POST", "/v1/budgets", Some(good.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    for scope in [
-        json!({ "account_id": ACCOUNT }),
-        json!({ "ou_id": "ou-web" }),
-        json!({ "service": "AmazonEC2", "team": "web" }),
-    ] {
+    for scope in [json!({ "account_id": ACCOUNT }), json!({ "ou_id": "ou-web" }), json!({ "service": "AmazonEC2", "team": "web" })] {
         let (status, b) = call(&app, "POST", "/v1/budgets", Some(with(&["scope"], scope))).await;
         assert_eq!(status, StatusCode::CREATED, "{b}");
     }
     // Overlapping duplicate: same scope, basis and period family.
     let (status, answer) = call(&app, "POST", "/v1/budgets", Some(good.clone())).await;
-    assert_eq!(
-        (status, answer["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("period")),
-        "{answer}"
-    );
-    let (status, answer) = call(
-        &app,
-        "POST",
-        "/v1/budgets",
-        Some(with(&["period"], json!("fiscal_year"))),
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "an annual budget does not overlap a monthly one: {answer}"
-    );
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("period")), "{answer}");
+    let (status, answer) =
+        call(&app, "POST", "/v1/budgets", Some(with(&["period"], json!("fiscal_year")))).await;
+    assert_eq!(status, StatusCode::CREATED, "an annual budget does not overlap a monthly one: {answer}");
     let (status, answer) = call(
         &app,
         "POST",
@@ -900,130 +626,53 @@ async fn bad_budget_and_silence_input_is_refused_naming_the_field_and_nothing_is
         Some(json!({ "name": "web fy", "scope": { "team": "web" }, "period": "year", "amount_kg_co2e": 5.0 })),
     )
     .await;
-    assert_eq!(
-        (status, answer["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("period")),
-        "year overlaps fiscal_year: {answer}"
-    );
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("period")), "year overlaps fiscal_year: {answer}");
     assert_eq!(count(&db.pool, "budgets").await, 5);
     // Updates: every bad body refused, the stored budget unchanged.
     let id = created["budget_id"].as_i64().unwrap();
     for (body, field) in &cases {
-        let (status, answer) = call(
-            &app,
-            "PUT",
-            &format!("/v1/budgets/{id}"),
-            Some(body.clone()),
-        )
-        .await;
-        assert_eq!(
-            (status, answer["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(*field)),
-            "{body} → {answer}"
-        );
+        let (status, answer) = call(&app, "PUT", &format!("/v1/budgets/{id}"), Some(body.clone())).await;
+        assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some(*field)), "{body} → {answer}");
     }
     let (_, stored) = call(&app, "GET", &format!("/v1/budgets/{id}"), None).await;
     assert_eq!(stored, created);
-    for (method, uri) in [
-        ("GET", "/v1/budgets/x"),
-        ("PUT", "/v1/budgets/-1"),
-        ("DELETE", "/v1/budgets/abc"),
-    ] {
+    for (method, uri) in [("GET", "/v1/budgets/x"), ("PUT", "/v1/budgets/-1"), ("DELETE", "/v1/budgets/abc")] {
         let (status, answer) = call(&app, method, uri, Some(good.clone())).await;
-        assert_eq!(
-            (status, answer["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("budget_id")),
-            "{method} {uri}"
-        );
+        assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("budget_id")), "{method} {uri}");
     }
     // Silences.
     let silence_cases: Vec<(Value, &str)> = vec![
         (json!({ "duration_s": 60 }), "budget_id"),
         (json!({ "team": "web" }), "ends_unix_s"),
-        (
-            json!({ "team": "web", "ends_unix_s": now - 10 }),
-            "ends_unix_s",
-        ),
+        (json!({ "team": "web", "ends_unix_s": now - 10 }), "ends_unix_s"),
         (json!({ "team": "web", "duration_s": 0 }), "duration_s"),
-        (
-            json!({ "budget_id": 987_654, "duration_s": 60 }),
-            "budget_id",
-        ),
+        (json!({ "budget_id": 987_654, "duration_s": 60 }), "budget_id"),
         (json!({ "kind": "noise", "duration_s": 60 }), "kind"),
-        (
-            json!({ "account_id": "12", "duration_s": 60 }),
-            "account_id",
-        ),
-        (
-            json!({ "team": "web", "duration_s": 60, "colour": "red" }),
-            "colour",
-        ),
+        (json!({ "account_id": "12", "duration_s": 60 }), "account_id"),
+        (json!({ "team": "web", "duration_s": 60, "colour": "red" }), "colour"),
         (json!([1, 2]), "body"),
     ];
     for (body, field) in &silence_cases {
         let (status, answer) = call(&app, "POST", "/v1/silences", Some(body.clone())).await;
-        assert_eq!(
-            (status, answer["field"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(*field)),
-            "{body} → {answer}"
-        );
+        assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some(*field)), "{body} → {answer}");
     }
     let (status, answer) = call(&app, "DELETE", "/v1/silences/zero", None).await;
-    assert_eq!(
-        (status, answer["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("silence_id"))
-    );
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("silence_id")));
     assert_eq!(count(&db.pool, "alert_silences").await, 0);
     // Routes too.
-    let (status, answer) = call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/Bad!",
-        Some(json!({ "kind": "email", "to": ["a@b.c"] })),
-    )
-    .await;
-    assert_eq!(
-        (status, answer["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("name"))
-    );
+    let (status, answer) = call(&app, "PUT", "/v1/alert-routes/Bad!", Some(json!({ "kind": "email", "to": ["a@b.c"] }))).await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
     assert_eq!(count(&db.pool, "alert_routes").await, 1);
 }
 
 /// Builds and runs `canopy-aggregator serve` against `db` (no QUIC ingest).
-fn spawn_aggregator(
-    db: &TestDb,
-    receiver: &Receiver,
-    http_port: u16,
-    log: &Path,
-) -> std::process::Child {
+fn spawn_aggregator(db: &TestDb, receiver: &Receiver, http_port: u16, log: &Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_canopy-aggregator"))
         // Open access: this test is about delivery; access control is `authz.rs`'s.
-        .args([
-            "serve",
-            "--database-url",
-            &db.url(),
-            "--storage",
-            "auto",
-            "--insecure-open-access",
-        ])
-        .args([
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--grpc-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .args([
-            "--alert-evaluate-interval-s",
-            "1",
-            "--alert-retry-min-ms",
-            "100",
-            "--alert-retry-max-s",
-            "1",
-        ])
-        .args([
-            "--pagerduty-events-url",
-            &format!("http://{}/pagerduty", receiver.addr),
-        ])
+        .args(["serve", "--database-url", &db.url(), "--storage", "auto", "--insecure-open-access"])
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}"), "--grpc-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--alert-evaluate-interval-s", "1", "--alert-retry-min-ms", "100", "--alert-retry-max-s", "1"])
+        .args(["--pagerduty-events-url", &format!("http://{}/pagerduty", receiver.addr)])
         .env("RUST_LOG", "canopy_aggregator=info")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -1039,13 +688,7 @@ async fn aggregator_killed_between_decision_and_delivery_delivers_once_after_res
     let app = app(&db.pool, &cfg);
     let now = canopy_aggregator::http::system_clock();
     store_web_emissions(&db.pool, 1, data_hour(now), 12.0).await;
-    call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/oncall",
-        Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY })),
-    )
-    .await;
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
     let (status, _) = call(
         &app,
         "POST",
@@ -1059,26 +702,19 @@ async fn aggregator_killed_between_decision_and_delivery_delivers_once_after_res
     let logs = tempfile::tempdir().unwrap();
     let log: PathBuf = logs.path().join("first.log");
     let mut first = spawn_aggregator(&db, &receiver, free_port(), &log);
-    wait_for("a refused delivery attempt", || {
-        receiver.refused("/pagerduty") >= 1
-    })
-    .await;
+    wait_for("a refused delivery attempt", || receiver.refused("/pagerduty") >= 1).await;
     let decided: i64 = count(&db.pool, "alert_outbox").await;
     assert_eq!(decided, 1);
     first.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
     first.wait().unwrap();
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NOT NULL")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+    let delivered: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NOT NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(delivered, 0);
     receiver.state.down.store(false, Ordering::SeqCst);
     let mut second = spawn_aggregator(&db, &receiver, free_port(), &logs.path().join("second.log"));
-    wait_for("the trigger after the restart", || {
-        !receiver.accepted("/pagerduty", "trigger").is_empty()
-    })
-    .await;
+    wait_for("the trigger after the restart", || !receiver.accepted("/pagerduty", "trigger").is_empty()).await;
     drained(&db.pool).await;
     // A few more rounds of the restarted evaluator: still one decision, one delivery.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1092,10 +728,7 @@ async fn aggregator_killed_between_decision_and_delivery_delivers_once_after_res
 
 #[tokio::test]
 async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
-    if crate::support::skip_unless_native(
-        "bench_smoke_evaluates_every_budget_on_its_own_scope",
-        "the benchmark inserts into native rollup tables",
-    ) {
+    if crate::support::skip_unless_native("bench_smoke_evaluates_every_budget_on_its_own_scope", "the benchmark inserts into native rollup tables") {
         return;
     }
     let db = TestDb::migrated().await;
@@ -1104,23 +737,12 @@ async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
     // round's last hour was the empty one after the loaded data (CI failed
     // that way on 2026-12-07: burn rate 0 vs 4.46).
     let now = canopy_aggregator::http::system_clock().div_euclid(3_600) * 3_600 + 300;
-    let cfg = canopy_aggregator::alerts::bench::AlertBenchConfig {
-        accounts: 200,
-        budgets: 1_000,
-        rounds: 2,
-        now_unix_s: now,
-    };
-    let report = canopy_aggregator::alerts::bench::run(&db.pool, &cfg)
-        .await
-        .unwrap();
+    let cfg = canopy_aggregator::alerts::bench::AlertBenchConfig { accounts: 200, budgets: 1_000, rounds: 2, now_unix_s: now };
+    let report = canopy_aggregator::alerts::bench::run(&db.pool, &cfg).await.unwrap();
     println!("{}", report.render());
     assert_eq!(report.budgets, 1_000);
     assert_eq!(report.rounds[0].0.budgets, 1_000);
-    assert!(
-        report.rounds[0].0.triggered > 0,
-        "some budgets are over: {:?}",
-        report.rounds[0]
-    );
+    assert!(report.rounds[0].0.triggered > 0, "some budgets are over: {:?}", report.rounds[0]);
     assert_eq!(report.rounds[1].0.triggered, 0, "nothing new in round 2");
     // Budget 1 is account 000000000001's month on the location basis: its
     // burn equals the rollups' sum for that account and month.
@@ -1132,10 +754,7 @@ async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert!(
-        (actual - expected).abs() < 1e-6 && expected > 0.0,
-        "{actual} vs {expected}"
-    );
+    assert!((actual - expected).abs() < 1e-6 && expected > 0.0, "{actual} vs {expected}");
     // Burn rate of budget 1: 3 series × 2000 g per hour against an even rate of amount / month.
     let (r1, amount_kg, ps, pe): (f64, f64, i64, i64) = sqlx::query_as(
         "SELECT s.burn_rate_1h, b.amount_kg_co2e, extract(epoch FROM s.period_start)::bigint, extract(epoch FROM s.period_end)::bigint
@@ -1145,10 +764,7 @@ async fn bench_smoke_evaluates_every_budget_on_its_own_scope() {
     .await
     .unwrap();
     let expected_rate = (6_000.0 / 3_600.0) / (amount_kg * 1_000.0 / (pe - ps) as f64);
-    assert!(
-        (r1 - expected_rate).abs() < 1e-9 * expected_rate.max(1.0),
-        "{r1} vs {expected_rate}"
-    );
+    assert!((r1 - expected_rate).abs() < 1e-9 * expected_rate.max(1.0), "{r1} vs {expected_rate}");
 }
 
 #[tokio::test]
@@ -1157,98 +773,39 @@ async fn grpc_budget_crud_validates_like_http() {
     let db = TestDb::migrated().await;
     let now = canopy_aggregator::http::system_clock();
     store_web_emissions(&db.pool, 1, data_hour(now), 1.0).await;
-    let incoming =
-        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     let server = tonic::transport::Server::builder()
-        .add_service(
-            GrpcBudgets::new(
-                db.pool.clone(),
-                canopy_aggregator::auth::Auth::insecure_open_access(),
-            )
-            .into_server(),
-        )
+        .add_service(GrpcBudgets::new(db.pool.clone(), canopy_aggregator::auth::Auth::insecure_open_access()).into_server())
         .serve_with_incoming(incoming);
     tokio::spawn(server);
-    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}")).await.unwrap();
     let spec = |amount: f64, team: &str| pb::BudgetSpec {
         name: "web".into(),
-        scope: Some(pb::Scope {
-            team: team.into(),
-            ..Default::default()
-        }),
+        scope: Some(pb::Scope { team: team.into(), ..Default::default() }),
         period: "quarter".into(),
         amount_kg_co2e: amount,
         ..Default::default()
     };
-    for (s, field) in [
-        (spec(-3.0, "web"), "amount_kg_co2e"),
-        (spec(3.0, "nobody"), "scope.team"),
-    ] {
-        let e = client
-            .create_budget(pb::CreateBudgetRequest { spec: Some(s) })
-            .await
-            .unwrap_err();
+    for (s, field) in [(spec(-3.0, "web"), "amount_kg_co2e"), (spec(3.0, "nobody"), "scope.team")] {
+        let e = client.create_budget(pb::CreateBudgetRequest { spec: Some(s) }).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert_eq!(
-            e.metadata().get("canopy-field").unwrap().to_str().unwrap(),
-            field,
-            "{e:?}"
-        );
+        assert_eq!(e.metadata().get("canopy-field").unwrap().to_str().unwrap(), field, "{e:?}");
     }
     assert_eq!(count(&db.pool, "budgets").await, 0);
-    let created = client
-        .create_budget(pb::CreateBudgetRequest {
-            spec: Some(spec(30.0, "web")),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let got = client
-        .get_budget(pb::GetBudgetRequest {
-            budget_id: created.budget_id,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        got.spec.as_ref().unwrap().thresholds_pct,
-        vec![50.0, 80.0, 100.0]
-    );
+    let created = client.create_budget(pb::CreateBudgetRequest { spec: Some(spec(30.0, "web")) }).await.unwrap().into_inner();
+    let got = client.get_budget(pb::GetBudgetRequest { budget_id: created.budget_id }).await.unwrap().into_inner();
+    assert_eq!(got.spec.as_ref().unwrap().thresholds_pct, vec![50.0, 80.0, 100.0]);
     assert_eq!(got.spec.as_ref().unwrap().period, "quarter");
     let updated = client
-        .update_budget(pb::UpdateBudgetRequest {
-            budget_id: created.budget_id,
-            spec: Some(spec(45.0, "web")),
-        })
+        .update_budget(pb::UpdateBudgetRequest { budget_id: created.budget_id, spec: Some(spec(45.0, "web")) })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(updated.spec.unwrap().amount_kg_co2e, 45.0);
-    assert_eq!(
-        client
-            .list_budgets(pb::ListBudgetsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .budgets
-            .len(),
-        1
-    );
-    client
-        .delete_budget(pb::DeleteBudgetRequest {
-            budget_id: created.budget_id,
-        })
-        .await
-        .unwrap();
-    let e = client
-        .get_budget(pb::GetBudgetRequest {
-            budget_id: created.budget_id,
-        })
-        .await
-        .unwrap_err();
+    assert_eq!(client.list_budgets(pb::ListBudgetsRequest {}).await.unwrap().into_inner().budgets.len(), 1);
+    client.delete_budget(pb::DeleteBudgetRequest { budget_id: created.budget_id }).await.unwrap();
+    let e = client.get_budget(pb::GetBudgetRequest { budget_id: created.budget_id }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 }
 
@@ -1281,27 +838,19 @@ async fn route_rate_limit_holds_notifications_without_dropping_them() {
     }
     let h = harness(&db.pool, &cfg);
     assert_eq!(h.evaluator.run_round(now).await.unwrap().enqueued, 2);
-    wait_for("the first webhook", || {
-        receiver.accepted("/hook", "trigger").len() == 1
-    })
-    .await;
+    wait_for("the first webhook", || receiver.accepted("/hook", "trigger").len() == 1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // One per hour: the second waits in the outbox, it is not dropped.
     assert_eq!(receiver.accepted("/hook", "trigger").len(), 1);
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
     assert_eq!(pending, 1);
     assert!(h.evaluator.metrics.held_total.load(Ordering::Relaxed) >= 1);
     // Lifting the limit releases it (the worker re-reads the route).
     call(&app, "PUT", "/v1/alert-routes/chat", Some(json!({ "kind": "webhook", "url": format!("http://{}/hook", receiver.addr), "secret": WEBHOOK_SECRET }))).await;
-    wait_for("the held webhook", || {
-        receiver.accepted("/hook", "trigger").len() == 2
-    })
-    .await;
+    wait_for("the held webhook", || receiver.accepted("/hook", "trigger").len() == 2).await;
     receiver.assert_no_violations();
 }
 
@@ -1317,8 +866,7 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
     use canopy_protocol::{self as wire, Compression, IdempotencyKey, Reply, encode_batch};
     use canopy_transport::ca::generate_agent_key_and_csr;
     use canopy_transport::{
-        AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity,
-        Server, ServerConfig,
+        AgentCertificate, CertificateAuthority, CertifiedKey, Client, ClientConfig, PeerIdentity, Server, ServerConfig,
     };
 
     let db = TestDb::migrated().await;
@@ -1329,13 +877,7 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
     let now = canopy_aggregator::http::system_clock();
     // A known team and account before the budget (earlier, small data).
     store_web_emissions(&db.pool, 1, data_hour(now), 0.1).await;
-    call(
-        &app,
-        "PUT",
-        "/v1/alert-routes/oncall",
-        Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY })),
-    )
-    .await;
+    call(&app, "PUT", "/v1/alert-routes/oncall", Some(json!({ "kind": "pagerduty", "routing_key": ROUTING_KEY }))).await;
     let (status, b) = call(
         &app,
         "POST",
@@ -1347,19 +889,12 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
     let h = harness(&db.pool, &cfg);
     tokio::spawn(h.evaluator.clone().run_forever());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        receiver.accepted("/pagerduty", "trigger").is_empty(),
-        "0.1 of 5 kg fires nothing"
-    );
+    assert!(receiver.accepted("/pagerduty", "trigger").is_empty(), "0.1 of 5 kg fires nothing");
 
     // QUIC ingest with the aggregator's own CA; the agent's certificate issued directly.
     let ca = Arc::new(CertificateAuthority::generate("canopy alerts it ca").unwrap());
     let server_config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec!["localhost".into()]);
-    let ingest = Arc::new(Ingest::new(
-        db.pool.clone(),
-        DeliveryConfig::new(13),
-        canopy_aggregator::http::system_clock,
-    ));
+    let ingest = Arc::new(Ingest::new(db.pool.clone(), DeliveryConfig::new(13), canopy_aggregator::http::system_clock));
     let server = Server::start(server_config, ca.clone(), ingest).unwrap();
     let agent_id = format!("canopy-agent-{ACCOUNT}-eu-west-1");
     let (key_der, csr_der) = generate_agent_key_and_csr(&agent_id).unwrap();
@@ -1371,41 +906,22 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
         not_after_unix_s: 0,
     };
     let issued = std::time::SystemTime::now();
-    let cert_der = ca
-        .issue_client_certificate(&csr_der, &identity, issued, Duration::from_secs(3_600))
-        .unwrap();
+    let cert_der = ca.issue_client_certificate(&csr_der, &identity, issued, Duration::from_secs(3_600)).unwrap();
     let identity = canopy_transport::identity::identity_from_certificate(&cert_der).unwrap();
     let certificate = AgentCertificate {
-        key: CertifiedKey {
-            cert_der,
-            key_pkcs8_der: key_der,
-        },
+        key: CertifiedKey { cert_der, key_pkcs8_der: key_der },
         identity,
         received_at: issued,
         lifetime: Duration::from_secs(3_600),
     };
-    let client = Client::new(
-        ClientConfig::new(
-            server.local_addr(),
-            "localhost".into(),
-            ca.cert_der().clone(),
-        ),
-        certificate,
-    )
-    .unwrap();
+    let client = Client::new(ClientConfig::new(server.local_addr(), "localhost".into(), ca.cert_der().clone()), certificate).unwrap();
     // 20 kWh in the last whole hour, priced by the aggregator at eu-west-1's
     // annual factor (~5.6 kg): over the budget.
     let start = now - now % 3_600 - 3_600;
-    let g = |v: f64| wire::GridFactorUsed {
-        g_co2e_per_kwh: v,
-        source: "ccf".into(),
-        vintage: "2024".into(),
-    };
+    let g = |v: f64| wire::GridFactorUsed { g_co2e_per_kwh: v, source: "ccf".into(), vintage: "2024".into() };
     let emissions: Vec<wire::EmissionRecord> = (0..4)
         .map(|i| wire::EmissionRecord {
-            subject: wire::Subject::Resource {
-                arn: format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-{i:017x}"),
-            },
+            subject: wire::Subject::Resource { arn: format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-{i:017x}") },
             interval_start_unix_s: start,
             interval_end_unix_s: start + 3_600,
             energy_compute_kwh: 5.0,
@@ -1437,36 +953,21 @@ async fn a_batch_acknowledged_over_quic_pages_within_one_evaluation_interval() {
         emissions,
         agent_status: None,
     };
-    let reply = client
-        .send(&encode_batch(&batch, Compression::None).unwrap())
-        .await
-        .unwrap();
+    let reply = client.send(&encode_batch(&batch, Compression::None).unwrap()).await.unwrap();
     let acknowledged = std::time::Instant::now();
     assert!(matches!(reply, Reply::Ack(_)), "{reply:?}");
     crate::support::settle_if_timescaledb(&db.pool).await;
-    wait_for("the page", || {
-        !receiver.accepted("/pagerduty", "trigger").is_empty()
-    })
-    .await;
+    wait_for("the page", || !receiver.accepted("/pagerduty", "trigger").is_empty()).await;
     let latency = acknowledged.elapsed();
-    println!(
-        "acknowledged → PagerDuty trigger accepted: {:.1} s",
-        latency.as_secs_f64()
-    );
+    println!("acknowledged → PagerDuty trigger accepted: {:.1} s", latency.as_secs_f64());
     assert!(latency < Duration::from_secs(20), "{latency:?}");
     let t = &receiver.accepted("/pagerduty", "trigger")[0];
     assert_eq!(t["payload"]["severity"], "critical");
-    let value = t["payload"]["custom_details"]["value_kg_co2e"]
-        .as_f64()
-        .unwrap();
+    let value = t["payload"]["custom_details"]["value_kg_co2e"].as_f64().unwrap();
     // The aggregator prices the 20 kWh itself (issue 14): eu-west-1's
     // annual location factor, not the agent's 300 g/kWh.
-    let priced_kg =
-        20.0 * canopy_emissions::grid::location_factor("eu-west-1").g_co2e_per_kwh / 1_000.0;
-    assert!(
-        (value - (priced_kg + 0.1)).abs() < 1e-9,
-        "{priced_kg} kg over QUIC + 0.1 kg stored before: {value}"
-    );
+    let priced_kg = 20.0 * canopy_emissions::grid::location_factor("eu-west-1").g_co2e_per_kwh / 1_000.0;
+    assert!((value - (priced_kg + 0.1)).abs() < 1e-9, "{priced_kg} kg over QUIC + 0.1 kg stored before: {value}");
     receiver.assert_no_violations();
     server.shutdown(Duration::from_secs(2)).await;
 }
@@ -1513,22 +1014,8 @@ async fn each_basis_is_measured_on_its_own_figure() {
         });
         facts.push(f);
     }
-    store(
-        &db.pool,
-        &Batch {
-            agent_id: "agent-parts".to_owned(),
-            sequence: 1,
-            facts,
-            inventory: vec![],
-        },
-    )
-    .await;
-    for basis in [
-        "location",
-        "location_operational",
-        "market",
-        "market_operational",
-    ] {
+    store(&db.pool, &Batch { agent_id: "agent-parts".to_owned(), sequence: 1, facts, inventory: vec![] }).await;
+    for basis in ["location", "location_operational", "market", "market_operational"] {
         let (status, body) = call(
             &app,
             "POST",
@@ -1549,19 +1036,9 @@ async fn each_basis_is_measured_on_its_own_figure() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| {
-            (
-                b["basis"].as_str().unwrap().to_owned(),
-                b["current"]["actual_kg_co2e"].as_f64().unwrap(),
-            )
-        })
+        .map(|b| (b["basis"].as_str().unwrap().to_owned(), b["current"]["actual_kg_co2e"].as_f64().unwrap()))
         .collect();
-    let want = [
-        ("location", 10.0),
-        ("location_operational", 6.0),
-        ("market", 7.0),
-        ("market_operational", 3.0),
-    ];
+    let want = [("location", 10.0), ("location_operational", 6.0), ("market", 7.0), ("market_operational", 3.0)];
     for (basis, kg) in want {
         assert!((actual[basis] - kg).abs() < 1e-9, "{basis}: {actual:?}");
     }

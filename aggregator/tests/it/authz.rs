@@ -14,13 +14,13 @@ use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use canopy_aggregator::alerts::grpc::{CanopyBudgetsClient, GrpcBudgets, pb as bpb};
-use canopy_aggregator::alerts::http::AlertsHttp;
 use canopy_aggregator::auth::config::{LoginConfig, OidcConfig};
 use canopy_aggregator::auth::oidc::OidcVerifier;
 use canopy_aggregator::auth::principal::{ClaimNames, Role, Scope};
 use canopy_aggregator::auth::{Auth, OPEN_ACCESS_HEADER, audit, tokens};
 use canopy_aggregator::grpc::{CanopyQueryClient, GrpcQuery, pb};
+use canopy_aggregator::alerts::grpc::{CanopyBudgetsClient, GrpcBudgets, pb as bpb};
+use canopy_aggregator::alerts::http::AlertsHttp;
 use canopy_aggregator::http::{router, served_route_table};
 use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::model::{Batch, InventoryRow};
@@ -31,9 +31,7 @@ use sqlx::Row;
 use tonic::transport::server::TcpIncoming;
 use tower::ServiceExt;
 
-use crate::support::{
-    Stored, T0, TestDb, as_group_record, close, fact, seed_accounts, store, stored_facts,
-};
+use crate::support::{Stored, T0, TestDb, as_group_record, close, fact, seed_accounts, store, stored_facts};
 
 const AUDIENCE: &str = "canopy-api";
 const CLIENT_ID: &str = "canopy-dashboard";
@@ -43,10 +41,7 @@ fn fixed_now() -> i64 {
 }
 
 fn wall_clock_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 // ---------------------------------------------------------------- issuer
@@ -66,18 +61,11 @@ fn new_key(kid: &str) -> TestKey {
         "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
         "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
     });
-    TestKey {
-        kid: kid.to_owned(),
-        pkcs8_der: pair.serialize_der(),
-        jwk,
-    }
+    TestKey { kid: kid.to_owned(), pkcs8_der: pair.serialize_der(), jwk }
 }
 
 fn mint(key: &TestKey, claims: &Value) -> String {
-    let header = Header {
-        kid: Some(key.kid.clone()),
-        ..Header::new(Algorithm::ES256)
-    };
+    let header = Header { kid: Some(key.kid.clone()), ..Header::new(Algorithm::ES256) };
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&key.pkcs8_der)).unwrap()
 }
 
@@ -98,18 +86,13 @@ impl Drop for Issuer {
 }
 
 fn form_value<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    body.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 async fn start_issuer(keys: &[&TestKey]) -> Issuer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let jwks = Arc::new(Mutex::new(
-        json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }),
-    ));
+    let jwks = Arc::new(Mutex::new(json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })));
     let login: Arc<Mutex<Option<(String, String)>>> = Arc::default();
     let discovery = json!({
         "issuer": url, "jwks_uri": format!("{url}/jwks"),
@@ -137,40 +120,22 @@ async fn start_issuer(keys: &[&TestKey]) -> Issuer {
                 let expected = login2.lock().unwrap().clone();
                 async move {
                     let Some((challenge, id_token)) = expected else {
-                        return (
-                            StatusCode::BAD_REQUEST,
-                            axum::Json(json!({"error": "no login"})),
-                        );
+                        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "no login"})));
                     };
                     let verifier = form_value(&body, "code_verifier").unwrap_or("");
-                    let computed = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                        &ring::digest::SHA256,
-                        verifier.as_bytes(),
-                    ));
-                    if computed != challenge
-                        || form_value(&body, "grant_type") != Some("authorization_code")
-                    {
-                        return (
-                            StatusCode::BAD_REQUEST,
-                            axum::Json(json!({"error": "invalid_grant"})),
-                        );
+                    let computed = URL_SAFE_NO_PAD
+                        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+                    if computed != challenge || form_value(&body, "grant_type") != Some("authorization_code") {
+                        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"})));
                     }
-                    (
-                        StatusCode::OK,
-                        axum::Json(json!({ "id_token": id_token, "token_type": "Bearer" })),
-                    )
+                    (StatusCode::OK, axum::Json(json!({ "id_token": id_token, "token_type": "Bearer" })))
                 }
             }),
         );
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).into_future().await;
     });
-    Issuer {
-        url,
-        jwks,
-        login,
-        task,
-    }
+    Issuer { url, jwks, login, task }
 }
 
 fn oidc_config(issuer: &Issuer, login: bool) -> OidcConfig {
@@ -239,31 +204,14 @@ async fn org() -> Org {
         facts.push(fact(r, T0, 3_600, 1));
         facts.push(fact(r, T0 + 3_600, 3_600, 1));
         let g = as_group_record(&fact(r, T0 + 3_900, 300, 1));
-        realtime.push((
-            g.account_id.clone(),
-            g.team.clone(),
-            g.location_g_co2e / 1e3,
-        ));
+        realtime.push((g.account_id.clone(), g.team.clone(), g.location_g_co2e / 1e3));
         facts.push(g);
     }
     let inventory = RESOURCES.iter().map(|r| inventory(*r)).collect();
-    store(
-        &db.pool,
-        &Batch {
-            agent_id: "agent-1".into(),
-            sequence: 1,
-            facts,
-            inventory,
-        },
-    )
-    .await;
+    store(&db.pool, &Batch { agent_id: "agent-1".into(), sequence: 1, facts, inventory }).await;
     let facts = stored_facts(&db.pool).await;
     assert_eq!(facts.len(), 16, "two hourly facts per resource");
-    Org {
-        db,
-        facts,
-        realtime,
-    }
+    Org { db, facts, realtime }
 }
 
 /// One way of calling, and what it may see.
@@ -285,22 +233,14 @@ struct Case {
 const ALL_ACCOUNTS: &[&str] = &["111111111111", "222222222222", "333333333333"];
 
 async fn cases(issuer: &Issuer, key: &TestKey, pool: &sqlx::PgPool) -> Vec<Case> {
-    let jwt = |sub: &str, role: &str, extra: Value| {
-        format!(
-            "Bearer {}",
-            mint(key, &claims(&issuer.url, sub, role, extra))
-        )
-    };
+    let jwt = |sub: &str, role: &str, extra: Value| format!("Bearer {}", mint(key, &claims(&issuer.url, sub, role, extra)));
     let (_, data_token) = tokens::create(
         pool,
         "test",
         &tokens::NewToken {
             name: "data exporter".into(),
             role: Role::TeamViewer,
-            scope: Scope {
-                teams: vec!["data".into()],
-                ..Scope::default()
-            },
+            scope: Scope { teams: vec!["data".into()], ..Scope::default() },
             expires_in_days: 1,
         },
     )
@@ -329,11 +269,7 @@ async fn cases(issuer: &Issuer, key: &TestKey, pool: &sqlx::PgPool) -> Vec<Case>
         },
         Case {
             name: "OU viewer r-1/ou-a/ou-b (JWT)",
-            bearer: jwt(
-                "carol",
-                "ou_viewer",
-                json!({ "canopy_ous": ["r-1/ou-a/ou-b"] }),
-            ),
+            bearer: jwt("carol", "ou_viewer", json!({ "canopy_ous": ["r-1/ou-a/ou-b"] })),
             role: Role::OuViewer,
             keep_fact: |f| f.account == "222222222222",
             keep_realtime: |a, _| a == "222222222222",
@@ -364,60 +300,35 @@ async fn cases(issuer: &Issuer, key: &TestKey, pool: &sqlx::PgPool) -> Vec<Case>
     ]
 }
 
-async fn call(
-    app: &axum::Router,
-    uri: &str,
-    bearer: Option<&str>,
-) -> (StatusCode, Value, axum::http::HeaderMap) {
+async fn call(app: &axum::Router, uri: &str, bearer: Option<&str>) -> (StatusCode, Value, axum::http::HeaderMap) {
     let mut req = Request::get(uri);
     if let Some(b) = bearer {
         req = req.header(header::AUTHORIZATION, b);
     }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let (status, headers) = (resp.status(), resp.headers().clone());
     let body = to_bytes(resp.into_body(), 1 << 22).await.unwrap();
-    let value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
     (status, value, headers)
 }
 
 fn location_sum(facts: &[Stored], keep: fn(&Stored) -> bool) -> f64 {
-    facts
-        .iter()
-        .filter(|f| keep(f))
-        .map(|f| f.sums[1] / 1e3)
-        .sum()
+    facts.iter().filter(|f| keep(f)).map(|f| f.sums[1] / 1e3).sum()
 }
 
 fn rows_location(body: &Value) -> f64 {
-    body["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["metrics"]["location_kg_co2e"].as_f64().unwrap())
-        .sum()
+    body["rows"].as_array().unwrap().iter().map(|r| r["metrics"]["location_kg_co2e"].as_f64().unwrap()).sum()
 }
 
 fn assert_close(actual: f64, expected: f64, what: &str) {
-    assert!(
-        close(actual, expected),
-        "{what}: expected {expected}, found {actual}"
-    );
+    assert!(close(actual, expected), "{what}: expected {expected}, found {actual}");
 }
 
 fn assert_teams(body: &Value, field: impl Fn(&Value) -> Option<String>, case: &Case, what: &str) {
     if let Some(allowed) = case.teams {
         for row in body["rows"].as_array().unwrap() {
             let team = field(row).unwrap_or_default();
-            assert!(
-                allowed.contains(&team.as_str()),
-                "{}: {what} names team {team:?}",
-                case.name
-            );
+            assert!(allowed.contains(&team.as_str()), "{}: {what} names team {team:?}", case.name);
         }
     }
 }
@@ -429,15 +340,9 @@ async fn jwts_are_validated_against_the_issuer_jwks() {
     let t = TestDb::migrated().await;
     let (k1, k2, stranger) = (new_key("k1"), new_key("k2"), new_key("k1"));
     let issuer = start_issuer(&[&k1]).await;
-    let verifier = OidcVerifier::discover(oidc_config(&issuer, false))
-        .await
-        .unwrap();
+    let verifier = OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap();
     let auth = Auth::enforced(Some(verifier), t.pool.clone());
-    let app = router(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        auth.clone(),
-    );
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, auth.clone());
     let uri = format!("/v1/totals?from={T0}&to={}", T0 + 3_600);
     let ok = |c: &Value| format!("Bearer {}", mint(&k1, c));
     let valid = claims(&issuer.url, "alice", "org_viewer", json!({}));
@@ -449,88 +354,38 @@ async fn jwts_are_validated_against_the_issuer_jwks() {
     let now = wall_clock_s();
     let mut refused: Vec<(&str, String)> = vec![
         ("no credentials", String::new()),
-        (
-            "expired",
-            ok(
-                &json!({ "exp": now - 120, "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "canopy_role": "admin" }),
-            ),
-        ),
-        (
-            "wrong audience",
-            ok(&claims(
-                &issuer.url,
-                "a",
-                "admin",
-                json!({ "aud": "someone-else" }),
-            )),
-        ),
-        (
-            "wrong issuer",
-            ok(&claims("http://127.0.0.1:9/other", "a", "admin", json!({}))),
-        ),
-        (
-            "no expiry",
-            ok(&json!({ "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "canopy_role": "admin" })),
-        ),
+        ("expired", ok(&json!({ "exp": now - 120, "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "canopy_role": "admin" }))),
+        ("wrong audience", ok(&claims(&issuer.url, "a", "admin", json!({ "aud": "someone-else" })))),
+        ("wrong issuer", ok(&claims("http://127.0.0.1:9/other", "a", "admin", json!({})))),
+        ("no expiry", ok(&json!({ "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "canopy_role": "admin" }))),
         // Signed by another key that claims k1's id: the signature fails.
-        (
-            "bad signature",
-            format!("Bearer {}", mint(&stranger, &valid)),
-        ),
+        ("bad signature", format!("Bearer {}", mint(&stranger, &valid))),
         // k2 is not (yet) in the JWKS: unknown after a refresh.
         ("unknown kid", format!("Bearer {}", mint(&k2, &valid))),
-        (
-            "no role claim",
-            ok(&json!({ "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "exp": now + 600 })),
-        ),
+        ("no role claim", ok(&json!({ "iss": issuer.url, "aud": AUDIENCE, "sub": "a", "exp": now + 600 }))),
         ("not bearer", "Basic YTpi".to_owned()),
     ];
     // A symmetric (HS256) token keyed with the public JWK's x: never accepted.
     let hs = jsonwebtoken::encode(
-        &Header {
-            kid: Some("k1".into()),
-            ..Header::new(Algorithm::HS256)
-        },
+        &Header { kid: Some("k1".into()), ..Header::new(Algorithm::HS256) },
         &valid,
         &EncodingKey::from_secret(k1.jwk["x"].as_str().unwrap().as_bytes()),
     )
     .unwrap();
     refused.push(("HS256", format!("Bearer {hs}")));
     // A tampered payload (role raised) with the original signature.
-    let original = mint(
-        &k1,
-        &claims(
-            &issuer.url,
-            "a",
-            "team_viewer",
-            json!({ "canopy_teams": ["web"] }),
-        ),
-    );
+    let original = mint(&k1, &claims(&issuer.url, "a", "team_viewer", json!({ "canopy_teams": ["web"] })));
     let parts: Vec<&str> = original.split('.').collect();
     let raised = URL_SAFE_NO_PAD.encode(claims(&issuer.url, "a", "admin", json!({})).to_string());
-    refused.push((
-        "tampered payload",
-        format!("Bearer {}.{raised}.{}", parts[0], parts[2]),
-    ));
+    refused.push(("tampered payload", format!("Bearer {}.{raised}.{}", parts[0], parts[2])));
     for (what, bearer) in &refused {
-        let (status, body, headers) =
-            call(&app, &uri, (!bearer.is_empty()).then_some(bearer.as_str())).await;
+        let (status, body, headers) = call(&app, &uri, (!bearer.is_empty()).then_some(bearer.as_str())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
-        assert_eq!(
-            headers.get(header::WWW_AUTHENTICATE).unwrap(),
-            "Bearer",
-            "{what}"
-        );
-        assert!(
-            !body.to_string().contains("k1") && !body.to_string().contains("InvalidSignature"),
-            "{what}: {body}"
-        );
+        assert_eq!(headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer", "{what}");
+        assert!(!body.to_string().contains("k1") && !body.to_string().contains("InvalidSignature"), "{what}: {body}");
     }
     let refreshes_before = auth.oidc().unwrap().jwks_refreshes();
-    assert!(
-        refreshes_before >= 1,
-        "the unknown kid fetched the JWKS again"
-    );
+    assert!(refreshes_before >= 1, "the unknown kid fetched the JWKS again");
 
     // Rotation: the issuer publishes k2 and drops k1; a k2 token is
     // accepted on its first use (one more JWKS fetch) ...
@@ -540,20 +395,12 @@ async fn jwts_are_validated_against_the_issuer_jwks() {
     assert_eq!(auth.oidc().unwrap().jwks_refreshes(), refreshes_before + 1);
     // ... and k1, no longer published, is refused.
     let (status, _, _) = call(&app, &uri, Some(&ok(&valid))).await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a key removed from the JWKS"
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a key removed from the JWKS");
 
     // Start-up: a wrong issuer URL or a discovery naming another issuer is an error naming the URL.
     let mut wrong = oidc_config(&issuer, false);
     wrong.issuer = "http://127.0.0.1:1".into();
-    let e = OidcVerifier::discover(wrong)
-        .await
-        .err()
-        .expect("an unreachable issuer")
-        .to_string();
+    let e = OidcVerifier::discover(wrong).await.err().expect("an unreachable issuer").to_string();
     assert!(e.contains("http://127.0.0.1:1"), "{e}");
     let mut mismatch = oidc_config(&issuer, false);
     mismatch.issuer = format!("{}/tenant", issuer.url);
@@ -566,34 +413,20 @@ async fn every_route_answers_only_within_the_callers_scope() {
     let pool = o.db.pool.clone();
     let key = new_key("main");
     let issuer = start_issuer(&[&key]).await;
-    let auth = Auth::enforced(
-        Some(
-            OidcVerifier::discover(oidc_config(&issuer, false))
-                .await
-                .unwrap(),
-        ),
-        pool.clone(),
-    );
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
     let engine = QueryEngine::new(pool.clone(), RetentionPolicy::default());
     // The route table exactly as `serve` builds it (query API, dashboard, alerting API).
     let table = served_route_table(engine.clone(), fixed_now, auth.clone(), alerts_state(&pool));
     let all_routes: Vec<(&str, &str)> = table.routes().to_vec();
     let app = canopy_aggregator::auth::http_layer::protect(table.into_router(), auth.clone());
     // The alerting routes are walked by `every_alerting_route_answers_only_within_the_callers_scope`.
-    let routes: Vec<(&str, &str)> = all_routes
-        .iter()
-        .filter(|r| !ALERTING_ROUTES.contains(r))
-        .copied()
-        .collect();
+    let routes: Vec<(&str, &str)> = all_routes.iter().filter(|r| !ALERTING_ROUTES.contains(r)).copied().collect();
     let cases = cases(&issuer, &key, &pool).await;
     let (from, to) = (T0, T0 + 7_200);
     // r13 is web's (account 222…), r2 is data's (account 333…).
     let history = |r: u64| {
         let f = fact(r, T0, 3_600, 1);
-        format!(
-            "/v1/resource-history?account={}&region={}&resource=r{r}&from={from}&to={to}",
-            f.account_id, f.region
-        )
+        format!("/v1/resource-history?account={}&region={}&resource=r{r}&from={from}&to={to}", f.account_id, f.region)
     };
     // One request per route: a route added without a case here fails the test.
     let uri_of: BTreeMap<&str, String> = [
@@ -604,27 +437,12 @@ async fn every_route_answers_only_within_the_callers_scope() {
         ("/auth/login", "/auth/login".to_owned()),
         ("/auth/callback", "/auth/callback?code=x&state=y".to_owned()),
         ("/auth/logout", "/auth/logout".to_owned()),
-        (
-            "/v1/totals",
-            format!("/v1/totals?from={from}&to={to}&group_by=account,team"),
-        ),
-        (
-            "/v1/series",
-            format!("/v1/series?from={from}&to={to}&step=1h&group_by=team"),
-        ),
-        (
-            "/v1/realtime",
-            "/v1/realtime?group_by=account,team".to_owned(),
-        ),
-        (
-            "/v1/top-resources",
-            format!("/v1/top-resources?from={from}&to={to}&limit=1000"),
-        ),
+        ("/v1/totals", format!("/v1/totals?from={from}&to={to}&group_by=account,team")),
+        ("/v1/series", format!("/v1/series?from={from}&to={to}&step=1h&group_by=team")),
+        ("/v1/realtime", "/v1/realtime?group_by=account,team".to_owned()),
+        ("/v1/top-resources", format!("/v1/top-resources?from={from}&to={to}&limit=1000")),
         ("/v1/overview", format!("/v1/overview?now={}", fixed_now())),
-        (
-            "/v1/fleet",
-            format!("/v1/fleet?now={}&window_hours=168", fixed_now()),
-        ),
+        ("/v1/fleet", format!("/v1/fleet?now={}&window_hours=168", fixed_now())),
         ("/v1/resource-history", history(13)),
         ("/v1/admin/audit", "/v1/admin/audit".to_owned()),
         ("/v1/restatements", "/v1/restatements".to_owned()),
@@ -632,20 +450,10 @@ async fn every_route_answers_only_within_the_callers_scope() {
     .into_iter()
     .collect();
     let served: BTreeSet<(&str, &str)> = all_routes.iter().copied().collect();
-    let covered: BTreeSet<(&str, &str)> = uri_of
-        .keys()
-        .map(|p| ("get", *p))
-        .chain(ALERTING_ROUTES.iter().copied())
-        .collect();
+    let covered: BTreeSet<(&str, &str)> =
+        uri_of.keys().map(|p| ("get", *p)).chain(ALERTING_ROUTES.iter().copied()).collect();
     assert_eq!(served, covered, "every route has an authorisation case");
-    let public = [
-        "/healthz",
-        "/openapi.yaml",
-        "/assets/{name}",
-        "/auth/login",
-        "/auth/callback",
-        "/auth/logout",
-    ];
+    let public = ["/healthz", "/openapi.yaml", "/assets/{name}", "/auth/login", "/auth/callback", "/auth/logout"];
 
     // Unauthenticated: 401 everywhere but the public routes.
     for (_, path) in &routes {
@@ -653,11 +461,7 @@ async fn every_route_answers_only_within_the_callers_scope() {
         if public.contains(path) {
             assert_ne!(status, StatusCode::UNAUTHORIZED, "{path} is public");
         } else {
-            assert_eq!(
-                status,
-                StatusCode::UNAUTHORIZED,
-                "{path} without credentials: {body}"
-            );
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} without credentials: {body}");
         }
     }
 
@@ -667,39 +471,24 @@ async fn every_route_answers_only_within_the_callers_scope() {
         let bearer = Some(case.bearer.as_str());
         let expected = location_sum(&o.facts, case.keep_fact);
         if case.role == Role::TeamViewer || case.role == Role::OuViewer {
-            assert!(
-                expected > 0.0 && expected < org_location * 0.9,
-                "{who}: the scope is a real part of the org"
-            );
+            assert!(expected > 0.0 && expected < org_location * 0.9, "{who}: the scope is a real part of the org");
         }
         for (_, path) in &routes {
             let uri = &uri_of[path];
             let (status, body, _) = call(&app, uri, bearer).await;
             match *path {
                 "/v1/admin/audit" => {
-                    let want = if case.role == Role::Admin {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::FORBIDDEN
-                    };
+                    let want = if case.role == Role::Admin { StatusCode::OK } else { StatusCode::FORBIDDEN };
                     assert_eq!(status, want, "{who} {path}: {body}");
                     continue;
                 }
                 "/auth/login" | "/auth/callback" => {
-                    assert_eq!(
-                        status,
-                        StatusCode::NOT_FOUND,
-                        "{who} {path}: login is not configured"
-                    );
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{who} {path}: login is not configured");
                     continue;
                 }
                 // Org-wide records (every touched account's months).
                 "/v1/restatements" => {
-                    let want = if matches!(case.role, Role::Admin | Role::OrgViewer) {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::FORBIDDEN
-                    };
+                    let want = if matches!(case.role, Role::Admin | Role::OrgViewer) { StatusCode::OK } else { StatusCode::FORBIDDEN };
                     assert_eq!(status, want, "{who} {path}: {body}");
                     continue;
                 }
@@ -713,18 +502,8 @@ async fn every_route_answers_only_within_the_callers_scope() {
                     });
                     if visible {
                         assert_eq!(status, StatusCode::OK, "{who} {path}: {body}");
-                        let energy: f64 = body["rows"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|r| r["energy_kwh"].as_f64().unwrap())
-                            .sum();
-                        let want: f64 = o
-                            .facts
-                            .iter()
-                            .filter(|f| f.resource_id == "r13")
-                            .map(|f| f.sums[0])
-                            .sum();
+                        let energy: f64 = body["rows"].as_array().unwrap().iter().map(|r| r["energy_kwh"].as_f64().unwrap()).sum();
+                        let want: f64 = o.facts.iter().filter(|f| f.resource_id == "r13").map(|f| f.sums[0]).sum();
                         assert_close(energy, want, &format!("{who} history of r13"));
                     } else {
                         assert_eq!(status, StatusCode::NOT_FOUND, "{who} {path}: {body}");
@@ -736,27 +515,13 @@ async fn every_route_answers_only_within_the_callers_scope() {
             assert_eq!(status, StatusCode::OK, "{who} {path}: {body}");
             match *path {
                 "/v1/totals" => {
-                    assert_close(
-                        body["total"]["location_kg_co2e"].as_f64().unwrap(),
-                        expected,
-                        &format!("{who} total"),
-                    );
+                    assert_close(body["total"]["location_kg_co2e"].as_f64().unwrap(), expected, &format!("{who} total"));
                     assert_close(rows_location(&body), expected, &format!("{who} rows"));
-                    assert_teams(
-                        &body,
-                        |r| r["dims"]["team"].as_str().map(str::to_owned),
-                        case,
-                        "a totals row",
-                    );
+                    assert_teams(&body, |r| r["dims"]["team"].as_str().map(str::to_owned), case, "a totals row");
                 }
                 "/v1/series" => {
                     assert_close(rows_location(&body), expected, &format!("{who} series"));
-                    assert_teams(
-                        &body,
-                        |r| r["dims"]["team"].as_str().map(str::to_owned),
-                        case,
-                        "a series row",
-                    );
+                    assert_teams(&body, |r| r["dims"]["team"].as_str().map(str::to_owned), case, "a series row");
                 }
                 "/v1/realtime" => {
                     let want: f64 = o
@@ -767,59 +532,28 @@ async fn every_route_answers_only_within_the_callers_scope() {
                         .sum();
                     assert!(want > 0.0);
                     assert_close(rows_location(&body), want, &format!("{who} realtime"));
-                    assert_teams(
-                        &body,
-                        |r| r["dims"]["team"].as_str().map(str::to_owned),
-                        case,
-                        "a realtime row",
-                    );
+                    assert_teams(&body, |r| r["dims"]["team"].as_str().map(str::to_owned), case, "a realtime row");
                 }
                 "/v1/top-resources" => {
-                    assert_close(
-                        rows_location(&body),
-                        expected,
-                        &format!("{who} top resources"),
-                    );
-                    assert_teams(
-                        &body,
-                        |r| r["team"].as_str().map(str::to_owned),
-                        case,
-                        "a top resource",
-                    );
-                    let ids: BTreeSet<String> = body["rows"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r["resource_id"].as_str().unwrap().to_owned())
-                        .collect();
-                    let want: BTreeSet<String> = o
-                        .facts
-                        .iter()
-                        .filter(|f| (case.keep_fact)(f))
-                        .map(|f| f.resource_id.clone())
-                        .collect();
+                    assert_close(rows_location(&body), expected, &format!("{who} top resources"));
+                    assert_teams(&body, |r| r["team"].as_str().map(str::to_owned), case, "a top resource");
+                    let ids: BTreeSet<String> =
+                        body["rows"].as_array().unwrap().iter().map(|r| r["resource_id"].as_str().unwrap().to_owned()).collect();
+                    let want: BTreeSet<String> =
+                        o.facts.iter().filter(|f| (case.keep_fact)(f)).map(|f| f.resource_id.clone()).collect();
                     assert_eq!(ids, want, "{who} top resources");
                 }
                 "/v1/overview" => {
-                    let month = body["this_month"]["totals"]["total"]["location_kg_co2e"]
-                        .as_f64()
-                        .unwrap();
+                    let month = body["this_month"]["totals"]["total"]["location_kg_co2e"].as_f64().unwrap();
                     assert_close(month, expected, &format!("{who} overview this month"));
                 }
                 "/v1/fleet" => {
-                    let accounts: BTreeSet<&str> = body["cells"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|c| c["account_id"].as_str().unwrap())
-                        .collect();
+                    let accounts: BTreeSet<&str> =
+                        body["cells"].as_array().unwrap().iter().map(|c| c["account_id"].as_str().unwrap()).collect();
                     let want: BTreeSet<&str> = case.fleet_accounts.iter().copied().collect();
                     assert_eq!(accounts, want, "{who} fleet");
                 }
-                "/" => assert!(
-                    body.as_str().unwrap().contains("<html")
-                        && !body.as_str().unwrap().contains("insecure-banner")
-                ),
+                "/" => assert!(body.as_str().unwrap().contains("<html") && !body.as_str().unwrap().contains("insecure-banner")),
                 _ => {}
             }
         }
@@ -841,51 +575,26 @@ async fn every_route_answers_only_within_the_callers_scope() {
             if case.teams.is_some() && case.teams.unwrap().contains(&"data") {
                 assert_eq!(status, StatusCode::OK, "{who}: r2 is data's");
             } else {
-                assert_eq!(
-                    status,
-                    StatusCode::NOT_FOUND,
-                    "{who}: r2 is outside the scope"
-                );
+                assert_eq!(status, StatusCode::NOT_FOUND, "{who}: r2 is outside the scope");
             }
         }
     }
     // A narrower filter inside the scope is kept: the OU viewer of
     // r-1/ou-a/ou-b asking for r-1/ou-a (its parent) gets ou-b only.
     let ou_case = &cases[2];
-    let (status, body, _) = call(
-        &app,
-        &format!("/v1/totals?from={from}&to={to}&ou=r-1/ou-a"),
-        Some(&ou_case.bearer),
-    )
-    .await;
+    let (status, body, _) = call(&app, &format!("/v1/totals?from={from}&to={to}&ou=r-1/ou-a"), Some(&ou_case.bearer)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_close(
-        body["total"]["location_kg_co2e"].as_f64().unwrap(),
-        location_sum(&o.facts, ou_case.keep_fact),
-        "parent OU",
-    );
+    assert_close(body["total"]["location_kg_co2e"].as_f64().unwrap(), location_sum(&o.facts, ou_case.keep_fact), "parent OU");
 
     // /metrics behind the same middleware: org-wide roles only.
     let metrics = canopy_aggregator::auth::http_layer::protect(
         axum::Router::new().route("/metrics", get(|| async { "canopy_up 1\n" })),
         auth.clone(),
     );
-    assert_eq!(
-        call(&metrics, "/metrics", None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(call(&metrics, "/metrics", None).await.0, StatusCode::UNAUTHORIZED);
     for case in &cases {
-        let want = if matches!(case.role, Role::Admin | Role::OrgViewer) {
-            StatusCode::OK
-        } else {
-            StatusCode::FORBIDDEN
-        };
-        assert_eq!(
-            call(&metrics, "/metrics", Some(&case.bearer)).await.0,
-            want,
-            "{} /metrics",
-            case.name
-        );
+        let want = if matches!(case.role, Role::Admin | Role::OrgViewer) { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        assert_eq!(call(&metrics, "/metrics", Some(&case.bearer)).await.0, want, "{} /metrics", case.name);
     }
 }
 
@@ -898,46 +607,18 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
         .filter_map(|l| l.trim().strip_prefix("rpc "))
         .map(|l| l.split('(').next().unwrap().trim())
         .collect();
-    assert_eq!(
-        methods,
-        [
-            "Realtime",
-            "Restatements",
-            "Series",
-            "Totals",
-            "TopResources"
-        ]
-        .into_iter()
-        .collect()
-    );
+    assert_eq!(methods, ["Realtime", "Restatements", "Series", "Totals", "TopResources"].into_iter().collect());
 
     let o = org().await;
     let pool = o.db.pool.clone();
     let key = new_key("main");
     let issuer = start_issuer(&[&key]).await;
-    let auth = Auth::enforced(
-        Some(
-            OidcVerifier::discover(oidc_config(&issuer, false))
-                .await
-                .unwrap(),
-        ),
-        pool.clone(),
-    );
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    let service = GrpcQuery::new(
-        QueryEngine::new(pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        auth,
-    );
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming(incoming),
-    );
-    let mut client = CanopyQueryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let service = GrpcQuery::new(QueryEngine::new(pool.clone(), RetentionPolicy::default()), fixed_now, auth);
+    let server = tokio::spawn(tonic::transport::Server::builder().add_service(service.into_server()).serve_with_incoming(incoming));
+    let mut client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
     let (from, to) = (T0.to_string(), (T0 + 7_200).to_string());
     let with = |bearer: Option<&str>, filters: Option<pb::Filters>| {
         let mut totals = tonic::Request::new(pb::TotalsRequest {
@@ -986,110 +667,47 @@ async fn every_grpc_method_answers_only_within_the_callers_scope() {
         client.top_resources(d).await.unwrap_err().code(),
     ];
     assert_eq!(codes, [tonic::Code::Unauthenticated; 4]);
-    let code = client
-        .restatements(pb::RestatementsRequest::default())
-        .await
-        .unwrap_err()
-        .code();
-    assert_eq!(
-        code,
-        tonic::Code::Unauthenticated,
-        "Restatements without credentials"
-    );
-    let (a, b, c, d) = with(
-        Some("Bearer canopy_0123456789abcdef_nottherightsecret"),
-        None,
-    );
-    assert_eq!(
-        client.totals(a).await.unwrap_err().code(),
-        tonic::Code::Unauthenticated
-    );
-    assert_eq!(
-        client.series(b).await.unwrap_err().code(),
-        tonic::Code::Unauthenticated
-    );
-    assert_eq!(
-        client.realtime(c).await.unwrap_err().code(),
-        tonic::Code::Unauthenticated
-    );
-    assert_eq!(
-        client.top_resources(d).await.unwrap_err().code(),
-        tonic::Code::Unauthenticated
-    );
+    let code = client.restatements(pb::RestatementsRequest::default()).await.unwrap_err().code();
+    assert_eq!(code, tonic::Code::Unauthenticated, "Restatements without credentials");
+    let (a, b, c, d) = with(Some("Bearer canopy_0123456789abcdef_nottherightsecret"), None);
+    assert_eq!(client.totals(a).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(client.series(b).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(client.realtime(c).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(client.top_resources(d).await.unwrap_err().code(), tonic::Code::Unauthenticated);
 
     for case in cases(&issuer, &key, &pool).await {
         let who = case.name;
         let expected = location_sum(&o.facts, case.keep_fact);
         // Restatements are org-wide records: org viewers and admins only.
         let mut restatements = tonic::Request::new(pb::RestatementsRequest::default());
-        restatements
-            .metadata_mut()
-            .insert("authorization", case.bearer.parse().unwrap());
+        restatements.metadata_mut().insert("authorization", case.bearer.parse().unwrap());
         match client.restatements(restatements).await {
-            Ok(_) => assert!(
-                matches!(case.role, Role::Admin | Role::OrgViewer),
-                "{who} gRPC restatements answered"
-            ),
+            Ok(_) => assert!(matches!(case.role, Role::Admin | Role::OrgViewer), "{who} gRPC restatements answered"),
             Err(e) => {
-                assert_eq!(
-                    e.code(),
-                    tonic::Code::PermissionDenied,
-                    "{who} gRPC restatements"
-                );
-                assert!(
-                    !matches!(case.role, Role::Admin | Role::OrgViewer),
-                    "{who} gRPC restatements refused"
-                );
+                assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} gRPC restatements");
+                assert!(!matches!(case.role, Role::Admin | Role::OrgViewer), "{who} gRPC restatements refused");
             }
         }
         let (a, b, c, d) = with(Some(&case.bearer), None);
         let totals = client.totals(a).await.unwrap().into_inner();
-        assert_close(
-            totals.total.unwrap().location_kg_co2e,
-            expected,
-            &format!("{who} gRPC totals"),
-        );
+        assert_close(totals.total.unwrap().location_kg_co2e, expected, &format!("{who} gRPC totals"));
         let series = client.series(b).await.unwrap().into_inner();
-        let sum: f64 = series
-            .rows
-            .iter()
-            .map(|r| r.metrics.unwrap().location_kg_co2e)
-            .sum();
+        let sum: f64 = series.rows.iter().map(|r| r.metrics.unwrap().location_kg_co2e).sum();
         assert_close(sum, expected, &format!("{who} gRPC series"));
         let realtime = client.realtime(c).await.unwrap().into_inner();
-        let sum: f64 = realtime
-            .rows
-            .iter()
-            .map(|r| r.metrics.unwrap().location_kg_co2e)
-            .sum();
-        let want: f64 = o
-            .realtime
-            .iter()
-            .filter(|(a, t, _)| (case.keep_realtime)(a, t.as_deref()))
-            .map(|(_, _, kg)| kg)
-            .sum();
+        let sum: f64 = realtime.rows.iter().map(|r| r.metrics.unwrap().location_kg_co2e).sum();
+        let want: f64 =
+            o.realtime.iter().filter(|(a, t, _)| (case.keep_realtime)(a, t.as_deref())).map(|(_, _, kg)| kg).sum();
         assert_close(sum, want, &format!("{who} gRPC realtime"));
         let top = client.top_resources(d).await.unwrap().into_inner();
-        let sum: f64 = top
-            .rows
-            .iter()
-            .map(|r| r.metrics.unwrap().location_kg_co2e)
-            .sum();
+        let sum: f64 = top.rows.iter().map(|r| r.metrics.unwrap().location_kg_co2e).sum();
         assert_close(sum, expected, &format!("{who} gRPC top resources"));
         if let Some(teams) = case.teams {
             for row in &top.rows {
-                assert!(
-                    teams.contains(&row.team.as_str()),
-                    "{who}: gRPC top resource of team {}",
-                    row.team
-                );
+                assert!(teams.contains(&row.team.as_str()), "{who}: gRPC top resource of team {}", row.team);
             }
             for row in totals.rows.iter().chain(std::iter::empty()) {
-                assert!(
-                    teams.contains(&row.dims[0].value.as_str()),
-                    "{who}: gRPC totals row {:?}",
-                    row.dims
-                );
+                assert!(teams.contains(&row.dims[0].value.as_str()), "{who}: gRPC totals row {:?}", row.dims);
             }
         }
         if let Some((parameter, value)) = case.outside {
@@ -1117,148 +735,66 @@ async fn api_tokens_are_hashed_scoped_expiring_and_revocable() {
     let o = org().await;
     let pool = o.db.pool.clone();
     let auth = Auth::enforced(None, pool.clone());
-    let app = router(
-        QueryEngine::new(pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        auth,
-    );
+    let app = router(QueryEngine::new(pool.clone(), RetentionPolicy::default()), fixed_now, auth);
     let new = tokens::NewToken {
         name: "web exporter".into(),
         role: Role::TeamViewer,
-        scope: Scope {
-            teams: vec!["web".into()],
-            ..Scope::default()
-        },
+        scope: Scope { teams: vec!["web".into()], ..Scope::default() },
         expires_in_days: 30,
     };
     let (id, token) = tokens::create(&pool, "cli:tester", &new).await.unwrap();
-    let secret = token
-        .strip_prefix(&format!("canopy_{id}_"))
-        .expect("canopy_<id>_<secret>")
-        .to_owned();
+    let secret = token.strip_prefix(&format!("canopy_{id}_")).expect("canopy_<id>_<secret>").to_owned();
     assert!(secret.len() >= 43, "{token}");
 
     // At rest: only the SHA-256 of the secret; the secret appears nowhere.
-    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_id = $1")
+    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_id = $1").bind(&id).fetch_one(&pool).await.unwrap();
+    let stored: Vec<u8> = row.get("secret_sha256");
+    assert_eq!(stored, ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref());
+    let whole_row: String = sqlx::query_scalar("SELECT row_to_json(t)::text FROM api_tokens t WHERE token_id = $1")
         .bind(&id)
         .fetch_one(&pool)
         .await
         .unwrap();
-    let stored: Vec<u8> = row.get("secret_sha256");
-    assert_eq!(
-        stored,
-        ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()).as_ref()
-    );
-    let whole_row: String =
-        sqlx::query_scalar("SELECT row_to_json(t)::text FROM api_tokens t WHERE token_id = $1")
-            .bind(&id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(
-        !whole_row.contains(&secret) && !whole_row.contains(&token),
-        "{whole_row}"
-    );
+    assert!(!whole_row.contains(&secret) && !whole_row.contains(&token), "{whole_row}");
 
     let uri = format!("/v1/totals?from={T0}&to={}", T0 + 7_200);
     let (status, body, _) = call(&app, &uri, Some(&format!("Bearer {token}"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_close(
-        body["total"]["location_kg_co2e"].as_f64().unwrap(),
-        location_sum(&o.facts, |f| f.team == "web"),
-        "token scope",
-    );
+    assert_close(body["total"]["location_kg_co2e"].as_f64().unwrap(), location_sum(&o.facts, |f| f.team == "web"), "token scope");
     // A wrong secret for a real id, and a JWT without an issuer configured.
     let wrong = format!("Bearer canopy_{id}_{}", "A".repeat(43));
-    assert_eq!(
-        call(&app, &uri, Some(&wrong)).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&app, &uri, Some("Bearer eyJhbGciOiJFUzI1NiJ9.e30.x"))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(call(&app, &uri, Some(&wrong)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, &uri, Some("Bearer eyJhbGciOiJFUzI1NiJ9.e30.x")).await.0, StatusCode::UNAUTHORIZED);
 
     // Expired: refused.
-    let (old_id, old) = tokens::create(
-        &pool,
-        "cli:tester",
-        &tokens::NewToken {
-            name: "old".into(),
-            ..new.clone()
-        },
-    )
-    .await
-    .unwrap();
-    sqlx::query(
-        "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE token_id = $1",
-    )
-    .bind(&old_id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        call(&app, &uri, Some(&format!("Bearer {old}"))).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    let (old_id, old) = tokens::create(&pool, "cli:tester", &tokens::NewToken { name: "old".into(), ..new.clone() }).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE token_id = $1")
+        .bind(&old_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(call(&app, &uri, Some(&format!("Bearer {old}"))).await.0, StatusCode::UNAUTHORIZED);
     // Revoked: refused from then on; revocation audited with before/after.
     tokens::revoke(&pool, "cli:tester", &id).await.unwrap();
-    assert_eq!(
-        call(&app, &uri, Some(&format!("Bearer {token}"))).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(call(&app, &uri, Some(&format!("Bearer {token}"))).await.0, StatusCode::UNAUTHORIZED);
     let listed = tokens::list(&pool).await.unwrap();
     let mine = listed.iter().find(|t| t.token_id == id).unwrap();
     assert!(mine.revoked_at_unix_s.is_some());
     // Bad input is refused with the field named.
-    let e = tokens::create(
-        &pool,
-        "x",
-        &tokens::NewToken {
-            scope: Scope::default(),
-            ..new.clone()
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "role team_viewer needs at least one team in its scope"
-    );
-    let e = tokens::create(
-        &pool,
-        "x",
-        &tokens::NewToken {
-            expires_in_days: 0,
-            ..new.clone()
-        },
-    )
-    .await
-    .unwrap_err();
+    let e = tokens::create(&pool, "x", &tokens::NewToken { scope: Scope::default(), ..new.clone() }).await.unwrap_err();
+    assert_eq!(e.to_string(), "role team_viewer needs at least one team in its scope");
+    let e = tokens::create(&pool, "x", &tokens::NewToken { expires_in_days: 0, ..new.clone() }).await.unwrap_err();
     assert!(e.to_string().starts_with("expires_in_days"), "{e}");
 
     let entries = audit::recent(&pool, 10).await.unwrap();
-    let actions: Vec<(&str, &str)> = entries
-        .iter()
-        .map(|e| (e.action.as_str(), e.target.as_str()))
-        .collect();
+    let actions: Vec<(&str, &str)> = entries.iter().map(|e| (e.action.as_str(), e.target.as_str())).collect();
     let target = format!("token:{id}");
     assert_eq!(actions[0], ("token.revoke", target.as_str()));
     assert!(actions.contains(&("token.create", target.as_str())));
     let revoke = &entries[0];
     assert_eq!(revoke.actor, "cli:tester");
-    assert_eq!(
-        revoke.before.as_ref().unwrap()["revoked_at_unix_s"],
-        Value::Null
-    );
-    assert!(
-        revoke.after.as_ref().unwrap()["revoked_at_unix_s"]
-            .as_i64()
-            .unwrap()
-            > 0
-    );
+    assert_eq!(revoke.before.as_ref().unwrap()["revoked_at_unix_s"], Value::Null);
+    assert!(revoke.after.as_ref().unwrap()["revoked_at_unix_s"].as_i64().unwrap() > 0);
     assert_eq!(revoke.after.as_ref().unwrap()["teams"], json!(["web"]));
     assert!((revoke.at_unix_s - wall_clock_s()).abs() < 300);
 }
@@ -1267,76 +803,44 @@ async fn api_tokens_are_hashed_scoped_expiring_and_revocable() {
 async fn the_audit_log_is_append_only() {
     let t = TestDb::migrated().await;
     let mut conn = t.pool.acquire().await.unwrap();
-    audit::record(
-        &mut conn,
-        "cli:tester",
-        "settings.update",
-        "team_tag_key",
-        Some(&json!("team")),
-        Some(&json!("owner")),
-    )
-    .await
-    .unwrap();
+    audit::record(&mut conn, "cli:tester", "settings.update", "team_tag_key", Some(&json!("team")), Some(&json!("owner")))
+        .await
+        .unwrap();
     drop(conn);
     for statement in [
         "UPDATE audit_log SET actor = 'someone else'",
         "DELETE FROM audit_log",
         "TRUNCATE audit_log",
     ] {
-        let e = sqlx::query(statement)
-            .execute(&t.pool)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = sqlx::query(statement).execute(&t.pool).await.unwrap_err().to_string();
         assert!(e.contains("audit_log is append-only"), "{statement}: {e}");
     }
     let entries = audit::recent(&t.pool, 10).await.unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(
-        (entries[0].actor.as_str(), entries[0].after.clone()),
-        ("cli:tester", Some(json!("owner")))
-    );
+    assert_eq!((entries[0].actor.as_str(), entries[0].after.clone()), ("cli:tester", Some(json!("owner"))));
 }
 
 #[tokio::test]
 async fn database_errors_never_reach_the_caller() {
     let t = TestDb::migrated().await;
-    let app = router(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        Auth::insecure_open_access(),
-    );
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, Auth::insecure_open_access());
     // Every answer reads canopy_settings in its snapshot: without it each one fails in the database.
-    sqlx::query("DROP TABLE canopy_settings CASCADE")
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query("DROP TABLE canopy_settings CASCADE").execute(&t.pool).await.unwrap();
     for uri in [
         format!("/v1/totals?from={T0}&to={}", T0 + 3_600),
         format!("/v1/overview?now={}", fixed_now()),
-        format!(
-            "/v1/resource-history?account=1&region=r&resource=x&from={T0}&to={}",
-            T0 + 3_600
-        ),
+        format!("/v1/resource-history?account=1&region=r&resource=x&from={T0}&to={}", T0 + 3_600),
     ] {
         let (status, body, _) = call(&app, &uri, None).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {body}");
         let text = body.to_string();
-        assert!(
-            !text.contains("canopy_settings")
-                && !text.contains("relation")
-                && !text.contains("database"),
-            "{uri}: {text}"
-        );
+        assert!(!text.contains("canopy_settings") && !text.contains("relation") && !text.contains("database"), "{uri}: {text}");
         let id = body["request_id"].as_str().unwrap();
         assert_eq!(id.len(), 16);
         assert_eq!(body["error"], format!("internal error; request id {id}"));
     }
     // Fleet reads other tables: break one of them.
-    sqlx::query("DROP TABLE agent_status CASCADE")
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query("DROP TABLE agent_status CASCADE").execute(&t.pool).await.unwrap();
     let (status, body, _) = call(&app, "/v1/fleet", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!body.to_string().contains("agent_status"), "{body}");
@@ -1344,34 +848,15 @@ async fn database_errors_never_reach_the_caller() {
     // gRPC: INTERNAL with a request id only.
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    let service = GrpcQuery::new(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        Auth::insecure_open_access(),
-    );
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming(incoming),
-    );
-    let mut client = CanopyQueryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let service = GrpcQuery::new(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, Auth::insecure_open_access());
+    let server = tokio::spawn(tonic::transport::Server::builder().add_service(service.into_server()).serve_with_incoming(incoming));
+    let mut client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
     let e = client
-        .totals(pb::TotalsRequest {
-            from: T0.to_string(),
-            to: (T0 + 3_600).to_string(),
-            ..Default::default()
-        })
+        .totals(pb::TotalsRequest { from: T0.to_string(), to: (T0 + 3_600).to_string(), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Internal);
-    assert!(
-        e.message().starts_with("internal error; request id ")
-            && !e.message().contains("canopy_settings"),
-        "{}",
-        e.message()
-    );
+    assert!(e.message().starts_with("internal error; request id ") && !e.message().contains("canopy_settings"), "{}", e.message());
     server.abort();
 }
 
@@ -1379,11 +864,7 @@ async fn database_errors_never_reach_the_caller() {
 async fn open_access_is_loud_and_login_sets_a_scoped_session() {
     // The development mode: a header on every response and a banner on the page.
     let t = TestDb::migrated().await;
-    let open = router(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        Auth::insecure_open_access(),
-    );
+    let open = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, Auth::insecure_open_access());
     for uri in ["/", "/healthz", "/v1/admin/audit"] {
         let (status, body, headers) = call(&open, uri, None).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
@@ -1396,61 +877,19 @@ async fn open_access_is_loud_and_login_sets_a_scoped_session() {
     // Dashboard login: authorization code with PKCE, then a session cookie.
     let key = new_key("login");
     let issuer = start_issuer(&[&key]).await;
-    let auth = Auth::enforced(
-        Some(
-            OidcVerifier::discover(oidc_config(&issuer, true))
-                .await
-                .unwrap(),
-        ),
-        t.pool.clone(),
-    );
-    let app = router(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        fixed_now,
-        auth,
-    );
-    let resp = app
-        .clone()
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, true)).await.unwrap()), t.pool.clone());
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), fixed_now, auth);
+    let resp = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[header::LOCATION], "/auth/login");
-    let resp = app
-        .clone()
-        .oneshot(Request::get("/auth/login").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(Request::get("/auth/login").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let location = reqwest::Url::parse(resp.headers()[header::LOCATION].to_str().unwrap()).unwrap();
-    assert!(
-        location
-            .as_str()
-            .starts_with(&format!("{}/authorize?", issuer.url)),
-        "{location}"
-    );
-    let param = |name: &str| {
-        location
-            .query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap()
-    };
-    assert_eq!(
-        (
-            param("response_type"),
-            param("client_id"),
-            param("code_challenge_method")
-        ),
-        ("code".into(), CLIENT_ID.into(), "S256".into())
-    );
+    assert!(location.as_str().starts_with(&format!("{}/authorize?", issuer.url)), "{location}");
+    let param = |name: &str| location.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap();
+    assert_eq!((param("response_type"), param("client_id"), param("code_challenge_method")), ("code".into(), CLIENT_ID.into(), "S256".into()));
     // The ID token's audience is the dashboard client.
-    let mut id_claims = claims(
-        &issuer.url,
-        "erin",
-        "team_viewer",
-        json!({ "canopy_teams": ["ml"] }),
-    );
+    let mut id_claims = claims(&issuer.url, "erin", "team_viewer", json!({ "canopy_teams": ["ml"] }));
     id_claims["aud"] = json!(CLIENT_ID);
     *issuer.login.lock().unwrap() = Some((param("code_challenge"), mint(&key, &id_claims)));
     // A forged state is refused; the real one logs in.
@@ -1458,90 +897,37 @@ async fn open_access_is_loud_and_login_sets_a_scoped_session() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let resp = app
         .clone()
-        .oneshot(
-            Request::get(format!("/auth/callback?code=abc&state={}", param("state")))
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(Request::get(format!("/auth/callback?code=abc&state={}", param("state"))).body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"),
-        "{cookie}"
-    );
+    let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"), "{cookie}");
     let session = cookie.split(';').next().unwrap().to_owned();
     // The state is single-use.
-    let (status, _, _) = call(
-        &app,
-        &format!("/auth/callback?code=abc&state={}", param("state")),
-        None,
-    )
-    .await;
+    let (status, _, _) = call(&app, &format!("/auth/callback?code=abc&state={}", param("state")), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let with_cookie = |uri: String| {
-        Request::get(uri)
-            .header(header::COOKIE, session.clone())
-            .body(Body::empty())
-            .unwrap()
-    };
+    let with_cookie = |uri: String| Request::get(uri).header(header::COOKIE, session.clone()).body(Body::empty()).unwrap();
     let resp = app.clone().oneshot(with_cookie("/".into())).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // The session carries the ID token's scope.
-    let resp = app
-        .clone()
-        .oneshot(with_cookie(format!(
-            "/v1/totals?from={T0}&to={}&team=web",
-            T0 + 3_600
-        )))
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(with_cookie(format!("/v1/totals?from={T0}&to={}&team=web", T0 + 3_600))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = app
-        .clone()
-        .oneshot(with_cookie(format!(
-            "/v1/totals?from={T0}&to={}&team=ml",
-            T0 + 3_600
-        )))
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(with_cookie(format!("/v1/totals?from={T0}&to={}&team=ml", T0 + 3_600))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = app
-        .clone()
-        .oneshot(with_cookie("/v1/admin/audit".into()))
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(with_cookie("/v1/admin/audit".into())).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // Logout ends it.
-    let resp = app
-        .clone()
-        .oneshot(with_cookie("/auth/logout".into()))
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(with_cookie("/auth/logout".into())).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = app
-        .clone()
-        .oneshot(with_cookie(format!(
-            "/v1/totals?from={T0}&to={}",
-            T0 + 3_600
-        )))
-        .await
-        .unwrap();
+    let resp = app.clone().oneshot(with_cookie(format!("/v1/totals?from={T0}&to={}", T0 + 3_600))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[test]
 fn serve_refuses_to_start_without_authentication() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_canopy-aggregator"))
-        .args([
-            "serve",
-            "--database-url",
-            "postgres://nobody@127.0.0.1:1/none",
-        ])
+        .args(["serve", "--database-url", "postgres://nobody@127.0.0.1:1/none"])
         .env_remove("CANOPY_INSECURE_OPEN_ACCESS")
         .env_remove("CANOPY_API_TOKENS_ONLY")
         .env_remove("CANOPY_OIDC_ISSUER")
@@ -1549,27 +935,14 @@ fn serve_refuses_to_start_without_authentication() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("no authentication configured")
-            && stderr.contains("--insecure-open-access"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no authentication configured") && stderr.contains("--insecure-open-access"), "{stderr}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_canopy-aggregator"))
-        .args([
-            "serve",
-            "--database-url",
-            "postgres://nobody@127.0.0.1:1/none",
-            "--oidc-issuer",
-            "https://id.example",
-        ])
+        .args(["serve", "--database-url", "postgres://nobody@127.0.0.1:1/none", "--oidc-issuer", "https://id.example"])
         .env_remove("CANOPY_OIDC_AUDIENCE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("--oidc-audience"),
-        "{stderr}"
-    );
+    assert!(!out.status.success() && stderr.contains("--oidc-audience"), "{stderr}");
 }
 
 // ------------------------------------------------------- alerting API
@@ -1601,42 +974,23 @@ const HOOK_SECRET: &str = "whsec-hook-0123456789abcdef";
 const HOOK2_SECRET: &str = "whsec-hook2-0123456789abcdef";
 
 fn alerts_state(pool: &sqlx::PgPool) -> AlertsHttp {
-    AlertsHttp {
-        pool: pool.clone(),
-        config: canopy_aggregator::alerts::AlertsConfig::default(),
-        clock: fixed_now,
-    }
+    AlertsHttp { pool: pool.clone(), config: canopy_aggregator::alerts::AlertsConfig::default(), clock: fixed_now }
 }
 
-async fn send(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value, String) {
-    let mut req = Request::builder()
-        .method(method.to_uppercase().as_str())
-        .uri(uri);
+async fn send(app: &axum::Router, method: &str, uri: &str, bearer: Option<&str>, body: Option<Value>) -> (StatusCode, Value, String) {
+    let mut req = Request::builder().method(method.to_uppercase().as_str()).uri(uri);
     if let Some(b) = bearer {
         req = req.header(header::AUTHORIZATION, b);
     }
     let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string()))
-            .unwrap(),
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
         None => req.body(Body::empty()).unwrap(),
     };
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), 1 << 22).await.unwrap();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
 }
 
 fn assert_no_secret(text: &str, what: &str) {
@@ -1660,36 +1014,14 @@ struct AlertFixture {
 
 async fn alert_fixture(app: &axum::Router, pool: &sqlx::PgPool, admin: &str) -> AlertFixture {
     for (name, body) in [
-        (
-            "oncall",
-            json!({ "kind": "pagerduty", "routing_key": ROUTE_KEY }),
-        ),
-        (
-            "hook",
-            json!({ "kind": "webhook", "url": "https://hooks.example.invalid/canopy", "secret": HOOK_SECRET }),
-        ),
-        (
-            "mail",
-            json!({ "kind": "email", "to": ["finops@example.invalid"] }),
-        ),
+        ("oncall", json!({ "kind": "pagerduty", "routing_key": ROUTE_KEY })),
+        ("hook", json!({ "kind": "webhook", "url": "https://hooks.example.invalid/canopy", "secret": HOOK_SECRET })),
+        ("mail", json!({ "kind": "email", "to": ["finops@example.invalid"] })),
     ] {
-        let (status, body, _) = send(
-            app,
-            "put",
-            &format!("/v1/alert-routes/{name}"),
-            Some(admin),
-            Some(body),
-        )
-        .await;
+        let (status, body, _) = send(app, "put", &format!("/v1/alert-routes/{name}"), Some(admin), Some(body)).await;
         assert_eq!(status, StatusCode::OK, "route {name}: {body}");
     }
-    async fn budget(
-        app: &axum::Router,
-        admin: &str,
-        name: &str,
-        scope: Value,
-        key: Option<&str>,
-    ) -> i64 {
+    async fn budget(app: &axum::Router, admin: &str, name: &str, scope: Value, key: Option<&str>) -> i64 {
         let body = json!({
             "name": name, "scope": scope, "period": "month", "basis": "location", "amount_kg_co2e": 20.0,
             "routes": ["oncall", "hook"], "pagerduty_routing_key": key,
@@ -1699,23 +1031,9 @@ async fn alert_fixture(app: &axum::Router, pool: &sqlx::PgPool, admin: &str) -> 
         assert_no_secret(&text, "a created budget");
         body["budget_id"].as_i64().unwrap()
     }
-    let web = budget(
-        app,
-        admin,
-        "web",
-        json!({ "team": "web" }),
-        Some(BUDGET_KEY),
-    )
-    .await;
+    let web = budget(app, admin, "web", json!({ "team": "web" }), Some(BUDGET_KEY)).await;
     let data = budget(app, admin, "data", json!({ "team": "data" }), None).await;
-    let ou_b = budget(
-        app,
-        admin,
-        "ou-b account",
-        json!({ "account_id": "222222222222" }),
-        None,
-    )
-    .await;
+    let ou_b = budget(app, admin, "ou-b account", json!({ "account_id": "222222222222" }), None).await;
     let alert = |budget_id: i64| async move {
         sqlx::query_scalar::<_, i64>(
             "INSERT INTO alerts (alert_key, budget_id, kind, status, level, severity, summary, value_g_co2e, budget_g_co2e,
@@ -1739,25 +1057,12 @@ async fn alert_fixture(app: &axum::Router, pool: &sqlx::PgPool, admin: &str) -> 
     };
     let web_silence = silence(web).await;
     let data_silence = silence(data).await;
-    AlertFixture {
-        web,
-        data,
-        ou_b,
-        web_alert,
-        data_alert,
-        web_silence,
-        data_silence,
-    }
+    AlertFixture { web, data, ou_b, web_alert, data_alert, web_silence, data_silence }
 }
 
 /// What the alerting tables hold (a refused write must change none of it).
 async fn alerting_state(pool: &sqlx::PgPool) -> Value {
-    let text = |sql: &'static str| async move {
-        sqlx::query_scalar::<_, Option<String>>(sql)
-            .fetch_one(pool)
-            .await
-            .unwrap()
-    };
+    let text = |sql: &'static str| async move { sqlx::query_scalar::<_, Option<String>>(sql).fetch_one(pool).await.unwrap() };
     json!([
         text("SELECT string_agg(b::text, ';' ORDER BY budget_id) FROM budgets b").await,
         text("SELECT string_agg(r::text, ';' ORDER BY name) FROM alert_routes r").await,
@@ -1768,12 +1073,7 @@ async fn alerting_state(pool: &sqlx::PgPool) -> Value {
 }
 
 fn ids(body: &Value, list: &str, field: &str) -> BTreeSet<i64> {
-    body[list]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|x| x[field].as_i64())
-        .collect()
+    body[list].as_array().unwrap().iter().filter_map(|x| x[field].as_i64()).collect()
 }
 
 #[tokio::test]
@@ -1782,29 +1082,13 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
     let pool = o.db.pool.clone();
     let key = new_key("main");
     let issuer = start_issuer(&[&key]).await;
-    let auth = Auth::enforced(
-        Some(
-            OidcVerifier::discover(oidc_config(&issuer, false))
-                .await
-                .unwrap(),
-        ),
-        pool.clone(),
-    );
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
     let table = canopy_aggregator::alerts::http::route_table(alerts_state(&pool));
     let routes: Vec<(&str, &str)> = table.routes().to_vec();
-    assert_eq!(
-        routes.iter().copied().collect::<BTreeSet<_>>(),
-        ALERTING_ROUTES.into_iter().collect(),
-        "alerting routes"
-    );
+    assert_eq!(routes.iter().copied().collect::<BTreeSet<_>>(), ALERTING_ROUTES.into_iter().collect(), "alerting routes");
     let app = canopy_aggregator::auth::http_layer::protect(table.into_router(), auth.clone());
     let cases = cases(&issuer, &key, &pool).await;
-    let admin = cases
-        .iter()
-        .find(|c| c.role == Role::Admin)
-        .unwrap()
-        .bearer
-        .clone();
+    let admin = cases.iter().find(|c| c.role == Role::Admin).unwrap().bearer.clone();
     let f = alert_fixture(&app, &pool, &admin).await;
 
     // Unauthenticated: 401 from every alerting route, the page included; nothing changes.
@@ -1816,17 +1100,9 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
             .replace("{silence_id}", &f.web_silence.to_string())
             .replace("{alert_id}", &f.web_alert.to_string());
         let (status, body, _) = send(&app, method, &uri, None, Some(json!({}))).await;
-        assert_eq!(
-            status,
-            StatusCode::UNAUTHORIZED,
-            "{method} {uri} without credentials: {body}"
-        );
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without credentials: {body}");
     }
-    assert_eq!(
-        alerting_state(&pool).await,
-        before,
-        "unauthenticated calls changed nothing"
-    );
+    assert_eq!(alerting_state(&pool).await, before, "unauthenticated calls changed nothing");
 
     // Viewers first (their writes are refused, so the reads stay comparable), the admin last.
     let audit_before = audit::recent(&pool, 1_000).await.unwrap().len();
@@ -1845,51 +1121,30 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
         };
         let refused_write = |status: StatusCode, body: &Value, what: &str| {
             assert_eq!(status, StatusCode::FORBIDDEN, "{who} {what}: {body}");
-            assert!(
-                body["error"].as_str().unwrap().contains("admin"),
-                "{who} {what}: {body}"
-            );
+            assert!(body["error"].as_str().unwrap().contains("admin"), "{who} {what}: {body}");
         };
         for (method, path) in &routes {
             let state = alerting_state(&pool).await;
             let what = format!("{method} {path}");
             match (*method, *path) {
                 ("get", "/v1/budgets") => {
-                    let (status, body, text) =
-                        send(&app, method, "/v1/budgets", bearer, None).await;
+                    let (status, body, text) = send(&app, method, "/v1/budgets", bearer, None).await;
                     assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
                     assert_eq!(ids(&body, "budgets", "budget_id"), visible, "{who} {what}");
                     assert_no_secret(&text, &format!("{who} {what}"));
                     if visible.contains(&f.web) {
-                        let w = body["budgets"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .find(|b| b["budget_id"] == f.web)
-                            .unwrap();
-                        assert_eq!(
-                            w["pagerduty_routing_key_suffix"], "…pbud",
-                            "{who}: only the key's suffix"
-                        );
+                        let w = body["budgets"].as_array().unwrap().iter().find(|b| b["budget_id"] == f.web).unwrap();
+                        assert_eq!(w["pagerduty_routing_key_suffix"], "…pbud", "{who}: only the key's suffix");
                     }
                 }
                 ("get", "/v1/budgets/{budget_id}") => {
                     for id in [f.web, f.data, f.ou_b] {
-                        let (status, body, text) =
-                            send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
+                        let (status, body, text) = send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
                         if visible.contains(&id) {
-                            assert_eq!(
-                                (status, body["budget_id"].as_i64()),
-                                (StatusCode::OK, Some(id)),
-                                "{who} budget {id}"
-                            );
+                            assert_eq!((status, body["budget_id"].as_i64()), (StatusCode::OK, Some(id)), "{who} budget {id}");
                             assert_no_secret(&text, &format!("{who} {what}"));
                         } else {
-                            assert_eq!(
-                                status,
-                                StatusCode::NOT_FOUND,
-                                "{who} budget {id} is outside the scope: {body}"
-                            );
+                            assert_eq!(status, StatusCode::NOT_FOUND, "{who} budget {id} is outside the scope: {body}");
                         }
                     }
                 }
@@ -1898,8 +1153,7 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                         "name": "data quarterly", "scope": { "team": "data" }, "period": "quarter", "basis": "location",
                         "amount_kg_co2e": 50.0, "routes": ["oncall"], "pagerduty_routing_key": BUDGET_KEY,
                     });
-                    let (status, body, text) =
-                        send(&app, method, "/v1/budgets", bearer, Some(body)).await;
+                    let (status, body, text) = send(&app, method, "/v1/budgets", bearer, Some(body)).await;
                     if admin {
                         assert_eq!(status, StatusCode::CREATED, "{who} {what}: {body}");
                         assert_no_secret(&text, "a created budget");
@@ -1914,44 +1168,23 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                         "name": "web", "scope": { "team": "web" }, "period": "month", "basis": "location",
                         "amount_kg_co2e": 25.0, "routes": ["oncall", "hook"],
                     });
-                    let (status, body, _) = send(
-                        &app,
-                        method,
-                        &format!("/v1/budgets/{}", f.web),
-                        bearer,
-                        Some(body),
-                    )
-                    .await;
+                    let (status, body, _) = send(&app, method, &format!("/v1/budgets/{}", f.web), bearer, Some(body)).await;
                     if admin {
-                        assert_eq!(
-                            (status, body["amount_kg_co2e"].as_f64()),
-                            (StatusCode::OK, Some(25.0)),
-                            "{who} {what}: {body}"
-                        );
-                        let stored: Option<String> = sqlx::query_scalar(
-                            "SELECT pagerduty_routing_key FROM budgets WHERE budget_id = $1",
-                        )
-                        .bind(f.web)
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap();
-                        assert_eq!(
-                            stored.as_deref(),
-                            Some(BUDGET_KEY),
-                            "an update without the key keeps it"
-                        );
+                        assert_eq!((status, body["amount_kg_co2e"].as_f64()), (StatusCode::OK, Some(25.0)), "{who} {what}: {body}");
+                        let stored: Option<String> =
+                            sqlx::query_scalar("SELECT pagerduty_routing_key FROM budgets WHERE budget_id = $1")
+                                .bind(f.web)
+                                .fetch_one(&pool)
+                                .await
+                                .unwrap();
+                        assert_eq!(stored.as_deref(), Some(BUDGET_KEY), "an update without the key keeps it");
                     } else {
                         refused_write(status, &body, &what);
                     }
                 }
                 ("delete", "/v1/budgets/{budget_id}") => {
-                    let id = if admin {
-                        created_budget.expect("the admin created a budget")
-                    } else {
-                        f.web
-                    };
-                    let (status, body, _) =
-                        send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
+                    let id = if admin { created_budget.expect("the admin created a budget") } else { f.web };
+                    let (status, body, _) = send(&app, method, &format!("/v1/budgets/{id}"), bearer, None).await;
                     if admin {
                         assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
                     } else {
@@ -1959,31 +1192,20 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                     }
                 }
                 ("get", "/v1/alert-routes") => {
-                    let (status, body, text) =
-                        send(&app, method, "/v1/alert-routes", bearer, None).await;
+                    let (status, body, text) = send(&app, method, "/v1/alert-routes", bearer, None).await;
                     if admin {
                         assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
-                        let names: Vec<&str> = body["routes"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|r| r["name"].as_str().unwrap())
-                            .collect();
+                        let names: Vec<&str> = body["routes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
                         assert_eq!(names, ["hook", "mail", "oncall"]);
                         assert_no_secret(&text, "the routes an admin reads");
                     } else {
-                        assert_eq!(
-                            status,
-                            StatusCode::FORBIDDEN,
-                            "{who} {what}: routes carry keys and addresses: {body}"
-                        );
+                        assert_eq!(status, StatusCode::FORBIDDEN, "{who} {what}: routes carry keys and addresses: {body}");
                         assert!(!text.contains("finops@example.invalid"), "{who}: {text}");
                     }
                 }
                 ("put", "/v1/alert-routes/{name}") => {
                     let body = json!({ "kind": "webhook", "url": "https://hooks.example.invalid/two", "secret": HOOK2_SECRET });
-                    let (status, body, text) =
-                        send(&app, method, "/v1/alert-routes/hook2", bearer, Some(body)).await;
+                    let (status, body, text) = send(&app, method, "/v1/alert-routes/hook2", bearer, Some(body)).await;
                     if admin {
                         assert_eq!(status, StatusCode::OK, "{who} {what}: {body}");
                         assert_no_secret(&text, "a stored route");
@@ -1993,14 +1215,7 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                 }
                 ("delete", "/v1/alert-routes/{name}") => {
                     let name = if admin { "hook2" } else { "mail" };
-                    let (status, body, _) = send(
-                        &app,
-                        method,
-                        &format!("/v1/alert-routes/{name}"),
-                        bearer,
-                        None,
-                    )
-                    .await;
+                    let (status, body, _) = send(&app, method, &format!("/v1/alert-routes/{name}"), bearer, None).await;
                     if admin {
                         assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
                     } else {
@@ -2019,27 +1234,18 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                 }
                 ("post", "/v1/silences") => {
                     let body = json!({ "budget_id": f.data, "duration_s": 600 });
-                    let (status, body, _) =
-                        send(&app, method, "/v1/silences", bearer, Some(body)).await;
+                    let (status, body, _) = send(&app, method, "/v1/silences", bearer, Some(body)).await;
                     if admin {
                         assert_eq!(status, StatusCode::CREATED, "{who} {what}: {body}");
-                        assert_eq!(
-                            body["created_by"], "jwt:alice",
-                            "the silence names its author"
-                        );
+                        assert_eq!(body["created_by"], "jwt:alice", "the silence names its author");
                         created_silence = body["silence_id"].as_i64();
                     } else {
                         refused_write(status, &body, &what);
                     }
                 }
                 ("delete", "/v1/silences/{silence_id}") => {
-                    let id = if admin {
-                        created_silence.expect("the admin created a silence")
-                    } else {
-                        f.web_silence
-                    };
-                    let (status, body, _) =
-                        send(&app, method, &format!("/v1/silences/{id}"), bearer, None).await;
+                    let id = if admin { created_silence.expect("the admin created a silence") } else { f.web_silence };
+                    let (status, body, _) = send(&app, method, &format!("/v1/silences/{id}"), bearer, None).await;
                     if admin {
                         assert_eq!(status, StatusCode::NO_CONTENT, "{who} {what}: {body}");
                     } else {
@@ -2074,21 +1280,14 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
                 other => panic!("no authorisation case for alerting route {other:?}"),
             }
             if !admin {
-                assert_eq!(
-                    alerting_state(&pool).await,
-                    state,
-                    "{who} {what} changed nothing"
-                );
+                assert_eq!(alerting_state(&pool).await, state, "{who} {what} changed nothing");
             }
         }
     }
 
     // Every admin write is audited: who, what, before and after, no secret.
     let entries = audit::recent(&pool, 1_000).await.unwrap();
-    let new: Vec<_> = entries[..entries.len() - audit_before]
-        .iter()
-        .rev()
-        .collect();
+    let new: Vec<_> = entries[..entries.len() - audit_before].iter().rev().collect();
     let actions: Vec<&str> = new.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -2109,50 +1308,30 @@ async fn every_alerting_route_answers_only_within_the_callers_scope() {
     assert_eq!(update.target, format!("budget:{}", f.web));
     assert_eq!(update.before.as_ref().unwrap()["amount_kg_co2e"], 20.0);
     assert_eq!(update.after.as_ref().unwrap()["amount_kg_co2e"], 25.0);
-    assert_eq!(
-        update.after.as_ref().unwrap()["pagerduty_routing_key_suffix"],
-        "…pbud"
-    );
+    assert_eq!(update.after.as_ref().unwrap()["pagerduty_routing_key_suffix"], "…pbud");
     let created = new[0];
-    assert!(
-        created.before.is_none() && created.after.as_ref().unwrap()["name"] == "data quarterly"
-    );
+    assert!(created.before.is_none() && created.after.as_ref().unwrap()["name"] == "data quarterly");
     let deleted = new[2];
-    assert!(
-        deleted.after.is_none() && deleted.before.as_ref().unwrap()["name"] == "data quarterly"
-    );
+    assert!(deleted.after.is_none() && deleted.before.as_ref().unwrap()["name"] == "data quarterly");
     assert_eq!(new[3].after.as_ref().unwrap()["target"]["secret"], "(set)");
     let expired = new[6];
     assert!(
-        expired.before.as_ref().unwrap()["ends_unix_s"].as_i64()
-            > expired.after.as_ref().unwrap()["ends_unix_s"].as_i64(),
+        expired.before.as_ref().unwrap()["ends_unix_s"].as_i64() > expired.after.as_ref().unwrap()["ends_unix_s"].as_i64(),
         "{expired:?}"
     );
     assert_eq!(new[7].target, format!("alert:{}", f.web_alert));
     for e in &new {
-        assert_no_secret(
-            &format!("{:?} {:?}", e.before, e.after),
-            &format!("audit entry {}", e.action),
-        );
+        assert_no_secret(&format!("{:?} {:?}", e.before, e.after), &format!("audit entry {}", e.action));
     }
     // The fixture's own writes (as admin) were audited too: 3 routes, 3 budgets, 2 silences
     // (and the data viewer's API token `cases` created).
-    let fixture_actions: BTreeMap<&str, usize> = entries[entries.len() - audit_before..]
-        .iter()
-        .fold(BTreeMap::new(), |mut m, e| {
-            *m.entry(e.action.as_str()).or_default() += 1;
-            m
-        });
+    let fixture_actions: BTreeMap<&str, usize> = entries[entries.len() - audit_before..].iter().fold(BTreeMap::new(), |mut m, e| {
+        *m.entry(e.action.as_str()).or_default() += 1;
+        m
+    });
     assert_eq!(
         fixture_actions,
-        [
-            ("alert_route.create", 3),
-            ("budget.create", 3),
-            ("silence.create", 2),
-            ("token.create", 1)
-        ]
-        .into_iter()
-        .collect(),
+        [("alert_route.create", 3), ("budget.create", 3), ("silence.create", 2), ("token.create", 1)].into_iter().collect(),
     );
 }
 
@@ -2165,42 +1344,19 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
         .filter_map(|l| l.trim().strip_prefix("rpc "))
         .map(|l| l.split('(').next().unwrap().trim())
         .collect();
-    assert_eq!(
-        methods,
-        [
-            "CreateBudget",
-            "DeleteBudget",
-            "GetBudget",
-            "ListBudgets",
-            "UpdateBudget"
-        ]
-        .into_iter()
-        .collect()
-    );
+    assert_eq!(methods, ["CreateBudget", "DeleteBudget", "GetBudget", "ListBudgets", "UpdateBudget"].into_iter().collect());
 
     let o = org().await;
     let pool = o.db.pool.clone();
     let key = new_key("main");
     let issuer = start_issuer(&[&key]).await;
-    let auth = Auth::enforced(
-        Some(
-            OidcVerifier::discover(oidc_config(&issuer, false))
-                .await
-                .unwrap(),
-        ),
-        pool.clone(),
-    );
+    let auth = Auth::enforced(Some(OidcVerifier::discover(oidc_config(&issuer, false)).await.unwrap()), pool.clone());
     let http = canopy_aggregator::auth::http_layer::protect(
         canopy_aggregator::alerts::http::route_table(alerts_state(&pool)).into_router(),
         auth.clone(),
     );
     let cases = cases(&issuer, &key, &pool).await;
-    let admin = cases
-        .iter()
-        .find(|c| c.role == Role::Admin)
-        .unwrap()
-        .bearer
-        .clone();
+    let admin = cases.iter().find(|c| c.role == Role::Admin).unwrap().bearer.clone();
     let f = alert_fixture(&http, &pool, &admin).await;
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
@@ -2209,9 +1365,7 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
             .add_service(GrpcBudgets::new(pool.clone(), auth).into_server())
             .serve_with_incoming(incoming),
     );
-    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let mut client = CanopyBudgetsClient::connect(format!("http://{addr}")).await.unwrap();
     fn req<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
         if let Some(b) = bearer {
@@ -2221,10 +1375,7 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
     }
     let spec = |amount: f64| bpb::BudgetSpec {
         name: "data quarterly".into(),
-        scope: Some(bpb::Scope {
-            team: "data".into(),
-            ..Default::default()
-        }),
+        scope: Some(bpb::Scope { team: "data".into(), ..Default::default() }),
         period: "quarter".into(),
         basis: "location".into(),
         amount_kg_co2e: amount,
@@ -2235,47 +1386,17 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
 
     // Unauthenticated: UNAUTHENTICATED from every method, nothing changed.
     let before = alerting_state(&pool).await;
-    for bearer in [
-        None,
-        Some("Bearer canopy_0123456789abcdef_nottherightsecret"),
-    ] {
+    for bearer in [None, Some("Bearer canopy_0123456789abcdef_nottherightsecret")] {
         let codes = [
+            client.list_budgets(req(bpb::ListBudgetsRequest {}, bearer)).await.unwrap_err().code(),
+            client.get_budget(req(bpb::GetBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err().code(),
+            client.create_budget(req(bpb::CreateBudgetRequest { spec: Some(spec(5.0)) }, bearer)).await.unwrap_err().code(),
             client
-                .list_budgets(req(bpb::ListBudgetsRequest {}, bearer))
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: f.web, spec: Some(spec(5.0)) }, bearer))
                 .await
                 .unwrap_err()
                 .code(),
-            client
-                .get_budget(req(bpb::GetBudgetRequest { budget_id: f.web }, bearer))
-                .await
-                .unwrap_err()
-                .code(),
-            client
-                .create_budget(req(
-                    bpb::CreateBudgetRequest {
-                        spec: Some(spec(5.0)),
-                    },
-                    bearer,
-                ))
-                .await
-                .unwrap_err()
-                .code(),
-            client
-                .update_budget(req(
-                    bpb::UpdateBudgetRequest {
-                        budget_id: f.web,
-                        spec: Some(spec(5.0)),
-                    },
-                    bearer,
-                ))
-                .await
-                .unwrap_err()
-                .code(),
-            client
-                .delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer))
-                .await
-                .unwrap_err()
-                .code(),
+            client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err().code(),
         ];
         assert_eq!(codes, [tonic::Code::Unauthenticated; 5], "{bearer:?}");
     }
@@ -2291,129 +1412,49 @@ async fn every_budgets_grpc_method_answers_only_within_the_callers_scope() {
             Role::TeamViewer if case.teams == Some(&["web"]) => [f.web].into(),
             Role::TeamViewer => [f.data].into(),
         };
-        let listed = client
-            .list_budgets(req(bpb::ListBudgetsRequest {}, bearer))
-            .await
-            .unwrap()
-            .into_inner()
-            .budgets;
-        assert_eq!(
-            listed.iter().map(|b| b.budget_id).collect::<BTreeSet<_>>(),
-            visible,
-            "{who} ListBudgets"
-        );
-        assert!(
-            listed
-                .iter()
-                .all(|b| b.spec.as_ref().unwrap().pagerduty_routing_key.is_empty()),
-            "{who}: no key returned"
-        );
+        let listed = client.list_budgets(req(bpb::ListBudgetsRequest {}, bearer)).await.unwrap().into_inner().budgets;
+        assert_eq!(listed.iter().map(|b| b.budget_id).collect::<BTreeSet<_>>(), visible, "{who} ListBudgets");
+        assert!(listed.iter().all(|b| b.spec.as_ref().unwrap().pagerduty_routing_key.is_empty()), "{who}: no key returned");
         for id in [f.web, f.data, f.ou_b] {
-            let got = client
-                .get_budget(req(bpb::GetBudgetRequest { budget_id: id }, bearer))
-                .await;
+            let got = client.get_budget(req(bpb::GetBudgetRequest { budget_id: id }, bearer)).await;
             match got {
                 Ok(b) if visible.contains(&id) => assert_eq!(b.into_inner().budget_id, id),
-                Err(e) if !visible.contains(&id) => {
-                    assert_eq!(e.code(), tonic::Code::NotFound, "{who} GetBudget {id}")
-                }
+                Err(e) if !visible.contains(&id) => assert_eq!(e.code(), tonic::Code::NotFound, "{who} GetBudget {id}"),
                 other => panic!("{who} GetBudget {id}: {other:?}"),
             }
         }
         let state = alerting_state(&pool).await;
-        let created = client
-            .create_budget(req(
-                bpb::CreateBudgetRequest {
-                    spec: Some(spec(50.0)),
-                },
-                bearer,
-            ))
-            .await;
+        let created = client.create_budget(req(bpb::CreateBudgetRequest { spec: Some(spec(50.0)) }, bearer)).await;
         if case.role == Role::Admin {
             let created = created.unwrap().into_inner();
-            assert!(
-                created
-                    .spec
-                    .as_ref()
-                    .unwrap()
-                    .pagerduty_routing_key
-                    .is_empty()
-            );
+            assert!(created.spec.as_ref().unwrap().pagerduty_routing_key.is_empty());
             let updated = client
-                .update_budget(req(
-                    bpb::UpdateBudgetRequest {
-                        budget_id: created.budget_id,
-                        spec: Some(spec(60.0)),
-                    },
-                    bearer,
-                ))
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: created.budget_id, spec: Some(spec(60.0)) }, bearer))
                 .await
                 .unwrap()
                 .into_inner();
             assert_eq!(updated.spec.unwrap().amount_kg_co2e, 60.0);
-            client
-                .delete_budget(req(
-                    bpb::DeleteBudgetRequest {
-                        budget_id: created.budget_id,
-                    },
-                    bearer,
-                ))
-                .await
-                .unwrap();
+            client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: created.budget_id }, bearer)).await.unwrap();
         } else {
-            assert_eq!(
-                created.unwrap_err().code(),
-                tonic::Code::PermissionDenied,
-                "{who} CreateBudget"
-            );
+            assert_eq!(created.unwrap_err().code(), tonic::Code::PermissionDenied, "{who} CreateBudget");
             let e = client
-                .update_budget(req(
-                    bpb::UpdateBudgetRequest {
-                        budget_id: f.web,
-                        spec: Some(spec(60.0)),
-                    },
-                    bearer,
-                ))
+                .update_budget(req(bpb::UpdateBudgetRequest { budget_id: f.web, spec: Some(spec(60.0)) }, bearer))
                 .await
                 .unwrap_err();
-            assert_eq!(
-                e.code(),
-                tonic::Code::PermissionDenied,
-                "{who} UpdateBudget"
-            );
-            let e = client
-                .delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer))
-                .await
-                .unwrap_err();
-            assert_eq!(
-                e.code(),
-                tonic::Code::PermissionDenied,
-                "{who} DeleteBudget"
-            );
-            assert_eq!(
-                alerting_state(&pool).await,
-                state,
-                "{who}: refused writes changed nothing"
-            );
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} UpdateBudget");
+            let e = client.delete_budget(req(bpb::DeleteBudgetRequest { budget_id: f.web }, bearer)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who} DeleteBudget");
+            assert_eq!(alerting_state(&pool).await, state, "{who}: refused writes changed nothing");
         }
     }
     let entries = audit::recent(&pool, 1_000).await.unwrap();
-    let new: Vec<_> = entries[..entries.len() - audit_before]
-        .iter()
-        .rev()
-        .collect();
-    assert_eq!(
-        new.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
-        ["budget.create", "budget.update", "budget.delete"]
-    );
+    let new: Vec<_> = entries[..entries.len() - audit_before].iter().rev().collect();
+    assert_eq!(new.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["budget.create", "budget.update", "budget.delete"]);
     assert!(new.iter().all(|e| e.actor == "jwt:alice"));
     assert_eq!(new[1].before.as_ref().unwrap()["amount_kg_co2e"], 50.0);
     assert_eq!(new[1].after.as_ref().unwrap()["amount_kg_co2e"], 60.0);
     for e in &new {
-        assert_no_secret(
-            &format!("{:?} {:?}", e.before, e.after),
-            &format!("audit entry {}", e.action),
-        );
+        assert_no_secret(&format!("{:?} {:?}", e.before, e.after), &format!("audit entry {}", e.action));
     }
     server.abort();
 }

@@ -33,13 +33,7 @@ fn arn(i: usize) -> String {
 }
 
 /// An hourly emission record of `kwh` (IT energy, PUE 1, 400 g/kWh).
-fn record(
-    subject: wire::Subject,
-    start: i64,
-    length_s: i64,
-    kwh: f64,
-    revision: u32,
-) -> wire::EmissionRecord {
+fn record(subject: wire::Subject, start: i64, length_s: i64, kwh: f64, revision: u32) -> wire::EmissionRecord {
     let location = kwh * 400.0;
     wire::EmissionRecord {
         subject,
@@ -90,10 +84,7 @@ fn cycle(kwh: [f64; 4], revision: u32) -> Cycle {
             memory_mib: Some(8_192),
             cpu_architecture: None,
             accelerators: vec![],
-            tags: team(i)
-                .map(|t| ("team".to_owned(), t))
-                .into_iter()
-                .collect(),
+            tags: team(i).map(|t| ("team".to_owned(), t)).into_iter().collect(),
             attributes: BTreeMap::new(),
             lifecycle: wire::LifecycleState::Running,
             first_seen_unix_s: HOUR,
@@ -102,13 +93,7 @@ fn cycle(kwh: [f64; 4], revision: u32) -> Cycle {
         .collect();
     let emissions = (0..4)
         .map(|i| GroupedEmission {
-            record: record(
-                wire::Subject::Resource { arn: arn(i) },
-                HOUR,
-                3_600,
-                kwh[i],
-                revision,
-            ),
+            record: record(wire::Subject::Resource { arn: arn(i) }, HOUR, 3_600, kwh[i], revision),
             group: wire::GroupKey {
                 service: "ec2".into(),
                 resource_type: "instance".into(),
@@ -145,16 +130,11 @@ fn through_outbox(cycle: &Cycle, full: bool, first_sequence: u64) -> Vec<Batch> 
             .bytes
     };
     let (fine, coarse) = (frame_bytes(cycle), frame_bytes(&coarsen(cycle).0));
-    assert!(
-        coarse < fine,
-        "coarsening shrinks the cycle: {coarse} vs {fine} bytes"
-    );
+    assert!(coarse < fine, "coarsening shrinks the cycle: {coarse} vs {fine} bytes");
     let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::<canopy_outbox::RedbStore>::open(
-        dir.path(),
-        config(if full { (fine + coarse) / 2 } else { fine }),
-    )
-    .unwrap();
+    let outbox =
+        Outbox::<canopy_outbox::RedbStore>::open(dir.path(), config(if full { (fine + coarse) / 2 } else { fine }))
+            .unwrap();
     let appended = outbox.append(cycle).unwrap();
     assert_eq!(
         appended.coarsened.is_some(),
@@ -165,11 +145,7 @@ fn through_outbox(cycle: &Cycle, full: bool, first_sequence: u64) -> Vec<Batch> 
         .pending(0, usize::MAX)
         .unwrap()
         .iter()
-        .map(|p| {
-            batch_from_protocol(
-                &wire::decode_batch(&p.frame, &wire::DecodeLimits::default()).unwrap(),
-            )
-        })
+        .map(|p| batch_from_protocol(&wire::decode_batch(&p.frame, &wire::DecodeLimits::default()).unwrap()))
         .collect()
 }
 
@@ -196,12 +172,10 @@ async fn energy_by_team_everywhere(pool: &PgPool) -> BTreeMap<&'static str, BTre
         "org_team_rollup_daily",
         "org_team_rollup_monthly",
     ] {
-        let rows = sqlx::query(&format!(
-            "SELECT team, sum(energy_kwh)::float8 FROM {table} GROUP BY 1"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
+        let rows = sqlx::query(&format!("SELECT team, sum(energy_kwh)::float8 FROM {table} GROUP BY 1"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
         let by_team: BTreeMap<String, f64> = rows
             .iter()
             .map(|r| (r.get::<String, _>(0), r.get::<f64, _>(1)))
@@ -212,11 +186,7 @@ async fn energy_by_team_everywhere(pool: &PgPool) -> BTreeMap<&'static str, BTre
     out
 }
 
-fn assert_everywhere(
-    levels: &BTreeMap<&'static str, BTreeMap<String, f64>>,
-    want: &[(&str, f64)],
-    when: &str,
-) {
+fn assert_everywhere(levels: &BTreeMap<&'static str, BTreeMap<String, f64>>, want: &[(&str, f64)], when: &str) {
     let want: BTreeMap<String, f64> = want.iter().map(|(t, e)| ((*t).to_owned(), *e)).collect();
     for (table, got) in levels {
         assert_eq!(got, &want, "{table} {when}");
@@ -268,10 +238,7 @@ async fn coarsened_measured_cycle_replaces_the_provisional_per_resource_records(
         .fetch_one(&t.pool)
         .await
         .unwrap();
-    assert_eq!(
-        facts, 2,
-        "the two group records are the hour's only live facts"
-    );
+    assert_eq!(facts, 2, "the two group records are the hour's only live facts");
 }
 
 /// The reverse order: a coarsened provisional cycle, then the measured
@@ -302,10 +269,7 @@ async fn measured_per_resource_records_replace_a_coarsened_provisional_cycle() {
         .fetch_one(&t.pool)
         .await
         .unwrap();
-    assert_eq!(
-        facts, 4,
-        "the four per-resource records are the hour's only live facts"
-    );
+    assert_eq!(facts, 4, "the four per-resource records are the hour's only live facts");
 
     // A late copy of the coarsened provisional records (an agent that
     // re-measured nothing) changes nothing: revision 1 is below them.
@@ -352,20 +316,13 @@ async fn an_untagged_group_and_a_team_named_dash_both_count() {
     batch.validate(&wire::DecodeLimits::default()).unwrap();
     store(&t.pool, &batch_from_protocol(&batch)).await;
     let levels = energy_by_team_everywhere(&t.pool).await;
-    assert_everywhere(
-        &levels,
-        &[("-", 2.0), ("untagged", 1.0)],
-        "hour-long group records",
-    );
+    assert_everywhere(&levels, &[("-", 2.0), ("untagged", 1.0)], "hour-long group records");
     let realtime: Vec<(String, f64)> =
         sqlx::query_as("SELECT team, energy_kwh FROM realtime_group_facts ORDER BY team")
             .fetch_all(&t.pool)
             .await
             .unwrap();
-    assert_eq!(
-        realtime,
-        vec![("-".to_owned(), 0.5), ("untagged".to_owned(), 0.25)]
-    );
+    assert_eq!(realtime, vec![("-".to_owned(), 0.5), ("untagged".to_owned(), 0.25)]);
 }
 
 // ---- property test ------------------------------------------------------
@@ -419,10 +376,7 @@ impl Case {
             4 => format!("group:ec2/instance/{}@3600s", self.web),
             5 => format!("group:ec2/instance/{}@3600s", self.data),
             6 => "group:ec2/instance/-@3600s".to_owned(),
-            i => format!(
-                "resource:arn:aws:ec2:{REGION}:{}:instance/i-{i}@3600s",
-                self.account
-            ),
+            i => format!("resource:arn:aws:ec2:{REGION}:{}:instance/i-{i}@3600s", self.account),
         }
     }
 
@@ -532,13 +486,7 @@ async fn check_case(pool: &PgPool, n: u64, batches: &[Vec<Rec>]) -> Result<(), S
         )
         .await;
     }
-    verify(
-        pool,
-        &case,
-        &batches.concat(),
-        &format!("batches {batches:?}"),
-    )
-    .await
+    verify(pool, &case, &batches.concat(), &format!("batches {batches:?}")).await
 }
 
 impl Case {
@@ -577,16 +525,12 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
     .iter()
     .map(|r| {
         let key: String = r.get(1);
-        let kind = (0..KINDS)
-            .find(|&k| case.record_key(k) == key)
-            .expect("a known key");
+        let kind = (0..KINDS).find(|&k| case.record_key(k) == key).expect("a known key");
         (kind, r.get::<i64, _>(0), r.get::<i64, _>(2) as u32)
     })
     .collect();
     if stored != live {
-        return Err(format!(
-            "live records: stored {stored:?}, model {live:?} ({context})"
-        ));
+        return Err(format!("live records: stored {stored:?}, model {live:?} ({context})"));
     }
 
     let month = T0 - 86_400; // 2026-11-01
@@ -623,9 +567,7 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
             } else {
                 start - start.rem_euclid(bucket_s)
             };
-            let e = want
-                .entry((bucket, case.team(kind).to_owned()))
-                .or_default();
+            let e = want.entry((bucket, case.team(kind).to_owned())).or_default();
             e.0 += f.energy_kwh;
             e.1 += 1;
         }
@@ -649,11 +591,7 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
                 .filter(|(_, (e, n))| *e != 0.0 || *n != 0)
                 .collect()
         } else {
-            let bind = if filter == "ou_path" {
-                &case.ou
-            } else {
-                &case.account
-            };
+            let bind = if filter == "ou_path" { &case.ou } else { &case.account };
             sums(
                 pool,
                 &format!(
@@ -666,15 +604,11 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
             .await
         };
         if got != want {
-            return Err(format!(
-                "{table}: stored {got:?}, model {want:?} ({context})"
-            ));
+            return Err(format!("{table}: stored {got:?}, model {want:?} ({context})"));
         }
     }
     // The per-resource daily rollup (migration 0029) follows the same rule.
-    crate::support::resource_rollup_mismatches(pool)
-        .await
-        .map_err(|e| format!("{e} ({context})"))?;
+    crate::support::resource_rollup_mismatches(pool).await.map_err(|e| format!("{e} ({context})"))?;
     Ok(())
 }
 
@@ -697,8 +631,7 @@ fn every_rollup_level_equals_the_latest_live_records() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let record = (0..KINDS, 0..HOURS, 1u32..4);
     let strategy = prop::collection::vec(prop::collection::vec(record, 1..6), 1..8);
     let case = AtomicU64::new(0);
@@ -716,10 +649,7 @@ fn every_rollup_level_equals_the_latest_live_records() {
 #[test]
 fn the_model_follows_the_rule() {
     // Per resource (1), then a group (2): the group only.
-    assert_eq!(
-        model(&[(0, 0, 1), (1, 0, 1), (4, 0, 2)]),
-        BTreeSet::from([(4, 0, 2)])
-    );
+    assert_eq!(model(&[(0, 0, 1), (1, 0, 1), (4, 0, 2)]), BTreeSet::from([(4, 0, 2)]));
     // A group (1), then per resource (2): the per-resource records only.
     assert_eq!(
         model(&[(4, 0, 1), (0, 0, 2), (1, 0, 2)]),
@@ -731,10 +661,7 @@ fn the_model_follows_the_rule() {
         BTreeSet::from([(4, 0, 2), (5, 0, 2), (0, 1, 1)])
     );
     // A group beaten by a per-resource record still beats per-resource records up to its revision.
-    assert_eq!(
-        model(&[(4, 0, 2), (0, 0, 3), (1, 0, 2)]),
-        BTreeSet::from([(0, 0, 3)])
-    );
+    assert_eq!(model(&[(4, 0, 2), (0, 0, 3), (1, 0, 2)]), BTreeSet::from([(0, 0, 3)]));
 }
 
 /// Hours stored before migration 0013, when a group record and the
@@ -784,14 +711,12 @@ async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
     .await;
     for kind in 4..KINDS {
         let (from, to) = (disguise(case.record_key(kind)), case.record_key(kind));
-        sqlx::query(
-            "UPDATE emission_fact_segments SET record_keys = array_replace(record_keys, $1, $2)",
-        )
-        .bind(&from)
-        .bind(&to)
-        .execute(&t.pool)
-        .await
-        .unwrap();
+        sqlx::query("UPDATE emission_fact_segments SET record_keys = array_replace(record_keys, $1, $2)")
+            .bind(&from)
+            .bind(&to)
+            .execute(&t.pool)
+            .await
+            .unwrap();
         sqlx::query("UPDATE emission_facts SET record_key = $2 WHERE record_key = $1")
             .bind(&from)
             .bind(&to)
@@ -801,29 +726,24 @@ async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
     }
     // Everything counts twice over before the repair.
     assert!(verify(&t.pool, &case, &arrived, "before").await.is_err());
-    let repaired: i64 = sqlx::query_scalar(
-        "SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))",
-    )
-    .bind(T0 as f64)
-    .bind((T0 + 2 * 3_600) as f64)
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
+    let repaired: i64 =
+        sqlx::query_scalar("SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))")
+            .bind(T0 as f64)
+            .bind((T0 + 2 * 3_600) as f64)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
     // Hour 0: the three per-resource records; hour 1: the group and instance 3.
     assert_eq!(repaired, 5);
     // TimescaleDB: the repair queued the days for the late-data refresh.
     crate::support::settle_if_timescaledb(&t.pool).await;
-    verify(&t.pool, &case, &arrived, "after the repair")
+    verify(&t.pool, &case, &arrived, "after the repair").await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))")
+        .bind(T0 as f64)
+        .bind((T0 + 2 * 3_600) as f64)
+        .fetch_one(&t.pool)
         .await
         .unwrap();
-    let again: i64 = sqlx::query_scalar(
-        "SELECT canopy_reconcile_coarsened_hours(to_timestamp($1), to_timestamp($2))",
-    )
-    .bind(T0 as f64)
-    .bind((T0 + 2 * 3_600) as f64)
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
     assert_eq!(again, 0);
     // Ingest follows the repaired hours: a late provisional instance 0 of hour 0 stays out.
     store(
@@ -838,18 +758,13 @@ async fn the_repair_function_reconciles_hours_stored_before_the_rule() {
     .await;
     let mut with_late = arrived.clone();
     with_late.push((0, 0, 2));
-    verify(&t.pool, &case, &with_late, "after a late record")
-        .await
-        .unwrap();
+    verify(&t.pool, &case, &with_late, "after a late record").await.unwrap();
 }
 
 /// True when the case's hours lie before TimescaleDB's 5-minute horizon
 /// (34 whole days back from now).
 fn case_hours_past_five_minute_retention(case: &Case) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     case.fact((0, 1, 1)).period_start_unix_s + 3_600 <= now - 34 * 86_400
 }
 
@@ -867,27 +782,16 @@ async fn maintenance_prunes_coarsened_hours_past_the_acceptance_horizon() {
             .fetch_one(&t.pool)
             .await
             .expect("one coarsened hour");
-    assert_eq!(
-        prune_coarsened_hours(&t.pool, hour_start_unix_s)
-            .await
-            .unwrap(),
-        0,
-        "the horizon's own hour stays"
-    );
+    assert_eq!(prune_coarsened_hours(&t.pool, hour_start_unix_s).await.unwrap(), 0, "the horizon's own hour stays");
     let policy = RetentionPolicy::default();
     // A year on, the hour is still inside the acceptance horizon.
-    let report = run(&t.pool, &policy, hour_start_unix_s + 365 * 86_400)
-        .await
-        .unwrap();
+    let report = run(&t.pool, &policy, hour_start_unix_s + 365 * 86_400).await.unwrap();
     assert_eq!(report.coarsened_hours_deleted, 0);
     // Fifteen months on, it is past it: no record of that hour is accepted.
     let later = hour_start_unix_s + 456 * 86_400;
     assert!(policy.accept_horizon_unix_s(later) > hour_start_unix_s);
     let report = run(&t.pool, &policy, later).await.unwrap();
     assert_eq!(report.coarsened_hours_deleted, 1);
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM coarsened_hours")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM coarsened_hours").fetch_one(&t.pool).await.unwrap();
     assert_eq!(left, 0);
 }

@@ -22,10 +22,7 @@ fn dev_ca_key_is_written_with_mode_0600() {
     let ca = dev_ca::load_or_create(&dir).unwrap();
     assert_eq!(mode(&dir.join("ca-key.pem")), 0o600, "CA private key mode");
     // The certificate is public.
-    assert_eq!(
-        std::fs::read_to_string(dir.join("ca-cert.pem")).unwrap(),
-        ca.cert_pem()
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("ca-cert.pem")).unwrap(), ca.cert_pem());
     // A second start loads the same CA rather than generating another.
     let again = dev_ca::load_or_create(&dir).unwrap();
     assert_eq!(again.cert_pem(), ca.cert_pem());

@@ -16,10 +16,7 @@ use crate::support::{TestDb, fact};
 const HOUR_2023: i64 = 1_672_531_200;
 
 fn data(name: &str) -> String {
-    format!(
-        "{}/tests/data/grid-hourly/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/tests/data/grid-hourly/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn write_temp(name: &str, text: &str) -> String {
@@ -40,10 +37,7 @@ async fn deliver(pool: &PgPool, batch: &mut Batch) {
 }
 
 fn in_region(resource: u64, region: &str, start: i64) -> FactRow {
-    FactRow {
-        region: region.into(),
-        ..fact(resource, start, 3_600, 1)
-    }
+    FactRow { region: region.into(), ..fact(resource, start, 3_600, 1) }
 }
 
 async fn counts(pool: &PgPool) -> (i64, i64, i64) {
@@ -59,19 +53,10 @@ async fn counts(pool: &PgPool) -> (i64, i64, i64) {
 #[tokio::test]
 async fn hourly_facts_use_the_hours_intensity_and_others_the_annual_factor() {
     let t = TestDb::migrated().await;
-    let imported = factors::import_hourly(
-        &t.pool,
-        &[
-            data("US-CAL-CISO_2023_hourly.csv"),
-            data("ES_2023_hourly.csv"),
-        ],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (imported.factor_set, imported.version, imported.values),
-        ("location-hourly", 1, 17_520)
-    );
+    let imported = factors::import_hourly(&t.pool, &[data("US-CAL-CISO_2023_hourly.csv"), data("ES_2023_hourly.csv")])
+        .await
+        .unwrap();
+    assert_eq!((imported.factor_set, imported.version, imported.values), ("location-hourly", 1, 17_520));
     // us-west-1 -> US-CAL-CISO (218.3 g/kWh direct at 2023-01-01 00:00, 220.63
     // at 01:00); eu-west-1 has no hourly data here.
     let mut batch = Batch {
@@ -94,33 +79,18 @@ async fn hourly_facts_use_the_hours_intensity_and_others_the_annual_factor() {
     .await
     .unwrap();
     assert_eq!(stored.len(), 3);
-    for ((resource, energy, op_location, embodied, source, vintage), sent) in
-        stored.iter().zip(&sent)
-    {
-        assert_eq!(
-            *energy, sent.energy_kwh,
-            "{resource}: energy is the agent's"
-        );
-        assert_eq!(
-            *embodied,
-            sent.parts().embodied_g_co2e,
-            "{resource}: embodied is the agent's"
-        );
+    for ((resource, energy, op_location, embodied, source, vintage), sent) in stored.iter().zip(&sent) {
+        assert_eq!(*energy, sent.energy_kwh, "{resource}: energy is the agent's");
+        assert_eq!(*embodied, sent.parts().embodied_g_co2e, "{resource}: embodied is the agent's");
         let (g_per_kwh, want_source) = match resource.as_str() {
             "r1" => (218.3, HOURLY_SOURCE.to_owned()),
             "r2" => (220.63, HOURLY_SOURCE.to_owned()),
             _ => {
                 let annual = location_factor("eu-west-1");
-                (
-                    annual.g_co2e_per_kwh,
-                    format!("{ANNUAL_PREFIX}{}", annual.provenance.source),
-                )
+                (annual.g_co2e_per_kwh, format!("{ANNUAL_PREFIX}{}", annual.provenance.source))
             }
         };
-        assert!(
-            (op_location - energy * g_per_kwh).abs() < 1e-9,
-            "{resource}: {op_location} vs {energy} x {g_per_kwh}"
-        );
+        assert!((op_location - energy * g_per_kwh).abs() < 1e-9, "{resource}: {op_location} vs {energy} x {g_per_kwh}");
         assert_eq!(*source, want_source, "{resource}");
         if resource != "r3" {
             assert_eq!(vintage, "location-hourly v1");
@@ -136,28 +106,16 @@ async fn hourly_facts_use_the_hours_intensity_and_others_the_annual_factor() {
         page: Page::default(),
     };
     let resp = engine.totals(&req, HOUR_2023 + 86_400).await.unwrap();
-    let sources: Vec<&str> = resp
-        .factor_sets
-        .iter()
-        .map(|f| f.location_factor_source.as_str())
-        .collect();
-    assert!(
-        sources.contains(&HOURLY_SOURCE) && sources.iter().any(|s| s.starts_with(ANNUAL_PREFIX)),
-        "{sources:?}"
-    );
+    let sources: Vec<&str> = resp.factor_sets.iter().map(|f| f.location_factor_source.as_str()).collect();
+    assert!(sources.contains(&HOURLY_SOURCE) && sources.iter().any(|s| s.starts_with(ANNUAL_PREFIX)), "{sources:?}");
     resp.total.parts_add_up(1e-12).unwrap();
     // The share of energy priced hourly: r1 and r2 of r1, r2, r3.
     let mut snapshot = engine.snapshot(HOUR_2023 + 86_400).await.unwrap();
-    let (hourly_kwh, all_kwh) = snapshot
-        .hourly_priced_energy(HOUR_2023, HOUR_2023 + 7_200, &Filters::default())
-        .await
-        .unwrap();
+    let (hourly_kwh, all_kwh) =
+        snapshot.hourly_priced_energy(HOUR_2023, HOUR_2023 + 7_200, &Filters::default()).await.unwrap();
     snapshot.finish().await.unwrap();
     let e: Vec<f64> = sent.iter().map(|f| f.energy_kwh).collect();
-    assert!(
-        (hourly_kwh - (e[0] + e[1])).abs() < 1e-12
-            && (all_kwh - (e[0] + e[1] + e[2])).abs() < 1e-12
-    );
+    assert!((hourly_kwh - (e[0] + e[1])).abs() < 1e-12 && (all_kwh - (e[0] + e[1] + e[2])).abs() < 1e-12);
 }
 
 #[tokio::test]
@@ -169,17 +127,11 @@ async fn full_renewable_matching_zeroes_market_operational_and_leaves_location_a
          eu-west-1,2023,,1,380,AIB European Residual Mix,2022\n",
     );
     let imported = factors::import_market(&t.pool, &file).await.unwrap();
-    assert_eq!(
-        (imported.factor_set, imported.version, imported.values),
-        ("market", 1, 1)
-    );
+    assert_eq!((imported.factor_set, imported.version, imported.values), ("market", 1, 1));
     let mut batch = Batch {
         agent_id: "a".into(),
         sequence: 1,
-        facts: vec![
-            in_region(3, "eu-west-1", HOUR_2023),
-            in_region(4, "us-east-1", HOUR_2023),
-        ],
+        facts: vec![in_region(3, "eu-west-1", HOUR_2023), in_region(4, "us-east-1", HOUR_2023)],
         inventory: vec![],
     };
     let sent = batch.facts.clone();
@@ -190,31 +142,19 @@ async fn full_renewable_matching_zeroes_market_operational_and_leaves_location_a
             from_unix_s: HOUR_2023,
             to_unix_s: HOUR_2023 + 3_600,
             group_by: vec![],
-            filters: Filters {
-                region: vec![region.into()],
-                ..Filters::default()
-            },
+            filters: Filters { region: vec![region.into()], ..Filters::default() },
             page: Page::default(),
         };
         let total = engine.totals(&req, HOUR_2023 + 86_400).await.unwrap().total;
         let location = f.energy_kwh * location_factor(region).g_co2e_per_kwh / 1e3;
-        assert!(
-            (total.operational_location_kg_co2e - location).abs() < 1e-12,
-            "{region}"
-        );
-        assert!(
-            (total.embodied_kg_co2e - f.parts().embodied_g_co2e / 1e3).abs() < 1e-12,
-            "{region}"
-        );
+        assert!((total.operational_location_kg_co2e - location).abs() < 1e-12, "{region}");
+        assert!((total.embodied_kg_co2e - f.parts().embodied_g_co2e / 1e3).abs() < 1e-12, "{region}");
         if region == "eu-west-1" {
             assert_eq!(total.operational_market_kg_co2e, 0.0);
             assert!((total.market_kg_co2e - total.embodied_kg_co2e).abs() < 1e-12);
         } else {
             // No market data for us-east-1: market = location, and flagged.
-            assert_eq!(
-                total.operational_market_kg_co2e,
-                total.operational_location_kg_co2e
-            );
+            assert_eq!(total.operational_market_kg_co2e, total.operational_location_kg_co2e);
         }
         total.parts_add_up(1e-12).unwrap();
     }
@@ -225,10 +165,7 @@ async fn full_renewable_matching_zeroes_market_operational_and_leaves_location_a
     .await
     .unwrap();
     let sources: Vec<&str> = markets.iter().map(|m| m.1.as_str()).collect();
-    assert_eq!(
-        sources,
-        vec!["location-fallback", "market v1: AIB European Residual Mix"]
-    );
+    assert_eq!(sources, vec!["location-fallback", "market v1: AIB European Residual Mix"]);
 }
 
 #[tokio::test]
@@ -244,9 +181,7 @@ async fn bad_factor_files_are_refused_whole_naming_file_line_and_column() {
     assert!(matches!(err, ImportError::Invalid(_)), "{err}");
     assert_eq!(
         err.to_string(),
-        format!(
-            "{market}: line 3, column 5: expected a factor 0..2000 gCO2e/kWh or nothing, found \"-4\"; nothing imported"
-        )
+        format!("{market}: line 3, column 5: expected a factor 0..2000 gCO2e/kWh or nothing, found \"-4\"; nothing imported")
     );
     // A good hourly file and a bad one: neither is imported.
     let good = data("ES_2023_hourly.csv");
@@ -255,41 +190,19 @@ async fn bad_factor_files_are_refused_whole_naming_file_line_and_column() {
     let changed = lines[5].replace(",ES,", ",XX-NOWHERE,");
     lines[5] = &changed;
     let bad = write_temp("hourly-bad.csv", &lines.join("\r\n"));
-    let err = factors::import_hourly(&t.pool, &[good.clone(), bad.clone()])
-        .await
-        .unwrap_err();
+    let err = factors::import_hourly(&t.pool, &[good.clone(), bad.clone()]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!(
-            "{bad}: line 6, column 4: expected the zone of an AWS region, found unknown zone \"XX-NOWHERE\"; nothing imported"
-        )
+        format!("{bad}: line 6, column 4: expected the zone of an AWS region, found unknown zone \"XX-NOWHERE\"; nothing imported")
     );
     // A wrong header.
     let header = write_temp("hourly-header.csv", "when,zone\n2023-01-01 00:00:00,ES\n");
-    let err = factors::import_hourly(&t.pool, std::slice::from_ref(&header))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with(&format!("{header}: line 1, column ")),
-        "{err}"
-    );
+    let err = factors::import_hourly(&t.pool, std::slice::from_ref(&header)).await.unwrap_err();
+    assert!(err.to_string().starts_with(&format!("{header}: line 1, column ")), "{err}");
     assert_eq!(counts(&t.pool).await, (0, 0, 0), "nothing imported");
     // The good file alone is version 1, again version 2.
-    assert_eq!(
-        factors::import_hourly(&t.pool, std::slice::from_ref(&good))
-            .await
-            .unwrap()
-            .version,
-        1
-    );
-    assert_eq!(
-        factors::import_hourly(&t.pool, &[good])
-            .await
-            .unwrap()
-            .version,
-        2
-    );
+    assert_eq!(factors::import_hourly(&t.pool, std::slice::from_ref(&good)).await.unwrap().version, 1);
+    assert_eq!(factors::import_hourly(&t.pool, &[good]).await.unwrap().version, 2);
     assert_eq!(counts(&t.pool).await, (2, 17_520, 0));
 }
 
@@ -307,34 +220,18 @@ async fn an_import_waits_for_batches_priced_with_the_old_version() {
     );
     // A batch in flight, as ingest holds it between pricing and commit.
     let mut in_flight = t.pool.begin().await.unwrap();
-    sqlx::query(&format!(
-        "SELECT pg_advisory_xact_lock_shared({})",
-        factors::FACTORS_LOCK_SQL
-    ))
-    .execute(&mut *in_flight)
-    .await
-    .unwrap();
-    let pool = t.pool.clone();
-    let import = tokio::spawn(async move {
-        factors::import_market(&pool, &file)
-            .await
-            .map(|i| i.version)
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(
-        !import.is_finished(),
-        "the import committed while a batch priced with the old version was in flight"
-    );
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors")
-        .fetch_one(&t.pool)
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock_shared({})", factors::FACTORS_LOCK_SQL))
+        .execute(&mut *in_flight)
         .await
         .unwrap();
+    let pool = t.pool.clone();
+    let import = tokio::spawn(async move { factors::import_market(&pool, &file).await.map(|i| i.version) });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!import.is_finished(), "the import committed while a batch priced with the old version was in flight");
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors").fetch_one(&t.pool).await.unwrap();
     assert_eq!(versions, 0, "nothing of the new version is visible yet");
     in_flight.commit().await.unwrap();
     assert_eq!(import.await.unwrap().unwrap(), 1);
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM market_factors").fetch_one(&t.pool).await.unwrap();
     assert_eq!(versions, 1);
 }

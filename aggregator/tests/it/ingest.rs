@@ -1,6 +1,6 @@
-use canopy_aggregator::db::StorageMode;
 use canopy_aggregator::ingest::{StoreOutcome, StoreSummary, store_batch};
 use canopy_aggregator::model::{Batch, FactRow, InventoryRow};
+use canopy_aggregator::db::StorageMode;
 use sqlx::Row;
 
 use crate::support::{T0, TestDb, fact, store};
@@ -19,12 +19,7 @@ async fn rollup_sums(pool: &sqlx::PgPool, table: &str) -> (f64, f64, i64) {
 #[tokio::test]
 async fn same_agent_and_sequence_is_stored_once() {
     let t = TestDb::migrated().await;
-    let batch = Batch {
-        agent_id: "agent-a".into(),
-        sequence: 7,
-        facts: vec![fact(1, T0, 300, 1)],
-        inventory: vec![],
-    };
+    let batch = Batch { agent_id: "agent-a".into(), sequence: 7, facts: vec![fact(1, T0, 300, 1)], inventory: vec![] };
     let first = store(&t.pool, &batch).await;
     assert_eq!(
         first,
@@ -38,21 +33,12 @@ async fn same_agent_and_sequence_is_stored_once() {
             // facts month, fact segments month, hourly month and 5-minute
             // day, and the org rollups' hourly month and 5-minute day, did
             // not exist yet (native path; TimescaleDB makes its own chunks).
-            partitions_created: if crate::support::storage() == StorageMode::Native {
-                6
-            } else {
-                0
-            },
+            partitions_created: if crate::support::storage() == StorageMode::Native { 6 } else { 0 },
         })
     );
     assert_eq!(store(&t.pool, &batch).await, StoreOutcome::Duplicate);
     let f = fact(1, T0, 300, 1);
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
         assert_eq!((e, l, n), (f.energy_kwh, f.location_g_co2e, 1), "{table}");
     }
@@ -60,10 +46,7 @@ async fn same_agent_and_sequence_is_stored_once() {
 
 #[tokio::test]
 async fn higher_revisions_replace_and_rollups_follow_the_difference() {
-    if crate::support::skip_unless_native(
-        "higher_revisions_replace_and_rollups_follow_the_difference",
-        "it checks the emptied (zero-count) rollup rows native ingest leaves; continuous aggregates drop emptied groups (the sums are checked on both paths by storage::both_paths_answer_the_same_for_a_simulated_organisation)",
-    ) {
+    if crate::support::skip_unless_native("higher_revisions_replace_and_rollups_follow_the_difference", "it checks the emptied (zero-count) rollup rows native ingest leaves; continuous aggregates drop emptied groups (the sums are checked on both paths by storage::both_paths_answer_the_same_for_a_simulated_organisation)") {
         return;
     }
     let t = TestDb::migrated().await;
@@ -83,33 +66,15 @@ async fn higher_revisions_replace_and_rollups_follow_the_difference() {
         inventory: vec![],
     };
     store(&t.pool, &b(1, &r1)).await;
-    let StoreOutcome::Stored(s2) = store(&t.pool, &b(2, &r2)).await else {
-        panic!("duplicate")
-    };
-    assert_eq!(
-        (s2.facts_written, s2.facts_replaced, s2.facts_stale),
-        (1, 1, 0)
-    );
+    let StoreOutcome::Stored(s2) = store(&t.pool, &b(2, &r2)).await else { panic!("duplicate") };
+    assert_eq!((s2.facts_written, s2.facts_replaced, s2.facts_stale), (1, 1, 0));
     // A late copy of revision 1 with other figures is ignored.
-    let StoreOutcome::Stored(s3) = store(&t.pool, &b(3, &r1b)).await else {
-        panic!("duplicate")
-    };
-    assert_eq!(
-        (s3.facts_written, s3.facts_replaced, s3.facts_stale),
-        (0, 0, 1)
-    );
+    let StoreOutcome::Stored(s3) = store(&t.pool, &b(3, &r1b)).await else { panic!("duplicate") };
+    assert_eq!((s3.facts_written, s3.facts_replaced, s3.facts_stale), (0, 0, 1));
 
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
-        assert!(
-            (e - 3.0).abs() < 1e-12 && (l - 800.0).abs() < 1e-9 && n == 1,
-            "{table}: {e} {l} {n}"
-        );
+        assert!((e - 3.0).abs() < 1e-12 && (l - 800.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
         // The old team's group is emptied, the new one holds the figures.
         let rows: Vec<(String, i64, f64)> = sqlx::query_as(&format!(
             "SELECT team, fact_count, energy_kwh FROM {table} ORDER BY team"
@@ -123,10 +88,7 @@ async fn higher_revisions_replace_and_rollups_follow_the_difference() {
         assert!(rows[1].2.abs() < 1e-12);
     }
     let (rev, agent_seq): (i64, i64) =
-        sqlx::query_as("SELECT revision, batch_sequence FROM emission_facts_all")
-            .fetch_one(&t.pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT revision, batch_sequence FROM emission_facts_all").fetch_one(&t.pool).await.unwrap();
     assert_eq!((rev, agent_seq), (2, 2));
 }
 
@@ -136,20 +98,11 @@ async fn in_batch_duplicates_keep_the_highest_revision() {
     let batch = Batch {
         agent_id: "agent-a".into(),
         sequence: 1,
-        facts: vec![
-            fact(2, T0, 300, 2),
-            fact(2, T0, 300, 5),
-            fact(2, T0, 300, 3),
-        ],
+        facts: vec![fact(2, T0, 300, 2), fact(2, T0, 300, 5), fact(2, T0, 300, 3)],
         inventory: vec![],
     };
-    let StoreOutcome::Stored(s) = store(&t.pool, &batch).await else {
-        panic!("duplicate")
-    };
-    assert_eq!(
-        (s.facts_received, s.facts_written, s.facts_stale),
-        (3, 1, 2)
-    );
+    let StoreOutcome::Stored(s) = store(&t.pool, &batch).await else { panic!("duplicate") };
+    assert_eq!((s.facts_received, s.facts_written, s.facts_stale), (3, 1, 2));
     let (e, _, n) = rollup_sums(&t.pool, "rollup_hourly").await;
     assert_eq!((e, n), (fact(2, T0, 300, 5).energy_kwh, 1));
 }
@@ -159,12 +112,7 @@ async fn invalid_fact_rejects_the_whole_batch() {
     let t = TestDb::migrated().await;
     let mut bad = fact(3, T0 + 3_500, 300, 1);
     bad.period_s = 300;
-    let batch = Batch {
-        agent_id: "agent-a".into(),
-        sequence: 1,
-        facts: vec![fact(1, T0, 300, 1), bad],
-        inventory: vec![],
-    };
+    let batch = Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![fact(1, T0, 300, 1), bad], inventory: vec![] };
     let mut tx = t.pool.begin().await.unwrap();
     let err = store_batch(&mut tx, &batch).await.unwrap_err();
     assert_eq!(
@@ -187,27 +135,16 @@ async fn inventory_keeps_current_state_and_history_of_changes() {
         observed_unix_s: observed,
         deleted: false,
     };
-    let b = |seq: u64, r: InventoryRow| Batch {
-        agent_id: "a".into(),
-        sequence: seq,
-        facts: vec![],
-        inventory: vec![r],
-    };
+    let b = |seq: u64, r: InventoryRow| Batch { agent_id: "a".into(), sequence: seq, facts: vec![], inventory: vec![r] };
     store(&t.pool, &b(1, row(T0, "web"))).await;
     store(&t.pool, &b(2, row(T0 + 60, "web"))).await; // unchanged: no history row
     store(&t.pool, &b(3, row(T0 + 120, "data"))).await; // changed tags
     store(&t.pool, &b(4, row(T0 + 30, "ml"))).await; // older observation: ignored
     let (team, last_seen): (String, i64) =
-        sqlx::query_as("SELECT team, extract(epoch FROM last_seen)::bigint FROM resources")
-            .fetch_one(&t.pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT team, extract(epoch FROM last_seen)::bigint FROM resources").fetch_one(&t.pool).await.unwrap();
     assert_eq!((team.as_str(), last_seen), ("data", T0 + 120));
     let history: Vec<(String,)> =
-        sqlx::query_as("SELECT team FROM resource_history ORDER BY valid_from")
-            .fetch_all(&t.pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT team FROM resource_history ORDER BY valid_from").fetch_all(&t.pool).await.unwrap();
     assert_eq!(history, vec![("web".to_owned(),), ("data".to_owned(),)]);
 }
 
@@ -234,16 +171,8 @@ async fn protocol_batches_store_and_supersede() {
         embodied_g_co2e: 10.0,
         operational_location_g_co2e: operational,
         operational_market_g_co2e: 50.0,
-        grid_location: wire::GridFactorUsed {
-            g_co2e_per_kwh: 300.0,
-            source: "ccf".into(),
-            vintage: "2024".into(),
-        },
-        grid_market: wire::GridFactorUsed {
-            g_co2e_per_kwh: 70.0,
-            source: "residual-mix".into(),
-            vintage: "2024".into(),
-        },
+        grid_location: wire::GridFactorUsed { g_co2e_per_kwh: 300.0, source: "ccf".into(), vintage: "2024".into() },
+        grid_market: wire::GridFactorUsed { g_co2e_per_kwh: 70.0, source: "residual-mix".into(), vintage: "2024".into() },
         quality: wire::Quality::Measured,
         low_g_co2e: 150.0,
         high_g_co2e: 300.0,
@@ -265,28 +194,14 @@ async fn protocol_batches_store_and_supersede() {
     let b2 = canopy_aggregator::from_protocol::batch_from_protocol(&batch(2, record(2, 180.0)));
     store(&t.pool, &b1).await;
     store(&t.pool, &b2).await;
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
         // energy (0.5 + 0.1) kWh x 1.2 = 0.72 kWh; location 10 + 180 = 190 g (revision 2).
-        assert!(
-            (e - 0.72).abs() < 1e-12 && (l - 190.0).abs() < 1e-9 && n == 1,
-            "{table}: {e} {l} {n}"
-        );
+        assert!((e - 0.72).abs() < 1e-12 && (l - 190.0).abs() < 1e-9 && n == 1, "{table}: {e} {l} {n}");
     }
     let (team, key): (String, String) =
-        sqlx::query_as("SELECT team, record_key FROM emission_facts_all")
-            .fetch_one(&t.pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        (team.as_str(), key.as_str()),
-        ("web", "group:lambda/function/web@3600s")
-    );
+        sqlx::query_as("SELECT team, record_key FROM emission_facts_all").fetch_one(&t.pool).await.unwrap();
+    assert_eq!((team.as_str(), key.as_str()), ("web", "group:lambda/function/web@3600s"));
 }
 
 /// Concurrent writers of the same keys (same account and region) with
@@ -295,16 +210,7 @@ async fn protocol_batches_store_and_supersede() {
 async fn concurrent_superseding_batches_keep_rollups_exact() {
     let t = TestDb::migrated().await;
     // Create the partitions first, as maintenance does in service.
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "warm".into(),
-            sequence: 0,
-            facts: vec![fact(0, T0, 300, 1)],
-            inventory: vec![],
-        },
-    )
-    .await;
+    store(&t.pool, &Batch { agent_id: "warm".into(), sequence: 0, facts: vec![fact(0, T0, 300, 1)], inventory: vec![] }).await;
     let mut tasks = Vec::new();
     for writer in 0..4u32 {
         let pool = t.pool.clone();
@@ -312,21 +218,9 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
             for round in 0..5u32 {
                 // Resources 3, 6, 9, ... share account 111111111111 / eu-west-1 or us-east-1.
                 let facts = (0..40u64)
-                    .map(|r| {
-                        fact(
-                            3 * r,
-                            T0 + 300 * (r as i64 % 12),
-                            300,
-                            1 + (writer * 7 + round * 3 + r as u32) % 6,
-                        )
-                    })
+                    .map(|r| fact(3 * r, T0 + 300 * (r as i64 % 12), 300, 1 + (writer * 7 + round * 3 + r as u32) % 6))
                     .collect();
-                let batch = Batch {
-                    agent_id: format!("w{writer}"),
-                    sequence: u64::from(round),
-                    facts,
-                    inventory: vec![],
-                };
+                let batch = Batch { agent_id: format!("w{writer}"), sequence: u64::from(round), facts, inventory: vec![] };
                 let mut tx = pool.begin().await.unwrap();
                 store_batch(&mut tx, &batch).await.unwrap();
                 tx.commit().await.unwrap();
@@ -346,17 +240,9 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
     .unwrap();
     // 40 keys (resource 0 at T0 is the warm-up key too).
     assert_eq!(fnum, 40);
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, l, n) = rollup_sums(&t.pool, table).await;
-        assert!(
-            (e - fe).abs() < 1e-9 && (l - fl).abs() < 1e-6 && n == fnum,
-            "{table}: {e} vs {fe}, {l} vs {fl}, {n}"
-        );
+        assert!((e - fe).abs() < 1e-9 && (l - fl).abs() < 1e-6 && n == fnum, "{table}: {e} vs {fe}, {l} vs {fl}, {n}");
     }
     // Every key holds the highest revision any writer sent: 6 where reachable.
     let max_rev: i64 = sqlx::query_scalar("SELECT min(revision) FROM emission_facts_all")
@@ -373,89 +259,44 @@ async fn concurrent_superseding_batches_keep_rollups_exact() {
 /// rollup group and the org pending deltas equal the stored facts.
 #[tokio::test]
 async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
-    if crate::support::skip_unless_native(
-        "mixed_batch_inserts_replaces_and_skips_and_every_group_follows",
-        "it checks the native rollup tables and org_rollup_pending deltas ingest writes",
-    ) {
+    if crate::support::skip_unless_native("mixed_batch_inserts_replaces_and_skips_and_every_group_follows", "it checks the native rollup tables and org_rollup_pending deltas ingest writes") {
         return;
     }
     let t = TestDb::migrated().await;
     // Resources 3, 6, 9, ... are in account 111111111111 (one advisory-lock scope per region).
-    let first: Vec<_> = (1..=6u64)
-        .map(|r| fact(3 * r, T0 + 300 * r as i64, 300, 2))
-        .collect();
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "a".into(),
-            sequence: 1,
-            facts: first,
-            inventory: vec![],
-        },
-    )
-    .await;
+    let first: Vec<_> = (1..=6u64).map(|r| fact(3 * r, T0 + 300 * r as i64, 300, 2)).collect();
+    store(&t.pool, &Batch { agent_id: "a".into(), sequence: 1, facts: first, inventory: vec![] }).await;
 
     let mut replacing = fact(3, T0 + 300, 300, 3);
     replacing.tags = Some(vec![("team".into(), "finance".into())]);
     replacing.energy_kwh = 7.5;
     let facts = vec![
-        replacing,                    // replaces revision 2
-        fact(6, T0 + 600, 300, 2),    // equal revision: stale
-        fact(9, T0 + 900, 300, 1),    // lower revision: stale
-        fact(30, T0 + 1_200, 300, 1), // new
-        fact(33, T0 + 3_600, 300, 1), // new, next hour
-        fact(33, T0 + 3_600, 300, 4), // same key, higher revision: this one is kept
+        replacing,                        // replaces revision 2
+        fact(6, T0 + 600, 300, 2),        // equal revision: stale
+        fact(9, T0 + 900, 300, 1),        // lower revision: stale
+        fact(30, T0 + 1_200, 300, 1),     // new
+        fact(33, T0 + 3_600, 300, 1),     // new, next hour
+        fact(33, T0 + 3_600, 300, 4),     // same key, higher revision: this one is kept
     ];
-    let StoreOutcome::Stored(s) = store(
-        &t.pool,
-        &Batch {
-            agent_id: "a".into(),
-            sequence: 2,
-            facts,
-            inventory: vec![],
-        },
-    )
-    .await
+    let StoreOutcome::Stored(s) = store(&t.pool, &Batch { agent_id: "a".into(), sequence: 2, facts, inventory: vec![] }).await
     else {
         panic!("duplicate")
     };
-    assert_eq!(
-        (
-            s.facts_received,
-            s.facts_written,
-            s.facts_replaced,
-            s.facts_stale
-        ),
-        (6, 3, 1, 3)
-    );
+    assert_eq!((s.facts_received, s.facts_written, s.facts_replaced, s.facts_stale), (6, 3, 1, 3));
 
     let revisions: Vec<(String, i64)> =
         sqlx::query_as("SELECT resource_id, revision FROM emission_facts_all ORDER BY resource_id")
             .fetch_all(&t.pool)
             .await
             .unwrap();
-    let expected: Vec<(String, i64)> = [
-        (12, 2),
-        (15, 2),
-        (18, 2),
-        (3, 3),
-        (30, 1),
-        (33, 4),
-        (6, 2),
-        (9, 2),
-    ]
-    .iter()
-    .map(|(r, rev)| (format!("r{r}"), *rev))
-    .collect();
+    let expected: Vec<(String, i64)> = [(12, 2), (15, 2), (18, 2), (3, 3), (30, 1), (33, 4), (6, 2), (9, 2)]
+        .iter()
+        .map(|(r, rev)| (format!("r{r}"), *rev))
+        .collect();
     assert_eq!(revisions, expected);
 
     let facts = crate::support::stored_facts(&t.pool).await;
-    for (table, bucket_s) in [
-        ("rollup_5m", 300),
-        ("rollup_hourly", 3_600),
-        ("rollup_daily", 86_400),
-        ("org_rollup_pending", 300),
-    ] {
+    for (table, bucket_s) in [("rollup_5m", 300), ("rollup_hourly", 3_600), ("rollup_daily", 86_400), ("org_rollup_pending", 300)] {
         let want = crate::support::brute_group(
             &facts,
             |_| true,
@@ -485,23 +326,16 @@ async fn mixed_batch_inserts_replaces_and_skips_and_every_group_follows() {
             let key: Vec<String> = std::iter::once(row.get::<i64, _>(0).to_string())
                 .chain((1..7).map(|i| row.get::<String, _>(i)))
                 .collect();
-            let (sums, count) = want
-                .get(&key)
-                .unwrap_or_else(|| panic!("{table}: unexpected group {key:?}"));
+            let (sums, count) = want.get(&key).unwrap_or_else(|| panic!("{table}: unexpected group {key:?}"));
             let (e, l, n): (f64, f64, i64) = (row.get(7), row.get(8), row.get(9));
             assert!(
-                crate::support::close(e, sums[0])
-                    && crate::support::close(l, sums[1])
-                    && n == *count,
+                crate::support::close(e, sums[0]) && crate::support::close(l, sums[1]) && n == *count,
                 "{table} {key:?}: {e} {l} {n} vs {sums:?} {count}"
             );
             // Every part too, per bucket and group.
             for (i, want) in sums.iter().enumerate() {
                 let got: f64 = row.get(10 + i);
-                assert!(
-                    crate::support::close(got, *want),
-                    "{table} {key:?}: measure {i}: {got} vs {want}"
-                );
+                assert!(crate::support::close(got, *want), "{table} {key:?}: measure {i}: {got} vs {want}");
             }
         }
     }
@@ -531,51 +365,22 @@ fn with_key(mut f: FactRow, key: &str, revision: u32, energy_kwh: f64) -> FactRo
 
 #[tokio::test]
 async fn a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions() {
-    if crate::support::skip_unless_native(
-        "a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions",
-        "fact segments are the native layout",
-    ) {
+    if crate::support::skip_unless_native("a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_positions", "fact segments are the native layout") {
         return;
     }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
-    let first = vec![
-        with_key(base.clone(), "a", 1, 1.0),
-        with_key(base.clone(), "b", 1, 2.0),
-    ];
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 1,
-            facts: first,
-            inventory: vec![],
-        },
-    )
-    .await;
+    let first = vec![with_key(base.clone(), "a", 1, 1.0), with_key(base.clone(), "b", 1, 2.0)];
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: first, inventory: vec![] }).await;
     // a replaced, b stale (equal revision), c new.
-    let second = vec![
-        with_key(base.clone(), "a", 2, 10.0),
-        with_key(base.clone(), "b", 1, 50.0),
-        with_key(base.clone(), "c", 1, 4.0),
-    ];
-    let StoreOutcome::Stored(s) = store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 2,
-            facts: second,
-            inventory: vec![],
-        },
-    )
-    .await
+    let second =
+        vec![with_key(base.clone(), "a", 2, 10.0), with_key(base.clone(), "b", 1, 50.0), with_key(base.clone(), "c", 1, 4.0)];
+    let StoreOutcome::Stored(s) =
+        store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 2, facts: second, inventory: vec![] }).await
     else {
         panic!("duplicate")
     };
-    assert_eq!(
-        (s.facts_written, s.facts_replaced, s.facts_stale),
-        (2, 1, 1)
-    );
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (2, 1, 1));
     let segments = segments_of(&t.pool, &base).await;
     assert_eq!(
         segments,
@@ -584,73 +389,33 @@ async fn a_batch_is_one_segment_per_group_and_later_revisions_mark_earlier_posit
             (vec!["a".to_owned(), "c".to_owned()], vec![2, 1], vec![]),
         ]
     );
-    let facts: Vec<(String, i64, f64)> = sqlx::query_as(
-        "SELECT record_key, revision, energy_kwh FROM emission_facts_all ORDER BY record_key",
-    )
-    .fetch_all(&t.pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        facts,
-        vec![
-            ("a".into(), 2, 10.0),
-            ("b".into(), 1, 2.0),
-            ("c".into(), 1, 4.0)
-        ]
-    );
+    let facts: Vec<(String, i64, f64)> =
+        sqlx::query_as("SELECT record_key, revision, energy_kwh FROM emission_facts_all ORDER BY record_key")
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
+    assert_eq!(facts, vec![("a".into(), 2, 10.0), ("b".into(), 1, 2.0), ("c".into(), 1, 4.0)]);
     // A third revision of a finds it in the second segment, not the first.
     let third = vec![with_key(base.clone(), "a", 3, 0.5)];
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 3,
-            facts: third,
-            inventory: vec![],
-        },
-    )
-    .await;
-    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base)
-        .await
-        .into_iter()
-        .map(|s| s.2)
-        .collect();
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 3, facts: third, inventory: vec![] }).await;
+    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base).await.into_iter().map(|s| s.2).collect();
     assert_eq!(marks, vec![vec![1], vec![1], vec![]]);
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let (e, _, n) = rollup_sums(&t.pool, table).await;
-        assert!(
-            (e - 6.5).abs() < 1e-12 && n == 3,
-            "{table}: {e} kWh, {n} facts"
-        );
+        assert!((e - 6.5).abs() < 1e-12 && n == 3, "{table}: {e} kWh, {n} facts");
     }
 }
 
 #[tokio::test]
 async fn a_hash_match_with_another_stored_key_is_not_a_match() {
-    if crate::support::skip_unless_native(
-        "a_hash_match_with_another_stored_key_is_not_a_match",
-        "fact segments are the native layout",
-    ) {
+    if crate::support::skip_unless_native("a_hash_match_with_another_stored_key_is_not_a_match", "fact segments are the native layout") {
         return;
     }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
     // Partitions for the hand-made segment.
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 1,
-            facts: vec![with_key(base.clone(), "x", 1, 1.0)],
-            inventory: vec![],
-        },
-    )
-    .await;
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![with_key(base.clone(), "x", 1, 1.0)], inventory: vec![] })
+        .await;
     // A segment whose hash of "a" belongs to the key "zz" (what a collision looks like).
     sqlx::query(
         "INSERT INTO emission_fact_segments (period_start, account_id, region, agent_id, batch_sequence, record_count,
@@ -670,49 +435,26 @@ async fn a_hash_match_with_another_stored_key_is_not_a_match() {
     .unwrap();
     let StoreOutcome::Stored(s) = store(
         &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 2,
-            facts: vec![with_key(base.clone(), "a", 1, 2.0)],
-            inventory: vec![],
-        },
+        &Batch { agent_id: "agent-a".into(), sequence: 2, facts: vec![with_key(base.clone(), "a", 1, 2.0)], inventory: vec![] },
     )
     .await
     else {
         panic!("duplicate")
     };
-    assert_eq!(
-        (s.facts_written, s.facts_replaced, s.facts_stale),
-        (1, 0, 0)
-    );
-    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base)
-        .await
-        .into_iter()
-        .map(|s| s.2)
-        .collect();
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (1, 0, 0));
+    let marks: Vec<Vec<i32>> = segments_of(&t.pool, &base).await.into_iter().map(|s| s.2).collect();
     assert_eq!(marks, vec![Vec::<i32>::new(); 3]);
 }
 
 #[tokio::test]
 async fn rows_of_the_row_layout_are_replaced_and_their_values_subtracted() {
-    if crate::support::skip_unless_native(
-        "rows_of_the_row_layout_are_replaced_and_their_values_subtracted",
-        "the row layout of emission_fact_segments is native",
-    ) {
+    if crate::support::skip_unless_native("rows_of_the_row_layout_are_replaced_and_their_values_subtracted", "the row layout of emission_fact_segments is native") {
         return;
     }
     let t = TestDb::migrated().await;
     let base = fact(3, T0, 3_600, 1);
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 1,
-            facts: vec![with_key(base.clone(), "x", 1, 1.0)],
-            inventory: vec![],
-        },
-    )
-    .await;
+    store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 1, facts: vec![with_key(base.clone(), "x", 1, 1.0)], inventory: vec![] })
+        .await;
     // Rows written before migration 0012 (no rollups added here: only the difference is checked).
     for (key, revision, energy_kwh) in [("old", 1_i64, 5.0_f64), ("kept", 4, 6.0)] {
         sqlx::query(
@@ -733,32 +475,15 @@ async fn rows_of_the_row_layout_are_replaced_and_their_values_subtracted() {
         .unwrap();
     }
     let (before, _, n_before) = rollup_sums(&t.pool, "rollup_hourly").await;
-    let batch = vec![
-        with_key(base.clone(), "old", 2, 0.25),
-        with_key(base.clone(), "kept", 3, 100.0),
-    ];
-    let StoreOutcome::Stored(s) = store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-a".into(),
-            sequence: 2,
-            facts: batch,
-            inventory: vec![],
-        },
-    )
-    .await
+    let batch = vec![with_key(base.clone(), "old", 2, 0.25), with_key(base.clone(), "kept", 3, 100.0)];
+    let StoreOutcome::Stored(s) =
+        store(&t.pool, &Batch { agent_id: "agent-a".into(), sequence: 2, facts: batch, inventory: vec![] }).await
     else {
         panic!("duplicate")
     };
-    assert_eq!(
-        (s.facts_written, s.facts_replaced, s.facts_stale),
-        (1, 1, 1)
-    );
+    assert_eq!((s.facts_written, s.facts_replaced, s.facts_stale), (1, 1, 1));
     let (after, _, n_after) = rollup_sums(&t.pool, "rollup_hourly").await;
-    assert!(
-        (after - before - (0.25 - 5.0)).abs() < 1e-12,
-        "{before} -> {after}"
-    );
+    assert!((after - before - (0.25 - 5.0)).abs() < 1e-12, "{before} -> {after}");
     assert_eq!(n_after, n_before);
     let facts: Vec<(String, i64, f64)> = sqlx::query_as(
         "SELECT record_key, revision, energy_kwh FROM emission_facts_all WHERE record_key <> 'x' ORDER BY record_key",
@@ -766,13 +491,7 @@ async fn rows_of_the_row_layout_are_replaced_and_their_values_subtracted() {
     .fetch_all(&t.pool)
     .await
     .unwrap();
-    assert_eq!(
-        facts,
-        vec![("kept".into(), 4, 6.0), ("old".into(), 2, 0.25)]
-    );
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    assert_eq!(facts, vec![("kept".into(), 4, 6.0), ("old".into(), 2, 0.25)]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts").fetch_one(&t.pool).await.unwrap();
     assert_eq!(rows, 1);
 }

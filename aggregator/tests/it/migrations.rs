@@ -4,10 +4,7 @@ use crate::support::TestDb;
 
 #[tokio::test]
 async fn migrations_apply_from_empty_and_rerun() {
-    if crate::support::skip_unless_native(
-        "migrations_apply_from_empty_and_rerun",
-        "it checks the native relations; the TimescaleDB migration is checked by storage::the_storage_path_is_chosen_once_and_never_flips",
-    ) {
+    if crate::support::skip_unless_native("migrations_apply_from_empty_and_rerun", "it checks the native relations; the TimescaleDB migration is checked by storage::the_storage_path_is_chosen_once_and_never_flips") {
         return;
     }
     let t = TestDb::empty().await;
@@ -23,31 +20,16 @@ async fn migrations_apply_from_empty_and_rerun() {
     // would be missing here).
     let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "sql")
-        })
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
         .count();
     assert_eq!(applied, files as i64);
-    assert_eq!(
-        db::storage_mode(&t.pool).await.unwrap(),
-        StorageMode::Native
-    );
+    assert_eq!(db::storage_mode(&t.pool).await.unwrap(), StorageMode::Native);
 
     // Replaying every file by hand changes nothing and does not fail.
     for m in MIGRATOR.iter() {
-        sqlx::raw_sql(&m.sql)
-            .execute(&t.pool)
-            .await
-            .unwrap_or_else(|e| panic!("replay {}: {e}", m.description));
+        sqlx::raw_sql(&m.sql).execute(&t.pool).await.unwrap_or_else(|e| panic!("replay {}: {e}", m.description));
     }
-    let settings: i64 = sqlx::query_scalar("SELECT count(*) FROM canopy_settings")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let settings: i64 = sqlx::query_scalar("SELECT count(*) FROM canopy_settings").fetch_one(&t.pool).await.unwrap();
     assert_eq!(settings, 1);
 
     // The expected relations exist, facts and two rollups partitioned.
@@ -87,10 +69,7 @@ async fn migrations_apply_from_empty_and_rerun() {
         ("rollup_hourly", "p"),
         ("rollup_monthly", "r"),
     ];
-    let got: Vec<(&str, &str)> = kinds
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let got: Vec<(&str, &str)> = kinds.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(got, expect);
 }
 
@@ -101,27 +80,17 @@ async fn migrations_apply_from_empty_and_rerun() {
 /// with parts `unsplit-before-0022`), and their parts add up to the totals.
 #[tokio::test]
 async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
-    if crate::support::skip_unless_native(
-        "figures_stored_before_0022_are_moved_forward_and_flagged",
-        "it writes the native relations of before 0022 by hand",
-    ) {
+    if crate::support::skip_unless_native("figures_stored_before_0022_are_moved_forward_and_flagged", "it writes the native relations of before 0022 by hand") {
         return;
     }
     let t = TestDb::empty().await;
     // The schema of before 0022 (0002 is the TimescaleDB path: skipped here
     // as the native migrator does).
     for m in MIGRATOR.iter().filter(|m| m.version < 22 && m.version != 2) {
-        sqlx::raw_sql(&m.sql)
-            .execute(&t.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", m.description));
+        sqlx::raw_sql(&m.sql).execute(&t.pool).await.unwrap_or_else(|e| panic!("{}: {e}", m.description));
     }
     let hour = crate::support::T0;
-    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])")
-        .bind(hour)
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])").bind(hour).execute(&t.pool).await.unwrap();
     // One fact as a row, one in a segment, and the rollups they made.
     sqlx::query(
         "INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision, resource_id,
@@ -150,14 +119,8 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
     for (table, bucket) in [
         ("rollup_5m", "to_timestamp($1)"),
         ("rollup_hourly", "to_timestamp($1)"),
-        (
-            "rollup_daily",
-            "date_bin(interval '1 day', to_timestamp($1), timestamptz 'epoch')",
-        ),
-        (
-            "rollup_monthly",
-            "date_trunc('month', to_timestamp($1) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
-        ),
+        ("rollup_daily", "date_bin(interval '1 day', to_timestamp($1), timestamptz 'epoch')"),
+        ("rollup_monthly", "date_trunc('month', to_timestamp($1) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
     ] {
         sqlx::query(&format!(
             "INSERT INTO {table} (bucket_start, account_id, region, service, resource_type, team, quality, energy_kwh,
@@ -171,9 +134,7 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
         .unwrap();
     }
 
-    db::migrate(&t.pool)
-        .await
-        .expect("0022 over stored figures");
+    db::migrate(&t.pool).await.expect("0022 over stored figures");
 
     // Facts: the unsplit rule, flagged.
     type Parts = (String, f64, f64, f64, f64, f64, f64, f64, bool);
@@ -189,37 +150,12 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
     assert_eq!(
         facts,
         vec![
-            (
-                "a@3600s".to_owned(),
-                2.0,
-                600.0,
-                400.0,
-                900.0,
-                500.0,
-                500.0,
-                0.0,
-                true
-            ),
-            (
-                "b@3600s".to_owned(),
-                1.0,
-                300.0,
-                200.0,
-                450.0,
-                250.0,
-                250.0,
-                0.0,
-                true
-            ),
+            ("a@3600s".to_owned(), 2.0, 600.0, 400.0, 900.0, 500.0, 500.0, 0.0, true),
+            ("b@3600s".to_owned(), 1.0, 300.0, 200.0, 450.0, 250.0, 250.0, 0.0, true),
         ]
     );
     // Rollups: the same rule, so they still equal their facts.
-    for table in [
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-        "rollup_monthly",
-    ] {
+    for table in ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"] {
         let parts: (f64, f64, f64, f64, f64, f64, f64) = sqlx::query_as(&format!(
             "SELECT it_energy_kwh, operational_location_g_co2e, operational_location_low_g_co2e,
                     operational_location_high_g_co2e, operational_market_g_co2e, operational_market_high_g_co2e,
@@ -228,17 +164,10 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
         .fetch_one(&t.pool)
         .await
         .unwrap();
-        assert_eq!(
-            parts,
-            (3.0, 900.0, 600.0, 1350.0, 750.0, 750.0, 0.0),
-            "{table}"
-        );
+        assert_eq!(parts, (3.0, 900.0, 600.0, 1350.0, 750.0, 750.0, 0.0), "{table}");
     }
     // Answers say which months hold such figures.
-    let engine = canopy_aggregator::query::QueryEngine::new(
-        t.pool.clone(),
-        canopy_aggregator::maintenance::RetentionPolicy::default(),
-    );
+    let engine = canopy_aggregator::query::QueryEngine::new(t.pool.clone(), canopy_aggregator::maintenance::RetentionPolicy::default());
     let req = canopy_aggregator::query::TotalsRequest {
         from_unix_s: hour,
         to_unix_s: hour + 3_600,
@@ -254,13 +183,7 @@ async fn figures_stored_before_0022_are_moved_forward_and_flagged() {
     let sets: Vec<(&str, &str, &str)> = resp
         .factor_sets
         .iter()
-        .map(|f| {
-            (
-                f.location_factor_source.as_str(),
-                f.market_factor_source.as_str(),
-                f.parts.as_str(),
-            )
-        })
+        .map(|f| (f.location_factor_source.as_str(), f.market_factor_source.as_str(), f.parts.as_str()))
         .collect();
     assert_eq!(sets, vec![("ccf", "not-recorded", "unsplit-before-0022")]);
 }

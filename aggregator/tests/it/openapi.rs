@@ -44,9 +44,7 @@ fn spec_routes(yaml: &str) -> BTreeSet<(String, String)> {
 
 fn engine() -> QueryEngine {
     // Never connects: the routes are listed, not queried.
-    let pool = PgPoolOptions::new()
-        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-        .unwrap();
+    let pool = PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
     QueryEngine::new(pool, RetentionPolicy::default())
 }
 
@@ -57,58 +55,31 @@ fn clock() -> i64 {
 #[test]
 fn spec_parser_reads_paths_and_methods() {
     let yaml = "openapi: 3.0.3\npaths:\n  /a:\n    get:\n      summary: x\n  /b/{id}:\n    post:\n      responses: {}\ncomponents:\n  /c:\n    get:\n";
-    let expected: BTreeSet<_> = [("get", "/a"), ("post", "/b/{id}")]
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let expected: BTreeSet<_> =
+        [("get", "/a"), ("post", "/b/{id}")].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(spec_routes(yaml), expected);
 }
 
 #[tokio::test]
 async fn openapi_lists_exactly_the_routes_the_router_serves() {
     let alerts = canopy_aggregator::alerts::http::AlertsHttp {
-        pool: PgPoolOptions::new()
-            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-            .unwrap(),
+        pool: PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap(),
         config: canopy_aggregator::alerts::AlertsConfig::default(),
         clock,
     };
     // As `serve` builds it: the query API, the dashboard and the alerting routes.
-    let table = served_route_table(
-        engine(),
-        clock,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-        alerts,
-    );
-    let served: BTreeSet<(String, String)> = table
-        .routes()
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let table = served_route_table(engine(), clock, canopy_aggregator::auth::Auth::insecure_open_access(), alerts);
+    let served: BTreeSet<(String, String)> =
+        table.routes().iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(served.len(), table.routes().len(), "a route added twice");
     let documented = spec_routes(OPENAPI_YAML);
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
-    assert!(
-        undocumented.is_empty(),
-        "routes missing from openapi.yaml: {undocumented:?}"
-    );
-    assert!(
-        unserved.is_empty(),
-        "openapi.yaml documents routes the router does not serve: {unserved:?}"
-    );
+    assert!(undocumented.is_empty(), "routes missing from openapi.yaml: {undocumented:?}");
+    assert!(unserved.is_empty(), "openapi.yaml documents routes the router does not serve: {unserved:?}");
     // The issue's four, by name.
-    for path in [
-        "/v1/overview",
-        "/v1/fleet",
-        "/v1/resource-history",
-        "/openapi.yaml",
-        "/v1/restatements",
-    ] {
-        assert!(
-            documented.contains(&("get".to_owned(), path.to_owned())),
-            "{path} documented"
-        );
+    for path in ["/v1/overview", "/v1/fleet", "/v1/resource-history", "/openapi.yaml", "/v1/restatements"] {
+        assert!(documented.contains(&("get".to_owned(), path.to_owned())), "{path} documented");
     }
     // 16 query, dashboard, restatement, admin and login routes, 14 of
     // budgets, routes, silences and alerts (issue 17).
@@ -121,11 +92,7 @@ async fn openapi_lists_exactly_the_routes_the_router_serves() {
         if path.contains('{') || path.starts_with("/v1/") || path.starts_with("/auth/") {
             continue; // templated, needs the database, or an OIDC issuer
         }
-        let resp = app
-            .clone()
-            .oneshot(Request::get(path.as_str()).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let resp = app.clone().oneshot(Request::get(path.as_str()).body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
         if path == "/openapi.yaml" {
             let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();

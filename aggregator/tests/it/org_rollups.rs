@@ -9,43 +9,24 @@ use canopy_aggregator::model::Batch;
 use canopy_aggregator::query::{Dimension, Filters, Page, QueryEngine, Source, TotalsRequest};
 use canopy_aggregator::time::{DAY_S, FIVE_MINUTES_S, HOUR_S};
 
-use crate::support::{
-    ACCOUNTS, Rng, T0, TestDb, brute_group, close, fact, seed_accounts, store, stored_facts,
-};
+use crate::support::{ACCOUNTS, Rng, T0, TestDb, brute_group, close, fact, seed_accounts, store, stored_facts};
 
 /// Every measure of an answer (totals and parts) equals the brute-force
 /// sum of the facts, and its parts add up to its totals.
-fn assert_all_measures(
-    got: &canopy_aggregator::query::Metrics,
-    want: &[f64; MEASURES],
-    context: &str,
-) {
+fn assert_all_measures(got: &canopy_aggregator::query::Metrics, want: &[f64; MEASURES], context: &str) {
     for (i, (g, w)) in got.as_stored().iter().zip(want).enumerate() {
-        assert!(
-            close(*g, *w),
-            "{context}: {}: got {g} want {w}",
-            MEASURE_COLUMNS[i]
-        );
+        assert!(close(*g, *w), "{context}: {}: got {g} want {w}", MEASURE_COLUMNS[i]);
     }
     if got.fact_count > 0 {
-        got.parts_add_up(1e-9)
-            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        got.parts_add_up(1e-9).unwrap_or_else(|e| panic!("{context}: {e}"));
     }
 }
 
 /// (org level, account level, SQL mapping a 5-minute pending bucket to the level's bucket).
 const LEVELS: [(&str, &str, &str); 4] = [
     ("org_rollup_5m", "rollup_5m", "p.bucket_start"),
-    (
-        "org_rollup_hourly",
-        "rollup_hourly",
-        "date_bin(interval '1 hour', p.bucket_start, timestamptz 'epoch')",
-    ),
-    (
-        "org_rollup_daily",
-        "rollup_daily",
-        "date_bin(interval '1 day', p.bucket_start, timestamptz 'epoch')",
-    ),
+    ("org_rollup_hourly", "rollup_hourly", "date_bin(interval '1 hour', p.bucket_start, timestamptz 'epoch')"),
+    ("org_rollup_daily", "rollup_daily", "date_bin(interval '1 day', p.bucket_start, timestamptz 'epoch')"),
     (
         "org_rollup_monthly",
         "rollup_monthly",
@@ -80,10 +61,7 @@ async fn assert_invariant(pool: &sqlx::PgPool, context: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap();
-        assert_eq!(
-            mismatched, 0,
-            "{context}: {org} differs from {account} by OU in {mismatched} groups"
-        );
+        assert_eq!(mismatched, 0, "{context}: {org} differs from {account} by OU in {mismatched} groups");
         assert!(groups > 0, "{context}: {account} is empty");
         if org == "org_rollup_hourly" {
             hourly_groups = groups;
@@ -119,19 +97,13 @@ async fn assert_team_invariant(pool: &sqlx::PgPool, context: &str) {
         .fetch_one(pool)
         .await
         .unwrap();
-        assert_eq!(
-            mismatched, 0,
-            "{context}: {team_table} differs from {account} by team in {mismatched} groups"
-        );
+        assert_eq!(mismatched, 0, "{context}: {team_table} differs from {account} by team in {mismatched} groups");
         assert!(groups > 0, "{context}: {account} is empty");
     }
 }
 
 async fn count(pool: &sqlx::PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await.unwrap()
 }
 
 /// Batches of facts over two days with superseding revisions, shuffled.
@@ -163,10 +135,7 @@ fn batches(seed: u64, first_sequence: u64, day_offset: i64) -> Vec<Batch> {
 
 #[tokio::test]
 async fn org_rollups_follow_late_superseding_data_and_ou_moves() {
-    if crate::support::skip_unless_native(
-        "org_rollups_follow_late_superseding_data_and_ou_moves",
-        "org rollups, their pending deltas and drain are native tables (views over the continuous aggregates there)",
-    ) {
+    if crate::support::skip_unless_native("org_rollups_follow_late_superseding_data_and_ou_moves", "org rollups, their pending deltas and drain are native tables (views over the continuous aggregates there)") {
         return;
     }
     let t = TestDb::migrated().await;
@@ -185,11 +154,7 @@ async fn org_rollups_follow_late_superseding_data_and_ou_moves() {
     assert!(drained > 0);
     assert_eq!(count(&t.pool, "org_rollup_pending").await, 0);
     assert!(count(&t.pool, "org_rollup_hourly").await > 0);
-    assert_eq!(
-        maintenance::drain_org_rollups(&t.pool).await.unwrap(),
-        0,
-        "nothing left to drain"
-    );
+    assert_eq!(maintenance::drain_org_rollups(&t.pool).await.unwrap(), 0, "nothing left to drain");
     assert_invariant(&t.pool, "drained").await;
 
     // Superseding revisions and late data (a day 40 days back, older than
@@ -211,41 +176,24 @@ async fn org_rollups_follow_late_superseding_data_and_ou_moves() {
 
     // An account leaving the directory falls back to the '' OU; a new one
     // for data stored before it was known moves out of ''.
-    sqlx::query("DELETE FROM accounts WHERE account_id = $1")
-        .bind(ACCOUNTS[1])
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM accounts WHERE account_id = $1").bind(ACCOUNTS[1]).execute(&t.pool).await.unwrap();
     assert_invariant(&t.pool, "account deleted").await;
     let unknown = fact(0, T0 + 600, 300, 1);
     let mut stranger = unknown.clone();
     stranger.account_id = "444444444444".into();
     stranger.record_key = "stranger/total".into();
-    store(
-        &t.pool,
-        &Batch {
-            agent_id: "agent-x".into(),
-            sequence: 1,
-            facts: vec![stranger],
-            inventory: vec![],
-        },
-    )
-    .await;
+    store(&t.pool, &Batch { agent_id: "agent-x".into(), sequence: 1, facts: vec![stranger], inventory: vec![] }).await;
     maintenance::drain_org_rollups(&t.pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO accounts (account_id, name, ou_path) VALUES ('444444444444', 'x', 'r-1/ou-e')",
-    )
-    .execute(&t.pool)
-    .await
-    .unwrap();
+    sqlx::query("INSERT INTO accounts (account_id, name, ou_path) VALUES ('444444444444', 'x', 'r-1/ou-e')")
+        .execute(&t.pool)
+        .await
+        .unwrap();
     let groups = assert_invariant(&t.pool, "account added").await;
     assert!(groups > 20, "{groups} hourly groups");
-    let ou_e: i64 = sqlx::query_scalar(
-        "SELECT sum(fact_count)::bigint FROM org_rollup_daily WHERE ou_path = 'r-1/ou-e'",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
+    let ou_e: i64 = sqlx::query_scalar("SELECT sum(fact_count)::bigint FROM org_rollup_daily WHERE ou_path = 'r-1/ou-e'")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
     assert_eq!(ou_e, 1);
 }
 
@@ -268,39 +216,24 @@ async fn org_queries_equal_brute_force_drained_or_not() {
         for i in 0..12 {
             let from = T0 - HOUR_S + rng.below(3 * DAY_S as u64) as i64;
             let to = from + 1 + rng.below(2 * DAY_S as u64) as i64;
-            let group_by = [
-                vec![],
-                vec![Dimension::Ou],
-                vec![Dimension::Team, Dimension::Quality],
-                vec![Dimension::Region],
-            ][i % 4]
+            let group_by = [vec![], vec![Dimension::Ou], vec![Dimension::Team, Dimension::Quality], vec![Dimension::Region]]
+                [i % 4]
                 .clone();
             let filters = match i % 3 {
                 0 => Filters::default(),
-                1 => Filters {
-                    ou: vec!["r-1/ou-a".into()],
-                    ..Filters::default()
-                },
-                _ => Filters {
-                    team: vec!["web".into(), "untagged".into()],
-                    ..Filters::default()
-                },
+                1 => Filters { ou: vec!["r-1/ou-a".into()], ..Filters::default() },
+                _ => Filters { team: vec!["web".into(), "untagged".into()], ..Filters::default() },
             };
             let req = TotalsRequest {
                 from_unix_s: from,
                 to_unix_s: to,
                 group_by: group_by.clone(),
                 filters: filters.clone(),
-                page: Page {
-                    limit: 10_000,
-                    offset: 0,
-                },
+                page: Page { limit: 10_000, offset: 0 },
             };
             let resp = engine.totals(&req, T0 + 3 * DAY_S).await.unwrap();
             assert!(
-                resp.segments
-                    .iter()
-                    .all(|s| s.source.is_org() || s.source.is_team() || s.source == Source::Facts),
+                resp.segments.iter().all(|s| s.source.is_org() || s.source.is_team() || s.source == Source::Facts),
                 "{:?}",
                 resp.segments
             );
@@ -308,9 +241,7 @@ async fn org_queries_equal_brute_force_drained_or_not() {
             let keep = |f: &crate::support::Stored| {
                 f.start >= from
                     && f.start < to
-                    && (filters.ou.is_empty()
-                        || f.ou == "r-1/ou-a"
-                        || f.ou.starts_with("r-1/ou-a/"))
+                    && (filters.ou.is_empty() || f.ou == "r-1/ou-a" || f.ou.starts_with("r-1/ou-a/"))
                     && (filters.team.is_empty() || filters.team.contains(&f.team))
             };
             let want = brute_group(&facts, keep, |f| {
@@ -326,15 +257,9 @@ async fn org_queries_equal_brute_force_drained_or_not() {
             });
             let context = format!("round {round} query {i}: {req:?}");
             if group_by.is_empty() {
-                let w = want
-                    .get(&Vec::new())
-                    .copied()
-                    .unwrap_or(([0.0; MEASURES], 0));
+                let w = want.get(&Vec::new()).copied().unwrap_or(([0.0; MEASURES], 0));
                 assert_eq!(resp.rows[0].metrics.fact_count, w.1, "{context}");
-                assert!(
-                    close(resp.total.location_kg_co2e * 1e3, w.0[1]),
-                    "{context}"
-                );
+                assert!(close(resp.total.location_kg_co2e * 1e3, w.0[1]), "{context}");
                 assert_all_measures(&resp.rows[0].metrics, &w.0, &context);
             } else {
                 assert_eq!(resp.rows.len(), want.len(), "{context}");
@@ -356,14 +281,8 @@ async fn org_queries_equal_brute_force_drained_or_not() {
         page: Page::default(),
     };
     let resp = engine.totals(&by_account, T0 + 3 * DAY_S).await.unwrap();
-    assert_eq!(
-        resp.segments.iter().map(|s| s.source).collect::<Vec<_>>(),
-        vec![Source::Daily]
-    );
+    assert_eq!(resp.segments.iter().map(|s| s.source).collect::<Vec<_>>(), vec![Source::Daily]);
     assert_eq!(resp.rows.len(), 3);
     // Queries by team and quality only read the team rollups for whole days.
-    assert!(
-        team_rollup_reads >= 3,
-        "expected team rollup reads, found {team_rollup_reads}"
-    );
+    assert!(team_rollup_reads >= 3, "expected team rollup reads, found {team_rollup_reads}");
 }

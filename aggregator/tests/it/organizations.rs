@@ -24,11 +24,7 @@ struct Moto {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Moto {
@@ -39,17 +35,10 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start moto_server ({e}): install it with `pip install 'moto[server]'`"
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'`"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30 s"
-            );
+            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, port }
@@ -71,13 +60,7 @@ async fn sdk_config(url: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(url)
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "canopy-tests",
-        ))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "canopy-tests"))
         .load()
         .await
 }
@@ -91,14 +74,8 @@ async fn create_account(org: &Client, name: &str) -> String {
         .send()
         .await
         .expect("CreateAccount");
-    let status = created
-        .create_account_status()
-        .expect("a CreateAccountStatus");
-    assert_eq!(
-        status.state(),
-        Some(&CreateAccountState::Succeeded),
-        "moto creates accounts at once"
-    );
+    let status = created.create_account_status().expect("a CreateAccountStatus");
+    assert_eq!(status.state(), Some(&CreateAccountState::Succeeded), "moto creates accounts at once");
     status.account_id().expect("an account id").to_owned()
 }
 
@@ -124,16 +101,8 @@ async fn seed(org: &Client) -> Org {
         .send()
         .await
         .expect("CreateOrganization");
-    let management = described
-        .organization()
-        .unwrap()
-        .master_account_id()
-        .unwrap()
-        .to_owned();
-    let root = org.list_roots().send().await.unwrap().roots()[0]
-        .id()
-        .unwrap()
-        .to_owned();
+    let management = described.organization().unwrap().master_account_id().unwrap().to_owned();
+    let root = org.list_roots().send().await.unwrap().roots()[0].id().unwrap().to_owned();
     let ou = |parent: String, name: &'static str| {
         let org = org.clone();
         async move {
@@ -171,15 +140,7 @@ async fn seed(org: &Client) -> Org {
         .send()
         .await
         .expect("TagResource");
-    Org {
-        root,
-        prod_ou,
-        web_ou,
-        management,
-        payments,
-        search,
-        sandbox,
-    }
+    Org { root, prod_ou, web_ou, management, payments, search, sandbox }
 }
 
 #[tokio::test]
@@ -191,10 +152,7 @@ async fn refresh_writes_ou_paths_names_tags_and_follows_the_organisation() {
     let org = seed(&seeder).await;
 
     // Through AssumeRole, as in production (moto's STS grants any role).
-    let role = format!(
-        "arn:aws:iam::{}:role/CanopyOrganizationsReader",
-        org.management
-    );
+    let role = format!("arn:aws:iam::{}:role/CanopyOrganizationsReader", org.management);
     let client = management_client(&base, Some(&role), Some("external-id-1")).await;
     let allowed = AllowedAccounts::new(["999999999999".to_owned()]).unwrap();
     let refresher = OrganisationRefresher {
@@ -216,64 +174,29 @@ async fn refresh_writes_ou_paths_names_tags_and_follows_the_organisation() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    let by_id = |id: &str| {
-        rows.iter()
-            .find(|r| r.get::<String, _>("account_id") == id)
-            .unwrap_or_else(|| panic!("{id}"))
-    };
+    let by_id = |id: &str| rows.iter().find(|r| r.get::<String, _>("account_id") == id).unwrap_or_else(|| panic!("{id}"));
     let payments = by_id(&org.payments);
     assert_eq!(payments.get::<String, _>("name"), "payments-prod");
-    assert_eq!(
-        payments.get::<String, _>("ou_path"),
-        format!("{}/{}/{}", org.root, org.prod_ou, org.web_ou)
-    );
+    assert_eq!(payments.get::<String, _>("ou_path"), format!("{}/{}/{}", org.root, org.prod_ou, org.web_ou));
     let tags: serde_json::Value = serde_json::from_str(&payments.get::<String, _>("tags")).unwrap();
-    assert_eq!(
-        tags,
-        serde_json::json!({"cost-centre": "cc-1042", "team": "payments"})
-    );
-    assert_eq!(
-        by_id(&org.search).get::<String, _>("ou_path"),
-        format!("{}/{}", org.root, org.prod_ou)
-    );
+    assert_eq!(tags, serde_json::json!({"cost-centre": "cc-1042", "team": "payments"}));
+    assert_eq!(by_id(&org.search).get::<String, _>("ou_path"), format!("{}/{}", org.root, org.prod_ou));
     assert_eq!(by_id(&org.sandbox).get::<String, _>("ou_path"), org.root);
     assert_eq!(by_id(&org.sandbox).get::<String, _>("tags"), "{}");
-    assert!(
-        rows.iter()
-            .all(|r| r.get::<String, _>("status") == "ACTIVE")
-    );
+    assert!(rows.iter().all(|r| r.get::<String, _>("status") == "ACTIVE"));
     let org_ids: BTreeSet<Option<String>> = rows.iter().map(|r| r.get("organisation_id")).collect();
     assert_eq!(org_ids.len(), 1);
-    assert!(
-        org_ids
-            .iter()
-            .next()
-            .unwrap()
-            .as_deref()
-            .unwrap()
-            .starts_with("o-")
-    );
+    assert!(org_ids.iter().next().unwrap().as_deref().unwrap().starts_with("o-"));
 
     for id in [&org.management, &org.payments, &org.search, &org.sandbox] {
-        assert!(
-            allowed.contains(id),
-            "{id} is active and must be allowed to enrol"
-        );
+        assert!(allowed.contains(id), "{id} is active and must be allowed to enrol");
     }
-    assert!(
-        allowed.contains("999999999999"),
-        "configured accounts stay allowed"
-    );
+    assert!(allowed.contains("999999999999"), "configured accounts stay allowed");
     assert_eq!(allowed.len(), 5);
 
     // The sandbox account leaves the organisation: kept (its history stays)
     // but marked, and no longer allowed to enrol.
-    seeder
-        .remove_account_from_organization()
-        .account_id(&org.sandbox)
-        .send()
-        .await
-        .expect("RemoveAccount");
+    seeder.remove_account_from_organization().account_id(&org.sandbox).send().await.expect("RemoveAccount");
     let outcome = refresher.refresh_once().await.expect("second refresh");
     assert_eq!((outcome.accounts, outcome.marked_removed), (3, 1));
     let status: String = sqlx::query_scalar("SELECT status FROM accounts WHERE account_id = $1")
@@ -285,15 +208,9 @@ async fn refresh_writes_ou_paths_names_tags_and_follows_the_organisation() {
     assert!(!allowed.contains(&org.sandbox));
     assert_eq!(allowed.len(), 4);
     let text = refresher.metrics.render();
-    assert!(
-        text.contains("canopy_org_refreshes_total{outcome=\"ok\"} 2"),
-        "{text}"
-    );
+    assert!(text.contains("canopy_org_refreshes_total{outcome=\"ok\"} 2"), "{text}");
     assert!(text.contains("canopy_org_accounts 3"), "{text}");
-    assert!(
-        text.contains("canopy_enrolment_allowed_accounts 4"),
-        "{text}"
-    );
+    assert!(text.contains("canopy_enrolment_allowed_accounts 4"), "{text}");
 }
 
 #[tokio::test]
@@ -314,15 +231,7 @@ async fn a_failed_refresh_keeps_the_directory_and_the_allow_list() {
     assert!(err.to_string().contains("DescribeOrganization"), "{err}");
     assert!(allowed.contains("111111111111"));
     assert_eq!(allowed.len(), 1);
-    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(&db.pool).await.unwrap();
     assert_eq!(accounts, 0);
-    assert!(
-        refresher
-            .metrics
-            .render()
-            .contains("canopy_org_refreshes_total{outcome=\"failed\"} 1")
-    );
+    assert!(refresher.metrics.render().contains("canopy_org_refreshes_total{outcome=\"failed\"} 1"));
 }

@@ -36,18 +36,12 @@ const HEAVY_FACTS: i64 = 300_000;
 /// the month 12 months back (past it the planner refuses with a 400, issue
 /// 13 case 2) to the year 2100.
 fn heavy_from_unix_s() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     canopy_aggregator::time::month_start_shifted(now, -12)
 }
 
 fn heavy_uri() -> String {
-    format!(
-        "/v1/top-resources?from={}&to=4102444800&limit=1000",
-        heavy_from_unix_s()
-    )
+    format!("/v1/top-resources?from={}&to=4102444800&limit=1000", heavy_from_unix_s())
 }
 const FLOOD_CLIENTS: usize = 32;
 const BATCHES: u64 = 20;
@@ -72,11 +66,7 @@ fn limits() -> QueryLimits {
 }
 
 async fn load_heavy_facts(pool: &PgPool) {
-    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1]::bigint[])")
-        .bind(T0)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1]::bigint[])").bind(T0).execute(pool).await.unwrap();
     sqlx::query(
         "INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision, resource_id, \
          resource_type, service, team, quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, \
@@ -92,22 +82,13 @@ async fn load_heavy_facts(pool: &PgPool) {
     .execute(pool)
     .await
     .unwrap();
-    sqlx::query("ANALYZE emission_facts")
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query("ANALYZE emission_facts").execute(pool).await.unwrap();
 }
 
 fn batch(sequence: u64) -> Batch {
-    let facts = (0..FACTS_PER_BATCH)
-        .map(|i| fact(sequence * 1_000 + i, T0 + 3_600 * (i as i64 % 24), 3_600, 1))
-        .collect();
-    Batch {
-        agent_id: "steady-agent".into(),
-        sequence,
-        facts,
-        inventory: vec![],
-    }
+    let facts =
+        (0..FACTS_PER_BATCH).map(|i| fact(sequence * 1_000 + i, T0 + 3_600 * (i as i64 % 24), 3_600, 1)).collect();
+    Batch { agent_id: "steady-agent".into(), sequence, facts, inventory: vec![] }
 }
 
 /// Longest the flood phase may take; a batch still waiting then counts with
@@ -122,9 +103,7 @@ async fn store_timed(pool: &PgPool, sequences: std::ops::Range<u64>) -> Vec<Dura
     for sequence in sequences {
         let b = batch(sequence);
         let started = Instant::now();
-        let stored =
-            tokio::time::timeout(PHASE_LIMIT.saturating_sub(phase.elapsed()), store(pool, &b))
-                .await;
+        let stored = tokio::time::timeout(PHASE_LIMIT.saturating_sub(phase.elapsed()), store(pool, &b)).await;
         latencies.push(started.elapsed());
         if stored.is_err() {
             break;
@@ -160,49 +139,24 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
     let t = TestDb::migrated().await;
     load_heavy_facts(&t.pool).await;
     let options = (*t.pool.connect_options()).clone();
-    let ingest_pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_with(options.clone())
-        .await
-        .unwrap();
+    let ingest_pool = PgPoolOptions::new().max_connections(16).connect_with(options.clone()).await.unwrap();
     let (app, gate) = match wiring {
         Wiring::Separated => {
-            let query_pool = query_limits::connect_query_pool_with(options, &limits())
-                .await
-                .unwrap();
+            let query_pool = query_limits::connect_query_pool_with(options, &limits()).await.unwrap();
             // The query pool's sessions have the statement timeout; ingest's none.
-            let st: String = sqlx::query_scalar("SHOW statement_timeout")
-                .fetch_one(&query_pool)
-                .await
-                .unwrap();
+            let st: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&query_pool).await.unwrap();
             assert_eq!(st, "200ms");
-            let st: String = sqlx::query_scalar("SHOW statement_timeout")
-                .fetch_one(&ingest_pool)
-                .await
-                .unwrap();
+            let st: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&ingest_pool).await.unwrap();
             assert_eq!(st, "0");
             let gate = QueryGate::new(limits());
-            let app = gate.clone().layer_http(router(
-                QueryEngine::new(query_pool, RetentionPolicy::default()),
-                || T0,
-                canopy_aggregator::auth::Auth::insecure_open_access(),
-            ));
+            let app = gate.clone().layer_http(router(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access()));
             (app, Some(gate))
         }
-        Wiring::Shared => (
-            router(
-                QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()),
-                || T0,
-                canopy_aggregator::auth::Auth::insecure_open_access(),
-            ),
-            None,
-        ),
+        Wiring::Shared => (router(QueryEngine::new(ingest_pool.clone(), RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access()), None),
     };
 
-    let mut report = FloodReport {
-        baseline_p99: p99(&store_timed(&ingest_pool, 1..BATCHES + 1).await),
-        ..Default::default()
-    };
+    let mut report =
+        FloodReport { baseline_p99: p99(&store_timed(&ingest_pool, 1..BATCHES + 1).await), ..Default::default() };
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -212,18 +166,10 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
             let mut answers = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let resp = app
-                    .clone()
-                    .oneshot(Request::get(heavy_uri()).body(Body::empty()).unwrap())
-                    .await
-                    .unwrap();
+                let resp = app.clone().oneshot(Request::get(heavy_uri()).body(Body::empty()).unwrap()).await.unwrap();
                 let status = resp.status();
                 let body = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
-                answers.push((
-                    status,
-                    String::from_utf8_lossy(&body).into_owned(),
-                    started.elapsed(),
-                ));
+                answers.push((status, String::from_utf8_lossy(&body).into_owned(), started.elapsed()));
                 // A refused client retries soon, without spinning.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -237,61 +183,41 @@ async fn run_flood(wiring: Wiring) -> FloodReport {
     report.flood_batches_stored = flood.len() as u64;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
-        let answers =
-            match tokio::time::timeout(Duration::from_secs(30), &mut Box::pin(client)).await {
-                Ok(answers) => answers.unwrap(),
-                Err(_) => {
-                    report.clients_stuck += 1;
-                    continue;
-                }
-            };
+        let answers = match tokio::time::timeout(Duration::from_secs(30), &mut Box::pin(client)).await {
+            Ok(answers) => answers.unwrap(),
+            Err(_) => {
+                report.clients_stuck += 1;
+                continue;
+            }
+        };
         for (status, body, elapsed) in answers {
             report.slowest_answer = report.slowest_answer.max(elapsed);
-            let limit = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["limit"].as_str().map(str::to_owned));
+            let limit = serde_json::from_str::<Value>(&body).ok().and_then(|v| v["limit"].as_str().map(str::to_owned));
             match (status, limit.as_deref()) {
                 (StatusCode::OK, _) => report.ok += 1,
-                (StatusCode::SERVICE_UNAVAILABLE, Some("max_concurrent_requests")) => {
-                    report.busy += 1
-                }
+                (StatusCode::SERVICE_UNAVAILABLE, Some("max_concurrent_requests")) => report.busy += 1,
                 (StatusCode::SERVICE_UNAVAILABLE, Some("statement_timeout")) => {
-                    assert!(
-                        body.contains("statement timeout of 200 ms (--query-statement-timeout-ms)"),
-                        "{body}"
-                    );
-                    assert!(
-                        !body.contains("canceling statement"),
-                        "raw database message: {body}"
-                    );
+                    assert!(body.contains("statement timeout of 200 ms (--query-statement-timeout-ms)"), "{body}");
+                    assert!(!body.contains("canceling statement"), "raw database message: {body}");
                     report.statement_timeouts += 1
                 }
                 (StatusCode::GATEWAY_TIMEOUT, Some("request_timeout")) => {
-                    assert!(
-                        body.contains("request timeout of 2000 ms (--query-request-timeout-ms)"),
-                        "{body}"
-                    );
+                    assert!(body.contains("request timeout of 2000 ms (--query-request-timeout-ms)"), "{body}");
                     report.request_timeouts += 1
                 }
-                _ => report
-                    .other
-                    .push((status, body.chars().take(300).collect())),
+                _ => report.other.push((status, body.chars().take(300).collect())),
             }
         }
     }
     if let Some(gate) = gate {
         report.gate = gate.metrics().counts();
     }
-    report.sent_energy_kwh = (1..2 * BATCHES + 1)
-        .flat_map(|s| batch(s).facts)
-        .map(|f| f.energy_kwh)
-        .sum();
-    report.stored_energy_kwh = sqlx::query_scalar(
-        "SELECT sum(energy_kwh) FROM emission_facts_all WHERE agent_id = 'steady-agent'",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
+    report.sent_energy_kwh = (1..2 * BATCHES + 1).flat_map(|s| batch(s).facts).map(|f| f.energy_kwh).sum();
+    report.stored_energy_kwh =
+        sqlx::query_scalar("SELECT sum(energy_kwh) FROM emission_facts_all WHERE agent_id = 'steady-agent'")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
     report
 }
 
@@ -304,10 +230,7 @@ async fn heavy_query_flood_does_not_starve_ingest() {
     let r = run_flood(Wiring::Separated).await;
     eprintln!("{r:?}");
     // Every batch stored, with its exact energy.
-    assert!(
-        (r.stored_energy_kwh - r.sent_energy_kwh).abs() < 1e-9,
-        "{r:?}"
-    );
+    assert!((r.stored_energy_kwh - r.sent_energy_kwh).abs() < 1e-9, "{r:?}");
     assert_eq!(r.flood_batches_stored, BATCHES);
     assert_eq!(r.clients_stuck, 0);
     // Ingest kept its latency.
@@ -322,21 +245,12 @@ async fn heavy_query_flood_does_not_starve_ingest() {
     // the limit; nothing else (no 500 with a database message).
     assert!(r.other.is_empty(), "unexpected answers: {:?}", r.other);
     assert!(r.busy > 0, "the concurrency limit refused some: {r:?}");
-    assert!(
-        r.statement_timeouts + r.request_timeouts > 0,
-        "the heavy query hit a timeout: {r:?}"
-    );
-    assert!(
-        r.slowest_answer < limits().request_timeout * 2 + Duration::from_secs(2),
-        "{r:?}"
-    );
+    assert!(r.statement_timeouts + r.request_timeouts > 0, "the heavy query hit a timeout: {r:?}");
+    assert!(r.slowest_answer < limits().request_timeout * 2 + Duration::from_secs(2), "{r:?}");
     assert_eq!(r.gate.refused_busy, r.busy);
     assert_eq!(r.gate.statement_timeouts, r.statement_timeouts);
     assert_eq!(r.gate.timed_out, r.request_timeouts);
-    assert_eq!(
-        r.gate.admitted,
-        r.ok + r.statement_timeouts + r.request_timeouts
-    );
+    assert_eq!(r.gate.admitted, r.ok + r.statement_timeouts + r.request_timeouts);
 }
 
 /// The same flood with the wiring `serve` had before issue 19 (one pool of
@@ -361,20 +275,10 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
 
     let t = TestDb::migrated().await;
     load_heavy_facts(&t.pool).await;
-    let limits = QueryLimits {
-        max_concurrent_requests: 1,
-        ..limits()
-    };
-    let query_pool =
-        query_limits::connect_query_pool_with((*t.pool.connect_options()).clone(), &limits)
-            .await
-            .unwrap();
+    let limits = QueryLimits { max_concurrent_requests: 1, ..limits() };
+    let query_pool = query_limits::connect_query_pool_with((*t.pool.connect_options()).clone(), &limits).await.unwrap();
     let gate = QueryGate::new(limits);
-    let service = GrpcQuery::new(
-        QueryEngine::new(query_pool, RetentionPolicy::default()),
-        || T0,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-    );
+    let service = GrpcQuery::new(QueryEngine::new(query_pool, RetentionPolicy::default()), || T0, canopy_aggregator::auth::Auth::insecure_open_access());
     let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
     let server = tokio::spawn(
@@ -382,22 +286,12 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
             .add_service(gate.clone().wrap_grpc(service.into_server()))
             .serve_with_incoming(incoming),
     );
-    let client = CanopyQueryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let heavy = pb::TopResourcesRequest {
-        from: heavy_from_unix_s().to_string(),
-        to: "4102444800".into(),
-        limit: 1000,
-        ..Default::default()
-    };
+    let client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
+    let heavy =
+        pb::TopResourcesRequest { from: heavy_from_unix_s().to_string(), to: "4102444800".into(), limit: 1000, ..Default::default() };
 
     // Alone: cancelled by the statement timeout.
-    let status = client
-        .clone()
-        .top_resources(heavy.clone())
-        .await
-        .unwrap_err();
+    let status = client.clone().top_resources(heavy.clone()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(
         status.message(),
@@ -423,10 +317,7 @@ async fn grpc_heavy_queries_are_cut_and_refused_with_the_limit_named() {
             );
             busy += 1;
         } else {
-            assert!(
-                status.message().contains("statement timeout of 200 ms"),
-                "{status:?}"
-            );
+            assert!(status.message().contains("statement timeout of 200 ms"), "{status:?}");
         }
     }
     assert!(busy >= 1, "at least one call refused");

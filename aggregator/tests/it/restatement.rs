@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use canopy_aggregator::factors;
-use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::grpc::pb::{self, canopy_query_client::CanopyQueryClient};
+use canopy_aggregator::grpc::GrpcQuery;
 use canopy_aggregator::http::router;
 use canopy_aggregator::ingest::store_batch;
 use canopy_aggregator::maintenance::RetentionPolicy;
@@ -71,36 +71,21 @@ async fn deliver(pool: &PgPool, batch: &Batch) {
             Err(e) => panic!("{e}"),
         }
     }
-    panic!(
-        "batch ({}, {}) kept failing",
-        batch.agent_id, batch.sequence
-    );
+    panic!("batch ({}, {}) kept failing", batch.agent_id, batch.sequence);
 }
 
 fn at(resource: u64, region: &str, start: i64, revision: u32) -> FactRow {
-    FactRow {
-        region: region.into(),
-        ..fact(resource, start, 3_600, revision)
-    }
+    FactRow { region: region.into(), ..fact(resource, start, 3_600, revision) }
 }
 
 fn batch(agent: &str, sequence: u64, facts: Vec<FactRow>) -> Batch {
-    Batch {
-        agent_id: agent.into(),
-        sequence,
-        facts,
-        inventory: vec![],
-    }
+    Batch { agent_id: agent.into(), sequence, facts, inventory: vec![] }
 }
 
 /// The API's (location, market) grams of `account` (all when empty) in `region`s over [from, to).
 async fn api(pool: &PgPool, account: &str, regions: &[&str], from: i64, to: i64) -> (f64, f64) {
     let filters = Filters {
-        account: if account.is_empty() {
-            vec![]
-        } else {
-            vec![account.into()]
-        },
+        account: if account.is_empty() { vec![] } else { vec![account.into()] },
         region: regions.iter().map(|r| (*r).to_owned()).collect(),
         ..Filters::default()
     };
@@ -109,19 +94,10 @@ async fn api(pool: &PgPool, account: &str, regions: &[&str], from: i64, to: i64)
 
 async fn api_with(pool: &PgPool, filters: Filters, from: i64, to: i64) -> (f64, f64) {
     let engine = QueryEngine::new(pool.clone(), RetentionPolicy::default());
-    let req = TotalsRequest {
-        from_unix_s: from,
-        to_unix_s: to,
-        group_by: vec![],
-        filters,
-        page: Page::default(),
-    };
+    let req = TotalsRequest { from_unix_s: from, to_unix_s: to, group_by: vec![], filters, page: Page::default() };
     let resp = engine.totals(&req, NOW).await.unwrap();
     resp.total.parts_add_up(1e-9).unwrap();
-    (
-        resp.total.location_kg_co2e * 1e3,
-        resp.total.market_kg_co2e * 1e3,
-    )
+    (resp.total.location_kg_co2e * 1e3, resp.total.market_kg_co2e * 1e3)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -138,20 +114,9 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
     let t = TestDb::migrated().await;
     let v1 = hourly_file(
         "v1.csv",
-        &[
-            (JAN_2023, 200.0),
-            (JAN_2023 + 3_600, 210.0),
-            (FEB_2023, 220.0),
-            (MAR_2023, 230.0),
-        ],
+        &[(JAN_2023, 200.0), (JAN_2023 + 3_600, 210.0), (FEB_2023, 220.0), (MAR_2023, 230.0)],
     );
-    assert_eq!(
-        factors::import_hourly(&t.pool, &[v1])
-            .await
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(factors::import_hourly(&t.pool, &[v1]).await.unwrap().version, 1);
     restatement::run_pending(&t.pool, None).await.unwrap(); // nothing stored yet
     // Resources 0 -> 111111111111, 1 -> 222222222222, 2 -> 333333333333.
     let facts = vec![
@@ -165,11 +130,7 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
     ];
     deliver(&t.pool, &batch("a", 1, facts.clone())).await;
     settle_if_timescaledb(&t.pool).await;
-    let months = [
-        (JAN_2023, FEB_2023),
-        (FEB_2023, MAR_2023),
-        (MAR_2023, APR_2023),
-    ];
+    let months = [(JAN_2023, FEB_2023), (FEB_2023, MAR_2023), (MAR_2023, APR_2023)];
     let accounts = ["111111111111", "222222222222", "333333333333"];
     let mut before: BTreeMap<(&str, i64), (f64, f64)> = BTreeMap::new();
     for a in accounts {
@@ -181,33 +142,18 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
 
     // Version 2 changes January's two hours only.
     let v2 = hourly_file("v2.csv", &[(JAN_2023, 100.0), (JAN_2023 + 3_600, 150.0)]);
-    assert_eq!(
-        factors::import_hourly(&t.pool, &[v2])
-            .await
-            .unwrap()
-            .version,
-        2
-    );
+    assert_eq!(factors::import_hourly(&t.pool, &[v2]).await.unwrap().version, 2);
     // A crash after one chunk: the record stays running, listing no months yet.
     let partial = restatement::run_pending(&t.pool, Some(1)).await.unwrap();
     assert_eq!(partial.len(), 1);
     assert_eq!((partial[0].chunks, partial[0].done), (1, false));
     let running = only(&t.pool).await;
-    assert_eq!(
-        (running.state.as_str(), running.months.len()),
-        ("running", 0)
-    );
+    assert_eq!((running.state.as_str(), running.months.len()), ("running", 0));
     // The next run finishes it.
     let rest = restatement::run_pending(&t.pool, None).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!((rest[0].chunks, rest[0].done), (1, true));
-    assert!(
-        restatement::run_pending(&t.pool, None)
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing left to run"
-    );
+    assert!(restatement::run_pending(&t.pool, None).await.unwrap().is_empty(), "nothing left to run");
     settle_if_timescaledb(&t.pool).await;
 
     // The stored facts: January's us-west-1 hours priced with version 2.
@@ -221,12 +167,7 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
     let want = [
         ("111111111111", JAN_2023, 100.0, "location-hourly v2"),
         ("222222222222", JAN_2023, 100.0, "location-hourly v2"),
-        (
-            "111111111111",
-            JAN_2023 + 3_600,
-            150.0,
-            "location-hourly v2",
-        ),
+        ("111111111111", JAN_2023 + 3_600, 150.0, "location-hourly v2"),
         ("111111111111", FEB_2023, 220.0, "location-hourly v1"),
         ("111111111111", MAR_2023, 230.0, "location-hourly v1"),
     ];
@@ -236,48 +177,22 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
         assert!(close(s.3, s.2 * w.2), "{s:?}: {} x {}", s.2, w.2);
     }
     // The per-resource daily rollup (migration 0029) was restated with them.
-    crate::support::resource_rollup_mismatches(&t.pool)
-        .await
-        .unwrap();
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
 
     // The record: cause, the one day, and the two account-months touched,
     // whose before/after are the API's answers before and after.
     let r = only(&t.pool).await;
-    assert_eq!(
-        (
-            r.factor_set.as_str(),
-            r.old_version,
-            r.new_version,
-            r.state.as_str()
-        ),
-        ("location-hourly", 1, 2, "done")
-    );
+    assert_eq!((r.factor_set.as_str(), r.old_version, r.new_version, r.state.as_str()), ("location-hourly", 1, 2, "done"));
     assert_eq!(r.facts_restated, 3);
     assert_eq!(r.days_unix_s, vec![JAN_2023]);
-    let touched: Vec<(&str, i64)> = r
-        .months
-        .iter()
-        .map(|m| (m.account_id.as_str(), m.month_start_unix_s))
-        .collect();
-    assert_eq!(
-        touched,
-        vec![("111111111111", JAN_2023), ("222222222222", JAN_2023)]
-    );
+    let touched: Vec<(&str, i64)> = r.months.iter().map(|m| (m.account_id.as_str(), m.month_start_unix_s)).collect();
+    assert_eq!(touched, vec![("111111111111", JAN_2023), ("222222222222", JAN_2023)]);
     for m in &r.months {
         let b = before[&(m.account_id.as_str(), m.month_start_unix_s)];
         let a = api(&t.pool, &m.account_id, &[], JAN_2023, FEB_2023).await;
-        assert!(
-            close(m.before_location_g_co2e, b.0) && close(m.before_market_g_co2e, b.1),
-            "{m:?} vs before {b:?}"
-        );
-        assert!(
-            close(m.after_location_g_co2e, a.0) && close(m.after_market_g_co2e, a.1),
-            "{m:?} vs after {a:?}"
-        );
-        assert!(
-            m.after_location_g_co2e < m.before_location_g_co2e,
-            "100 and 150 g/kWh replaced 200 and 210"
-        );
+        assert!(close(m.before_location_g_co2e, b.0) && close(m.before_market_g_co2e, b.1), "{m:?} vs before {b:?}");
+        assert!(close(m.after_location_g_co2e, a.0) && close(m.after_market_g_co2e, a.1), "{m:?} vs after {a:?}");
+        assert!(m.after_location_g_co2e < m.before_location_g_co2e, "100 and 150 g/kWh replaced 200 and 210");
     }
     // Every other account-month and the other region: unchanged to the gram.
     for a in accounts {
@@ -285,119 +200,49 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
             if touched.contains(&(a, from)) {
                 continue;
             }
-            assert_eq!(
-                api(&t.pool, a, &[], from, to).await,
-                before[&(a, from)],
-                "{a} {from}"
-            );
+            assert_eq!(api(&t.pool, a, &[], from, to).await, before[&(a, from)], "{a} {from}");
         }
     }
-    assert_eq!(
-        api(&t.pool, "", &["eu-west-1"], JAN_2023, APR_2023).await,
-        other_region_before
-    );
+    assert_eq!(api(&t.pool, "", &["eu-west-1"], JAN_2023, APR_2023).await, other_region_before);
 
     // GET /v1/restatements says the same.
-    let app = router(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        || NOW,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-    );
+    let app = router(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), || NOW, canopy_aggregator::auth::Auth::insecure_open_access());
     let resp = app
         .clone()
-        .oneshot(
-            axum::http::Request::get("/v1/restatements")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
+        .oneshot(axum::http::Request::get("/v1/restatements").body(axum::body::Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), axum::http::StatusCode::OK);
-    let body: Value = serde_json::from_slice(
-        &axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
     let first = &body["restatements"][0];
-    assert_eq!(
-        first["cause"],
-        serde_json::json!({ "factor_set": "location-hourly", "old_version": 1, "new_version": 2 })
-    );
+    assert_eq!(first["cause"], serde_json::json!({ "factor_set": "location-hourly", "old_version": 1, "new_version": 2 }));
     assert_eq!(first["days"], serde_json::json!(["2023-01-01T00:00:00Z"]));
     assert_eq!(first["months"][1]["account_id"], "222222222222");
-    assert_eq!(
-        first["months"][1]["after"]["location_g_co2e"]
-            .as_f64()
-            .unwrap(),
-        r.months[1].after_location_g_co2e
-    );
-    assert_eq!(
-        body["restatements"].as_array().unwrap().len(),
-        2,
-        "version 1's (nothing stored then) too"
-    );
+    assert_eq!(first["months"][1]["after"]["location_g_co2e"].as_f64().unwrap(), r.months[1].after_location_g_co2e);
+    assert_eq!(body["restatements"].as_array().unwrap().len(), 2, "version 1's (nothing stored then) too");
     let bad = app
-        .oneshot(
-            axum::http::Request::get("/v1/restatements?limit=0")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
+        .oneshot(axum::http::Request::get("/v1/restatements?limit=0").body(axum::body::Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(bad.status(), axum::http::StatusCode::BAD_REQUEST);
 
     // And the gRPC method.
-    let incoming =
-        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = incoming.local_addr().unwrap();
-    let service = GrpcQuery::new(
-        QueryEngine::new(t.pool.clone(), RetentionPolicy::default()),
-        || NOW,
-        canopy_aggregator::auth::Auth::insecure_open_access(),
-    );
+    let service = GrpcQuery::new(QueryEngine::new(t.pool.clone(), RetentionPolicy::default()), || NOW, canopy_aggregator::auth::Auth::insecure_open_access());
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming(incoming),
+        tonic::transport::Server::builder().add_service(service.into_server()).serve_with_incoming(incoming),
     );
-    let mut client = CanopyQueryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let list = client
-        .restatements(pb::RestatementsRequest { limit: 1 })
-        .await
-        .unwrap()
-        .into_inner()
-        .restatements;
+    let mut client = CanopyQueryClient::connect(format!("http://{addr}")).await.unwrap();
+    let list = client.restatements(pb::RestatementsRequest { limit: 1 }).await.unwrap().into_inner().restatements;
     assert_eq!(list.len(), 1);
     let g = &list[0];
-    assert_eq!(
-        (
-            g.factor_set.as_str(),
-            g.old_version,
-            g.new_version,
-            g.state.as_str()
-        ),
-        ("location-hourly", 1, 2, "done")
-    );
-    assert_eq!(
-        (g.facts_restated, g.days_unix_s.clone()),
-        (3, vec![JAN_2023])
-    );
+    assert_eq!((g.factor_set.as_str(), g.old_version, g.new_version, g.state.as_str()), ("location-hourly", 1, 2, "done"));
+    assert_eq!((g.facts_restated, g.days_unix_s.clone()), (3, vec![JAN_2023]));
     assert_eq!(g.months.len(), 2);
-    assert_eq!(
-        g.months[0].before_location_g_co2e,
-        r.months[0].before_location_g_co2e
-    );
-    assert_eq!(
-        g.months[0].after_location_g_co2e,
-        r.months[0].after_location_g_co2e
-    );
-    let err = client
-        .restatements(pb::RestatementsRequest { limit: 201 })
-        .await
-        .unwrap_err();
+    assert_eq!(g.months[0].before_location_g_co2e, r.months[0].before_location_g_co2e);
+    assert_eq!(g.months[0].after_location_g_co2e, r.months[0].after_location_g_co2e);
+    let err = client.restatements(pb::RestatementsRequest { limit: 201 }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     server.abort();
 }
@@ -414,74 +259,32 @@ async fn a_changed_market_version_restates_its_region_and_year_only() {
             ),
         )
     };
-    factors::import_market(&t.pool, &market("m1.csv", "0.5"))
-        .await
-        .unwrap();
+    factors::import_market(&t.pool, &market("m1.csv", "0.5")).await.unwrap();
     restatement::run_pending(&t.pool, None).await.unwrap(); // as the import command does
-    let facts = vec![
-        at(0, "eu-west-1", JAN_2023, 1),
-        at(0, "eu-west-1", JAN_2024, 1),
-        at(1, "us-east-1", JAN_2023, 1),
-    ];
+    let facts = vec![at(0, "eu-west-1", JAN_2023, 1), at(0, "eu-west-1", JAN_2024, 1), at(1, "us-east-1", JAN_2023, 1)];
     deliver(&t.pool, &batch("a", 1, facts.clone())).await;
     settle_if_timescaledb(&t.pool).await;
     let jan23 = api(&t.pool, "111111111111", &[], JAN_2023, FEB_2023).await;
     let jan24 = api(&t.pool, "111111111111", &[], JAN_2024, FEB_2024).await;
     let other = api(&t.pool, "222222222222", &[], JAN_2023, FEB_2023).await;
     // 100 % matching from version 2 on.
-    assert_eq!(
-        factors::import_market(&t.pool, &market("m2.csv", "1"))
-            .await
-            .unwrap()
-            .version,
-        2
-    );
+    assert_eq!(factors::import_market(&t.pool, &market("m2.csv", "1")).await.unwrap().version, 2);
     restatement::run_pending(&t.pool, None).await.unwrap();
     settle_if_timescaledb(&t.pool).await;
     let after23 = api(&t.pool, "111111111111", &[], JAN_2023, FEB_2023).await;
     let embodied = facts[0].parts().embodied_g_co2e;
-    assert!(
-        close(after23.1, embodied),
-        "market = embodied only: {after23:?} vs {embodied}"
-    );
-    crate::support::resource_rollup_mismatches(&t.pool)
-        .await
-        .unwrap();
+    assert!(close(after23.1, embodied), "market = embodied only: {after23:?} vs {embodied}");
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
     assert_eq!(after23.0, jan23.0, "location-based unchanged");
-    assert_eq!(
-        api(&t.pool, "111111111111", &[], JAN_2024, FEB_2024).await,
-        jan24,
-        "2024 untouched"
-    );
-    assert_eq!(
-        api(&t.pool, "222222222222", &[], JAN_2023, FEB_2023).await,
-        other,
-        "us-east-1 untouched"
-    );
+    assert_eq!(api(&t.pool, "111111111111", &[], JAN_2024, FEB_2024).await, jan24, "2024 untouched");
+    assert_eq!(api(&t.pool, "222222222222", &[], JAN_2023, FEB_2023).await, other, "us-east-1 untouched");
     let r = only(&t.pool).await;
-    assert_eq!(
-        (
-            r.factor_set.as_str(),
-            r.old_version,
-            r.new_version,
-            r.facts_restated
-        ),
-        ("market", 1, 2, 1)
-    );
+    assert_eq!((r.factor_set.as_str(), r.old_version, r.new_version, r.facts_restated), ("market", 1, 2, 1));
     assert_eq!(r.months.len(), 1);
     let m = &r.months[0];
-    assert_eq!(
-        (m.account_id.as_str(), m.month_start_unix_s),
-        ("111111111111", JAN_2023)
-    );
-    assert!(
-        close(m.before_market_g_co2e, jan23.1) && close(m.after_market_g_co2e, after23.1),
-        "{m:?}"
-    );
-    assert!(
-        close(m.before_location_g_co2e, jan23.0) && close(m.after_location_g_co2e, after23.0),
-        "{m:?}"
-    );
+    assert_eq!((m.account_id.as_str(), m.month_start_unix_s), ("111111111111", JAN_2023));
+    assert!(close(m.before_market_g_co2e, jan23.1) && close(m.after_market_g_co2e, after23.1), "{m:?}");
+    assert!(close(m.before_location_g_co2e, jan23.0) && close(m.after_location_g_co2e, after23.0), "{m:?}");
 }
 
 #[tokio::test]
@@ -489,22 +292,10 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
     let t = TestDb::migrated().await;
     seed_accounts(&t.pool).await;
     // 24 hours over 8 days: 24 chunks (3 accounts x 8 days) to interleave with ingest.
-    let hours: Vec<i64> = (0..24)
-        .map(|h| JAN_2023 + h / 3 * 86_400 + h % 3 * 3_600)
-        .collect();
-    let v1: Vec<(i64, f64)> = hours
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (*h, 200.0 + i as f64))
-        .collect();
-    let v2: Vec<(i64, f64)> = hours
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (*h, 100.0 + 3.0 * i as f64))
-        .collect();
-    factors::import_hourly(&t.pool, &[hourly_file("c1.csv", &v1)])
-        .await
-        .unwrap();
+    let hours: Vec<i64> = (0..24).map(|h| JAN_2023 + h / 3 * 86_400 + h % 3 * 3_600).collect();
+    let v1: Vec<(i64, f64)> = hours.iter().enumerate().map(|(i, h)| (*h, 200.0 + i as f64)).collect();
+    let v2: Vec<(i64, f64)> = hours.iter().enumerate().map(|(i, h)| (*h, 100.0 + 3.0 * i as f64)).collect();
+    factors::import_hourly(&t.pool, &[hourly_file("c1.csv", &v1)]).await.unwrap();
     restatement::run_pending(&t.pool, None).await.unwrap();
     // Nine resources (three per account) over the day, one batch per resource.
     let mut model: BTreeMap<(String, i64), FactRow> = BTreeMap::new();
@@ -515,24 +306,14 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
         }
         deliver(&t.pool, &batch("initial", r, facts)).await;
     }
-    factors::import_hourly(&t.pool, &[hourly_file("c2.csv", &v2)])
-        .await
-        .unwrap();
+    factors::import_hourly(&t.pool, &[hourly_file("c2.csv", &v2)]).await.unwrap();
     // While it restates: nine new resources and revision 2 of three old ones.
     let mut later: Vec<Batch> = Vec::new();
     for r in 9..18u64 {
-        later.push(batch(
-            "later",
-            r,
-            hours.iter().map(|h| at(r, "us-west-1", *h, 1)).collect(),
-        ));
+        later.push(batch("later", r, hours.iter().map(|h| at(r, "us-west-1", *h, 1)).collect()));
     }
     for r in 0..3u64 {
-        later.push(batch(
-            "revised",
-            r,
-            hours.iter().map(|h| at(r, "us-west-1", *h, 2)).collect(),
-        ));
+        later.push(batch("revised", r, hours.iter().map(|h| at(r, "us-west-1", *h, 2)).collect()));
     }
     for b in &later {
         for f in &b.facts {
@@ -563,27 +344,16 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
     let g_of = |start: i64| v2.iter().find(|(h, _)| *h == start).unwrap().1;
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
     for f in model.values() {
-        *want.entry(f.account_id.clone()).or_default() +=
-            f.energy_kwh * g_of(f.period_start_unix_s) + f.parts().embodied_g_co2e;
+        *want.entry(f.account_id.clone()).or_default() += f.energy_kwh * g_of(f.period_start_unix_s) + f.parts().embodied_g_co2e;
     }
     for (account, grams) in &want {
         let (location, market) = api(&t.pool, account, &[], JAN_2023, FEB_2023).await;
-        assert!(
-            close(location, *grams),
-            "{account}: API {location} vs model {grams}"
-        );
-        assert!(
-            close(market, *grams),
-            "{account}: no market factors: market = location"
-        );
+        assert!(close(location, *grams), "{account}: API {location} vs model {grams}");
+        assert!(close(market, *grams), "{account}: no market factors: market = location");
     }
     // The org (OU) and team levels too: r-1/ou-c holds 333333333333 only.
     let team_of = |f: &FactRow| {
-        f.tags
-            .iter()
-            .flatten()
-            .find(|(k, _)| k == "team")
-            .map_or("untagged".to_owned(), |(_, v)| v.clone())
+        f.tags.iter().flatten().find(|(k, _)| k == "team").map_or("untagged".to_owned(), |(_, v)| v.clone())
     };
     for team in ["web", "data", "ml", "untagged"] {
         let grams: f64 = model
@@ -591,25 +361,13 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
             .filter(|f| f.account_id == "333333333333" && team_of(f) == team)
             .map(|f| f.energy_kwh * g_of(f.period_start_unix_s) + f.parts().embodied_g_co2e)
             .sum();
-        let filters = Filters {
-            ou: vec!["r-1/ou-c".into()],
-            team: vec![team.into()],
-            ..Filters::default()
-        };
+        let filters = Filters { ou: vec!["r-1/ou-c".into()], team: vec![team.into()], ..Filters::default() };
         let (location, _) = api_with(&t.pool, filters, JAN_2023, FEB_2023).await;
-        assert!(
-            close(location, grams),
-            "ou-c, team {team}: API {location} vs model {grams}"
-        );
+        assert!(close(location, grams), "ou-c, team {team}: API {location} vs model {grams}");
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all_parts")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all_parts").fetch_one(&t.pool).await.unwrap();
     assert_eq!(count as usize, model.len());
-    crate::support::resource_rollup_mismatches(&t.pool)
-        .await
-        .unwrap();
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
     let r = only(&t.pool).await;
     assert_eq!((r.state.as_str(), r.new_version), ("done", 2));
 }

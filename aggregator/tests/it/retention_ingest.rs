@@ -26,21 +26,10 @@ fn peer() -> PeerIdentity {
     }
 }
 
-fn record(
-    resource: &str,
-    start_unix_s: i64,
-    compute_kwh: f64,
-    revision: u32,
-) -> wire::EmissionRecord {
-    let factor = |g| wire::GridFactorUsed {
-        g_co2e_per_kwh: g,
-        source: "ccf".into(),
-        vintage: "2024".into(),
-    };
+fn record(resource: &str, start_unix_s: i64, compute_kwh: f64, revision: u32) -> wire::EmissionRecord {
+    let factor = |g| wire::GridFactorUsed { g_co2e_per_kwh: g, source: "ccf".into(), vintage: "2024".into() };
     wire::EmissionRecord {
-        subject: wire::Subject::Resource {
-            arn: format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/{resource}"),
-        },
+        subject: wire::Subject::Resource { arn: format!("arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/{resource}") },
         interval_start_unix_s: start_unix_s,
         interval_end_unix_s: start_unix_s + HOUR_S,
         energy_compute_kwh: compute_kwh,
@@ -62,11 +51,7 @@ fn record(
     }
 }
 
-fn batch(
-    sequence: u64,
-    emissions: Vec<wire::EmissionRecord>,
-    resources: Vec<wire::ResourceRecord>,
-) -> wire::Batch {
+fn batch(sequence: u64, emissions: Vec<wire::EmissionRecord>, resources: Vec<wire::ResourceRecord>) -> wire::Batch {
     wire::Batch {
         agent_id: "agent-1".into(),
         account_id: ACCOUNT.into(),
@@ -104,34 +89,16 @@ async fn send(ingest: &Ingest, b: &wire::Batch) -> Reply {
     let version = wire::CURRENT_VERSION;
     let frame = wire::encode_batch_at_version(b, version, Compression::Lz4).unwrap();
     let decoded = wire::decode_message(&frame, &DecodeLimits::default()).unwrap();
-    let Message::Batch(batch) = decoded.message else {
-        panic!("expected a batch")
-    };
-    ingest
-        .handle(
-            &peer(),
-            InboundBatch {
-                frame,
-                version,
-                batch,
-            },
-        )
-        .await
+    let Message::Batch(batch) = decoded.message else { panic!("expected a batch") };
+    ingest.handle(&peer(), InboundBatch { frame, version, batch }).await
 }
 
 async fn scalar_f64(pool: &sqlx::PgPool, sql: &str) -> f64 {
-    sqlx::query_scalar::<_, Option<f64>>(sql)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .unwrap_or(0.0)
+    sqlx::query_scalar::<_, Option<f64>>(sql).fetch_one(pool).await.unwrap().unwrap_or(0.0)
 }
 
 async fn quarantined(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM quarantined_batches")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM quarantined_batches").fetch_one(pool).await.unwrap()
 }
 
 /// Polls `sql` (a count) until it is positive or `done` says to stop.
@@ -167,22 +134,18 @@ fn race_clock() -> i64 {
 /// exactly once, and nothing is quarantined.
 #[tokio::test]
 async fn retention_waits_for_a_batch_writing_into_a_partition_it_drops() {
-    if crate::support::skip_unless_native(
-        "retention_waits_for_a_batch_writing_into_a_partition_it_drops",
-        "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies",
-    ) {
+    if crate::support::skip_unless_native("retention_waits_for_a_batch_writing_into_a_partition_it_drops", "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies") {
         return;
     }
     let t = TestDb::migrated().await;
     let policy = RetentionPolicy::default();
     maintenance::run(&t.pool, &policy, RACE_NOW).await.unwrap();
     let late = RACE_NOW - RACE_NOW % DAY_S - 36 * DAY_S + 10 * HOUR_S; // 2026-10-15T10:00Z
-    let created: i32 =
-        sqlx::query_scalar("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])")
-            .bind(late)
-            .fetch_one(&t.pool)
-            .await
-            .unwrap();
+    let created: i32 = sqlx::query_scalar("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])")
+        .bind(late)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
     // October's months (facts, segments, hourly and org hourly rollups; the
     // run created November on) and the record's 5-minute day (account and
     // org rollups), which the run had not created (older than 35 days).
@@ -190,69 +153,36 @@ async fn retention_waits_for_a_batch_writing_into_a_partition_it_drops() {
 
     let mut blocker: PgConnection = t.pool.acquire().await.unwrap().detach();
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    sqlx::query("LOCK TABLE resources IN SHARE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    sqlx::query("LOCK TABLE resources IN SHARE MODE").execute(&mut blocker).await.unwrap();
 
-    let ingest = std::sync::Arc::new(Ingest::new(
-        t.pool.clone(),
-        DeliveryConfig::new(13),
-        race_clock,
-    ));
-    let b = batch(
-        1,
-        vec![record("i-1", late, 2.5, 1)],
-        vec![instance("i-1", RACE_NOW - 60)],
-    );
+    let ingest = std::sync::Arc::new(Ingest::new(t.pool.clone(), DeliveryConfig::new(13), race_clock));
+    let b = batch(1, vec![record("i-1", late, 2.5, 1)], vec![instance("i-1", RACE_NOW - 60)]);
     let sender = {
         let (ingest, b) = (ingest.clone(), b.clone());
         tokio::spawn(async move { send(&ingest, &b).await })
     };
     // Session 1 waits on `resources`, its partitions checked.
-    wait_until(
-        &t.pool,
-        &format!("{HERE} AND relation = 'resources'::regclass"),
-        || false,
-    )
-    .await;
+    wait_until(&t.pool, &format!("{HERE} AND relation = 'resources'::regclass"), || false).await;
 
     let retention = {
         let pool = t.pool.clone();
         tokio::spawn(async move { maintenance::run(&pool, &policy, RACE_NOW).await })
     };
     // Session 2 either finished its drops (the race) or waits for session 1.
-    wait_until(
-        &t.pool,
-        &format!("{HERE} AND locktype = 'advisory'"),
-        || retention.is_finished(),
-    )
-    .await;
+    wait_until(&t.pool, &format!("{HERE} AND locktype = 'advisory'"), || retention.is_finished()).await;
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
 
     let reply = sender.await.unwrap();
     let report = retention.await.unwrap().unwrap();
-    assert!(
-        matches!(&reply, Reply::Ack(ack) if !ack.duplicate),
-        "the batch must be acknowledged, found {reply:?}"
-    );
+    assert!(matches!(&reply, Reply::Ack(ack) if !ack.duplicate), "the batch must be acknowledged, found {reply:?}");
     assert_eq!(quarantined(&t.pool).await, 0);
     let mut dropped = report.partitions_dropped.clone();
     dropped.sort();
-    assert_eq!(
-        dropped,
-        vec![
-            partition_name("org_rollup_5m", late),
-            partition_name("rollup_5m", late)
-        ]
-    );
+    assert_eq!(dropped, vec![partition_name("org_rollup_5m", late), partition_name("rollup_5m", late)]);
 
     // Stored exactly once, at every level retention keeps; a resend is a duplicate.
     let resent = send(&ingest, &b).await;
-    assert!(
-        matches!(&resent, Reply::Ack(ack) if ack.duplicate),
-        "{resent:?}"
-    );
+    assert!(matches!(&resent, Reply::Ack(ack) if ack.duplicate), "{resent:?}");
     maintenance::drain_org_rollups(&t.pool).await.unwrap();
     for (table, expected) in [
         ("emission_facts_all", 2.5),
@@ -267,16 +197,9 @@ async fn retention_waits_for_a_batch_writing_into_a_partition_it_drops() {
         // the next run drops it again and queries never read it).
         ("rollup_5m", 0.0),
     ] {
-        assert_eq!(
-            scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table}")).await,
-            expected,
-            "{table}"
-        );
+        assert_eq!(scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table}")).await, expected, "{table}");
     }
-    let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all")
-        .fetch_one(&t.pool)
-        .await
-        .unwrap();
+    let facts: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all").fetch_one(&t.pool).await.unwrap();
     assert_eq!(facts, 1);
 }
 
@@ -296,10 +219,7 @@ fn late_clock() -> i64 {
 /// what retention keeps.
 #[tokio::test]
 async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
-    if crate::support::skip_unless_native(
-        "records_past_the_retention_horizon_are_refused_not_double_counted",
-        "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies",
-    ) {
+    if crate::support::skip_unless_native("records_past_the_retention_horizon_are_refused_not_double_counted", "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies") {
         return;
     }
     let t = TestDb::migrated().await;
@@ -307,87 +227,35 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
     assert_eq!(LATE_NOW, day(2026, 12, 7) + HOUR_S);
     let policy = RetentionPolicy::default();
     let ingest = Ingest::new(t.pool.clone(), DeliveryConfig::new(13), late_clock);
-    let (oct30, oct31, nov1) = (
-        day(2025, 10, 30) + 12 * HOUR_S,
-        day(2025, 10, 31) + 12 * HOUR_S,
-        day(2025, 11, 1),
-    );
+    let (oct30, oct31, nov1) = (day(2025, 10, 30) + 12 * HOUR_S, day(2025, 10, 31) + 12 * HOUR_S, day(2025, 11, 1));
 
-    let old_first = send(
-        &ingest,
-        &batch(
-            1,
-            vec![record("i-1", oct30, 1.0, 1), record("i-1", oct31, 1.0, 1)],
-            vec![],
-        ),
-    )
-    .await;
-    let kept_first = send(
-        &ingest,
-        &batch(2, vec![record("i-2", nov1, 1.0, 1)], vec![]),
-    )
-    .await;
+    let old_first =
+        send(&ingest, &batch(1, vec![record("i-1", oct30, 1.0, 1), record("i-1", oct31, 1.0, 1)], vec![])).await;
+    let kept_first = send(&ingest, &batch(2, vec![record("i-2", nov1, 1.0, 1)], vec![])).await;
     maintenance::run(&t.pool, &policy, LATE_NOW).await.unwrap();
-    let old_again = send(
-        &ingest,
-        &batch(
-            3,
-            vec![record("i-1", oct30, 1.5, 2), record("i-1", oct31, 1.5, 2)],
-            vec![],
-        ),
-    )
-    .await;
-    let kept_again = send(
-        &ingest,
-        &batch(4, vec![record("i-2", nov1, 1.5, 2)], vec![]),
-    )
-    .await;
+    let old_again =
+        send(&ingest, &batch(3, vec![record("i-1", oct30, 1.5, 2), record("i-1", oct31, 1.5, 2)], vec![])).await;
+    let kept_again = send(&ingest, &batch(4, vec![record("i-2", nov1, 1.5, 2)], vec![])).await;
     maintenance::drain_org_rollups(&t.pool).await.unwrap();
 
     // October 2025 holds nothing at any level; 1 Nov 2025 holds revision 2 only.
-    let oct = format!(
-        "bucket_start >= to_timestamp({}) AND bucket_start < to_timestamp({})",
-        day(2025, 10, 1),
-        nov1
-    );
-    let nov = format!(
-        "bucket_start >= to_timestamp({nov1}) AND bucket_start < to_timestamp({})",
-        day(2025, 12, 1)
-    );
-    for table in [
-        "rollup_daily",
-        "rollup_monthly",
-        "org_rollup_daily",
-        "org_rollup_monthly",
-        "org_team_rollup_daily",
-    ] {
+    let oct = format!("bucket_start >= to_timestamp({}) AND bucket_start < to_timestamp({})", day(2025, 10, 1), nov1);
+    let nov = format!("bucket_start >= to_timestamp({nov1}) AND bucket_start < to_timestamp({})", day(2025, 12, 1));
+    for table in ["rollup_daily", "rollup_monthly", "org_rollup_daily", "org_rollup_monthly", "org_team_rollup_daily"] {
         assert_eq!(
-            scalar_f64(
-                &t.pool,
-                &format!("SELECT sum(energy_kwh) FROM {table} WHERE {oct}")
-            )
-            .await,
+            scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table} WHERE {oct}")).await,
             0.0,
             "{table}"
         );
         assert_eq!(
-            scalar_f64(
-                &t.pool,
-                &format!("SELECT sum(energy_kwh) FROM {table} WHERE {nov}")
-            )
-            .await,
+            scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table} WHERE {nov}")).await,
             1.5,
             "{table}"
         );
     }
-    assert_eq!(
-        scalar_f64(&t.pool, "SELECT sum(energy_kwh) FROM emission_facts_all").await,
-        1.5
-    );
+    assert_eq!(scalar_f64(&t.pool, "SELECT sum(energy_kwh) FROM emission_facts_all").await, 1.5);
     for reply in [&old_first, &old_again] {
-        let Reply::Error(e) = reply else {
-            panic!("expected a refusal, found {reply:?}")
-        };
+        let Reply::Error(e) = reply else { panic!("expected a refusal, found {reply:?}") };
         assert_eq!(e.code, ErrorCode::InvalidBatch);
         assert!(
             e.message.starts_with(&format!(
@@ -401,14 +269,8 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
     assert!(matches!(kept_first, Reply::Ack(_)) && matches!(kept_again, Reply::Ack(_)));
     assert_eq!(quarantined(&t.pool).await, 2);
     let metrics = ingest.metrics().render(None);
-    assert!(
-        metrics.contains("canopy_aggregator_batches_past_retention_total 2\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("canopy_aggregator_batches_rejected_total 2\n"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("canopy_aggregator_batches_past_retention_total 2\n"), "{metrics}");
+    assert!(metrics.contains("canopy_aggregator_batches_rejected_total 2\n"), "{metrics}");
 }
 
 /// Issue 13, case 4, the classification: a partition dropped under a batch
@@ -419,88 +281,37 @@ async fn records_past_the_retention_horizon_are_refused_not_double_counted() {
 /// class 23 counted as bad input: `InvalidBatch`, quarantined for good.
 #[tokio::test]
 async fn a_partition_dropped_by_hand_under_a_batch_is_retried_not_quarantined() {
-    if crate::support::skip_unless_native(
-        "a_partition_dropped_by_hand_under_a_batch_is_retried_not_quarantined",
-        "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies",
-    ) {
+    if crate::support::skip_unless_native("a_partition_dropped_by_hand_under_a_batch_is_retried_not_quarantined", "it drops native partitions under ingest; TimescaleDB drops chunks through its own policies") {
         return;
     }
     let t = TestDb::migrated().await;
-    maintenance::run(&t.pool, &RetentionPolicy::default(), RACE_NOW)
-        .await
-        .unwrap();
+    maintenance::run(&t.pool, &RetentionPolicy::default(), RACE_NOW).await.unwrap();
     let late = RACE_NOW - RACE_NOW % DAY_S - 36 * DAY_S + 10 * HOUR_S; // 2026-10-15T10:00Z
-    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])")
-        .bind(late)
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query("SELECT canopy_ensure_time_partitions(ARRAY[$1::bigint])").bind(late).execute(&t.pool).await.unwrap();
 
     let mut blocker: PgConnection = t.pool.acquire().await.unwrap().detach();
     sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
-    sqlx::query("LOCK TABLE resources IN SHARE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
-    let ingest = std::sync::Arc::new(Ingest::new(
-        t.pool.clone(),
-        DeliveryConfig::new(13),
-        race_clock,
-    ));
-    let b = batch(
-        1,
-        vec![record("i-1", late, 2.5, 1)],
-        vec![instance("i-1", RACE_NOW - 60)],
-    );
+    sqlx::query("LOCK TABLE resources IN SHARE MODE").execute(&mut blocker).await.unwrap();
+    let ingest = std::sync::Arc::new(Ingest::new(t.pool.clone(), DeliveryConfig::new(13), race_clock));
+    let b = batch(1, vec![record("i-1", late, 2.5, 1)], vec![instance("i-1", RACE_NOW - 60)]);
     let sender = {
         let (ingest, b) = (ingest.clone(), b.clone());
         tokio::spawn(async move { send(&ingest, &b).await })
     };
-    wait_until(
-        &t.pool,
-        &format!("{HERE} AND relation = 'resources'::regclass"),
-        || false,
-    )
-    .await;
-    sqlx::query(&format!("DROP TABLE {}", partition_name("rollup_5m", late)))
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    wait_until(&t.pool, &format!("{HERE} AND relation = 'resources'::regclass"), || false).await;
+    sqlx::query(&format!("DROP TABLE {}", partition_name("rollup_5m", late))).execute(&t.pool).await.unwrap();
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
 
     let reply = sender.await.unwrap();
-    let Reply::Error(e) = &reply else {
-        panic!("expected a retry reply, found {reply:?}")
-    };
-    assert_eq!(
-        (e.code, e.retry_after_s),
-        (ErrorCode::Unavailable, Some(2)),
-        "{}",
-        e.message
-    );
-    assert!(
-        e.message.contains("no partition of relation"),
-        "{}",
-        e.message
-    );
+    let Reply::Error(e) = &reply else { panic!("expected a retry reply, found {reply:?}") };
+    assert_eq!((e.code, e.retry_after_s), (ErrorCode::Unavailable, Some(2)), "{}", e.message);
+    assert!(e.message.contains("no partition of relation"), "{}", e.message);
     assert_eq!(quarantined(&t.pool).await, 0);
 
     // The resend finds the day missing, creates it and stores the batch once.
     let resent = send(&ingest, &b).await;
-    assert!(
-        matches!(&resent, Reply::Ack(ack) if !ack.duplicate),
-        "{resent:?}"
-    );
-    for table in [
-        "emission_facts_all",
-        "rollup_5m",
-        "rollup_hourly",
-        "rollup_daily",
-    ] {
-        assert_eq!(
-            scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table}")).await,
-            2.5,
-            "{table}"
-        );
+    assert!(matches!(&resent, Reply::Ack(ack) if !ack.duplicate), "{resent:?}");
+    for table in ["emission_facts_all", "rollup_5m", "rollup_hourly", "rollup_daily"] {
+        assert_eq!(scalar_f64(&t.pool, &format!("SELECT sum(energy_kwh) FROM {table}")).await, 2.5, "{table}");
     }
 }

@@ -17,9 +17,7 @@ pub fn storage() -> StorageMode {
     match std::env::var("CANOPY_TEST_STORAGE").as_deref() {
         Ok("timescaledb") => StorageMode::TimescaleDb,
         Ok("native") | Err(_) => StorageMode::Native,
-        Ok(other) => {
-            panic!("expected CANOPY_TEST_STORAGE to be 'native' or 'timescaledb', found {other:?}")
-        }
+        Ok(other) => panic!("expected CANOPY_TEST_STORAGE to be 'native' or 'timescaledb', found {other:?}"),
     }
 }
 
@@ -33,18 +31,15 @@ pub fn native_admin_url() -> String {
 /// The admin URL of a server with TimescaleDB preloaded, when there is one
 /// (CANOPY_TEST_TIMESCALEDB_URL).
 pub fn timescaledb_admin_url() -> Option<String> {
-    std::env::var("CANOPY_TEST_TIMESCALEDB_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    std::env::var("CANOPY_TEST_TIMESCALEDB_URL").ok().filter(|u| !u.is_empty())
 }
 
 /// The admin URL of the server the suite's storage path runs on.
 pub fn admin_url() -> String {
     match storage() {
         StorageMode::Native => native_admin_url(),
-        StorageMode::TimescaleDb => timescaledb_admin_url().expect(
-            "CANOPY_TEST_STORAGE=timescaledb needs CANOPY_TEST_TIMESCALEDB_URL (an admin URL)",
-        ),
+        StorageMode::TimescaleDb => timescaledb_admin_url()
+            .expect("CANOPY_TEST_STORAGE=timescaledb needs CANOPY_TEST_TIMESCALEDB_URL (an admin URL)"),
     }
 }
 
@@ -72,10 +67,7 @@ pub fn timescaledb_or_skip(test: &str) -> Option<String> {
 }
 
 fn url_on(admin: &str, database: &str) -> String {
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin.to_owned());
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.to_owned());
     format!("{base}/{database}")
 }
 
@@ -97,31 +89,17 @@ impl TestDb {
 
     /// Creates an empty database on the server of the admin URL `admin`.
     pub async fn empty_on(admin_url: &str) -> TestDb {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!(
             "canopy_it_{}_{}_{}",
             std::process::id(),
             nanos,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let mut admin = PgConnection::connect(admin_url)
-            .await
-            .expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let pool = db::connect(&url_on(admin_url, &name), 4)
-            .await
-            .expect("connect to the test database");
-        TestDb {
-            pool,
-            name,
-            admin: admin_url.to_owned(),
-        }
+        let mut admin = PgConnection::connect(admin_url).await.expect("connect to the admin database");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.expect("create database");
+        let pool = db::connect(&url_on(admin_url, &name), 4).await.expect("connect to the test database");
+        TestDb { pool, name, admin: admin_url.to_owned() }
     }
 
     /// The URL of this database.
@@ -138,9 +116,7 @@ impl TestDb {
             StorageMode::Native => StorageChoice::Native,
             StorageMode::TimescaleDb => StorageChoice::TimescaleDb,
         };
-        let decision = db::migrate_with(&t.pool, choice)
-            .await
-            .expect("migrations apply");
+        let decision = db::migrate_with(&t.pool, choice).await.expect("migrations apply");
         if decision.mode == StorageMode::TimescaleDb {
             unschedule_jobs(&t.pool).await;
         }
@@ -151,9 +127,7 @@ impl TestDb {
     /// unscheduled, as in [`TestDb::migrated`]).
     pub async fn migrated_on(admin: &str, choice: StorageChoice) -> TestDb {
         let t = TestDb::empty_on(admin).await;
-        let decision = db::migrate_with(&t.pool, choice)
-            .await
-            .expect("migrations apply");
+        let decision = db::migrate_with(&t.pool, choice).await.expect("migrations apply");
         if decision.mode == StorageMode::TimescaleDb {
             unschedule_jobs(&t.pool).await;
         }
@@ -169,16 +143,12 @@ impl Drop for TestDb {
         // not closed gracefully (its sockets belong to the blocked runtime);
         // WITH (FORCE) ends its server sessions instead.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
                 }
             });
         })
@@ -204,13 +174,7 @@ pub async fn store_unsettled(pool: &PgPool, batch: &Batch) -> StoreOutcome {
 
 /// The continuous aggregates, lowest level first (the per-resource daily
 /// one of migration 0029 reads the facts).
-pub const AGGREGATES: [&str; 5] = [
-    "rollup_5m",
-    "rollup_hourly",
-    "rollup_daily",
-    "rollup_monthly",
-    "resource_rollup_daily",
-];
+pub const AGGREGATES: [&str; 5] = ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly", "resource_rollup_daily"];
 
 /// TimescaleDB path: runs, now and in hierarchy order, the refresh policies
 /// of the continuous aggregates (the jobs the extension's scheduler runs
@@ -227,10 +191,7 @@ pub async fn run_refresh_policies(pool: &PgPool) {
         .fetch_one(pool)
         .await
         .unwrap_or_else(|e| panic!("refresh policy of {aggregate}: {e}"));
-        sqlx::raw_sql(&format!("CALL run_job({job})"))
-            .execute(pool)
-            .await
-            .unwrap();
+        sqlx::raw_sql(&format!("CALL run_job({job})")).execute(pool).await.unwrap();
     }
 }
 
@@ -241,9 +202,7 @@ pub async fn settle(pool: &PgPool) {
     static SETTLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = SETTLING.lock().await;
     run_refresh_policies(pool).await;
-    canopy_aggregator::timescale::refresh_pending(pool)
-        .await
-        .expect("late-data refresh");
+    canopy_aggregator::timescale::refresh_pending(pool).await.expect("late-data refresh");
 }
 
 /// [`settle`] on the TimescaleDB path, nothing on the native one.
@@ -302,25 +261,13 @@ pub const TEAMS: [&str; 3] = ["web", "data", "ml"];
 pub fn fact(resource: u64, start_unix_s: i64, period_s: u32, revision: u32) -> FactRow {
     let account = ACCOUNTS[(resource % 3) as usize];
     let region = REGIONS[((resource / 3) % 2) as usize];
-    let service = if resource % 5 < 3 {
-        "AmazonEC2"
-    } else {
-        "AmazonS3"
-    };
-    let resource_type = if service == "AmazonEC2" {
-        "ec2:instance"
-    } else {
-        "s3:bucket"
-    };
+    let service = if resource % 5 < 3 { "AmazonEC2" } else { "AmazonS3" };
+    let resource_type = if service == "AmazonEC2" { "ec2:instance" } else { "s3:bucket" };
     let tags = match resource % 4 {
         0 => vec![],
         n => vec![("team".to_owned(), TEAMS[(n - 1) as usize].to_owned())],
     };
-    let mut r = Rng::new(
-        resource.wrapping_mul(1_000_003)
-            ^ (start_unix_s as u64).wrapping_mul(7_919)
-            ^ u64::from(revision) << 40,
-    );
+    let mut r = Rng::new(resource.wrapping_mul(1_000_003) ^ (start_unix_s as u64).wrapping_mul(7_919) ^ u64::from(revision) << 40);
     let energy_kwh = (1 + r.below(1_000)) as f64 / 1_000.0;
     let intensity = (100 + r.below(400)) as f64; // g/kWh
     let location = energy_kwh * intensity;
@@ -366,16 +313,8 @@ pub fn fact(resource: u64, start_unix_s: i64, period_s: u32, revision: u32) -> F
 /// The real-time path's copy of `f`: the 5-minute group record an agent
 /// sends for the same energy (group of `f`'s service, type and `team` tag).
 pub fn as_group_record(f: &FactRow) -> FactRow {
-    let team = f
-        .tags
-        .as_ref()
-        .and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
-    let subject = format!(
-        "group:{}/{}/{}",
-        f.service,
-        f.resource_type,
-        team.as_deref().unwrap_or("-")
-    );
+    let team = f.tags.as_ref().and_then(|t| t.iter().find(|(k, _)| k == "team").map(|(_, v)| v.clone()));
+    let subject = format!("group:{}/{}/{}", f.service, f.resource_type, team.as_deref().unwrap_or("-"));
     FactRow {
         record_key: format!("{subject}@{}s", f.period_s),
         resource_id: subject,
@@ -476,9 +415,7 @@ pub fn brute_group(
 pub async fn resource_rollup_mismatches(pool: &PgPool) -> Result<(), String> {
     settle_if_timescaledb(pool).await;
     use canopy_aggregator::accounting::MEASURE_COLUMNS;
-    let f_sums = MEASURE_COLUMNS
-        .map(|c| format!("sum({c}) AS {c}"))
-        .join(", ");
+    let f_sums = MEASURE_COLUMNS.map(|c| format!("sum({c}) AS {c}")).join(", ");
     let r_cols = MEASURE_COLUMNS.join(", ");
     let differs = MEASURE_COLUMNS
         .map(|c| format!("abs(COALESCE(f.{c}, 0) - COALESCE(r.{c}, 0)) > 1e-6 * (1 + abs(COALESCE(f.{c}, 0)))"))
@@ -504,11 +441,5 @@ pub async fn resource_rollup_mismatches(pool: &PgPool) -> Result<(), String> {
     .fetch_all(pool)
     .await
     .map_err(|e| e.to_string())?;
-    if rows.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "per-resource daily rollup differs from the facts: {rows:?}"
-        ))
-    }
+    if rows.is_empty() { Ok(()) } else { Err(format!("per-resource daily rollup differs from the facts: {rows:?}")) }
 }

@@ -26,9 +26,7 @@ impl Smtp {
     pub fn from_url(url: &str, timeout: std::time::Duration) -> Result<Smtp, FieldError> {
         let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| FieldError::new("smtp_url", format!("invalid SMTP URL: {e}")))?;
-        Ok(Smtp {
-            transport: builder.timeout(Some(timeout)).build(),
-        })
+        Ok(Smtp { transport: builder.timeout(Some(timeout)).build() })
     }
 
     /// Sends the message of `event` to `to`.
@@ -36,21 +34,14 @@ impl Smtp {
         let msg = message(from, to, event)?;
         match self.transport.send(msg).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(NotifyError::Rejected(format!(
-                "SMTP refused the message: {e}"
-            ))),
-            Err(e) => Err(NotifyError::Unavailable(format!(
-                "SMTP delivery failed: {e}"
-            ))),
+            Err(e) if e.is_permanent() => Err(NotifyError::Rejected(format!("SMTP refused the message: {e}"))),
+            Err(e) => Err(NotifyError::Unavailable(format!("SMTP delivery failed: {e}"))),
         }
     }
 }
 
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Subject line of `event`.
@@ -60,11 +51,7 @@ pub fn subject(event: &Value) -> String {
         "acknowledge" => "ACKNOWLEDGED",
         _ => "TRIGGERED",
     };
-    let s = format!(
-        "[Canopy] {verb} {}: {}",
-        text(event, "severity"),
-        text(event, "summary")
-    );
+    let s = format!("[Canopy] {verb} {}: {}", text(event, "severity"), text(event, "summary"));
     s.chars().take(200).collect()
 }
 
@@ -72,28 +59,14 @@ pub fn subject(event: &Value) -> String {
 pub fn message(from: &str, to: &[String], event: &Value) -> Result<Message, NotifyError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| NotifyError::Rejected(format!("{what}: {e}"));
     let mut builder = Message::builder()
-        .from(
-            from.parse::<Mailbox>()
-                .map_err(|e| bad("sender address", &e))?,
-        )
+        .from(from.parse::<Mailbox>().map_err(|e| bad("sender address", &e))?)
         .subject(subject(event))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str(DEDUP_HEADER),
-            text(event, "dedup_key").to_owned(),
-        ));
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(DEDUP_HEADER), text(event, "dedup_key").to_owned()));
     for addr in to {
-        builder = builder.to(addr
-            .parse::<Mailbox>()
-            .map_err(|e| bad("recipient address", &e))?);
+        builder = builder.to(addr.parse::<Mailbox>().map_err(|e| bad("recipient address", &e))?);
     }
-    let value = event
-        .get("value_kg_co2e")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let budget = event
-        .get("budget_kg_co2e")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
+    let value = event.get("value_kg_co2e").and_then(Value::as_f64).unwrap_or(0.0);
+    let budget = event.get("budget_kg_co2e").and_then(Value::as_f64).unwrap_or(0.0);
     let link = text(event, "dashboard_url");
     let plain = format!(
         "{summary}\n\nAction: {action}\nSeverity: {severity}\nKind: {kind}\nValue: {value:.1} kgCO2e of {budget:.1} kgCO2e\n\
@@ -119,9 +92,7 @@ pub fn message(from: &str, to: &[String], event: &Value) -> Result<Message, Noti
         key = escape_html(text(event, "dedup_key")),
         link = escape_html(link),
     );
-    builder
-        .multipart(MultiPart::alternative_plain_html(plain, html))
-        .map_err(|e| bad("building the message", &e))
+    builder.multipart(MultiPart::alternative_plain_html(plain, html)).map_err(|e| bad("building the message", &e))
 }
 
 #[cfg(test)]
@@ -134,17 +105,9 @@ mod tests {
         let event = json!({ "action": "trigger", "severity": "critical", "summary": "web <over> budget",
             "dedup_key": "canopy/budget/1/threshold/20261201", "value_kg_co2e": 12.0, "budget_kg_co2e": 10.0,
             "dashboard_url": "http://d/alerts#alert-1" });
-        let m = message(
-            "canopy@example.org",
-            &["oncall@example.org".to_owned()],
-            &event,
-        )
-        .unwrap();
+        let m = message("canopy@example.org", &["oncall@example.org".to_owned()], &event).unwrap();
         let raw = String::from_utf8(m.formatted()).unwrap();
-        assert!(
-            raw.contains("Subject: [Canopy] TRIGGERED critical: web <over> budget"),
-            "{raw}"
-        );
+        assert!(raw.contains("Subject: [Canopy] TRIGGERED critical: web <over> budget"), "{raw}");
         assert!(raw.contains("X-Canopy-Dedup-Key: canopy/budget/1/threshold/20261201"));
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
         assert!(raw.contains("web &lt;over&gt; budget"));

@@ -38,12 +38,7 @@ impl NotifyError {
 /// Classifies an HTTP status: 2xx accepted; 408, 429 and 5xx retried;
 /// other 4xx refused.
 pub fn classify_status(status: u16, body: &str) -> Result<(), NotifyError> {
-    let text = || {
-        format!(
-            "HTTP {status}: {}",
-            body.chars().take(300).collect::<String>()
-        )
-    };
+    let text = || format!("HTTP {status}: {}", body.chars().take(300).collect::<String>());
     match status {
         200..=299 => Ok(()),
         408 | 429 | 500..=599 => Err(NotifyError::Unavailable(text())),
@@ -64,9 +59,7 @@ impl Notifiers {
         let http = reqwest::Client::builder()
             .timeout(config.send_timeout)
             .build()
-            .map_err(|e| {
-                super::FieldError::new("alerts", format!("building the HTTP client: {e}"))
-            })?;
+            .map_err(|e| super::FieldError::new("alerts", format!("building the HTTP client: {e}")))?;
         let smtp = match &config.smtp_url {
             Some(url) => Some(email::Smtp::from_url(url, config.send_timeout)?),
             None => None,
@@ -78,18 +71,13 @@ impl Notifiers {
     pub async fn send(&self, route: &Route, event: &Value) -> Result<(), NotifyError> {
         match &route.target {
             Target::PagerDuty { routing_key } => {
-                let key = event
-                    .get("pagerduty_routing_key")
-                    .and_then(Value::as_str)
-                    .unwrap_or(routing_key);
+                let key = event.get("pagerduty_routing_key").and_then(Value::as_str).unwrap_or(routing_key);
                 let body = pagerduty::body(key, event);
                 pagerduty::send(&self.http, &self.config.pagerduty_events_url, &body).await
             }
             Target::Email { to } => match &self.smtp {
                 Some(smtp) => smtp.send(&self.config.email_from, to, event).await,
-                None => Err(NotifyError::Unavailable(
-                    "no SMTP relay configured (--smtp-url)".to_owned(),
-                )),
+                None => Err(NotifyError::Unavailable("no SMTP relay configured (--smtp-url)".to_owned())),
             },
             Target::Webhook { url, secret } => webhook::send(&self.http, url, secret, event).await,
         }

@@ -19,10 +19,7 @@ pub fn body(routing_key: &str, event: &Value) -> Value {
         "dedup_key": text(event, "dedup_key"),
     });
     if action == "trigger" {
-        let occurred = event
-            .get("occurred_unix_s")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+        let occurred = event.get("occurred_unix_s").and_then(Value::as_i64).unwrap_or(0);
         let scope = event.get("scope").cloned().unwrap_or(Value::Null);
         let group = ["team", "account_id", "ou_id", "service"]
             .iter()
@@ -57,12 +54,7 @@ pub fn body(routing_key: &str, event: &Value) -> Value {
 pub fn rfc3339(t_unix_s: i64) -> String {
     let (y, m, d) = crate::time::civil_from_days(t_unix_s.div_euclid(86_400));
     let s = t_unix_s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3_600,
-        s % 3_600 / 60,
-        s % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3_600, s % 3_600 / 60, s % 60)
 }
 
 /// POSTs `body` to the Events API.
@@ -97,9 +89,6 @@ mod tests {
         assert_eq!(b["payload"]["timestamp"], "2026-12-07T00:00:00Z");
         assert_eq!(b["links"][0]["href"], "http://d/alerts#alert-1");
         let r = body("k", &json!({ "action": "resolve", "dedup_key": "x" }));
-        assert_eq!(
-            r,
-            json!({ "routing_key": "k", "event_action": "resolve", "dedup_key": "x" })
-        );
+        assert_eq!(r, json!({ "routing_key": "k", "event_action": "resolve", "dedup_key": "x" }));
     }
 }

@@ -23,11 +23,7 @@ pub fn body(event: &Value) -> Vec<u8> {
         (_, "critical") => ":rotating_light:",
         _ => ":warning:",
     };
-    let headline = format!(
-        "{emoji} [{}] {}",
-        action.to_uppercase(),
-        text(event, "summary")
-    );
+    let headline = format!("{emoji} [{}] {}", action.to_uppercase(), text(event, "summary"));
     // The facts, less the PagerDuty integration key (a secret of another route).
     let mut facts = event.clone();
     if let Some(o) = facts.as_object_mut() {
@@ -59,12 +55,7 @@ pub fn signature(secret: &str, timestamp_unix_s: i64, body: &[u8]) -> String {
 }
 
 /// POSTs the signed body to `url`.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    secret: &str,
-    event: &Value,
-) -> Result<(), NotifyError> {
+pub async fn send(client: &reqwest::Client, url: &str, secret: &str, event: &Value) -> Result<(), NotifyError> {
     let body = body(event);
     let ts = crate::http::system_clock();
     let resp = client
@@ -91,32 +82,19 @@ mod tests {
         let body = br#"{"text":"x"}"#;
         let sig = signature("0123456789abcdef", 1_700_000_000, body);
         let hex = sig.strip_prefix("v1=").unwrap();
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
         let key = hmac::Key::new(hmac::HMAC_SHA256, b"0123456789abcdef");
         hmac::verify(&key, b"v1:1700000000:{\"text\":\"x\"}", &bytes).unwrap();
         assert!(hmac::verify(&key, b"v1:1700000001:{\"text\":\"x\"}", &bytes).is_err());
         let b: Value = serde_json::from_slice(&body_of()).unwrap();
-        assert!(
-            b["text"]
-                .as_str()
-                .unwrap()
-                .contains("[TRIGGER] over budget")
-        );
+        assert!(b["text"].as_str().unwrap().contains("[TRIGGER] over budget"));
         assert_eq!(b["blocks"][0]["type"], "section");
         assert_eq!(b["canopy"]["dedup_key"], "k");
-        assert!(
-            b["canopy"].get("pagerduty_routing_key").is_none(),
-            "no PagerDuty key in webhooks"
-        );
+        assert!(b["canopy"].get("pagerduty_routing_key").is_none(), "no PagerDuty key in webhooks");
     }
 
     fn body_of() -> Vec<u8> {
-        body(
-            &json!({ "action": "trigger", "severity": "critical", "summary": "over budget", "dedup_key": "k",
-            "pagerduty_routing_key": "secret" }),
-        )
+        body(&json!({ "action": "trigger", "severity": "critical", "summary": "over budget", "dedup_key": "k",
+            "pagerduty_routing_key": "secret" }))
     }
 }
