@@ -639,70 +639,85 @@ impl Snapshot {
 }
 
 /// The top-resources statement over `segments` (per-resource daily rollup
-/// or facts, signed). Ranks resources by their signed sums (one hash
-/// aggregation over the rows read, groups with no live fact dropped), then
-/// labels only the page's resources: the service, resource type and team
-/// of the resource's group with the latest period start among the rows
-/// read with live facts (as the facts query reported the latest fact's).
+/// or facts, signed). First ranks resources by location-based CO2e reading
+/// only the keys, that measure and the count of every row of the range
+/// (one hash aggregation; groups with no live fact dropped), then reads the
+/// page's resources again whole (the rollup through its (account, region,
+/// resource, day) index): every measure, and the service, resource type and
+/// team of the resource's group with the latest period start among the
+/// rows with live facts (as the facts query reported the latest fact's).
 /// Columns: account, region, resource, service, resource type, team,
 /// measures, fact count.
 fn top_resources_query<'a>(segments: &[Segment], filters: &Filters, page: Page) -> QueryBuilder<'a, Postgres> {
     let sums = crate::accounting::MEASURE_COLUMNS.map(|c| format!("COALESCE(sum({c}), 0)::float8 AS {c}")).join(", ");
-    let measures = crate::accounting::columns("r.");
-    let mut qb = QueryBuilder::new("WITH u AS MATERIALIZED (");
-    if segments.is_empty() {
-        qb.push(format!(
-            "SELECT NULL::text AS account_id, NULL::text AS region, NULL::text AS resource_id, NULL::text AS service, \
-             NULL::text AS resource_type, NULL::text AS team, {}, 0::bigint AS fact_count, \
-             NULL::timestamptz AS last_period_start WHERE false",
-            crate::accounting::MEASURE_COLUMNS.map(|c| format!("0::float8 AS {c}")).join(", ")
-        ));
-    }
-    for (i, seg) in segments.iter().enumerate() {
-        if i > 0 {
-            qb.push(" UNION ALL ");
+    let measures = crate::accounting::columns("m.");
+    // The signed rows of every segment; `wide` selects every measure and
+    // the labels, and only the ranked resources.
+    let union = |qb: &mut QueryBuilder<'a, Postgres>, wide: bool| {
+        if segments.is_empty() {
+            qb.push(format!(
+                "SELECT NULL::text AS account_id, NULL::text AS region, NULL::text AS resource_id, \
+                 NULL::text AS service, NULL::text AS resource_type, NULL::text AS team, {}, 0::bigint AS fact_count, \
+                 NULL::timestamptz AS last_period_start WHERE false",
+                crate::accounting::MEASURE_COLUMNS.map(|c| format!("0::float8 AS {c}")).join(", ")
+            ));
         }
-        let sign = if seg.subtract { "-" } else { "" };
-        let (count, last) = if seg.source == Source::Facts {
-            ("1::bigint", "period_start")
-        } else {
-            ("fact_count", "last_period_start")
-        };
-        qb.push(format!(
-            "SELECT account_id, region, resource_id, service, resource_type, team, {}, {sign}{count} AS fact_count, \
-             {last} AS last_period_start FROM {}",
-            crate::accounting::MEASURE_COLUMNS.map(|c| format!("{sign}{c} AS {c}")).join(", "),
-            seg.source.table()
-        ));
-        push_range(&mut qb, seg.source.time_column(), seg.from_unix_s, seg.to_unix_s);
-        if seg.source != Source::Facts {
-            // Groups whose facts were all superseded stay with a zero count.
-            qb.push(" AND fact_count <> 0");
+        for (i, seg) in segments.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            let sign = if seg.subtract { "-" } else { "" };
+            let (count, last) = if seg.source == Source::Facts {
+                ("1::bigint", "period_start")
+            } else {
+                ("fact_count", "last_period_start")
+            };
+            let columns = if wide {
+                format!(
+                    "service, resource_type, team, {}, {sign}{count} AS fact_count, {last} AS last_period_start",
+                    crate::accounting::MEASURE_COLUMNS.map(|c| format!("{sign}{c} AS {c}")).join(", ")
+                )
+            } else {
+                format!("{sign}location_g_co2e AS location_g_co2e, {sign}{count} AS fact_count")
+            };
+            qb.push(format!("SELECT account_id, region, resource_id, {columns} FROM {}", seg.source.table()));
+            push_range(qb, seg.source.time_column(), seg.from_unix_s, seg.to_unix_s);
+            if seg.source != Source::Facts {
+                // Groups whose facts were all superseded stay with a zero count.
+                qb.push(" AND fact_count <> 0");
+            }
+            if wide {
+                qb.push(" AND (account_id, region, resource_id) IN (SELECT account_id, region, resource_id FROM r)");
+            }
+            push_filters(qb, filters, "", None);
         }
-        push_filters(&mut qb, filters, "", None);
-    }
-    qb.push(format!(
-        "), r AS (
-            SELECT account_id, region, resource_id, {sums}, sum(fact_count)::bigint AS fact_count
-            FROM u GROUP BY 1, 2, 3 HAVING sum(fact_count) > 0
-            ORDER BY location_g_co2e DESC, 1, 2, 3 LIMIT "
-    ));
+    };
+    let mut qb = QueryBuilder::new(
+        "WITH r AS (SELECT account_id, region, resource_id, sum(location_g_co2e) AS location_g_co2e FROM (",
+    );
+    union(&mut qb, false);
+    qb.push(") u GROUP BY 1, 2, 3 HAVING sum(fact_count) > 0 ORDER BY 4 DESC, 1, 2, 3 LIMIT ");
     qb.push_bind(i64::from(page.limit) + 1);
     qb.push(" OFFSET ");
     qb.push_bind(page.offset as i64);
+    qb.push("), w AS MATERIALIZED (");
+    union(&mut qb, true);
     qb.push(format!(
-        "), labels AS (
+        "), m AS (
+            SELECT account_id, region, resource_id, {sums}, sum(fact_count)::bigint AS fact_count
+            FROM w GROUP BY 1, 2, 3
+         ),
+         labels AS (
             SELECT DISTINCT ON (g.account_id, g.region, g.resource_id) g.account_id, g.region, g.resource_id,
                    g.service, g.resource_type, g.team
-            FROM (SELECT u.account_id, u.region, u.resource_id, u.service, u.resource_type, u.team,
-                         max(u.last_period_start) FILTER (WHERE u.fact_count > 0) AS last_period_start
-                  FROM u JOIN r USING (account_id, region, resource_id)
-                  GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(u.fact_count) > 0) g
+            FROM (SELECT account_id, region, resource_id, service, resource_type, team,
+                         max(last_period_start) FILTER (WHERE fact_count > 0) AS last_period_start
+                  FROM w GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(fact_count) > 0) g
             ORDER BY g.account_id, g.region, g.resource_id, g.last_period_start DESC NULLS LAST, g.service,
                      g.resource_type, g.team
          )
-         SELECT r.account_id, r.region, r.resource_id, l.service, l.resource_type, l.team, {measures}, r.fact_count
-         FROM r JOIN labels l USING (account_id, region, resource_id)
+         SELECT r.account_id, r.region, r.resource_id, l.service, l.resource_type, l.team, {measures}, m.fact_count
+         FROM r JOIN m USING (account_id, region, resource_id) JOIN labels l USING (account_id, region, resource_id)
          ORDER BY r.location_g_co2e DESC, 1, 2, 3"
     ));
     qb
