@@ -54,7 +54,7 @@ use sqlx::{Connection, PgConnection, PgPool, Row};
 use crate::db::{self, DbError};
 use crate::maintenance::RetentionPolicy;
 use crate::model::{Batch, FactRow, Quality};
-use crate::query::plan::{self, TOTALS_LEVELS};
+use crate::query::plan::{self, RESOURCE_LEVELS, TOTALS_LEVELS};
 use crate::query::{
     Dimension, Filters, Page, QueryEngine, Segment, SeriesRequest, Source, Step, TopResourcesRequest, TotalsRequest,
 };
@@ -80,8 +80,16 @@ pub struct BenchConfig {
     pub facts_days: u32,
     /// Accounts with per-resource facts.
     pub sample_accounts: u32,
-    /// Resources per sampled account.
+    /// Resources per sampled account (and per account of the per-resource
+    /// daily rollup).
     pub resources_per_sample_account: u32,
+    /// Accounts with per-resource daily rollup rows (migration 0029), the
+    /// first ones: accounts `0 .. n` × `resources_per_sample_account`
+    /// resources, the sampled accounts' rows equal to their facts' daily
+    /// sums.
+    pub resource_rollup_accounts: u32,
+    /// Days of per-resource daily rollup rows, the newest ones.
+    pub resource_rollup_days: u32,
     /// Timed runs per query type.
     pub runs: u32,
     /// Batches of 1,000 facts in the `store_batch` measurement after the
@@ -156,6 +164,8 @@ pub enum Depth {
     Realtime,
     /// Per-resource facts.
     Facts,
+    /// The per-resource daily rollup (`resource_rollup_daily`).
+    Resources,
 }
 
 impl Depth {
@@ -166,6 +176,8 @@ impl Depth {
     pub fn of_table(table: &str) -> Option<Depth> {
         if table == "realtime_group_facts" {
             Some(Depth::Realtime)
+        } else if table == "resource_rollup_daily" {
+            Some(Depth::Resources)
         } else if matches!(table, "emission_facts_all" | "emission_facts_all_parts" | "emission_facts" | "emission_fact_segments") {
             Some(Depth::Facts)
         } else if table.ends_with("_5m") {
@@ -182,7 +194,7 @@ impl Depth {
     /// How the tables of this depth are partitioned (native mode).
     fn partitioning(self) -> Partitioning {
         match self {
-            Depth::History => Partitioning::Plain,
+            Depth::History | Depth::Resources => Partitioning::Plain,
             Depth::Hourly | Depth::Facts => Partitioning::Month,
             Depth::FiveMinute | Depth::Realtime => Partitioning::Day,
         }
@@ -216,6 +228,7 @@ pub const ROLLUP_TABLES: [(&str, Depth); 11] = [
 pub fn tables(facts: FactsLayout) -> Vec<(&'static str, Depth)> {
     let mut all = ROLLUP_TABLES.to_vec();
     all.push((facts.table(), Depth::Facts));
+    all.push(("resource_rollup_daily", Depth::Resources));
     all
 }
 
@@ -245,6 +258,8 @@ pub struct Layout {
     pub realtime_from_unix_s: i64,
     /// First day of the per-resource facts.
     pub facts_from_unix_s: i64,
+    /// First day of the per-resource daily rollup.
+    pub resources_from_unix_s: i64,
 }
 
 impl Layout {
@@ -262,6 +277,7 @@ impl Layout {
             five_minute_from_unix_s: back(cfg.five_minute_days),
             realtime_from_unix_s: back(cfg.realtime_days),
             facts_from_unix_s: back(cfg.facts_days),
+            resources_from_unix_s: back(cfg.resource_rollup_days),
         }
     }
 
@@ -286,6 +302,7 @@ impl Layout {
             Depth::FiveMinute => self.five_minute_from_unix_s,
             Depth::Realtime => self.realtime_from_unix_s,
             Depth::Facts => self.facts_from_unix_s,
+            Depth::Resources => self.resources_from_unix_s,
         }
     }
 
@@ -328,6 +345,7 @@ pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<
         m = month_start_shifted(m, 1);
     }
     let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts)) * i64::from(cfg.resources_per_sample_account);
+    let rolled = i64::from(cfg.resource_rollup_accounts.min(cfg.accounts)) * i64::from(cfg.resources_per_sample_account);
     tables(cfg.facts_layout)
         .into_iter()
         .map(|(table, depth)| {
@@ -335,11 +353,13 @@ pub fn expected_rows(cfg: &BenchConfig, layout: &Layout, groups: Groups) -> Vec<
             let per_group = match depth {
                 Depth::FiveMinute | Depth::Realtime => slots(from, 300),
                 Depth::Hourly | Depth::Facts => slots(from, HOUR_S),
-                Depth::History if table.ends_with("_daily") => days(from),
-                Depth::History => months,
+                Depth::History | Depth::Resources if table.ends_with("_daily") => days(from),
+                Depth::History | Depth::Resources => months,
             };
             let n = if depth == Depth::Facts {
                 sampled
+            } else if depth == Depth::Resources {
+                rolled
             } else if table.starts_with("org_team_") {
                 groups.team
             } else if table.starts_with("org_") {
@@ -966,6 +986,27 @@ const FACT_RECORDS: &str = "SELECT to_timestamp(h) AS period_start, 3600 AS peri
               generate_series(0, $3 - 1) a, generate_series(0, $4 - 1) r,
               LATERAL (SELECT 0.001 * (1 + (r * 13 + a) % 50) * (1.0 + 0.3 * sin(h / 3600.0)) AS e) v";
 
+/// One per-resource daily rollup row (migration 0029) per resource of
+/// accounts `0 .. $3` × resources `0 .. $4` for the hours `[$1, $2)` of one
+/// UTC day: the sum of [`FACT_RECORDS`]' values of those hours (the same
+/// resource, group and formula; parts by the unsplit rule, as the facts'
+/// empty part arrays read), so a sampled account's row equals its facts.
+const RESOURCE_ROLLUP_ROWS: &str = "INSERT INTO resource_rollup_daily (bucket_start, account_id, region, resource_id,
+                service, resource_type, team, quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e,
+                high_g_co2e, it_energy_kwh, operational_location_g_co2e, operational_location_low_g_co2e,
+                operational_location_high_g_co2e, operational_market_g_co2e, operational_market_low_g_co2e,
+                operational_market_high_g_co2e, embodied_g_co2e, embodied_low_g_co2e, embodied_high_g_co2e,
+                fact_count, last_period_start)
+         SELECT date_bin(interval '1 day', to_timestamp($1::bigint), timestamptz 'epoch'),
+                lpad((100000000000 + a)::text, 12, '0'), 'region-' || (r % $5), 'arn:bench:' || a || ':' || r,
+                'service-' || (r % 30), 'type-' || (r % 30) || '-0', 'team-' || (r % 50), 'measured',
+                e, e * 400, e * 150, e * 320, e * 500, e, e * 400, e * 320, e * 500, e * 150, e * 150, e * 150, 0, 0, 0,
+                k.hours, to_timestamp($2::bigint - 3600)
+         FROM (SELECT count(*) AS hours, sum(1.0 + 0.3 * sin(h / 3600.0)) AS shape
+               FROM generate_series($1::bigint, $2::bigint - 3600, 3600) h) k,
+              generate_series(0, $3 - 1) a, generate_series(0, $4 - 1) r,
+              LATERAL (SELECT 0.001 * (1 + (r * 13 + a) % 50) * k.shape AS e) v";
+
 /// Each array of `emission_fact_segments` and the record column it holds.
 /// The key hashes are PostgreSQL's `hashtextextended`, not the aggregator's
 /// FNV-1a: see [`FactsLayout::Segments`].
@@ -1130,6 +1171,7 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
     );
     let facts = facts_insert(cfg.facts_layout);
     let sampled = i64::from(cfg.sample_accounts.min(cfg.accounts));
+    let rolled = i64::from(cfg.resource_rollup_accounts.min(cfg.accounts));
 
     // Day by day, oldest first (the order data arrives in), one statement
     // per table and day.
@@ -1139,6 +1181,7 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
         layout.five_minute_from_unix_s,
         layout.realtime_from_unix_s,
         layout.facts_from_unix_s,
+        layout.resources_from_unix_s,
     ]
     .into_iter()
     .min()
@@ -1161,6 +1204,10 @@ async fn load_on(conn: &mut PgConnection, cfg: &BenchConfig, layout: &Layout) ->
         }
         if day >= layout.realtime_from_unix_s {
             insert(conn, &mut times, "realtime_group_facts", &realtime, &[day, to]).await?;
+        }
+        if day >= layout.resources_from_unix_s && rolled > 0 {
+            let binds = [day, to, rolled, i64::from(cfg.resources_per_sample_account), i64::from(REGIONS)];
+            insert(conn, &mut times, "resource_rollup_daily", RESOURCE_ROLLUP_ROWS, &binds).await?;
         }
         if day >= layout.facts_from_unix_s && sampled > 0 {
             let binds = [day, to, sampled, i64::from(cfg.resources_per_sample_account), i64::from(REGIONS)];
@@ -1221,7 +1268,7 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
     let samples = cfg.sample_accounts.clamp(1, cfg.accounts);
     let team = |rng: &mut Lcg| Filters { team: vec![format!("team-{}", rng.below(u64::from(TEAMS)))], ..Filters::default() };
     type Maker = Box<dyn Fn(&mut Lcg) -> Query>;
-    let makers: Vec<(&'static str, Maker)> = vec![
+    let mut makers: Vec<(&'static str, Maker)> = vec![
         (
             "totals org 13 months (monthly+daily)",
             Box::new(move |_| {
@@ -1331,11 +1378,11 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
             }),
         ),
         (
-            "top 10 resources 7 days one sampled account",
+            "top 10 resources ragged 7 days one sampled account",
             Box::new(move |rng| {
                 Query::Top(TopResourcesRequest {
-                    from_unix_s: today - 7 * DAY_S,
-                    to_unix_s: today,
+                    from_unix_s: end - 7 * DAY_S,
+                    to_unix_s: end,
                     filters: Filters {
                         account: vec![account_id(rng.below(u64::from(samples)) as u32)],
                         ..Filters::default()
@@ -1345,6 +1392,27 @@ pub fn query_cases(cfg: &BenchConfig) -> Vec<(&'static str, Vec<Query>)> {
             }),
         ),
     ];
+    // Top 20 of every resource of the per-resource daily rollup (issue 20):
+    // whole UTC days, and the 30 days only when that many are loaded.
+    for (name, days) in [
+        ("top 20 resources 3 days", 3),
+        ("top 20 resources 7 days", 7),
+        ("top 20 resources 30 days", 30),
+    ] {
+        if days <= i64::from(cfg.resource_rollup_days) {
+            makers.push((
+                name,
+                Box::new(move |_| {
+                    Query::Top(TopResourcesRequest {
+                        from_unix_s: today - days * DAY_S,
+                        to_unix_s: today,
+                        filters: Filters::default(),
+                        page: Page { limit: 20, offset: 0 },
+                    })
+                }),
+            ));
+        }
+    }
     let mut rng = Lcg(7);
     makers.into_iter().map(|(name, make)| (name, (0..cfg.runs.max(1)).map(|_| make(&mut rng)).collect())).collect()
 }
@@ -1367,7 +1435,7 @@ pub fn predicted_ranges(q: &Query, now_unix_s: i64) -> Vec<ReadRange> {
         Query::Totals(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &TOTALS_LEVELS, &horizons)),
         Query::Series(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &[r.step.source()], &horizons)),
         Query::Realtime(r) => whole(Source::Realtime, r.from_unix_s, r.to_unix_s),
-        Query::Top(r) => whole(Source::Facts, r.from_unix_s, r.to_unix_s),
+        Query::Top(r) => planned(plan::plan(r.from_unix_s, r.to_unix_s, &RESOURCE_LEVELS, &horizons)),
     }
 }
 
@@ -1458,7 +1526,7 @@ async fn execute(engine: &QueryEngine, q: &Query, now_unix_s: i64) -> Result<(us
         }
         Query::Top(r) => {
             let resp = engine.top_resources(r, now_unix_s).await?;
-            (resp.rows.len(), vec![ReadRange { source: Source::Facts, from_unix_s: r.from_unix_s, to_unix_s: r.to_unix_s }])
+            (resp.rows.len(), ranges(&resp.segments))
         }
     })
 }

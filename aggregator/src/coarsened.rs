@@ -266,8 +266,8 @@ fn supersede_sql(mode: StorageMode) -> String {
             "delta5 AS (
                 SELECT date_bin(interval '5 minutes', period_start, timestamptz 'epoch') AS bucket_start,
                        account_id, region, service, resource_type, team, quality,
-                       {}, -count(*) AS fact_count
-                FROM gone GROUP BY 1, 2, 3, 4, 5, 6, 7
+                       {}, -count(*) AS fact_count, resource_id
+                FROM gone GROUP BY 1, 2, 3, 4, 5, 6, 7, resource_id
              ),
              {},",
             crate::accounting::MEASURE_COLUMNS.map(|c| format!("-sum({c}) AS {c}")).join(", "),
@@ -285,15 +285,16 @@ fn supersede_sql(mode: StorageMode) -> String {
                 AS k(hour_unix_s, account_id, region, group_below, resource_upto, group_revision)
          ),
          pos AS (
-            SELECT s.period_start, s.account_id, s.region, s.segment_id, u.ord::int AS ord, u.service,
+            SELECT s.period_start, s.account_id, s.region, s.segment_id, u.ord::int AS ord, u.resource_id, u.service,
                    u.resource_type, u.team, u.quality, {u_measures}
             FROM k
             JOIN emission_fact_segments s
               ON s.account_id = k.account_id AND s.region = k.region
              AND s.period_start >= to_timestamp(k.hour_unix_s) AND s.period_start < to_timestamp(k.hour_unix_s + 3600)
-            CROSS JOIN LATERAL unnest(s.period_s, s.record_keys, s.revisions, s.services, s.resource_types, s.teams,
-                                      s.qualities, {arrays}) WITH ORDINALITY
-                AS u(period_s, record_key, revision, service, resource_type, team, quality, {measures}, ord)
+            CROSS JOIN LATERAL unnest(s.period_s, s.record_keys, s.revisions, s.resource_ids, s.services,
+                                      s.resource_types, s.teams, s.qualities, {arrays}) WITH ORDINALITY
+                AS u(period_s, record_key, revision, resource_id, service, resource_type, team, quality, {measures},
+                     ord)
             WHERE u.ord::int <> ALL (s.superseded) AND {}
          ),
          sup AS (
@@ -309,11 +310,12 @@ fn supersede_sql(mode: StorageMode) -> String {
             WHERE f.account_id = k.account_id AND f.region = k.region
               AND f.period_start >= to_timestamp(k.hour_unix_s) AND f.period_start < to_timestamp(k.hour_unix_s + 3600)
               AND {}
-            RETURNING f.period_start, f.account_id, f.region, f.service, f.resource_type, f.team, f.quality,
-                      {f_measures}
+            RETURNING f.period_start, f.account_id, f.region, f.resource_id, f.service, f.resource_type, f.team,
+                      f.quality, {f_measures}
          ),
          gone AS (
-            SELECT period_start, account_id, region, service, resource_type, team, quality, {measures} FROM pos
+            SELECT period_start, account_id, region, resource_id, service, resource_type, team, quality, {measures}
+            FROM pos
             UNION ALL
             SELECT * FROM del
          ),

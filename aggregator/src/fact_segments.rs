@@ -143,6 +143,7 @@ struct Stored {
 /// The rollup dimensions besides time, account and region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RollupGroup {
+    resource_id: String,
     service: String,
     resource_type: String,
     team: String,
@@ -153,7 +154,7 @@ struct RollupGroup {
 /// `alias` (parts of rows stored before migration 0022 by the unsplit rule).
 fn qualified(alias: &str) -> String {
     format!(
-        "{alias}.revision, {alias}.service, {alias}.resource_type, {alias}.team, {alias}.quality, {}",
+        "{alias}.revision, {alias}.resource_id, {alias}.service, {alias}.resource_type, {alias}.team, {alias}.quality, {}",
         accounting::coalesced(&format!("{alias}."))
     )
 }
@@ -163,6 +164,7 @@ fn stored_from_row(row: &sqlx::postgres::PgRow, place: Place) -> Result<Stored, 
             place,
             revision: row.try_get("revision")?,
             group: RollupGroup {
+                resource_id: row.try_get("resource_id")?,
                 service: row.try_get("service")?,
                 resource_type: row.try_get("resource_type")?,
                 team: row.try_get("team")?,
@@ -221,6 +223,7 @@ struct SegmentColumns {
     segment_id: i64,
     record_keys: Vec<String>,
     revisions: Vec<i64>,
+    resource_ids: Vec<String>,
     services: Vec<String>,
     resource_types: Vec<String>,
     teams: Vec<String>,
@@ -236,6 +239,7 @@ impl SegmentColumns {
             segment_id: row.try_get("segment_id")?,
             record_keys: row.try_get("record_keys")?,
             revisions: row.try_get("revisions")?,
+            resource_ids: row.try_get("resource_ids")?,
             services: row.try_get("services")?,
             resource_types: row.try_get("resource_types")?,
             teams: row.try_get("teams")?,
@@ -257,6 +261,7 @@ impl SegmentColumns {
             place: Place::Segment { segment_id: self.segment_id, ord },
             revision: *self.revisions.get(i)?,
             group: RollupGroup {
+                resource_id: self.resource_ids.get(i)?.clone(),
                 service: self.services.get(i)?.clone(),
                 resource_type: self.resource_types.get(i)?.clone(),
                 team: self.teams.get(i)?.clone(),
@@ -299,7 +304,7 @@ async fn stored_in_segments(
         segments.entry(c.segment_id).or_insert(facts[c.fi]);
     }
     let rows = sqlx::query(&format!(
-        "SELECT s.segment_id, s.record_keys, s.revisions, s.services, s.resource_types, s.teams, s.qualities, {}
+        "SELECT s.segment_id, s.record_keys, s.revisions, s.resource_ids, s.services, s.resource_types, s.teams, s.qualities, {}
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS k(start_unix_s, account_id, region, segment_id)
          JOIN emission_fact_segments s
            ON s.account_id = k.account_id AND s.region = k.region
@@ -423,8 +428,9 @@ fn team_of<'a>(
 }
 
 /// A 5-minute rollup delta key: (bucket start, account, region, service,
-/// resource type, team, quality).
-type DeltaKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+/// resource type, team, quality, resource id). The resource id is for the
+/// per-resource rollup (migration 0029); the other rollups sum over it.
+type DeltaKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
 /// Sums of every measure ([`MEASURE_COLUMNS`]) and the fact count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -515,12 +521,12 @@ pub(crate) async fn write(
     let mut delta: BTreeMap<DeltaKey<'_>, DeltaSums> = BTreeMap::new();
     for (&fi, team) in written.iter().zip(&teams) {
         let f = facts[fi];
-        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), f.service.as_str(), f.resource_type.as_str(), *team, f.quality.as_str());
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), f.service.as_str(), f.resource_type.as_str(), *team, f.quality.as_str(), f.resource_id.as_str());
         delta.entry(key).or_default().add(&values_of(f), 1.0);
     }
     for (fi, old) in &replaced {
         let (f, g) = (facts[*fi], &old.group);
-        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), g.service.as_str(), g.resource_type.as_str(), g.team.as_str(), g.quality.as_str());
+        let key = (bucket_of(f), f.account_id.as_str(), f.region.as_str(), g.service.as_str(), g.resource_type.as_str(), g.team.as_str(), g.quality.as_str(), g.resource_id.as_str());
         delta.entry(key).or_default().add(&old.values, -1.0);
     }
 
@@ -535,7 +541,7 @@ pub(crate) async fn write(
 /// their lineage, `$35`-`$39` superseded positions (start, account, region,
 /// segment id, ord), `$40`-`$43` replaced rows (start, account, region,
 /// record key), `$44`-`$50` the 5-minute rollup difference's keys, `$51`-
-/// `$65` its measures and `$66` its fact counts.
+/// `$65` its measures, `$66` its fact counts and `$67` its resource ids.
 static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rollups = rollup_ctes();
     let measures = accounting::columns("");
@@ -578,11 +584,11 @@ static WRITE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          ),
          delta5 AS (
             SELECT to_timestamp(bucket_unix_s) AS bucket_start, account_id, region, service, resource_type, team,
-                   quality, {measures}, fact_count
+                   quality, {measures}, fact_count, resource_id
             FROM unnest($44::bigint[], $45::text[], $46::text[], $47::text[], $48::text[], $49::text[], $50::text[],
-                        {delta_params}, $66::bigint[])
+                        {delta_params}, $66::bigint[], $67::text[])
                 AS t(bucket_unix_s, account_id, region, service, resource_type, team, quality,
-                     {measures}, fact_count)
+                     {measures}, fact_count, resource_id)
          ),
          {rollups}
          SELECT 1"
@@ -659,7 +665,11 @@ async fn execute_write(
     for i in 0..MEASURES {
         query = query.bind(delta.iter().map(|(_, s)| s.values[i]).collect::<Vec<f64>>());
     }
-    query.bind(delta.iter().map(|(_, s)| s.count).collect::<Vec<i64>>()).execute(&mut **tx).await?;
+    query
+        .bind(delta.iter().map(|(_, s)| s.count).collect::<Vec<i64>>())
+        .bind(delta.iter().map(|(k, _)| k.7).collect::<Vec<&str>>())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -444,7 +444,7 @@ fn rollup_add() -> String {
 }
 
 /// The rollup maintenance CTE for a coarser rollup table: the 5-minute
-/// deltas (`delta5`) regrouped by `bucket`, the SQL expression of the
+/// deltas (`d5`) regrouped by `bucket`, the SQL expression of the
 /// coarser bucket start of a 5-minute bucket start (every 5-minute bucket
 /// lies inside one hour, day and month).
 fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
@@ -453,7 +453,7 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
             INSERT INTO {table} AS t ({})
             SELECT {bucket}, account_id, region, service, resource_type, team, quality, {},
                    sum(fact_count) AS fact_count
-            FROM delta5 GROUP BY 1, 2, 3, 4, 5, 6, 7
+            FROM d5 GROUP BY 1, 2, 3, 4, 5, 6, 7
             {}
          )",
         rollup_columns(),
@@ -462,31 +462,64 @@ fn rollup_cte(name: &str, table: &str, bucket: &str) -> String {
     )
 }
 
-/// The rollup maintenance CTEs `r5`, `rh`, `rd`, `rm` and `rp` (native
-/// mode), fed by a CTE `delta5` of the statement that includes them: the
-/// difference a batch makes (new facts, and replacing facts minus the
-/// values they replaced), summed once per 5-minute bucket and group (a
-/// handful of rows), added to every rollup and appended to
-/// `org_rollup_pending` (migration 0006: an append-only insert, so batches
-/// of different accounts never wait on a shared row;
-/// `canopy_drain_org_rollups()` moves it on and queries read both).
+/// The per-resource daily rollup's maintenance CTE `rr` (migration 0029):
+/// the per-resource deltas of `delta5` regrouped by UTC day. A row's
+/// `last_period_start` only moves forward, to the latest 5-minute slot a
+/// fact was added in (a delta group that only removes facts leaves it).
+fn resource_rollup_cte() -> String {
+    let measures = crate::accounting::columns("");
+    format!(
+        "rr AS (
+            INSERT INTO resource_rollup_daily AS t (bucket_start, account_id, region, resource_id, service,
+                   resource_type, team, quality, {measures}, fact_count, last_period_start)
+            SELECT date_bin(interval '1 day', bucket_start, timestamptz 'epoch'), account_id, region, resource_id,
+                   service, resource_type, team, quality, {}, sum(fact_count),
+                   COALESCE(max(bucket_start) FILTER (WHERE fact_count > 0), timestamptz '-infinity')
+            FROM delta5 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+            ON CONFLICT (bucket_start, account_id, region, resource_id, service, resource_type, team, quality)
+            DO UPDATE SET {}, fact_count = t.fact_count + excluded.fact_count,
+                last_period_start = GREATEST(t.last_period_start, excluded.last_period_start)
+         )",
+        crate::accounting::sums(""),
+        crate::accounting::add_excluded()
+    )
+}
+
+/// The rollup maintenance CTEs `d5`, `r5`, `rh`, `rd`, `rm`, `rr` and `rp`
+/// (native mode), fed by a CTE `delta5` of the statement that includes
+/// them: the difference a batch makes (new facts, and replacing facts minus
+/// the values they replaced), summed once per 5-minute bucket, group and
+/// resource (`resource_id` column), regrouped without the resource (`d5`)
+/// and added to every rollup, to the per-resource daily rollup (`rr`, with
+/// the resource) and appended to `org_rollup_pending` (migration 0006: an
+/// append-only insert, so batches of different accounts never wait on a
+/// shared row; `canopy_drain_org_rollups()` moves it on and queries read
+/// both).
 pub(crate) fn rollup_ctes() -> String {
     let columns = rollup_columns();
     let add = rollup_add();
     format!(
-        "r5 AS (
-            INSERT INTO rollup_5m AS t ({columns}) SELECT {columns} FROM delta5
+        "d5 AS (
+            SELECT bucket_start, account_id, region, service, resource_type, team, quality, {},
+                   sum(fact_count) AS fact_count
+            FROM delta5 GROUP BY 1, 2, 3, 4, 5, 6, 7
+         ),
+         r5 AS (
+            INSERT INTO rollup_5m AS t ({columns}) SELECT {columns} FROM d5
             {add}
          ),
          {},
          {},
          {},
+         {},
          rp AS (
-            INSERT INTO org_rollup_pending ({columns}) SELECT {columns} FROM delta5
+            INSERT INTO org_rollup_pending ({columns}) SELECT {columns} FROM d5
          )",
+        crate::accounting::sums(""),
         rollup_cte("rh", "rollup_hourly", "date_bin(interval '1 hour', bucket_start, timestamptz 'epoch')"),
         rollup_cte("rd", "rollup_daily", "date_bin(interval '1 day', bucket_start, timestamptz 'epoch')"),
         rollup_cte("rm", "rollup_monthly", "date_trunc('month', bucket_start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"),
+        resource_rollup_cte(),
     )
 }
 

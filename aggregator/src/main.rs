@@ -229,9 +229,18 @@ enum Command {
         /// Accounts with per-resource hourly facts.
         #[arg(long, default_value_t = 20)]
         sample_accounts: u32,
-        /// Resources per sampled account.
+        /// Resources per sampled account (and per account of the
+        /// per-resource daily rollup).
         #[arg(long, default_value_t = 200)]
         resources_per_sample_account: u32,
+        /// Accounts with per-resource daily rollup rows (migration 0029),
+        /// the first ones (including the sampled accounts): this ×
+        /// --resources-per-sample-account resources.
+        #[arg(long, default_value_t = 20)]
+        resource_rollup_accounts: u32,
+        /// Days of per-resource daily rollup rows.
+        #[arg(long, default_value_t = 35)]
+        resource_rollup_days: u32,
         /// Timed runs per query type.
         #[arg(long, default_value_t = 50)]
         runs: u32,
@@ -726,6 +735,8 @@ async fn main() -> anyhow::Result<()> {
             facts_days,
             sample_accounts,
             resources_per_sample_account,
+            resource_rollup_accounts,
+            resource_rollup_days,
             runs,
             ingest_batches,
             reuse_loaded_at,
@@ -742,6 +753,8 @@ async fn main() -> anyhow::Result<()> {
                 facts_days,
                 sample_accounts,
                 resources_per_sample_account,
+                resource_rollup_accounts,
+                resource_rollup_days,
                 runs,
                 ingest_batches: if reuse_loaded_at.is_some() { 0 } else { ingest_batches },
                 now_unix_s: reuse_loaded_at.unwrap_or_else(http::system_clock),

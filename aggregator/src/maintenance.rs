@@ -334,11 +334,12 @@ pub async fn run(pool: &PgPool, policy: &RetentionPolicy, now_unix_s: i64) -> Re
     Ok(report)
 }
 
-/// The daily and monthly rollups, account-level, org and team: every table
-/// `--retain-daily-months` applies to, so queries at every grain keep
-/// agreeing.
-const DAILY_TABLES: [&str; 6] = [
+/// The daily and monthly rollups, account-level, org, team and per resource
+/// (migration 0029): every table `--retain-daily-months` applies to, so
+/// queries at every grain keep agreeing.
+const DAILY_TABLES: [&str; 7] = [
     "rollup_daily",
+    "resource_rollup_daily",
     "rollup_monthly",
     "org_rollup_daily",
     "org_rollup_monthly",

@@ -30,8 +30,9 @@ pub const LATE_AFTER_S: i64 = 34 * DAY_S;
 /// How often `serve` refreshes the queued days.
 pub const REFRESH_INTERVAL_S: u64 = 10;
 
-/// The continuous aggregates in refresh order (each reads the one before).
-const DAY_LEVELS: [&str; 3] = ["rollup_5m", "rollup_hourly", "rollup_daily"];
+/// The continuous aggregates in refresh order (each reads the one before;
+/// the per-resource daily one of migration 0029 reads the facts).
+const DAY_LEVELS: [&str; 4] = ["rollup_5m", "rollup_hourly", "rollup_daily", "resource_rollup_daily"];
 
 /// The SQL ingest runs in the batch's transaction (TimescaleDB path): queues
 /// the UTC days of the facts starting at `$1` (Unix seconds) that are older

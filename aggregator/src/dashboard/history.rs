@@ -1,5 +1,7 @@
 //! `GET /v1/resource-history`: one resource's energy and CO2e per hour or day,
-//! read from its facts, with its current inventory record when known.
+//! per hour read from its facts, per day from the per-resource daily rollup
+//! (migration 0029, so days stay answerable after the facts expire), with
+//! its current inventory record when known.
 
 use axum::Json;
 use axum::extract::{Extension, Query, State};
@@ -8,7 +10,7 @@ use sqlx::Row;
 
 use super::{DashboardError, DashboardState, bad};
 use crate::auth::Principal;
-use crate::query::QueryError;
+use crate::query::{QueryError, Source};
 use crate::query::params::{MAX_SERIES_BUCKETS, parse_instant};
 use crate::time::{DAY_S, HOUR_S};
 
@@ -30,6 +32,18 @@ FROM (SELECT period_start, energy_kwh, location_g_co2e, market_g_co2e FROM emiss
         AND s.period_start >= to_timestamp($5) AND s.period_start < to_timestamp($6)
         AND p <> ALL (s.superseded)) AS f
 GROUP BY 1 ORDER BY 1";
+
+/// The resource's days from the per-resource daily rollup (every group of
+/// the resource in a day summed; groups whose facts were all superseded
+/// are left out).
+const DAILY_HISTORY_SQL: &str = "
+SELECT extract(epoch FROM bucket_start)::bigint AS bucket,
+       sum(energy_kwh) AS energy_kwh, sum(location_g_co2e) / 1000.0 AS location_kg,
+       sum(market_g_co2e) / 1000.0 AS market_kg, sum(fact_count)::bigint AS facts
+FROM resource_rollup_daily
+WHERE account_id = $1 AND region = $2 AND resource_id = $3
+  AND bucket_start >= to_timestamp($5) AND bucket_start < to_timestamp($6) AND fact_count <> 0 AND $4::float8 > 0
+GROUP BY 1 HAVING sum(fact_count) > 0 ORDER BY 1";
 
 const RESOURCE_SQL: &str = "
 SELECT resource_type, service, team, tags::text AS tags, deleted,
@@ -102,9 +116,16 @@ pub async fn handler(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, DashboardError> {
     let req = parse(&pairs)?;
-    // Both statements in one snapshot; refused where the facts have expired.
+    // Both statements in one snapshot; refused where the level read (facts
+    // per hour, the per-resource daily rollup per day) has expired.
     let mut snapshot = s.engine.snapshot((s.clock)()).await?;
-    snapshot.check_facts(req.from_unix_s, req.to_unix_s).map_err(QueryError::from)?;
+    let daily = req.step_s == DAY_S;
+    if daily {
+        crate::query::plan::plan(req.from_unix_s, req.to_unix_s, &[Source::ResourceDaily], snapshot.horizons())
+            .map_err(QueryError::from)?;
+    } else {
+        snapshot.check_facts(req.from_unix_s, req.to_unix_s).map_err(QueryError::from)?;
+    }
     if !principal.scope.is_unrestricted() {
         // The resource's account OU and its inventory team decide; a
         // resource outside the scope answers as if it did not exist.
@@ -119,7 +140,7 @@ pub async fn handler(
             return Err(DashboardError::NotInScope);
         }
     }
-    let rows = sqlx::query(HISTORY_SQL)
+    let rows = sqlx::query(if daily { DAILY_HISTORY_SQL } else { HISTORY_SQL })
         .bind(&req.account)
         .bind(&req.region)
         .bind(&req.resource)

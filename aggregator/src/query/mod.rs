@@ -441,6 +441,9 @@ pub struct ResourceRow {
 /// Answer to a [`TopResourcesRequest`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopResourcesResponse {
+    /// Sources read, in time order (the per-resource daily rollup for whole
+    /// days, per-resource facts for ragged edges).
+    pub segments: Vec<Segment>,
     /// This page of resources.
     pub rows: Vec<ResourceRow>,
     /// Offset of the next page when there is one.

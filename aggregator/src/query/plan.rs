@@ -47,6 +47,9 @@ pub enum Source {
     /// `realtime_group_facts`: the agents' 5-minute group records, the
     /// real-time view of the last hour (not part of any total).
     Realtime,
+    /// `resource_rollup_daily` (migration 0029): one row per UTC day,
+    /// resource and group, for top resources.
+    ResourceDaily,
 }
 
 impl Source {
@@ -65,6 +68,7 @@ impl Source {
             Source::OrgTeamDaily => "org_team_rollup_daily",
             Source::OrgTeamMonthly => "org_team_rollup_monthly",
             Source::Realtime => "realtime_group_facts",
+            Source::ResourceDaily => "resource_rollup_daily",
         }
     }
 
@@ -80,7 +84,7 @@ impl Source {
     pub fn step_s(self) -> Option<i64> {
         match self {
             Source::Monthly | Source::OrgMonthly | Source::OrgTeamMonthly => None,
-            Source::Daily | Source::OrgDaily | Source::OrgTeamDaily => Some(DAY_S),
+            Source::Daily | Source::OrgDaily | Source::OrgTeamDaily | Source::ResourceDaily => Some(DAY_S),
             Source::Hourly | Source::OrgHourly => Some(HOUR_S),
             Source::FiveMinute | Source::OrgFiveMinute | Source::Realtime => Some(FIVE_MINUTES_S),
             Source::Facts => None,
@@ -102,6 +106,7 @@ impl Source {
             Source::OrgTeamDaily => "org_team_daily",
             Source::OrgTeamMonthly => "org_team_monthly",
             Source::Realtime => "realtime",
+            Source::ResourceDaily => "resource_daily",
         }
     }
 
@@ -201,7 +206,8 @@ impl Horizons {
             | Source::OrgMonthly
             | Source::OrgDaily
             | Source::OrgTeamDaily
-            | Source::OrgTeamMonthly => self.daily_unix_s,
+            | Source::OrgTeamMonthly
+            | Source::ResourceDaily => self.daily_unix_s,
         }
     }
 
@@ -361,6 +367,12 @@ pub const ORG_TOTALS_LEVELS: [Source; 4] =
 /// quality flag may use: team rollups for days and months, org rollups below.
 pub const TEAM_TOTALS_LEVELS: [Source; 4] =
     [Source::OrgTeamMonthly, Source::OrgTeamDaily, Source::OrgHourly, Source::OrgFiveMinute];
+
+/// The levels a top-resources query may use: the per-resource daily rollup
+/// for whole days, per-resource facts for ragged edges. An hourly
+/// per-resource level would hold about as many rows as the hourly facts of
+/// an edge, so there is none.
+pub const RESOURCE_LEVELS: [Source; 1] = [Source::ResourceDaily];
 
 /// Start of the bucket of `level` containing `t`.
 fn bucket_floor(level: Source, t: i64) -> i64 {
@@ -749,6 +761,22 @@ mod tests {
         let expired = plan(5 * DAY_S + 600, 5 * DAY_S + HOUR_S, &ORG_TOTALS_LEVELS, &h5(10 * DAY_S)).unwrap();
         assert!(expired.iter().all(|s| !s.source.is_five_minute()), "{expired:?}");
         assert_eq!(expired[1], Segment::add(Source::OrgHourly, 5 * DAY_S, 5 * DAY_S + HOUR_S));
+    }
+
+    #[test]
+    fn top_resources_read_whole_days_from_the_resource_rollup() {
+        // Seven whole days and a ragged head two hours into day 1: the day
+        // read whole minus its first two hours of facts.
+        let from = DAY_S + 2 * HOUR_S;
+        let got = plan(from, 8 * DAY_S, &RESOURCE_LEVELS, &Horizons::NONE).unwrap();
+        assert_tiles(&got, from, 8 * DAY_S, &Horizons::NONE);
+        assert_eq!(
+            plain(&got),
+            [(Source::Facts, DAY_S, from, true), (Source::ResourceDaily, DAY_S, 8 * DAY_S, false)]
+        );
+        // Whole days only: one segment of the rollup, nothing from the facts.
+        let got = plan(DAY_S, 31 * DAY_S, &RESOURCE_LEVELS, &Horizons::NONE).unwrap();
+        assert_eq!(plain(&got), [(Source::ResourceDaily, DAY_S, 31 * DAY_S, false)]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, Transaction};
 
 use super::horizons;
-use super::plan::{self, Horizons, ORG_TOTALS_LEVELS, RetentionError, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS};
+use super::plan::{
+    self, Horizons, ORG_TOTALS_LEVELS, RESOURCE_LEVELS, RetentionError, Segment, Source, TEAM_TOTALS_LEVELS, TOTALS_LEVELS,
+};
 use super::{
     Dimension, Filters, GroupRow, Metrics, Page, QualityShare, ResourceRow, SeriesRequest, SeriesResponse, SeriesRow,
     Step, TopResourcesRequest, TopResourcesResponse, TotalsRequest, TotalsResponse,
@@ -606,24 +608,15 @@ impl Snapshot {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// The resources with the largest location-based CO2e over a range,
-    /// from the per-resource facts; refused where those have expired.
+    /// The resources with the largest location-based CO2e over a range:
+    /// whole UTC days from the per-resource daily rollup (migration 0029,
+    /// at most one row per resource, group and day), ragged edges from the
+    /// per-resource facts (added, or subtracted from a whole day, whichever
+    /// reads fewer); refused where the levels that could answer an edge
+    /// have expired.
     pub async fn top_resources(&mut self, req: &TopResourcesRequest) -> Result<TopResourcesResponse, QueryError> {
-        self.check_facts(req.from_unix_s, req.to_unix_s)?;
-        let sums = crate::accounting::MEASURE_COLUMNS.map(|c| format!("sum({c})::float8")).join(", ");
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT account_id, region, resource_id, \
-             (array_agg(service ORDER BY period_start DESC))[1], \
-             (array_agg(resource_type ORDER BY period_start DESC))[1], \
-             (array_agg(team ORDER BY period_start DESC))[1], \
-             {sums}, count(*)::bigint FROM emission_facts_all_parts"
-        ));
-        push_range(&mut qb, "period_start", req.from_unix_s, req.to_unix_s);
-        push_filters(&mut qb, &req.filters, "", None);
-        qb.push(" GROUP BY account_id, region, resource_id ORDER BY 8 DESC, 1, 2, 3 LIMIT ");
-        qb.push_bind(i64::from(req.page.limit) + 1);
-        qb.push(" OFFSET ");
-        qb.push_bind(req.page.offset as i64);
+        let segments = plan::plan(req.from_unix_s, req.to_unix_s, &RESOURCE_LEVELS, &self.horizons)?;
+        let mut qb = top_resources_query(&segments, &req.filters, req.page);
         let rows = qb.build().fetch_all(&mut *self.tx).await?;
         let rows = rows
             .iter()
@@ -641,8 +634,93 @@ impl Snapshot {
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let (rows, next_offset) = paginate(rows, req.page);
         let factor_sets = crate::lineage::read(&mut self.tx, req.from_unix_s, req.to_unix_s, &req.filters.account).await?;
-        Ok(TopResourcesResponse { rows, next_offset, factor_sets })
+        Ok(TopResourcesResponse { segments, rows, next_offset, factor_sets })
     }
+}
+
+/// The top-resources statement over `segments` (per-resource daily rollup
+/// or facts, signed). First ranks resources by location-based CO2e reading
+/// only the keys, that measure and the count of every row of the range
+/// (one hash aggregation; groups with no live fact dropped), then reads the
+/// page's resources again whole (the rollup through its (account, region,
+/// resource, day) index): every measure, and the service, resource type and
+/// team of the resource's group with the latest period start among the
+/// rows with live facts (as the facts query reported the latest fact's).
+/// Columns: account, region, resource, service, resource type, team,
+/// measures, fact count.
+fn top_resources_query<'a>(segments: &[Segment], filters: &Filters, page: Page) -> QueryBuilder<'a, Postgres> {
+    let sums = crate::accounting::MEASURE_COLUMNS.map(|c| format!("COALESCE(sum({c}), 0)::float8 AS {c}")).join(", ");
+    let measures = crate::accounting::columns("m.");
+    // The signed rows of every segment; `wide` selects every measure and
+    // the labels, and only the ranked resources.
+    let union = |qb: &mut QueryBuilder<'a, Postgres>, wide: bool| {
+        if segments.is_empty() {
+            qb.push(format!(
+                "SELECT NULL::text AS account_id, NULL::text AS region, NULL::text AS resource_id, \
+                 NULL::text AS service, NULL::text AS resource_type, NULL::text AS team, {}, 0::bigint AS fact_count, \
+                 NULL::timestamptz AS last_period_start WHERE false",
+                crate::accounting::MEASURE_COLUMNS.map(|c| format!("0::float8 AS {c}")).join(", ")
+            ));
+        }
+        for (i, seg) in segments.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            let sign = if seg.subtract { "-" } else { "" };
+            let (count, last) = if seg.source == Source::Facts {
+                ("1::bigint", "period_start")
+            } else {
+                ("fact_count", "last_period_start")
+            };
+            let columns = if wide {
+                format!(
+                    "service, resource_type, team, {}, {sign}{count} AS fact_count, {last} AS last_period_start",
+                    crate::accounting::MEASURE_COLUMNS.map(|c| format!("{sign}{c} AS {c}")).join(", ")
+                )
+            } else {
+                format!("{sign}location_g_co2e AS location_g_co2e, {sign}{count} AS fact_count")
+            };
+            qb.push(format!("SELECT account_id, region, resource_id, {columns} FROM {}", seg.source.table()));
+            push_range(qb, seg.source.time_column(), seg.from_unix_s, seg.to_unix_s);
+            if seg.source != Source::Facts {
+                // Groups whose facts were all superseded stay with a zero count.
+                qb.push(" AND fact_count <> 0");
+            }
+            if wide {
+                qb.push(" AND (account_id, region, resource_id) IN (SELECT account_id, region, resource_id FROM r)");
+            }
+            push_filters(qb, filters, "", None);
+        }
+    };
+    let mut qb = QueryBuilder::new(
+        "WITH r AS (SELECT account_id, region, resource_id, sum(location_g_co2e) AS location_g_co2e FROM (",
+    );
+    union(&mut qb, false);
+    qb.push(") u GROUP BY 1, 2, 3 HAVING sum(fact_count) > 0 ORDER BY 4 DESC, 1, 2, 3 LIMIT ");
+    qb.push_bind(i64::from(page.limit) + 1);
+    qb.push(" OFFSET ");
+    qb.push_bind(page.offset as i64);
+    qb.push("), w AS MATERIALIZED (");
+    union(&mut qb, true);
+    qb.push(format!(
+        "), m AS (
+            SELECT account_id, region, resource_id, {sums}, sum(fact_count)::bigint AS fact_count
+            FROM w GROUP BY 1, 2, 3
+         ),
+         labels AS (
+            SELECT DISTINCT ON (g.account_id, g.region, g.resource_id) g.account_id, g.region, g.resource_id,
+                   g.service, g.resource_type, g.team
+            FROM (SELECT account_id, region, resource_id, service, resource_type, team,
+                         max(last_period_start) FILTER (WHERE fact_count > 0) AS last_period_start
+                  FROM w GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(fact_count) > 0) g
+            ORDER BY g.account_id, g.region, g.resource_id, g.last_period_start DESC NULLS LAST, g.service,
+                     g.resource_type, g.team
+         )
+         SELECT r.account_id, r.region, r.resource_id, l.service, l.resource_type, l.team, {measures}, m.fact_count
+         FROM r JOIN m USING (account_id, region, resource_id) JOIN labels l USING (account_id, region, resource_id)
+         ORDER BY r.location_g_co2e DESC, 1, 2, 3"
+    ));
+    qb
 }
 
 #[cfg(test)]

@@ -256,6 +256,24 @@ async fn resource_history_counts_only_the_newest_revision() {
     assert!(close(rows[0]["energy_kwh"].as_f64().unwrap(), replacement.energy_kwh), "{history}");
     assert!(close(rows[1]["energy_kwh"].as_f64().unwrap(), first[1].energy_kwh), "{history}");
     assert!((replacement.energy_kwh - f.energy_kwh).abs() > 1e-9, "the revisions must differ for the test to mean anything");
+    // Per day (the per-resource daily rollup): the same two facts.
+    let day = hour - hour.rem_euclid(86_400);
+    let daily = get_json(
+        &app,
+        &format!(
+            "/v1/resource-history?account={}&region={}&resource={}&from={day}&to={}&step=1d",
+            f.account_id,
+            f.region,
+            f.resource_id,
+            day + 2 * 86_400
+        ),
+    )
+    .await;
+    let days = daily["rows"].as_array().unwrap();
+    let in_first_day = i64::from(hour + 3_600 < day + 86_400) + 1;
+    assert_eq!(days[0]["fact_count"], in_first_day, "{daily}");
+    let kwh: f64 = days.iter().map(|d| d["energy_kwh"].as_f64().unwrap()).sum();
+    assert!(close(kwh, replacement.energy_kwh + first[1].energy_kwh), "{daily}");
 
     // The fleet sees the agent's newest data hour through the segments.
     let fleet = get_json(&app, &format!("/v1/fleet?now={NOW}")).await;

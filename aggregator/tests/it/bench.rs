@@ -26,6 +26,8 @@ fn tiny() -> BenchConfig {
         facts_days: 8,
         sample_accounts: 3,
         resources_per_sample_account: 5,
+        resource_rollup_accounts: 3,
+        resource_rollup_days: 8,
         runs: 2,
         ingest_batches: 1,
         now_unix_s: NOW,
@@ -113,6 +115,8 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
         ("org_rollup_monthly", org_groups * 3),
         ("org_team_rollup_daily", team_groups * 70),
         ("org_team_rollup_monthly", team_groups * 3),
+        // 3 accounts x 5 resources, one row per day from 11-01 (8 days + 13 hours).
+        ("resource_rollup_daily", 15 * 9),
     ];
     for (table, rows) in expected {
         assert_eq!(count(&db, &format!("SELECT count(*) FROM {table}")).await, rows, "{table}");
@@ -212,10 +216,29 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
     assert_eq!(n, 90 * 12);
     assert!(diff < 1e-15, "group records vs 5-minute rollups: {diff}");
 
+    // The per-resource daily rollup rows of the sampled accounts equal the
+    // daily sums of their facts (same formula, same hours, same labels).
+    let (diff, n) = max_rel_diff(
+        &db,
+        "SELECT r.location_g_co2e, f.location_g_co2e
+         FROM resource_rollup_daily r
+         JOIN (SELECT date_bin(interval '1 day', period_start, timestamptz 'epoch') AS bucket_start, account_id,
+                      region, resource_id, service, resource_type, team, quality,
+                      sum(location_g_co2e) AS location_g_co2e, count(*) AS n
+               FROM emission_facts_all GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) f
+           USING (bucket_start, account_id, region, resource_id, service, resource_type, team, quality)
+         WHERE r.fact_count = f.n",
+    )
+    .await;
+    assert_eq!(n, 15 * 9);
+    assert!(diff < 1e-12, "per-resource daily rollup vs facts: {diff}");
+
     let report = bench::measure(&db.pool, &cfg, &loaded).await.expect("measure");
     let text = report.render();
     println!("{text}");
-    assert_eq!(report.queries.len(), 10);
+    // Ten query types, and top 20 over 3 and 7 days (30 days needs 30 days
+    // of per-resource daily rows; 8 are loaded).
+    assert_eq!(report.queries.len(), 12);
     // Served by the team rollups (no OU, region, service or type).
     let org_daily_series = report.queries.iter().find(|q| q.name == "series daily 13 months org").expect("daily series");
     assert!(org_daily_series.relations_read.iter().any(|r| r.table == "org_team_rollup_daily"), "{org_daily_series:?}");
@@ -248,15 +271,26 @@ async fn tiny_bench_loads_the_formula_and_reads_only_loaded_depth() {
     let one_account = q("totals 13 months one account by region");
     assert!((1..=3).contains(&one_account.rows), "3 series in at most 3 regions: {}", one_account.rows);
     assert_eq!(one_account.relations_read.iter().map(|r| r.table.as_str()).collect::<Vec<_>>(), ["rollup_daily", "rollup_monthly"]);
-    let top = q("top 10 resources 7 days one sampled account");
+    let top = q("top 10 resources ragged 7 days one sampled account");
     assert_eq!(top.rows, 5);
-    // The view's data is in the segment partition of November (the 7 days
-    // lie in it), which the probe saw scanned; the row table's partition is
-    // empty but exists, as native mode creates both.
+    // Whole days from the per-resource daily rollup (migration 0029), the
+    // ragged edges from the facts: the view's data is in the segment
+    // partition of November (the 7 days lie in it), which the probe saw
+    // scanned; the row table's partition is empty but exists, as native
+    // mode creates both.
     let top_tables: Vec<(&str, u32, Option<i64>)> =
         top.relations_read.iter().map(|r| (r.table.as_str(), r.relations, r.oldest_partition_from_unix_s)).collect();
     assert!(top_tables.contains(&("emission_fact_segments", 1, Some(1_793_491_200))), "{top_tables:?}");
-    assert!(top_tables.iter().all(|t| t.0.starts_with("emission_fact")), "{top_tables:?}");
+    assert!(top_tables.iter().any(|t| t.0 == "resource_rollup_daily"), "{top_tables:?}");
+    assert!(top_tables.iter().all(|t| t.0.starts_with("emission_fact") || t.0 == "resource_rollup_daily"), "{top_tables:?}");
+    // Top 20 of every resource over whole days: the per-resource daily
+    // rollup only, all 15 resources.
+    for name in ["top 20 resources 3 days", "top 20 resources 7 days"] {
+        let top = q(name);
+        assert_eq!(top.rows, 15, "{name}");
+        assert_eq!(top.relations_read.iter().map(|r| r.table.as_str()).collect::<Vec<_>>(), ["resource_rollup_daily"], "{name}");
+    }
+    assert!(!report.queries.iter().any(|q| q.name == "top 20 resources 30 days"), "only 8 days loaded");
     assert!(text.contains("segments layout"), "{text}");
     assert!(text.contains("MEASURED load") && text.contains("PROJECTED full-depth dataset"), "{text}");
     let hourly_table = report.tables.iter().find(|t| t.table == "rollup_hourly").expect("rollup_hourly");
@@ -395,7 +429,7 @@ async fn rows_and_segments_layouts_hold_the_same_facts_and_answer_alike() {
 
     // The rows layout's probe sees the rows' partition scanned.
     let report = bench::measure(&rows_db.pool, &rows_cfg, &from_rows).await.expect("measure rows");
-    let top = report.queries.iter().find(|q| q.name == "top 10 resources 7 days one sampled account").expect("top");
+    let top = report.queries.iter().find(|q| q.name == "top 10 resources ragged 7 days one sampled account").expect("top");
     assert!(
         top.relations_read
             .iter()

@@ -607,6 +607,8 @@ async fn verify(pool: &PgPool, case: &Case, arrived: &[Rec], context: &str) -> R
             return Err(format!("{table}: stored {got:?}, model {want:?} ({context})"));
         }
     }
+    // The per-resource daily rollup (migration 0029) follows the same rule.
+    crate::support::resource_rollup_mismatches(pool).await.map_err(|e| format!("{e} ({context})"))?;
     Ok(())
 }
 

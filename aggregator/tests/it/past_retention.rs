@@ -103,14 +103,19 @@ async fn ranges_past_the_hourly_retention_are_exact_or_refused() {
     assert!(err.starts_with("parameter from: ") && err.contains("2025-11-01T00:00:00Z"), "{err}");
     let daily = engine.series(&series(Step::Day, DAY, DAY + DAY_S), NOW).await.unwrap();
     assert_eq!(daily.rows.iter().map(|r| r.metrics.energy_kwh).sum::<f64>(), 24.0);
-    // Per-resource facts of the expired month: refused, not an empty list.
+    // Top resources of the expired month: whole days from the per-resource
+    // daily rollup (migration 0029, kept like the daily rollups); a ragged
+    // edge needs the expired facts: refused, not an empty list.
     let top = TopResourcesRequest {
         from_unix_s: DAY,
         to_unix_s: DAY + DAY_S,
         filters: Filters::default(),
         page: Page::default(),
     };
-    let err = engine.top_resources(&top, NOW).await.unwrap_err().to_string();
+    let whole = engine.top_resources(&top, NOW).await.unwrap();
+    assert_eq!((whole.rows.len(), whole.rows[0].metrics.energy_kwh, whole.rows[0].metrics.fact_count), (1, 24.0, 24));
+    let ragged = TopResourcesRequest { from_unix_s: DAY + 3 * HOUR_S, ..top };
+    let err = engine.top_resources(&ragged, NOW).await.unwrap_err().to_string();
     assert!(err.starts_with("parameter from: ") && err.contains("per-resource facts"), "{err}");
     // Within retention nothing changes: a range starting at the horizon plans as before.
     let horizon = 20_393 * DAY_S; // 2025-11-01
@@ -180,9 +185,27 @@ async fn http_and_grpc_refuse_with_the_boundary() {
     let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(body["total"]["energy_kwh"], 24.0);
 
-    // Per-resource answers and series past their horizons: 400 naming `from`.
+    // Per-resource answers and series past their horizons: 400 naming `from`
+    // (top resources over whole days are answered from the per-resource
+    // daily rollup, migration 0029; a ragged edge is refused).
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/v1/top-resources?from=2025-10-05&to=2025-10-06").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["rows"][0]["metrics"]["energy_kwh"], 24.0, "{body}");
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/v1/top-resources?from=2025-10-05T03:00:00Z&to=2025-10-06").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = serde_json::from_slice(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(body["parameter"], "from", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("round from to 2025-10-05T00:00:00Z or 2025-10-06T00:00:00Z"), "{body}");
     for uri in [
-        "/v1/top-resources?from=2025-10-05&to=2025-10-06",
         "/v1/resource-history?account=222222222222&region=eu-west-1&resource=r1&from=2025-10-05&to=2025-10-06&step=1h",
         "/v1/series?from=2025-10-05&to=2025-10-06&step=1h",
     ] {

@@ -5,7 +5,8 @@ use canopy_aggregator::maintenance::RetentionPolicy;
 use canopy_aggregator::model::{Batch, FactRow};
 use canopy_aggregator::query::params::parse_realtime;
 use canopy_aggregator::query::{
-    Dimension, Filters, Metrics, Page, QueryEngine, SeriesRequest, Source, Step, TopResourcesRequest, TotalsRequest,
+    Dimension, Filters, Metrics, Page, QueryEngine, QueryError, Segment, SeriesRequest, Source, Step, TopResourcesRequest,
+    TotalsRequest,
 };
 use canopy_aggregator::time::{DAY_S, FIVE_MINUTES_S, HOUR_S};
 use sqlx::Row;
@@ -159,6 +160,8 @@ async fn rollups_sum_to_the_raw_facts() {
     .await
     .unwrap();
     assert_eq!(max_rev, 0);
+    // The per-resource daily rollup (migration 0029), per resource, day and group.
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
 }
 
 #[tokio::test]
@@ -285,7 +288,8 @@ async fn series_top_resources_and_pages_equal_brute_force() {
         assert!(resp.rows.windows(2).all(|w| w[0].bucket_start_unix_s <= w[1].bucket_start_unix_s));
     }
 
-    // Top resources over two days, all accounts, then filtered by team.
+    // Top resources over two days, all accounts, then filtered by team:
+    // the first page ranked exactly as the brute force ranks.
     for filters in [Filters::default(), Filters { team: vec!["web".into()], ..Filters::default() }] {
         let req = TopResourcesRequest { from_unix_s: T0, to_unix_s: T0 + 2 * DAY_S, filters: filters.clone(), page: Page { limit: 5, offset: 0 } };
         let resp = engine.top_resources(&req, T0 + 2 * DAY_S).await.unwrap();
@@ -296,12 +300,14 @@ async fn series_top_resources_and_pages_equal_brute_force() {
         ranked.sort_by(|a, b| b.1.0[1].total_cmp(&a.1.0[1]).then(a.0.cmp(b.0)));
         assert_eq!(resp.rows.len(), 5);
         assert!(resp.next_offset == Some(5));
+        // Whole days: the per-resource daily rollup only (migration 0029).
+        assert_eq!(resp.segments, vec![Segment::add(Source::ResourceDaily, T0, T0 + 2 * DAY_S)]);
         for (row, (key, w)) in resp.rows.iter().zip(ranked.iter()) {
             assert_eq!(&vec![row.account_id.clone(), row.region.clone(), row.resource_id.clone()], *key);
             assert_metrics(&row.metrics, w, "top resources");
         }
     }
-
+    top_resources_equal_brute_force(&engine, &facts, &mut rng).await;
     // Pagination walks every group exactly once.
     let base = TotalsRequest {
         from_unix_s: T0,
@@ -325,6 +331,82 @@ async fn series_top_resources_and_pages_equal_brute_force() {
     assert_eq!(walked, full.rows);
     // 3 accounts x 2 regions x 4 teams x 3 qualities at most.
     assert!(full.rows.len() > 30 && full.rows.len() <= 72, "{}", full.rows.len());
+}
+
+/// Top resources over random ranges (whole UTC days, ragged edges at any
+/// second, hours) and filters, near and far from the data (far: 5-minute
+/// rollups expired, and at 500 days the facts too): every resource, its
+/// sums (parts included), fact count and labels (its latest fact's
+/// service, resource type and team) equal the brute force over the live
+/// facts, in location-based order; whole days are read from the
+/// per-resource daily rollup, edges from the facts, and past the facts'
+/// retention whole days are still answered and ragged edges refused.
+async fn top_resources_equal_brute_force(engine: &QueryEngine, facts: &[Stored], rng: &mut Rng) {
+    let mut sources_seen = std::collections::HashSet::new();
+    for i in 0..36 {
+        let (from, to) = match i % 3 {
+            0 => {
+                let a = T0 - DAY_S + rng.below(4) as i64 * DAY_S;
+                (a, a + (1 + rng.below(3) as i64) * DAY_S)
+            }
+            1 => {
+                let a = T0 - HOUR_S + rng.below(4 * DAY_S as u64) as i64;
+                let b = T0 - HOUR_S + rng.below(4 * DAY_S as u64) as i64;
+                (a.min(b), a.max(b) + 1)
+            }
+            _ => {
+                let a = T0 + rng.below(72) as i64 * HOUR_S;
+                (a, a + (1 + rng.below(60) as i64) * HOUR_S)
+            }
+        };
+        let filters = if i % 4 == 0 { Filters::default() } else { random_filters(rng) };
+        let req = TopResourcesRequest { from_unix_s: from, to_unix_s: to, filters, page: Page { limit: 10_000, offset: 0 } };
+        let now = if i % 2 == 0 { T0 + 4 * DAY_S } else { T0 + 90 * DAY_S };
+        let resp = engine.top_resources(&req, now).await.unwrap();
+        sources_seen.extend(resp.segments.iter().map(|s| (s.source, s.subtract)));
+        let context = format!("top resources {i}: {req:?} {:?}", resp.segments);
+        let want = brute_group(facts, |f| matches(f, &req.filters, from, to), |f| {
+            vec![f.account.clone(), f.region.clone(), f.resource_id.clone()]
+        });
+        let got: BTreeMap<Vec<String>, &canopy_aggregator::query::ResourceRow> = resp
+            .rows
+            .iter()
+            .map(|r| (vec![r.account_id.clone(), r.region.clone(), r.resource_id.clone()], r))
+            .collect();
+        assert_eq!(got.len(), resp.rows.len(), "{context}: a resource listed twice");
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{context}");
+        for (k, w) in &want {
+            let row = got[k];
+            assert_metrics(&row.metrics, w, &format!("{context} {k:?}"));
+            let latest = facts
+                .iter()
+                .filter(|f| matches(f, &req.filters, from, to) && [&f.account, &f.region, &f.resource_id] == [&k[0], &k[1], &k[2]])
+                .max_by_key(|f| f.start)
+                .unwrap();
+            assert_eq!(
+                (&row.service, &row.resource_type, &row.team),
+                (&latest.service, &latest.resource_type, &latest.team),
+                "{context} {k:?}"
+            );
+        }
+        assert!(resp.rows.windows(2).all(|w| w[0].metrics.location_kg_co2e >= w[1].metrics.location_kg_co2e), "{context}");
+    }
+    for seen in [(Source::ResourceDaily, false), (Source::Facts, false), (Source::Facts, true)] {
+        assert!(sources_seen.contains(&seen), "{seen:?} never used: {sources_seen:?}");
+    }
+    // Past the facts' 13 months: whole days from the per-resource daily
+    // rollup alone, ragged edges refused naming the edge.
+    let far = T0 + 500 * DAY_S;
+    let whole = TopResourcesRequest { from_unix_s: T0, to_unix_s: T0 + 2 * DAY_S, filters: Filters::default(), page: Page { limit: 10_000, offset: 0 } };
+    let resp = engine.top_resources(&whole, far).await.unwrap();
+    assert_eq!(resp.segments, vec![Segment::add(Source::ResourceDaily, T0, T0 + 2 * DAY_S)]);
+    let count: i64 = resp.rows.iter().map(|r| r.metrics.fact_count).sum();
+    assert_eq!(count, facts.iter().filter(|f| f.start >= T0 && f.start < T0 + 2 * DAY_S).count() as i64);
+    let ragged = TopResourcesRequest { from_unix_s: T0 + HOUR_S, ..whole };
+    match engine.top_resources(&ragged, far).await {
+        Err(QueryError::OutsideRetention(e)) => assert_eq!((e.parameter, e.round_down_unix_s, e.round_up_unix_s), ("from", T0, T0 + DAY_S)),
+        other => panic!("expected a refusal, found {:?}", other.map(|r| r.segments)),
+    }
 }
 
 #[tokio::test]

@@ -28,9 +28,10 @@ use tower::ServiceExt;
 
 use crate::support::{T0, TestDb, fact, store};
 
-/// Facts behind the heavy query (one day of hourly facts of 12,500 resources):
-/// `top-resources` over all time groups all of them (about 1 to 3 s on a
-/// 2-core machine).
+/// Facts behind the heavy query (one fact a day of 12,500 resources over
+/// 24 days of one month, and their per-resource daily rollup rows, as
+/// ingest would keep them): `top-resources` over all time groups all
+/// 300,000 rollup rows (whole days read from the rollup, migration 0029).
 const HEAVY_FACTS: i64 = 300_000;
 /// The widest range the facts' retention still answers: from the start of
 /// the month 12 months back (past it the planner refuses with a 400, issue
@@ -71,7 +72,7 @@ async fn load_heavy_facts(pool: &PgPool) {
         "INSERT INTO emission_facts (period_start, period_s, account_id, region, record_key, revision, resource_id, \
          resource_type, service, team, quality, energy_kwh, location_g_co2e, market_g_co2e, low_g_co2e, high_g_co2e, \
          methodology_version, factor_source, factor_vintage, agent_id, batch_sequence) \
-         SELECT to_timestamp($1 + (g % 24) * 3600), 3600, (100000000000 + g % 7)::text, 'eu-west-1', \
+         SELECT to_timestamp($1 + (g % 24) * 86400), 3600, (100000000000 + g % 7)::text, 'eu-west-1', \
                 'heavy' || (g / 24) || '/total', 1, 'heavy' || (g / 24), 'ec2:instance', 'AmazonEC2', 'web', \
                 'estimated', (g % 1000) / 1000.0, g % 500, g % 250, g % 400, g % 600, 'canopy-1', 'ccf', '2024', \
                 'flood-agent', 0 \
@@ -82,6 +83,24 @@ async fn load_heavy_facts(pool: &PgPool) {
     .execute(pool)
     .await
     .unwrap();
+    // The per-resource daily rollup of those facts, as migration 0029's
+    // backfill builds it (ingest keeps it in the same transaction; on the
+    // TimescaleDB path it is a continuous aggregate over the facts).
+    let mode = canopy_aggregator::db::storage_mode(pool).await.unwrap();
+    let measures = canopy_aggregator::accounting::MEASURE_COLUMNS.join(", ");
+    let sums = canopy_aggregator::accounting::MEASURE_COLUMNS.map(|c| format!("sum({c})")).join(", ");
+    let rollup_sql = format!(
+        "INSERT INTO resource_rollup_daily (bucket_start, account_id, region, resource_id, service, resource_type, team,
+                quality, {measures}, fact_count, last_period_start)
+         SELECT date_bin(interval '1 day', period_start, timestamptz 'epoch'), account_id, region, resource_id, service,
+                resource_type, team, quality, {sums}, count(*), max(period_start)
+         FROM emission_facts_all_parts GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    );
+    let rollup = sqlx::query(&rollup_sql);
+    if mode == canopy_aggregator::db::StorageMode::Native {
+        rollup.execute(pool).await.unwrap();
+        sqlx::query("ANALYZE resource_rollup_daily").execute(pool).await.unwrap();
+    }
     sqlx::query("ANALYZE emission_facts").execute(pool).await.unwrap();
 }
 

@@ -176,6 +176,8 @@ async fn a_changed_hourly_version_restates_exactly_the_affected_periods_and_resu
         assert_eq!((s.0.as_str(), s.1, s.4.as_str()), (w.0, w.1, w.3));
         assert!(close(s.3, s.2 * w.2), "{s:?}: {} x {}", s.2, w.2);
     }
+    // The per-resource daily rollup (migration 0029) was restated with them.
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
 
     // The record: cause, the one day, and the two account-months touched,
     // whose before/after are the API's answers before and after.
@@ -272,6 +274,7 @@ async fn a_changed_market_version_restates_its_region_and_year_only() {
     let after23 = api(&t.pool, "111111111111", &[], JAN_2023, FEB_2023).await;
     let embodied = facts[0].parts().embodied_g_co2e;
     assert!(close(after23.1, embodied), "market = embodied only: {after23:?} vs {embodied}");
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
     assert_eq!(after23.0, jan23.0, "location-based unchanged");
     assert_eq!(api(&t.pool, "111111111111", &[], JAN_2024, FEB_2024).await, jan24, "2024 untouched");
     assert_eq!(api(&t.pool, "222222222222", &[], JAN_2023, FEB_2023).await, other, "us-east-1 untouched");
@@ -364,6 +367,7 @@ async fn concurrent_ingest_during_a_restatement_loses_nothing() {
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM emission_facts_all_parts").fetch_one(&t.pool).await.unwrap();
     assert_eq!(count as usize, model.len());
+    crate::support::resource_rollup_mismatches(&t.pool).await.unwrap();
     let r = only(&t.pool).await;
     assert_eq!((r.state.as_str(), r.new_version), ("done", 2));
 }

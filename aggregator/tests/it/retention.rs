@@ -1,6 +1,6 @@
 use canopy_aggregator::maintenance::{self, RetentionPolicy, partition_name};
 use canopy_aggregator::model::Batch;
-use canopy_aggregator::query::{Dimension, Filters, Page, QueryEngine, TotalsRequest};
+use canopy_aggregator::query::{Dimension, Filters, Page, QueryEngine, Source, TopResourcesRequest, TotalsRequest};
 use canopy_aggregator::time::{DAY_S, HOUR_S, days_from_civil, month_start_shifted};
 
 use crate::support::{T0, TestDb, fact, store};
@@ -68,8 +68,10 @@ async fn retention_drops_only_expired_partitions() {
     let policy = RetentionPolicy { daily_months: Some(1), ..RetentionPolicy::default() };
     let r = maintenance::run(&t.pool, &policy, now).await.unwrap();
     // cutoff 2026-10-01: removes 2025-09-15 from daily and September 2025
-    // from monthly, account-level, org and team.
-    assert_eq!(r.daily_rows_deleted, 6);
+    // from monthly, account-level, org and team, and the resource's row of
+    // 2025-09-15 from the per-resource daily rollup.
+    assert_eq!(r.daily_rows_deleted, 7);
+    assert_eq!(count(&t.pool, "resource_rollup_daily").await, 2);
     assert_eq!(count(&t.pool, "rollup_daily").await, 2);
     assert_eq!(count(&t.pool, "rollup_monthly").await, 2);
     assert_eq!(count(&t.pool, "org_rollup_daily").await, 2);
@@ -145,7 +147,7 @@ async fn daily_retention_applies_to_the_team_rollups_too() {
     let report = maintenance::run(&t.pool, &policy, now).await.unwrap();
     let kept_days = vec![starts[1], starts[2]];
     let kept_months = vec![day(2026, 9, 1), day(2026, 10, 1)];
-    for table in ["rollup_daily", "org_rollup_daily", "org_team_rollup_daily"] {
+    for table in ["rollup_daily", "org_rollup_daily", "org_team_rollup_daily", "resource_rollup_daily"] {
         assert_eq!(buckets(&t.pool, table).await, kept_days, "{table}");
     }
     for table in ["rollup_monthly", "org_rollup_monthly", "org_team_rollup_monthly"] {
@@ -182,11 +184,34 @@ async fn daily_retention_applies_to_the_team_rollups_too() {
         "WITH f AS (SELECT * FROM emission_facts_all WHERE period_start < '2026-09-01T00:00:00Z')
          SELECT 2 * ((SELECT count(DISTINCT (account_id, region, service, resource_type, team, quality)) FROM f)
                    + (SELECT count(DISTINCT (region, service, resource_type, team, quality)) FROM f)
-                   + (SELECT count(DISTINCT (team, quality)) FROM f))",
+                   + (SELECT count(DISTINCT (team, quality)) FROM f))
+                + (SELECT count(DISTINCT (account_id, region, resource_id, service, resource_type, team, quality)) FROM f)",
     )
     .fetch_one(&t.pool)
     .await
     .unwrap();
     assert!(august >= 6);
     assert_eq!(report.daily_rows_deleted, august as u64);
+
+    // Top resources over the same three months: August (its per-resource
+    // daily rows deleted) from the facts, September and October from the
+    // per-resource daily rollup; every resource's three hours counted once.
+    let top = engine
+        .top_resources(
+            &TopResourcesRequest {
+                from_unix_s: day(2026, 8, 1),
+                to_unix_s: day(2026, 11, 1),
+                filters: Filters::default(),
+                page: Page { limit: 100, offset: 0 },
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let sources: Vec<(Source, i64)> = top.segments.iter().map(|s| (s.source, s.from_unix_s)).collect();
+    assert_eq!(sources, vec![(Source::Facts, day(2026, 8, 1)), (Source::ResourceDaily, day(2026, 9, 1))]);
+    assert_eq!(top.rows.len(), 8);
+    assert!(top.rows.iter().all(|r| r.metrics.fact_count == 3), "{:?}", top.rows);
+    let top_kwh: f64 = top.rows.iter().map(|r| r.metrics.energy_kwh).sum();
+    assert!((top_kwh - expected_kwh).abs() < 1e-9, "{top_kwh} vs {expected_kwh}");
 }

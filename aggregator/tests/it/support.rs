@@ -172,8 +172,9 @@ pub async fn store_unsettled(pool: &PgPool, batch: &Batch) -> StoreOutcome {
     outcome
 }
 
-/// The continuous aggregates, lowest level first.
-pub const AGGREGATES: [&str; 4] = ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly"];
+/// The continuous aggregates, lowest level first (the per-resource daily
+/// one of migration 0029 reads the facts).
+pub const AGGREGATES: [&str; 5] = ["rollup_5m", "rollup_hourly", "rollup_daily", "rollup_monthly", "resource_rollup_daily"];
 
 /// TimescaleDB path: runs, now and in hierarchy order, the refresh policies
 /// of the continuous aggregates (the jobs the extension's scheduler runs
@@ -404,4 +405,41 @@ pub fn brute_group(
         e.1 += 1;
     }
     out
+}
+
+/// The per-resource daily rollup (migration 0029) against the live facts:
+/// per (UTC day, account, region, resource, service, resource type, team,
+/// quality) the same fact count and every measure (parts included), and
+/// no row with a live count but no facts. Both paths (TimescaleDB: after
+/// [`settle`]). The error names the first rows that differ.
+pub async fn resource_rollup_mismatches(pool: &PgPool) -> Result<(), String> {
+    settle_if_timescaledb(pool).await;
+    use canopy_aggregator::accounting::MEASURE_COLUMNS;
+    let f_sums = MEASURE_COLUMNS.map(|c| format!("sum({c}) AS {c}")).join(", ");
+    let r_cols = MEASURE_COLUMNS.join(", ");
+    let differs = MEASURE_COLUMNS
+        .map(|c| format!("abs(COALESCE(f.{c}, 0) - COALESCE(r.{c}, 0)) > 1e-6 * (1 + abs(COALESCE(f.{c}, 0)))"))
+        .join(" OR ");
+    let rows: Vec<String> = sqlx::query_scalar(&format!(
+        "WITH f AS (
+            SELECT date_bin(interval '1 day', period_start, timestamptz 'epoch') AS d, account_id, region,
+                   resource_id, service, resource_type, team, quality, {f_sums}, count(*) AS n
+            FROM emission_facts_all_parts GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+         ),
+         r AS (
+            SELECT bucket_start AS d, account_id, region, resource_id, service, resource_type, team, quality,
+                   {r_cols}, fact_count AS n
+            FROM resource_rollup_daily WHERE fact_count <> 0
+         )
+         SELECT format('%s %s/%s/%s %s/%s/%s/%s: facts %s (%s g) rollup %s (%s g)', d, account_id, region,
+                       resource_id, service, resource_type, team, quality, f.n, f.location_g_co2e, r.n,
+                       r.location_g_co2e)
+         FROM f FULL JOIN r USING (d, account_id, region, resource_id, service, resource_type, team, quality)
+         WHERE f.n IS DISTINCT FROM r.n OR {differs}
+         ORDER BY 1 LIMIT 5"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    if rows.is_empty() { Ok(()) } else { Err(format!("per-resource daily rollup differs from the facts: {rows:?}")) }
 }
