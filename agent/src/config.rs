@@ -455,14 +455,14 @@ impl AgentConfig {
             return invalid("source.resources", "at least 1 simulated resource", "0".into());
         }
         let i = &self.intervals;
-        if !(60..=3600).contains(&i.cycle_s) || i.cycle_s % 300 != 0 && 300 % i.cycle_s != 0 {
+        if !(60..=3600).contains(&i.cycle_s) || !i.cycle_s.is_multiple_of(300) && !300_u32.is_multiple_of(i.cycle_s) {
             return invalid(
                 "intervals.cycle_s",
                 "60..=3600 seconds, a divisor or multiple of 300",
                 i.cycle_s.to_string(),
             );
         }
-        if i.utilisation_s < 3600 || i.utilisation_s % 3600 != 0 || i.utilisation_s > 86_400 {
+        if i.utilisation_s < 3600 || !i.utilisation_s.is_multiple_of(3600) || i.utilisation_s > 86_400 {
             return invalid(
                 "intervals.utilisation_s",
                 "a whole number of hours between 3600 and 86400 seconds",

@@ -143,7 +143,7 @@ impl Sink for OutboxSink {
             // Counted (canopy_outbox_refused_cycles_total) and logged at
             // ERROR by the outbox; the agent goes on with the next cycle.
             Err(OutboxError::Full { .. }) => Ok(()),
-            Err(source) => Err(SinkError::Outbox { path: self.path.clone(), source }),
+            Err(source) => Err(SinkError::Outbox { path: self.path.clone(), source: Box::new(source) }),
         }
     }
 

@@ -209,7 +209,7 @@ impl Estimator {
         end: i64,
         util: UtilisationValue,
     ) -> Result<Option<Vec<ResourceEstimate>>, EstimateError> {
-        if !r.is_active() && !(r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated)
+        if !(r.is_active() || (r.last_seen_unix_s > start && r.lifecycle == canopy_protocol::LifecycleState::Terminated))
         {
             return Ok(None);
         }

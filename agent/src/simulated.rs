@@ -789,7 +789,7 @@ mod tests {
         assert!(arm > 0);
         let with_key = |k: &str| all.iter().filter(|r| r.tags.get(k).is_some_and(|v| !v.is_empty())).count();
         let empty = all.iter().filter(|r| r.tags.get("Team").is_some_and(String::is_empty)).count();
-        let none = all.iter().filter(|r| TEAM_TAG_KEYS.iter().all(|k| !r.tags.contains_key(*k))).count();
+        let none = all.iter().filter(|r| TEAM_TAG_KEYS.iter().all(|k| !r.tags.contains_key(k))).count();
         // 60 / 15 / 10 / 5 / 10 % of 2,000, within sampling noise.
         for (n, expected) in [(with_key("Team"), 1_200), (with_key("team"), 300), (with_key("team-name"), 200), (empty, 100), (none, 200)] {
             assert!((n as i64 - expected).abs() < expected / 4 + 20, "{n} vs {expected}");

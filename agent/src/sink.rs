@@ -25,8 +25,8 @@ pub enum SinkError {
     Outbox {
         /// Outbox folder.
         path: PathBuf,
-        /// The outbox's error.
-        source: canopy_outbox::OutboxError,
+        /// The outbox's error (boxed: it is large and this path is cold).
+        source: Box<canopy_outbox::OutboxError>,
     },
 }
 

@@ -79,16 +79,16 @@ pub enum AgentTaskError {
     Outbox {
         /// Agent id.
         agent_id: String,
-        /// The error.
-        source: canopy_outbox::OutboxError,
+        /// The error (boxed: it is large and this path is cold).
+        source: Box<canopy_outbox::OutboxError>,
     },
     /// Delivery failed for good.
     #[error("agent {agent_id}: {source}")]
     Deliver {
         /// Agent id.
         agent_id: String,
-        /// The error.
-        source: SenderError,
+        /// The error (boxed: it is large and this path is cold).
+        source: Box<SenderError>,
     },
     /// A task panicked.
     #[error("agent {agent_id}: task failed: {message}")]
@@ -154,7 +154,7 @@ pub async fn run_agent(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), AgentTaskError> {
     let agent_id = spec.agent_id.clone();
-    let outbox_err = |source| AgentTaskError::Outbox { agent_id: agent_id.clone(), source };
+    let outbox_err = |source| AgentTaskError::Outbox { agent_id: agent_id.clone(), source: Box::new(source) };
     let (dir, config) = (spec.outbox_dir.clone(), OutboxConfig::new(spec.agent_id.clone()));
     let outbox = Arc::new(
         tokio::task::spawn_blocking(move || Outbox::open(&dir, config))
@@ -188,7 +188,7 @@ pub async fn run_agent(
     produced?;
     match sent {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(AgentTaskError::Deliver { agent_id, source }),
+        Ok(Err(source)) => Err(AgentTaskError::Deliver { agent_id, source: Box::new(source) }),
         Err(e) => Err(AgentTaskError::Task { agent_id, message: e.to_string() }),
     }
 }
@@ -218,7 +218,7 @@ async fn append(
     tokio::task::spawn_blocking(move || ob.append(&cycle))
         .await
         .map_err(|e| AgentTaskError::Task { agent_id: spec.agent_id.clone(), message: e.to_string() })?
-        .map_err(|source| AgentTaskError::Outbox { agent_id: spec.agent_id.clone(), source })?;
+        .map_err(|source| AgentTaskError::Outbox { agent_id: spec.agent_id.clone(), source: Box::new(source) })?;
     progress.records.fetch_add(records, Ordering::Relaxed);
     control.wake();
     Ok(())
