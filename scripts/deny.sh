@@ -2,7 +2,8 @@
 # Supply-chain checks with cargo-deny against deny.toml (run by scripts/test.sh).
 #
 # - licences, bans and sources: always; they read Cargo.lock and the local
-#   registry cache and need no network.
+#   registry cache (filled first by `cargo fetch`, from the package registry,
+#   for every platform's crates).
 # - advisories: need the RustSec advisory database, a git repository that
 #   cargo-deny fetches from GitHub; no package registry ships it. When it
 #   cannot be fetched (and no copy is on disk from an earlier fetch) the
@@ -32,6 +33,12 @@ if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $DENY_VERSION"; the
   fi
 fi
 cargo deny --version
+
+# cargo-deny reads the metadata of every crate in Cargo.lock, including the
+# ones only other platforms build (windows-sys ...), which a build on this
+# machine never downloads: fetch them first (all targets; a no-op when the
+# registry cache already has them).
+cargo fetch --locked --quiet
 
 echo "== cargo deny: licenses, bans, sources"
 cargo deny --locked --offline --log-level error check --show-stats licenses bans sources
