@@ -144,3 +144,29 @@ def test_agents_and_aggregator_share_one_server_id_and_sts_endpoint():
     assert '{ name = "CANOPY_STS_URL", value = var.sts_url }' in ecs
     params = {p["ParameterKey"]: p["ParameterValue"] for p in load_template(STACKSET_DIR / "stackset.yaml")["Resources"]["AgentStackSet"]["Properties"]["Parameters"]}
     assert params["AggregatorServerId"] == {"Ref": "AggregatorServerId"} and params["StsUrl"] == {"Ref": "StsUrl"}
+
+
+def test_billing_sync_reads_only_its_prefix_and_is_off_without_a_bucket():
+    """Issue 15: the aggregator module passes the Data Exports bucket to
+    `serve` (variables it reads, only when a bucket is given) and lets the
+    task role list and read that prefix and nothing else."""
+    modules, _ = hcl_check.check_tree(TERRAFORM_DIR / "modules" / "aggregator")
+    (module,) = modules.values()
+    assert module.variables["billing_bucket"]["default"] is None
+    doc = module.data["aws_iam_policy_document.billing"]
+    assert doc["count"] == "${var.billing_bucket == null ? 0 : 1}"
+    statements = {s["sid"]: s for s in doc["statement"]}
+    assert set(statements) == {"ListDataExports", "ReadDataExports"}
+    assert statements["ListDataExports"]["actions"] == ["s3:ListBucket"]
+    assert statements["ListDataExports"]["resources"] == ["arn:${local.partition}:s3:::${var.billing_bucket}"]
+    (cond,) = statements["ListDataExports"]["condition"]
+    assert (cond["test"], cond["variable"], cond["values"]) == ("StringLike", "s3:prefix", ["${local.billing_key_prefix}*"])
+    assert statements["ReadDataExports"]["actions"] == ["s3:GetObject"]
+    assert statements["ReadDataExports"]["resources"] == ["arn:${local.partition}:s3:::${var.billing_bucket}/${local.billing_key_prefix}*"]
+    policy = module.resources["aws_iam_role_policy.billing"]
+    assert policy["role"] == "${aws_iam_role.task.id}" and policy["count"] == "${var.billing_bucket == null ? 0 : 1}"
+    ecs = (TERRAFORM_DIR / "modules" / "aggregator" / "ecs.tf").read_text()
+    block = ecs[ecs.index("var.billing_bucket == null ? [] : ["):]
+    block = block[: block.index("],")]
+    for name in ("CANOPY_BILLING_BUCKET", "CANOPY_BILLING_PREFIX", "CANOPY_BILLING_SYNC_INTERVAL_MINUTES"):
+        assert f'name = "{name}"' in block, name

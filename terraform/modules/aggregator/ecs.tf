@@ -50,6 +50,12 @@ locals {
       { name = "CANOPY_OIDC_CLIENT_ID", value = var.oidc_client_id },
       { name = "CANOPY_OIDC_REDIRECT_URL", value = var.oidc_redirect_url },
     ],
+    # Billing sync (issue 15): off unless the Data Exports bucket is given.
+    var.billing_bucket == null ? [] : [
+      { name = "CANOPY_BILLING_BUCKET", value = var.billing_bucket },
+      { name = "CANOPY_BILLING_PREFIX", value = var.billing_prefix },
+      { name = "CANOPY_BILLING_SYNC_INTERVAL_MINUTES", value = tostring(var.billing_sync_interval_minutes) },
+    ],
   )
 }
 

@@ -1,5 +1,6 @@
 # Execution role (ECS pulls the image, reads the secrets, writes logs) and
-# task role (the aggregator itself: only assumes the management-account read role).
+# task role (the aggregator itself: assumes the management-account read role
+# and, with billing_bucket set, reads the Data Exports prefix).
 
 data "aws_iam_policy_document" "ecs_tasks_trust" {
   statement {
@@ -66,4 +67,36 @@ resource "aws_iam_role_policy" "task" {
   name   = "assume-management-read-role"
   role   = aws_iam_role.task.id
   policy = data.aws_iam_policy_document.task[0].json
+}
+
+# Billing sync (issue 15): list and read the Data Exports deliveries under
+# the configured prefix of the billing bucket, nothing else.
+locals {
+  billing_key_prefix = var.billing_prefix == "" ? "" : "${var.billing_prefix}/"
+}
+
+data "aws_iam_policy_document" "billing" {
+  count = var.billing_bucket == null ? 0 : 1
+  statement {
+    sid       = "ListDataExports"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:${local.partition}:s3:::${var.billing_bucket}"]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.billing_key_prefix}*"]
+    }
+  }
+  statement {
+    sid       = "ReadDataExports"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:${local.partition}:s3:::${var.billing_bucket}/${local.billing_key_prefix}*"]
+  }
+}
+
+resource "aws_iam_role_policy" "billing" {
+  count  = var.billing_bucket == null ? 0 : 1
+  name   = "read-data-exports"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.billing[0].json
 }

@@ -183,6 +183,36 @@ variable "sts_url" {
   }
 }
 
+variable "billing_bucket" {
+  description = "S3 bucket of the organisation's Data Exports (CUR 2.0) deliveries; null leaves the billing sync off. The task role gets read access to billing_prefix in it (a bucket in another account, usually the management account, also needs a bucket policy allowing this module's task_role_arn)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.billing_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.billing_bucket))
+    error_message = "billing_bucket: an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')."
+  }
+}
+
+variable "billing_prefix" {
+  description = "Key prefix of the Data Exports under billing_bucket (<prefix>/<export-name>/metadata/...); empty for the bucket's root."
+  type        = string
+  default     = ""
+  validation {
+    condition     = !startswith(var.billing_prefix, "/") && !endswith(var.billing_prefix, "/")
+    error_message = "billing_prefix: without a leading or trailing '/'."
+  }
+}
+
+variable "billing_sync_interval_minutes" {
+  description = "Minutes between billing syncs."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.billing_sync_interval_minutes >= 5 && var.billing_sync_interval_minutes <= 1440
+    error_message = "billing_sync_interval_minutes: between 5 and 1440."
+  }
+}
+
 variable "allowed_account_ids" {
   description = "Accounts allowed to enrol in addition to the organisation's active accounts (which need management_role_arn); with neither, agents cannot enrol."
   type        = list(string)
