@@ -266,6 +266,30 @@ impl Gen {
         v
     }
 
+    /// An S3 bucket of `gb` GB in Standard with its access pattern.
+    fn bucket(
+        &mut self,
+        account: &str,
+        region: &str,
+        gb: f64,
+        get_requests_per_month: f64,
+        days_since_last_access: f64,
+    ) -> ResourceSnapshot {
+        let (arn, _) = self.arn(account, region, "s3", "bucket");
+        let mut b = ResourceSnapshot::new(&arn, account, region, "s3", "bucket");
+        b.storage.push(StoragePart {
+            class: "StandardStorage".into(),
+            gb,
+            medium: StorageMedium::Hdd,
+            replication: 6.0,
+        });
+        b.access = Some(StorageAccess {
+            get_requests_per_month: Some(get_requests_per_month),
+            days_since_last_access: Some(days_since_last_access),
+        });
+        b
+    }
+
     fn days(&mut self) -> i64 {
         14 + self.rng.below(17) as i64
     }
@@ -328,18 +352,7 @@ impl Gen {
             let v = self.volume(account, region, "gp3", 100.0, Some(&id));
             self.push(v);
         }
-        let (arn, _) = self.arn(account, region, "s3", "bucket");
-        let mut hot = ResourceSnapshot::new(&arn, account, region, "s3", "bucket");
-        hot.storage.push(StoragePart {
-            class: "StandardStorage".into(),
-            gb: 800.0,
-            medium: StorageMedium::Hdd,
-            replication: 6.0,
-        });
-        hot.access = Some(StorageAccess {
-            get_requests_per_month: Some(5e6),
-            days_since_last_access: Some(0.0),
-        });
+        let hot = self.bucket(account, region, 800.0, 5e6, 0.0);
         self.push(hot);
 
         // idle instances (x86: Graviton would fire too, idle must win)
@@ -549,18 +562,8 @@ impl Gen {
         }
 
         // a cold bucket
-        let (arn, _) = self.arn(account, region, "s3", "bucket");
-        let mut cold = ResourceSnapshot::new(&arn, account, region, "s3", "bucket");
-        cold.storage.push(StoragePart {
-            class: "StandardStorage".into(),
-            gb: 3000.0,
-            medium: StorageMedium::Hdd,
-            replication: 6.0,
-        });
-        cold.access = Some(StorageAccess {
-            get_requests_per_month: Some(0.0),
-            days_since_last_access: Some(self.rng.range(120.0, 400.0)),
-        });
+        let days_since_last_access = self.rng.range(120.0, 400.0);
+        let cold = self.bucket(account, region, 3000.0, 0.0, days_since_last_access);
         let usd = s3_usd_per_gb_month(region, "STANDARD")
             .zip(s3_usd_per_gb_month(region, "GLACIER_IR"))
             .map(|(a, b)| (a - b) * 3000.0);
@@ -692,18 +695,7 @@ impl Gen {
                 self.push(b);
             }
 
-            let (arn, _) = self.arn(account, region, "s3", "bucket");
-            let mut warm = ResourceSnapshot::new(&arn, account, region, "s3", "bucket");
-            warm.storage.push(StoragePart {
-                class: "StandardStorage".into(),
-                gb: 2000.0,
-                medium: StorageMedium::Hdd,
-                replication: 6.0,
-            });
-            warm.access = Some(StorageAccess {
-                get_requests_per_month: Some(20_000.0),
-                days_since_last_access: Some(1.0),
-            });
+            let warm = self.bucket(account, region, 2000.0, 20_000.0, 1.0);
             self.push(warm);
 
             let mut recent = self.instance(
