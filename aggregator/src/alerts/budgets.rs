@@ -29,6 +29,18 @@ pub struct Scope {
     pub service: Option<String>,
 }
 
+impl Scope {
+    /// Whether the scope covers one series (account, its OU path, team,
+    /// service): every field set must match; an OU matches any segment of
+    /// the path.
+    pub fn covers(&self, account: &str, ou_path: &str, team: &str, service: &str) -> bool {
+        self.account_id.as_deref().is_none_or(|a| a == account)
+            && self.team.as_deref().is_none_or(|t| t == team)
+            && self.service.as_deref().is_none_or(|s| s == service)
+            && self.ou_id.as_deref().is_none_or(|ou| ou_path.split('/').any(|seg| seg == ou))
+    }
+}
+
 /// The length of a budget's period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeriodKind {

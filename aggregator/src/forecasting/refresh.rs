@@ -231,17 +231,6 @@ impl Scopes {
     }
 }
 
-/// Whether a budget scope covers one (account, OU path, team, service).
-fn covers(scope: &Scope, account: &str, ou_path: &str, team: &str, service: &str) -> bool {
-    scope.account_id.as_deref().is_none_or(|a| a == account)
-        && scope.team.as_deref().is_none_or(|t| t == team)
-        && scope.service.as_deref().is_none_or(|s| s == service)
-        && scope
-            .ou_id
-            .as_deref()
-            .is_none_or(|ou| ou_path.split('/').any(|seg| seg == ou))
-}
-
 /// The series of every scope, one refresh's worth.
 struct Sums {
     columns: Vec<BasisColumn>,
@@ -396,13 +385,7 @@ impl Refresher {
                 );
                 for k in &keys {
                     for id in combos.get(k).into_iter().flatten() {
-                        if covers(
-                            &scopes.defs[*id as usize].scope,
-                            account,
-                            path,
-                            team,
-                            service,
-                        ) {
+                        if scopes.defs[*id as usize].scope.covers(account, path, team, service) {
                             ids.push(*id);
                         }
                     }
@@ -746,10 +729,10 @@ mod tests {
             ou_id: Some("ou-a".into()),
             ..Scope::default()
         };
-        assert!(covers(&s, "1", "r-1/ou-a/ou-b", "web", "AmazonEC2"));
-        assert!(!covers(&s, "1", "r-1/ou-ab", "web", "AmazonEC2"));
-        assert!(!covers(&s, "1", "r-1/ou-a", "data", "AmazonEC2"));
-        assert!(covers(&Scope::default(), "1", "", "", "x"));
+        assert!(s.covers("1", "r-1/ou-a/ou-b", "web", "AmazonEC2"));
+        assert!(!s.covers("1", "r-1/ou-ab", "web", "AmazonEC2"));
+        assert!(!s.covers("1", "r-1/ou-a", "data", "AmazonEC2"));
+        assert!(Scope::default().covers("1", "", "", "x"));
     }
 
     #[test]
